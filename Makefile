@@ -1,0 +1,25 @@
+# Two entry points a fresh machine needs (README "Quick start"): `make demo` and `make test`.
+# Each installs what it needs into .venv first (scripts/bootstrap.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bootstrap demo test lint fuzz bench vectors
+bootstrap:
+	bash scripts/bootstrap.sh
+
+demo: bootstrap
+	$(VENV)/bin/semafore demo
+
+test: bootstrap
+	bash scripts/test.sh
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+fuzz: bootstrap
+	$(PY) -m semafore.fuzz --runs 200000
+
+vectors: bootstrap
+	$(VENV)/bin/semafore vectors generate
+	$(VENV)/bin/semafore vectors verify

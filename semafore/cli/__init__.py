@@ -1,0 +1,1 @@
+"""The ``semafore`` command line (click); each sub-command lives in its own module."""
