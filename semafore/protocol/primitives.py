@@ -62,7 +62,9 @@ class X25519KeyPair:
 
     __slots__ = ("_key", "private", "public")
 
-    def __init__(self, private: bytes, public: bytes, key: X25519PrivateKey) -> None:
+    def __init__(self, private: bytes, public: bytes, key: X25519PrivateKey | None = None) -> None:
+        # ``key`` is parsed lazily: loading persisted state must not pay for an OpenSSL parse
+        # of every ratchet key it will never use.
         self.private = private
         self.public = public
         self._key = key
@@ -81,8 +83,11 @@ class X25519KeyPair:
         """X25519(self, public); the all-zero output (small-order point) is ``InvalidKey``."""
         if len(public) != KEY_LEN:
             raise InvalidKey(f"public key must be 32 bytes, got {len(public)}", field="public_key")
+        key = self._key
+        if key is None:
+            key = self._key = X25519PrivateKey.from_private_bytes(self.private)
         try:
-            shared = self._key.exchange(X25519PublicKey.from_public_bytes(public))
+            shared = key.exchange(X25519PublicKey.from_public_bytes(public))
         except ValueError as exc:  # OpenSSL refuses the all-zero shared secret
             raise InvalidKey("X25519 output is all-zero (small-order public key)") from exc
         if shared == ZERO32:  # pragma: no cover - defence in depth if the backend changes
@@ -90,9 +95,7 @@ class X25519KeyPair:
         return shared
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, X25519KeyPair) and hmac.compare_digest(
-            self.private, other.private
-        )
+        return isinstance(other, X25519KeyPair) and hmac.compare_digest(self.private, other.private)
 
     def __hash__(self) -> int:
         return hash(self.public)

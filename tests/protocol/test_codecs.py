@@ -15,9 +15,9 @@ EK = bytes(range(32))
 NONCE = bytes(range(12))
 CT = bytes(20)
 
-key_ids = st.text(
-    st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60
-).filter(lambda s: len(s.encode()) <= 255)
+key_ids = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60).filter(
+    lambda s: len(s.encode()) <= 255
+)
 
 
 def _smx1(spk: str = "spk-1", opk: str | None = "opk-7") -> bytes:
@@ -30,13 +30,22 @@ def test_smx1_round_trip(spk: str, opk: str | None, ct: bytes) -> None:
     assert smx1.parse(smx1.encode(env)) == env
 
 
-@given(st.binary(min_size=32, max_size=32), st.integers(0, 2**32 - 1),
-       st.integers(0, 2**32 - 1), st.binary(min_size=16, max_size=64))
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.binary(min_size=16, max_size=64),
+)
 def test_drv1_round_trip(key: bytes, pn: int, n: int, ct: bytes) -> None:
     data = frame.encode_header(key, pn, n, NONCE) + ct
     parsed = frame.parse(data)
     assert (parsed.ratchet_key, parsed.pn, parsed.n, parsed.nonce, parsed.ciphertext) == (
-        key, pn, n, NONCE, ct)
+        key,
+        pn,
+        n,
+        NONCE,
+        ct,
+    )
     assert parsed.header + parsed.ciphertext == data
 
 
@@ -90,8 +99,8 @@ def test_future_versions_are_unsupported_not_malformed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "field"), [(2, "magic"), (20, "ratchet_key"), (38, "pn"), (42, "n"), (50, "nonce"),
-                        (60, "ciphertext")]
+    ("size", "field"),
+    [(2, "magic"), (20, "ratchet_key"), (38, "pn"), (42, "n"), (50, "nonce"), (60, "ciphertext")],
 )
 def test_drv1_names_the_field(size: int, field: str) -> None:
     data = (frame.encode_header(EK, 1, 2, NONCE) + bytes(16))[:size]

@@ -115,11 +115,18 @@ def test_addresses_are_bound(alice: DeviceKeys, bob: DeviceKeys) -> None:
     """Unknown-key-share: the same keys under another address give another AD (SPEC §2)."""
     bundle: PreKeyBundle = bob.bundle("bob", "phone")
     sent = x3dh.initiate(alice.identity, "alice:laptop", bundle, _ephemeral())
-    sealed = smx1.seal(sent.sk, sent.ad, sent.ephemeral_public, sent.spk_key_id, None,
-                       bytes(12), b"first frame")
+    sealed = smx1.seal(
+        sent.sk, sent.ad, sent.ephemeral_public, sent.spk_key_id, None, bytes(12), b"first frame"
+    )
     relabelled = x3dh.respond(
-        bob, "bob:phone", alice.identity.ik.public, alice.identity.sik.public,
-        "mallory:laptop", sent.ephemeral_public, sent.spk_key_id, None,
+        bob,
+        "bob:phone",
+        alice.identity.ik.public,
+        alice.identity.sik.public,
+        "mallory:laptop",
+        sent.ephemeral_public,
+        sent.spk_key_id,
+        None,
     )
     assert relabelled.sk == sent.sk and relabelled.ad != sent.ad
     with pytest.raises(DecryptionFailed):

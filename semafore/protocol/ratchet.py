@@ -1,0 +1,366 @@
+"""The Double Ratchet state machine for DR_V1 (SPEC §3; Signal Double Ratchet §3.3–§3.5).
+
+Explicit, serialisable state (vodozemac style) with randomness injected per call. Decryption
+is transactional: every new value is computed in locals and committed only after the AEAD tag
+verified, so a forged, truncated or replayed frame never advances or corrupts the session.
+The hot paths call ``hmac.digest`` and ``AESGCM`` directly: this module is measured against
+the bare primitive floor (benchmarks/bench_protocol.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from semafore.protocol import frame as drv1
+from semafore.protocol.entropy import Entropy
+from semafore.protocol.errors import (
+    DecryptionFailed,
+    DuplicateMessage,
+    MalformedState,
+    NoSession,
+    TooManySkipped,
+)
+from semafore.protocol.primitives import X25519KeyPair
+from semafore.protocol.x3dh import root_key
+
+MAX_SKIP = 1000
+"""Most message keys one frame may make us skip in one receiving chain (SPEC §3)."""
+MAX_SKIPPED_KEYS = 2000
+"""Most skipped message keys kept per session, oldest evicted first (SPEC §3)."""
+MAX_PREVIOUS_CHAINS = 5
+"""Retired receiving chains remembered for duplicate detection (libsignal keeps 5)."""
+MAX_COUNTER = 0xFFFFFFFF
+
+RATCHET_INFO = b"SemaFore-DR-v1-ratchet"
+MESSAGE_INFO = b"SemaFore-DR-v1-msg"
+DIGEST_LABEL = b"SemaFore-session-digest-v1"
+STATE_MAGIC = b"SFR"
+STATE_VERSION = 1
+
+_ZERO32 = bytes(32)
+_RATCHET_INFO_1 = RATCHET_INFO + b"\x01"
+_RATCHET_INFO_2 = RATCHET_INFO + b"\x02"
+_MESSAGE_INFO_1 = MESSAGE_INFO + b"\x01"
+_HEADER = struct.Struct(">4s32sII12s")
+_COUNTS = struct.Struct(">III")
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_digest = hmac.digest
+
+
+def kdf_rk(rk: bytes, dh_out: bytes) -> tuple[bytes, bytes]:
+    """``HKDF(dh_out, salt = rk, "SemaFore-DR-v1-ratchet", 64)`` → (root key, chain key)."""
+    prk = _digest(rk, dh_out, "sha256")
+    t1 = _digest(prk, _RATCHET_INFO_1, "sha256")
+    return t1, _digest(prk, t1 + _RATCHET_INFO_2, "sha256")
+
+
+def kdf_ck(ck: bytes) -> tuple[bytes, bytes]:
+    """``mk = HMAC(ck, 0x01)``, ``ck' = HMAC(ck, 0x02)``."""
+    return _digest(ck, b"\x01", "sha256"), _digest(ck, b"\x02", "sha256")
+
+
+def message_key(mk: bytes) -> bytes:
+    """The AEAD key: ``HKDF(mk, 0*32, "SemaFore-DR-v1-msg", 32)``."""
+    return _digest(_digest(_ZERO32, mk, "sha256"), _MESSAGE_INFO_1, "sha256")
+
+
+def _open(mk: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    try:
+        return AESGCM(message_key(mk)).decrypt(nonce, ciphertext, aad)
+    except InvalidTag:
+        raise DecryptionFailed("AES-256-GCM tag does not verify", field="tag") from None
+
+
+class RatchetState:
+    """One Double Ratchet session's whole state (SPEC §3).
+
+    ``skipped`` maps ``(ratchet_key, n)`` to a message key, insertion-ordered so the oldest is
+    evicted first; ``previous`` maps retired receiving ratchet keys to the number of messages
+    of that chain we had accounted for, so a replay of an old chain is ``DuplicateMessage``
+    rather than an expensive failed ratchet step.
+    """
+
+    __slots__ = ("ad", "ckr", "cks", "dhr", "dhs", "nr", "ns", "pn", "previous", "rk", "skipped")
+
+    def __init__(
+        self,
+        rk: bytes,
+        ad: bytes,
+        dhs: X25519KeyPair,
+        dhr: bytes | None = None,
+        cks: bytes | None = None,
+        ckr: bytes | None = None,
+        ns: int = 0,
+        nr: int = 0,
+        pn: int = 0,
+        skipped: dict[tuple[bytes, int], bytes] | None = None,
+        previous: dict[bytes, int] | None = None,
+    ) -> None:
+        self.rk = rk
+        self.ad = ad
+        self.dhs = dhs
+        self.dhr = dhr
+        self.cks = cks
+        self.ckr = ckr
+        self.ns = ns
+        self.nr = nr
+        self.pn = pn
+        self.skipped: dict[tuple[bytes, int], bytes] = {} if skipped is None else skipped
+        self.previous: dict[bytes, int] = {} if previous is None else previous
+
+    # -- construction (Signal §3.3) -------------------------------------------------------
+
+    @classmethod
+    def initiator(
+        cls, sk: bytes, ad: bytes, remote_ratchet_key: bytes, entropy: Entropy
+    ) -> RatchetState:
+        """Alice: draws ``DHs`` ("ratchet_key") and derives her first sending chain."""
+        dhs = X25519KeyPair.generate(entropy, "ratchet_key")
+        rk, cks = kdf_rk(root_key(sk), dhs.dh(remote_ratchet_key))
+        return cls(rk, ad, dhs, dhr=remote_ratchet_key, cks=cks)
+
+    @classmethod
+    def responder(cls, sk: bytes, ad: bytes, spk: X25519KeyPair) -> RatchetState:
+        """Bob: his first ratchet key pair is his SPK; he sends only after receiving."""
+        return cls(root_key(sk), ad, spk)
+
+    # -- properties -----------------------------------------------------------------------
+
+    @property
+    def sending_ratchet_key(self) -> bytes:
+        return self.dhs.public
+
+    @property
+    def can_send(self) -> bool:
+        return self.cks is not None
+
+    def digest(self) -> bytes:
+        """``SHA-256("SemaFore-session-digest-v1" || RK || AD)`` (SPEC §7)."""
+        return hashlib.sha256(DIGEST_LABEL + self.rk + self.ad).digest()
+
+    # -- encrypt --------------------------------------------------------------------------
+
+    def encrypt(self, plaintext: bytes, entropy: Entropy) -> bytes:
+        """One DR_V1 frame; draws one "nonce". State advances only if the draw succeeds."""
+        ck = self.cks
+        if ck is None:
+            raise NoSession("no sending chain yet: the responder sends only after receiving")
+        if self.ns >= MAX_COUNTER:
+            raise NoSession("sending chain exhausted (N would overflow u32)", field="n")
+        nonce = entropy.random_bytes(12, "nonce")
+        mk = _digest(ck, b"\x01", "sha256")
+        self.cks = _digest(ck, b"\x02", "sha256")
+        header = _HEADER.pack(b"DRV1", self.dhs.public, self.pn, self.ns, nonce)
+        self.ns += 1
+        return header + AESGCM(message_key(mk)).encrypt(nonce, plaintext, self.ad + header)
+
+    # -- decrypt (Signal §3.5, transactional) ---------------------------------------------
+
+    def decrypt(self, data: bytes, entropy: Entropy) -> bytes:
+        """Decrypt one DR_V1 frame; on any error the state is exactly as before."""
+        parsed = drv1.parse(data)
+        dh, n = parsed.ratchet_key, parsed.n
+        aad = self.ad + parsed.header
+        skipped = self.skipped
+
+        mk = skipped.get((dh, n))
+        if mk is not None:
+            plaintext = _open(mk, parsed.nonce, parsed.ciphertext, aad)
+            del skipped[(dh, n)]
+            return plaintext
+
+        if dh == self.dhr:
+            ck = self.ckr
+            if ck is None:
+                raise DecryptionFailed("no receiving chain for this key", field="ratchet_key")
+            nr = self.nr
+            if n < nr:
+                raise DuplicateMessage(f"message {n} of this chain was already received", field="n")
+            if n - nr > MAX_SKIP:
+                raise TooManySkipped(f"frame skips {n - nr} keys (MAX_SKIP {MAX_SKIP})", field="n")
+            new_skipped: list[tuple[tuple[bytes, int], bytes]] = []
+            while nr < n:
+                new_skipped.append(((dh, nr), _digest(ck, b"\x01", "sha256")))
+                ck = _digest(ck, b"\x02", "sha256")
+                nr += 1
+            plaintext = _open(_digest(ck, b"\x01", "sha256"), parsed.nonce, parsed.ciphertext, aad)
+            self.ckr = _digest(ck, b"\x02", "sha256")
+            self.nr = n + 1
+            if new_skipped:
+                self._store_skipped(new_skipped)
+            return plaintext
+
+        if dh in self.previous:
+            if n < self.previous[dh]:
+                raise DuplicateMessage("message of a retired chain already received", field="n")
+            raise DecryptionFailed("frame beyond the end of a retired chain", field="n")
+
+        return self._decrypt_new_chain(parsed, aad, entropy)
+
+    def _decrypt_new_chain(self, parsed: drv1.Frame, aad: bytes, entropy: Entropy) -> bytes:
+        dh, n = parsed.ratchet_key, parsed.n
+        if n > MAX_SKIP:
+            raise TooManySkipped(f"frame skips {n} keys of a new chain", field="n")
+        new_skipped: list[tuple[tuple[bytes, int], bytes]] = []
+        old_dhr, old_ck, old_count = self.dhr, self.ckr, self.nr
+        if old_ck is not None and old_dhr is not None:
+            pn = parsed.pn
+            if pn - old_count <= MAX_SKIP:  # else: those keys are lost, the step proceeds
+                ck = old_ck
+                for i in range(old_count, pn):
+                    new_skipped.append(((old_dhr, i), _digest(ck, b"\x01", "sha256")))
+                    ck = _digest(ck, b"\x02", "sha256")
+            old_count = max(old_count, pn)
+
+        rk, ck = kdf_rk(self.rk, self.dhs.dh(dh))
+        for i in range(n):
+            new_skipped.append(((dh, i), _digest(ck, b"\x01", "sha256")))
+            ck = _digest(ck, b"\x02", "sha256")
+        plaintext = _open(_digest(ck, b"\x01", "sha256"), parsed.nonce, parsed.ciphertext, aad)
+
+        # Authenticated: now draw the next sending key pair, then commit everything.
+        dhs = X25519KeyPair.generate(entropy, "ratchet_key")
+        rk, cks = kdf_rk(rk, dhs.dh(dh))
+        if old_ck is not None and old_dhr is not None:
+            previous = self.previous
+            previous[old_dhr] = old_count
+            while len(previous) > MAX_PREVIOUS_CHAINS:
+                del previous[next(iter(previous))]
+        self.pn = self.ns
+        self.ns = 0
+        self.nr = n + 1
+        self.dhr = dh
+        self.ckr = _digest(ck, b"\x02", "sha256")
+        self.dhs = dhs
+        self.rk = rk
+        self.cks = cks
+        if new_skipped:
+            self._store_skipped(new_skipped)
+        return plaintext
+
+    def _store_skipped(self, items: list[tuple[tuple[bytes, int], bytes]]) -> None:
+        skipped = self.skipped
+        skipped.update(items)
+        excess = len(skipped) - MAX_SKIPPED_KEYS
+        if excess > 0:
+            for key in list(skipped)[:excess]:
+                del skipped[key]
+
+    # -- serialisation (SPEC §6: versioned, exact round trip) -----------------------------
+
+    def serialize(self) -> bytes:
+        """Versioned binary state; ``parse(serialize(s)).serialize() == serialize(s)``.
+
+        Layout v1: "SFR" 0x01 | rk 32 | dhs.priv 32 | dhs.pub 32 | flags u8
+        (1 dhr, 2 cks, 4 ckr) | [dhr 32] [cks 32] [ckr 32] | ns nr pn u32 | u16 len(ad) ad |
+        u8 count (key 32, count u32)* previous | u16 count (key 32, n u32, mk 32)* skipped.
+        """
+        flags = 0
+        parts = [STATE_MAGIC, b"\x01", self.rk, self.dhs.private, self.dhs.public, b""]
+        if self.dhr is not None:
+            flags |= 1
+            parts.append(self.dhr)
+        if self.cks is not None:
+            flags |= 2
+            parts.append(self.cks)
+        if self.ckr is not None:
+            flags |= 4
+            parts.append(self.ckr)
+        parts[5] = bytes((flags,))
+        parts.append(_COUNTS.pack(self.ns, self.nr, self.pn))
+        parts.append(_U16.pack(len(self.ad)))
+        parts.append(self.ad)
+        parts.append(bytes((len(self.previous),)))
+        for key, count in self.previous.items():
+            parts.append(key)
+            parts.append(_U32.pack(count))
+        parts.append(_U16.pack(len(self.skipped)))
+        for (key, n), mk in self.skipped.items():
+            parts.append(key)
+            parts.append(_U32.pack(n))
+            parts.append(mk)
+        return b"".join(parts)
+
+    @classmethod
+    def parse(cls, data: bytes) -> RatchetState:
+        """Load :meth:`serialize` output; ``MalformedState`` names the broken part."""
+        state, end = cls.parse_from(bytes(data), 0)
+        if end != len(data):
+            raise MalformedState(f"{len(data) - end} trailing bytes", field="ratchet")
+        return state
+
+    @classmethod
+    def parse_from(cls, data: bytes, offset: int) -> tuple[RatchetState, int]:
+        reader = _Reader(data, offset)
+        if reader.take(3, "magic") != STATE_MAGIC:
+            raise MalformedState("not a ratchet state", field="magic")
+        version = reader.u8("version")
+        if version != STATE_VERSION:
+            raise MalformedState(f"unknown ratchet state version {version}", field="version")
+        rk = reader.take(32, "rk")
+        dhs = X25519KeyPair(reader.take(32, "dhs.private"), reader.take(32, "dhs.public"))
+        flags = reader.u8("flags")
+        if flags & ~7:
+            raise MalformedState(f"unknown flags {flags:#04x}", field="flags")
+        dhr = reader.take(32, "dhr") if flags & 1 else None
+        cks = reader.take(32, "cks") if flags & 2 else None
+        ckr = reader.take(32, "ckr") if flags & 4 else None
+        ns, nr, pn = _COUNTS.unpack(reader.take(12, "counters"))
+        ad = reader.take(reader.u16("ad.length"), "ad")
+        previous = {}
+        for _ in range(reader.u8("previous.count")):
+            key = reader.take(32, "previous.key")
+            previous[key] = reader.u32("previous.n")
+        skipped = {}
+        for _ in range(reader.u16("skipped.count")):
+            key = reader.take(32, "skipped.key")
+            n = reader.u32("skipped.n")
+            skipped[(key, n)] = reader.take(32, "skipped.mk")
+        if len(skipped) > MAX_SKIPPED_KEYS or len(previous) > MAX_PREVIOUS_CHAINS:
+            raise MalformedState("more stored keys than the protocol allows", field="skipped")
+        state = cls(rk, ad, dhs, dhr, cks, ckr, ns, nr, pn, skipped, previous)
+        return state, reader.offset
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RatchetState) and self.serialize() == other.serialize()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"RatchetState(dhs={self.dhs.public.hex()[:16]}…, ns={self.ns}, nr={self.nr}, "
+            f"pn={self.pn}, skipped={len(self.skipped)})"
+        )
+
+
+class _Reader:
+    """Bounds-checked cursor over persisted state; every short read names its field."""
+
+    __slots__ = ("data", "offset")
+
+    def __init__(self, data: bytes, offset: int = 0) -> None:
+        self.data = data
+        self.offset = offset
+
+    def take(self, n: int, field: str) -> bytes:
+        end = self.offset + n
+        if end > len(self.data):
+            raise MalformedState(f"truncated inside {field}", field=field)
+        out = self.data[self.offset : end]
+        self.offset = end
+        return out
+
+    def u8(self, field: str) -> int:
+        return self.take(1, field)[0]
+
+    def u16(self, field: str) -> int:
+        return int(_U16.unpack(self.take(2, field))[0])
+
+    def u32(self, field: str) -> int:
+        return int(_U32.unpack(self.take(4, field))[0])
