@@ -1,0 +1,443 @@
+"""Storage ports: every piece of relay state goes through one of these protocols.
+
+The relay (``semafore.server``) depends only on these ``typing.Protocol``s, never on an
+adapter, so the embedded adapters here (memory, SQLite) and the later MongoDB / Redis /
+SeaweedFS ones are interchangeable and are held to the same behaviour by
+``tests/storage/test_conformance.py``.
+
+Rules every adapter follows (the conformance suite checks each):
+
+- Methods are ``async`` so network adapters fit; each method is atomic (all or nothing).
+- Records are frozen dataclasses; adapters store and return them field for field.
+- "Not found" is ``None`` (or an empty result); a uniqueness violation is
+  :class:`AlreadyExists`; nothing else is raised for well-formed calls.
+- Time is passed in (``now``, unix seconds as float) so retention and expiry are testable.
+- Nothing here ever receives plaintext: envelope bodies and blobs are ciphertext the relay
+  cannot read (seed §2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["member", "admin"]
+EnvelopeKind = Literal["message", "broadcast"]
+
+
+class StorageError(Exception):
+    """Base of adapter errors the relay knows how to answer."""
+
+
+class AlreadyExists(StorageError):
+    """A record with the same unique key is already stored; nothing was written."""
+
+
+class NotFound(StorageError):
+    """An update named a record that does not exist; nothing was written."""
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Org:
+    org_id: str
+    name: str
+    created_at: float
+    plan: str = "standard"
+    seats: int = 25
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Membership:
+    org_id: str
+    user_id: str
+    role: Role
+    joined_at: float
+
+
+@dataclass(frozen=True)
+class Device:
+    """A registered device; ``registration_id`` changes when a device id is re-registered.
+
+    Senders quote it per envelope so the relay can answer 410 ``stale`` (Signal's
+    ``StaleDevices``) instead of queueing for a device the sender no longer knows.
+    """
+
+    user_id: str
+    device_id: str
+    registration_id: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    """RFC 6238 secret of a user and the last accepted time step (replay guard, ADR-0161)."""
+
+    user_id: str
+    secret: bytes
+    last_step: int = -1
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Per-organisation maximum ages in seconds; ``None`` keeps forever (ADRs 0093–0097)."""
+
+    org_id: str
+    envelope_max_age: int | None = None
+    attachment_max_age: int | None = None
+    audit_max_age: int | None = None
+
+
+class AccountStore(Protocol):
+    async def create_org(self, org: Org) -> None: ...
+    async def get_org(self, org_id: str) -> Org | None: ...
+    async def update_org(self, org: Org) -> None: ...  # NotFound
+    async def list_orgs(self) -> list[Org]: ...
+    async def create_user(self, user: User) -> None: ...
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def put_membership(self, membership: Membership) -> None: ...  # upsert
+    async def get_membership(self, org_id: str, user_id: str) -> Membership | None: ...
+    async def list_memberships(self, user_id: str) -> list[Membership]: ...
+    async def list_members(self, org_id: str) -> list[Membership]: ...
+    async def delete_membership(self, org_id: str, user_id: str) -> bool: ...
+    async def add_device(self, device: Device) -> None: ...
+    async def get_device(self, user_id: str, device_id: str) -> Device | None: ...
+    async def list_devices(self, user_id: str) -> list[Device]: ...
+    async def delete_device(self, user_id: str, device_id: str) -> bool: ...
+    async def put_totp(self, enrolment: TotpEnrolment) -> None: ...
+    async def get_totp(self, user_id: str) -> TotpEnrolment | None: ...
+    async def advance_totp_step(self, user_id: str, step: int) -> bool:
+        """Record ``step`` as used iff it is newer than the last one (atomic compare-and-set)."""
+        ...
+
+    async def put_retention(self, policy: RetentionPolicy) -> None: ...
+    async def get_retention(self, org_id: str) -> RetentionPolicy | None: ...
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    """A refresh token, stored by SHA-256 of its value (the value itself is never stored).
+
+    ``family_expires_at`` bounds the whole rotation chain (ADR-0163): rotating never extends
+    the absolute lifetime.
+    """
+
+    token_hash: bytes
+    family_id: str
+    user_id: str
+    org_id: str
+    device_id: str
+    issued_at: float
+    family_expires_at: float
+
+
+@dataclass(frozen=True)
+class RefreshUse:
+    """Outcome of :meth:`TokenStore.use_refresh`: the record, and whether it had been used."""
+
+    token: RefreshToken
+    reused: bool
+
+
+@dataclass(frozen=True)
+class OtpChallenge:
+    org_id: str
+    user_id: str
+    code_hash: bytes
+    expires_at: float
+
+
+class TokenStore(Protocol):
+    async def put_refresh(self, token: RefreshToken) -> None: ...
+    async def use_refresh(self, token_hash: bytes) -> RefreshUse | None:
+        """Atomically mark the token used; ``reused`` is True if it already was."""
+        ...
+
+    async def revoke_family(self, family_id: str) -> None: ...
+    async def is_family_revoked(self, family_id: str) -> bool: ...
+    async def revoke_device(self, user_id: str, device_id: str) -> None:
+        """Revoke every family issued to this device (device removal)."""
+        ...
+
+    async def put_otp(self, challenge: OtpChallenge) -> None: ...  # replaces any previous
+    async def take_otp(self, org_id: str, user_id: str) -> OtpChallenge | None:
+        """Remove and return the pending challenge: one guess per challenge."""
+        ...
+
+
+# --- key directory --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdentityRecord:
+    user_id: str
+    device_id: str
+    ik: bytes
+    sik: bytes
+
+
+@dataclass(frozen=True)
+class SignedPrekeyRecord:
+    key_id: str
+    public: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class OneTimePrekeyRecord:
+    key_id: str
+    public: bytes
+
+
+class KeyStore(Protocol):
+    async def put_identity(self, identity: IdentityRecord) -> None: ...
+    async def get_identity(self, user_id: str, device_id: str) -> IdentityRecord | None: ...
+    async def set_spk(self, user_id: str, device_id: str, spk: SignedPrekeyRecord) -> None: ...
+    async def get_spk(self, user_id: str, device_id: str) -> SignedPrekeyRecord | None: ...
+    async def add_opks(
+        self, user_id: str, device_id: str, opks: Sequence[OneTimePrekeyRecord]
+    ) -> None:
+        """Add a batch; AlreadyExists (and nothing added) if any key id is already stored."""
+        ...
+
+    async def claim_opk(self, user_id: str, device_id: str) -> OneTimePrekeyRecord | None:
+        """Atomically remove and return one OPK: no two callers ever get the same one."""
+        ...
+
+    async def opk_count(self, user_id: str, device_id: str) -> int: ...
+    async def delete_device_keys(self, user_id: str, device_id: str) -> None: ...
+
+
+# --- envelope queues ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuedEnvelope:
+    """One per-device envelope waiting for its device's acknowledgement."""
+
+    delivery_id: str
+    org_id: str
+    message_id: str
+    kind: EnvelopeKind
+    sender_user_id: str
+    sender_device_id: str
+    recipient_user_id: str
+    recipient_device_id: str
+    body: bytes
+    envelope_hash: bytes
+    received_at: float
+
+
+@dataclass(frozen=True)
+class DeliveryProof:
+    """Content-existence proof (seed §2.2): the envelope's SHA-256 and when it moved."""
+
+    delivery_id: str
+    org_id: str
+    message_id: str
+    envelope_hash: bytes
+    sender_user_id: str
+    sender_device_id: str
+    recipient_user_id: str
+    recipient_device_id: str
+    received_at: float
+    delivered_at: float
+
+
+class QueueStore(Protocol):
+    async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
+        """Store all envelopes or none (AlreadyExists on a duplicate delivery id)."""
+        ...
+
+    async def fetch(self, user_id: str, device_id: str, limit: int) -> list[QueuedEnvelope]:
+        """Oldest first; fetching does not remove (only :meth:`ack` does)."""
+        ...
+
+    async def ack(
+        self, user_id: str, device_id: str, delivery_ids: Sequence[str]
+    ) -> list[QueuedEnvelope]:
+        """Delete the named envelopes of this device's queue only; return those deleted."""
+        ...
+
+    async def count(self, user_id: str, device_id: str) -> int: ...
+    async def delete_device_queue(self, user_id: str, device_id: str) -> int: ...
+    async def expire(self, org_id: str, before: float) -> int:
+        """Delete this org's envelopes received before ``before``; return how many."""
+        ...
+
+    async def record_delivery(self, proof: DeliveryProof) -> None: ...
+    async def list_deliveries(
+        self, org_id: str, after: str | None, limit: int
+    ) -> list[DeliveryProof]: ...
+    async def expire_deliveries(self, org_id: str, before: float) -> int: ...
+
+
+# --- attachments ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttachmentMeta:
+    """Ciphertext-only attachment (ADR-0157): sizes, hash and who may read; no names/MIME."""
+
+    file_id: str
+    org_id: str
+    owner_user_id: str
+    owner_device_id: str
+    size: int
+    sha256: bytes
+    recipients: tuple[str, ...]
+    created_at: float
+    committed: bool = False
+
+
+class AttachmentStore(Protocol):
+    async def put_meta(self, meta: AttachmentMeta) -> None: ...  # AlreadyExists
+    async def get_meta(self, file_id: str) -> AttachmentMeta | None: ...
+    async def mark_committed(self, file_id: str) -> bool: ...
+    async def delete_meta(self, file_id: str) -> bool: ...
+    async def expired(self, org_id: str, before: float) -> list[str]:
+        """File ids of this org created before ``before`` (the caller deletes blob + meta)."""
+        ...
+
+
+class BlobStore(Protocol):
+    async def put(self, key: str, data: bytes) -> None: ...
+    async def get(self, key: str) -> bytes | None: ...
+    async def delete(self, key: str) -> bool: ...
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One organisation-scoped audit event (schema: docs/audit-schema.md).
+
+    ``seq`` is assigned by the store, strictly increasing per organisation, and is the paging
+    and export cursor.
+    """
+
+    org_id: str
+    event_type: str
+    at: float
+    actor_user_id: str | None = None
+    actor_device_id: str | None = None
+    subject_user_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    event_id: str = ""
+    seq: int = 0
+    schema_version: int = 1
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    org_id: str
+    event_types: tuple[str, ...] = ()
+    actor_user_id: str | None = None
+    subject_user_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+    after_seq: int = 0
+    limit: int = 100
+
+
+class AuditStore(Protocol):
+    async def append(self, event: AuditEvent) -> AuditEvent:
+        """Store the event with the next ``seq`` of its org; return it as stored."""
+        ...
+
+    async def query(self, query: AuditQuery) -> list[AuditEvent]:
+        """Matching events of ``query.org_id`` with ``seq > after_seq``, ascending."""
+        ...
+
+    async def expire(self, org_id: str, before: float) -> int: ...
+
+
+# --- rate limits ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after: int = 0  # whole seconds until the window frees a slot
+
+
+class RateLimitStore(Protocol):
+    async def hit(self, key: str, limit: int, window: float, now: float) -> RateDecision:
+        """Count one hit of ``key`` in the fixed window containing ``now``."""
+        ...
+
+
+# --- the bundle the relay is given ----------------------------------------------------------
+
+
+@runtime_checkable
+class Dumpable(Protocol):
+    async def dump(self) -> list[tuple[str, bytes]]:
+        """Every stored record as (location, bytes): what an adversary holding the store sees.
+
+        Used by the plaintext-absence oracle (SPEC §8); not used by the relay.
+        """
+        ...
+
+
+@dataclass
+class Stores:
+    """All ports a relay needs. Adapters may mix (e.g. MongoDB accounts, Redis queues)."""
+
+    accounts: AccountStore
+    tokens: TokenStore
+    keys: KeyStore
+    queues: QueueStore
+    attachments: AttachmentStore
+    blobs: BlobStore
+    audit: AuditStore
+    ratelimits: RateLimitStore
+    closers: list[Any] = field(default_factory=list)
+
+    async def dump(self) -> list[tuple[str, bytes]]:
+        """Concatenated dumps of every distinct dumpable component."""
+        seen: set[int] = set()
+        out: list[tuple[str, bytes]] = []
+        for part in (
+            self.accounts,
+            self.tokens,
+            self.keys,
+            self.queues,
+            self.attachments,
+            self.blobs,
+            self.audit,
+            self.ratelimits,
+            *self.closers,
+        ):
+            if id(part) in seen or not isinstance(part, Dumpable):
+                continue
+            seen.add(id(part))
+            out.extend(await part.dump())
+        return out
+
+    async def compact(self) -> None:
+        """Make deletions physical (e.g. SQLite WAL checkpoint): run after retention."""
+        for closer in self.closers:
+            if hasattr(closer, "compact"):
+                result = closer.compact()
+                if hasattr(result, "__await__"):
+                    await result
+
+    async def close(self) -> None:
+        for closer in self.closers:
+            result = closer.close()
+            if hasattr(result, "__await__"):
+                await result
