@@ -138,7 +138,7 @@ class RatchetState:
 
     @property
     def can_send(self) -> bool:
-        return self.cks is not None
+        return self.cks is not None or self.dhr is not None
 
     def digest(self) -> bytes:
         """``SHA-256("SemaFore-session-digest-v1" || RK || AD)`` (SPEC §7)."""
@@ -147,13 +147,21 @@ class RatchetState:
     # -- encrypt --------------------------------------------------------------------------
 
     def encrypt(self, plaintext: bytes, entropy: Entropy) -> bytes:
-        """One DR_V1 frame; draws one "nonce". State advances only if the draw succeeds."""
+        """One DR_V1 frame. The first frame after a receiving step first completes the DH
+        ratchet (draws "ratchet_key"); every frame draws one "nonce". Nothing is committed
+        unless every draw succeeds."""
         ck = self.cks
         if ck is None:
-            raise NoSession("no sending chain yet: the responder sends only after receiving")
-        if self.ns >= MAX_COUNTER:
-            raise NoSession("sending chain exhausted (N would overflow u32)", field="n")
-        nonce = entropy.random_bytes(12, "nonce")
+            if self.dhr is None:
+                raise NoSession("no sending chain yet: the responder sends only after receiving")
+            dhs = X25519KeyPair.generate(entropy, "ratchet_key")
+            rk, ck = kdf_rk(self.rk, dhs.dh(self.dhr))
+            nonce = entropy.random_bytes(12, "nonce")
+            self.dhs, self.rk = dhs, rk
+        else:
+            if self.ns >= MAX_COUNTER:
+                raise NoSession("sending chain exhausted (N would overflow u32)", field="n")
+            nonce = entropy.random_bytes(12, "nonce")
         mk = _digest(ck, b"\x01", "sha256")
         self.cks = _digest(ck, b"\x02", "sha256")
         header = _HEADER.pack(b"DRV1", self.dhs.public, self.pn, self.ns, nonce)
@@ -162,8 +170,11 @@ class RatchetState:
 
     # -- decrypt (Signal §3.5, transactional) ---------------------------------------------
 
-    def decrypt(self, data: bytes, entropy: Entropy) -> bytes:
-        """Decrypt one DR_V1 frame; on any error the state is exactly as before."""
+    def decrypt(self, data: bytes) -> bytes:
+        """Decrypt one DR_V1 frame; on any error the state is exactly as before.
+
+        Draws no randomness: the sending half of a DH step happens at the next encrypt.
+        """
         parsed = drv1.parse(data)
         dh, n = parsed.ratchet_key, parsed.n
         aad = self.ad + parsed.header
@@ -201,9 +212,9 @@ class RatchetState:
                 raise DuplicateMessage("message of a retired chain already received", field="n")
             raise DecryptionFailed("frame beyond the end of a retired chain", field="n")
 
-        return self._decrypt_new_chain(parsed, aad, entropy)
+        return self._decrypt_new_chain(parsed, aad)
 
-    def _decrypt_new_chain(self, parsed: drv1.Frame, aad: bytes, entropy: Entropy) -> bytes:
+    def _decrypt_new_chain(self, parsed: drv1.Frame, aad: bytes) -> bytes:
         dh, n = parsed.ratchet_key, parsed.n
         if n > MAX_SKIP:
             raise TooManySkipped(f"frame skips {n} keys of a new chain", field="n")
@@ -224,22 +235,22 @@ class RatchetState:
             ck = _digest(ck, b"\x02", "sha256")
         plaintext = _open(_digest(ck, b"\x01", "sha256"), parsed.nonce, parsed.ciphertext, aad)
 
-        # Authenticated: now draw the next sending key pair, then commit everything.
-        dhs = X25519KeyPair.generate(entropy, "ratchet_key")
-        rk, cks = kdf_rk(rk, dhs.dh(dh))
+        # Authenticated: commit. The sending half of the DH step (a fresh key pair) is
+        # deferred to the next encrypt, so when both sides are quiescent they hold the same
+        # root key and ``digest`` agrees (SPEC §7), and a burst of frames costs one step.
         if old_ck is not None and old_dhr is not None:
             previous = self.previous
             previous[old_dhr] = old_count
             while len(previous) > MAX_PREVIOUS_CHAINS:
                 del previous[next(iter(previous))]
-        self.pn = self.ns
+        if self.cks is not None:
+            self.pn = self.ns
         self.ns = 0
         self.nr = n + 1
         self.dhr = dh
         self.ckr = _digest(ck, b"\x02", "sha256")
-        self.dhs = dhs
         self.rk = rk
-        self.cks = cks
+        self.cks = None
         if new_skipped:
             self._store_skipped(new_skipped)
         return plaintext

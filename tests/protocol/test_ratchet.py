@@ -30,8 +30,8 @@ CANONICAL_DECRYPT_ERRORS = {
 
 def _bootstrapped() -> Pair:
     pair = new_pair()
-    pair.bob.decrypt(pair.alice.encrypt(b"hello", pair.entropy), pair.entropy)
-    pair.alice.decrypt(pair.bob.encrypt(b"hi", pair.entropy), pair.entropy)
+    pair.bob.decrypt(pair.alice.encrypt(b"hello", pair.entropy))
+    pair.alice.decrypt(pair.bob.encrypt(b"hi", pair.entropy))
     return pair
 
 
@@ -48,7 +48,7 @@ def test_ping_pong_steps_the_dh_ratchet_every_message() -> None:
     for i in range(10):
         frame = sender.encrypt(b"m%d" % i, pair.entropy)
         keys.add(frame[4:36])
-        assert receiver.decrypt(frame, pair.entropy) == b"m%d" % i
+        assert receiver.decrypt(frame) == b"m%d" % i
         sender, receiver = receiver, sender
     assert len(keys) == 10
 
@@ -76,16 +76,16 @@ def test_any_delivery_order_decrypts_every_message_exactly_once(
             plaintext = f"{sender}-{round_index}-{i}".encode()
             frame = pair.side(sender).encrypt(plaintext, pair.entropy)
             if i == 0:
-                assert pair.side(receiver).decrypt(frame, pair.entropy) == plaintext
+                assert pair.side(receiver).decrypt(frame) == plaintext
             else:
                 held[receiver].append((frame, plaintext))
     for receiver, frames in held.items():
         rng.shuffle(frames)
         for frame, plaintext in frames:
-            assert pair.side(receiver).decrypt(frame, pair.entropy) == plaintext
+            assert pair.side(receiver).decrypt(frame) == plaintext
         for frame, _ in frames:
             with pytest.raises(DuplicateMessage):
-                pair.side(receiver).decrypt(frame, pair.entropy)
+                pair.side(receiver).decrypt(frame)
     assert not pair.alice.skipped and not pair.bob.skipped
 
 
@@ -104,10 +104,10 @@ def test_any_mutation_or_truncation_is_rejected_and_changes_nothing(
         bad = bytes(mutated)
     before = pair.bob.serialize()
     with pytest.raises(ProtocolError) as info:
-        pair.bob.decrypt(bad, pair.entropy)
+        pair.bob.decrypt(bad)
     assert info.value.name in CANONICAL_DECRYPT_ERRORS
     assert pair.bob.serialize() == before
-    assert pair.bob.decrypt(frame, pair.entropy) == b"x" * 20
+    assert pair.bob.decrypt(frame) == b"x" * 20
 
 
 @settings(max_examples=200, deadline=None)
@@ -116,7 +116,7 @@ def test_arbitrary_bytes_raise_only_canonical_errors(data: bytes) -> None:
     pair = _bootstrapped()
     before = pair.bob.serialize()
     try:
-        pair.bob.decrypt(data, pair.entropy)
+        pair.bob.decrypt(data)
     except ProtocolError as exc:
         assert exc.name in CANONICAL_DECRYPT_ERRORS
     assert pair.bob.serialize() == before
@@ -127,34 +127,34 @@ def test_max_skip_in_the_current_chain() -> None:
     frames = [pair.alice.encrypt(b"%d" % i, pair.entropy) for i in range(MAX_SKIP + 2)]
     before = pair.bob.serialize()
     with pytest.raises(TooManySkipped):
-        pair.bob.decrypt(frames[MAX_SKIP + 1], pair.entropy)
+        pair.bob.decrypt(frames[MAX_SKIP + 1])
     assert pair.bob.serialize() == before
-    assert pair.bob.decrypt(frames[MAX_SKIP], pair.entropy) == b"%d" % MAX_SKIP
+    assert pair.bob.decrypt(frames[MAX_SKIP]) == b"%d" % MAX_SKIP
     assert len(pair.bob.skipped) == MAX_SKIP
 
 
 def test_max_skip_in_a_new_chain() -> None:
     pair = _bootstrapped()
-    pair.bob.decrypt(pair.alice.encrypt(b"a", pair.entropy), pair.entropy)
+    pair.bob.decrypt(pair.alice.encrypt(b"a", pair.entropy))
     frames = [pair.bob.encrypt(b"%d" % i, pair.entropy) for i in range(MAX_SKIP + 2)]
     with pytest.raises(TooManySkipped):
-        pair.alice.decrypt(frames[MAX_SKIP + 1], pair.entropy)
-    assert pair.alice.decrypt(frames[MAX_SKIP], pair.entropy) == b"%d" % MAX_SKIP
+        pair.alice.decrypt(frames[MAX_SKIP + 1])
+    assert pair.alice.decrypt(frames[MAX_SKIP]) == b"%d" % MAX_SKIP
 
 
 def test_old_chain_beyond_max_skip_is_dropped_and_the_step_proceeds() -> None:
     """SPEC §3: PN more than MAX_SKIP ahead loses the old chain's keys, not the new chain."""
     pair = _bootstrapped()
-    pair.bob.decrypt(pair.alice.encrypt(b"x", pair.entropy), pair.entropy)  # Bob: new chain
+    pair.bob.decrypt(pair.alice.encrypt(b"x", pair.entropy))  # Bob: new chain
     chain = [pair.bob.encrypt(b"old", pair.entropy) for _ in range(MAX_SKIP + 5)]
-    pair.alice.decrypt(chain[0], pair.entropy)  # the rest of Bob's chain is lost
-    pair.bob.decrypt(pair.alice.encrypt(b"y", pair.entropy), pair.entropy)  # Bob ratchets
+    pair.alice.decrypt(chain[0])  # the rest of Bob's chain is lost
+    pair.bob.decrypt(pair.alice.encrypt(b"y", pair.entropy))  # Bob ratchets
     fresh = pair.bob.encrypt(b"new chain", pair.entropy)
     assert fresh[36:40] == (MAX_SKIP + 5).to_bytes(4, "big")  # PN
-    assert pair.alice.decrypt(fresh, pair.entropy) == b"new chain"
+    assert pair.alice.decrypt(fresh) == b"new chain"
     assert pair.alice.skipped == {}
     with pytest.raises(DuplicateMessage):  # a lost frame arriving late: its key is gone
-        pair.alice.decrypt(chain[7], pair.entropy)
+        pair.alice.decrypt(chain[7])
 
 
 def test_skipped_keys_are_capped_oldest_first() -> None:
@@ -163,12 +163,12 @@ def test_skipped_keys_are_capped_oldest_first() -> None:
     for _ in range(3):  # three chains of 900 skipped keys each = 2700 > 2000
         frames = [pair.alice.encrypt(b"m", pair.entropy) for _ in range(901)]
         firsts.append(frames[0])
-        pair.bob.decrypt(frames[-1], pair.entropy)
-        pair.alice.decrypt(pair.bob.encrypt(b"r", pair.entropy), pair.entropy)
+        pair.bob.decrypt(frames[-1])
+        pair.alice.decrypt(pair.bob.encrypt(b"r", pair.entropy))
     assert len(pair.bob.skipped) == MAX_SKIPPED_KEYS
     with pytest.raises(DuplicateMessage):  # evicted: its chain is retired, key gone
-        pair.bob.decrypt(firsts[0], pair.entropy)
-    assert pair.bob.decrypt(firsts[2], pair.entropy) == b"m"
+        pair.bob.decrypt(firsts[0])
+    assert pair.bob.decrypt(firsts[2]) == b"m"
 
 
 def test_forged_new_ratchet_key_changes_nothing() -> None:
@@ -177,17 +177,26 @@ def test_forged_new_ratchet_key_changes_nothing() -> None:
     frame[4:36] = bytes(range(1, 33))  # unknown ratchet key: a full failed ratchet step
     before = pair.bob.serialize()
     with pytest.raises(DecryptionFailed):
-        pair.bob.decrypt(bytes(frame), pair.entropy)
+        pair.bob.decrypt(bytes(frame))
     assert pair.bob.serialize() == before
 
 
-def test_entropy_failure_after_authentication_commits_nothing() -> None:
+def test_entropy_failure_on_the_deferred_ratchet_step_commits_nothing() -> None:
     pair = new_pair()
-    frame = pair.alice.encrypt(b"m", pair.entropy)
+    pair.bob.decrypt(pair.alice.encrypt(b"m", pair.entropy))
     before = pair.bob.serialize()
-    with pytest.raises(ProtocolError):
-        pair.bob.decrypt(frame, ScriptedEntropy())
+    with pytest.raises(ProtocolError):  # needs a "ratchet_key" and a "nonce"
+        pair.bob.encrypt(b"reply", ScriptedEntropy({"ratchet_key": [bytes(range(32))]}))
     assert pair.bob.serialize() == before
+
+
+def test_quiescent_sessions_agree_on_the_digest() -> None:
+    pair = new_pair()
+    for i in range(4):
+        pair.bob.decrypt(pair.alice.encrypt(b"a%d" % i, pair.entropy))
+        assert pair.alice.digest() == pair.bob.digest()
+        pair.alice.decrypt(pair.bob.encrypt(b"b%d" % i, pair.entropy))
+        assert pair.alice.digest() == pair.bob.digest()
 
 
 @settings(max_examples=40, deadline=None)
@@ -198,7 +207,7 @@ def test_serialisation_round_trips_byte_for_byte(counts: list[int]) -> None:
     for round_index, count in enumerate(counts):
         sender, receiver = names[round_index % 2], names[1 - round_index % 2]
         frames = [pair.side(sender).encrypt(b"p", pair.entropy) for _ in range(count)]
-        pair.side(receiver).decrypt(frames[-1], pair.entropy)
+        pair.side(receiver).decrypt(frames[-1])
         for state in (pair.alice, pair.bob):
             data = state.serialize()
             loaded = RatchetState.parse(data)
@@ -208,7 +217,7 @@ def test_serialisation_round_trips_byte_for_byte(counts: list[int]) -> None:
     alice = RatchetState.parse(pair.alice.serialize())
     bob = RatchetState.parse(pair.bob.serialize())
     if bob.can_send:
-        assert alice.decrypt(bob.encrypt(b"after reload", pair.entropy), pair.entropy)
+        assert alice.decrypt(bob.encrypt(b"after reload", pair.entropy))
 
 
 @settings(max_examples=200, deadline=None)
