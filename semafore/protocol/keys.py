@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import struct
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from semafore.protocol.entropy import Entropy
-from semafore.protocol.errors import InvalidKey, MalformedEnvelope, UnknownPrekey
+from semafore.protocol.errors import (
+    InvalidKey,
+    MalformedEnvelope,
+    MalformedState,
+    ProtocolError,
+    UnknownPrekey,
+)
 from semafore.protocol.primitives import Ed25519KeyPair, X25519KeyPair, ed25519_verify
+from semafore.protocol.reader import StateReader
 
 SPK_SIGNATURE_DOMAIN = b"SemaFore-SPK-v1"
 MAX_KEY_ID_BYTES = 255
@@ -207,3 +216,145 @@ def _new_spk(identity: IdentityKeys, entropy: Entropy, key_id: str) -> SignedPre
     keypair = X25519KeyPair.generate(entropy, "spk")
     signature = sign_spk(identity.sik, key_id, keypair.public, identity.ik.public)
     return SignedPrekey(key_id, keypair, signature)
+
+
+# -- serialisation --------------------------------------------------------------------------
+
+DEVICE_KEYS_MAGIC = b"SFK"
+DEVICE_KEYS_VERSION = 1
+
+
+def _put_key_id(key_id: str) -> bytes:
+    raw = encode_key_id(key_id)
+    return bytes((len(raw),)) + raw
+
+
+def serialize_device_keys(keys: DeviceKeys) -> bytes:
+    """Versioned binary form of all of a device's private keys (exact round trip).
+
+    ``"SFK" 0x01 | IK.priv | SIK.seed | u32 next_opk | u32 next_spk | spk | u8 n previous
+    spks | u16 n opks`` where an SPK is ``key_id | priv | sig(64)`` and an OPK ``key_id |
+    priv`` (key ids as ``u8 len || UTF-8``).
+    """
+    parts = [
+        DEVICE_KEYS_MAGIC,
+        bytes((DEVICE_KEYS_VERSION,)),
+        keys.identity.ik.private,
+        keys.identity.sik.private,
+        struct.pack(">II", keys.next_opk_index, keys.next_spk_index),
+    ]
+
+    def spk_bytes(spk: SignedPrekey) -> bytes:
+        return _put_key_id(spk.key_id) + spk.keypair.private + spk.keypair.public + spk.signature
+
+    parts.append(spk_bytes(keys.spk))
+    parts.append(bytes((len(keys.previous_spks),)))
+    parts.extend(spk_bytes(spk) for spk in keys.previous_spks.values())
+    parts.append(struct.pack(">H", len(keys.opks)))
+    for opk in keys.opks.values():
+        parts.append(_put_key_id(opk.key_id) + opk.keypair.private + opk.keypair.public)
+    return b"".join(parts)
+
+
+def parse_device_keys(data: bytes) -> DeviceKeys:
+    """Inverse of :func:`serialize_device_keys`; ``MalformedState`` names the broken part."""
+    reader = StateReader(bytes(data))
+    if reader.take(3, "magic") != DEVICE_KEYS_MAGIC:
+        raise MalformedState("not device keys", field="magic")
+    version = reader.u8("version")
+    if version != DEVICE_KEYS_VERSION:
+        raise MalformedState(f"unknown device keys version {version}", field="version")
+    try:
+        identity = IdentityKeys(
+            X25519KeyPair.from_private(reader.take(32, "ik")),
+            Ed25519KeyPair(reader.take(32, "sik")),
+        )
+    except ProtocolError as exc:
+        raise MalformedState(exc.detail, field="identity") from exc
+    next_opk, next_spk = reader.u32("next_opk_index"), reader.u32("next_spk_index")
+
+    def key_id(field: str) -> str:
+        raw = reader.take(reader.u8(field), field)
+        try:
+            return decode_key_id(raw, field)
+        except ProtocolError as exc:
+            raise MalformedState(exc.detail, field=field) from exc
+
+    def spk() -> SignedPrekey:
+        kid = key_id("spk.key_id")
+        pair = X25519KeyPair(reader.take(32, "spk.private"), reader.take(32, "spk.public"))
+        return SignedPrekey(kid, pair, reader.take(64, "spk.signature"))
+
+    current = spk()
+    previous = {}
+    for _ in range(reader.u8("previous_spks.count")):
+        old = spk()
+        previous[old.key_id] = old
+    opks = {}
+    for _ in range(reader.u16("opks.count")):
+        kid = key_id("opk.key_id")
+        opks[kid] = OneTimePrekey(
+            kid, X25519KeyPair(reader.take(32, "opk.private"), reader.take(32, "opk.public"))
+        )
+    reader.finish("device_keys")
+    return DeviceKeys(identity, current, previous, opks, next_opk, next_spk)
+
+
+def bundle_to_dict(bundle: PreKeyBundle, encode: Callable[[bytes], str]) -> dict[str, Any]:
+    """JSON form of a bundle (SPEC §1); ``encode`` is hex for vectors, base64 for the API."""
+    return {
+        "user_id": bundle.user_id,
+        "device_id": bundle.device_id,
+        "ik": encode(bundle.ik),
+        "sik": encode(bundle.sik),
+        "spk": {
+            "key_id": bundle.spk.key_id,
+            "pub": encode(bundle.spk.public),
+            "sig": encode(bundle.spk.signature),
+        },
+        "opk": None
+        if bundle.opk is None
+        else {"key_id": bundle.opk.key_id, "pub": encode(bundle.opk.public)},
+    }
+
+
+def bundle_from_dict(data: Any, decode: Callable[[str], bytes]) -> PreKeyBundle:
+    """Parse :func:`bundle_to_dict` output; ``MalformedEnvelope`` names the field."""
+
+    def need(obj: Any, key: str, path: str) -> Any:
+        if not isinstance(obj, dict) or key not in obj:
+            raise MalformedEnvelope(f"missing {path}", field=path)
+        return obj[key]
+
+    def text(obj: Any, key: str, path: str) -> str:
+        value = need(obj, key, path)
+        if not isinstance(value, str):
+            raise MalformedEnvelope(f"{path} must be a string", field=path)
+        return value
+
+    def raw(obj: Any, key: str, path: str, size: int) -> bytes:
+        try:
+            value = decode(text(obj, key, path))
+        except (ValueError, TypeError) as exc:
+            raise MalformedEnvelope(f"{path} is not valid encoded bytes", field=path) from exc
+        if len(value) != size:
+            raise MalformedEnvelope(f"{path} must be {size} bytes", field=path)
+        return value
+
+    spk = need(data, "spk", "spk")
+    opk_data = need(data, "opk", "opk")
+    opk = None
+    if opk_data is not None:
+        kid = text(opk_data, "key_id", "opk.key_id")
+        encode_key_id(kid, "opk.key_id")
+        opk = PublicOneTimePrekey(kid, raw(opk_data, "pub", "opk.pub", 32))
+    spk_id = text(spk, "key_id", "spk.key_id")
+    encode_key_id(spk_id, "spk.key_id")
+    return PreKeyBundle(
+        text(data, "user_id", "user_id"),
+        text(data, "device_id", "device_id"),
+        raw(data, "ik", "ik", 32),
+        raw(data, "sik", "sik", 32),
+        PublicSignedPrekey(spk_id, raw(spk, "pub", "spk.pub", 32), raw(spk, "sig", "spk.sig", 64)),
+        opk,
+    )

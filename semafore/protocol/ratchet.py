@@ -26,6 +26,7 @@ from semafore.protocol.errors import (
     TooManySkipped,
 )
 from semafore.protocol.primitives import X25519KeyPair
+from semafore.protocol.reader import StateReader
 from semafore.protocol.x3dh import root_key
 
 MAX_SKIP = 1000
@@ -308,7 +309,7 @@ class RatchetState:
 
     @classmethod
     def parse_from(cls, data: bytes, offset: int) -> tuple[RatchetState, int]:
-        reader = _Reader(data, offset)
+        reader = StateReader(data, offset)
         if reader.take(3, "magic") != STATE_MAGIC:
             raise MalformedState("not a ratchet state", field="magic")
         version = reader.u8("version")
@@ -348,30 +349,3 @@ class RatchetState:
             f"RatchetState(dhs={self.dhs.public.hex()[:16]}…, ns={self.ns}, nr={self.nr}, "
             f"pn={self.pn}, skipped={len(self.skipped)})"
         )
-
-
-class _Reader:
-    """Bounds-checked cursor over persisted state; every short read names its field."""
-
-    __slots__ = ("data", "offset")
-
-    def __init__(self, data: bytes, offset: int = 0) -> None:
-        self.data = data
-        self.offset = offset
-
-    def take(self, n: int, field: str) -> bytes:
-        end = self.offset + n
-        if end > len(self.data):
-            raise MalformedState(f"truncated inside {field}", field=field)
-        out = self.data[self.offset : end]
-        self.offset = end
-        return out
-
-    def u8(self, field: str) -> int:
-        return self.take(1, field)[0]
-
-    def u16(self, field: str) -> int:
-        return int(_U16.unpack(self.take(2, field))[0])
-
-    def u32(self, field: str) -> int:
-        return int(_U32.unpack(self.take(4, field))[0])

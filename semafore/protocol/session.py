@@ -13,9 +13,10 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from semafore.protocol.errors import MalformedState
+from semafore.protocol.errors import MalformedState, ProtocolError
 from semafore.protocol.keys import decode_key_id, encode_key_id
-from semafore.protocol.ratchet import RatchetState, _Reader
+from semafore.protocol.ratchet import RatchetState
+from semafore.protocol.reader import StateReader
 
 MAX_ARCHIVED_SESSIONS = 40
 RECORD_MAGIC = b"SFS"
@@ -65,7 +66,7 @@ class Session:
         return b"".join(parts)
 
     @classmethod
-    def parse_from(cls, reader: _Reader) -> Session:
+    def parse_from(cls, reader: StateReader) -> Session:
         role_byte = reader.u8("session.role")
         try:
             role = Role(role_byte)
@@ -95,7 +96,7 @@ class Session:
         return cls(ratchet, role, base_key, bootstrap)
 
 
-def _key_id(reader: _Reader, field: str) -> str | None:
+def _key_id(reader: StateReader, field: str) -> str | None:
     length = reader.u8(field)
     return _key_id_bytes(reader.take(length, field)) if length else None
 
@@ -103,7 +104,7 @@ def _key_id(reader: _Reader, field: str) -> str | None:
 def _key_id_bytes(raw: bytes) -> str:
     try:
         return decode_key_id(raw)
-    except Exception as exc:
+    except ProtocolError as exc:
         raise MalformedState("invalid key id", field="bootstrap.key_id") from exc
 
 
@@ -150,7 +151,7 @@ class SessionRecord:
 
     @classmethod
     def parse(cls, data: bytes) -> SessionRecord:
-        reader = _Reader(bytes(data))
+        reader = StateReader(bytes(data))
         if reader.take(3, "record.magic") != RECORD_MAGIC:
             raise MalformedState("not a session record", field="record.magic")
         version = reader.u8("record.version")
@@ -161,8 +162,7 @@ class SessionRecord:
         if has_current not in (0, 1) or count > MAX_ARCHIVED_SESSIONS + 1 or count < has_current:
             raise MalformedState("inconsistent session counts", field="record.count")
         sessions = [Session.parse_from(reader) for _ in range(count)]
-        if reader.offset != len(reader.data):
-            raise MalformedState("trailing bytes", field="record")
+        reader.finish("record")
         if has_current:
             return cls(sessions[0], sessions[1:])
         return cls(None, sessions)
