@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import hmac
 
+try:  # the C function behind stdlib ``hmac.digest``, minus one Python call per HMAC
+    from _hashlib import hmac_digest as _hmac_digest
+except ImportError:  # pragma: no cover - non-OpenSSL CPython builds
+    _hmac_digest = hmac.digest  # type: ignore[assignment]
+
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -31,22 +36,26 @@ TAG_LEN = 16
 ZERO32 = bytes(32)
 
 
+hmac_digest = _hmac_digest
+"""``hmac_digest(key, msg, "sha256")``: stdlib one-shot HMAC (what ``hmac.digest`` calls)."""
+
+
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "sha256")
+    return _hmac_digest(key, data, "sha256")
 
 
 def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     """HKDF-SHA256 (RFC 5869); an empty salt means 32 zero bytes (§2.2)."""
     if not 0 < length <= 255 * 32:
         raise ValueError(f"HKDF length {length} out of range")
-    prk = hmac.digest(salt or ZERO32, ikm, "sha256")
+    prk = _hmac_digest(salt or ZERO32, ikm, "sha256")
     if length <= 32:
-        return hmac.digest(prk, info + b"\x01", "sha256")[:length]
+        return _hmac_digest(prk, info + b"\x01", "sha256")[:length]
     out = b""
     block = b""
     counter = 1
     while len(out) < length:
-        block = hmac.digest(prk, block + info + bytes((counter,)), "sha256")
+        block = _hmac_digest(prk, block + info + bytes((counter,)), "sha256")
         out += block
         counter += 1
     return out[:length]
@@ -81,13 +90,16 @@ class X25519KeyPair:
 
     def dh(self, public: bytes) -> bytes:
         """X25519(self, public); the all-zero output (small-order point) is ``InvalidKey``."""
-        if len(public) != KEY_LEN:
-            raise InvalidKey(f"public key must be 32 bytes, got {len(public)}", field="public_key")
+        return self.dh_parsed(parse_x25519_public(public))
+
+    def dh_parsed(self, public: X25519PublicKey) -> bytes:
+        """:meth:`dh` with a public key parsed once by :func:`parse_x25519_public` (X3DH
+        uses one remote key in up to three DHs)."""
         key = self._key
         if key is None:
             key = self._key = X25519PrivateKey.from_private_bytes(self.private)
         try:
-            shared = key.exchange(X25519PublicKey.from_public_bytes(public))
+            shared = key.exchange(public)
         except ValueError as exc:  # OpenSSL refuses the all-zero shared secret
             raise InvalidKey("X25519 output is all-zero (small-order public key)") from exc
         if shared == ZERO32:  # pragma: no cover - defence in depth if the backend changes
@@ -102,6 +114,12 @@ class X25519KeyPair:
 
     def __repr__(self) -> str:
         return f"X25519KeyPair(public={self.public.hex()})"
+
+
+def parse_x25519_public(public: bytes) -> X25519PublicKey:
+    if len(public) != KEY_LEN:
+        raise InvalidKey(f"public key must be 32 bytes, got {len(public)}", field="public_key")
+    return X25519PublicKey.from_public_bytes(public)
 
 
 def x25519(private: bytes, public: bytes) -> bytes:

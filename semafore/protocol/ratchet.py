@@ -10,7 +10,6 @@ the bare primitive floor (benchmarks/bench_protocol.py).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import struct
 
 from cryptography.exceptions import InvalidTag
@@ -25,7 +24,7 @@ from semafore.protocol.errors import (
     NoSession,
     TooManySkipped,
 )
-from semafore.protocol.primitives import X25519KeyPair
+from semafore.protocol.primitives import X25519KeyPair, hmac_digest
 from semafore.protocol.reader import StateReader
 from semafore.protocol.x3dh import root_key
 
@@ -51,7 +50,7 @@ _HEADER = struct.Struct(">4s32sII12s")
 _COUNTS = struct.Struct(">III")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_digest = hmac.digest
+_digest = hmac_digest
 
 
 def kdf_rk(rk: bytes, dh_out: bytes) -> tuple[bytes, bytes]:

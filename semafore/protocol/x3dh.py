@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from semafore.protocol.errors import InvalidKey, MalformedEnvelope
 from semafore.protocol.keys import DeviceKeys, IdentityKeys, PreKeyBundle
-from semafore.protocol.primitives import X25519KeyPair, hkdf
+from semafore.protocol.primitives import X25519KeyPair, hkdf, parse_x25519_public
 
 X3DH_INFO = b"SemaFore-X3DH-v1"
 ROOT_INFO = b"SemaFore-DR-v1-root"
@@ -26,10 +26,14 @@ class X3DHResult:
     dh: tuple[bytes, ...]
     sk: bytes
     ad: bytes
-    rk0: bytes
     ephemeral_public: bytes
     spk_key_id: str
     opk_key_id: str | None
+
+    @property
+    def rk0(self) -> bytes:
+        """RK0 (SPEC §3), derived on demand: the ratchet derives its own from ``sk``."""
+        return root_key(self.sk)
 
 
 def _address(address: str, field: str) -> bytes:
@@ -71,9 +75,10 @@ def initiate(
 ) -> X3DHResult:
     """Alice's side. Raises ``InvalidSignature`` (before any DH) or ``InvalidKey``."""
     bundle.verify()
-    dh1 = identity.ik.dh(bundle.spk.public)
+    spk = parse_x25519_public(bundle.spk.public)
+    dh1 = identity.ik.dh_parsed(spk)
     dh2 = ephemeral.dh(bundle.ik)
-    dh3 = ephemeral.dh(bundle.spk.public)
+    dh3 = ephemeral.dh_parsed(spk)
     dh: tuple[bytes, ...] = (dh1, dh2, dh3)
     if bundle.opk is not None:
         dh = (*dh, ephemeral.dh(bundle.opk.public))
@@ -90,7 +95,6 @@ def initiate(
         dh,
         sk,
         ad,
-        root_key(sk),
         ephemeral.public,
         bundle.spk.key_id,
         bundle.opk.key_id if bundle.opk else None,
@@ -111,12 +115,13 @@ def respond(
     deletes the OPK only once the first frame authenticated, SPEC §2)."""
     spk = keys.find_spk(spk_key_id)
     opk = keys.find_opk(opk_key_id) if opk_key_id is not None else None
+    ephemeral = parse_x25519_public(ephemeral_public)
     dh1 = spk.keypair.dh(remote_ik)
-    dh2 = keys.identity.ik.dh(ephemeral_public)
-    dh3 = spk.keypair.dh(ephemeral_public)
+    dh2 = keys.identity.ik.dh_parsed(ephemeral)
+    dh3 = spk.keypair.dh_parsed(ephemeral)
     dh: tuple[bytes, ...] = (dh1, dh2, dh3)
     if opk is not None:
-        dh = (*dh, opk.keypair.dh(ephemeral_public))
+        dh = (*dh, opk.keypair.dh_parsed(ephemeral))
     sk = shared_key(dh)
     ad = associated_data(
         remote_ik,
@@ -126,4 +131,4 @@ def respond(
         remote_address,
         local_address,
     )
-    return X3DHResult(dh, sk, ad, root_key(sk), ephemeral_public, spk_key_id, opk_key_id)
+    return X3DHResult(dh, sk, ad, ephemeral_public, spk_key_id, opk_key_id)

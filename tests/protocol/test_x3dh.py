@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from semafore.protocol import smx1, x3dh
 from semafore.protocol.entropy import SeededEntropy
@@ -58,14 +59,14 @@ def test_both_sides_derive_the_same_secrets(
 def test_signature_is_verified_before_any_dh(
     alice: DeviceKeys, bob: DeviceKeys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[bytes] = []
-    original = X25519KeyPair.dh
+    calls: list[object] = []
+    original = X25519KeyPair.dh_parsed  # every DH goes through here
 
-    def counting_dh(self: X25519KeyPair, public: bytes) -> bytes:
+    def counting_dh(self: X25519KeyPair, public: X25519PublicKey) -> bytes:
         calls.append(public)
         return original(self, public)
 
-    monkeypatch.setattr(X25519KeyPair, "dh", counting_dh)
+    monkeypatch.setattr(X25519KeyPair, "dh_parsed", counting_dh)
     bundle = bob.bundle("bob", "phone", "opk-0")
     forged = dataclasses.replace(
         bundle,
