@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from semafore.cli import demo, gate, vectors
+
 
 def all_commands() -> list[click.Command]:
-    commands: list[click.Command] = []
+    commands: list[click.Command] = [demo.command, gate.command, vectors.command]
     return commands

@@ -1,0 +1,75 @@
+"""``semafore demo``: the README's main job on the embedded default.
+
+Generates the vectors into a temporary directory and checks them byte for byte against the
+committed ones (plus schema and reference replay), then runs the interop gate against the
+reference adapter and prints the verdict. Exits non-zero if any part fails.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from semafore.cli.gate import DEFAULT_CONFIG, execute_gate, reference_impl
+from semafore.gate.config import load_config
+from semafore.gate.runner import DEFAULT_MAX_CONSECUTIVE, DEFAULT_TIMEOUT_S
+from semafore.vectors.files import VECTOR_FILES, default_vectors_dir
+from semafore.vectors.generate import write_vectors
+from semafore.vectors.verify import verify_directory
+
+
+@click.command("demo")
+@click.option(
+    "--vectors",
+    "vectors_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Committed vectors to check (default: the repository's vectors/).",
+)
+def command(vectors_dir: Path | None) -> None:
+    """Generate + verify the vectors, then gate the reference adapter; print the verdict."""
+    console = Console()
+    committed = vectors_dir or default_vectors_dir()
+    ok = True
+
+    console.rule("1. generate vectors into a temporary directory")
+    with tempfile.TemporaryDirectory(prefix="semafore-vectors-") as tmp:
+        write_vectors(tmp)
+        for name in VECTOR_FILES:
+            fresh = (Path(tmp) / f"{name}.json").read_bytes()
+            path = committed / f"{name}.json"
+            same = path.is_file() and path.read_bytes() == fresh
+            ok &= same
+            mark = "[green]identical" if same else "[red]DIFFERS"
+            console.print(f"{name}.json: {len(fresh)} bytes, {mark}[/] to {path}")
+
+    console.rule("2. verify the committed vectors")
+    report = verify_directory(committed, regenerate=False)
+    for finding in report.findings:
+        console.print(f"[red]{finding.file} {finding.check}: {finding.detail}")
+    console.print(
+        f"schema + reference replay: {report.cases_replayed} cases, "
+        + ("[green]OK" if report.ok else "[red]FAILED")
+    )
+    ok &= report.ok
+
+    console.rule("3. interop gate against the reference adapter")
+    config = load_config(DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    gate = execute_gate(
+        [reference_impl()],
+        committed,
+        config,
+        timeout_s=DEFAULT_TIMEOUT_S,
+        max_consecutive=DEFAULT_MAX_CONSECUTIVE,
+        console=console,
+    )
+    ok &= gate.passed
+
+    console.rule("verdict")
+    console.print("[bold green]DEMO PASSED" if ok else "[bold red]DEMO FAILED")
+    if not ok:
+        sys.exit(1)

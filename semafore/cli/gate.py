@@ -1,0 +1,192 @@
+"""``semafore gate --impl NAME=COMMAND …``: the CI interop gate (SPEC §7).
+
+``gate`` is a group invoked without a sub-command for the vector gate, so the live matrix
+(issue 7) can be added as ``semafore gate live`` without changing this interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from semafore.gate.cases import GateCase, VectorFormatError, cases_for
+from semafore.gate.config import GateConfig, GateConfigError, load_config
+from semafore.gate.report import render_terminal, write_json, write_junit
+from semafore.gate.runner import (
+    DEFAULT_MAX_CONSECUTIVE,
+    DEFAULT_TIMEOUT_S,
+    GateReport,
+    Impl,
+    run_gate,
+)
+from semafore.gate.verdict import CaseResult
+from semafore.vectors.files import (
+    VECTOR_FILES,
+    VectorLoadError,
+    default_vectors_dir,
+    load_documents,
+)
+
+DEFAULT_CONFIG = Path("ci/gate.yaml")
+
+
+def reference_impl() -> Impl:
+    """The reference adapter, run with this interpreter."""
+    return Impl("reference", f"{shlex.quote(sys.executable)} -m semafore.adapter")
+
+
+def vector_summary(directory: Path, documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for doc in documents:
+        path = directory / f"{doc['file']}.json"
+        out.append(
+            {
+                "file": doc["file"],
+                "version": doc["version"],
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "cases": len(doc["cases"]),
+                "negative": len(doc["negative"]),
+            }
+        )
+    return out
+
+
+def load_gate_cases(directory: Path) -> tuple[list[GateCase], list[dict[str, Any]]]:
+    documents = load_documents(directory)
+    return cases_for(documents), vector_summary(directory, documents)
+
+
+def execute_gate(
+    impls: Sequence[Impl],
+    directory: Path,
+    config: GateConfig,
+    *,
+    timeout_s: float,
+    max_consecutive: int,
+    console: Console,
+    progress_console: Console | None = None,
+) -> GateReport:
+    """Load the vectors, run them with a progress bar, and render the terminal report."""
+    cases, summary = load_gate_cases(directory)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=progress_console or Console(stderr=True)) as progress:
+        task = progress.add_task("gate", total=len(cases) * len(impls))
+
+        def advance(impl: str, case: GateCase, result: CaseResult) -> None:
+            progress.update(task, advance=1, description=f"{impl} {case.file}")
+
+        report = run_gate(
+            impls,
+            cases,
+            config,
+            timeout_s=timeout_s,
+            max_consecutive=max_consecutive,
+            progress=advance,
+            vectors=summary,
+        )
+    render_terminal(report, console)
+    return report
+
+
+@click.group("gate", invoke_without_command=True)
+@click.option(
+    "--impl",
+    "impl_specs",
+    multiple=True,
+    metavar="NAME=COMMAND",
+    help="An adapter to test (repeatable). Default: the reference adapter only.",
+)
+@click.option(
+    "--vectors",
+    "vectors_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help=f"Directory with {', '.join(VECTOR_FILES)} (default: the repository's vectors/).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Gate configuration with expected failures (default: {DEFAULT_CONFIG} if present).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Seconds one case (all its requests) may take before the adapter is killed.",
+)
+@click.option(
+    "--max-consecutive",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_CONSECUTIVE,
+    show_default=True,
+    help="After this many crashes/timeouts in a row, mark an adapter's remaining cases unrun.",
+)
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="Write JUnit XML.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write a JSON summary.")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    impl_specs: tuple[str, ...],
+    vectors_dir: Path | None,
+    config_path: Path | None,
+    timeout_s: float,
+    max_consecutive: int,
+    junit_path: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Run every vector case against every adapter; exit 1 on any divergence.
+
+    Each adapter runs as one subprocess speaking the JSON-lines contract of
+    docs/adapter-contract.md; a crash, hang, garbage output or wrong id gets its own verdict
+    and the adapter is restarted for the next case.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        impls = [Impl.parse(spec) for spec in impl_specs] or [reference_impl()]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--impl") from exc
+    names = [impl.name for impl in impls]
+    if len(set(names)) != len(names):
+        raise click.BadParameter("adapter names must be unique", param_hint="--impl")
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    try:
+        config = load_config(config_path)
+    except GateConfigError as exc:
+        raise click.ClickException(f"gate configuration: {exc}") from exc
+    console = Console()
+    try:
+        report = execute_gate(
+            impls,
+            vectors_dir or default_vectors_dir(),
+            config,
+            timeout_s=timeout_s,
+            max_consecutive=max_consecutive,
+            console=console,
+        )
+    except (VectorLoadError, VectorFormatError) as exc:
+        raise click.ClickException(f"vectors: {exc}") from exc
+    if junit_path is not None:
+        write_junit(report, junit_path)
+    if json_path is not None:
+        write_json(report, json_path)
+    if not report.passed:
+        sys.exit(1)

@@ -1,0 +1,93 @@
+"""Vector file names, JSON formatting and the shipped JSON Schemas."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+VECTOR_FILES = ("x3dh-prekey-v1", "dr-v1-interop")
+"""The files this package generates and the gate runs, in order (SPEC §6)."""
+
+LIVE_RESULT_FILE = "dr-v1-live-result"
+"""Hook: recorded by the simulator issue (SPEC §6); verified and gated once its suite lands."""
+
+COMPACT_WIDTH = 100
+
+
+def schema(name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) shipped for vector file ``name``."""
+    text = (
+        resources.files("semafore.vectors")
+        .joinpath(f"schema/{name}.schema.json")
+        .read_text(encoding="utf-8")
+    )
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def schema_text(name: str) -> str:
+    return (
+        resources.files("semafore.vectors")
+        .joinpath(f"schema/{name}.schema.json")
+        .read_text(encoding="utf-8")
+    )
+
+
+def _fmt(value: Any, indent: int) -> str:
+    compact = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    if not isinstance(value, dict | list) or len(compact) + indent <= COMPACT_WIDTH:
+        return compact
+    pad, inner = " " * indent, " " * (indent + 2)
+    if isinstance(value, dict):
+        items = [
+            f"{inner}{json.dumps(key, ensure_ascii=False)}: {_fmt(item, indent + 2)}"
+            for key, item in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    return "[\n" + ",\n".join(inner + _fmt(item, indent + 2) for item in value) + "\n" + pad + "]"
+
+
+def dump_vectors(doc: dict[str, Any]) -> str:
+    """Stable, diff-friendly JSON: short objects on one line, UTF-8 kept readable."""
+    return _fmt(doc, 0) + "\n"
+
+
+def load_vector_file(path: str | Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return data
+
+
+def default_vectors_dir() -> Path:
+    """``./vectors`` if it holds the vector files, else the repository's ``vectors/``."""
+    local = Path("vectors")
+    if (local / f"{VECTOR_FILES[0]}.json").is_file():
+        return local
+    return Path(__file__).resolve().parents[2] / "vectors"
+
+
+def load_documents(directory: str | Path) -> list[dict[str, Any]]:
+    """Load every gate-run vector file from ``directory``, schema-checked.
+
+    Raises ``VectorLoadError`` naming the file and the first schema violations.
+    """
+    import jsonschema
+
+    out = []
+    for name in VECTOR_FILES:
+        path = Path(directory) / f"{name}.json"
+        try:
+            doc = load_vector_file(path)
+        except (OSError, ValueError) as exc:
+            raise VectorLoadError(f"{path}: {exc}") from exc
+        errors = list(jsonschema.Draft202012Validator(schema(name)).iter_errors(doc))
+        if errors:
+            shown = "; ".join(f"{e.json_path}: {e.message[:120]}" for e in errors[:3])
+            raise VectorLoadError(f"{path} does not match its schema: {shown}")
+        out.append(doc)
+    return out
+
+
+class VectorLoadError(Exception):
+    """A vector file is missing, not JSON, or violates its JSON Schema."""
