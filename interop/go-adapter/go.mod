@@ -1,0 +1,3 @@
+module semafore.local/goadapter
+
+go 1.26

@@ -1,0 +1,63 @@
+package protocol
+
+import (
+	"crypto/rand"
+	"fmt"
+)
+
+// Entropy purposes: a scripted source hands out bytes per purpose, in order.
+const (
+	PurposeEphemeralKey = "ephemeral_key"
+	PurposeRatchetKey   = "ratchet_key"
+	PurposeNonce        = "nonce"
+)
+
+// Entropy is the injected source of every random byte the protocol draws.
+type Entropy interface {
+	RandomBytes(n int, purpose string) ([]byte, error)
+}
+
+// SystemEntropy draws from the operating system's CSPRNG.
+type SystemEntropy struct{}
+
+// RandomBytes implements Entropy.
+func (SystemEntropy) RandomBytes(n int, _ string) ([]byte, error) {
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	return b, err
+}
+
+// ScriptedEntropy replays pinned values per purpose (vectors): draw i of a purpose returns
+// the i-th queued value, whose length must match.
+type ScriptedEntropy struct {
+	queues map[string][][]byte
+}
+
+// NewScriptedEntropy builds an empty scripted source.
+func NewScriptedEntropy() *ScriptedEntropy {
+	return &ScriptedEntropy{queues: map[string][][]byte{}}
+}
+
+// Push queues values for a purpose.
+func (s *ScriptedEntropy) Push(purpose string, values ...[]byte) {
+	for _, v := range values {
+		s.queues[purpose] = append(s.queues[purpose], clone(v))
+	}
+}
+
+// Remaining reports how many values of a purpose are still queued.
+func (s *ScriptedEntropy) Remaining(purpose string) int { return len(s.queues[purpose]) }
+
+// RandomBytes implements Entropy.
+func (s *ScriptedEntropy) RandomBytes(n int, purpose string) ([]byte, error) {
+	q := s.queues[purpose]
+	if len(q) == 0 {
+		return nil, fmt.Errorf("scripted entropy exhausted for purpose %q", purpose)
+	}
+	v := q[0]
+	if len(v) != n {
+		return nil, fmt.Errorf("scripted %s value has %d bytes, want %d", purpose, len(v), n)
+	}
+	s.queues[purpose] = q[1:]
+	return v, nil
+}
