@@ -1,0 +1,256 @@
+"""The ASGI application: :func:`create_app` wires settings, stores, routes and error shapes.
+
+FastAPI (on Starlette) because the API contract is generated from the same pydantic models
+that validate requests, so the served OpenAPI document cannot drift from the code and
+schemathesis can fuzz it (docs/server.md explains the choice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from semafore import __version__
+from semafore.server import models as m
+from semafore.server.errors import ApiError, ErrorBody
+from semafore.server.oplog import event
+from semafore.server.relay import Relay
+from semafore.server.routes import accounts, attachments, audit, keys, messages
+from semafore.server.settings import Settings
+from semafore.server.websocket import device_websocket
+from semafore.storage.ports import Stores
+
+API_TITLE = "SemaFore relay"
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "body_too_large", f"request body over {limit} bytes", field="body")
+
+
+class BodyLimit:
+    """Refuse oversized bodies while they stream in (Content-Length or actual bytes)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def _limit(self, scope: Scope) -> int:
+        if scope["method"] == "PUT" and scope["path"].startswith("/v1/attachments/"):
+            return self.settings.max_attachment_bytes
+        return self.settings.max_json_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit(scope)
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _send_json(send, BodyTooLarge(limit))
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_json(send: Send, error: ApiError) -> None:
+    body = json.dumps(error.body()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class AccessLog:
+    """One structured line per request: route template (never the raw path), status, time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            principal = scope.get("state", {}).get("principal")
+            event(
+                "http_request",
+                method=scope["method"],
+                route=getattr(route, "path", "unmatched"),
+                status=status,
+                duration_ms=round((time.perf_counter() - start) * 1000, 3),
+                org_id=getattr(principal, "org_id", None),
+                sub=getattr(principal, "user_id", None),
+                device_id=getattr(principal, "device_id", None),
+            )
+
+
+def _field_of(loc: Any) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid", "type": "invalid"}
+    code = "invalid_json" if first.get("type") == "json_invalid" else "invalid_request"
+    if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
+        code = "missing_body"
+    return JSONResponse(
+        {"error": code, "field": _field_of(first.get("loc", ())), "detail": str(first.get("msg"))},
+        status_code=422,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return JSONResponse(
+        {
+            "error": codes.get(exc.status_code, "http_error"),
+            "field": None,
+            "detail": str(exc.detail),
+        },
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    event("internal_error", logging.ERROR, error=type(exc).__name__)
+    return JSONResponse(
+        {"error": "internal", "field": None, "detail": "internal error"}, status_code=500
+    )
+
+
+async def _retention_loop(relay: Relay) -> None:
+    while True:
+        await asyncio.sleep(relay.settings.retention_interval)
+        try:
+            await relay.enforce_retention()
+        except Exception as exc:  # keep the job alive; the failure is logged
+            event("retention_failed", logging.ERROR, error=type(exc).__name__)
+
+
+def create_app(settings: Settings, stores: Stores) -> FastAPI:
+    """The relay as an ASGI app. The caller owns ``stores`` (and closes them)."""
+    relay = Relay(settings, stores)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if settings.retention_interval > 0:
+            task = asyncio.create_task(_retention_loop(relay))
+        event("relay_started", test_mode=settings.test_mode)
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=__version__,
+        description=(
+            "Reference relay of SemaFore Sim: accounts, key directory, per-device envelope "
+            "queues, attachments, audit and retention. Bytes are standard base64 with padding. "
+            "Errors are {error, field, detail}. See docs/server.md."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.relay = relay
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    for module in (accounts, keys, messages, attachments, audit):
+        app.include_router(module.router)
+
+    @app.get("/v1/health", tags=["health"])
+    async def health() -> m.Health:
+        return m.Health(status="ok", test_mode=settings.test_mode)
+
+    app.add_api_websocket_route("/v1/websocket", device_websocket)
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(AccessLog)
+    _install_openapi(app)
+    return app
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Replace FastAPI's default 422 schema with ours: every error is an ErrorBody."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = base()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                response = operation.get("responses", {}).get("422")
+                if response is None:
+                    continue
+                content = response.setdefault("content", {}).setdefault("application/json", {})
+                content["schema"] = {"$ref": "#/components/schemas/ErrorBody"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def openapi_document(settings: Settings | None = None) -> str:
+    """The OpenAPI document exactly as committed under docs/openapi.json."""
+    from semafore.storage.memory import memory_stores
+
+    app = create_app(settings or Settings(), memory_stores())
+    return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"

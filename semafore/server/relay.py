@@ -1,0 +1,1081 @@
+"""The relay's behaviour, independent of HTTP: every API operation is one method here.
+
+Routes (``semafore.server.routes``) and the WebSocket loop only translate wire formats and
+call these methods, so HTTP and WebSocket sends share one validation path. Every refusal is
+an :class:`ApiError` raised *before* any write, so a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from semafore.protocol.errors import ProtocolError
+from semafore.protocol.keys import verify_spk
+from semafore.server import models as m
+from semafore.server.errors import ApiError
+from semafore.server.oplog import event
+from semafore.server.push import PushHub
+from semafore.server.settings import Settings
+from semafore.server.tokens import (
+    Principal,
+    TokenError,
+    issue_access,
+    issue_refresh,
+    new_family_id,
+    rotate_refresh,
+    verify_access,
+)
+from semafore.server.totp import matching_step, provisioning_uri, secret_base32
+from semafore.storage.ports import (
+    AlreadyExists,
+    AttachmentMeta,
+    AuditEvent,
+    AuditQuery,
+    DeliveryProof,
+    Device,
+    IdentityRecord,
+    Membership,
+    OneTimePrekeyRecord,
+    Org,
+    OtpChallenge,
+    QueuedEnvelope,
+    RetentionPolicy,
+    SignedPrekeyRecord,
+    Stores,
+    TotpEnrolment,
+    User,
+)
+
+ENVELOPE_MAGICS = (b"SMX1", b"DRV1")
+AUDIT_TYPES = (
+    "signup",
+    "subscription_change",
+    "role_change",
+    "membership_change",
+    "screenshot_report",
+    "broadcast",
+    "device_added",
+    "device_removed",
+)
+
+
+class OtpOutbox:
+    """Where login OTPs go. The reference relay has no mail/SMS gateway: it keeps the last
+    code per (org, user) for the simulator to read, like a test mail catcher."""
+
+    def __init__(self) -> None:
+        self.codes: dict[tuple[str, str], str] = {}
+
+    def deliver(self, org_id: str, user_id: str, code: str) -> None:
+        self.codes[(org_id, user_id)] = code
+
+
+def unauthorized(code: str = "invalid_token", detail: str = "authentication required") -> ApiError:
+    return ApiError(401, code, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    envelopes: int = 0
+    deliveries: int = 0
+    attachments: int = 0
+    audit_events: int = 0
+
+
+class Relay:
+    def __init__(self, settings: Settings, stores: Stores) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.hub = PushHub()
+        self.otp_outbox = OtpOutbox()
+
+    def now(self) -> float:
+        return self.settings.clock()
+
+    # --- cross-cutting --------------------------------------------------------------------
+
+    async def limit(self, bucket: str, ip: str | None, account: str | None = None) -> None:
+        """Count one hit per client IP and per account; 429 + Retry-After when over."""
+        quota, window = self.settings.rate_limits[bucket]
+        now = self.now()
+        for scope, key in (("ip", ip), ("account", account)):
+            if key is None:
+                continue
+            decision = await self.stores.ratelimits.hit(
+                f"{bucket}:{scope}:{key}", quota, window, now
+            )
+            if not decision.allowed:
+                event("rate_limited", logging.WARNING, bucket=bucket, scope=scope)
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"too many {bucket} requests; retry later",
+                    headers={"Retry-After": str(decision.retry_after)},
+                )
+
+    async def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise unauthorized("missing_token", "Authorization: Bearer <access token> required")
+        try:
+            principal = verify_access(self.settings, token, self.now())
+        except TokenError as exc:
+            raise unauthorized(exc.code, exc.detail) from exc
+        if await self.stores.tokens.is_family_revoked(principal.family_id):
+            raise unauthorized("token_revoked", "session revoked")
+        return principal
+
+    async def require_admin(self, principal: Principal, org_id: str) -> None:
+        """Admin of *this* org, re-checked in the store (a demotion takes effect at once)."""
+        if principal.org_id != org_id or principal.role != "admin":
+            raise ApiError(403, "forbidden", "organisation admin required")
+        membership = await self.stores.accounts.get_membership(org_id, principal.user_id)
+        if membership is None or membership.role != "admin":
+            raise ApiError(403, "forbidden", "organisation admin required")
+
+    async def require_member(self, principal: Principal, org_id: str) -> None:
+        if principal.org_id != org_id:
+            raise ApiError(403, "forbidden", "token is scoped to another organisation")
+
+    async def audit(
+        self,
+        org_id: str,
+        event_type: str,
+        *,
+        actor: Principal | None = None,
+        actor_user_id: str | None = None,
+        subject_user_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        stored = await self.stores.audit.append(
+            AuditEvent(
+                org_id=org_id,
+                event_type=event_type,
+                at=self.now(),
+                actor_user_id=actor.user_id if actor else actor_user_id,
+                actor_device_id=actor.device_id if actor else None,
+                subject_user_id=subject_user_id,
+                details=details or {},
+            )
+        )
+        event("audit_event", org_id=org_id, event_type=event_type, event_id=stored.event_id)
+        return stored
+
+    async def _member_ids(self, org_id: str, user_id: str) -> Membership | None:
+        return await self.stores.accounts.get_membership(org_id, user_id)
+
+    # --- organisations and members --------------------------------------------------------
+
+    async def signup(self, req: m.SignupRequest, ip: str | None) -> m.SignupResponse:
+        await self.limit("auth", ip)
+        acc = self.stores.accounts
+        if await acc.get_org(req.org_id) is not None:
+            raise ApiError(409, "org_exists", "organisation id taken", field="body.org_id")
+        if await acc.get_user(req.admin_user_id) is not None:
+            raise ApiError(409, "user_exists", "user id taken", field="body.admin_user_id")
+        now = self.now()
+        secret = secrets.token_bytes(20)
+        try:
+            await acc.create_user(User(req.admin_user_id, now))
+            await acc.create_org(Org(req.org_id, req.name, now))
+        except AlreadyExists as exc:  # lost a race with a concurrent signup
+            raise ApiError(409, "org_exists", "organisation or user id taken") from exc
+        await acc.put_totp(TotpEnrolment(req.admin_user_id, secret))
+        await acc.put_membership(Membership(req.org_id, req.admin_user_id, "admin", now))
+        await self.audit(
+            req.org_id,
+            "signup",
+            actor_user_id=req.admin_user_id,
+            subject_user_id=req.admin_user_id,
+            details={"role": "admin"},
+        )
+        return m.SignupResponse(
+            org_id=req.org_id,
+            admin_user_id=req.admin_user_id,
+            totp_secret=secret_base32(secret),
+            totp_uri=provisioning_uri(secret, f"{req.admin_user_id}@{req.org_id}"),
+        )
+
+    async def get_org(self, principal: Principal, org_id: str) -> m.OrgOut:
+        await self.require_member(principal, org_id)
+        org = await self.stores.accounts.get_org(org_id)
+        if org is None:
+            raise ApiError(404, "not_found", "no such organisation")
+        return m.OrgOut(org_id=org.org_id, name=org.name, plan=org.plan, seats=org.seats)
+
+    async def set_subscription(
+        self, principal: Principal, org_id: str, req: m.SubscriptionRequest
+    ) -> m.OrgOut:
+        await self.require_admin(principal, org_id)
+        org = await self.stores.accounts.get_org(org_id)
+        if org is None:
+            raise ApiError(404, "not_found", "no such organisation")
+        members = await self.stores.accounts.list_members(org_id)
+        if req.seats < len(members):
+            raise ApiError(
+                409, "seats_below_members", "fewer seats than members", field="body.seats"
+            )
+        updated = Org(org.org_id, org.name, org.created_at, req.plan, req.seats)
+        await self.stores.accounts.update_org(updated)
+        await self.audit(
+            org_id,
+            "subscription_change",
+            actor=principal,
+            details={
+                "plan": req.plan,
+                "seats": req.seats,
+                "previous_plan": org.plan,
+                "previous_seats": org.seats,
+            },
+        )
+        return m.OrgOut(org_id=org_id, name=org.name, plan=req.plan, seats=req.seats)
+
+    async def list_members(self, principal: Principal, org_id: str) -> m.MembersOut:
+        await self.require_admin(principal, org_id)
+        members = await self.stores.accounts.list_members(org_id)
+        return m.MembersOut(
+            members=[
+                m.MemberOut(user_id=x.user_id, role=x.role, joined_at=x.joined_at) for x in members
+            ]
+        )
+
+    async def put_member(
+        self, principal: Principal, org_id: str, user_id: str, req: m.MemberRequest
+    ) -> m.MemberOut:
+        await self.require_admin(principal, org_id)
+        acc = self.stores.accounts
+        org = await acc.get_org(org_id)
+        if org is None:
+            raise ApiError(404, "not_found", "no such organisation")
+        current = await acc.get_membership(org_id, user_id)
+        now = self.now()
+        if current is None:
+            members = await acc.list_members(org_id)
+            if len(members) >= org.seats:
+                raise ApiError(409, "seats_exhausted", "no free seat in this organisation")
+            if await acc.get_user(user_id) is None:
+                with contextlib.suppress(AlreadyExists):  # created concurrently: fine
+                    await acc.create_user(User(user_id, now))
+            membership = Membership(org_id, user_id, req.role, now)
+            await acc.put_membership(membership)
+            await self.audit(
+                org_id,
+                "membership_change",
+                actor=principal,
+                subject_user_id=user_id,
+                details={"action": "added", "role": req.role},
+            )
+        else:
+            if current.role == req.role:
+                return m.MemberOut(user_id=user_id, role=current.role, joined_at=current.joined_at)
+            if current.role == "admin":
+                await self._keep_an_admin(org_id, user_id)
+            membership = Membership(org_id, user_id, req.role, current.joined_at)
+            await acc.put_membership(membership)
+            await self.audit(
+                org_id,
+                "role_change",
+                actor=principal,
+                subject_user_id=user_id,
+                details={"role": req.role, "previous_role": current.role},
+            )
+        return m.MemberOut(user_id=user_id, role=membership.role, joined_at=membership.joined_at)
+
+    async def _keep_an_admin(self, org_id: str, leaving_user_id: str) -> None:
+        admins = [
+            x
+            for x in await self.stores.accounts.list_members(org_id)
+            if x.role == "admin" and x.user_id != leaving_user_id
+        ]
+        if not admins:
+            raise ApiError(409, "last_admin", "an organisation keeps at least one admin")
+
+    async def remove_member(self, principal: Principal, org_id: str, user_id: str) -> None:
+        await self.require_admin(principal, org_id)
+        current = await self.stores.accounts.get_membership(org_id, user_id)
+        if current is None:
+            raise ApiError(404, "not_found", "no such member")
+        if current.role == "admin":
+            await self._keep_an_admin(org_id, user_id)
+        await self.stores.accounts.delete_membership(org_id, user_id)
+        await self.audit(
+            org_id,
+            "membership_change",
+            actor=principal,
+            subject_user_id=user_id,
+            details={"action": "removed", "role": current.role},
+        )
+
+    # --- authentication -------------------------------------------------------------------
+
+    def _otp_hash(self, org_id: str, user_id: str, code: str) -> bytes:
+        msg = f"otp\x00{org_id}\x00{user_id}\x00{code}".encode()
+        return hmac.digest(self.settings.jwt_secret, msg, "sha256")
+
+    def test_otp_allowed(self, org_id: str) -> bool:
+        """ADR-0164: the fixed test OTP needs BOTH explicit test mode and an allow-listed org."""
+        return self.settings.test_mode and org_id in self.settings.test_orgs
+
+    async def request_otp(self, req: m.OtpRequest, ip: str | None) -> None:
+        await self.limit("auth", ip, req.user_id)
+        if await self._member_ids(req.org_id, req.user_id) is None:
+            return  # same answer either way: no account enumeration
+        code = f"{secrets.randbelow(10**6):06d}"
+        await self.stores.tokens.put_otp(
+            OtpChallenge(
+                req.org_id,
+                req.user_id,
+                self._otp_hash(req.org_id, req.user_id, code),
+                self.now() + self.settings.otp_ttl,
+            )
+        )
+        self.otp_outbox.deliver(req.org_id, req.user_id, code)
+        event("otp_issued", org_id=req.org_id, user_id=req.user_id)
+
+    async def _check_otp(self, org_id: str, user_id: str, code: str) -> bool:
+        if self.test_otp_allowed(org_id) and hmac.compare_digest(code, self.settings.test_otp):
+            event("test_otp_bypass", logging.WARNING, org_id=org_id, user_id=user_id)
+            return True
+        challenge = await self.stores.tokens.take_otp(org_id, user_id)
+        if challenge is None or self.now() >= challenge.expires_at:
+            return False
+        return hmac.compare_digest(challenge.code_hash, self._otp_hash(org_id, user_id, code))
+
+    async def _check_totp(self, user_id: str, code: str | None) -> bool:
+        """True if enrolled and ``code`` is a fresh valid TOTP; raises if enrolled but wrong."""
+        enrolment = await self.stores.accounts.get_totp(user_id)
+        if enrolment is None:
+            return False
+        if code is None:
+            raise unauthorized("totp_required", "admins must present a TOTP code")
+        step = matching_step(enrolment.secret, code, self.now())
+        if step is None or not await self.stores.accounts.advance_totp_step(user_id, step):
+            raise unauthorized("invalid_totp", "TOTP code invalid or already used")
+        return True
+
+    async def _effective_role(
+        self, membership: Membership, totp: str | None
+    ) -> tuple[Literal["member", "admin"], bool]:
+        """(role for the token, whether TOTP enrolment is still required)."""
+        if membership.role != "admin":
+            return "member", False
+        if await self._check_totp(membership.user_id, totp):
+            return "admin", False
+        return "member", True  # admin rights wait for TOTP enrolment (ADR-0161)
+
+    async def _issue(
+        self,
+        user_id: str,
+        org_id: str,
+        device: Device,
+        role: Literal["member", "admin"],
+        enrolment_required: bool,
+        family_id: str | None = None,
+        family_expires_at: float | None = None,
+    ) -> m.TokenPair:
+        now = self.now()
+        family_id = family_id or new_family_id()
+        family_expires_at = family_expires_at or now + self.settings.refresh_family_ttl
+        principal = Principal(user_id, org_id, device.device_id, role, family_id)
+        refresh = await issue_refresh(
+            self.settings,
+            self.stores.tokens,
+            user_id=user_id,
+            org_id=org_id,
+            device_id=device.device_id,
+            family_id=family_id,
+            family_expires_at=family_expires_at,
+            now=now,
+        )
+        return m.TokenPair(
+            access_token=issue_access(self.settings, principal, now),
+            refresh_token=refresh,
+            expires_in=self.settings.access_ttl,
+            org_id=org_id,
+            user_id=user_id,
+            device_id=device.device_id,
+            role=role,
+            registration_id=device.registration_id,
+            totp_enrolment_required=enrolment_required,
+        )
+
+    async def login(self, req: m.LoginRequest, ip: str | None) -> m.TokenPair:
+        await self.limit("auth", ip, req.user_id)
+        membership = await self._member_ids(req.org_id, req.user_id)
+        if membership is None or not await self._check_otp(req.org_id, req.user_id, req.otp):
+            event("login_refused", logging.WARNING, org_id=req.org_id, user_id=req.user_id)
+            raise unauthorized("invalid_credentials", "unknown account or wrong OTP")
+        role, enrolment_required = await self._effective_role(membership, req.totp)
+        device = await self.stores.accounts.get_device(req.user_id, req.device_id)
+        if device is None:
+            devices = await self.stores.accounts.list_devices(req.user_id)
+            if len(devices) >= self.settings.max_devices_per_user:
+                raise ApiError(403, "device_limit", "too many devices", field="body.device_id")
+            device = Device(
+                req.user_id, req.device_id, secrets.randbelow(2**31 - 1) + 1, self.now()
+            )
+            try:
+                await self.stores.accounts.add_device(device)
+            except AlreadyExists:
+                device = await self.stores.accounts.get_device(req.user_id, req.device_id) or device
+            else:
+                await self.audit(
+                    req.org_id,
+                    "device_added",
+                    actor_user_id=req.user_id,
+                    subject_user_id=req.user_id,
+                    details={"device_id": req.device_id},
+                )
+        event("login", org_id=req.org_id, user_id=req.user_id, device_id=req.device_id, role=role)
+        return await self._issue(req.user_id, req.org_id, device, role, enrolment_required)
+
+    async def refresh(self, req: m.RefreshRequest, ip: str | None) -> m.TokenPair:
+        await self.limit("auth", ip)
+        try:
+            token = await rotate_refresh(
+                self.settings, self.stores.tokens, req.refresh_token, self.now()
+            )
+        except TokenError as exc:
+            if exc.code == "refresh_reused":
+                event("refresh_reuse_family_revoked", logging.WARNING)
+            raise unauthorized(exc.code, exc.detail) from exc
+        membership = await self._member_ids(token.org_id, token.user_id)
+        device = await self.stores.accounts.get_device(token.user_id, token.device_id)
+        if membership is None or device is None:
+            await self.stores.tokens.revoke_family(token.family_id)
+            raise unauthorized("token_revoked", "membership or device no longer exists")
+        # Refreshing never grants admin without the TOTP that login/switch-org demanded:
+        # the role is re-derived from the store, capped at what the family was issued with.
+        role: Literal["member", "admin"] = "member"
+        if membership.role == "admin" and await self.stores.accounts.get_totp(token.user_id):
+            role = "admin"
+        return await self._issue(
+            token.user_id,
+            token.org_id,
+            device,
+            role,
+            membership.role == "admin" and role == "member",
+            family_id=token.family_id,
+            family_expires_at=token.family_expires_at,
+        )
+
+    async def switch_org(
+        self, principal: Principal, req: m.SwitchOrgRequest, ip: str | None
+    ) -> m.TokenPair:
+        await self.limit("auth", ip, principal.user_id)
+        membership = await self._member_ids(req.org_id, principal.user_id)
+        if membership is None:
+            event("switch_org_refused", logging.WARNING, org_id=req.org_id, sub=principal.user_id)
+            raise ApiError(
+                403, "not_a_member", "not a member of that organisation", field="body.org_id"
+            )
+        device = await self.stores.accounts.get_device(principal.user_id, principal.device_id)
+        if device is None:
+            raise unauthorized("token_revoked", "device no longer registered")
+        role, enrolment_required = await self._effective_role(membership, req.totp)
+        event("switch_org", org_id=req.org_id, sub=principal.user_id)
+        return await self._issue(principal.user_id, req.org_id, device, role, enrolment_required)
+
+    async def logout(self, principal: Principal) -> None:
+        await self.stores.tokens.revoke_family(principal.family_id)
+
+    async def enrol_totp(self, principal: Principal) -> m.TotpEnrolmentOut:
+        if await self.stores.accounts.get_totp(principal.user_id) is not None:
+            raise ApiError(409, "totp_enrolled", "TOTP already enrolled")
+        secret = secrets.token_bytes(20)
+        await self.stores.accounts.put_totp(TotpEnrolment(principal.user_id, secret))
+        return m.TotpEnrolmentOut(
+            totp_secret=secret_base32(secret),
+            totp_uri=provisioning_uri(secret, f"{principal.user_id}@{principal.org_id}"),
+        )
+
+    # --- devices --------------------------------------------------------------------------
+
+    async def list_devices(self, principal: Principal) -> m.DevicesOut:
+        devices = await self.stores.accounts.list_devices(principal.user_id)
+        return m.DevicesOut(
+            devices=[
+                m.DeviceOut(
+                    device_id=d.device_id,
+                    registration_id=d.registration_id,
+                    created_at=d.created_at,
+                )
+                for d in devices
+            ]
+        )
+
+    async def remove_device(self, principal: Principal, device_id: str) -> None:
+        uid = principal.user_id
+        if await self.stores.accounts.get_device(uid, device_id) is None:
+            raise ApiError(404, "not_found", "no such device")
+        await self.stores.tokens.revoke_device(uid, device_id)
+        await self.stores.keys.delete_device_keys(uid, device_id)
+        await self.stores.queues.delete_device_queue(uid, device_id)
+        await self.stores.accounts.delete_device(uid, device_id)
+        self.hub.disconnect_device(uid, device_id)
+        await self.audit(
+            principal.org_id,
+            "device_removed",
+            actor=principal,
+            subject_user_id=uid,
+            details={"device_id": device_id},
+        )
+
+    # --- key directory --------------------------------------------------------------------
+
+    def _verify_spk(self, ik: bytes, sik: bytes, spk: m.SignedPrekeyIn, field: str) -> None:
+        try:
+            verify_spk(sik, spk.key_id, spk.pub, ik, spk.sig)
+        except ProtocolError as exc:
+            raise ApiError(
+                422, "invalid_signature", "SPK signature does not verify", field=field
+            ) from exc
+
+    async def upload_keys(self, principal: Principal, req: m.KeyUpload) -> m.KeyCount:
+        uid, did = principal.user_id, principal.device_id
+        keys = self.stores.keys
+        existing = await keys.get_identity(uid, did)
+        if existing is not None and (existing.ik != req.ik or existing.sik != req.sik):
+            raise ApiError(
+                409,
+                "identity_mismatch",
+                "identity keys of a device never change; re-register",
+                field="body.ik",
+            )
+        self._verify_spk(req.ik, req.sik, req.spk, "body.spk.sig")
+        await self._check_opk_batch(uid, did, req.opks, "body.opks")
+        if req.opks:  # first: the only write that can still be refused (atomically)
+            await self._add_opks(uid, did, req.opks)
+        await keys.put_identity(IdentityRecord(uid, did, req.ik, req.sik))
+        await keys.set_spk(uid, did, SignedPrekeyRecord(req.spk.key_id, req.spk.pub, req.spk.sig))
+        event("keys_uploaded", org_id=principal.org_id, device_id=did, count=len(req.opks))
+        return await self.key_count(principal)
+
+    async def _check_opk_batch(
+        self, uid: str, did: str, opks: Sequence[m.OneTimePrekeyIn], field: str
+    ) -> None:
+        seen: set[str] = set()
+        for i, opk in enumerate(opks):
+            if opk.key_id in seen:
+                raise ApiError(
+                    422, "duplicate_key_id", "key id repeated", field=f"{field}.{i}.key_id"
+                )
+            seen.add(opk.key_id)
+        if await self.stores.keys.opk_count(uid, did) + len(opks) > self.settings.max_opks_stored:
+            raise ApiError(409, "too_many_opks", "one-time prekey pool is full", field=field)
+
+    async def _add_opks(self, uid: str, did: str, opks: Sequence[m.OneTimePrekeyIn]) -> None:
+        try:
+            await self.stores.keys.add_opks(
+                uid, did, [OneTimePrekeyRecord(o.key_id, o.pub) for o in opks]
+            )
+        except AlreadyExists as exc:
+            raise ApiError(
+                409, "duplicate_key_id", "a key id is already stored", field="body.opks"
+            ) from exc
+
+    async def add_opks(self, principal: Principal, req: m.OpkUpload) -> m.KeyCount:
+        uid, did = principal.user_id, principal.device_id
+        if await self.stores.keys.get_identity(uid, did) is None:
+            raise ApiError(409, "no_identity", "upload identity keys first (PUT /v1/keys)")
+        await self._check_opk_batch(uid, did, req.opks, "body.opks")
+        await self._add_opks(uid, did, req.opks)
+        return await self.key_count(principal)
+
+    async def rotate_spk(self, principal: Principal, req: m.SignedPrekeyIn) -> m.KeyCount:
+        uid, did = principal.user_id, principal.device_id
+        identity = await self.stores.keys.get_identity(uid, did)
+        if identity is None:
+            raise ApiError(409, "no_identity", "upload identity keys first (PUT /v1/keys)")
+        self._verify_spk(identity.ik, identity.sik, req, "body.sig")
+        await self.stores.keys.set_spk(uid, did, SignedPrekeyRecord(req.key_id, req.pub, req.sig))
+        event("spk_rotated", org_id=principal.org_id, device_id=did)
+        return await self.key_count(principal)
+
+    async def key_count(self, principal: Principal) -> m.KeyCount:
+        uid, did = principal.user_id, principal.device_id
+        spk = await self.stores.keys.get_spk(uid, did)
+        return m.KeyCount(
+            opk_count=await self.stores.keys.opk_count(uid, did),
+            spk_key_id=spk.key_id if spk else None,
+        )
+
+    async def fetch_bundles(
+        self, principal: Principal, user_id: str, device_id: str | None, ip: str | None
+    ) -> m.BundlesOut:
+        await self.limit("keys", ip, principal.user_id)
+        if await self._member_ids(principal.org_id, user_id) is None:
+            raise ApiError(404, "unknown_user", "no such user in this organisation")
+        devices = await self.stores.accounts.list_devices(user_id)
+        if device_id is not None:
+            devices = [d for d in devices if d.device_id == device_id]
+        bundles = []
+        for device in devices:
+            identity = await self.stores.keys.get_identity(user_id, device.device_id)
+            spk = await self.stores.keys.get_spk(user_id, device.device_id)
+            if identity is None or spk is None:
+                continue  # a device that has not published keys cannot be messaged yet
+            opk = await self.stores.keys.claim_opk(user_id, device.device_id)
+            bundles.append(
+                m.DeviceBundle(
+                    user_id=user_id,
+                    device_id=device.device_id,
+                    registration_id=device.registration_id,
+                    ik=identity.ik,
+                    sik=identity.sik,
+                    spk=m.SignedPrekeyOut(key_id=spk.key_id, pub=spk.public, sig=spk.signature),
+                    opk=m.OneTimePrekeyOut(key_id=opk.key_id, pub=opk.public) if opk else None,
+                )
+            )
+        if not bundles:
+            raise ApiError(404, "no_keys", "no device of this user has published keys")
+        event("bundles_fetched", org_id=principal.org_id, user_id=user_id, count=len(bundles))
+        return m.BundlesOut(user_id=user_id, devices=bundles)
+
+    # --- messages -------------------------------------------------------------------------
+
+    async def _device_check(
+        self, principal: Principal, user_id: str, envelopes: Sequence[m.EnvelopeIn], field: str
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Signal's device-set check: (missing, extra, stale) for one recipient user."""
+        devices = {d.device_id: d for d in await self.stores.accounts.list_devices(user_id)}
+        if user_id == principal.user_id:
+            devices.pop(principal.device_id, None)  # sync copies go to my *other* devices
+        given: list[str] = []
+        for i, env in enumerate(envelopes):
+            if env.device_id in given:
+                raise ApiError(
+                    422,
+                    "duplicate_device",
+                    "one envelope per device",
+                    field=f"{field}.{i}.device_id",
+                )
+            given.append(env.device_id)
+            if len(env.body) > self.settings.max_envelope_bytes:
+                raise ApiError(
+                    413, "envelope_too_large", "envelope body too large", field=f"{field}.{i}.body"
+                )
+            if env.body[:4] not in ENVELOPE_MAGICS:
+                raise ApiError(
+                    422,
+                    "unknown_envelope_type",
+                    "body must be an SMX1 or DR_V1 envelope",
+                    field=f"{field}.{i}.body",
+                )
+        missing = sorted(set(devices) - set(given))
+        extra = sorted(set(given) - set(devices))
+        stale = sorted(
+            e.device_id
+            for e in envelopes
+            if e.device_id in devices and devices[e.device_id].registration_id != e.registration_id
+        )
+        return missing, extra, stale
+
+    def _queue_entries(
+        self,
+        principal: Principal,
+        user_id: str,
+        message_id: str,
+        envelopes: Iterable[m.EnvelopeIn],
+        kind: Literal["message", "broadcast"],
+        now: float,
+    ) -> list[QueuedEnvelope]:
+        return [
+            QueuedEnvelope(
+                delivery_id=uuid.uuid4().hex,
+                org_id=principal.org_id,
+                message_id=message_id,
+                kind=kind,
+                sender_user_id=principal.user_id,
+                sender_device_id=principal.device_id,
+                recipient_user_id=user_id,
+                recipient_device_id=env.device_id,
+                body=env.body,
+                envelope_hash=hashlib.sha256(env.body).digest(),
+                received_at=now,
+            )
+            for env in envelopes
+        ]
+
+    async def send(
+        self, principal: Principal, user_id: str, req: m.SendRequest, ip: str | None
+    ) -> m.SendResponse:
+        await self.limit("send", ip, principal.user_id)
+        if await self._member_ids(principal.org_id, user_id) is None:
+            raise ApiError(404, "unknown_user", "no such user in this organisation")
+        missing, extra, stale = await self._device_check(
+            principal, user_id, req.envelopes, "body.envelopes"
+        )
+        if missing or extra:
+            raise ApiError(
+                409,
+                "mismatched_devices",
+                "envelopes must cover exactly the current devices",
+                field="body.envelopes",
+                extra={"missing": missing, "extra": extra},
+            )
+        if stale:
+            raise ApiError(
+                410,
+                "stale_devices",
+                "registration ids changed; refetch keys",
+                field="body.envelopes",
+                extra={"stale": stale},
+            )
+        entries = self._queue_entries(
+            principal, user_id, req.message_id, req.envelopes, "message", self.now()
+        )
+        await self.stores.queues.enqueue(entries)
+        self.hub.publish(entries)
+        event(
+            "message_accepted",
+            org_id=principal.org_id,
+            sender=principal.user_id,
+            recipient=user_id,
+            message_id=req.message_id,
+            count=len(entries),
+        )
+        return m.SendResponse(
+            message_id=req.message_id,
+            deliveries=[
+                m.DeliveryOut(device_id=e.recipient_device_id, delivery_id=e.delivery_id)
+                for e in entries
+            ],
+        )
+
+    async def broadcast(
+        self, principal: Principal, req: m.BroadcastRequest, ip: str | None
+    ) -> m.BroadcastResponse:
+        await self.limit("send", ip, principal.user_id)
+        await self.require_admin(principal, principal.org_id)
+        seen: set[str] = set()
+        mismatched: list[dict[str, Any]] = []
+        stale_users: list[dict[str, Any]] = []
+        for i, recipient in enumerate(req.recipients):
+            field = f"body.recipients.{i}"
+            if recipient.user_id in seen:
+                raise ApiError(
+                    422, "duplicate_recipient", "recipient repeated", field=f"{field}.user_id"
+                )
+            seen.add(recipient.user_id)
+            if await self._member_ids(principal.org_id, recipient.user_id) is None:
+                raise ApiError(
+                    404,
+                    "unknown_user",
+                    "no such user in this organisation",
+                    field=f"{field}.user_id",
+                )
+            missing, extra, stale = await self._device_check(
+                principal, recipient.user_id, recipient.envelopes, f"{field}.envelopes"
+            )
+            if missing or extra:
+                mismatched.append(
+                    {"user_id": recipient.user_id, "missing": missing, "extra": extra}
+                )
+            if stale:
+                stale_users.append({"user_id": recipient.user_id, "stale": stale})
+        if mismatched:
+            raise ApiError(
+                409,
+                "mismatched_devices",
+                "envelopes must cover exactly each recipient's devices",
+                field="body.recipients",
+                extra={"mismatched": mismatched},
+            )
+        if stale_users:
+            raise ApiError(
+                410,
+                "stale_devices",
+                "registration ids changed; refetch keys",
+                field="body.recipients",
+                extra={"stale_users": stale_users},
+            )
+        now = self.now()
+        entries = [
+            entry
+            for r in req.recipients
+            for entry in self._queue_entries(
+                principal, r.user_id, req.message_id, r.envelopes, "broadcast", now
+            )
+        ]
+        await self.stores.queues.enqueue(entries)
+        self.hub.publish(entries)
+        await self.audit(
+            principal.org_id,
+            "broadcast",
+            actor=principal,
+            details={
+                "message_id": req.message_id,
+                "recipients": len(req.recipients),
+                "deliveries": len(entries),
+            },
+        )
+        return m.BroadcastResponse(
+            message_id=req.message_id, recipients=len(req.recipients), deliveries=len(entries)
+        )
+
+    async def fetch(self, principal: Principal, limit: int) -> m.EnvelopesOut:
+        batch = await self.stores.queues.fetch(principal.user_id, principal.device_id, limit + 1)
+        return m.EnvelopesOut(
+            envelopes=[envelope_out(e) for e in batch[:limit]], more=len(batch) > limit
+        )
+
+    async def ack(self, principal: Principal, delivery_ids: Sequence[str]) -> list[str]:
+        acked = await self.stores.queues.ack(principal.user_id, principal.device_id, delivery_ids)
+        now = self.now()
+        for env in acked:
+            with contextlib.suppress(AlreadyExists):  # a repeated ack keeps the first proof
+                await self.stores.queues.record_delivery(
+                    DeliveryProof(
+                        delivery_id=env.delivery_id,
+                        org_id=env.org_id,
+                        message_id=env.message_id,
+                        envelope_hash=env.envelope_hash,
+                        sender_user_id=env.sender_user_id,
+                        sender_device_id=env.sender_device_id,
+                        recipient_user_id=env.recipient_user_id,
+                        recipient_device_id=env.recipient_device_id,
+                        received_at=env.received_at,
+                        delivered_at=now,
+                    )
+                )
+        if acked:
+            event(
+                "envelopes_acked",
+                org_id=principal.org_id,
+                device_id=principal.device_id,
+                count=len(acked),
+            )
+        return [e.delivery_id for e in acked]
+
+    # --- attachments and screenshots ------------------------------------------------------
+
+    async def create_attachment(
+        self, principal: Principal, req: m.AttachmentCreate
+    ) -> m.AttachmentCreated:
+        if req.size > self.settings.max_attachment_bytes:
+            raise ApiError(
+                413, "attachment_too_large", "declared size exceeds the limit", field="body.size"
+            )
+        for i, user_id in enumerate(req.recipients):
+            if await self._member_ids(principal.org_id, user_id) is None:
+                raise ApiError(
+                    404,
+                    "unknown_user",
+                    "no such user in this organisation",
+                    field=f"body.recipients.{i}",
+                )
+        file_id = uuid.uuid4().hex
+        await self.stores.attachments.put_meta(
+            AttachmentMeta(
+                file_id=file_id,
+                org_id=principal.org_id,
+                owner_user_id=principal.user_id,
+                owner_device_id=principal.device_id,
+                size=req.size,
+                sha256=req.sha256,
+                recipients=tuple(dict.fromkeys(req.recipients)),
+                created_at=self.now(),
+            )
+        )
+        event("attachment_declared", org_id=principal.org_id, file_id=file_id, size=req.size)
+        return m.AttachmentCreated(file_id=file_id, max_size=req.size)
+
+    async def upload_meta(self, principal: Principal, file_id: str) -> AttachmentMeta:
+        meta = await self.stores.attachments.get_meta(file_id)
+        if (
+            meta is None
+            or meta.org_id != principal.org_id
+            or meta.owner_user_id != principal.user_id
+        ):
+            raise ApiError(404, "not_found", "no such attachment")
+        if meta.committed:
+            raise ApiError(409, "already_uploaded", "attachment content is immutable")
+        return meta
+
+    async def store_attachment(self, meta: AttachmentMeta, data: bytes) -> None:
+        if len(data) != meta.size:
+            raise ApiError(
+                422,
+                "size_mismatch",
+                f"body is {len(data)} bytes, declared {meta.size}",
+                field="body",
+            )
+        if not hmac.compare_digest(hashlib.sha256(data).digest(), meta.sha256):
+            raise ApiError(
+                422, "sha256_mismatch", "body does not match the declared SHA-256", field="body"
+            )
+        await self.stores.blobs.put(meta.file_id, data)
+        await self.stores.attachments.mark_committed(meta.file_id)
+        event("attachment_stored", org_id=meta.org_id, file_id=meta.file_id, size=meta.size)
+
+    async def download_attachment(
+        self, principal: Principal, file_id: str
+    ) -> tuple[AttachmentMeta, bytes]:
+        meta = await self.stores.attachments.get_meta(file_id)
+        allowed = meta is not None and (
+            meta.org_id == principal.org_id
+            and meta.committed
+            and (principal.user_id == meta.owner_user_id or principal.user_id in meta.recipients)
+        )
+        if not allowed or meta is None:
+            raise ApiError(404, "not_found", "no such attachment")
+        data = await self.stores.blobs.get(file_id)
+        if data is None:
+            raise ApiError(404, "not_found", "no such attachment")
+        return meta, data
+
+    async def screenshot(self, principal: Principal, req: m.ScreenshotReport) -> m.ReportCreated:
+        if await self._member_ids(principal.org_id, req.peer_user_id) is None:
+            raise ApiError(
+                404, "unknown_user", "no such user in this organisation", field="body.peer_user_id"
+            )
+        report_id = uuid.uuid4().hex
+        await self.audit(
+            principal.org_id,
+            "screenshot_report",
+            actor=principal,
+            subject_user_id=req.peer_user_id,
+            details={
+                "report_id": report_id,
+                "screenshot_sha256": m.b64encode(req.screenshot_sha256),
+                "message_ids": req.message_ids,
+                "captured_at": req.captured_at,
+            },
+        )
+        return m.ReportCreated(report_id=report_id)
+
+    # --- audit, retention -----------------------------------------------------------------
+
+    async def audit_page(self, principal: Principal, query: AuditQuery) -> m.AuditPage:
+        await self.require_admin(principal, query.org_id)
+        events = await self.stores.audit.query(query)
+        return m.AuditPage(
+            events=[audit_out(e) for e in events],
+            next_after_seq=events[-1].seq if len(events) == query.limit else None,
+        )
+
+    async def deliveries(
+        self, principal: Principal, org_id: str, after: str | None, limit: int
+    ) -> m.DeliveryPage:
+        await self.require_admin(principal, org_id)
+        proofs = await self.stores.queues.list_deliveries(org_id, after, limit)
+        return m.DeliveryPage(
+            deliveries=[
+                m.DeliveryProofOut(
+                    delivery_id=p.delivery_id,
+                    message_id=p.message_id,
+                    envelope_hash=p.envelope_hash,
+                    sender_user_id=p.sender_user_id,
+                    sender_device_id=p.sender_device_id,
+                    recipient_user_id=p.recipient_user_id,
+                    recipient_device_id=p.recipient_device_id,
+                    received_at=p.received_at,
+                    delivered_at=p.delivered_at,
+                )
+                for p in proofs
+            ],
+            next_after=proofs[-1].delivery_id if len(proofs) == limit else None,
+        )
+
+    async def get_retention(self, principal: Principal, org_id: str) -> m.RetentionOut:
+        await self.require_admin(principal, org_id)
+        policy = await self.stores.accounts.get_retention(org_id) or RetentionPolicy(org_id)
+        return m.RetentionOut(
+            org_id=org_id,
+            envelope_max_age=policy.envelope_max_age,
+            attachment_max_age=policy.attachment_max_age,
+            audit_max_age=policy.audit_max_age,
+        )
+
+    async def put_retention(
+        self, principal: Principal, org_id: str, req: m.RetentionIn
+    ) -> m.RetentionOut:
+        await self.require_admin(principal, org_id)
+        await self.stores.accounts.put_retention(
+            RetentionPolicy(org_id, req.envelope_max_age, req.attachment_max_age, req.audit_max_age)
+        )
+        event("retention_policy_set", org_id=org_id)
+        return await self.get_retention(principal, org_id)
+
+    async def enforce_retention(self) -> RetentionReport:
+        """One enforcement pass over every organisation (ADRs 0093–0097).
+
+        Expired data is deleted, then the store is compacted so the bytes are gone from the
+        files too, not just unreachable.
+        """
+        now = self.now()
+        totals = RetentionReport()
+        for org in await self.stores.accounts.list_orgs():
+            policy = await self.stores.accounts.get_retention(org.org_id)
+            if policy is None:
+                continue
+            envelopes = deliveries = attachments = audit = 0
+            if policy.envelope_max_age is not None:
+                envelopes = await self.stores.queues.expire(
+                    org.org_id, now - policy.envelope_max_age
+                )
+            if policy.attachment_max_age is not None:
+                for file_id in await self.stores.attachments.expired(
+                    org.org_id, now - policy.attachment_max_age
+                ):
+                    await self.stores.blobs.delete(file_id)
+                    await self.stores.attachments.delete_meta(file_id)
+                    attachments += 1
+            if policy.audit_max_age is not None:
+                audit = await self.stores.audit.expire(org.org_id, now - policy.audit_max_age)
+                deliveries = await self.stores.queues.expire_deliveries(
+                    org.org_id, now - policy.audit_max_age
+                )
+            if envelopes or attachments or audit or deliveries:
+                event(
+                    "retention_enforced",
+                    org_id=org.org_id,
+                    envelopes=envelopes,
+                    attachments=attachments,
+                    audit_events=audit,
+                    deliveries=deliveries,
+                )
+            totals = RetentionReport(
+                totals.envelopes + envelopes,
+                totals.deliveries + deliveries,
+                totals.attachments + attachments,
+                totals.audit_events + audit,
+            )
+        await self.stores.compact()
+        return totals
+
+
+def envelope_out(env: QueuedEnvelope) -> m.EnvelopeOut:
+    return m.EnvelopeOut(
+        delivery_id=env.delivery_id,
+        message_id=env.message_id,
+        kind=env.kind,
+        sender_user_id=env.sender_user_id,
+        sender_device_id=env.sender_device_id,
+        body=env.body,
+        envelope_hash=env.envelope_hash,
+        received_at=env.received_at,
+    )
+
+
+def audit_out(e: AuditEvent) -> m.AuditEventOut:
+    return m.AuditEventOut(
+        schema_version=e.schema_version,
+        event_id=e.event_id,
+        seq=e.seq,
+        org_id=e.org_id,
+        event_type=e.event_type,
+        at=e.at,
+        actor_user_id=e.actor_user_id,
+        actor_device_id=e.actor_device_id,
+        subject_user_id=e.subject_user_id,
+        details=e.details,
+    )

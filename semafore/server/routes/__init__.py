@@ -1,0 +1,1 @@
+"""HTTP routes, one module per endpoint group (docs/server.md mirrors the grouping)."""

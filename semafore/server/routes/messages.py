@@ -1,0 +1,73 @@
+"""Per-device envelope sets, queues, acknowledgements and broadcasts (ADR-0055, ADR-0158)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from semafore.server import models as m
+from semafore.server.deps import IpDep, PrincipalDep, RelayDep
+from semafore.server.errors import (
+    BroadcastMismatch,
+    BroadcastStale,
+    MismatchedDevices,
+    StaleDevices,
+    responses,
+)
+
+router = APIRouter(tags=["messages"])
+UserId = Annotated[str, Path(pattern=m.ID_PATTERN, max_length=64)]
+
+
+@router.put(
+    "/v1/messages/{user_id}",
+    responses=responses(401, 404, 409, 410, 413, r409=MismatchedDevices, r410=StaleDevices),
+    summary="Send one message as one envelope per recipient device (Signal's device-set check)",
+)
+async def send(
+    user_id: UserId, body: m.SendRequest, relay: RelayDep, principal: PrincipalDep, ip: IpDep
+) -> m.SendResponse:
+    return await relay.send(principal, user_id, body, ip)
+
+
+@router.get("/v1/messages", responses=responses(401), summary="Fetch this device's queue")
+async def fetch(
+    relay: RelayDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> m.EnvelopesOut:
+    return await relay.fetch(principal, limit)
+
+
+@router.post(
+    "/v1/messages/ack",
+    responses=responses(401),
+    summary="Acknowledge envelopes: only now are they deleted (at-least-once delivery)",
+)
+async def ack(body: m.AckRequest, relay: RelayDep, principal: PrincipalDep) -> m.AckResponse:
+    return m.AckResponse(acked=await relay.ack(principal, body.delivery_ids))
+
+
+@router.delete("/v1/messages/{delivery_id}", status_code=204, responses=responses(401, 404))
+async def ack_one(
+    delivery_id: Annotated[str, Path(min_length=1, max_length=64)],
+    relay: RelayDep,
+    principal: PrincipalDep,
+) -> Response:
+    if not await relay.ack(principal, [delivery_id]):
+        from semafore.server.errors import ApiError
+
+        raise ApiError(404, "not_found", "no such envelope in this device's queue")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/broadcasts",
+    responses=responses(401, 403, 404, 409, 410, 413, r409=BroadcastMismatch, r410=BroadcastStale),
+    summary="Admin broadcast: per-recipient-device envelopes for many users, all or nothing",
+)
+async def broadcast(
+    body: m.BroadcastRequest, relay: RelayDep, principal: PrincipalDep, ip: IpDep
+) -> m.BroadcastResponse:
+    return await relay.broadcast(principal, body, ip)

@@ -1,0 +1,44 @@
+"""Relay configuration: one frozen object, built by ``semafore serve`` or by tests."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# (limit, window seconds) per bucket; each bucket is counted per client IP and per account.
+DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
+    "auth": (30, 60.0),
+    "keys": (600, 60.0),
+    "send": (6000, 60.0),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tunable about the relay; defaults are production-shaped."""
+
+    jwt_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    issuer: str = "semafore-relay"
+    audience: str = "semafore-client"
+    access_ttl: int = 900  # seconds (ADR-0163: short-lived access tokens)
+    refresh_ttl: int = 7 * 86400  # one refresh token's own lifetime
+    refresh_family_ttl: int = 30 * 86400  # absolute bound of a rotation chain (ADR-0163)
+    otp_ttl: int = 300
+    # ADR-0164: the fixed test OTP works only when test_mode is on AND the org is listed.
+    test_mode: bool = False
+    test_orgs: frozenset[str] = frozenset()
+    test_otp: str = "000000"
+    max_devices_per_user: int = 16
+    max_envelope_bytes: int = 64 * 1024
+    max_json_bytes: int = 4 * 1024 * 1024
+    max_attachment_bytes: int = 8 * 1024 * 1024
+    max_opks_per_upload: int = 100
+    max_opks_stored: int = 500
+    max_broadcast_recipients: int = 1000
+    rate_limits: dict[str, tuple[int, float]] = field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
+    )
+    retention_interval: float = 60.0  # seconds between enforcement runs; 0 disables the task
+    clock: Callable[[], float] = time.time

@@ -1,0 +1,218 @@
+"""The device WebSocket: push of queued envelopes, acks, and sends over one connection.
+
+Frames are JSON text (docs/server.md "WebSocket"):
+
+- server → device: ``{"type": "envelope", <EnvelopeOut fields>}``, oldest first; first the
+  queue backlog, then every envelope enqueued while connected.
+- device → server: ``{"type": "ack", "delivery_ids": [...]}`` → ``{"type": "acked", ...}``;
+  ``{"type": "send", "request_id", "user_id", "message": <SendRequest>}`` →
+  ``{"type": "response", "request_id", "status", "body"}`` with the same body and status
+  the HTTP ``PUT /v1/messages/{user_id}`` would give.
+
+One writer task owns the socket's send side; the reader hands it responses, so frames never
+interleave. Envelopes stay queued until acked: a dropped socket loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import TypeAdapter, ValidationError
+
+from semafore.server import models as m
+from semafore.server.errors import ApiError
+from semafore.server.oplog import event
+from semafore.server.push import Connection
+from semafore.server.relay import Relay
+from semafore.server.tokens import Principal
+from semafore.storage.ports import QueuedEnvelope
+
+BACKLOG_PAGE = 256
+CLOSE_AUTH = 4401
+_send_adapter = TypeAdapter(m.SendRequest)
+_ack_adapter = TypeAdapter(m.AckRequest)
+
+
+def _envelope_frame(env: QueuedEnvelope) -> str:
+    return json.dumps(
+        {
+            "type": "envelope",
+            "delivery_id": env.delivery_id,
+            "message_id": env.message_id,
+            "kind": env.kind,
+            "sender_user_id": env.sender_user_id,
+            "sender_device_id": env.sender_device_id,
+            "body": m.b64encode(env.body),
+            "envelope_hash": m.b64encode(env.envelope_hash),
+            "received_at": env.received_at,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _validation_field(exc: ValidationError, prefix: str) -> str:
+    first = exc.errors()[0]
+    return ".".join([prefix, *(str(p) for p in first["loc"])])
+
+
+class DeviceSocket:
+    def __init__(self, relay: Relay, ws: WebSocket, principal: Principal) -> None:
+        self.relay = relay
+        self.ws = ws
+        self.principal = principal
+        self.conn = Connection(principal.user_id, principal.device_id)
+        self.inflight: set[str] = set()
+        self.more_backlog = False
+        self.ip = ws.client.host if ws.client else None
+
+    async def run(self) -> None:
+        self.relay.hub.register(self.conn)
+        writer = asyncio.create_task(self._writer())
+        try:
+            await self._reader()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.relay.hub.unregister(self.conn)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    def _expired(self) -> bool:
+        return self.principal.expires_at <= self.relay.now()
+
+    async def _refill(self) -> None:
+        """Send queued envelopes not yet in flight (the backlog, one page at a time)."""
+        p = self.principal
+        page = await self.relay.stores.queues.fetch(
+            p.user_id, p.device_id, len(self.inflight) + BACKLOG_PAGE
+        )
+        self.more_backlog = len(page) == len(self.inflight) + BACKLOG_PAGE
+        for env in page:
+            if env.delivery_id not in self.inflight:
+                self.inflight.add(env.delivery_id)
+                await self.ws.send_text(_envelope_frame(env))
+
+    async def _writer(self) -> None:
+        await self._refill()
+        outbox = self.conn.outbox
+        while True:
+            item = await outbox.get()
+            if item is None:  # device removed or server closing
+                await self.ws.close(code=CLOSE_AUTH)
+                return
+            if isinstance(item, QueuedEnvelope):
+                if item.delivery_id in self.inflight:
+                    continue
+                self.inflight.add(item.delivery_id)
+                await self.ws.send_text(_envelope_frame(item))
+            elif isinstance(item, str):
+                if item == "refill":
+                    await self._refill()
+                else:
+                    await self.ws.send_text(item)
+
+    def _reply(self, frame: dict[str, Any]) -> None:
+        self.conn.outbox.put_nowait(json.dumps(frame, separators=(",", ":")))
+
+    async def _reader(self) -> None:
+        while True:
+            text = await self.ws.receive_text()
+            if self._expired():
+                await self.ws.close(code=CLOSE_AUTH, reason="token expired")
+                return
+            try:
+                frame = json.loads(text)
+                if not isinstance(frame, dict):
+                    raise ValueError("frame must be a JSON object")
+            except ValueError:
+                self._reply(
+                    {
+                        "type": "error",
+                        "error": "invalid_frame",
+                        "field": None,
+                        "detail": "not a JSON object",
+                    }
+                )
+                continue
+            kind = frame.get("type")
+            if kind == "ack":
+                await self._on_ack(frame)
+            elif kind == "send":
+                await self._on_send(frame)
+            else:
+                self._reply(
+                    {
+                        "type": "error",
+                        "error": "invalid_frame",
+                        "field": "type",
+                        "detail": "type must be 'ack' or 'send'",
+                    }
+                )
+
+    async def _on_ack(self, frame: dict[str, Any]) -> None:
+        try:
+            req = _ack_adapter.validate_python({"delivery_ids": frame.get("delivery_ids")})
+        except ValidationError as exc:
+            self._reply(
+                {
+                    "type": "error",
+                    "error": "invalid_request",
+                    "field": _validation_field(exc, "frame"),
+                    "detail": "bad ack",
+                }
+            )
+            return
+        acked = await self.relay.ack(self.principal, req.delivery_ids)
+        self.inflight.difference_update(req.delivery_ids)
+        self._reply({"type": "acked", "delivery_ids": acked})
+        if self.more_backlog and len(self.inflight) < BACKLOG_PAGE // 2:
+            self.conn.outbox.put_nowait("refill")
+
+    async def _on_send(self, frame: dict[str, Any]) -> None:
+        request_id = frame.get("request_id")
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+            request_id = None
+        status, body = 200, {}
+        try:
+            user_id = frame.get("user_id")
+            if not isinstance(user_id, str) or not m.re_id.match(user_id):
+                raise ApiError(422, "invalid_request", "user_id malformed", field="frame.user_id")
+            try:
+                req = _send_adapter.validate_python(frame.get("message"))
+            except ValidationError as exc:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    "message malformed",
+                    field=_validation_field(exc, "frame.message"),
+                ) from exc
+            body = (await self.relay.send(self.principal, user_id, req, self.ip)).model_dump()
+        except ApiError as exc:
+            status, body = exc.status, exc.body()
+        self._reply({"type": "response", "request_id": request_id, "status": status, "body": body})
+
+
+async def device_websocket(ws: WebSocket) -> None:
+    relay: Relay = ws.app.state.relay
+    header = ws.headers.get("authorization", "")
+    token = (
+        header[7:] if header.lower().startswith("bearer ") else ws.query_params.get("access_token")
+    )
+    try:
+        principal = await relay.authenticate(token)
+    except ApiError as exc:
+        event("websocket_refused", error=exc.error)
+        await ws.close(code=CLOSE_AUTH)
+        return
+    await ws.accept()
+    event(
+        "websocket_open",
+        org_id=principal.org_id,
+        sub=principal.user_id,
+        device_id=principal.device_id,
+    )
+    await DeviceSocket(relay, ws, principal).run()
+    event("websocket_closed", org_id=principal.org_id, device_id=principal.device_id)
