@@ -48,15 +48,24 @@ func (s *ScriptedEntropy) Push(purpose string, values ...[]byte) {
 // Remaining reports how many values of a purpose are still queued.
 func (s *ScriptedEntropy) Remaining(purpose string) int { return len(s.queues[purpose]) }
 
+// Clone copies the queues, so a caller can roll back the draws of a failed operation.
+func (s *ScriptedEntropy) Clone() *ScriptedEntropy {
+	c := NewScriptedEntropy()
+	for k, q := range s.queues {
+		c.queues[k] = append([][]byte(nil), q...)
+	}
+	return c
+}
+
 // RandomBytes implements Entropy.
 func (s *ScriptedEntropy) RandomBytes(n int, purpose string) ([]byte, error) {
 	q := s.queues[purpose]
 	if len(q) == 0 {
-		return nil, fmt.Errorf("scripted entropy exhausted for purpose %q", purpose)
+		return nil, &Error{Name: ErrExhausted, Field: purpose, Detail: "scripted entropy exhausted"}
 	}
 	v := q[0]
 	if len(v) != n {
-		return nil, fmt.Errorf("scripted %s value has %d bytes, want %d", purpose, len(v), n)
+		return nil, &Error{Name: ErrExhausted, Field: purpose, Detail: fmt.Sprintf("scripted value has %d bytes, want %d", len(v), n)}
 	}
 	s.queues[purpose] = q[1:]
 	return v, nil

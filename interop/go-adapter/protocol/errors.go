@@ -21,6 +21,10 @@ const (
 	ErrUnsupported        = "Unsupported"
 )
 
+// ErrExhausted is not a SPEC §5 name: a scripted entropy source ran out or was given a value
+// of the wrong size. Adapters map it to MalformedEnvelope on the request argument.
+const ErrExhausted = "EntropyExhausted"
+
 // Error is the one error type of the package: Name is the SPEC §5 name, Field the field or
 // condition that failed, so a gate report can say *why* without a stack trace.
 type Error struct {

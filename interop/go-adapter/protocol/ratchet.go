@@ -98,8 +98,18 @@ func cloneNil(b []byte) []byte {
 }
 
 // Encrypt produces one DR_V1 frame, first completing a deferred DH step if one is due.
-// On error the state is unchanged.
+// Like Decrypt it is transactional: on any error the state is unchanged.
 func (r *Ratchet) Encrypt(plaintext []byte, rng Entropy) ([]byte, error) {
+	next := r.Clone()
+	frame, err := next.encrypt(plaintext, rng)
+	if err != nil {
+		return nil, err
+	}
+	*r = *next
+	return frame, nil
+}
+
+func (r *Ratchet) encrypt(plaintext []byte, rng Entropy) ([]byte, error) {
 	if r.PendingStep {
 		priv, err := rng.RandomBytes(32, PurposeRatchetKey)
 		if err != nil {

@@ -58,16 +58,8 @@ type Initiator struct {
 
 // Initiate runs X3DH steps 1–6 for Alice. The signature is verified before any DH.
 func Initiate(alice IdentityKeys, addrA string, bob Bundle, rng Entropy) (*Initiator, error) {
-	if err := ValidateKeyID(bob.SPK.KeyID, "spk.key_id"); err != nil {
-		return nil, err
-	}
 	if err := VerifySPK(bob.SIK, bob.SPK.KeyID, bob.SPK.Pub, bob.IK, bob.SPK.Sig); err != nil {
 		return nil, err
-	}
-	if bob.OPK != nil {
-		if err := ValidateKeyID(bob.OPK.KeyID, "opk.key_id"); err != nil {
-			return nil, err
-		}
 	}
 	ekPriv, err := rng.RandomBytes(32, PurposeEphemeralKey)
 	if err != nil {
@@ -80,10 +72,19 @@ func Initiate(alice IdentityKeys, addrA string, bob Bundle, rng Entropy) (*Initi
 	return InitiateWithEK(alice, addrA, bob, ek)
 }
 
-// InitiateWithEK is Initiate with EK_A given (signature still checked first).
+// InitiateWithEK is Initiate with EK_A given. The signature is still checked first, then
+// the key ids the SMX1 will carry (SPEC §1), and only then any DH.
 func InitiateWithEK(alice IdentityKeys, addrA string, bob Bundle, ek KeyPair) (*Initiator, error) {
 	if err := VerifySPK(bob.SIK, bob.SPK.KeyID, bob.SPK.Pub, bob.IK, bob.SPK.Sig); err != nil {
 		return nil, err
+	}
+	if err := ValidateKeyID(bob.SPK.KeyID, "spk.key_id"); err != nil {
+		return nil, err
+	}
+	if bob.OPK != nil {
+		if err := ValidateKeyID(bob.OPK.KeyID, "opk.key_id"); err != nil {
+			return nil, err
+		}
 	}
 	var a Agreement
 	var err error

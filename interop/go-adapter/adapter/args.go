@@ -1,0 +1,177 @@
+package adapter
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math"
+
+	"semafore.local/goadapter/protocol"
+)
+
+// Args is one request's "args" object with typed accessors. Every missing or malformed
+// argument is MalformedEnvelope naming its path (e.g. "args.bundle.spk.sig"), like the
+// protocol's own parsers: a bad request never crashes the adapter.
+type Args struct {
+	m    map[string]any
+	path string
+}
+
+func newArgs(v any, path string) (Args, error) {
+	if v == nil {
+		return Args{m: map[string]any{}, path: path}, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return Args{}, protocol.Malformed(path, "%s is not a JSON object", path)
+	}
+	return Args{m: m, path: path}, nil
+}
+
+func (a Args) field(name string) string { return a.path + "." + name }
+
+// Has reports whether the argument is present and not null.
+func (a Args) Has(name string) bool { v, ok := a.m[name]; return ok && v != nil }
+
+func (a Args) get(name string) (any, error) {
+	v, ok := a.m[name]
+	if !ok || v == nil {
+		return nil, protocol.Malformed(a.field(name), "missing argument %s", a.field(name))
+	}
+	return v, nil
+}
+
+// String returns a string argument.
+func (a Args) String(name string) (string, error) {
+	v, err := a.get(name)
+	if err != nil {
+		return "", err
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", protocol.Malformed(a.field(name), "%s must be a string", a.field(name))
+	}
+	return s, nil
+}
+
+// Bytes returns a lowercase-or-uppercase hex argument as bytes.
+func (a Args) Bytes(name string) ([]byte, error) {
+	s, err := a.String(name)
+	if err != nil {
+		return nil, err
+	}
+	return decodeHex(s, a.field(name))
+}
+
+// Key returns a hex argument that must be exactly n bytes.
+func (a Args) Key(name string, n int) ([]byte, error) {
+	b, err := a.Bytes(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != n {
+		return nil, protocol.Malformed(a.field(name), "%s must be %d bytes, got %d", a.field(name), n, len(b))
+	}
+	return b, nil
+}
+
+// Object returns a nested object argument.
+func (a Args) Object(name string) (Args, error) {
+	v, err := a.get(name)
+	if err != nil {
+		return Args{}, err
+	}
+	return newArgs(v, a.field(name))
+}
+
+// OptObject returns a nested object, or ok=false when absent or null.
+func (a Args) OptObject(name string) (Args, bool, error) {
+	if !a.Has(name) {
+		return Args{}, false, nil
+	}
+	o, err := a.Object(name)
+	return o, err == nil, err
+}
+
+// List returns a list argument.
+func (a Args) List(name string) ([]any, error) {
+	v, err := a.get(name)
+	if err != nil {
+		return nil, err
+	}
+	l, ok := v.([]any)
+	if !ok {
+		return nil, protocol.Malformed(a.field(name), "%s must be a list", a.field(name))
+	}
+	return l, nil
+}
+
+// HexList returns a list of hex strings, each exactly n bytes (n < 0: any length).
+func (a Args) HexList(name string, n int) ([][]byte, error) {
+	l, err := a.List(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(l))
+	for i, v := range l {
+		field := fmt.Sprintf("%s[%d]", a.field(name), i)
+		s, ok := v.(string)
+		if !ok {
+			return nil, protocol.Malformed(field, "%s must be a hex string", field)
+		}
+		b, err := decodeHex(s, field)
+		if err != nil {
+			return nil, err
+		}
+		if n >= 0 && len(b) != n {
+			return nil, protocol.Malformed(field, "%s must be %d bytes, got %d", field, n, len(b))
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// ObjectList returns a list of objects.
+func (a Args) ObjectList(name string) ([]Args, error) {
+	l, err := a.List(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Args, len(l))
+	for i, v := range l {
+		if out[i], err = newArgs(v, fmt.Sprintf("%s[%d]", a.field(name), i)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Int returns a non-negative integer argument no larger than max.
+func (a Args) Int(name string, max int) (int, error) {
+	v, err := a.get(name)
+	if err != nil {
+		return 0, err
+	}
+	f, ok := v.(float64)
+	if !ok || f != math.Trunc(f) || f < 0 || f > float64(max) {
+		return 0, protocol.Malformed(a.field(name), "%s must be an integer in 0..%d", a.field(name), max)
+	}
+	return int(f), nil
+}
+
+func decodeHex(s, field string) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, protocol.Malformed(field, "%s is not hex", field)
+	}
+	return b, nil
+}
+
+func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+// hexOrNull renders optional bytes as hex or JSON null.
+func hexOrNull(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return hexOf(b)
+}
