@@ -37,12 +37,15 @@ def b64encode(data: bytes) -> str:
 
 def _b64_decoder(length: int | None, max_length: int | None = None) -> Any:
     def decode(value: Any) -> bytes:
-        if not isinstance(value, str):
+        if isinstance(value, bytes):  # built in Python (responses), not parsed from JSON
+            raw = value
+        elif not isinstance(value, str):
             raise ValueError("must be a base64 string")
-        try:
-            raw = base64.b64decode(value.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-            raise ValueError("not standard base64 with padding") from exc
+        else:
+            try:
+                raw = base64.b64decode(value.encode("ascii"), validate=True)
+            except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+                raise ValueError("not standard base64 with padding") from exc
         if length is not None and len(raw) != length:
             raise ValueError(f"must decode to {length} bytes, got {len(raw)}")
         if max_length is not None and len(raw) > max_length:
