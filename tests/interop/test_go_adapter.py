@@ -1,0 +1,173 @@
+"""The second, independent implementation (Go, written from SPEC.md alone) in the interop gate.
+
+The gate runs every pinned vector against the reference adapter and the Go adapter and must
+report zero divergences for both; the Go module's own unit tests run from here too, so one
+``pytest -m interop`` covers the whole second implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from semafore.gate.cases import GateCase, cases_for
+from semafore.gate.config import GateConfig
+from semafore.gate.runner import Impl, run_gate
+from semafore.gate.verdict import Verdict
+from semafore.vectors.files import load_documents
+
+from .conftest import GO_ADAPTER_DIR, ROOT, go_tool
+
+pytestmark = pytest.mark.interop
+
+REFERENCE = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "semafore.adapter"))
+
+
+@pytest.fixture(scope="module")
+def gate_cases() -> list[GateCase]:
+    return cases_for(load_documents(ROOT / "vectors"))
+
+
+def test_go_unit_tests_pass() -> None:
+    go = go_tool()
+    env = {**os.environ, "SEMAFORE_VECTORS": str(ROOT / "vectors")}
+    proc = subprocess.run(
+        [go, "test", "./..."],
+        cwd=GO_ADAPTER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL" not in proc.stdout
+
+
+def test_gate_passes_every_case_for_reference_and_go(
+    go_adapter: Path, gate_cases: list[GateCase]
+) -> None:
+    report = run_gate(
+        [Impl("reference", REFERENCE), Impl("go", str(go_adapter))], gate_cases, GateConfig()
+    )
+
+    divergences = {
+        impl.name: [
+            (r.case_id, r.verdict.value) for r in impl.results if r.verdict is not Verdict.PASS
+        ]
+        for impl in report.impls
+    }
+    assert divergences == {"reference": [], "go": []}
+    assert report.passed
+    go = report.impls[1]
+    assert len(go.results) == len(gate_cases)
+    assert go.starts == 1  # no crash, no restart
+    assert go.capabilities is not None
+    assert go.capabilities["name"] == "semafore-go"
+    assert {op for case in gate_cases for op in case.ops} <= set(go.capabilities["ops"])
+
+
+def test_gate_cli_reports_a_pass_for_both(go_adapter: Path, tmp_path: Path) -> None:
+    summary_path = tmp_path / "gate.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from semafore.cli.main import main; main()",
+            "gate",
+            "--impl",
+            f"ref={REFERENCE}",
+            "--impl",
+            f"go={go_adapter}",
+            "--json",
+            str(summary_path),
+            "--junit",
+            str(tmp_path / "gate.xml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["verdict"] == "pass"
+    counts = {impl["name"]: impl["counts"] for impl in summary["impls"]}
+    total = counts["ref"]["pass"]
+    assert total > 0
+    assert counts["go"] == {**counts["ref"], "pass": total}
+    assert all(v == 0 for k, v in counts["go"].items() if k != "pass")
+
+
+class Adapter:
+    """One long-lived adapter process spoken to line by line."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._next = 0
+
+    def raw(self, line: str) -> dict[str, object]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, object] = json.loads(self.proc.stdout.readline())
+        return answer
+
+    def call(self, op: str, **args: object) -> dict[str, object]:
+        self._next += 1
+        answer = self.raw(json.dumps({"id": self._next, "op": op, "args": args}))
+        assert answer["id"] == self._next
+        return answer
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=10) == 0
+
+
+@pytest.fixture
+def go(go_adapter: Path) -> Iterator[Adapter]:
+    adapter = Adapter([str(go_adapter)])
+    yield adapter
+    adapter.close()
+
+
+def test_capabilities_name_the_implementation_and_its_ops(go: Adapter) -> None:
+    answer = go.call("capabilities")
+    assert answer["ok"] is True
+    result = answer["result"]
+    assert isinstance(result, dict)
+    assert result["name"] == "semafore-go"
+    assert {"capabilities", "x3dh.initiate", "dr.decrypt", "session.digest"} <= set(result["ops"])
+
+
+def test_unknown_op_is_unsupported_and_bad_lines_get_an_answer(go: Adapter) -> None:
+    assert go.call("telepathy.send")["error"] == "Unsupported"
+    garbage = go.raw("this is not json")
+    assert garbage == {**garbage, "id": None, "ok": False, "error": "MalformedEnvelope"}
+    assert go.raw("[1, 2]")["error"] == "MalformedEnvelope"
+    missing = go.call("spk.sign", sik_private="00" * 32)
+    assert missing["error"] == "MalformedEnvelope"
+    assert "args.ik_public" in str(missing["detail"])
+    assert go.call("dr.encrypt", session="s404", plaintext="")["error"] == "NoSession"
+    assert go.call("capabilities")["ok"] is True  # still alive after all of that
+
+
+def test_string_ids_are_echoed(go: Adapter) -> None:
+    answer = go.raw(json.dumps({"id": "req-7", "op": "capabilities", "args": {}}))
+    assert answer["id"] == "req-7"
+    assert answer["ok"] is True
