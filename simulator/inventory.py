@@ -1,0 +1,195 @@
+"""Metadata inventory: what each adversary saw besides content (seed §2.2, §2.5).
+
+The seed documents that the server processes routing identifiers, timings and volumes, and that
+an adversary reading the database tier sees the communication graph. The inventory shows these
+as facts per scenario and per adversary instead of leaving them implicit:
+
+- **routing identifiers** — which registered identifiers (users, devices, messages,
+  deliveries, groups, organisations) appear in the view raw, and which only as the 8-hex
+  SHA-256 prefix logs use (pseudonymous but linkable);
+- **communication graph** — pairs of users whose identifiers appear together in one stored
+  item (a document, a Redis value, a log line, a wire record): who talked to whom;
+- **timing** — how many timestamped observations the view holds (BSON dates, ISO-8601 and
+  epoch ``ts`` fields, wire records with capture times) and the span they cover;
+- **volume** — items and bytes per tier.
+
+The executor supplies the identifiers it used (:class:`Identifier`) and the view's chunks
+(:class:`simulator.oracle.Chunk`); this module only searches and counts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ahocorasick_rs
+
+from simulator.oracle import TIER_LOG, TIER_MONGODB, TIER_WIRE, Chunk, h8
+from simulator.scenario.model import MetadataClass
+
+CATEGORIES = ("user", "device", "message", "delivery", "group", "org")
+_IDENT_CHAR = re.compile(rb"[A-Za-z0-9_-]")
+_ISO = re.compile(rb"\b(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
+_EPOCH_TS = re.compile(rb'"(?:ts|time|timestamp|at)"\s*:\s*(\d{10}(?:\.\d+)?)')
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """A routing identifier the run used: ``value`` as the server saw it, ``owner`` the
+    scenario-level name (``alice``, ``alice/phone``, ``m.3``) and, for users and devices,
+    ``user`` (the user it belongs to, for the communication graph)."""
+
+    category: str
+    value: str
+    owner: str
+    user: str | None = None
+
+
+@dataclass
+class AdversaryInventory:
+    adversary: str
+    kind: str
+    raw: dict[str, list[str]] = field(default_factory=dict)  # category -> owners seen raw
+    hashed: dict[str, list[str]] = field(default_factory=dict)  # category -> owners seen as h8
+    where: dict[str, list[str]] = field(default_factory=dict)  # owner -> tiers
+    graph: list[tuple[str, str]] = field(default_factory=list)  # user pairs, sorted
+    graph_pseudonymous: bool = False  # the graph is only visible through h8 prefixes
+    timestamps: int = 0
+    first_seen: str | None = None
+    last_seen: str | None = None
+    items: dict[str, int] = field(default_factory=dict)  # tier -> items
+    bytes: dict[str, int] = field(default_factory=dict)  # tier -> bytes
+
+    def sees(self, what: MetadataClass) -> bool:
+        """Whether this view demonstrably holds that class of metadata."""
+        if what is MetadataClass.ROUTING_IDENTIFIERS:
+            return any(self.raw.values()) or any(self.hashed.values())
+        if what is MetadataClass.COMMUNICATION_GRAPH:
+            return bool(self.graph)
+        if what is MetadataClass.TIMING:
+            return self.timestamps > 0
+        return sum(self.items.values()) > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "adversary": self.adversary, "kind": self.kind, "raw": self.raw,
+            "hashed": self.hashed, "where": self.where,
+            "graph": [list(edge) for edge in self.graph],
+            "graph_pseudonymous": self.graph_pseudonymous, "timestamps": self.timestamps,
+            "first_seen": self.first_seen, "last_seen": self.last_seen, "items": self.items,
+            "bytes": self.bytes,
+            "sees": {m.value: self.sees(m) for m in MetadataClass},
+        }
+
+
+def build(
+    adversary: str, kind: str, chunks: Iterable[Chunk], identifiers: Iterable[Identifier],
+    *, wire_times: Iterable[float] = (),
+) -> AdversaryInventory:
+    """Search ``identifiers`` (raw and as h8) in ``chunks`` and count timings and volumes.
+
+    ``wire_times`` are capture times (epoch seconds) of the wire records in the view, which a
+    network observer sees even though the bytes are opaque.
+    """
+    inv = AdversaryInventory(adversary, kind)
+    idents = list({(i.category, i.value): i for i in identifiers}.values())
+    patterns: list[bytes] = []
+    meta: list[tuple[Identifier, bool]] = []  # (identifier, hashed?)
+    for ident in idents:
+        if ident.category not in CATEGORIES:
+            raise ValueError(f"unknown identifier category {ident.category!r}")
+        patterns.append(ident.value.encode("utf-8"))
+        meta.append((ident, False))
+        patterns.append(h8(ident.value).encode("ascii"))
+        meta.append((ident, True))
+    automaton = ahocorasick_rs.BytesAhoCorasick(patterns) if patterns else None
+    raw: dict[str, set[str]] = {}
+    hashed: dict[str, set[str]] = {}
+    where: dict[str, set[str]] = {}
+    edges: set[tuple[str, str]] = set()
+    raw_edges: set[tuple[str, str]] = set()
+    times: list[float] = list(wire_times)
+    for chunk in chunks:
+        inv.items[chunk.tier] = inv.items.get(chunk.tier, 0) + 1
+        inv.bytes[chunk.tier] = inv.bytes.get(chunk.tier, 0) + len(chunk.data)
+        times.extend(_timestamps(chunk))
+        if automaton is None:
+            continue
+        users_here: dict[str, bool] = {}  # user -> seen raw
+        data = chunk.data
+        for pattern, start, end in automaton.find_matches_as_indexes(data, overlapping=True):
+            ident, is_hash = meta[pattern]
+            before, after = data[start - 1 : start], data[end : end + 1]
+            if (before and _IDENT_CHAR.match(before)) or (after and _IDENT_CHAR.match(after)):
+                continue
+            (hashed if is_hash else raw).setdefault(ident.category, set()).add(ident.owner)
+            where.setdefault(ident.owner, set()).add(chunk.tier)
+            if ident.user is not None:
+                users_here[ident.user] = users_here.get(ident.user, False) or not is_hash
+        users = sorted(users_here)
+        for i, a in enumerate(users):
+            for b in users[i + 1 :]:
+                edges.add((a, b))
+                if users_here[a] and users_here[b]:
+                    raw_edges.add((a, b))
+    inv.raw = {k: sorted(v) for k, v in sorted(raw.items())}
+    inv.hashed = {k: sorted(v - raw.get(k, set())) for k, v in sorted(hashed.items())
+                  if v - raw.get(k, set())}
+    inv.where = {k: sorted(v) for k, v in sorted(where.items())}
+    inv.graph = sorted(edges)
+    inv.graph_pseudonymous = bool(edges) and not raw_edges
+    if times:
+        inv.timestamps = len(times)
+        inv.first_seen = _iso(min(times))
+        inv.last_seen = _iso(max(times))
+    return inv
+
+
+def _iso(epoch: float) -> str:
+    return _dt.datetime.fromtimestamp(epoch, _dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _timestamps(chunk: Chunk) -> list[float]:
+    out: list[float] = []
+    if chunk.tier == TIER_MONGODB:
+        out.extend(_bson_dates(chunk.data))
+    for match in _ISO.finditer(chunk.data):
+        text = match.group(1).decode("ascii").replace(" ", "T").replace("Z", "+00:00")
+        try:
+            when = _dt.datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.UTC)
+        out.append(when.timestamp())
+    if chunk.tier in (TIER_LOG, TIER_WIRE) or chunk.data[:1] == b"{":
+        out.extend(float(m.group(1)) for m in _EPOCH_TS.finditer(chunk.data))
+    return out
+
+
+def _bson_dates(data: bytes) -> list[float]:
+    try:
+        import bson
+
+        doc = bson.decode(data)
+    except Exception:  # not a BSON document (a raw oplog slice, a foreign dump)
+        return []
+    found: list[float] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, _dt.datetime):
+            when = value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
+            found.append(when.timestamp())
+        elif isinstance(value, dict):
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, list | tuple):
+            for inner in value:
+                walk(inner)
+
+    walk(doc)
+    return found
+

@@ -1,0 +1,365 @@
+"""The plaintext-absence oracle (SPEC §8, docs/oracle.md).
+
+Every message plaintext carries a unique random canary and every device's private key
+material (IK, SIK, SPK, OPKs, ratchet, chain and message keys) is registered here. After a
+scenario the oracle searches all of them in every byte an adversary holds — store dumps, Redis
+dumps, object-store objects, log lines, captured wire bytes — in every encoding a careless
+server could have written them in:
+
+- raw bytes; the value as UTF-8 text re-encoded as UTF-16 LE/BE (and, for non-UTF-8 bytes, as
+  Latin-1 code points in UTF-8 / UTF-16, which is what ``bytes.decode('latin-1')`` leaks);
+- lowercase and uppercase hex;
+- standard and URL-safe base64 in all three alignments, keeping only the characters that
+  depend on the value alone, so a value embedded mid-string, with or without padding, is found;
+- JSON-escaped text (``\\u00e9``/``\\"`` forms, and every character ``\\uXXXX``-escaped);
+- inside every gzip / zlib stream found in the data (and gzip streams carried in base64),
+  recursively.
+
+Raw identifiers (sub, subject, device_id, message_id, delivery_id, group_id…) are searched in
+log lines only: there they may appear solely as 8-hex SHA-256 prefixes in ``*_h8`` fields
+(seed §2.3, ADR-0019).
+
+All needles go into one Aho–Corasick automaton (``ahocorasick_rs``), so a scan is one pass over
+the data whatever the number of registered values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import ahocorasick_rs
+
+MIN_SECRET_LEN = 16
+MAX_DEPTH = 3  # nested compressed streams followed
+MAX_INFLATE = 64 << 20  # bytes one compressed candidate may expand to
+MIN_IDENTIFIER_LEN = 2
+
+TIER_MONGODB = "mongodb"
+TIER_REDIS = "redis"
+TIER_OBJECT_STORE = "seaweedfs"
+TIER_LOG = "log"
+TIER_WIRE = "wire"
+TIERS = (TIER_MONGODB, TIER_REDIS, TIER_OBJECT_STORE, TIER_LOG, TIER_WIRE)
+
+SecretKind = Literal["canary", "key"]
+IDENTIFIER_KINDS = ("sub", "subject", "device_id", "message_id", "delivery_id", "group_id")
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+_ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
+_GZIP_B64 = b"H4sI"  # base64 of 1f 8b 08
+_B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{16,}={0,2}")
+_IDENT_CHAR = re.compile(rb"[A-Za-z0-9_-]")
+
+
+class OracleError(ValueError):
+    """A value cannot be registered (too short to be told apart from chance, or empty)."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes an adversary holds and where they were: ``location`` names a document, key,
+    object, log line or wire record precisely enough for a reviewer to go and look."""
+
+    tier: str
+    location: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Secret:
+    label: str  # e.g. "message m.3 (alice/phone -> bob)", "bob/phone SPK private"
+    kind: SecretKind
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Hit:
+    tier: str
+    location: str
+    offset: int  # in the chunk, or in the decompressed stream named by ``encoding``
+    encoding: str  # e.g. "raw", "base64-url(align 2)", "gzip@120 > hex-upper"
+    label: str  # the message or key it belongs to, or the identifier kind
+    kind: str  # "canary", "key" or "identifier"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tier": self.tier, "location": self.location, "offset": self.offset,
+                "encoding": self.encoding, "label": self.label, "kind": self.kind}
+
+
+@dataclass
+class ScanReport:
+    hits: list[Hit] = field(default_factory=list)
+    bytes_by_tier: dict[str, int] = field(default_factory=dict)
+    items_by_tier: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not self.hits
+
+
+# --- encodings ---------------------------------------------------------------------------------
+
+
+def _b64_aligned(value: bytes, align: int, urlsafe: bool) -> bytes:
+    """The base64 characters of ``value`` preceded by ``align`` unknown bytes and followed by
+    unknown bytes: only characters whose 6 bits all come from ``value``."""
+    encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(b"\0" * align + value)
+    first_bit, end_bit = 8 * align, 8 * (align + len(value))
+    keep = [i for i in range(len(encoded)) if 6 * i >= first_bit and 6 * i + 6 <= end_bit]
+    return encoded[keep[0] : keep[-1] + 1] if keep else b""
+
+
+def _json_escaped(text: str) -> list[tuple[str, bytes]]:
+    out = [("json", json.dumps(text, ensure_ascii=True)[1:-1].encode("ascii"))]
+    out.append(("json-\\u-lower", "".join(f"\\u{ord(c):04x}" for c in text).encode("ascii")))
+    out.append(("json-\\u-upper", "".join(f"\\u{ord(c):04X}" for c in text).encode("ascii")))
+    return out
+
+
+def encodings(value: bytes) -> list[tuple[str, bytes]]:
+    """Every (encoding name, needle) the oracle searches for ``value``; identical needles are
+    kept once under the first (simplest) name."""
+    forms: list[tuple[str, bytes]] = [("raw", value)]
+    try:
+        text = value.decode("utf-8")
+        text_name = "utf"
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+        text_name = "latin1"
+        forms.append(("latin1-as-utf8", text.encode("utf-8")))
+    forms.append((f"{text_name}-utf16le", text.encode("utf-16-le")))
+    forms.append((f"{text_name}-utf16be", text.encode("utf-16-be")))
+    forms.append(("hex-lower", value.hex().encode("ascii")))
+    forms.append(("hex-upper", value.hex().upper().encode("ascii")))
+    for urlsafe in (False, True):
+        for align in range(3):
+            name = f"base64{'-url' if urlsafe else ''}(align {align})"
+            forms.append((name, _b64_aligned(value, align, urlsafe)))
+    forms += _json_escaped(text)
+    seen: set[bytes] = set()
+    unique = []
+    for name, needle in forms:
+        if needle and needle not in seen:
+            seen.add(needle)
+            unique.append((name, needle))
+    return unique
+
+
+def canary(random16: bytes) -> bytes:
+    """A canary from ≥16 random bytes: ASCII so it can ride inside any text plaintext
+    (``cnry`` + lowercase base32), unique per message."""
+    if len(random16) < 16:
+        raise OracleError("a canary needs at least 16 random bytes")
+    return b"cnry" + base64.b32encode(random16).rstrip(b"=").lower()
+
+
+def h8(value: str) -> str:
+    """The 8-hex SHA-256 prefix logs use for identifiers (seed §2.3)."""
+    import hashlib
+
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
+
+
+# --- the oracle --------------------------------------------------------------------------------
+
+
+class Oracle:
+    """Register values, then :meth:`scan` byte sources. Registration after a scan rebuilds the
+    automaton on the next scan."""
+
+    def __init__(self) -> None:
+        self._secrets: list[Secret] = []
+        self._values: dict[bytes, int] = {}
+        self._identifiers: dict[str, str] = {}  # value -> kind
+        self._automaton: ahocorasick_rs.BytesAhoCorasick | None = None
+        self._needles: list[tuple[int, str]] = []  # pattern index -> (secret index, encoding)
+        self._id_automaton: ahocorasick_rs.BytesAhoCorasick | None = None
+        self._id_values: list[str] = []
+
+    # registration
+
+    def register_canary(self, label: str, value: bytes) -> None:
+        self._register(Secret(label, "canary", value))
+
+    def register_key(self, label: str, value: bytes) -> None:
+        self._register(Secret(label, "key", value))
+
+    def _register(self, secret: Secret) -> None:
+        if len(secret.value) < MIN_SECRET_LEN:
+            raise OracleError(
+                f"{secret.label}: {len(secret.value)} bytes; the oracle needs at least "
+                f"{MIN_SECRET_LEN} to tell a leak from chance"
+            )
+        if secret.value in self._values:
+            return  # same bytes already registered (e.g. an SPK that is also the first DHr)
+        self._values[secret.value] = len(self._secrets)
+        self._secrets.append(secret)
+        self._automaton = None
+
+    def register_identifier(self, kind: str, value: str) -> None:
+        """A routing identifier that must not appear raw in log lines (seed §2.3)."""
+        if kind not in IDENTIFIER_KINDS:
+            raise OracleError(f"unknown identifier kind {kind!r} (known: {IDENTIFIER_KINDS})")
+        if len(value) < MIN_IDENTIFIER_LEN:
+            raise OracleError(f"identifier {value!r} is too short to search for")
+        self._identifiers.setdefault(value, kind)
+        self._id_automaton = None
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(self._secrets)
+
+    # automata
+
+    def _build(self) -> ahocorasick_rs.BytesAhoCorasick | None:
+        if self._automaton is None and self._secrets:
+            patterns: list[bytes] = []
+            self._needles = []
+            seen: set[bytes] = set()
+            for index, secret in enumerate(self._secrets):
+                for name, needle in encodings(secret.value):
+                    if needle in seen:
+                        continue
+                    seen.add(needle)
+                    patterns.append(needle)
+                    self._needles.append((index, name))
+            self._automaton = ahocorasick_rs.BytesAhoCorasick(patterns)
+        return self._automaton
+
+    def _build_ids(self) -> ahocorasick_rs.BytesAhoCorasick | None:
+        if self._id_automaton is None and self._identifiers:
+            self._id_values = list(self._identifiers)
+            self._id_automaton = ahocorasick_rs.BytesAhoCorasick(
+                [v.encode("utf-8") for v in self._id_values]
+            )
+        return self._id_automaton
+
+    # scanning
+
+    def scan(self, sources: Iterable[Chunk]) -> ScanReport:
+        """Search every registered value in every chunk (and raw identifiers in log chunks)."""
+        report = ScanReport()
+        automaton = self._build()
+        ids = self._build_ids()
+        for chunk in sources:
+            report.bytes_by_tier[chunk.tier] = (
+                report.bytes_by_tier.get(chunk.tier, 0) + len(chunk.data)
+            )
+            report.items_by_tier[chunk.tier] = report.items_by_tier.get(chunk.tier, 0) + 1
+            if automaton is not None:
+                report.hits.extend(self._scan_bytes(automaton, chunk, chunk.data, "", 0))
+            if ids is not None and chunk.tier == TIER_LOG:
+                report.hits.extend(self._scan_identifiers(ids, chunk))
+        return report
+
+    def _scan_bytes(
+        self, automaton: ahocorasick_rs.BytesAhoCorasick, chunk: Chunk, data: bytes,
+        path: str, depth: int,
+    ) -> Iterator[Hit]:
+        for pattern, start, _end in automaton.find_matches_as_indexes(data, overlapping=True):
+            index, name = self._needles[pattern]
+            secret = self._secrets[index]
+            yield Hit(chunk.tier, chunk.location, start, path + name, secret.label, secret.kind)
+        if depth >= MAX_DEPTH:
+            return
+        for offset, kind, inner in _compressed_streams(data):
+            yield from self._scan_bytes(
+                automaton, chunk, inner, f"{path}{kind}@{offset} > ", depth + 1
+            )
+
+    def _scan_identifiers(
+        self, automaton: ahocorasick_rs.BytesAhoCorasick, chunk: Chunk
+    ) -> Iterator[Hit]:
+        data = chunk.data
+        for pattern, start, end in automaton.find_matches_as_indexes(data, overlapping=True):
+            before = data[start - 1 : start]
+            after = data[end : end + 1]
+            if (before and _IDENT_CHAR.match(before)) or (after and _IDENT_CHAR.match(after)):
+                continue  # part of a longer token ("alice" inside "malice")
+            value = self._id_values[pattern]
+            kind = self._identifiers[value]
+            yield Hit(chunk.tier, chunk.location, start, "raw-identifier", f"{kind} {value!r}",
+                      "identifier")
+
+
+def _compressed_streams(data: bytes) -> Iterator[tuple[int, str, bytes]]:
+    """Every gzip/zlib stream that inflates from some offset of ``data`` (and gzip streams
+    carried in base64), as (offset, kind, inflated bytes). Candidates that do not inflate to
+    at least one byte are skipped; a truncated stream yields what inflated before the cut."""
+    view = memoryview(data)
+    candidates: list[tuple[int, str, int]] = []
+    for magic, kind, wbits in [(_GZIP_MAGIC, "gzip", 31)] + [
+        (h, "zlib", 15) for h in _ZLIB_HEADERS
+    ]:
+        at = data.find(magic)
+        while at != -1:
+            candidates.append((at, kind, wbits))
+            at = data.find(magic, at + 1)
+    for offset, kind, wbits in sorted(candidates):
+        inner = _inflate(view[offset:], wbits)
+        if inner:
+            yield offset, kind, inner
+    at = data.find(_GZIP_B64)
+    while at != -1:
+        match = _B64_RUN.match(data, at)
+        if match:
+            run = match.group(0)
+            try:
+                decoded = (base64.urlsafe_b64decode if (b"-" in run or b"_" in run)
+                           else base64.b64decode)(run + b"=" * (-len(run) % 4))
+            except (binascii.Error, ValueError):
+                decoded = b""
+            inner = _inflate(memoryview(decoded), 31) if decoded else b""
+            if inner:
+                yield at, "base64-gzip", inner
+        at = data.find(_GZIP_B64, at + 1)
+
+
+def _inflate(view: memoryview, wbits: int) -> bytes:
+    decomp = zlib.decompressobj(wbits)
+    out = bytearray()
+    step = 1 << 16
+    pos = 0
+    try:
+        while pos < len(view) and len(out) < MAX_INFLATE and not decomp.eof:
+            out += decomp.decompress(view[pos : pos + step], MAX_INFLATE - len(out))
+            pos += step
+            if decomp.unconsumed_tail:
+                break  # hit the output cap
+    except zlib.error:
+        pass  # keep whatever inflated before the corruption
+    return bytes(out)
+
+
+# --- byte sources --------------------------------------------------------------------------------
+
+
+def from_items(tier: str, items: Iterable[Any]) -> Iterator[Chunk]:
+    """Chunks from :class:`semafore.infra.dumps.Item` (anything with ``source`` and ``data``)."""
+    for item in items:
+        yield Chunk(tier, str(item.source), bytes(item.data))
+
+
+def from_log_lines(lines: Iterable[str | bytes], *, name: str = "server.log") -> Iterator[Chunk]:
+    """One chunk per log line, located as ``name:line N`` (1-based)."""
+    for number, line in enumerate(lines, start=1):
+        data = line.encode("utf-8") if isinstance(line, str) else line
+        yield Chunk(TIER_LOG, f"{name}:line {number}", data.rstrip(b"\r\n"))
+
+
+def from_log_file(path: str, *, name: str | None = None) -> Iterator[Chunk]:
+    with open(path, "rb") as fh:
+        yield from from_log_lines(fh, name=name or path)
+
+
+def from_wire(records: Iterable[tuple[str, bytes]]) -> Iterator[Chunk]:
+    """Captured wire bytes as (description, bytes) — e.g. ``("#12 alice/phone up", frame)``."""
+    for description, data in records:
+        yield Chunk(TIER_WIRE, description, data)

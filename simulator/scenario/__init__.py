@@ -1,0 +1,46 @@
+"""Scenario files: the typed model and its loader (docs/scenarios.md)."""
+
+from simulator.scenario.loader import ScenarioError, discover, load, loads, schema
+from simulator.scenario.model import (
+    FORMAT_VERSION,
+    AddDevice,
+    Assertion,
+    AssertionKind,
+    Attach,
+    Broadcast,
+    Compromise,
+    CompromiseKind,
+    Concurrently,
+    DeviceRef,
+    ExhaustOpks,
+    Expectation,
+    Infra,
+    InfraAction,
+    InfraTarget,
+    MessageSelector,
+    MetadataClass,
+    Network,
+    NetworkFault,
+    Organisation,
+    ReadReceipt,
+    Reinstall,
+    RemoveDevice,
+    Replay,
+    RotateSpk,
+    Scenario,
+    Send,
+    SetOnline,
+    Step,
+    Sync,
+    User,
+    Wait,
+)
+
+__all__ = [
+    "FORMAT_VERSION", "AddDevice", "Assertion", "AssertionKind", "Attach", "Broadcast",
+    "Compromise", "CompromiseKind", "Concurrently", "DeviceRef", "ExhaustOpks", "Expectation",
+    "Infra", "InfraAction", "InfraTarget", "MessageSelector", "MetadataClass", "Network",
+    "NetworkFault", "Organisation", "ReadReceipt", "Reinstall", "RemoveDevice", "Replay",
+    "RotateSpk", "Scenario", "ScenarioError", "Send", "SetOnline", "Step", "Sync", "User", "Wait",
+    "discover", "load", "loads", "schema",
+]

@@ -1,0 +1,633 @@
+"""Load a scenario file: YAML with source positions → JSON Schema → cross-references → model.
+
+Every rejection is a :class:`ScenarioError` naming the file, the line and column, and the
+offending key as a path (``steps[3].send.to``), so a reviewer can fix a file without reading
+this code. Nothing is half-built: the model exists only if the whole file is valid.
+
+The JSON Schema (``schema/scenario-v1.schema.json``) is the format's contract; this module adds
+what a schema cannot say (a device sent from must exist at that point of the timeline, an
+assertion's adversary must have been created by an earlier compromise step…).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, cast
+
+import jsonschema
+import yaml
+
+from simulator.scenario.model import (
+    FORMAT_VERSION,
+    PROVIDERS,
+    AddDevice,
+    Assertion,
+    AssertionKind,
+    Attach,
+    Broadcast,
+    Compromise,
+    CompromiseKind,
+    Concurrently,
+    DeviceRef,
+    ExhaustOpks,
+    Expectation,
+    Infra,
+    InfraAction,
+    InfraTarget,
+    MessageSelector,
+    MetadataClass,
+    Network,
+    NetworkFault,
+    Organisation,
+    ReadReceipt,
+    Reinstall,
+    RemoveDevice,
+    Replay,
+    RotateSpk,
+    Scenario,
+    Send,
+    SetOnline,
+    Step,
+    Sync,
+    User,
+    Wait,
+)
+
+SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario-v1.schema.json"
+
+PathT = tuple[str | int, ...]
+
+
+class ScenarioError(Exception):
+    """A scenario file is invalid. ``key`` is the path of the offending key."""
+
+    def __init__(
+        self, file: str, line: int | None, column: int | None, key: str, message: str
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.key = key
+        self.message = message
+        where = file if line is None else f"{file}:{line}:{column}"
+        super().__init__(f"{where}: {key or '<document>'}: {message}")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+# --- YAML with marks -------------------------------------------------------------------------
+
+
+@dataclass
+class _Doc:
+    """The parsed document and the (line, column) of every key and value by path."""
+
+    data: Any
+    marks: dict[PathT, tuple[int, int]]
+
+
+def _compose(text: str, file: str) -> _Doc:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        raise ScenarioError(file, line, col, "", f"not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(file, None, None, "", f"not valid YAML: {exc}") from None
+    if node is None:
+        raise ScenarioError(file, 1, 1, "", "empty file")
+    marks: dict[PathT, tuple[int, int]] = {}
+    constructor = yaml.SafeLoader("")
+
+    def build(n: yaml.Node, path: PathT) -> Any:
+        marks.setdefault(path, (n.start_mark.line + 1, n.start_mark.column + 1))
+        if isinstance(n, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in n.value:
+                key = constructor.construct_object(key_node, deep=True)
+                where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if not isinstance(key, str):
+                    raise ScenarioError(file, *where, _fmt(path), f"key {key!r} is not a string")
+                if key in out:
+                    raise ScenarioError(file, *where, _fmt((*path, key)), "duplicate key")
+                marks[(*path, key)] = where
+                out[key] = build(value_node, (*path, key))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(item, (*path, i)) for i, item in enumerate(n.value)]
+        return constructor.construct_object(n, deep=True)
+
+    try:
+        data = build(node, ())
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        raise ScenarioError(file, line, col, "", f"not valid YAML: {exc.problem}") from None
+    return _Doc(data, marks)
+
+
+def _fmt(path: PathT) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class _Ctx:
+    def __init__(self, file: str, doc: _Doc) -> None:
+        self.file = file
+        self.doc = doc
+
+    def error(self, path: PathT, message: str) -> ScenarioError:
+        probe = path
+        while probe and probe not in self.doc.marks:
+            probe = probe[:-1]
+        line, col = self.doc.marks.get(probe, (None, None))
+        return ScenarioError(self.file, line, col, _fmt(path), message)
+
+
+# --- schema validation -------------------------------------------------------------------------
+
+
+def _sub_schema(ref_schema: dict[str, Any]) -> dict[str, Any]:
+    return {**ref_schema, "$defs": schema()["$defs"]}
+
+
+def _check(ctx: _Ctx, instance: Any, sub: dict[str, Any], base: PathT) -> None:
+    validator = jsonschema.Draft202012Validator(_sub_schema(sub))
+    errors = list(validator.iter_errors(instance))
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    assert error is not None
+    path = (*base, *error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        raise ctx.error((*path, extra[0]), f"unknown key {extra[0]!r} (allowed: {allowed})")
+    if error.validator == "required":
+        raise ctx.error(path, error.message)
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Report the alternative that got furthest: the most specific message.
+        inner = max(error.context, key=lambda e: len(e.absolute_path))
+        path = (*path, *inner.relative_path)
+        raise ctx.error(path, f"{_describe(error.instance)} is not valid here: {inner.message}")
+    raise ctx.error(path, error.message)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _validate(ctx: _Ctx) -> None:
+    data = ctx.doc.data
+    top = dict(schema())
+    top_props = dict(top["properties"])
+    top_props["steps"] = {"type": "array", "minItems": 1}
+    top["properties"] = top_props
+    if not isinstance(data, dict):
+        raise ctx.error((), "a scenario is a mapping (version, name, cites, users, steps…)")
+    if "version" in data and data["version"] != FORMAT_VERSION:
+        raise ctx.error(
+            ("version",),
+            f"unsupported format version {data['version']!r} (this build reads {FORMAT_VERSION})",
+        )
+    _check(ctx, data, top, ())
+    for i, step in enumerate(data["steps"]):
+        _validate_step(ctx, step, ("steps", i))
+
+
+def _step_schemas() -> dict[str, dict[str, Any]]:
+    return {
+        next(iter(alt["properties"])): alt["properties"][next(iter(alt["properties"]))]
+        for alt in schema()["$defs"]["step"]["oneOf"]
+    }
+
+
+def _assertion_schemas() -> dict[str, dict[str, Any]]:
+    return {
+        next(iter(alt["properties"])): alt["properties"][next(iter(alt["properties"]))]
+        for alt in schema()["$defs"]["assertion"]["oneOf"]
+    }
+
+
+def _one_key(ctx: _Ctx, value: Any, path: PathT, what: str, known: dict[str, Any]) -> str:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ctx.error(
+            path, f"a {what} is a mapping with exactly one key, the {what} kind: {sorted(known)}"
+        )
+    kind = str(next(iter(value)))
+    if kind not in known:
+        raise ctx.error((*path, kind), f"unknown {what} kind {kind!r} (known: {sorted(known)})")
+    return kind
+
+
+def _validate_step(ctx: _Ctx, step: Any, path: PathT) -> None:
+    kinds = _step_schemas()
+    kind = _one_key(ctx, step, path, "step", kinds)
+    body = step[kind]
+    if kind == "concurrently":
+        if not isinstance(body, list) or len(body) < 2:
+            raise ctx.error((*path, kind), "concurrently takes a list of two or more steps")
+        for i, inner in enumerate(body):
+            _validate_step(ctx, inner, (*path, kind, i))
+        return
+    if kind == "assert":
+        akinds = _assertion_schemas()
+        akind = _one_key(ctx, body, (*path, kind), "assertion", akinds)
+        _check(ctx, body[akind], akinds[akind], (*path, kind, akind))
+        return
+    _check(ctx, body, kinds[kind], (*path, kind))
+
+
+# --- model building and cross-reference checks ---------------------------------------------
+
+
+class _Builder:
+    """Walks the validated document in timeline order, tracking which devices exist, which
+    labels and adversaries were defined, so a reference to something that is not there (yet)
+    is reported at the line that makes it."""
+
+    def __init__(self, ctx: _Ctx) -> None:
+        self.ctx = ctx
+        self.orgs: dict[str, Organisation] = {}
+        self.users: dict[str, User] = {}
+        self.devices: set[DeviceRef] = set()
+        self.ever_devices: set[DeviceRef] = set()
+        self.labels: set[str] = set()
+        self.adversaries: dict[str, Compromise] = {}
+        self.index = 0
+
+    # helpers
+
+    def line(self, path: PathT) -> int:
+        return self.ctx.doc.marks.get(path, (0, 0))[0]
+
+    def device(self, text: str, path: PathT, *, existing: bool = True) -> DeviceRef:
+        ref = DeviceRef.parse(text)
+        if ref.user not in self.users:
+            raise self.ctx.error(path, f"unknown user {ref.user!r} in device {text!r}")
+        if existing and ref not in self.devices:
+            state = "was removed earlier" if ref in self.ever_devices else "does not exist"
+            raise self.ctx.error(path, f"device {text!r} {state} at this point of the timeline")
+        return ref
+
+    def devices_of(self, value: Any, path: PathT) -> tuple[DeviceRef, ...]:
+        items = value if isinstance(value, list) else [value]
+        return tuple(
+            self.device(v, (*path, i) if isinstance(value, list) else path)
+            for i, v in enumerate(items)
+        )
+
+    def user_ids(self, value: Any, path: PathT) -> tuple[str, ...]:
+        items = value if isinstance(value, list) else [value]
+        for i, user in enumerate(items):
+            if user not in self.users:
+                p = (*path, i) if isinstance(value, list) else path
+                raise self.ctx.error(p, f"unknown user {user!r}")
+        return tuple(items)
+
+    def new_label(self, label: str, path: PathT) -> str:
+        if label in self.labels:
+            raise self.ctx.error(path, f"message label {label!r} is already used")
+        self.labels.add(label)
+        return label
+
+    def known_label(self, label: str, path: PathT) -> str:
+        if label not in self.labels:
+            raise self.ctx.error(path, f"no earlier step sends a message labelled {label!r}")
+        return label
+
+    def adversary(self, name: str, path: PathT, *kinds: CompromiseKind) -> Compromise:
+        comp = self.adversaries.get(name)
+        if comp is None:
+            raise self.ctx.error(path, f"no earlier compromise step creates adversary {name!r}")
+        if kinds and comp.compromise not in kinds:
+            wanted = ", ".join(k.value for k in kinds)
+            raise self.ctx.error(
+                path, f"adversary {name!r} is a {comp.compromise.value} compromise; needs {wanted}"
+            )
+        return comp
+
+    # cast
+
+    def cast(self, data: dict[str, Any]) -> None:
+        for i, org in enumerate(data.get("organisations", [])):
+            if org["id"] in self.orgs:
+                raise self.ctx.error(
+                    ("organisations", i, "id"), f"duplicate organisation {org['id']!r}"
+                )
+            self.orgs[org["id"]] = Organisation(id=org["id"], name=org.get("name", ""))
+        default_org = next(iter(self.orgs), "default")
+        if not self.orgs:
+            self.orgs[default_org] = Organisation(id=default_org)
+        for i, entry in enumerate(data["users"]):
+            if "generate" in entry:
+                gen = entry["generate"]
+                org = gen.get("org", default_org)
+                self._org(org, ("users", i, "generate", "org"))
+                width = len(str(gen["count"]))
+                names = tuple(f"d{k}" for k in range(1, gen.get("devices", 1) + 1))
+                for k in range(1, gen["count"] + 1):
+                    self._user(User(id=f"{gen['prefix']}{k:0{width}d}", org=org, devices=names),
+                               ("users", i, "generate"))
+                continue
+            org = entry.get("org", default_org)
+            self._org(org, ("users", i, "org"))
+            self._user(User(id=entry["id"], org=org, devices=tuple(entry["devices"])),
+                       ("users", i, "id"))
+
+    def _org(self, org: str, path: PathT) -> None:
+        if org not in self.orgs:
+            raise self.ctx.error(path, f"unknown organisation {org!r}")
+
+    def _user(self, user: User, path: PathT) -> None:
+        if user.id in self.users:
+            raise self.ctx.error(path, f"duplicate user {user.id!r}")
+        self.users[user.id] = user
+        for ref in user.device_refs():
+            self.devices.add(ref)
+            self.ever_devices.add(ref)
+
+    # steps
+
+    def steps(self, raw: list[Any], base: PathT) -> tuple[Step, ...]:
+        return tuple(self.step(s, (*base, i)) for i, s in enumerate(raw))
+
+    def step(self, raw: dict[str, Any], path: PathT) -> Step:
+        kind = next(iter(raw))
+        body = raw[kind]
+        p = (*path, kind)
+        index = self.index
+        self.index += 1
+        common: dict[str, Any] = {"index": index, "line": self.line(path)}
+        if kind == "concurrently":
+            return Concurrently(**common, steps=self.steps(body, p))
+        method = getattr(self, f"_{kind}")
+        return cast(Step, method(body if body is not None else {}, p, common))
+
+    def _send(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return Send(**c, sender=self.device(b["from"], (*p, "from")),
+                    to=self.user_ids(b["to"], (*p, "to")),
+                    label=self.new_label(b["label"], (*p, "label")), count=b.get("count", 1),
+                    size=b.get("size", 64), text=b.get("text"))
+
+    def _broadcast(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        to = b.get("to", "org")
+        sender = self.device(b["from"], (*p, "from"))
+        return Broadcast(**c, sender=sender,
+                         to=() if to == "org" else self.user_ids(to, (*p, "to")),
+                         label=self.new_label(b["label"], (*p, "label")), count=b.get("count", 1),
+                         size=b.get("size", 64), text=b.get("text"))
+
+    def _attach(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return Attach(**c, sender=self.device(b["from"], (*p, "from")),
+                      to=self.user_ids(b["to"], (*p, "to")),
+                      label=self.new_label(b["label"], (*p, "label")), size=b.get("size", 4096))
+
+    def _read_receipt(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return ReadReceipt(**c, device=self.device(b["device"], (*p, "device")),
+                           message=self.known_label(b["message"], (*p, "message")))
+
+    def _sync(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        devices = self.devices_of(b["devices"], (*p, "devices")) if "devices" in b else ()
+        return Sync(**c, devices=devices, timeout_ms=b.get("timeout_ms", 30_000))
+
+    def _wait(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return Wait(**c, ms=b["ms"])
+
+    def _device_online(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return SetOnline(**c, device=self.device(b["device"], (*p, "device")), online=True)
+
+    def _device_offline(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return SetOnline(**c, device=self.device(b["device"], (*p, "device")), online=False)
+
+    def _network(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        scope = b.get("scope", "global")
+        ref = None if scope == "global" else self.device(scope, (*p, "scope"))
+        fault = NetworkFault(b["fault"])
+        if fault is NetworkFault.DELAY and not b.get("delay_ms"):
+            raise self.ctx.error((*p, "delay_ms"), "a delay fault needs delay_ms > 0")
+        return Network(**c, fault=fault, scope=ref, direction=b.get("direction", "both"),
+                       probability=float(b.get("probability", 1.0)), count=b.get("count"),
+                       delay_ms=b.get("delay_ms", 0), jitter_ms=b.get("jitter_ms", 0),
+                       window=b.get("window", 2))
+
+    def _infra(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        during = b.get("during")
+        if during is not None:
+            self.known_label(during, (*p, "during"))
+        return Infra(**c, action=InfraAction(b["action"]), target=InfraTarget(b["target"]),
+                     replica=b.get("replica", 0), during=during)
+
+    def _reinstall(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return Reinstall(**c, device=self.device(b["device"], (*p, "device")))
+
+    def _add_device(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        ref = self.device(b["device"], (*p, "device"), existing=False)
+        if ref in self.devices:
+            raise self.ctx.error((*p, "device"), f"device {ref} already exists")
+        self.devices.add(ref)
+        self.ever_devices.add(ref)
+        return AddDevice(**c, device=ref)
+
+    def _remove_device(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        ref = self.device(b["device"], (*p, "device"))
+        self.devices.discard(ref)
+        return RemoveDevice(**c, device=ref)
+
+    def _rotate_spk(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return RotateSpk(**c, device=self.device(b["device"], (*p, "device")),
+                         keep_previous=b.get("keep_previous", True))
+
+    def _exhaust_opks(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return ExhaustOpks(**c, devices=self.devices_of(b["devices"], (*p, "devices")),
+                           replenish=b.get("replenish", False))
+
+    def _replay(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        to = self.devices_of(b["to"], (*p, "to")) if "to" in b else ()
+        return Replay(**c, message=self.known_label(b["message"], (*p, "message")), to=to,
+                      kind=b.get("kind", "any"), times=b.get("times", 1))
+
+    def _compromise(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        kind = CompromiseKind(b["kind"])
+        name = b["as"]
+        if name in self.adversaries:
+            raise self.ctx.error((*p, "as"), f"adversary {name!r} already exists")
+        device = user = org = None
+        if kind is CompromiseKind.DEVICE:
+            if "device" not in b:
+                raise self.ctx.error(p, "a device compromise names its 'device'")
+            device = self.device(b["device"], (*p, "device"))
+        elif "device" in b:
+            raise self.ctx.error((*p, "device"), f"'device' is for kind device, not {kind.value}")
+        if kind is CompromiseKind.ALL_DEVICES:
+            if "user" not in b:
+                raise self.ctx.error(p, "an all_devices compromise names its 'user'")
+            user = self.user_ids(b["user"], (*p, "user"))[0]
+        elif "user" in b:
+            raise self.ctx.error((*p, "user"), f"'user' is for kind all_devices, not {kind.value}")
+        if "org" in b:
+            if kind is not CompromiseKind.SUBPOENA:
+                raise self.ctx.error((*p, "org"), "'org' applies to kind subpoena only")
+            org = b["org"]
+            self._org(org, (*p, "org"))
+        comp = Compromise(**c, compromise=kind, name=name, device=device, user=user, org=org,
+                          window=b.get("window", "whole_run"), with_wire=b.get("with_wire", True))
+        self.adversaries[name] = comp
+        return comp
+
+    def _assert(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        akind = next(iter(b))
+        body = b[akind] or {}
+        q = (*p, akind)
+        kind = AssertionKind(akind)
+        fields: dict[str, Any] = {"assertion": kind}
+        if "messages" in body:
+            fields["messages"] = self.selector(body["messages"], (*q, "messages"))
+        if "devices" in body:
+            fields["devices"] = self.devices_of(body["devices"], (*q, "devices"))
+        if "device" in body:
+            fields["devices"] = (self.device(body["device"], (*q, "device")),)
+        if "error" in body:
+            fields["error"] = body["error"]
+        passive = (CompromiseKind.SERVER, CompromiseKind.NETWORK, CompromiseKind.INSIDER,
+                   CompromiseKind.SUBPOENA, CompromiseKind.DATABASE)
+        device_kinds = (CompromiseKind.DEVICE,)
+        needs: dict[AssertionKind, tuple[CompromiseKind, ...]] = {
+            AssertionKind.ADVERSARY_DECRYPTS_NOTHING: passive,
+            AssertionKind.COMPROMISE_SCOPE: device_kinds,
+            AssertionKind.FORWARD_SECRECY: device_kinds,
+            AssertionKind.POST_COMPROMISE_SECURITY: device_kinds,
+        }
+        if "adversary" in body:
+            self.adversary(body["adversary"], (*q, "adversary"), *needs.get(kind, ()))
+            fields["adversary"] = body["adversary"]
+        if "adversaries" in body:
+            for i, name in enumerate(body["adversaries"]):
+                self.adversary(name, (*q, "adversaries", i))
+            fields["adversaries"] = tuple(body["adversaries"])
+        for key in ("round_trips", "identifiers", "documented"):
+            if key in body:
+                fields[key] = body[key]
+        if "sees" in body:
+            fields["sees"] = tuple(MetadataClass(s) for s in body["sees"])
+        return Assertion(**c, **fields)
+
+    def selector(self, raw: Any, path: PathT) -> MessageSelector:
+        if raw == "all":
+            return MessageSelector(all=True)
+        if isinstance(raw, list):
+            labels = tuple(self.known_label(x, (*path, i)) for i, x in enumerate(raw))
+            return MessageSelector(labels=labels)
+        labels = tuple(
+            self.known_label(x, (*path, "labels", i)) for i, x in enumerate(raw.get("labels", []))
+        )
+        for side in ("from", "to"):
+            for i, who in enumerate(raw.get(side, [])):
+                if "/" in who:
+                    self.device(who, (*path, side, i), existing=False)
+                elif who not in self.users:
+                    raise self.ctx.error((*path, side, i), f"unknown user {who!r}")
+        for side in ("before", "after"):
+            if side in raw:
+                self.adversary(raw[side], (*path, side))
+        return MessageSelector(labels=labels, senders=tuple(raw.get("from", [])),
+                               recipients=tuple(raw.get("to", [])), before=raw.get("before"),
+                               after=raw.get("after"))
+
+
+def _semantic(ctx: _Ctx, data: dict[str, Any], steps: tuple[Step, ...]) -> None:
+    expect = Expectation(data.get("expect", "pass"))
+    exposures = [s for s in _flat(steps) if isinstance(s, Assertion) and s.is_exposure]
+    if expect is Expectation.EXPOSED and not exposures:
+        raise ctx.error(("expect",), "expect: exposed needs at least one 'exposed' or "
+                        "'metadata_exposed' assertion demonstrating the documented exposure")
+    if expect is Expectation.PASS and exposures:
+        first = exposures[0]
+        raise ctx.error(("expect",), f"step at line {first.line} asserts an exposure; such a "
+                        "scenario must declare 'expect: exposed' (seed §1.2 / §2.5)")
+    if not any(isinstance(s, Assertion) for s in _flat(steps)):
+        raise ctx.error(("steps",), "a scenario without any assertion can never fail")
+
+
+def _flat(steps: tuple[Step, ...]) -> Iterator[Step]:
+    for step in steps:
+        yield step
+        if isinstance(step, Concurrently):
+            yield from _flat(step.steps)
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Scenario:
+    """Parse and validate one scenario from its text."""
+    ctx = _Ctx(file, _compose(text, file))
+    _validate(ctx)
+    data: dict[str, Any] = ctx.doc.data
+    builder = _Builder(ctx)
+    builder.cast(data)
+    steps = builder.steps(data["steps"], ("steps",))
+    _semantic(ctx, data, steps)
+    return Scenario(
+        version=data["version"],
+        name=data["name"],
+        description=data.get("description", "").strip(),
+        cites=tuple(data["cites"]),
+        expect=Expectation(data.get("expect", "pass")),
+        seed=data.get("seed", 0),
+        providers=tuple(data.get("providers", PROVIDERS)),
+        timeout_s=data.get("timeout_s", 300),
+        organisations=tuple(builder.orgs.values()),
+        users=tuple(builder.users.values()),
+        steps=steps,
+        path=path,
+        source_digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        tags=tuple(data.get("tags", ())),
+    )
+
+
+def load(path: str | Path) -> Scenario:
+    """Load one scenario file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(str(p), None, None, "", f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(str(p), None, None, "", f"not UTF-8 at byte {exc.start}") from None
+    return loads(text, file=str(p), path=p)
+
+
+def discover(paths: list[str | Path]) -> list[Path]:
+    """Expand directories to the ``*.yaml``/``*.yml`` files under them, sorted, de-duplicated."""
+    found: list[Path] = []
+    for entry in paths:
+        p = Path(entry)
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml")))
+        else:
+            found.append(p)
+    seen: set[Path] = set()
+    out = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

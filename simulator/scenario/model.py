@@ -1,0 +1,481 @@
+"""Typed model of a scenario file (format ``version: 1``, docs/scenarios.md).
+
+A scenario is a cast (organisations, users and their devices) and a timeline of steps run in
+order. Steps act (send, faults, compromises…) or assert. Every step keeps the file line it came
+from, so a report can point a reviewer at the YAML that produced a result.
+
+Names used throughout:
+
+- a **device reference** is ``"user/device"`` (:class:`DeviceRef`);
+- a **message label** names the messages of one ``send``/``broadcast``/``attach`` step; a step
+  with ``count: n`` and label ``L`` produces messages ``L.1`` … ``L.n`` and ``L`` selects them
+  all (:meth:`MessageSelector.matches`);
+- an **adversary** is named by the ``as:`` of a ``compromise`` step; assertions refer to it.
+
+This module is pure data: no I/O. :mod:`simulator.scenario.loader` builds it from YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, order=True)
+class DeviceRef:
+    """``user/device``: a device is always named together with its owner."""
+
+    user: str
+    device: str
+
+    def __str__(self) -> str:
+        return f"{self.user}/{self.device}"
+
+    @classmethod
+    def parse(cls, text: str) -> DeviceRef:
+        user, sep, device = text.partition("/")
+        if not sep or not user or not device or "/" in device:
+            raise ValueError(f"device reference must be 'user/device', got {text!r}")
+        return cls(user, device)
+
+
+# --- cast ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Organisation:
+    id: str
+    name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class User:
+    id: str
+    org: str
+    devices: tuple[str, ...]
+
+    def device_refs(self) -> tuple[DeviceRef, ...]:
+        return tuple(DeviceRef(self.id, d) for d in self.devices)
+
+
+# --- selectors -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageSelector:
+    """Which messages an assertion is about.
+
+    ``all`` selects every message of the scenario; otherwise a message matches when its label
+    (or its group label, ``L`` for ``L.3``) is in ``labels`` (if given) and it was sent from /
+    to the given users or devices (if given). ``before``/``after`` name a compromise step
+    (by its ``as:``) and keep messages sent strictly before / after that moment.
+    """
+
+    all: bool = False
+    labels: tuple[str, ...] = ()
+    senders: tuple[str, ...] = ()  # user ids or "user/device"
+    recipients: tuple[str, ...] = ()
+    before: str | None = None
+    after: str | None = None
+
+    def matches_label(self, label: str) -> bool:
+        if self.all or not self.labels:
+            return True
+        group = label.rsplit(".", 1)[0] if "." in label else label
+        return label in self.labels or group in self.labels
+
+
+ALL_MESSAGES = MessageSelector(all=True)
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """Base of every step: its position in the timeline and in the file."""
+
+    index: int
+    line: int
+
+    @property
+    def kind(self) -> str:
+        return STEP_KINDS_BY_TYPE[type(self)]
+
+
+# Messaging
+
+
+@dataclass(frozen=True, kw_only=True)
+class Send(Step):
+    """``sender`` encrypts to every device of each recipient user and to its own other devices
+    (sync copies): one envelope per device (seed §4.1)."""
+
+    sender: DeviceRef
+    to: tuple[str, ...]  # user ids
+    label: str
+    count: int = 1
+    size: int = 64  # plaintext bytes, canary included
+    text: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Broadcast(Step):
+    """An organisation broadcast: one sender, every listed user (or the whole organisation)."""
+
+    sender: DeviceRef
+    to: tuple[str, ...]  # user ids; empty = every user of the sender's organisation
+    label: str
+    count: int = 1
+    size: int = 64
+    text: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attach(Step):
+    """An attachment encrypted client-side, uploaded to the object store, its key sent E2E."""
+
+    sender: DeviceRef
+    to: tuple[str, ...]
+    label: str
+    size: int = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadReceipt(Step):
+    device: DeviceRef
+    message: str  # message label (group label = every message of the group)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sync(Step):
+    """Let every online device (or the listed ones) fetch and process until quiescent."""
+
+    devices: tuple[DeviceRef, ...] = ()  # empty = every online device
+    timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wait(Step):
+    """Advance the scenario clock."""
+
+    ms: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetOnline(Step):
+    device: DeviceRef
+    online: bool
+
+    @property
+    def kind(self) -> str:
+        return "device_online" if self.online else "device_offline"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Concurrently(Step):
+    """Run the nested steps at the same time (e.g. simultaneous session initiation)."""
+
+    steps: tuple[Step, ...]
+
+
+# Faults
+
+
+class NetworkFault(Enum):
+    DROP = "drop"
+    DELAY = "delay"
+    DUPLICATE = "duplicate"
+    REORDER = "reorder"
+    CUT = "cut"
+    HEAL = "heal"  # removes every fault on the scope
+
+
+Direction = Literal["up", "down", "both"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Network(Step):
+    """A fault on the path between clients and relay, drawn from the scenario seed.
+
+    ``scope`` is ``None`` for every device, else one device. ``probability`` applies per
+    envelope; ``count`` limits the fault to the next N envelopes on the scope (then it lapses).
+    ``window`` (reorder) is how many envelopes are held and shuffled together.
+    """
+
+    fault: NetworkFault
+    scope: DeviceRef | None = None
+    direction: Direction = "both"
+    probability: float = 1.0
+    count: int | None = None
+    delay_ms: int = 0
+    jitter_ms: int = 0
+    window: int = 2
+
+
+class InfraAction(Enum):
+    STOP = "stop"
+    START = "start"
+    KILL = "kill"
+    PAUSE = "pause"
+    UNPAUSE = "unpause"
+    RESTART = "restart"
+
+
+class InfraTarget(Enum):
+    SERVER = "server"
+    REDIS = "redis"
+    MONGODB = "mongodb"
+    SEAWEEDFS = "seaweedfs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Infra(Step):
+    """Stop/kill/pause/restart a backend or a server replica. ``during`` (optional) names a
+    message label: the fault is applied while that send is in flight (restart mid-delivery)."""
+
+    action: InfraAction
+    target: InfraTarget
+    replica: int = 0
+    during: str | None = None
+
+
+# Device lifecycle and prekeys
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reinstall(Step):
+    """The app is reinstalled: same address, brand-new identity and prekeys, no sessions."""
+
+    device: DeviceRef
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddDevice(Step):
+    device: DeviceRef
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveDevice(Step):
+    device: DeviceRef
+
+
+@dataclass(frozen=True, kw_only=True)
+class RotateSpk(Step):
+    """Publish a new signed prekey. ``keep_previous`` keeps the old private SPK for in-flight
+    SMX1 bootstraps (the recommended behaviour); ``False`` deletes it at once."""
+
+    device: DeviceRef
+    keep_previous: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExhaustOpks(Step):
+    """Someone claims every one-time prekey of the device(s) so later bootstraps go OPK-less."""
+
+    devices: tuple[DeviceRef, ...]
+    replenish: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replay(Step):
+    """A network adversary re-injects captured envelopes of ``message`` (label) to ``to``
+    (default: their original recipients). ``kind`` restricts to SMX1 or DR_V1 envelopes."""
+
+    message: str
+    to: tuple[DeviceRef, ...] = ()
+    kind: Literal["any", "smx1", "drv1"] = "any"
+    times: int = 1
+
+
+# Compromises
+
+
+class CompromiseKind(Enum):
+    """Adversary classes of seed §1.1 (and §1.2 / §2.5 for the out-of-scope ones)."""
+
+    SERVER = "server"  # every store, every log line, every relayed byte
+    NETWORK = "network"  # captured wire bytes (and their timing, volume)
+    INSIDER = "insider"  # operational logs + what the ops surfaces show
+    SUBPOENA = "subpoena"  # what the operator can export
+    DEVICE = "device"  # one device's full key and session state at this moment
+    ALL_DEVICES = "all_devices"  # every device of one user (seed §1.2, out of scope)
+    DATABASE = "database"  # the database tier only (seed §2.5, communication graph)
+
+
+Window = Literal["whole_run", "until_here", "from_here"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Compromise(Step):
+    """From this moment the adversary ``name`` holds its view.
+
+    Passive observers (server, network, insider, subpoena, database) keep everything of the
+    ``window`` (default the whole run: they are assumed to persist). Device compromises snapshot
+    the state now; with ``with_wire`` (default) the adversary also holds every envelope the
+    network carried during the whole run, which is what FS and PCS are measured against.
+    """
+
+    compromise: CompromiseKind
+    name: str
+    device: DeviceRef | None = None  # DEVICE
+    user: str | None = None  # ALL_DEVICES
+    org: str | None = None  # SUBPOENA: the organisation named in the order (None = all)
+    window: Window = "whole_run"
+    with_wire: bool = True
+
+
+# Assertions
+
+
+class AssertionKind(Enum):
+    DELIVERED_EXACTLY_ONCE = "delivered_exactly_once"
+    NOT_DELIVERED = "not_delivered"
+    DECRYPT_ERROR = "decrypt_error"
+    SESSIONS_CONVERGE = "sessions_converge"
+    ADVERSARY_DECRYPTS_NOTHING = "adversary_decrypts_nothing"
+    COMPROMISE_SCOPE = "compromise_scope"
+    FORWARD_SECRECY = "forward_secrecy"
+    POST_COMPROMISE_SECURITY = "post_compromise_security"
+    ORACLE_CLEAN = "oracle_clean"
+    EXPOSED = "exposed"
+    METADATA_EXPOSED = "metadata_exposed"
+
+
+EXPOSURE_KINDS = frozenset({AssertionKind.EXPOSED, AssertionKind.METADATA_EXPOSED})
+
+
+class MetadataClass(Enum):
+    """Seed §2.2 categories an adversary can be shown to see."""
+
+    ROUTING_IDENTIFIERS = "routing_identifiers"
+    COMMUNICATION_GRAPH = "communication_graph"
+    TIMING = "timing"
+    VOLUME = "volume"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assertion(Step):
+    """A check evaluated at this point of the timeline (``oracle_clean`` and the adversary
+    assertions look at the views as they stand at the end of the run).
+
+    Per kind, the fields that matter (others keep their defaults):
+
+    - ``delivered_exactly_once`` / ``not_delivered``: ``messages``, ``devices`` (recipient
+      devices to check; empty = every intended recipient device);
+    - ``decrypt_error``: ``devices`` (exactly one), ``error`` (SPEC §5 name), ``messages``;
+    - ``sessions_converge``: ``devices`` (two or more, pairwise digests agree, SPEC §7);
+    - ``adversary_decrypts_nothing`` / ``compromise_scope`` / ``forward_secrecy``:
+      ``adversary``;
+    - ``post_compromise_security``: ``adversary``, ``round_trips`` (after that many round trips
+      between the compromised device and a peer, nothing new decrypts);
+    - ``oracle_clean``: ``adversaries`` (empty = every view), ``identifiers`` (also check
+      raw identifiers in log lines);
+    - ``exposed``: ``adversary``, ``messages`` (they must all decrypt), ``documented``;
+    - ``metadata_exposed``: ``adversary``, ``sees``, ``documented``.
+    """
+
+    assertion: AssertionKind
+    messages: MessageSelector = ALL_MESSAGES
+    devices: tuple[DeviceRef, ...] = ()
+    error: str | None = None
+    adversary: str | None = None
+    adversaries: tuple[str, ...] = ()
+    round_trips: int = 1
+    identifiers: bool = True
+    sees: tuple[MetadataClass, ...] = ()
+    documented: str | None = None
+
+    @property
+    def is_exposure(self) -> bool:
+        return self.assertion in EXPOSURE_KINDS
+
+
+STEP_KINDS: dict[str, type[Step]] = {
+    "send": Send,
+    "broadcast": Broadcast,
+    "attach": Attach,
+    "read_receipt": ReadReceipt,
+    "sync": Sync,
+    "wait": Wait,
+    "device_online": SetOnline,
+    "device_offline": SetOnline,
+    "concurrently": Concurrently,
+    "network": Network,
+    "infra": Infra,
+    "reinstall": Reinstall,
+    "add_device": AddDevice,
+    "remove_device": RemoveDevice,
+    "rotate_spk": RotateSpk,
+    "exhaust_opks": ExhaustOpks,
+    "replay": Replay,
+    "compromise": Compromise,
+    "assert": Assertion,
+}
+STEP_KINDS_BY_TYPE: dict[type[Step], str] = {}
+for _name, _type in STEP_KINDS.items():
+    STEP_KINDS_BY_TYPE.setdefault(_type, _name)
+
+
+# --- the scenario --------------------------------------------------------------------------
+
+
+class Expectation(Enum):
+    """What the scenario's author expects: every assertion holds (``pass``), or the scenario
+    demonstrates a documented non-guarantee (``exposed``, seed §1.2 / §2.5)."""
+
+    PASS = "pass"  # noqa: S105 (a verdict, not a password)
+    EXPOSED = "exposed"
+
+
+PROVIDERS = ("embedded", "local", "containers", "external")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    version: int
+    name: str
+    description: str
+    cites: tuple[str, ...]
+    expect: Expectation
+    seed: int
+    providers: tuple[str, ...]
+    timeout_s: int
+    organisations: tuple[Organisation, ...]
+    users: tuple[User, ...]
+    steps: tuple[Step, ...]
+    path: Path | None = None
+    source_digest: str = ""  # SHA-256 of the file bytes: a report names exactly what ran
+    tags: tuple[str, ...] = field(default=())
+
+    def user(self, user_id: str) -> User:
+        for user in self.users:
+            if user.id == user_id:
+                return user
+        raise KeyError(user_id)
+
+    def initial_devices(self) -> tuple[DeviceRef, ...]:
+        return tuple(ref for user in self.users for ref in user.device_refs())
+
+    def all_steps(self) -> tuple[Step, ...]:
+        """Every step in timeline order, nested ``concurrently`` steps flattened."""
+        out: list[Step] = []
+
+        def walk(steps: tuple[Step, ...]) -> None:
+            for step in steps:
+                out.append(step)
+                if isinstance(step, Concurrently):
+                    walk(step.steps)
+
+        walk(self.steps)
+        return tuple(out)
+
+    def assertions(self) -> tuple[Assertion, ...]:
+        return tuple(s for s in self.all_steps() if isinstance(s, Assertion))
+
+    def compromises(self) -> tuple[Compromise, ...]:
+        return tuple(s for s in self.all_steps() if isinstance(s, Compromise))
