@@ -37,7 +37,8 @@ def declare(
         "recipients": recipients,
         **extra,
     }
-    return world.client.post("/v1/attachments", json=body, headers=who.headers)
+    response: httpx.Response = world.client.post("/v1/attachments", json=body, headers=who.headers)
+    return response
 
 
 def test_upload_and_authorised_download(world: World, org: dict[str, DeviceSession]) -> None:
