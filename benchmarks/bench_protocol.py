@@ -22,7 +22,7 @@ import math
 import os
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from benchmarks import competitors, floor, ours
-from benchmarks.timing import FULL, QUICK, Plan, Step, Timing, measure
+from benchmarks.timing import CLOCKS, FULL, QUICK, Plan, Step, Timing, measure
 from semafore.protocol import x3dh
 
 PAYLOAD_BYTES = 256
@@ -105,7 +105,7 @@ targets leave for protocol overhead), and the state round trip against the other
 class Report:
     """Everything one run measured; ``figures[case][impl]`` is the best µs per operation."""
 
-    plan: dict[str, float]
+    plan: dict[str, float | str]
     environment: dict[str, str]
     timings: dict[str, dict[str, float | int]]
     figures: dict[str, dict[str, float]]
@@ -205,6 +205,7 @@ def summarise(timings: dict[str, Timing], skipped: dict[str, str], plan: Plan) -
         "cpus": str(os.cpu_count()),
         "cryptography": cryptography.__version__,
         "openssl": _openssl_version(),
+        "load_average_at_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     return Report(
         plan=asdict(plan),
@@ -295,9 +296,15 @@ def render(report: Report, console: Console) -> None:
     console.print(
         f"Python {env['python']} ({env['machine']}, {env['cpus']} CPUs), "
         f"cryptography {env['cryptography']}, {env['openssl']}; "
-        f"{report.plan['rounds']:.0f} rounds of "
-        f"~{report.plan['block_seconds'] * 1000:.0f} ms blocks"
+        f"{report.plan['rounds']} rounds of ~{float(report.plan['block_seconds']) * 1000:.0f} ms "
+        f"blocks, {report.plan['clock']} clock; load average {env['load_average_at_end']}"
     )
+    busy = os.getloadavg()[0]
+    if busy > (os.cpu_count() or 1) * 0.75:
+        console.print(
+            f"[yellow]the machine was busy (1-min load {busy:.2f}): ratios near a bound may "
+            "flip between runs; rerun when it is quiet[/yellow]"
+        )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -308,10 +315,20 @@ def render(report: Report, console: Console) -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write the full report as JSON to this file ('-' for stdout).",
 )
+@click.option(
+    "--clock",
+    type=click.Choice(sorted(CLOCKS)),
+    default="cpu",
+    show_default=True,
+    help="cpu: process CPU time (robust on a shared machine); wall: timeit's perf_counter.",
+)
+@click.option("--rounds", type=click.IntRange(min=1), help="Override the number of rounds.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any target is missed or not measured.")
-def main(quick: bool, json_path: Path | None, strict: bool) -> None:
+def main(quick: bool, json_path: Path | None, clock: str, rounds: int | None, strict: bool) -> None:
     """Time SemaFore's protocol against the primitive floor, doubleratchet and vodozemac."""
-    plan = QUICK if quick else FULL
+    plan = replace(QUICK if quick else FULL, clock=clock)
+    if rounds is not None:
+        plan = replace(plan, rounds=rounds)
     console = Console(stderr=json_path == Path("-"), width=max(Console().width, 110))
     with Progress(
         TextColumn("{task.description}"),
