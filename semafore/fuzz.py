@@ -435,6 +435,11 @@ def _child(
     help="Write a JSON summary here ('-' for stdout).",
 )
 @click.option(
+    "--reproduce",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Run one saved input (a crash file) through --target, without libFuzzer.",
+)
+@click.option(
     "--libfuzzer-arg",
     "extra",
     multiple=True,
@@ -448,9 +453,16 @@ def main(
     corpus: Path | None,
     artifacts: Path,
     json_path: Path | None,
+    reproduce: Path | None,
     extra: tuple[str, ...],
 ) -> None:
     """Fuzz SemaFore's parsers and decrypt paths; exit 1 on any finding."""
+    if reproduce is not None:
+        harness = Harness.build()
+        harness.one_input(target, reproduce.read_bytes())  # a finding raises (exit 1)
+        outcomes = {name: dict(c) for name, c in harness.outcomes.items() if c}
+        click.echo(f"{reproduce}: no finding ({target}): {outcomes}")
+        return
     if atheris is None:
         raise click.ClickException("atheris is not installed: pip install '.[fuzz]'")
     harness = Harness.build()

@@ -115,6 +115,16 @@ def test_canary_finding_fails_the_run_and_keeps_a_reproducer(tmp_path: Path) -> 
     crash = next(p for p in artifacts if not p.suffix)
     assert crash.read_bytes().startswith(CANARY)
     assert "ValueError" in crash.with_suffix(".txt").read_text(encoding="utf-8")
+    replay = subprocess.run(
+        [sys.executable, "-m", "semafore.fuzz", "--target", "canary", "--reproduce", str(crash)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert replay.returncode == 1
+    assert "ValueError: canary" in replay.stderr
 
 
 @pytest.mark.slow
