@@ -1,0 +1,860 @@
+"""A device connected to a relay: register, keep prekeys healthy, send, receive (SPEC §2–§4).
+
+:class:`DeviceClient` wraps one :class:`~semafore.client.device.Device` and its connection to
+any relay URL (the reference relay or a platform's own). Sending a message to a user
+encrypts it once per recipient device and once per *own other* device (the sync copy), one
+envelope each (seed §4.2); the relay's 409 (missing/extra devices) and 410 (stale
+registration) are answered by refreshing the device list and bundles and retrying, as
+Signal clients do. Receiving runs over the device WebSocket (reconnecting with exponential
+back-off) or by polling ``GET /v1/messages``; duplicates are dropped by message id, and an
+undecryptable frame is answered with a ``reset`` notice (SPEC §4).
+
+All randomness comes from the injected :class:`Entropy` and all time from the injected
+:class:`Clock`; sends from one device are serialised, so a seeded run is reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from semafore.client import attachments
+from semafore.client.clock import Clock
+from semafore.client.content import AttachmentPointer, Content, Kind, decode
+from semafore.client.device import Device, PrekeyPolicy
+from semafore.client.errors import (
+    ClientError,
+    DeliveryFailed,
+    MalformedContent,
+    ServerRejected,
+    TransportError,
+)
+from semafore.client.transport import RelayHttp
+from semafore.protocol.entropy import Entropy
+from semafore.protocol.errors import (
+    DuplicateMessage,
+    ProtocolError,
+    UntrustedIdentity,
+)
+from semafore.protocol.frame import is_smx1
+from semafore.protocol.keys import bundle_from_dict, device_address
+from semafore.protocol.session_cipher import RESET_MAGIC
+
+log = logging.getLogger(__name__)
+
+MAX_DEVICE_SET_RETRIES = 4
+ACK_BATCH = 100
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One decrypted message as the application sees it."""
+
+    sender_user_id: str
+    sender_device_id: str
+    delivery_id: str
+    kind: str  # the relay's envelope kind: "message" or "broadcast"
+    content: Content
+    at: float
+
+    @property
+    def sender(self) -> str:
+        return device_address(self.sender_user_id, self.sender_device_id)
+
+
+@dataclass(frozen=True)
+class ClientEvent:
+    """Something a scenario may want to assert on (failures, resets, identity changes)."""
+
+    kind: str
+    at: float
+    peer: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: str
+    envelopes: dict[str, bytes]  # recipient address -> envelope bytes as sent
+    attempts: int
+
+
+@dataclass
+class Counters:
+    sent_messages: int = 0
+    sent_envelopes: int = 0
+    received: int = 0
+    duplicates: int = 0
+    undecryptable: int = 0
+    resets_sent: int = 0
+    resets_honoured: int = 0
+    device_set_retries: int = 0
+    bundles_fetched: int = 0
+    opks_uploaded: int = 0
+    spk_rotations: int = 0
+    reconnects: int = 0
+
+
+@dataclass
+class _Directory:
+    """What this device believes a user's devices are: device id -> registration id."""
+
+    devices: dict[str, int] = field(default_factory=dict)
+
+
+class DeviceClient:
+    def __init__(
+        self,
+        device: Device,
+        org_id: str,
+        base_url: str,
+        entropy: Entropy,
+        clock: Clock,
+        *,
+        prekeys: PrekeyPolicy | None = None,
+        http: RelayHttp | None = None,
+        ws_url: str | None = None,
+        on_receive: Callable[[DeviceClient, Received], None] | None = None,
+        on_event: Callable[[DeviceClient, ClientEvent], None] | None = None,
+        on_sent: Callable[[DeviceClient, str, str, dict[str, bytes]], None] | None = None,
+        persist: Callable[[bytes], None] | None = None,
+        use_websocket_send: bool = True,
+    ) -> None:
+        self.device = device
+        self.org_id = org_id
+        self.entropy = entropy
+        self.clock = clock
+        self.prekeys = prekeys or PrekeyPolicy()
+        self.http = http or RelayHttp(base_url, entropy)
+        self.ws_url = ws_url or _ws_url(base_url)
+        self.on_receive = on_receive
+        self.on_event = on_event
+        self.on_sent = on_sent
+        self.persist = persist
+        self.use_websocket_send = use_websocket_send
+        self.inbox: list[Received] = []
+        self.events: list[ClientEvent] = []
+        self.counters = Counters()
+        self.directory: dict[str, _Directory] = {}
+        self.role = "member"
+        self._send_lock = asyncio.Lock()
+        self._receive_lock = asyncio.Lock()
+        self._ws: ClientConnection | None = None
+        self._ws_task: asyncio.Task[None] | None = None
+        self._ws_connected = asyncio.Event()
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._acks: list[str] = []
+        self._request_seq = 0
+        self._stopping = False
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> str:
+        return self.device.user_id
+
+    @property
+    def device_id(self) -> str:
+        return self.device.device_id
+
+    @property
+    def address(self) -> str:
+        return self.device.address
+
+    def _event(self, kind: str, peer: str | None = None, detail: str = "") -> None:
+        ev = ClientEvent(kind, self.clock.now(), peer, detail)
+        self.events.append(ev)
+        if self.on_event is not None:
+            self.on_event(self, ev)
+
+    def _save(self) -> None:
+        if self.persist is not None:
+            self.persist(self.device.serialize())
+
+    # -- registration and prekeys ----------------------------------------------------------
+
+    async def login(self, otp: str, totp: str | None = None) -> dict[str, Any]:
+        """``POST /v1/auth/login``; the relay assigns this device's registration id."""
+        body: dict[str, Any] = {
+            "org_id": self.org_id,
+            "user_id": self.user_id,
+            "device_id": self.device_id,
+            "otp": otp,
+        }
+        if totp is not None:
+            body["totp"] = totp
+        pair: dict[str, Any] = await self.http.json("POST", "/v1/auth/login", json=body, auth=False)
+        self.http.set_tokens(pair)
+        self.device.registration_id = int(pair["registration_id"])
+        self.role = str(pair.get("role", "member"))
+        return pair
+
+    async def publish_keys(self) -> int:
+        """``PUT /v1/keys``: identity, current SPK and up to 100 OPKs; returns the OPK count."""
+        keys = self.device.keys
+        opks = list(keys.opks.values())[: self.prekeys.opk_batch]
+        body = {
+            "ik": b64(keys.identity.ik.public),
+            "sik": b64(keys.identity.sik.public),
+            "spk": {
+                "key_id": keys.spk.key_id,
+                "pub": b64(keys.spk.keypair.public),
+                "sig": b64(keys.spk.signature),
+            },
+            "opks": [{"key_id": o.key_id, "pub": b64(o.keypair.public)} for o in opks],
+        }
+        count = await self.http.json("PUT", "/v1/keys", json=body)
+        self.counters.opks_uploaded += len(opks)
+        self._save()
+        return int(count["opk_count"])
+
+    async def register(self, otp: str, totp: str | None = None) -> None:
+        await self.login(otp, totp)
+        await self.publish_keys()
+
+    async def maintain_prekeys(self) -> dict[str, int]:
+        """Top up OPKs below the low-water mark; rotate the SPK when due (Signal's cadence)."""
+        count = await self.http.json("GET", "/v1/keys")
+        uploaded = 0
+        new = self.device.opks_to_upload(int(count["opk_count"]), self.entropy, self.prekeys)
+        for start in range(0, len(new), 100):
+            batch = new[start : start + 100]
+            await self.http.json(
+                "POST",
+                "/v1/keys/opks",
+                json={"opks": [{"key_id": o.key_id, "pub": b64(o.keypair.public)} for o in batch]},
+            )
+            uploaded += len(batch)
+        self.counters.opks_uploaded += uploaded
+        rotated = 0
+        if self.device.spk_due(self.clock.now(), self.prekeys):
+            await self.rotate_spk()
+            rotated = 1
+        if uploaded or rotated:
+            self._save()
+        return {"opks_uploaded": uploaded, "spk_rotated": rotated}
+
+    async def rotate_spk(self) -> str:
+        """New signed prekey, published; the previous ones stay for SMX1s in flight."""
+        self.device.rotate_spk(self.entropy, self.clock.now())
+        spk = self.device.keys.spk
+        await self.http.json(
+            "PUT",
+            "/v1/keys/spk",
+            json={"key_id": spk.key_id, "pub": b64(spk.keypair.public), "sig": b64(spk.signature)},
+        )
+        self.counters.spk_rotations += 1
+        self._save()
+        return spk.key_id
+
+    async def own_devices(self) -> dict[str, int]:
+        """``GET /v1/devices``: this user's devices (for sync copies), self excluded."""
+        listing = await self.http.json("GET", "/v1/devices")
+        devices = {
+            d["device_id"]: int(d["registration_id"])
+            for d in listing["devices"]
+            if d["device_id"] != self.device_id
+        }
+        self._set_directory(self.user_id, devices)
+        return devices
+
+    async def remove_device(self, device_id: str) -> None:
+        await self.http.json("DELETE", f"/v1/devices/{device_id}")
+
+    # -- device directory ------------------------------------------------------------------
+
+    def _set_directory(self, user_id: str, devices: dict[str, int]) -> None:
+        entry = self.directory.setdefault(user_id, _Directory())
+        for gone in set(entry.devices) - set(devices):
+            self.device.forget_device(device_address(user_id, gone))
+        entry.devices = dict(devices)
+
+    async def _fetch_bundles(self, user_id: str, device_id: str | None = None) -> None:
+        """Fetch bundles (claims one OPK each), pin identities, start sessions with them."""
+        path = f"/v1/keys/{user_id}" + (f"/{device_id}" if device_id else "")
+        try:
+            out = await self.http.json("GET", path)
+        except ServerRejected as exc:
+            if exc.status == 404 and exc.code == "no_keys":
+                if device_id is None:
+                    self._set_directory(user_id, {})
+                return
+            raise
+        entry = self.directory.setdefault(user_id, _Directory())
+        now = self.clock.now()
+        for raw in out["devices"]:
+            if raw["device_id"] == self.device_id and user_id == self.user_id:
+                continue
+            bundle = bundle_from_dict(raw, unb64)
+            self.counters.bundles_fetched += 1
+            address = bundle.address
+            known = self.device.known_identity(address)
+            changed = known is not None and (known.ik, known.sik) != (bundle.ik, bundle.sik)
+            try:
+                self.device.start_session(bundle, self.entropy, now)
+            except UntrustedIdentity:
+                self._event("identity_rejected", address)
+                raise
+            if changed:
+                self._event("identity_changed", address)
+            entry.devices[bundle.device_id] = int(raw["registration_id"])
+
+    async def _prepare(self, user_id: str) -> dict[str, int]:
+        """The devices to encrypt to for ``user_id``, each with a session."""
+        entry = self.directory.get(user_id)
+        if entry is None:
+            if user_id == self.user_id:
+                await self.own_devices()
+            else:
+                await self._fetch_bundles(user_id)
+            entry = self.directory.setdefault(user_id, _Directory())
+        for device_id in list(entry.devices):
+            if not self.device.has_session(device_address(user_id, device_id)):
+                await self._fetch_bundles(user_id, device_id)
+        return {
+            d: r
+            for d, r in entry.devices.items()
+            if self.device.has_session(device_address(user_id, d))
+        }
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def new_message_id(self) -> str:
+        return self.entropy.random_bytes(16, "message_id").hex()
+
+    async def _send_envelopes(
+        self, user_id: str, message_id: str, envelopes: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        request = {"message_id": message_id, "envelopes": envelopes}
+        if self.use_websocket_send and self._ws is not None and self._ws_connected.is_set():
+            try:
+                return await self._ws_send(user_id, request)
+            except (ConnectionClosed, TransportError, TimeoutError):
+                pass  # fall back to HTTP; a duplicate is dropped by message id
+        result: dict[str, Any] = await self.http.json(
+            "PUT", f"/v1/messages/{user_id}", json=request
+        )
+        return result
+
+    async def send_content(self, user_id: str, content: Content) -> SendResult:
+        """Encrypt ``content`` for every device of ``user_id`` (and, as a sync copy, for
+        this user's other devices) and send it, handling 409/410 (one envelope per device)."""
+        async with self._send_lock:
+            result = await self._send_to_user(user_id, content)
+            if user_id != self.user_id:
+                await self._send_sync(user_id, content)
+            self.counters.sent_messages += 1
+            self._save()
+            return result
+
+    async def _send_to_user(
+        self, user_id: str, content: Content, *, allow_empty: bool = False
+    ) -> SendResult:
+        plaintext = content.encode()
+        for attempt in range(1, MAX_DEVICE_SET_RETRIES + 2):
+            devices = await self._prepare(user_id)
+            if not devices:
+                if allow_empty:
+                    return SendResult(content.message_id, {}, attempt)
+                raise DeliveryFailed(
+                    f"{user_id} has no device with published keys", field="user_id"
+                )
+            sent: dict[str, bytes] = {}
+            envelopes = []
+            for device_id in sorted(devices):
+                address = device_address(user_id, device_id)
+                body = self.device.encrypt(address, plaintext, self.entropy)
+                sent[address] = body
+                envelopes.append(
+                    {
+                        "device_id": device_id,
+                        "registration_id": devices[device_id],
+                        "body": b64(body),
+                    }
+                )
+            try:
+                await self._send_envelopes(user_id, content.message_id, envelopes)
+            except ServerRejected as exc:
+                if not await self._repair_device_set(user_id, exc):
+                    raise
+                self.counters.device_set_retries += 1
+                continue
+            self.counters.sent_envelopes += len(envelopes)
+            if self.on_sent is not None:
+                self.on_sent(self, user_id, content.message_id, sent)
+            return SendResult(content.message_id, sent, attempt)
+        raise DeliveryFailed(
+            f"device set of {user_id} kept changing after {MAX_DEVICE_SET_RETRIES} retries",
+            field="devices",
+        )
+
+    async def _repair_device_set(self, user_id: str, exc: ServerRejected) -> bool:
+        """409: add missing / drop extra devices; 410: stale devices re-registered (new
+        identity): archive their sessions and fetch fresh bundles. False if not a device-set
+        error."""
+        body = exc.body if isinstance(exc.body, dict) else {}
+        entry = self.directory.setdefault(user_id, _Directory())
+        if exc.status == 409 and exc.code == "mismatched_devices":
+            for gone in body.get("extra", []):
+                entry.devices.pop(gone, None)
+                self.device.forget_device(device_address(user_id, gone))
+                self._event("device_removed_seen", device_address(user_id, gone))
+            for new in body.get("missing", []):
+                await self._fetch_bundles(user_id, new)
+                self._event("device_added_seen", device_address(user_id, new))
+            return True
+        if exc.status == 410 and exc.code == "stale_devices":
+            for stale in body.get("stale", []):
+                self.device.forget_device(device_address(user_id, stale))
+                entry.devices.pop(stale, None)
+                await self._fetch_bundles(user_id, stale)
+                self._event("device_stale", device_address(user_id, stale))
+            return True
+        return False
+
+    async def _send_sync(self, peer_user_id: str, content: Content) -> None:
+        """The sync copy to this user's other devices (skipped when there are none)."""
+        sync = Content(
+            message_id=content.message_id,
+            kind=content.kind,
+            sent_at=content.sent_at,
+            body=content.body,
+            attachment=content.attachment,
+            receipt_for=content.receipt_for,
+            sync_to=peer_user_id,
+            extra=content.extra,
+        )
+        if self.user_id not in self.directory:
+            await self.own_devices()
+        await self._send_to_user(self.user_id, sync, allow_empty=True)
+
+    def _content(
+        self,
+        kind: Kind,
+        body: bytes = b"",
+        *,
+        attachment: AttachmentPointer | None = None,
+        receipt_for: Iterable[str] = (),
+        message_id: str | None = None,
+    ) -> Content:
+        return Content(
+            message_id=message_id or self.new_message_id(),
+            kind=kind,
+            sent_at=self.clock.now(),
+            body=body,
+            attachment=attachment,
+            receipt_for=tuple(receipt_for),
+        )
+
+    async def send_text(
+        self, user_id: str, body: bytes, *, message_id: str | None = None
+    ) -> SendResult:
+        return await self.send_content(user_id, self._content("text", body, message_id=message_id))
+
+    async def send_receipt(self, user_id: str, message_ids: Iterable[str]) -> SendResult:
+        return await self.send_content(user_id, self._content("receipt", receipt_for=message_ids))
+
+    async def send_attachment(
+        self, user_id: str, data: bytes, caption: bytes = b""
+    ) -> tuple[SendResult, AttachmentPointer]:
+        """Encrypt ``data`` client-side, upload the ciphertext (ADR-0157), send the pointer."""
+        blob, key, digest = attachments.seal(data, self.entropy)
+        created = await self.http.json(
+            "POST",
+            "/v1/attachments",
+            json={"size": len(blob), "sha256": b64(digest), "recipients": [user_id]},
+        )
+        file_id = str(created["file_id"])
+        await self.http.call(
+            "PUT",
+            f"/v1/attachments/{file_id}",
+            content=blob,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        pointer = AttachmentPointer(file_id, key, digest, len(data))
+        result = await self.send_content(
+            user_id, self._content("attachment", caption, attachment=pointer)
+        )
+        return result, pointer
+
+    async def fetch_attachment(self, pointer: AttachmentPointer) -> bytes:
+        """Download the ciphertext, check its SHA-256, decrypt."""
+        response = await self.http.call("GET", f"/v1/attachments/{pointer.file_id}")
+        return attachments.open_blob(response.content, pointer)
+
+    async def broadcast(self, user_ids: Iterable[str], body: bytes) -> str:
+        """Admin broadcast (ADR-0158): per-recipient-device envelopes for every user, sent
+        in one all-or-nothing request; 409/410 per user are repaired and retried."""
+        users = sorted(set(user_ids) - {self.user_id})
+        content = self._content("broadcast", body)
+        plaintext = content.encode()
+        async with self._send_lock:
+            for _ in range(MAX_DEVICE_SET_RETRIES + 1):
+                recipients = []
+                for user_id in users:
+                    devices = await self._prepare(user_id)
+                    envelopes = [
+                        {
+                            "device_id": d,
+                            "registration_id": r,
+                            "body": b64(
+                                self.device.encrypt(
+                                    device_address(user_id, d), plaintext, self.entropy
+                                )
+                            ),
+                        }
+                        for d, r in sorted(devices.items())
+                    ]
+                    if envelopes:
+                        recipients.append({"user_id": user_id, "envelopes": envelopes})
+                try:
+                    await self.http.json(
+                        "POST",
+                        "/v1/broadcasts",
+                        json={"message_id": content.message_id, "recipients": recipients},
+                    )
+                except ServerRejected as exc:
+                    refusal = exc.body if isinstance(exc.body, dict) else {}
+                    if exc.status == 409 and exc.code == "mismatched_devices":
+                        for item in refusal.get("mismatched", []):
+                            sub = ServerRejected(409, exc.code, exc.detail, item)
+                            await self._repair_device_set(item["user_id"], sub)
+                    elif exc.status == 410 and exc.code == "stale_devices":
+                        for item in refusal.get("stale_users", []):
+                            sub = ServerRejected(410, exc.code, exc.detail, item)
+                            await self._repair_device_set(item["user_id"], sub)
+                    else:
+                        raise
+                    self.counters.device_set_retries += 1
+                    continue
+                self.counters.sent_messages += 1
+                self.counters.sent_envelopes += sum(len(r["envelopes"]) for r in recipients)
+                self._save()
+                return content.message_id
+        raise DeliveryFailed("broadcast device sets kept changing", field="recipients")
+
+    async def report_screenshot(
+        self, peer_user_id: str, screenshot: bytes, message_ids: Iterable[str] = ()
+    ) -> str:
+        """ADR-0159: only the screenshot's SHA-256 and message ids leave the device."""
+        out = await self.http.json(
+            "POST",
+            "/v1/screenshots",
+            json={
+                "peer_user_id": peer_user_id,
+                "screenshot_sha256": b64(hashlib.sha256(screenshot).digest()),
+                "message_ids": list(message_ids),
+                "captured_at": self.clock.now(),
+            },
+        )
+        return str(out["report_id"])
+
+    async def _send_reset(self, sender_user: str, sender_device: str, reset: bytes) -> None:
+        """Send the SPEC §4 ``reset`` notice to the sender.
+
+        The relay's device-set check wants one envelope per device of the user, so the
+        notice goes to each of them; only the named device's current key can match, every
+        other device ignores it (SPEC §4: a reset naming another key is ignored).
+        """
+        entry = self.directory.get(sender_user)
+        devices = dict(entry.devices) if entry else {}
+        if sender_user == self.user_id:
+            devices.pop(self.device_id, None)
+        if sender_device not in devices:
+            with contextlib.suppress(ClientError, ProtocolError):
+                await self._fetch_bundles(sender_user)
+            entry = self.directory.get(sender_user)
+            devices = dict(entry.devices) if entry else {}
+        envelopes = [
+            {"device_id": d, "registration_id": r, "body": b64(reset)}
+            for d, r in sorted(devices.items())
+        ]
+        if not envelopes:
+            return
+        try:
+            await self.http.json(
+                "PUT",
+                f"/v1/messages/{sender_user}",
+                json={"message_id": self.new_message_id(), "envelopes": envelopes},
+            )
+            self.counters.resets_sent += 1
+            self._event("reset_sent", device_address(sender_user, sender_device))
+        except ServerRejected as exc:
+            self._event("reset_refused", device_address(sender_user, sender_device), exc.code)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def _pin_sender(self, user_id: str, device_id: str) -> bool:
+        """Fetch and pin a sender's identity (SMX1 carries none, SPEC §2). Note: the relay
+        has no identity-only lookup, so this claims one of the sender's OPKs."""
+        address = device_address(user_id, device_id)
+        before = self.device.known_identity(address)
+        try:
+            out = await self.http.json("GET", f"/v1/keys/{user_id}/{device_id}")
+        except ServerRejected:
+            return False
+        for raw in out["devices"]:
+            bundle = bundle_from_dict(raw, unb64)
+            bundle.verify()
+            if self.device.trust(bundle.address, bundle.ik, bundle.sik, self.clock.now()):
+                self._event("identity_changed", bundle.address)
+            entry = self.directory.setdefault(user_id, _Directory())
+            if user_id in self.directory and device_id not in entry.devices:
+                entry.devices[device_id] = int(raw["registration_id"])
+        after = self.device.known_identity(address)
+        return after is not None and after != before
+
+    async def process_envelope(self, env: dict[str, Any]) -> Received | None:
+        """Decrypt one queued envelope (``EnvelopeOut`` shape) and queue its ack."""
+        async with self._receive_lock:
+            try:
+                return await self._process(env)
+            finally:
+                self._acks.append(str(env["delivery_id"]))
+
+    async def _process(self, env: dict[str, Any]) -> Received | None:
+        sender_user = str(env["sender_user_id"])
+        sender_device = str(env["sender_device_id"])
+        sender = device_address(sender_user, sender_device)
+        try:
+            body = unb64(str(env["body"]))
+        except ValueError:
+            self._event("malformed_envelope", sender, "body")
+            return None
+        if body[:4] == RESET_MAGIC:
+            if self.device.handle_reset(sender, body):
+                self.counters.resets_honoured += 1
+                self._event("reset_honoured", sender)
+            else:
+                self._event("reset_ignored", sender)
+            return None
+        if self.device.needs_identity(sender, body):
+            await self._pin_sender(sender_user, sender_device)
+        plaintext: bytes | None = None
+        try:
+            plaintext = self.device.decrypt(sender, body)
+        except DuplicateMessage:
+            self.counters.duplicates += 1
+            self._event("duplicate_frame", sender)
+            return None
+        except UntrustedIdentity as exc:
+            self._event("untrusted_identity", sender, exc.detail)
+            return None
+        except ProtocolError as exc:
+            if is_smx1(body) and await self._pin_sender(sender_user, sender_device):
+                with contextlib.suppress(ProtocolError):  # reinstalled sender, new identity
+                    plaintext = self.device.decrypt(sender, body)
+            if plaintext is None:
+                self.counters.undecryptable += 1
+                self._event("undecryptable", sender, exc.name)
+                reset = self.device.reset_for(body)
+                if reset is not None:
+                    await self._send_reset(sender_user, sender_device, reset)
+                self._save()
+                return None
+        assert plaintext is not None
+        try:
+            content = decode(plaintext)
+        except MalformedContent as exc:
+            self._event("malformed_content", sender, exc.field or "")
+            return None
+        if not self.device.first_time_seen(f"{sender_user}/{content.message_id}"):
+            self.counters.duplicates += 1
+            self._event("duplicate_message", sender, content.message_id)
+            return None
+        if sender_user == self.user_id and sender_device not in self.directory.get(
+            self.user_id, _Directory()
+        ).devices:
+            self.directory.pop(self.user_id, None)  # a new own device: refresh before next sync
+        received = Received(
+            sender_user, sender_device, str(env["delivery_id"]), str(env.get("kind", "message")),
+            content, self.clock.now(),
+        )
+        self.inbox.append(received)
+        self.counters.received += 1
+        if self.on_receive is not None:
+            self.on_receive(self, received)
+        return received
+
+    async def flush_acks(self) -> None:
+        """Acknowledge processed envelopes (only then does the relay delete them)."""
+        while self._acks:
+            batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
+            if self._ws is not None and self._ws_connected.is_set():
+                try:
+                    await self._ws.send(json.dumps({"type": "ack", "delivery_ids": batch}))
+                    continue
+                except ConnectionClosed:
+                    pass
+            await self.http.json("POST", "/v1/messages/ack", json={"delivery_ids": batch})
+        self._save()
+
+    async def poll(self, limit: int = 100) -> list[Received]:
+        """Fetch the queue over HTTP until empty, decrypting and acking as we go."""
+        out: list[Received] = []
+        while True:
+            page = await self.http.json("GET", "/v1/messages", params={"limit": limit})
+            for env in page["envelopes"]:
+                received = await self.process_envelope(env)
+                if received is not None:
+                    out.append(received)
+            await self.flush_acks()
+            if not page["more"]:
+                return out
+
+    # -- WebSocket -------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Start the push loop (reconnects with exponential back-off until :meth:`close`)."""
+        if self._ws_task is None or self._ws_task.done():
+            self._stopping = False
+            self._ws_task = asyncio.create_task(self._ws_loop(), name=f"ws:{self.address}")
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._ws_connected.wait(), timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._ws_connected.is_set()
+
+    async def _ws_loop(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            try:
+                async with websockets.connect(
+                    self.ws_url,
+                    additional_headers={"Authorization": f"Bearer {self.http.access_token}"},
+                    compression=None,  # frames must be independent: the fault layer drops some
+                    max_size=4 * 1024 * 1024,
+                    open_timeout=10,
+                    ping_interval=None,
+                ) as ws:
+                    self._ws = ws
+                    self._ws_connected.set()
+                    attempt = 0
+                    await self._ws_read(ws)
+            except asyncio.CancelledError:
+                raise
+            except InvalidStatus as exc:
+                if exc.response.status_code in (401, 403):
+                    with contextlib.suppress(ClientError):
+                        await self.http.refresh()
+            except (OSError, WebSocketException, TimeoutError) as exc:
+                if isinstance(exc, ConnectionClosed) and exc.rcvd and exc.rcvd.code == 4401:
+                    with contextlib.suppress(ClientError):
+                        await self.http.refresh()
+            finally:
+                self._ws_connected.clear()
+                self._ws = None
+                for fut in self._pending.values():
+                    if not fut.done():
+                        fut.set_exception(TransportError("websocket closed", field="connection"))
+                self._pending.clear()
+            if self._stopping:
+                return
+            self.counters.reconnects += 1
+            await self.http.sleep(self.http.backoff.delay(min(attempt, 10), self.entropy))
+            attempt += 1
+
+    async def _ws_read(self, ws: ClientConnection) -> None:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        worker = asyncio.create_task(self._ws_worker(queue))
+        try:
+            async for raw in ws:
+                try:
+                    frame = json.loads(raw)
+                except ValueError:
+                    self._event("malformed_frame", None, "json")
+                    continue
+                if not isinstance(frame, dict):
+                    continue
+                kind = frame.get("type")
+                if kind == "envelope":
+                    queue.put_nowait(frame)
+                elif kind == "response":
+                    fut = self._pending.pop(str(frame.get("request_id")), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(frame)
+                elif kind == "error":
+                    self._event("ws_error", None, str(frame.get("error")))
+        finally:
+            queue.put_nowait(None)
+            await asyncio.gather(worker, return_exceptions=True)
+
+    async def _ws_worker(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        while True:
+            frame = await queue.get()
+            if frame is None:
+                return
+            try:
+                await self.process_envelope(frame)
+            except ClientError as exc:
+                self._event("receive_failed", None, exc.detail)
+            if queue.empty() or len(self._acks) >= ACK_BATCH:
+                with contextlib.suppress(ClientError, ConnectionClosed):
+                    await self.flush_acks()
+
+    async def _ws_send(self, user_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        ws = self._ws
+        if ws is None:
+            raise TransportError("not connected", field="connection")
+        self._request_seq += 1
+        request_id = f"r{self._request_seq}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = fut
+        await ws.send(
+            json.dumps(
+                {"type": "send", "request_id": request_id, "user_id": user_id, "message": request},
+                separators=(",", ":"),
+            )
+        )
+        frame = await asyncio.wait_for(fut, self.http.timeout)
+        status = int(frame.get("status", 500))
+        body = frame.get("body")
+        if status >= 400:
+            code = body.get("error", "http_error") if isinstance(body, dict) else "http_error"
+            detail = body.get("detail", "") if isinstance(body, dict) else ""
+            raise ServerRejected(status, str(code), str(detail), body)
+        return body if isinstance(body, dict) else {}
+
+    async def close(self) -> None:
+        self._stopping = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._ws_task is not None:
+            self._ws_task.cancel()
+            await asyncio.gather(self._ws_task, return_exceptions=True)
+            self._ws_task = None
+        with contextlib.suppress(ClientError, ConnectionClosed):
+            if self._acks:
+                await self.flush_acks()
+        await self.http.close()
+
+
+def _ws_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://") :] + "/v1/websocket"
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://") :] + "/v1/websocket"
+    raise ValueError(f"base URL must be http(s): {base_url!r}")
