@@ -38,6 +38,12 @@ from semafore.vectors.files import (
 DEFAULT_CONFIG = Path("ci/gate.yaml")
 
 
+class GateSetupError(click.ClickException):
+    """Invalid configuration or vector files: exit status 2, distinct from a failed gate."""
+
+    exit_code = 2
+
+
 def reference_impl() -> Impl:
     """The reference adapter, run with this interpreter."""
     return Impl("reference", f"{shlex.quote(sys.executable)} -m semafore.adapter")
@@ -171,7 +177,7 @@ def command(
     try:
         config = load_config(config_path)
     except GateConfigError as exc:
-        raise click.ClickException(f"gate configuration: {exc}") from exc
+        raise GateSetupError(f"gate configuration: {exc}") from exc
     console = Console()
     try:
         report = execute_gate(
@@ -183,7 +189,7 @@ def command(
             console=console,
         )
     except (VectorLoadError, VectorFormatError) as exc:
-        raise click.ClickException(f"vectors: {exc}") from exc
+        raise GateSetupError(f"vectors: {exc}") from exc
     if junit_path is not None:
         write_junit(report, junit_path)
     if json_path is not None:

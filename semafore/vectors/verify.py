@@ -18,15 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from semafore.adapter.ops import ReferenceAdapter
 from semafore.adapter.server import handle
 from semafore.gate.cases import VectorFormatError, cases_for
 from semafore.gate.runner import run_case
 from semafore.gate.transport import InProcessTransport
 from semafore.gate.verdict import Verdict
-from semafore.vectors.files import LIVE_RESULT_FILE, VECTOR_FILES, dump_vectors, schema, schema_text
+from semafore.vectors.files import (
+    LIVE_RESULT_FILE,
+    VECTOR_FILES,
+    dump_vectors,
+    schema_text,
+    validator,
+)
 from semafore.vectors.generate import generate_documents
 
 
@@ -65,8 +69,7 @@ class VerifyReport:
 
 
 def schema_errors(doc: Any, name: str, limit: int = 20) -> list[str]:
-    validator = jsonschema.Draft202012Validator(schema(name))
-    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
     return [f"{e.json_path}: {e.message[:300]}" for e in errors[:limit]]
 
 

@@ -1,0 +1,99 @@
+"""A deliberately broken platform adapter: the reference adapter with one injected fault.
+
+    python tests/adapters/faulty_adapter.py --fault NAME [--op OP] [--at N] [--once PATH]
+
+Protocol faults (a real implementation bug, on every request):
+  flip-ciphertext       dr.encrypt returns its frame with the last ciphertext byte flipped
+  wrong-hkdf-info       X3DH derives SK with info "SemaFore-X3DH-v2" instead of "-v1"
+  skip-signature-check  x3dh.initiate accepts any SPK signature
+  no-dr                 lists the dr.* operations in capabilities but answers Unsupported
+Process faults (fire at the N-th request whose op is OP; with --once only in the first
+process that reaches it, so the restarted adapter is healthy):
+  crash      exit with status 3 without answering
+  hang       stop answering (sleeps until killed)
+  garbage    answer with a line that is not JSON
+  wrong-id   answer with another request's id
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from semafore.adapter.args import Args
+from semafore.adapter.ops import ReferenceAdapter
+from semafore.adapter.server import handle_line
+from semafore.protocol import x3dh
+from semafore.protocol.keys import PreKeyBundle
+
+PROTOCOL_FAULTS = ("flip-ciphertext", "wrong-hkdf-info", "skip-signature-check", "no-dr")
+PROCESS_FAULTS = ("crash", "hang", "garbage", "wrong-id")
+
+
+class FaultyAdapter(ReferenceAdapter):
+    def __init__(self, fault: str) -> None:
+        super().__init__()
+        if fault == "flip-ciphertext":
+            self.ops["dr.encrypt"] = self._flipped_encrypt
+        elif fault == "wrong-hkdf-info":
+            x3dh.X3DH_INFO = b"SemaFore-X3DH-v2"  # the bug: a wrong HKDF info string
+        elif fault == "skip-signature-check":
+            PreKeyBundle.verify = lambda self: None  # type: ignore[method-assign]
+        elif fault == "no-dr":
+            listed = self.capabilities(Args({}))
+            for op in [op for op in self.ops if op.startswith("dr.")]:
+                del self.ops[op]
+            self.ops["capabilities"] = lambda args: listed
+
+    def _flipped_encrypt(self, args: Args) -> dict[str, Any]:
+        frame = bytearray.fromhex(self.dr_encrypt(args)["frame"])
+        frame[-1] ^= 0x01
+        return {"frame": frame.hex()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fault", required=True, choices=PROTOCOL_FAULTS + PROCESS_FAULTS)
+    parser.add_argument("--op", default=None, help="process faults: only count this op")
+    parser.add_argument("--at", type=int, default=1, help="process faults: fire at the N-th")
+    parser.add_argument("--once", type=Path, default=None, help="marker file: fire only once")
+    opts = parser.parse_args()
+    adapter = FaultyAdapter(opts.fault)
+    seen = 0
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        if opts.fault in PROCESS_FAULTS and (opts.op is None or request.get("op") == opts.op):
+            seen += 1
+            if seen == opts.at and not (opts.once and opts.once.exists()):
+                if opts.once:
+                    opts.once.touch()
+                fire(opts.fault, request)
+                continue
+        response = handle_line(adapter, line)
+        sys.stdout.write(json.dumps(response) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def fire(fault: str, request: dict[str, Any]) -> None:
+    if fault == "crash":
+        sys.stderr.write("faulty adapter: simulated crash\n")
+        sys.stderr.flush()
+        os._exit(3)
+    if fault == "hang":
+        while True:
+            time.sleep(60)
+    if fault == "garbage":
+        sys.stdout.write("Segmentation fault (core dumped)\n")
+    elif fault == "wrong-id":
+        sys.stdout.write(json.dumps({"id": -1, "ok": True, "result": {}}) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
