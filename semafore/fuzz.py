@@ -93,17 +93,23 @@ class FuzzFinding(AssertionError):
 class Harness:
     """The fuzz targets and the fixtures they run against; ``outcomes`` counts results."""
 
-    seeds: dict[str, list[bytes]] = field(default_factory=dict)
-    outcomes: dict[str, Counter[str]] = field(default_factory=dict)
+    seeds: dict[str, list[bytes]]
+    ratchet_snapshot: bytes  # Bob's ratchet after one round trip
+    record_snapshot: bytes  # Bob's session record with Alice
+    keys_snapshot: bytes  # Bob's device keys (one OPK left)
+    alice_ik: bytes
+    alice_sik: bytes
+    outcomes: dict[str, Counter[str]] = field(
+        default_factory=lambda: {name: Counter() for name in (*TARGET_NAMES, "canary")}
+    )
     runs: int = 0
-    _ratchet_snapshot: bytes = b""
-    _ratchet: Any = None
-    _record_snapshot: bytes = b""
-    _keys_snapshot: bytes = b""
-    _record: Any = None
-    _keys: Any = None
-    _alice_ik: bytes = b""
-    _alice_sik: bytes = b""
+    ratchet: RatchetState = field(init=False)
+    record: SessionRecord = field(init=False)
+    keys: DeviceKeys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._reset_ratchet()
+        self._reset_session()
 
     @property
     def targets(self) -> dict[str, Callable[[bytes], str]]:
@@ -120,9 +126,7 @@ class Harness:
 
     @classmethod
     def build(cls) -> Harness:
-
         entropy = SeededEntropy(b"semafore-fuzz-v1")
-        harness = cls()
         seeds: dict[str, list[bytes]] = {name: [] for name in TARGET_NAMES}
 
         # Bob (responder) with two OPKs; Alice bootstraps with the first.
@@ -164,13 +168,12 @@ class Harness:
         )
         fresh_smx1 = session_cipher.encrypt(other_record, b"fresh bootstrap", entropy)
 
-        harness._record_snapshot = bob_record.serialize()
-        harness._keys_snapshot = serialize_device_keys(bob_keys)
-        harness._alice_ik, harness._alice_sik = alice.ik.public, alice.sik.public
+        record_snapshot = bob_record.serialize()
+        keys_snapshot = serialize_device_keys(bob_keys)
         if bob_record.current is None:  # pragma: no cover
             raise RuntimeError("fuzz fixture: Bob has no session after the bootstrap")
         bob_ratchet = bob_record.current.ratchet
-        harness._ratchet_snapshot = bob_ratchet.serialize()
+        ratchet_snapshot = bob_ratchet.serialize()
 
         # Alice's next frames: a new chain (she ratchets on Alice's reply), then more.
         frames = [session_cipher.encrypt(alice_record, b"m%d" % i, entropy) for i in range(4)]
@@ -189,35 +192,33 @@ class Harness:
                 smx1.seal(sk, b"ad", env.ephemeral, spk_id, opk_id, bytes(12), inner)
             )
 
-        bob_record_after = SessionRecord.parse(harness._record_snapshot)
         seeds["state"] = [
-            harness._ratchet_snapshot,
-            harness._record_snapshot,
-            harness._keys_snapshot,
+            ratchet_snapshot,
+            record_snapshot,
+            keys_snapshot,
             alice_record.serialize(),
-            RatchetState.parse(harness._ratchet_snapshot).serialize(),
-            bob_record_after.serialize(),
+            serialize_device_keys(DeviceKeys.generate(entropy.fork("spare"), opk_count=3)),
         ]
         seeds["canary"] = [CANARY]
-        harness.seeds = seeds
-        harness.outcomes = {name: Counter() for name in (*TARGET_NAMES, "canary")}
-        harness._reset_ratchet()
-        harness._reset_session()
-        return harness
+        return cls(
+            seeds,
+            ratchet_snapshot,
+            record_snapshot,
+            keys_snapshot,
+            alice.ik.public,
+            alice.sik.public,
+        )
 
     def _reset_ratchet(self) -> None:
-
-        self._ratchet = RatchetState.parse(self._ratchet_snapshot)
+        self.ratchet = RatchetState.parse(self.ratchet_snapshot)
 
     def _reset_session(self) -> None:
-
-        self._record = SessionRecord.parse(self._record_snapshot)
-        self._keys = parse_device_keys(self._keys_snapshot)
+        self.record = SessionRecord.parse(self.record_snapshot)
+        self.keys = parse_device_keys(self.keys_snapshot)
 
     # -- targets: each returns "ok" or the canonical error name ---------------------------
 
     def fuzz_smx1(self, data: bytes) -> str:
-
         try:
             envelope = smx1.parse(data)
         except ProtocolError as exc:
@@ -231,7 +232,6 @@ class Harness:
         return "ok"
 
     def fuzz_drv1(self, data: bytes) -> str:
-
         try:
             parsed = frame.parse(data)
         except ProtocolError as exc:
@@ -242,21 +242,19 @@ class Harness:
         return "ok"
 
     def fuzz_ratchet(self, data: bytes) -> str:
-
-        state = self._ratchet
+        state = self.ratchet
         before = state.serialize()
         try:
             state.decrypt(data)
         except ProtocolError as exc:
             if state.serialize() != before:
                 raise FuzzFinding(f"ratchet state changed on {exc.name}") from exc
-            return str(exc.name)
+            return exc.name
         self._reset_ratchet()  # a real decrypt advanced the state: start clean next time
         return "ok"
 
     def fuzz_session(self, data: bytes) -> str:
-
-        record, keys = self._record, self._keys
+        record, keys = self.record, self.keys
         before = (record.serialize(), serialize_device_keys(keys))
         reset = session_cipher.reset_for_undecryptable(data)
         if reset is not None and session_cipher.parse_reset(reset) != bytes(data[4:36]):
@@ -267,13 +265,13 @@ class Harness:
                 outcome = "reset-archived" if changed else "reset-ignored"
             else:
                 session_cipher.decrypt(
-                    record, keys, BOB, self._alice_ik, self._alice_sik, ALICE, data
+                    record, keys, BOB, self.alice_ik, self.alice_sik, ALICE, data
                 )
                 changed, outcome = True, "ok"
         except ProtocolError as exc:
             if (record.serialize(), serialize_device_keys(keys)) != before:
                 raise FuzzFinding(f"session record or device keys changed on {exc.name}") from exc
-            return str(exc.name)
+            return exc.name
         if changed:
             self._reset_session()
         elif (record.serialize(), serialize_device_keys(keys)) != before:
@@ -281,7 +279,6 @@ class Harness:
         return outcome
 
     def fuzz_state(self, data: bytes) -> str:
-
         parsers: tuple[tuple[str, Callable[[bytes], bytes]], ...] = (
             ("ratchet", lambda raw: RatchetState.parse(raw).serialize()),
             ("record", lambda raw: SessionRecord.parse(raw).serialize()),

@@ -98,13 +98,13 @@ def test_a_state_change_on_error_is_a_finding(harness: Harness) -> None:
 
             raise DecryptionFailed("always", field="tag")
 
-    saved = harness._ratchet
-    harness._ratchet = Leaky()
+    saved = harness.ratchet
+    harness.ratchet = Leaky()  # type: ignore[assignment]
     try:
         with pytest.raises(FuzzFinding, match="changed on DecryptionFailed"):
             harness.fuzz_ratchet(b"anything")
     finally:
-        harness._ratchet = saved
+        harness.ratchet = saved
 
 
 def test_canary_finding_fails_the_run_and_keeps_a_reproducer(tmp_path: Path) -> None:
