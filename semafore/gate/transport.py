@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import queue
+import select
 import shlex
 import signal
 import subprocess
@@ -175,12 +176,15 @@ class AdapterProcess:
         assert proc is not None and proc.stdin is not None
         request_id = self._next_id
         self._next_id += 1
+        stale = self._drain()
+        if stale is not None:
+            self._kill_current()
+            raise AdapterFailure(
+                Verdict.PROTOCOL,
+                f"unsolicited output before request {op!r}: {stale[:MAX_LINE_SHOWN]!r}",
+            )
         line = json.dumps({"id": request_id, "op": op, "args": args}, separators=(",", ":"))
-        try:
-            proc.stdin.write(line.encode() + b"\n")
-            proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise self._crashed("stdin closed before the request could be written") from None
+        self._write(proc, line.encode() + b"\n", op, deadline)
         remaining = deadline - time.monotonic()
         try:
             answer = self._lines.get(timeout=max(remaining, 0.0))
@@ -196,6 +200,39 @@ class AdapterProcess:
         except AdapterFailure:
             self._kill_current()  # the stream is out of step: restart for the next case
             raise
+
+    def _drain(self) -> str | None:
+        """A line already waiting before we asked anything is a contract violation."""
+        try:
+            early = self._lines.get_nowait()
+        except queue.Empty:
+            return None
+        if early is None:
+            self._lines.put(None)  # EOF: let the request path report the crash
+            return None
+        return early.decode("utf-8", "replace").strip()
+
+    def _write(self, proc: subprocess.Popen[bytes], data: bytes, op: str, deadline: float) -> None:
+        """Write without ever blocking past the deadline (an adapter may stop reading)."""
+        assert proc.stdin is not None
+        fd = proc.stdin.fileno()
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._kill_current()
+                raise AdapterFailure(
+                    Verdict.TIMEOUT, f"adapter stopped reading stdin during {op!r}; killed"
+                )
+            try:
+                _, writable, _ = select.select([], [fd], [], remaining)
+                if writable:
+                    view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise self._crashed("stdin closed before the request could be written") from None
 
     def _kill_current(self) -> None:
         proc, self._proc = self._proc, None

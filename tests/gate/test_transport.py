@@ -113,3 +113,29 @@ def test_the_reference_adapter_answers_in_order_over_one_process() -> None:
         "error": "Unsupported",
         "detail": "operation 'no.such.op' is not implemented",
     }
+
+
+def test_an_adapter_that_stops_reading_stdin_cannot_block_the_gate() -> None:
+    script = "import time; time.sleep(120)"  # never reads: the pipe buffer fills up
+    with AdapterProcess(python_command("-c", script)) as process:
+        with pytest.raises(AdapterFailure, match="stopped reading stdin") as caught:
+            process.request("blob", {"data": "00" * 1_000_000}, deadline(0.5))
+        assert caught.value.verdict is Verdict.TIMEOUT
+        assert not process.running
+
+
+def test_unsolicited_output_is_a_protocol_violation() -> None:
+    script = (
+        "import sys, json\n"
+        "print('banner: adapter v1 ready', flush=True)\n"
+        "for line in sys.stdin:\n"
+        "    req = json.loads(line)\n"
+        "    print(json.dumps({'id': req['id'], 'ok': True, 'result': {}}), flush=True)\n"
+    )
+    with AdapterProcess(python_command("-c", script)) as process:
+        process.start()
+        time.sleep(0.5)  # the banner is already waiting when the gate asks
+        with pytest.raises(AdapterFailure, match="unsolicited output") as caught:
+            process.request("capabilities", {}, deadline())
+    assert caught.value.verdict is Verdict.PROTOCOL
+    assert "banner" in caught.value.detail
