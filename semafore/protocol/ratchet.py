@@ -13,6 +13,7 @@ import hashlib
 import struct
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from semafore.protocol import frame as drv1
@@ -24,7 +25,7 @@ from semafore.protocol.errors import (
     NoSession,
     TooManySkipped,
 )
-from semafore.protocol.primitives import X25519KeyPair, hmac_digest
+from semafore.protocol.primitives import X25519KeyPair, hmac_digest, parse_x25519_public
 from semafore.protocol.reader import StateReader
 from semafore.protocol.x3dh import root_key
 
@@ -86,7 +87,20 @@ class RatchetState:
     rather than an expensive failed ratchet step.
     """
 
-    __slots__ = ("ad", "ckr", "cks", "dhr", "dhs", "nr", "ns", "pn", "previous", "rk", "skipped")
+    __slots__ = (
+        "_dhr_key",
+        "ad",
+        "ckr",
+        "cks",
+        "dhr",
+        "dhs",
+        "nr",
+        "ns",
+        "pn",
+        "previous",
+        "rk",
+        "skipped",
+    )
 
     def __init__(
         self,
@@ -106,6 +120,8 @@ class RatchetState:
         self.ad = ad
         self.dhs = dhs
         self.dhr = dhr
+        # ``dhr`` parsed once: the receiving step and the deferred sending step share it.
+        self._dhr_key: X25519PublicKey | None = None
         self.cks = cks
         self.ckr = ckr
         self.ns = ns
@@ -155,7 +171,8 @@ class RatchetState:
             if self.dhr is None:
                 raise NoSession("no sending chain yet: the responder sends only after receiving")
             dhs = X25519KeyPair.generate(entropy, "ratchet_key")
-            rk, ck = kdf_rk(self.rk, dhs.dh(self.dhr))
+            remote = self._dhr_key or parse_x25519_public(self.dhr)
+            rk, ck = kdf_rk(self.rk, dhs.dh_parsed(remote))
             nonce = entropy.random_bytes(12, "nonce")
             self.dhs, self.rk = dhs, rk
         else:
@@ -229,7 +246,8 @@ class RatchetState:
                     ck = _digest(ck, b"\x02", "sha256")
             old_count = max(old_count, pn)
 
-        rk, ck = kdf_rk(self.rk, self.dhs.dh(dh))
+        remote = parse_x25519_public(dh)
+        rk, ck = kdf_rk(self.rk, self.dhs.dh_parsed(remote))
         for i in range(n):
             new_skipped.append(((dh, i), _digest(ck, b"\x01", "sha256")))
             ck = _digest(ck, b"\x02", "sha256")
@@ -248,6 +266,7 @@ class RatchetState:
         self.ns = 0
         self.nr = n + 1
         self.dhr = dh
+        self._dhr_key = remote
         self.ckr = _digest(ck, b"\x02", "sha256")
         self.rk = rk
         self.cks = None
