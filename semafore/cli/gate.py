@@ -28,6 +28,7 @@ from semafore.gate.runner import (
     run_gate,
 )
 from semafore.gate.verdict import CaseResult
+from semafore.gate.wycheproof import wycheproof_cases
 from semafore.vectors.files import (
     VECTOR_FILES,
     VectorLoadError,
@@ -65,9 +66,16 @@ def vector_summary(directory: Path, documents: Sequence[dict[str, Any]]) -> list
     return out
 
 
-def load_gate_cases(directory: Path) -> tuple[list[GateCase], list[dict[str, Any]]]:
+def load_gate_cases(
+    directory: Path, wycheproof: Path | None = None
+) -> tuple[list[GateCase], list[dict[str, Any]]]:
     documents = load_documents(directory)
-    return cases_for(documents), vector_summary(directory, documents)
+    cases, summary = cases_for(documents), vector_summary(directory, documents)
+    if wycheproof is not None:
+        extra = wycheproof_cases(wycheproof)
+        cases += extra
+        summary.append({"file": "wycheproof", "directory": str(wycheproof), "cases": len(extra)})
+    return cases, summary
 
 
 def execute_gate(
@@ -79,9 +87,10 @@ def execute_gate(
     max_consecutive: int,
     console: Console,
     progress_console: Console | None = None,
+    wycheproof: Path | None = None,
 ) -> GateReport:
     """Load the vectors, run them with a progress bar, and render the terminal report."""
-    cases, summary = load_gate_cases(directory)
+    cases, summary = load_gate_cases(directory, wycheproof)
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -144,6 +153,14 @@ def execute_gate(
     show_default=True,
     help="After this many crashes/timeouts in a row, mark an adapter's remaining cases unrun.",
 )
+@click.option(
+    "--wycheproof",
+    "wycheproof_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Also run Project Wycheproof cases (x25519, ed25519, aes_gcm, hkdf_sha256, "
+    "hmac_sha256 *_test.json in this directory) through the adapters' primitive operations.",
+)
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="Write JUnit XML.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write a JSON summary.")
 @click.pass_context
@@ -154,6 +171,7 @@ def command(
     config_path: Path | None,
     timeout_s: float,
     max_consecutive: int,
+    wycheproof_dir: Path | None,
     junit_path: Path | None,
     json_path: Path | None,
 ) -> None:
@@ -187,6 +205,7 @@ def command(
             timeout_s=timeout_s,
             max_consecutive=max_consecutive,
             console=console,
+            wycheproof=wycheproof_dir,
         )
     except (VectorLoadError, VectorFormatError) as exc:
         raise GateSetupError(f"vectors: {exc}") from exc
