@@ -1,0 +1,37 @@
+"""Typed failures of the infrastructure layer, each naming what broke."""
+
+from __future__ import annotations
+
+
+class InfraError(Exception):
+    """Base class of every infrastructure failure."""
+
+
+class SettingsError(InfraError):
+    """A provider setting is missing or malformed; ``field`` names the environment variable."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class BackendUnavailableError(InfraError):
+    """A backend could not be started or did not become healthy in time.
+
+    ``backend`` is "mongodb", "redis", "seaweedfs", "dockerd" or a process name;
+    ``log_tail`` carries the last lines the process wrote, for the test report.
+    """
+
+    def __init__(self, backend: str, reason: str, log_tail: str = "") -> None:
+        message = f"{backend}: {reason}"
+        if log_tail:
+            message += f"\n--- last output of {backend} ---\n{log_tail}"
+        super().__init__(message)
+        self.backend = backend
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+class FaultError(InfraError):
+    """A fault could not be applied (target not started, already stopped, unsupported)."""

@@ -1,0 +1,70 @@
+"""Health probes that speak each backend's own protocol, so "healthy" means "serves requests",
+not merely "the port is open" (a SIGSTOPped process still accepts TCP connections)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+PROBE_TIMEOUT = 1.0
+
+
+def redis_ping(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """RESP ``PING`` → ``+PONG``. A loading Redis answers ``-LOADING``, which is not healthy."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        return sock.recv(64).startswith(b"+PONG")
+
+
+def redis_url_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    parts = urlsplit(url)
+    return redis_ping(parts.hostname or "127.0.0.1", parts.port or 6379, timeout)
+
+
+def mongodb_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """``ping`` through pymongo, over the MongoDB wire protocol (mongod or FerretDB)."""
+    import pymongo
+
+    ms = int(timeout * 1000)
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        url,
+        serverSelectionTimeoutMS=ms,
+        connectTimeoutMS=ms,
+        socketTimeoutMS=ms,
+        directConnection=True,
+    )
+    try:
+        return client.admin.command("ping").get("ok") == 1.0
+    finally:
+        client.close()
+
+
+def http_status(url: str, timeout: float = PROBE_TIMEOUT) -> int:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def seaweedfs_ready(master_url: str, filer_url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """The filer lists its root and the master can assign a file id (a volume is writable).
+
+    Both are needed: the filer answers before the volume server has registered, and a write
+    in that window fails with "no writable volumes".
+    """
+    if http_status(filer_url.rstrip("/") + "/", timeout) != 200:
+        return False
+    request = urllib.request.Request(master_url.rstrip("/") + "/dir/assign")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        body = json.loads(response.read())
+    return isinstance(body, dict) and bool(body.get("fid"))
+
+
+def s3_ready(s3_url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """The S3 gateway answers HTTP (any status: anonymous ListBuckets may be refused)."""
+    return http_status(s3_url.rstrip("/") + "/", timeout) > 0

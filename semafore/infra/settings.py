@@ -1,0 +1,121 @@
+"""Provider settings, read from the environment so the same test run can be pointed at
+in-process stores, local processes, containers or someone's deployment (docs/backends.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from semafore.infra.errors import SettingsError
+
+
+class ProviderKind(Enum):
+    EMBEDDED = "embedded"
+    LOCAL = "local"
+    CONTAINERS = "containers"
+    EXTERNAL = "external"
+
+
+DEFAULT_IMAGES = {
+    "mongodb": "mongo:7",
+    "redis": "redis:7",
+    "seaweedfs": "chrislusf/seaweedfs:latest",
+}
+"""Upstream images; ``scripts/build-images.sh`` builds local stand-ins (LOCAL_IMAGES)."""
+
+LOCAL_IMAGES = {
+    "mongodb": "semafore/ferretdb:1.24.2",
+    "redis": "semafore/redis:local",
+    "seaweedfs": "semafore/seaweedfs:local",
+}
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | None:
+    value = env.get(key, "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise SettingsError(
+            key, f"scheme must be one of {', '.join(schemes)}, got {parts.scheme!r}"
+        )
+    if not parts.hostname:
+        raise SettingsError(key, "missing host")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise SettingsError(key, f"bad port: {exc}") from exc
+    return value
+
+
+@dataclass(frozen=True)
+class InfraSettings:
+    """Everything a provider needs. Environment variables (all optional):
+
+    ``SEMAFORE_PROVIDER`` embedded|local|containers|external (default embedded);
+    ``SEMAFORE_MONGODB_URL``, ``SEMAFORE_REDIS_URL``, ``SEMAFORE_SEAWEEDFS_FILER_URL``,
+    ``SEMAFORE_SEAWEEDFS_S3_URL`` (external); ``SEMAFORE_MONGODB_IMAGE``,
+    ``SEMAFORE_REDIS_IMAGE``, ``SEMAFORE_SEAWEEDFS_IMAGE`` (containers);
+    ``SEMAFORE_MONGODB_BINARY`` mongod|ferretdb|auto (local, default auto: mongod if on PATH);
+    ``SEMAFORE_TOOLS_DIR`` where install-backends.sh put ferretdb (default ``.tools``);
+    ``SEMAFORE_INFRA_DIR`` parent of throw-away data directories (default: system temp).
+    """
+
+    provider: ProviderKind = ProviderKind.EMBEDDED
+    mongodb_url: str | None = None
+    redis_url: str | None = None
+    seaweedfs_filer_url: str | None = None
+    seaweedfs_s3_url: str | None = None
+    images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    mongodb_binary: str = "auto"
+    tools_dir: Path = PROJECT_ROOT / ".tools"
+    work_dir: Path | None = None
+    seaweedfs_s3: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> InfraSettings:
+        env = os.environ if env is None else env
+        raw = env.get("SEMAFORE_PROVIDER", "embedded").strip().lower() or "embedded"
+        try:
+            provider = ProviderKind(raw)
+        except ValueError:
+            choices = ", ".join(k.value for k in ProviderKind)
+            raise SettingsError("SEMAFORE_PROVIDER", f"{raw!r} is not one of {choices}") from None
+        images = dict(DEFAULT_IMAGES)
+        for backend in images:
+            override = env.get(f"SEMAFORE_{backend.upper()}_IMAGE", "").strip()
+            if override:
+                images[backend] = override
+        binary = env.get("SEMAFORE_MONGODB_BINARY", "auto").strip() or "auto"
+        if binary not in ("auto", "mongod", "ferretdb"):
+            raise SettingsError(
+                "SEMAFORE_MONGODB_BINARY", f"{binary!r} is not auto, mongod or ferretdb"
+            )
+        tools = env.get("SEMAFORE_TOOLS_DIR", "").strip()
+        work = env.get("SEMAFORE_INFRA_DIR", "").strip()
+        settings = cls(
+            provider=provider,
+            mongodb_url=_url(env, "SEMAFORE_MONGODB_URL", ("mongodb", "mongodb+srv")),
+            redis_url=_url(env, "SEMAFORE_REDIS_URL", ("redis", "rediss")),
+            seaweedfs_filer_url=_url(env, "SEMAFORE_SEAWEEDFS_FILER_URL", ("http", "https")),
+            seaweedfs_s3_url=_url(env, "SEMAFORE_SEAWEEDFS_S3_URL", ("http", "https")),
+            images=images,
+            mongodb_binary=binary,
+            tools_dir=Path(tools) if tools else PROJECT_ROOT / ".tools",
+            work_dir=Path(work) if work else None,
+        )
+        if provider is ProviderKind.EXTERNAL:
+            for key, value in (
+                ("SEMAFORE_MONGODB_URL", settings.mongodb_url),
+                ("SEMAFORE_REDIS_URL", settings.redis_url),
+                ("SEMAFORE_SEAWEEDFS_FILER_URL", settings.seaweedfs_filer_url),
+            ):
+                if value is None:
+                    raise SettingsError(key, "required when SEMAFORE_PROVIDER=external")
+        return settings

@@ -1,0 +1,134 @@
+"""Test-suite glue: the one place that decides what happens when a backend cannot start.
+
+Locally a missing ``redis-server`` or Docker engine skips the tests that need it (with the
+reason); in CI (``CI=true``) it FAILS them, so a broken install can never turn the backend
+tiers into a silent green. Shared providers are started once per test process (the
+"one shared set of containers per session" rule) and stopped at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import NoReturn
+
+from semafore.infra.errors import BackendUnavailableError, InfraError
+from semafore.infra.providers import Provider, provider_from_settings
+from semafore.infra.settings import LOCAL_IMAGES, PROJECT_ROOT, InfraSettings, ProviderKind
+
+_shared: dict[ProviderKind, Provider] = {}
+_failures: dict[ProviderKind, str] = {}
+_lock = threading.Lock()
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip (locally) or fail (CI) the current test because a backend is unavailable."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"backend unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"backend unavailable: {reason}")
+
+
+def require(start: Callable[[], Provider]) -> Provider:
+    """Run ``start`` (which returns a started provider); map startup failure to skip/fail."""
+    try:
+        return start()
+    except InfraError as exc:
+        unavailable(str(exc))
+
+
+def _stop_shared() -> None:
+    for provider in list(_shared.values()):
+        provider.stop()
+    _shared.clear()
+
+
+atexit.register(_stop_shared)
+
+
+def shared_provider(kind: ProviderKind) -> Provider:
+    """A started provider of ``kind`` shared by every test in this process.
+
+    A failed start is remembered, so a missing engine costs one attempt, not one per test.
+    Tests using it must leave the backends running (faults get their own provider) and
+    isolate their data by name (database, key prefix, path prefix).
+    """
+    with _lock:
+        if kind in _failures:
+            unavailable(_failures[kind])
+        if kind not in _shared:
+            base = InfraSettings.from_env()
+            settings = InfraSettings(**{**base.__dict__, "provider": kind})
+            provider = provider_from_settings(settings)
+            try:
+                provider.start()
+            except BackendUnavailableError as exc:
+                _failures[kind] = str(exc)
+                unavailable(str(exc))
+            except InfraError as exc:
+                _failures[kind] = str(exc)
+                unavailable(str(exc))
+            _shared[kind] = provider
+        return _shared[kind]
+
+
+def stop_shared() -> None:
+    """Stop the shared providers now (pytest session finish); atexit does it otherwise."""
+    with _lock:
+        _stop_shared()
+
+
+_engine = {"started": False}
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+def _stop_engine() -> None:
+    stop_shared()  # containers first, then the engine they run on
+    subprocess.run(
+        [BASH, str(PROJECT_ROOT / "scripts/dockerd.sh"), "stop"], check=False, timeout=60
+    )
+
+
+def prepare_container_engine() -> None:
+    """Make the containers tier runnable on a machine without a registry.
+
+    Starts our own dockerd if no engine answers (stopped again at exit), and — unless
+    ``SEMAFORE_CONTAINER_IMAGES=upstream`` — builds the local images and points each
+    ``SEMAFORE_*_IMAGE`` the user did not set at them. Raises BackendUnavailableError.
+    """
+    scripts = PROJECT_ROOT / "scripts"
+    started = subprocess.run(
+        [BASH, str(scripts / "dockerd.sh"), "start"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if started.returncode != 0:
+        raise BackendUnavailableError("dockerd", started.stderr.strip() or "did not start")
+    os.environ.setdefault("DOCKER_HOST", started.stdout.strip().splitlines()[-1])
+    if "ready on" in started.stderr and not _engine["started"]:
+        _engine["started"] = True
+        atexit.register(_stop_engine)
+    if os.environ.get("SEMAFORE_CONTAINER_IMAGES", "local") == "upstream":
+        return
+    built = subprocess.run(
+        [BASH, str(scripts / "build-images.sh")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if built.returncode != 0:
+        raise BackendUnavailableError("build-images", built.stderr.strip()[-2000:])
+    for backend, image in LOCAL_IMAGES.items():
+        os.environ.setdefault(f"SEMAFORE_{backend.upper()}_IMAGE", image)
