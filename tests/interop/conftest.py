@@ -7,9 +7,11 @@ second implementation.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,42 @@ def go_adapter() -> Path:
         _unavailable(f"build.sh exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     assert GO_ADAPTER_BIN.is_file()
     return GO_ADAPTER_BIN
+
+
+class Adapter:
+    """One long-lived adapter process spoken to line by line."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._next = 0
+
+    def raw(self, line: str) -> dict[str, object]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, object] = json.loads(self.proc.stdout.readline())
+        return answer
+
+    def call(self, op: str, **args: object) -> dict[str, object]:
+        self._next += 1
+        answer = self.raw(json.dumps({"id": self._next, "op": op, "args": args}))
+        assert answer["id"] == self._next
+        return answer
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=10) == 0
+
+
+@pytest.fixture
+def go(go_adapter: Path) -> Iterator[Adapter]:
+    adapter = Adapter([str(go_adapter)])
+    yield adapter
+    adapter.close()

@@ -12,7 +12,6 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from semafore.gate.runner import Impl, run_gate
 from semafore.gate.verdict import Verdict
 from semafore.vectors.files import load_documents
 
-from .conftest import GO_ADAPTER_DIR, ROOT, go_tool
+from .conftest import GO_ADAPTER_DIR, ROOT, Adapter, go_tool
 
 pytestmark = pytest.mark.interop
 
@@ -105,45 +104,6 @@ def test_gate_cli_reports_a_pass_for_both(go_adapter: Path, tmp_path: Path) -> N
     assert total > 0
     assert counts["go"] == {**counts["ref"], "pass": total}
     assert all(v == 0 for k, v in counts["go"].items() if k != "pass")
-
-
-class Adapter:
-    """One long-lived adapter process spoken to line by line."""
-
-    def __init__(self, command: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._next = 0
-
-    def raw(self, line: str) -> dict[str, object]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        answer: dict[str, object] = json.loads(self.proc.stdout.readline())
-        return answer
-
-    def call(self, op: str, **args: object) -> dict[str, object]:
-        self._next += 1
-        answer = self.raw(json.dumps({"id": self._next, "op": op, "args": args}))
-        assert answer["id"] == self._next
-        return answer
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=10) == 0
-
-
-@pytest.fixture
-def go(go_adapter: Path) -> Iterator[Adapter]:
-    adapter = Adapter([str(go_adapter)])
-    yield adapter
-    adapter.close()
 
 
 def test_capabilities_name_the_implementation_and_its_ops(go: Adapter) -> None:

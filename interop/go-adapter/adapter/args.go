@@ -17,9 +17,6 @@ type Args struct {
 }
 
 func newArgs(v any, path string) (Args, error) {
-	if v == nil {
-		return Args{m: map[string]any{}, path: path}, nil
-	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		return Args{}, protocol.Malformed(path, "%s is not a JSON object", path)
@@ -70,6 +67,20 @@ func (a Args) Key(name string, n int) ([]byte, error) {
 	}
 	if len(b) != n {
 		return nil, protocol.Malformed(a.field(name), "%s must be %d bytes, got %d", a.field(name), n, len(b))
+	}
+	return b, nil
+}
+
+// PublicKey returns a hex public key that must be exactly n bytes. Unlike a private key (a
+// request error), a peer's public key of the wrong size is a protocol-level rejection: the
+// contract names it InvalidKey (InvalidSignature for a key that only verifies signatures).
+func (a Args) PublicKey(name string, n int, errName string) ([]byte, error) {
+	b, err := a.Bytes(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != n {
+		return nil, &protocol.Error{Name: errName, Field: a.field(name), Detail: fmt.Sprintf("public key must be %d bytes, got %d", n, len(b))}
 	}
 	return b, nil
 }

@@ -95,11 +95,11 @@ func opSPKSign(_ *Adapter, args Args) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ik, err := args.Key("ik_public", 32)
+	ik, err := args.PublicKey("ik_public", 32, protocol.ErrInvalidKey)
 	if err != nil {
 		return nil, err
 	}
-	spk, err := args.Key("spk_public", 32)
+	spk, err := args.PublicKey("spk_public", 32, protocol.ErrInvalidKey)
 	if err != nil {
 		return nil, err
 	}
@@ -145,10 +145,10 @@ func bundleArg(args Args, name string) (protocol.Bundle, error) {
 	if b.DeviceID, err = o.String("device_id"); err != nil {
 		return b, err
 	}
-	if b.IK, err = o.Key("ik", 32); err != nil {
+	if b.IK, err = o.PublicKey("ik", 32, protocol.ErrInvalidKey); err != nil {
 		return b, err
 	}
-	if b.SIK, err = o.Key("sik", 32); err != nil {
+	if b.SIK, err = o.PublicKey("sik", 32, protocol.ErrInvalidSignature); err != nil {
 		return b, err
 	}
 	spk, err := o.Object("spk")
@@ -160,7 +160,7 @@ func bundleArg(args Args, name string) (protocol.Bundle, error) {
 	} else {
 		b.SPK.KeyID = []byte(s)
 	}
-	if b.SPK.Pub, err = spk.Key("pub", 32); err != nil {
+	if b.SPK.Pub, err = spk.PublicKey("pub", 32, protocol.ErrInvalidKey); err != nil {
 		return b, err
 	}
 	if b.SPK.Sig, err = spk.Bytes("sig"); err != nil {
@@ -175,7 +175,7 @@ func bundleArg(args Args, name string) (protocol.Bundle, error) {
 		} else {
 			ref.KeyID = []byte(s)
 		}
-		if ref.Pub, err = opk.Key("pub", 32); err != nil {
+		if ref.Pub, err = opk.PublicKey("pub", 32, protocol.ErrInvalidKey); err != nil {
 			return b, err
 		}
 		b.OPK = ref
@@ -283,18 +283,16 @@ func opX3DHRespond(_ *Adapter, args Args) (any, error) {
 		return nil, err
 	}
 	table.spk = append(table.spk, spk)
-	if keys.Has("opks") {
-		opks, err := keys.ObjectList("opks")
+	opks, err := keys.ObjectList("opks")
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range opks {
+		p, err := privatePrekeyArg(o)
 		if err != nil {
 			return nil, err
 		}
-		for _, o := range opks {
-			p, err := privatePrekeyArg(o)
-			if err != nil {
-				return nil, err
-			}
-			table.opks = append(table.opks, p)
-		}
+		table.opks = append(table.opks, p)
 	}
 	addrB, err := args.String("local_address")
 	if err != nil {
@@ -304,11 +302,11 @@ func opX3DHRespond(_ *Adapter, args Args) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ikA, err := remote.Key("ik", 32)
+	ikA, err := remote.PublicKey("ik", 32, protocol.ErrInvalidKey)
 	if err != nil {
 		return nil, err
 	}
-	sikA, err := remote.Key("sik", 32)
+	sikA, err := remote.PublicKey("sik", 32, protocol.ErrInvalidKey)
 	if err != nil {
 		return nil, err
 	}
@@ -371,31 +369,24 @@ func opDRV1Parse(_ *Adapter, args Args) (any, error) {
 		return nil, err
 	}
 	return map[string]any{
-		"dh": hexOf(f.DH), "pn": f.PN, "n": f.N, "nonce": hexOf(f.Nonce), "ciphertext": hexOf(f.Ciphertext),
+		"ratchet_key": hexOf(f.DH), "pn": f.PN, "n": f.N, "nonce": hexOf(f.Nonce), "ciphertext": hexOf(f.Ciphertext),
 	}, nil
 }
 
-// scriptedArg builds a scripted entropy source from the optional ratchet_keys and nonces
-// lists; without either, the session draws from the OS CSPRNG.
+// scriptedArg builds the session's scripted entropy from the ratchet_keys and nonces lists
+// (contract: every fresh ratchet key pair and frame nonce comes from them, in order).
 func scriptedArg(args Args) (*protocol.ScriptedEntropy, error) {
-	if !args.Has("ratchet_keys") && !args.Has("nonces") {
-		return nil, nil
+	keys, err := args.HexList("ratchet_keys", 32)
+	if err != nil {
+		return nil, err
+	}
+	nonces, err := args.HexList("nonces", protocol.NonceSize)
+	if err != nil {
+		return nil, err
 	}
 	s := protocol.NewScriptedEntropy()
-	if args.Has("ratchet_keys") {
-		keys, err := args.HexList("ratchet_keys", 32)
-		if err != nil {
-			return nil, err
-		}
-		s.Push(protocol.PurposeRatchetKey, keys...)
-	}
-	if args.Has("nonces") {
-		nonces, err := args.HexList("nonces", protocol.NonceSize)
-		if err != nil {
-			return nil, err
-		}
-		s.Push(protocol.PurposeNonce, nonces...)
-	}
+	s.Push(protocol.PurposeRatchetKey, keys...)
+	s.Push(protocol.PurposeNonce, nonces...)
 	return s, nil
 }
 
@@ -517,5 +508,5 @@ func opSessionClose(a *Adapter, args Args) (any, error) {
 		return nil, err
 	}
 	delete(a.sessions, handle)
-	return map[string]any{"closed": handle}, nil
+	return map[string]any{}, nil
 }

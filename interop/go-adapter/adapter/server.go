@@ -79,7 +79,7 @@ func (a *Adapter) HandleLine(line []byte) (resp Response) {
 	if req.Op == nil {
 		return failure(id, protocol.Malformed("op", "missing field op"))
 	}
-	var rawArgs any
+	var rawArgs any = map[string]any{} // a request without "args" has no arguments
 	if len(req.Args) > 0 {
 		if err := json.Unmarshal(req.Args, &rawArgs); err != nil {
 			return failure(id, protocol.Malformed("args", "args is not JSON"))

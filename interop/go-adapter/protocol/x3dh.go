@@ -58,7 +58,7 @@ type Initiator struct {
 
 // Initiate runs X3DH steps 1–6 for Alice. The signature is verified before any DH.
 func Initiate(alice IdentityKeys, addrA string, bob Bundle, rng Entropy) (*Initiator, error) {
-	if err := VerifySPK(bob.SIK, bob.SPK.KeyID, bob.SPK.Pub, bob.IK, bob.SPK.Sig); err != nil {
+	if err := checkBundle(bob); err != nil {
 		return nil, err
 	}
 	ekPriv, err := rng.RandomBytes(32, PurposeEphemeralKey)
@@ -72,19 +72,12 @@ func Initiate(alice IdentityKeys, addrA string, bob Bundle, rng Entropy) (*Initi
 	return InitiateWithEK(alice, addrA, bob, ek)
 }
 
-// InitiateWithEK is Initiate with EK_A given. The signature is still checked first, then
-// the key ids the SMX1 will carry (SPEC §1), and only then any DH.
+// InitiateWithEK is Initiate with EK_A given. The bundle's key ids are checked first (they
+// must fit the SMX1 header, SPEC §1), then the signature (SPEC §2 step 1), and only then
+// any DH.
 func InitiateWithEK(alice IdentityKeys, addrA string, bob Bundle, ek KeyPair) (*Initiator, error) {
-	if err := VerifySPK(bob.SIK, bob.SPK.KeyID, bob.SPK.Pub, bob.IK, bob.SPK.Sig); err != nil {
+	if err := checkBundle(bob); err != nil {
 		return nil, err
-	}
-	if err := ValidateKeyID(bob.SPK.KeyID, "spk.key_id"); err != nil {
-		return nil, err
-	}
-	if bob.OPK != nil {
-		if err := ValidateKeyID(bob.OPK.KeyID, "opk.key_id"); err != nil {
-			return nil, err
-		}
 	}
 	var a Agreement
 	var err error
@@ -119,6 +112,18 @@ func (i *Initiator) Seal(frame, nonce []byte) []byte {
 	header := m.encodeHeader()
 	m.Ciphertext = Seal(i.SK, nonce, frame, concat(header, i.AD))
 	return m.Encode()
+}
+
+func checkBundle(bob Bundle) error {
+	if err := ValidateKeyID(bob.SPK.KeyID, "spk.key_id"); err != nil {
+		return err
+	}
+	if bob.OPK != nil {
+		if err := ValidateKeyID(bob.OPK.KeyID, "opk.key_id"); err != nil {
+			return err
+		}
+	}
+	return VerifySPK(bob.SIK, bob.SPK.KeyID, bob.SPK.Pub, bob.IK, bob.SPK.Sig)
 }
 
 // PrekeyLookup resolves the responder's private prekeys by key id.
