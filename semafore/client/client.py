@@ -138,6 +138,7 @@ class DeviceClient:
         on_sent: Callable[[DeviceClient, str, str, dict[str, bytes]], None] | None = None,
         persist: Callable[[bytes], None] | None = None,
         use_websocket_send: bool = True,
+        ws_send_timeout: float = 10.0,
     ) -> None:
         self.device = device
         self.org_id = org_id
@@ -151,6 +152,7 @@ class DeviceClient:
         self.on_sent = on_sent
         self.persist = persist
         self.use_websocket_send = use_websocket_send
+        self.ws_send_timeout = ws_send_timeout
         self.inbox: list[Received] = []
         self.events: list[ClientEvent] = []
         self.counters = Counters()
@@ -827,7 +829,10 @@ class DeviceClient:
                 separators=(",", ":"),
             )
         )
-        frame = await asyncio.wait_for(fut, self.http.timeout)
+        try:
+            frame = await asyncio.wait_for(fut, self.ws_send_timeout)
+        finally:
+            self._pending.pop(request_id, None)
         status = int(frame.get("status", 500))
         body = frame.get("body")
         if status >= 400:
@@ -835,6 +840,19 @@ class DeviceClient:
             detail = body.get("detail", "") if isinstance(body, dict) else ""
             raise ServerRejected(status, str(code), str(detail), body)
         return body if isinstance(body, dict) else {}
+
+    async def disconnect(self) -> None:
+        """Stop the push socket (the device goes offline); HTTP stays usable."""
+        self._stopping = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._ws_task is not None:
+            self._ws_task.cancel()
+            await asyncio.gather(self._ws_task, return_exceptions=True)
+            self._ws_task = None
+        self._ws_connected.clear()
+        self._ws = None
 
     async def close(self) -> None:
         self._stopping = True

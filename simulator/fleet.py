@@ -1,0 +1,358 @@
+"""A fleet of virtual users and devices on one asyncio loop, each a real client (real crypto,
+real sockets) against a real relay (issue 5, "Simulator").
+
+:func:`serve_relay` starts the reference relay in this process on a free 127.0.0.1 port (or
+the fleet targets any ``url``). Every device gets its own :class:`~semafore.client.DeviceClient`
+and, when a :class:`~simulator.network.Network` is in use, its own proxy link, so faults and the
+wire capture can be per device. The fleet keeps the ledger of what was sent to whom and what
+arrived, which is what delivery assertions and the benchmark read.
+
+Determinism: entropy is ``SeededEntropy(seed)`` forked per device installation, the client
+clock is a :class:`ManualClock` shared with the relay, and the caller decides the order of
+operations; the relay's own random ids (delivery ids, tokens) never enter an envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from semafore.client import Account, DeviceClient, ManualClock, Received, create_organisation
+from semafore.client.account import fixed_otp
+from semafore.client.client import ClientEvent
+from semafore.client.device import PrekeyPolicy
+from semafore.protocol.entropy import SeededEntropy
+from semafore.server.app import create_app
+from semafore.server.runner import RunningServer
+from semafore.server.settings import Settings
+from semafore.storage.memory import memory_stores
+from semafore.storage.ports import Stores
+from simulator.network import Network
+
+log = logging.getLogger(__name__)
+
+UNLIMITED = {"auth": (10**9, 60.0), "keys": (10**9, 60.0), "send": (10**9, 60.0)}
+OPERATOR = "operator"
+"""The hidden organisation admin who signs the organisation up and enrols its members."""
+
+
+def relay_settings(orgs: Iterable[str], clock: ManualClock, **overrides: Any) -> Settings:
+    """Relay settings for a simulation: test OTP for the simulated orgs only (ADR-0164), no
+    rate limits (every simulated device shares 127.0.0.1), the scenario clock."""
+    options: dict[str, Any] = {
+        "test_mode": True,
+        "test_orgs": frozenset(orgs),
+        "rate_limits": dict(UNLIMITED),
+        "retention_interval": 0,
+        "clock": clock.now,
+        "max_devices_per_user": 64,
+    }
+    options.update(overrides)
+    return Settings(**options)
+
+
+@contextlib.asynccontextmanager
+async def serve_relay(
+    settings: Settings, stores: Stores, port: int = 0
+) -> AsyncIterator[RunningServer]:
+    """The relay in this event loop on 127.0.0.1.
+
+    Unlike ``semafore.server.runner.serve_in_task`` the listening socket is created with
+    ``IPPROTO_TCP``: asyncio enables TCP_NODELAY only on sockets whose ``proto`` says TCP, and
+    without it every keep-alive request stalls ~40 ms on a delayed ACK.
+    """
+    app = create_app(settings, stores)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, ws="websockets-sansio", backlog=4096,
+        timeout_keep_alive=600, ws_max_size=4 * 1024 * 1024, lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            await task
+            raise RuntimeError("relay stopped during start-up")
+        await asyncio.sleep(0.005)
+    try:
+        yield RunningServer("127.0.0.1", sock.getsockname()[1], app)
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        sock.close()
+
+
+@dataclass
+class Delivery:
+    """One envelope the fleet expects to arrive (sender, message id, recipient device)."""
+
+    sender: str
+    message_id: str
+    recipient: str
+
+
+@dataclass
+class Ledger:
+    """What was sent to which device, and what arrived (by ``sender_user/message_id``)."""
+
+    expected: dict[str, set[str]] = field(default_factory=dict)  # recipient -> keys
+    arrived: dict[str, list[str]] = field(default_factory=dict)  # recipient -> keys, in order
+    envelopes: list[tuple[str, str, str, bytes]] = field(default_factory=list)
+    # (sender address, recipient address, message id, envelope bytes) as the clients sent them
+
+    def expect(self, sender_user: str, message_id: str, recipient: str) -> None:
+        self.expected.setdefault(recipient, set()).add(f"{sender_user}/{message_id}")
+
+    def missing(self, recipients: Iterable[str] | None = None) -> dict[str, set[str]]:
+        out = {}
+        for recipient in recipients if recipients is not None else self.expected:
+            want = self.expected.get(recipient, set())
+            have = set(self.arrived.get(recipient, ()))
+            gap = want - have
+            if gap:
+                out[recipient] = gap
+        return out
+
+
+class Fleet:
+    """Virtual organisations, users and devices against one relay."""
+
+    def __init__(
+        self,
+        *,
+        seed: int | str = 0,
+        url: str | None = None,
+        stores: Stores | None = None,
+        network: bool = True,
+        capture: bool = True,
+        clock: ManualClock | None = None,
+        opk_count: int = 20,
+        keep_envelopes: bool = True,
+        ws_send_timeout: float = 2.0,
+        settings_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.entropy = SeededEntropy(f"semafore-sim:{seed}")
+        self.clock = clock or ManualClock()
+        self.url = url
+        self.stores = stores
+        self.use_network = network
+        self.capture = capture
+        self.opk_count = opk_count
+        self.keep_envelopes = keep_envelopes
+        self.ws_send_timeout = ws_send_timeout
+        self.settings_overrides = settings_overrides or {}
+        self.orgs: dict[str, Account] = {}  # org -> admin account
+        self.org_of: dict[str, str] = {}
+        self.accounts: dict[str, Account] = {}
+        self.totp: dict[str, str] = {}
+        self.network: Network | None = None
+        self.server: RunningServer | None = None
+        self.ledger = Ledger()
+        self.events: list[tuple[str, ClientEvent]] = []
+        self.received: list[tuple[str, Received]] = []
+        self._stack = contextlib.AsyncExitStack()
+        self._progress = asyncio.Event()
+        self._org_ids: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, orgs: Iterable[str]) -> None:
+        """Start the relay (unless ``url`` was given) and the network layer."""
+        self._org_ids = list(orgs)
+        if self.url is None:
+            if self.stores is None:
+                self.stores = memory_stores()
+            await self.start_relay()
+        if self.use_network:
+            assert self.url is not None
+            host, port = _host_port(self.url)
+            self.network = Network(host, port, seed=self.seed, capture=self.capture)
+
+    async def start_relay(self, port: int = 0) -> RunningServer:
+        assert self.stores is not None
+        settings = relay_settings(self._org_ids, self.clock, **self.settings_overrides)
+        cm = serve_relay(settings, self.stores, port)
+        self._relay_cm: contextlib.AbstractAsyncContextManager[RunningServer] | None = cm
+        self.server = await cm.__aenter__()
+        self.url = self.server.url
+        if self.network is not None:
+            self.network.retarget(self.server.host, self.server.port)
+        return self.server
+
+    async def stop_relay(self) -> None:
+        cm = getattr(self, "_relay_cm", None)
+        if cm is not None:
+            self._relay_cm = None
+            await cm.__aexit__(None, None, None)
+
+    async def restart_relay(self) -> RunningServer:
+        """Stop the in-process relay and start it again on the same store and port."""
+        port = self.server.port if self.server else 0
+        await self.stop_relay()
+        for _ in range(50):
+            try:
+                return await self.start_relay(port)
+            except OSError:
+                await asyncio.sleep(0.1)
+        return await self.start_relay(0)
+
+    async def close(self) -> None:
+        for account in list(self.accounts.values()) + list(self.orgs.values()):
+            await account.close()
+        if self.network is not None:
+            await self.network.close()
+        await self.stop_relay()
+        if self.stores is not None and self.url is not None:
+            with contextlib.suppress(Exception):
+                await self.stores.close()
+
+    async def __aenter__(self) -> Fleet:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- cast ------------------------------------------------------------------------------
+
+    def _url_for(self, address: str) -> str:
+        # Links are created in add_device (async); this returns the base URL for an address.
+        if self.network is not None and address in self.network.links:
+            return self.network.links[address].url
+        assert self.url is not None
+        return self.url
+
+    async def add_org(self, org_id: str, members: Iterable[str], *, admin: str | None = None,
+                      seats: int | None = None) -> None:
+        """Sign the organisation up (``admin`` or the hidden operator is its admin, with TOTP)
+        and enrol ``members``."""
+        assert self.url is not None
+        admin_user = admin or OPERATOR
+        out = await create_organisation(self.url, org_id, org_id, admin_user,
+                                        self.entropy.fork(f"org:{org_id}"))
+        self.totp[admin_user] = str(out["totp_secret"])
+        console_account = Account(
+            org_id, admin_user, self._url_for, self._entropy_for, self.clock, fixed_otp(),
+            totp_secret=self.totp[admin_user], opk_count=1, client_options=self._client_options(),
+        )
+        console = await console_account.add_device("console", connect=False)
+        self.orgs[org_id] = console_account
+        users = [u for u in dict.fromkeys(members) if u != admin_user]
+        await console.http.json("PUT", f"/v1/orgs/{org_id}/subscription",
+                                json={"plan": "enterprise", "seats": seats or len(users) + 2})
+        for user in users:
+            await console.http.json("PUT", f"/v1/orgs/{org_id}/members/{user}",
+                                    json={"role": "member"})
+        for user in [admin_user, *users]:
+            self.org_of[user] = org_id
+        if admin is not None:
+            self.accounts[admin] = console_account
+
+    def _entropy_for(self, label: str) -> SeededEntropy:
+        return self.entropy.fork(label)
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "on_receive": self._on_receive,
+            "on_event": self._on_event,
+            "on_sent": self._on_sent,
+            "ws_send_timeout": self.ws_send_timeout,
+        }
+
+    def account(self, user_id: str) -> Account:
+        account = self.accounts.get(user_id)
+        if account is None:
+            org = self.org_of[user_id]
+            account = self.accounts[user_id] = Account(
+                org, user_id, self._url_for, self._entropy_for, self.clock, fixed_otp(),
+                totp_secret=self.totp.get(user_id), opk_count=self.opk_count,
+                prekeys=PrekeyPolicy(
+                    opk_batch=self.opk_count, opk_low_water=max(1, self.opk_count // 4)
+                ),
+                client_options=self._client_options(),
+            )
+        return account
+
+    async def add_device(self, ref: str, *, connect: bool = True) -> DeviceClient:
+        """Install ``user/device`` (login, keys) behind its own network link."""
+        user, device = _split(ref)
+        address = f"{user}:{device}"
+        if self.network is not None:
+            await self.network.link(address)
+        client = await self.account(user).add_device(device, connect=connect)
+        return client
+
+    def client(self, ref: str) -> DeviceClient:
+        user, device = _split(ref)
+        return self.accounts[user].devices[device]
+
+    def clients(self) -> list[DeviceClient]:
+        return [c for a in self.accounts.values() for c in a.devices.values()]
+
+    async def connect_all(self, timeout: float = 60.0) -> None:
+        for client in self.clients():
+            client.connect()
+        await asyncio.wait_for(
+            asyncio.gather(*(c.wait_connected(timeout) for c in self.clients())), timeout
+        )
+
+    # -- traffic ledger --------------------------------------------------------------------
+
+    def _on_sent(self, client: DeviceClient, user_id: str, message_id: str,
+                 envelopes: dict[str, bytes]) -> None:
+        for recipient, body in envelopes.items():
+            self.ledger.expect(client.user_id, message_id, recipient)
+            if self.keep_envelopes:
+                self.ledger.envelopes.append((client.address, recipient, message_id, body))
+        self._progress.set()
+
+    def _on_receive(self, client: DeviceClient, received: Received) -> None:
+        key = f"{received.sender_user_id}/{received.content.message_id}"
+        self.ledger.arrived.setdefault(client.address, []).append(key)
+        self.received.append((client.address, received))
+        self._progress.set()
+
+    def _on_event(self, client: DeviceClient, event: ClientEvent) -> None:
+        self.events.append((client.address, event))
+
+    async def quiesce(self, recipients: Iterable[str] | None = None, *, timeout: float = 30.0,
+                      idle: float = 2.0) -> dict[str, set[str]]:
+        """Wait until every expected envelope reached the given (default: all) recipients, or
+        nothing arrived for ``idle`` seconds, or ``timeout``; returns what is still missing."""
+        wanted = list(recipients) if recipients is not None else None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            missing = self.ledger.missing(wanted)
+            if not missing:
+                return {}
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return missing
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), min(idle, remaining))
+            except TimeoutError:
+                return self.ledger.missing(wanted)
+
+
+def _split(ref: str) -> tuple[str, str]:
+    user, sep, device = ref.replace(":", "/").partition("/")
+    if not sep:
+        raise ValueError(f"device reference must be 'user/device', got {ref!r}")
+    return user, device
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    rest = url.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = rest.rpartition(":")
+    return host, int(port)
