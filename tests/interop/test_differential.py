@@ -226,3 +226,56 @@ def test_any_mutated_drv1_is_judged_alike(
     pair.call("drv1.parse", data=frame.hex())
     pair.call("drv1.parse", data=noise.hex())
     pair.call("smx1.parse", data=noise.hex())
+
+
+@SETTINGS
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    other=st.binary(min_size=32, max_size=32),
+    nonce=st.binary(min_size=12, max_size=12),
+    message=st.binary(max_size=80),
+    flip=st.integers(min_value=0, max_value=10_000),
+    length=st.integers(min_value=1, max_value=300),
+)
+def test_primitives_agree(
+    pair: Pair, key: bytes, other: bytes, nonce: bytes, message: bytes, flip: int, length: int
+) -> None:
+    pair.call("x25519.public", private=key.hex())
+    pair.call("x25519.dh", private=key.hex(), public=other.hex())
+    signed = pair.call("ed25519.sign", private=key.hex(), message=message.hex())["result"]
+    sig = bytearray.fromhex(signed["sig"])
+    pair.call("ed25519.verify", public=signed["public"], sig=sig.hex(), message=message.hex())
+    sig[flip % 64] ^= 1 << (flip % 8)
+    pair.call("ed25519.verify", public=signed["public"], sig=sig.hex(), message=message.hex())
+    pair.call("ed25519.verify", public=other.hex(), sig=sig.hex(), message=message.hex())
+    pair.call(
+        "hkdf", ikm=message.hex(), salt=other.hex(), info=key.hex()[: flip % 40], length=length
+    )
+    pair.call("hmac", key=other.hex()[: flip % 64], data=message.hex())
+    sealed = pair.call(
+        "aead.seal", key=key.hex(), nonce=nonce.hex(), plaintext=message.hex(), aad=other.hex()
+    )["result"]["ciphertext"]
+    pair.call("aead.open", key=key.hex(), nonce=nonce.hex(), ciphertext=sealed, aad=other.hex())
+    forged = bytearray.fromhex(sealed)
+    forged[flip % len(forged)] ^= 0x80
+    pair.call(
+        "aead.open", key=key.hex(), nonce=nonce.hex(), ciphertext=forged.hex(), aad=other.hex()
+    )
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "00" * 32,  # zero
+        "01" + "00" * 31,  # one
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",  # order 8
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",  # order 8
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # p - 1
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # p
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # p + 1
+        "0000000000000000000000000000000000000000000000000000000000000080",  # zero, high bit set
+    ],
+)
+def test_small_order_points_are_rejected_alike(pair: Pair, point: str) -> None:
+    answer = pair.call("x25519.dh", private="42" * 32, public=point)
+    assert answer["error"] == "InvalidKey"

@@ -1,0 +1,110 @@
+package adapter
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func answer(t *testing.T, a *Adapter, line string) map[string]any {
+	t.Helper()
+	raw, err := json.Marshal(a.HandleLine([]byte(line)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestEveryLineGetsExactlyOneAnswer(t *testing.T) {
+	in := strings.Join([]string{
+		`{"id": 1, "op": "capabilities", "args": {}}`,
+		`not json`,
+		`[1, 2]`,
+		`{"id": "x", "op": "teleport", "args": {}}`,
+		``,
+		`{"id": 3, "op": "smx1.parse", "args": {}}`,
+		`{"id": 4, "op": "smx1.parse", "args": null}`,
+		`{"id": 5, "op": "dr.encrypt", "args": {"session": "s9", "plaintext": ""}}`,
+	}, "\n") + "\n"
+	var out bytes.Buffer
+	if err := Serve(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []struct {
+		id  string
+		err string
+	}{{"1", ""}, {"null", "MalformedEnvelope"}, {"null", "MalformedEnvelope"}, {`"x"`, "Unsupported"},
+		{"3", "MalformedEnvelope"}, {"4", "MalformedEnvelope"}, {"5", "NoSession"}}
+	if len(lines) != len(want) {
+		t.Fatalf("%d answers for %d requests:\n%s", len(lines), len(want), out.String())
+	}
+	for i, line := range lines {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("answer %d is not JSON: %s", i, line)
+		}
+		if string(m["id"]) != want[i].id {
+			t.Errorf("answer %d: id %s, want %s", i, m["id"], want[i].id)
+		}
+		var name string
+		_ = json.Unmarshal(m["error"], &name)
+		if name != want[i].err {
+			t.Errorf("answer %d: error %q, want %q (%s)", i, name, want[i].err, line)
+		}
+	}
+}
+
+func TestCapabilitiesListExactlyTheRegisteredOps(t *testing.T) {
+	a := New()
+	m := answer(t, a, `{"id": 1, "op": "capabilities"}`)
+	ops := m["result"].(map[string]any)["ops"].([]any)
+	if len(ops) != len(a.ops) {
+		t.Fatalf("capabilities lists %d ops, %d registered", len(ops), len(a.ops))
+	}
+	for _, op := range ops {
+		if _, ok := a.ops[op.(string)]; !ok {
+			t.Fatalf("listed op %v is not registered", op)
+		}
+	}
+}
+
+func TestMissingArgumentIsNamed(t *testing.T) {
+	m := answer(t, New(), `{"id": 1, "op": "spk.sign", "args": {"sik_private": "00"}}`)
+	if m["error"] != "MalformedEnvelope" || !strings.Contains(m["detail"].(string), "args.sik_private") {
+		t.Fatalf("got %v", m)
+	}
+}
+
+// The contract's own worked example (docs/adapter-contract.md, dr.init/dr.encrypt/dr.decrypt).
+func TestContractExampleConversation(t *testing.T) {
+	a := New()
+	steps := []struct{ req, want string }{
+		{`{"id": 7, "op": "dr.init", "args": {"role": "initiator", "sk": "1111111111111111111111111111111111111111111111111111111111111111", "ad": "abcd", "remote_ratchet_key": "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20", "ratchet_keys": ["3333333333333333333333333333333333333333333333333333333333333333"], "nonces": ["444444444444444444444444", "454545454545454545454545"]}}`,
+			`{"session":"s1"}`},
+		{`{"id": 8, "op": "dr.init", "args": {"role": "responder", "sk": "1111111111111111111111111111111111111111111111111111111111111111", "ad": "abcd", "spk_private": "2222222222222222222222222222222222222222222222222222222222222222", "ratchet_keys": ["5555555555555555555555555555555555555555555555555555555555555555"], "nonces": ["666666666666666666666666"]}}`,
+			`{"session":"s2"}`},
+		{`{"id": 9, "op": "dr.encrypt", "args": {"session": "s1", "plaintext": "68656c6c6f"}}`,
+			`{"frame":"445256317b0d47d93427f8311160781c7c733fd89f88970aef490d8aa0ee19a4cb8a1b1400000000000000004444444444444444444444445eec2b83bb43887d1ee50842ca52cd526705f5072c"}`},
+		{`{"id": 10, "op": "dr.decrypt", "args": {"session": "s2", "frame": "445256317b0d47d93427f8311160781c7c733fd89f88970aef490d8aa0ee19a4cb8a1b1400000000000000004444444444444444444444445eec2b83bb43887d1ee50842ca52cd526705f5072c"}}`,
+			`{"plaintext":"68656c6c6f"}`},
+		{`{"id": 12, "op": "session.digest", "args": {"session": "s2"}}`,
+			`{"digest":"9ad76bf7f6e19299e9429322ed09ebcec2ab41c93a74ea14b1ca128e18078206"}`},
+		{`{"id": 15, "op": "session.close", "args": {"session": "s2"}}`, `{}`},
+	}
+	for _, s := range steps {
+		m := answer(t, a, s.req)
+		got, _ := json.Marshal(m["result"])
+		if m["ok"] != true || string(got) != s.want {
+			t.Fatalf("%s\n got %v\nwant %s", s.req, m, s.want)
+		}
+	}
+	if m := answer(t, a, `{"id": 16, "op": "session.digest", "args": {"session": "s2"}}`); m["error"] != "NoSession" {
+		t.Fatalf("closed session still answers: %v", m)
+	}
+}
