@@ -20,7 +20,7 @@ from semafore.gate.transport import AdapterFailure, AdapterProcess, Transport
 from semafore.gate.verdict import CaseResult, Verdict
 from semafore.protocol.errors import CANONICAL_ERRORS
 
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MAX_CONSECUTIVE = 3
 
 

@@ -19,7 +19,7 @@ from semafore.protocol import x3dh
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.primitives import X25519KeyPair
-from semafore.protocol.ratchet import MAX_SKIP, RatchetState
+from semafore.protocol.ratchet import MAX_SKIP, MAX_SKIPPED_KEYS, RatchetState
 from semafore.vectors.generation import GenerationError, ScriptRecorder
 
 FILE = "dr-v1-interop"
@@ -308,6 +308,28 @@ def pn_beyond_max_skip() -> Path:
     return p
 
 
+def skipped_key_cap() -> Path:
+    p = _path(
+        "skipped-key-cap",
+        f"At most {MAX_SKIPPED_KEYS} skipped keys per session, oldest evicted first: two chains "
+        f"of {MAX_SKIP} skipped keys fill the store, one more key evicts the oldest",
+    )
+    chain1 = p.burst(ALICE, MAX_SKIP + 1)
+    p.deliver(BOB, chain1[MAX_SKIP])  # stores keys 0..999 of chain 1
+    p.deliver(ALICE, p.encrypt(BOB))
+    chain2 = p.burst(ALICE, MAX_SKIP + 1)
+    p.deliver(BOB, chain2[MAX_SKIP])  # stores keys 0..999 of chain 2: the store is full
+    p.deliver(ALICE, p.encrypt(BOB))
+    chain3 = p.burst(ALICE, 2)
+    p.deliver(BOB, chain3[1])  # one more skipped key: chain 1 key 0 is evicted
+    p.deliver(BOB, chain1[0], "DuplicateMessage")  # its key is gone
+    p.deliver(BOB, chain1[1])  # the next-oldest survived
+    p.deliver(BOB, chain2[0])
+    p.deliver(BOB, chain3[0])
+    p.digest(BOB)
+    return p
+
+
 def tampering() -> Path:
     p = _path(
         "tampering",
@@ -356,6 +378,7 @@ PATHS = (
     duplicates,
     max_skip,
     pn_beyond_max_skip,
+    skipped_key_cap,
     tampering,
 )
 

@@ -17,7 +17,7 @@ from .conftest import faulty
 
 
 def run(
-    gate_cases: list[GateCase], fault: str, *extra: str | Path, timeout: float = 10.0
+    gate_cases: list[GateCase], fault: str, *extra: str | Path, timeout: float = 20.0
 ) -> ImplReport:
     report = run_gate([faulty(fault, fault, *extra)], gate_cases, GateConfig(), timeout_s=timeout)
     assert not report.passed
@@ -93,8 +93,9 @@ def test_crash_mid_run_is_one_crash_verdict_and_the_adapter_restarts(
 def test_hang_is_a_timeout_and_the_gate_moves_on(
     gate_cases: list[GateCase], tmp_path: Path
 ) -> None:
+    x3dh_only = [case for case in gate_cases if case.file == "x3dh-prekey-v1"]  # short cases
     impl = run(
-        gate_cases,
+        x3dh_only,
         "hang",
         "--op",
         "x3dh.respond",

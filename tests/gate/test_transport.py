@@ -92,7 +92,7 @@ def test_the_process_group_is_killed_so_wrapper_children_die_too(tmp_path: Path)
     )
     process = AdapterProcess(python_command("-c", script))
     with pytest.raises(AdapterFailure):
-        process.request("capabilities", {}, deadline(1.0))
+        process.request("capabilities", {}, deadline(3.0))
     child = int(pid_file.read_text())
     for _ in range(50):
         if not _alive(child):

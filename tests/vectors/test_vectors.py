@@ -132,6 +132,8 @@ def test_dr_paths_cover_spec_6_and_every_dr_failure_mode() -> None:
         "loss",
         "duplicates",
         "max-skip",
+        "previous-chain-beyond-max-skip",
+        "skipped-key-cap",
         "tampering",
     }
     errors = {
