@@ -71,13 +71,28 @@ def resolve(value: Any, bound: Mapping[str, Any]) -> Any:
 
 
 def first_difference(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> str | None:
-    """Name the first expected field the actual result lacks or disagrees with."""
+    """Name the first expected field the actual result lacks or disagrees with; for hex
+    byte strings, also the first differing byte offset (what a platform team debugs)."""
     for key, want in expected.items():
         if key not in actual:
             return f"result lacks field {key!r}"
-        if actual[key] != want:
-            return f"field {key!r} differs"
+        got = actual[key]
+        if got != want:
+            return f"field {key!r} differs" + _byte_offset(want, got)
     return None
+
+
+def _byte_offset(want: Any, got: Any) -> str:
+    if not (isinstance(want, str) and isinstance(got, str)):
+        return ""
+    try:
+        a, b = bytes.fromhex(want), bytes.fromhex(got)
+    except ValueError:
+        return ""
+    offset = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    if offset is None:
+        return f" (length {len(b)}, expected {len(a)})"
+    return f" at byte {offset} of {len(a)}"
 
 
 # -- x3dh-prekey-v1 ------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def test_refs_resolve_to_values_bound_by_earlier_answers() -> None:
 @pytest.mark.parametrize(
     ("answers", "verdict", "step", "message"),
     [
-        ((ok(session="s"), ok(frame="ab")), Verdict.FAIL, 1, "field 'frame' differs"),
+        ((ok(session="s"), ok(frame="ab")), Verdict.FAIL, 1, "'frame' differs at byte 0 of 1"),
+        ((ok(session="s"), ok(frame="aa00")), Verdict.FAIL, 1, "(length 2, expected 1)"),
         ((ok(session="s"), ok()), Verdict.FAIL, 1, "result lacks field 'frame'"),
         ((ok(), ok(frame="aa")), Verdict.FAIL, 0, "lacks field 'session'"),
         ((ok(session="s"), err("InvalidKey", "x")), Verdict.FAIL, 1, "expected success, got"),
