@@ -102,6 +102,12 @@ class Path:
         self.expected.append({"digest": value.hex()})
         return value
 
+    def agree(self) -> None:
+        """Both sides' digests, which must be equal: a quiescent session (every sent frame
+        delivered) has one root key on both sides (SPEC §7 session digest)."""
+        if self.digest(ALICE) != self.digest(BOB):
+            raise GenerationError(f"{FILE}:{self.id}: quiescent sides disagree on the digest")
+
     def _decrypt(self, to: str, data: bytes, error: str | None, plaintext: bytes | None) -> None:
         state = self.sides[to].state
         before = state.serialize()
@@ -178,8 +184,7 @@ def in_order() -> Path:
     for k in (p.encrypt(BOB, b"hi alice"), p.encrypt(BOB, bytes(300))):
         p.deliver(ALICE, k)
     p.deliver(BOB, p.encrypt(ALICE, "ünïcödé ✓".encode()))
-    p.digest(ALICE)
-    p.digest(BOB)
+    p.agree()
     return p
 
 
@@ -188,8 +193,7 @@ def ping_pong() -> Path:
     for i in range(8):
         sender, receiver = (ALICE, BOB) if i % 2 == 0 else (BOB, ALICE)
         p.deliver(receiver, p.encrypt(sender, f"turn {i}".encode()))
-    p.digest(ALICE)
-    p.digest(BOB)
+    p.agree()
     return p
 
 
@@ -226,8 +230,7 @@ def out_of_order_across() -> Path:
     p.deliver(BOB, a[1])
     p.deliver(BOB, a[5])
     p.deliver(ALICE, p.encrypt(BOB))
-    p.digest(ALICE)
-    p.digest(BOB)
+    p.agree()
     return p
 
 
@@ -241,8 +244,7 @@ def loss() -> Path:
     p.deliver(BOB, p.encrypt(ALICE))
     p.deliver(ALICE, p.encrypt(BOB))
     del lost_reply
-    p.digest(ALICE)
-    p.digest(BOB)
+    p.agree()
     return p
 
 
@@ -285,8 +287,7 @@ def max_skip() -> Path:
     p.deliver(BOB, a[1])
     p.deliver(BOB, a[1], "DuplicateMessage")
     p.deliver(ALICE, p.encrypt(BOB))
-    p.digest(ALICE)
-    p.digest(BOB)
+    p.agree()
     return p
 
 
@@ -303,8 +304,7 @@ def pn_beyond_max_skip() -> Path:
     p.deliver(BOB, k)
     p.deliver(BOB, a[5], "DuplicateMessage")  # its key was never stored: lost
     p.deliver(ALICE, p.encrypt(BOB))
-    p.digest(ALICE)
-    p.digest(BOB)
+    p.agree()
     return p
 
 
@@ -363,8 +363,7 @@ def tampering() -> Path:
     p.deliver(ALICE, reply)
     p.deliver(BOB, a[2])
     p.deliver(BOB, p.encrypt(ALICE))
-    p.digest(ALICE)
-    p.digest(BOB)
+    p.agree()
     return p
 
 

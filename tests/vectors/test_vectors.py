@@ -254,3 +254,17 @@ def test_write_vectors_writes_schema_copies(tmp_path: Path) -> None:
         "schema/x3dh-prekey-v1.schema.json",
         "schema/dr-v1-interop.schema.json",
     }
+
+
+def test_quiescent_paths_end_with_both_sides_agreeing_on_the_session_digest() -> None:
+    """SPEC §7: once every sent frame is delivered both sides hold the same root key, so two
+    implementations can prove they agree without revealing keys."""
+    agreeing = 0
+    for case in load("dr-v1-interop")["cases"]:
+        tail = list(zip(case["input"]["steps"], case["expected"]["steps"], strict=True))[-2:]
+        if [step.get("side") for step, _ in tail] == ["alice", "bob"] and all(
+            step["op"] == "digest" for step, _ in tail
+        ):
+            assert tail[0][1] == tail[1][1], case["id"]
+            agreeing += 1
+    assert agreeing >= 7
