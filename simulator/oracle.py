@@ -19,14 +19,21 @@ Raw identifiers (sub, subject, device_id, message_id, delivery_id, group_id…) 
 log lines only: there they may appear solely as 8-hex SHA-256 prefixes in ``*_h8`` fields
 (seed §2.3, ADR-0019).
 
-All needles go into one Aho–Corasick automaton (``ahocorasick_rs``), so a scan is one pass over
-the data whatever the number of registered values.
+Search is a sampled-window index (:class:`_NeedleIndex`), not one ``find`` per needle: every
+needle is at least ``W + S - 1`` bytes long, so any occurrence covers a data position that is a
+multiple of ``S`` with the needle's bytes ``[j, j+W)`` there for some ``j < S``. The index holds
+those ``S`` windows of every needle as sorted 64-bit integers; a scan reads the data's windows
+at stride ``S`` with numpy, binary-searches them all at once and verifies the rare candidates
+byte for byte. Cost: one vectorised pass over the data and ``S`` integers per needle, whatever
+the number of registered values (a generic Aho–Corasick automaton over 10⁵–10⁶ random-byte
+needles takes minutes to build). Identifiers (short, few) use an Aho–Corasick automaton.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import re
 import zlib
@@ -35,6 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import ahocorasick_rs
+import numpy as np
+import numpy.typing as npt
 
 MIN_SECRET_LEN = 16
 MAX_DEPTH = 3  # nested compressed streams followed
@@ -109,17 +118,30 @@ class ScanReport:
 
 def _b64_aligned(value: bytes, align: int, urlsafe: bool) -> bytes:
     """The base64 characters of ``value`` preceded by ``align`` unknown bytes and followed by
-    unknown bytes: only characters whose 6 bits all come from ``value``."""
+    unknown bytes: only characters whose 6 bits all come from ``value`` (character ``i``
+    covers bits ``[6i, 6i+6)``)."""
     encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(b"\0" * align + value)
-    first_bit, end_bit = 8 * align, 8 * (align + len(value))
-    keep = [i for i in range(len(encoded)) if 6 * i >= first_bit and 6 * i + 6 <= end_bit]
-    return encoded[keep[0] : keep[-1] + 1] if keep else b""
+    first = -(-8 * align // 6)  # ceil
+    last = 8 * (align + len(value)) // 6  # exclusive
+    return encoded[first:last]
+
+
+_BACKSLASH_U = np.frombuffer(b"\\u", dtype=np.uint8)
+
+
+def _u_escape(units_hex: bytes) -> bytes:
+    """``\\u`` before every 4 hex digits (vectorised: this runs for every registered value)."""
+    digits = np.frombuffer(units_hex, dtype=np.uint8).reshape(-1, 4)
+    prefix = np.broadcast_to(_BACKSLASH_U, (len(digits), 2))
+    return np.concatenate([prefix, digits], axis=1).tobytes()
 
 
 def _json_escaped(text: str) -> list[tuple[str, bytes]]:
     out = [("json", json.dumps(text, ensure_ascii=True)[1:-1].encode("ascii"))]
-    out.append(("json-\\u-lower", "".join(f"\\u{ord(c):04x}" for c in text).encode("ascii")))
-    out.append(("json-\\u-upper", "".join(f"\\u{ord(c):04X}" for c in text).encode("ascii")))
+    # Every character \uXXXX-escaped: the UTF-16 code units (surrogate pairs for astral ones).
+    units = text.encode("utf-16-be").hex().encode("ascii")
+    out.append(("json-\\u-lower", _u_escape(units)))
+    out.append(("json-\\u-upper", _u_escape(units.upper())))
     return out
 
 
@@ -178,7 +200,7 @@ class Oracle:
         self._secrets: list[Secret] = []
         self._values: dict[bytes, int] = {}
         self._identifiers: dict[str, str] = {}  # value -> kind
-        self._automaton: ahocorasick_rs.BytesAhoCorasick | None = None
+        self._automaton: _NeedleIndex | None = None
         self._needles: list[tuple[int, str]] = []  # pattern index -> (secret index, encoding)
         self._id_automaton: ahocorasick_rs.BytesAhoCorasick | None = None
         self._id_values: list[str] = []
@@ -216,9 +238,9 @@ class Oracle:
     def secrets(self) -> tuple[Secret, ...]:
         return tuple(self._secrets)
 
-    # automata
+    # indexes
 
-    def _build(self) -> ahocorasick_rs.BytesAhoCorasick | None:
+    def _build(self) -> _NeedleIndex | None:
         if self._automaton is None and self._secrets:
             patterns: list[bytes] = []
             self._needles = []
@@ -230,7 +252,7 @@ class Oracle:
                     seen.add(needle)
                     patterns.append(needle)
                     self._needles.append((index, name))
-            self._automaton = ahocorasick_rs.BytesAhoCorasick(patterns)
+            self._automaton = _NeedleIndex(patterns)
         return self._automaton
 
     def _build_ids(self) -> ahocorasick_rs.BytesAhoCorasick | None:
@@ -244,35 +266,78 @@ class Oracle:
     # scanning
 
     def scan(self, sources: Iterable[Chunk]) -> ScanReport:
-        """Search every registered value in every chunk (and raw identifiers in log chunks)."""
+        """Search every registered value in every chunk (and raw identifiers in log chunks).
+
+        Chunks are searched in batches of about :data:`BATCH_BYTES` (one numpy pass each), so a
+        million one-line log chunks cost what one large dump does."""
         report = ScanReport()
-        automaton = self._build()
+        index = self._build()
         ids = self._build_ids()
+        batch: list[Chunk] = []
+        size = 0
         for chunk in sources:
             report.bytes_by_tier[chunk.tier] = (
                 report.bytes_by_tier.get(chunk.tier, 0) + len(chunk.data)
             )
             report.items_by_tier[chunk.tier] = report.items_by_tier.get(chunk.tier, 0) + 1
-            if automaton is not None:
-                report.hits.extend(self._scan_bytes(automaton, chunk, chunk.data, "", 0))
             if ids is not None and chunk.tier == TIER_LOG:
                 report.hits.extend(self._scan_identifiers(ids, chunk))
+            if index is None:
+                continue
+            batch.append(chunk)
+            size += len(chunk.data)
+            if size >= BATCH_BYTES:
+                report.hits.extend(self._scan_batch(index, batch))
+                batch, size = [], 0
+        if batch and index is not None:
+            report.hits.extend(self._scan_batch(index, batch))
         return report
 
-    def _scan_bytes(
-        self, automaton: ahocorasick_rs.BytesAhoCorasick, chunk: Chunk, data: bytes,
-        path: str, depth: int,
+    def _scan_batch(self, index: _NeedleIndex, batch: list[Chunk]) -> list[Hit]:
+        hits: list[Hit] = []
+        joined = b"".join(c.data for c in batch)
+        starts = [0]
+        for chunk in batch:
+            starts.append(starts[-1] + len(chunk.data))
+        found: dict[int, list[tuple[int, int, int]]] = {}
+        for pattern, start, end in index.find(joined):
+            k = bisect.bisect_right(starts, start) - 1
+            if end <= starts[k + 1]:  # wholly inside one chunk
+                found.setdefault(k, []).append((pattern, start - starts[k], end - starts[k]))
+        for k, chunk in enumerate(batch):
+            hits.extend(self._report(chunk, found.get(k, []), ""))
+            if len(chunk.data) >= 18:
+                hits.extend(self._scan_nested(index, chunk, chunk.data, "", 1))
+        return hits
+
+    def _scan_nested(
+        self, index: _NeedleIndex, chunk: Chunk, data: bytes, path: str, depth: int
     ) -> Iterator[Hit]:
-        for pattern, start, _end in automaton.find_matches_as_indexes(data, overlapping=True):
-            index, name = self._needles[pattern]
-            secret = self._secrets[index]
-            yield Hit(chunk.tier, chunk.location, start, path + name, secret.label, secret.kind)
-        if depth >= MAX_DEPTH:
+        if depth > MAX_DEPTH:
             return
         for offset, kind, inner in _compressed_streams(data):
-            yield from self._scan_bytes(
-                automaton, chunk, inner, f"{path}{kind}@{offset} > ", depth + 1
-            )
+            sub = f"{path}{kind}@{offset} > "
+            yield from self._report(chunk, index.find(inner), sub)
+            yield from self._scan_nested(index, chunk, inner, sub, depth + 1)
+
+    def _report(
+        self, chunk: Chunk, matches: Iterable[tuple[int, int, int]], path: str
+    ) -> Iterator[Hit]:
+        # Overlapping matches of one secret are one leak seen through ambiguous encodings
+        # (ASCII as UTF-16 LE is also UTF-16 BE one byte earlier): report it once, naming both.
+        spans: list[tuple[int, int, int, list[str]]] = []  # (secret, start, end, encodings)
+        for pattern, start, end in sorted(matches, key=lambda m: (m[1], m[2])):
+            index, name = self._needles[pattern]
+            for span in reversed(spans[-8:]):
+                if span[0] == index and start < span[2] and span[1] < end:
+                    span[3].append(name)
+                    break
+            else:
+                spans.append((index, start, end, [name]))
+        for index, start, _end, names in spans:
+            secret = self._secrets[index]
+            encoding = path + "|".join(sorted(set(names), key=names.index))
+            yield Hit(chunk.tier, chunk.location, start, encoding, secret.label, secret.kind)
 
     def _scan_identifiers(
         self, automaton: ahocorasick_rs.BytesAhoCorasick, chunk: Chunk
@@ -287,6 +352,82 @@ class Oracle:
             kind = self._identifiers[value]
             yield Hit(chunk.tier, chunk.location, start, "raw-identifier", f"{kind} {value!r}",
                       "identifier")
+
+
+WINDOW = 8  # bytes per sampled window (one uint64)
+BATCH_BYTES = 8 << 20
+FILTER_BITS = 28  # at most 2**28 one-bit slots (32 MiB)
+
+
+class _NeedleIndex:
+    """Exact multi-needle search by sampled windows (see the module docstring)."""
+
+    def __init__(self, needles: list[bytes]) -> None:
+        self.needles = needles
+        shortest = min(len(n) for n in needles)
+        if shortest < WINDOW + 1:
+            raise OracleError(f"needle of {shortest} bytes is shorter than {WINDOW + 1}")
+        self.stride = min(shortest - WINDOW + 1, 32)
+        buf = np.frombuffer(b"".join(needles), dtype=np.uint8)
+        lengths = np.fromiter((len(n) for n in needles), dtype=np.int64, count=len(needles))
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        offsets = np.arange(self.stride, dtype=np.int64)
+        positions = (starts[:, None] + offsets[None, :]).ravel()
+        keys = _windows(buf, positions)
+        order = np.argsort(keys)
+        self.keys: npt.NDArray[np.uint64] = keys[order]
+        self.owner: npt.NDArray[np.int64] = np.repeat(
+            np.arange(len(needles), dtype=np.int64), self.stride
+        )[order]
+        self.shift: npt.NDArray[np.int64] = np.tile(offsets, len(needles))[order]
+        # A one-bit-per-slot filter in front of the binary search: random data windows almost
+        # never pass it, so the (cache-unfriendly) search runs on a few candidates only.
+        self.bits = max(16, min(FILTER_BITS, int(len(keys) * 16).bit_length()))
+        self.filter = np.zeros(1 << (self.bits - 3), dtype=np.uint8)
+        slots = _slot(self.keys, self.bits)
+        np.bitwise_or.at(self.filter, slots >> np.uint64(3),
+                         (np.uint8(1) << (slots & np.uint64(7)).astype(np.uint8)))
+
+    def find(self, data: bytes) -> list[tuple[int, int, int]]:
+        """(needle index, start, end) of every occurrence, overlapping ones included."""
+        if len(data) < WINDOW:
+            return []
+        arr = np.frombuffer(data, dtype=np.uint8)
+        sampled = np.arange(0, len(data) - WINDOW + 1, self.stride, dtype=np.int64)
+        windows = _windows(arr, sampled)
+        slots = _slot(windows, self.bits)
+        passed = (self.filter[slots >> np.uint64(3)] >> (slots & np.uint64(7)).astype(np.uint8)) & 1
+        keep = np.nonzero(passed)[0]
+        sampled, windows = sampled[keep], windows[keep]
+        lo = np.searchsorted(self.keys, windows, side="left")
+        hi = np.searchsorted(self.keys, windows, side="right")
+        out: set[tuple[int, int, int]] = set()
+        for i in np.nonzero(hi > lo)[0]:
+            q = int(sampled[i])
+            for e in range(int(lo[i]), int(hi[i])):
+                needle_id = int(self.owner[e])
+                start = q - int(self.shift[e])
+                needle = self.needles[needle_id]
+                end = start + len(needle)
+                if start >= 0 and data[start:end] == needle:
+                    out.add((needle_id, start, end))
+        return sorted(out, key=lambda m: (m[1], m[0]))
+
+
+def _slot(keys: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uint64]:
+    """Multiplicative hash of each key to ``bits`` bits."""
+    return (keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)
+
+
+def _windows(
+    arr: npt.NDArray[np.uint8], positions: npt.NDArray[np.int64]
+) -> npt.NDArray[np.uint64]:
+    """The little-endian uint64 made of the 8 bytes at each position (8 gathers, no (n, 8)
+    temporary, so a million needles cost tens of megabytes, not hundreds)."""
+    out = arr[positions].astype(np.uint64)
+    for b in range(1, WINDOW):
+        out |= arr[positions + b].astype(np.uint64) << np.uint64(8 * b)
+    return out
 
 
 def _compressed_streams(data: bytes) -> Iterator[tuple[int, str, bytes]]:
