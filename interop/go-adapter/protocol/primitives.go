@@ -22,10 +22,21 @@ const TagSize = 16
 
 var zeroSalt = make([]byte, 32)
 
-// KeyPair is an X25519 key pair in raw form.
+// KeyPair is an X25519 key pair in raw form. It keeps the parsed private key so a DH does
+// not recompute the public key (crypto/ecdh derives it eagerly: one wasted scalar
+// multiplication per DH otherwise).
 type KeyPair struct {
 	Private []byte
 	Public  []byte
+	key     *ecdh.PrivateKey
+}
+
+// DH is X25519(k, public) with the canonical small-order rejection of package-level DH.
+func (k KeyPair) DH(public []byte, field string) ([]byte, error) {
+	if k.key == nil {
+		return DH(k.Private, public, field)
+	}
+	return ecdhWith(k.key, public, field)
 }
 
 // X25519KeyPair derives the key pair of a raw 32-byte private key.
@@ -37,7 +48,7 @@ func X25519KeyPair(private []byte) (KeyPair, error) {
 	if err != nil {
 		return KeyPair{}, newErr(ErrInvalidKey, "private_key", "%v", err)
 	}
-	return KeyPair{Private: clone(private), Public: k.PublicKey().Bytes()}, nil
+	return KeyPair{Private: clone(private), Public: k.PublicKey().Bytes(), key: k}, nil
 }
 
 // DH is X25519(private, public); an all-zero output (small-order point) is InvalidKey.
@@ -51,6 +62,13 @@ func DH(private, public []byte, field string) ([]byte, error) {
 	priv, err := ecdh.X25519().NewPrivateKey(private)
 	if err != nil {
 		return nil, newErr(ErrInvalidKey, field, "%v", err)
+	}
+	return ecdhWith(priv, public, field)
+}
+
+func ecdhWith(priv *ecdh.PrivateKey, public []byte, field string) ([]byte, error) {
+	if len(public) != KeySize {
+		return nil, newErr(ErrInvalidKey, field, "X25519 public key must be 32 bytes, got %d", len(public))
 	}
 	pub, err := ecdh.X25519().NewPublicKey(public)
 	if err != nil {

@@ -67,7 +67,7 @@ func InitAlice(rk0, ad, spkB []byte, rng Entropy) (*Ratchet, error) {
 
 // InitAliceWithKey is InitAlice with her first ratchet key pair given.
 func InitAliceWithKey(rk0, ad, spkB []byte, dhs KeyPair) (*Ratchet, error) {
-	out, err := DH(dhs.Private, spkB, "spk.pub")
+	out, err := dhs.DH(spkB, "spk.pub")
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func InitBob(rk0, ad []byte, spk KeyPair) *Ratchet {
 func (r *Ratchet) Clone() *Ratchet {
 	c := *r
 	c.AD, c.RK, c.DHr, c.CKs, c.CKr = clone(r.AD), clone(r.RK), cloneNil(r.DHr), cloneNil(r.CKs), cloneNil(r.CKr)
-	c.DHs = KeyPair{Private: clone(r.DHs.Private), Public: clone(r.DHs.Public)}
+	c.DHs = KeyPair{Private: clone(r.DHs.Private), Public: clone(r.DHs.Public), key: r.DHs.key}
 	c.Skipped = append([]skippedKey(nil), r.Skipped...)
 	c.Retired = append([]retiredChain(nil), r.Retired...)
 	return &c
@@ -119,7 +119,7 @@ func (r *Ratchet) encrypt(plaintext []byte, rng Entropy) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		out, err := DH(dhs.Private, r.DHr, "dhr")
+		out, err := dhs.DH(r.DHr, "dhr")
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +205,7 @@ func (r *Ratchet) decrypt(f *Frame) ([]byte, error) {
 			r.Retired = r.Retired[len(r.Retired)-RetiredChainsCap:]
 		}
 	}
-	out, err := DH(r.DHs.Private, f.DH, "dh")
+	out, err := r.DHs.DH(f.DH, "dh")
 	if err != nil {
 		return nil, err
 	}

@@ -81,18 +81,18 @@ func InitiateWithEK(alice IdentityKeys, addrA string, bob Bundle, ek KeyPair) (*
 	}
 	var a Agreement
 	var err error
-	if a.DH1, err = DH(alice.IK.Private, bob.SPK.Pub, "spk.pub"); err != nil {
+	if a.DH1, err = alice.IK.DH(bob.SPK.Pub, "spk.pub"); err != nil {
 		return nil, err
 	}
-	if a.DH2, err = DH(ek.Private, bob.IK, "ik"); err != nil {
+	if a.DH2, err = ek.DH(bob.IK, "ik"); err != nil {
 		return nil, err
 	}
-	if a.DH3, err = DH(ek.Private, bob.SPK.Pub, "spk.pub"); err != nil {
+	if a.DH3, err = ek.DH(bob.SPK.Pub, "spk.pub"); err != nil {
 		return nil, err
 	}
 	init := &Initiator{EK: ek, SPKKeyID: clone(bob.SPK.KeyID), SPKPub: clone(bob.SPK.Pub)}
 	if bob.OPK != nil {
-		if a.DH4, err = DH(ek.Private, bob.OPK.Pub, "opk.pub"); err != nil {
+		if a.DH4, err = ek.DH(bob.OPK.Pub, "opk.pub"); err != nil {
 			return nil, err
 		}
 		init.OPKKeyID = clone(bob.OPK.KeyID)
@@ -155,17 +155,17 @@ func Respond(bob IdentityKeys, addrB string, prekeys PrekeyLookup, ikA, sikA []b
 	}
 	var a Agreement
 	var err error
-	if a.DH1, err = DH(spk.Private, ikA, "ik_a"); err != nil {
+	if a.DH1, err = spk.DH(ikA, "ik_a"); err != nil {
 		return nil, err
 	}
-	if a.DH2, err = DH(bob.IK.Private, m.EK, "ek"); err != nil {
+	if a.DH2, err = bob.IK.DH(m.EK, "ek"); err != nil {
 		return nil, err
 	}
-	if a.DH3, err = DH(spk.Private, m.EK, "ek"); err != nil {
+	if a.DH3, err = spk.DH(m.EK, "ek"); err != nil {
 		return nil, err
 	}
 	if m.OPKUsed {
-		if a.DH4, err = DH(opk.Private, m.EK, "ek"); err != nil {
+		if a.DH4, err = opk.DH(m.EK, "ek"); err != nil {
 			return nil, err
 		}
 		a.SK = deriveSK(a.DH1, a.DH2, a.DH3, a.DH4)
