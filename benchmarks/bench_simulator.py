@@ -96,7 +96,8 @@ def main() -> int:
                         help="also run without the proxy layer and print the ratio")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    logging.getLogger("semafore.server").setLevel(logging.ERROR)
+    for name in ("semafore.server", "uvicorn", "uvicorn.error", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     results = [asyncio.run(run(args.devices, args.messages, args.per_user, args.concurrency,
                                args.seed, not args.no_proxy))]
     if args.compare_proxy and not args.no_proxy:

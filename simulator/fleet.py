@@ -163,6 +163,7 @@ class Fleet:
         self._stack = contextlib.AsyncExitStack()
         self._progress = asyncio.Event()
         self._org_ids: list[str] = []
+        self._settings: Settings | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -176,11 +177,18 @@ class Fleet:
         if self.use_network:
             assert self.url is not None
             host, port = _host_port(self.url)
-            self.network = Network(host, port, seed=self.seed, capture=self.capture)
+            self.network = Network(host, port, seed=self.seed, capture=self.capture,
+                                   clock=self.clock.now)
 
     async def start_relay(self, port: int = 0) -> RunningServer:
+        """Start the in-process relay; a restart reuses the same settings (and so the same
+        token signing key), like a redeployed replica."""
         assert self.stores is not None
-        settings = relay_settings(self._org_ids, self.clock, **self.settings_overrides)
+        settings = self._settings
+        if settings is None:
+            settings = self._settings = relay_settings(
+                self._org_ids, self.clock, **self.settings_overrides
+            )
         cm = serve_relay(settings, self.stores, port)
         self._relay_cm: contextlib.AbstractAsyncContextManager[RunningServer] | None = cm
         self.server = await cm.__aenter__()
@@ -236,7 +244,7 @@ class Fleet:
         """Sign the organisation up (``admin`` or the hidden operator is its admin, with TOTP)
         and enrol ``members``."""
         assert self.url is not None
-        admin_user = admin or OPERATOR
+        admin_user = admin or f"{OPERATOR}-{org_id}"
         out = await create_organisation(self.url, org_id, org_id, admin_user,
                                         self.entropy.fork(f"org:{org_id}"))
         self.totp[admin_user] = str(out["totp_secret"])
@@ -298,12 +306,17 @@ class Fleet:
     def clients(self) -> list[DeviceClient]:
         return [c for a in self.accounts.values() for c in a.devices.values()]
 
-    async def connect_all(self, timeout: float = 60.0) -> None:
-        for client in self.clients():
-            client.connect()
-        await asyncio.wait_for(
-            asyncio.gather(*(c.wait_connected(timeout) for c in self.clients())), timeout
-        )
+    async def connect_all(self, timeout: float = 60.0, batch: int = 50) -> None:
+        """Open every device's push socket, ``batch`` at a time (a thousand simultaneous
+        handshakes on two cores would time out)."""
+        clients = [c for c in self.clients() if not c.connected]
+        for start in range(0, len(clients), batch):
+            group = clients[start : start + batch]
+            for client in group:
+                client.connect()
+            await asyncio.wait_for(
+                asyncio.gather(*(c.wait_connected(timeout) for c in group)), timeout
+            )
 
     # -- traffic ledger --------------------------------------------------------------------
 

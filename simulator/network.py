@@ -276,6 +276,7 @@ class DeviceLink:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.connections: set[_Connection] = set()
+        self.ws_down: _Pump | None = None
         self._held: dict[Direction, list[tuple[_Pump, bytes]]] = {"up": [], "down": []}
         self._flush_tasks: dict[Direction, asyncio.Task[None] | None] = {"up": None, "down": None}
 
@@ -339,11 +340,14 @@ class DeviceLink:
                     return
                 down = _Pump(writer, self.network.clock)
                 up = _Pump(up_w, self.network.clock)
+                self.ws_down = down
                 try:
                     await asyncio.gather(
                         self._frames(reader, up, "up"), self._frames(up_r, down, "down")
                     )
                 finally:
+                    if self.ws_down is down:
+                        self.ws_down = None
                     await up.close()
                     await down.close()
             else:
@@ -436,6 +440,23 @@ class DeviceLink:
         await asyncio.sleep(REORDER_FLUSH_S)
         self._flush_tasks[direction] = None
         self._release(direction)
+
+    def inject_down(self, payload: bytes) -> bool:
+        """Write a forged server->device text frame (a network adversary's replay); False if
+        the device has no open WebSocket."""
+        pump = self.ws_down
+        if pump is None or pump.closed:
+            return False
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x81, n))
+        elif n < 65536:
+            head = bytes((0x81, 126)) + struct.pack(">H", n)
+        else:
+            head = bytes((0x81, 127)) + struct.pack(">Q", n)
+        self.network.record(self.device, "down", "ws", payload)
+        pump.put(head + payload)
+        return True
 
     def flush_held(self) -> None:
         directions: tuple[Direction, ...] = ("up", "down")

@@ -89,6 +89,7 @@ class ClientEvent:
     at: float
     peer: str | None = None
     detail: str = ""
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,10 @@ class DeviceClient:
     def address(self) -> str:
         return self.device.address
 
-    def _event(self, kind: str, peer: str | None = None, detail: str = "") -> None:
-        ev = ClientEvent(kind, self.clock.now(), peer, detail)
+    def _event(
+        self, kind: str, peer: str | None = None, detail: str = "", message_id: str | None = None
+    ) -> None:
+        ev = ClientEvent(kind, self.clock.now(), peer, detail, message_id)
         self.events.append(ev)
         if self.on_event is not None:
             self.on_event(self, ev)
@@ -656,10 +659,10 @@ class DeviceClient:
             plaintext = self.device.decrypt(sender, body)
         except DuplicateMessage:
             self.counters.duplicates += 1
-            self._event("duplicate_frame", sender)
+            self._event("duplicate_frame", sender, "DuplicateMessage", env.get("message_id"))
             return None
         except UntrustedIdentity as exc:
-            self._event("untrusted_identity", sender, exc.detail)
+            self._event("untrusted_identity", sender, exc.name, env.get("message_id"))
             return None
         except ProtocolError as exc:
             if is_smx1(body) and await self._pin_sender(sender_user, sender_device):
@@ -667,7 +670,7 @@ class DeviceClient:
                     plaintext = self.device.decrypt(sender, body)
             if plaintext is None:
                 self.counters.undecryptable += 1
-                self._event("undecryptable", sender, exc.name)
+                self._event("undecryptable", sender, exc.name, env.get("message_id"))
                 reset = self.device.reset_for(body)
                 if reset is not None:
                     await self._send_reset(sender_user, sender_device, reset)

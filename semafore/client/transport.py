@@ -118,7 +118,7 @@ class RelayHttp:
             if (
                 response.status_code == 401
                 and auth
-                and code == "token_expired"
+                and code in ("token_expired", "invalid_token", "token_revoked")
                 and not refreshed
                 and self.refresh_token
             ):

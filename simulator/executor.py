@@ -1,0 +1,986 @@
+"""Run a scenario (simulator.scenario.model) against real clients and a real relay.
+
+``run_scenario(scenario, provider="embedded", seed=None)`` builds the cast on a
+:class:`~simulator.fleet.Fleet` (every device behind its own network link), executes the
+timeline step by step and returns a :class:`~simulator.report.model.ScenarioResult`:
+
+- messaging steps send real E2E messages whose plaintext starts with a unique canary
+  (:func:`simulator.oracle.canary`, drawn from the scenario seed); after each one the fleet
+  settles (online devices process what arrived), so a seeded run is reproducible;
+- ``network`` steps drive :class:`~simulator.network.Network`; ``infra`` steps on
+  ``embedded`` stop/start/restart the in-process relay on the same store (other targets need
+  a provider with that backend and are reported as errors here);
+- ``compromise`` steps build the adversary's view (docs/simulator.md has the table) — and
+  device compromises snapshot that device's full state *now*; every view is then *used*:
+  every captured envelope is tried against any key material the view holds
+  (:mod:`simulator.adversary`);
+- assertions about delivery are evaluated where they stand; adversary and oracle assertions
+  at the end, against the views as they stand then. Every canary and every device key (seen
+  after each step) is registered with the oracle, which scans the relay-side views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from semafore.client import DeviceClient
+from semafore.client.errors import ClientError
+from semafore.protocol.entropy import SeededEntropy
+from semafore.protocol.errors import ProtocolError
+from semafore.server.oplog import LOGGER_NAME, configure_logging
+from semafore.storage.memory import memory_stores
+from simulator import inventory as inv
+from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
+from simulator.fleet import OPERATOR, Fleet
+from simulator.oracle import (
+    TIER_LOG,
+    TIER_OBJECT_STORE,
+    TIER_WIRE,
+    Chunk,
+    Oracle,
+    OracleError,
+    canary,
+)
+from simulator.report.model import AdversaryView, Outcome, ScenarioResult, SourceSummary
+from simulator.scenario.model import (
+    AddDevice,
+    Assertion,
+    AssertionKind,
+    Attach,
+    Broadcast,
+    Compromise,
+    CompromiseKind,
+    Concurrently,
+    DeviceRef,
+    ExhaustOpks,
+    Infra,
+    InfraAction,
+    InfraTarget,
+    MessageSelector,
+    Network,
+    NetworkFault,
+    ReadReceipt,
+    Reinstall,
+    RemoveDevice,
+    Replay,
+    RotateSpk,
+    Scenario,
+    Send,
+    SetOnline,
+    Step,
+    Sync,
+    Wait,
+)
+
+log = logging.getLogger(__name__)
+
+TIER_STORE = "store"
+"""Embedded relay stores (memory/SQLite) dumped as bytes; backends use their own tiers."""
+SETTLE_IDLE_S = 0.3
+SETTLE_TIMEOUT_S = 5.0
+RELAY_SIDE = (
+    CompromiseKind.SERVER,
+    CompromiseKind.NETWORK,
+    CompromiseKind.INSIDER,
+    CompromiseKind.SUBPOENA,
+    CompromiseKind.DATABASE,
+)
+
+
+class ExecutorError(Exception):
+    """The scenario cannot run as written (unknown device, unsupported action here)."""
+
+
+@dataclass
+class Message:
+    """One message of the scenario: label, who sent it to whom, its canary and envelopes."""
+
+    label: str
+    seq: int
+    sender: DeviceRef
+    to: tuple[str, ...]
+    canary: bytes
+    step_index: int
+    sent_at_ms: float
+    message_id: str = ""
+    recipients: dict[str, bytes] = field(default_factory=dict)  # "user:device" -> envelope
+    failed: str | None = None
+
+
+@dataclass
+class View:
+    """An adversary's holdings: byte chunks (relay-side) or a device snapshot."""
+
+    step: Compromise
+    at_ms: float
+    at_seq: int
+    chunks: list[Chunk] = field(default_factory=list)
+    device_states: dict[str, bytes] = field(default_factory=dict)  # address -> SFD bytes
+    received_before: set[tuple[str, str]] = field(default_factory=set)  # (address, label)
+    wire_times: list[float] = field(default_factory=list)
+
+
+class Execution:
+    def __init__(self, scenario: Scenario, provider: str, seed: int,
+                 on_step: Callable[[Step], None] | None) -> None:
+        if provider != "embedded":
+            raise ExecutorError(
+                f"provider {provider!r}: this executor runs the in-process relay ('embedded'); "
+                "backend-backed relays are not wired yet"
+            )
+        self.scenario = scenario
+        self.provider = provider
+        self.seed = seed
+        self.on_step = on_step
+        self.result = ScenarioResult.for_scenario(scenario, provider=provider, seed=seed)
+        self.fleet = Fleet(seed=seed, network=True, capture=True, stores=memory_stores())
+        self.entropy = SeededEntropy(f"scenario:{scenario.name}:{seed}").fork("canaries")
+        self.oracle = Oracle()
+        self.messages: list[Message] = []
+        self.by_id: dict[str, Message] = {}
+        self.views: dict[str, View] = {}
+        self.online: dict[str, bool] = {}
+        self.log_stream = io.StringIO()
+        self.t0 = 0.0
+        self.pending_infra: dict[str, Infra] = {}
+        self.deferred: list[Assertion] = []
+        self.identities: dict[str, tuple[bytes, bytes]] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def now_ms(self) -> float:
+        return round((self.fleet.clock.now() - self.t0) * 1000.0, 3)
+
+    def client(self, ref: DeviceRef) -> DeviceClient:
+        try:
+            return self.fleet.client(f"{ref.user}/{ref.device}")
+        except KeyError:
+            raise ExecutorError(f"device {ref} is not installed") from None
+
+    def event(self, step: Step | None, kind: str, summary: str, ok: bool = True,
+              **details: Any) -> None:
+        self.result.event(self.now_ms(), kind, summary, step=step, ok=ok, **details)
+
+    def _labels(self, label: str, count: int) -> list[str]:
+        return [label] if count == 1 else [f"{label}.{i}" for i in range(1, count + 1)]
+
+    def _new_message(self, label: str, sender: DeviceRef, to: tuple[str, ...],
+                     step: Step) -> Message:
+        value = canary(self.entropy.random_bytes(16, "canary"))
+        msg = Message(label, len(self.messages), sender, to, value, step.index, self.now_ms())
+        self.messages.append(msg)
+        with contextlib.suppress(OracleError):
+            self.oracle.register_canary(f"message {label} ({sender} -> {', '.join(to)})", value)
+        return msg
+
+    def _body(self, msg: Message, size: int, text: str | None) -> bytes:
+        body = msg.canary + b" " + (text.encode() if text else b"")
+        if len(body) < size:
+            body += b"." * (size - len(body))
+        return body
+
+    def _record_sent(self, msg: Message, client: DeviceClient, envelopes: dict[str, bytes],
+                     message_id: str) -> None:
+        msg.message_id = message_id
+        msg.recipients.update(envelopes)
+        self.by_id[message_id] = msg
+        with contextlib.suppress(OracleError):
+            self.oracle.register_identifier("message_id", message_id)
+
+    # -- run -------------------------------------------------------------------------------
+
+    async def run(self) -> ScenarioResult:
+        started = time.perf_counter()
+        handler = configure_logging(self.log_stream, logging.INFO)
+        try:
+            await self._setup()
+            for step in self.scenario.steps:
+                if self.on_step is not None:
+                    self.on_step(step)
+                await self._step(step)
+                self.fleet.clock.advance(0.001)
+                self._register_keys()
+            await self._settle()
+            self._register_keys()
+            await self._finish()
+        except Exception as exc:  # the run stopped: say why, keep what was evaluated
+            self.result.error = f"{type(exc).__name__}: {exc}"
+            self.event(None, "error", self.result.error, ok=False,
+                       trace=traceback.format_exc(limit=4)[-500:])
+        finally:
+            with contextlib.suppress(Exception):
+                self.result.stats.update(self._stats())
+            with contextlib.suppress(Exception):
+                await self.fleet.close()
+            logging.getLogger(LOGGER_NAME).removeHandler(handler)
+            self.result.duration_s = round(time.perf_counter() - started, 3)
+        return self.result
+
+    def _stats(self) -> dict[str, int]:
+        clients = self.fleet.clients()
+        stats = {
+            "messages": len(self.messages),
+            "envelopes": sum(len(m.recipients) for m in self.messages),
+            "devices": len(clients),
+            "received": len(self.fleet.received),
+            "duplicates_dropped": sum(c.counters.duplicates for c in clients),
+            "undecryptable": sum(c.counters.undecryptable for c in clients),
+            "resets_sent": sum(c.counters.resets_sent for c in clients),
+            "device_set_retries": sum(c.counters.device_set_retries for c in clients),
+        }
+        if self.fleet.network is not None:
+            totals = self.fleet.network.totals()
+            stats.update(wire_records=len(self.fleet.network.captured),
+                         wire_bytes=self.fleet.network.wire_bytes(),
+                         frames_dropped=totals.dropped, frames_duplicated=totals.duplicated,
+                         frames_delayed=totals.delayed, frames_reordered=totals.reordered)
+        return stats
+
+    async def _setup(self) -> None:
+        sc = self.scenario
+        await self.fleet.start([o.id for o in sc.organisations])
+        self.t0 = self.fleet.clock.now()
+        admins: dict[str, str] = {}
+        for step in sc.all_steps():
+            if isinstance(step, Broadcast):
+                org = sc.user(step.sender.user).org
+                admins.setdefault(org, step.sender.user)
+        for organisation in sc.organisations:
+            members = [u.id for u in sc.users if u.org == organisation.id]
+            await self.fleet.add_org(organisation.id, members,
+                                     admin=admins.get(organisation.id))
+            with contextlib.suppress(OracleError):
+                self.oracle.register_identifier("sub", f"{OPERATOR}-{organisation.id}")
+        for user in sc.users:
+            with contextlib.suppress(OracleError):
+                self.oracle.register_identifier("sub", user.id)
+            for device in user.devices:
+                await self._install(DeviceRef(user.id, device))
+        await self.fleet.connect_all()
+        self.event(None, "setup", f"{len(sc.users)} users, "
+                   f"{len(sc.initial_devices())} devices on the in-process relay")
+
+    async def _install(self, ref: DeviceRef) -> DeviceClient:
+        client = await self.fleet.add_device(f"{ref.user}/{ref.device}", connect=True)
+        self.online[client.address] = True
+        keys = client.device.keys.identity
+        self.identities[client.address] = (keys.ik.public, keys.sik.public)
+        with contextlib.suppress(OracleError):
+            self.oracle.register_identifier("device_id", f"{ref.user}:{ref.device}")
+        return client
+
+    async def _settle(self, refs: tuple[DeviceRef, ...] = (), timeout: float = SETTLE_TIMEOUT_S,
+                      idle: float = SETTLE_IDLE_S) -> dict[str, set[str]]:
+        addresses = [f"{r.user}:{r.device}" for r in refs] or [
+            a for a, up in self.online.items() if up
+        ]
+        missing = await self.fleet.quiesce(addresses, timeout=timeout, idle=idle)
+        for client in self.fleet.clients():
+            with contextlib.suppress(ClientError, Exception):
+                await client.flush_acks()
+        return missing
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def _step(self, step: Step) -> None:
+        try:
+            await self._dispatch(step)
+        except (ClientError, ProtocolError) as exc:
+            self.event(step, f"{step.kind}_failed", f"{type(exc).__name__}: {exc}", ok=False)
+
+    async def _dispatch(self, step: Step) -> None:
+        if isinstance(step, Send):
+            await self._send(step)
+        elif isinstance(step, Broadcast):
+            await self._broadcast(step)
+        elif isinstance(step, Attach):
+            await self._attach(step)
+        elif isinstance(step, ReadReceipt):
+            await self._receipt(step)
+        elif isinstance(step, Sync):
+            missing = await self._settle(step.devices, timeout=step.timeout_ms / 1000.0,
+                                         idle=min(2.0, step.timeout_ms / 1000.0))
+            self.event(step, "sync", "quiescent" if not missing else
+                       f"{sum(len(v) for v in missing.values())} envelope(s) outstanding",
+                       ok=True)
+        elif isinstance(step, Wait):
+            self.fleet.clock.advance(step.ms / 1000.0)
+            await asyncio.sleep(min(step.ms / 1000.0, 1.0))
+            self.event(step, "wait", f"clock +{step.ms} ms")
+        elif isinstance(step, SetOnline):
+            await self._set_online(step)
+        elif isinstance(step, Concurrently):
+            self.event(step, "concurrently", f"{len(step.steps)} steps at once")
+            await asyncio.gather(*(self._dispatch_quiet(s) for s in step.steps))
+        elif isinstance(step, Network):
+            self._network(step)
+        elif isinstance(step, Infra):
+            if step.during is not None:
+                self.pending_infra[step.during] = step
+                self.event(step, "infra_armed", f"{step.action.value} {step.target.value} "
+                           f"armed for the send of {step.during}")
+            else:
+                await self._infra(step)
+        elif isinstance(step, Reinstall):
+            await self._snapshot_keys(step.device)
+            account = self.fleet.account(step.device.user)
+            client = await account.reinstall_device(step.device.device)
+            self._after_install(client)
+            self.event(step, "reinstall", f"{step.device} reinstalled with a new identity")
+        elif isinstance(step, AddDevice):
+            await self._install(step.device)
+            self.event(step, "add_device", f"{step.device} added")
+        elif isinstance(step, RemoveDevice):
+            await self._snapshot_keys(step.device)
+            await self.fleet.account(step.device.user).remove_device(step.device.device)
+            self.online.pop(f"{step.device.user}:{step.device.device}", None)
+            self.event(step, "remove_device", f"{step.device} removed")
+        elif isinstance(step, RotateSpk):
+            client = self.client(step.device)
+            old = client.device.keys.spk.key_id
+            await client.rotate_spk()
+            if not step.keep_previous:
+                self._register_device(client)
+                client.device.keys.previous_spks.pop(old, None)
+            self.event(step, "rotate_spk", f"{step.device}: {old} -> "
+                       f"{client.device.keys.spk.key_id} (previous "
+                       f"{'kept' if step.keep_previous else 'deleted'})")
+        elif isinstance(step, ExhaustOpks):
+            await self._exhaust(step)
+        elif isinstance(step, Replay):
+            await self._replay(step)
+        elif isinstance(step, Compromise):
+            await self._compromise(step)
+        elif isinstance(step, Assertion):
+            await self._assertion(step)
+        else:
+            raise ExecutorError(f"step kind {step.kind!r} is not supported")
+
+    async def _dispatch_quiet(self, step: Step) -> None:
+        try:
+            await self._dispatch(step)
+        except (ClientError, ProtocolError) as exc:
+            self.event(step, f"{step.kind}_failed", f"{type(exc).__name__}: {exc}", ok=False)
+
+    def _after_install(self, client: DeviceClient) -> None:
+        self.online[client.address] = True
+        keys = client.device.keys.identity
+        self.identities[client.address] = (keys.ik.public, keys.sik.public)
+
+    async def _with_armed_infra(self, label: str, action: Any) -> Any:
+        infra = self.pending_infra.pop(label, None)
+        if infra is None:
+            return await action
+        task = asyncio.ensure_future(action)
+        await asyncio.sleep(0)
+        await self._infra(infra)
+        return await task
+
+    async def _send(self, step: Send) -> None:
+        client = self.client(step.sender)
+        for label in self._labels(step.label, step.count):
+            msg = self._new_message(label, step.sender, step.to, step)
+            body = self._body(msg, step.size, step.text)
+            message_id = client.new_message_id()
+            for user in step.to:
+                try:
+                    result = await self._with_armed_infra(
+                        step.label, client.send_text(user, body, message_id=message_id)
+                    )
+                except (ClientError, ProtocolError) as exc:
+                    msg.failed = f"{type(exc).__name__}: {exc}"
+                    self.event(step, "send_failed", f"{label} to {user}: {msg.failed}", ok=False)
+                    continue
+                self._record_sent(msg, client, result.envelopes, message_id)
+                self._record_sync(msg, client, message_id)
+            self.event(step, "send", f"{label}: {step.sender} -> {', '.join(step.to)} "
+                       f"({len(msg.recipients)} envelopes)", ok=msg.failed is None)
+        await self._settle()
+
+    def _record_sync(self, msg: Message, client: DeviceClient, message_id: str) -> None:
+        for sender, recipient, mid, body in self.fleet.ledger.envelopes:
+            if mid == message_id and sender == client.address and recipient not in msg.recipients:
+                msg.recipients[recipient] = body
+
+    async def _broadcast(self, step: Broadcast) -> None:
+        client = self.client(step.sender)
+        org = self.scenario.user(step.sender.user).org
+        to = step.to or tuple(u.id for u in self.scenario.users if u.org == org)
+        for label in self._labels(step.label, step.count):
+            msg = self._new_message(label, step.sender, tuple(to), step)
+            before = len(self.fleet.ledger.envelopes)
+            message_id = await client.broadcast(to, self._body(msg, step.size, step.text))
+            self._record_sent(msg, client, {}, message_id)
+            del before
+            self.event(step, "broadcast", f"{label}: {step.sender} -> {len(to)} users")
+        await self._settle()
+
+    async def _attach(self, step: Attach) -> None:
+        client = self.client(step.sender)
+        msg = self._new_message(step.label, step.sender, step.to, step)
+        data = self._body(msg, step.size, None)
+        for user in step.to:
+            result, pointer = await client.send_attachment(user, data, msg.canary)
+            self._record_sent(msg, client, result.envelopes, result.message_id)
+            self._record_sync(msg, client, result.message_id)
+            with contextlib.suppress(OracleError):
+                self.oracle.register_key(f"attachment key of {step.label}", pointer.key)
+        self.event(step, "attach", f"{step.label}: {step.size} bytes, {step.sender} -> "
+                   f"{', '.join(step.to)}")
+        await self._settle()
+
+    async def _receipt(self, step: ReadReceipt) -> None:
+        client = self.client(step.device)
+        chosen = [m for m in self.messages if MessageSelector(labels=(step.message,))
+                  .matches_label(m.label) and m.message_id]
+        by_sender: dict[str, list[str]] = {}
+        for m in chosen:
+            by_sender.setdefault(m.sender.user, []).append(m.message_id)
+        for user, ids in by_sender.items():
+            await client.send_receipt(user, ids)
+        self.event(step, "read_receipt", f"{step.device} read {len(chosen)} message(s)")
+        await self._settle()
+
+    async def _set_online(self, step: SetOnline) -> None:
+        client = self.client(step.device)
+        if step.online:
+            client.connect()
+            with contextlib.suppress(TimeoutError):
+                await client.wait_connected(10)
+            self.online[client.address] = True
+            await self._settle()
+        else:
+            await client.disconnect()
+            self.online[client.address] = False
+        self.event(step, step.kind, f"{step.device} {'online' if step.online else 'offline'}")
+
+    def _network(self, step: Network) -> None:
+        net = self.fleet.network
+        assert net is not None
+        scope = f"{step.scope.user}:{step.scope.device}" if step.scope else None
+        if step.fault is NetworkFault.HEAL:
+            net.heal(scope)
+        else:
+            net.add_fault(step.fault.value, device=scope, direction=step.direction,
+                          probability=step.probability, count=step.count,
+                          delay_ms=step.delay_ms, jitter_ms=step.jitter_ms, window=step.window)
+        self.event(step, "network", f"{step.fault.value} on {scope or 'every device'} "
+                   f"({step.direction}, p={step.probability})")
+
+    async def _infra(self, step: Infra) -> None:
+        if step.target is not InfraTarget.SERVER:
+            raise ExecutorError(
+                f"infra {step.action.value} {step.target.value}: the embedded provider has no "
+                f"{step.target.value}; run this scenario with --provider local or containers"
+            )
+        if step.action in (InfraAction.PAUSE, InfraAction.UNPAUSE):
+            raise ExecutorError("pause/unpause of the in-process relay is not supported")
+        if step.action in (InfraAction.STOP, InfraAction.KILL):
+            await self.fleet.stop_relay()
+        elif step.action is InfraAction.START:
+            await self.fleet.start_relay(self.fleet.server.port if self.fleet.server else 0)
+        else:
+            await self.fleet.restart_relay()
+        self.event(step, "infra", f"{step.action.value} server (in-process relay, same store)")
+
+    async def _exhaust(self, step: ExhaustOpks) -> None:
+        for ref in step.devices:
+            org = self.scenario.user(ref.user).org
+            console = self.fleet.orgs[org].devices["console"]
+            claimed = 0
+            while claimed < 1000:
+                out = await console.http.json("GET", f"/v1/keys/{ref.user}/{ref.device}")
+                if not out["devices"] or out["devices"][0]["opk"] is None:
+                    break
+                claimed += 1
+            if step.replenish:
+                await self.client(ref).maintain_prekeys()
+            self.event(step, "exhaust_opks", f"{ref}: {claimed} one-time prekeys claimed"
+                       + (", replenished" if step.replenish else ""))
+
+    async def _replay(self, step: Replay) -> None:
+        net = self.fleet.network
+        assert net is not None
+        injected = 0
+        for msg in self.messages:
+            if not MessageSelector(labels=(step.message,)).matches_label(msg.label):
+                continue
+            for recipient, body in msg.recipients.items():
+                if step.kind == "smx1" and not body.startswith(b"SMX1"):
+                    continue
+                if step.kind == "drv1" and not body.startswith(b"DRV1"):
+                    continue
+                targets = [f"{r.user}:{r.device}" for r in step.to] or [recipient]
+                for target in targets:
+                    link = net.links.get(target)
+                    if link is None:
+                        continue
+                    frame = {
+                        "type": "envelope",
+                        "delivery_id": f"replay{injected}",
+                        "message_id": msg.message_id,
+                        "kind": "message",
+                        "sender_user_id": msg.sender.user,
+                        "sender_device_id": msg.sender.device,
+                        "body": base64.b64encode(body).decode(),
+                        "envelope_hash": base64.b64encode(bytes(32)).decode(),
+                        "received_at": self.fleet.clock.now(),
+                    }
+                    for _ in range(step.times):
+                        if link.inject_down(json.dumps(frame, separators=(",", ":")).encode()):
+                            injected += 1
+        self.event(step, "replay", f"{injected} captured envelope(s) of {step.message} "
+                   "re-injected on the wire")
+        await asyncio.sleep(0.2)
+        await self._settle()
+
+    # -- compromises ---------------------------------------------------------------------
+
+    async def _compromise(self, step: Compromise) -> None:
+        await self._settle()
+        view = View(step, self.now_ms(), len(self.messages))
+        if step.compromise in (CompromiseKind.DEVICE, CompromiseKind.ALL_DEVICES):
+            refs = ([step.device] if step.compromise is CompromiseKind.DEVICE and step.device
+                    else [DeviceRef(step.user or "", d.split(":", 1)[1])
+                          for d in self.online if d.split(":", 1)[0] == step.user])
+            for ref in refs:
+                if ref is None:
+                    continue
+                client = self.client(ref)
+                view.device_states[client.address] = client.device.serialize()
+            for address, received in self.fleet.received:
+                if address in view.device_states:
+                    msg = self.by_id.get(received.content.message_id)
+                    if msg is not None:
+                        view.received_before.add((address, msg.label))
+        else:
+            view.chunks = await self._relay_view(step.compromise, step.org, step.window, None)
+        self.views[step.name] = view
+        self.event(step, "compromise", f"{step.compromise.value} adversary '{step.name}' "
+                   f"holds its view from here ({step.window})")
+
+    async def _relay_view(self, kind: CompromiseKind, org: str | None, window: str,
+                          since_s: float | None) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        net = self.fleet.network
+        if kind in (CompromiseKind.SERVER, CompromiseKind.DATABASE):
+            assert self.fleet.stores is not None
+            for name, data in await self.fleet.stores.dump():
+                tier = TIER_OBJECT_STORE if ":blobs" in name or "blob" in name else TIER_STORE
+                chunks.append(Chunk(tier, name, data))
+        if kind in (CompromiseKind.SERVER, CompromiseKind.INSIDER):
+            for number, line in enumerate(self.log_stream.getvalue().splitlines(), start=1):
+                chunks.append(Chunk(TIER_LOG, f"relay.log:line {number}", line.encode()))
+        if kind in (CompromiseKind.SERVER, CompromiseKind.NETWORK) and net is not None:
+            for number, rec in enumerate(net.captured):
+                chunks.append(Chunk(TIER_WIRE, f"wire #{number} {rec.device} {rec.direction} "
+                                    f"{rec.channel} t={rec.at:.3f}", rec.data))
+        if kind in (CompromiseKind.INSIDER, CompromiseKind.SUBPOENA):
+            chunks.extend(await self._operator_exports(org))
+        return chunks
+
+    async def _operator_exports(self, only_org: str | None) -> list[Chunk]:
+        """What the operator's surfaces export: the SIEM/audit NDJSON and delivery proofs."""
+        out: list[Chunk] = []
+        for org, account in self.fleet.orgs.items():
+            if only_org is not None and org != only_org:
+                continue
+            console = account.devices.get("console")
+            if console is None:
+                continue
+            with contextlib.suppress(ClientError):
+                if console.role != "admin":
+                    continue
+                export = await console.http.call("GET", f"/v1/orgs/{org}/audit/export")
+                out.append(Chunk("export", f"{org} audit export (NDJSON)", export.content))
+                deliveries = await console.http.call("GET", f"/v1/orgs/{org}/deliveries",
+                                                      params={"limit": 500})
+                out.append(Chunk("export", f"{org} delivery proofs", deliveries.content))
+        return out
+
+    # -- keys to the oracle --------------------------------------------------------------
+
+    def _register_device(self, client: DeviceClient) -> None:
+        d = client.device
+        who = f"{d.user_id}/{d.device_id}"
+        keys = d.keys
+        values = [("IK private", keys.identity.ik.private), ("SIK seed", keys.identity.sik.private),
+                  ("SPK private", keys.spk.keypair.private)]
+        values += [("previous SPK private", s.keypair.private) for s in keys.previous_spks.values()]
+        values += [("OPK private", o.keypair.private) for o in keys.opks.values()]
+        for peer, record in d.sessions.items():
+            for session in record.sessions():
+                r = session.ratchet
+                values += [("root key", r.rk), ("ratchet private", r.dhs.private)]
+                values += [(name, v) for name, v in (("sending chain", r.cks),
+                                                     ("receiving chain", r.ckr)) if v]
+                values += [("skipped message key", mk) for mk in r.skipped.values()]
+                if session.bootstrap is not None:
+                    values.append(("X3DH SK", session.bootstrap.sk))
+            del peer
+        for name, value in values:
+            with contextlib.suppress(OracleError):
+                self.oracle.register_key(f"{who} {name}", value)
+
+    def _register_keys(self) -> None:
+        for client in self.fleet.clients():
+            self._register_device(client)
+
+    async def _snapshot_keys(self, ref: DeviceRef) -> None:
+        with contextlib.suppress(ExecutorError):
+            self._register_device(self.client(ref))
+
+    # -- assertions ----------------------------------------------------------------------
+
+    def _select(self, sel: MessageSelector) -> list[Message]:
+        out = []
+        for m in self.messages:
+            if not sel.matches_label(m.label):
+                continue
+            if sel.senders and not any(s in (m.sender.user, str(m.sender)) for s in sel.senders):
+                continue
+            if sel.recipients and not any(r in m.to or any(
+                    a.replace(":", "/") == r for a in m.recipients) for r in sel.recipients):
+                continue
+            if sel.before and m.seq >= self.views[sel.before].at_seq:
+                continue
+            if sel.after and m.seq < self.views[sel.after].at_seq:
+                continue
+            out.append(m)
+        return out
+
+    def _arrivals(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for address, received in self.fleet.received:
+            key = (address, received.content.message_id)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    async def _assertion(self, step: Assertion) -> None:
+        kind = step.assertion
+        if kind in (AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED,
+                    AssertionKind.DECRYPT_ERROR, AssertionKind.SESSIONS_CONVERGE):
+            await self._settle()
+            outcome, summary, evidence = self._evaluate_now(step)
+            self.result.record(step, outcome, summary, evidence)
+            self.event(step, "assert", f"{kind.value}: {outcome.value}",
+                       ok=outcome is not Outcome.VIOLATED)
+        else:
+            self.deferred.append(step)
+            self.event(step, "assert", f"{kind.value}: evaluated at the end of the run")
+
+    def _evaluate_now(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
+        kind = step.assertion
+        chosen = self._select(step.messages)
+        wanted = {f"{d.user}:{d.device}" for d in step.devices}
+        arrivals = self._arrivals()
+        if kind is AssertionKind.SESSIONS_CONVERGE:
+            return self._converge(step)
+        if kind is AssertionKind.DECRYPT_ERROR:
+            if len(step.devices) != 1:
+                return Outcome.ERROR, "decrypt_error needs exactly one device", []
+            address = next(iter(wanted))
+            ids = {m.message_id for m in chosen}
+            seen = [(a, e) for a, e in self.fleet.events
+                    if a == address and e.kind in ("undecryptable", "duplicate_frame",
+                                                   "untrusted_identity")
+                    and (not ids or e.message_id in ids or e.message_id is None)]
+            names = sorted({e.detail for _, e in seen})
+            ok = any(e.detail == step.error for _, e in seen)
+            return (Outcome.HELD if ok else Outcome.VIOLATED,
+                    f"{address} raised {names or 'no error'}; expected {step.error}",
+                    [f"{e.kind} {e.detail} from {e.peer} (message {e.message_id})"
+                     for _, e in seen][:20])
+        if not chosen:
+            return Outcome.ERROR, "no message matches the selector", []
+        problems, checked = [], 0
+        for m in chosen:
+            targets = wanted or set(m.recipients)
+            if m.failed and not m.recipients and kind is AssertionKind.DELIVERED_EXACTLY_ONCE:
+                problems.append(f"{m.label}: the send failed ({m.failed})")
+            for address in sorted(targets):
+                count = arrivals.get((address, m.message_id), 0)
+                checked += 1
+                if kind is AssertionKind.DELIVERED_EXACTLY_ONCE and count != 1:
+                    problems.append(f"{m.label} -> {address}: delivered {count} time(s)")
+                if kind is AssertionKind.NOT_DELIVERED and count:
+                    problems.append(f"{m.label} -> {address}: delivered")
+        summary = (f"{checked} (message, device) pairs checked" if not problems
+                   else f"{len(problems)} of {checked} (message, device) pairs wrong")
+        return (Outcome.VIOLATED if problems else Outcome.HELD), summary, problems[:50]
+
+    def _converge(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
+        refs = list(step.devices)
+        if len(refs) < 2:
+            return Outcome.ERROR, "sessions_converge needs two or more devices", []
+        evidence, bad = [], False
+        for i, a in enumerate(refs):
+            for b in refs[i + 1:]:
+                ca, cb = self.client(a), self.client(b)
+                ra = ca.device.sessions.get(cb.address)
+                rb = cb.device.sessions.get(ca.address)
+                if ra is None or rb is None or ra.current is None or rb.current is None:
+                    evidence.append(f"{a} <-> {b}: no current session on one side")
+                    bad = True
+                    continue
+                da, db = ra.current.ratchet.digest(), rb.current.ratchet.digest()
+                same = da == db
+                bad |= not same
+                evidence.append(f"{a} <-> {b}: digests {da.hex()[:16]} / {db.hex()[:16]} "
+                                f"{'agree' if same else 'DIFFER'}")
+        return (Outcome.VIOLATED if bad else Outcome.HELD,
+                "session digests (SPEC §7) " + ("differ" if bad else "agree"), evidence)
+
+    # -- end of run: adversaries, oracle, inventory --------------------------------------
+
+    def _captured(self) -> list[CapturedEnvelope]:
+        out = []
+        seq = 0
+        for m in self.messages:
+            for recipient, body in sorted(m.recipients.items()):
+                out.append(CapturedEnvelope(seq, f"{m.sender.user}:{m.sender.device}", recipient,
+                                            m.label, m.message_id, body, m.sent_at_ms))
+                seq += 1
+        return out
+
+    def _label_of(self, plaintext: bytes) -> str | None:
+        body = content_body(plaintext)
+        for m in self.messages:
+            if m.canary in body:
+                return m.label
+        return None
+
+    async def _finish(self) -> None:
+        captured = self._captured()
+        identifiers = self._identifiers()
+        oracle_chunks: list[Chunk] = []
+        attempts_by_view: dict[str, list[tuple[CapturedEnvelope, str, str]]] = {}
+        for name, view in self.views.items():
+            step = view.step
+            av = AdversaryView(name, step.compromise.value, step.index, _describe(step))
+            decrypted: list[tuple[CapturedEnvelope, str, str]] = []
+            if step.compromise in RELAY_SIDE:
+                chunks = view.chunks if step.window == "until_here" else \
+                    await self._relay_view(step.compromise, step.org, step.window, None)
+                if step.window == "from_here":
+                    chunks = [c for c in chunks if not c.location.startswith("wire #")
+                              or _wire_time(c.location) >= view.at_ms / 1000.0 + self.t0]
+                view.chunks = chunks
+                oracle_chunks.extend(chunks)
+                av.sources = _summaries(chunks)
+                states = harvest_states(c.data for c in chunks)
+                av.notes.append(f"{len(states)} persisted device state(s) found in the view")
+                for state in states:
+                    adversary = DeviceAdversary("?", state, dict(self.identities))
+                    for attempt in adversary.attack(captured):
+                        if attempt.plaintext is not None:
+                            decrypted.append((attempt.envelope, attempt.direction, "state"))
+                av.envelopes_tried = len(captured) * max(1, len(states))
+                wire_times = [float(c.location.split("t=")[1]) for c in chunks
+                              if c.location.startswith("wire #")]
+                self.result.inventory.append(inv.build(name, step.compromise.value, chunks,
+                                                       identifiers, wire_times=wire_times))
+            else:
+                with_wire = captured if step.with_wire else []
+                for address, state in view.device_states.items():
+                    adversary = DeviceAdversary(address, state, dict(self.identities))
+                    for attempt in adversary.attack(with_wire):
+                        av.envelopes_tried += 1
+                        if attempt.plaintext is not None:
+                            decrypted.append((attempt.envelope, attempt.direction, address))
+                av.sources = [SourceSummary("device state", len(view.device_states),
+                                            sum(len(s) for s in view.device_states.values())),
+                              SourceSummary("wire envelopes", len(with_wire),
+                                            sum(len(e.body) for e in with_wire))]
+            av.decrypted = [f"{env.label} -> {env.recipient.replace(':', '/')} ({direction})"
+                            for env, direction, _ in decrypted]
+            attempts_by_view[name] = decrypted
+            self.result.adversaries.append(av)
+        if oracle_chunks:
+            report = self.oracle.scan(oracle_chunks)
+            self.result.oracle_hits.extend(report.hits)
+            self.result.oracle_scanned.update(report.bytes_by_tier)
+        for assertion in self.deferred:
+            outcome, summary, evidence = self._evaluate_adversary(assertion, attempts_by_view)
+            self.result.record(assertion, outcome, summary, evidence)
+
+    def _identifiers(self) -> list[inv.Identifier]:
+        out = [inv.Identifier("org", o.id, o.id) for o in self.scenario.organisations]
+        for user in self.scenario.users:
+            out.append(inv.Identifier("user", user.id, user.id, user.id))
+            for device in user.devices:
+                out.append(inv.Identifier("device", device, f"{user.id}/{device}", user.id))
+        for m in self.messages:
+            if m.message_id:
+                out.append(inv.Identifier("message", m.message_id, m.label, None))
+        return out
+
+    def _evaluate_adversary(
+        self, step: Assertion, attempts: dict[str, list[tuple[CapturedEnvelope, str, str]]]
+    ) -> tuple[Outcome, str, list[str]]:
+        kind = step.assertion
+        if kind is AssertionKind.ORACLE_CLEAN:
+            names = step.adversaries or tuple(self.views)
+            locations = {c.location for n in names if n in self.views
+                         for c in self.views[n].chunks}
+            hits = [h for h in self.result.oracle_hits if h.location in locations
+                    and (step.identifiers or h.kind != "identifier")]
+            scanned = sum(len(c.data) for n in names if n in self.views
+                          for c in self.views[n].chunks)
+            return (Outcome.VIOLATED if hits else Outcome.HELD,
+                    f"{len(hits)} hit(s) in {scanned} bytes scanned",
+                    [f"{h.label} in {h.tier} at {h.location} ({h.encoding})" for h in hits][:50])
+        name = step.adversary or ""
+        view = self.views.get(name)
+        if view is None:
+            return Outcome.ERROR, f"no adversary named {name!r}", []
+        decrypted = attempts.get(name, [])
+        evidence = [f"{env.label} -> {env.recipient} ({direction})"
+                    for env, direction, _ in decrypted]
+        if kind is AssertionKind.ADVERSARY_DECRYPTS_NOTHING:
+            return (Outcome.VIOLATED if decrypted else Outcome.HELD,
+                    f"decrypted {len(decrypted)} envelope(s)", evidence[:50])
+        if kind is AssertionKind.EXPOSED:
+            chosen = {m.label for m in self._select(step.messages)}
+            got = {env.label for env, _, _ in decrypted}
+            missing = sorted(chosen - got)
+            return (Outcome.EXPOSED if chosen and not missing else Outcome.VIOLATED,
+                    f"{len(chosen & got)} of {len(chosen)} selected message(s) decrypted"
+                    + (f" ({step.documented})" if step.documented else ""),
+                    [f"not decrypted: {m}" for m in missing][:20] or evidence[:20])
+        if kind is AssertionKind.METADATA_EXPOSED:
+            found = [i for i in self.result.inventory if i.adversary == name]
+            if not found:
+                return Outcome.ERROR, "no metadata inventory for this adversary", []
+            sees = {m.value: found[0].sees(m) for m in step.sees}
+            ok = all(sees.values())
+            return (Outcome.EXPOSED if ok else Outcome.VIOLATED,
+                    f"sees {sees}" + (f" ({step.documented})" if step.documented else ""),
+                    [f"graph: {a}-{b}" for a, b in found[0].graph][:20])
+        if view.step.compromise not in (CompromiseKind.DEVICE, CompromiseKind.ALL_DEVICES):
+            return Outcome.ERROR, f"{kind.value} applies to device compromises", []
+        stolen = set(view.device_states)
+        if kind is AssertionKind.COMPROMISE_SCOPE:
+            outside = [(e, d) for e, d, _ in decrypted
+                       if e.recipient not in stolen and e.sender not in stolen]
+            tried_other = sum(1 for e in self._captured()
+                              if e.recipient not in stolen and e.sender not in stolen)
+            return (Outcome.VIOLATED if outside else Outcome.HELD,
+                    f"decrypted {len(decrypted)} envelope(s), all of them to or from "
+                    f"{', '.join(sorted(stolen))}; {tried_other} envelope(s) of other devices "
+                    "tried, none opened" if not outside else
+                    f"{len(outside)} envelope(s) of other devices decrypted",
+                    [f"{e.label} -> {e.recipient} ({d})" for e, d in outside][:20] or evidence[:20])
+        if kind is AssertionKind.FORWARD_SECRECY:
+            before = [(e, d) for e, d, _ in decrypted if self._msg(e).seq < view.at_seq]
+            already = [(e, d) for e, d in before
+                       if (e.recipient, e.label) in view.received_before or d == "outbound"]
+            in_flight = [(e, d) for e, d in before if (e, d) not in already]
+            note = (f"; {len(in_flight)} envelope(s) still in flight at the compromise opened "
+                    "(undelivered messages are readable by design)" if in_flight else "")
+            return (Outcome.VIOLATED if already else Outcome.HELD,
+                    f"{len(already)} envelope(s) received before the compromise decrypted{note}",
+                    [f"{e.label} -> {e.recipient} ({d})" for e, d in already + in_flight][:20])
+        if kind is AssertionKind.POST_COMPROMISE_SECURITY:
+            return self._pcs(step, view, decrypted)
+        return Outcome.ERROR, f"assertion {kind.value} is not supported", []
+
+    def _msg(self, env: CapturedEnvelope) -> Message:
+        for m in self.messages:
+            if m.message_id == env.message_id and m.label == env.label:
+                return m
+        raise KeyError(env.label)
+
+    def _pcs(self, step: Assertion, view: View,
+             decrypted: list[tuple[CapturedEnvelope, str, str]]) -> tuple[Outcome, str, list[str]]:
+        """Round trips after the compromise between the stolen device and each peer user:
+        a round trip completes when the peer sends after the device sent to it."""
+        stolen = set(view.device_states)
+        stolen_users = {a.split(":", 1)[0] for a in stolen}
+        rt_of: dict[str, int] = {}  # message label -> round trips completed before it
+        turns: dict[str, tuple[str, int]] = {}  # peer user -> (last direction, round trips)
+        for m in self.messages[view.at_seq:]:
+            sender_addr = f"{m.sender.user}:{m.sender.device}"
+            for peer in m.to:
+                if sender_addr in stolen:
+                    last, n = turns.get(peer, ("", 0))
+                    turns[peer] = ("out", n)
+                elif peer in stolen_users:
+                    last, n = turns.get(m.sender.user, ("", 0))
+                    if last == "out":
+                        n += 1
+                    turns[m.sender.user] = ("in", n)
+                    rt_of[m.label] = n
+        after = [(e, d) for e, d, _ in decrypted if self._msg(e).seq >= view.at_seq]
+        late = [(e, d) for e, d in after if rt_of.get(e.label, 0) >= step.round_trips]
+        healed_at = max((rt_of.get(e.label, 0) for e, _ in after), default=-1) + 1
+        summary = (f"{len(after)} envelope(s) after the compromise decrypted; the ratchet healed "
+                   f"after {max(healed_at, 0)} round trip(s) (asserted: {step.round_trips})")
+        return (Outcome.VIOLATED if late else Outcome.HELD, summary,
+                [f"{e.label} -> {e.recipient} ({d}) at round trip {rt_of.get(e.label, 0)}"
+                 for e, d in after][:30])
+
+
+def _describe(step: Compromise) -> str:
+    return {
+        CompromiseKind.SERVER: "every store dumped as bytes, every relay log line, every "
+                               "relayed byte (wire capture)",
+        CompromiseKind.NETWORK: "every byte between clients and relay (HTTP and WebSocket "
+                                "payloads, with capture times)",
+        CompromiseKind.INSIDER: "operational log lines and the operator surfaces (audit "
+                                "export, delivery proofs)",
+        CompromiseKind.SUBPOENA: "what the operator can export: SIEM/audit NDJSON and delivery "
+                                 "proofs" + (f" of {step.org}" if step.org else ""),
+        CompromiseKind.DATABASE: "every store dumped as bytes (the database tier only)",
+        CompromiseKind.DEVICE: f"the full key and session state of {step.device}"
+                               + (" plus every envelope on the wire" if step.with_wire else ""),
+        CompromiseKind.ALL_DEVICES: f"the state of every device of {step.user}"
+                                    + (" plus every envelope on the wire"
+                                       if step.with_wire else ""),
+    }[step.compromise]
+
+
+def _summaries(chunks: list[Chunk]) -> list[SourceSummary]:
+    tiers: dict[str, list[int]] = {}
+    for c in chunks:
+        entry = tiers.setdefault(c.tier, [0, 0])
+        entry[0] += 1
+        entry[1] += len(c.data)
+    return [SourceSummary(t, n, b) for t, (n, b) in sorted(tiers.items())]
+
+
+def _wire_time(location: str) -> float:
+    try:
+        return float(location.split("t=")[1])
+    except (IndexError, ValueError):
+        return 0.0
+
+
+async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
+                             seed: int | None = None,
+                             on_step: Callable[[Step], None] | None = None) -> ScenarioResult:
+    chosen = scenario.seed if seed is None else seed
+    try:
+        execution = Execution(scenario, provider, chosen, on_step)
+    except ExecutorError as exc:
+        result = ScenarioResult.for_scenario(scenario, provider=provider, seed=chosen)
+        result.error = str(exc)
+        return result
+    return await execution.run()
+
+
+def run_scenario(scenario: Scenario, *, provider: str = "embedded", seed: int | None = None,
+                 on_step: Callable[[Step], None] | None = None) -> ScenarioResult:
+    """Run one scenario to completion (its own event loop) and return its result."""
+    return asyncio.run(run_scenario_async(scenario, provider=provider, seed=seed,
+                                          on_step=on_step))

@@ -1,0 +1,147 @@
+"""The executor runs scenario files against real clients and a real relay, and its adversaries
+really try: these scenarios pin what they can and cannot decrypt."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+
+import pytest
+
+from simulator.executor import run_scenario
+from simulator.report.model import Outcome, ScenarioResult, Verdict
+from simulator.scenario import loads
+
+HEAD = """
+version: 1
+name: {name}
+description: executor test
+cites: ["seed §1.1"]
+seed: {seed}
+expect: {expect}
+organisations: [{{id: acme}}]
+users:
+  - {{id: alice, org: acme, devices: [phone, laptop]}}
+  - {{id: bob, org: acme, devices: [phone, tablet]}}
+  - {{id: carol, org: acme, devices: [phone]}}
+steps:
+"""
+
+
+def run(name: str, steps: str, seed: int = 5, expect: str = "pass") -> ScenarioResult:
+    logging.getLogger("semafore.server").setLevel(logging.ERROR)
+    body = textwrap.indent(textwrap.dedent(steps), "  ")
+    text = HEAD.format(name=name, seed=seed, expect=expect) + body
+    return run_scenario(loads(text, file=f"{name}.yaml"))
+
+
+def why(result: ScenarioResult) -> list[tuple[str, str, list[str]]]:
+    return [(a.kind, a.summary, a.evidence) for a in result.assertions]
+
+
+def outcomes(result: ScenarioResult) -> dict[str, Outcome]:
+    return {a.kind: a.outcome for a in result.assertions}
+
+
+def test_device_compromise_reads_only_that_device_and_heals_after_one_round_trip() -> None:
+    result = run("device", """
+    - send: {from: alice/phone, to: bob, label: early, count: 2}
+    - send: {from: bob/phone, to: alice, label: early-reply}
+    - compromise: {kind: device, device: bob/phone, as: thief}
+    - send: {from: alice/phone, to: bob, label: during, count: 2}
+    - send: {from: carol/phone, to: bob, label: other}
+    - send: {from: bob/phone, to: alice, label: heal}
+    - send: {from: alice/phone, to: bob, label: later, count: 2}
+    - assert: {delivered_exactly_once: {messages: all}}
+    - assert: {compromise_scope: {adversary: thief}}
+    - assert: {forward_secrecy: {adversary: thief}}
+    - assert: {post_compromise_security: {adversary: thief, round_trips: 1}}
+    """)
+    assert result.error is None, result.error
+    assert result.verdict is Verdict.PASS, why(result)
+    view = result.adversaries[0]
+    opened = set(view.decrypted)
+    # the in-flight chain after the compromise opens, to bob/phone only
+    assert {"during.1 -> bob/phone (inbound)", "during.2 -> bob/phone (inbound)"} <= opened
+    # carol's first message bootstraps against bob/phone's stolen prekeys: readable too
+    assert "other -> bob/phone (inbound)" in opened
+    # bob/phone's own "heal" opens from its stolen sending chains only where the peer had
+    # not replied yet (SMX1 resends); nothing before the compromise, nothing after the heal
+    assert all(d.endswith("-> bob/phone (inbound)") or d.startswith("heal -> ") for d in opened)
+    assert not any(d.startswith(("early", "later")) for d in opened)
+    assert "heal -> alice/phone (outbound)" not in opened
+    assert view.envelopes_tried > len(opened)
+
+
+def test_relay_side_adversaries_decrypt_nothing_and_the_oracle_is_clean() -> None:
+    result = run("relay-side", """
+    - send: {from: alice/phone, to: bob, label: hello, count: 2}
+    - attach: {from: bob/tablet, to: alice, label: file, size: 2048}
+    - compromise: {kind: server, as: root}
+    - compromise: {kind: network, as: wire}
+    - compromise: {kind: insider, as: ops}
+    - compromise: {kind: subpoena, as: court}
+    - send: {from: carol/phone, to: alice, label: after}
+    - assert: {delivered_exactly_once: {messages: all}}
+    - assert: {adversary_decrypts_nothing: {adversary: root}}
+    - assert: {adversary_decrypts_nothing: {adversary: wire}}
+    - assert: {adversary_decrypts_nothing: {adversary: ops}}
+    - assert: {adversary_decrypts_nothing: {adversary: court}}
+    - assert: {oracle_clean: {}}
+    """)
+    assert result.error is None, result.error
+    assert result.verdict is Verdict.PASS, why(result)
+    assert result.oracle_scanned.get("wire", 0) > 0 and result.oracle_scanned.get("log", 0) > 0
+    kinds = {v.kind for v in result.adversaries}
+    assert kinds == {"server", "network", "insider", "subpoena"}
+    assert any(i.adversary == "root" and i.graph for i in result.inventory)
+
+
+def test_all_devices_of_a_user_expose_that_users_content_as_documented() -> None:
+    result = run("all-devices", """
+    - send: {from: alice/phone, to: bob, label: m}
+    - compromise: {kind: all_devices, user: bob, as: everything}
+    - send: {from: alice/phone, to: bob, label: n, count: 2}
+    - assert: {exposed: {adversary: everything, messages: [n], documented: "seed §1.2"}}
+    """, expect="exposed")
+    assert result.error is None, result.error
+    assert outcomes(result)["exposed"] is Outcome.EXPOSED
+
+
+def test_network_faults_and_a_relay_restart_still_deliver_exactly_once() -> None:
+    result = run("faults", """
+    - send: {from: alice/phone, to: bob, label: first}
+    - network: {fault: duplicate, scope: bob/phone, direction: down}
+    - send: {from: alice/phone, to: bob, label: dup, count: 3}
+    - network: {fault: heal}
+    - infra: {action: restart, target: server}
+    - send: {from: bob/phone, to: alice, label: back}
+    - sync: {}
+    - assert: {delivered_exactly_once: {messages: all}}
+    - assert: {sessions_converge: {devices: [alice/phone, bob/phone]}}
+    """)
+    assert result.error is None, result.error
+    assert result.verdict is Verdict.PASS, why(result)
+    assert result.stats["frames_duplicated"] >= 3 and result.stats["duplicates_dropped"] >= 3
+
+
+def test_replayed_smx1_is_rejected_by_the_recipient() -> None:
+    result = run("replay", """
+    - send: {from: alice/phone, to: bob, label: boot}
+    - send: {from: bob/phone, to: alice, label: reply}
+    - replay: {message: boot, to: [bob/phone]}
+    - assert: {delivered_exactly_once: {messages: [boot]}}
+    - assert: {decrypt_error: {device: bob/phone, error: DuplicateMessage, messages: [boot]}}
+    """)
+    assert result.error is None, result.error
+    assert result.verdict is Verdict.PASS, why(result)
+
+
+@pytest.mark.parametrize("provider", ["local"])
+def test_unsupported_provider_is_an_error_result_not_a_crash(provider: str) -> None:
+    text = HEAD.format(name="p", seed=1, expect="pass") + (
+        "  - send: {from: alice/phone, to: bob, label: x}\n"
+        "  - assert: {delivered_exactly_once: {messages: all}}\n"
+    )
+    result = run_scenario(loads(text), provider=provider)
+    assert result.verdict is Verdict.ERROR and result.error
