@@ -18,7 +18,10 @@ lint: bootstrap
 	$(VENV)/bin/mypy
 
 fuzz: bootstrap
-	$(PY) -m semafore.fuzz --runs 200000
+	$(PY) -m semafore.fuzz --runs 200000 --target all
+
+bench: bootstrap
+	$(PY) benchmarks/bench_protocol.py
 
 vectors: bootstrap
 	$(VENV)/bin/semafore vectors generate

@@ -289,10 +289,14 @@ def parse_device_keys(data: bytes) -> DeviceKeys:
     previous = {}
     for _ in range(reader.u8("previous_spks.count")):
         old = spk()
+        if old.key_id in previous or old.key_id == current.key_id:
+            raise MalformedState("repeated signed prekey id", field="previous_spks.key_id")
         previous[old.key_id] = old
     opks = {}
     for _ in range(reader.u16("opks.count")):
         kid = key_id("opk.key_id")
+        if kid in opks:
+            raise MalformedState("repeated one-time prekey id", field="opk.key_id")
         opks[kid] = OneTimePrekey(
             kid, X25519KeyPair(reader.take(32, "opk.private"), reader.take(32, "opk.public"))
         )

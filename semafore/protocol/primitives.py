@@ -173,13 +173,23 @@ def ed25519_verify(public: bytes, signature: bytes, message: bytes) -> None:
         raise InvalidSignature("Ed25519 signature does not verify", field="sig") from exc
 
 
+def _check_aead(key: bytes, nonce: bytes) -> None:
+    # AESGCM would also take AES-128/192 keys and other nonce sizes: SemaFore uses neither.
+    if len(key) != KEY_LEN:
+        raise InvalidKey(f"AES-256-GCM key must be 32 bytes, got {len(key)}", field="key")
+    if len(nonce) != NONCE_LEN:
+        raise DecryptionFailed(f"nonce must be 12 bytes, got {len(nonce)}", field="nonce")
+
+
 def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """AES-256-GCM; returns ciphertext || 16-byte tag."""
+    _check_aead(key, nonce)
     return AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
 def aead_open(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
     """AES-256-GCM open; any failure (tag, length) is ``DecryptionFailed``."""
+    _check_aead(key, nonce)
     if len(ciphertext) < TAG_LEN:
         raise DecryptionFailed("ciphertext shorter than the 16-byte tag", field="ciphertext")
     try:

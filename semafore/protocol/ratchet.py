@@ -346,11 +346,15 @@ class RatchetState:
         previous = {}
         for _ in range(reader.u8("previous.count")):
             key = reader.take(32, "previous.key")
+            if key in previous:  # a repeat would silently collapse: not our own output
+                raise MalformedState("repeated retired chain", field="previous.key")
             previous[key] = reader.u32("previous.n")
         skipped = {}
         for _ in range(reader.u16("skipped.count")):
             key = reader.take(32, "skipped.key")
             n = reader.u32("skipped.n")
+            if (key, n) in skipped:
+                raise MalformedState("repeated skipped key", field="skipped.n")
             skipped[(key, n)] = reader.take(32, "skipped.mk")
         if len(skipped) > MAX_SKIPPED_KEYS or len(previous) > MAX_PREVIOUS_CHAINS:
             raise MalformedState("more stored keys than the protocol allows", field="skipped")

@@ -105,3 +105,41 @@ def test_bundle_json_round_trip_and_field_errors() -> None:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def test_repeated_entries_in_persisted_state_are_rejected() -> None:
+    """Fuzz finding: repeats used to collapse silently, so load+save changed the bytes."""
+    entropy = SeededEntropy("dupes")
+    keys = DeviceKeys.generate(entropy, opk_count=2)
+    data = serialize_device_keys(keys)
+    first = data.index(b"\x05opk-0")
+    second = data.index(b"\x05opk-1")
+    dup = data[:second] + data[first:second] + data[second + (second - first) :]
+    with pytest.raises(MalformedState) as info:
+        parse_device_keys(dup)
+    assert info.value.field == "opk.key_id"
+
+    pair_state = _state_with_skipped_keys()
+    body, count_at = pair_state
+    entry = body[count_at + 2 : count_at + 2 + 68]
+    repeated = body + entry
+    repeated = (
+        repeated[:count_at]
+        + (int.from_bytes(body[count_at : count_at + 2]) + 1).to_bytes(2, "big")
+        + repeated[count_at + 2 :]
+    )
+    with pytest.raises(MalformedState) as info:
+        RatchetState.parse(repeated)
+    assert info.value.field == "skipped.n"
+
+
+def _state_with_skipped_keys() -> tuple[bytes, int]:
+    from tests.protocol.conversation import new_pair
+
+    pair = new_pair()
+    frames = [pair.alice.encrypt(b"m", pair.entropy) for _ in range(3)]
+    pair.bob.decrypt(frames[-1])
+    data = pair.bob.serialize()
+    count_at = len(data) - 2 * 68 - 2  # two skipped entries of 32 + 4 + 32 bytes
+    assert int.from_bytes(data[count_at : count_at + 2]) == 2
+    return data, count_at
