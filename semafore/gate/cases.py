@@ -10,7 +10,7 @@ apart. New suites (the live matrix of issue 7) register a builder in :data:`SUIT
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -46,7 +46,6 @@ class GateCase:
     description: str
     exchanges: tuple[Exchange, ...]
     negative: bool = False
-    tags: tuple[str, ...] = field(default=())
 
     @property
     def full_id(self) -> str:

@@ -273,8 +273,8 @@ def _bundle_json(bundle: PreKeyBundle) -> dict[str, Any]:
 
 
 class _Negatives:
-    def __init__(self, base: dict[str, Any], no_opk: dict[str, Any]) -> None:
-        self.base, self.no_opk = base, no_opk
+    def __init__(self, base: dict[str, Any]) -> None:
+        self.base = base
         self.items: list[dict[str, Any]] = []
 
     def parse(self, id_: str, description: str, data: bytes, error: str) -> None:
@@ -360,7 +360,7 @@ def _xor(data: bytes, offset: int, mask: int = 0x01) -> bytes:
 
 
 def _negatives(base: dict[str, Any], no_opk: dict[str, Any]) -> list[dict[str, Any]]:
-    neg = _Negatives(base, no_opk)
+    neg = _Negatives(base)
     env = bytes.fromhex(base["expected"]["smx1"])
     bare = bytes.fromhex(no_opk["expected"]["smx1"])
     l1 = struct.unpack_from(">H", env, 37)[0]
