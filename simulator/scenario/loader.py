@@ -164,8 +164,13 @@ def _sub_schema(ref_schema: dict[str, Any]) -> dict[str, Any]:
     return {**ref_schema, "$defs": schema()["$defs"]}
 
 
+_VALIDATORS: dict[int, jsonschema.Draft202012Validator] = {}
+
+
 def _check(ctx: _Ctx, instance: Any, sub: dict[str, Any], base: PathT) -> None:
-    validator = jsonschema.Draft202012Validator(_sub_schema(sub))
+    validator = _VALIDATORS.get(id(sub))
+    if validator is None:  # sub-schemas are parts of the cached schema(): ids are stable
+        validator = _VALIDATORS[id(sub)] = jsonschema.Draft202012Validator(_sub_schema(sub))
     errors = list(validator.iter_errors(instance))
     if not errors:
         return
@@ -191,12 +196,18 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _validate(ctx: _Ctx) -> None:
-    data = ctx.doc.data
+@cache
+def _top_schema() -> dict[str, Any]:
+    """The document schema with steps checked one by one (for precise errors)."""
     top = dict(schema())
     top_props = dict(top["properties"])
     top_props["steps"] = {"type": "array", "minItems": 1}
     top["properties"] = top_props
+    return top
+
+
+def _validate(ctx: _Ctx) -> None:
+    data = ctx.doc.data
     if not isinstance(data, dict):
         raise ctx.error((), "a scenario is a mapping (version, name, cites, users, steps…)")
     if "version" in data and data["version"] != FORMAT_VERSION:
@@ -204,11 +215,12 @@ def _validate(ctx: _Ctx) -> None:
             ("version",),
             f"unsupported format version {data['version']!r} (this build reads {FORMAT_VERSION})",
         )
-    _check(ctx, data, top, ())
+    _check(ctx, data, _top_schema(), ())
     for i, step in enumerate(data["steps"]):
         _validate_step(ctx, step, ("steps", i))
 
 
+@cache
 def _step_schemas() -> dict[str, dict[str, Any]]:
     return {
         next(iter(alt["properties"])): alt["properties"][next(iter(alt["properties"]))]
@@ -216,6 +228,7 @@ def _step_schemas() -> dict[str, dict[str, Any]]:
     }
 
 
+@cache
 def _assertion_schemas() -> dict[str, dict[str, Any]]:
     return {
         next(iter(alt["properties"])): alt["properties"][next(iter(alt["properties"]))]
@@ -284,12 +297,20 @@ class _Builder:
             raise self.ctx.error(path, f"device {text!r} {state} at this point of the timeline")
         return ref
 
-    def devices_of(self, value: Any, path: PathT) -> tuple[DeviceRef, ...]:
+    def devices_of(
+        self, value: Any, path: PathT, *, ever: bool = False
+    ) -> tuple[DeviceRef, ...]:
+        """Devices that exist now (``ever``: that existed at some earlier point — assertions
+        may speak about a device that has since been removed)."""
         items = value if isinstance(value, list) else [value]
-        return tuple(
-            self.device(v, (*path, i) if isinstance(value, list) else path)
-            for i, v in enumerate(items)
-        )
+        out = []
+        for i, v in enumerate(items):
+            p = (*path, i) if isinstance(value, list) else path
+            ref = self.device(v, p, existing=not ever)
+            if ever and ref not in self.ever_devices:
+                raise self.ctx.error(p, f"device {v!r} does not exist at this point")
+            out.append(ref)
+        return tuple(out)
 
     def user_ids(self, value: Any, path: PathT) -> tuple[str, ...]:
         items = value if isinstance(value, list) else [value]
@@ -382,7 +403,7 @@ class _Builder:
         return Send(**c, sender=self.device(b["from"], (*p, "from")),
                     to=self.user_ids(b["to"], (*p, "to")),
                     label=self.new_label(b["label"], (*p, "label")), count=b.get("count", 1),
-                    size=b.get("size", 64), text=b.get("text"))
+                    size=b.get("size", 64), text=b.get("text"), withhold=b.get("withhold", False))
 
     def _broadcast(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
         to = b.get("to", "org")
@@ -498,9 +519,9 @@ class _Builder:
         if "messages" in body:
             fields["messages"] = self.selector(body["messages"], (*q, "messages"))
         if "devices" in body:
-            fields["devices"] = self.devices_of(body["devices"], (*q, "devices"))
+            fields["devices"] = self.devices_of(body["devices"], (*q, "devices"), ever=True)
         if "device" in body:
-            fields["devices"] = (self.device(body["device"], (*q, "device")),)
+            fields["devices"] = self.devices_of(body["device"], (*q, "device"), ever=True)
         if "error" in body:
             fields["error"] = body["error"]
         passive = (CompromiseKind.SERVER, CompromiseKind.NETWORK, CompromiseKind.INSIDER,

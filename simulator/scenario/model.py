@@ -121,6 +121,11 @@ class Send(Step):
     count: int = 1
     size: int = 64  # plaintext bytes, canary included
     text: str | None = None
+    withhold: bool = False
+    """Encrypt (advancing the sender's chains) but never hand the envelopes to the transport:
+    a client that crashed after encrypting, or a relay that purged them. This is how a
+    scenario creates a gap in a receiving chain (e.g. more than MAX_SKIP, SPEC §3) without
+    relying on the transport's retry policy."""
 
 
 @dataclass(frozen=True, kw_only=True)
