@@ -1,0 +1,49 @@
+"""vectors/dr-v1-live-result.json: a seeded live run reproduces every pinned byte (SPEC §6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from semafore.protocol.frame import is_drv1, is_smx1
+from simulator import live_vectors
+
+
+def test_pinned_live_transcript_is_reproduced_byte_for_byte() -> None:
+    live_vectors.verify(live_vectors.DEFAULT_PATH)
+
+
+def test_the_transcript_covers_a_multi_device_run() -> None:
+    doc = json.loads(live_vectors.DEFAULT_PATH.read_bytes())
+    assert doc["file"] == live_vectors.FILE and doc["spec"] == "SPEC.md §6"
+    case = doc["cases"][0]
+    envelopes = case["expected"]["envelopes"]
+    bodies = [bytes.fromhex(e["body"]) for e in envelopes]
+    assert any(is_smx1(b) for b in bodies) and any(is_drv1(b) for b in bodies)
+    assert len({e["to"] for e in envelopes}) == 5  # every device received something
+    assert {n["expected_error"] for n in doc["negative"]} == {"DuplicateMessage",
+                                                             "DecryptionFailed"}
+    digests = case["expected"]["session_digests"]
+    assert digests and all(d["a_digest"] == d["b_digest"] for d in digests)
+    assert len(case["input"]["installs"]) == 6  # five devices plus carol's reinstall
+
+
+def test_a_changed_byte_is_reported_with_the_envelope_it_belongs_to(tmp_path: Path) -> None:
+    doc = json.loads(live_vectors.DEFAULT_PATH.read_bytes())
+    first = doc["cases"][0]["expected"]["envelopes"][3]
+    body = bytearray.fromhex(first["body"])
+    body[-1] ^= 1
+    first["body"] = body.hex()
+    broken = tmp_path / live_vectors.FILE
+    broken.write_bytes(live_vectors.render(doc))
+    with pytest.raises(live_vectors.LiveVectorError, match="envelope #3"):
+        live_vectors.verify(broken)
+
+
+def test_a_file_that_is_not_a_live_vector_is_a_typed_error(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text('{"cases": []}')
+    with pytest.raises(live_vectors.LiveVectorError):
+        live_vectors.verify(bad)
