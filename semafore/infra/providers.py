@@ -230,6 +230,19 @@ class LocalProvider(Provider):
         return self.root / name if self.root is not None else None
 
     def _start(self) -> Endpoints:
+        # A port chosen free can be taken by another process before the backend binds it
+        # (parallel test runs share the machine): start afresh on new ports, a few times.
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except BackendUnavailableError as exc:
+                if "address already in use" not in exc.log_tail or attempt == 2:
+                    raise
+                log.warning("port taken during start-up, retrying", extra={"backend": exc.backend})
+                self._stop()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> Endpoints:
         parent = self.settings.work_dir
         if parent is not None:
             parent.mkdir(parents=True, exist_ok=True)
