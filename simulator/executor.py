@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -213,6 +214,8 @@ class Execution:
             await self._settle()
             self._register_keys()
             await self._finish()
+            self.event(None, "transcript", "every envelope the clients sent, in order",
+                       sha256=self.transcript_digest(), envelopes=len(self._captured()))
         except Exception as exc:  # the run stopped: say why, keep what was evaluated
             self.result.error = f"{type(exc).__name__}: {exc}"
             self.event(None, "error", self.result.error, ok=False,
@@ -752,6 +755,14 @@ class Execution:
                                             m.label, m.message_id, body, m.sent_at_ms))
                 seq += 1
         return out
+
+    def transcript_digest(self) -> str:
+        """SHA-256 over every envelope in send order: equal digests = byte-identical runs."""
+        h = hashlib.sha256()
+        for env in self._captured():
+            h.update(f"{env.sender}>{env.recipient}:{len(env.body)}:".encode())
+            h.update(env.body)
+        return h.hexdigest()
 
     def _label_of(self, plaintext: bytes) -> str | None:
         body = content_body(plaintext)

@@ -145,3 +145,22 @@ def test_unsupported_provider_is_an_error_result_not_a_crash(provider: str) -> N
     )
     result = run_scenario(loads(text), provider=provider)
     assert result.verdict is Verdict.ERROR and result.error
+
+
+def transcript(result: ScenarioResult) -> str:
+    return next(str(e.details["sha256"]) for e in result.timeline if e.kind == "transcript")
+
+
+def test_a_seeded_scenario_produces_the_same_bytes_on_every_run() -> None:
+    steps = """
+    - send: {from: alice/phone, to: bob, label: a, count: 2}
+    - send: {from: bob/tablet, to: [alice, carol], label: b}
+    - reinstall: {device: carol/phone}
+    - send: {from: alice/laptop, to: carol, label: c}
+    - assert: {delivered_exactly_once: {messages: all}}
+    """
+    first, second = run("det", steps, seed=9), run("det", steps, seed=9)
+    other = run("det", steps, seed=10)
+    assert first.verdict is Verdict.PASS, why(first)
+    assert transcript(first) == transcript(second)
+    assert transcript(first) != transcript(other)
