@@ -105,6 +105,8 @@ def prepare_container_engine() -> None:
     ``SEMAFORE_CONTAINER_IMAGES=upstream`` — builds the local images and points each
     ``SEMAFORE_*_IMAGE`` the user did not set at them. Raises BackendUnavailableError.
     """
+    if _engine.get("prepared"):
+        return
     scripts = PROJECT_ROOT / "scripts"
     started = subprocess.run(
         [BASH, str(scripts / "dockerd.sh"), "start"],
@@ -120,6 +122,7 @@ def prepare_container_engine() -> None:
         _engine["started"] = True
         atexit.register(_stop_engine)
     if os.environ.get("SEMAFORE_CONTAINER_IMAGES", "local") == "upstream":
+        _engine["prepared"] = True
         return
     built = subprocess.run(
         [BASH, str(scripts / "build-images.sh")],
@@ -132,3 +135,4 @@ def prepare_container_engine() -> None:
         raise BackendUnavailableError("build-images", built.stderr.strip()[-2000:])
     for backend, image in LOCAL_IMAGES.items():
         os.environ.setdefault(f"SEMAFORE_{backend.upper()}_IMAGE", image)
+    _engine["prepared"] = True
