@@ -6,7 +6,11 @@ Three independent checks per file, every disagreement a :class:`Finding`:
    if present, is identical to the shipped one);
 2. every case and negative case, replayed through the reference adapter in-process with the
    same scripts the gate runs, reproduces every expected byte and error;
-3. a fresh deterministic generation is byte-identical to the file.
+3. key pairs listed in DR setups are consistent (public = X25519 base-point multiple);
+4. a fresh deterministic generation is byte-identical to the file.
+
+``dr-v1-live-result.json`` (SPEC §6), when present, is verified by re-running its seeded
+simulation (the simulator's ``live_vectors.verify``) as part of the full check.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from semafore.gate.cases import VectorFormatError, cases_for
 from semafore.gate.runner import run_case
 from semafore.gate.transport import InProcessTransport
 from semafore.gate.verdict import Verdict
+from semafore.protocol.primitives import x25519_public
 from semafore.vectors.files import (
     LIVE_RESULT_FILE,
     VECTOR_FILES,
@@ -37,7 +42,7 @@ from semafore.vectors.generate import generate_documents
 @dataclass(frozen=True)
 class Finding:
     file: str
-    check: str  # "schema" | "replay" | "regenerate" | "missing" | "hook"
+    check: str  # "schema" | "replay" | "keys" | "regenerate" | "missing" | "hook"
     detail: str
     fatal: bool = True
 
@@ -86,10 +91,31 @@ def replay(doc: dict[str, Any]) -> tuple[int, list[str]]:
     return len(cases), problems
 
 
+def key_pair_problems(doc: dict[str, Any]) -> list[str]:
+    """Key pairs listed in a DR setup must be pairs: the gate sends only the private halves,
+    so a wrong public half would otherwise go unnoticed by replay."""
+    if doc.get("file") != "dr-v1-interop":
+        return []
+    problems = []
+    for case in doc["cases"]:
+        setup = case["input"]["setup"]
+        pairs = [("bob.spk", setup["bob"]["spk"])]
+        for side in ("alice", "bob"):
+            pairs += [
+                (f"{side}.ratchet_keys[{i}]", kp)
+                for i, kp in enumerate(setup[side]["ratchet_keys"])
+            ]
+        for where, pair in pairs:
+            if x25519_public(bytes.fromhex(pair["private"])).hex() != pair["public"]:
+                problems.append(f"{case['id']}: {where}: public key does not match private key")
+    return problems
+
+
 def verify_directory(
     directory: str | Path,
     *,
     regenerate: bool = True,
+    live: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
     started = time.monotonic()
@@ -125,20 +151,33 @@ def verify_directory(
             else:
                 report.cases_replayed += count
                 report.findings += [Finding(name, "replay", problem) for problem in problems]
+            report.findings += [Finding(name, "keys", p) for p in key_pair_problems(doc)]
         if regenerate and text != dump_vectors(fresh[name]):
             report.findings.append(Finding(name, "regenerate", _diff(doc, fresh[name])))
-    live = directory / f"{LIVE_RESULT_FILE}.json"
-    if live.is_file():
-        report.findings.append(
-            Finding(
-                LIVE_RESULT_FILE,
-                "hook",
-                "present but not verified here: its verifier arrives with the simulator",
-                fatal=False,
-            )
-        )
+    live_path = directory / f"{LIVE_RESULT_FILE}.json"
+    if live_path.is_file():
+        report.files.append(str(live_path))
+        report.findings += verify_live_result(live_path, run=live and regenerate)
     report.duration_s = time.monotonic() - started
     return report
+
+
+def verify_live_result(path: Path, *, run: bool) -> list[Finding]:
+    """The SPEC §6 live transcript: re-run its seeded simulation (``simulator.live_vectors``,
+    owned by the simulator) and require identical bytes. Skipped (non-fatal) without
+    regeneration, since it replays a whole multi-device run against a relay."""
+    name = LIVE_RESULT_FILE
+    if not run:
+        return [Finding(name, "hook", "not re-run (only the full verify replays it)", False)]
+    try:
+        from simulator import live_vectors
+    except ImportError as exc:
+        return [Finding(name, "hook", f"simulator not installed, not verified: {exc}", False)]
+    try:
+        live_vectors.verify(path)
+    except live_vectors.LiveVectorError as exc:
+        return [Finding(name, "live", str(exc))]
+    return []
 
 
 def _diff(committed: Any, fresh: dict[str, Any]) -> str:

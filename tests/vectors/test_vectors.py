@@ -166,7 +166,7 @@ def test_dr_paths_cover_spec_6_and_every_dr_failure_mode() -> None:
 
 
 def test_verify_accepts_the_committed_vectors() -> None:
-    report = verify_directory(VECTORS)
+    report = verify_directory(VECTORS, live=False)  # the live run has its own test
     assert report.ok, report.findings
     assert report.cases_replayed == sum(
         len(load(n)["cases"]) + len(load(n)["negative"]) for n in VECTOR_FILES
@@ -175,7 +175,8 @@ def test_verify_accepts_the_committed_vectors() -> None:
 
 def copy_vectors(tmp_path: Path) -> Path:
     target = tmp_path / "vectors"
-    shutil.copytree(VECTORS, target, ignore=shutil.ignore_patterns("session-state-*"))
+    ignore = shutil.ignore_patterns("session-state-*", "dr-v1-live-result.json")
+    shutil.copytree(VECTORS, target, ignore=ignore)
     return target
 
 
@@ -216,12 +217,16 @@ def test_verify_reports_schema_violations_and_missing_files(tmp_path: Path) -> N
     assert "missing" in checks
 
 
-def test_a_live_result_file_is_acknowledged_but_not_yet_verified(tmp_path: Path) -> None:
+def test_the_live_result_hook_runs_the_simulators_verifier(tmp_path: Path) -> None:
     target = copy_vectors(tmp_path)
     (target / "dr-v1-live-result.json").write_text("{}", encoding="utf-8")
-    report = verify_directory(target, regenerate=False)
-    assert report.ok
-    assert [(f.check, f.fatal) for f in report.findings] == [("hook", False)]
+
+    quick = verify_directory(target, regenerate=False)
+    assert quick.ok
+    assert [(f.check, f.fatal) for f in quick.findings] == [("hook", False)]
+    full = verify_directory(target)
+    assert not full.ok
+    assert [(f.file, f.check) for f in full.findings] == [("dr-v1-live-result", "live")]
 
 
 def test_cli_generate_then_verify(tmp_path: Path) -> None:
@@ -268,3 +273,15 @@ def test_quiescent_paths_end_with_both_sides_agreeing_on_the_session_digest() ->
             assert tail[0][1] == tail[1][1], case["id"]
             agreeing += 1
     assert agreeing >= 7
+
+
+def test_verify_checks_listed_key_pairs_the_gate_does_not_send(tmp_path: Path) -> None:
+    target = copy_vectors(tmp_path)
+    doc = load("dr-v1-interop")
+    doc["cases"][0]["input"]["setup"]["alice"]["ratchet_keys"][0]["public"] = "11" * 32
+    (target / "dr-v1-interop.json").write_text(dump_vectors(doc), encoding="utf-8")
+
+    findings = verify_directory(target, regenerate=False).findings
+    assert [(f.check, f.detail) for f in findings] == [
+        ("keys", "in-order: alice.ratchet_keys[0]: public key does not match private key")
+    ]
