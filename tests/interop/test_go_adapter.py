@@ -25,7 +25,9 @@ from semafore.vectors.files import load_documents
 
 from .conftest import GO_ADAPTER_DIR, ROOT, Adapter, go_tool
 
-pytestmark = pytest.mark.interop
+# A cold Go build (toolchain std cache empty) takes ~1 min of wall time on a loaded 2-core CI
+# runner and `go test` compiles its own binaries: allow more than the suite default.
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(900)]
 
 WYCHEPROOF = Path(
     os.environ.get("SEMAFORE_WYCHEPROOF_DIR") or ROOT.parent / "shared" / "wycheproof"
