@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from semafore.cli import demo, gate, vectors
+from semafore.cli import demo, gate, sim, vectors
 
 
 def all_commands() -> list[click.Command]:
-    commands: list[click.Command] = [demo.command, gate.command, vectors.command]
+    commands: list[click.Command] = [demo.command, gate.command, sim.command, vectors.command]
     return commands

@@ -42,6 +42,12 @@ class Verdict(Enum):
     FAIL = "fail"
     EXPOSED = "exposed-as-documented"
     ERROR = "error"
+    SKIPPED = "skipped"  # not run: the scenario does not apply to the chosen provider
+
+    @property
+    def ok(self) -> bool:
+        """Whether this verdict lets a CI gate pass."""
+        return self in (Verdict.PASS, Verdict.EXPOSED, Verdict.SKIPPED)
 
 
 class Outcome(Enum):
@@ -116,6 +122,7 @@ class ScenarioResult:
     inventory: list[AdversaryInventory] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    skipped: str | None = None
 
     @classmethod
     def for_scenario(
@@ -187,8 +194,11 @@ def decide(result: ScenarioResult) -> Verdict:
       be), any violated or never-evaluated assertion;
     - ``exposed-as-documented``: the file expects ``exposed``, every assertion held and at
       least one demonstrated its documented exposure;
-    - ``pass``: the file expects ``pass`` and every assertion held.
+    - ``pass``: the file expects ``pass`` and every assertion held;
+    - ``skipped``: not run (the scenario's ``providers`` exclude the chosen one).
     """
+    if result.skipped is not None:
+        return Verdict.SKIPPED
     outcomes = [a.outcome for a in result.assertions]
     if result.error is not None or Outcome.ERROR in outcomes:
         return Verdict.ERROR
@@ -205,6 +215,8 @@ def decide(result: ScenarioResult) -> Verdict:
 def reason(result: ScenarioResult) -> str:
     """One line saying why the verdict is what it is."""
     verdict = decide(result)
+    if result.skipped is not None:
+        return result.skipped
     if result.error is not None:
         return result.error.splitlines()[0] if result.error else "error"
     counts = {o: sum(a.outcome is o for a in result.assertions) for o in Outcome}

@@ -3,6 +3,7 @@
 from simulator.scenario.loader import ScenarioError, discover, load, loads, schema
 from simulator.scenario.model import (
     FORMAT_VERSION,
+    PROVIDERS,
     AddDevice,
     Assertion,
     AssertionKind,
@@ -37,7 +38,7 @@ from simulator.scenario.model import (
 )
 
 __all__ = [
-    "FORMAT_VERSION", "AddDevice", "Assertion", "AssertionKind", "Attach", "Broadcast",
+    "FORMAT_VERSION", "PROVIDERS", "AddDevice", "Assertion", "AssertionKind", "Attach", "Broadcast",
     "Compromise", "CompromiseKind", "Concurrently", "DeviceRef", "ExhaustOpks", "Expectation",
     "Infra", "InfraAction", "InfraTarget", "MessageSelector", "MetadataClass", "Network",
     "NetworkFault", "Organisation", "ReadReceipt", "Reinstall", "RemoveDevice", "Replay",

@@ -1,0 +1,183 @@
+"""``semafore sim``: run scenario files against a provider and report verdicts (docs/scenarios.md).
+
+``semafore sim run scenarios/`` runs the whole catalogue on the embedded provider: a progress
+bar while it runs, a verdict table at the end, and ``--junit`` / ``--json`` / ``--html``
+reports beside it. The exit status is 0 only if every scenario passed, was exposed as
+documented, or was skipped (its ``providers`` exclude the chosen one); 1 otherwise; 2 when
+nothing could run at all (no scenario found, no executor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from simulator.report import ScenarioResult, render, to_html, to_json, to_junit
+from simulator.scenario import PROVIDERS, Scenario, ScenarioError, Step, discover, load, schema
+
+Runner = Callable[..., Any]
+
+
+class ExecutorUnavailable(click.ClickException):
+    exit_code = 2
+
+
+def _executor() -> Runner:
+    """``simulator.executor.run_scenario``, or a clear error: never a fake result."""
+    try:
+        from simulator import executor
+    except ImportError as exc:
+        raise ExecutorUnavailable(
+            f"the scenario executor (simulator.executor) cannot be imported: {exc}"
+        ) from exc
+    runner = getattr(executor, "run_scenario", None)
+    if not callable(runner):
+        raise ExecutorUnavailable("simulator.executor has no run_scenario(scenario, ...)")
+    return cast(Runner, runner)
+
+
+def _run_one(
+    runner: Runner, scenario: Scenario, provider: str, seed: int | None,
+    on_step: Callable[[Step], None],
+) -> ScenarioResult:
+    started = time.perf_counter()
+    try:
+        outcome = runner(scenario, provider=provider, seed=seed, on_step=on_step)
+        if inspect.iscoroutine(outcome):
+            outcome = asyncio.run(outcome)
+        if not isinstance(outcome, ScenarioResult):
+            raise TypeError(f"executor returned {type(outcome).__name__}, not ScenarioResult")
+        result = outcome
+    except Exception as exc:  # an executor crash is this scenario's error, not the run's
+        result = ScenarioResult.for_scenario(scenario, provider=provider, seed=seed)
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        result.error = f"executor crashed: {detail}\n{traceback.format_exc(limit=8)}"
+    if not result.duration_s:
+        result.duration_s = time.perf_counter() - started
+    return result
+
+
+@click.group("sim")
+def command() -> None:
+    """Run simulator scenarios (threats, desync, out-of-scope) and report verdicts."""
+
+
+@command.command("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--provider", type=click.Choice(PROVIDERS), default="embedded",
+              show_default=True, help="Where the relay's backends come from (docs/backends.md).")
+@click.option("--seed", type=int, default=None,
+              help="Override every scenario's seed (default: the seed in each file).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a JUnit XML report here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the full JSON report here.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML report here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(
+    paths: tuple[Path, ...], provider: str, seed: int | None, junit_path: Path | None,
+    json_path: Path | None, html_path: Path | None, quiet: bool,
+) -> None:
+    """Run the scenario files in PATHS (files or directories, searched for *.yaml)."""
+    console = Console()
+    files = discover(list(paths))
+    if not files:
+        raise click.ClickException("no scenario file (*.yaml, *.yml) under the given paths")
+    loaded: list[Scenario | ScenarioResult] = []
+    for path in files:
+        try:
+            loaded.append(load(path))
+        except ScenarioError as exc:
+            loaded.append(ScenarioResult.load_error(
+                str(path), f"invalid scenario: {exc}", provider=provider, seed=seed or 0))
+    runnable = [s for s in loaded if isinstance(s, Scenario) and provider in s.providers]
+    runner = _executor() if runnable else None
+    results: list[ScenarioResult] = []
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, disable=quiet, transient=False,
+    ) as progress:
+        overall = progress.add_task("scenarios", total=len(loaded))
+        steps: TaskID = progress.add_task("steps", total=1, visible=False)
+        for item in loaded:
+            if isinstance(item, ScenarioResult):
+                results.append(item)
+            elif provider not in item.providers:
+                skipped = ScenarioResult.for_scenario(item, provider=provider, seed=seed)
+                skipped.skipped = (f"not applicable to provider {provider!r} (scenario runs on "
+                                   f"{', '.join(item.providers)})")
+                results.append(skipped)
+            else:
+                assert runner is not None
+                progress.reset(steps, total=len(item.steps), visible=True,
+                               description=f"  {item.name}")
+
+                def on_step(step: Step, *, _name: str = item.name) -> None:
+                    progress.update(steps, completed=step.index,
+                                    description=f"  {_name}: {step.kind} (line {step.line})")
+
+                results.append(_run_one(runner, item, provider, seed, on_step))
+                progress.update(steps, completed=len(item.steps))
+            progress.advance(overall)
+        progress.update(steps, visible=False)
+    render(results, console)
+    for target, text in ((junit_path, to_junit(results)), (json_path, to_json(results)),
+                         (html_path, to_html(results))):
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            console.print(f"wrote {target}")
+    if not all(r.verdict.ok for r in results):
+        raise SystemExit(1)
+
+
+@command.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine output: one object per file.")
+def validate(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Load and validate scenario files without running them."""
+    console = Console()
+    report = []
+    for path in discover(list(paths)):
+        try:
+            scenario = load(path)
+            report.append({"file": str(path), "ok": True, "name": scenario.name,
+                           "steps": len(scenario.all_steps())})
+        except ScenarioError as exc:
+            report.append({"file": exc.file, "ok": False, "line": exc.line,
+                           "column": exc.column, "key": exc.key, "error": exc.message})
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for entry in report:
+            if entry["ok"]:
+                console.print(f"[green]ok[/]    {entry['file']} ({entry['steps']} steps)")
+            else:
+                console.print(f"[red]error[/] {entry['file']}:{entry['line']}:{entry['column']}: "
+                              f"{entry['key']}: {entry['error']}", highlight=False)
+    if not all(e["ok"] for e in report) or not report:
+        raise SystemExit(1)
+
+
+@command.command("schema")
+def print_schema() -> None:
+    """Print the scenario JSON Schema (format version 1)."""
+    click.echo(json.dumps(schema(), indent=2))
