@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import shlex
 import sys
@@ -88,9 +89,18 @@ def execute_gate(
     console: Console,
     progress_console: Console | None = None,
     wycheproof: Path | None = None,
+    case_patterns: Sequence[str] = (),
 ) -> GateReport:
     """Load the vectors, run them with a progress bar, and render the terminal report."""
     cases, summary = load_gate_cases(directory, wycheproof)
+    if case_patterns:
+        cases = [
+            case
+            for case in cases
+            if any(fnmatch.fnmatchcase(case.full_id, pattern) for pattern in case_patterns)
+        ]
+        if not cases:
+            raise VectorFormatError(f"no case matches {', '.join(case_patterns)}")
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -161,6 +171,14 @@ def execute_gate(
     help="Also run Project Wycheproof cases (x25519, ed25519, aes_gcm, hkdf_sha256, "
     "hmac_sha256 *_test.json in this directory) through the adapters' primitive operations.",
 )
+@click.option(
+    "--case",
+    "case_patterns",
+    multiple=True,
+    metavar="PATTERN",
+    help="Run only cases whose <file>:<id> matches this fnmatch pattern (repeatable), "
+    "e.g. 'dr-v1-interop:*' or '*:max-skip'.",
+)
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="Write JUnit XML.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write a JSON summary.")
 @click.pass_context
@@ -172,6 +190,7 @@ def command(
     timeout_s: float,
     max_consecutive: int,
     wycheproof_dir: Path | None,
+    case_patterns: tuple[str, ...],
     junit_path: Path | None,
     json_path: Path | None,
 ) -> None:
@@ -206,6 +225,7 @@ def command(
             max_consecutive=max_consecutive,
             console=console,
             wycheproof=wycheproof_dir,
+            case_patterns=case_patterns,
         )
     except (VectorLoadError, VectorFormatError) as exc:
         raise GateSetupError(f"vectors: {exc}") from exc

@@ -110,3 +110,21 @@ def test_demo_generates_verifies_and_gates(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "identical" in result.output
     assert "DEMO PASSED" in result.output
+
+
+def test_case_patterns_select_a_subset(tmp_path: Path) -> None:
+    summary = tmp_path / "gate.json"
+    result = CliRunner().invoke(
+        gate_cli,
+        ["--case", "*:max-skip", "--case", "x3dh-prekey-v1:flags-*", "--json", str(summary)],
+    )
+    assert result.exit_code == 0, result.output
+    ran = [c["case"] for c in json.loads(summary.read_text())["impls"][0]["cases"]]
+    assert ran == [
+        "x3dh-prekey-v1:flags-02",
+        "x3dh-prekey-v1:flags-03",
+        "x3dh-prekey-v1:flags-80",
+        "x3dh-prekey-v1:flags-ff",
+        "dr-v1-interop:max-skip",
+    ]
+    assert CliRunner().invoke(gate_cli, ["--case", "nothing:*"]).exit_code == 2
