@@ -10,6 +10,7 @@ nothing could run at all (no scenario found, no executor).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import time
@@ -42,7 +43,7 @@ class ExecutorUnavailable(click.ClickException):
 def _executor() -> Runner:
     """``simulator.executor.run_scenario``, or a clear error: never a fake result."""
     try:
-        from simulator import executor
+        executor = importlib.import_module("simulator.executor")
     except ImportError as exc:
         raise ExecutorUnavailable(
             f"the scenario executor (simulator.executor) cannot be imported: {exc}"

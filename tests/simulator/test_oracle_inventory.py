@@ -1,0 +1,92 @@
+"""The metadata inventory (seed §2.2, §2.5) reports what a view holds as facts: routing
+identifiers raw or only as 8-hex prefixes, the communication graph from co-occurrence, timings
+(BSON dates, ISO-8601, epoch ``ts``) and volumes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import bson
+import pytest
+
+from simulator.inventory import Identifier, build
+from simulator.oracle import TIER_LOG, TIER_MONGODB, TIER_WIRE, Chunk, h8
+from simulator.scenario import MetadataClass
+
+IDS = [
+    Identifier("user", "u-alice-1", "alice", user="alice"),
+    Identifier("user", "u-bob-22", "bob", user="bob"),
+    Identifier("user", "u-carol-3", "carol", user="carol"),
+    Identifier("device", "d-alice-phone", "alice/phone", user="alice"),
+    Identifier("message", "msg-0001", "m.1"),
+    Identifier("org", "acme", "acme"),
+]
+
+
+def test_database_view_shows_graph_identifiers_timing_and_volume() -> None:
+    when = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+    doc = bson.encode(
+        {
+            "_id": "msg-0001",
+            "sender": "u-alice-1",
+            "recipient": "u-bob-22",
+            "org_id": "acme",
+            "created": when,
+            "body": b"\x00opaque",
+        }
+    )
+    other = bson.encode({"_id": "x", "user": "u-carol-3"})
+    inv = build(
+        "db",
+        "database",
+        [Chunk(TIER_MONGODB, "sf.envelopes/1", doc), Chunk(TIER_MONGODB, "sf.users/3", other)],
+        IDS,
+    )
+    assert inv.raw == {"message": ["m.1"], "org": ["acme"], "user": ["alice", "bob", "carol"]}
+    assert inv.graph == [("alice", "bob")] and not inv.graph_pseudonymous
+    assert inv.timestamps == 1 and inv.first_seen == "2026-05-01T12:00:00.000+00:00"
+    assert inv.items == {TIER_MONGODB: 2} and inv.bytes[TIER_MONGODB] == len(doc) + len(other)
+    assert all(inv.sees(m) for m in MetadataClass)
+    assert inv.to_dict()["sees"]["communication_graph"] is True
+
+
+def test_hashed_logs_show_a_pseudonymous_graph_only() -> None:
+    line = json.dumps(
+        {
+            "ts": 1767225600.5,
+            "event": "deliver",
+            "sender_h8": h8("u-alice-1"),
+            "recipient_h8": h8("u-bob-22"),
+            "org_id": "acme",
+        }
+    )
+    inv = build("ops", "insider", [Chunk(TIER_LOG, "server.log:line 1", line.encode())], IDS)
+    assert inv.raw == {"org": ["acme"]}
+    assert inv.hashed == {"user": ["alice", "bob"]}
+    assert inv.graph == [("alice", "bob")] and inv.graph_pseudonymous
+    assert inv.timestamps == 1 and inv.first_seen is not None
+
+
+def test_opaque_wire_shows_only_timing_and_volume() -> None:
+    chunks = [Chunk(TIER_WIRE, f"#{i} up", bytes([i]) * 300) for i in range(5)]
+    inv = build("tap", "network", chunks, IDS, wire_times=[1.0, 2.0, 3.5])
+    assert not inv.sees(MetadataClass.ROUTING_IDENTIFIERS)
+    assert not inv.sees(MetadataClass.COMMUNICATION_GRAPH)
+    assert inv.sees(MetadataClass.TIMING) and inv.sees(MetadataClass.VOLUME)
+    assert inv.bytes == {TIER_WIRE: 1500} and inv.timestamps == 3
+
+
+def test_identifier_inside_a_longer_token_is_not_seen() -> None:
+    inv = build("x", "database", [Chunk(TIER_MONGODB, "d", b"xu-alice-1x u-bob-223")], IDS)
+    assert inv.raw == {}
+
+
+def test_empty_view_sees_nothing() -> None:
+    inv = build("x", "subpoena", [], IDS)
+    assert not any(inv.sees(m) for m in MetadataClass)
+
+
+def test_unknown_category_is_refused() -> None:
+    with pytest.raises(ValueError, match="category"):
+        build("x", "server", [], [Identifier("colour", "red", "red")])
