@@ -26,5 +26,5 @@ fi
   --config ci/gate.yaml \
   --junit "$REPORTS/gate.junit.xml" \
   --json "$REPORTS/gate.json" \
-  "${extra[@]}" \
+  ${extra[@]+"${extra[@]}"} \
   "$@"
