@@ -111,20 +111,9 @@ func (r *Ratchet) Encrypt(plaintext []byte, rng Entropy) ([]byte, error) {
 
 func (r *Ratchet) encrypt(plaintext []byte, rng Entropy) ([]byte, error) {
 	if r.PendingStep {
-		priv, err := rng.RandomBytes(32, PurposeRatchetKey)
-		if err != nil {
+		if err := r.sendingStep(rng); err != nil {
 			return nil, err
 		}
-		dhs, err := X25519KeyPair(priv)
-		if err != nil {
-			return nil, err
-		}
-		out, err := dhs.DH(r.DHr, "dhr")
-		if err != nil {
-			return nil, err
-		}
-		r.RK, r.CKs = KDFRK(r.RK, out)
-		r.DHs, r.PN, r.Ns, r.PendingStep = dhs, r.Ns, 0, false
 	}
 	if r.CKs == nil {
 		return nil, newErr(ErrNoSession, "sending_chain", "the responder cannot send before it has received a frame")
@@ -138,6 +127,26 @@ func (r *Ratchet) encrypt(plaintext []byte, rng Entropy) ([]byte, error) {
 	f.Ciphertext = Seal(MessageKey(mk), nonce, plaintext, concat(r.AD, f.Header()))
 	r.CKs, r.Ns = next, r.Ns+1
 	return f.Encode(), nil
+}
+
+// sendingStep is the deferred sending half of a DH ratchet step: a fresh ratchet key pair,
+// RK, CKs = KDF_RK(RK, DH(DHs, DHr)), PN = Ns, Ns = 0.
+func (r *Ratchet) sendingStep(rng Entropy) error {
+	priv, err := rng.RandomBytes(32, PurposeRatchetKey)
+	if err != nil {
+		return err
+	}
+	dhs, err := X25519KeyPair(priv)
+	if err != nil {
+		return err
+	}
+	out, err := dhs.DH(r.DHr, "dhr")
+	if err != nil {
+		return err
+	}
+	r.RK, r.CKs = KDFRK(r.RK, out)
+	r.DHs, r.PN, r.Ns, r.PendingStep = dhs, r.Ns, 0, false
+	return nil
 }
 
 // Decrypt opens one DR_V1 frame. It is transactional: the state changes only when the AEAD
