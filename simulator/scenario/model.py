@@ -370,8 +370,10 @@ class Assertion(Step):
 
     Per kind, the fields that matter (others keep their defaults):
 
-    - ``delivered_exactly_once`` / ``not_delivered``: ``messages``, ``devices`` (recipient
-      devices to check; empty = every intended recipient device);
+    - ``delivered_exactly_once`` / ``not_delivered``: ``messages``, ``devices`` (empty =
+      every intended recipient device of each message; else only the listed devices, and
+      for ``delivered_exactly_once`` only those among them that were intended recipients of
+      the message — a sender's own device is never a recipient of its own message);
     - ``decrypt_error``: ``devices`` (exactly one), ``error`` (SPEC §5 name), ``messages``;
     - ``sessions_converge``: ``devices`` (two or more, pairwise digests agree, SPEC §7);
     - ``adversary_decrypts_nothing`` / ``compromise_scope`` / ``forward_secrecy``:
