@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -40,12 +41,15 @@ from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
 from semafore.server.oplog import LOGGER_NAME, configure_logging
 from semafore.storage.memory import memory_stores
+from semafore.storage.ports import Stores
 from simulator import inventory as inv
 from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
 from simulator.fleet import OPERATOR, Fleet
 from simulator.oracle import (
     TIER_LOG,
+    TIER_MONGODB,
     TIER_OBJECT_STORE,
+    TIER_REDIS,
     TIER_WIRE,
     Chunk,
     Oracle,
@@ -102,6 +106,90 @@ class ExecutorError(Exception):
     """The scenario cannot run as written (unknown device, unsupported action here)."""
 
 
+_FAULT_METHODS = {
+    InfraAction.STOP: "stop",
+    InfraAction.START: "start",
+    InfraAction.KILL: "kill",
+    InfraAction.PAUSE: "pause",
+    InfraAction.UNPAUSE: "resume",
+    InfraAction.RESTART: "restart",
+}
+
+
+class Infrastructure:
+    """Where the relay keeps its data: in-process stores (``embedded``) or real MongoDB,
+    Redis and SeaweedFS from helper providers (``local``, ``containers``, ``external``).
+
+    The relay itself always runs in this process (the fleet's), on these stores; backends'
+    fault controls and raw dumps come from :mod:`semafore.infra`.
+    """
+
+    def __init__(self, provider: str, namespace: str) -> None:
+        self.name = provider
+        self.namespace = namespace
+        self.provider: Any = None
+        self.handles: Any = None
+        self.stores: Stores | None = None
+
+    async def start(self) -> Stores:
+        if self.name == "embedded":
+            self.stores = memory_stores()
+            return self.stores
+        from semafore.infra.providers import provider_from_settings
+        from semafore.infra.settings import InfraSettings, ProviderKind
+        from semafore.infra.stores import backend_stores
+
+        try:
+            kind = ProviderKind(self.name)
+        except ValueError:
+            raise ExecutorError(f"unknown provider {self.name!r}") from None
+        settings = dataclasses.replace(InfraSettings.from_env(), provider=kind)
+        self.provider = provider_from_settings(settings)
+        endpoints = await asyncio.to_thread(self.provider.start)
+        self.stores, self.handles = await backend_stores(endpoints, self.namespace)
+        return self.stores
+
+    async def dump(self) -> list[Chunk]:
+        """Every byte the data tier holds, as the oracle's chunks."""
+        if self.provider is None:
+            assert self.stores is not None
+            return [Chunk(TIER_OBJECT_STORE if "blob" in name else TIER_STORE, name, data)
+                    for name, data in await self.stores.dump()]
+        from semafore.infra import dumps
+
+        ep = self.provider.endpoints
+        chunks: list[Chunk] = []
+        for tier, items in (
+            (TIER_MONGODB, await asyncio.to_thread(dumps.dump_mongodb, ep.mongodb_url)),
+            (TIER_REDIS, await asyncio.to_thread(
+                dumps.dump_redis, ep.redis_url, data_dir=self.provider.data_dir("redis"))),
+            (TIER_OBJECT_STORE, await asyncio.to_thread(
+                dumps.dump_seaweedfs, ep.seaweedfs_filer_url,
+                data_dir=self.provider.data_dir("seaweedfs"))),
+        ):
+            chunks.extend(Chunk(tier, str(item.source), bytes(item.data)) for item in items)
+        return chunks
+
+    async def fault(self, target: InfraTarget, action: InfraAction) -> None:
+        if self.provider is None:
+            raise ExecutorError(
+                f"infra {action.value} {target.value}: the embedded provider has no "
+                f"{target.value}; run this scenario with --provider local or containers"
+            )
+        backend = self.provider.backend(target.value)
+        await asyncio.to_thread(getattr(backend, _FAULT_METHODS[action]))
+
+    async def close(self) -> None:
+        if self.handles is not None:
+            with contextlib.suppress(Exception):
+                await self.handles.drop()
+            with contextlib.suppress(Exception):
+                await self.handles.close()
+        if self.provider is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.provider.stop)
+
+
 @dataclass
 class Message:
     """One message of the scenario: label, who sent it to whom, its canary and envelopes."""
@@ -134,17 +222,15 @@ class View:
 class Execution:
     def __init__(self, scenario: Scenario, provider: str, seed: int,
                  on_step: Callable[[Step], None] | None) -> None:
-        if provider != "embedded":
-            raise ExecutorError(
-                f"provider {provider!r}: this executor runs the in-process relay ('embedded'); "
-                "backend-backed relays are not wired yet"
-            )
+        if provider not in ("embedded", "local", "containers", "external"):
+            raise ExecutorError(f"unknown provider {provider!r}")
         self.scenario = scenario
         self.provider = provider
         self.seed = seed
         self.on_step = on_step
         self.result = ScenarioResult.for_scenario(scenario, provider=provider, seed=seed)
-        self.fleet = Fleet(seed=seed, network=True, capture=True, stores=memory_stores())
+        self.infra = Infrastructure(provider, f"sim{seed % 10**9}")
+        self.fleet = Fleet(seed=seed, network=True, capture=True)
         self.entropy = SeededEntropy(f"scenario:{scenario.name}:{seed}").fork("canaries")
         self.oracle = Oracle()
         self.messages: list[Message] = []
@@ -225,6 +311,7 @@ class Execution:
                 self.result.stats.update(self._stats())
             with contextlib.suppress(Exception):
                 await self.fleet.close()
+            await self.infra.close()
             logging.getLogger(LOGGER_NAME).removeHandler(handler)
             self.result.duration_s = round(time.perf_counter() - started, 3)
         return self.result
@@ -251,6 +338,7 @@ class Execution:
 
     async def _setup(self) -> None:
         sc = self.scenario
+        self.fleet.stores = await self.infra.start()
         await self.fleet.start([o.id for o in sc.organisations])
         self.t0 = self.fleet.clock.now()
         admins: dict[str, str] = {}
@@ -482,10 +570,10 @@ class Execution:
 
     async def _infra(self, step: Infra) -> None:
         if step.target is not InfraTarget.SERVER:
-            raise ExecutorError(
-                f"infra {step.action.value} {step.target.value}: the embedded provider has no "
-                f"{step.target.value}; run this scenario with --provider local or containers"
-            )
+            await self.infra.fault(step.target, step.action)
+            self.event(step, "infra", f"{step.action.value} {step.target.value} "
+                       f"({self.infra.name} provider)")
+            return
         if step.action in (InfraAction.PAUSE, InfraAction.UNPAUSE):
             raise ExecutorError("pause/unpause of the in-process relay is not supported")
         if step.action in (InfraAction.STOP, InfraAction.KILL):
@@ -577,10 +665,7 @@ class Execution:
         chunks: list[Chunk] = []
         net = self.fleet.network
         if kind in (CompromiseKind.SERVER, CompromiseKind.DATABASE):
-            assert self.fleet.stores is not None
-            for name, data in await self.fleet.stores.dump():
-                tier = TIER_OBJECT_STORE if ":blobs" in name or "blob" in name else TIER_STORE
-                chunks.append(Chunk(tier, name, data))
+            chunks.extend(await self.infra.dump())
         if kind in (CompromiseKind.SERVER, CompromiseKind.INSIDER):
             for number, line in enumerate(self.log_stream.getvalue().splitlines(), start=1):
                 chunks.append(Chunk(TIER_LOG, f"relay.log:line {number}", line.encode()))

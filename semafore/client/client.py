@@ -40,7 +40,7 @@ from semafore.client.errors import (
     ServerRejected,
     TransportError,
 )
-from semafore.client.transport import RelayHttp
+from semafore.client.transport import RETRY_STATUSES, RelayHttp
 from semafore.protocol.entropy import Entropy
 from semafore.protocol.errors import (
     DuplicateMessage,
@@ -355,6 +355,10 @@ class DeviceClient:
                 return await self._ws_send(user_id, request)
             except (ConnectionClosed, TransportError, TimeoutError):
                 pass  # fall back to HTTP; a duplicate is dropped by message id
+            except ServerRejected as exc:
+                if exc.status not in RETRY_STATUSES:
+                    raise  # 409/410 and friends: the caller repairs the device set
+                # a transient relay failure: HTTP retries it with back-off
         result: dict[str, Any] = await self.http.json(
             "PUT", f"/v1/messages/{user_id}", json=request
         )

@@ -1,7 +1,7 @@
 """HTTP (httpx, async) access to a relay at any base URL (docs/server.md, docs/openapi.json).
 
 :class:`RelayHttp` turns the relay's JSON API into typed calls: it adds the bearer token,
-refreshes it when it expires, retries on connection failures, 429 and 503 with exponential
+refreshes it when it expires, retries on connection failures, 429 and 5xx with exponential
 back-off, and raises :class:`ServerRejected` carrying the relay's machine-readable error
 (``{"error", "field", "detail", ...}``) for everything else. Retrying a send whose answer
 was lost can enqueue it twice; recipients drop the copy by message id (at-least-once).
@@ -24,7 +24,7 @@ from semafore.protocol.entropy import Entropy
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 Sleep = Callable[[float], Awaitable[None]]
 
 

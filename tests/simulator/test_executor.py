@@ -137,7 +137,7 @@ def test_replayed_smx1_is_rejected_by_the_recipient() -> None:
     assert result.verdict is Verdict.PASS, why(result)
 
 
-@pytest.mark.parametrize("provider", ["local"])
+@pytest.mark.parametrize("provider", ["nowhere"])
 def test_unsupported_provider_is_an_error_result_not_a_crash(provider: str) -> None:
     text = HEAD.format(name="p", seed=1, expect="pass") + (
         "  - send: {from: alice/phone, to: bob, label: x}\n"
@@ -164,3 +164,30 @@ def test_a_seeded_scenario_produces_the_same_bytes_on_every_run() -> None:
     assert first.verdict is Verdict.PASS, why(first)
     assert transcript(first) == transcript(second)
     assert transcript(first) != transcript(other)
+
+
+LOCAL_THREATS = """
+- send: {from: alice/phone, to: bob, label: hello, count: 2}
+- attach: {from: bob/tablet, to: alice, label: file, size: 4096}
+- compromise: {kind: server, as: root}
+- infra: {action: restart, target: redis}
+- send: {from: carol/phone, to: alice, label: after}
+- sync: {}
+- assert: {delivered_exactly_once: {messages: all}}
+- assert: {adversary_decrypts_nothing: {adversary: root}}
+- assert: {oracle_clean: {adversaries: [root]}}
+"""
+
+
+@pytest.mark.backend
+def test_server_compromise_on_real_backends_scans_mongodb_redis_and_seaweedfs() -> None:
+    """On ``local`` the relay keeps its data in real MongoDB (FerretDB), Redis and SeaweedFS;
+    the server view is their raw dumps, and a Redis restart mid-run loses nothing."""
+    logging.getLogger("semafore.server").setLevel(logging.ERROR)
+    text = HEAD.format(name="local-threats", seed=3, expect="pass") + textwrap.indent(
+        textwrap.dedent(LOCAL_THREATS), "  ")
+    result = run_scenario(loads(text), provider="local")
+    assert result.error is None, result.error
+    assert result.verdict is Verdict.PASS, why(result)
+    for tier in ("mongodb", "redis", "seaweedfs", "log", "wire"):
+        assert result.oracle_scanned.get(tier, 0) > 0, tier
