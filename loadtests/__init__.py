@@ -1,0 +1,15 @@
+"""Load profiles for capacity planners: locust virtual devices against a SemaFore relay.
+
+Modules (docs/load.md is the user's guide):
+
+- :mod:`loadtests.profile`   named profiles (``profiles/*.yaml``) and their typed parser;
+- :mod:`loadtests.targets`   which relay to load (embedded, local, or a loopback URL) and the
+  refusal of anything else;
+- :mod:`loadtests.corpus`    provisioning plus real SMX1/DR_V1 envelopes made ahead of time by
+  the reference client, so crypto never throttles the generator;
+- :mod:`loadtests.locustfile` the virtual devices (HTTP + WebSocket, run by locust/gevent);
+- :mod:`loadtests.samples`   per-request samples written by the locust process;
+- :mod:`loadtests.report`    the capacity report (summary JSON/Markdown, plot);
+- :mod:`loadtests.search`    the capacity search (step users up until the knee);
+- :mod:`loadtests.runner`    one run end to end (target → corpus → locust → report).
+"""

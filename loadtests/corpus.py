@@ -1,0 +1,454 @@
+"""Provision a population on the target relay and pre-encrypt its traffic (the *corpus*).
+
+Crypto must not throttle the load generator, yet the relay must see the traffic a real
+client sends. So before locust starts, the reference client SDK (:mod:`semafore.client`)
+signs up an organisation, installs every device (login, identity keys, signed prekey,
+one-time prekeys: SPEC §1), fetches bundles from the relay like a client does, and encrypts
+each device's outgoing messages ahead of time: one envelope per recipient device plus the
+sync copies for the sender's own other devices (seed §4.2). Each device pair first completes
+a handshake in memory (the recipient decrypts the SMX1 and replies, the sender decrypts the
+reply), so what follows is a DR_V1 chain as in a live conversation; a broadcaster never hears
+back, so its frames stay SMX1 (SPEC §2). The virtual devices then only replay the prepared
+request bodies.
+
+The corpus is a JSON document (``corpus.json``) plus attachment ciphertexts (``blobs/``);
+it holds access material for the run's throw-away organisation and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import logging
+import math
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtests.profile import Profile
+from semafore.client import Account, DeviceClient, create_organisation, enrol_members, fixed_otp
+from semafore.client.attachments import seal
+from semafore.client.clock import SystemClock
+from semafore.client.content import AttachmentPointer, Content, Kind
+from semafore.client.device import Device
+from semafore.protocol.entropy import SeededEntropy
+from semafore.protocol.keys import bundle_from_dict, device_address
+
+log = logging.getLogger(__name__)
+
+CORPUS_VERSION = 1
+TEST_OTP = "000000"
+ADMIN_USER = "load-admin"
+ADMIN_DEVICE = "console"
+PLACEHOLDER_FILE_ID = "0" * 32
+CONCURRENCY = 16
+
+
+class CorpusError(RuntimeError):
+    """Provisioning failed; ``field`` names the step (``signup``, ``login``, ``bundles``…)."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+@dataclass
+class Person:
+    user_id: str
+    device_ids: list[str]
+    contacts: list[int]
+
+
+def plan_people(profile: Profile, rng: random.Random) -> list[Person]:
+    """Enough people that ``profile.users`` devices can be online (or ``profile.people``)."""
+    people: list[Person] = []
+    devices = 0
+    wanted_people = profile.people
+    if profile.broadcast.enabled:
+        wanted_people = max(wanted_people or 0, profile.broadcast.recipients)
+    wanted_people = max(wanted_people or 0, 2)  # somebody to talk to
+    while devices < profile.users or len(people) < wanted_people:
+        count = profile.population.draw_devices(rng)
+        index = len(people)
+        people.append(Person(f"u{index:05d}", [f"d{k}" for k in range(count)], []))
+        devices += count
+    return people
+
+
+def assign_contacts(people: list[Person], active: set[int], count: int, rng: random.Random) -> None:
+    """Each person's contacts: people with a device online in this run first (so messages
+    are delivered while measured), topped up from everyone else."""
+    for index, person in enumerate(people):
+        online = [i for i in sorted(active) if i != index]
+        chosen = rng.sample(online, min(count, len(online)))
+        if len(chosen) < count:
+            rest = [i for i in range(len(people)) if i != index and i not in chosen]
+            chosen += rng.sample(rest, min(count - len(chosen), len(rest)))
+        person.contacts = chosen
+
+
+def device_slots(people: list[Person]) -> list[tuple[int, str]]:
+    """The order virtual devices come online: one device of every person before anyone's
+    second, so a small run still talks across many people and users with several devices
+    appear once the run is large enough."""
+    depth = max(len(p.device_ids) for p in people)
+    return [
+        (i, p.device_ids[k])
+        for k in range(depth)
+        for i, p in enumerate(people)
+        if k < len(p.device_ids)
+    ]
+
+
+class CorpusBuilder:
+    """Runs the provisioning against ``url`` and writes ``corpus.json`` into ``out_dir``."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        url: str,
+        org_id: str,
+        out_dir: Path,
+        *,
+        seed: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.url = url.rstrip("/")
+        self.org_id = org_id
+        self.out_dir = out_dir
+        self.seed = seed or uuid.uuid4().hex
+        self.entropy = SeededEntropy(f"load:{self.seed}")
+        self.rng = random.Random(self.seed)
+        self.clock = SystemClock()
+        self.progress = progress or (lambda step, done, total: None)
+        self.accounts: dict[str, Account] = {}
+        self.clients: dict[str, DeviceClient] = {}  # address -> client
+        self.admin: DeviceClient | None = None
+        self.admin_totp_secret = ""
+
+    # -- provisioning ----------------------------------------------------------------------
+
+    async def _gather(self, step: str, jobs: list[Callable[[], Awaitable[None]]]) -> None:
+        gate = asyncio.Semaphore(CONCURRENCY)
+        done = 0
+
+        async def run(job: Callable[[], Awaitable[None]]) -> None:
+            nonlocal done
+            async with gate:
+                await job()
+            done += 1
+            self.progress(step, done, len(jobs))
+
+        await asyncio.gather(*(run(j) for j in jobs))
+
+    async def _signup(self, people: list[Person]) -> None:
+        try:
+            org = await create_organisation(
+                self.url, self.org_id, "SemaFore load run", ADMIN_USER, self.entropy.fork("org")
+            )
+        except Exception as exc:
+            raise CorpusError("signup", f"{type(exc).__name__}: {exc}") from exc
+        self.admin_totp_secret = str(org["totp_secret"])
+        admin = Account(
+            self.org_id, ADMIN_USER, self.url, self.entropy.fork, self.clock, fixed_otp(TEST_OTP),
+            totp_secret=self.admin_totp_secret, opk_count=self.profile.prekeys.initial,
+        )
+        self.accounts[ADMIN_USER] = admin
+        self.admin = await admin.add_device(ADMIN_DEVICE, connect=False)
+        await enrol_members(
+            self.admin, self.org_id, [p.user_id for p in people], seats=len(people) + 10
+        )
+
+    async def _install(self, person: Person, device_id: str) -> None:
+        account = self.accounts.get(person.user_id)
+        if account is None:
+            account = self.accounts[person.user_id] = Account(
+                self.org_id, person.user_id, self.url, self.entropy.fork, self.clock,
+                fixed_otp(TEST_OTP), opk_count=self.profile.prekeys.initial,
+            )
+        try:
+            client = await account.add_device(device_id, connect=False)
+        except Exception as exc:
+            raise CorpusError("login", f"{type(exc).__name__}: {exc}") from exc
+        self.clients[device_address(person.user_id, device_id)] = client
+
+    async def _sessions_with(self, sender: DeviceClient, user_id: str) -> None:
+        """Fetch ``user_id``'s bundles from the relay (claims OPKs) and start sessions."""
+        out = await sender.http.json("GET", f"/v1/keys/{user_id}")
+        now = self.clock.now()
+        for raw in out["devices"]:
+            if raw["device_id"] == sender.device_id and user_id == sender.user_id:
+                continue
+            bundle = bundle_from_dict(raw, unb64)
+            if not sender.device.has_session(bundle.address):
+                sender.device.start_session(bundle, sender.entropy, now)
+
+    def _handshake(self, sender: DeviceClient, recipient: Device, first: bytes) -> None:
+        """The recipient reads the SMX1 and replies once; the sender reads the reply, so the
+        sender's next frames to that device are DR_V1 (a live conversation, SPEC §2–§3)."""
+        s = sender.device
+        recipient.trust(s.address, s.keys.identity.ik.public, s.keys.identity.sik.public, 0.0)
+        recipient.decrypt(s.address, first)
+        reply = recipient.encrypt(s.address, b"\x00", self.entropy)
+        s.decrypt(recipient.address, reply)
+
+    # -- encryption ------------------------------------------------------------------------
+
+    def _plaintext(self, message_id: str, size: int, pointer: AttachmentPointer | None) -> bytes:
+        body = self.rng.randbytes(size)
+        kind: Kind = "attachment" if pointer is not None else "text"
+        return Content(message_id, kind, self.clock.now(), body, attachment=pointer).encode()
+
+    def _encrypt_set(
+        self,
+        sender: DeviceClient,
+        person_of: dict[str, Person],
+        user_id: str,
+        plaintext: bytes,
+        handshaken: set[tuple[str, str]],
+    ) -> list[dict[str, Any]]:
+        envelopes = []
+        for device_id in person_of[user_id].device_ids:
+            if user_id == sender.user_id and device_id == sender.device_id:
+                continue
+            address = device_address(user_id, device_id)
+            if (sender.address, address) not in handshaken:
+                first = sender.device.encrypt(address, b"\x00", self.entropy)
+                self._handshake(sender, self.clients[address].device, first)
+                handshaken.add((sender.address, address))
+                handshaken.add((address, sender.address))
+            body = sender.device.encrypt(address, plaintext, self.entropy)
+            envelopes.append(
+                {
+                    "device_id": device_id,
+                    "registration_id": self.clients[address].device.registration_id,
+                    "body": b64(body),
+                }
+            )
+        return envelopes
+
+    def _message(
+        self,
+        sender: DeviceClient,
+        person_of: dict[str, Person],
+        to: str,
+        size: int,
+        handshaken: set[tuple[str, str]],
+        pointer: AttachmentPointer | None = None,
+        blob: int | None = None,
+    ) -> dict[str, Any]:
+        message_id = uuid.UUID(bytes=self.rng.randbytes(16)).hex
+        plaintext = self._plaintext(message_id, size, pointer)
+        main = self._encrypt_set(sender, person_of, to, plaintext, handshaken)
+        sync = self._encrypt_set(sender, person_of, sender.user_id, plaintext, handshaken)
+        entry: dict[str, Any] = {
+            "message_id": message_id,
+            "to": to,
+            "body": json.dumps(
+                {"message_id": message_id, "envelopes": main}, separators=(",", ":")
+            ),
+            "envelopes": len(main),
+            "sync": (
+                json.dumps({"message_id": message_id, "envelopes": sync}, separators=(",", ":"))
+                if sync
+                else None
+            ),
+            "sync_envelopes": len(sync),
+            "plaintext_bytes": size,
+        }
+        if blob is not None:
+            entry["blob"] = blob
+        return entry
+
+    async def build(self) -> Path:
+        """Provision and encrypt; returns the path of ``corpus.json``."""
+        profile = self.profile
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        people = plan_people(profile, self.rng)
+        person_of = {p.user_id: p for p in people}
+        await self._signup(people)
+        await self._gather(
+            "install devices",
+            [functools.partial(self._install, p, d) for p in people for d in p.device_ids],
+        )
+        slots = device_slots(people)
+        online = slots[: max(profile.users, 1)]
+        active_people = sorted({i for i, _ in online})
+        assign_contacts(people, set(active_people), profile.population.contacts, self.rng)
+        # Sessions: every online device with its contacts' devices and its own other devices.
+        jobs: list[Callable[[], Awaitable[None]]] = []
+        for i, device_id in online:
+            person = people[i]
+            sender = self.clients[device_address(person.user_id, device_id)]
+            targets = [people[c].user_id for c in person.contacts]
+            if len(person.device_ids) > 1:
+                targets.append(person.user_id)
+            for user_id in targets:
+                jobs.append(functools.partial(self._sessions_with, sender, user_id))
+        await self._gather("fetch bundles", jobs)
+
+        blobs = self._blobs() if profile.behaviour.tasks.get("attachment") else []
+        handshaken: set[tuple[str, str]] = set()
+        devices_out = []
+        for n, (i, device_id) in enumerate(online):
+            person = people[i]
+            sender = self.clients[device_address(person.user_id, device_id)]
+            outbox = []
+            attachments = []
+            if profile.behaviour.tasks.get("send"):
+                for _ in range(profile.messages_per_device):
+                    to = people[self.rng.choice(person.contacts)].user_id
+                    size = profile.message_size.draw(self.rng)
+                    outbox.append(self._message(sender, person_of, to, size, handshaken))
+            if blobs:
+                for _ in range(max(1, profile.messages_per_device // 2)):
+                    to = people[self.rng.choice(person.contacts)].user_id
+                    k = self.rng.randrange(len(blobs))
+                    pointer = AttachmentPointer(
+                        PLACEHOLDER_FILE_ID, unb64(blobs[k]["key"]), unb64(blobs[k]["sha256"]),
+                        blobs[k]["size"],
+                    )
+                    attachments.append(
+                        self._message(sender, person_of, to, 16, handshaken, pointer, k)
+                    )
+            opk_batches = []
+            batches = profile.prekeys.batches if profile.behaviour.tasks.get("replenish") else 0
+            for _ in range(batches):
+                batch = sender.device.keys.generate_opks(sender.entropy, profile.prekeys.batch)
+                opk_batches.append(
+                    [{"key_id": o.key_id, "pub": b64(o.keypair.public)} for o in batch]
+                )
+            devices_out.append(
+                {
+                    "slot": n,
+                    "user_id": person.user_id,
+                    "device_id": device_id,
+                    "registration_id": sender.device.registration_id,
+                    "own_devices": len(person.device_ids),
+                    "contacts": [people[c].user_id for c in person.contacts],
+                    "outbox": outbox,
+                    "attachments": attachments,
+                    "opk_batches": opk_batches,
+                }
+            )
+            self.progress("encrypt", n + 1, len(online))
+        admin = await self._admin_section(people) if profile.broadcast.enabled else None
+        corpus = {
+            "version": CORPUS_VERSION,
+            "profile": profile.name,
+            "seed": self.seed,
+            "url": self.url,
+            "org_id": self.org_id,
+            "otp": TEST_OTP,
+            "people": len(people),
+            "active_people": len(active_people),
+            "total_devices": len(slots),
+            "devices": devices_out,
+            "admin": admin,
+            "blobs": blobs,
+        }
+        path = self.out_dir / "corpus.json"
+        path.write_text(json.dumps(corpus, separators=(",", ":")), encoding="utf-8")
+        return path
+
+    def _blobs(self) -> list[dict[str, Any]]:
+        """Attachment ciphertexts sealed by the client (ADR-0157) and stored as files."""
+        blob_dir = self.out_dir / "blobs"
+        blob_dir.mkdir(exist_ok=True)
+        out = []
+        for k in range(self.profile.attachments.pool):
+            size = self.profile.attachments.size.draw(self.rng)
+            blob, key, digest = seal(self.rng.randbytes(size), self.entropy)
+            (blob_dir / f"{k}.bin").write_bytes(blob)
+            out.append({"file": f"blobs/{k}.bin", "size": len(blob), "sha256": b64(digest),
+                        "key": b64(key)})
+        return out
+
+    async def _admin_section(self, people: list[Person]) -> dict[str, Any]:
+        """The broadcaster: sessions with every recipient device, then whole broadcasts."""
+        assert self.admin is not None
+        admin = self.admin
+        recipients = people[: self.profile.broadcast.recipients]
+        await self._gather(
+            "broadcast bundles",
+            [functools.partial(self._sessions_with, admin, p.user_id) for p in recipients],
+        )
+        broadcasts = []
+        for n in range(self.profile.broadcast.messages):
+            message_id = uuid.UUID(bytes=self.rng.randbytes(16)).hex
+            size = self.profile.message_size.draw(self.rng)
+            plaintext = Content(
+                message_id, "broadcast", self.clock.now(), self.rng.randbytes(size)
+            ).encode()
+            body_recipients = []
+            deliveries = 0
+            for person in recipients:
+                envelopes = []
+                for device_id in person.device_ids:
+                    address = device_address(person.user_id, device_id)
+                    envelopes.append(
+                        {
+                            "device_id": device_id,
+                            "registration_id": self.clients[address].device.registration_id,
+                            "body": b64(admin.device.encrypt(address, plaintext, self.entropy)),
+                        }
+                    )
+                deliveries += len(envelopes)
+                body_recipients.append({"user_id": person.user_id, "envelopes": envelopes})
+            broadcasts.append(
+                {
+                    "message_id": message_id,
+                    "body": json.dumps(
+                        {"message_id": message_id, "recipients": body_recipients},
+                        separators=(",", ":"),
+                    ),
+                    "deliveries": deliveries,
+                }
+            )
+            self.progress("encrypt broadcasts", n + 1, self.profile.broadcast.messages)
+        return {
+            "user_id": admin.user_id,
+            "device_id": admin.device_id,
+            "refresh_token": admin.http.refresh_token,
+            "broadcasts": broadcasts,
+        }
+
+    async def close(self) -> None:
+        for account in self.accounts.values():
+            await account.close()
+
+
+async def build_corpus(
+    profile: Profile,
+    url: str,
+    org_id: str,
+    out_dir: Path,
+    *,
+    seed: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    builder = CorpusBuilder(profile, url, org_id, out_dir, seed=seed, progress=progress)
+    try:
+        return await builder.build()
+    finally:
+        await builder.close()
+
+
+def expected_sends(profile: Profile) -> int:
+    """Rough number of sends a run makes (to size the corpus; replays beyond it)."""
+    think = sum(profile.behaviour.think_time) / 2 or 0.05
+    return math.ceil(profile.duration / think)

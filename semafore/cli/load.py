@@ -1,0 +1,214 @@
+"""``semafore load run|search|profiles``: locust load profiles and capacity reports (docs/load.md).
+
+``run`` drives one profile against a relay with bounded users, duration and request count;
+``search`` steps the online device count up until p99 send→delivered latency crosses the
+objective or errors pass 0.1 %, and reports the knee. Targets are ``embedded``, ``local``
+(both started here, on 127.0.0.1) or the URL of a relay on a loopback address; any other
+host is refused (docs/load.md, "Where load may go").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def _loadtests() -> None:
+    """Make the repository's ``loadtests`` package importable (it ships beside ``semafore``)."""
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+class LoadSetupError(click.ClickException):
+    """A bad profile, option or target: exit status 2, distinct from a failed objective."""
+
+    exit_code = 2
+
+
+def _progress_bar(console: Console) -> tuple[Progress, Any]:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = progress.add_task(step, total=total)
+        progress.update(tasks[step], completed=done, total=total)
+
+    return progress, update
+
+
+def _common(fn: Any) -> Any:
+    options = [
+        click.argument("profile"),
+        click.option("--target", default="embedded", show_default=True,
+                     help="embedded | local | http://127.0.0.1:PORT (loopback only)"),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+                     help="report directory (default load-results/PROFILE-TIMESTAMP)"),
+        click.option("--seed", default=None, help="seed for the corpus (reproducible traffic)"),
+        click.option("--org", "org_id", default=None,
+                     help="organisation to create (for a URL target: one the relay allow-lists "
+                          "for the test OTP)"),
+        click.option("--json", "as_json", is_flag=True, help="print the summary as JSON"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.group("load")
+def command() -> None:
+    """Load profiles for capacity planners (locust) and capacity reports."""
+
+
+@command.command("profiles")
+@click.option("--json", "as_json", is_flag=True)
+def profiles_cmd(as_json: bool) -> None:
+    """List the bundled profiles and what each models."""
+    _loadtests()
+    from loadtests.profile import available_profiles, load_profile
+
+    items = [load_profile(name) for name in available_profiles()]
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in items], indent=2))
+        return
+    for p in items:
+        click.echo(f"{p.name}: {p.models}")
+
+
+def _execute(options: Any, as_json: bool, console: Console) -> dict[str, Any]:
+    from loadtests.corpus import CorpusError
+    from loadtests.runner import LoadRunError, run_load
+    from loadtests.targets import TargetRefused, TargetUnavailable
+
+    progress, update = _progress_bar(console)
+    options.progress = update
+    try:
+        with progress:
+            summary = run_load(options)
+    except (TargetRefused, TargetUnavailable) as exc:
+        raise LoadSetupError(str(exc)) from exc
+    except (CorpusError, LoadRunError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        console.print((options.out_dir / "summary.md").read_text(encoding="utf-8"))
+        console.print(f"Report: {options.out_dir}")
+    return summary
+
+
+@command.command("run")
+@_common
+@click.option("--users", type=int, default=None, help="online devices (locust users)")
+@click.option("--spawn-rate", type=float, default=None, help="devices started per second")
+@click.option("--duration", type=float, default=None, help="seconds, then locust stops")
+@click.option("--max-requests", type=int, default=None, help="stop after this many requests")
+@click.option("--web", is_flag=True, help="locust's web UI on 127.0.0.1 (autostarts, autoquits)")
+@click.option("--web-port", type=int, default=8089, show_default=True)
+def run_cmd(
+    profile: str,
+    target: str,
+    out_dir: Path | None,
+    seed: str | None,
+    org_id: str | None,
+    as_json: bool,
+    users: int | None,
+    spawn_rate: float | None,
+    duration: float | None,
+    max_requests: int | None,
+    web: bool,
+    web_port: int,
+) -> None:
+    """Run PROFILE (a bundled name or a YAML file) against a relay and write its report."""
+    _loadtests()
+    from loadtests.profile import ProfileError, load_profile
+    from loadtests.runner import RunOptions, default_out_dir
+    from loadtests.targets import TargetRefused, check_loopback
+
+    try:
+        chosen = load_profile(profile).with_overrides(
+            users=users, spawn_rate=spawn_rate, duration=duration, max_requests=max_requests
+        )
+        if target not in ("embedded", "local"):
+            check_loopback(target)
+    except (ProfileError, TargetRefused) as exc:
+        raise LoadSetupError(str(exc)) from exc
+    console = Console(stderr=as_json)
+    options = RunOptions(
+        chosen, target, out_dir or default_out_dir(chosen.name), web=web, web_port=web_port,
+        seed=seed, org_id=org_id,
+    )
+    _execute(options, as_json, console)
+
+
+@command.command("search")
+@_common
+@click.option("--start", "start_users", type=int, default=10, show_default=True)
+@click.option("--step", "step_users", type=int, default=10, show_default=True)
+@click.option("--max-users", type=int, default=200, show_default=True)
+@click.option("--step-duration", type=float, default=20.0, show_default=True,
+              help="seconds per step")
+@click.option("--warmup", type=float, default=5.0, show_default=True,
+              help="seconds at the start of each step left out of its verdict")
+@click.option("--p99-ms", "p99_threshold_ms", type=float, default=250.0, show_default=True,
+              help="objective: p99 send→delivered latency")
+@click.option("--max-error-rate", type=float, default=0.001, show_default=True,
+              help="objective: failed requests / requests")
+@click.option("--spawn-rate", type=float, default=50.0, show_default=True)
+def search_cmd(
+    profile: str,
+    target: str,
+    out_dir: Path | None,
+    seed: str | None,
+    org_id: str | None,
+    as_json: bool,
+    start_users: int,
+    step_users: int,
+    max_users: int,
+    step_duration: float,
+    warmup: float,
+    p99_threshold_ms: float,
+    max_error_rate: float,
+    spawn_rate: float,
+) -> None:
+    """Capacity search: step devices up until the objective breaks; report the knee.
+
+    Exit status 0 when a knee was found (or the search reached --max-users within the
+    objective), 1 when even the first step failed, 2 for setup errors.
+    """
+    _loadtests()
+    from loadtests.profile import ProfileError, load_profile
+    from loadtests.runner import RunOptions, default_out_dir
+    from loadtests.search import SearchError, SearchPlan
+    from loadtests.targets import TargetRefused, check_loopback
+
+    try:
+        chosen = load_profile(profile)
+        plan = SearchPlan(start_users, step_users, max_users, step_duration, warmup,
+                          p99_threshold_ms, max_error_rate, spawn_rate)
+        if target not in ("embedded", "local"):
+            check_loopback(target)
+    except (ProfileError, SearchError, TargetRefused) as exc:
+        raise LoadSetupError(str(exc)) from exc
+    console = Console(stderr=as_json)
+    options = RunOptions(
+        chosen, target, out_dir or default_out_dir(f"search-{chosen.name}"), seed=seed,
+        org_id=org_id, search=plan,
+    )
+    summary = _execute(options, as_json, console)
+    if summary["search"]["knee"] is None:
+        sys.exit(1)

@@ -1,0 +1,174 @@
+"""A short, bounded run of every profile against the embedded relay (127.0.0.1 only).
+
+Each run is a few seconds with a few devices. It must really exercise what its profile
+models — every request name the profile ``expects`` shows up in locust's statistics and the
+relay itself counted the matching routes — and leave a complete, parseable report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from loadtests.profile import Profile, load_profile
+from loadtests.report import read_locust_failures, read_locust_stats
+from loadtests.runner import RunOptions, run_load
+from loadtests.samples import DELIVERED, ENVELOPES, read_samples
+from loadtests.search import SearchPlan
+from semafore.cli.load import command as load_command
+
+pytestmark = pytest.mark.slow
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def small(name: str) -> Profile:
+    """The bundled profile with test-sized bounds; its traffic shape unchanged."""
+    p = load_profile(name).with_overrides(users=5, spawn_rate=5, duration=9)
+    if name == "broadcast_burst":
+        p = dataclasses.replace(
+            p, people=20, broadcast=dataclasses.replace(p.broadcast, recipients=20, interval=2)
+        )
+    if name == "mixed":
+        p = dataclasses.replace(
+            p, people=10, broadcast=dataclasses.replace(p.broadcast, recipients=10, interval=3),
+            behaviour=dataclasses.replace(p.behaviour, think_time=(0.3, 1.0)),
+        )
+    if name == "attachment_heavy":
+        p = dataclasses.replace(
+            p,
+            attachments=dataclasses.replace(
+                p.attachments, pool=3,
+                size=dataclasses.replace(p.attachments.size, median=20_000, max=200_000),
+            ),
+            behaviour=dataclasses.replace(p.behaviour, think_time=(0.5, 1.5)),
+        )
+    if name == "reconnect_storm":
+        p = dataclasses.replace(
+            p, reconnect=dataclasses.replace(p.reconnect, outage_every=3.0, outage_length=0.5),
+            behaviour=dataclasses.replace(p.behaviour, think_time=(0.3, 0.8)),
+        )
+    if name == "office_hours":
+        p = dataclasses.replace(
+            p, behaviour=dataclasses.replace(p.behaviour, think_time=(0.3, 1.0))
+        )
+    return p
+
+
+def assert_report(out: Path, summary: dict[str, Any]) -> None:
+    for name in ("locust_stats.csv", "locust_failures.csv", "locust_stats_history.csv",
+                 "locust.html", "samples.csv", "capacity.png", "summary.json", "summary.md"):
+        assert (out / name).is_file(), name
+    assert (out / "capacity.png").read_bytes().startswith(PNG_MAGIC)
+    assert "<html" in (out / "locust.html").read_text(errors="replace").lower()
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    read_locust_failures(out / "locust_failures.csv")
+    assert read_samples(out / "samples.csv")
+    assert "# Capacity report" in (out / "summary.md").read_text()
+
+
+def server_side_sends(out: Path) -> list[tuple[str, int]]:
+    """Envelopes the devices (not the broadcaster) had accepted, from samples.csv."""
+    return [
+        (s.name, s.bytes) for s in read_samples(out / "samples.csv")
+        if s.type == ENVELOPES and s.name != "POST /v1/broadcasts"
+    ]
+
+
+def names_in(out: Path) -> dict[str, tuple[int, int]]:
+    names: dict[str, tuple[int, int]] = {}
+    for e in read_locust_stats(out / "locust_stats.csv"):
+        names[e.name] = names[f"{e.type} {e.name}"] = (e.requests, e.failures)
+    return names
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["office_hours", "broadcast_burst", "attachment_heavy", "reconnect_storm",
+     "prekey_exhaustion", "mixed"],
+)
+def test_profile_exercises_its_endpoints_and_reports(name: str, tmp_path: Path) -> None:
+    profile = small(name)
+    summary = run_load(RunOptions(profile, "embedded", tmp_path, seed=f"test-{name}"))
+    assert_report(tmp_path, summary)
+    seen = names_in(tmp_path)
+    for expected in profile.expects:
+        assert expected in seen, f"{name}: no {expected!r} in {sorted(seen)}"
+        assert seen[expected][0] > 0, expected
+    assert summary["whole_run"]["failures"] == 0, summary["whole_run"]["errors"]
+    server = summary["server"]
+    assert server is not None
+    for expected in profile.expects:
+        method = expected.partition(" ")[0]
+        if method in ("GET", "PUT", "POST", "DELETE"):
+            # The relay counted at least what locust sent on that route (plus provisioning).
+            assert server["routes"].get(expected, 0) >= seen[expected][0], expected
+    if "WS connect" in profile.expects:
+        assert server["events"].get("websocket_open", 0) >= seen["WS connect"][0]
+    if profile.broadcast.enabled:
+        assert server["broadcasts"] >= seen["POST /v1/broadcasts"][0] > 0
+    if profile.behaviour.tasks.get("send"):
+        sent_by_devices = sum(
+            count for kind, count in server_side_sends(tmp_path)
+        )
+        assert server["envelopes_accepted"] >= sent_by_devices > 0
+    if profile.behaviour.tasks.get("fetch_bundle"):
+        assert server["events"].get("bundles_fetched", 0) >= seen["GET /v1/keys/{user_id}"][0]
+    if DELIVERED in {n.split(" ", 1)[-1] for n in profile.expects}:
+        assert summary["whole_run"]["latency_ms"]["p99"] is not None
+        assert server["envelopes_acked"] > 0
+
+
+def test_max_requests_stops_the_run_early(tmp_path: Path) -> None:
+    profile = small("office_hours").with_overrides(duration=60, max_requests=40)
+    summary = run_load(RunOptions(profile, "embedded", tmp_path))
+    samples = read_samples(tmp_path / "samples.csv")
+    assert samples[-1].t - samples[0].t < 30
+    assert summary["whole_run"]["requests"] >= 1
+
+
+def test_cli_run_writes_a_json_summary(tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(
+        load_command,
+        ["run", "prekey_exhaustion", "--target", "embedded", "--users", "3",
+         "--duration", "5", "--spawn-rate", "3", "--out", str(out), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["run"]["profile"] == "prekey_exhaustion"
+    assert summary["run"]["users"] == 3
+    assert (out / "summary.md").is_file()
+
+
+def test_cli_refuses_a_non_loopback_target() -> None:
+    result = CliRunner().invoke(load_command, ["run", "office_hours", "--target",
+                                      "http://192.0.2.10:8080"])
+    assert result.exit_code == 2
+    assert "not a loopback address" in result.output
+
+
+def test_capacity_search_steps_up_and_reports_the_knee(tmp_path: Path) -> None:
+    profile = small("office_hours")
+    plan = SearchPlan(start_users=2, step_users=2, max_users=4, step_duration=7, warmup=2,
+                      p99_threshold_ms=60_000, max_error_rate=0.5, spawn_rate=10)
+    summary = run_load(RunOptions(profile, "embedded", tmp_path, search=plan))
+    search = summary["search"]
+    assert [s["users"] for s in search["steps"]] == [2, 4]
+    assert search["knee"]["users"] == 4 and search["exhausted"]
+    assert "Knee: 4 devices" in (tmp_path / "summary.md").read_text()
+
+
+def test_capacity_search_stops_at_the_first_failing_step(tmp_path: Path) -> None:
+    profile = small("office_hours")
+    plan = SearchPlan(start_users=2, step_users=2, max_users=8, step_duration=6, warmup=2,
+                      p99_threshold_ms=0.001, spawn_rate=10)
+    summary = run_load(RunOptions(profile, "embedded", tmp_path, search=plan))
+    search = summary["search"]
+    assert search["knee"] is None
+    assert search["first_failure"]["users"] == 2
+    assert len(search["steps"]) == 1
