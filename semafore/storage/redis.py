@@ -25,6 +25,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from semafore.storage.ports import (
     AlreadyExists,
@@ -193,7 +197,16 @@ class RedisNamespace:
     def __init__(self, url: str, prefix: str) -> None:
         if not prefix or any(c in prefix for c in "*?[]"):
             raise ValueError("prefix: must be non-empty and free of glob characters")
-        self.client: aioredis.Redis = aioredis.Redis.from_url(url)
+        # A Redis restart (failover, crash, the simulator's kill -9) drops every pooled
+        # connection: retry connection errors with backoff for ~5 s instead of failing the
+        # request. A retried script never writes twice: each re-checks its preconditions, so
+        # a retry whose first run took effect reports the conflict (AlreadyExists) instead.
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            health_check_interval=5,
+        )
         self.prefix = prefix
 
     def key(self, *parts: str) -> str:

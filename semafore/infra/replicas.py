@@ -1,0 +1,146 @@
+"""N reference-server replicas as separate processes on one shared backend set (seed §3.4:
+horizontally scaled replicas sharing state in MongoDB and Redis), each under the same fault
+controls as a backend (stop, kill -9, pause, restart).
+
+A replica is ``python -m semafore.infra.replicas``: it reads the backends from the
+environment (:meth:`Endpoints.as_env`, i.e. ``SEMAFORE_PROVIDER=external`` + URLs), opens the
+real-backend stores in ``SEMAFORE_NAMESPACE`` and serves the relay on
+``127.0.0.1:SEMAFORE_REPLICA_PORT``. All replicas share ``SEMAFORE_JWT_SECRET`` so a token
+issued by one is honoured by the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from semafore.infra import health
+from semafore.infra.errors import SettingsError
+from semafore.infra.processes import ManagedProcess, ProcessSpec, free_ports
+from semafore.infra.providers import Endpoints
+from semafore.infra.settings import InfraSettings, ProviderKind
+
+UNLIMITED_RATES = {"auth": (1_000_000, 60.0), "keys": (1_000_000, 60.0), "send": (1_000_000, 60.0)}
+
+
+class ReplicaSet:
+    """``count`` relay processes on ``endpoints``; ``urls[i]`` is replica i's base URL."""
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        count: int,
+        work_dir: Path,
+        *,
+        namespace: str = "semafore",
+        test_orgs: tuple[str, ...] = (),
+        unlimited_rates: bool = False,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        if endpoints.embedded:
+            raise SettingsError("endpoints", "replicas need shared backends, not embedded")
+        if count < 1:
+            raise SettingsError("count", "at least one replica")
+        self.endpoints = endpoints
+        self.ports = free_ports(count)
+        self.urls = [f"http://127.0.0.1:{port}" for port in self.ports]
+        env = dict(os.environ)
+        env.update(endpoints.as_env())
+        env.update(
+            {
+                "SEMAFORE_NAMESPACE": namespace,
+                "SEMAFORE_JWT_SECRET": secrets.token_hex(32),
+                "SEMAFORE_TEST_ORGS": ",".join(test_orgs),
+                "SEMAFORE_UNLIMITED_RATES": "1" if unlimited_rates else "",
+            }
+        )
+        env.update(extra_env or {})
+        self.replicas: list[ManagedProcess] = []
+        for index, port in enumerate(self.ports):
+            replica_env = {
+                **env,
+                "SEMAFORE_REPLICA_PORT": str(port),
+                "SEMAFORE_REPLICA_NAME": f"replica-{index}",
+            }
+            url = self.urls[index]
+            spec = ProcessSpec(
+                f"replica-{index}",
+                [sys.executable, "-m", "semafore.infra.replicas"],
+                lambda url=url: health.http_status(url + "/v1/health") == 200,  # type: ignore[misc]
+                work_dir / f"replica-{index}.log",
+                env=replica_env,
+                startup_timeout=60,
+                stop_timeout=5,
+            )
+            self.replicas.append(ManagedProcess(spec))
+
+    def start(self) -> ReplicaSet:
+        try:
+            for replica in self.replicas:
+                replica.start(wait=False)
+            for replica in self.replicas:
+                replica.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for replica in self.replicas:
+            replica.stop()
+
+    def __enter__(self) -> ReplicaSet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _serve() -> None:
+    import uvicorn
+
+    from semafore.infra.stores import backend_stores
+    from semafore.server.app import create_app
+    from semafore.server.settings import Settings
+
+    settings = InfraSettings.from_env()
+    if settings.provider is not ProviderKind.EXTERNAL:
+        raise SettingsError("SEMAFORE_PROVIDER", "a replica needs external backend URLs")
+    endpoints = Endpoints(
+        ProviderKind.EXTERNAL,
+        settings.mongodb_url,
+        settings.redis_url,
+        settings.seaweedfs_filer_url,
+        settings.seaweedfs_s3_url,
+    )
+    secret = bytes.fromhex(os.environ["SEMAFORE_JWT_SECRET"])
+    orgs = frozenset(o for o in os.environ.get("SEMAFORE_TEST_ORGS", "").split(",") if o)
+    relay_settings = Settings(jwt_secret=secret, test_mode=bool(orgs), test_orgs=orgs)
+    if os.environ.get("SEMAFORE_UNLIMITED_RATES"):
+        relay_settings = dataclasses.replace(relay_settings, rate_limits=dict(UNLIMITED_RATES))
+    stores, handles = await backend_stores(
+        endpoints, os.environ.get("SEMAFORE_NAMESPACE", "semafore")
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", int(os.environ["SEMAFORE_REPLICA_PORT"])))
+    config = uvicorn.Config(
+        create_app(relay_settings, stores),
+        log_config=None,
+        access_log=False,
+        ws="websockets-sansio",
+    )
+    try:
+        await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        await handles.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve())
