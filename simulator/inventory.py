@@ -7,8 +7,9 @@ as facts per scenario and per adversary instead of leaving them implicit:
 - **routing identifiers** — which registered identifiers (users, devices, messages,
   deliveries, groups, organisations) appear in the view raw, and which only as the 8-hex
   SHA-256 prefix logs use (pseudonymous but linkable);
-- **communication graph** — pairs of users whose identifiers appear together in one stored
-  item (a document, a Redis value, a log line, a wire record): who talked to whom;
+- **communication graph** — pairs of users whose identifiers appear together, with a message
+  or delivery identifier, in one stored item (an envelope document, a Redis queue entry, a
+  log line about one send, a wire record): who talked to whom;
 - **timing** — how many timestamped observations the view holds (BSON dates, ISO-8601 and
   epoch ``ts`` fields, wire records with capture times) and the span they cover;
 - **volume** — items and bytes per tier.
@@ -54,7 +55,7 @@ class AdversaryInventory:
     kind: str
     raw: dict[str, list[str]] = field(default_factory=dict)  # category -> owners seen raw
     hashed: dict[str, list[str]] = field(default_factory=dict)  # category -> owners seen as h8
-    where: dict[str, list[str]] = field(default_factory=dict)  # owner -> tiers
+    where: dict[str, list[str]] = field(default_factory=dict)  # owner -> tiers ("log:h8")
     graph: list[tuple[str, str]] = field(default_factory=list)  # user pairs, sorted
     graph_pseudonymous: bool = False  # the graph is only visible through h8 prefixes
     timestamps: int = 0
@@ -119,6 +120,7 @@ def build(
         if automaton is None:
             continue
         users_here: dict[str, bool] = {}  # user -> seen raw
+        routed = False
         data = chunk.data
         for pattern, start, end in automaton.find_matches_as_indexes(data, overlapping=True):
             ident, is_hash = meta[pattern]
@@ -126,10 +128,14 @@ def build(
             if (before and _IDENT_CHAR.match(before)) or (after and _IDENT_CHAR.match(after)):
                 continue
             (hashed if is_hash else raw).setdefault(ident.category, set()).add(ident.owner)
-            where.setdefault(ident.owner, set()).add(chunk.tier)
+            where.setdefault(ident.owner, set()).add(f"{chunk.tier}:h8" if is_hash else chunk.tier)
+            if ident.category in ("message", "delivery"):
+                routed = True
             if ident.user is not None:
                 users_here[ident.user] = users_here.get(ident.user, False) or not is_hash
-        users = sorted(users_here)
+        # An edge needs users *and* a message or delivery in the same item (an envelope, a
+        # delivery record, a log line about one send): a user list is not a conversation.
+        users = sorted(users_here) if routed else []
         for i, a in enumerate(users):
             for b in users[i + 1 :]:
                 edges.add((a, b))

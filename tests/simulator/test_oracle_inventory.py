@@ -58,12 +58,14 @@ def test_hashed_logs_show_a_pseudonymous_graph_only() -> None:
             "event": "deliver",
             "sender_h8": h8("u-alice-1"),
             "recipient_h8": h8("u-bob-22"),
+            "message_id_h8": h8("msg-0001"),
             "org_id": "acme",
         }
     )
     inv = build("ops", "insider", [Chunk(TIER_LOG, "server.log:line 1", line.encode())], IDS)
     assert inv.raw == {"org": ["acme"]}
-    assert inv.hashed == {"user": ["alice", "bob"]}
+    assert inv.hashed == {"message": ["m.1"], "user": ["alice", "bob"]}
+    assert inv.where["alice"] == ["log:h8"] and inv.where["acme"] == ["log"]
     assert inv.graph == [("alice", "bob")] and inv.graph_pseudonymous
     assert inv.timestamps == 1 and inv.first_seen is not None
 
@@ -75,6 +77,12 @@ def test_opaque_wire_shows_only_timing_and_volume() -> None:
     assert not inv.sees(MetadataClass.COMMUNICATION_GRAPH)
     assert inv.sees(MetadataClass.TIMING) and inv.sees(MetadataClass.VOLUME)
     assert inv.bytes == {TIER_WIRE: 1500} and inv.timestamps == 3
+
+
+def test_users_listed_together_without_a_message_are_not_an_edge() -> None:
+    roster = Chunk(TIER_MONGODB, "sf.users/all", b"u-alice-1 u-bob-22 u-carol-3")
+    inv = build("db", "database", [roster], IDS)
+    assert inv.raw == {"user": ["alice", "bob", "carol"]} and inv.graph == []
 
 
 def test_identifier_inside_a_longer_token_is_not_seen() -> None:
