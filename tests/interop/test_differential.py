@@ -283,3 +283,95 @@ def test_primitives_agree(
 def test_small_order_points_are_rejected_alike(pair: Pair, point: str) -> None:
     answer = pair.call("x25519.dh", private="42" * 32, public=point)
     assert answer["error"] == "InvalidKey"
+
+
+KEY_ID_CHARS = st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs", "Cc", "M"))
+VALID_KEY_ID_CHARS = st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs", "M"))
+KEY_IDS = st.one_of(
+    st.text(VALID_KEY_ID_CHARS, min_size=1, max_size=60),  # mostly valid (1..255 bytes)
+    st.text(VALID_KEY_ID_CHARS, min_size=1, max_size=60),
+    st.text(KEY_ID_CHARS, max_size=90),  # empty, control characters, > 255 bytes
+)
+
+
+@SETTINGS
+@given(
+    seed=st.binary(min_size=4, max_size=4),
+    spk_id=KEY_IDS,
+    opk_id=st.one_of(st.none(), KEY_IDS),
+    users=st.tuples(st.text(max_size=12), st.text(max_size=12), st.text(max_size=12)),
+    plaintext=st.binary(max_size=200),
+    tamper=st.sampled_from(["none", "none", "none", "sig", "key_id", "small-order-spk"]),
+)
+def test_any_x3dh_bootstrap_is_byte_identical(
+    pair: Pair,
+    seed: bytes,
+    spk_id: str,
+    opk_id: str | None,
+    users: tuple[str, str, str],
+    plaintext: bytes,
+    tamper: str,
+) -> None:
+    """Random identities, key ids (any Unicode, control characters and over-long ones
+    included) and addresses: initiate, parse and respond agree byte for byte or fail alike."""
+    key = {
+        name: scripted(seed, name, 1, 32)[0]
+        for name in ("ik", "sik", "spk", "opk", "aik", "asik", "ek")
+    }
+    pub = {name: _x25519_public(key[name]) for name in ("ik", "spk", "opk", "aik")}
+    bob_sik_pub = pair.call("ed25519.sign", private=key["sik"], message="")["result"]["public"]
+    sig = pair.call(
+        "spk.sign",
+        sik_private=key["sik"],
+        ik_public=pub["ik"],
+        spk_public=pub["spk"],
+        key_id=spk_id,
+    )
+    bundle: dict[str, Any] = {
+        "user_id": users[1],
+        "device_id": users[2],
+        "ik": pub["ik"],
+        "sik": bob_sik_pub,
+        "spk": {
+            "key_id": spk_id,
+            "pub": pub["spk"],
+            "sig": sig["result"]["sig"] if sig["ok"] else "00" * 64,
+        },
+        "opk": None if opk_id is None else {"key_id": opk_id, "pub": pub["opk"]},
+    }
+    if tamper == "sig":
+        bundle["spk"]["sig"] = bundle["spk"]["sig"][:-2] + "ff"
+    elif tamper == "key_id":
+        bundle["spk"]["key_id"] = spk_id + "x"
+    elif tamper == "small-order-spk":
+        bundle["spk"]["pub"] = "00" * 32
+    init = pair.call(
+        "x3dh.initiate",
+        identity={"ik_private": key["aik"], "sik_private": key["asik"]},
+        local_address=f"{users[0]}:a",
+        bundle=bundle,
+        ek_private=key["ek"],
+        nonce=scripted(seed, "nonce", 1, 12)[0],
+        plaintext=plaintext.hex(),
+    )
+    event(f"x3dh.initiate: {init.get('error', 'ok')}")
+    if not init["ok"]:
+        return
+    smx1 = init["result"]["smx1"]
+    pair.call("smx1.parse", data=smx1)
+    alice_sik_pub = pair.call("ed25519.sign", private=key["asik"], message="")["result"]["public"]
+    keys: dict[str, Any] = {
+        "ik_private": key["ik"],
+        "sik_private": key["sik"],
+        "spk": {"key_id": spk_id, "private": key["spk"]},
+        "opks": [] if opk_id is None else [{"key_id": opk_id, "private": key["opk"]}],
+    }
+    answer = pair.call(
+        "x3dh.respond",
+        keys=keys,
+        local_address=f"{users[1]}:{users[2]}",
+        remote={"ik": pub["aik"], "sik": alice_sik_pub, "address": f"{users[0]}:a"},
+        smx1=smx1,
+    )
+    assert answer["ok"], answer
+    assert answer["result"]["plaintext"] == plaintext.hex()

@@ -72,9 +72,8 @@ func Initiate(alice IdentityKeys, addrA string, bob Bundle, rng Entropy) (*Initi
 	return InitiateWithEK(alice, addrA, bob, ek)
 }
 
-// InitiateWithEK is Initiate with EK_A given. The bundle's key ids are checked first (they
-// must fit the SMX1 header, SPEC §1), then the signature (SPEC §2 step 1), and only then
-// any DH.
+// InitiateWithEK is Initiate with EK_A given. The bundle's key ids (they must fit the SMX1
+// header, SPEC §1) and the signature (SPEC §2 step 1) are checked before any DH.
 func InitiateWithEK(alice IdentityKeys, addrA string, bob Bundle, ek KeyPair) (*Initiator, error) {
 	if err := checkBundle(bob); err != nil {
 		return nil, err
@@ -114,16 +113,19 @@ func (i *Initiator) Seal(frame, nonce []byte) []byte {
 	return m.Encode()
 }
 
+// checkBundle validates what the SPK signature covers, verifies it, then the unsigned OPK
+// key id: a bundle with several faults reports the signed part's first (as the reference).
 func checkBundle(bob Bundle) error {
 	if err := ValidateKeyID(bob.SPK.KeyID, "spk.key_id"); err != nil {
 		return err
 	}
-	if bob.OPK != nil {
-		if err := ValidateKeyID(bob.OPK.KeyID, "opk.key_id"); err != nil {
-			return err
-		}
+	if err := VerifySPK(bob.SIK, bob.SPK.KeyID, bob.SPK.Pub, bob.IK, bob.SPK.Sig); err != nil {
+		return err
 	}
-	return VerifySPK(bob.SIK, bob.SPK.KeyID, bob.SPK.Pub, bob.IK, bob.SPK.Sig)
+	if bob.OPK != nil {
+		return ValidateKeyID(bob.OPK.KeyID, "opk.key_id")
+	}
+	return nil
 }
 
 // PrekeyLookup resolves the responder's private prekeys by key id.
