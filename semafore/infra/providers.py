@@ -14,6 +14,7 @@ process it started and deletes its data directories.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -219,6 +220,8 @@ class LocalProvider(Provider):
         self.redis_durable = redis_durable
         self.root: Path | None = None
         self.processes: dict[BackendName, ManagedProcess] = {}
+        self._scratch: list[Path] = []
+        self._weed_ports: list[int] = []
 
     def backend(self, name: BackendName) -> ManagedProcess:
         try:
@@ -278,6 +281,13 @@ class LocalProvider(Provider):
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
+        for scratch in self._scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._scratch.clear()
+        for port in self._weed_ports:
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):  # noqa: S108
+                sock.unlink(missing_ok=True)
+        self._weed_ports = []
 
     # -- one spec per backend -----------------------------------------------------------------
 
@@ -365,10 +375,16 @@ class LocalProvider(Provider):
             ok = health.seaweedfs_ready(urls["master"], urls["filer"])
             return ok and ("s3" not in urls or health.s3_ready(urls["s3"]))
 
+        # weed writes glog files to TMPDIR: give it a private one. Its unix sockets go to a
+        # fixed /tmp/seaweedfs-<role>-<port>.sock whatever TMPDIR says; _stop removes ours.
+        self._weed_ports = list(ports)
+        weed_tmp = Path(tempfile.mkdtemp(prefix="semafore-weed-"))
+        self._scratch.append(weed_tmp)
+        env = {**os.environ, "TMPDIR": str(weed_tmp)}
         # weed hangs for ~10 s in its gRPC graceful stop after SIGTERM; its stores are
         # crash-safe (volume needles and the filer's LevelDB), so SIGKILL after 3 s loses nothing.
         spec = ProcessSpec(
-            "seaweedfs", argv, ready, root / "seaweedfs.log", cwd=data, stop_timeout=3.0
+            "seaweedfs", argv, ready, root / "seaweedfs.log", cwd=data, env=env, stop_timeout=3.0
         )
         return spec, urls
 
