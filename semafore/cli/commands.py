@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from semafore.cli import demo, gate, load, serve, sim, vectors
+from semafore.cli import demo, gate, serve, sim, vectors
 
 
 def all_commands() -> list[click.Command]:
     commands: list[click.Command] = [
-        demo.command, gate.command, load.command, serve.command, sim.command, vectors.command,
+        demo.command, gate.command, serve.command, sim.command, vectors.command,
     ]
     return commands

@@ -15,15 +15,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from semafore import __version__
 from semafore.server import models as m
-from semafore.server.errors import ApiError, ErrorBody
+from semafore.server.deps import reject_unknown_query
+from semafore.server.errors import ApiError, ErrorBody, responses
 from semafore.server.oplog import event
 from semafore.server.relay import Relay
 from semafore.server.routes import accounts, attachments, audit, keys, messages
@@ -147,18 +149,32 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method any route serves for this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "__NONE__"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # Starlette could not parse the body (e.g. not UTF-8 JSON)
+        return JSONResponse(
+            {"error": "invalid_json", "field": "body", "detail": str(exc.detail)}, status_code=422
+        )
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return JSONResponse(
-        {
-            "error": codes.get(exc.status_code, "http_error"),
-            "field": None,
-            "detail": str(exc.detail),
-        },
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
-    )
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    body = {
+        "error": codes.get(exc.status_code, "http_error"),
+        "field": None,
+        "detail": str(exc.detail),
+    }
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -209,10 +225,11 @@ def create_app(settings: Settings, stores: Stores) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    strict_query = [Depends(reject_unknown_query)]
     for module in (accounts, keys, messages, attachments, audit):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=strict_query)
 
-    @app.get("/v1/health", tags=["health"])
+    @app.get("/v1/health", tags=["health"], dependencies=strict_query, responses=responses())
     async def health() -> m.Health:
         return m.Health(status="ok", test_mode=settings.test_mode)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from semafore.server.errors import ApiError
 from semafore.server.relay import Relay
 from semafore.server.tokens import Principal
 
@@ -27,6 +28,28 @@ async def get_principal(
     principal = await relay.authenticate(token)
     request.state.principal = principal
     return principal
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """Unknown query parameters are an error naming them, not silently ignored: a typo'd
+    filter must not turn into "return everything"."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed = _query_names(dependant)
+    for name in request.query_params:
+        if name not in allowed:
+            raise ApiError(
+                422, "unknown_parameter", "unknown query parameter", field=f"query.{name}"
+            )
 
 
 def client_ip(request: Request) -> str | None:

@@ -305,6 +305,11 @@ class Relay:
         if current.role == "admin":
             await self._keep_an_admin(org_id, user_id)
         await self.stores.accounts.delete_membership(org_id, user_id)
+        # Access tokens are bearer tokens: end the user's sessions now, not in 15 minutes.
+        # (Sessions in their other organisations end too; they log in there again.)
+        for device in await self.stores.accounts.list_devices(user_id):
+            await self.stores.tokens.revoke_device(user_id, device.device_id)
+            self.hub.disconnect_device(user_id, device.device_id)
         await self.audit(
             org_id,
             "membership_change",

@@ -13,6 +13,15 @@ from semafore.storage.sqlite import sqlite_stores
 from tests.server.helpers import LogCapture, World, make_world
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Skip even collecting the slow fuzzing tier when the run deselects ``slow``."""
+    if collection_path.name == "test_schemathesis_slow.py":
+        markexpr = str(config.getoption("-m") or "")
+        if "not slow" in markexpr:
+            return True
+    return None
+
+
 @pytest.fixture
 def logs() -> LogCapture:
     return LogCapture()

@@ -216,6 +216,7 @@ def test_retention_really_deletes_expired_data_from_the_store(
     [event] = world.client.get("/v1/orgs/acme/audit", headers=alice.headers).json()["events"]
     assert event["seq"] == 5
 
+
 def test_retention_policy_validation(world: World) -> None:
     world.signup("acme", "alice")
     alice = world.login("acme", "alice", "a1", admin=True)

@@ -63,6 +63,7 @@ async def put_member(
 @router.delete(
     "/v1/orgs/{org_id}/members/{user_id}",
     status_code=204,
+    response_class=Response,
     tags=["organisations"],
     responses=responses(401, 403, 404, 409),
 )
@@ -76,6 +77,7 @@ async def remove_member(
 @router.post(
     "/v1/auth/otp",
     status_code=202,
+    response_class=Response,
     tags=["auth"],
     responses=responses(),
     summary="Send a login OTP to a member (same answer whether or not the account exists)",
@@ -102,7 +104,13 @@ async def switch_org(
     return await relay.switch_org(principal, body, ip)
 
 
-@router.post("/v1/auth/logout", status_code=204, tags=["auth"], responses=responses(401))
+@router.post(
+    "/v1/auth/logout",
+    status_code=204,
+    response_class=Response,
+    tags=["auth"],
+    responses=responses(401),
+)
 async def logout(relay: RelayDep, principal: PrincipalDep) -> Response:
     await relay.logout(principal)
     return Response(status_code=204)
@@ -119,7 +127,11 @@ async def list_devices(relay: RelayDep, principal: PrincipalDep) -> m.DevicesOut
 
 
 @router.delete(
-    "/v1/devices/{device_id}", status_code=204, tags=["devices"], responses=responses(401, 404)
+    "/v1/devices/{device_id}",
+    status_code=204,
+    response_class=Response,
+    tags=["devices"],
+    responses=responses(401, 404),
 )
 async def remove_device(device_id: DeviceId, relay: RelayDep, principal: PrincipalDep) -> Response:
     await relay.remove_device(principal, device_id)

@@ -49,7 +49,12 @@ async def ack(body: m.AckRequest, relay: RelayDep, principal: PrincipalDep) -> m
     return m.AckResponse(acked=await relay.ack(principal, body.delivery_ids))
 
 
-@router.delete("/v1/messages/{delivery_id}", status_code=204, responses=responses(401, 404))
+@router.delete(
+    "/v1/messages/{delivery_id}",
+    status_code=204,
+    response_class=Response,
+    responses=responses(401, 404),
+)
 async def ack_one(
     delivery_id: Annotated[str, Path(min_length=1, max_length=64)],
     relay: RelayDep,

@@ -1,0 +1,95 @@
+"""``semafore serve``: run the reference relay (uvicorn) on an embedded store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+
+import click
+
+from semafore.server.settings import Settings
+from semafore.storage import open_stores
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--store",
+    default="memory",
+    show_default=True,
+    help="'memory' or 'sqlite:PATH' (created if missing).",
+)
+@click.option(
+    "--test-mode",
+    is_flag=True,
+    help="Accept the fixed test OTP, only for organisations named by --test-org (ADR-0164).",
+)
+@click.option("--test-org", "test_orgs", multiple=True, help="Allow-listed test organisation.")
+@click.option("--test-otp", default="000000", show_default=True, help="The test OTP code.")
+@click.option(
+    "--retention-interval",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Seconds between retention enforcement runs (0 disables).",
+)
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
+@click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
+def command(
+    host: str,
+    port: int,
+    store: str,
+    test_mode: bool,
+    test_orgs: tuple[str, ...],
+    test_otp: str,
+    retention_interval: float,
+    log_level: str,
+    print_openapi: bool,
+    as_json: bool,
+) -> None:
+    """Run the SemaFore relay: HTTP + WebSocket API (docs/server.md)."""
+    from semafore.server.app import create_app, openapi_document
+    from semafore.server.oplog import configure_logging
+
+    if print_openapi:
+        click.echo(openapi_document(), nl=False)
+        return
+    if test_orgs and not test_mode:
+        raise click.UsageError("--test-org needs --test-mode")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding {host}, not loopback", err=True)
+    try:
+        stores = open_stores(store)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--store") from exc
+    settings = Settings(
+        test_mode=test_mode,
+        test_orgs=frozenset(test_orgs),
+        test_otp=test_otp,
+        retention_interval=retention_interval,
+    )
+    configure_logging(sys.stderr, getattr(logging, log_level.upper()))
+    import uvicorn
+
+    app = create_app(settings, stores)
+    kind = store.partition(":")[0]
+    if as_json:
+        click.echo(json.dumps({"url": f"http://{host}:{port}", "store": kind}))
+    else:
+        click.echo(f"SemaFore relay on http://{host}:{port} (store: {kind})")
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            ws="websockets-sansio",
+            ws_max_size=2 * 1024 * 1024,
+        )
+    finally:
+        asyncio.run(stores.close())
