@@ -4,6 +4,8 @@ the test-OTP bypass are in test_auth.py; cross-org keys/attachments in their own
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.server.helpers import DeviceSession, World, b64
@@ -73,12 +75,11 @@ def test_a_device_never_reads_or_acks_another_devices_queue(
     ],
 )
 def test_another_orgs_admin_is_refused_everywhere(
-    world: World, org: dict[str, DeviceSession], method: str, path: str, body: object
+    world: World, org: dict[str, DeviceSession], method: str, path: str, body: Any
 ) -> None:
-    kwargs = {"json": body} if body is not None else {}
-    r = world.client.request(method.upper(), path, headers=org["g1"].headers, **kwargs)
+    r = world.client.request(method.upper(), path, headers=org["g1"].headers, json=body)
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
-    member = world.client.request(method.upper(), path, headers=org["b1"].headers, **kwargs)
+    member = world.client.request(method.upper(), path, headers=org["b1"].headers, json=body)
     assert member.status_code == 403 or (path == "/v1/orgs/acme" and member.status_code == 200)
 
 
