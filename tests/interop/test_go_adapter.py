@@ -96,6 +96,28 @@ def test_go_primitives_pass_the_wycheproof_corpus(go_adapter: Path) -> None:
     assert report.passed
 
 
+def test_ci_entry_point_builds_and_gates_reference_and_go(go_adapter: Path, tmp_path: Path) -> None:
+    """interop/run-gate.sh is what CI runs: build, vectors verify, gate reference × go."""
+    proc = subprocess.run(
+        [str(ROOT / "interop" / "run-gate.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            **os.environ,
+            "GATE_REPORTS": str(tmp_path),
+            "VENV": str(Path(sys.executable).parents[1]),
+        },
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "gate.json").read_text())
+    assert summary["verdict"] == "pass"
+    assert [impl["name"] for impl in summary["impls"]] == ["reference", "go"]
+    assert (tmp_path / "gate.junit.xml").is_file()
+
+
 def test_gate_cli_reports_a_pass_for_both(go_adapter: Path, tmp_path: Path) -> None:
     summary_path = tmp_path / "gate.json"
     proc = subprocess.run(
