@@ -69,7 +69,7 @@ func Initiate(alice IdentityKeys, addrA string, bob Bundle, rng Entropy) (*Initi
 	if err != nil {
 		return nil, err
 	}
-	return InitiateWithEK(alice, addrA, bob, ek)
+	return initiate(alice, addrA, bob, ek)
 }
 
 // InitiateWithEK is Initiate with EK_A given. The bundle's key ids (they must fit the SMX1
@@ -78,6 +78,11 @@ func InitiateWithEK(alice IdentityKeys, addrA string, bob Bundle, ek KeyPair) (*
 	if err := checkBundle(bob); err != nil {
 		return nil, err
 	}
+	return initiate(alice, addrA, bob, ek)
+}
+
+// initiate is X3DH steps 3–6 on a checked bundle.
+func initiate(alice IdentityKeys, addrA string, bob Bundle, ek KeyPair) (*Initiator, error) {
 	var a Agreement
 	var err error
 	if a.DH1, err = alice.IK.DH(bob.SPK.Pub, "spk.pub"); err != nil {
