@@ -204,6 +204,7 @@ class Message:
     message_id: str = ""
     recipients: dict[str, bytes] = field(default_factory=dict)  # "user:device" -> envelope
     failed: str | None = None
+    withheld: bool = False  # encrypted but never handed to the transport
 
 
 @dataclass
@@ -370,6 +371,15 @@ class Execution:
             self.oracle.register_identifier("device_id", f"{ref.user}:{ref.device}")
         return client
 
+    async def _fetch_queues(self, refs: tuple[DeviceRef, ...]) -> None:
+        """A ``sync`` is what an app does when it comes to the foreground: fetch the queue
+        over HTTP, whatever the push socket delivered (or lost) meanwhile."""
+        addresses = {f"{r.user}:{r.device}" for r in refs}
+        for client in self.fleet.clients():
+            if self.online.get(client.address) and (not addresses or client.address in addresses):
+                with contextlib.suppress(ClientError):
+                    await client.poll()
+
     async def _settle(self, refs: tuple[DeviceRef, ...] = (), timeout: float = SETTLE_TIMEOUT_S,
                       idle: float = SETTLE_IDLE_S) -> dict[str, set[str]]:
         addresses = [f"{r.user}:{r.device}" for r in refs] or [
@@ -399,6 +409,7 @@ class Execution:
         elif isinstance(step, ReadReceipt):
             await self._receipt(step)
         elif isinstance(step, Sync):
+            await self._fetch_queues(step.devices)
             missing = await self._settle(step.devices, timeout=step.timeout_ms / 1000.0,
                                          idle=min(2.0, step.timeout_ms / 1000.0))
             self.event(step, "sync", "quiescent" if not missing else
@@ -481,12 +492,15 @@ class Execution:
         client = self.client(step.sender)
         for label in self._labels(step.label, step.count):
             msg = self._new_message(label, step.sender, step.to, step)
+            msg.withheld = step.withhold
             body = self._body(msg, step.size, step.text)
             message_id = client.new_message_id()
             for user in step.to:
                 try:
                     result = await self._with_armed_infra(
-                        step.label, client.send_text(user, body, message_id=message_id)
+                        step.label,
+                        client.send_text(user, body, message_id=message_id,
+                                         withhold=step.withhold),
                     )
                 except (ClientError, ProtocolError) as exc:
                     msg.failed = f"{type(exc).__name__}: {exc}"
@@ -494,8 +508,13 @@ class Execution:
                     continue
                 self._record_sent(msg, client, result.envelopes, message_id)
                 self._record_sync(msg, client, message_id)
-            self.event(step, "send", f"{label}: {step.sender} -> {', '.join(step.to)} "
-                       f"({len(msg.recipients)} envelopes)", ok=msg.failed is None)
+            if not step.withhold or step.count <= 10:
+                self.event(step, "send", f"{label}: {step.sender} -> {', '.join(step.to)} "
+                           f"({len(msg.recipients)} envelopes"
+                           f"{', withheld' if step.withhold else ''})", ok=msg.failed is None)
+        if step.withhold and step.count > 10:
+            self.event(step, "send", f"{step.label}.1-{step.count}: {step.sender} -> "
+                       f"{', '.join(step.to)} (encrypted, withheld)")
         await self._settle()
 
     def _record_sync(self, msg: Message, client: DeviceClient, message_id: str) -> None:
@@ -520,12 +539,11 @@ class Execution:
         client = self.client(step.sender)
         msg = self._new_message(step.label, step.sender, step.to, step)
         data = self._body(msg, step.size, None)
-        for user in step.to:
-            result, pointer = await client.send_attachment(user, data, msg.canary)
-            self._record_sent(msg, client, result.envelopes, result.message_id)
-            self._record_sync(msg, client, result.message_id)
-            with contextlib.suppress(OracleError):
-                self.oracle.register_key(f"attachment key of {step.label}", pointer.key)
+        result, pointer = await client.send_attachment(step.to, data, msg.canary)
+        self._record_sent(msg, client, result.envelopes, result.message_id)
+        self._record_sync(msg, client, result.message_id)
+        with contextlib.suppress(OracleError):
+            self.oracle.register_key(f"attachment key of {step.label}", pointer.key)
         self.event(step, "attach", f"{step.label}: {step.size} bytes, {step.sender} -> "
                    f"{', '.join(step.to)}")
         await self._settle()
@@ -792,6 +810,8 @@ class Execution:
         if not chosen:
             return Outcome.ERROR, "no message matches the selector", []
         problems, checked = [], 0
+        if kind is AssertionKind.DELIVERED_EXACTLY_ONCE and step.messages.all:
+            chosen = [m for m in chosen if not m.withheld]  # never sent: nothing to deliver
         for m in chosen:
             targets = wanted or set(m.recipients)
             if m.failed and not m.recipients and kind is AssertionKind.DELIVERED_EXACTLY_ONCE:
@@ -835,6 +855,8 @@ class Execution:
         out = []
         seq = 0
         for m in self.messages:
+            if m.withheld:
+                continue  # never crossed the wire: no adversary holds it
             for recipient, body in sorted(m.recipients.items()):
                 out.append(CapturedEnvelope(seq, f"{m.sender.user}:{m.sender.device}", recipient,
                                             m.label, m.message_id, body, m.sent_at_ms))

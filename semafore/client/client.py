@@ -364,19 +364,25 @@ class DeviceClient:
         )
         return result
 
-    async def send_content(self, user_id: str, content: Content) -> SendResult:
+    async def send_content(
+        self, user_id: str, content: Content, *, withhold: bool = False
+    ) -> SendResult:
         """Encrypt ``content`` for every device of ``user_id`` (and, as a sync copy, for
-        this user's other devices) and send it, handling 409/410 (one envelope per device)."""
+        this user's other devices) and send it, handling 409/410 (one envelope per device).
+
+        ``withhold`` encrypts (advancing every chain) but never hands the envelopes to the
+        transport: a client that crashed after encrypting (how a scenario opens a gap)."""
         async with self._send_lock:
-            result = await self._send_to_user(user_id, content)
+            result = await self._send_to_user(user_id, content, withhold=withhold)
             if user_id != self.user_id:
-                await self._send_sync(user_id, content)
+                await self._send_sync(user_id, content, withhold=withhold)
             self.counters.sent_messages += 1
             self._save()
             return result
 
     async def _send_to_user(
-        self, user_id: str, content: Content, *, allow_empty: bool = False
+        self, user_id: str, content: Content, *, allow_empty: bool = False,
+        withhold: bool = False,
     ) -> SendResult:
         plaintext = content.encode()
         for attempt in range(1, MAX_DEVICE_SET_RETRIES + 2):
@@ -400,6 +406,8 @@ class DeviceClient:
                         "body": b64(body),
                     }
                 )
+            if withhold:
+                return SendResult(content.message_id, sent, attempt)
             try:
                 await self._send_envelopes(user_id, content.message_id, envelopes)
             except ServerRejected as exc:
@@ -440,7 +448,9 @@ class DeviceClient:
             return True
         return False
 
-    async def _send_sync(self, peer_user_id: str, content: Content) -> None:
+    async def _send_sync(
+        self, peer_user_id: str, content: Content, *, withhold: bool = False
+    ) -> None:
         """The sync copy to this user's other devices (skipped when there are none)."""
         sync = Content(
             message_id=content.message_id,
@@ -454,7 +464,7 @@ class DeviceClient:
         )
         if self.user_id not in self.directory:
             await self.own_devices()
-        await self._send_to_user(self.user_id, sync, allow_empty=True)
+        await self._send_to_user(self.user_id, sync, allow_empty=True, withhold=withhold)
 
     def _content(
         self,
@@ -475,22 +485,27 @@ class DeviceClient:
         )
 
     async def send_text(
-        self, user_id: str, body: bytes, *, message_id: str | None = None
+        self, user_id: str, body: bytes, *, message_id: str | None = None,
+        withhold: bool = False,
     ) -> SendResult:
-        return await self.send_content(user_id, self._content("text", body, message_id=message_id))
+        return await self.send_content(
+            user_id, self._content("text", body, message_id=message_id), withhold=withhold
+        )
 
     async def send_receipt(self, user_id: str, message_ids: Iterable[str]) -> SendResult:
         return await self.send_content(user_id, self._content("receipt", receipt_for=message_ids))
 
     async def send_attachment(
-        self, user_id: str, data: bytes, caption: bytes = b""
+        self, user_id: str | Iterable[str], data: bytes, caption: bytes = b""
     ) -> tuple[SendResult, AttachmentPointer]:
-        """Encrypt ``data`` client-side, upload the ciphertext (ADR-0157), send the pointer."""
+        """Encrypt ``data`` client-side, upload the ciphertext once (ADR-0157), send the
+        pointer to each user as one message (same message id)."""
+        users = [user_id] if isinstance(user_id, str) else list(user_id)
         blob, key, digest = attachments.seal(data, self.entropy)
         created = await self.http.json(
             "POST",
             "/v1/attachments",
-            json={"size": len(blob), "sha256": b64(digest), "recipients": [user_id]},
+            json={"size": len(blob), "sha256": b64(digest), "recipients": users},
         )
         file_id = str(created["file_id"])
         await self.http.call(
@@ -500,10 +515,14 @@ class DeviceClient:
             headers={"Content-Type": "application/octet-stream"},
         )
         pointer = AttachmentPointer(file_id, key, digest, len(data))
-        result = await self.send_content(
-            user_id, self._content("attachment", caption, attachment=pointer)
-        )
-        return result, pointer
+        content = self._content("attachment", caption, attachment=pointer)
+        envelopes: dict[str, bytes] = {}
+        attempts = 0
+        for user in users:
+            result = await self.send_content(user, content)
+            envelopes.update(result.envelopes)
+            attempts += result.attempts
+        return SendResult(content.message_id, envelopes, attempts), pointer
 
     async def fetch_attachment(self, pointer: AttachmentPointer) -> bytes:
         """Download the ciphertext, check its SHA-256, decrypt."""
@@ -608,7 +627,21 @@ class DeviceClient:
             self.counters.resets_sent += 1
             self._event("reset_sent", device_address(sender_user, sender_device))
         except ServerRejected as exc:
-            self._event("reset_refused", device_address(sender_user, sender_device), exc.code)
+            address = device_address(sender_user, sender_device)
+            if exc.code != "unknown_envelope_type" or not self.device.has_session(address):
+                self._event("reset_refused", address, exc.code)
+                return
+            # The relay only routes SMX1/DR_V1 bodies. While a session with the sender can
+            # still send, carry the same notice end to end instead (kind "reset"): the sender
+            # applies exactly the SPEC §4 rule, and the relay can no longer forge one.
+            try:
+                async with self._send_lock:
+                    await self._send_to_user(sender_user, self._content("reset", reset))
+            except (ClientError, ProtocolError) as failed:
+                self._event("reset_refused", address, str(failed))
+                return
+            self.counters.resets_sent += 1
+            self._event("reset_sent", address, "e2e")
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -689,6 +722,13 @@ class DeviceClient:
         if not self.device.first_time_seen(f"{sender_user}/{content.message_id}"):
             self.counters.duplicates += 1
             self._event("duplicate_message", sender, content.message_id)
+            return None
+        if content.kind == "reset":
+            if self.device.handle_reset(sender, content.body):
+                self.counters.resets_honoured += 1
+                self._event("reset_honoured", sender, "e2e")
+            else:
+                self._event("reset_ignored", sender, "e2e")
             return None
         if sender_user == self.user_id and sender_device not in self.directory.get(
             self.user_id, _Directory()

@@ -17,8 +17,8 @@ from typing import Any, Literal, cast
 from semafore.client.errors import MalformedContent
 
 MAGIC = b"SFC1"
-Kind = Literal["text", "attachment", "receipt", "broadcast"]
-KINDS: tuple[str, ...] = ("text", "attachment", "receipt", "broadcast")
+Kind = Literal["text", "attachment", "receipt", "broadcast", "reset"]
+KINDS: tuple[str, ...] = ("text", "attachment", "receipt", "broadcast", "reset")
 
 
 @dataclass(frozen=True)
