@@ -93,6 +93,10 @@ class ProcessSpec:
     startup_timeout: float = 60.0
     stop_timeout: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
+    die_with_parent: bool = True
+    """Linux PR_SET_PDEATHSIG: the kernel kills the child when the *thread* that started it
+    exits. Right for the main thread and long-lived workers; turn it off when starting from a
+    short-lived thread (e.g. a one-off ``asyncio.to_thread`` call)."""
 
 
 _live: set[ManagedProcess] = set()
@@ -176,7 +180,11 @@ class ManagedProcess:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=(  # noqa: PLW1509
+                    _die_with_parent
+                    if sys.platform == "linux" and self.spec.die_with_parent
+                    else None
+                ),
             )
         except OSError as exc:
             self._close_log()

@@ -112,3 +112,20 @@ def test_redis_through_the_fault_proxy(local: Provider) -> None:
         assert client.ping()
         client.close()
         assert proxy.stats.refused >= 1 and proxy.stats.cut >= 1
+
+
+def test_external_provider_checks_and_never_stops_what_it_did_not_start(local: Provider) -> None:
+    from semafore.infra.errors import BackendUnavailableError
+    from semafore.infra.providers import ExternalProvider
+    from semafore.infra.settings import InfraSettings
+
+    settings = InfraSettings.from_env(local.endpoints.as_env())
+    with ExternalProvider(settings) as external:
+        assert external.endpoints.redis_url == local.endpoints.redis_url
+    assert local.backend("redis").healthy()  # still running: external stops nothing
+    dead = InfraSettings.from_env(
+        {**local.endpoints.as_env(), "SEMAFORE_REDIS_URL": "redis://127.0.0.1:1/0"}
+    )
+    with pytest.raises(BackendUnavailableError) as info:
+        ExternalProvider(dead).start()
+    assert info.value.backend == "redis"

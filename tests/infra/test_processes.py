@@ -141,3 +141,38 @@ def test_missing_executable_is_a_typed_error(tmp_path: Path) -> None:
     )
     with pytest.raises(BackendUnavailableError, match="cannot execute"):
         ManagedProcess(spec).start()
+
+
+def test_children_die_with_the_harness_even_on_sigkill(tmp_path: Path) -> None:
+    """A harness killed with -9 runs no cleanup; the kernel still takes its backends down."""
+    pid_file = tmp_path / "child.pid"
+    harness = f"""
+import sys, time
+from pathlib import Path
+from semafore.infra.processes import ManagedProcess, ProcessSpec
+spec = ProcessSpec("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"],
+                   lambda: True, Path({str(tmp_path / "sleeper.log")!r}))
+proc = ManagedProcess(spec)
+proc.start()
+Path({str(pid_file)!r}).write_text(str(proc.pid))
+time.sleep(120)
+"""
+    import subprocess
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", harness])
+    try:
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        assert alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(100):
+        if not alive(child):
+            break
+        time.sleep(0.05)
+    assert not alive(child)
