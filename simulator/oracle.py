@@ -12,8 +12,9 @@ server could have written them in:
 - standard and URL-safe base64 in all three alignments, keeping only the characters that
   depend on the value alone, so a value embedded mid-string, with or without padding, is found;
 - JSON-escaped text (``\\u00e9``/``\\"`` forms, and every character ``\\uXXXX``-escaped);
-- inside every gzip / zlib stream found in the data (and gzip streams carried in base64),
-  recursively.
+- inside every gzip / zlib stream and every base64 run found in the data, recursively (a
+  base64 JSON document carrying a base64 body is two levels), each secret reported once at
+  the shallowest level it shows.
 
 Raw identifiers (sub, subject, device_id, message_id, delivery_id, group_id…) are searched in
 log lines only: there they may appear solely as 8-hex SHA-256 prefixes in ``*_h8`` fields
@@ -46,7 +47,8 @@ import numpy as np
 import numpy.typing as npt
 
 MIN_SECRET_LEN = 16
-MAX_DEPTH = 3  # nested compressed streams followed
+MAX_DEPTH = 4  # levels of nested compressed / base64 streams followed
+NESTED_BUDGET_FACTOR = 8  # nested bytes decoded per chunk: at most 8x its size (+1 MiB)
 MAX_INFLATE = 64 << 20  # bytes one compressed candidate may expand to
 MIN_IDENTIFIER_LEN = 2
 
@@ -62,8 +64,11 @@ IDENTIFIER_KINDS = ("sub", "subject", "device_id", "message_id", "delivery_id", 
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
-_GZIP_B64 = b"H4sI"  # base64 of 1f 8b 08
-_B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{16,}={0,2}")
+MIN_B64_RUN = 22  # characters: the shortest run that can carry a 16-byte value
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
+# Byte classes for a fast run search: alphabet -> "A", everything else -> NUL.
+_B64_CLASS = bytes(0x41 if b in _B64_ALPHABET else 0 for b in range(256))
+_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
 _IDENT_CHAR = re.compile(rb"[A-Za-z0-9_-]")
 
 
@@ -305,20 +310,40 @@ class Oracle:
             if end <= starts[k + 1]:  # wholly inside one chunk
                 found.setdefault(k, []).append((pattern, start - starts[k], end - starts[k]))
         for k, chunk in enumerate(batch):
-            hits.extend(self._report(chunk, found.get(k, []), ""))
-            if len(chunk.data) >= 18:
-                hits.extend(self._scan_nested(index, chunk, chunk.data, "", 1))
+            direct = list(self._report(chunk, found.get(k, []), ""))
+            hits.extend(direct)
+            if len(chunk.data) >= MIN_SECRET_LEN:
+                seen = {(h.label, h.kind) for h in direct}
+                hits.extend(self._scan_nested(index, chunk, seen))
         return hits
 
     def _scan_nested(
-        self, index: _NeedleIndex, chunk: Chunk, data: bytes, path: str, depth: int
-    ) -> Iterator[Hit]:
-        if depth > MAX_DEPTH:
-            return
-        for offset, kind, inner in _compressed_streams(data):
-            sub = f"{path}{kind}@{offset} > "
-            yield from self._report(chunk, index.find(inner), sub)
-            yield from self._scan_nested(index, chunk, inner, sub, depth + 1)
+        self, index: _NeedleIndex, chunk: Chunk, seen: set[tuple[str, str]]
+    ) -> list[Hit]:
+        """Search inside every compressed or base64 stream of the chunk, level by level, so a
+        secret is reported once, at the shallowest level it shows (a base64 plaintext is one
+        hit, not also its decoded copy one level down)."""
+        out: list[Hit] = []
+        frontier: list[tuple[str, bytes]] = [("", chunk.data)]
+        budget = NESTED_BUDGET_FACTOR * len(chunk.data) + (1 << 20)
+        for _depth in range(MAX_DEPTH):
+            deeper: list[tuple[str, bytes]] = []
+            level: list[Hit] = []
+            for path, blob in frontier:
+                for offset, kind, inner in _nested_streams(blob):
+                    budget -= len(inner)
+                    if budget < 0:
+                        return out + level
+                    sub = f"{path}{kind}@{offset} > "
+                    level.extend(h for h in self._report(chunk, index.find(inner), sub)
+                                 if (h.label, h.kind) not in seen)
+                    deeper.append((sub, inner))
+            seen |= {(h.label, h.kind) for h in level}
+            out.extend(level)
+            frontier = deeper
+            if not frontier:
+                break
+        return out
 
     def _report(
         self, chunk: Chunk, matches: Iterable[tuple[int, int, int]], path: str
@@ -430,10 +455,15 @@ def _windows(
     return out
 
 
-def _compressed_streams(data: bytes) -> Iterator[tuple[int, str, bytes]]:
-    """Every gzip/zlib stream that inflates from some offset of ``data`` (and gzip streams
-    carried in base64), as (offset, kind, inflated bytes). Candidates that do not inflate to
-    at least one byte are skipped; a truncated stream yields what inflated before the cut."""
+def _nested_streams(data: bytes) -> Iterator[tuple[int, str, bytes]]:
+    """Every stream nested in ``data``, as (offset, kind, decoded bytes):
+
+    - gzip / zlib streams that inflate from some offset (a truncated stream yields what
+      inflated before the cut; candidates that inflate to nothing are skipped);
+    - base64 runs (standard or URL-safe, ≥ :data:`MIN_B64_RUN` characters) decoded at each of
+      the four character alignments, since a run may begin with characters that belong to
+      the text before the encoded value.
+    """
     view = memoryview(data)
     candidates: list[tuple[int, str, int]] = []
     for magic, kind, wbits in [(_GZIP_MAGIC, "gzip", 31)] + [
@@ -447,20 +477,33 @@ def _compressed_streams(data: bytes) -> Iterator[tuple[int, str, bytes]]:
         inner = _inflate(view[offset:], wbits)
         if inner:
             yield offset, kind, inner
-    at = data.find(_GZIP_B64)
-    while at != -1:
-        match = _B64_RUN.match(data, at)
-        if match:
-            run = match.group(0)
+    for start, found in _b64_runs(data):
+        urlsafe = b"-" in found or b"_" in found
+        if urlsafe and (b"+" in found or b"/" in found):
+            continue  # mixed alphabets: not one base64 string
+        run = found.translate(_URLSAFE_TO_STD) if urlsafe else found
+        for shift in range(4):
+            part = run[shift:]
+            part = part[: len(part) - (len(part) % 4 == 1)]
             try:
-                decoded = (base64.urlsafe_b64decode if (b"-" in run or b"_" in run)
-                           else base64.b64decode)(run + b"=" * (-len(run) % 4))
-            except (binascii.Error, ValueError):
-                decoded = b""
-            inner = _inflate(memoryview(decoded), 31) if decoded else b""
-            if inner:
-                yield at, "base64-gzip", inner
-        at = data.find(_GZIP_B64, at + 1)
+                decoded = binascii.a2b_base64(part + b"=" * (-len(part) % 4))
+            except binascii.Error:
+                continue
+            if len(decoded) >= MIN_SECRET_LEN:
+                yield start + shift, "base64-url" if urlsafe else "base64", decoded
+
+
+def _b64_runs(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Maximal runs of base64-alphabet bytes of at least :data:`MIN_B64_RUN` (padding is
+    not part of a run: the decoder pads). ``translate`` + ``find`` keep this at C speed."""
+    classes = data.translate(_B64_CLASS)
+    probe = b"A" * MIN_B64_RUN
+    at = classes.find(probe)
+    while at != -1:
+        end = classes.find(b"\0", at)
+        end = len(data) if end == -1 else end
+        yield at, data[at:end]
+        at = classes.find(probe, end)
 
 
 def _inflate(view: memoryview, wbits: int) -> bytes:
