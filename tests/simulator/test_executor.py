@@ -191,3 +191,34 @@ def test_server_compromise_on_real_backends_scans_mongodb_redis_and_seaweedfs() 
     assert result.verdict is Verdict.PASS, why(result)
     for tier in ("mongodb", "redis", "seaweedfs", "log", "wire"):
         assert result.oracle_scanned.get(tier, 0) > 0, tier
+
+
+def test_the_oracle_in_the_executor_is_not_blind_to_a_leaking_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client that "encrypts" one message as DRV1 || plaintext must fail the scenario, with
+    the canary found on the wire and in the relay's store."""
+    from semafore.client.device import Device
+
+    real = Device.encrypt
+    leaked: list[bytes] = []
+
+    def leaky(self: Device, address: str, plaintext: bytes, entropy: object) -> bytes:
+        if address == "carol:phone" and not leaked:
+            leaked.append(plaintext)
+            return b"DRV1" + plaintext
+        return real(self, address, plaintext, entropy)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Device, "encrypt", leaky)
+    result = run("leak", """
+    - compromise: {kind: server, as: root}
+    - device_offline: {device: carol/phone}
+    - send: {from: alice/phone, to: carol, label: secret}
+    - assert: {oracle_clean: {adversaries: [root]}}
+    """)
+    assert leaked
+    assert result.verdict is Verdict.FAIL
+    tiers = {h.tier for h in result.oracle_hits if h.kind == "canary"}
+    assert "wire" in tiers and "store" in tiers
+    assert all(h.label.startswith("message secret") for h in result.oracle_hits
+               if h.kind == "canary")
