@@ -26,7 +26,10 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from semafore.infra.providers import Endpoints
 
 log = logging.getLogger(__name__)
 
@@ -335,3 +338,68 @@ class ThreadedFaultProxy:
 
     def heal(self) -> None:
         self._do(self.proxy.heal)
+
+
+class BackendLinks:
+    """One :class:`ThreadedFaultProxy` in front of each backend of ``endpoints``:
+    ``links.endpoints`` points through the proxies, ``links["redis"]`` breaks that link.
+
+    Give ``links.endpoints`` (or ``links.endpoints.as_env()``) to the server — replicas
+    included — and the simulator can cut, delay or half-open the server's path to one backend
+    while the backend itself keeps running.
+    """
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.direct = endpoints
+        self.proxies: dict[str, ThreadedFaultProxy] = {}
+        self.endpoints = endpoints
+
+    def __getitem__(self, backend: str) -> ThreadedFaultProxy:
+        return self.proxies[backend]
+
+    def start(self) -> BackendLinks:
+        import dataclasses
+        from urllib.parse import urlsplit
+
+        rewritten: dict[str, str] = {}
+        try:
+            for backend, attr in (
+                ("mongodb", "mongodb_url"),
+                ("redis", "redis_url"),
+                ("seaweedfs", "seaweedfs_filer_url"),
+                ("seaweedfs_s3", "seaweedfs_s3_url"),
+            ):
+                url = getattr(self.direct, attr)
+                if not url:
+                    continue
+                parts = urlsplit(url)
+                proxy = ThreadedFaultProxy(parts.hostname or "127.0.0.1", parts.port or 0)
+                self.proxies[backend] = proxy.start()
+                rewritten[attr] = parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+        except BaseException:
+            self.close()
+            raise
+        d = self.direct
+        self.endpoints = dataclasses.replace(
+            d,
+            mongodb_url=rewritten.get("mongodb_url", d.mongodb_url),
+            redis_url=rewritten.get("redis_url", d.redis_url),
+            seaweedfs_filer_url=rewritten.get("seaweedfs_filer_url", d.seaweedfs_filer_url),
+            seaweedfs_s3_url=rewritten.get("seaweedfs_s3_url", d.seaweedfs_s3_url),
+        )
+        return self
+
+    def heal(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.heal()
+
+    def close(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.close()
+        self.proxies.clear()
+
+    def __enter__(self) -> BackendLinks:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

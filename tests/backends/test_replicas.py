@@ -21,7 +21,7 @@ from semafore.client import (
     enrol_members,
 )
 from semafore.client.account import fixed_otp
-from semafore.infra.providers import LocalProvider, Provider
+from semafore.infra.providers import Endpoints, LocalProvider, Provider
 from semafore.infra.replicas import ReplicaSet
 from semafore.infra.settings import InfraSettings, ProviderKind
 from semafore.infra.testing import require, shared_provider
@@ -48,7 +48,9 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster(provider: Provider, tmp_path: Path, namespace: str) -> AsyncIterator[Cluster]:
+async def cluster(
+    provider: Provider | _ProxiedProvider, tmp_path: Path, namespace: str
+) -> AsyncIterator[Cluster]:
     with ReplicaSet(
         provider.endpoints, 2, tmp_path, namespace=namespace, test_orgs=(ORG,), unlimited_rates=True
     ) as replicas:
@@ -159,3 +161,31 @@ def test_redis_and_replica_killed_at_random_points(durable: LocalProvider, tmp_p
             assert len(set(received)) == len(received)
 
     asyncio.run(body())
+
+
+def test_relay_rides_out_a_cut_and_a_slow_link_to_redis(local: Provider, tmp_path: Path) -> None:
+    from semafore.infra.faultproxy import BackendLinks
+
+    async def body() -> None:
+        with BackendLinks(local.endpoints) as links:
+            proxied = _ProxiedProvider(local, links.endpoints)
+            async with cluster(proxied, tmp_path, "links") as c:
+                alice = await c.device("alice", 0)
+                bob = await c.device("bob", 1)
+                await alice.send_text("bob", b"before")
+                assert links["redis"].cut() >= 1  # every relay->Redis connection reset
+                links["redis"].set_latency(0.05)
+                await alice.send_text("bob", b"after the cut")
+                links.heal()
+                assert bodies(await bob.poll()) == [b"before", b"after the cut"]
+                assert links["redis"].stats.cut >= 1 and links["mongodb"].stats.bytes_up > 0
+
+    asyncio.run(body())
+
+
+class _ProxiedProvider:
+    """Just enough of a Provider for ``cluster``: the endpoints through the fault proxies."""
+
+    def __init__(self, real: Provider, endpoints: Endpoints) -> None:
+        self.real = real
+        self.endpoints = endpoints
