@@ -189,3 +189,30 @@ class _ProxiedProvider:
     def __init__(self, real: Provider, endpoints: Endpoints) -> None:
         self.real = real
         self.endpoints = endpoints
+
+
+def test_replica_killed_between_delivery_and_ack_redelivers_once(
+    local: Provider, tmp_path: Path
+) -> None:
+    async def body() -> None:
+        async with cluster(local, tmp_path, "midack") as c:
+            alice = await c.device("alice", 0)
+            bob = await c.device("bob", 1)
+            sent = [f"unacked-{i}".encode() for i in range(4)]
+            for text in sent:
+                await alice.send_text("bob", text)
+            ack = bob.flush_acks
+
+            async def replica_dies_before_the_ack() -> None:
+                c.replicas.replicas[1].kill()
+
+            bob.flush_acks = replica_dies_before_the_ack  # type: ignore[method-assign]
+            first = bodies(await bob.poll())
+            bob.flush_acks = ack  # type: ignore[method-assign]
+            c.replicas.replicas[1].start()
+            second = bodies(await bob.poll())  # the relay redelivers: nothing was acked
+            assert first == sent and second == []
+            assert bob.counters.duplicates == len(sent)  # dropped by message id
+            assert await bob.poll() == []  # and now they are acked
+
+    asyncio.run(body())
