@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-
-import uvicorn
 
 from semafore.client import Account, DeviceClient, ManualClock, create_organisation, enrol_members
 from semafore.client.account import fixed_otp
 from semafore.protocol.entropy import SeededEntropy
-from semafore.server.app import create_app
 from semafore.server.runner import RunningServer
 from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
-from semafore.storage.ports import Stores
+from simulator.fleet import serve_relay
 
 ORG = "acme"
 UNLIMITED = {"auth": (100_000, 60.0), "keys": (100_000, 60.0), "send": (100_000, 60.0)}
@@ -41,30 +36,6 @@ class World:
 
     async def device(self, user_id: str, device_id: str, *, connect: bool = False) -> DeviceClient:
         return await self.account(user_id).add_device(device_id, connect=connect)
-
-
-@contextlib.asynccontextmanager
-async def serve_relay(settings: Settings, stores: Stores) -> AsyncIterator[RunningServer]:
-    """The relay on a free loopback port in this loop. The socket is created with
-    ``IPPROTO_TCP`` so asyncio sets TCP_NODELAY on accepted connections (with proto 0 it
-    does not, and every keep-alive request waits ~40 ms for a delayed ACK)."""
-    app = create_app(settings, stores)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_config=None, access_log=False, ws="websockets-sansio")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-        await asyncio.sleep(0.005)
-    try:
-        yield RunningServer("127.0.0.1", sock.getsockname()[1], app)
-    finally:
-        server.should_exit = True
-        await asyncio.gather(task, return_exceptions=True)
-        sock.close()
 
 
 @contextlib.asynccontextmanager
