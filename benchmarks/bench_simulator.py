@@ -59,11 +59,22 @@ async def run(devices: int, messages: int, per_user: int, concurrency: int, seed
             async with gate:
                 await client.send_text(to, body)
 
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(15)
+            sent_now = sum(c.counters.sent_messages for c in fleet.clients())
+            print(f"  … {time.perf_counter() - t1:.0f} s: {sent_now} messages sent, "
+                  f"{len(fleet.received)} envelopes delivered", file=sys.stderr, flush=True)
+
+    print(f"set-up done in {setup:.1f} s ({len(refs)} devices connected)", file=sys.stderr,
+          flush=True)
     t1 = time.perf_counter()
+    reporter = asyncio.create_task(progress())
     await asyncio.gather(*(sender_loop(r, items) for r, items in by_sender.items()))
     sent = time.perf_counter() - t1
     missing = await fleet.quiesce(timeout=600, idle=20)
     total = time.perf_counter() - t1
+    reporter.cancel()
     envelopes = sum(c.counters.sent_envelopes for c in fleet.clients())
     received = sum(c.counters.received for c in fleet.clients())
     await fleet.close()

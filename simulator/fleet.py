@@ -102,22 +102,41 @@ class Delivery:
 
 @dataclass
 class Ledger:
-    """What was sent to which device, and what arrived (by ``sender_user/message_id``)."""
+    """What was sent to which device, and what arrived (by ``sender_user/message_id``).
+
+    ``pending`` is kept incrementally (an arrival may be seen before the sender's send call
+    returns), so asking "is everything delivered?" costs O(1) however big the fleet.
+    """
 
     expected: dict[str, set[str]] = field(default_factory=dict)  # recipient -> keys
     arrived: dict[str, list[str]] = field(default_factory=dict)  # recipient -> keys, in order
+    seen: dict[str, set[str]] = field(default_factory=dict)  # recipient -> keys arrived
     envelopes: list[tuple[str, str, str, bytes]] = field(default_factory=list)
     # (sender address, recipient address, message id, envelope bytes) as the clients sent them
+    pending: int = 0
 
     def expect(self, sender_user: str, message_id: str, recipient: str) -> None:
-        self.expected.setdefault(recipient, set()).add(f"{sender_user}/{message_id}")
+        key = f"{sender_user}/{message_id}"
+        want = self.expected.setdefault(recipient, set())
+        if key not in want:
+            want.add(key)
+            if key not in self.seen.get(recipient, ()):
+                self.pending += 1
+
+    def arrive(self, recipient: str, key: str) -> None:
+        self.arrived.setdefault(recipient, []).append(key)
+        have = self.seen.setdefault(recipient, set())
+        if key not in have:
+            have.add(key)
+            if key in self.expected.get(recipient, ()):
+                self.pending -= 1
 
     def missing(self, recipients: Iterable[str] | None = None) -> dict[str, set[str]]:
+        if recipients is None and self.pending == 0:
+            return {}
         out = {}
         for recipient in recipients if recipients is not None else self.expected:
-            want = self.expected.get(recipient, set())
-            have = set(self.arrived.get(recipient, ()))
-            gap = want - have
+            gap = self.expected.get(recipient, set()) - self.seen.get(recipient, set())
             if gap:
                 out[recipient] = gap
         return out
@@ -330,7 +349,7 @@ class Fleet:
 
     def _on_receive(self, client: DeviceClient, received: Received) -> None:
         key = f"{received.sender_user_id}/{received.content.message_id}"
-        self.ledger.arrived.setdefault(client.address, []).append(key)
+        self.ledger.arrive(client.address, key)
         self.received.append((client.address, received))
         self._progress.set()
 
@@ -345,7 +364,10 @@ class Fleet:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            missing = self.ledger.missing(wanted)
+            if wanted is None and self.ledger.pending > 0:
+                missing: dict[str, set[str]] = {"*": set()}
+            else:
+                missing = self.ledger.missing(wanted)
             if not missing:
                 return {}
             remaining = deadline - loop.time()
