@@ -24,8 +24,11 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from semafore.infra.providers import Provider
 
 PAGE = 1000
 _MODE_DIR = 1 << 31  # Go's os.ModeDir, as the filer reports it in "Mode"
@@ -192,4 +195,21 @@ def dump_seaweedfs(filer_url: str, *, data_dir: Path | None = None) -> list[Item
         for file in sorted(data_dir.rglob("*")):
             if file.is_file() and file.suffix in (".dat", ".idx", ".ecx", ".ldb", ".log", ".sst"):
                 items.append(Item(f"seaweedfs-file:{file}", file.read_bytes()))
+    return items
+
+
+def dump_provider(provider: Provider) -> list[Item]:
+    """Everything every backend of a started provider holds: the oracle's one call.
+
+    Includes the on-disk files (Redis RDB/AOF, SeaweedFS volumes) when the provider runs
+    local processes. An ``embedded`` provider holds nothing outside the relay's process.
+    """
+    e = provider.endpoints
+    items: list[Item] = []
+    if e.mongodb_url:
+        items += dump_mongodb(e.mongodb_url)
+    if e.redis_url:
+        items += dump_redis(e.redis_url, data_dir=provider.data_dir("redis"))
+    if e.seaweedfs_filer_url:
+        items += dump_seaweedfs(e.seaweedfs_filer_url, data_dir=provider.data_dir("seaweedfs"))
     return items

@@ -129,3 +129,21 @@ def test_external_provider_checks_and_never_stops_what_it_did_not_start(local: P
     with pytest.raises(BackendUnavailableError) as info:
         ExternalProvider(dead).start()
     assert info.value.backend == "redis"
+
+
+def test_dump_provider_covers_all_three_backends_and_their_files(local: Provider) -> None:
+    e = local.endpoints
+    assert e.redis_url and e.mongodb_url and e.seaweedfs_filer_url
+    needle = marker()
+    client = redis.Redis.from_url(e.redis_url)
+    client.set(b"all:marker", needle)
+    client.close()
+    mongo: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(e.mongodb_url)
+    mongo.alldb.c.insert_one({"m": needle})
+    mongo.close()
+    request = urllib.request.Request(
+        f"{e.seaweedfs_filer_url}/all/m.bin", data=needle, method="PUT"
+    )
+    urllib.request.urlopen(request).close()
+    hits = dumps.find(dumps.dump_provider(local), needle)
+    assert {h.split(":", 1)[0] for h in hits} >= {"redis", "mongodb", "seaweedfs", "seaweedfs-file"}
