@@ -61,6 +61,10 @@ ferretdb() {
   if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
     return 0
   fi
+  # the Go toolchain: PATH, else the usual tarball location, else Debian's package
+  if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+    export PATH="/usr/local/go/bin:$PATH"
+  fi
   command -v go >/dev/null 2>&1 || apt_install golang-go
   mkdir -p "$TOOLS/bin" "$TOOLS/src"
   printf '*\n' > "$TOOLS/.gitignore"
