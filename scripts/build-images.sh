@@ -67,7 +67,7 @@ ferretdb() {
   local bin=$TOOLS/bin/ferretdb sha
   sha=$(sha256sum "$bin" | cut -c1-64)
   if current semafore/ferretdb:1.24.2 "$sha"; then return; fi
-  if ! file "$bin" | grep -q 'statically linked'; then
+  if ldd "$bin" >/dev/null 2>&1; then  # ldd fails on a static binary
     echo "build-images: $bin is not static; rebuild it with scripts/install-backends.sh" >&2
     return 1
   fi
