@@ -90,6 +90,7 @@ def command(
             access_log=False,
             ws="websockets-sansio",
             ws_max_size=2 * 1024 * 1024,
+            ws_per_message_deflate=False,  # ciphertext does not compress
         )
     finally:
         asyncio.run(stores.close())

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import uuid
 from collections.abc import Iterable, Sequence
@@ -694,7 +695,7 @@ class Relay:
     ) -> list[QueuedEnvelope]:
         return [
             QueuedEnvelope(
-                delivery_id=uuid.uuid4().hex,
+                delivery_id=os.urandom(16).hex(),
                 org_id=principal.org_id,
                 message_id=message_id,
                 kind=kind,
@@ -741,6 +742,7 @@ class Relay:
         self.hub.publish(entries)
         event(
             "message_accepted",
+            logging.DEBUG,
             org_id=principal.org_id,
             sender=principal.user_id,
             recipient=user_id,
@@ -854,6 +856,7 @@ class Relay:
         if acked:
             event(
                 "envelopes_acked",
+                logging.DEBUG,
                 org_id=principal.org_id,
                 device_id=principal.device_id,
                 count=len(acked),

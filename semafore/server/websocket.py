@@ -4,7 +4,8 @@ Frames are JSON text (docs/server.md "WebSocket"):
 
 - server → device: ``{"type": "envelope", <EnvelopeOut fields>}``, oldest first; first the
   queue backlog, then every envelope enqueued while connected.
-- device → server: ``{"type": "ack", "delivery_ids": [...]}`` → ``{"type": "acked", ...}``;
+- device → server: ``{"type": "ack", "delivery_ids": [...]}`` (silent, like Signal's
+  websocket acks; add ``"confirm": true`` to get ``{"type": "acked", "delivery_ids"}`` back);
   ``{"type": "send", "request_id", "user_id", "message": <SendRequest>}`` →
   ``{"type": "response", "request_id", "status", "body"}`` with the same body and status
   the HTTP ``PUT /v1/messages/{user_id}`` would give.
@@ -167,7 +168,8 @@ class DeviceSocket:
             return
         acked = await self.relay.ack(self.principal, req.delivery_ids)
         self.inflight.difference_update(req.delivery_ids)
-        self._reply({"type": "acked", "delivery_ids": acked})
+        if frame.get("confirm") is True:
+            self._reply({"type": "acked", "delivery_ids": acked})
         if self.more_backlog and len(self.inflight) < BACKLOG_PAGE // 2:
             self.conn.outbox.put_nowait("refill")
 

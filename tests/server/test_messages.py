@@ -155,7 +155,13 @@ def test_websocket_pushes_backlog_then_live_and_deletes_on_ack(
         assert send(world, a1, "bob", [env(b1), env(b2)], mid="live").status_code == 200
         second = ws.receive_json()
         assert second["message_id"] == "live"
-        ws.send_json({"type": "ack", "delivery_ids": [first["delivery_id"], second["delivery_id"]]})
+        ws.send_json(
+            {
+                "type": "ack",
+                "delivery_ids": [first["delivery_id"], second["delivery_id"]],
+                "confirm": True,
+            }
+        )
         acked = ws.receive_json()
         assert acked == {
             "type": "acked",

@@ -1,0 +1,432 @@
+"""Relay throughput and latency: the SemaFore relay beside a bare WebSocket relay, same run.
+
+Both relays run as their own process on 127.0.0.1; this process drives both with identical
+clients: ``--pairs`` sender/receiver WebSocket pairs move ``--envelopes`` envelopes of
+``--size`` bytes, at most ``--window`` in flight per sender. Each envelope carries its send
+time, so the receiver measures send→delivered latency.
+
+- bare: ``websockets`` server that reads ``"<to>|<payload>"`` and writes ``payload`` to the
+  connection named ``to``: receive, forward, nothing else.
+- semafore: the full relay (``semafore.server``) on the chosen store: token auth, JSON and
+  envelope validation, the device-set check, rate limiting, queueing in the store, push,
+  ack-then-delete with a delivery proof per envelope, structured logging.
+
+Prints envelopes/s, p50/p99 latency for each and the throughput ratio (target ≥ 0.5).
+``--json`` prints the same as one JSON object. Bounded: stops after the envelopes are
+delivered or ``--timeout`` seconds.
+
+    python -m benchmarks.bench_relay --envelopes 20000 --store memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+ORG = "bench"
+PASSWORD_OTP = "000000"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the two relays (each runs in its own process) ------------------------------------------
+
+
+async def bare_relay(port: int) -> None:
+    peers: dict[str, Any] = {}
+
+    async def handler(ws: Any) -> None:
+        name = await ws.recv()
+        peers[name] = ws
+        try:
+            async for frame in ws:
+                to, _, payload = frame.partition("|")
+                target = peers.get(to)
+                if target is not None:
+                    await target.send(payload)
+        finally:
+            peers.pop(name, None)
+
+    async with websockets.serve(handler, "127.0.0.1", port, max_size=2**20, compression=None):
+        await asyncio.Future()
+
+
+def semafore_relay(port: int, store: str) -> None:
+    import uvicorn
+
+    from semafore.server.app import create_app
+    from semafore.server.oplog import configure_logging
+    from semafore.server.settings import Settings
+    from semafore.storage import open_stores
+
+    limits = {"auth": (10**6, 60.0), "keys": (10**6, 60.0), "send": (10**7, 60.0)}
+    settings = Settings(
+        test_mode=True, test_orgs=frozenset({ORG}), rate_limits=limits, retention_interval=0
+    )
+    configure_logging(open(os.devnull, "w"), logging.INFO)  # noqa: SIM115 (lives with the process)
+    app = create_app(settings, open_stores(store))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+    )
+
+
+# --- measurement ----------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    delivered: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "relay": self.name,
+            "envelopes": self.delivered,
+            "seconds": round(self.seconds, 3),
+            "envelopes_per_s": round(self.rate, 1),
+            "p50_ms": round(self.percentile(0.50), 3),
+            "p99_ms": round(self.percentile(0.99), 3),
+            "mean_ms": round(statistics.fmean(self.latencies) * 1000, 3)
+            if self.latencies
+            else None,
+        }
+
+
+def payload(size: int) -> bytes:
+    stamp = struct.pack(">d", time.perf_counter())
+    return b"DRV1" + stamp + b"\x00" * max(0, size - 12)
+
+
+def sent_at(body: bytes) -> float:
+    return float(struct.unpack(">d", body[4:12])[0])
+
+
+async def drive(
+    name: str,
+    pairs: int,
+    total: int,
+    window: int,
+    open_sender: Any,
+    open_receiver: Any,
+    timeout: float,
+) -> Result:
+    """Run ``pairs`` sender→receiver streams of ``total/pairs`` envelopes each."""
+    per_pair = total // pairs
+    result = Result(name)
+    done = asyncio.Event()
+    start = time.perf_counter()
+    last = start
+    delivered_total = 0
+
+    async def pair(i: int) -> None:
+        nonlocal last, delivered_total
+        credit = asyncio.Semaphore(window)
+        send, close_sender = await open_sender(i)
+        receive, close_receiver = await open_receiver(i)
+
+        async def consumer() -> None:
+            nonlocal last, delivered_total
+            got = 0
+            while got < per_pair:
+                bodies = await receive()
+                now = time.perf_counter()
+                for body in bodies:
+                    result.latencies.append(now - sent_at(body))
+                    credit.release()
+                got += len(bodies)
+                delivered_total += len(bodies)
+                last = now
+            if delivered_total >= per_pair * pairs:
+                done.set()
+
+        consumer_task = asyncio.create_task(consumer())
+        for n in range(per_pair):
+            await credit.acquire()
+            await send(n)
+        await consumer_task
+        await close_sender()
+        await close_receiver()
+
+    tasks = [asyncio.create_task(pair(i)) for i in range(pairs)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout)
+    finally:
+        for task in tasks:
+            task.cancel()
+    result.delivered = delivered_total
+    result.seconds = last - start
+    return result
+
+
+async def run_bare(
+    port: int, pairs: int, total: int, window: int, size: int, timeout: float
+) -> Result:
+    url = f"ws://127.0.0.1:{port}"
+
+    async def open_sender(i: int) -> Any:
+        ws = await connect(url, max_size=2**20, compression=None)
+        await ws.send(f"s{i}")
+
+        async def send(n: int) -> None:
+            await ws.send(f"r{i}|" + base64.b64encode(payload(size)).decode())
+
+        return send, ws.close
+
+    async def open_receiver(i: int) -> Any:
+        ws = await connect(url, max_size=2**20, compression=None)
+        await ws.send(f"r{i}")
+
+        async def receive() -> list[bytes]:
+            return [base64.b64decode(await ws.recv())]
+
+        return receive, ws.close
+
+    return await drive(
+        "bare websockets relay", pairs, total, window, open_sender, open_receiver, timeout
+    )
+
+
+async def run_semafore(
+    port: int, pairs: int, total: int, window: int, size: int, timeout: float
+) -> Result:
+    base = f"http://127.0.0.1:{port}"
+    ws_url = f"ws://127.0.0.1:{port}/v1/websocket"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        signup = await http.post(
+            "/v1/orgs", json={"org_id": ORG, "name": "Bench", "admin_user_id": "admin"}
+        )
+        signup.raise_for_status()
+        from semafore.server.totp import totp
+
+        secret = signup.json()["totp_secret"]
+        raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
+        admin = await http.post(
+            "/v1/auth/login",
+            json={
+                "org_id": ORG,
+                "user_id": "admin",
+                "device_id": "d",
+                "otp": PASSWORD_OTP,
+                "totp": totp(raw, time.time()),
+            },
+        )
+        admin.raise_for_status()
+        auth = {"Authorization": f"Bearer {admin.json()['access_token']}"}
+        sessions: dict[str, dict[str, Any]] = {}
+        for i in range(pairs):
+            for role in ("s", "r"):
+                user = f"{role}{i}"
+                (
+                    await http.put(
+                        f"/v1/orgs/{ORG}/members/{user}", json={"role": "member"}, headers=auth
+                    )
+                ).raise_for_status()
+                r = await http.post(
+                    "/v1/auth/login",
+                    json={"org_id": ORG, "user_id": user, "device_id": "d1", "otp": PASSWORD_OTP},
+                )
+                r.raise_for_status()
+                sessions[user] = r.json()
+
+    async def open_sender(i: int) -> Any:
+        me = sessions[f"s{i}"]
+        peer = sessions[f"r{i}"]
+        ws = await connect(
+            ws_url,
+            additional_headers={"Authorization": f"Bearer {me['access_token']}"},
+            max_size=2**21,
+            compression=None,
+        )
+
+        async def drain() -> None:  # send results: count refusals, never expected
+            async for frame in ws:
+                if '"status":200' not in frame:
+                    raise RuntimeError(f"relay refused a send: {frame!r}")
+
+        drainer = asyncio.create_task(drain())
+
+        async def send(n: int) -> None:
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "send",
+                        "request_id": n,
+                        "user_id": f"r{i}",
+                        "message": {
+                            "message_id": f"m{i}-{n}",
+                            "envelopes": [
+                                {
+                                    "device_id": "d1",
+                                    "registration_id": peer["registration_id"],
+                                    "body": base64.b64encode(payload(size)).decode(),
+                                }
+                            ],
+                        },
+                    }
+                )
+            )
+
+        async def close() -> None:
+            drainer.cancel()
+            await ws.close()
+
+        return send, close
+
+    async def open_receiver(i: int) -> Any:
+        me = sessions[f"r{i}"]
+        ws: ClientConnection = await connect(
+            ws_url,
+            additional_headers={"Authorization": f"Bearer {me['access_token']}"},
+            max_size=2**21,
+            compression=None,
+        )
+
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def reader() -> None:
+            async for frame in ws:
+                parsed = json.loads(frame)
+                if parsed.get("type") == "envelope":
+                    inbox.put_nowait(parsed)
+
+        reading = asyncio.create_task(reader())
+
+        async def receive() -> list[bytes]:
+            # Take what has arrived (at least one), ack it in one frame like a real client.
+            frames = [await inbox.get()]
+            while not inbox.empty() and len(frames) < 64:
+                frames.append(inbox.get_nowait())
+            await ws.send(
+                json.dumps({"type": "ack", "delivery_ids": [f["delivery_id"] for f in frames]})
+            )
+            return [base64.b64decode(f["body"]) for f in frames]
+
+        async def close() -> None:
+            reading.cancel()
+            await ws.close()
+
+        return receive, close
+
+    return await drive("semafore relay", pairs, total, window, open_sender, open_receiver, timeout)
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"relay on port {port} did not start")
+
+
+@contextlib.contextmanager
+def relay_process(args: list[str], port: int) -> Any:
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_relay", *args])
+    try:
+        wait_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envelopes", type=int, default=20000)
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--window", type=int, default=64, help="in-flight envelopes per sender")
+    parser.add_argument("--size", type=int, default=300, help="envelope body bytes")
+    parser.add_argument("--store", default="memory", help="memory or sqlite:PATH")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-semafore", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        asyncio.run(bare_relay(args.serve_bare))
+        return
+    if args.serve_semafore:
+        semafore_relay(args.serve_semafore, args.store)
+        return
+
+    bare_port, relay_port = free_port(), free_port()
+    with relay_process(["--serve-bare", str(bare_port)], bare_port):
+        bare = asyncio.run(
+            run_bare(bare_port, args.pairs, args.envelopes, args.window, args.size, args.timeout)
+        )
+    with relay_process(["--serve-semafore", str(relay_port), "--store", args.store], relay_port):
+        ours = asyncio.run(
+            run_semafore(
+                relay_port, args.pairs, args.envelopes, args.window, args.size, args.timeout
+            )
+        )
+    ratio = ours.rate / bare.rate if bare.rate else 0.0
+    report = {
+        "envelopes": args.envelopes,
+        "pairs": args.pairs,
+        "window": args.window,
+        "size": args.size,
+        "store": args.store.partition(":")[0],
+        "bare": bare.summary(),
+        "semafore": ours.summary(),
+        "throughput_ratio": round(ratio, 3),
+        "target_ratio": 0.5,
+    }
+    if args.json:
+        print(json.dumps(report))
+        return
+    for r in (bare, ours):
+        s = r.summary()
+        print(
+            f"{s['relay']:<24} {s['envelopes']:>7} env  {s['envelopes_per_s']:>10.1f} env/s  "
+            f"p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms"
+        )
+    print(
+        f"ratio semafore/bare: {ratio:.2f} (target >= 0.50, {'met' if ratio >= 0.5 else 'NOT met'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
