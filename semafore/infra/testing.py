@@ -93,6 +93,17 @@ BASH = shutil.which("bash") or "/bin/bash"
 
 def _stop_engine() -> None:
     stop_shared()  # containers first, then the engine they run on
+    # another test session may have started containers on the engine this one started:
+    # leave it running for them (the last session out, or dockerd.sh stop, stops it)
+    others = subprocess.run(
+        ["docker", "ps", "-q", "--filter", "label=semafore.infra=1"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if others.returncode == 0 and others.stdout.strip():
+        return
     subprocess.run(
         [BASH, str(PROJECT_ROOT / "scripts/dockerd.sh"), "stop"], check=False, timeout=60
     )
