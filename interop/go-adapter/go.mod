@@ -1,3 +1,3 @@
 module semafore.local/goadapter
 
-go 1.26
+go 1.24

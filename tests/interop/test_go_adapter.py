@@ -42,7 +42,7 @@ def gate_cases() -> list[GateCase]:
 
 def test_go_unit_tests_pass() -> None:
     go = go_tool()
-    env = {**os.environ, "SEMAFORE_VECTORS": str(ROOT / "vectors")}
+    env = {**os.environ, "SEMAFORE_VECTORS": str(ROOT / "vectors"), "GOTOOLCHAIN": "local"}
     proc = subprocess.run(
         [go, "test", "./..."],
         cwd=GO_ADAPTER_DIR,
