@@ -149,10 +149,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _leaf_routes(routes: Any) -> Any:
+    for route in routes:
+        router = getattr(route, "original_router", None)  # FastAPI's included-router wrapper
+        if router is not None:
+            yield from _leaf_routes(router.routes)
+        else:
+            yield route
+
+
 def _allowed_methods(request: Request) -> str:
     """Every method any route serves for this path (Starlette names only the first route's)."""
     methods: set[str] = set()
-    for route in request.app.routes:
+    for route in _leaf_routes(request.app.routes):
         match, _ = route.matches({**request.scope, "method": "__NONE__"})
         if match != Match.NONE:
             methods.update(getattr(route, "methods", None) or ())
@@ -161,6 +170,8 @@ def _allowed_methods(request: Request) -> str:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ApiError):  # raised while FastAPI read the body (BodyLimit)
+        return await _api_error(request, exc.__cause__)
     if exc.status_code == 400:  # Starlette could not parse the body (e.g. not UTF-8 JSON)
         return JSONResponse(
             {"error": "invalid_json", "field": "body", "detail": str(exc.detail)}, status_code=422
