@@ -54,3 +54,26 @@ def test_catalogue_scenario_gets_its_expected_verdict_on_embedded(path: Path) ->
         + "\n".join(problems)
         + (f"\n{result.error}" if result.error else "")
     )
+
+
+@pytest.mark.slow
+@pytest.mark.backend
+@pytest.mark.parametrize(
+    "path", discover([ROOT / "threats"]), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_threat_scenario_passes_on_local_backends(path: Path) -> None:
+    """The threat scenarios also on ``local`` (issue 5): the relay on real redis-server, weed
+    and FerretDB, the server view their raw dumps. Without those binaries the test skips
+    locally and fails in CI (``CI=true``)."""
+    import os
+
+    from simulator.executor import run_scenario
+
+    result = run_scenario(load(path), provider="local")
+    if result.error and "provider" in result.error.lower() and os.environ.get("CI") != "true":
+        pytest.skip(f"local backends unavailable: {result.error.splitlines()[0]}")
+    assert result.verdict is Verdict.PASS, (
+        f"{result.verdict.value}: {result.to_dict()['reason']}\n{result.error or ''}"
+    )
+    if any(view.kind == "server" for view in result.adversaries):
+        assert {"mongodb", "redis", "wire", "log"} <= set(result.oracle_scanned)
