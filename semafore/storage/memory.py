@@ -97,6 +97,7 @@ class MemoryAccountStore(_Dump, AccountStore):
         self.users: dict[str, User] = {}
         self.memberships: dict[tuple[str, str], Membership] = {}
         self.devices: dict[tuple[str, str], Device] = {}
+        self._devices_by_user: dict[str, dict[str, Device]] = {}  # index: O(devices of user)
         self.totp: dict[str, TotpEnrolment] = {}
         self.retention: dict[str, RetentionPolicy] = {}
 
@@ -146,15 +147,17 @@ class MemoryAccountStore(_Dump, AccountStore):
         if key in self.devices:
             raise AlreadyExists(device.device_id)
         self.devices[key] = device
+        self._devices_by_user.setdefault(device.user_id, {})[device.device_id] = device
 
     async def get_device(self, user_id: str, device_id: str) -> Device | None:
         return self.devices.get((user_id, device_id))
 
     async def list_devices(self, user_id: str) -> list[Device]:
-        found = [d for (u, _), d in self.devices.items() if u == user_id]
-        return sorted(found, key=lambda d: d.device_id)
+        found = self._devices_by_user.get(user_id, {})
+        return [found[k] for k in sorted(found)]
 
     async def delete_device(self, user_id: str, device_id: str) -> bool:
+        self._devices_by_user.get(user_id, {}).pop(device_id, None)
         return self.devices.pop((user_id, device_id), None) is not None
 
     async def put_totp(self, enrolment: TotpEnrolment) -> None:
