@@ -491,6 +491,7 @@ class Relay:
 
     async def logout(self, principal: Principal) -> None:
         await self.stores.tokens.revoke_family(principal.family_id)
+        self.hub.disconnect_device(principal.user_id, principal.device_id)
 
     async def enrol_totp(self, principal: Principal) -> m.TotpEnrolmentOut:
         if await self.stores.accounts.get_totp(principal.user_id) is not None:

@@ -121,8 +121,10 @@ class DeviceSocket:
     async def _reader(self) -> None:
         while True:
             text = await self.ws.receive_text()
-            if self._expired():
-                await self.ws.close(code=CLOSE_AUTH, reason="token expired")
+            if self._expired() or await self.relay.stores.tokens.is_family_revoked(
+                self.principal.family_id
+            ):
+                await self.ws.close(code=CLOSE_AUTH, reason="session ended")
                 return
             try:
                 frame = json.loads(text)

@@ -70,6 +70,23 @@ def test_websocket_closes_when_the_token_expires(world: World) -> None:
     assert closed.value.code == 4401
 
 
+def test_websocket_closes_when_the_session_is_revoked(world: World) -> None:
+    world.signup("acme", "alice")
+    s = world.login("acme", "alice", "a1", admin=True)
+    # Refresh-token reuse revokes the family: the open socket of that family ends too.
+    first = world.client.post("/v1/auth/refresh", json={"refresh_token": s.refresh_token})
+    assert first.status_code == 200
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        world.client.websocket_connect("/v1/websocket", headers=s.headers) as ws,
+    ):
+        reuse = world.client.post("/v1/auth/refresh", json={"refresh_token": s.refresh_token})
+        assert reuse.status_code == 401
+        ws.send_json({"type": "ack", "delivery_ids": ["x"]})
+        ws.receive_json()
+    assert closed.value.code == 4401
+
+
 def test_serve_in_task_and_the_background_retention_job() -> None:
     stores = memory_stores()
 
