@@ -28,6 +28,7 @@ from semafore.server.settings import Settings
 from semafore.server.tokens import (
     Principal,
     TokenError,
+    family_role,
     issue_access,
     issue_refresh,
     new_family_id,
@@ -387,7 +388,7 @@ class Relay:
         family_expires_at: float | None = None,
     ) -> m.TokenPair:
         now = self.now()
-        family_id = family_id or new_family_id()
+        family_id = family_id or new_family_id(role)
         family_expires_at = family_expires_at or now + self.settings.refresh_family_ttl
         principal = Principal(user_id, org_id, device.device_id, role, family_id)
         refresh = await issue_refresh(
@@ -458,9 +459,9 @@ class Relay:
             await self.stores.tokens.revoke_family(token.family_id)
             raise unauthorized("token_revoked", "membership or device no longer exists")
         # Refreshing never grants admin without the TOTP that login/switch-org demanded:
-        # the role is re-derived from the store, capped at what the family was issued with.
+        # the role is the store's current one, capped at what the family began with.
         role: Literal["member", "admin"] = "member"
-        if membership.role == "admin" and await self.stores.accounts.get_totp(token.user_id):
+        if membership.role == "admin" and family_role(token.family_id) == "admin":
             role = "admin"
         return await self._issue(
             token.user_id,

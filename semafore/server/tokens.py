@@ -115,8 +115,17 @@ def new_refresh_value() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
 
 
-def new_family_id() -> str:
-    return uuid.uuid4().hex
+def new_family_id(role: Literal["member", "admin"] = "member") -> str:
+    """A refresh family id that records the role granted when the family began.
+
+    Refreshing never raises a family above that role, so admin rights always trace back to
+    a login or switch-org that verified a TOTP code (ADR-0161).
+    """
+    return f"{role}.{uuid.uuid4().hex}"
+
+
+def family_role(family_id: str) -> Literal["member", "admin"]:
+    return "admin" if family_id.startswith("admin.") else "member"
 
 
 async def issue_refresh(

@@ -231,12 +231,16 @@ def test_promoted_admin_without_totp_gets_member_rights_until_enrolled(world: Wo
     world.add_member(admin, "bob", role="admin")
     bob = world.login("acme", "bob", "laptop")
     assert bob.role == "member"
+    early_refresh = bob.refresh_token
     assert world.client.get("/v1/orgs/acme/members", headers=bob.headers).status_code == 403
     r = world.client.post("/v1/auth/totp", headers=bob.headers)
     assert r.status_code == 201
     secret = r.json()["totp_secret"]
     world.totp_secrets["bob"] = base64.b32decode(secret + "=" * (-len(secret) % 8))
     assert world.client.post("/v1/auth/totp", headers=bob.headers).status_code == 409
+    # Enrolling proves nothing: refreshing the member-role family must not yield admin.
+    r = world.client.post("/v1/auth/refresh", json={"refresh_token": early_refresh})
+    assert r.status_code == 200 and r.json()["role"] == "member"
     bob = world.login("acme", "bob", "laptop", admin=True)
     assert bob.role == "admin"
     assert world.client.get("/v1/orgs/acme/members", headers=bob.headers).status_code == 200
