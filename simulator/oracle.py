@@ -64,6 +64,7 @@ IDENTIFIER_KINDS = ("sub", "subject", "device_id", "message_id", "delivery_id", 
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
+_MAGIC = re.compile(b"|".join(re.escape(m) for m in (_GZIP_MAGIC, *_ZLIB_HEADERS)))
 MIN_B64_RUN = 22  # characters: the shortest run that can carry a 16-byte value
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
 # Byte classes for a fast run search: alphabet -> "A", everything else -> NUL.
@@ -299,51 +300,46 @@ class Oracle:
         return report
 
     def _scan_batch(self, index: _NeedleIndex, batch: list[Chunk]) -> list[Hit]:
+        """The batch's chunks, then level by level every stream nested in them (gzip, zlib,
+        base64): each level is searched in joined passes too, so a million log lines with a
+        base64 field each cost a few numpy passes, not a million. A secret is reported once
+        per chunk, at the shallowest level it shows (a base64 plaintext is one hit, not also
+        its decoded copy one level down)."""
         hits: list[Hit] = []
-        joined = b"".join(c.data for c in batch)
-        starts = [0]
-        for chunk in batch:
-            starts.append(starts[-1] + len(chunk.data))
-        found: dict[int, list[tuple[int, int, int]]] = {}
-        for pattern, start, end in index.find(joined):
-            k = bisect.bisect_right(starts, start) - 1
-            if end <= starts[k + 1]:  # wholly inside one chunk
-                found.setdefault(k, []).append((pattern, start - starts[k], end - starts[k]))
-        for k, chunk in enumerate(batch):
-            direct = list(self._report(chunk, found.get(k, []), ""))
-            hits.extend(direct)
-            if len(chunk.data) >= MIN_SECRET_LEN:
-                seen = {(h.label, h.kind) for h in direct}
-                hits.extend(self._scan_nested(index, chunk, seen))
-        return hits
-
-    def _scan_nested(
-        self, index: _NeedleIndex, chunk: Chunk, seen: set[tuple[str, str]]
-    ) -> list[Hit]:
-        """Search inside every compressed or base64 stream of the chunk, level by level, so a
-        secret is reported once, at the shallowest level it shows (a base64 plaintext is one
-        hit, not also its decoded copy one level down)."""
-        out: list[Hit] = []
-        frontier: list[tuple[str, bytes]] = [("", chunk.data)]
-        budget = NESTED_BUDGET_FACTOR * len(chunk.data) + (1 << 20)
-        for _depth in range(MAX_DEPTH):
-            deeper: list[tuple[str, bytes]] = []
-            level: list[Hit] = []
-            for path, blob in frontier:
-                for offset, kind, inner in _nested_streams(blob):
-                    budget -= len(inner)
-                    if budget < 0:
-                        return out + level
-                    sub = f"{path}{kind}@{offset} > "
-                    level.extend(h for h in self._report(chunk, index.find(inner), sub)
-                                 if (h.label, h.kind) not in seen)
-                    deeper.append((sub, inner))
-            seen |= {(h.label, h.kind) for h in level}
-            out.extend(level)
-            frontier = deeper
-            if not frontier:
+        # (chunk index, encoding path, bytes) of the current level
+        level: list[tuple[int, str, bytes, bool]] = [
+            (k, "", c.data, True) for k, c in enumerate(batch)
+        ]
+        seen: dict[int, set[tuple[str, str]]] = {}  # chunk -> secrets already reported
+        budget = [NESTED_BUDGET_FACTOR * len(c.data) + (1 << 20) for c in batch]
+        for depth in range(MAX_DEPTH + 1):
+            found = _find_many(index, [blob for _, _, blob, _ in level])
+            new_seen: dict[int, set[tuple[str, str]]] = {}
+            for (k, path, _blob, _expand), matches in zip(level, found, strict=True):
+                if not matches:
+                    continue
+                before = seen.get(k, set())
+                for hit in self._report(batch[k], matches, path):
+                    if (hit.label, hit.kind) not in before:
+                        hits.append(hit)
+                        new_seen.setdefault(k, set()).add((hit.label, hit.kind))
+            for k, found_here in new_seen.items():
+                seen.setdefault(k, set()).update(found_here)
+            if depth == MAX_DEPTH:
                 break
-        return out
+            deeper: list[tuple[int, str, bytes, bool]] = []
+            for k, path, blob, expand in level:
+                if not expand or len(blob) < MIN_SECRET_LEN:
+                    continue
+                for offset, kind, inner, inner_expand in _nested_streams(blob):
+                    budget[k] -= len(inner)
+                    if budget[k] < 0:
+                        break
+                    deeper.append((k, f"{path}{kind}@{offset} > ", inner, inner_expand))
+            if not deeper:
+                break
+            level = deeper
+        return hits
 
     def _report(
         self, chunk: Chunk, matches: Iterable[tuple[int, int, int]], path: str
@@ -439,6 +435,27 @@ class _NeedleIndex:
         return sorted(out, key=lambda m: (m[1], m[0]))
 
 
+def _find_many(index: _NeedleIndex, blobs: list[bytes]) -> list[list[tuple[int, int, int]]]:
+    """``index.find`` over many blobs in joined passes of about :data:`BATCH_BYTES`; matches
+    spanning two blobs are discarded, offsets are per blob."""
+    out: list[list[tuple[int, int, int]]] = [[] for _ in blobs]
+    first = 0
+    while first < len(blobs):
+        last, size = first, 0
+        while last < len(blobs) and (last == first or size + len(blobs[last]) <= BATCH_BYTES):
+            size += len(blobs[last])
+            last += 1
+        starts = [0]
+        for blob in blobs[first:last]:
+            starts.append(starts[-1] + len(blob))
+        for pattern, start, end in index.find(b"".join(blobs[first:last])):
+            k = bisect.bisect_right(starts, start) - 1
+            if end <= starts[k + 1]:  # wholly inside one blob
+                out[first + k].append((pattern, start - starts[k], end - starts[k]))
+        first = last
+    return out
+
+
 def _slot(keys: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uint64]:
     """Multiplicative hash of each key to ``bits`` bits."""
     return (keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)
@@ -455,28 +472,27 @@ def _windows(
     return out
 
 
-def _nested_streams(data: bytes) -> Iterator[tuple[int, str, bytes]]:
-    """Every stream nested in ``data``, as (offset, kind, decoded bytes):
+def _nested_streams(data: bytes) -> Iterator[tuple[int, str, bytes, bool]]:
+    """Every stream nested in ``data``, as (offset, kind, decoded bytes, expand):
 
     - gzip / zlib streams that inflate from some offset (a truncated stream yields what
       inflated before the cut; candidates that inflate to nothing are skipped);
     - base64 runs (standard or URL-safe, ≥ :data:`MIN_B64_RUN` characters) decoded at each of
       the four character alignments, since a run may begin with characters that belong to
       the text before the encoded value.
+
+    ``expand`` says whether to look for streams inside the result too: yes for inflated data
+    and for a run decoded from its first character, no for the shifted decodings (searched
+    for secrets, not unpacked further: that would quadruple the work at every level for
+    what is almost always noise).
     """
     view = memoryview(data)
-    candidates: list[tuple[int, str, int]] = []
-    for magic, kind, wbits in [(_GZIP_MAGIC, "gzip", 31)] + [
-        (h, "zlib", 15) for h in _ZLIB_HEADERS
-    ]:
-        at = data.find(magic)
-        while at != -1:
-            candidates.append((at, kind, wbits))
-            at = data.find(magic, at + 1)
-    for offset, kind, wbits in sorted(candidates):
-        inner = _inflate(view[offset:], wbits)
+    for match in _MAGIC.finditer(data):
+        offset = match.start()
+        gzip_ = match.group(0) == _GZIP_MAGIC
+        inner = _inflate(view[offset:], 31 if gzip_ else 15)
         if inner:
-            yield offset, kind, inner
+            yield offset, "gzip" if gzip_ else "zlib", inner, True
     for start, found in _b64_runs(data):
         urlsafe = b"-" in found or b"_" in found
         if urlsafe and (b"+" in found or b"/" in found):
@@ -490,7 +506,8 @@ def _nested_streams(data: bytes) -> Iterator[tuple[int, str, bytes]]:
             except binascii.Error:
                 continue
             if len(decoded) >= MIN_SECRET_LEN:
-                yield start + shift, "base64-url" if urlsafe else "base64", decoded
+                kind = "base64-url" if urlsafe else "base64"
+                yield start + shift, kind, decoded, shift == 0
 
 
 def _b64_runs(data: bytes) -> Iterator[tuple[int, bytes]]:
