@@ -325,9 +325,8 @@ async def run_semafore(
         async def reader() -> None:
             async for frame in ws:
                 parsed = json.loads(frame)
-                if parsed.get("type") == "envelopes":
-                    for envelope in parsed["envelopes"]:
-                        inbox.put_nowait(envelope)
+                if parsed.get("type") == "envelope":
+                    inbox.put_nowait(parsed)
 
         reading = asyncio.create_task(reader())
 

@@ -2,9 +2,8 @@
 
 Frames are JSON text (docs/server.md "WebSocket"):
 
-- server → device: ``{"type": "envelopes", "envelopes": [<EnvelopeOut fields>, ...]}``
-  (1–64 per frame), oldest first; first the queue backlog, then every envelope enqueued while
-  connected. Whatever is ready goes in one frame, so a busy device costs fewer frames.
+- server → device: ``{"type": "envelope", <EnvelopeOut fields>}``, oldest first; first the
+  queue backlog, then every envelope enqueued while connected.
 - device → server: ``{"type": "ack", "delivery_ids": [...]}`` (silent, like Signal's
   websocket acks; add ``"confirm": true`` to get ``{"type": "acked", "delivery_ids"}`` back);
   ``{"type": "send", "request_id", "user_id", "message": <SendRequest>}`` →
@@ -33,27 +32,26 @@ from semafore.server.tokens import Principal
 from semafore.storage.ports import QueuedEnvelope
 
 BACKLOG_PAGE = 256
-PUSH_BATCH = 64
 CLOSE_AUTH = 4401
 _send_adapter = TypeAdapter(m.SendRequest)
 _ack_adapter = TypeAdapter(m.AckRequest)
 
 
-def _envelope_dict(env: QueuedEnvelope) -> dict[str, Any]:
-    return {
-        "delivery_id": env.delivery_id,
-        "message_id": env.message_id,
-        "kind": env.kind,
-        "sender_user_id": env.sender_user_id,
-        "sender_device_id": env.sender_device_id,
-        "body": m.b64encode(env.body),
-        "envelope_hash": m.b64encode(env.envelope_hash),
-        "received_at": env.received_at,
-    }
-
-
-def _envelopes_frame(batch: list[dict[str, Any]]) -> str:
-    return json.dumps({"type": "envelopes", "envelopes": batch}, separators=(",", ":"))
+def _envelope_frame(env: QueuedEnvelope) -> str:
+    return json.dumps(
+        {
+            "type": "envelope",
+            "delivery_id": env.delivery_id,
+            "message_id": env.message_id,
+            "kind": env.kind,
+            "sender_user_id": env.sender_user_id,
+            "sender_device_id": env.sender_device_id,
+            "body": m.b64encode(env.body),
+            "envelope_hash": m.b64encode(env.envelope_hash),
+            "received_at": env.received_at,
+        },
+        separators=(",", ":"),
+    )
 
 
 def _validation_field(exc: ValidationError, prefix: str) -> str:
@@ -93,52 +91,29 @@ class DeviceSocket:
             p.user_id, p.device_id, len(self.inflight) + BACKLOG_PAGE
         )
         self.more_backlog = len(page) == len(self.inflight) + BACKLOG_PAGE
-        batch: list[dict[str, Any]] = []
         for env in page:
             if env.delivery_id not in self.inflight:
                 self.inflight.add(env.delivery_id)
-                batch.append(_envelope_dict(env))
-                if len(batch) == PUSH_BATCH:
-                    await self.ws.send_text(_envelopes_frame(batch))
-                    batch = []
-        if batch:
-            await self.ws.send_text(_envelopes_frame(batch))
+                await self.ws.send_text(_envelope_frame(env))
 
     async def _writer(self) -> None:
-        """Everything ready is sent in as few frames as possible: under load one frame
-        carries up to PUSH_BATCH envelopes; order with replies is preserved."""
         await self._refill()
         outbox = self.conn.outbox
-        batch: list[dict[str, Any]] = []
-
-        async def flush() -> None:
-            if batch:
-                await self.ws.send_text(_envelopes_frame(batch))
-                batch.clear()
-
         while True:
             item = await outbox.get()
-            while True:
-                if item is None:  # device removed, session ended or server closing
-                    await flush()
-                    await self.ws.close(code=CLOSE_AUTH)
-                    return
-                if isinstance(item, QueuedEnvelope):
-                    if item.delivery_id not in self.inflight:
-                        self.inflight.add(item.delivery_id)
-                        batch.append(_envelope_dict(item))
-                        if len(batch) >= PUSH_BATCH:
-                            await flush()
-                elif item == "refill":
-                    await flush()
+            if item is None:  # device removed or server closing
+                await self.ws.close(code=CLOSE_AUTH)
+                return
+            if isinstance(item, QueuedEnvelope):
+                if item.delivery_id in self.inflight:
+                    continue
+                self.inflight.add(item.delivery_id)
+                await self.ws.send_text(_envelope_frame(item))
+            elif isinstance(item, str):
+                if item == "refill":
                     await self._refill()
                 else:
-                    await flush()
                     await self.ws.send_text(item)
-                if outbox.empty():
-                    break
-                item = outbox.get_nowait()
-            await flush()
 
     def _reply(self, frame: dict[str, Any]) -> None:
         self.conn.outbox.put_nowait(json.dumps(frame, separators=(",", ":")))

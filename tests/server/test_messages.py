@@ -150,12 +150,10 @@ def test_websocket_pushes_backlog_then_live_and_deletes_on_ack(
     a1, b1, b2 = org["a1"], org["b1"], org["b2"]
     assert send(world, a1, "bob", [env(b1), env(b2)], mid="before").status_code == 200
     with world.client.websocket_connect("/v1/websocket", headers=b1.headers) as ws:
-        frame = ws.receive_json()
-        assert frame["type"] == "envelopes"
-        [first] = frame["envelopes"]
-        assert first["message_id"] == "before"
+        first = ws.receive_json()
+        assert first["type"] == "envelope" and first["message_id"] == "before"
         assert send(world, a1, "bob", [env(b1), env(b2)], mid="live").status_code == 200
-        [second] = ws.receive_json()["envelopes"]
+        second = ws.receive_json()
         assert second["message_id"] == "live"
         ws.send_json(
             {
@@ -179,9 +177,9 @@ def test_unacked_envelopes_are_redelivered_on_reconnect(
     a1, b1, b2 = org["a1"], org["b1"], org["b2"]
     assert send(world, a1, "bob", [env(b1), env(b2)]).status_code == 200
     with world.client.websocket_connect("/v1/websocket", headers=b1.headers) as ws:
-        [first] = ws.receive_json()["envelopes"]
+        first = ws.receive_json()
     with world.client.websocket_connect("/v1/websocket", headers=b1.headers) as ws:
-        assert ws.receive_json()["envelopes"][0]["delivery_id"] == first["delivery_id"]
+        assert ws.receive_json()["delivery_id"] == first["delivery_id"]
 
 
 def test_websocket_send_shares_the_http_validation(
@@ -284,14 +282,3 @@ def test_send_is_rate_limited(world: World, org: dict[str, DeviceSession]) -> No
     a1, b1, b2 = org["a1"], org["b1"], org["b2"]
     codes = [send(world, a1, "bob", [env(b1), env(b2)], mid=f"m{i}").status_code for i in range(3)]
     assert codes == [200, 200, 429]
-
-
-def test_ready_envelopes_share_one_websocket_frame(
-    world: World, org: dict[str, DeviceSession]
-) -> None:
-    a1, b1, b2 = org["a1"], org["b1"], org["b2"]
-    for i in range(3):
-        assert send(world, a1, "bob", [env(b1), env(b2)], mid=f"q{i}").status_code == 200
-    with world.client.websocket_connect("/v1/websocket", headers=b1.headers) as ws:
-        frame = ws.receive_json()
-        assert [e["message_id"] for e in frame["envelopes"]] == ["q0", "q1", "q2"]

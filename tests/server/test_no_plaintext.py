@@ -107,28 +107,26 @@ class Device:
             delivered = []
             while len(out) < expected:
                 frame = json.loads(ws.recv(timeout=10))
-                assert frame["type"] == "envelopes"
-                for envelope in frame["envelopes"]:
-                    out.append(self._open(envelope, peers))
-                    delivered.append(envelope["delivery_id"])
+                assert frame["type"] == "envelope"
+                sender = peers[device_address(frame["sender_user_id"], frame["sender_device_id"])]
+                record = self.sessions.setdefault(sender.address, SessionRecord())
+                body = base64.b64decode(frame["body"])
+                assert hashlib.sha256(body).digest() == base64.b64decode(frame["envelope_hash"])
+                out.append(
+                    session_cipher.decrypt(
+                        record,
+                        self.keys,
+                        self.address,
+                        sender.keys.identity.ik.public,
+                        sender.keys.identity.sik.public,
+                        sender.address,
+                        body,
+                    )
+                )
+                delivered.append(frame["delivery_id"])
             ws.send(json.dumps({"type": "ack", "delivery_ids": delivered, "confirm": True}))
             assert json.loads(ws.recv(timeout=10))["delivery_ids"] == delivered
         return out
-
-    def _open(self, envelope: dict[str, Any], peers: dict[str, Device]) -> bytes:
-        sender = peers[device_address(envelope["sender_user_id"], envelope["sender_device_id"])]
-        record = self.sessions.setdefault(sender.address, SessionRecord())
-        body = base64.b64decode(envelope["body"])
-        assert hashlib.sha256(body).digest() == base64.b64decode(envelope["envelope_hash"])
-        return session_cipher.decrypt(
-            record,
-            self.keys,
-            self.address,
-            sender.keys.identity.ik.public,
-            sender.keys.identity.sik.public,
-            sender.address,
-            body,
-        )
 
 
 def _bundle(d: dict[str, Any]) -> PreKeyBundle:
