@@ -4,8 +4,8 @@ Frames are JSON text (docs/server.md "WebSocket"):
 
 - server → device: ``{"type": "envelope", <EnvelopeOut fields>}``, oldest first; first the
   queue backlog, then every envelope enqueued while connected.
-- device → server: ``{"type": "ack", "delivery_ids": [...]}`` (silent, like Signal's
-  websocket acks; add ``"confirm": true`` to get ``{"type": "acked", "delivery_ids"}`` back);
+- device → server: ``{"type": "ack", "delivery_ids": [...]}`` → ``{"type": "acked",
+  "delivery_ids": [...]}`` naming those deleted (clients and load tests time acks by it);
   ``{"type": "send", "request_id", "user_id", "message": <SendRequest>}`` →
   ``{"type": "response", "request_id", "status", "body"}`` with the same body and status
   the HTTP ``PUT /v1/messages/{user_id}`` would give.
@@ -170,8 +170,7 @@ class DeviceSocket:
             return
         acked = await self.relay.ack(self.principal, req.delivery_ids)
         self.inflight.difference_update(req.delivery_ids)
-        if frame.get("confirm") is True:
-            self._reply({"type": "acked", "delivery_ids": acked})
+        self._reply({"type": "acked", "delivery_ids": acked})
         if self.more_backlog and len(self.inflight) < BACKLOG_PAGE // 2:
             self.conn.outbox.put_nowait("refill")
 

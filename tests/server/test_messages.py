@@ -159,7 +159,6 @@ def test_websocket_pushes_backlog_then_live_and_deletes_on_ack(
             {
                 "type": "ack",
                 "delivery_ids": [first["delivery_id"], second["delivery_id"]],
-                "confirm": True,
             }
         )
         acked = ws.receive_json()

@@ -124,7 +124,7 @@ class Device:
                     )
                 )
                 delivered.append(frame["delivery_id"])
-            ws.send(json.dumps({"type": "ack", "delivery_ids": delivered, "confirm": True}))
+            ws.send(json.dumps({"type": "ack", "delivery_ids": delivered}))
             assert json.loads(ws.recv(timeout=10))["delivery_ids"] == delivered
         return out
 
