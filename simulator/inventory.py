@@ -96,7 +96,7 @@ def build(
     network observer sees even though the bytes are opaque.
     """
     inv = AdversaryInventory(adversary, kind)
-    idents = list({(i.category, i.value): i for i in identifiers}.values())
+    idents = _disambiguated(identifiers)
     patterns: list[bytes] = []
     meta: list[tuple[Identifier, bool]] = []  # (identifier, hashed?)
     for ident in idents:
@@ -152,6 +152,22 @@ def build(
         inv.first_seen = _iso(min(times))
         inv.last_seen = _iso(max(times))
     return inv
+
+
+def _disambiguated(identifiers: Iterable[Identifier]) -> list[Identifier]:
+    """One identifier per (category, value). A value several owners share (device ``phone``
+    of alice and of bob) names them all and belongs to no single user: it must not draw an
+    edge of the communication graph."""
+    grouped: dict[tuple[str, str], list[Identifier]] = {}
+    for ident in identifiers:
+        grouped.setdefault((ident.category, ident.value), []).append(ident)
+    out = []
+    for (category, value), group in grouped.items():
+        owners = sorted({i.owner for i in group})
+        users = {i.user for i in group}
+        out.append(Identifier(category, value, " | ".join(owners),
+                              users.pop() if len(users) == 1 else None))
+    return out
 
 
 def _iso(epoch: float) -> str:

@@ -85,6 +85,18 @@ def test_users_listed_together_without_a_message_are_not_an_edge() -> None:
     assert inv.raw == {"user": ["alice", "bob", "carol"]} and inv.graph == []
 
 
+def test_a_value_shared_by_several_owners_names_them_all_and_draws_no_edge() -> None:
+    ids = [
+        *IDS,
+        Identifier("device", "phone", "bob/phone", user="bob"),
+        Identifier("device", "phone", "carol/phone", user="carol"),
+    ]
+    doc = Chunk(TIER_MONGODB, "sf.envelopes/2", b"msg-0001 u-alice-1 phone")
+    inv = build("db", "database", [doc], ids)
+    assert inv.raw["device"] == ["bob/phone | carol/phone"]
+    assert inv.graph == []  # alice with an ambiguous device: no edge to bob or carol
+
+
 def test_identifier_inside_a_longer_token_is_not_seen() -> None:
     inv = build("x", "database", [Chunk(TIER_MONGODB, "d", b"xu-alice-1x u-bob-223")], IDS)
     assert inv.raw == {}
