@@ -109,7 +109,7 @@ def run(
         except ScenarioError as exc:
             loaded.append(ScenarioResult.load_error(
                 str(path), f"invalid scenario: {exc}", provider=provider, seed=seed or 0))
-    runnable = [s for s in loaded if isinstance(s, Scenario) and provider in s.providers]
+    runnable = [s for s in loaded if isinstance(s, Scenario) and s.runs_on(provider) is None]
     runner = _executor() if runnable else None
     results: list[ScenarioResult] = []
     with Progress(
@@ -121,10 +121,9 @@ def run(
         for item in loaded:
             if isinstance(item, ScenarioResult):
                 results.append(item)
-            elif provider not in item.providers:
+            elif (why_not := item.runs_on(provider)) is not None:
                 skipped = ScenarioResult.for_scenario(item, provider=provider, seed=seed)
-                skipped.skipped = (f"not applicable to provider {provider!r} (scenario runs on "
-                                   f"{', '.join(item.providers)})")
+                skipped.skipped = why_not
                 results.append(skipped)
             else:
                 assert runner is not None

@@ -486,3 +486,16 @@ class Scenario:
 
     def compromises(self) -> tuple[Compromise, ...]:
         return tuple(s for s in self.all_steps() if isinstance(s, Compromise))
+
+    def runs_on(self, provider: str) -> str | None:
+        """``None`` if the scenario can run on ``provider``, else why not: it is not in the
+        file's ``providers``, or it faults a backend process (Redis, MongoDB, SeaweedFS),
+        which only providers that own those processes (local, containers) can do."""
+        if provider not in self.providers:
+            return f"not applicable to provider {provider!r} (runs on {', '.join(self.providers)})"
+        backend = sorted({s.target.value for s in self.all_steps()
+                          if isinstance(s, Infra) and s.target is not InfraTarget.SERVER})
+        if backend and provider in ("embedded", "external"):
+            return (f"faults {', '.join(backend)}: needs a provider that owns backend "
+                    f"processes (local, containers), not {provider!r}")
+        return None

@@ -96,6 +96,12 @@ def test_run_writes_every_report_and_passes(
     write(tmp_path, "one")
     write(tmp_path, "two")
     write(tmp_path, "containers-only", providers="containers")
+    redis = write(tmp_path, "redis-fault")
+    redis.write_text(
+        redis.read_text().replace(
+            "  - sync: {}", "  - infra: {action: restart, target: redis}\n  - sync: {}"
+        )
+    )
     (tmp_path / "broken.yaml").write_text("version: 1\nname: [\n")
     reports = tmp_path / "out"
     out = CliRunner().invoke(
@@ -122,10 +128,13 @@ def test_run_writes_every_report_and_passes(
         "one": "pass",
         "two": "pass",
         "containers-only": "skipped",
+        "redis-fault": "skipped",
         "broken": "error",
     }
+    reasons = {Path(s["path"]).stem: s["reason"] for s in doc["scenarios"]}
+    assert "faults redis" in reasons["redis-fault"]
     root = ET.parse(reports / "r.xml").getroot()
-    assert root.get("errors") == "1" and root.get("skipped") == "1"
+    assert root.get("errors") == "1" and root.get("skipped") == "2"
     assert 'id="summary"' in (reports / "r.html").read_text()
 
 
