@@ -226,7 +226,7 @@ async def run_bare(
 
 
 async def run_semafore(
-    port: int, pairs: int, total: int, window: int, size: int, timeout: float
+    port: int, pairs: int, total: int, window: int, size: int, timeout: float, batch: int = 0
 ) -> Result:
     base = f"http://127.0.0.1:{port}"
     ws_url = f"ws://127.0.0.1:{port}/v1/websocket"
@@ -314,7 +314,7 @@ async def run_semafore(
     async def open_receiver(i: int) -> Any:
         me = sessions[f"r{i}"]
         ws: ClientConnection = await connect(
-            ws_url,
+            ws_url + (f"?batch={batch}" if batch else ""),
             additional_headers={"Authorization": f"Bearer {me['access_token']}"},
             max_size=2**21,
             compression=None,
@@ -325,8 +325,12 @@ async def run_semafore(
         async def reader() -> None:
             async for frame in ws:
                 parsed = json.loads(frame)
-                if parsed.get("type") == "envelope":
+                kind = parsed.get("type")
+                if kind == "envelope":
                     inbox.put_nowait(parsed)
+                elif kind == "envelopes":
+                    for envelope in parsed["envelopes"]:
+                        inbox.put_nowait(envelope)
 
         reading = asyncio.create_task(reader())
 
@@ -346,7 +350,8 @@ async def run_semafore(
 
         return receive, close
 
-    return await drive("semafore relay", pairs, total, window, open_sender, open_receiver, timeout)
+    name = f"semafore relay (batch={batch})" if batch else "semafore relay"
+    return await drive(name, pairs, total, window, open_sender, open_receiver, timeout)
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:
@@ -380,6 +385,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=300, help="envelope body bytes")
     parser.add_argument("--store", default="memory", help="memory or sqlite:PATH")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--batch", type=int, default=0, help="receivers connect with ?batch=N (0: one frame each)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-semafore", type=int, help=argparse.SUPPRESS)
@@ -399,7 +407,13 @@ def main() -> None:
     with relay_process(["--serve-semafore", str(relay_port), "--store", args.store], relay_port):
         ours = asyncio.run(
             run_semafore(
-                relay_port, args.pairs, args.envelopes, args.window, args.size, args.timeout
+                relay_port,
+                args.pairs,
+                args.envelopes,
+                args.window,
+                args.size,
+                args.timeout,
+                args.batch,
             )
         )
     ratio = ours.rate / bare.rate if bare.rate else 0.0
@@ -409,6 +423,7 @@ def main() -> None:
         "window": args.window,
         "size": args.size,
         "store": args.store.partition(":")[0],
+        "batch": args.batch,
         "bare": bare.summary(),
         "semafore": ours.summary(),
         "throughput_ratio": round(ratio, 3),

@@ -3,7 +3,9 @@
 Frames are JSON text (docs/server.md "WebSocket"):
 
 - server → device: ``{"type": "envelope", <EnvelopeOut fields>}``, oldest first; first the
-  queue backlog, then every envelope enqueued while connected.
+  queue backlog, then every envelope enqueued while connected. A client that connects with
+  ``?batch=N`` (1–64) instead gets ``{"type": "envelopes", "envelopes": [...]}`` frames
+  carrying whatever is ready, up to N each: fewer frames for a busy device.
 - device → server: ``{"type": "ack", "delivery_ids": [...]}`` → ``{"type": "acked",
   "delivery_ids": [...]}`` naming those deleted (clients and load tests time acks by it);
   ``{"type": "send", "request_id", "user_id", "message": <SendRequest>}`` →
@@ -32,26 +34,31 @@ from semafore.server.tokens import Principal
 from semafore.storage.ports import QueuedEnvelope
 
 BACKLOG_PAGE = 256
+MAX_PUSH_BATCH = 64
+CLOSE_BAD_REQUEST = 4400
 CLOSE_AUTH = 4401
 _send_adapter = TypeAdapter(m.SendRequest)
 _ack_adapter = TypeAdapter(m.AckRequest)
 
 
-def _envelope_frame(env: QueuedEnvelope) -> str:
-    return json.dumps(
-        {
-            "type": "envelope",
-            "delivery_id": env.delivery_id,
-            "message_id": env.message_id,
-            "kind": env.kind,
-            "sender_user_id": env.sender_user_id,
-            "sender_device_id": env.sender_device_id,
-            "body": m.b64encode(env.body),
-            "envelope_hash": m.b64encode(env.envelope_hash),
-            "received_at": env.received_at,
-        },
-        separators=(",", ":"),
-    )
+def _envelope_dict(env: QueuedEnvelope) -> dict[str, Any]:
+    return {
+        "delivery_id": env.delivery_id,
+        "message_id": env.message_id,
+        "kind": env.kind,
+        "sender_user_id": env.sender_user_id,
+        "sender_device_id": env.sender_device_id,
+        "body": m.b64encode(env.body),
+        "envelope_hash": m.b64encode(env.envelope_hash),
+        "received_at": env.received_at,
+    }
+
+
+def _frames(batch: list[dict[str, Any]], batched: bool) -> list[str]:
+    """One ``envelope`` frame each, or one ``envelopes`` frame for the lot (opt-in)."""
+    if batched:
+        return [json.dumps({"type": "envelopes", "envelopes": batch}, separators=(",", ":"))]
+    return [json.dumps({"type": "envelope", **e}, separators=(",", ":")) for e in batch]
 
 
 def _validation_field(exc: ValidationError, prefix: str) -> str:
@@ -60,8 +67,9 @@ def _validation_field(exc: ValidationError, prefix: str) -> str:
 
 
 class DeviceSocket:
-    def __init__(self, relay: Relay, ws: WebSocket, principal: Principal) -> None:
+    def __init__(self, relay: Relay, ws: WebSocket, principal: Principal, batch: int = 0) -> None:
         self.relay = relay
+        self.batch = batch  # 0: one "envelope" frame each; N: up to N per "envelopes" frame
         self.ws = ws
         self.principal = principal
         self.conn = Connection(principal.user_id, principal.device_id)
@@ -91,29 +99,49 @@ class DeviceSocket:
             p.user_id, p.device_id, len(self.inflight) + BACKLOG_PAGE
         )
         self.more_backlog = len(page) == len(self.inflight) + BACKLOG_PAGE
+        ready = []
         for env in page:
             if env.delivery_id not in self.inflight:
                 self.inflight.add(env.delivery_id)
-                await self.ws.send_text(_envelope_frame(env))
+                ready.append(_envelope_dict(env))
+        await self._push(ready)
+
+    async def _push(self, ready: list[dict[str, Any]]) -> None:
+        step = self.batch or len(ready) or 1
+        for start in range(0, len(ready), step):
+            for frame in _frames(ready[start : start + step], self.batch > 0):
+                await self.ws.send_text(frame)
 
     async def _writer(self) -> None:
+        """The only sender on the socket. Whatever is ready is pushed together: with batching
+        on, one ``envelopes`` frame carries up to ``batch`` envelopes; order with replies is
+        kept."""
         await self._refill()
         outbox = self.conn.outbox
+        ready: list[dict[str, Any]] = []
         while True:
             item = await outbox.get()
-            if item is None:  # device removed or server closing
-                await self.ws.close(code=CLOSE_AUTH)
-                return
-            if isinstance(item, QueuedEnvelope):
-                if item.delivery_id in self.inflight:
-                    continue
-                self.inflight.add(item.delivery_id)
-                await self.ws.send_text(_envelope_frame(item))
-            elif isinstance(item, str):
-                if item == "refill":
-                    await self._refill()
+            while True:
+                if item is None:  # device removed, session ended or server closing
+                    await self._push(ready)
+                    await self.ws.close(code=CLOSE_AUTH)
+                    return
+                if isinstance(item, QueuedEnvelope):
+                    if item.delivery_id not in self.inflight:
+                        self.inflight.add(item.delivery_id)
+                        ready.append(_envelope_dict(item))
                 else:
-                    await self.ws.send_text(item)
+                    await self._push(ready)
+                    ready = []
+                    if item == "refill":
+                        await self._refill()
+                    else:
+                        await self.ws.send_text(item)
+                if outbox.empty():
+                    break
+                item = outbox.get_nowait()
+            await self._push(ready)
+            ready = []
 
     def _reply(self, frame: dict[str, Any]) -> None:
         self.conn.outbox.put_nowait(json.dumps(frame, separators=(",", ":")))
@@ -204,6 +232,11 @@ async def device_websocket(ws: WebSocket) -> None:
     token = (
         header[7:] if header.lower().startswith("bearer ") else ws.query_params.get("access_token")
     )
+    raw_batch = ws.query_params.get("batch", "0")
+    batch = int(raw_batch) if raw_batch.isdigit() and len(raw_batch) <= 3 else -1
+    if not 0 <= batch <= MAX_PUSH_BATCH:
+        await ws.close(code=CLOSE_BAD_REQUEST, reason="batch must be 0..64")
+        return
     try:
         principal = await relay.authenticate(token)
     except ApiError as exc:
@@ -217,5 +250,5 @@ async def device_websocket(ws: WebSocket) -> None:
         sub=principal.user_id,
         device_id=principal.device_id,
     )
-    await DeviceSocket(relay, ws, principal).run()
+    await DeviceSocket(relay, ws, principal, batch).run()
     event("websocket_closed", org_id=principal.org_id, device_id=principal.device_id)

@@ -281,3 +281,29 @@ def test_send_is_rate_limited(world: World, org: dict[str, DeviceSession]) -> No
     a1, b1, b2 = org["a1"], org["b1"], org["b2"]
     codes = [send(world, a1, "bob", [env(b1), env(b2)], mid=f"m{i}").status_code for i in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_opt_in_batching_puts_ready_envelopes_in_one_frame(
+    world: World, org: dict[str, DeviceSession]
+) -> None:
+    a1, b1, b2 = org["a1"], org["b1"], org["b2"]
+    for i in range(3):
+        assert send(world, a1, "bob", [env(b1), env(b2)], mid=f"q{i}").status_code == 200
+    with world.client.websocket_connect("/v1/websocket?batch=2", headers=b1.headers) as ws:
+        first, second = ws.receive_json(), ws.receive_json()
+        assert first["type"] == second["type"] == "envelopes"
+        assert [e["message_id"] for e in first["envelopes"] + second["envelopes"]] == [
+            "q0",
+            "q1",
+            "q2",
+        ]
+        assert len(first["envelopes"]) == 2
+    with world.client.websocket_connect("/v1/websocket", headers=b2.headers) as ws:
+        assert ws.receive_json()["type"] == "envelope"  # default: one frame per envelope
+    for bad in ("65", "x", "-1"):
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            world.client.websocket_connect(f"/v1/websocket?batch={bad}", headers=b1.headers) as ws,
+        ):
+            ws.receive_json()
+        assert closed.value.code == 4400
