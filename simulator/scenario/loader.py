@@ -538,8 +538,15 @@ class _Builder:
             fields["adversary"] = body["adversary"]
         if "adversaries" in body:
             for i, name in enumerate(body["adversaries"]):
-                self.adversary(name, (*q, "adversaries", i))
+                self.adversary(name, (*q, "adversaries", i), *passive)
             fields["adversaries"] = tuple(body["adversaries"])
+        elif kind is AssertionKind.ORACLE_CLEAN and not any(
+            c.compromise in passive for c in self.adversaries.values()
+        ):
+            raise self.ctx.error(q, "oracle_clean scans relay-side views, and no earlier "
+                                 "compromise step creates one: add e.g. "
+                                 "'compromise: {kind: server, as: relay}' (else it scans nothing "
+                                 "and cannot fail)")
         for key in ("round_trips", "identifiers", "documented"):
             if key in body:
                 fields[key] = body[key]

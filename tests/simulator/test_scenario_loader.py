@@ -45,13 +45,15 @@ def rejected(text: str) -> ScenarioError:
 
 
 def test_a_valid_scenario_becomes_typed_steps() -> None:
-    s = loads(scenario_text("""\
+    s = loads(
+        scenario_text("""\
         - send: {from: alice/phone, to: bob, label: m, count: 3}
         - network: {fault: drop, scope: bob/phone, probability: 0.5, count: 4}
         - compromise: {kind: device, device: bob/phone, as: thief}
         - assert: {forward_secrecy: {adversary: thief}}
         - assert: {delivered_exactly_once: {messages: [m]}}
-    """))
+    """)
+    )
     send, net, comp, fs, delivered = s.steps
     assert isinstance(send, Send) and send.sender == DeviceRef("alice", "phone")
     assert send.to == ("bob",) and send.count == 3 and send.line == 8
@@ -66,10 +68,12 @@ def test_a_valid_scenario_becomes_typed_steps() -> None:
 
 
 def test_unknown_key_names_line_column_and_path() -> None:
-    err = rejected(scenario_text("""\
+    err = rejected(
+        scenario_text("""\
         - send: {from: alice/phone, to: bob, label: m, colour: red}
         - assert: {delivered_exactly_once: {messages: all}}
-    """))
+    """)
+    )
     assert (err.file, err.line, err.key) == ("demo.yaml", 8, "steps[0].send.colour")
     assert err.column is not None and err.column > 1
     assert "unknown key 'colour'" in str(err) and str(err).startswith("demo.yaml:8:")
@@ -81,29 +85,35 @@ def test_unknown_step_kind_is_named() -> None:
 
 
 def test_unknown_device_is_reported_where_it_is_used() -> None:
-    err = rejected(scenario_text("""\
+    err = rejected(
+        scenario_text("""\
         - send: {from: alice/phone, to: bob, label: m}
         - send: {from: bob/tablet, to: alice, label: n}
         - assert: {delivered_exactly_once: {messages: all}}
-    """))
+    """)
+    )
     assert err.key == "steps[1].send.from" and err.line == 9
     assert "does not exist" in err.message
 
 
 def test_removed_device_cannot_send_later() -> None:
-    err = rejected(scenario_text("""\
+    err = rejected(
+        scenario_text("""\
         - remove_device: {device: alice/laptop}
         - send: {from: alice/laptop, to: bob, label: m}
         - assert: {delivered_exactly_once: {messages: all}}
-    """))
+    """)
+    )
     assert err.key == "steps[1].send.from" and "was removed" in err.message
 
 
 def test_wrong_type_names_the_value_path() -> None:
-    err = rejected(scenario_text("""\
+    err = rejected(
+        scenario_text("""\
         - send: {from: alice/phone, to: bob, label: m, count: many}
         - assert: {delivered_exactly_once: {messages: all}}
-    """))
+    """)
+    )
     assert err.key == "steps[0].send.count" and err.line == 8
 
 
@@ -114,10 +124,12 @@ def test_assertion_on_unknown_adversary_is_rejected() -> None:
 
 
 def test_device_assertion_needs_a_device_adversary() -> None:
-    err = rejected(scenario_text("""\
+    err = rejected(
+        scenario_text("""\
         - compromise: {kind: server, as: root}
         - assert: {forward_secrecy: {adversary: root}}
-    """))
+    """)
+    )
     assert "needs device" in err.message and err.line == 9
 
 
@@ -131,8 +143,12 @@ def test_exposure_requires_expect_exposed_and_vice_versa() -> None:
     assert err.key == "expect" and "expect: exposed" in err.message
     ok = loads(scenario_text(steps, BASE.replace("users:", "expect: exposed\nusers:")))
     assert ok.expect is Expectation.EXPOSED
-    err = rejected(scenario_text("- assert: {oracle_clean: {}}\n",
-                                 BASE.replace("users:", "expect: exposed\nusers:")))
+    err = rejected(
+        scenario_text(
+            "- assert: {sessions_converge: {devices: [alice/phone, bob/phone]}}\n",
+            BASE.replace("users:", "expect: exposed\nusers:"),
+        )
+    )
     assert err.key == "expect"
 
 
@@ -158,26 +174,31 @@ def test_malformed_documents(text: str, key: str, fragment: str) -> None:
 
 
 def test_duplicate_label_and_unknown_label() -> None:
-    err = rejected(scenario_text("""\
+    err = rejected(
+        scenario_text("""\
         - send: {from: alice/phone, to: bob, label: m}
         - send: {from: alice/phone, to: bob, label: m}
         - assert: {delivered_exactly_once: {messages: all}}
-    """))
+    """)
+    )
     assert err.key == "steps[1].send.label" and "already used" in err.message
     err = rejected(scenario_text("- assert: {delivered_exactly_once: {messages: [nope]}}\n"))
     assert err.key == "steps[0].assert.delivered_exactly_once.messages[0]"
 
 
 def test_generated_fleet_and_concurrent_steps() -> None:
-    head = BASE.replace(
-        "users:\n", "users:\n  - generate: {count: 12, prefix: u, devices: 2}\n"
-    )
-    s = loads(scenario_text("""\
+    head = BASE.replace("users:\n", "users:\n  - generate: {count: 12, prefix: u, devices: 2}\n")
+    s = loads(
+        scenario_text(
+            """\
         - concurrently:
             - send: {from: u01/d1, to: u12, label: a}
             - send: {from: u12/d2, to: u01, label: b}
         - assert: {sessions_converge: {devices: [u01/d1, u12/d1]}}
-    """, head))
+    """,
+            head,
+        )
+    )
     assert len(s.users) == 14 and s.user("u07").devices == ("d1", "d2")
     assert [x.kind for x in s.all_steps()] == ["concurrently", "send", "send", "assert"]
 
@@ -189,3 +210,22 @@ def test_unreadable_file(tmp_path: Path) -> None:
         load(bad)
     with pytest.raises(ScenarioError, match="cannot read"):
         load(tmp_path / "missing.yaml")
+
+
+def test_oracle_clean_needs_a_relay_side_view_to_scan() -> None:
+    err = rejected(scenario_text("- assert: {oracle_clean: {}}\n"))
+    assert err.key == "steps[0].assert.oracle_clean" and "cannot fail" in err.message
+    err = rejected(
+        scenario_text("""\
+        - compromise: {kind: device, device: bob/phone, as: thief}
+        - assert: {oracle_clean: {adversaries: [thief]}}
+    """)
+    )
+    assert "needs server" in err.message
+    ok = loads(
+        scenario_text("""\
+        - compromise: {kind: insider, as: ops}
+        - assert: {oracle_clean: {}}
+    """)
+    )
+    assert ok.assertions()[0].identifiers
