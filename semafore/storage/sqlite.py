@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from semafore.storage.memory import MemoryRateLimitStore
 from semafore.storage.ports import (
     AccountStore,
     AlreadyExists,
@@ -143,6 +144,16 @@ class SqliteDatabase:
             finally:
                 cur.close()
 
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Cursor]:
+        """A single read statement: atomic on its own, and takes no write lock."""
+        with self._lock:
+            cur = self.conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
     def close(self) -> None:
         with self._lock:
             self.conn.close()
@@ -196,7 +207,7 @@ class SqliteAccountStore(_Port, AccountStore):
             raise AlreadyExists(org.org_id) from exc
 
     async def get_org(self, org_id: str) -> Org | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute("SELECT * FROM orgs WHERE org_id = ?", (org_id,)).fetchone()
         return Org(*row) if row else None
 
@@ -210,7 +221,7 @@ class SqliteAccountStore(_Port, AccountStore):
                 raise NotFound(org.org_id)
 
     async def list_orgs(self) -> list[Org]:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             rows = cur.execute("SELECT * FROM orgs ORDER BY org_id").fetchall()
         return [Org(*r) for r in rows]
 
@@ -222,7 +233,7 @@ class SqliteAccountStore(_Port, AccountStore):
             raise AlreadyExists(user.user_id) from exc
 
     async def get_user(self, user_id: str) -> User | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute("SELECT * FROM users WHERE user_id = ?", (user_id,)).fetchone()
         return User(*row) if row else None
 
@@ -235,21 +246,21 @@ class SqliteAccountStore(_Port, AccountStore):
             )
 
     async def get_membership(self, org_id: str, user_id: str) -> Membership | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute(
                 "SELECT * FROM memberships WHERE org_id = ? AND user_id = ?", (org_id, user_id)
             ).fetchone()
         return Membership(*row) if row else None
 
     async def list_memberships(self, user_id: str) -> list[Membership]:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             rows = cur.execute(
                 "SELECT * FROM memberships WHERE user_id = ? ORDER BY org_id", (user_id,)
             ).fetchall()
         return [Membership(*r) for r in rows]
 
     async def list_members(self, org_id: str) -> list[Membership]:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             rows = cur.execute(
                 "SELECT * FROM memberships WHERE org_id = ? ORDER BY user_id", (org_id,)
             ).fetchall()
@@ -274,14 +285,14 @@ class SqliteAccountStore(_Port, AccountStore):
             raise AlreadyExists(d.device_id) from exc
 
     async def get_device(self, user_id: str, device_id: str) -> Device | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute(
                 "SELECT * FROM devices WHERE user_id = ? AND device_id = ?", (user_id, device_id)
             ).fetchone()
         return Device(*row) if row else None
 
     async def list_devices(self, user_id: str) -> list[Device]:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             rows = cur.execute(
                 "SELECT * FROM devices WHERE user_id = ? ORDER BY device_id", (user_id,)
             ).fetchall()
@@ -302,7 +313,7 @@ class SqliteAccountStore(_Port, AccountStore):
             )
 
     async def get_totp(self, user_id: str) -> TotpEnrolment | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute("SELECT * FROM totp WHERE user_id = ?", (user_id,)).fetchone()
         return TotpEnrolment(row[0], bytes(row[1]), row[2]) if row else None
 
@@ -323,7 +334,7 @@ class SqliteAccountStore(_Port, AccountStore):
             )
 
     async def get_retention(self, org_id: str) -> RetentionPolicy | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute("SELECT * FROM retention WHERE org_id = ?", (org_id,)).fetchone()
         return RetentionPolicy(*row) if row else None
 
@@ -363,7 +374,7 @@ class SqliteTokenStore(_Port, TokenStore):
             cur.execute("INSERT OR IGNORE INTO revoked_families VALUES (?)", (family_id,))
 
     async def is_family_revoked(self, family_id: str) -> bool:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute(
                 "SELECT 1 FROM revoked_families WHERE family_id = ?", (family_id,)
             ).fetchone()
@@ -403,7 +414,7 @@ class SqliteKeyStore(_Port, KeyStore):
             )
 
     async def get_identity(self, user_id: str, device_id: str) -> IdentityRecord | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute(
                 "SELECT * FROM identities WHERE user_id = ? AND device_id = ?",
                 (user_id, device_id),
@@ -418,7 +429,7 @@ class SqliteKeyStore(_Port, KeyStore):
             )
 
     async def get_spk(self, user_id: str, device_id: str) -> SignedPrekeyRecord | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute(
                 "SELECT key_id, public, signature FROM spks WHERE user_id = ? AND device_id = ?",
                 (user_id, device_id),
@@ -447,7 +458,7 @@ class SqliteKeyStore(_Port, KeyStore):
         return OneTimePrekeyRecord(row[0], bytes(row[1])) if row else None
 
     async def opk_count(self, user_id: str, device_id: str) -> int:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute(
                 "SELECT COUNT(*) FROM opks WHERE user_id = ? AND device_id = ?",
                 (user_id, device_id),
@@ -504,7 +515,7 @@ class SqliteQueueStore(_Port, QueueStore):
     async def fetch(self, user_id: str, device_id: str, limit: int) -> list[QueuedEnvelope]:
         if limit <= 0:
             return []
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             rows = cur.execute(
                 f"SELECT {_ENV_COLS} FROM envelopes WHERE recipient_user_id = ? AND "  # noqa: S608
                 "recipient_device_id = ? ORDER BY seq LIMIT ?",
@@ -528,7 +539,7 @@ class SqliteQueueStore(_Port, QueueStore):
         return out
 
     async def count(self, user_id: str, device_id: str) -> int:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute(
                 "SELECT COUNT(*) FROM envelopes WHERE recipient_user_id = ? AND "
                 "recipient_device_id = ?",
@@ -576,7 +587,7 @@ class SqliteQueueStore(_Port, QueueStore):
     async def list_deliveries(
         self, org_id: str, after: str | None, limit: int
     ) -> list[DeliveryProof]:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             rows = cur.execute(
                 "SELECT * FROM deliveries WHERE org_id = ? AND delivery_id > ? "
                 "ORDER BY delivery_id LIMIT ?",
@@ -620,7 +631,7 @@ class SqliteAttachmentStore(_Port, AttachmentStore):
             raise AlreadyExists(m.file_id) from exc
 
     async def get_meta(self, file_id: str) -> AttachmentMeta | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute("SELECT * FROM attachments WHERE file_id = ?", (file_id,)).fetchone()
         if row is None:
             return None
@@ -647,7 +658,7 @@ class SqliteAttachmentStore(_Port, AttachmentStore):
             return cur.rowcount > 0
 
     async def expired(self, org_id: str, before: float) -> list[str]:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             rows = cur.execute(
                 "SELECT file_id FROM attachments WHERE org_id = ? AND created_at < ? "
                 "ORDER BY file_id",
@@ -662,7 +673,7 @@ class SqliteBlobStore(_Port, BlobStore):
             cur.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (key, bytes(data)))
 
     async def get(self, key: str) -> bytes | None:
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             row = cur.execute("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
         return bytes(row[0]) if row else None
 
@@ -723,7 +734,7 @@ class SqliteAuditStore(_Port, AuditStore):
                 args.append(value)
         sql += " ORDER BY seq LIMIT ?"
         args.append(max(query.limit, 0))
-        with self.db.tx() as cur:
+        with self.db.read() as cur:
             rows = cur.execute(sql, args).fetchall()
         out = []
         for r in rows:
@@ -765,7 +776,10 @@ class SqliteRateLimitStore(_Port, RateLimitStore):
         return RateDecision(True, 0)
 
 
-def sqlite_stores(path: str) -> Stores:
+def sqlite_stores(path: str, *, shared_rate_limits: bool = False) -> Stores:
+    """The embedded SQLite store. Rate-limit counters are ephemeral by nature and written on
+    every request, so by default they live in process memory; ``shared_rate_limits`` keeps
+    them in the file (for several relay processes sharing one database)."""
     db = SqliteDatabase(path)
     return Stores(
         accounts=SqliteAccountStore(db),
@@ -775,6 +789,6 @@ def sqlite_stores(path: str) -> Stores:
         attachments=SqliteAttachmentStore(db),
         blobs=SqliteBlobStore(db),
         audit=SqliteAuditStore(db),
-        ratelimits=SqliteRateLimitStore(db),
+        ratelimits=SqliteRateLimitStore(db) if shared_rate_limits else MemoryRateLimitStore(),
         closers=[db],
     )

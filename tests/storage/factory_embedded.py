@@ -29,4 +29,13 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[Stores]:
         await stores.close()
 
 
-FACTORIES = {"memory": memory, "sqlite": sqlite}
+@asynccontextmanager
+async def sqlite_shared_limits(tmp_path: Path) -> AsyncIterator[Stores]:
+    stores = sqlite_stores(str(tmp_path / "relay.sqlite3"), shared_rate_limits=True)
+    try:
+        yield stores
+    finally:
+        await stores.close()
+
+
+FACTORIES = {"memory": memory, "sqlite": sqlite, "sqlite-shared-limits": sqlite_shared_limits}
