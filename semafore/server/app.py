@@ -160,12 +160,15 @@ def _leaf_routes(routes: Any) -> Any:
 
 def _allowed_methods(request: Request) -> str:
     """Every method any route serves for this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
+    exact: set[str] = set()  # a concrete path wins over templates (OpenAPI path matching)
+    templated: set[str] = set()
     for route in _leaf_routes(request.app.routes):
         match, _ = route.matches({**request.scope, "method": "__NONE__"})
         if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+            path = getattr(route, "path", "")
+            target = exact if path == request.url.path and "{" not in path else templated
+            target.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(exact or templated))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

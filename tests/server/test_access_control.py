@@ -50,7 +50,7 @@ def test_a_device_never_reads_or_acks_another_devices_queue(
     )
     assert r.json() == {"acked": []}
     assert (
-        world.client.delete(f"/v1/messages/{deliveries['b1']}", headers=a1.headers).status_code
+        world.client.delete(f"/v1/messages/ack/{deliveries['b1']}", headers=a1.headers).status_code
         == 404
     )
     assert len(world.client.get("/v1/messages", headers=b1.headers).json()["envelopes"]) == 1

@@ -170,3 +170,9 @@ def test_make_world_helper_is_isolated() -> None:
     w, client = make_world(memory_stores())
     with client:
         assert w.client.get("/v1/health").status_code == 200
+
+
+def test_405_allow_prefers_the_concrete_path_over_templates(world: World) -> None:
+    # /v1/messages/ack (POST) also matches the template /v1/messages/{user_id} (PUT).
+    assert world.client.get("/v1/messages/ack").headers["allow"] == "POST"
+    assert world.client.get("/v1/messages/bob").headers["allow"] == "PUT"

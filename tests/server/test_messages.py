@@ -96,7 +96,7 @@ def test_fetch_then_ack_deletes_and_records_a_delivery_proof(
     assert world.client.get("/v1/messages", headers=b1.headers).json()["envelopes"] == [e]
     # Another device cannot ack (or see) b1's envelope.
     assert (
-        world.client.delete(f"/v1/messages/{e['delivery_id']}", headers=b2.headers).status_code
+        world.client.delete(f"/v1/messages/ack/{e['delivery_id']}", headers=b2.headers).status_code
         == 404
     )
     r = world.client.post(

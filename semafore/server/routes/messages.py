@@ -50,7 +50,7 @@ async def ack(body: m.AckRequest, relay: RelayDep, principal: PrincipalDep) -> m
 
 
 @router.delete(
-    "/v1/messages/{delivery_id}",
+    "/v1/messages/ack/{delivery_id}",
     status_code=204,
     response_class=Response,
     responses=responses(401, 404),
