@@ -101,6 +101,7 @@ class Network:
         seed: int | str = 0,
         capture: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        reorder_flush_s: float = REORDER_FLUSH_S,
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.seed = str(seed)
@@ -110,6 +111,7 @@ class Network:
         self.links: dict[str, DeviceLink] = {}
         self.global_rules: list[Rule] = []
         self.global_cut = False
+        self.reorder_flush_s = reorder_flush_s
 
     def retarget(self, host: str, port: int) -> None:
         """Point every link at a new relay address (a restarted relay on another port)."""
@@ -437,7 +439,7 @@ class DeviceLink:
             task.cancel()
 
     async def _flush_later(self, direction: Direction) -> None:
-        await asyncio.sleep(REORDER_FLUSH_S)
+        await asyncio.sleep(self.network.reorder_flush_s)
         self._flush_tasks[direction] = None
         self._release(direction)
 

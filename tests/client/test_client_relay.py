@@ -170,9 +170,11 @@ def test_websocket_push_delivers_and_acks() -> None:
             await until(lambda: len(b.inbox) == 5)
             assert texts(b) == [f"m{i}".encode() for i in range(5)]
             await until(lambda: not b._acks)
-            await asyncio.sleep(0.05)
-            queued = await w.server.relay.stores.queues.fetch("bob", "phone", 10)
-            assert queued == []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while await w.server.relay.stores.queues.fetch("bob", "phone", 10):
+                assert loop.time() < deadline, "acked envelopes were not deleted"
+                await asyncio.sleep(0.02)
 
     run(body)
 
