@@ -450,8 +450,12 @@ class MemoryRateLimitStore(RateLimitStore):
     def __init__(self) -> None:
         self.windows: dict[str, tuple[int, int]] = {}
 
+    MAX_KEYS = 100_000
+
     async def hit(self, key: str, limit: int, window: float, now: float) -> RateDecision:
         index = int(now // window)
+        if len(self.windows) > self.MAX_KEYS:  # forget closed windows: memory stays bounded
+            self.windows = {k: v for k, v in self.windows.items() if v[0] >= index}
         current, count = self.windows.get(key, (index, 0))
         if current != index:
             count = 0
