@@ -1,8 +1,9 @@
 """``semafore demo``: the README's main job on the embedded default.
 
 Generates the vectors into a temporary directory and checks them byte for byte against the
-committed ones (plus schema and reference replay), then runs the interop gate against the
-reference adapter and prints the verdict. Exits non-zero if any part fails.
+committed ones (plus schema and reference replay), runs the interop gate against the
+reference adapter, then runs the whole scenario catalogue (``scenarios/``) on the embedded
+relay, and prints each verdict. Exits non-zero if any part fails.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import click
 from rich.console import Console
 
 from semafore.cli.gate import DEFAULT_CONFIG, execute_gate, reference_impl
+from semafore.cli.sim import run_paths
 from semafore.gate.config import load_config
 from semafore.gate.runner import DEFAULT_MAX_CONSECUTIVE, DEFAULT_TIMEOUT_S
 from semafore.vectors.files import VECTOR_FILES, default_vectors_dir
 from semafore.vectors.generate import write_vectors
 from semafore.vectors.verify import verify_directory
+from simulator.report import render, to_html
 
 
 @click.command("demo")
@@ -30,8 +33,17 @@ from semafore.vectors.verify import verify_directory
     default=None,
     help="Committed vectors to check (default: the repository's vectors/).",
 )
-def command(vectors_dir: Path | None) -> None:
-    """Generate + verify the vectors, then gate the reference adapter; print the verdict."""
+@click.option(
+    "--scenarios",
+    "scenarios_dir",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Scenario catalogue to run (default: the repository's scenarios/).",
+)
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the scenario report (self-contained HTML) here.")
+def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Path | None) -> None:
+    """Verify the vectors, gate the reference adapter, run the scenario catalogue."""
     console = Console()
     committed = vectors_dir or default_vectors_dir()
     ok = True
@@ -68,6 +80,16 @@ def command(vectors_dir: Path | None) -> None:
         console=console,
     )
     ok &= gate.passed
+
+    console.rule("4. scenario catalogue on the embedded relay")
+    catalogue = scenarios_dir or Path(__file__).resolve().parents[2] / "scenarios"
+    results = run_paths([catalogue], provider="embedded", console=console)
+    render(results, console)
+    if html_path is not None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(to_html(results), encoding="utf-8")
+        console.print(f"wrote {html_path}")
+    ok &= all(result.verdict.ok for result in results)
 
     console.rule("verdict")
     console.print("[bold green]DEMO PASSED" if ok else "[bold red]DEMO FAILED")

@@ -75,30 +75,15 @@ def _run_one(
     return result
 
 
-@click.group("sim")
-def command() -> None:
-    """Run simulator scenarios (threats, desync, out-of-scope) and report verdicts."""
+def run_paths(
+    paths: tuple[Path, ...] | list[Path], *, provider: str = "embedded", seed: int | None = None,
+    console: Console, quiet: bool = False,
+) -> list[ScenarioResult]:
+    """Load and run every scenario under ``paths`` with a progress bar; one result each.
 
-
-@command.command("run")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--provider", type=click.Choice(PROVIDERS), default="embedded",
-              show_default=True, help="Where the relay's backends come from (docs/backends.md).")
-@click.option("--seed", type=int, default=None,
-              help="Override every scenario's seed (default: the seed in each file).")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a JUnit XML report here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the full JSON report here.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a self-contained HTML report here.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(
-    paths: tuple[Path, ...], provider: str, seed: int | None, junit_path: Path | None,
-    json_path: Path | None, html_path: Path | None, quiet: bool,
-) -> None:
-    """Run the scenario files in PATHS (files or directories, searched for *.yaml)."""
-    console = Console()
+    Shared by ``semafore sim run`` and ``semafore demo``. Raises ``click.ClickException``
+    when no file is found and ``ExecutorUnavailable`` when the executor cannot be imported.
+    """
     files = discover(list(paths))
     if not files:
         raise click.ClickException("no scenario file (*.yaml, *.yml) under the given paths")
@@ -138,6 +123,34 @@ def run(
                 progress.update(steps, completed=len(item.steps))
             progress.advance(overall)
         progress.update(steps, visible=False)
+    return results
+
+
+@click.group("sim")
+def command() -> None:
+    """Run simulator scenarios (threats, desync, out-of-scope) and report verdicts."""
+
+
+@command.command("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--provider", type=click.Choice(PROVIDERS), default="embedded",
+              show_default=True, help="Where the relay's backends come from (docs/backends.md).")
+@click.option("--seed", type=int, default=None,
+              help="Override every scenario's seed (default: the seed in each file).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a JUnit XML report here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the full JSON report here.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML report here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(
+    paths: tuple[Path, ...], provider: str, seed: int | None, junit_path: Path | None,
+    json_path: Path | None, html_path: Path | None, quiet: bool,
+) -> None:
+    """Run the scenario files in PATHS (files or directories, searched for *.yaml)."""
+    console = Console()
+    results = run_paths(paths, provider=provider, seed=seed, console=console, quiet=quiet)
     render(results, console)
     for target, text in ((junit_path, to_junit(results)), (json_path, to_json(results)),
                          (html_path, to_html(results))):
