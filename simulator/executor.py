@@ -91,8 +91,8 @@ log = logging.getLogger(__name__)
 
 TIER_STORE = "store"
 """Embedded relay stores (memory/SQLite) dumped as bytes; backends use their own tiers."""
-SETTLE_IDLE_S = 0.3
-SETTLE_TIMEOUT_S = 5.0
+SETTLE_IDLE_S = 1.0
+SETTLE_TIMEOUT_S = 10.0
 RELAY_SIDE = (
     CompromiseKind.SERVER,
     CompromiseKind.NETWORK,
@@ -1088,6 +1088,12 @@ async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
                              seed: int | None = None,
                              on_step: Callable[[Step], None] | None = None) -> ScenarioResult:
     chosen = scenario.seed if seed is None else seed
+    known = provider in ("embedded", "local", "containers", "external")
+    if known and scenario.providers and provider not in scenario.providers:
+        result = ScenarioResult.for_scenario(scenario, provider=provider, seed=chosen)
+        result.skipped = (f"the scenario runs on {', '.join(scenario.providers)}, "
+                          f"not on {provider}")
+        return result
     try:
         execution = Execution(scenario, provider, chosen, on_step)
     except ExecutorError as exc:

@@ -222,3 +222,13 @@ def test_the_oracle_in_the_executor_is_not_blind_to_a_leaking_client(
     assert "wire" in tiers and "store" in tiers
     assert all(h.label.startswith("message secret") for h in result.oracle_hits
                if h.kind == "canary")
+
+
+def test_a_scenario_for_other_providers_is_skipped_not_failed() -> None:
+    text = HEAD.format(name="p", seed=1, expect="pass").replace(
+        "organisations:", "providers: [local]\norganisations:") + (
+        "  - send: {from: alice/phone, to: bob, label: x}\n"
+        "  - assert: {delivered_exactly_once: {messages: all}}\n"
+    )
+    result = run_scenario(loads(text), provider="embedded")
+    assert result.verdict is Verdict.SKIPPED and result.skipped
