@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import statistics
 import struct
@@ -43,6 +44,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 ORG = "bench"
+STATUS = re.compile(r'"status":(\d+)')
 PASSWORD_OTP = "000000"
 
 
@@ -280,7 +282,7 @@ async def run_semafore(
         me = sessions[f"s{i}"]
         peer = sessions[f"r{i}"]
         ws = await connect(
-            ws_url,
+            ws_url + (f"?batch={batch}" if batch else ""),
             additional_headers={"Authorization": f"Bearer {me['access_token']}"},
             max_size=2**21,
             compression=None,
@@ -288,8 +290,10 @@ async def run_semafore(
 
         async def drain() -> None:  # send results: count refusals, never expected
             async for frame in ws:
-                if '"status":200' not in frame:
-                    raise RuntimeError(f"relay refused a send: {frame!r}")
+                text = frame if isinstance(frame, str) else frame.decode()
+                statuses = STATUS.findall(text)
+                if not statuses or any(code != "200" for code in statuses):
+                    raise RuntimeError(f"relay refused a send: {text[:300]!r}")
 
         drainer = asyncio.create_task(drain())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 from semafore.storage.ports import QueuedEnvelope
 
@@ -20,7 +21,7 @@ class Connection:
     def __init__(self, user_id: str, device_id: str) -> None:
         self.user_id = user_id
         self.device_id = device_id
-        self.outbox: asyncio.Queue[QueuedEnvelope | str | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[QueuedEnvelope | dict[str, Any] | str | None] = asyncio.Queue()
 
     def close(self) -> None:
         self.outbox.put_nowait(None)

@@ -5,7 +5,8 @@ Frames are JSON text (docs/server.md "WebSocket"):
 - server → device: ``{"type": "envelope", <EnvelopeOut fields>}``, oldest first; first the
   queue backlog, then every envelope enqueued while connected. A client that connects with
   ``?batch=N`` (1–64) instead gets ``{"type": "envelopes", "envelopes": [...]}`` frames
-  carrying whatever is ready, up to N each: fewer frames for a busy device.
+  carrying whatever is ready, up to N each, and several ready replies as one
+  ``{"type": "batch", "frames": [...]}``: fewer frames for a busy device.
 - device → server: ``{"type": "ack", "delivery_ids": [...]}`` → ``{"type": "acked",
   "delivery_ids": [...]}`` naming those deleted (clients and load tests time acks by it);
   ``{"type": "send", "request_id", "user_id", "message": <SendRequest>}`` →
@@ -52,6 +53,10 @@ def _envelope_dict(env: QueuedEnvelope) -> dict[str, Any]:
         "envelope_hash": m.b64encode(env.envelope_hash),
         "received_at": env.received_at,
     }
+
+
+def _compact(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"))
 
 
 def _frames(batch: list[dict[str, Any]], batched: bool) -> list[str]:
@@ -113,38 +118,55 @@ class DeviceSocket:
                 await self.ws.send_text(frame)
 
     async def _writer(self) -> None:
-        """The only sender on the socket. Whatever is ready is pushed together: with batching
-        on, one ``envelopes`` frame carries up to ``batch`` envelopes; order with replies is
-        kept."""
+        """The only sender on the socket; frame order is the order things became ready.
+
+        With batching on, consecutive ready envelopes share ``envelopes`` frames (up to
+        ``batch`` each) and consecutive replies share one ``batch`` frame."""
         await self._refill()
         outbox = self.conn.outbox
         ready: list[dict[str, Any]] = []
+        replies: list[dict[str, Any]] = []
+
+        async def flush_replies() -> None:
+            if self.batch and len(replies) > 1:
+                await self.ws.send_text(_compact({"type": "batch", "frames": replies}))
+            else:
+                for reply in replies:
+                    await self.ws.send_text(_compact(reply))
+            replies.clear()
+
+        async def flush_envelopes() -> None:
+            await self._push(ready)
+            ready.clear()
+
         while True:
             item = await outbox.get()
             while True:
                 if item is None:  # device removed, session ended or server closing
-                    await self._push(ready)
+                    await flush_envelopes()
+                    await flush_replies()
                     await self.ws.close(code=CLOSE_AUTH)
                     return
                 if isinstance(item, QueuedEnvelope):
                     if item.delivery_id not in self.inflight:
+                        await flush_replies()
                         self.inflight.add(item.delivery_id)
                         ready.append(_envelope_dict(item))
-                else:
-                    await self._push(ready)
-                    ready = []
-                    if item == "refill":
-                        await self._refill()
-                    else:
-                        await self.ws.send_text(item)
+                elif isinstance(item, dict):
+                    await flush_envelopes()
+                    replies.append(item)
+                else:  # "refill"
+                    await flush_envelopes()
+                    await flush_replies()
+                    await self._refill()
                 if outbox.empty():
                     break
                 item = outbox.get_nowait()
-            await self._push(ready)
-            ready = []
+            await flush_envelopes()
+            await flush_replies()
 
     def _reply(self, frame: dict[str, Any]) -> None:
-        self.conn.outbox.put_nowait(json.dumps(frame, separators=(",", ":")))
+        self.conn.outbox.put_nowait(frame)
 
     async def _reader(self) -> None:
         while True:

@@ -307,3 +307,25 @@ def test_opt_in_batching_puts_ready_envelopes_in_one_frame(
         ):
             ws.receive_json()
         assert closed.value.code == 4400
+
+
+def test_batched_socket_answers_every_send_in_order(
+    world: World, org: dict[str, DeviceSession]
+) -> None:
+    a1, b1, b2 = org["a1"], org["b1"], org["b2"]
+    with world.client.websocket_connect("/v1/websocket?batch=8", headers=a1.headers) as ws:
+        for n in range(5):
+            ws.send_json(
+                {
+                    "type": "send",
+                    "request_id": n,
+                    "user_id": "bob",
+                    "message": {"message_id": f"b{n}", "envelopes": [env(b1), env(b2)]},
+                }
+            )
+        answered: list[Any] = []
+        while len(answered) < 5:
+            frame = ws.receive_json()
+            frames = frame["frames"] if frame["type"] == "batch" else [frame]
+            answered.extend(f["request_id"] for f in frames if f["status"] == 200)
+    assert answered == [0, 1, 2, 3, 4]
