@@ -140,6 +140,7 @@ class DeviceClient:
         persist: Callable[[bytes], None] | None = None,
         use_websocket_send: bool = True,
         ws_send_timeout: float = 10.0,
+        auto_prekeys: bool = True,
     ) -> None:
         self.device = device
         self.org_id = org_id
@@ -154,6 +155,7 @@ class DeviceClient:
         self.persist = persist
         self.use_websocket_send = use_websocket_send
         self.ws_send_timeout = ws_send_timeout
+        self.auto_prekeys = auto_prekeys
         self.inbox: list[Received] = []
         self.events: list[ClientEvent] = []
         self.counters = Counters()
@@ -257,6 +259,16 @@ class DeviceClient:
         if uploaded or rotated:
             self._save()
         return {"opks_uploaded": uploaded, "spk_rotated": rotated}
+
+    async def _replenish_after_bootstrap(self, smx1_body: bytes) -> None:
+        """A peer bootstrapped with us: if it found no OPK (flags 0x00, SPEC §2) or few are
+        left locally, check the relay's count and top up (Signal clients do the same)."""
+        no_opk = len(smx1_body) > 4 and smx1_body[4] == 0
+        if no_opk or len(self.device.keys.opks) <= self.prekeys.opk_low_water:
+            try:
+                await self.maintain_prekeys()
+            except ClientError as exc:
+                self._event("prekey_upkeep_failed", None, exc.detail)
 
     async def rotate_spk(self) -> str:
         """New signed prekey, published; the previous ones stay for SMX1s in flight."""
@@ -714,6 +726,8 @@ class DeviceClient:
                 self._save()
                 return None
         assert plaintext is not None
+        if is_smx1(body) and self.auto_prekeys:
+            await self._replenish_after_bootstrap(body)
         try:
             content = decode(plaintext)
         except MalformedContent as exc:

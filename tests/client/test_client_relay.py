@@ -245,3 +245,18 @@ def test_unknown_user_is_a_typed_error() -> None:
 
 def _unused(w: World) -> None:  # keep the import used for type checkers
     del w
+
+
+def test_prekeys_are_topped_up_automatically_when_bootstraps_drain_them() -> None:
+    async def body() -> None:
+        async with world(["bob", "carol"]) as w:
+            b = await w.device("bob", "phone")
+            low = b.prekeys.opk_low_water
+            for i in range(b.prekeys.opk_batch - low + 1):
+                await (await w.device("carol", f"d{i}")).send_text("bob", b"hi")
+            assert (await b.http.json("GET", "/v1/keys"))["opk_count"] < low
+            await b.poll()  # processing the bootstraps notices the drain
+            assert (await b.http.json("GET", "/v1/keys"))["opk_count"] == b.prekeys.opk_batch
+            assert b.counters.received == b.prekeys.opk_batch - low + 1
+
+    run(body)
