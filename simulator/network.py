@@ -470,7 +470,7 @@ class DeviceLink:
 def _is_envelope_frame(payload: bytes, direction: Direction) -> bool:
     head = payload[:40].replace(b" ", b"")
     if direction == "down":
-        return head.startswith(b'{"type":"envelope"')
+        return head.startswith(b'{"type":"envelope')  # "envelope" and batched "envelopes"
     return head.startswith(b'{"type":"send"')
 
 

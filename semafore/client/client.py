@@ -853,6 +853,10 @@ class DeviceClient:
                 kind = frame.get("type")
                 if kind == "envelope":
                     queue.put_nowait(frame)
+                elif kind == "envelopes":  # a batched push (several envelopes, one frame)
+                    for item in frame.get("envelopes") or []:
+                        if isinstance(item, dict):
+                            queue.put_nowait(item)
                 elif kind == "response":
                     fut = self._pending.pop(str(frame.get("request_id")), None)
                     if fut is not None and not fut.done():
