@@ -55,6 +55,13 @@ class Args:
     def optional_text(self, name: str) -> str | None:
         return None if self._raw.get(name) is None else self.text(name)
 
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._raw.get(name, default)
+        if not isinstance(value, bool):
+            path = f"{self._path}.{name}"
+            raise BadArgument(f"{path} must be a boolean", field=path)
+        return value
+
     def integer(self, name: str) -> int:
         value = self._get(name)
         if not isinstance(value, int) or isinstance(value, bool):

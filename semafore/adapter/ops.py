@@ -17,6 +17,7 @@ from typing import Any
 
 from semafore import __version__
 from semafore.adapter.args import Args, BadArgument
+from semafore.adapter.live import LiveOps
 from semafore.protocol import frame as drv1
 from semafore.protocol import smx1, x3dh
 from semafore.protocol.entropy import ScriptedEntropy
@@ -97,6 +98,17 @@ class ReferenceAdapter:
             "aead.seal": self.aead_seal,
             "aead.open": self.aead_open,
         }
+        self.live = LiveOps()
+        self.ops.update(
+            {
+                "live.device.create": self.live.create,
+                "live.register": self.live.register,
+                "live.send": self.live.send,
+                "live.receive": self.live.receive,
+                "live.reinstall": self.live.reinstall,
+                "live.close": self.live.close,
+            }
+        )
 
     # -- discovery ------------------------------------------------------------------------
 
@@ -229,6 +241,8 @@ class ReferenceAdapter:
         return {"plaintext": plaintext.hex()}
 
     def session_digest(self, args: Args) -> dict[str, Any]:
+        if args.has("device"):  # a live device's current session with args.remote
+            return self.live.digest(args)
         return {"digest": self._session(args).state.digest().hex()}
 
     def session_close(self, args: Args) -> dict[str, Any]:
