@@ -235,3 +235,83 @@ def command(
         write_json(report, json_path)
     if not report.passed:
         sys.exit(1)
+
+
+@command.command("live")
+@click.option(
+    "--impl",
+    "impl_specs",
+    multiple=True,
+    metavar="NAME=COMMAND",
+    help="An adapter implementing the live operations (repeatable; default: the reference).",
+)
+@click.option(
+    "--relay",
+    default="embedded",
+    show_default=True,
+    help="'embedded' (in-process relay, memory stores), 'local' (in-process relay on the "
+    "local backend provider) or a relay base URL in test mode for --org.",
+)
+@click.option("--org", default="live-gate", show_default=True,
+              help="Organisation the gate creates and enrols its users in.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=20.0,
+              show_default=True, help="Budget for one adapter request, in seconds.")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="Write JUnit XML.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write a JSON report.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path),
+              help="Write a self-contained HTML report.")
+def live_command(
+    impl_specs: tuple[str, ...],
+    relay: str,
+    org: str,
+    timeout_s: float,
+    junit_path: Path | None,
+    json_path: Path | None,
+    html_path: Path | None,
+) -> None:
+    """Every ordered pair of adapters converses through a relay (SPEC §7, docs/gate.md).
+
+    Bootstrap, both directions, out-of-order delivery, a lost first message, simultaneous
+    initiation, multi-device fan-out and a reinstall per cell, then the plaintext-absence
+    oracle over the relay's stores and logs. Exit 1 unless every cell passes.
+    """
+    import asyncio
+
+    from semafore.gate.live import run_live
+    from semafore.gate.live_report import render_terminal as render_live
+    from semafore.gate.live_report import write_html
+    from semafore.gate.live_report import write_json as write_live_json
+    from semafore.gate.live_report import write_junit as write_live_junit
+
+    try:
+        impls = [Impl.parse(spec) for spec in impl_specs] or [reference_impl()]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--impl") from exc
+    names = [impl.name for impl in impls]
+    if len(set(names)) != len(names):
+        raise click.BadParameter("adapter names must be unique", param_hint="--impl")
+    if relay not in ("embedded", "local") and not relay.startswith(("http://", "https://")):
+        raise click.BadParameter("must be 'embedded', 'local' or an http(s) URL",
+                                 param_hint="--relay")
+    console = Console()
+    total = len(impls) ** 2
+    with Progress(
+        TextColumn("[bold]live matrix"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=console, transient=True,
+    ) as progress:
+        task = progress.add_task("", total=total)
+
+        def advance(cell: Any) -> None:
+            progress.update(task, advance=1, description=f"{cell.key}: {cell.verdict.value}")
+
+        report = asyncio.run(run_live(impls, relay, timeout_s=timeout_s, org=org,
+                                      on_cell=advance))
+    render_live(report, console)
+    if junit_path is not None:
+        write_live_junit(report, junit_path)
+    if json_path is not None:
+        write_live_json(report, json_path)
+    if html_path is not None:
+        write_html(report, html_path)
+    if not report.passed:
+        sys.exit(1)
