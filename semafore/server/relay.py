@@ -69,6 +69,17 @@ AUDIT_TYPES = (
 )
 
 
+class EnvelopeLike(Protocol):
+    """One per-device envelope of a send, however it was validated (HTTP model or WS frame)."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def registration_id(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+
+
 class OtpOutbox:
     """Where login OTPs go. The reference relay has no mail/SMS gateway: it keeps the last
     code per (org, user) for the simulator to read, like a test mail catcher."""
@@ -650,7 +661,7 @@ class Relay:
     # --- messages -------------------------------------------------------------------------
 
     async def _device_check(
-        self, principal: Principal, user_id: str, envelopes: Sequence[m.EnvelopeIn], field: str
+        self, principal: Principal, user_id: str, envelopes: Sequence[EnvelopeLike], field: str
     ) -> tuple[list[str], list[str], list[str]]:
         """Signal's device-set check: (missing, extra, stale) for one recipient user."""
         devices = {d.device_id: d for d in await self.stores.accounts.list_devices(user_id)}
@@ -691,7 +702,7 @@ class Relay:
         principal: Principal,
         user_id: str,
         message_id: str,
-        envelopes: Iterable[m.EnvelopeIn],
+        envelopes: Iterable[EnvelopeLike],
         kind: Literal["message", "broadcast"],
         now: float,
     ) -> list[QueuedEnvelope]:
@@ -715,11 +726,32 @@ class Relay:
     async def send(
         self, principal: Principal, user_id: str, req: m.SendRequest, ip: str | None
     ) -> m.SendResponse:
+        entries = await self.accept_message(principal, user_id, req.message_id, req.envelopes, ip)
+        return m.SendResponse(
+            message_id=req.message_id,
+            deliveries=[
+                m.DeliveryOut(device_id=e.recipient_device_id, delivery_id=e.delivery_id)
+                for e in entries
+            ],
+        )
+
+    async def accept_message(
+        self,
+        principal: Principal,
+        user_id: str,
+        message_id: str,
+        envelopes: Sequence[EnvelopeLike],
+        ip: str | None,
+    ) -> list[QueuedEnvelope]:
+        """Check, queue and publish one message's envelope set; the queued entries.
+
+        Shared by HTTP (pydantic-validated ``EnvelopeIn``) and the WebSocket (fast-path
+        ``frames.SendEnvelope``): both run this same device-set check and store write."""
         await self.limit("send", ip, principal.user_id)
         if await self._member_ids(principal.org_id, user_id) is None:
             raise ApiError(404, "unknown_user", "no such user in this organisation")
         missing, extra, stale = await self._device_check(
-            principal, user_id, req.envelopes, "body.envelopes"
+            principal, user_id, envelopes, "body.envelopes"
         )
         if missing or extra:
             raise ApiError(
@@ -738,7 +770,7 @@ class Relay:
                 extra={"stale": stale},
             )
         entries = self._queue_entries(
-            principal, user_id, req.message_id, req.envelopes, "message", self.now()
+            principal, user_id, message_id, envelopes, "message", self.now()
         )
         await self.stores.queues.enqueue(entries)
         self.hub.publish(entries)
@@ -748,16 +780,10 @@ class Relay:
             org_id=principal.org_id,
             sender=principal.user_id,
             recipient=user_id,
-            message_id=req.message_id,
+            message_id=message_id,
             count=len(entries),
         )
-        return m.SendResponse(
-            message_id=req.message_id,
-            deliveries=[
-                m.DeliveryOut(device_id=e.recipient_device_id, delivery_id=e.delivery_id)
-                for e in entries
-            ],
-        )
+        return entries
 
     async def broadcast(
         self, principal: Principal, req: m.BroadcastRequest, ip: str | None
