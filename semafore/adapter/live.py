@@ -257,6 +257,8 @@ _FAILURE_EVENTS: dict[str, str | None] = {
     "untrusted_identity": "UntrustedIdentity",
     "malformed_envelope": "MalformedEnvelope",
     "malformed_content": "MalformedEnvelope",
+    # a frame whose key is gone: the gate never redelivers, so this is a lost message
+    "duplicate_frame": "DuplicateMessage",
 }
 
 

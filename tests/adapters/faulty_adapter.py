@@ -7,6 +7,14 @@ Protocol faults (a real implementation bug, on every request):
   wrong-hkdf-info       X3DH derives SK with info "SemaFore-X3DH-v2" instead of "-v1"
   skip-signature-check  x3dh.initiate accepts any SPK signature
   no-dr                 lists the dr.* operations in capabilities but answers Unsupported
+Live faults (the live matrix, docs/gate.md; each a real interop bug):
+  nonce-reuse               every live device draws the same 12-byte AEAD nonce
+  no-smx1-resend            the initiator wraps only its first message in SMX1, so a lost
+                            first message leaves the peer unable to bootstrap
+  wrong-ratchet-step-order  KDF_RK's outputs are taken in the wrong order (the new root key
+                            becomes the chain key and vice versa) at every DH ratchet step
+  drop-skipped-keys         skipped message keys are never stored (out-of-order loses messages)
+  no-live                   lists no live operations (the matrix must say unsupported)
 Process faults (fire at the N-th request whose op is OP; with --once only in the first
 process that reaches it, so the restarted adapter is healthy):
   crash      exit with status 3 without answering
@@ -25,13 +33,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from semafore.adapter import live
 from semafore.adapter.args import Args
 from semafore.adapter.ops import ReferenceAdapter
 from semafore.adapter.server import handle_line
-from semafore.protocol import x3dh
+from semafore.protocol import ratchet, session_cipher, x3dh
+from semafore.protocol.entropy import Entropy
 from semafore.protocol.keys import PreKeyBundle
 
 PROTOCOL_FAULTS = ("flip-ciphertext", "wrong-hkdf-info", "skip-signature-check", "no-dr")
+LIVE_FAULTS = (
+    "nonce-reuse", "no-smx1-resend", "wrong-ratchet-step-order", "drop-skipped-keys", "no-live",
+)
 PROCESS_FAULTS = ("crash", "hang", "garbage", "wrong-id")
 
 
@@ -49,6 +62,8 @@ class FaultyAdapter(ReferenceAdapter):
             for op in [op for op in self.ops if op.startswith("dr.")]:
                 del self.ops[op]
             self.ops["capabilities"] = lambda args: listed
+        elif fault in LIVE_FAULTS:
+            install_live_fault(fault, self)
 
     def _flipped_encrypt(self, args: Args) -> dict[str, Any]:
         frame = bytearray.fromhex(self.dr_encrypt(args)["frame"])
@@ -56,9 +71,50 @@ class FaultyAdapter(ReferenceAdapter):
         return {"frame": frame.hex()}
 
 
+class _FixedNonce:
+    """Entropy that repeats one nonce: the bug a platform has when it seeds per process."""
+
+    def __init__(self, inner: Entropy) -> None:
+        self._inner = inner
+
+    def random_bytes(self, n: int, purpose: str) -> bytes:
+        return b"\x42" * n if purpose == "nonce" else self._inner.random_bytes(n, purpose)
+
+
+def install_live_fault(fault: str, adapter: ReferenceAdapter) -> None:
+    if fault == "nonce-reuse":
+        real_entropy = live._entropy
+        live._entropy = lambda *a: _FixedNonce(real_entropy(*a))
+    elif fault == "no-smx1-resend":
+        real_encrypt = session_cipher.encrypt
+
+        def encrypt_once(record: Any, plaintext: bytes, entropy: Entropy) -> bytes:
+            out = real_encrypt(record, plaintext, entropy)
+            if record.current is not None and record.current.wraps_in_smx1:
+                record.current.bootstrap = None  # the bug: stop wrapping after one SMX1
+            return out
+
+        session_cipher.encrypt = encrypt_once
+    elif fault == "wrong-ratchet-step-order":
+        real_kdf_rk = ratchet.kdf_rk
+
+        def swapped(rk: bytes, dh_out: bytes) -> tuple[bytes, bytes]:
+            root, chain = real_kdf_rk(rk, dh_out)
+            return chain, root
+
+        ratchet.kdf_rk = swapped
+    elif fault == "drop-skipped-keys":
+        ratchet.RatchetState._store_skipped = lambda self, items: None  # type: ignore[method-assign]
+    elif fault == "no-live":
+        for op in [op for op in adapter.ops if op.startswith("live.")]:
+            del adapter.ops[op]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fault", required=True, choices=PROTOCOL_FAULTS + PROCESS_FAULTS)
+    parser.add_argument(
+        "--fault", required=True, choices=PROTOCOL_FAULTS + LIVE_FAULTS + PROCESS_FAULTS
+    )
     parser.add_argument("--op", default=None, help="process faults: only count this op")
     parser.add_argument("--at", type=int, default=1, help="process faults: fire at the N-th")
     parser.add_argument("--once", type=Path, default=None, help="marker file: fire only once")
