@@ -35,7 +35,9 @@ from semafore.client import Account, DeviceClient, create_organisation, enrol_me
 from semafore.client.attachments import seal
 from semafore.client.clock import SystemClock
 from semafore.client.content import AttachmentPointer, Content, Kind
-from semafore.client.device import Device
+from semafore.client.device import Device, PrekeyPolicy
+from semafore.client.errors import ServerRejected
+from semafore.client.transport import RelayHttp
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.keys import bundle_from_dict, device_address
 
@@ -46,7 +48,8 @@ TEST_OTP = "000000"
 ADMIN_USER = "load-admin"
 ADMIN_DEVICE = "console"
 PLACEHOLDER_FILE_ID = "0" * 32
-CONCURRENCY = 16
+CONCURRENCY = 8
+HTTP_TIMEOUT = 60.0  # provisioning on a slow backend (FerretDB/SQLite) is slow, not broken
 
 
 class CorpusError(RuntimeError):
@@ -89,10 +92,21 @@ def plan_people(profile: Profile, rng: random.Random) -> list[Person]:
 
 
 def assign_contacts(people: list[Person], active: set[int], count: int, rng: random.Random) -> None:
-    """Each person's contacts: people with a device online in this run first (so messages
-    are delivered while measured), topped up from everyone else."""
+    """Each person's contacts: people with a device online in this run (so messages are
+    delivered while measured), drawn from the ``2 × count`` nearest in the order people come
+    online — teams, in effect — so that when a capacity search has only its first devices
+    online, their conversations are mostly among online people too; topped up from everyone
+    else when the run has too few people online."""
+    order = sorted(active)
+    position = {person: k for k, person in enumerate(order)}
     for index, person in enumerate(people):
-        online = [i for i in sorted(active) if i != index]
+        if index in position:
+            k = position[index]
+            low = max(0, min(k - count, len(order) - 2 * count - 1))
+            window = [i for i in order[low : low + 2 * count + 1] if i != index]
+        else:
+            window = order
+        online = [i for i in window if i != index]
         chosen = rng.sample(online, min(count, len(online)))
         if len(chosen) < count:
             rest = [i for i in range(len(people)) if i != index and i not in chosen]
@@ -153,7 +167,12 @@ class CorpusBuilder:
             done += 1
             self.progress(step, done, len(jobs))
 
-        await asyncio.gather(*(run(j) for j in jobs))
+        try:
+            async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
+                for job in jobs:
+                    group.create_task(run(job))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
 
     async def _signup(self, people: list[Person]) -> None:
         try:
@@ -174,17 +193,37 @@ class CorpusBuilder:
         )
 
     async def _install(self, person: Person, device_id: str) -> None:
-        account = self.accounts.get(person.user_id)
-        if account is None:
-            account = self.accounts[person.user_id] = Account(
-                self.org_id, person.user_id, self.url, self.entropy.fork, self.clock,
-                fixed_otp(TEST_OTP), opk_count=self.profile.prekeys.initial,
-            )
+        """A fresh device: keys, login (registration id), publish keys (SPEC §1).
+
+        The SDK retries a key upload whose answer timed out; on a slow backend the first
+        attempt may have landed, and the retry then meets ``409 duplicate_key_id``. The keys
+        are the same ones, so that answer is accepted once the relay confirms it holds them.
+        """
+        entropy = self.entropy.fork(f"device:{person.user_id}:{device_id}")
+        device = Device.create(
+            person.user_id, device_id, entropy, self.clock.now(),
+            opk_count=self.profile.prekeys.initial,
+        )
+        client = DeviceClient(
+            device, self.org_id, self.url, entropy, self.clock,
+            prekeys=PrekeyPolicy(opk_batch=max(self.profile.prekeys.initial, 1)),
+            http=RelayHttp(self.url, entropy, timeout=HTTP_TIMEOUT),
+        )
+        self.clients[device_address(person.user_id, device_id)] = client
         try:
-            client = await account.add_device(device_id, connect=False)
+            await client.login(TEST_OTP)
         except Exception as exc:
             raise CorpusError("login", f"{type(exc).__name__}: {exc}") from exc
-        self.clients[device_address(person.user_id, device_id)] = client
+        try:
+            await client.publish_keys()
+        except ServerRejected as exc:
+            if exc.code != "duplicate_key_id":
+                raise CorpusError("keys", f"{type(exc).__name__}: {exc}") from exc
+            count = await client.http.json("GET", "/v1/keys")
+            if count.get("spk_key_id") != device.keys.spk.key_id:
+                raise CorpusError("keys", f"keys not stored after a retry: {exc}") from exc
+        except Exception as exc:
+            raise CorpusError("keys", f"{type(exc).__name__}: {exc}") from exc
 
     async def _sessions_with(self, sender: DeviceClient, user_id: str) -> None:
         """Fetch ``user_id``'s bundles from the relay (claims OPKs) and start sessions."""
@@ -430,6 +469,8 @@ class CorpusBuilder:
     async def close(self) -> None:
         for account in self.accounts.values():
             await account.close()
+        for client in list(self.clients.values()):
+            await client.close()
 
 
 async def build_corpus(

@@ -42,7 +42,7 @@ from locust import FastHttpUser, User, constant, events, task
 from locust.env import Environment
 
 from loadtests.profile import Profile, profile_from_dict
-from loadtests.samples import BACKLOG, DELIVERED, ENVELOPES, Sample, write_samples
+from loadtests.samples import BACKLOG, DELIVERED, ENVELOPES, GENERATOR, Sample, write_samples
 
 
 def _load() -> tuple[dict[str, Any], Profile]:
@@ -129,8 +129,20 @@ def _on_request(
         gevent.spawn(env.runner.quit)
 
 
+def _watch_cpu() -> None:
+    """The generator's own CPU use, once a second (a saturated generator caps the load)."""
+    import psutil
+
+    me = psutil.Process()
+    me.cpu_percent()
+    while True:
+        gevent.sleep(1.0)
+        RECORDER.add(GENERATOR, "cpu percent", me.cpu_percent(), 0, "")
+
+
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
+    gevent.spawn(_watch_cpu)
     if PROFILE.reconnect.outage_every > 0:
         gevent.spawn(Outage.run)
 
@@ -294,6 +306,11 @@ class DeviceUser(FastHttpUser):
 
     def disconnect(self) -> None:
         ws, self.ws = self.ws, None
+        # Sends still awaiting their response when we drop the socket ourselves: the relay
+        # may or may not have queued them. Counted (not as errors: the outage is ours).
+        for _ in range(len(self.pending_sends)):
+            _fire_ms("WS", "send abandoned at disconnect", 0.0)
+        self.pending_sends.clear()
         if ws is not None:
             with contextlib.suppress(Exception):  # already gone: nothing to report
                 ws.close(timeout=1)

@@ -22,6 +22,7 @@ from typing import Any
 from loadtests.samples import (
     DELIVERED,
     ENVELOPES,
+    META_TYPES,
     Sample,
     envelope_counts,
     percentile,
@@ -225,7 +226,7 @@ def build_report(
     endpoints = read_locust_stats(out_dir / STATS_CSV)
     failures = read_locust_failures(out_dir / FAILURES_CSV)
     envelopes = envelope_counts(samples)
-    real = [s for s in samples if s.type != ENVELOPES]
+    real = [s for s in samples if s.type not in META_TYPES]
     end = max((s.t for s in samples), default=0.0) + 1e-6
     start = min((s.t for s in samples), default=0.0)
     users = int(run.get("users", 0))
@@ -301,6 +302,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"{_ms(lat['p99'])} |",
         f"| requests / failures | {steady['requests']} / {steady['failures']} "
         f"({steady['error_rate']:.4%}) |",
+        f"| load generator CPU, max (% of a core) | "
+        f"{_ms(steady.get('generator_cpu_max_percent'))} |",
         "",
         "## Errors by kind (whole run)",
         "",
@@ -335,12 +338,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
                   f"≤ {plan['max_error_rate']:.2%} failed requests; steps of "
                   f"{plan['step_users']} devices, {plan['step_duration']} s each "
                   f"(first {plan['warmup']} s ignored).", "",
-                  "| devices | envelopes/s | deliveries/s | p99 ms | error rate | verdict |",
-                  "|---|---|---|---|---|---|"]
+                  "| devices | envelopes/s | deliveries/s | p99 ms | error rate | generator CPU % "
+                  "| verdict |",
+                  "|---|---|---|---|---|---|---|"]
         for s in search["steps"]:
             lines.append(
                 f"| {s['users']} | {s['envelopes_per_s']} | {s['deliveries_per_s']} | "
                 f"{_ms(s['latency_ms']['p99'])} | {s['error_rate']:.4%} | "
+                f"{_ms(s.get('generator_cpu_max_percent'))} | "
                 f"{'pass' if s['passed'] else 'FAIL: ' + s['reason']} |"
             )
         k = search["knee"]

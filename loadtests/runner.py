@@ -73,7 +73,6 @@ def _locust_command(options: RunOptions, profile: Profile, duration: float) -> l
         "--loglevel", "WARNING",
         "--logfile", str(out / "locust.log"),
         "--exit-code-on-error", "0",
-        "--skip-log-setup",
     ]
     if options.web:
         cmd += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port), "--autostart",

@@ -24,6 +24,10 @@ BACKLOG = "backlog delivered"
 ENVELOPES = "ENVELOPES"
 """Sample type recording how many envelopes an accepted send/broadcast carried (``bytes``);
 kept out of locust's request statistics."""
+GENERATOR = "GENERATOR"
+"""Sample type of the load generator's own CPU use (``ms`` holds percent of one core), once a
+second: a step where it nears 100 % measured the generator, not the relay."""
+META_TYPES = frozenset({ENVELOPES, GENERATOR})
 SAMPLE_FIELDS = ("t", "type", "name", "ms", "bytes", "error", "users")
 
 
@@ -107,6 +111,7 @@ class WindowStats:
     p95_ms: float | None
     p99_ms: float | None
     errors: dict[str, int]
+    generator_cpu_max: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -144,6 +149,7 @@ class WindowStats:
             "requests_per_s": round(self.requests_per_s, 2),
             "latency_ms": {"p50": self.p50_ms, "p95": self.p95_ms, "p99": self.p99_ms},
             "errors": dict(self.errors),
+            "generator_cpu_max_percent": self.generator_cpu_max,
         }
 
 
@@ -154,7 +160,8 @@ def window_stats(
 ) -> WindowStats:
     """Stats for samples with ``start <= t < end``; ``envelopes`` are (t, count) of envelopes
     the relay accepted (each successful send/broadcast reports how many it carried)."""
-    chosen = [s for s in samples if start <= s.t < end and s.type != ENVELOPES]
+    chosen = [s for s in samples if start <= s.t < end and s.type not in META_TYPES]
+    cpu = [s.ms for s in samples if start <= s.t < end and s.type == GENERATOR]
     latencies = [s.ms for s in chosen if s.name == DELIVERED and s.ok]
     errors = Counter(f"{s.type} {s.name}: {s.error}" for s in chosen if not s.ok)
     sent = sum(n for t, n in envelopes if start <= t < end)
@@ -172,6 +179,7 @@ def window_stats(
         p95_ms=_round(percentile(latencies, 95)),
         p99_ms=_round(percentile(latencies, 99)),
         errors=dict(errors),
+        generator_cpu_max=round(max(cpu), 1) if cpu else None,
     )
 
 

@@ -88,7 +88,7 @@ class ServerCounters(logging.Handler):
     available for a relay running in this process."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.routes: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
@@ -147,8 +147,10 @@ def _count_server_events() -> Iterator[ServerCounters]:
     logger = logging.getLogger(LOGGER_NAME)
     previous = logger.level
     logger.addHandler(counters)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
+    # Per-envelope events (message_accepted, envelopes_acked) are DEBUG in the relay; counting
+    # them costs one log record per send/ack, small beside the request itself.
+    if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
+        logger.setLevel(logging.DEBUG)
     try:
         yield counters
     finally:
@@ -168,15 +170,46 @@ def _settings(org_id: str) -> Any:
     )
 
 
-def _local_stores(endpoints: Any) -> Any:
-    """Stores on the local provider's real backends (storage adapters of issue 4)."""
+def _local_target(org_id: str) -> Iterator[Target]:
+    """The local provider's real backends and one reference relay process on them (the
+    replica entry point of issue 4, so the relay runs outside this process); no in-process
+    counters, the report's server section is then empty."""
+    import tempfile
+    from pathlib import Path
+
+    from semafore.infra.errors import BackendUnavailableError, InfraError
+    from semafore.infra.providers import LocalProvider
+    from semafore.infra.replicas import ReplicaSet
+    from semafore.infra.settings import InfraSettings
+
+    provider = LocalProvider(InfraSettings.from_env({"SEMAFORE_PROVIDER": "local"}))
     try:
-        from semafore.storage import backends  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise TargetUnavailable(
-            "local", "no storage adapters for Redis/SeaweedFS/MongoDB yet (semafore.storage)"
-        ) from exc
-    return backends.stores_from_endpoints(endpoints)
+        endpoints = provider.start()
+    except BackendUnavailableError as exc:
+        raise TargetUnavailable("local", str(exc)) from exc
+    try:
+        with tempfile.TemporaryDirectory(prefix="semafore-load-relay-") as work:
+            try:
+                replicas = ReplicaSet(
+                    endpoints, 1, Path(work), namespace="load", test_orgs=(org_id,),
+                    unlimited_rates=True,
+                ).start()
+            except InfraError as exc:
+                raise TargetUnavailable("local", f"relay did not start: {exc}") from exc
+            try:
+                yield Target(
+                    "local",
+                    check_loopback(replicas.urls[0]),
+                    True,
+                    org_id,
+                    None,
+                    {"mongodb": endpoints.mongodb_engine, "redis": "redis-server",
+                     "object_store": "seaweedfs filer", "relay": "separate process"},
+                )
+            finally:
+                replicas.stop()
+    finally:
+        provider.stop()
 
 
 @contextlib.contextmanager
@@ -193,31 +226,7 @@ def open_target(spec: str, org_id: str) -> Iterator[Target]:
             yield Target("embedded", server.url, True, org_id, counters, {"stores": "memory"})
         return
     if spec == "local":
-        from semafore.infra.errors import BackendUnavailableError
-        from semafore.infra.providers import LocalProvider
-        from semafore.infra.settings import InfraSettings
-
-        try:
-            provider = LocalProvider(InfraSettings.from_env({"SEMAFORE_PROVIDER": "local"}))
-            endpoints = provider.start()
-        except BackendUnavailableError as exc:
-            raise TargetUnavailable("local", str(exc)) from exc
-        try:
-            stores = _local_stores(endpoints)
-            with _count_server_events() as counters, serve_in_thread(
-                _settings(org_id), stores
-            ) as server:
-                yield Target(
-                    "local",
-                    server.url,
-                    True,
-                    org_id,
-                    counters,
-                    {"mongodb": endpoints.mongodb_engine, "redis": "redis-server",
-                     "object_store": "seaweedfs"},
-                )
-        finally:
-            provider.stop()
+        yield from _local_target(org_id)
         return
     url = check_loopback(spec)
     yield Target("url", url, False, org_id)

@@ -53,8 +53,12 @@ def small(name: str) -> Profile:
             behaviour=dataclasses.replace(p.behaviour, think_time=(0.3, 0.8)),
         )
     if name == "office_hours":
+        # Rare actions made likelier so a nine-second run surely shows each of them.
         p = dataclasses.replace(
-            p, behaviour=dataclasses.replace(p.behaviour, think_time=(0.3, 1.0))
+            p,
+            behaviour=dataclasses.replace(
+                p.behaviour, think_time=(0.3, 1.0), tasks={"send": 4, "fetch_bundle": 1, "poll": 1}
+            ),
         )
     return p
 
