@@ -76,6 +76,43 @@ async def bare_relay(port: int) -> None:
         await asyncio.Future()
 
 
+def bare_asgi_relay(port: int) -> None:
+    """The bare relay's forwarding on the server stack SemaFore runs on (Starlette on uvicorn,
+    same options): separates what the ASGI stack costs per frame from what the relay adds."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    peers: dict[str, WebSocket] = {}
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        name = await ws.receive_text()
+        peers[name] = ws
+        try:
+            while True:
+                to, _, payload = (await ws.receive_text()).partition("|")
+                target = peers.get(to)
+                if target is not None:
+                    await target.send_text(payload)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            peers.pop(name, None)
+
+    app = Starlette(routes=[WebSocketRoute("/", handler)])
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+    )
+
+
 def semafore_relay(port: int, store: str) -> None:
     import uvicorn
 
@@ -236,7 +273,13 @@ async def drive(
 
 
 async def run_bare(
-    port: int, pairs: int, total: int, window: int, size: int, timeout: float
+    port: int,
+    pairs: int,
+    total: int,
+    window: int,
+    size: int,
+    timeout: float,
+    name: str = "bare websockets relay",
 ) -> Result:
     url = f"ws://127.0.0.1:{port}"
 
@@ -259,9 +302,7 @@ async def run_bare(
 
         return receive, ws.close
 
-    return await drive(
-        "bare websockets relay", pairs, total, window, open_sender, open_receiver, timeout
-    )
+    return await drive(name, pairs, total, window, open_sender, open_receiver, timeout)
 
 
 async def run_semafore(
@@ -434,17 +475,37 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-semafore", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare-asgi", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         asyncio.run(bare_relay(args.serve_bare))
+        return
+    if args.serve_bare_asgi:
+        bare_asgi_relay(args.serve_bare_asgi)
         return
     if args.serve_semafore:
         semafore_relay(args.serve_semafore, args.store)
         return
 
     rounds: list[tuple[Result, Result]] = []
+    references: list[Result] = []
     for _ in range(args.rounds):  # back to back per round, rounds interleaved
-        bare_port, relay_port = free_port(), free_port()
+        bare_port, asgi_port, relay_port = free_port(), free_port(), free_port()
+        with relay_process(["--serve-bare-asgi", str(asgi_port)], asgi_port) as proc:
+            references.append(
+                measured(
+                    proc,
+                    run_bare(
+                        asgi_port,
+                        args.pairs,
+                        args.envelopes,
+                        args.window,
+                        args.size,
+                        args.timeout,
+                        "bare relay on uvicorn (ref.)",
+                    ),
+                )
+            )
         with relay_process(["--serve-bare", str(bare_port)], bare_port) as proc:
             bare = measured(
                 proc,
@@ -478,6 +539,7 @@ def main() -> None:
     # The median round by throughput ratio is the one reported in full.
     ordered = sorted(rounds, key=lambda pair: ratios(pair)[0])
     bare, ours = ordered[len(ordered) // 2]
+    asgi = references[rounds.index((bare, ours))]
     ratio, cpu_ratio = ratios((bare, ours))
     report = {
         "envelopes": args.envelopes,
@@ -489,6 +551,7 @@ def main() -> None:
         "rounds": args.rounds,
         "bare": bare.summary(),
         "semafore": ours.summary(),
+        "bare_on_uvicorn_reference": asgi.summary(),
         "throughput_ratio": round(ratio, 3),
         "relay_cpu_efficiency_ratio": round(cpu_ratio, 3),
         "round_throughput_ratios": [round(ratios(r)[0], 3) for r in rounds],
@@ -499,7 +562,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(report))
         return
-    for r in (bare, ours):
+    for r in (bare, asgi, ours):
         s = r.summary()
         print(
             f"{s['relay']:<30} {s['envelopes']:>7} env  {s['envelopes_per_s']:>9.1f} env/s  "

@@ -688,13 +688,15 @@ class Relay:
                     "body must be an SMX1 or DR_V1 envelope",
                     field=f"{field}.{i}.body",
                 )
-        missing = sorted(set(devices) - set(given))
-        extra = sorted(set(given) - set(devices))
         stale = sorted(
             e.device_id
             for e in envelopes
             if e.device_id in devices and devices[e.device_id].registration_id != e.registration_id
         )
+        if len(given) == len(devices) and devices.keys() >= set(given):
+            return [], [], stale  # the usual case: exactly the current devices
+        missing = sorted(set(devices) - set(given))
+        extra = sorted(set(given) - set(devices))
         return missing, extra, stale
 
     def _queue_entries(
