@@ -152,6 +152,7 @@ class _Message:
     message_id: str
     sender: str  # address
     plaintext: bytes
+    envelopes: dict[str, bytes] = field(default_factory=dict)  # recipient address -> body
 
 
 class _Cell:
@@ -223,6 +224,12 @@ class _Cell:
         self.register_identifier("device_id", f"{dev.user}-{device}")
         return dev
 
+    def impl_of(self, address: Any) -> str:
+        for dev in self.devices.values():
+            if dev.address == address:
+                return dev.impl
+        return "unknown implementation"
+
     def d(self, name: str) -> _Device:
         return self.devices[name]
 
@@ -243,15 +250,23 @@ class _Cell:
             raise StepFailure(Verdict.FAIL, f"live.send of {message_id} returned no envelopes")
         for env in envelopes:
             self._check_nonces(src, message_id, env)
-        msg = _Message(message_id, src.address, plaintext)
+        msg = _Message(message_id, src.address, plaintext,
+                       {str(e.get("to")): bytes.fromhex(e["body"]) for e in envelopes})
         self.sent[message_id] = msg
         return msg
 
-    def envelope_to(self, result_envelopes: list[dict[str, Any]], address: str) -> bytes:
-        for env in result_envelopes:
-            if env.get("to") == address:
-                return bytes.fromhex(str(env.get("body", "")))
-        raise StepFailure(Verdict.FAIL, f"no envelope addressed to {address}")
+    def expect_smx1(self, src: _Device, msg: _Message, to: _Device, why: str) -> None:
+        body = msg.envelopes.get(to.address)
+        label = f"{msg.message_id} -> {to.address}"
+        if body is None:
+            raise StepFailure(Verdict.FAIL, f"{src.impl} sent no envelope to {to.address}", label)
+        if body[:4] != b"SMX1":
+            raise StepFailure(
+                Verdict.FAIL,
+                f"{src.impl} ({src.address}) sent {body[:4]!r} to {to.address}, expected SMX1: "
+                f"{why} (SPEC §2: SMX1 until the peer's first reply)",
+                label,
+            )
 
     def _check_nonces(self, src: _Device, message_id: str, env: Any) -> None:
         """A (key, nonce) pair must never repeat; a repeated nonce from one device is the
@@ -293,7 +308,7 @@ class _Cell:
                 raise StepFailure(Verdict.FAIL, "live.receive: a message is not an object")
             envelope = (
                 f"{item.get('message_id')} from {item.get('from')} "
-                f"(delivery {item.get('delivery_id')})"
+                f"(sent by {self.impl_of(item.get('from'))}, delivery {item.get('delivery_id')})"
             )
             if item.get("error") is not None:
                 raise StepFailure(
@@ -358,6 +373,7 @@ class _Cell:
     def bootstrap(self) -> None:
         alice, bob = self.d("alice/phone"), self.d("bob/phone")
         m1 = self.send(alice, bob)
+        self.expect_smx1(alice, m1, bob, "a first message bootstraps the session")
         self.expect(bob, [m1])
 
     def reply(self) -> None:
@@ -384,6 +400,8 @@ class _Cell:
         erin, frank = self.d("erin/phone"), self.d("frank/phone")
         self.send(erin, frank, deliver=False)  # lost: encrypted, never reaches the relay
         second = self.send(erin, frank)
+        self.expect_smx1(erin, second, frank, "the first message was lost, so the peer has no "
+                         "session yet and the resend must carry the X3DH header")
         self.expect(frank, [second])
         self.expect(erin, [self.send(frank, erin)])
         self.expect(frank, [self.send(erin, frank)])
