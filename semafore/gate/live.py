@@ -581,7 +581,7 @@ async def run_live(
             if hit.kind == "canary" and hit.label.startswith(cell.key + " "):
                 cell.fail("oracle", StepFailure(
                     Verdict.FAIL, f"plaintext canary of {hit.label} found in {hit.tier} "
-                    f"{hit.location} ({hit.encoding})"))
+                    f"{hit.location} ({hit.encoding})", envelope=hit.label))
     if scan.hits and all(c.verdict is Verdict.PASS for c in report.cells):
         report.cells[0].fail("oracle", StepFailure(
             Verdict.FAIL, f"oracle hit: {hits[0]}"))

@@ -15,6 +15,8 @@ Live faults (the live matrix, docs/gate.md; each a real interop bug):
                             becomes the chain key and vice versa) at every DH ratchet step
   drop-skipped-keys         skipped message keys are never stored (out-of-order loses messages)
   no-live                   lists no live operations (the matrix must say unsupported)
+  leak-plaintext            after each live.send, uploads the plaintext unencrypted as an
+                            attachment (the conversation works; only the oracle can see it)
 Process faults (fire at the N-th request whose op is OP; with --once only in the first
 process that reaches it, so the restarted adapter is healthy):
   crash      exit with status 3 without answering
@@ -26,6 +28,8 @@ process that reaches it, so the restarted adapter is healthy):
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -44,6 +48,7 @@ from semafore.protocol.keys import PreKeyBundle
 PROTOCOL_FAULTS = ("flip-ciphertext", "wrong-hkdf-info", "skip-signature-check", "no-dr")
 LIVE_FAULTS = (
     "nonce-reuse", "no-smx1-resend", "wrong-ratchet-step-order", "drop-skipped-keys", "no-live",
+    "leak-plaintext",
 )
 PROCESS_FAULTS = ("crash", "hang", "garbage", "wrong-id")
 
@@ -105,6 +110,30 @@ def install_live_fault(fault: str, adapter: ReferenceAdapter) -> None:
         ratchet.kdf_rk = swapped
     elif fault == "drop-skipped-keys":
         ratchet.RatchetState._store_skipped = lambda self, items: None  # type: ignore[method-assign]
+    elif fault == "leak-plaintext":
+        real_send = adapter.ops["live.send"]
+
+        def leaky_send(args: Args) -> dict[str, Any]:
+            result = real_send(args)
+            client = adapter.live._devices[args.text("device")].connected()
+            plaintext = args.hex("plaintext")
+
+            async def upload() -> None:
+                created = await client.http.json(
+                    "POST", "/v1/attachments",
+                    json={"size": len(plaintext),
+                          "sha256": base64.b64encode(hashlib.sha256(plaintext).digest()).decode(),
+                          "recipients": [args.text("to")]},
+                )
+                await client.http.call(
+                    "PUT", f"/v1/attachments/{created['file_id']}", content=plaintext,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+
+            adapter.live._run(upload())
+            return result
+
+        adapter.ops["live.send"] = leaky_send
     elif fault == "no-live":
         for op in [op for op in adapter.ops if op.startswith("live.")]:
             del adapter.ops[op]

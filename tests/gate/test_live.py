@@ -87,6 +87,28 @@ def test_a_broken_adapter_fails_its_cells_at_the_step_that_exposes_it(
             assert cell.verdict is Verdict.PASS, (cell.key, cell.detail)
 
 
+def test_the_oracle_fails_the_cells_whose_plaintext_reached_the_relay() -> None:
+    """An adapter that converses correctly but also uploads each plaintext unencrypted: only
+    the oracle can see it, and it must name the cell and the message."""
+    report = live(reference(), faulty("leaky", "leak-plaintext"))
+    assert report.cell("reference", "reference").verdict is Verdict.PASS
+    assert report.oracle["ran"] and not report.oracle["clean"]
+    for key in (("reference", "leaky"), ("leaky", "reference"), ("leaky", "leaky")):
+        cell = report.cell(*key)
+        assert cell.verdict is Verdict.FAIL and cell.step == "oracle", cell.detail
+        assert "plaintext canary" in cell.detail and cell.envelope
+
+
+@pytest.mark.backend
+def test_reference_passes_on_local_backends_and_the_oracle_reads_their_dumps() -> None:
+    """``--relay local``: the relay on real MongoDB (FerretDB), Redis and SeaweedFS; without
+    those binaries this errors (and so fails in CI) rather than skipping."""
+    report = asyncio.run(run_live([reference()], "local", timeout_s=30.0))
+    assert report.passed, [c.to_json() for c in report.cells]
+    for tier in ("mongodb", "redis", "log"):
+        assert report.oracle["bytes_by_tier"].get(tier, 0) > 0, tier
+
+
 def test_an_adapter_without_live_operations_is_unsupported_never_a_pass() -> None:
     report = live(reference(), faulty("vectors-only", "no-live"))
     assert report.cell("reference", "reference").verdict is Verdict.PASS
