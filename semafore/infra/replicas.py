@@ -130,8 +130,13 @@ async def _serve() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", int(os.environ["SEMAFORE_REPLICA_PORT"])))
+    # cross-replica push (docs/backends.md): SEMAFORE_PUSH=local keeps the in-process hub,
+    # so a device on another replica then sees new envelopes only on its next fetch
+    push = None
+    if os.environ.get("SEMAFORE_PUSH", "redis") != "local":
+        push = handles.push_hub(os.environ.get("SEMAFORE_REPLICA_NAME", f"replica-{os.getpid()}"))
     config = uvicorn.Config(
-        create_app(relay_settings, stores),
+        create_app(relay_settings, stores, push),
         log_config=None,
         access_log=False,
         ws="websockets-sansio",

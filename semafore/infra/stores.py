@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from semafore.infra.errors import SettingsError
 from semafore.infra.providers import Endpoints
+from semafore.server.push import RedisPushHub
 from semafore.storage.mongodb import (
     MongoAccountStore,
     MongoAttachmentStore,
@@ -40,6 +41,11 @@ class BackendHandles:
     blobs: SeaweedfsBlobStore
     push: RedisPush
     presence: RedisPresence
+
+    def push_hub(self, replica: str, *, presence_ttl: float = 30.0) -> RedisPushHub:
+        """The cross-replica push hub for a relay named ``replica`` on this namespace: pass it
+        to ``create_app(..., push=...)`` whenever several relays share these backends."""
+        return RedisPushHub(self.push, self.presence, replica, presence_ttl=presence_ttl)
 
     async def drop(self) -> None:
         """Delete everything this namespace holds (test teardown; never the relay's job)."""

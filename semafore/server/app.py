@@ -27,6 +27,7 @@ from semafore.server import models as m
 from semafore.server.deps import reject_unknown_query
 from semafore.server.errors import ApiError, ErrorBody, responses
 from semafore.server.oplog import event
+from semafore.server.push import PushPort
 from semafore.server.relay import Relay
 from semafore.server.routes import accounts, attachments, audit, keys, messages
 from semafore.server.settings import Settings
@@ -207,13 +208,16 @@ async def _retention_loop(relay: Relay) -> None:
             event("retention_failed", logging.ERROR, error=type(exc).__name__)
 
 
-def create_app(settings: Settings, stores: Stores) -> FastAPI:
-    """The relay as an ASGI app. The caller owns ``stores`` (and closes them)."""
-    relay = Relay(settings, stores)
+def create_app(settings: Settings, stores: Stores, push: PushPort | None = None) -> FastAPI:
+    """The relay as an ASGI app. The caller owns ``stores`` (and closes them); the app starts
+    and stops ``push`` (default: the in-process hub; replicas pass
+    :meth:`semafore.infra.stores.BackendHandles.push_hub`, docs/backends.md)."""
+    relay = Relay(settings, stores, push)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
+        await relay.hub.start()
         if settings.retention_interval > 0:
             task = asyncio.create_task(_retention_loop(relay))
         event("relay_started", test_mode=settings.test_mode)
@@ -223,6 +227,7 @@ def create_app(settings: Settings, stores: Stores) -> FastAPI:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            await relay.hub.close()
 
     app = FastAPI(
         title=API_TITLE,

@@ -16,14 +16,14 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.keys import verify_spk
 from semafore.server import models as m
 from semafore.server.errors import ApiError
 from semafore.server.oplog import event
-from semafore.server.push import PushHub
+from semafore.server.push import PushHub, PushPort
 from semafore.server.settings import Settings
 from semafore.server.tokens import (
     Principal,
@@ -104,10 +104,10 @@ class RetentionReport:
 
 
 class Relay:
-    def __init__(self, settings: Settings, stores: Stores) -> None:
+    def __init__(self, settings: Settings, stores: Stores, hub: PushPort | None = None) -> None:
         self.settings = settings
         self.stores = stores
-        self.hub = PushHub()
+        self.hub: PushPort = hub if hub is not None else PushHub()
         self.otp_outbox = OtpOutbox()
 
     def now(self) -> float:
