@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from semafore.cli import backends, demo, gate, serve, sim, vectors
+from semafore.cli import backends, demo, gate, load, serve, sim, vectors
 
 
 def all_commands() -> list[click.Command]:
     commands: list[click.Command] = [
         backends.command,
-        demo.command, gate.command, serve.command, sim.command, vectors.command,
+        demo.command, gate.command, load.command, serve.command, sim.command, vectors.command,
     ]
     return commands
