@@ -589,17 +589,43 @@ async def run_live(
 
 
 @contextlib.asynccontextmanager
-async def _relay(relay: str, org: str) -> Any:
-    """Yield ``(url, enrol(users), dump())``: the relay's base URL, how to make users members
-    of ``org``, and (for relays started here) the oracle chunks of its stores and logs."""
-    if relay.startswith(("http://", "https://")):
-        yield relay.rstrip("/"), None, None
-        return
-    if relay not in ("embedded", "local"):
-        raise ValueError(f"--relay must be a URL, 'embedded' or 'local', got {relay!r}")
+async def _organisation(url: str, org: str) -> Any:
+    """Sign ``org`` up at ``url`` and yield ``enrol(users)`` (its admin makes them members).
+
+    Members log in with the relay's test OTP, so the relay must run in test mode with ``org``
+    allow-listed (ADR-0164); a relay the gate starts is configured that way."""
     from semafore.client import Account, create_organisation, enrol_members, fixed_otp
     from semafore.client.clock import SystemClock
     from semafore.protocol.entropy import SeededEntropy
+
+    entropy = SeededEntropy(f"live-gate:{time.time()}")
+    created = await create_organisation(url, org, "Live gate", "gate-admin", entropy.fork("org"))
+    admin = Account(org, "gate-admin", url, entropy.fork, SystemClock(), fixed_otp(),
+                    totp_secret=created["totp_secret"])
+    try:
+        console = await admin.add_device("console", connect=False)
+
+        async def enrol(users: list[str]) -> None:
+            await enrol_members(console, org, users, seats=10_000)
+
+        yield enrol
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def _relay(relay: str, org: str) -> Any:
+    """Yield ``(url, enrol(users), dump())``: the relay's base URL, how to make users members
+    of ``org``, and (for relays started here; else ``None``) the oracle chunks of its stores
+    and logs."""
+    if relay.startswith(("http://", "https://")):
+        url = relay.rstrip("/")
+        async with _organisation(url, org) as enrol:
+            yield url, enrol, None
+        return
+    if relay not in ("embedded", "local"):
+        raise ValueError(f"--relay must be a URL, 'embedded' or 'local', got {relay!r}")
+    from semafore.client.clock import SystemClock
     from semafore.server.oplog import configure_logging
     from semafore.server.runner import serve_in_task
     from simulator.executor import Infrastructure
@@ -610,19 +636,10 @@ async def _relay(relay: str, org: str) -> Any:
     configure_logging(logs, logging.INFO)
     infra = Infrastructure(relay, f"livegate{int(time.time()) % 10**6}")
     stores = await infra.start()
-    clock = SystemClock()
-    settings = relay_settings([org], clock)  # type: ignore[arg-type]
+    # test OTP for the gate's org only, no rate limits (every device shares 127.0.0.1)
+    settings = relay_settings([org], SystemClock())  # type: ignore[arg-type]
     try:
-        async with serve_in_task(settings, stores) as srv:
-            entropy = SeededEntropy(f"live-gate:{time.time()}")
-            created = await create_organisation(srv.url, org, "Live gate", "gate-admin",
-                                                entropy.fork("org"))
-            admin = Account(org, "gate-admin", srv.url, entropy.fork, clock, fixed_otp(),
-                            totp_secret=created["totp_secret"])
-            console = await admin.add_device("console", connect=False)
-
-            async def enrol(users: list[str]) -> None:
-                await enrol_members(console, org, users, seats=10_000)
+        async with serve_in_task(settings, stores) as srv, _organisation(srv.url, org) as enrol:
 
             async def dump() -> list[Chunk]:
                 chunks = await infra.dump()
@@ -630,9 +647,6 @@ async def _relay(relay: str, org: str) -> Any:
                            for i, line in enumerate(logs.getvalue().splitlines()) if line]
                 return chunks
 
-            try:
-                yield srv.url, enrol, dump
-            finally:
-                await admin.close()
+            yield srv.url, enrol, dump
     finally:
         await infra.close()
