@@ -43,6 +43,7 @@ LIVE_OPS = (
     "session.digest",
 )
 DEFAULT_TIMEOUT_S = 20.0
+STARTUP_BUDGET_S = 30.0  # a fresh adapter's first answer (capabilities) may take this long
 DEFAULT_ORG = "live-gate"
 STEPS = (
     "setup",
@@ -195,9 +196,11 @@ class _Cell:
     # -- requests ------------------------------------------------------------------------
 
     def call(self, dev: _Device, op: str, args: Mapping[str, Any]) -> dict[str, Any]:
-        deadline = time.monotonic() + self.timeout_s
         try:
-            response = dev.proc.request(op, args, deadline)
+            if not dev.proc.running:  # start-up (imports, JIT…) gets its own, larger budget
+                dev.proc.request("capabilities", {}, time.monotonic() + max(
+                    self.timeout_s, STARTUP_BUDGET_S))
+            response = dev.proc.request(op, args, time.monotonic() + self.timeout_s)
         except AdapterFailure as exc:
             detail = f"{dev.impl} ({dev.address}) {op}: {exc.detail}"
             raise StepFailure(exc.verdict, detail) from None

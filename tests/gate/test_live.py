@@ -70,6 +70,7 @@ BROKEN_CELLS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "step", "failing", "phrase"), BROKEN_CELLS,
                          ids=[row[0] for row in BROKEN_CELLS])
 def test_a_broken_adapter_fails_its_cells_at_the_step_that_exposes_it(
@@ -121,7 +122,7 @@ def test_an_adapter_without_live_operations_is_unsupported_never_a_pass() -> Non
 
 
 def test_a_hung_adapter_times_out_its_cells_and_the_gate_finishes() -> None:
-    report = live(reference(), faulty("stuck", "hang", "--op", "live.send"), timeout_s=2.0)
+    report = live(reference(), faulty("stuck", "hang", "--op", "live.send"), timeout_s=4.0)
     assert report.cell("reference", "reference").verdict is Verdict.PASS
     for key in (("reference", "stuck"), ("stuck", "reference"), ("stuck", "stuck")):
         cell = report.cell(*key)
