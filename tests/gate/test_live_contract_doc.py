@@ -1,6 +1,6 @@
-"""docs/adapter-contract.md §5 shows real live exchanges (``live>`` / ``live<`` lines); replayed
-in ``id`` order (one session) against the reference adapter and an embedded relay, every answer must match, with
-``"…"`` standing for a run-dependent value and ``RELAY`` for the relay's URL."""
+"""docs/adapter-contract.md §5 shows real live exchanges (``live>`` / ``live<`` lines): one
+session, replayed in ``id`` order against the reference adapter and an embedded relay, every
+answer must match, with ``"…"`` for a run-dependent value and ``RELAY`` for the relay's URL."""
 
 from __future__ import annotations
 
