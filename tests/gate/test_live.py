@@ -128,6 +128,19 @@ def test_a_hung_adapter_times_out_its_cells_and_the_gate_finishes() -> None:
         cell = report.cell(*key)
         assert cell.verdict is Verdict.TIMEOUT, cell.detail
         assert "live.send" in cell.detail
+    page = render_html(report)
+    assert "stuck-&gt;reference" in page and "no answer to" in page
+
+
+def test_failing_cells_are_junit_failures_naming_step_and_error(tmp_path: Path) -> None:
+    report = live(reference(), faulty("vectors-only", "no-live"))
+    write_junit(report, tmp_path / "live.xml")
+    suite = ET.parse(tmp_path / "live.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "3"
+    failure = next(case for case in suite.iter("testcase")
+                   if case.get("name") == "vectors-only->reference").find("failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("unsupported at step setup: vectors-only")
 
 
 def test_a_crashing_adapter_gets_a_crash_verdict() -> None:
