@@ -117,6 +117,7 @@ async def run_cluster(
             additional_headers={"Authorization": f"Bearer {token}"},
             max_size=2**21,
             compression=None,
+            ping_interval=None,  # a relay busy with its backlog may answer pings late
         )
 
     async def open_sender(i: int) -> Any:

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from semafore.storage.redis import RedisPresence, RedisPush
 
 REFILL = "refill"  # outbox item: pull this device's queue from the store (websocket.py)
-WAKE = b"w"  # wake-up payload: new envelopes queued for the device
 DROP = b"x"  # disconnect payload: the device was removed or its session ended
+# any other payload: the space-separated delivery ids newly queued for the device
 
 
 class Connection:
@@ -151,7 +151,7 @@ class RedisPushHub(PushHub):
         self.reconnect_delay = reconnect_delay
         self._pattern = push.channel("", "").removesuffix("\x00") + "*"
         self._channel_prefix = self._pattern[:-1].encode()
-        self._pending: dict[tuple[str, str], bytes] = {}
+        self._pending: dict[tuple[str, str], list[str] | None] = {}  # None: disconnect
         self._pending_event = asyncio.Event()
         self._presence_dirty: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -180,14 +180,16 @@ class RedisPushHub(PushHub):
             if conns:
                 for conn in conns:
                     conn.outbox.put_nowait(env)
-            elif key not in self._pending:
-                self._pending[key] = WAKE
+            else:
+                ids = self._pending.setdefault(key, [])
+                if ids is not None:
+                    ids.append(env.delivery_id)
         if self._pending:
             self._pending_event.set()
 
     def disconnect_device(self, user_id: str, device_id: str) -> None:
         super().disconnect_device(user_id, device_id)
-        self._pending[(user_id, device_id)] = DROP  # and on any other replica
+        self._pending[(user_id, device_id)] = None  # and on any other replica
         self._pending_event.set()
 
     async def start(self) -> None:
@@ -227,7 +229,8 @@ class RedisPushHub(PushHub):
                     await self._write_presence(dirty)
                 if pending:
                     async with client.pipeline(transaction=False) as pipe:
-                        for (user_id, device_id), payload in pending.items():
+                        for (user_id, device_id), ids in pending.items():
+                            payload = DROP if ids is None else " ".join(ids).encode()
                             pipe.publish(self.push.channel(user_id, device_id), payload)
                         await pipe.execute()
                     self.stats["published"] += len(pending)
@@ -285,19 +288,49 @@ class RedisPushHub(PushHub):
     async def _read(self, pubsub: PubSub) -> None:
         while not self._closing:  # redis-py can swallow a cancel while it reads
             message = await pubsub.get_message(timeout=1.0)
-            woken: dict[tuple[str, str], bytes] = {}
+            woken: dict[tuple[str, str], list[str] | None] = {}
             while message is not None:
                 device = self._device_of(message)
-                if device is not None:
+                if device is not None and self.connected(*device):
                     self.stats["received"] += 1
-                    if woken.get(device) != DROP:
-                        woken[device] = bytes(message["data"])
+                    data = bytes(message["data"])
+                    ids = woken.setdefault(device, [])
+                    if data == DROP:
+                        woken[device] = None
+                    elif ids is not None:
+                        ids.extend(data.decode().split())
                 message = await pubsub.get_message(timeout=0.0)
-            for (user_id, device_id), payload in woken.items():
-                if payload == DROP:
-                    super().disconnect_device(user_id, device_id)
-                elif self.wake_local(user_id, device_id):
-                    self.stats["woken"] += 1
+            if woken:
+                await self._deliver(woken)
+
+    async def _deliver(self, woken: dict[tuple[str, str], list[str] | None]) -> None:
+        """Read exactly the woken envelopes from the queue (an acked one is gone and skipped)
+        and hand them to the device's sockets, whose writer skips those already in flight.
+        Reading by id, not the queue head, cannot resurrect an envelope acked meanwhile."""
+        from semafore.storage.redis import RedisQueueStore
+
+        wanted = [(device, ids) for device, ids in woken.items() if ids]
+        for (user_id, device_id), ids in woken.items():
+            if ids is None:
+                super().disconnect_device(user_id, device_id)
+        if not wanted:
+            return
+        ns = self.push.ns
+        async with ns.client.pipeline(transaction=False) as pipe:
+            for _, ids in wanted:
+                for delivery_id in ids or ():
+                    pipe.hgetall(ns.key("e", delivery_id))
+            rows = iter(await pipe.execute())
+        for (user_id, device_id), ids in wanted:
+            envelopes = [
+                RedisQueueStore._envelope(delivery_id, row)  # the adapter's own decoder
+                for delivery_id, row in zip(ids or (), rows, strict=False)
+                if row
+            ]
+            for conn in self._connections.get((user_id, device_id), ()):
+                for env in envelopes:
+                    conn.outbox.put_nowait(env)
+            self.stats["woken"] += 1
 
     def _device_of(self, message: dict[str, Any]) -> tuple[str, str] | None:
         if message.get("type") != "pmessage":
