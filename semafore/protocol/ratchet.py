@@ -48,6 +48,7 @@ _RATCHET_INFO_1 = RATCHET_INFO + b"\x01"
 _RATCHET_INFO_2 = RATCHET_INFO + b"\x02"
 _MESSAGE_INFO_1 = MESSAGE_INFO + b"\x01"
 _HEADER = struct.Struct(">4s32sII12s")
+_MIN_FRAME = drv1.MIN_LENGTH
 _COUNTS = struct.Struct(">III")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -72,8 +73,9 @@ def message_key(mk: bytes) -> bytes:
 
 
 def _open(mk: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    key = _digest(_digest(_ZERO32, mk, "sha256"), _MESSAGE_INFO_1, "sha256")  # message_key
     try:
-        return AESGCM(message_key(mk)).decrypt(nonce, ciphertext, aad)
+        return AESGCM(key).decrypt(nonce, ciphertext, aad)
     except InvalidTag:
         raise DecryptionFailed("AES-256-GCM tag does not verify", field="tag") from None
 
@@ -170,7 +172,7 @@ class RatchetState:
         if ck is None:
             if self.dhr is None:
                 raise NoSession("no sending chain yet: the responder sends only after receiving")
-            dhs = X25519KeyPair.generate(entropy, "ratchet_key")
+            dhs = X25519KeyPair.from_private(entropy.random_bytes(32, "ratchet_key"))
             remote = self._dhr_key or parse_x25519_public(self.dhr)
             rk, ck = kdf_rk(self.rk, dhs.dh_parsed(remote))
             nonce = entropy.random_bytes(12, "nonce")
@@ -192,14 +194,20 @@ class RatchetState:
 
         Draws no randomness: the sending half of a DH step happens at the next encrypt.
         """
-        parsed = drv1.parse(data)
-        dh, n = parsed.ratchet_key, parsed.n
-        aad = self.ad + parsed.header
+        if type(data) is not bytes:
+            data = bytes(data)
+        if len(data) >= _MIN_FRAME and data[:4] == b"DRV1":  # hot path: one unpack, no object
+            _, dh, pn, n, nonce = _HEADER.unpack_from(data)
+            header, ciphertext = data[:56], data[56:]
+        else:
+            drv1.parse(data)  # raises the field-named MalformedEnvelope / UnsupportedVersion
+            raise AssertionError("unreachable: parse accepts only frames of the hot path")
+        aad = self.ad + header
         skipped = self.skipped
 
         mk = skipped.get((dh, n))
         if mk is not None:
-            plaintext = _open(mk, parsed.nonce, parsed.ciphertext, aad)
+            plaintext = _open(mk, nonce, ciphertext, aad)
             del skipped[(dh, n)]
             return plaintext
 
@@ -217,7 +225,7 @@ class RatchetState:
                 new_skipped.append(((dh, nr), _digest(ck, b"\x01", "sha256")))
                 ck = _digest(ck, b"\x02", "sha256")
                 nr += 1
-            plaintext = _open(_digest(ck, b"\x01", "sha256"), parsed.nonce, parsed.ciphertext, aad)
+            plaintext = _open(_digest(ck, b"\x01", "sha256"), nonce, ciphertext, aad)
             self.ckr = _digest(ck, b"\x02", "sha256")
             self.nr = n + 1
             if new_skipped:
@@ -229,29 +237,29 @@ class RatchetState:
                 raise DuplicateMessage("message of a retired chain already received", field="n")
             raise DecryptionFailed("frame beyond the end of a retired chain", field="n")
 
-        return self._decrypt_new_chain(parsed, aad)
+        return self._decrypt_new_chain(dh, pn, n, nonce, ciphertext, aad)
 
-    def _decrypt_new_chain(self, parsed: drv1.Frame, aad: bytes) -> bytes:
-        dh, n = parsed.ratchet_key, parsed.n
+    def _decrypt_new_chain(
+        self, dh: bytes, pn: int, n: int, nonce: bytes, ciphertext: bytes, aad: bytes
+    ) -> bytes:
         if n > MAX_SKIP:
             raise TooManySkipped(f"frame skips {n} keys of a new chain", field="n")
         new_skipped: list[tuple[tuple[bytes, int], bytes]] = []
         old_dhr, old_ck, old_count = self.dhr, self.ckr, self.nr
-        if old_ck is not None and old_dhr is not None:
-            pn = parsed.pn
+        if old_ck is not None and old_dhr is not None and pn > old_count:
             if pn - old_count <= MAX_SKIP:  # else: those keys are lost, the step proceeds
                 ck = old_ck
                 for i in range(old_count, pn):
                     new_skipped.append(((old_dhr, i), _digest(ck, b"\x01", "sha256")))
                     ck = _digest(ck, b"\x02", "sha256")
-            old_count = max(old_count, pn)
+            old_count = pn
 
         remote = parse_x25519_public(dh)
         rk, ck = kdf_rk(self.rk, self.dhs.dh_parsed(remote))
         for i in range(n):
             new_skipped.append(((dh, i), _digest(ck, b"\x01", "sha256")))
             ck = _digest(ck, b"\x02", "sha256")
-        plaintext = _open(_digest(ck, b"\x01", "sha256"), parsed.nonce, parsed.ciphertext, aad)
+        plaintext = _open(_digest(ck, b"\x01", "sha256"), nonce, ciphertext, aad)
 
         # Authenticated: commit. The sending half of the DH step (a fresh key pair) is
         # deferred to the next encrypt, so when both sides are quiescent they hold the same
@@ -259,7 +267,7 @@ class RatchetState:
         if old_ck is not None and old_dhr is not None:
             previous = self.previous
             previous[old_dhr] = old_count
-            while len(previous) > MAX_PREVIOUS_CHAINS:
+            if len(previous) > MAX_PREVIOUS_CHAINS:
                 del previous[next(iter(previous))]
         if self.cks is not None:
             self.pn = self.ns
