@@ -91,6 +91,26 @@ async def _run(seed: int) -> dict[str, Any]:
     decrypted: list[dict[str, Any]] = []
     order = [f"{u}/{d}" for u, devices in USERS.items() for d in devices]
 
+    live: dict[str, tuple[dict[str, Any], DeviceClient]] = {}  # device -> current install
+
+    def note_later_prekeys() -> None:
+        """Prekeys made after installation (SPK rotation, OPK top-up), so an independent
+        implementation can open every SMX1 of the run with the recorded key material."""
+        for record, client in live.values():
+            keys = client.device.keys
+            spks = [keys.spk, *keys.previous_spks.values()]
+            known_spks = {record["spk"]["key_id"], *(k["key_id"] for k in record["later_spks"])}
+            for spk in spks:
+                if spk.key_id not in known_spks:
+                    record["later_spks"].append(
+                        {"key_id": spk.key_id, "private": spk.keypair.private.hex()})
+                    known_spks.add(spk.key_id)
+            known_opks = {k["key_id"] for k in (*record["opks"], *record["later_opks"])}
+            for opk in keys.opks.values():
+                if opk.key_id not in known_opks:
+                    record["later_opks"].append(
+                        {"key_id": opk.key_id, "private": opk.keypair.private.hex()})
+
     def note_install(client: DeviceClient) -> None:
         account = fleet.accounts[client.user_id]
         generation = account.installs[client.device_id] - 1
@@ -107,7 +127,10 @@ async def _run(seed: int) -> dict[str, Any]:
             "spk": {"key_id": keys.spk.key_id, "private": keys.spk.keypair.private.hex()},
             "opks": [{"key_id": o.key_id, "private": o.keypair.private.hex()}
                      for o in keys.opks.values()],
+            "later_spks": [],
+            "later_opks": [],
         })
+        live[f"{client.user_id}/{client.device_id}"] = (installs[-1], client)
 
     async def poll_all() -> None:
         for ref in order:
@@ -145,7 +168,9 @@ async def _run(seed: int) -> dict[str, Any]:
             elif verb == "reinstall":
                 user, device = action[1].split("/")
                 note_install(await fleet.account(user).reinstall_device(device, connect=False))
+            note_later_prekeys()  # before polling: a top-up may follow a bootstrap
             await poll_all()
+            note_later_prekeys()
         sessions = _digests(fleet, order)
         negatives = _negatives(fleet, recorded)
     finally:
