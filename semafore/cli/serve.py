@@ -1,4 +1,5 @@
-"""``semafore serve``: run the reference relay (uvicorn) on an embedded store."""
+"""``semafore serve``: run the reference relay (uvicorn) on an embedded store, or on real
+MongoDB + Redis + SeaweedFS with ``--store backends`` (docs/backends.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from semafore.storage import open_stores
     "--store",
     default="memory",
     show_default=True,
-    help="'memory' or 'sqlite:PATH' (created if missing).",
+    help="'memory', 'sqlite:PATH' (created if missing), or 'backends[:NAMESPACE]': real "
+    "MongoDB + Redis + SeaweedFS from the SEMAFORE_*_URL variables `semafore backends up` "
+    "prints, with cross-replica push.",
 )
 @click.option(
     "--test-mode",
@@ -62,16 +65,20 @@ def command(
         raise click.UsageError("--test-org needs --test-mode")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, not loopback", err=True)
-    try:
-        stores = open_stores(store)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--store") from exc
     settings = Settings(
         test_mode=test_mode,
         test_orgs=frozenset(test_orgs),
         test_otp=test_otp,
         retention_interval=retention_interval,
     )
+    if store == "backends" or store.startswith("backends:"):
+        _serve_on_backends(settings, host, port, store.partition(":")[2] or "semafore",
+                           as_json, log_level)
+        return
+    try:
+        stores = open_stores(store)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--store") from exc
     configure_logging(sys.stderr, getattr(logging, log_level.upper()))
     import uvicorn
 
@@ -94,3 +101,32 @@ def command(
         )
     finally:
         asyncio.run(stores.close())
+
+
+def _serve_on_backends(
+    settings: Settings, host: str, port: int, namespace: str, as_json: bool, log_level: str
+) -> None:
+    import socket
+
+    from semafore.infra.errors import SettingsError
+    from semafore.infra.replicas import endpoints_from_env, serve_on_backends
+    from semafore.server.oplog import configure_logging
+
+    try:
+        endpoints = endpoints_from_env()
+    except SettingsError as exc:
+        raise click.BadParameter(
+            f"{exc} (run `semafore backends up` and export the lines it prints)",
+            param_hint="--store",
+        ) from exc
+    configure_logging(sys.stderr, getattr(logging, log_level.upper()))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    if as_json:
+        click.echo(json.dumps({"url": f"http://{host}:{bound}", "store": "backends"}))
+    else:
+        click.echo(f"SemaFore relay on http://{host}:{bound} (store: backends/{namespace})")
+    asyncio.run(serve_on_backends(endpoints, settings, sock, namespace=namespace))

@@ -25,6 +25,7 @@ from semafore.infra.errors import SettingsError
 from semafore.infra.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.infra.providers import Endpoints
 from semafore.infra.settings import InfraSettings, ProviderKind
+from semafore.server.settings import Settings
 
 UNLIMITED_RATES = {"auth": (1_000_000, 60.0), "keys": (1_000_000, 60.0), "send": (1_000_000, 60.0)}
 
@@ -102,39 +103,42 @@ class ReplicaSet:
         self.stop()
 
 
-async def _serve() -> None:
-    import uvicorn
-
-    from semafore.infra.stores import backend_stores
-    from semafore.server.app import create_app
-    from semafore.server.settings import Settings
-
+def endpoints_from_env() -> Endpoints:
+    """The external backend URLs a relay on real backends uses (``SEMAFORE_*_URL``, as
+    ``semafore backends up`` prints them)."""
     settings = InfraSettings.from_env()
     if settings.provider is not ProviderKind.EXTERNAL:
-        raise SettingsError("SEMAFORE_PROVIDER", "a replica needs external backend URLs")
-    endpoints = Endpoints(
+        raise SettingsError("SEMAFORE_PROVIDER", "a relay on real backends needs external URLs")
+    return Endpoints(
         ProviderKind.EXTERNAL,
         settings.mongodb_url,
         settings.redis_url,
         settings.seaweedfs_filer_url,
         settings.seaweedfs_s3_url,
     )
-    secret = bytes.fromhex(os.environ["SEMAFORE_JWT_SECRET"])
-    orgs = frozenset(o for o in os.environ.get("SEMAFORE_TEST_ORGS", "").split(",") if o)
-    relay_settings = Settings(jwt_secret=secret, test_mode=bool(orgs), test_orgs=orgs)
-    if os.environ.get("SEMAFORE_UNLIMITED_RATES"):
-        relay_settings = dataclasses.replace(relay_settings, rate_limits=dict(UNLIMITED_RATES))
-    stores, handles = await backend_stores(
-        endpoints, os.environ.get("SEMAFORE_NAMESPACE", "semafore")
-    )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", int(os.environ["SEMAFORE_REPLICA_PORT"])))
-    # cross-replica push (docs/backends.md): SEMAFORE_PUSH=local keeps the in-process hub,
-    # so a device on another replica then sees new envelopes only on its next fetch
-    push = None
-    if os.environ.get("SEMAFORE_PUSH", "redis") != "local":
-        push = handles.push_hub(os.environ.get("SEMAFORE_REPLICA_NAME", f"replica-{os.getpid()}"))
+
+
+async def serve_on_backends(
+    endpoints: Endpoints,
+    relay_settings: Settings,
+    sock: socket.socket,
+    *,
+    namespace: str = "semafore",
+    replica_name: str | None = None,
+    redis_push: bool = True,
+) -> None:
+    """Serve the relay on ``sock`` with its state in MongoDB, Redis and SeaweedFS.
+
+    ``redis_push`` uses the cross-replica push hub (docs/backends.md); without it a device on
+    another replica sees new envelopes only on its next fetch.
+    """
+    import uvicorn
+
+    from semafore.infra.stores import backend_stores
+    from semafore.server.app import create_app
+
+    stores, handles = await backend_stores(endpoints, namespace)
+    push = handles.push_hub(replica_name or f"replica-{os.getpid()}") if redis_push else None
     config = uvicorn.Config(
         create_app(relay_settings, stores, push),
         log_config=None,
@@ -145,6 +149,25 @@ async def _serve() -> None:
         await uvicorn.Server(config).serve(sockets=[sock])
     finally:
         await handles.close()
+
+
+async def _serve() -> None:
+    secret = bytes.fromhex(os.environ["SEMAFORE_JWT_SECRET"])
+    orgs = frozenset(o for o in os.environ.get("SEMAFORE_TEST_ORGS", "").split(",") if o)
+    relay_settings = Settings(jwt_secret=secret, test_mode=bool(orgs), test_orgs=orgs)
+    if os.environ.get("SEMAFORE_UNLIMITED_RATES"):
+        relay_settings = dataclasses.replace(relay_settings, rate_limits=dict(UNLIMITED_RATES))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", int(os.environ["SEMAFORE_REPLICA_PORT"])))
+    await serve_on_backends(
+        endpoints_from_env(),
+        relay_settings,
+        sock,
+        namespace=os.environ.get("SEMAFORE_NAMESPACE", "semafore"),
+        replica_name=os.environ.get("SEMAFORE_REPLICA_NAME"),
+        redis_push=os.environ.get("SEMAFORE_PUSH", "redis") != "local",
+    )
 
 
 if __name__ == "__main__":
