@@ -222,7 +222,7 @@ class View:
 
 class Execution:
     def __init__(self, scenario: Scenario, provider: str, seed: int,
-                 on_step: Callable[[Step], None] | None) -> None:
+                 on_step: Callable[[Step], None] | None, leak: str = "off") -> None:
         if provider not in ("embedded", "local", "containers", "external"):
             raise ExecutorError(f"unknown provider {provider!r}")
         self.scenario = scenario
@@ -231,7 +231,11 @@ class Execution:
         self.on_step = on_step
         self.result = ScenarioResult.for_scenario(scenario, provider=provider, seed=seed)
         self.infra = Infrastructure(provider, f"sim{seed % 10**9}")
-        self.fleet = Fleet(seed=seed, network=True, capture=True)
+        # ``leak`` (tests only): the relay writes the plaintext of each text message into a
+        # log line or a queued envelope, so the oracle must fail the scenario (issue 5).
+        self.sent_bodies: dict[str, bytes] = {}
+        overrides = {} if leak == "off" else {"leak": leak, "leak_source": self.sent_bodies.get}
+        self.fleet = Fleet(seed=seed, network=True, capture=True, settings_overrides=overrides)
         self.entropy = SeededEntropy(f"scenario:{scenario.name}:{seed}").fork("canaries")
         self.oracle = Oracle()
         self.messages: list[Message] = []
@@ -495,6 +499,7 @@ class Execution:
             msg.withheld = step.withhold
             body = self._body(msg, step.size, step.text)
             message_id = client.new_message_id()
+            self.sent_bodies[message_id] = body
             for user in step.to:
                 try:
                     result = await self._with_armed_infra(
@@ -1086,7 +1091,8 @@ def _wire_time(location: str) -> float:
 
 async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
                              seed: int | None = None,
-                             on_step: Callable[[Step], None] | None = None) -> ScenarioResult:
+                             on_step: Callable[[Step], None] | None = None,
+                             leak: str = "off") -> ScenarioResult:
     chosen = scenario.seed if seed is None else seed
     known = provider in ("embedded", "local", "containers", "external")
     if known and scenario.providers and provider not in scenario.providers:
@@ -1095,7 +1101,7 @@ async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
                           f"not on {provider}")
         return result
     try:
-        execution = Execution(scenario, provider, chosen, on_step)
+        execution = Execution(scenario, provider, chosen, on_step, leak)
     except ExecutorError as exc:
         result = ScenarioResult.for_scenario(scenario, provider=provider, seed=chosen)
         result.error = str(exc)
@@ -1104,7 +1110,12 @@ async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
 
 
 def run_scenario(scenario: Scenario, *, provider: str = "embedded", seed: int | None = None,
-                 on_step: Callable[[Step], None] | None = None) -> ScenarioResult:
-    """Run one scenario to completion (its own event loop) and return its result."""
+                 on_step: Callable[[Step], None] | None = None,
+                 leak: str = "off") -> ScenarioResult:
+    """Run one scenario to completion (its own event loop) and return its result.
+
+    ``leak`` is test-only: ``"log"`` or ``"store"`` runs a deliberately leaking relay
+    (``Settings.leak``) so a reviewer can see the oracle catch it.
+    """
     return asyncio.run(run_scenario_async(scenario, provider=provider, seed=seed,
-                                          on_step=on_step))
+                                          on_step=on_step, leak=leak))

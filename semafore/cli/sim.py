@@ -56,11 +56,12 @@ def _executor() -> Runner:
 
 def _run_one(
     runner: Runner, scenario: Scenario, provider: str, seed: int | None,
-    on_step: Callable[[Step], None],
+    on_step: Callable[[Step], None], leak: str = "off",
 ) -> ScenarioResult:
     started = time.perf_counter()
     try:
-        outcome = runner(scenario, provider=provider, seed=seed, on_step=on_step)
+        extra = {} if leak == "off" else {"leak": leak}
+        outcome = runner(scenario, provider=provider, seed=seed, on_step=on_step, **extra)
         if inspect.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
         if not isinstance(outcome, ScenarioResult):
@@ -77,7 +78,7 @@ def _run_one(
 
 def run_paths(
     paths: tuple[Path, ...] | list[Path], *, provider: str = "embedded", seed: int | None = None,
-    console: Console, quiet: bool = False,
+    console: Console, quiet: bool = False, leak: str = "off",
 ) -> list[ScenarioResult]:
     """Load and run every scenario under ``paths`` with a progress bar; one result each.
 
@@ -119,7 +120,7 @@ def run_paths(
                     progress.update(steps, completed=step.index,
                                     description=f"  {_name}: {step.kind} (line {step.line})")
 
-                results.append(_run_one(runner, item, provider, seed, on_step))
+                results.append(_run_one(runner, item, provider, seed, on_step, leak))
                 progress.update(steps, completed=len(item.steps))
             progress.advance(overall)
         progress.update(steps, visible=False)
@@ -144,13 +145,17 @@ def command() -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML report here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--leaky-relay", "leak", type=click.Choice(["off", "log", "store"]),
+              default="off", help="TEST ONLY: a relay that logs (or stores) each text "
+              "message's plaintext, to watch the oracle fail the scenario.")
 def run(
     paths: tuple[Path, ...], provider: str, seed: int | None, junit_path: Path | None,
-    json_path: Path | None, html_path: Path | None, quiet: bool,
+    json_path: Path | None, html_path: Path | None, quiet: bool, leak: str,
 ) -> None:
     """Run the scenario files in PATHS (files or directories, searched for *.yaml)."""
     console = Console()
-    results = run_paths(paths, provider=provider, seed=seed, console=console, quiet=quiet)
+    results = run_paths(paths, provider=provider, seed=seed, console=console, quiet=quiet,
+                        leak=leak)
     render(results, console)
     for target, text in ((junit_path, to_junit(results)), (json_path, to_json(results)),
                          (html_path, to_html(results))):

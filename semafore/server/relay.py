@@ -8,6 +8,7 @@ an :class:`ApiError` raised *before* any write, so a refused request changes not
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -774,6 +775,8 @@ class Relay:
         entries = self._queue_entries(
             principal, user_id, message_id, envelopes, "message", self.now()
         )
+        if self.settings.leak != "off":
+            entries = self._leak(principal, message_id, entries)
         await self.stores.queues.enqueue(entries)
         self.hub.publish(entries)
         event(
@@ -786,6 +789,29 @@ class Relay:
             count=len(entries),
         )
         return entries
+
+    def _leak(
+        self, principal: Principal, message_id: str, entries: list[QueuedEnvelope]
+    ) -> list[QueuedEnvelope]:
+        """TEST ONLY (Settings.leak): write a plaintext the harness supplies where the
+        oracle must find it. Never reachable without ``test_mode``."""
+        source = self.settings.leak_source
+        plaintext = source(message_id) if source is not None else None
+        if not plaintext or not entries:
+            return entries
+        if self.settings.leak == "log":
+            # The processor hashes every field it does not know to be safe, so the leak is
+            # the realistic bug: content put in a field it passes raw (``reason``).
+            event(
+                "leak_probe_plaintext",
+                logging.WARNING,
+                org_id=principal.org_id,
+                message_id=message_id,
+                reason=plaintext.decode("utf-8", "replace"),
+            )
+            return entries
+        first = dataclasses.replace(entries[0], body=plaintext)
+        return [first, *entries[1:]]
 
     async def broadcast(
         self, principal: Principal, req: m.BroadcastRequest, ip: str | None

@@ -15,6 +15,9 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
 }
 
 
+LEAK_MODES = ("off", "log", "store")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything tunable about the relay; defaults are production-shaped."""
@@ -42,3 +45,16 @@ class Settings:
     )
     retention_interval: float = 60.0  # seconds between enforcement runs; 0 disables the task
     clock: Callable[[], float] = time.time
+    # TEST ONLY (issue 5: prove the plaintext-absence oracle is not blind). The relay never
+    # holds plaintext; a harness that does passes ``leak_source(message_id)``, and with
+    # ``leak="log"`` the relay writes it into an operational log line, with ``leak="store"``
+    # it queues it in place of the first envelope's body ("stores one envelope unencrypted").
+    # Refused unless ``test_mode`` is on.
+    leak: str = "off"
+    leak_source: Callable[[str], bytes | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.leak not in LEAK_MODES:
+            raise ValueError(f"leak must be one of {', '.join(LEAK_MODES)}, not {self.leak!r}")
+        if self.leak != "off" and (not self.test_mode or self.leak_source is None):
+            raise ValueError("a leaking relay needs test_mode and a leak_source (tests only)")
