@@ -17,20 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-import uvicorn
 
 from semafore.client import Account, DeviceClient, ManualClock, Received, create_organisation
 from semafore.client.account import fixed_otp
 from semafore.client.client import ClientEvent
 from semafore.client.device import PrekeyPolicy
 from semafore.protocol.entropy import SeededEntropy
-from semafore.server.app import create_app
-from semafore.server.runner import RunningServer
+from semafore.server.runner import RunningServer, serve_in_task
 from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
@@ -62,33 +58,13 @@ def relay_settings(orgs: Iterable[str], clock: ManualClock, **overrides: Any) ->
 async def serve_relay(
     settings: Settings, stores: Stores, port: int = 0
 ) -> AsyncIterator[RunningServer]:
-    """The relay in this event loop on 127.0.0.1.
-
-    Unlike ``semafore.server.runner.serve_in_task`` the listening socket is created with
-    ``IPPROTO_TCP``: asyncio enables TCP_NODELAY only on sockets whose ``proto`` says TCP, and
-    without it every keep-alive request stalls ~40 ms on a delayed ACK.
-    """
-    app = create_app(settings, stores)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, ws="websockets-sansio", backlog=4096,
-        timeout_keep_alive=600, ws_max_size=4 * 1024 * 1024, lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("relay stopped during start-up")
-        await asyncio.sleep(0.005)
-    try:
-        yield RunningServer("127.0.0.1", sock.getsockname()[1], app)
-    finally:
-        server.should_exit = True
-        await asyncio.gather(task, return_exceptions=True)
-        sock.close()
+    """The relay in this event loop on 127.0.0.1, sized for a fleet: a deep accept backlog and
+    long keep-alive for a thousand devices on one loop."""
+    async with serve_in_task(
+        settings, stores, port, backlog=4096, timeout_keep_alive=600,
+        ws_max_size=4 * 1024 * 1024, ws_per_message_deflate=True,
+    ) as running:
+        yield running
 
 
 @dataclass

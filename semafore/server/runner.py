@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -54,15 +55,20 @@ def _bind(port: int = 0) -> socket.socket:
     return sock
 
 
-def _server(app: FastAPI) -> uvicorn.Server:
+def _server(app: FastAPI, **options: Any) -> uvicorn.Server:
+    """uvicorn for the relay; ``options`` override uvicorn settings (the simulator raises the
+    backlog and keep-alive for a thousand devices on one loop)."""
     config = uvicorn.Config(
         app,
-        log_config=None,  # our JSON logging (semafore.server.oplog) or the caller's
-        access_log=False,  # raw paths carry identifiers; AccessLog logs route templates
-        lifespan="on",
-        ws="websockets-sansio",
-        ws_max_size=2 * 1024 * 1024,
-        ws_per_message_deflate=False,  # ciphertext does not compress; save the CPU
+        **{
+            "log_config": None,  # our JSON logging (semafore.server.oplog) or the caller's
+            "access_log": False,  # raw paths carry identifiers; AccessLog logs route templates
+            "lifespan": "on",
+            "ws": "websockets-sansio",
+            "ws_max_size": 2 * 1024 * 1024,
+            "ws_per_message_deflate": False,  # ciphertext does not compress; save the CPU
+            **options,
+        },
     )
     return uvicorn.Server(config)
 
@@ -97,10 +103,11 @@ def serve_in_thread(
 
 @contextlib.asynccontextmanager
 async def serve_in_task(
-    settings: Settings, stores: Stores, port: int = 0, timeout: float = 10.0
+    settings: Settings, stores: Stores, port: int = 0, timeout: float = 10.0, **options: Any
 ) -> AsyncIterator[RunningServer]:
+    """The relay in this event loop on 127.0.0.1; ``options`` go to uvicorn."""
     app = create_app(settings, stores)
-    server = _server(app)
+    server = _server(app, **options)
     sock = _bind(port)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     loop = asyncio.get_running_loop()
