@@ -269,6 +269,9 @@ class Fleet:
             "on_event": self._on_event,
             "on_sent": self._on_sent,
             "ws_send_timeout": self.ws_send_timeout,
+            # one frame per envelope: network faults (simulator/network.py) act per frame, so
+            # a scenario's drop/duplicate/reorder stays per envelope
+            "push_batch": 0,
         }
 
     def account(self, user_id: str) -> Account:

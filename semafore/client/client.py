@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 MAX_DEVICE_SET_RETRIES = 4
 ACK_BATCH = 100
+DEFAULT_PUSH_BATCH = 64  # envelopes per pushed frame the SDK asks for (0: one frame each)
 
 
 def b64(data: bytes) -> str:
@@ -113,6 +114,7 @@ class Counters:
     opks_uploaded: int = 0
     spk_rotations: int = 0
     reconnects: int = 0
+    push_frames: int = 0  # WebSocket frames that carried pushed envelopes
 
 
 @dataclass
@@ -141,7 +143,10 @@ class DeviceClient:
         use_websocket_send: bool = True,
         ws_send_timeout: float = 10.0,
         auto_prekeys: bool = True,
+        push_batch: int = DEFAULT_PUSH_BATCH,
     ) -> None:
+        if not 0 <= push_batch <= 64:
+            raise ValueError("push_batch must be 0..64 (docs/server.md, WebSocket)")
         self.device = device
         self.org_id = org_id
         self.entropy = entropy
@@ -156,6 +161,10 @@ class DeviceClient:
         self.use_websocket_send = use_websocket_send
         self.ws_send_timeout = ws_send_timeout
         self.auto_prekeys = auto_prekeys
+        # Batched push (docs/server.md "WebSocket"): the relay packs whatever is ready into one
+        # ``envelopes`` frame and ready replies into one ``batch`` frame; 0 asks for one frame
+        # per envelope (what a per-frame network fault model needs, simulator/network.py).
+        self.push_batch = push_batch
         self.inbox: list[Received] = []
         self.events: list[ClientEvent] = []
         self.counters = Counters()
@@ -804,7 +813,7 @@ class DeviceClient:
         while not self._stopping:
             try:
                 async with websockets.connect(
-                    self.ws_url,
+                    _with_batch(self.ws_url, self.push_batch),
                     additional_headers={"Authorization": f"Bearer {self.http.access_token}"},
                     compression=None,  # frames must be independent: the fault layer drops some
                     max_size=4 * 1024 * 1024,
@@ -850,22 +859,34 @@ class DeviceClient:
                     continue
                 if not isinstance(frame, dict):
                     continue
-                kind = frame.get("type")
-                if kind == "envelope":
-                    queue.put_nowait(frame)
-                elif kind == "envelopes":  # a batched push (several envelopes, one frame)
-                    for item in frame.get("envelopes") or []:
-                        if isinstance(item, dict):
-                            queue.put_nowait(item)
-                elif kind == "response":
-                    fut = self._pending.pop(str(frame.get("request_id")), None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(frame)
-                elif kind == "error":
-                    self._event("ws_error", None, str(frame.get("error")))
+                if frame.get("type") == "batch":  # several replies in one frame
+                    for sub in frame.get("frames") or []:
+                        if isinstance(sub, dict):
+                            self._ws_dispatch(sub, queue)
+                else:
+                    self._ws_dispatch(frame, queue)
         finally:
             queue.put_nowait(None)
             await asyncio.gather(worker, return_exceptions=True)
+
+    def _ws_dispatch(
+        self, frame: dict[str, Any], queue: asyncio.Queue[dict[str, Any] | None]
+    ) -> None:
+        kind = frame.get("type")
+        if kind == "envelope":
+            self.counters.push_frames += 1
+            queue.put_nowait(frame)
+        elif kind == "envelopes":  # a batched push (several envelopes, one frame)
+            self.counters.push_frames += 1
+            for item in frame.get("envelopes") or []:
+                if isinstance(item, dict):
+                    queue.put_nowait(item)
+        elif kind == "response":
+            fut = self._pending.pop(str(frame.get("request_id")), None)
+            if fut is not None and not fut.done():
+                fut.set_result(frame)
+        elif kind == "error":
+            self._event("ws_error", None, str(frame.get("error")))
 
     async def _ws_worker(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         while True:
@@ -932,6 +953,12 @@ class DeviceClient:
             if self._acks:
                 await self.flush_acks()
         await self.http.close()
+
+
+def _with_batch(ws_url: str, batch: int) -> str:
+    if not batch:
+        return ws_url
+    return f"{ws_url}{'&' if '?' in ws_url else '?'}batch={batch}"
 
 
 def _ws_url(base_url: str) -> str:
