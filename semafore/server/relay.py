@@ -464,6 +464,8 @@ class Relay:
         except TokenError as exc:
             if exc.code == "refresh_reused":
                 event("refresh_reuse_family_revoked", logging.WARNING)
+                if exc.device is not None:  # its open sockets end now, on every replica
+                    self.hub.disconnect_device(*exc.device)
             raise unauthorized(exc.code, exc.detail) from exc
         membership = await self._member_ids(token.org_id, token.user_id)
         device = await self.stores.accounts.get_device(token.user_id, token.device_id)

@@ -44,6 +44,10 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
     )
     retention_interval: float = 60.0  # seconds between enforcement runs; 0 disables the task
+    # An open WebSocket re-checks its token (expiry, family revocation) at most this often
+    # (real seconds), on a frame or idle: bounded staleness instead of a store read per frame.
+    # Logout, device removal and refresh-token reuse close the sockets at once (push hub).
+    session_recheck: float = 2.0
     clock: Callable[[], float] = time.time
     # TEST ONLY (issue 5: prove the plaintext-absence oracle is not blind). The relay never
     # holds plaintext; a harness that does passes ``leak_source(message_id)``, and with

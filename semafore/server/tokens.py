@@ -29,10 +29,11 @@ REQUIRED_CLAIMS = ["exp", "iat", "nbf", "sub", "aud", "iss", "org", "dev", "role
 class TokenError(Exception):
     """The presented token is not acceptable; ``code`` is the API error code."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, device: tuple[str, str] | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.device = device  # (user_id, device_id) whose token family was just revoked
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,11 @@ async def rotate_refresh(
     token = use.token
     if use.reused:
         await store.revoke_family(token.family_id)
-        raise TokenError("refresh_reused", "refresh token reuse: the token family is revoked")
+        raise TokenError(
+            "refresh_reused",
+            "refresh token reuse: the token family is revoked",
+            device=(token.user_id, token.device_id),
+        )
     if await store.is_family_revoked(token.family_id):
         raise TokenError("token_revoked", "refresh token family revoked")
     if now >= token.family_expires_at:
