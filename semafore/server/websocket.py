@@ -15,12 +15,19 @@ Frames are JSON text (docs/server.md "WebSocket"):
 
 One writer task owns the socket's send side; the reader hands it responses, so frames never
 interleave. Envelopes stay queued until acked: a dropped socket loses nothing.
+
+The session behind a socket is re-checked (token expiry, token family revoked: ADR-0163) on
+inbound frames and by a watchdog while the socket is idle, at most every
+``Settings.session_recheck`` seconds, so a push-only socket ends when its token does and a
+busy socket costs no store read per frame. Logout, device removal and refresh-token reuse
+close the device's sockets at once through the push hub.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import orjson
@@ -89,10 +96,13 @@ class DeviceSocket:
         self.inflight: set[str] = set()
         self.more_backlog = False
         self.ip = ws.client.host if ws.client else None
+        self.recheck = relay.settings.session_recheck
+        self.checked_at = time.monotonic()  # the token was verified just before accept
 
     async def run(self) -> None:
         self.relay.hub.register(self.conn)
         writer = asyncio.create_task(self._writer())
+        watchdog = asyncio.create_task(self._watchdog())
         try:
             await self._reader()
         except WebSocketDisconnect:
@@ -100,10 +110,27 @@ class DeviceSocket:
         finally:
             self.relay.hub.unregister(self.conn)
             writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            watchdog.cancel()
+            await asyncio.gather(writer, watchdog, return_exceptions=True)
 
-    def _expired(self) -> bool:
-        return self.principal.expires_at <= self.relay.now()
+    async def _session_ended(self) -> bool:
+        """Whether the token expired or its family was revoked; the store is read at most
+        every ``recheck`` seconds (expiry is a clock comparison, checked every time)."""
+        if self.principal.expires_at <= self.relay.now():
+            return True
+        now = time.monotonic()
+        if now - self.checked_at < self.recheck:
+            return False
+        self.checked_at = now
+        return await self.relay.stores.tokens.is_family_revoked(self.principal.family_id)
+
+    async def _watchdog(self) -> None:
+        """End an idle socket whose session ended (a push-only device sends nothing)."""
+        while True:
+            await asyncio.sleep(self.recheck)
+            if await self._session_ended():
+                self.conn.close()  # the writer flushes, then closes with CLOSE_AUTH
+                return
 
     async def _refill(self) -> None:
         """Send queued envelopes not yet in flight (the backlog, one page at a time)."""
@@ -179,9 +206,7 @@ class DeviceSocket:
     async def _reader(self) -> None:
         while True:
             text = await self.ws.receive_text()
-            if self._expired() or await self.relay.stores.tokens.is_family_revoked(
-                self.principal.family_id
-            ):
+            if await self._session_ended():
                 await self.ws.close(code=CLOSE_AUTH, reason="session ended")
                 return
             try:
