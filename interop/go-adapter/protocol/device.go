@@ -150,3 +150,9 @@ func (s *IdentityStore) Check(address string, ik, sik []byte, acceptChange bool)
 	s.pinned[address] = [2][]byte{clone(ik), clone(sik)}
 	return nil
 }
+
+// Pinned returns the identity keys pinned for address, if any.
+func (s *IdentityStore) Pinned(address string) (ik, sik []byte, ok bool) {
+	keys, ok := s.pinned[address]
+	return keys[0], keys[1], ok
+}

@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 )
 
@@ -69,4 +71,29 @@ func (s *ScriptedEntropy) RandomBytes(n int, purpose string) ([]byte, error) {
 	}
 	s.queues[purpose] = q[1:]
 	return v, nil
+}
+
+// SeededEntropy derives every draw from a seed (reproducible live devices): draw i returns
+// HMAC-SHA256(SHA-256("SemaFore-Go-seeded-v1" || seed), u64(i) || u64(block) || purpose)
+// blocks. Deterministic in the order of draws; not a source for production keys.
+type SeededEntropy struct {
+	key   []byte
+	draws uint64
+}
+
+// NewSeededEntropy keys a seeded source.
+func NewSeededEntropy(seed string) *SeededEntropy {
+	k := sha256.Sum256([]byte("SemaFore-Go-seeded-v1" + seed))
+	return &SeededEntropy{key: k[:]}
+}
+
+// RandomBytes implements Entropy.
+func (s *SeededEntropy) RandomBytes(n int, purpose string) ([]byte, error) {
+	s.draws++
+	out := make([]byte, 0, n+sha256.Size)
+	for block := uint64(0); len(out) < n; block++ {
+		msg := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, s.draws), block)
+		out = append(out, HMAC(s.key, append(msg, purpose...))...)
+	}
+	return out[:n], nil
 }

@@ -240,13 +240,23 @@ func (r *SessionRecord) HandleReset(notice []byte) (bool, error) {
 	if r.Current == nil || !bytes.Equal(r.Current.Ratchet.DHs.Public, notice[4:]) {
 		return false, nil
 	}
+	r.ArchiveCurrent()
+	return true, nil
+}
+
+// ArchiveCurrent moves the current session to the archive (the remote device was removed,
+// reinstalled or asked for a reset): the next message bootstraps afresh, while frames still
+// in flight on the old session keep decrypting.
+func (r *SessionRecord) ArchiveCurrent() {
+	if r.Current == nil {
+		return
+	}
 	old := r.Current
 	r.Current = nil
 	r.Archived = append([]*Session{old}, r.Archived...)
 	if len(r.Archived) > MaxArchivedSessions {
 		r.Archived = r.Archived[:MaxArchivedSessions]
 	}
-	return true, nil
 }
 
 // FailedFrameKey is the ratchet key a reset notice names for an undecryptable DR_V1 frame.

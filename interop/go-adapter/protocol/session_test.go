@@ -182,3 +182,58 @@ func TestIdentityStoreIsTrustOnFirstUse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestArchiveCurrentKeepsTheSessionForFramesInFlight(t *testing.T) {
+	alice, bob := newPeer(t, "alice", "phone"), newPeer(t, "bob", "phone")
+	alice.start(t, bob, true)
+	first := alice.send(t, bob, "one")
+	bob.mustReceive(t, alice, first, "one")
+	alice.mustReceive(t, bob, bob.send(t, alice, "two"), "two")
+	late := alice.send(t, bob, "late")
+	rec := bob.record(alice.dev.Address())
+	rec.ArchiveCurrent()
+	if rec.Current != nil || len(rec.Archived) != 1 {
+		t.Fatalf("after ArchiveCurrent: current %v, %d archived", rec.Current, len(rec.Archived))
+	}
+	rec.ArchiveCurrent() // nothing current: a no-op
+	if len(rec.Archived) != 1 {
+		t.Fatalf("archiving nothing changed the archive: %d", len(rec.Archived))
+	}
+	bob.mustReceive(t, alice, late, "late") // the archived session still opens it and is current again
+	if rec.Current == nil {
+		t.Fatal("the session that opened a frame becomes current again")
+	}
+}
+
+func TestSeededEntropyIsReproducibleAndSeedSpecific(t *testing.T) {
+	a, b, c := NewSeededEntropy("s:alice:phone:0"), NewSeededEntropy("s:alice:phone:0"), NewSeededEntropy("s:alice:phone:1")
+	for _, n := range []int{32, 12, 100} {
+		x, _ := a.RandomBytes(n, "nonce")
+		y, _ := b.RandomBytes(n, "nonce")
+		z, _ := c.RandomBytes(n, "nonce")
+		if len(x) != n || !bytes.Equal(x, y) || bytes.Equal(x, z) {
+			t.Fatalf("draw of %d bytes: same seed must agree, another seed must not", n)
+		}
+	}
+	x, _ := a.RandomBytes(32, "nonce")
+	y, _ := a.RandomBytes(32, "nonce")
+	if bytes.Equal(x, y) {
+		t.Fatal("successive draws repeat")
+	}
+}
+
+func TestPinnedReportsTheTrustedIdentity(t *testing.T) {
+	var s IdentityStore
+	if _, _, ok := s.Pinned("bob:phone"); ok {
+		t.Fatal("nothing pinned yet")
+	}
+	_ = s.Check("bob:phone", []byte{1}, []byte{2}, false)
+	if err := s.Check("bob:phone", []byte{3}, []byte{4}, false); err == nil {
+		t.Fatal("a changed identity is refused without acceptChange")
+	}
+	_ = s.Check("bob:phone", []byte{3}, []byte{4}, true)
+	ik, sik, ok := s.Pinned("bob:phone")
+	if !ok || !bytes.Equal(ik, []byte{3}) || !bytes.Equal(sik, []byte{4}) {
+		t.Fatalf("pinned %x %x %v", ik, sik, ok)
+	}
+}
