@@ -1,11 +1,14 @@
 """A fleet of virtual users and devices on one asyncio loop, each a real client (real crypto,
 real sockets) against a real relay (issue 5, "Simulator").
 
-:func:`serve_relay` starts the reference relay in this process on a free 127.0.0.1 port (or
-the fleet targets any ``url``). Every device gets its own :class:`~semafore.client.DeviceClient`
-and, when a :class:`~simulator.network.Network` is in use, its own proxy link, so faults and the
-wire capture can be per device. The fleet keeps the ledger of what was sent to whom and what
-arrived, which is what delivery assertions and the benchmark read.
+The fleet runs ``replicas`` reference relays in this process on free 127.0.0.1 ports, all on
+the same stores with push across them (:mod:`simulator.replicas`), or targets any ``url``.
+Each device is assigned a replica (seeded, or pinned) and its link fails over to the next one
+that accepts when its replica is down. Every device gets its own
+:class:`~semafore.client.DeviceClient` and, when a :class:`~simulator.network.Network` is in
+use, its own proxy link, so faults and the wire capture can be per device. The fleet keeps
+the ledger of what was sent to whom and what arrived, which is what delivery assertions and
+the benchmark read.
 
 Determinism: entropy is ``SeededEntropy(seed)`` forked per device installation, the client
 clock is a :class:`ManualClock` shared with the relay, and the caller decides the order of
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,15 @@ from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator.network import Network
+from simulator.replicas import (
+    LocalPushBus,
+    PushFactory,
+    Replica,
+    ReplicaError,
+    ReplicaState,
+    assign,
+    preference,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +146,16 @@ class Fleet:
         keep_envelopes: bool = True,
         ws_send_timeout: float = 2.0,
         settings_overrides: dict[str, Any] | None = None,
+        replicas: int = 1,
+        pins: Mapping[str, int] | None = None,
+        push: PushFactory | None = None,
     ) -> None:
+        if replicas < 1:
+            raise ValueError("a fleet needs at least one relay replica")
+        for address, index in (pins or {}).items():
+            if not 0 <= index < replicas:
+                raise ValueError(f"{address} is pinned to replica {index}; there are "
+                                 f"{replicas} (0-{replicas - 1})")
         self.seed = seed
         self.entropy = SeededEntropy(f"semafore-sim:{seed}")
         self.clock = clock or ManualClock()
@@ -159,6 +180,13 @@ class Fleet:
         self._progress = asyncio.Event()
         self._org_ids: list[str] = []
         self._settings: Settings | None = None
+        self.replica_count = replicas
+        self.pins = {k.replace("/", ":"): v for k, v in (pins or {}).items()}
+        self.push_factory = push
+        self.replicas: list[Replica] = []
+        self.ops_network: Network | None = None
+        """A capture-less network for the operator consoles when there are several replicas
+        (failover for admin calls, outside every adversary's view)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -174,46 +202,87 @@ class Fleet:
             host, port = _host_port(self.url)
             self.network = Network(host, port, seed=self.seed, capture=self.capture,
                                    clock=self.clock.now)
+            if self.replicas:
+                self.network.route = self.route
+                if len(self.replicas) > 1:
+                    self.ops_network = Network(host, port, seed=self.seed, capture=False,
+                                               clock=self.clock.now)
+                    self.ops_network.route = self.route
 
-    async def start_relay(self, port: int = 0) -> RunningServer:
-        """Start the in-process relay; a restart reuses the same settings (and so the same
-        token signing key), like a redeployed replica."""
+    # -- relay replicas ----------------------------------------------------------------------
+
+    def replica_of(self, address: str) -> int:
+        """The replica ``user:device`` connects to first (its pin, else seeded)."""
+        return assign(self.seed, address.replace("/", ":"), self.replica_count, self.pins)
+
+    def route(self, address: str) -> list[tuple[str, int]]:
+        """Where a device's new connection goes: its replica, then the others in order."""
+        first = self.replica_of(address)
+        return [self.replicas[i].address for i in preference(first, len(self.replicas))
+                if self.replicas[i].port]
+
+    def replica(self, index: int) -> Replica:
+        if not 0 <= index < len(self.replicas):
+            raise ReplicaError(f"replica {index} does not exist (the fleet runs "
+                               f"{len(self.replicas)})")
+        return self.replicas[index]
+
+    async def start_relay(self, port: int = 0, *, replica: int | None = None) -> RunningServer:
+        """Start the in-process relay replicas (or one); a restart reuses the same settings
+        (and so the same token signing key) and port, like a redeployed replica."""
         assert self.stores is not None
-        settings = self._settings
-        if settings is None:
+        if not self.replicas:
             settings = self._settings = relay_settings(
                 self._org_ids, self.clock, **self.settings_overrides
             )
-        cm = serve_relay(settings, self.stores, port)
-        self._relay_cm: contextlib.AbstractAsyncContextManager[RunningServer] | None = cm
-        self.server = await cm.__aenter__()
-        self.url = self.server.url
-        if self.network is not None:
-            self.network.retarget(self.server.host, self.server.port)
+            push = self.push_factory
+            if push is None:
+                bus = LocalPushBus()
+                push = lambda _index: bus.hub()  # noqa: E731
+            options = {"backlog": 4096, "timeout_keep_alive": 600,
+                       "ws_max_size": 4 * 1024 * 1024, "ws_per_message_deflate": True}
+            self.replicas = [Replica(i, settings, self.stores, push, **options)
+                             for i in range(self.replica_count)]
+            self.replicas[0].port = port
+        chosen = self.replicas if replica is None else [self.replica(replica)]
+        for r in chosen:
+            if r.state is ReplicaState.STOPPED:
+                await r.start()
+        first = self.replicas[0]
+        self.server = RunningServer(first.address[0], first.port, first.app)  # type: ignore[arg-type]
+        self.url = first.url
         return self.server
 
-    async def stop_relay(self) -> None:
-        cm = getattr(self, "_relay_cm", None)
-        if cm is not None:
-            self._relay_cm = None
-            await cm.__aexit__(None, None, None)
+    async def stop_relay(self, *, replica: int | None = None, kill: bool = False) -> None:
+        """Stop every replica (or one): gracefully, or ``kill`` (sockets reset, requests
+        cancelled; :meth:`simulator.replicas.Replica.kill`). Stopping a paused replica
+        releases what it held first (docker stop sends SIGCONT with SIGTERM); killing it
+        discards what it held."""
+        chosen = self.replicas if replica is None else [self.replica(replica)]
+        for r in chosen:
+            await (r.kill() if kill else r.stop())
 
-    async def restart_relay(self) -> RunningServer:
-        """Stop the in-process relay and start it again on the same store and port."""
-        port = self.server.port if self.server else 0
-        await self.stop_relay()
-        for _ in range(50):
-            try:
-                return await self.start_relay(port)
-            except OSError:
-                await asyncio.sleep(0.1)
-        return await self.start_relay(0)
+    async def restart_relay(self, *, replica: int | None = None) -> RunningServer:
+        """Stop the in-process relay replicas (or one) and start them again on the same
+        stores and ports."""
+        await self.stop_relay(replica=replica)
+        return await self.start_relay(replica=replica)
+
+    def pause_replica(self, index: int) -> None:
+        """SIGSTOP: every byte to and from the replica is held (open sockets stay open, new
+        connections hang) until :meth:`unpause_replica` (simulator.replicas)."""
+        self.replica(index).pause()
+
+    def unpause_replica(self, index: int) -> None:
+        self.replica(index).unpause()
 
     async def close(self) -> None:
         for account in list(self.accounts.values()) + list(self.orgs.values()):
             await account.close()
         if self.network is not None:
             await self.network.close()
+        if self.ops_network is not None:
+            await self.ops_network.close()
         await self.stop_relay()
         if self.stores is not None and self.url is not None:
             with contextlib.suppress(Exception):
@@ -231,6 +300,8 @@ class Fleet:
         # Links are created in add_device (async); this returns the base URL for an address.
         if self.network is not None and address in self.network.links:
             return self.network.links[address].url
+        if self.ops_network is not None and address in self.ops_network.links:
+            return self.ops_network.links[address].url
         assert self.url is not None
         return self.url
 
@@ -243,6 +314,8 @@ class Fleet:
         out = await create_organisation(self.url, org_id, org_id, admin_user,
                                         self.entropy.fork(f"org:{org_id}"))
         self.totp[admin_user] = str(out["totp_secret"])
+        if self.ops_network is not None:
+            await self.ops_network.link(f"{admin_user}:console")
         console_account = Account(
             org_id, admin_user, self._url_for, self._entropy_for, self.clock, fixed_otp(),
             totp_secret=self.totp[admin_user], opk_count=1, client_options=self._client_options(),

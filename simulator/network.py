@@ -9,7 +9,10 @@ all owned by one :class:`Network`. The link relays bytes both ways and
   ``duplicate`` and ``reorder`` act on *envelope frames* of the device WebSocket — an
   ``envelope`` pushed down to the device, a ``send`` pushed up to the relay — so a fault hits
   one envelope, never half of one; ``cut`` aborts the scope's connections (HTTP and WebSocket)
-  and refuses new ones until ``heal``.
+  and refuses new ones until ``heal``;
+- **routes** each new connection (optional :attr:`Network.route`): the device's relay replicas
+  in its order of preference, the first that accepts wins (a client holding the replica list
+  and failing over, seed §3.4; simulator/replicas.py).
 
 Faults are drawn from the scenario seed: each device has its own RNG stream, so which
 envelope a 30 % drop hits does not depend on how the event loop interleaved other devices.
@@ -30,7 +33,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,6 +115,8 @@ class Network:
         self.global_rules: list[Rule] = []
         self.global_cut = False
         self.reorder_flush_s = reorder_flush_s
+        self.route: Callable[[str], Sequence[tuple[str, int]]] | None = None
+        """The relay addresses a device tries, in order (replicas); None: ``upstream``."""
 
     def retarget(self, host: str, port: int) -> None:
         """Point every link at a new relay address (a restarted relay on another port)."""
@@ -316,12 +321,12 @@ class DeviceLink:
             self.stats.refused += 1
             writer.transport.abort()
             return
-        try:
-            up_r, up_w = await asyncio.open_connection(*self.network.upstream, limit=2**22)
-        except OSError:
+        opened = await self._open_upstream()
+        if opened is None:
             self.stats.refused += 1
             writer.transport.abort()
             return
+        up_r, up_w = opened
         self.stats.connections += 1
         conn = _Connection(self, writer, up_w)
         self.connections.add(conn)
@@ -359,6 +364,19 @@ class DeviceLink:
         finally:
             self.connections.discard(conn)
             conn.abort()
+
+    async def _open_upstream(
+        self,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """Connect to the first upstream that accepts (the route's order, else ``upstream``)."""
+        route = self.network.route
+        candidates = list(route(self.device)) if route is not None else [self.network.upstream]
+        for host, port in candidates:
+            try:
+                return await asyncio.open_connection(host, port, limit=2**22)
+            except OSError:
+                continue
+        return None
 
     async def _pipe_raw(self, conn: _Connection, client_r: asyncio.StreamReader,
                         up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter,
