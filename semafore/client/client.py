@@ -618,51 +618,56 @@ class DeviceClient:
         return str(out["report_id"])
 
     async def _send_reset(self, sender_user: str, sender_device: str, reset: bytes) -> None:
-        """Send the SPEC §4 ``reset`` notice to the sender.
+        """Send the SPEC §4 ``reset`` notice to the one device whose frame failed.
 
-        The relay's device-set check wants one envelope per device of the user, so the
-        notice goes to each of them; only the named device's current key can match, every
-        other device ignores it (SPEC §4: a reset naming another key is ignored).
+        The notice is a bare ``SRS1`` envelope, its own kind of send at the relay (no
+        content, so no device set to cover): it reaches the sender even when this device has
+        no session left, which is exactly when it is needed. A relay that only routes
+        SMX1/DR_V1 answers ``unknown_envelope_type``; then, while a session with the sender
+        can still send, the same notice travels end to end as a content message of kind
+        ``reset`` (the sender applies the same rule either way).
         """
-        entry = self.directory.get(sender_user)
-        devices = dict(entry.devices) if entry else {}
-        if sender_user == self.user_id:
-            devices.pop(self.device_id, None)
-        if sender_device not in devices:
-            with contextlib.suppress(ClientError, ProtocolError):
-                await self._fetch_bundles(sender_user)
-            entry = self.directory.get(sender_user)
-            devices = dict(entry.devices) if entry else {}
-        envelopes = [
-            {"device_id": d, "registration_id": r, "body": b64(reset)}
-            for d, r in sorted(devices.items())
-        ]
-        if not envelopes:
+        address = device_address(sender_user, sender_device)
+        registration_id = await self._registration_id(sender_user, sender_device)
+        if registration_id is None:
+            self._event("reset_refused", address, "unknown_device")
             return
+        envelope = {"device_id": sender_device, "registration_id": registration_id,
+                    "body": b64(reset)}
         try:
             await self.http.json(
                 "PUT",
                 f"/v1/messages/{sender_user}",
-                json={"message_id": self.new_message_id(), "envelopes": envelopes},
+                json={"message_id": self.new_message_id(), "envelopes": [envelope]},
             )
-            self.counters.resets_sent += 1
-            self._event("reset_sent", device_address(sender_user, sender_device))
         except ServerRejected as exc:
-            address = device_address(sender_user, sender_device)
-            if exc.code != "unknown_envelope_type" or not self.device.has_session(address):
+            if exc.code == "unknown_envelope_type" and self.device.has_session(address):
+                await self._send_reset_e2e(sender_user, address, reset)
+            else:  # 409/410: the device is gone or re-registered; its next SMX1 is fresh
                 self._event("reset_refused", address, exc.code)
-                return
-            # The relay only routes SMX1/DR_V1 bodies. While a session with the sender can
-            # still send, carry the same notice end to end instead (kind "reset"): the sender
-            # applies exactly the SPEC §4 rule, and the relay can no longer forge one.
-            try:
-                async with self._send_lock:
-                    await self._send_to_user(sender_user, self._content("reset", reset))
-            except (ClientError, ProtocolError) as failed:
-                self._event("reset_refused", address, str(failed))
-                return
-            self.counters.resets_sent += 1
-            self._event("reset_sent", address, "e2e")
+            return
+        self.counters.resets_sent += 1
+        self._event("reset_sent", address)
+
+    async def _send_reset_e2e(self, sender_user: str, address: str, reset: bytes) -> None:
+        try:
+            async with self._send_lock:
+                await self._send_to_user(sender_user, self._content("reset", reset))
+        except (ClientError, ProtocolError) as failed:
+            self._event("reset_refused", address, str(failed))
+            return
+        self.counters.resets_sent += 1
+        self._event("reset_sent", address, "e2e")
+
+    async def _registration_id(self, user_id: str, device_id: str) -> int | None:
+        """The registration id the relay expects for ``user_id:device_id``, if it exists."""
+        entry = self.directory.get(user_id)
+        if entry is not None and device_id in entry.devices:
+            return entry.devices[device_id]
+        with contextlib.suppress(ClientError, ProtocolError):
+            await self._fetch_bundles(user_id, device_id)
+        entry = self.directory.get(user_id)
+        return entry.devices.get(device_id) if entry is not None else None
 
     # -- receiving -------------------------------------------------------------------------
 

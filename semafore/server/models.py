@@ -275,7 +275,10 @@ class BundlesOut(BaseModel):
 class EnvelopeIn(Strict):
     device_id: Ident
     registration_id: RegistrationId
-    body: EnvelopeBody = Field(description="SMX1 or DR_V1 bytes; opaque to the relay")
+    body: EnvelopeBody = Field(
+        description="SMX1 or DR_V1 bytes, opaque to the relay; or, for every envelope of a "
+        "send, a 36-byte SPEC §4 reset notice (SRS1 || ratchet key) to the device(s) it names"
+    )
 
 
 class SendRequest(Strict):
@@ -296,7 +299,9 @@ class SendResponse(BaseModel):
 class EnvelopeOut(BaseModel):
     delivery_id: str
     message_id: str
-    kind: Literal["message", "broadcast"]
+    kind: Literal["message", "broadcast", "reset"] = Field(
+        description="'reset': a SPEC §4 reset notice (SRS1 body), not a message"
+    )
     sender_user_id: str
     sender_device_id: str
     body: EnvelopeBody

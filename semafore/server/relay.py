@@ -17,10 +17,11 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.keys import verify_spk
+from semafore.protocol.session_cipher import RESET_MAGIC
 from semafore.server import models as m
 from semafore.server.errors import ApiError
 from semafore.server.oplog import event
@@ -44,6 +45,7 @@ from semafore.storage.ports import (
     AuditQuery,
     DeliveryProof,
     Device,
+    EnvelopeKind,
     IdentityRecord,
     Membership,
     OneTimePrekeyRecord,
@@ -58,6 +60,8 @@ from semafore.storage.ports import (
 )
 
 ENVELOPE_MAGICS = (b"SMX1", b"DRV1")
+RESET_LENGTH = len(RESET_MAGIC) + 32
+"""A SPEC §4 reset notice is exactly ``"SRS1" || ratchet key``: no room for content."""
 AUDIT_TYPES = (
     "signup",
     "subscription_change",
@@ -79,6 +83,15 @@ class EnvelopeLike(Protocol):
     def registration_id(self) -> int: ...
     @property
     def body(self) -> bytes: ...
+
+
+class DeviceCheck(NamedTuple):
+    """The device-set check of one recipient user's envelopes (Signal's 409/410 answers)."""
+
+    missing: list[str]
+    extra: list[str]
+    stale: list[str]
+    reset: bool  # the envelopes are SPEC §4 reset notices, not a message
 
 
 class OtpOutbox:
@@ -663,10 +676,62 @@ class Relay:
 
     # --- messages -------------------------------------------------------------------------
 
+    def _envelope_type(
+        self, envelopes: Sequence[EnvelopeLike], field: str, allow_reset: bool
+    ) -> bool:
+        """Validate every body's type; True if the send is a SPEC §4 reset notice.
+
+        A send is either a message (every body SMX1 or DR_V1) or a reset notice (every body
+        exactly ``"SRS1" || ratchet key``, 36 bytes: it names a key and can carry nothing
+        else). The relay still sees no plaintext either way; it only routes the notice."""
+        reset = bool(envelopes) and envelopes[0].body[:4] == RESET_MAGIC and allow_reset
+        for i, env in enumerate(envelopes):
+            where = f"{field}.{i}.body"
+            magic = env.body[:4]
+            if len(env.body) > self.settings.max_envelope_bytes:
+                raise ApiError(413, "envelope_too_large", "envelope body too large", field=where)
+            if magic == RESET_MAGIC and allow_reset:
+                if not reset:
+                    raise ApiError(
+                        422, "mixed_envelope_types",
+                        "a send is a message or a reset notice, not both", field=where,
+                    )
+                if len(env.body) != RESET_LENGTH:
+                    raise ApiError(
+                        422, "malformed_reset",
+                        "a reset notice is 'SRS1' followed by a 32-byte ratchet key",
+                        field=where,
+                    )
+            elif magic in ENVELOPE_MAGICS:
+                if reset:
+                    raise ApiError(
+                        422, "mixed_envelope_types",
+                        "a send is a message or a reset notice, not both", field=where,
+                    )
+            else:
+                raise ApiError(
+                    422,
+                    "unknown_envelope_type",
+                    "body must be an SMX1 or DR_V1 envelope"
+                    + (" (or an SRS1 reset notice)" if allow_reset else ""),
+                    field=where,
+                )
+        return reset
+
     async def _device_check(
-        self, principal: Principal, user_id: str, envelopes: Sequence[EnvelopeLike], field: str
-    ) -> tuple[list[str], list[str], list[str]]:
-        """Signal's device-set check: (missing, extra, stale) for one recipient user."""
+        self,
+        principal: Principal,
+        user_id: str,
+        envelopes: Sequence[EnvelopeLike],
+        field: str,
+        *,
+        allow_reset: bool = False,
+    ) -> DeviceCheck:
+        """Signal's device-set check for one recipient user.
+
+        A message must cover exactly the user's devices (the sender's own device excluded
+        for sync copies); a reset notice goes only to the device(s) it concerns, so missing
+        devices are fine, but unknown (extra) and re-registered (stale) ones are not."""
         devices = {d.device_id: d for d in await self.stores.accounts.list_devices(user_id)}
         if user_id == principal.user_id:
             devices.pop(principal.device_id, None)  # sync copies go to my *other* devices
@@ -680,27 +745,17 @@ class Relay:
                     field=f"{field}.{i}.device_id",
                 )
             given.append(env.device_id)
-            if len(env.body) > self.settings.max_envelope_bytes:
-                raise ApiError(
-                    413, "envelope_too_large", "envelope body too large", field=f"{field}.{i}.body"
-                )
-            if env.body[:4] not in ENVELOPE_MAGICS:
-                raise ApiError(
-                    422,
-                    "unknown_envelope_type",
-                    "body must be an SMX1 or DR_V1 envelope",
-                    field=f"{field}.{i}.body",
-                )
+        reset = self._envelope_type(envelopes, field, allow_reset)
         stale = sorted(
             e.device_id
             for e in envelopes
             if e.device_id in devices and devices[e.device_id].registration_id != e.registration_id
         )
         if len(given) == len(devices) and devices.keys() >= set(given):
-            return [], [], stale  # the usual case: exactly the current devices
-        missing = sorted(set(devices) - set(given))
+            return DeviceCheck([], [], stale, reset)  # the usual case: exactly the devices
+        missing = [] if reset else sorted(set(devices) - set(given))
         extra = sorted(set(given) - set(devices))
-        return missing, extra, stale
+        return DeviceCheck(missing, extra, stale, reset)
 
     def _queue_entries(
         self,
@@ -708,7 +763,7 @@ class Relay:
         user_id: str,
         message_id: str,
         envelopes: Iterable[EnvelopeLike],
-        kind: Literal["message", "broadcast"],
+        kind: EnvelopeKind,
         now: float,
     ) -> list[QueuedEnvelope]:
         return [
@@ -755,8 +810,8 @@ class Relay:
         await self.limit("send", ip, principal.user_id)
         if await self._member_ids(principal.org_id, user_id) is None:
             raise ApiError(404, "unknown_user", "no such user in this organisation")
-        missing, extra, stale = await self._device_check(
-            principal, user_id, envelopes, "body.envelopes"
+        missing, extra, stale, reset = await self._device_check(
+            principal, user_id, envelopes, "body.envelopes", allow_reset=True
         )
         if missing or extra:
             raise ApiError(
@@ -775,7 +830,7 @@ class Relay:
                 extra={"stale": stale},
             )
         entries = self._queue_entries(
-            principal, user_id, message_id, envelopes, "message", self.now()
+            principal, user_id, message_id, envelopes, "reset" if reset else "message", self.now()
         )
         if self.settings.leak != "off":
             entries = self._leak(principal, message_id, entries)
@@ -788,6 +843,7 @@ class Relay:
             sender=principal.user_id,
             recipient=user_id,
             message_id=message_id,
+            kind=entries[0].kind,
             count=len(entries),
         )
         return entries
@@ -837,7 +893,7 @@ class Relay:
                     "no such user in this organisation",
                     field=f"{field}.user_id",
                 )
-            missing, extra, stale = await self._device_check(
+            missing, extra, stale, _ = await self._device_check(
                 principal, recipient.user_id, recipient.envelopes, f"{field}.envelopes"
             )
             if missing or extra:

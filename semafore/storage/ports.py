@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["member", "admin"]
-EnvelopeKind = Literal["message", "broadcast"]
+EnvelopeKind = Literal["message", "broadcast", "reset"]
 
 
 class StorageError(Exception):
