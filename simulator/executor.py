@@ -338,7 +338,12 @@ class Execution:
             stats.update(wire_records=len(self.fleet.network.captured),
                          wire_bytes=self.fleet.network.wire_bytes(),
                          frames_dropped=totals.dropped, frames_duplicated=totals.duplicated,
-                         frames_delayed=totals.delayed, frames_reordered=totals.reordered)
+                         frames_delayed=totals.delayed, frames_reordered=totals.reordered,
+                         http_requests=totals.http_requests,
+                         http_requests_dropped=totals.http_dropped_requests,
+                         http_responses_dropped=totals.http_dropped_responses,
+                         http_requests_duplicated=totals.http_duplicated,
+                         http_delayed=totals.http_delayed, http_reordered=totals.http_reordered)
         return stats
 
     async def _setup(self) -> None:
@@ -587,9 +592,11 @@ class Execution:
         else:
             net.add_fault(step.fault.value, device=scope, direction=step.direction,
                           probability=step.probability, count=step.count,
-                          delay_ms=step.delay_ms, jitter_ms=step.jitter_ms, window=step.window)
+                          delay_ms=step.delay_ms, jitter_ms=step.jitter_ms, window=step.window,
+                          channel=step.channel, match=step.match)
         self.event(step, "network", f"{step.fault.value} on {scope or 'every device'} "
-                   f"({step.direction}, p={step.probability})")
+                   f"({step.channel} {step.direction}"
+                   f"{f' {step.match}' if step.match else ''}, p={step.probability})")
 
     async def _infra(self, step: Infra) -> None:
         if step.target is not InfraTarget.SERVER:

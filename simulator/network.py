@@ -34,15 +34,20 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 log = logging.getLogger(__name__)
 
 Direction = Literal["up", "down"]
+Channel = Literal["ws", "http"]
 FaultKind = Literal["drop", "delay", "duplicate", "reorder", "cut"]
 REORDER_FLUSH_S = 0.25
 """Held frames of a reorder window are released after this idle time (never stranded)."""
+REORDER_TURN_S = 5.0
+"""A released HTTP unit has this long to pass before the next one of its window goes anyway."""
+REPLAY_TIMEOUT_S = 10.0
+"""How long a duplicated request's replay waits for the relay's (discarded) answer."""
 
 
 @dataclass
@@ -58,7 +63,11 @@ class Captured:
 
 @dataclass
 class Rule:
-    """One active fault. ``count`` is how many more envelopes it may affect (None = no limit)."""
+    """One active fault. ``count`` is how many more units it may affect (None = no limit).
+
+    ``match`` (HTTP only) restricts the rule to requests whose ``METHOD /path`` starts with
+    it (``"PUT /v1/messages/"``; ``"* /v1/messages"`` for any method) and to their responses.
+    """
 
     kind: FaultKind
     directions: frozenset[Direction]
@@ -67,9 +76,23 @@ class Rule:
     delay_s: float = 0.0
     jitter_s: float = 0.0
     window: int = 2
+    channels: frozenset[Channel] = frozenset({"ws", "http"})
+    match: str | None = None
+    windows: dict[Direction, _HttpWindow] = field(default_factory=dict, repr=False,
+                                                  compare=False)
 
-    def applies(self, direction: Direction) -> bool:
-        return direction in self.directions and (self.count is None or self.count > 0)
+    def applies(self, direction: Direction, channel: Channel = "ws",
+                request_line: str = "") -> bool:
+        if direction not in self.directions or channel not in self.channels:
+            return False
+        if self.count is not None and self.count <= 0:
+            return False
+        if channel == "http":
+            if self.kind == "duplicate" and direction == "down":
+                return False  # a response answers one request: only requests are replayed
+            if self.match is not None and not _matches(self.match, request_line):
+                return False
+        return True
 
 
 @dataclass
@@ -83,6 +106,12 @@ class LinkStats:
     delayed: int = 0
     reordered: int = 0
     cut: int = 0
+    http_requests: int = 0
+    http_dropped_requests: int = 0
+    http_dropped_responses: int = 0
+    http_duplicated: int = 0
+    http_delayed: int = 0
+    http_reordered: int = 0
 
 
 def _directions(direction: str) -> frozenset[Direction]:
@@ -91,6 +120,21 @@ def _directions(direction: str) -> frozenset[Direction]:
     if direction in ("up", "down"):
         return frozenset({direction})  # type: ignore[arg-type]
     raise ValueError(f"direction must be up, down or both, got {direction!r}")
+
+
+def _channels(channel: str) -> frozenset[Channel]:
+    if channel == "both":
+        return frozenset({"ws", "http"})
+    if channel in ("ws", "http"):
+        return frozenset({channel})  # type: ignore[arg-type]
+    raise ValueError(f"channel must be ws, http or both, got {channel!r}")
+
+
+def _matches(pattern: str, request_line: str) -> bool:
+    """``"PUT /v1/messages/"`` matches ``"PUT /v1/messages/bob"``; ``"*"`` is any method."""
+    method, _, prefix = pattern.partition(" ")
+    got_method, _, got_path = request_line.partition(" ")
+    return (method in ("*", got_method)) and got_path.startswith(prefix or "/")
 
 
 class Network:
@@ -113,17 +157,36 @@ class Network:
         self.captured: list[Captured] = []
         self.links: dict[str, DeviceLink] = {}
         self.global_rules: list[Rule] = []
-        self.global_cut = False
+        self.global_cut: frozenset[Channel] = frozenset()
         self.reorder_flush_s = reorder_flush_s
+        self.rules_added = 0
         self.route: Callable[[str], Sequence[tuple[str, int]]] | None = None
         """The relay addresses a device tries, in order (replicas); None: ``upstream``."""
+        self._frozen: dict[tuple[str, int], asyncio.Event] = {}
 
     def retarget(self, host: str, port: int) -> None:
         """Point every link at a new relay address (a restarted relay on another port)."""
         self.upstream = (host, port)
 
-    def rng_for(self, device: str) -> random.Random:
-        digest = hashlib.sha256(f"{self.seed}\x00net\x00{device}".encode()).digest()
+    def freeze(self, host: str, port: int) -> None:
+        """Hold every byte to and from ``host:port`` until :meth:`thaw` (a paused replica)."""
+        self._frozen.setdefault((host, port), asyncio.Event())
+
+    def thaw(self, host: str, port: int) -> None:
+        event = self._frozen.pop((host, port), None)
+        if event is not None:
+            event.set()
+
+    async def gate(self, upstream: tuple[str, int]) -> None:
+        """Wait while ``upstream`` is frozen (returns at once otherwise)."""
+        event = self._frozen.get(upstream)
+        if event is not None:
+            await event.wait()
+
+    def rng_for(self, device: str, stream: str = "") -> random.Random:
+        """The seeded RNG of one device's stream (``""``: the WebSocket frames, as always)."""
+        name = device if not stream else f"{device}\x00{stream}"
+        digest = hashlib.sha256(f"{self.seed}\x00net\x00{name}".encode()).digest()
         return random.Random(int.from_bytes(digest[:8], "big"))
 
     async def link(self, device: str) -> DeviceLink:
@@ -154,23 +217,36 @@ class Network:
         delay_ms: float = 0.0,
         jitter_ms: float = 0.0,
         window: int = 2,
+        channel: str = "both",
+        match: str | None = None,
     ) -> None:
-        """Install a fault on one device (``device``) or on every device (None)."""
+        """Install a fault on one device (``device``) or on every device (None).
+
+        ``channel`` is ``ws``, ``http`` or ``both``; ``match`` (``"METHOD /path-prefix"``)
+        narrows a rule to those HTTP requests and their responses."""
         if not 0.0 <= probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
+        channels = _channels(channel)
+        if match is not None and channels != {"http"}:
+            raise ValueError("match applies to HTTP requests: use channel='http'")
         if kind == "cut":
             if device is None:
-                self.global_cut = True
+                self.global_cut |= channels
                 for link in self.links.values():
-                    link.abort_all()
+                    link.abort_all(channels)
             else:
                 target = self.links.get(device)
                 if target is not None:
-                    target.cut = True
-                    target.abort_all()
+                    target.cut |= channels
+                    target.abort_all(channels)
             return
+        self.rules_added += 1
         rule = Rule(kind, _directions(direction), probability, count, delay_ms / 1000.0,
-                    jitter_ms / 1000.0, max(2, window))
+                    jitter_ms / 1000.0, max(2, window), channels, match)
+        if kind == "reorder":
+            rng = self.rng_for(device or "*", f"reorder{self.rules_added}")
+            for d in rule.directions:
+                rule.windows[d] = _HttpWindow(rule.window, rng, self.reorder_flush_s)
         if device is None:
             self.global_rules.append(rule)
         else:
@@ -179,18 +255,16 @@ class Network:
     def heal(self, device: str | None = None) -> None:
         """Remove every fault on the scope (the whole network when ``device`` is None)."""
         if device is None:
+            for rule in self.global_rules:
+                _release_windows(rule)
             self.global_rules.clear()
-            self.global_cut = False
+            self.global_cut = frozenset()
             for link in self.links.values():
-                link.rules.clear()
-                link.cut = False
-                link.flush_held()
+                link.heal()
         else:
             target = self.links.get(device)
             if target is not None:
-                target.rules.clear()
-                target.cut = False
-                target.flush_held()
+                target.heal()
 
     def totals(self) -> LinkStats:
         total = LinkStats()
@@ -203,9 +277,100 @@ class Network:
         return sum(len(c.data) for c in self.captured)
 
     async def close(self) -> None:
+        for rule in self.global_rules:
+            _release_windows(rule)
         for link in list(self.links.values()):
             await link.close()
         self.links.clear()
+
+
+class _HttpWindow:
+    """A reorder rule's window over HTTP units of one direction (all devices of its scope).
+
+    Units wait in :meth:`hold` until ``size`` of them are held (or the window idles for
+    ``flush_s``); then they are released one at a time, in an order drawn from the rule's own
+    RNG over the units sorted by (device, per-device sequence) — so the draw does not depend
+    on which concurrent request the event loop delivered first. Each released unit signals
+    :meth:`passed` (forwarded and answered, or failed) before the next one goes, which is what
+    makes "B reached the relay before A" true, not just likely.
+    """
+
+    def __init__(self, size: int, rng: random.Random, flush_s: float) -> None:
+        self.size = size
+        self.rng = rng
+        self.flush_s = flush_s
+        self.held: list[tuple[tuple[str, int], asyncio.Future[None], asyncio.Event]] = []
+        self.flusher: asyncio.Task[None] | None = None
+        self.releasers: set[asyncio.Task[None]] = set()
+        self.released = 0
+
+    async def hold(self, key: tuple[str, int]) -> asyncio.Event:
+        """Wait for this unit's turn; set the returned event once it has passed."""
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        done = asyncio.Event()
+        self.held.append((key, turn, done))
+        if len(self.held) >= self.size:
+            self.release()
+        elif self.flusher is None:
+            self.flusher = asyncio.create_task(self._flush_later())
+        await turn
+        return done
+
+    def release(self) -> None:
+        batch, self.held = sorted(self.held, key=lambda h: h[0]), []
+        self.rng.shuffle(batch)
+        if self.flusher is not None and self.flusher is not asyncio.current_task():
+            self.flusher.cancel()
+        self.flusher = None
+        if not batch:
+            return
+        if len(batch) > 1:
+            self.released += len(batch)
+        task = asyncio.get_running_loop().create_task(self._one_by_one(batch))
+        self.releasers.add(task)
+        task.add_done_callback(self.releasers.discard)
+
+    async def _one_by_one(
+        self, batch: list[tuple[tuple[str, int], asyncio.Future[None], asyncio.Event]]
+    ) -> None:
+        for _, turn, done in batch:
+            if not turn.done():
+                turn.set_result(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), REORDER_TURN_S)
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.flush_s)
+        self.flusher = None
+        self.release()
+
+    def release_all(self) -> None:
+        """Heal: let every held unit go now, in arrival order."""
+        batch, self.held = self.held, []
+        for _, turn, done in batch:
+            done.set()
+            if not turn.done():
+                turn.set_result(None)
+        if self.flusher is not None:
+            self.flusher.cancel()
+            self.flusher = None
+
+
+def _release_windows(rule: Rule) -> None:
+    for window in rule.windows.values():
+        window.release_all()
+
+
+@dataclass
+class _Verdict:
+    """What the rules decided for one HTTP unit."""
+
+    drop: bool = False
+    drop_after_s: float = 0.0
+    copies: int = 1
+    delay_s: float = 0.0
+    window: _HttpWindow | None = None
 
 
 class _Pump:
@@ -261,6 +426,7 @@ class _Connection:
         self.link = link
         self.client_w = client_w
         self.upstream_w = upstream_w
+        self.channel: Channel = "http"  # "ws" once the upgrade request is seen
         self.tasks: list[asyncio.Task[None]] = []
 
     def abort(self) -> None:
@@ -277,9 +443,14 @@ class DeviceLink:
         self.network = network
         self.device = device
         self.rules: list[Rule] = []
-        self.cut = False
+        self.cut: frozenset[Channel] = frozenset()
         self.stats = LinkStats()
         self.rng = network.rng_for(device)
+        self.http_rng: dict[Direction, random.Random] = {
+            "up": network.rng_for(device, "http-up"),
+            "down": network.rng_for(device, "http-down"),
+        }
+        self.http_seq = 0
         self.server: asyncio.Server | None = None
         self.port = 0
         self.connections: set[_Connection] = set()
@@ -298,13 +469,22 @@ class DeviceLink:
         self.server = await asyncio.start_server(self._accept, sock=sock, limit=2**22)
         self.port = sock.getsockname()[1]
 
-    def _is_cut(self) -> bool:
-        return self.cut or self.network.global_cut
+    def _is_cut(self, channel: Channel) -> bool:
+        return channel in self.cut or channel in self.network.global_cut
 
-    def abort_all(self) -> None:
+    def abort_all(self, channels: frozenset[Channel] = frozenset({"ws", "http"})) -> None:
         for conn in list(self.connections):
-            conn.abort()
-            self.stats.cut += 1
+            if conn.channel in channels:
+                conn.abort()
+                self.stats.cut += 1
+
+    def heal(self) -> None:
+        """Remove this link's faults: rules (held units go now), cuts."""
+        for rule in self.rules:
+            _release_windows(rule)
+        self.rules.clear()
+        self.cut = frozenset()
+        self.flush_held()
 
     async def close(self) -> None:
         self.abort_all()
@@ -317,7 +497,7 @@ class DeviceLink:
                 task.cancel()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._is_cut():
+        if self._is_cut("http") and self._is_cut("ws"):
             self.stats.refused += 1
             writer.transport.abort()
             return
@@ -334,9 +514,17 @@ class DeviceLink:
             head = await _read_head(reader)
             if head is None:
                 return
+            upgrade = b"\r\nupgrade: websocket" in head.lower()
+            conn.channel = "ws" if upgrade else "http"
+            if self._is_cut(conn.channel):
+                self.stats.refused += 1
+                return
+            if not upgrade:
+                await self._http(conn, head, reader, writer, up_r, up_w)
+                return
             self.network.record(self.device, "up", "http", head)
             up_w.write(head)
-            if b"\r\nupgrade: websocket" in head.lower():
+            if upgrade:
                 response = await _read_head(up_r)
                 if response is None:
                     return
@@ -357,8 +545,6 @@ class DeviceLink:
                         self.ws_down = None
                     await up.close()
                     await down.close()
-            else:
-                await self._pipe_raw(conn, reader, up_r, up_w, writer)
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             pass
         finally:
@@ -377,6 +563,122 @@ class DeviceLink:
             except OSError:
                 continue
         return None
+
+    # -- HTTP: one request/response exchange at a time (HTTP/1.1 without pipelining) ----------
+
+    async def _http(self, conn: _Connection, head: bytes, client_r: asyncio.StreamReader,
+                    client_w: asyncio.StreamWriter, up_r: asyncio.StreamReader,
+                    up_w: asyncio.StreamWriter) -> None:
+        """Relay whole requests and responses of one keep-alive connection through the rules.
+
+        A dropped unit aborts the connection (the client sees a reset, as when a lost segment
+        ends in a timeout); a delayed or reordered one waits on this connection only, so other
+        connections of the device may overtake it."""
+        while True:
+            request = head + await _read_body(client_r, head)
+            request_line = _request_line(head)
+            self.network.record(self.device, "up", "http", request)
+            self.stats.http_requests += 1
+            self.http_seq += 1
+            key = (self.device, self.http_seq)
+            up = self._http_verdict("up", request_line)
+            if up.drop:
+                self.stats.http_dropped_requests += 1
+                await self._lose(conn, up.drop_after_s)
+                return
+            passed = await self._http_wait(up, key)
+            try:
+                up_w.write(request)
+                await up_w.drain()
+                response_head = await _read_head(up_r)
+                if response_head is None:
+                    return
+                response = response_head + await _read_body(
+                    up_r, response_head, request_method=request_line.partition(" ")[0])
+            finally:
+                if passed is not None:
+                    passed.set()
+            self.network.record(self.device, "down", "http", response)
+            for _ in range(up.copies - 1):
+                self.stats.http_duplicated += 1
+                await self._replay(request, up_w.get_extra_info("peername"))
+            down = self._http_verdict("down", request_line)
+            if down.drop:
+                self.stats.http_dropped_responses += 1
+                await self._lose(conn, down.drop_after_s)
+                return
+            passed = await self._http_wait(down, key)
+            try:
+                client_w.write(response)
+                await client_w.drain()
+            finally:
+                if passed is not None:
+                    passed.set()
+            if _closes(head) or _closes(response_head) or not _framed(response_head):
+                return
+            next_head = await _read_head(client_r)
+            if next_head is None:
+                return
+            head = next_head
+
+    def _http_verdict(self, direction: Direction, request_line: str) -> _Verdict:
+        """Draw every applicable rule for one HTTP unit from this link's HTTP stream."""
+        verdict = _Verdict()
+        rng = self.http_rng[direction]
+        rules = [r for r in (*self.network.global_rules, *self.rules)
+                 if r.applies(direction, "http", request_line)]
+        for rule in rules:
+            if rule.count is not None:
+                rule.count -= 1
+            if rng.random() >= rule.probability:
+                continue
+            if rule.kind == "drop":
+                verdict.drop, verdict.drop_after_s = True, rule.delay_s
+                return verdict
+            if rule.kind == "duplicate":
+                verdict.copies += 1
+            elif rule.kind == "delay":
+                verdict.delay_s += rule.delay_s + rng.random() * rule.jitter_s
+            elif rule.kind == "reorder" and verdict.window is None:
+                verdict.window = rule.windows.get(direction)
+        return verdict
+
+    async def _http_wait(self, verdict: _Verdict, key: tuple[str, int]) -> asyncio.Event | None:
+        """Apply a unit's delay, then its reorder turn; the event to set once it passed."""
+        if verdict.delay_s > 0:
+            self.stats.http_delayed += 1
+            await asyncio.sleep(verdict.delay_s)
+        if verdict.window is None:
+            return None
+        self.stats.http_reordered += 1
+        return await verdict.window.hold(key)
+
+    async def _lose(self, conn: _Connection, after_s: float) -> None:
+        """A lost unit: nothing more crosses this connection; the client sees it reset (after
+        ``after_s``: a loss noticed by a timeout rather than a reset)."""
+        if after_s > 0:
+            await asyncio.sleep(after_s)
+        conn.abort()
+
+    async def _replay(self, request: bytes, upstream: tuple[str, int] | None) -> None:
+        """A duplicated request: the same bytes to the relay on a side connection, its answer
+        read whole and discarded (the client already has one)."""
+        async def once() -> None:
+            host, port = upstream or self.network.upstream
+            up_r, up_w = await asyncio.open_connection(host, port, limit=2**22)
+            try:
+                up_w.write(request)
+                await up_w.drain()
+                head = await _read_head(up_r)
+                if head is not None:
+                    await _read_body(up_r, head,
+                                     request_method=_request_line(request).partition(" ")[0])
+            finally:
+                up_w.transport.abort()
+
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError,
+                                 asyncio.LimitOverrunError, ValueError):
+            await asyncio.wait_for(once(), REPLAY_TIMEOUT_S)
 
     async def _pipe_raw(self, conn: _Connection, client_r: asyncio.StreamReader,
                         up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter,
@@ -483,6 +785,66 @@ class DeviceLink:
         for direction in directions:
             if self._held[direction]:
                 self._release(direction)
+
+
+def _request_line(head: bytes) -> str:
+    """``"PUT /v1/messages/bob"`` from a request head (the query string is kept)."""
+    first = head.split(b"\r\n", 1)[0].decode("latin-1")
+    method, _, rest = first.partition(" ")
+    return f"{method} {rest.rpartition(' ')[0] or rest}"
+
+
+def _header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _closes(head: bytes) -> bool:
+    return (_header(head, b"connection") or b"").lower() == b"close"
+
+
+def _framed(response_head: bytes) -> bool:
+    """False for a response whose body ends with the connection (no length, not chunked)."""
+    return (_header(response_head, b"content-length") is not None
+            or b"chunked" in (_header(response_head, b"transfer-encoding") or b"").lower()
+            or not _has_body(response_head, ""))
+
+
+def _has_body(head: bytes, request_method: str) -> bool:
+    if not head.startswith(b"HTTP/"):
+        return True  # a request: its headers say whether a body follows
+    status = int(head.split(b" ", 2)[1])
+    return not (request_method == "HEAD" or 100 <= status < 200 or status in (204, 304))
+
+
+async def _read_body(reader: asyncio.StreamReader, head: bytes,
+                     request_method: str = "") -> bytes:
+    """The raw body that follows ``head`` (Content-Length, chunked, or up to EOF for a
+    response without either), exactly as it crossed the wire."""
+    if not _has_body(head, request_method):
+        return b""
+    if b"chunked" in (_header(head, b"transfer-encoding") or b"").lower():
+        out = bytearray()
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            out += line
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while True:  # trailers, then the empty line
+                    trailer = await reader.readuntil(b"\r\n")
+                    out += trailer
+                    if trailer == b"\r\n":
+                        return bytes(out)
+            out += await reader.readexactly(size + 2)
+    length = _header(head, b"content-length")
+    if length is not None:
+        return await reader.readexactly(int(length))
+    if head.startswith(b"HTTP/"):
+        return await reader.read(-1)
+    return b""
 
 
 def _is_envelope_frame(payload: bytes, direction: Direction) -> bool:

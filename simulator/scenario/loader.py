@@ -441,10 +441,18 @@ class _Builder:
         fault = NetworkFault(b["fault"])
         if fault is NetworkFault.DELAY and not b.get("delay_ms"):
             raise self.ctx.error((*p, "delay_ms"), "a delay fault needs delay_ms > 0")
+        channel = b.get("channel", "both")
+        match = b.get("match")
+        if match is not None and channel != "http":
+            raise self.ctx.error((*p, "match"), "match selects HTTP requests: it needs "
+                                 "channel: http")
+        if match is not None and fault in (NetworkFault.CUT, NetworkFault.HEAL):
+            raise self.ctx.error((*p, "match"), f"a {fault.value} acts on whole connections, "
+                                 "not on matched requests")
         return Network(**c, fault=fault, scope=ref, direction=b.get("direction", "both"),
                        probability=float(b.get("probability", 1.0)), count=b.get("count"),
                        delay_ms=b.get("delay_ms", 0), jitter_ms=b.get("jitter_ms", 0),
-                       window=b.get("window", 2))
+                       window=b.get("window", 2), channel=channel, match=match)
 
     def _infra(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
         during = b.get("during")

@@ -201,6 +201,7 @@ class NetworkFault(Enum):
 
 
 Direction = Literal["up", "down", "both"]
+Channel = Literal["ws", "http", "both"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,8 +209,12 @@ class Network(Step):
     """A fault on the path between clients and relay, drawn from the scenario seed.
 
     ``scope`` is ``None`` for every device, else one device. ``probability`` applies per
-    envelope; ``count`` limits the fault to the next N envelopes on the scope (then it lapses).
-    ``window`` (reorder) is how many envelopes are held and shuffled together.
+    unit (a WebSocket envelope frame, an HTTP request or response); ``count`` limits the fault
+    to the next N units on the scope (then it lapses). ``window`` (reorder) is how many units
+    are held and shuffled together. ``channel`` picks the WebSocket, HTTP or both; ``direction``
+    ``up`` is what devices send (frames, requests), ``down`` what they get (frames, responses).
+    ``match`` (HTTP only, ``"METHOD /path-prefix"``, ``*`` for any method) narrows the fault to
+    those requests and their responses (docs/simulator.md "Network faults").
     """
 
     fault: NetworkFault
@@ -220,6 +225,8 @@ class Network(Step):
     delay_ms: int = 0
     jitter_ms: int = 0
     window: int = 2
+    channel: Channel = "both"
+    match: str | None = None
 
 
 class InfraAction(Enum):
