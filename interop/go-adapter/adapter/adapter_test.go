@@ -108,3 +108,49 @@ func TestContractExampleConversation(t *testing.T) {
 		t.Fatalf("closed session still answers: %v", m)
 	}
 }
+
+func TestLiveOperationsAreAdvertisedAndCheckTheirArguments(t *testing.T) {
+	a := New()
+	caps := answer(t, a, `{"id": 1, "op": "capabilities", "args": {}}`)
+	ops := map[string]bool{}
+	for _, op := range caps["result"].(map[string]any)["ops"].([]any) {
+		ops[op.(string)] = true
+	}
+	for _, op := range []string{"live.device.create", "live.register", "live.send", "live.receive", "live.reinstall", "live.close", "session.digest"} {
+		if !ops[op] {
+			t.Errorf("capabilities lack %s", op)
+		}
+	}
+	created := answer(t, a, `{"id": 2, "op": "live.device.create", "args": {"user_id": "alice", "device_id": "phone", "seed": "s", "opk_count": 3}}`)
+	result := created["result"].(map[string]any)
+	if result["device"] != "alice:phone" || result["bundle"].(map[string]any)["opk_count"] != 3.0 {
+		t.Fatalf("create: %v", created)
+	}
+	same := answer(t, New(), `{"id": 2, "op": "live.device.create", "args": {"user_id": "alice", "device_id": "phone", "seed": "s", "opk_count": 3}}`)
+	if same["result"].(map[string]any)["bundle"].(map[string]any)["ik"] != result["bundle"].(map[string]any)["ik"] {
+		t.Fatal("a seed makes the install reproducible")
+	}
+	for line, want := range map[string]string{
+		`{"id": 3, "op": "live.device.create", "args": {"user_id": "alice", "device_id": "phone"}}`:                                         "MalformedEnvelope (field: args.device_id)",
+		`{"id": 4, "op": "live.device.create", "args": {"user_id": "bob", "device_id": "x", "opk_count": 101}}`:                             "field: args.opk_count",
+		`{"id": 5, "op": "live.send", "args": {"device": "carol:phone", "to": "bob", "plaintext": "00", "message_id": "m"}}`:                "NoSession (field: args.device)",
+		`{"id": 6, "op": "live.send", "args": {"device": "alice:phone", "to": "bob", "plaintext": "00", "message_id": "m"}}`:                "NoSession (field: args.device)",
+		`{"id": 7, "op": "live.receive", "args": {"device": "alice:phone", "order": "sideways"}}`:                                           "field: args.order",
+		`{"id": 8, "op": "live.send", "args": {"device": "alice:phone", "to": "bob", "plaintext": "zz", "message_id": "m"}}`:                "field: args.plaintext",
+		`{"id": 9, "op": "live.send", "args": {"device": "alice:phone", "to": "bob", "plaintext": "", "message_id": "m", "deliver": "no"}}`: "field: args.deliver",
+		`{"id": 10, "op": "live.register", "args": {"device": "alice:phone", "relay": "ftp://x", "org": "o", "otp": "0"}}`:                  "field: args.relay",
+		`{"id": 11, "op": "session.digest", "args": {"device": "alice:phone", "remote": "bob:phone"}}`:                                      "NoSession (field: args.remote)",
+	} {
+		got := answer(t, a, line)
+		if got["ok"] != false || !strings.Contains(got["error"].(string)+" "+got["detail"].(string), strings.Split(want, " ")[0]) ||
+			!strings.Contains(got["detail"].(string), strings.TrimPrefix(want, strings.Split(want, " ")[0]+" ")) {
+			t.Errorf("%s\n got %v\nwant %s", line, got, want)
+		}
+	}
+	if closed := answer(t, a, `{"id": 12, "op": "live.close", "args": {"device": "alice:phone"}}`); closed["ok"] != true {
+		t.Fatalf("close: %v", closed)
+	}
+	if again := answer(t, a, `{"id": 13, "op": "live.close", "args": {"device": "alice:phone"}}`); again["error"] != "NoSession" {
+		t.Fatalf("a closed device is gone: %v", again)
+	}
+}

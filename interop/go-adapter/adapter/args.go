@@ -156,6 +156,18 @@ func (a Args) ObjectList(name string) ([]Args, error) {
 	return out, nil
 }
 
+// Bool returns an optional boolean argument (absent or null: def).
+func (a Args) Bool(name string, def bool) (bool, error) {
+	if !a.Has(name) {
+		return def, nil
+	}
+	b, ok := a.m[name].(bool)
+	if !ok {
+		return false, protocol.Malformed(a.field(name), "%s must be a boolean", a.field(name))
+	}
+	return b, nil
+}
+
 // Int returns a non-negative integer argument no larger than max.
 func (a Args) Int(name string, max int) (int, error) {
 	v, err := a.get(name)

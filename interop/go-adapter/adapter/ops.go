@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	"semafore.local/goadapter/live"
 	"semafore.local/goadapter/protocol"
 )
 
@@ -25,17 +26,18 @@ func (s *session) entropy() protocol.Entropy {
 	return protocol.SystemEntropy{}
 }
 
-// Adapter is the state of one adapter process: sessions by handle. Live operations (issue 7)
-// add devices and relay clients beside it and register in the same table.
+// Adapter is the state of one adapter process: sessions by handle, and the live devices
+// (package live) of the live interop gate.
 type Adapter struct {
 	sessions map[string]*session
 	nextID   int
 	ops      map[string]Handler
+	live     *live.Host
 }
 
 // New builds an adapter with every operation registered.
 func New() *Adapter {
-	a := &Adapter{sessions: map[string]*session{}}
+	a := &Adapter{sessions: map[string]*session{}, live: live.NewHost()}
 	a.ops = map[string]Handler{
 		"capabilities":   opCapabilities,
 		"spk.sign":       opSPKSign,
@@ -50,6 +52,9 @@ func New() *Adapter {
 		"session.close":  opSessionClose,
 	}
 	for name, h := range primitiveOps {
+		a.ops[name] = h
+	}
+	for name, h := range liveOps {
 		a.ops[name] = h
 	}
 	return a
@@ -495,6 +500,9 @@ func opDRDecrypt(a *Adapter, args Args) (any, error) {
 }
 
 func opSessionDigest(a *Adapter, args Args) (any, error) {
+	if args.Has("device") {
+		return opLiveDigest(a, args) // a live device's current session with a remote
+	}
 	s, _, err := a.sessionArg(args)
 	if err != nil {
 		return nil, err

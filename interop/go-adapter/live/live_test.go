@@ -1,0 +1,280 @@
+package live
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"semafore.local/goadapter/protocol"
+)
+
+type convo struct {
+	t    *testing.T
+	host *Host
+	url  string
+	seq  int
+}
+
+func newConvo(t *testing.T) (*convo, *fakeRelay) {
+	f, url := newFakeRelay(t)
+	return &convo{t: t, host: NewHost(), url: url}, f
+}
+
+func (c *convo) device(user, device string) *Device {
+	c.t.Helper()
+	d, err := c.host.Create(user, device, "test-seed", 5)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := d.Register(c.url, "org", "000000"); err != nil {
+		c.t.Fatal(err)
+	}
+	return d
+}
+
+// send returns the message id, the plaintext and the envelopes to the recipient's devices.
+func (c *convo) send(from *Device, to string, deliver bool) (string, []byte, []SentEnvelope) {
+	c.t.Helper()
+	c.seq++
+	id, text := fmt.Sprintf("m%d", c.seq), []byte(fmt.Sprintf("canary-%d from %s", c.seq, from.Address()))
+	sent, err := from.Send(to, text, id, deliver)
+	if err != nil {
+		c.t.Fatalf("%s sends %s: %v", from.Address(), id, err)
+	}
+	return id, text, sent
+}
+
+func (c *convo) expect(d *Device, reverse bool, from *Device, syncTo string, ids ...string) {
+	c.t.Helper()
+	got, err := d.Receive(reverse)
+	if err != nil {
+		c.t.Fatalf("%s receives: %v", d.Address(), err)
+	}
+	if len(got) != len(ids) {
+		c.t.Fatalf("%s received %+v, want %v", d.Address(), got, ids)
+	}
+	for i, item := range got {
+		want := ids[i]
+		if reverse {
+			want = ids[len(ids)-1-i]
+		}
+		if item.Error != "" || item.MessageID != want || item.From != from.Address() || item.SyncTo != syncTo {
+			c.t.Fatalf("%s: entry %d is %+v, want %s from %s (sync %q)", d.Address(), i, item, want, from.Address(), syncTo)
+		}
+	}
+}
+
+func magic(e []SentEnvelope, to string) string {
+	for _, env := range e {
+		if env.To == to {
+			return string(env.Body[:4])
+		}
+	}
+	return "none"
+}
+
+func digestsAgree(t *testing.T, a, b *Device) {
+	t.Helper()
+	da, err := a.Digest(b.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := b.Digest(a.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(da, db) {
+		t.Fatalf("digests differ: %x vs %x", da, db)
+	}
+}
+
+func TestAConversationThroughTheRelayFollowsSPEC(t *testing.T) {
+	c, relay := newConvo(t)
+	alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
+
+	m1, _, env := c.send(alice, "bob", true)
+	if magic(env, "bob:phone") != "SMX1" {
+		t.Fatal("the first message bootstraps in an SMX1")
+	}
+	c.expect(bob, false, alice, "", m1)
+	m2, _, env := c.send(bob, "alice", true)
+	if magic(env, "alice:phone") != "DRV1" {
+		t.Fatal("the responder answers with a bare DR_V1")
+	}
+	c.expect(alice, false, bob, "", m2)
+	digestsAgree(t, alice, bob)
+	m3, _, env := c.send(alice, "bob", true)
+	if magic(env, "bob:phone") != "DRV1" {
+		t.Fatal("after the first reply the initiator stops wrapping in SMX1")
+	}
+	c.expect(bob, false, alice, "", m3)
+
+	var burst []string
+	for range 3 {
+		id, _, _ := c.send(alice, "bob", true)
+		burst = append(burst, id)
+	}
+	c.expect(bob, true, alice, "", burst...)
+
+	for _, body := range relay.bodies {
+		if bytes.Contains(body, []byte("canary-")) {
+			t.Fatal("plaintext reached the relay")
+		}
+	}
+}
+
+func TestALostFirstMessageIsResentInAnSMX1(t *testing.T) {
+	c, _ := newConvo(t)
+	erin, frank := c.device("erin", "phone"), c.device("frank", "phone")
+	c.send(erin, "frank", false)
+	if got, _ := frank.Receive(false); len(got) != 0 {
+		t.Fatalf("a withheld message never reaches the relay: %+v", got)
+	}
+	m2, _, env := c.send(erin, "frank", true)
+	if magic(env, "frank:phone") != "SMX1" {
+		t.Fatal("until the first reply every message carries the X3DH header")
+	}
+	c.expect(frank, false, erin, "", m2)
+	m3, _, _ := c.send(frank, "erin", true)
+	c.expect(erin, false, frank, "", m3)
+}
+
+func TestSimultaneousInitiationConverges(t *testing.T) {
+	c, _ := newConvo(t)
+	carol, dave := c.device("carol", "phone"), c.device("dave", "phone")
+	toDave, _, _ := c.send(carol, "dave", true)
+	toCarol, _, _ := c.send(dave, "carol", true)
+	c.expect(dave, false, carol, "", toDave)
+	c.expect(carol, false, dave, "", toCarol)
+	for i, pair := range [][2]*Device{{carol, dave}, {dave, carol}, {carol, dave}} {
+		id, _, _ := c.send(pair[0], pair[1].UserID, true)
+		c.expect(pair[1], false, pair[0], "", id)
+		if i == 1 {
+			digestsAgree(t, carol, dave)
+		}
+	}
+}
+
+func TestFanOutSyncCopiesAndReinstall(t *testing.T) {
+	c, relay := newConvo(t)
+	alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
+	m1, _, _ := c.send(alice, "bob", true)
+	c.expect(bob, false, alice, "", m1)
+
+	alice2, bob2 := c.device("alice", "laptop"), c.device("bob", "laptop")
+	m, _, env := c.send(alice, "bob", true)
+	if len(env) != 2 || magic(env, "bob:laptop") != "SMX1" {
+		t.Fatalf("a new device of the peer is learned from 409 and bootstrapped: %+v", env)
+	}
+	if !strings.Contains(strings.Join(relay.rejected, ","), "mismatched_devices") {
+		t.Fatal("the relay should have refused the stale device set once")
+	}
+	c.expect(bob, false, alice, "", m)
+	c.expect(bob2, false, alice, "", m)
+	c.expect(alice2, false, alice, "bob", m)
+	r, _, _ := c.send(bob2, "alice", true)
+	c.expect(alice, false, bob2, "", r)
+	c.expect(alice2, false, bob2, "", r)
+	c.expect(bob, false, bob2, "alice", r)
+
+	oldIK := bob.PublicBundle().IK
+	if err := bob.Reinstall(); err != nil {
+		t.Fatal(err)
+	}
+	if bob.PublicBundle().IK == oldIK {
+		t.Fatal("a reinstall draws a new identity")
+	}
+	m, _, env = c.send(alice, "bob", true)
+	if magic(env, "bob:phone") != "SMX1" || relay.rejected[len(relay.rejected)-1] != "stale_devices" {
+		t.Fatalf("the reinstalled device is learned from 410 and bootstrapped anew (%v)", relay.rejected)
+	}
+	c.expect(bob, false, alice, "", m)
+	c.expect(bob2, false, alice, "", m)
+	back, _, _ := c.send(bob, "alice", true)
+	c.expect(alice, false, bob, "", back)
+	c.expect(bob2, false, bob, "alice", back) // the laptop re-pins its own user's new phone
+}
+
+func TestDuplicatesAreDroppedAndUndecryptableFramesReported(t *testing.T) {
+	c, f := newConvo(t)
+	alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
+	m1, _, _ := c.send(alice, "bob", true)
+	c.expect(bob, false, alice, "", m1)
+	// a client that lost the relay's answer sends the message again: a new frame, same id
+	if _, err := alice.Send("bob", []byte("again"), m1, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bob.Receive(false); err != nil || len(got) != 0 {
+		t.Fatalf("a message id already shown is dropped: %+v %v", got, err)
+	}
+	// the relay redelivers a frame whose key is used: reported, as the reference does
+	m2, _, _ := c.send(alice, "bob", true)
+	q := f.queues["bob/phone"]
+	f.queues["bob/phone"] = append(q, q[0])
+	got, err := bob.Receive(false)
+	if err != nil || len(got) != 2 || got[0].MessageID != m2 || got[1].Error != protocol.ErrDuplicateMessage {
+		t.Fatalf("redelivered frame: %+v %v", got, err)
+	}
+
+	_, _, env := c.send(alice, "bob", true)
+	tampered := append([]byte(nil), env[0].Body...)
+	tampered[len(tampered)-1] ^= 1
+	f.queues["bob/phone"][0].Body = tampered
+	got, err = bob.Receive(false)
+	if err != nil || len(got) != 1 || got[0].Error != protocol.ErrDecryptionFailed {
+		t.Fatalf("a tampered frame is reported, not fatal: %+v %v", got, err)
+	}
+	sum := hex.EncodeToString(sha(tampered))
+	if got[0].EnvelopeSHA256 != sum {
+		t.Fatalf("the entry names the envelope by its SHA-256")
+	}
+	// bob answered with a SPEC §4 reset notice (end to end): alice starts over with an SMX1
+	if got, err := alice.Receive(false); err != nil || len(got) != 0 {
+		t.Fatalf("a reset notice is no message: %+v %v", got, err)
+	}
+	m4, _, env := c.send(alice, "bob", true)
+	if magic(env, "bob:phone") != "SMX1" {
+		t.Fatal("after an honoured reset the next message bootstraps a new session")
+	}
+	c.expect(bob, false, alice, "", m4)
+}
+
+func TestOperationErrorsNameTheirField(t *testing.T) {
+	c, _ := newConvo(t)
+	alice := c.device("alice", "phone")
+	cases := []struct {
+		err   error
+		name  string
+		field string
+	}{
+		{second(c.host.Create("alice", "phone", "", 5)), protocol.ErrMalformedEnvelope, "args.device_id"},
+		{second(c.host.Create("alice", "tablet", "", 0)), protocol.ErrMalformedEnvelope, "args.opk_count"},
+		{second(c.host.Device("carol:phone")), protocol.ErrNoSession, "args.device"},
+		{second(alice.Digest("bob:phone")), protocol.ErrNoSession, "args.remote"},
+		{second(alice.Register(c.url, "org", "000000")), protocol.ErrMalformedEnvelope, "args.device"},
+		{second(alice.Send("nobody", []byte("x"), "m", true)), ErrRelay, "args.to"},
+	}
+	lonely, _ := c.host.Create("lonely", "phone", "", 1)
+	cases = append(cases, struct {
+		err   error
+		name  string
+		field string
+	}{second(lonely.Receive(false)), protocol.ErrNoSession, "args.device"})
+	for i, tc := range cases {
+		var pe *protocol.Error
+		if !errors.As(tc.err, &pe) || pe.Name != tc.name || pe.Field != tc.field {
+			t.Errorf("case %d: %v, want %s on %s", i, tc.err, tc.name, tc.field)
+		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func sha(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}

@@ -1,0 +1,213 @@
+package live
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"semafore.local/goadapter/content"
+	"semafore.local/goadapter/protocol"
+	"semafore.local/goadapter/relay"
+)
+
+// PageSize is how many envelopes one GET /v1/messages asks for (the relay's maximum).
+const PageSize = 500
+
+// MaxPerReceive bounds how many envelopes one Receive opens.
+const MaxPerReceive = 5000
+
+// Received is one envelope that carried a message (or failed to open), as live.receive
+// reports it.
+type Received struct {
+	From           string `json:"from"`
+	DeliveryID     string `json:"delivery_id"`
+	EnvelopeSHA256 string `json:"envelope_sha256"`
+	MessageID      string `json:"message_id,omitempty"`
+	Plaintext      string `json:"plaintext,omitempty"`
+	SyncTo         string `json:"sync_to,omitempty"`
+	Error          string `json:"error,omitempty"`
+	Detail         string `json:"detail,omitempty"`
+}
+
+// Receive fetches every pending envelope, opens them in queue order (reverse: newest
+// first, how the gate reorders delivery), acknowledges them and reports each one that
+// carried a message. A failure to open an envelope is reported in its entry, not as an
+// error; reset notices and duplicate message ids produce no entry.
+//
+// Fetching deletes nothing and the queue has no cursor, so more than PageSize pending
+// envelopes are opened and acknowledged page by page (the order applies within a page).
+func (d *Device) Receive(reverse bool) ([]Received, error) {
+	client, err := d.connected()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	out := []Received{}
+	for opened := 0; opened < MaxPerReceive; {
+		page, err := client.Messages(ctx, PageSize)
+		if err != nil {
+			return nil, relayError(err)
+		}
+		envs := page.Envelopes
+		if reverse {
+			for i, j := 0, len(envs)-1; i < j; i, j = i+1, j-1 {
+				envs[i], envs[j] = envs[j], envs[i]
+			}
+		}
+		acks := make([]string, 0, len(envs))
+		for _, env := range envs {
+			if item, ok := d.open(ctx, env); ok {
+				out = append(out, item)
+			}
+			acks = append(acks, env.DeliveryID)
+		}
+		if len(acks) > 0 {
+			if _, err := client.Ack(ctx, acks); err != nil {
+				return nil, relayError(err)
+			}
+		}
+		opened += len(envs)
+		if !page.More || len(envs) == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// open decrypts one envelope; ok is false for an envelope that carries no message.
+func (d *Device) open(ctx context.Context, env relay.QueuedEnvelope) (Received, bool) {
+	sender := Address(env.SenderUserID, env.SenderDeviceID)
+	sum := sha256.Sum256(env.Body)
+	item := Received{From: sender, DeliveryID: env.DeliveryID, EnvelopeSHA256: hex.EncodeToString(sum[:])}
+	fail := func(err error) (Received, bool) {
+		item.MessageID = env.MessageID
+		item.Error, item.Detail = protocol.ErrMalformedEnvelope, err.Error()
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			item.Error = pe.Name
+		}
+		return item, true
+	}
+	if bytes.HasPrefix(env.Body, protocol.ResetMagic) {
+		d.handleReset(sender, env.Body)
+		return item, false
+	}
+	smx1 := bytes.HasPrefix(env.Body, protocol.SMX1Magic[:3])
+	if _, _, pinned := d.identities.Pinned(sender); smx1 && !pinned {
+		d.pinSender(ctx, env.SenderUserID, env.SenderDeviceID)
+	}
+	plaintext, err := d.decrypt(sender, env.Body)
+	if err != nil && smx1 && d.pinSender(ctx, env.SenderUserID, env.SenderDeviceID) {
+		// the sender reinstalled: its SMX1 opens under the identity it has now
+		plaintext, err = d.decrypt(sender, env.Body)
+	}
+	if err != nil {
+		if key, ok := protocol.FailedFrameKey(env.Body); ok && d.hasSession(sender) && !isDuplicate(err) {
+			d.sendReset(ctx, env.SenderUserID, protocol.ResetNotice(key))
+		}
+		return fail(err)
+	}
+	if smx1 {
+		d.replenishPrekeys(ctx)
+	}
+	c, err := content.Decode(plaintext)
+	if err != nil {
+		return fail(err)
+	}
+	if !d.firstTimeSeen(env.SenderUserID + "/" + c.ID) {
+		return item, false // a duplicate the application already showed
+	}
+	if c.Kind == content.KindReset {
+		d.handleReset(sender, c.Body)
+		return item, false
+	}
+	item.MessageID, item.Plaintext, item.SyncTo = c.ID, hex.EncodeToString(c.Body), c.SyncTo
+	return item, true
+}
+
+func isDuplicate(err error) bool {
+	var pe *protocol.Error
+	return errors.As(err, &pe) && pe.Name == protocol.ErrDuplicateMessage
+}
+
+func (d *Device) decrypt(sender string, body []byte) ([]byte, error) {
+	remote := protocol.Remote{Address: sender}
+	if ik, sik, ok := d.identities.Pinned(sender); ok {
+		remote.IK, remote.SIK = ik, sik
+	} else if bytes.HasPrefix(body, protocol.SMX1Magic[:3]) {
+		return nil, &protocol.Error{Name: protocol.ErrUntrustedIdentity, Field: "identity", Detail: "no identity known for " + sender}
+	}
+	return d.record(sender).Decrypt(d.keys, remote, body)
+}
+
+// pinSender fetches a sender's identity (an SMX1 carries none, SPEC §2; the relay has no
+// identity-only lookup, so this claims one of its OPKs) and pins it. True if the pinned
+// identity changed.
+func (d *Device) pinSender(ctx context.Context, userID, deviceID string) bool {
+	address := Address(userID, deviceID)
+	ik0, sik0, had := d.identities.Pinned(address)
+	bundles, err := d.relay.Bundles(ctx, userID, deviceID)
+	if err != nil {
+		return false
+	}
+	for _, b := range bundles {
+		if b.UserID != userID || b.DeviceID != deviceID {
+			continue
+		}
+		if protocol.VerifySPK(b.SIK, []byte(b.SPK.KeyID), b.SPK.Pub, b.IK, b.SPK.Sig) != nil {
+			return false
+		}
+		d.trust(address, b.IK, b.SIK)
+		if devices := d.directory[userID]; devices != nil {
+			devices[deviceID] = b.RegistrationID
+		}
+		return !had || !equal(ik0, b.IK) || !equal(sik0, b.SIK)
+	}
+	return false
+}
+
+// handleReset honours a SPEC §4 reset notice naming the current session's sending ratchet
+// key (the next message bootstraps afresh); any other notice is ignored.
+func (d *Device) handleReset(sender string, notice []byte) {
+	if r := d.sessions[sender]; r != nil {
+		_, _ = r.HandleReset(notice)
+	}
+}
+
+// sendReset tells a sender whose frame could not be decrypted to start over (SPEC §4). The
+// relay routes only SMX1/DR_V1 bodies, so the notice travels end to end as a "reset"
+// content to the sender's devices (only the one whose current key it names acts on it).
+// Best effort: a failure leaves the sender to time out as without the notice.
+func (d *Device) sendReset(ctx context.Context, userID string, notice []byte) {
+	id := make([]byte, 16)
+	if b, err := d.rng.RandomBytes(16, "message_id"); err == nil {
+		id = b
+	}
+	c := content.Content{ID: hex.EncodeToString(id), Kind: content.KindReset, At: unixSeconds(d.host.Now()), Body: notice}
+	_, _ = d.sendToUser(ctx, userID, c.Encode(), c.ID, true)
+}
+
+// replenishPrekeys tops up the relay's one-time prekeys after a peer bootstrapped with us,
+// when fewer than half of what the device publishes are left (Signal clients do the same).
+func (d *Device) replenishPrekeys(ctx context.Context) {
+	count, err := d.relay.KeyCount(ctx)
+	if err != nil || count.OPKCount*2 >= d.opkCount {
+		return
+	}
+	before := len(d.keys.OPKs)
+	if err := d.keys.AddOPKs(d.opkCount-count.OPKCount, d.rng); err != nil {
+		return
+	}
+	fresh := d.keys.OPKs[before:]
+	upload := make([]relay.OPK, 0, len(fresh))
+	for _, o := range fresh {
+		upload = append(upload, relay.OPK{KeyID: string(o.KeyID), Pub: o.Pair.Public})
+	}
+	_ = d.relay.AddOPKs(ctx, upload)
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }

@@ -1,0 +1,200 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"semafore.local/goadapter/content"
+	"semafore.local/goadapter/protocol"
+	"semafore.local/goadapter/relay"
+)
+
+// MaxDeviceSetRetries is how often one send repairs its device set (409/410) before giving up.
+const MaxDeviceSetRetries = 4
+
+// SentEnvelope is one recipient device's envelope as sent (or withheld).
+type SentEnvelope struct {
+	To   string // address
+	Body []byte // whole SMX1 or DR_V1 envelope
+}
+
+// Send encrypts a text message for every device of user `to` and, as sync copies naming
+// the conversation, for every other device of the sender's user, and hands them to the
+// relay (deliver=false: encrypts, advancing every chain, but sends nothing — a lost
+// message). It returns the envelopes to `to`'s devices, sorted by address.
+func (d *Device) Send(to string, body []byte, messageID string, deliver bool) ([]SentEnvelope, error) {
+	if _, err := d.connected(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	c := content.Content{ID: messageID, Kind: content.KindText, At: unixSeconds(d.host.Now()), Body: body}
+	sent, err := d.sendToUser(ctx, to, c.Encode(), messageID, deliver)
+	if err != nil {
+		return nil, relayError(err)
+	}
+	if to != d.UserID {
+		c.SyncTo = to
+		if _, err := d.sendToUser(ctx, d.UserID, c.Encode(), messageID, deliver); err != nil {
+			return nil, relayError(err)
+		}
+	}
+	return sent, nil
+}
+
+// sendToUser encrypts plaintext once per device of userID (the sender's other devices when
+// userID is its own) and sends the set, repairing it on 409/410 and encrypting again.
+func (d *Device) sendToUser(ctx context.Context, userID string, plaintext []byte, messageID string, deliver bool) ([]SentEnvelope, error) {
+	own := userID == d.UserID
+	for attempt := 0; attempt <= MaxDeviceSetRetries; attempt++ {
+		devices, err := d.prepare(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
+		if len(devices) == 0 {
+			if own {
+				return nil, nil // no other device to sync to
+			}
+			return nil, &protocol.Error{Name: ErrRelay, Field: "args.to", Detail: fmt.Sprintf("%s has no device with published keys", userID)}
+		}
+		ids := make([]string, 0, len(devices))
+		for id := range devices {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		req := relay.SendRequest{MessageID: messageID}
+		sent := make([]SentEnvelope, 0, len(ids))
+		for _, id := range ids {
+			address := Address(userID, id)
+			env, err := d.sessions[address].Encrypt(plaintext, d.rng)
+			if err != nil {
+				return nil, err
+			}
+			sent = append(sent, SentEnvelope{To: address, Body: env})
+			req.Envelopes = append(req.Envelopes, relay.Envelope{DeviceID: id, RegistrationID: devices[id], Body: env})
+		}
+		if !deliver {
+			return sent, nil
+		}
+		_, err = d.relay.Send(ctx, userID, req)
+		if err == nil {
+			return sent, nil
+		}
+		if repaired, rerr := d.repair(ctx, userID, err); rerr != nil {
+			return nil, rerr
+		} else if !repaired {
+			return nil, err
+		}
+	}
+	return nil, &protocol.Error{Name: ErrRelay, Field: "relay", Detail: fmt.Sprintf("the device set of %s kept changing after %d retries", userID, MaxDeviceSetRetries)}
+}
+
+// prepare returns the devices of userID to encrypt to (device id -> registration id), each
+// with a current session. A peer's devices are fetched once (GET /v1/keys/{user}) and then
+// kept until the relay says otherwise (409/410); the sender's own devices are listed on
+// every send (GET /v1/devices), so a sync copy reaches a device added since.
+func (d *Device) prepare(ctx context.Context, userID string) (map[string]int64, error) {
+	if userID == d.UserID {
+		listed, err := d.relay.Devices(ctx)
+		if err != nil {
+			return nil, err
+		}
+		devices := map[string]int64{}
+		for _, info := range listed {
+			if info.DeviceID != d.DeviceID {
+				devices[info.DeviceID] = info.RegistrationID
+			}
+		}
+		for id, reg := range d.directory[userID] {
+			if devices[id] != reg {
+				d.forget(Address(userID, id)) // removed or re-registered since
+			}
+		}
+		d.directory[userID] = devices
+	} else if _, known := d.directory[userID]; !known {
+		bundles, err := d.relay.Bundles(ctx, userID, "")
+		if relay.IsCode(err, 404, "no_keys") {
+			d.directory[userID] = map[string]int64{}
+		} else if err != nil {
+			return nil, err
+		}
+		for _, b := range bundles {
+			if err := d.adopt(b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ready := map[string]int64{}
+	for id := range d.directory[userID] {
+		if !d.hasSession(Address(userID, id)) {
+			if err := d.fetch(ctx, userID, id); err != nil {
+				return nil, err
+			}
+		}
+		if d.hasSession(Address(userID, id)) {
+			ready[id] = d.directory[userID][id]
+		}
+	}
+	return ready, nil
+}
+
+// fetch adopts one device's bundle; a device without published keys is skipped.
+func (d *Device) fetch(ctx context.Context, userID, deviceID string) error {
+	bundles, err := d.relay.Bundles(ctx, userID, deviceID)
+	if relay.IsCode(err, 404, "no_keys") {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, b := range bundles {
+		if b.UserID != userID || b.DeviceID != deviceID {
+			continue
+		}
+		if err := d.adopt(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// repair answers a device-set refusal like Signal clients: 409 drops the extra devices
+// (archiving their sessions) and fetches the missing ones; 410 archives the sessions of the
+// re-registered devices and fetches their new bundles (a new identity, trusted on change).
+// False: err is not a device-set refusal.
+func (d *Device) repair(ctx context.Context, userID string, err error) (bool, error) {
+	var rej *relay.Rejected
+	if !errors.As(err, &rej) {
+		return false, nil
+	}
+	devices := d.directory[userID]
+	if devices == nil {
+		devices = map[string]int64{}
+		d.directory[userID] = devices
+	}
+	switch {
+	case rej.Status == 409 && rej.Code == "mismatched_devices":
+		for _, gone := range rej.Extra {
+			delete(devices, gone)
+			d.forget(Address(userID, gone))
+		}
+		for _, added := range rej.Missing {
+			if err := d.fetch(ctx, userID, added); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	case rej.Status == 410 && rej.Code == "stale_devices":
+		for _, stale := range rej.Stale {
+			delete(devices, stale)
+			d.forget(Address(userID, stale))
+			if err := d.fetch(ctx, userID, stale); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	return false, nil
+}
