@@ -260,6 +260,27 @@ def command(
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write a JSON report.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path),
               help="Write a self-contained HTML report.")
+@click.option("--relay-mongo", "mongo_url", metavar="URL",
+              help="External relay: its MongoDB, read after the run (every document).")
+@click.option("--relay-redis", "redis_url", metavar="URL",
+              help="External relay: its Redis, read after the run (every key, DUMP + value).")
+@click.option("--relay-seaweed", "seaweed_url", metavar="URL",
+              help="External relay: its SeaweedFS filer, read after the run (every file).")
+@click.option("--relay-namespace", "namespace", metavar="NS",
+              help="Only the relay's namespace: MongoDB database NS, Redis keys NS:*, "
+              "SeaweedFS /semafore/NS (as `semafore serve --store backends:NS`).")
+@click.option("--relay-store-file", "store_files", multiple=True, metavar="PATH",
+              type=click.Path(exists=True, path_type=Path),
+              help="External relay: a data file or directory read as raw bytes (SQLite "
+              "database, RDB snapshot, volume files). Repeatable.")
+@click.option("--relay-log", "log_paths", multiple=True, metavar="PATH",
+              type=click.Path(exists=True, path_type=Path),
+              help="External relay: a log file or a directory of log files (.gz too), scanned "
+              "after the run with the raw-identifier check. Repeatable.")
+@click.option("--require-source", "required", multiple=True,
+              type=click.Choice(["wire", "stores", "logs"]),
+              help="Fail unless the oracle scanned this source (repeatable); e.g. a staging "
+              "pipeline that must never pass on a wire-only scan.")
 def live_command(
     impl_specs: tuple[str, ...],
     relay: str,
@@ -268,20 +289,31 @@ def live_command(
     junit_path: Path | None,
     json_path: Path | None,
     html_path: Path | None,
+    mongo_url: str | None,
+    redis_url: str | None,
+    seaweed_url: str | None,
+    namespace: str | None,
+    store_files: tuple[Path, ...],
+    log_paths: tuple[Path, ...],
+    required: tuple[str, ...],
 ) -> None:
     """Every ordered pair of adapters converses through a relay (SPEC §7, docs/gate.md).
 
     Bootstrap, both directions, out-of-order delivery, a lost first message, simultaneous
     initiation, multi-device fan-out and a reinstall per cell, then the plaintext-absence
-    oracle over the relay's stores and logs. Exit 1 unless every cell passes.
+    oracle over the wire, the relay's stores and its logs. An external relay's stores and logs
+    are read only when given (--relay-mongo/-redis/-seaweed/-store-file, or the
+    SEMAFORE_PROVIDER=external URLs; --relay-log); the report names every source scanned and
+    not scanned. Exit 1 unless every cell passes and the oracle is clean.
     """
     import asyncio
 
-    from semafore.gate.live import run_live
+    from semafore.gate.live import LiveSetupError, RelayAccess, RelayAccessError, run_live
     from semafore.gate.live_report import render_terminal as render_live
     from semafore.gate.live_report import write_html
     from semafore.gate.live_report import write_json as write_live_json
     from semafore.gate.live_report import write_junit as write_live_junit
+    from semafore.infra.errors import SettingsError
 
     try:
         impls = [Impl.parse(spec) for spec in impl_specs] or [reference_impl()]
@@ -293,6 +325,28 @@ def live_command(
     if relay not in ("embedded", "local") and not relay.startswith(("http://", "https://")):
         raise click.BadParameter("must be 'embedded', 'local' or an http(s) URL",
                                  param_hint="--relay")
+    given = bool(mongo_url or redis_url or seaweed_url or namespace or store_files or log_paths)
+    access: RelayAccess | None = None
+    try:
+        if relay in ("embedded", "local"):
+            if given:
+                raise click.BadParameter(
+                    f"--relay-* options need an external relay URL; the {relay} relay's stores "
+                    "and logs are always scanned", param_hint="--relay")
+        else:
+            env = RelayAccess.from_env() if not (mongo_url or redis_url or seaweed_url) else None
+            access = RelayAccess(
+                mongo_url or (env.mongodb_url if env else None),
+                redis_url or (env.redis_url if env else None),
+                seaweed_url or (env.seaweedfs_filer_url if env else None),
+                namespace or (env.namespace if env else None),
+                files=store_files, logs=log_paths,
+                origin="environment" if env is not None else "options",
+            )
+    except RelayAccessError as exc:
+        raise click.BadParameter(exc.detail, param_hint=exc.field) from exc
+    except SettingsError as exc:
+        raise click.BadParameter(f"SEMAFORE_* environment: {exc}", param_hint="--relay") from exc
     console = Console()
     total = len(impls) ** 2
     with Progress(
@@ -304,8 +358,11 @@ def live_command(
         def advance(cell: Any) -> None:
             progress.update(task, advance=1, description=f"{cell.key}: {cell.verdict.value}")
 
-        report = asyncio.run(run_live(impls, relay, timeout_s=timeout_s, org=org,
-                                      on_cell=advance))
+        try:
+            report = asyncio.run(run_live(impls, relay, timeout_s=timeout_s, org=org,
+                                          on_cell=advance, access=access, require=required))
+        except LiveSetupError as exc:
+            raise GateSetupError(str(exc)) from exc
     render_live(report, console)
     if junit_path is not None:
         write_live_junit(report, junit_path)

@@ -13,18 +13,30 @@ message "lost" is encrypted but never handed to the relay (``live.send`` with
 Every request has a deadline; a hung, crashing or garbling adapter fails its cell with that
 verdict and the gate moves on. An adapter without the live operations gets ``unsupported``
 cells, never a pass.
+
+The oracle scans three *sources* (seed §4.5: plaintext absence on both sides of the relay):
+the **wire** (every envelope the senders handed to the relay, and a SHA-256 match of every
+envelope the receivers fetched against them), the relay's **stores** and its **logs**. A relay
+the gate starts gives all three; an external relay gives the wire, plus whatever store
+addresses and log files its operator grants (:class:`RelayAccess`). The report names each
+source as scanned or not, so a wire-only scan is never mistaken for a full one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import hashlib
 import io
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from semafore.gate.runner import Impl
 from semafore.gate.transport import AdapterFailure, AdapterProcess
@@ -33,6 +45,9 @@ from semafore.protocol import frame as drv1
 from semafore.protocol import smx1
 from semafore.protocol.entropy import SystemEntropy
 from semafore.protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from simulator.oracle import Chunk
 
 LIVE_OPS = (
     "live.device.create",
@@ -57,6 +72,13 @@ STEPS = (
     "reinstall",
     "oracle",
 )
+SOURCES = ("wire", "stores", "logs")
+STORE_PARTS = ("mongodb", "redis", "seaweedfs", "files")
+
+
+class LiveSetupError(Exception):
+    """The gate could not set its organisation up on the relay (unreachable, not in test mode
+    for the org, or the org or its admin already exists: use a new ``--org`` per run)."""
 
 
 class StepFailure(Exception):
@@ -114,7 +136,11 @@ class LiveReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.cells) and all(c.verdict is Verdict.PASS for c in self.cells)
+        """Every cell passed and the oracle found nothing wrong with what it could read (an
+        unreadable or untraceable source the operator named, a required source left unscanned
+        or a fetched envelope no sender produced fail the gate even when no cell did)."""
+        cells_ok = bool(self.cells) and all(c.verdict is Verdict.PASS for c in self.cells)
+        return cells_ok and self.oracle.get("passed", True) is not False
 
     def cell(self, sender: str, receiver: str) -> CellResult:
         for c in self.cells:
@@ -149,6 +175,19 @@ class _Device:
 
 
 @dataclass
+class _Observer:
+    """What the gate learns during the conversations, for the oracle afterwards: canaries and
+    identifiers to search for, the envelopes handed to the relay (the wire) and the SHA-256 of
+    every envelope a receiver fetched."""
+
+    register_canary: Callable[[str, bytes], None]
+    register_identifier: Callable[[str, str], None]
+    wire: list[tuple[str, bytes]] = field(default_factory=list)  # (location, body)
+    fetched: list[tuple[str, str]] = field(default_factory=list)  # (location, sha256 hex)
+    plaintexts: dict[str, str] = field(default_factory=dict)  # sha256 hex -> message label
+
+
+@dataclass
 class _Message:
     message_id: str
     sender: str  # address
@@ -167,10 +206,10 @@ class _Cell:
         relay_url: str,
         org: str,
         timeout_s: float,
-        register_canary: Callable[[str, bytes], None],
-        register_identifier: Callable[[str, str], None],
+        observer: _Observer,
+        prefix: str,
     ) -> None:
-        self.prefix = f"c{index}"
+        self.prefix = prefix
         self.sender, self.receiver = sender, receiver
         self.relay_url, self.org = relay_url, org
         self.timeout_s = timeout_s
@@ -183,8 +222,7 @@ class _Cell:
         self.sent: dict[str, _Message] = {}
         self.seq = 0
         self.entropy = SystemEntropy()
-        self.register_canary = register_canary
-        self.register_identifier = register_identifier
+        self.observer = observer
 
     def users(self) -> list[str]:
         return [f"{self.prefix}-{u}" for u in ("alice", "bob", "erin", "frank", "carol", "dave")]
@@ -226,8 +264,8 @@ class _Cell:
         self.devices[f"{user}/{device}"] = dev
         # raw identifiers may reach relay logs only as *_h8 hashes (seed §2.3); the device id
         # alone ("phone") is too common a word to search for, its user and address are not
-        self.register_identifier("sub", dev.user)
-        self.register_identifier("subject", dev.address)
+        self.observer.register_identifier("sub", dev.user)
+        self.observer.register_identifier("subject", dev.address)
         return dev
 
     def impl_of(self, address: Any) -> str:
@@ -244,8 +282,10 @@ class _Cell:
         message_id = f"{self.prefix}-m{self.seq}-{self.entropy.random_bytes(4, 'id').hex()}"
         value = _canary(self.entropy.random_bytes(16, "canary"))
         plaintext = value + f" {self.prefix} m{self.seq} {src.address}".encode()
-        self.register_canary(f"{self.sender.name}->{self.receiver.name} m{self.seq}", value)
-        self.register_identifier("message_id", message_id)
+        label = f"{self.sender.name}->{self.receiver.name} m{self.seq}"
+        self.observer.register_canary(label, value)
+        self.observer.register_identifier("message_id", message_id)
+        self.observer.plaintexts[hashlib.sha256(plaintext).hexdigest()] = label
         result = self.call(
             src, "live.send",
             {"device": src.address, "to": to.user, "plaintext": plaintext.hex(),
@@ -258,6 +298,10 @@ class _Cell:
             self._check_nonces(src, message_id, env)
         msg = _Message(message_id, src.address, plaintext,
                        {str(e.get("to")): bytes.fromhex(e["body"]) for e in envelopes})
+        if deliver:  # a "lost" message never reached the relay, so it is not on the wire
+            for to_address, body in msg.envelopes.items():
+                self.observer.wire.append(
+                    (f"{message_id} {src.address} -> {to_address} (sent by {src.impl})", body))
         self.sent[message_id] = msg
         return msg
 
@@ -316,6 +360,10 @@ class _Cell:
                 f"{item.get('message_id')} from {item.get('from')} "
                 f"(sent by {self.impl_of(item.get('from'))}, delivery {item.get('delivery_id')})"
             )
+            if isinstance(item.get("envelope_sha256"), str):
+                self.observer.fetched.append(
+                    (f"{envelope} fetched by {dev.address} ({dev.impl})",
+                     str(item["envelope_sha256"])))
             if item.get("error") is not None:
                 raise StepFailure(
                     Verdict.FAIL,
@@ -477,15 +525,16 @@ def run_cell(
     relay_url: str,
     org: str,
     timeout_s: float,
-    register_canary: Callable[[str, bytes], None],
-    register_identifier: Callable[[str, str], None],
+    observer: _Observer,
     enrol: Callable[[list[str]], None],
+    prefix: str | None = None,
 ) -> CellResult:
-    """Run one cell's script to its first failure (later steps depend on the state)."""
+    """Run one cell's script to its first failure (later steps depend on the state). User
+    names start with ``prefix`` (default ``c<index>``)."""
     result = CellResult(sender.name, receiver.name)
     started = time.monotonic()
-    cell = _Cell(index, sender, receiver, relay_url, org, timeout_s, register_canary,
-                 register_identifier)
+    cell = _Cell(index, sender, receiver, relay_url, org, timeout_s, observer,
+                 prefix or f"c{index}")
     try:
         enrol(cell.users())
         for name, step in cell.steps():
@@ -501,12 +550,308 @@ def run_cell(
     return result
 
 
-@dataclass
-class RelayHandle:
-    """A relay the gate talks to, and (for relays it started) what it can scan afterwards."""
+# -- what the oracle scans ----------------------------------------------------------------------
 
-    url: str
-    dump: Callable[[], list[Any]] | None = None  # oracle chunks of the data tier + logs
+
+class RelayAccessError(ValueError):
+    """Store or log access that cannot be used as given; ``field`` names the option."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class RelayAccess:
+    """What an external relay's operator lets the gate read after the run (seed §4.5).
+
+    Stores are read through their own clients, every document, key and object as the relay
+    wrote it (:mod:`semafore.infra.dumps`). ``namespace`` narrows them to one deployment the
+    way ``semafore serve --store backends:NS`` lays it out: MongoDB database ``NS``, Redis keys
+    ``NS:*``, SeaweedFS files under ``/semafore/NS`` (without it the gate reads every database,
+    key and file the credentials can list). ``files`` are raw data files or directories (a
+    SQLite database, an RDB snapshot, volume files) read as bytes. ``logs`` are log files or
+    directories of them (``.gz`` rotations included), scanned line by line, with the check
+    that identifiers appear only as ``*_h8`` hashes.
+    """
+
+    mongodb_url: str | None = None
+    redis_url: str | None = None
+    seaweedfs_filer_url: str | None = None
+    namespace: str | None = None
+    files: tuple[Path, ...] = ()
+    logs: tuple[Path, ...] = ()
+    origin: str = "options"  # where the store addresses came from: "options" or "environment"
+
+    def __post_init__(self) -> None:
+        for name, url in (("--relay-mongo", self.mongodb_url), ("--relay-redis", self.redis_url),
+                          ("--relay-seaweed", self.seaweedfs_filer_url)):
+            if url is not None and not urlsplit(url).netloc:
+                raise RelayAccessError(name, f"{redact(url)!r} is not a URL with a host")
+        if self.namespace is not None and (
+            not self.namespace or any(not (c.isalnum() or c in "_-") for c in self.namespace)
+        ):
+            raise RelayAccessError("--relay-namespace", "letters, digits, '_' and '-' only")
+        for name, paths in (("--relay-log", self.logs), ("--relay-store-file", self.files)):
+            for path in paths:
+                if not path.exists():
+                    raise RelayAccessError(name, f"{path} does not exist")
+
+    @property
+    def stores_given(self) -> bool:
+        return bool(self.mongodb_url or self.redis_url or self.seaweedfs_filer_url or self.files)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RelayAccess | None:
+        """The store URLs of ``SEMAFORE_PROVIDER=external`` (what ``semafore backends up``
+        prints and :func:`semafore.infra.replicas.endpoints_from_env` reads) and
+        ``SEMAFORE_NAMESPACE``; ``None`` for any other provider."""
+        from semafore.infra.settings import InfraSettings, ProviderKind
+
+        env = os.environ if env is None else env
+        settings = InfraSettings.from_env(env)
+        if settings.provider is not ProviderKind.EXTERNAL:
+            return None
+        return cls(settings.mongodb_url or None, settings.redis_url or None,
+                   settings.seaweedfs_filer_url or None,
+                   env.get("SEMAFORE_NAMESPACE") or None, origin="environment")
+
+
+def redact(url: str) -> str:
+    """``url`` without its credentials: reports name the store, never its password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=host).geturl()
+
+
+@dataclass
+class SourceScan:
+    """One oracle source (``wire``, ``stores`` or ``logs``): the parts read (part ->
+    description), the parts not read (part -> why), what failed, and the chunks to scan."""
+
+    name: str
+    parts: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # coverage limits within a scanned part
+    chunks: list[Chunk] = field(default_factory=list)
+    hits: list[dict[str, Any]] = field(default_factory=list)  # found outside the byte scan
+
+    @property
+    def scanned(self) -> bool:
+        return bool(self.parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scanned": self.scanned,
+            "parts": self.parts,
+            "not_scanned": self.missing,
+            "errors": self.errors,
+            "notes": self.notes,
+            "items": len(self.chunks),
+            "bytes": sum(len(c.data) for c in self.chunks),
+        }
+
+
+_TIER_SOURCE = {"wire": "wire", "log": "logs"}  # every other tier is a store
+
+
+def source_of(tier: str) -> str:
+    return _TIER_SOURCE.get(tier, "stores")
+
+
+def _wire_source(observer: _Observer) -> SourceScan:
+    """The network adversary's view: the bodies senders handed to the relay, and every fetched
+    envelope matched by SHA-256 against them (adapters report fetched envelopes by hash only).
+    A fetched envelope whose hash is a message's plaintext is a hit; one matching nothing is a
+    sync copy to the sender's own devices (``live.send`` reports only the recipients'
+    envelopes) or an altered body, and the note says its bytes went unscanned."""
+    from simulator.oracle import TIER_WIRE, Chunk
+
+    scan = SourceScan("wire")
+    scan.chunks = [Chunk(TIER_WIRE, location, body) for location, body in observer.wire]
+    sent = {hashlib.sha256(body).hexdigest() for _, body in observer.wire}
+    matched, unmatched = 0, []
+    for location, digest in observer.fetched:
+        if digest in sent:
+            matched += 1
+        elif digest in observer.plaintexts:
+            scan.hits.append({"tier": TIER_WIRE, "location": f"fetched {location}", "offset": 0,
+                              "encoding": "raw (SHA-256 of the whole fetched envelope)",
+                              "label": observer.plaintexts[digest], "kind": "canary"})
+        else:
+            unmatched.append(location)
+    size = sum(len(c.data) for c in scan.chunks)
+    scan.parts["sent"] = f"{len(scan.chunks)} envelopes the senders handed to the relay " \
+                         f"({size} bytes)"
+    scan.parts["fetched"] = f"{len(observer.fetched)} envelopes the receivers fetched, " \
+                            f"{matched} byte-identical (SHA-256) to a scanned one"
+    if unmatched:
+        scan.notes.append(
+            f"{len(unmatched)} fetched envelope(s) match no reported one, so their bytes were "
+            "not scanned (sync copies to the sender's own devices, which live.send does not "
+            f"report, or bodies the relay altered): {'; '.join(unmatched[:5])}"
+            + (" …" if len(unmatched) > 5 else ""))
+    return scan
+
+
+def _dump_mongodb(url: str, database: str | None) -> list[Any]:
+    """Every document of ``database`` (or of every database, with the oplog, when ``None``)."""
+    from semafore.infra import dumps
+
+    if database is None:
+        return dumps.dump_mongodb(url)
+    import pymongo
+    from bson.raw_bson import RawBSONDocument
+
+    client: pymongo.MongoClient[RawBSONDocument] = pymongo.MongoClient(
+        url, document_class=RawBSONDocument, serverSelectionTimeoutMS=10_000)
+    try:
+        db = client[database]
+        return [dumps.Item(f"mongodb:{database}.{name}/{doc.get('_id', '?')!r}", bytes(doc.raw))
+                for name in db.list_collection_names() for doc in db[name].find({})]
+    finally:
+        client.close()
+
+
+def _dump_redis(url: str, namespace: str | None) -> list[Any]:
+    """Every key (or only ``NAMESPACE:*`` keys) with its DUMP payload and logical value."""
+    from semafore.infra import dumps
+
+    items = dumps.dump_redis(url)
+    if namespace is None:
+        return items
+    prefix = namespace.encode() + b":"
+    # dump_redis names each key's items "<base>:key", "<base>:dump", "<base>:<type>"
+    bases = {item.source[: -len("key")] for item in items
+             if item.source.endswith(":key") and item.data.startswith(prefix)}
+    return [item for item in items
+            if item.source.startswith("redis-file:")
+            or item.source[: item.source.rfind(":") + 1] in bases]
+
+
+def _dump_seaweedfs(filer_url: str, namespace: str | None) -> list[Any]:
+    import urllib.parse
+    import urllib.request
+
+    from semafore.infra import dumps
+
+    if namespace is None:
+        return dumps.dump_seaweedfs(filer_url)
+    items = []
+    for path in dumps.seaweedfs_files(filer_url, f"/semafore/{namespace}"):
+        url = filer_url.rstrip("/") + urllib.parse.quote(path)
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (operator's URL)
+            items.append(dumps.Item(f"seaweedfs:{path}", response.read()))
+    return items
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path]
+
+
+def _count_mentions(chunks: list[Chunk], needle: bytes) -> int:
+    return sum(1 for c in chunks if needle in c.data)
+
+
+def _store_source(access: RelayAccess, org: str) -> SourceScan:
+    """Dump the stores ``access`` names. A store that cannot be read is an error, and so are
+    stores that hold no trace of this run's organisation (a wrong address or namespace would
+    otherwise pass as a clean scan)."""
+    from simulator.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
+
+    scan = SourceScan("stores")
+    ns = access.namespace
+    scope = f" namespace {ns}" if ns else " (everything the credentials list)"
+    origin = " [from SEMAFORE_* environment]" if access.origin == "environment" else ""
+    dumpers: list[tuple[str, str, str | None, str, Callable[[str, str | None], list[Any]]]] = [
+        ("mongodb", TIER_MONGODB, access.mongodb_url, "--relay-mongo", _dump_mongodb),
+        ("redis", TIER_REDIS, access.redis_url, "--relay-redis", _dump_redis),
+        ("seaweedfs", TIER_OBJECT_STORE, access.seaweedfs_filer_url, "--relay-seaweed",
+         _dump_seaweedfs),
+    ]
+    needle = org.encode()
+    for part, tier, url, option, dump in dumpers:
+        if url is None:
+            scan.missing[part] = f"not given ({option})"
+            continue
+        try:
+            items = dump(url, ns)
+        except Exception as exc:  # any client failure is reported as such, never a crash
+            scan.errors.append(f"{part} at {redact(url)}: could not be read: "
+                               f"{type(exc).__name__}: {exc}")
+            continue
+        chunks = [Chunk(tier, str(item.source), bytes(item.data)) for item in items]
+        scan.chunks += chunks
+        scan.parts[part] = (f"{redact(url)}{scope}{origin}: {len(chunks)} items, "
+                            f"{sum(len(c.data) for c in chunks)} bytes, "
+                            f"{_count_mentions(chunks, needle)} mention org {org}")
+    if access.files:
+        for root in access.files:
+            files = _files(root)
+            chunks = [Chunk("file", str(f), f.read_bytes()) for f in files]
+            scan.chunks += chunks
+            scan.parts[f"files:{root}"] = (
+                f"{len(files)} files, {sum(len(c.data) for c in chunks)} bytes, "
+                f"{_count_mentions(chunks, needle)} mention org {org}")
+    else:
+        scan.missing["files"] = "not given (--relay-store-file)"
+    if scan.parts and not _count_mentions(scan.chunks, needle):
+        scan.errors.append(f"the stores read hold no trace of this run's organisation {org!r}: "
+                           "a wrong address or namespace? (a scan of someone else's data "
+                           "proves nothing)")
+    return scan
+
+
+def _read_log(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return data.splitlines()
+
+
+def _log_source(paths: tuple[Path, ...], org: str) -> SourceScan:
+    """Log files line by line; the logs must mention this run's organisation (org_id stays raw
+    in logs), or they are not this relay's logs of this run."""
+    from simulator.oracle import from_log_lines
+
+    scan = SourceScan("logs")
+    for root in paths:
+        lines = 0
+        files = _files(root)
+        for file in files:
+            try:
+                content = _read_log(file)
+            except (OSError, gzip.BadGzipFile, EOFError) as exc:
+                scan.errors.append(f"log {file}: could not be read: {exc}")
+                continue
+            lines += len(content)
+            scan.chunks += list(from_log_lines(content, name=str(file)))
+        scan.parts[str(root)] = f"{len(files)} file(s), {lines} lines"
+    if scan.parts and not _count_mentions(scan.chunks, org.encode()):
+        scan.errors.append(f"no log line mentions this run's organisation {org!r}: not this "
+                           "relay's log, or logging above INFO?")
+    return scan
+
+
+async def _external_sources(access: RelayAccess | None, org: str) -> list[SourceScan]:
+    access = access or RelayAccess()
+    if access.stores_given:
+        stores = await asyncio.to_thread(_store_source, access, org)
+    else:
+        stores = SourceScan("stores", missing={
+            "stores": "not given (--relay-mongo, --relay-redis, --relay-seaweed, "
+                      "--relay-store-file or SEMAFORE_PROVIDER=external URLs)"})
+    if access.logs:
+        logs = await asyncio.to_thread(_log_source, access.logs, org)
+    else:
+        logs = SourceScan("logs", missing={"logs": "not given (--relay-log)"})
+    return [stores, logs]
 
 
 async def run_live(
@@ -516,11 +861,18 @@ async def run_live(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     org: str = DEFAULT_ORG,
     on_cell: Callable[[CellResult], None] | None = None,
+    access: RelayAccess | None = None,
+    require: tuple[str, ...] = (),
 ) -> LiveReport:
     """The whole matrix on one relay: ``embedded`` (in-process, memory stores), ``local``
-    (in-process relay on the local backend provider) or an external base URL."""
-    from simulator.oracle import Chunk, Oracle, OracleError
+    (in-process relay on the local backend provider) or an external base URL, whose stores
+    and logs the oracle reads as far as ``access`` allows. A source in ``require`` that was
+    not scanned fails the gate."""
+    from simulator.oracle import Oracle, OracleError
 
+    unknown = [name for name in require if name not in SOURCES]
+    if unknown:
+        raise ValueError(f"unknown oracle source(s) {unknown}; known: {', '.join(SOURCES)}")
     report = LiveReport(list(impls), relay)
     missing: dict[str, str] = {}
     for impl in impls:
@@ -544,7 +896,8 @@ async def run_live(
         with contextlib.suppress(OracleError):
             oracle.register_identifier(kind, value)
 
-    async with _relay(relay, org) as (url, admin, dump):
+    observer = _Observer(register_canary, register_identifier)
+    async with _relay(relay, org, access) as (url, admin, collect):
         loop = asyncio.get_running_loop()
 
         def enrol(users: list[str]) -> None:
@@ -561,37 +914,59 @@ async def run_live(
                     cell = CellResult(sender.name, receiver.name, Verdict.UNSUPPORTED, "setup",
                                       detail="; ".join(dict.fromkeys(lacking)))
                 else:
+                    # user ids are global on a relay, and an external one outlives the run
+                    prefix = f"c{index}" if relay in ("embedded", "local") else f"{org}-c{index}"
                     cell = await asyncio.to_thread(
-                        run_cell, index, sender, receiver, url, org, timeout_s,
-                        register_canary, register_identifier, enrol,
+                        run_cell, index, sender, receiver, url, org, timeout_s, observer, enrol,
+                        prefix,
                     )
                 report.cells.append(cell)
                 if on_cell is not None:
                     on_cell(cell)
-        chunks: list[Chunk] = list(await dump()) if dump is not None else []
-    if dump is None:
-        report.oracle = {"ran": False, "reason": "external relay: no store or log access"}
-        return report
-    scan = await asyncio.to_thread(oracle.scan, chunks)
-    hits = [h.to_dict() for h in scan.hits]
+        sources = [_wire_source(observer), *await collect()]
+    await asyncio.to_thread(_judge, report, oracle, sources, require)
+    return report
+
+
+def _judge(report: LiveReport, oracle: Any, sources: list[SourceScan],
+           require: tuple[str, ...]) -> None:
+    """Scan every source's chunks at once, attribute hits to the cells whose canary leaked,
+    and record exactly which sources were and were not read."""
+    scan = oracle.scan([chunk for source in sources for chunk in source.chunks])
+    hits = [h.to_dict() for h in scan.hits] + [h for s in sources for h in s.hits]
+    errors = [f"{s.name}: {e}" for s in sources for e in s.errors]
+    for name in require:
+        source = next(s for s in sources if s.name == name)
+        if not source.scanned:
+            errors.append(f"{name}: required (--require-source) but not scanned: "
+                          + "; ".join(f"{k} {v}" for k, v in source.missing.items()))
+    by_source: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sources}
+    for hit in hits:
+        by_source.setdefault(source_of(str(hit["tier"])), []).append(hit)
     report.oracle = {
         "ran": True,
-        "clean": scan.clean,
+        "passed": not hits and not errors,
+        "clean": not hits,
+        "complete": all(s.scanned for s in sources),
+        "scanned": [s.name for s in sources if s.scanned],
+        "not_scanned": {s.name: "; ".join(f"{k} {v}" for k, v in s.missing.items())
+                        for s in sources if not s.scanned},
+        "sources": {s.name: {**s.to_json(), "hits": len(by_source.get(s.name, []))}
+                    for s in sources},
+        "errors": errors,
         "canaries": sum(1 for s in oracle.secrets if s.kind == "canary"),
         "bytes_by_tier": dict(scan.bytes_by_tier),
         "items_by_tier": dict(scan.items_by_tier),
         "hits": hits,
     }
-    for hit in scan.hits:
+    for hit in hits:
         for cell in report.cells:
-            if hit.kind == "canary" and hit.label.startswith(cell.key + " "):
+            if hit["kind"] == "canary" and str(hit["label"]).startswith(cell.key + " "):
                 cell.fail("oracle", StepFailure(
-                    Verdict.FAIL, f"plaintext canary of {hit.label} found in {hit.tier} "
-                    f"{hit.location} ({hit.encoding})", envelope=hit.label))
-    if scan.hits and all(c.verdict is Verdict.PASS for c in report.cells):
-        report.cells[0].fail("oracle", StepFailure(
-            Verdict.FAIL, f"oracle hit: {hits[0]}"))
-    return report
+                    Verdict.FAIL, f"plaintext canary of {hit['label']} found in {hit['tier']} "
+                    f"{hit['location']} ({hit['encoding']})", envelope=str(hit["label"])))
+    if hits and all(c.verdict is Verdict.PASS for c in report.cells) and report.cells:
+        report.cells[0].fail("oracle", StepFailure(Verdict.FAIL, f"oracle hit: {hits[0]}"))
 
 
 @contextlib.asynccontextmanager
@@ -600,16 +975,30 @@ async def _organisation(url: str, org: str) -> Any:
 
     Members log in with the relay's test OTP, so the relay must run in test mode with ``org``
     allow-listed (ADR-0164); a relay the gate starts is configured that way."""
+    import httpx
+
     from semafore.client import Account, create_organisation, enrol_members, fixed_otp
     from semafore.client.clock import SystemClock
+    from semafore.client.errors import ClientError
     from semafore.protocol.entropy import SeededEntropy
 
     entropy = SeededEntropy(f"live-gate:{time.time()}")
-    created = await create_organisation(url, org, "Live gate", "gate-admin", entropy.fork("org"))
-    admin = Account(org, "gate-admin", url, entropy.fork, SystemClock(), fixed_otp(),
+    admin_id = f"{org}-admin"
+    try:
+        created = await create_organisation(url, org, "Live gate", admin_id, entropy.fork("org"))
+    except (ClientError, httpx.HTTPError, OSError) as exc:
+        raise LiveSetupError(
+            f"signing up organisation {org!r} at {url} failed: {exc} (use a new --org per run; "
+            f"the relay must run in test mode with --test-org {org})") from exc
+    admin = Account(org, admin_id, url, entropy.fork, SystemClock(), fixed_otp(),
                     totp_secret=created["totp_secret"])
     try:
-        console = await admin.add_device("console", connect=False)
+        try:
+            console = await admin.add_device("console", connect=False)
+        except (ClientError, httpx.HTTPError, OSError) as exc:
+            raise LiveSetupError(
+                f"the admin of {org!r} could not log in at {url}: {exc} (is the relay in test "
+                f"mode with --test-org {org}?)") from exc
 
         async def enrol(users: list[str]) -> None:
             await enrol_members(console, org, users, seats=10_000)
@@ -620,23 +1009,30 @@ async def _organisation(url: str, org: str) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def _relay(relay: str, org: str) -> Any:
-    """Yield ``(url, enrol(users), dump())``: the relay's base URL, how to make users members
-    of ``org``, and (for relays started here; else ``None``) the oracle chunks of its stores
-    and logs."""
+async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any:
+    """Yield ``(url, enrol(users), collect())``: the relay's base URL, how to make users
+    members of ``org``, and the oracle's store and log sources after the run (in-process for
+    relays started here; for an external relay whatever ``access`` grants)."""
     if relay.startswith(("http://", "https://")):
         url = relay.rstrip("/")
         async with _organisation(url, org) as enrol:
-            yield url, enrol, None
+
+            async def collect_external() -> list[SourceScan]:
+                return await _external_sources(access, org)
+
+            yield url, enrol, collect_external
         return
     if relay not in ("embedded", "local"):
         raise ValueError(f"--relay must be a URL, 'embedded' or 'local', got {relay!r}")
+    if access is not None:
+        raise RelayAccessError("--relay", "store and log options are for an external relay URL; "
+                               f"the {relay} relay's stores and logs are always scanned")
     from semafore.client.clock import SystemClock
     from semafore.server.oplog import configure_logging
     from semafore.server.runner import serve_in_task
     from simulator.executor import Infrastructure
     from simulator.fleet import relay_settings
-    from simulator.oracle import TIER_LOG, Chunk
+    from simulator.oracle import from_log_lines
 
     logs = io.StringIO()
     configure_logging(logs, logging.INFO)
@@ -647,12 +1043,19 @@ async def _relay(relay: str, org: str) -> Any:
     try:
         async with serve_in_task(settings, stores) as srv, _organisation(srv.url, org) as enrol:
 
-            async def dump() -> list[Chunk]:
-                chunks = await infra.dump()
-                chunks += [Chunk(TIER_LOG, f"log:{i}", line.encode())
-                           for i, line in enumerate(logs.getvalue().splitlines()) if line]
-                return chunks
+            async def collect() -> list[SourceScan]:
+                store = SourceScan("stores")
+                store.chunks = await infra.dump()
+                for tier in sorted({c.tier for c in store.chunks}) or ["store"]:
+                    mine = [c for c in store.chunks if c.tier == tier]
+                    store.parts[tier] = (f"in-process {relay} relay's {tier}: {len(mine)} items, "
+                                         f"{sum(len(c.data) for c in mine)} bytes")
+                log = SourceScan("logs")
+                lines = [line for line in logs.getvalue().splitlines() if line]
+                log.chunks = list(from_log_lines(lines, name="relay.log"))
+                log.parts["relay.log"] = f"in-process {relay} relay's log: {len(lines)} lines"
+                return [store, log]
 
-            yield srv.url, enrol, dump
+            yield srv.url, enrol, collect
     finally:
         await infra.close()

@@ -1,7 +1,9 @@
 """Reports of the live matrix: a rich terminal matrix, JUnit XML, JSON and one HTML page.
 
 Rows are the sender implementation, columns the receiver; a failing cell names the step, the
-envelope and the error in every format, so a CI log alone says which pair broke where.
+envelope and the error in every format, so a CI log alone says which pair broke where. Every
+format also says which oracle sources (wire, stores, logs) were scanned and which were not,
+and why: a wire-only scan must never read as a full one.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import html
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from semafore.gate.live import LiveReport
+from semafore.gate.live import SOURCES, LiveReport
 from semafore.gate.verdict import Verdict
 
 _STYLE = {
@@ -54,16 +57,64 @@ def render_terminal(report: LiveReport, console: Console) -> None:
         console.print(table)
     oracle = report.oracle
     if oracle.get("ran"):
-        scanned = sum(oracle.get("bytes_by_tier", {}).values())
-        state = "[green]clean[/]" if oracle.get("clean") else f"[red]{len(oracle['hits'])} hits[/]"
-        console.print(
-            f"plaintext-absence oracle: {state} — {oracle.get('canaries', 0)} canaries over "
-            f"{scanned} bytes ({', '.join(f'{k} {v}' for k, v in oracle['bytes_by_tier'].items())})"
-        )
+        sources = Table(title="Plaintext-absence oracle: sources", title_justify="left")
+        for column in ("source", "scanned", "what", "hits"):
+            sources.add_column(column, overflow="fold")
+        for name, source in _sources(report):
+            if source.get("scanned"):
+                what = "\n".join(f"{k}: {v}" for k, v in source["parts"].items())
+                what += "".join(f"\n[yellow]not scanned: {k} {v}[/]"
+                                for k, v in source.get("not_scanned", {}).items())
+                what += "".join(f"\n[yellow]note: {n}[/]" for n in source.get("notes", []))
+                what += "".join(f"\n[red]error: {e}[/]" for e in source.get("errors", []))
+                hits = source.get("hits", 0)
+                sources.add_row(name, "[green]yes[/]", what, f"[red]{hits}[/]" if hits else "0")
+            else:
+                why = "; ".join(f"{k} {v}" for k, v in source.get("not_scanned", {}).items())
+                why += "".join(f"\n[red]error: {e}[/]" for e in source.get("errors", []))
+                sources.add_row(name, "[yellow]NO[/]", why, "-")
+        console.print(sources)
+        console.print(f"plaintext-absence oracle: {_headline(report)}")
+        for error in oracle.get("errors", []):
+            console.print(f"[red]oracle error: {error}[/]")
+        for hit in oracle.get("hits", []):
+            console.print(f"[red]oracle hit: {hit['kind']} {hit['label']} in {hit['tier']} "
+                          f"{hit['location']} ({hit['encoding']})[/]")
     else:
         console.print(f"[yellow]plaintext-absence oracle not run: {oracle.get('reason')}[/]")
     verdict = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
     console.print(f"live gate: {verdict} ({len(report.cells)} cells)")
+
+
+def _sources(report: LiveReport) -> list[tuple[str, dict[str, Any]]]:
+    sources = report.oracle.get("sources", {})
+    return [(name, sources[name]) for name in SOURCES if name in sources]
+
+
+def _headline(report: LiveReport, markup: bool = True) -> str:
+    """One line a reviewer cannot misread: the verdict and the scope of the scan."""
+    oracle = report.oracle
+    hits = len(oracle.get("hits", []))
+    state = "clean" if not hits else f"{hits} hits"
+    if oracle.get("errors"):
+        state += f", {len(oracle['errors'])} errors"
+    sources = oracle.get("sources", {})
+    scanned = [f"{name} ({', '.join(sources[name]['parts'])})" if name == "stores" else name
+               for name in oracle.get("scanned", [])]
+    not_scanned = oracle.get("not_scanned", {})
+    if not not_scanned and oracle.get("complete"):
+        scope = f"FULL scan ({', '.join(scanned)})"
+    else:
+        scope = f"PARTIAL scan: {', '.join(scanned) or 'nothing'} only"
+        if not_scanned:
+            scope += "; NOT scanned: " + "; ".join(f"{k} ({v})" for k, v in not_scanned.items())
+    line = f"{state} — {scope} — {oracle.get('canaries', 0)} canaries over " \
+           f"{sum(oracle.get('bytes_by_tier', {}).values())} bytes"
+    if not markup:
+        return line
+    colour = "green" if oracle.get("passed") and oracle.get("complete") else \
+        "yellow" if oracle.get("passed") else "red"
+    return f"[{colour}]{line}[/]"
 
 
 def write_json(report: LiveReport, path: Path) -> None:
@@ -88,21 +139,47 @@ def write_junit(report: LiveReport, path: Path) -> None:
         message = f"{cell.verdict.value} at step {cell.step}: {cell.detail}"
         node = ET.SubElement(case, tag, message=message, type=cell.verdict.value)
         node.text = json.dumps(cell.to_json(), indent=2)
-    oracle_case = ET.SubElement(suite, "testcase", classname="live.oracle",
-                                name="plaintext-absence")
-    if report.oracle.get("ran") is False:
-        ET.SubElement(oracle_case, "skipped", message=str(report.oracle.get("reason")))
-    elif not report.oracle.get("clean", False):
-        failures += 1
-        node = ET.SubElement(oracle_case, "failure", message="plaintext found on the relay")
-        node.text = json.dumps(report.oracle.get("hits", []), indent=2)
-    suite.set("tests", str(len(report.cells) + 1))
+    # one testcase per oracle source, so the CI test view shows an unscanned source as skipped
+    oracle = report.oracle
+    tests = len(report.cells)
+    for name in SOURCES:
+        tests += 1
+        case = ET.SubElement(suite, "testcase", classname="live.oracle",
+                             name=f"plaintext-absence/{name}")
+        source = oracle.get("sources", {}).get(name)
+        hits = [h for h in oracle.get("hits", []) if _source_of_tier(str(h["tier"])) == name]
+        problems = [e for e in oracle.get("errors", []) if e.startswith(f"{name}:")]
+        if source is None or not source.get("scanned"):
+            why = "; ".join(f"{k} {v}" for k, v in (source or {}).get("not_scanned", {}).items())
+            if problems:
+                failures += 1
+                node = ET.SubElement(case, "failure", message="; ".join(problems))
+                node.text = why
+            else:
+                ET.SubElement(case, "skipped",
+                              message=f"{name} not scanned: {why or oracle.get('reason')}")
+            continue
+        out = ET.SubElement(case, "system-out")
+        out.text = json.dumps(source, indent=2)
+        if hits or problems:
+            failures += 1
+            message = f"{len(hits)} plaintext/identifier hits" if hits else ""
+            message = "; ".join(filter(None, [message, *problems]))
+            node = ET.SubElement(case, "failure", message=message)
+            node.text = json.dumps(hits, indent=2)
+    suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     root = ET.Element("testsuites")
     root.append(suite)
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _source_of_tier(tier: str) -> str:
+    from semafore.gate.live import source_of
+
+    return source_of(tier)
 
 
 def render_html(report: LiveReport) -> str:
@@ -132,11 +209,31 @@ def render_html(report: LiveReport) -> str:
         )
     oracle = report.oracle
     if oracle.get("ran"):
-        state = "clean" if oracle.get("clean") else f"{len(oracle.get('hits', []))} hits"
+        rows_src = []
+        for name, source in _sources(report):
+            scanned = bool(source.get("scanned"))
+            parts = "".join(f"<li>{esc(k)}: {esc(str(v))}</li>"
+                            for k, v in dict(source.get("parts", {})).items())
+            parts += "".join(f"<li><b>not scanned</b>: {esc(k)} {esc(str(v))}</li>"
+                             for k, v in dict(source.get("not_scanned", {})).items())
+            parts += "".join(f"<li><i>note</i>: {esc(str(n))}</li>"
+                             for n in list(source.get("notes", [])))
+            parts += "".join(f'<li style="color:#cf222e">error: {esc(str(e))}</li>'
+                             for e in list(source.get("errors", [])))
+            colour = "#1a7f37" if scanned else "#9a6700"
+            rows_src.append(
+                f'<tr><th>{esc(name)}</th><td style="color:{colour}"><b>'
+                f'{"yes" if scanned else "NO"}</b></td><td><ul>{parts}</ul></td>'
+                f"<td>{esc(str(source.get('hits', 0)))}</td></tr>")
         oracle_html = (
-            f"<p>Plaintext-absence oracle: <b>{esc(state)}</b> — {oracle.get('canaries', 0)} "
-            f"canaries; bytes scanned: {esc(json.dumps(oracle.get('bytes_by_tier', {})))}</p>"
+            f"<p>Plaintext-absence oracle: <b>{esc(_headline(report, markup=False))}</b></p>"
+            "<table><tr><th>source</th><th>scanned</th><th>what</th><th>hits</th></tr>"
+            + "".join(rows_src) + "</table>"
         )
+        if oracle.get("errors"):
+            oracle_html += "<ul>" + "".join(
+                f'<li style="color:#cf222e">{esc(str(e))}</li>' for e in oracle["errors"]
+            ) + "</ul>"
         if oracle.get("hits"):
             oracle_html += f"<pre>{esc(json.dumps(oracle['hits'], indent=2))}</pre>"
     else:

@@ -42,6 +42,11 @@ def test_the_oracle_scanned_the_relay_store_and_logs(reference_report: LiveRepor
     assert oracle["ran"] and oracle["clean"], oracle.get("hits")
     assert oracle["canaries"] >= 20  # one per message of the script
     assert oracle["bytes_by_tier"]["store"] > 0 and oracle["bytes_by_tier"]["log"] > 0
+    # a relay the gate starts gives every source: the report says it was a full scan
+    assert oracle["complete"] and oracle["scanned"] == ["wire", "stores", "logs"]
+    assert oracle["not_scanned"] == {} and oracle["errors"] == []
+    wire = oracle["sources"]["wire"]
+    assert wire["items"] >= 20 and oracle["bytes_by_tier"]["wire"] == wire["bytes"]
 
 
 def test_reports_name_every_cell(reference_report: LiveReport, tmp_path: Path) -> None:
@@ -49,7 +54,9 @@ def test_reports_name_every_cell(reference_report: LiveReport, tmp_path: Path) -
     suite = ET.parse(tmp_path / "live.xml").getroot().find("testsuite")
     assert suite is not None
     names = [case.get("name") for case in suite.iter("testcase")]
-    assert names == ["reference->reference", "plaintext-absence"]
+    assert names == ["reference->reference", "plaintext-absence/wire",
+                     "plaintext-absence/stores", "plaintext-absence/logs"]
+    assert not list(suite.iter("skipped")), "nothing is skipped when every source was scanned"
     assert suite.get("failures") == "0" and suite.get("errors") == "0"
     page = render_html(reference_report)
     assert "<script" not in page and "http" not in page.split("<body>")[0]
