@@ -414,7 +414,7 @@ async def run_semafore(
 
         return receive, close
 
-    name = f"semafore relay (batch={batch})" if batch else "semafore relay"
+    name = f"semafore relay (batch={batch})" if batch else "semafore relay (one frame each)"
     return await drive(name, pairs, total, window, open_sender, open_receiver, timeout)
 
 
@@ -467,7 +467,16 @@ def main() -> None:
     parser.add_argument("--store", default="memory", help="memory or sqlite:PATH")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument(
-        "--batch", type=int, default=0, help="receivers connect with ?batch=N (0: one frame each)"
+        "--batch",
+        type=int,
+        default=64,
+        help="devices connect with ?batch=N, as the reference SDK does (0: one frame each)",
+    )
+    parser.add_argument(
+        "--compare-unbatched",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the relay with one frame per envelope (batch=0) in the same rounds",
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="bare/semafore rounds, interleaved; median shown"
@@ -487,10 +496,11 @@ def main() -> None:
         semafore_relay(args.serve_semafore, args.store)
         return
 
-    rounds: list[tuple[Result, Result]] = []
+    variants = [args.batch] + ([0] if args.batch and args.compare_unbatched else [])
+    rounds: list[tuple[Result, dict[int, Result]]] = []
     references: list[Result] = []
     for _ in range(args.rounds):  # back to back per round, rounds interleaved
-        bare_port, asgi_port, relay_port = free_port(), free_port(), free_port()
+        bare_port, asgi_port = free_port(), free_port()
         with relay_process(["--serve-bare-asgi", str(asgi_port)], asgi_port) as proc:
             references.append(
                 measured(
@@ -513,34 +523,53 @@ def main() -> None:
                     bare_port, args.pairs, args.envelopes, args.window, args.size, args.timeout
                 ),
             )
-        with relay_process(
-            ["--serve-semafore", str(relay_port), "--store", args.store], relay_port
-        ) as proc:
-            ours = measured(
-                proc,
-                run_semafore(
-                    relay_port,
-                    args.pairs,
-                    args.envelopes,
-                    args.window,
-                    args.size,
-                    args.timeout,
-                    args.batch,
-                ),
-            )
+        ours: dict[int, Result] = {}
+        for batch in variants:
+            relay_port = free_port()
+            with relay_process(
+                ["--serve-semafore", str(relay_port), "--store", args.store], relay_port
+            ) as proc:
+                ours[batch] = measured(
+                    proc,
+                    run_semafore(
+                        relay_port,
+                        args.pairs,
+                        args.envelopes,
+                        args.window,
+                        args.size,
+                        args.timeout,
+                        batch,
+                    ),
+                )
         rounds.append((bare, ours))
 
-    def ratios(pair: tuple[Result, Result]) -> tuple[float, float]:
-        bare, ours = pair
+    def ratios(bare: Result, ours: Result) -> tuple[float, float]:
         rate = ours.rate / bare.rate if bare.rate else 0.0
         cpu = ours.per_cpu_second / bare.per_cpu_second if bare.per_cpu_second else 0.0
         return rate, cpu
 
-    # The median round by throughput ratio is the one reported in full.
-    ordered = sorted(rounds, key=lambda pair: ratios(pair)[0])
-    bare, ours = ordered[len(ordered) // 2]
-    asgi = references[rounds.index((bare, ours))]
-    ratio, cpu_ratio = ratios((bare, ours))
+    def variant(batch: int) -> dict[str, Any]:
+        """The median round (by throughput ratio) of one relay variant, with every round's
+        ratios against the bare relay measured in that same round."""
+        per_round = [ratios(bare, ours[batch]) for bare, ours in rounds]
+        order = sorted(range(len(rounds)), key=lambda i: per_round[i][0])
+        median = order[len(order) // 2]
+        bare, ours = rounds[median][0], rounds[median][1][batch]
+        rate, cpu = per_round[median]
+        return {
+            "batch": batch,
+            "semafore": ours.summary(),
+            "bare": bare.summary(),
+            "bare_on_uvicorn_reference": references[median].summary(),
+            "throughput_ratio": round(rate, 3),
+            "relay_cpu_efficiency_ratio": round(cpu, 3),
+            "round_throughput_ratios": [round(r[0], 3) for r in per_round],
+            "round_cpu_ratios": [round(r[1], 3) for r in per_round],
+            "_results": (bare, references[median], ours),
+        }
+
+    measured_variants = [variant(b) for b in variants]
+    head = measured_variants[0]
     report = {
         "envelopes": args.envelopes,
         "pairs": args.pairs,
@@ -549,36 +578,35 @@ def main() -> None:
         "store": args.store.partition(":")[0],
         "batch": args.batch,
         "rounds": args.rounds,
-        "bare": bare.summary(),
-        "semafore": ours.summary(),
-        "bare_on_uvicorn_reference": asgi.summary(),
-        "throughput_ratio": round(ratio, 3),
-        "relay_cpu_efficiency_ratio": round(cpu_ratio, 3),
-        "round_throughput_ratios": [round(ratios(r)[0], 3) for r in rounds],
-        "round_cpu_ratios": [round(ratios(r)[1], 3) for r in rounds],
+        **{k: v for k, v in head.items() if k != "_results"},
+        "variants": [{k: v for k, v in m.items() if k != "_results"} for m in measured_variants],
         "load_average": os.getloadavg()[0],
         "target_ratio": 0.5,
     }
     if args.json:
         print(json.dumps(report))
         return
-    for r in (bare, asgi, ours):
+    bare, asgi, _ = head["_results"]
+    for r in (bare, asgi, *(m["_results"][2] for m in measured_variants)):
         s = r.summary()
         print(
-            f"{s['relay']:<30} {s['envelopes']:>7} env  {s['envelopes_per_s']:>9.1f} env/s  "
+            f"{s['relay']:<34} {s['envelopes']:>7} env  {s['envelopes_per_s']:>9.1f} env/s  "
             f"p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
             f"{s['relay_cpu_us_per_envelope']:>6.1f} relay CPU us/env"
         )
-    verdict = "met" if ratio >= 0.5 else "NOT met"
-    print(
-        f"throughput ratio semafore/bare: {ratio:.2f} (target >= 0.50, {verdict}; "
-        f"median of rounds {report['round_throughput_ratios']})"
-    )
-    print(
-        f"relay CPU efficiency ratio: {cpu_ratio:.2f} (bare CPU/env over ours; robust to "
-        f"other load, rounds {report['round_cpu_ratios']}, load average "
-        f"{os.getloadavg()[0]:.1f})"
-    )
+    for m in measured_variants:
+        ratio, cpu_ratio = m["throughput_ratio"], m["relay_cpu_efficiency_ratio"]
+        label = f"batch={m['batch']}" + (" (SDK default)" if m is head else "")
+        verdict = "met" if ratio >= 0.5 else "NOT met"
+        print(
+            f"throughput ratio semafore/bare, {label}: {ratio:.2f} (target >= 0.50, {verdict}; "
+            f"median of rounds {m['round_throughput_ratios']})"
+        )
+        print(
+            f"relay CPU efficiency ratio, {label}: {cpu_ratio:.2f} (bare CPU/env over ours; "
+            f"robust to other load, rounds {m['round_cpu_ratios']})"
+        )
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

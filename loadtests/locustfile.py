@@ -290,8 +290,9 @@ class DeviceUser(FastHttpUser):
             return
         started = time.perf_counter()
         try:
+            batch = PROFILE.behaviour.push_batch
             ws = websocket.create_connection(
-                WS_URL,
+                WS_URL + (f"?batch={batch}" if batch else ""),
                 header=[f"Authorization: Bearer {self.token}"],
                 timeout=30,
                 enable_multithread=True,
@@ -346,17 +347,31 @@ class DeviceUser(FastHttpUser):
             except ValueError:
                 _fire_ms("WS", "frame", 0.0, error="not JSON")
                 continue
-            kind = frame.get("type")
-            if kind == "envelope":
-                self._on_envelope(frame, len(text))
-            elif kind == "acked":
-                if self.ack_started:
-                    started, _count = self.ack_started.popleft()
-                    _fire("WS", "ack", started)
-            elif kind == "response":
-                self._on_response(frame)
-            elif kind == "error":
-                _fire_ms("WS", "frame", 0.0, error=f"error {frame.get('error')}")
+            if not isinstance(frame, dict):
+                _fire_ms("WS", "frame", 0.0, error="not a JSON object")
+            elif frame.get("type") == "batch":  # several replies in one frame (?batch=N)
+                for sub in frame.get("frames") or ():
+                    if isinstance(sub, dict):
+                        self._on_frame(sub, len(text))
+            else:
+                self._on_frame(frame, len(text))
+
+    def _on_frame(self, frame: dict[str, Any], size: int) -> None:
+        kind = frame.get("type")
+        if kind == "envelope":
+            self._on_envelope(frame, size)
+        elif kind == "envelopes":  # a batched push: the frame's bytes shared by its envelopes
+            envelopes = frame.get("envelopes") or []
+            for envelope in envelopes:
+                self._on_envelope(envelope, size // max(1, len(envelopes)))
+        elif kind == "acked":
+            if self.ack_started:
+                started, _count = self.ack_started.popleft()
+                _fire("WS", "ack", started)
+        elif kind == "response":
+            self._on_response(frame)
+        elif kind == "error":
+            _fire_ms("WS", "frame", 0.0, error=f"error {frame.get('error')}")
 
     def _on_envelope(self, frame: dict[str, Any], size: int) -> None:
         now = time.time()

@@ -74,6 +74,9 @@ class Behaviour:
     ack_batch: int = 20
     ack_interval: float = 0.2
     login_on_start: bool = True
+    # Envelopes per pushed WebSocket frame the device asks for (docs/server.md "WebSocket"):
+    # 64 is what the reference SDK asks; 0 models a client taking one frame per envelope.
+    push_batch: int = 64
 
 
 @dataclass(frozen=True)
@@ -260,7 +263,15 @@ def _behaviour(value: Any, path: str) -> Behaviour:
     data = _mapping(
         value,
         path,
-        {"think_time", "tasks", "send_via", "ack_batch", "ack_interval", "login_on_start"},
+        {
+            "think_time",
+            "tasks",
+            "send_via",
+            "ack_batch",
+            "ack_interval",
+            "login_on_start",
+            "push_batch",
+        },
     )
     think = data.get("think_time", [1.0, 3.0])
     if not isinstance(think, list) or len(think) != 2:
@@ -283,7 +294,15 @@ def _behaviour(value: Any, path: str) -> Behaviour:
         ack_batch=_positive_int(data.get("ack_batch", 20), f"{path}.ack_batch"),
         ack_interval=_positive_float(data.get("ack_interval", 0.2), f"{path}.ack_interval"),
         login_on_start=_bool(data.get("login_on_start", True), f"{path}.login_on_start"),
+        push_batch=_push_batch(data.get("push_batch", 64), f"{path}.push_batch"),
     )
+
+
+def _push_batch(value: Any, path: str) -> int:
+    batch = _positive_int(value, path, zero=True)
+    if batch > 64:
+        raise ProfileError(path, "at most 64 envelopes per frame (relay limit)")
+    return batch
 
 
 def _broadcast(value: Any, path: str) -> Broadcast:

@@ -69,6 +69,8 @@ def test_overrides_replace_only_the_run_bounds() -> None:
         (minimal(behaviour={"tasks": {"send": 0}}), "behaviour.tasks"),
         (minimal(behaviour={"think_time": [3, 1]}), "behaviour.think_time"),
         (minimal(behaviour={"send_via": "carrier pigeon"}), "behaviour.send_via"),
+        (minimal(behaviour={"push_batch": 65}), "behaviour.push_batch"),
+        (minimal(behaviour={"push_batch": -1}), "behaviour.push_batch"),
         (minimal(broadcast={"recipients": 5000}), "broadcast.recipients"),
         (minimal(prekeys={"batch": 101}), "prekeys"),
         (minimal(reconnect={"refresh_tokens": "yes"}), "reconnect.refresh_tokens"),

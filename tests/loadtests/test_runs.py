@@ -127,6 +127,20 @@ def test_profile_exercises_its_endpoints_and_reports(name: str, tmp_path: Path) 
         assert server["envelopes_acked"] > 0
 
 
+def test_one_frame_per_envelope_push_delivers_too(tmp_path: Path) -> None:
+    """``behaviour.push_batch: 0`` models a client that takes one frame per envelope; the
+    bundled profiles use the SDK's batched push (64)."""
+    assert small("office_hours").behaviour.push_batch == 64
+    profile = small("office_hours")
+    profile = dataclasses.replace(
+        profile, behaviour=dataclasses.replace(profile.behaviour, push_batch=0)
+    )
+    summary = run_load(RunOptions(profile, "embedded", tmp_path, seed="test-single-frames"))
+    assert summary["whole_run"]["failures"] == 0, summary["whole_run"]["errors"]
+    assert summary["server"]["envelopes_acked"] > 0
+    assert summary["whole_run"]["latency_ms"]["p99"] is not None
+
+
 def test_max_requests_stops_the_run_early(tmp_path: Path) -> None:
     profile = small("office_hours").with_overrides(duration=60, max_requests=40)
     summary = run_load(RunOptions(profile, "embedded", tmp_path))
