@@ -257,6 +257,7 @@ func TestOperationErrorsNameTheirField(t *testing.T) {
 		{second(alice.Digest("bob:phone")), protocol.ErrNoSession, "args.remote"},
 		{second(alice.Register(c.url, "org", "000000")), protocol.ErrMalformedEnvelope, "args.device"},
 		{second(alice.Send("nobody", []byte("x"), "m", true)), ErrRelay, "args.to"},
+		{second(alice.Send("alice", []byte("x"), "m", true)), ErrRelay, "args.to"}, // no other own device
 	}
 	lonely, _ := c.host.Create("lonely", "phone", "", 1)
 	cases = append(cases, struct {

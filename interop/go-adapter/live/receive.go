@@ -188,7 +188,7 @@ func (d *Device) sendReset(ctx context.Context, userID string, notice []byte) {
 		id = b
 	}
 	c := content.Content{ID: hex.EncodeToString(id), Kind: content.KindReset, At: unixSeconds(d.host.Now()), Body: notice}
-	_, _ = d.sendToUser(ctx, userID, c.Encode(), c.ID, true)
+	_, _ = d.sendToUser(ctx, userID, c.Encode(), c.ID, true, true)
 }
 
 // replenishPrekeys tops up the relay's one-time prekeys after a peer bootstrapped with us,

@@ -31,13 +31,13 @@ func (d *Device) Send(to string, body []byte, messageID string, deliver bool) ([
 	ctx, cancel := opContext()
 	defer cancel()
 	c := content.Content{ID: messageID, Kind: content.KindText, At: unixSeconds(d.host.Now()), Body: body}
-	sent, err := d.sendToUser(ctx, to, c.Encode(), messageID, deliver)
+	sent, err := d.sendToUser(ctx, to, c.Encode(), messageID, deliver, false)
 	if err != nil {
 		return nil, relayError(err)
 	}
 	if to != d.UserID {
 		c.SyncTo = to
-		if _, err := d.sendToUser(ctx, d.UserID, c.Encode(), messageID, deliver); err != nil {
+		if _, err := d.sendToUser(ctx, d.UserID, c.Encode(), messageID, deliver, true); err != nil {
 			return nil, relayError(err)
 		}
 	}
@@ -46,16 +46,16 @@ func (d *Device) Send(to string, body []byte, messageID string, deliver bool) ([
 
 // sendToUser encrypts plaintext once per device of userID (the sender's other devices when
 // userID is its own) and sends the set, repairing it on 409/410 and encrypting again.
-func (d *Device) sendToUser(ctx context.Context, userID string, plaintext []byte, messageID string, deliver bool) ([]SentEnvelope, error) {
-	own := userID == d.UserID
+// allowEmpty: a user without devices is no error (a sync copy when there is no other device).
+func (d *Device) sendToUser(ctx context.Context, userID string, plaintext []byte, messageID string, deliver, allowEmpty bool) ([]SentEnvelope, error) {
 	for attempt := 0; attempt <= MaxDeviceSetRetries; attempt++ {
 		devices, err := d.prepare(ctx, userID)
 		if err != nil {
 			return nil, err
 		}
 		if len(devices) == 0 {
-			if own {
-				return nil, nil // no other device to sync to
+			if allowEmpty {
+				return nil, nil
 			}
 			return nil, &protocol.Error{Name: ErrRelay, Field: "args.to", Detail: fmt.Sprintf("%s has no device with published keys", userID)}
 		}
