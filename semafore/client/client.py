@@ -664,30 +664,52 @@ class DeviceClient:
         entry = self.directory.get(user_id)
         if entry is not None and device_id in entry.devices:
             return entry.devices[device_id]
-        with contextlib.suppress(ClientError, ProtocolError):
-            await self._fetch_bundles(user_id, device_id)
-        entry = self.directory.get(user_id)
-        return entry.devices.get(device_id) if entry is not None else None
+        try:  # the identity-only lookup: a reset must not spend the peer's OPK
+            found = await self.fetch_identities(user_id, device_id)
+        except ClientError:
+            return None
+        return found[device_id][0] if device_id in found else None
 
     # -- receiving -------------------------------------------------------------------------
 
+    async def fetch_identities(
+        self, user_id: str, device_id: str | None = None
+    ) -> dict[str, tuple[int, bytes, bytes]]:
+        """``GET /v1/identities/{user}[/{device}]``: device id -> (registration id, IK, SIK).
+
+        The identity-only lookup: unlike a bundle fetch it claims none of the peer's
+        one-time prekeys, so pinning or verifying an identity costs the peer nothing."""
+        path = f"/v1/identities/{user_id}" + (f"/{device_id}" if device_id else "")
+        out = await self.http.json("GET", path)
+        return {
+            str(raw["device_id"]): (
+                int(raw["registration_id"]), unb64(str(raw["ik"])), unb64(str(raw["sik"]))
+            )
+            for raw in out["devices"]
+        }
+
     async def _pin_sender(self, user_id: str, device_id: str) -> bool:
-        """Fetch and pin a sender's identity (SMX1 carries none, SPEC §2). Note: the relay
-        has no identity-only lookup, so this claims one of the sender's OPKs."""
+        """Look up and pin a sender's identity (SMX1 carries none, SPEC §2): TOFU through
+        the identity-only lookup, so no OPK of the sender is claimed."""
         address = device_address(user_id, device_id)
         before = self.device.known_identity(address)
         try:
-            out = await self.http.json("GET", f"/v1/keys/{user_id}/{device_id}")
+            found = await self.fetch_identities(user_id, device_id)
         except ServerRejected:
             return False
-        for raw in out["devices"]:
-            bundle = bundle_from_dict(raw, unb64)
-            bundle.verify()
-            if self.device.trust(bundle.address, bundle.ik, bundle.sik, self.clock.now()):
-                self._event("identity_changed", bundle.address)
+        for found_device, (registration_id, ik, sik) in found.items():
+            found_address = device_address(user_id, found_device)
+            try:
+                changed = self.device.trust(found_address, ik, sik, self.clock.now())
+            except UntrustedIdentity:
+                self._event("identity_rejected", found_address)
+                continue
+            if changed:
+                self._event("identity_changed", found_address)
+            # Reply over this session, not a new bootstrap: the sender is a device we know
+            # (a partial list is completed by the relay's 409 on the first send).
             entry = self.directory.setdefault(user_id, _Directory())
-            if user_id in self.directory and device_id not in entry.devices:
-                entry.devices[device_id] = int(raw["registration_id"])
+            entry.devices.setdefault(found_device, registration_id)
         after = self.device.known_identity(address)
         return after is not None and after != before
 

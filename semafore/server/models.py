@@ -269,6 +269,21 @@ class BundlesOut(BaseModel):
     devices: list[DeviceBundle]
 
 
+class DeviceIdentity(BaseModel):
+    """A device's long-term identity keys (SPEC §1) and registration id, nothing claimable."""
+
+    user_id: str
+    device_id: str
+    registration_id: int
+    ik: Key32
+    sik: Key32
+
+
+class IdentitiesOut(BaseModel):
+    user_id: str
+    devices: list[DeviceIdentity]
+
+
 # --- messages -------------------------------------------------------------------------------
 
 

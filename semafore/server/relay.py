@@ -674,6 +674,38 @@ class Relay:
         event("bundles_fetched", org_id=principal.org_id, user_id=user_id, count=len(bundles))
         return m.BundlesOut(user_id=user_id, devices=bundles)
 
+    async def fetch_identities(
+        self, principal: Principal, user_id: str, device_id: str | None, ip: str | None
+    ) -> m.IdentitiesOut:
+        """Each device's identity keys, for pinning/verifying (TOFU) without a session.
+
+        Unlike :meth:`fetch_bundles` this claims no one-time prekey: an OPK is spent only
+        by a peer that bootstraps with it. Same rate-limit bucket and organisation scope."""
+        await self.limit("keys", ip, principal.user_id)
+        if await self._member_ids(principal.org_id, user_id) is None:
+            raise ApiError(404, "unknown_user", "no such user in this organisation")
+        devices = await self.stores.accounts.list_devices(user_id)
+        if device_id is not None:
+            devices = [d for d in devices if d.device_id == device_id]
+        out = []
+        for device in devices:
+            identity = await self.stores.keys.get_identity(user_id, device.device_id)
+            if identity is None:
+                continue
+            out.append(
+                m.DeviceIdentity(
+                    user_id=user_id,
+                    device_id=device.device_id,
+                    registration_id=device.registration_id,
+                    ik=identity.ik,
+                    sik=identity.sik,
+                )
+            )
+        if not out:
+            raise ApiError(404, "no_keys", "no device of this user has published keys")
+        event("identities_fetched", org_id=principal.org_id, user_id=user_id, count=len(out))
+        return m.IdentitiesOut(user_id=user_id, devices=out)
+
     # --- messages -------------------------------------------------------------------------
 
     def _envelope_type(

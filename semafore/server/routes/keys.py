@@ -1,4 +1,5 @@
-"""Key directory (SPEC §1): identity keys, signed prekey, one-time prekeys, bundles."""
+"""Key directory (SPEC §1): identity keys, signed prekey, one-time prekeys, bundles, and an
+identity-only lookup that claims nothing."""
 
 from __future__ import annotations
 
@@ -57,3 +58,27 @@ async def fetch_device_bundle(
     user_id: UserId, device_id: DeviceId, relay: RelayDep, principal: PrincipalDep, ip: IpDep
 ) -> m.BundlesOut:
     return await relay.fetch_bundles(principal, user_id, device_id, ip)
+
+
+# Not under /v1/keys/{user_id}/...: any segment there is a device id (ID_PATTERN allows
+# "identity"), so an identity route in that space would shadow a device of that name.
+@router.get(
+    "/v1/identities/{user_id}",
+    responses=responses(401, 404),
+    summary="Identity keys (IK, SIK) and registration id of the user's devices; claims no OPK",
+)
+async def fetch_identities(
+    user_id: UserId, relay: RelayDep, principal: PrincipalDep, ip: IpDep
+) -> m.IdentitiesOut:
+    return await relay.fetch_identities(principal, user_id, None, ip)
+
+
+@router.get(
+    "/v1/identities/{user_id}/{device_id}",
+    responses=responses(401, 404),
+    summary="Identity keys and registration id of one device; claims no OPK",
+)
+async def fetch_device_identity(
+    user_id: UserId, device_id: DeviceId, relay: RelayDep, principal: PrincipalDep, ip: IpDep
+) -> m.IdentitiesOut:
+    return await relay.fetch_identities(principal, user_id, device_id, ip)
