@@ -144,7 +144,11 @@ class Infrastructure:
         except ValueError:
             raise ExecutorError(f"unknown provider {self.name!r}") from None
         settings = dataclasses.replace(InfraSettings.from_env(), provider=kind)
-        self.provider = provider_from_settings(settings)
+        # delivery queues live in Redis: run it as production would (AOF, fsync always), so a
+        # Redis restart loses nothing it acknowledged (seed §3.3, §3.5)
+        options = {"redis_durable": True} if kind in (ProviderKind.LOCAL,
+                                                      ProviderKind.CONTAINERS) else {}
+        self.provider = provider_from_settings(settings, **options)
         endpoints = await asyncio.to_thread(self.provider.start)
         self.stores, self.handles = await backend_stores(endpoints, self.namespace)
         return self.stores
