@@ -314,7 +314,11 @@ class _HttpWindow:
             self.release()
         elif self.flusher is None:
             self.flusher = asyncio.create_task(self._flush_later())
-        await turn
+        try:
+            await turn
+        except asyncio.CancelledError:
+            done.set()  # its connection went away: the window does not wait for it
+            raise
         return done
 
     def release(self) -> None:
@@ -545,8 +549,9 @@ class DeviceLink:
                         self.ws_down = None
                     await up.close()
                     await down.close()
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                OSError, ValueError):
+            pass  # a peer went away or spoke something that is not HTTP/1.1: drop the pair
         finally:
             self.connections.discard(conn)
             conn.abort()

@@ -401,3 +401,23 @@ def test_duplicated_send_and_ack_requests_are_harmless() -> None:
             await fleet.close()
 
     run(body)
+
+
+@pytest.mark.parametrize("garbage", [
+    b"PUT /a HTTP/1.1\r\nContent-Length: many\r\n\r\n",
+    b"PUT /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"PUT /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort",
+])
+def test_malformed_request_closes_that_connection_only(garbage: bytes) -> None:
+    async def body() -> None:
+        async with network() as (net, upstream):
+            reader, writer = await asyncio.open_connection("127.0.0.1", net.links["a:p"].port)
+            writer.write(garbage)
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, nothing answered
+            writer.close()
+            assert upstream.seen == []
+            async with client(net) as http:  # the link still serves the next connection
+                assert (await http.post("/a", content=b"ok")).status_code == 200
+
+    run(body)
