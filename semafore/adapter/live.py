@@ -158,9 +158,6 @@ class LiveOps:
         plaintext = args.hex("plaintext")
         message_id = args.text("message_id")
         deliver = args.flag("deliver", True)
-        # The client caches its own device list and an empty sync set sends no request the
-        # relay could answer with 409; a live device must sync to an own device added since.
-        client.directory.pop(client.user_id, None)
         result = self._run(
             client.send_text(to, plaintext, message_id=message_id, withhold=not deliver)
         )

@@ -472,7 +472,13 @@ class DeviceClient:
     async def _send_sync(
         self, peer_user_id: str, content: Content, *, withhold: bool = False
     ) -> None:
-        """The sync copy to this user's other devices (skipped when there are none)."""
+        """The sync copy to this user's other devices (skipped when there are none).
+
+        A cached list with siblings is kept: the relay's 409 ``missing`` corrects it on this
+        very send. An *empty* one is re-read every time (``GET /v1/devices``): with no
+        envelope to send there is no request the relay could refuse, so a cached "no other
+        device" would starve a sibling added since of every sync copy. Only single-device
+        users pay that request, and it claims nothing."""
         sync = Content(
             message_id=content.message_id,
             kind=content.kind,
@@ -483,7 +489,8 @@ class DeviceClient:
             sync_to=peer_user_id,
             extra=content.extra,
         )
-        if self.user_id not in self.directory:
+        known = self.directory.get(self.user_id)
+        if known is None or not known.devices:
             await self.own_devices()
         await self._send_to_user(self.user_id, sync, allow_empty=True, withhold=withhold)
 
