@@ -7,9 +7,10 @@ timeline step by step and returns a :class:`~simulator.report.model.ScenarioResu
 - messaging steps send real E2E messages whose plaintext starts with a unique canary
   (:func:`simulator.oracle.canary`, drawn from the scenario seed); after each one the fleet
   settles (online devices process what arrived), so a seeded run is reproducible;
-- ``network`` steps drive :class:`~simulator.network.Network`; ``infra`` steps on
-  ``embedded`` stop/start/restart the in-process relay on the same store (other targets need
-  a provider with that backend and are reported as errors here);
+- ``network`` steps drive :class:`~simulator.network.Network`; ``infra`` steps on ``server``
+  stop, kill, start, restart, pause and unpause in-process relay replicas (all of them, or the
+  one ``replica:`` names; the scenario's ``infrastructure:`` says how many share the stores,
+  :mod:`simulator.replicas`); other targets need a provider with that backend;
 - ``compromise`` steps build the adversary's view (docs/simulator.md has the table) — and
   device compromises snapshot that device's full state *now*; every view is then *used*:
   every captured envelope is tried against any key material the view holds
@@ -40,6 +41,7 @@ from semafore.client.errors import ClientError
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
 from semafore.server.oplog import LOGGER_NAME, configure_logging
+from semafore.server.push import PushPort
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator import inventory as inv
@@ -56,6 +58,7 @@ from simulator.oracle import (
     OracleError,
     canary,
 )
+from simulator.replicas import LocalPushBus, ReplicaError
 from simulator.report.model import AdversaryView, Outcome, ScenarioResult, SourceSummary
 from simulator.scenario.model import (
     AddDevice,
@@ -239,7 +242,10 @@ class Execution:
         # log line or a queued envelope, so the oracle must fail the scenario (issue 5).
         self.sent_bodies: dict[str, bytes] = {}
         overrides = {} if leak == "off" else {"leak": leak, "leak_source": self.sent_bodies.get}
-        self.fleet = Fleet(seed=seed, network=True, capture=True, settings_overrides=overrides)
+        deployment = scenario.infrastructure
+        self.fleet = Fleet(seed=seed, network=True, capture=True, settings_overrides=overrides,
+                           replicas=deployment.server_replicas, pins=deployment.pins(),
+                           push=self._push_hub if deployment.server_replicas > 1 else None)
         self.entropy = SeededEntropy(f"scenario:{scenario.name}:{seed}").fork("canaries")
         self.oracle = Oracle()
         self.messages: list[Message] = []
@@ -253,6 +259,16 @@ class Execution:
         self.identities: dict[str, tuple[bytes, bytes]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _push_hub(self, index: int) -> PushPort:
+        """Replica ``index``'s push hub: Redis pub/sub on real backends (what production
+        replicas use, seed §3.4); on ``embedded`` one in-process bus for every replica."""
+        handles = self.infra.handles
+        if handles is None:
+            bus = self._bus = getattr(self, "_bus", None) or LocalPushBus()
+            return bus.hub()
+        hub: PushPort = handles.push_hub(f"sim-replica-{index}")
+        return hub
 
     def now_ms(self) -> float:
         return round((self.fleet.clock.now() - self.t0) * 1000.0, 3)
@@ -336,7 +352,11 @@ class Execution:
             "undecryptable": sum(c.counters.undecryptable for c in clients),
             "resets_sent": sum(c.counters.resets_sent for c in clients),
             "device_set_retries": sum(c.counters.device_set_retries for c in clients),
+            "reconnects": sum(c.counters.reconnects for c in clients),
         }
+        if len(self.fleet.replicas) > 1:
+            stats["server_replicas"] = len(self.fleet.replicas)
+            stats["replica_starts"] = sum(r.starts for r in self.fleet.replicas)
         if self.fleet.network is not None:
             totals = self.fleet.network.totals()
             stats.update(wire_records=len(self.fleet.network.captured),
@@ -355,6 +375,9 @@ class Execution:
         self.fleet.stores = await self.infra.start()
         await self.fleet.start([o.id for o in sc.organisations])
         self.t0 = self.fleet.clock.now()
+        for step in sc.all_steps():  # armed before the send they name runs (it comes first)
+            if isinstance(step, Infra) and step.during is not None:
+                self.pending_infra[step.during] = step
         admins: dict[str, str] = {}
         for step in sc.all_steps():
             if isinstance(step, Broadcast):
@@ -373,7 +396,15 @@ class Execution:
                 await self._install(DeviceRef(user.id, device))
         await self.fleet.connect_all()
         self.event(None, "setup", f"{len(sc.users)} users, "
-                   f"{len(sc.initial_devices())} devices on the in-process relay")
+                   f"{len(sc.initial_devices())} devices on the in-process relay"
+                   + (f" ({len(self.fleet.replicas)} replicas)" if len(self.fleet.replicas) > 1
+                      else ""))
+        if len(self.fleet.replicas) > 1:
+            placed = {f"{ref.user}/{ref.device}": self.fleet.replica_of(f"{ref.user}:{ref.device}")
+                      for ref in sc.initial_devices()}
+            self.event(None, "replicas", f"{len(self.fleet.replicas)} relay replicas on one set "
+                       "of stores; devices fail over in replica order",
+                       placement=", ".join(f"{d}={i}" for d, i in placed.items()))
 
     async def _install(self, ref: DeviceRef) -> DeviceClient:
         client = await self.fleet.add_device(f"{ref.user}/{ref.device}", connect=True)
@@ -440,11 +471,10 @@ class Execution:
         elif isinstance(step, Network):
             self._network(step)
         elif isinstance(step, Infra):
-            if step.during is not None:
-                self.pending_infra[step.during] = step
-                self.event(step, "infra_armed", f"{step.action.value} {step.target.value} "
-                           f"armed for the send of {step.during}")
-            else:
+            if step.during is not None and self.pending_infra.get(step.during) is step:
+                del self.pending_infra[step.during]  # the send never reached its midpoint
+                await self._infra(step)
+            elif step.during is None:
                 await self._infra(step)
         elif isinstance(step, Reinstall):
             await self._snapshot_keys(step.device)
@@ -492,8 +522,10 @@ class Execution:
         keys = client.device.keys.identity
         self.identities[client.address] = (keys.ik.public, keys.sik.public)
 
-    async def _with_armed_infra(self, label: str, action: Any) -> Any:
-        infra = self.pending_infra.pop(label, None)
+    async def _with_armed_infra(self, label: str | None, action: Any) -> Any:
+        """Run ``action`` (a send); an infra step armed for ``label`` hits while it is in
+        flight (the step's own event names the send)."""
+        infra = self.pending_infra.pop(label, None) if label is not None else None
         if infra is None:
             return await action
         task = asyncio.ensure_future(action)
@@ -503,16 +535,19 @@ class Execution:
 
     async def _send(self, step: Send) -> None:
         client = self.client(step.sender)
-        for label in self._labels(step.label, step.count):
+        labels = self._labels(step.label, step.count)
+        for position, label in enumerate(labels):
             msg = self._new_message(label, step.sender, step.to, step)
             msg.withheld = step.withhold
+            # an infra step ``during`` this send hits halfway through a burst
+            armed = step.label if position == len(labels) // 2 else None
             body = self._body(msg, step.size, step.text)
             message_id = client.new_message_id()
             self.sent_bodies[message_id] = body
             for user in step.to:
                 try:
                     result = await self._with_armed_infra(
-                        step.label,
+                        armed,
                         client.send_text(user, body, message_id=message_id,
                                          withhold=step.withhold),
                     )
@@ -603,20 +638,38 @@ class Execution:
                    f"{f' {step.match}' if step.match else ''}, p={step.probability})")
 
     async def _infra(self, step: Infra) -> None:
+        during = f" during {step.during}" if step.during else ""
         if step.target is not InfraTarget.SERVER:
             await self.infra.fault(step.target, step.action)
-            self.event(step, "infra", f"{step.action.value} {step.target.value} "
+            self.event(step, "infra", f"{step.action.value} {step.target.value}{during} "
                        f"({self.infra.name} provider)")
             return
-        if step.action in (InfraAction.PAUSE, InfraAction.UNPAUSE):
-            raise ExecutorError("pause/unpause of the in-process relay is not supported")
-        if step.action in (InfraAction.STOP, InfraAction.KILL):
-            await self.fleet.stop_relay()
-        elif step.action is InfraAction.START:
-            await self.fleet.start_relay(self.fleet.server.port if self.fleet.server else 0)
-        else:
-            await self.fleet.restart_relay()
-        self.event(step, "infra", f"{step.action.value} server (in-process relay, same store)")
+        fleet = self.fleet
+        chosen = ([step.replica] if step.replica is not None
+                  else [r.index for r in fleet.replicas])
+        action = step.action
+        try:
+            for index in chosen:
+                if action is InfraAction.STOP:
+                    await fleet.stop_relay(replica=index)
+                elif action is InfraAction.KILL:
+                    await fleet.stop_relay(replica=index, kill=True)
+                elif action is InfraAction.START:
+                    await fleet.start_relay(replica=index)
+                elif action is InfraAction.RESTART:
+                    await fleet.restart_relay(replica=index)
+                elif action is InfraAction.PAUSE:
+                    fleet.pause_replica(index)
+                else:
+                    fleet.unpause_replica(index)
+        except ReplicaError as exc:
+            raise ExecutorError(f"infra {action.value} server: {exc}") from None
+        which = ("the relay" if len(fleet.replicas) == 1 and step.replica is None
+                 else "every replica" if step.replica is None else f"replica {step.replica}")
+        states = ", ".join(f"{r.index}:{r.state.value}" for r in fleet.replicas)
+        self.event(step, "infra", f"{action.value} server{during}: {which} "
+                   f"(in-process, same stores; replicas {states})",
+                   replicas=states)
 
     async def _exhaust(self, step: ExhaustOpks) -> None:
         for ref in step.devices:

@@ -12,6 +12,7 @@ from simulator.scenario.model import (
     Compromise,
     CompromiseKind,
     Concurrently,
+    Deployment,
     DeviceRef,
     ExhaustOpks,
     Expectation,
@@ -39,7 +40,8 @@ from simulator.scenario.model import (
 
 __all__ = [
     "FORMAT_VERSION", "PROVIDERS", "AddDevice", "Assertion", "AssertionKind", "Attach", "Broadcast",
-    "Compromise", "CompromiseKind", "Concurrently", "DeviceRef", "ExhaustOpks", "Expectation",
+    "Compromise", "CompromiseKind", "Concurrently", "Deployment", "DeviceRef", "ExhaustOpks",
+    "Expectation",
     "Infra", "InfraAction", "InfraTarget", "MessageSelector", "MetadataClass", "Network",
     "NetworkFault", "Organisation", "ReadReceipt", "Reinstall", "RemoveDevice", "Replay",
     "RotateSpk", "Scenario", "ScenarioError", "Send", "SetOnline", "Step", "Sync", "User", "Wait",

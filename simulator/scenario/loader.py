@@ -33,6 +33,7 @@ from simulator.scenario.model import (
     Compromise,
     CompromiseKind,
     Concurrently,
+    Deployment,
     DeviceRef,
     ExhaustOpks,
     Expectation,
@@ -282,6 +283,7 @@ class _Builder:
         self.labels: set[str] = set()
         self.adversaries: dict[str, Compromise] = {}
         self.index = 0
+        self.server_replicas = 1
 
     # helpers
 
@@ -458,8 +460,42 @@ class _Builder:
         during = b.get("during")
         if during is not None:
             self.known_label(during, (*p, "during"))
-        return Infra(**c, action=InfraAction(b["action"]), target=InfraTarget(b["target"]),
-                     replica=b.get("replica", 0), during=during)
+        target = InfraTarget(b["target"])
+        replica = b.get("replica")
+        if replica is not None and target is not InfraTarget.SERVER:
+            raise self.ctx.error((*p, "replica"), f"'replica' applies to target server only "
+                                 f"({target.value} is one instance)")
+        if replica is not None and replica >= self.server_replicas:
+            raise self.ctx.error(
+                (*p, "replica"),
+                f"replica {replica} does not exist: the scenario runs {self.server_replicas} "
+                f"server replica(s), numbered 0-{self.server_replicas - 1} "
+                "(infrastructure.server_replicas)")
+        return Infra(**c, action=InfraAction(b["action"]), target=target, replica=replica,
+                     during=during)
+
+    def deployment(self, raw: dict[str, Any]) -> Deployment:
+        """``infrastructure:``; placed devices are checked once the whole timeline is known
+        (a device added by a later step may be placed too)."""
+        count = raw.get("server_replicas", 1)
+        self.server_replicas = count
+        return Deployment(server_replicas=count)
+
+    def placement(self, raw: dict[str, Any], deployment: Deployment) -> Deployment:
+        base: PathT = ("infrastructure", "placement")
+        out = []
+        for text, index in raw.get("placement", {}).items():
+            ref = DeviceRef.parse(text)
+            if ref not in self.ever_devices:
+                raise self.ctx.error((*base, text), f"device {text!r} is never installed")
+            if index >= deployment.server_replicas:
+                raise self.ctx.error(
+                    (*base, text),
+                    f"replica {index} does not exist: the scenario runs "
+                    f"{deployment.server_replicas} server replica(s), numbered "
+                    f"0-{deployment.server_replicas - 1}")
+            out.append((ref, index))
+        return Deployment(server_replicas=deployment.server_replicas, placement=tuple(out))
 
     def _reinstall(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
         return Reinstall(**c, device=self.device(b["device"], (*p, "device")))
@@ -616,7 +652,10 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
     data: dict[str, Any] = ctx.doc.data
     builder = _Builder(ctx)
     builder.cast(data)
+    infrastructure = data.get("infrastructure", {})
+    deployment = builder.deployment(infrastructure)
     steps = builder.steps(data["steps"], ("steps",))
+    deployment = builder.placement(infrastructure, deployment)
     _semantic(ctx, data, steps)
     return Scenario(
         version=data["version"],
@@ -633,6 +672,7 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
         path=path,
         source_digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         tags=tuple(data.get("tags", ())),
+        infrastructure=deployment,
     )
 
 

@@ -247,12 +247,14 @@ class InfraTarget(Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class Infra(Step):
-    """Stop/kill/pause/restart a backend or a server replica. ``during`` (optional) names a
-    message label: the fault is applied while that send is in flight (restart mid-delivery)."""
+    """Stop/kill/pause/restart a backend or a server replica. ``replica`` (target ``server``)
+    picks one relay replica by index; without it the fault hits every replica (the whole
+    application tier). ``during`` (optional) names a message label: the fault is applied while
+    that send is in flight, halfway through a ``count: n`` burst (restart mid-delivery)."""
 
     action: InfraAction
     target: InfraTarget
-    replica: int = 0
+    replica: int | None = None
     during: str | None = None
 
 
@@ -450,6 +452,21 @@ PROVIDERS = ("embedded", "local", "containers", "external")
 
 
 @dataclass(frozen=True, kw_only=True)
+class Deployment:
+    """The relay deployment a scenario runs against (``infrastructure:``): how many server
+    replicas share the stores (seed §3.4), and which replica a device connects to first
+    (``placement``; devices not placed are assigned from the seed). A device whose replica is
+    down fails over to the next one (docs/simulator.md "Server replicas")."""
+
+    server_replicas: int = 1
+    placement: tuple[tuple[DeviceRef, int], ...] = ()
+
+    def pins(self) -> dict[str, int]:
+        """``user:device`` -> replica index, as the fleet takes them."""
+        return {f"{ref.user}:{ref.device}": index for ref, index in self.placement}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     version: int
     name: str
@@ -465,6 +482,7 @@ class Scenario:
     path: Path | None = None
     source_digest: str = ""  # SHA-256 of the file bytes: a report names exactly what ran
     tags: tuple[str, ...] = field(default=())
+    infrastructure: Deployment = field(default=Deployment())
 
     def user(self, user_id: str) -> User:
         for user in self.users:

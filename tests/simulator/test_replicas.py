@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -76,8 +77,9 @@ def _run(body: Callable[[Fleet], Awaitable[None]], seed: int) -> None:
 
 
 def _connections(fleet: Fleet, index: int) -> int:
-    app = fleet.replica(index).app
-    return sum(len(c) for c in app.state.relay.hub._connections.values())  # type: ignore[attr-defined]
+    """Live device sockets held by one replica's relay (its push hub's registry)."""
+    app: Any = fleet.replica(index).app
+    return sum(len(c) for c in app.state.relay.hub._connections.values())
 
 
 def test_devices_on_different_replicas_get_pushes_across_replicas() -> None:
@@ -125,11 +127,11 @@ def test_a_killed_replica_resets_connections_while_a_stopped_one_closes_them() -
         b.connect()
         await b.wait_connected(20)
         assert _connections(fleet, 1) == 1  # back on its own replica once it is up
-        ws = b._ws
-        assert ws is not None
+        killed = b._ws
+        assert killed is not None
         await fleet.stop_relay(replica=1, kill=True)
-        await _eventually(lambda: ws.close_code is not None)
-        assert ws.close_code == 1006  # abnormal: no close frame, the connection was reset
+        await _eventually(lambda: killed.close_code is not None)
+        assert killed.close_code == 1006  # abnormal: no close frame, the connection was reset
 
     _run(body, seed=33)
 
