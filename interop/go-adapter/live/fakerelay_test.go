@@ -30,6 +30,12 @@ type fakeRelay struct {
 	bodies   [][]byte // every envelope body accepted
 	nextDel  int
 	rejected []string // codes of refused sends, in order
+	// legacy: a relay from before reset routing and the identity-only lookup (SRS1 bodies
+	// are 422 unknown_envelope_type, /v1/identities is 404 not_found)
+	legacy      bool
+	resets      int // raw SRS1 notices routed
+	identityGet int
+	bundleGet   int
 }
 
 func newFakeRelay(t *testing.T) (*fakeRelay, string) {
@@ -103,7 +109,24 @@ func (f *fakeRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.OPKs = append(u.OPKs, body.OPKs...)
 		f.keys[me] = u
 		reply(w, 200, relay.KeyCount{OPKCount: len(u.OPKs)})
+	case r.Method == http.MethodGet && path[0] == "identities" && !f.legacy:
+		f.identityGet++
+		var out []relay.Identity
+		for device, reg := range f.devices[path[1]] {
+			u, ok := f.keys[path[1]+"/"+device]
+			if ok && (len(path) < 3 || path[2] == device) {
+				out = append(out, relay.Identity{UserID: path[1], DeviceID: device, RegistrationID: reg, IK: u.IK, SIK: u.SIK})
+			}
+		}
+		if len(out) == 0 {
+			refuse(w, 404, "no_keys", nil)
+			return
+		}
+		reply(w, 200, map[string]any{"user_id": path[1], "devices": out})
+	case r.Method == http.MethodGet && path[0] == "identities": // legacy: no such route
+		refuse(w, 404, "not_found", nil)
 	case r.Method == http.MethodGet && path[0] == "keys":
+		f.bundleGet++
 		user := path[1]
 		var out []relay.DeviceBundle
 		for device, reg := range f.devices[user] {
@@ -187,6 +210,11 @@ func (f *fakeRelay) send(w http.ResponseWriter, r *http.Request, who [2]string, 
 	}
 	var missing, extra, stale []string
 	given := map[string]bool{}
+	reset := len(req.Envelopes) > 0 && string(req.Envelopes[0].Body[:4]) == "SRS1"
+	if reset && f.legacy {
+		refuse(w, 422, "unknown_envelope_type", nil)
+		return
+	}
 	for _, e := range req.Envelopes {
 		given[e.DeviceID] = true
 		reg, ok := current[e.DeviceID]
@@ -196,13 +224,13 @@ func (f *fakeRelay) send(w http.ResponseWriter, r *http.Request, who [2]string, 
 		case reg != e.RegistrationID:
 			stale = append(stale, e.DeviceID)
 		}
-		if m := string(e.Body[:4]); m != "SMX1" && m != "DRV1" {
+		if m := string(e.Body[:4]); (m != "SMX1" && m != "DRV1" && !reset) || (reset && (m != "SRS1" || len(e.Body) != 36)) {
 			refuse(w, 422, "unknown_envelope_type", nil)
 			return
 		}
 	}
 	for d := range current {
-		if !given[d] {
+		if !given[d] && !reset { // a reset notice concerns one device: no set to cover
 			missing = append(missing, d)
 		}
 	}
@@ -217,12 +245,17 @@ func (f *fakeRelay) send(w http.ResponseWriter, r *http.Request, who [2]string, 
 		refuse(w, 410, "stale_devices", map[string]any{"stale": stale})
 		return
 	}
+	kind := "message"
+	if reset {
+		kind = "reset"
+		f.resets++
+	}
 	for _, e := range req.Envelopes {
 		f.nextDel++
 		f.bodies = append(f.bodies, e.Body)
 		key := user + "/" + e.DeviceID
 		f.queues[key] = append(f.queues[key], relay.QueuedEnvelope{
-			DeliveryID: fmt.Sprintf("d%d", f.nextDel), MessageID: req.MessageID, Kind: "message",
+			DeliveryID: fmt.Sprintf("d%d", f.nextDel), MessageID: req.MessageID, Kind: kind,
 			SenderUserID: who[0], SenderDeviceID: who[1], Body: e.Body,
 		})
 	}

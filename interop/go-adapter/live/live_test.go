@@ -199,7 +199,7 @@ func TestFanOutSyncCopiesAndReinstall(t *testing.T) {
 	c.expect(bob2, false, bob, "alice", back) // the laptop re-pins its own user's new phone
 }
 
-func TestDuplicatesAreDroppedAndUndecryptableFramesReported(t *testing.T) {
+func TestDuplicatesAreDropped(t *testing.T) {
 	c, f := newConvo(t)
 	alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
 	m1, _, _ := c.send(alice, "bob", true)
@@ -219,28 +219,71 @@ func TestDuplicatesAreDroppedAndUndecryptableFramesReported(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].MessageID != m2 || got[1].Error != protocol.ErrDuplicateMessage {
 		t.Fatalf("redelivered frame: %+v %v", got, err)
 	}
+	if f.resets != 0 {
+		t.Fatal("a duplicate frame is no reason to reset the session")
+	}
+}
 
-	_, _, env := c.send(alice, "bob", true)
-	tampered := append([]byte(nil), env[0].Body...)
-	tampered[len(tampered)-1] ^= 1
-	f.queues["bob/phone"][0].Body = tampered
-	got, err = bob.Receive(false)
-	if err != nil || len(got) != 1 || got[0].Error != protocol.ErrDecryptionFailed {
-		t.Fatalf("a tampered frame is reported, not fatal: %+v %v", got, err)
+// An undecryptable frame is reported in its entry and answered with a SPEC §4 reset notice:
+// a bare SRS1 to the failing device where the relay routes them, end to end otherwise.
+func TestAnUndecryptableFrameIsReportedAndResetsTheSession(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy=%v", legacy), func(t *testing.T) {
+			c, f := newConvo(t)
+			f.legacy = legacy
+			alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
+			c.device("alice", "laptop")
+			m1, _, _ := c.send(alice, "bob", true)
+			c.expect(bob, false, alice, "", m1)
+			m2, _, _ := c.send(bob, "alice", true)
+			c.expect(alice, false, bob, "", m2)
+
+			_, _, env := c.send(alice, "bob", true)
+			tampered := append([]byte(nil), env[0].Body...)
+			tampered[len(tampered)-1] ^= 1
+			f.queues["bob/phone"][0].Body = tampered
+			laptop := len(f.queues["alice/laptop"])
+			got, err := bob.Receive(false)
+			if err != nil || len(got) != 1 || got[0].Error != protocol.ErrDecryptionFailed {
+				t.Fatalf("a tampered frame is reported, not fatal: %+v %v", got, err)
+			}
+			if got[0].EnvelopeSHA256 != hex.EncodeToString(sha(tampered)) {
+				t.Fatalf("the entry names the envelope by its SHA-256")
+			}
+			if routed := f.resets == 1; routed == legacy {
+				t.Fatalf("raw SRS1 notices routed: %d (legacy relay %v)", f.resets, legacy)
+			}
+			if added := len(f.queues["alice/laptop"]) - laptop; added != map[bool]int{false: 0, true: 1}[legacy] {
+				t.Fatalf("alice's laptop got %d envelopes: a routed notice goes to the failing device only, an e2e one to every device", added)
+			}
+			if got, err := alice.Receive(false); err != nil || len(got) != 0 {
+				t.Fatalf("a reset notice is no message: %+v %v", got, err)
+			}
+			m4, _, env := c.send(alice, "bob", true)
+			if magic(env, "bob:phone") != "SMX1" {
+				t.Fatal("after an honoured reset the next message bootstraps a new session")
+			}
+			c.expect(bob, false, alice, "", m4)
+		})
 	}
-	sum := hex.EncodeToString(sha(tampered))
-	if got[0].EnvelopeSHA256 != sum {
-		t.Fatalf("the entry names the envelope by its SHA-256")
+}
+
+func TestSendersArePinnedWithoutSpendingTheirPrekeys(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		c, f := newConvo(t)
+		f.legacy = legacy
+		alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
+		m1, _, _ := c.send(alice, "bob", true) // claims one of bob's OPKs
+		before := f.bundleGet
+		c.expect(bob, false, alice, "", m1)
+		if legacy && (f.bundleGet != before+1 || f.identityGet != 0) {
+			t.Fatal("a relay without the identity lookup is asked for the bundle")
+		}
+		if !legacy && (f.bundleGet != before || f.identityGet != 1 || len(f.keys["alice/phone"].OPKs) != 5) {
+			t.Fatalf("bob pinned alice with %d bundle and %d identity fetches; alice has %d OPKs left",
+				f.bundleGet-before, f.identityGet, len(f.keys["alice/phone"].OPKs))
+		}
 	}
-	// bob answered with a SPEC §4 reset notice (end to end): alice starts over with an SMX1
-	if got, err := alice.Receive(false); err != nil || len(got) != 0 {
-		t.Fatalf("a reset notice is no message: %+v %v", got, err)
-	}
-	m4, _, env := c.send(alice, "bob", true)
-	if magic(env, "bob:phone") != "SMX1" {
-		t.Fatal("after an honoured reset the next message bootstraps a new session")
-	}
-	c.expect(bob, false, alice, "", m4)
 }
 
 func TestOperationErrorsNameTheirField(t *testing.T) {

@@ -106,8 +106,8 @@ func (d *Device) open(ctx context.Context, env relay.QueuedEnvelope) (Received, 
 		plaintext, err = d.decrypt(sender, env.Body)
 	}
 	if err != nil {
-		if key, ok := protocol.FailedFrameKey(env.Body); ok && d.hasSession(sender) && !isDuplicate(err) {
-			d.sendReset(ctx, env.SenderUserID, protocol.ResetNotice(key))
+		if key, ok := protocol.FailedFrameKey(env.Body); ok && !isDuplicate(err) {
+			d.sendReset(ctx, env.SenderUserID, env.SenderDeviceID, protocol.ResetNotice(key))
 		}
 		return fail(err)
 	}
@@ -144,30 +144,53 @@ func (d *Device) decrypt(sender string, body []byte) ([]byte, error) {
 	return d.record(sender).Decrypt(d.keys, remote, body)
 }
 
-// pinSender fetches a sender's identity (an SMX1 carries none, SPEC §2; the relay has no
-// identity-only lookup, so this claims one of its OPKs) and pins it. True if the pinned
-// identity changed.
+// pinSender fetches a sender's identity keys and pins them (an SMX1 carries none, SPEC §2).
+// It asks the identity-only lookup, which spends none of the sender's OPKs; a relay without
+// it (404 on the route) is asked for the bundle instead, whose SPK signature must verify.
+// True if the pinned identity changed.
 func (d *Device) pinSender(ctx context.Context, userID, deviceID string) bool {
 	address := Address(userID, deviceID)
 	ik0, sik0, had := d.identities.Pinned(address)
-	bundles, err := d.relay.Bundles(ctx, userID, deviceID)
-	if err != nil {
+	found, ok := d.lookupIdentity(ctx, userID, deviceID)
+	if !ok {
 		return false
 	}
-	for _, b := range bundles {
-		if b.UserID != userID || b.DeviceID != deviceID {
-			continue
-		}
-		if protocol.VerifySPK(b.SIK, []byte(b.SPK.KeyID), b.SPK.Pub, b.IK, b.SPK.Sig) != nil {
-			return false
-		}
-		d.trust(address, b.IK, b.SIK)
-		if devices := d.directory[userID]; devices != nil {
-			devices[deviceID] = b.RegistrationID
-		}
-		return !had || !equal(ik0, b.IK) || !equal(sik0, b.SIK)
+	d.trust(address, found.IK, found.SIK)
+	if devices := d.directory[userID]; devices != nil {
+		devices[deviceID] = found.RegistrationID
 	}
-	return false
+	return !had || !equal(ik0, found.IK) || !equal(sik0, found.SIK)
+}
+
+func (d *Device) lookupIdentity(ctx context.Context, userID, deviceID string) (relay.Identity, bool) {
+	ids, err := d.relay.Identities(ctx, userID, deviceID)
+	var rej *relay.Rejected
+	if errors.As(err, &rej) && rej.Status == 404 && rej.Code != "no_keys" {
+		return d.identityFromBundle(ctx, userID, deviceID)
+	}
+	if err != nil {
+		return relay.Identity{}, false
+	}
+	for _, id := range ids {
+		if id.UserID == userID && id.DeviceID == deviceID && len(id.IK) == protocol.KeySize && len(id.SIK) == protocol.KeySize {
+			return id, true
+		}
+	}
+	return relay.Identity{}, false
+}
+
+func (d *Device) identityFromBundle(ctx context.Context, userID, deviceID string) (relay.Identity, bool) {
+	bundles, err := d.relay.Bundles(ctx, userID, deviceID)
+	if err != nil {
+		return relay.Identity{}, false
+	}
+	for _, b := range bundles {
+		if b.UserID == userID && b.DeviceID == deviceID &&
+			protocol.VerifySPK(b.SIK, []byte(b.SPK.KeyID), b.SPK.Pub, b.IK, b.SPK.Sig) == nil {
+			return relay.Identity{UserID: userID, DeviceID: deviceID, RegistrationID: b.RegistrationID, IK: b.IK, SIK: b.SIK}, true
+		}
+	}
+	return relay.Identity{}, false
 }
 
 // handleReset honours a SPEC §4 reset notice naming the current session's sending ratchet
@@ -178,17 +201,32 @@ func (d *Device) handleReset(sender string, notice []byte) {
 	}
 }
 
-// sendReset tells a sender whose frame could not be decrypted to start over (SPEC §4). The
-// relay routes only SMX1/DR_V1 bodies, so the notice travels end to end as a "reset"
-// content to the sender's devices (only the one whose current key it names acts on it).
-// Best effort: a failure leaves the sender to time out as without the notice.
-func (d *Device) sendReset(ctx context.Context, userID string, notice []byte) {
-	id := make([]byte, 16)
-	if b, err := d.rng.RandomBytes(16, "message_id"); err == nil {
-		id = b
+// sendReset tells the one device whose frame could not be decrypted to start over
+// (SPEC §4): a bare "SRS1" || ratchet key envelope, which the relay routes to that device
+// alone (docs/server.md "Reset notices"). A relay that routes only SMX1/DR_V1 answers
+// 422 unknown_envelope_type; then, while a session with the sender can still send, the
+// notice travels end to end as a "reset" content. Best effort: on any other refusal (the
+// device is gone or re-registered) its next SMX1 starts afresh anyway.
+func (d *Device) sendReset(ctx context.Context, userID, deviceID string, notice []byte) {
+	id, err := d.rng.RandomBytes(16, "message_id")
+	if err != nil {
+		return
 	}
-	c := content.Content{ID: hex.EncodeToString(id), Kind: content.KindReset, At: unixSeconds(d.host.Now()), Body: notice}
-	_, _ = d.sendToUser(ctx, userID, c.Encode(), c.ID, true, true)
+	messageID := hex.EncodeToString(id)
+	reg, known := d.directory[userID][deviceID]
+	if !known {
+		found, ok := d.lookupIdentity(ctx, userID, deviceID)
+		if !ok {
+			return
+		}
+		reg = found.RegistrationID
+	}
+	_, err = d.relay.Send(ctx, userID, relay.SendRequest{MessageID: messageID,
+		Envelopes: []relay.Envelope{{DeviceID: deviceID, RegistrationID: reg, Body: notice}}})
+	if relay.IsCode(err, 422, "unknown_envelope_type") && d.hasSession(Address(userID, deviceID)) {
+		c := content.Content{ID: messageID, Kind: content.KindReset, At: unixSeconds(d.host.Now()), Body: notice}
+		_, _ = d.sendToUser(ctx, userID, c.Encode(), c.ID, true, true)
+	}
 }
 
 // replenishPrekeys tops up the relay's one-time prekeys after a peer bootstrapped with us,

@@ -284,6 +284,22 @@ func (c *Client) Bundles(ctx context.Context, userID, deviceID string) ([]Device
 	return out.Devices, nil
 }
 
+// Identities is GET /v1/identities/{user}[/{device}]: identity keys and registration ids of
+// the devices that published keys, claiming no OPK (for pinning a sender's identity).
+func (c *Client) Identities(ctx context.Context, userID, deviceID string) ([]Identity, error) {
+	path := "/v1/identities/" + url.PathEscape(userID)
+	if deviceID != "" {
+		path += "/" + url.PathEscape(deviceID)
+	}
+	var out struct {
+		Devices []Identity `json:"devices"`
+	}
+	if err := c.call(ctx, http.MethodGet, path, nil, &out, true); err != nil {
+		return nil, err
+	}
+	return out.Devices, nil
+}
+
 // Devices is GET /v1/devices: the caller's user's devices (the caller's own included).
 func (c *Client) Devices(ctx context.Context) ([]DeviceInfo, error) {
 	var out struct {

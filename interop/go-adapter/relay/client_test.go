@@ -209,3 +209,17 @@ func TestAckSendsBatchesOfAtMostMaxAck(t *testing.T) {
 		t.Fatalf("ack batches %v, acked %d, %v", sizes, len(acked), err)
 	}
 }
+
+func TestIdentitiesAsksTheIdentityOnlyLookup(t *testing.T) {
+	c := newClient(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/v1/identities/bob/phone" {
+			t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+		}
+		writeJSON(w, 200, map[string]any{"user_id": "bob", "devices": []any{map[string]any{
+			"user_id": "bob", "device_id": "phone", "registration_id": 9, "ik": "AQ==", "sik": "Ag=="}}})
+	})
+	ids, err := c.Identities(context.Background(), "bob", "phone")
+	if err != nil || len(ids) != 1 || ids[0].RegistrationID != 9 || ids[0].IK[0] != 1 || ids[0].SIK[0] != 2 {
+		t.Fatalf("identities: %+v %v", ids, err)
+	}
+}

@@ -116,3 +116,12 @@ type EnvelopePage struct {
 	Envelopes []QueuedEnvelope `json:"envelopes"`
 	More      bool             `json:"more"`
 }
+
+// Identity is one device's identity keys and registration id (GET /v1/identities/...).
+type Identity struct {
+	UserID         string `json:"user_id"`
+	DeviceID       string `json:"device_id"`
+	RegistrationID int64  `json:"registration_id"`
+	IK             []byte `json:"ik"`
+	SIK            []byte `json:"sik"`
+}
