@@ -4,11 +4,14 @@ kill, stop, start, pause and unpause on one replica (issue 5; seed §3.4)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from semafore.infra.testing import unavailable
 from simulator.executor import run_scenario
 from simulator.report import Outcome, Verdict
-from simulator.scenario import DeviceRef, Infra, ScenarioError, loads
+from simulator.scenario import DeviceRef, Infra, ScenarioError, load, loads
 
 HEAD = """version: 1
 name: replicas
@@ -140,3 +143,21 @@ def test_unpausing_a_running_replica_is_a_run_error_naming_it() -> None:
                                          "replica: 1}", "infrastructure: {server_replicas: 2}")))
     assert result.verdict is Verdict.ERROR
     assert result.error is not None and "replica-1 is running, not paused" in result.error
+
+
+CATALOGUE = Path(__file__).resolve().parents[2] / "scenarios" / "desync"
+
+
+@pytest.mark.slow
+@pytest.mark.backend
+@pytest.mark.parametrize("name", ["replica-killed-mid-delivery", "replica-paused-then-unpaused"])
+def test_replica_scenarios_pass_on_local_backends(name: str) -> None:
+    """The same files on real redis-server, weed and FerretDB: each replica then has its own
+    Redis pub/sub push hub (what production replicas use). Skips locally without the
+    binaries, fails in CI."""
+    result = run_scenario(load(CATALOGUE / f"{name}.yaml"), provider="local")
+    if result.error and ("not installed" in result.error or "Unavailable" in result.error):
+        unavailable(result.error.splitlines()[0])
+    problems = [f"line {a.line} {a.kind}: {a.outcome.value} {a.summary} {a.evidence[:3]}"
+                for a in result.assertions if a.outcome is not Outcome.HELD]
+    assert result.verdict is Verdict.PASS, (result.error, problems)
