@@ -152,6 +152,8 @@ class Fleet:
     ) -> None:
         if replicas < 1:
             raise ValueError("a fleet needs at least one relay replica")
+        if url is not None and replicas != 1:
+            raise ValueError("replicas run in this process; a fleet aimed at a url has one relay")
         for address, index in (pins or {}).items():
             if not 0 <= index < replicas:
                 raise ValueError(f"{address} is pinned to replica {index}; there are "

@@ -44,6 +44,8 @@ def test_seeded_assignment_spreads_devices_over_the_replicas() -> None:
 def test_a_pin_outside_the_replica_set_is_refused() -> None:
     with pytest.raises(ValueError, match="replica 2"):
         Fleet(replicas=2, pins={"alice/phone": 2})
+    with pytest.raises(ValueError, match="aimed at a url"):
+        Fleet(replicas=2, url="http://127.0.0.1:9")
 
 
 async def _eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -161,3 +161,17 @@ def test_replica_scenarios_pass_on_local_backends(name: str) -> None:
     problems = [f"line {a.line} {a.kind}: {a.outcome.value} {a.summary} {a.evidence[:3]}"
                 for a in result.assertions if a.outcome is not Outcome.HELD]
     assert result.verdict is Verdict.PASS, (result.error, problems)
+
+
+def test_a_replica_kill_replays_byte_for_byte_under_the_same_seed() -> None:
+    """Assignment, failover order and back-off all derive from the seed: two runs send the
+    same envelopes (the transcript digest) and place the devices alike."""
+    scenario_file = load(CATALOGUE / "replica-killed-mid-delivery.yaml")
+    runs = [run_scenario(scenario_file) for _ in range(2)]
+    for result in runs:
+        assert result.verdict is Verdict.PASS, result.error
+    digests = [[e.details["sha256"] for e in r.timeline if e.kind == "transcript"] for r in runs]
+    placements = [[e.details["placement"] for e in r.timeline if e.kind == "replicas"]
+                  for r in runs]
+    assert digests[0] == digests[1] and len(digests[0]) == 1
+    assert placements[0] == placements[1] == ["alice/phone=0, bob/phone=1, bob/laptop=0"]
