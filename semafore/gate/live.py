@@ -644,6 +644,11 @@ class SourceScan:
     def scanned(self) -> bool:
         return bool(self.parts)
 
+    def why_not(self) -> str:
+        """The parts not read and why, e.g. ``redis not given (--relay-redis)``."""
+        return "; ".join(why if part == self.name else f"{part} {why}"
+                         for part, why in self.missing.items())
+
     def to_json(self) -> dict[str, Any]:
         return {
             "scanned": self.scanned,
@@ -741,8 +746,16 @@ def _dump_seaweedfs(filer_url: str, namespace: str | None) -> list[Any]:
 
     if namespace is None:
         return dumps.dump_seaweedfs(filer_url)
+    import urllib.error
+
+    try:
+        paths = dumps.seaweedfs_files(filer_url, f"/semafore/{namespace}")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+        paths = []  # the namespace has stored no object yet (attachments only)
     items = []
-    for path in dumps.seaweedfs_files(filer_url, f"/semafore/{namespace}"):
+    for path in paths:
         url = filer_url.rstrip("/") + urllib.parse.quote(path)
         with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (operator's URL)
             items.append(dumps.Item(f"seaweedfs:{path}", response.read()))
@@ -892,9 +905,12 @@ async def run_live(
         with contextlib.suppress(OracleError):
             oracle.register_canary(label, value)
 
+    identifiers: set[str] = set()
+
     def register_identifier(kind: str, value: str) -> None:
         with contextlib.suppress(OracleError):
             oracle.register_identifier(kind, value)
+            identifiers.add(value)
 
     observer = _Observer(register_canary, register_identifier)
     async with _relay(relay, org, access) as (url, admin, collect):
@@ -924,12 +940,12 @@ async def run_live(
                 if on_cell is not None:
                     on_cell(cell)
         sources = [_wire_source(observer), *await collect()]
-    await asyncio.to_thread(_judge, report, oracle, sources, require)
+    await asyncio.to_thread(_judge, report, oracle, sources, require, len(identifiers))
     return report
 
 
 def _judge(report: LiveReport, oracle: Any, sources: list[SourceScan],
-           require: tuple[str, ...]) -> None:
+           require: tuple[str, ...], identifiers: int) -> None:
     """Scan every source's chunks at once, attribute hits to the cells whose canary leaked,
     and record exactly which sources were and were not read."""
     scan = oracle.scan([chunk for source in sources for chunk in source.chunks])
@@ -939,7 +955,7 @@ def _judge(report: LiveReport, oracle: Any, sources: list[SourceScan],
         source = next(s for s in sources if s.name == name)
         if not source.scanned:
             errors.append(f"{name}: required (--require-source) but not scanned: "
-                          + "; ".join(f"{k} {v}" for k, v in source.missing.items()))
+                          f"{source.why_not()}")
     by_source: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sources}
     for hit in hits:
         by_source.setdefault(source_of(str(hit["tier"])), []).append(hit)
@@ -949,12 +965,12 @@ def _judge(report: LiveReport, oracle: Any, sources: list[SourceScan],
         "clean": not hits,
         "complete": all(s.scanned for s in sources),
         "scanned": [s.name for s in sources if s.scanned],
-        "not_scanned": {s.name: "; ".join(f"{k} {v}" for k, v in s.missing.items())
-                        for s in sources if not s.scanned},
+        "not_scanned": {s.name: s.why_not() for s in sources if not s.scanned},
         "sources": {s.name: {**s.to_json(), "hits": len(by_source.get(s.name, []))}
                     for s in sources},
         "errors": errors,
         "canaries": sum(1 for s in oracle.secrets if s.kind == "canary"),
+        "identifiers": identifiers,  # searched raw in log lines (seed §2.3)
         "bytes_by_tier": dict(scan.bytes_by_tier),
         "items_by_tier": dict(scan.items_by_tier),
         "hits": hits,

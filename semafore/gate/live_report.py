@@ -70,7 +70,7 @@ def render_terminal(report: LiveReport, console: Console) -> None:
                 hits = source.get("hits", 0)
                 sources.add_row(name, "[green]yes[/]", what, f"[red]{hits}[/]" if hits else "0")
             else:
-                why = "; ".join(f"{k} {v}" for k, v in source.get("not_scanned", {}).items())
+                why = str(oracle.get("not_scanned", {}).get(name, ""))
                 why += "".join(f"\n[red]error: {e}[/]" for e in source.get("errors", []))
                 sources.add_row(name, "[yellow]NO[/]", why, "-")
         console.print(sources)
@@ -150,7 +150,7 @@ def write_junit(report: LiveReport, path: Path) -> None:
         hits = [h for h in oracle.get("hits", []) if _source_of_tier(str(h["tier"])) == name]
         problems = [e for e in oracle.get("errors", []) if e.startswith(f"{name}:")]
         if source is None or not source.get("scanned"):
-            why = "; ".join(f"{k} {v}" for k, v in (source or {}).get("not_scanned", {}).items())
+            why = str(oracle.get("not_scanned", {}).get(name, ""))
             if problems:
                 failures += 1
                 node = ET.SubElement(case, "failure", message="; ".join(problems))
