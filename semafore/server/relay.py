@@ -209,13 +209,14 @@ class Relay:
             raise ApiError(409, "user_exists", "user id taken", field="body.admin_user_id")
         now = self.now()
         secret = secrets.token_bytes(20)
-        try:
-            await acc.create_user(User(req.admin_user_id, now))
-            await acc.create_org(Org(req.org_id, req.name, now))
+        try:  # all or nothing: never an org without its admin, nor an admin without org
+            await acc.create_org_with_admin(
+                Org(req.org_id, req.name, now),
+                User(req.admin_user_id, now),
+                TotpEnrolment(req.admin_user_id, secret),
+            )
         except AlreadyExists as exc:  # lost a race with a concurrent signup
             raise ApiError(409, "org_exists", "organisation or user id taken") from exc
-        await acc.put_totp(TotpEnrolment(req.admin_user_id, secret))
-        await acc.put_membership(Membership(req.org_id, req.admin_user_id, "admin", now))
         await self.audit(
             req.org_id,
             "signup",

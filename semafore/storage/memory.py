@@ -44,6 +44,7 @@ from semafore.storage.ports import (
     TokenStore,
     TotpEnrolment,
     User,
+    check_signup,
 )
 
 
@@ -105,6 +106,26 @@ class MemoryAccountStore(_Dump, AccountStore):
         if org.org_id in self.orgs:
             raise AlreadyExists(org.org_id)
         self.orgs[org.org_id] = org
+
+    async def create_org_with_admin(self, org: Org, admin: User, totp: TotpEnrolment) -> None:
+        check_signup(org, admin, totp)
+        if org.org_id in self.orgs:
+            raise AlreadyExists(org.org_id)
+        if admin.user_id in self.users:
+            raise AlreadyExists(admin.user_id)
+        membership = Membership(org.org_id, admin.user_id, "admin", org.created_at)
+        # No await from the checks to the last write, so no other task sees half of it; a
+        # write that raises anyway (out of memory) undoes the ones before it.
+        try:
+            self.users[admin.user_id] = admin
+            self.orgs[org.org_id] = org
+            self.totp[admin.user_id] = totp
+            self.memberships[(org.org_id, admin.user_id)] = membership
+        except BaseException:
+            self.users.pop(admin.user_id, None)
+            self.orgs.pop(org.org_id, None)
+            self.totp.pop(admin.user_id, None)
+            raise
 
     async def get_org(self, org_id: str) -> Org | None:
         return self.orgs.get(org_id)

@@ -22,6 +22,7 @@ are unchanged — expiry is always enforced by the caller comparing ``expires_at
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import uuid
@@ -31,7 +32,7 @@ from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from semafore.storage.ports import (
     AccountStore,
@@ -56,6 +57,7 @@ from semafore.storage.ports import (
     TokenStore,
     TotpEnrolment,
     User,
+    check_signup,
 )
 
 log = logging.getLogger(__name__)
@@ -179,6 +181,32 @@ class MongoAccountStore(_Part, AccountStore):
             )
         except DuplicateKeyError:
             raise AlreadyExists(org.org_id) from None
+
+    async def create_org_with_admin(self, org: Org, admin: User, totp: TotpEnrolment) -> None:
+        """Compensated, not transactional: FerretDB v1 has no multi-document transactions.
+
+        Writes user, org, TOTP, then the admin membership last (it is what grants access:
+        until it exists the org has no member and nobody can log in to it). Any failure
+        deletes what this call wrote, newest first, and re-raises. A crash of the relay
+        itself between the writes can still leave an unreachable org or user id behind."""
+        check_signup(org, admin, totp)
+        written: list[tuple[str, Doc]] = []
+        try:
+            await self.create_user(admin)
+            written.append(("users", {"_id": admin.user_id}))
+            await self.create_org(org)
+            written.append(("orgs", {"_id": org.org_id}))
+            written.append(("totp", {"_id": admin.user_id}))  # before: a half write counts
+            await self.put_totp(totp)
+            written.append(("memberships", {"org_id": org.org_id, "user_id": admin.user_id}))
+            await self.put_membership(
+                Membership(org.org_id, admin.user_id, "admin", org.created_at)
+            )
+        except BaseException:
+            for collection, key in reversed(written):
+                with contextlib.suppress(PyMongoError):
+                    await getattr(self.db, collection).delete_one(key)
+            raise
 
     @staticmethod
     def _org(doc: Doc) -> Org:

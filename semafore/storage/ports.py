@@ -97,8 +97,23 @@ class RetentionPolicy:
     audit_max_age: int | None = None
 
 
+def check_signup(org: Org, admin: User, totp: TotpEnrolment) -> None:
+    """The arguments of :meth:`AccountStore.create_org_with_admin` belong together."""
+    if totp.user_id != admin.user_id:
+        raise ValueError(f"totp enrolment is for {totp.user_id!r}, not the admin")
+
+
 class AccountStore(Protocol):
     async def create_org(self, org: Org) -> None: ...
+    async def create_org_with_admin(self, org: Org, admin: User, totp: TotpEnrolment) -> None:
+        """Signup, all or nothing: the org, its admin user (both new, else
+        :class:`AlreadyExists` and nothing written), the admin membership (joined at
+        ``org.created_at``) and the admin's TOTP enrolment. ``ValueError`` if ``totp`` is
+        not the admin's. SQLite: one transaction; memory: one synchronous step; MongoDB
+        (FerretDB v1 has no multi-document transactions): the membership is written last
+        and any failure deletes what this call wrote (compensation)."""
+        ...
+
     async def get_org(self, org_id: str) -> Org | None: ...
     async def update_org(self, org: Org) -> None: ...  # NotFound
     async def list_orgs(self) -> list[Org]: ...

@@ -50,6 +50,7 @@ from semafore.storage.ports import (
     TokenStore,
     TotpEnrolment,
     User,
+    check_signup,
 )
 
 SCHEMA_VERSION = 1
@@ -205,6 +206,31 @@ class SqliteAccountStore(_Port, AccountStore):
                 )
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(org.org_id) from exc
+
+    async def create_org_with_admin(self, org: Org, admin: User, totp: TotpEnrolment) -> None:
+        """One ``BEGIN IMMEDIATE`` transaction: every row or none (also across processes)."""
+        check_signup(org, admin, totp)
+        with self.db.tx() as cur:
+            taken = cur.execute(
+                "SELECT 'org' FROM orgs WHERE org_id = ? UNION ALL "
+                "SELECT 'user' FROM users WHERE user_id = ?",
+                (org.org_id, admin.user_id),
+            ).fetchone()
+            if taken is not None:
+                raise AlreadyExists(org.org_id if taken[0] == "org" else admin.user_id)
+            cur.execute(
+                "INSERT INTO orgs VALUES (?, ?, ?, ?, ?)",
+                (org.org_id, org.name, org.created_at, org.plan, org.seats),
+            )
+            cur.execute("INSERT INTO users VALUES (?, ?)", (admin.user_id, admin.created_at))
+            cur.execute(
+                "INSERT OR REPLACE INTO totp VALUES (?, ?, ?)",
+                (totp.user_id, totp.secret, totp.last_step),
+            )
+            cur.execute(
+                "INSERT INTO memberships VALUES (?, ?, 'admin', ?)",
+                (org.org_id, admin.user_id, org.created_at),
+            )
 
     async def get_org(self, org_id: str) -> Org | None:
         with self.db.read() as cur:
