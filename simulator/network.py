@@ -35,7 +35,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +455,7 @@ class DeviceLink:
             "down": network.rng_for(device, "http-down"),
         }
         self.http_seq = 0
+        self._handlers: set[asyncio.Task[Any]] = set()
         self.server: asyncio.Server | None = None
         self.port = 0
         self.connections: set[_Connection] = set()
@@ -496,11 +497,17 @@ class DeviceLink:
             self.server.close()
             with contextlib.suppress(Exception):
                 await self.server.wait_closed()
+        if self._handlers:  # let aborted connections' handlers end before the loop does
+            await asyncio.wait(set(self._handlers), timeout=2.0)
         for task in self._flush_tasks.values():
             if task is not None:
                 task.cancel()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         if self._is_cut("http") and self._is_cut("ws"):
             self.stats.refused += 1
             writer.transport.abort()
