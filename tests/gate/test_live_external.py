@@ -210,7 +210,13 @@ def test_a_relay_that_stores_plaintext_fails_the_gate_naming_the_delivery(
     assert wire, hits
     assert wire[0]["location"].startswith("fetched ") and "delivery" in wire[0]["location"]
     assert wire[0]["label"] == "spool->spool m1"
-    assert doc["cells"][0]["verdict"] == "fail"
+    stored = [h for h in hits if h["tier"] == "file"]
+    assert stored and stored[0]["location"].startswith(str(tmp_path / "db" / "relay.db"))
+    assert stored[0]["label"] == "spool->spool m1"
+    # the receiver could not open the plaintext it was handed: the cell names that first
+    cell = doc["cells"][0]
+    assert cell["verdict"] == "fail" and cell["step"] == "bootstrap"
+    assert "MalformedEnvelope" in cell["detail"]
 
 
 def test_stores_that_hold_no_trace_of_the_run_are_an_error_not_a_clean_scan(
