@@ -196,12 +196,12 @@ class Replica:
             raise ReplicaError(f"{self.name} did not start")
         self._server, self._task, self._sock, self._hub = server, task, sock, app.state.relay.hub
         self._front.backend = (HOST, sock.getsockname()[1])
+        self.state = ReplicaState.RUNNING
         try:
             self.port = await self._front.open(self.port)
         except OSError:
             await self.stop()
             raise ReplicaError(f"{self.name}: port {self.port} stays busy") from None
-        self.state = ReplicaState.RUNNING
         self.starts += 1
         log.info("replica_started", extra={"replica": self.name, "port": self.port})
 

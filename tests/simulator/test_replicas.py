@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -181,3 +182,23 @@ def test_replica_state_changes_are_checked() -> None:
             fleet.pause_replica(0)
 
     _run(body, seed=36)
+
+
+def test_a_replica_whose_port_is_taken_does_not_start_and_leaves_nothing_running() -> None:
+    async def body(fleet: Fleet) -> None:
+        replica = fleet.replica(1)
+        await fleet.stop_relay(replica=1)
+        squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        squatter.bind(replica.address)  # another process took the port meanwhile
+        squatter.listen()
+        try:
+            with pytest.raises(ReplicaError, match="stays busy"):
+                await fleet.start_relay(replica=1)
+            assert replica.state is ReplicaState.STOPPED
+        finally:
+            squatter.close()
+        await fleet.start_relay(replica=1)
+        assert fleet.replica(1).state is ReplicaState.RUNNING
+
+    _run(body, seed=37)
