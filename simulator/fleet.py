@@ -131,7 +131,7 @@ class Ledger:
 
 
 class Fleet:
-    """Virtual organisations, users and devices against one relay."""
+    """Virtual organisations, users and devices against the relay (one or more replicas)."""
 
     def __init__(
         self,
