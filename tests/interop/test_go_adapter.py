@@ -96,26 +96,53 @@ def test_go_primitives_pass_the_wycheproof_corpus(go_adapter: Path) -> None:
     assert report.passed
 
 
-def test_ci_entry_point_builds_and_gates_reference_and_go(go_adapter: Path, tmp_path: Path) -> None:
-    """interop/run-gate.sh is what CI runs: build, vectors verify, gate reference × go."""
+@pytest.fixture(scope="module")
+def ci_entry_point(go_adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
+    subprocess.CompletedProcess[str], Path
+]:
+    """One run of interop/run-gate.sh (what CI runs): build, vectors verify, the static gate
+    and the live gate, reference × go."""
+    reports = tmp_path_factory.mktemp("ci-gate")
     proc = subprocess.run(
         [str(ROOT / "interop" / "run-gate.sh")],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         env={
             **os.environ,
-            "GATE_REPORTS": str(tmp_path),
+            "GATE_REPORTS": str(reports),
             "VENV": str(Path(sys.executable).parents[1]),
+            "GATE_LIVE": "1",
         },
         check=False,
     )
+    return proc, reports
+
+
+def test_ci_entry_point_builds_and_gates_reference_and_go(
+    ci_entry_point: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, reports = ci_entry_point
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "gate.json").read_text())
+    summary = json.loads((reports / "gate.json").read_text())
     assert summary["verdict"] == "pass"
     assert [impl["name"] for impl in summary["impls"]] == ["reference", "go"]
-    assert (tmp_path / "gate.junit.xml").is_file()
+    assert (reports / "gate.junit.xml").is_file()
+
+
+def test_ci_entry_point_runs_the_live_matrix_reference_x_go(
+    ci_entry_point: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """The live gate runs even when vectors verify fails, so this holds on its own."""
+    proc, reports = ci_entry_point
+    live = json.loads((reports / "live.json").read_text())
+    assert live["verdict"] == "pass", proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [impl["name"] for impl in live["impls"]] == ["reference", "go"]
+    cells = {(c["sender"], c["receiver"]): c["verdict"] for c in live["cells"]}
+    assert cells == {(s, r): "pass" for s in ("reference", "go") for r in ("reference", "go")}
+    assert live["oracle"]["ran"] and live["oracle"]["clean"]
+    assert (reports / "live.junit.xml").is_file() and (reports / "live.html").is_file()
 
 
 def test_gate_cli_reports_a_pass_for_both(go_adapter: Path, tmp_path: Path) -> None:
