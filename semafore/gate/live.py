@@ -184,6 +184,7 @@ class _Observer:
     register_identifier: Callable[[str, str], None]
     wire: list[tuple[str, bytes]] = field(default_factory=list)  # (location, body)
     fetched: list[tuple[str, str]] = field(default_factory=list)  # (location, sha256 hex)
+    unhashed: dict[str, int] = field(default_factory=dict)  # impl -> items without a hash
     plaintexts: dict[str, str] = field(default_factory=dict)  # sha256 hex -> message label
 
 
@@ -364,6 +365,8 @@ class _Cell:
                 self.observer.fetched.append(
                     (f"{envelope} fetched by {dev.address} ({dev.impl})",
                      str(item["envelope_sha256"])))
+            else:
+                self.observer.unhashed[dev.impl] = self.observer.unhashed.get(dev.impl, 0) + 1
             if item.get("error") is not None:
                 raise StepFailure(
                     Verdict.FAIL,
@@ -694,6 +697,9 @@ def _wire_source(observer: _Observer) -> SourceScan:
                          f"({size} bytes)"
     scan.parts["fetched"] = f"{len(observer.fetched)} envelopes the receivers fetched, " \
                             f"{matched} byte-identical (SHA-256) to a scanned one"
+    for impl, count in sorted(observer.unhashed.items()):
+        scan.notes.append(f"{count} envelope(s) fetched by {impl} carried no envelope_sha256, "
+                          "so they could not be matched to a scanned one")
     if unmatched:
         scan.notes.append(
             f"{len(unmatched)} fetched envelope(s) match no reported one, so their bytes were "
