@@ -729,19 +729,33 @@ def _dump_mongodb(url: str, database: str | None) -> list[Any]:
 
 
 def _dump_redis(url: str, namespace: str | None) -> list[Any]:
-    """Every key (or only ``NAMESPACE:*`` keys) with its DUMP payload and logical value."""
+    """Every key (or only ``NAMESPACE:*`` keys of the URL's database, so credentials limited
+    to the relay's key pattern suffice) with its DUMP payload and logical value."""
     from semafore.infra import dumps
 
-    items = dumps.dump_redis(url)
     if namespace is None:
-        return items
-    prefix = namespace.encode() + b":"
-    # dump_redis names each key's items "<base>:key", "<base>:dump", "<base>:<type>"
-    bases = {item.source[: -len("key")] for item in items
-             if item.source.endswith(":key") and item.data.startswith(prefix)}
-    return [item for item in items
-            if item.source.startswith("redis-file:")
-            or item.source[: item.source.rfind(":") + 1] in bases]
+        return dumps.dump_redis(url)
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    items = []
+    try:  # the namespace is [A-Za-z0-9_-]+ (RelayAccess), so the pattern has no other glob
+        for key in client.scan_iter(match=f"{namespace}:*", count=dumps.PAGE):
+            dumped = client.dump(key)
+            if dumped is None:  # expired or deleted between SCAN and DUMP
+                continue
+            kind = client.type(key)
+            kind_s = kind.decode() if isinstance(kind, bytes) else str(kind)
+            base = f"redis:{db}:{key!r}"
+            items += [
+                dumps.Item(f"{base}:key", bytes(key)),
+                dumps.Item(f"{base}:dump", bytes(dumped)),
+                dumps.Item(f"{base}:{kind_s}", dumps._redis_value(client, key, kind_s)),
+            ]
+    finally:
+        client.close()
+    return items
 
 
 def _dump_seaweedfs(filer_url: str, namespace: str | None) -> list[Any]:
