@@ -668,8 +668,13 @@ class DeviceLink:
     async def _lose(self, conn: _Connection, after_s: float) -> None:
         """A lost unit: nothing more crosses this connection; the client sees it reset (after
         ``after_s``: a loss noticed by a timeout rather than a reset)."""
-        if after_s > 0:
-            await asyncio.sleep(after_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + after_s
+        while not conn.client_w.transport.is_closing():  # a cut or close ends the wait
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left, 0.05))
         conn.abort()
 
     async def _replay(self, request: bytes, upstream: tuple[str, int] | None) -> None:

@@ -146,6 +146,20 @@ def test_dropped_request_never_reaches_the_relay_and_the_client_sees_a_reset() -
     run(body)
 
 
+def test_drop_with_delay_ms_is_a_loss_the_client_notices_by_its_timeout() -> None:
+    async def body() -> None:
+        async with network() as (net, upstream):
+            net.add_fault("drop", device="a:p", channel="http", direction="up", count=1,
+                          delay_ms=30_000)
+            async with httpx.AsyncClient(base_url=net.links["a:p"].url, timeout=0.2) as http:
+                with pytest.raises(httpx.ReadTimeout):  # silence, not a reset
+                    await http.post("/a", content=b"lost")
+                assert upstream.seen == []
+                assert (await http.post("/a", content=b"next")).status_code == 200
+
+    run(body)
+
+
 def test_dropped_response_is_lost_after_the_relay_processed_the_request() -> None:
     async def body() -> None:
         async with network() as (net, upstream), client(net) as http:
