@@ -162,26 +162,10 @@ class Network:
         self.rules_added = 0
         self.route: Callable[[str], Sequence[tuple[str, int]]] | None = None
         """The relay addresses a device tries, in order (replicas); None: ``upstream``."""
-        self._frozen: dict[tuple[str, int], asyncio.Event] = {}
 
     def retarget(self, host: str, port: int) -> None:
         """Point every link at a new relay address (a restarted relay on another port)."""
         self.upstream = (host, port)
-
-    def freeze(self, host: str, port: int) -> None:
-        """Hold every byte to and from ``host:port`` until :meth:`thaw` (a paused replica)."""
-        self._frozen.setdefault((host, port), asyncio.Event())
-
-    def thaw(self, host: str, port: int) -> None:
-        event = self._frozen.pop((host, port), None)
-        if event is not None:
-            event.set()
-
-    async def gate(self, upstream: tuple[str, int]) -> None:
-        """Wait while ``upstream`` is frozen (returns at once otherwise)."""
-        event = self._frozen.get(upstream)
-        if event is not None:
-            await event.wait()
 
     def rng_for(self, device: str, stream: str = "") -> random.Random:
         """The seeded RNG of one device's stream (``""``: the WebSocket frames, as always)."""
