@@ -304,7 +304,7 @@ def live_command(
     oracle over the wire, the relay's stores and its logs. An external relay's stores and logs
     are read only when given (--relay-mongo/-redis/-seaweed/-store-file, or the
     SEMAFORE_PROVIDER=external URLs; --relay-log); the report names every source scanned and
-    not scanned. Exit 1 unless every cell passes and the oracle is clean.
+    not scanned. Exit 1 unless every cell passes and the oracle passes (no hit, no error).
     """
     import asyncio
 
