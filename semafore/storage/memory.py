@@ -39,6 +39,7 @@ from semafore.storage.ports import (
     RefreshToken,
     RefreshUse,
     RetentionPolicy,
+    SendRecord,
     SignedPrekeyRecord,
     Stores,
     TokenStore,
@@ -289,13 +290,35 @@ class MemoryKeyStore(_Dump, KeyStore):
 
 
 class MemoryQueueStore(_Dump, QueueStore):
-    _tables = ("queues", "deliveries")
+    _tables = ("queues", "deliveries", "sends")
 
     def __init__(self) -> None:
         # (user, device) -> delivery_id -> envelope, in arrival order.
         self.queues: dict[tuple[str, str], OrderedDict[str, QueuedEnvelope]] = {}
         self.deliveries: dict[str, DeliveryProof] = {}
+        self.sends: dict[tuple[str, str, str, str], SendRecord] = {}
         self._ids: set[str] = set()
+
+    async def enqueue_send(
+        self, record: SendRecord, envelopes: Sequence[QueuedEnvelope]
+    ) -> SendRecord | None:
+        recorded = self.sends.get(record.key)
+        if recorded is not None:
+            return recorded
+        await self.enqueue(envelopes)  # no await point inside: still one step
+        self.sends[record.key] = record
+        return None
+
+    async def get_send(
+        self, org_id: str, sender_user_id: str, sender_device_id: str, message_id: str
+    ) -> SendRecord | None:
+        return self.sends.get((org_id, sender_user_id, sender_device_id, message_id))
+
+    async def expire_sends(self, org_id: str, before: float) -> int:
+        old = [k for k, r in self.sends.items() if k[0] == org_id and r.accepted_at < before]
+        for key in old:
+            del self.sends[key]
+        return len(old)
 
     async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
         ids = [e.delivery_id for e in envelopes]

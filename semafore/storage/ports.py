@@ -271,9 +271,50 @@ class DeliveryProof:
     delivered_at: float
 
 
+@dataclass(frozen=True)
+class SendRecord:
+    """The send ledger's entry of one accepted send (issue #3: at-least-once, idempotent).
+
+    Keyed by (org, sender user, sender device, message id). ``digest`` is the SHA-256 of the
+    canonical envelope set (recipients, registration ids, body hashes), ``deliveries`` the
+    (recipient user, recipient device, delivery id) triples it was queued as: ids and digests
+    only, never a body. ``expires_at`` bounds the entry's life where the backend has TTLs
+    (Redis); everywhere the relay's retention job removes it (:meth:`QueueStore.expire_sends`).
+    """
+
+    org_id: str
+    sender_user_id: str
+    sender_device_id: str
+    message_id: str
+    digest: bytes
+    deliveries: tuple[tuple[str, str, str], ...]
+    accepted_at: float
+    expires_at: float
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.org_id, self.sender_user_id, self.sender_device_id, self.message_id)
+
+
 class QueueStore(Protocol):
     async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
         """Store all envelopes or none (AlreadyExists on a duplicate delivery id)."""
+        ...
+
+    async def enqueue_send(
+        self, record: SendRecord, envelopes: Sequence[QueuedEnvelope]
+    ) -> SendRecord | None:
+        """Record the send and queue its envelopes, all or nothing, iff no send with the
+        record's key is recorded: then return None. Otherwise write nothing and return the
+        recorded send (a retry, or a concurrent twin: exactly one of them queues).
+        AlreadyExists (and nothing written) on a duplicate delivery id."""
+        ...
+
+    async def get_send(
+        self, org_id: str, sender_user_id: str, sender_device_id: str, message_id: str
+    ) -> SendRecord | None: ...
+    async def expire_sends(self, org_id: str, before: float) -> int:
+        """Forget this org's sends accepted before ``before``; return how many."""
         ...
 
     async def fetch(self, user_id: str, device_id: str, limit: int) -> list[QueuedEnvelope]:

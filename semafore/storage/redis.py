@@ -10,6 +10,9 @@ Layout under a key prefix ``P`` (one namespace per deployment or test):
 - ``P:o:<org>``          zset: the org's queued ids scored by ``received_at`` (retention)
 - ``P:d:<delivery_id>``  hash: a delivery proof; ``P:dl:<org>`` zset (lexicographic paging),
   ``P:dt:<org>`` zset scored by ``delivered_at`` (retention)
+- ``P:s:<org>\\0<user>\\0<device>\\0<message_id>`` string: the send ledger entry (JSON of
+  ids and the envelope-set digest, never a body), with a TTL; ``P:so:<org>`` zset of those
+  suffixes scored by ``accepted_at`` (retention)
 - ``P:rl:<key>:<window index>`` counter with a TTL
 
 Each multi-key change is one Lua script, so it is atomic on the Redis server — across every
@@ -20,6 +23,7 @@ acknowledged enqueue must survive a crash of Redis itself.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
@@ -37,6 +41,7 @@ from semafore.storage.ports import (
     QueueStore,
     RateDecision,
     RateLimitStore,
+    SendRecord,
 )
 
 _ENV_FIELDS = (
@@ -52,28 +57,74 @@ _ENV_FIELDS = (
     "received_at",
 )
 
-# KEYS: none. ARGV: prefix, n, then per envelope: id, queue key suffix, org, received_at,
-# followed by field/value pairs (20 values). All ids are checked before anything is written.
-_ENQUEUE = """
-local p, n = ARGV[1], tonumber(ARGV[2])
+# Envelope writes shared by enqueue and enqueue_send. From ARGV[first]: per envelope its id,
+# queue key suffix, org, received_at, then field/value pairs (20 values).
+_ENQUEUE_FNS = """
 local stride = 4 + 20
-for i = 0, n - 1 do
-  local id = ARGV[3 + i * stride]
-  if redis.call('EXISTS', p .. ':e:' .. id) == 1 then return 0 end
+local function ids_free(p, n, first)
+  for i = 0, n - 1 do
+    if redis.call('EXISTS', p .. ':e:' .. ARGV[first + i * stride]) == 1 then return false end
+  end
+  return true
 end
-for i = 0, n - 1 do
-  local base = 3 + i * stride
-  local id, queue, org, at = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local seq = redis.call('INCR', p .. ':seq')
-  local fields = {}
-  for j = 0, 19 do fields[#fields + 1] = ARGV[base + 4 + j] end
-  fields[#fields + 1] = 'queue'
-  fields[#fields + 1] = queue
-  redis.call('HSET', p .. ':e:' .. id, unpack(fields))
-  redis.call('ZADD', p .. ':q:' .. queue, seq, id)
-  redis.call('ZADD', p .. ':o:' .. org, at, id)
+local function write(p, n, first)
+  for i = 0, n - 1 do
+    local base = first + i * stride
+    local id, queue, org, at = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+    local seq = redis.call('INCR', p .. ':seq')
+    local fields = {}
+    for j = 0, 19 do fields[#fields + 1] = ARGV[base + 4 + j] end
+    fields[#fields + 1] = 'queue'
+    fields[#fields + 1] = queue
+    redis.call('HSET', p .. ':e:' .. id, unpack(fields))
+    redis.call('ZADD', p .. ':q:' .. queue, seq, id)
+    redis.call('ZADD', p .. ':o:' .. org, at, id)
+  end
 end
+"""
+
+# ARGV: prefix, n, envelopes... -> 1 stored, 0 a delivery id exists (nothing written).
+# All ids are checked before anything is written.
+_ENQUEUE = (
+    _ENQUEUE_FNS
+    + """
+local p, n = ARGV[1], tonumber(ARGV[2])
+if not ids_free(p, n, 3) then return 0 end
+write(p, n, 3)
 return 1
+"""
+)
+
+# ARGV: prefix, send key suffix, org, accepted_at, ttl ms, record, n, envelopes...
+# -> {1} recorded and queued; {0, record} already recorded (nothing written); {-1} a delivery
+# id exists (nothing written). SET NX with a TTL is the ledger's insert-if-absent; the same
+# script queues, so the ledger entry and its envelopes exist together or not at all.
+_ENQUEUE_SEND = (
+    _ENQUEUE_FNS
+    + """
+local p, send, org, at, ttl, record = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local n = tonumber(ARGV[7])
+local key = p .. ':s:' .. send
+local recorded = redis.call('GET', key)
+if recorded then return {0, recorded} end
+if not ids_free(p, n, 8) then return {-1} end
+redis.call('SET', key, record, 'PX', ttl, 'NX')
+redis.call('ZADD', p .. ':so:' .. org, at, send)
+write(p, n, 8)
+return {1}
+"""
+)
+
+# ARGV: prefix, org, before -> count of ledger entries forgotten
+_EXPIRE_SENDS = """
+local p, org, before = ARGV[1], ARGV[2], ARGV[3]
+local sends = redis.call('ZRANGEBYSCORE', p .. ':so:' .. org, '-inf', '(' .. before)
+local gone = 0
+for _, send in ipairs(sends) do
+  gone = gone + redis.call('DEL', p .. ':s:' .. send)
+  redis.call('ZREM', p .. ':so:' .. org, send)
+end
+return gone
 """
 
 # Remove one envelope everywhere; shared by ack / expire / device deletion.
@@ -179,6 +230,21 @@ def _queue(user_id: str, device_id: str) -> str:
     return f"{user_id}\x00{device_id}"
 
 
+def _send_key(org_id: str, user_id: str, device_id: str, message_id: str) -> str:
+    return "\x00".join((org_id, user_id, device_id, message_id))
+
+
+def _send_record(key: tuple[str, str, str, str], value: object) -> SendRecord:
+    data = json.loads(_raw(value))
+    return SendRecord(
+        *key,
+        digest=bytes.fromhex(data["digest"]),
+        deliveries=tuple((str(u), str(d), str(i)) for u, d, i in data["deliveries"]),
+        accepted_at=float(data["accepted_at"]),
+        expires_at=float(data["expires_at"]),
+    )
+
+
 def _s(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -247,17 +313,18 @@ class RedisQueueStore(QueueStore):
         self._drop_queue = client.register_script(_DROP_QUEUE)
         self._record = client.register_script(_RECORD)
         self._expire_deliveries = client.register_script(_EXPIRE_DELIVERIES)
+        self._enqueue_send = client.register_script(_ENQUEUE_SEND)
+        self._expire_sends = client.register_script(_EXPIRE_SENDS)
 
     async def dump(self) -> list[tuple[str, bytes]]:
         return await self.ns.dump()
 
-    async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
+    @staticmethod
+    def _envelope_args(envelopes: Sequence[QueuedEnvelope]) -> list[Any]:
         ids = [e.delivery_id for e in envelopes]
         if len(set(ids)) != len(ids):
             raise AlreadyExists("delivery_id")
-        if not envelopes:
-            return
-        args: list[Any] = [self.ns.prefix, len(envelopes)]
+        args: list[Any] = [len(envelopes)]
         for e in envelopes:
             args += [
                 e.delivery_id,
@@ -268,7 +335,52 @@ class RedisQueueStore(QueueStore):
             for name in _ENV_FIELDS:
                 value = getattr(e, name)
                 args += [name, _f(value) if isinstance(value, float) else value]
-        if not await self._enqueue(args=args):
+        return args
+
+    async def enqueue_send(
+        self, record: SendRecord, envelopes: Sequence[QueuedEnvelope]
+    ) -> SendRecord | None:
+        r = record
+        value = json.dumps(
+            {
+                "digest": r.digest.hex(),
+                "deliveries": [list(d) for d in r.deliveries],
+                "accepted_at": r.accepted_at,
+                "expires_at": r.expires_at,
+            }
+        )
+        ttl_ms = max(1, math.ceil((r.expires_at - r.accepted_at) * 1000))
+        args = [
+            self.ns.prefix,
+            _send_key(*r.key),
+            r.org_id,
+            _f(r.accepted_at),
+            ttl_ms,
+            value,
+            *self._envelope_args(envelopes),
+        ]
+        result = await self._enqueue_send(args=args)
+        if int(result[0]) == 1:
+            return None
+        if int(result[0]) == -1:
+            raise AlreadyExists("delivery_id")
+        return _send_record(r.key, result[1])
+
+    async def get_send(
+        self, org_id: str, sender_user_id: str, sender_device_id: str, message_id: str
+    ) -> SendRecord | None:
+        key = (org_id, sender_user_id, sender_device_id, message_id)
+        value = await self.ns.client.get(self.ns.key("s", _send_key(*key)))
+        return _send_record(key, value) if value is not None else None
+
+    async def expire_sends(self, org_id: str, before: float) -> int:
+        return int(await self._expire_sends(args=[self.ns.prefix, org_id, _f(before)]))
+
+    async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
+        args = self._envelope_args(envelopes)
+        if not envelopes:
+            return
+        if not await self._enqueue(args=[self.ns.prefix, *args]):
             raise AlreadyExists("delivery_id")
 
     @staticmethod

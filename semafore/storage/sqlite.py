@@ -45,6 +45,7 @@ from semafore.storage.ports import (
     RefreshToken,
     RefreshUse,
     RetentionPolicy,
+    SendRecord,
     SignedPrekeyRecord,
     Stores,
     TokenStore,
@@ -97,6 +98,11 @@ CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, org_id TEXT
   sender_device_id TEXT NOT NULL, recipient_user_id TEXT NOT NULL,
   recipient_device_id TEXT NOT NULL, received_at REAL NOT NULL, delivered_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS deliveries_org ON deliveries (org_id, delivery_id);
+CREATE TABLE IF NOT EXISTS sends (org_id TEXT NOT NULL, sender_user_id TEXT NOT NULL,
+  sender_device_id TEXT NOT NULL, message_id TEXT NOT NULL, digest BLOB NOT NULL,
+  deliveries TEXT NOT NULL, accepted_at REAL NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY (org_id, sender_user_id, sender_device_id, message_id));
+CREATE INDEX IF NOT EXISTS sends_age ON sends (org_id, accepted_at);
 CREATE TABLE IF NOT EXISTS attachments (file_id TEXT PRIMARY KEY, org_id TEXT NOT NULL,
   owner_user_id TEXT NOT NULL, owner_device_id TEXT NOT NULL, size INTEGER NOT NULL,
   sha256 BLOB NOT NULL, recipients TEXT NOT NULL, created_at REAL NOT NULL,
@@ -512,29 +518,95 @@ def _envelope(row: Sequence[Any]) -> QueuedEnvelope:
     return QueuedEnvelope(*r)
 
 
+_SEND_COLS = (
+    "org_id, sender_user_id, sender_device_id, message_id, digest, deliveries, accepted_at, "
+    "expires_at"
+)
+
+
+def _send(row: Sequence[Any]) -> SendRecord:
+    deliveries = tuple((str(u), str(d), str(i)) for u, d, i in json.loads(row[5]))
+    return SendRecord(
+        row[0], row[1], row[2], row[3], bytes(row[4]), deliveries, row[6], row[7]
+    )
+
+
+def _insert_envelopes(cur: sqlite3.Cursor, envelopes: Sequence[QueuedEnvelope]) -> None:
+    cur.executemany(
+        f"INSERT INTO envelopes ({_ENV_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+        [
+            (
+                e.delivery_id,
+                e.org_id,
+                e.message_id,
+                e.kind,
+                e.sender_user_id,
+                e.sender_device_id,
+                e.recipient_user_id,
+                e.recipient_device_id,
+                e.body,
+                e.envelope_hash,
+                e.received_at,
+            )
+            for e in envelopes
+        ],
+    )
+
+
 class SqliteQueueStore(_Port, QueueStore):
+    async def enqueue_send(
+        self, record: SendRecord, envelopes: Sequence[QueuedEnvelope]
+    ) -> SendRecord | None:
+        """The ledger row and the envelopes in one transaction: a crash leaves both or none."""
+        r = record
+        try:
+            with self.db.tx() as cur:
+                inserted = cur.execute(
+                    f"INSERT INTO sends ({_SEND_COLS}) VALUES (?,?,?,?,?,?,?,?) "  # noqa: S608
+                    "ON CONFLICT DO NOTHING",
+                    (
+                        r.org_id,
+                        r.sender_user_id,
+                        r.sender_device_id,
+                        r.message_id,
+                        r.digest,
+                        json.dumps([list(d) for d in r.deliveries]),
+                        r.accepted_at,
+                        r.expires_at,
+                    ),
+                ).rowcount
+                if inserted:
+                    _insert_envelopes(cur, envelopes)
+                    return None
+                row = cur.execute(
+                    f"SELECT {_SEND_COLS} FROM sends WHERE org_id = ? AND "  # noqa: S608
+                    "sender_user_id = ? AND sender_device_id = ? AND message_id = ?",
+                    r.key,
+                ).fetchone()
+                return _send(row)
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists("delivery_id") from exc
+
+    async def get_send(
+        self, org_id: str, sender_user_id: str, sender_device_id: str, message_id: str
+    ) -> SendRecord | None:
+        with self.db.read() as cur:
+            row = cur.execute(
+                f"SELECT {_SEND_COLS} FROM sends WHERE org_id = ? AND "  # noqa: S608
+                "sender_user_id = ? AND sender_device_id = ? AND message_id = ?",
+                (org_id, sender_user_id, sender_device_id, message_id),
+            ).fetchone()
+        return _send(row) if row is not None else None
+
+    async def expire_sends(self, org_id: str, before: float) -> int:
+        with self.db.tx() as cur:
+            cur.execute("DELETE FROM sends WHERE org_id = ? AND accepted_at < ?", (org_id, before))
+            return cur.rowcount
+
     async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
         try:
             with self.db.tx() as cur:
-                cur.executemany(
-                    f"INSERT INTO envelopes ({_ENV_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
-                    [
-                        (
-                            e.delivery_id,
-                            e.org_id,
-                            e.message_id,
-                            e.kind,
-                            e.sender_user_id,
-                            e.sender_device_id,
-                            e.recipient_user_id,
-                            e.recipient_device_id,
-                            e.body,
-                            e.envelope_hash,
-                            e.received_at,
-                        )
-                        for e in envelopes
-                    ],
-                )
+                _insert_envelopes(cur, envelopes)
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists("delivery_id") from exc
 
