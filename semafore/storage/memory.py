@@ -321,14 +321,17 @@ class MemoryQueueStore(_Dump, QueueStore):
         return len(old)
 
     async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
-        ids = [e.delivery_id for e in envelopes]
-        if len(set(ids)) != len(ids) or any(i in self._ids for i in ids):
+        ids = {e.delivery_id for e in envelopes}
+        if len(ids) != len(envelopes) or not self._ids.isdisjoint(ids):
             raise AlreadyExists("delivery_id")
+        queues = self.queues
         for env in envelopes:
-            self.queues.setdefault(
-                (env.recipient_user_id, env.recipient_device_id), OrderedDict()
-            )[env.delivery_id] = env
-            self._ids.add(env.delivery_id)
+            key = (env.recipient_user_id, env.recipient_device_id)
+            queue = queues.get(key)
+            if queue is None:
+                queue = queues[key] = OrderedDict()
+            queue[env.delivery_id] = env
+        self._ids.update(ids)
 
     async def fetch(self, user_id: str, device_id: str, limit: int) -> list[QueuedEnvelope]:
         queue = self.queues.get((user_id, device_id))
@@ -491,23 +494,29 @@ def audit_matches(event: AuditEvent, query: AuditQuery) -> bool:
 
 
 class MemoryRateLimitStore(RateLimitStore):
+    """Fixed windows in a dict: one lookup and one store per hit (it runs twice per send)."""
+
+    MAX_KEYS = 100_000
+    ALLOWED = RateDecision(True, 0)  # frozen: one shared instance for every allowed hit
+
     def __init__(self) -> None:
         self.windows: dict[str, tuple[int, int]] = {}
 
-    MAX_KEYS = 100_000
-
     async def hit(self, key: str, limit: int, window: float, now: float) -> RateDecision:
         index = int(now // window)
-        if len(self.windows) > self.MAX_KEYS:  # forget closed windows: memory stays bounded
-            self.windows = {k: v for k, v in self.windows.items() if v[0] >= index}
-        current, count = self.windows.get(key, (index, 0))
-        if current != index:
+        windows = self.windows
+        entry = windows.get(key)
+        if entry is None or entry[0] != index:
+            if len(windows) >= self.MAX_KEYS:  # forget closed windows: memory stays bounded
+                windows = self.windows = {k: v for k, v in windows.items() if v[0] >= index}
             count = 0
+        else:
+            count = entry[1]
         if count >= limit:
-            self.windows[key] = (index, count)
+            windows[key] = (index, count)
             return RateDecision(False, max(1, math.ceil((index + 1) * window - now)))
-        self.windows[key] = (index, count + 1)
-        return RateDecision(True, 0)
+        windows[key] = (index, count + 1)
+        return self.ALLOWED
 
 
 def memory_stores() -> Stores:
