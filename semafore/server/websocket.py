@@ -26,6 +26,7 @@ close the device's sockets at once through the push hub.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import time
 from typing import Any
@@ -46,17 +47,20 @@ BACKLOG_PAGE = 256
 MAX_PUSH_BATCH = 64
 CLOSE_BAD_REQUEST = 4400
 CLOSE_AUTH = 4401
+_b64 = binascii.b2a_base64
 
 
 def _envelope_dict(env: QueuedEnvelope) -> dict[str, Any]:
+    """``models.EnvelopeOut`` as a dict (standard base64, as ``models.b64encode``), built
+    directly: this runs once per pushed envelope."""
     return {
         "delivery_id": env.delivery_id,
         "message_id": env.message_id,
         "kind": env.kind,
         "sender_user_id": env.sender_user_id,
         "sender_device_id": env.sender_device_id,
-        "body": m.b64encode(env.body),
-        "envelope_hash": m.b64encode(env.envelope_hash),
+        "body": _b64(env.body, newline=False).decode("ascii"),
+        "envelope_hash": _b64(env.envelope_hash, newline=False).decode("ascii"),
         "received_at": env.received_at,
     }
 
@@ -112,6 +116,14 @@ class DeviceSocket:
             writer.cancel()
             watchdog.cancel()
             await asyncio.gather(writer, watchdog, return_exceptions=True)
+
+    def _recheck_due(self) -> bool:
+        """Whether the token expired (a clock comparison, every time) or the store must be
+        asked again (at most every ``recheck`` seconds): the per-frame part, no await."""
+        return (
+            self.principal.expires_at <= self.relay.now()
+            or time.monotonic() - self.checked_at >= self.recheck
+        )
 
     async def _session_ended(self) -> bool:
         """Whether the token expired or its family was revoked; the store is read at most
@@ -184,11 +196,13 @@ class DeviceSocket:
                     return
                 if isinstance(item, QueuedEnvelope):
                     if item.delivery_id not in self.inflight:
-                        await flush_replies()
+                        if replies:
+                            await flush_replies()
                         self.inflight.add(item.delivery_id)
                         ready.append(_envelope_dict(item))
                 elif isinstance(item, dict):
-                    await flush_envelopes()
+                    if ready:
+                        await flush_envelopes()
                     replies.append(item)
                 else:  # "refill"
                     await flush_envelopes()
@@ -197,8 +211,10 @@ class DeviceSocket:
                 if outbox.empty():
                     break
                 item = outbox.get_nowait()
-            await flush_envelopes()
-            await flush_replies()
+            if ready:
+                await flush_envelopes()
+            if replies:
+                await flush_replies()
 
     def _reply(self, frame: dict[str, Any]) -> None:
         self.conn.outbox.put_nowait(frame)
@@ -206,7 +222,7 @@ class DeviceSocket:
     async def _reader(self) -> None:
         while True:
             text = await self.ws.receive_text()
-            if await self._session_ended():
+            if self._recheck_due() and await self._session_ended():
                 await self.ws.close(code=CLOSE_AUTH, reason="session ended")
                 return
             try:
