@@ -39,6 +39,7 @@ from semafore.server.tokens import (
 )
 from semafore.server.totp import matching_step, provisioning_uri, secret_base32
 from semafore.storage.ports import (
+    BROADCAST,
     AlreadyExists,
     AttachmentMeta,
     AuditEvent,
@@ -54,6 +55,7 @@ from semafore.storage.ports import (
     QueuedEnvelope,
     RateDecision,
     RetentionPolicy,
+    SendRecord,
     SignedPrekeyRecord,
     Stores,
     TotpEnrolment,
@@ -73,6 +75,14 @@ AUDIT_TYPES = (
     "device_added",
     "device_removed",
 )
+
+
+SEND_LEDGER_MAX_AGE = 30 * 86400.0
+"""Longest a send ledger entry lives (seconds) when the org's envelope retention is longer
+or unset: a retry comes within minutes; this only keeps the ledger bounded."""
+REPLAYABLE = (404, 409, 410)
+"""Refusals a retry of an *accepted* send may meet because the world changed since (member
+removed, device set changed): the ledger answers those with the original result."""
 
 
 class EnvelopeLike(Protocol):
@@ -128,12 +138,48 @@ def unauthorized(code: str = "invalid_token", detail: str = "authentication requ
     return ApiError(401, code, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def send_digest(
+    kind: Literal["send", "broadcast"], recipients: Iterable[tuple[str, Sequence[EnvelopeLike]]]
+) -> bytes:
+    """SHA-256 of a send's canonical envelope set: what makes a retry *the same* send.
+
+    Order-free (sorted by recipient user and device) and length-prefixed, over the recipient
+    users, each envelope's device id, registration id and body SHA-256: a retry re-sending
+    the same envelopes in another order matches, any other change does not. Only the digest
+    is stored (the ledger never holds a body)."""
+    users: list[str] = []
+    items: list[tuple[str, str, int, bytes]] = []
+    for user_id, envelopes in recipients:
+        users.append(user_id)
+        items.extend(
+            (user_id, e.device_id, e.registration_id, hashlib.sha256(e.body).digest())
+            for e in envelopes
+        )
+    h = hashlib.sha256(b"semafore-send-v1\x00" + kind.encode())
+
+    def part(value: str) -> None:
+        raw = value.encode()
+        h.update(len(raw).to_bytes(4, "big") + raw)
+
+    h.update(len(users).to_bytes(4, "big"))
+    for user_id in sorted(users):
+        part(user_id)
+    h.update(len(items).to_bytes(4, "big"))
+    for user_id, device_id, registration_id, body_hash in sorted(items):
+        part(user_id)
+        part(device_id)
+        part(str(registration_id))
+        h.update(body_hash)
+    return h.digest()
+
+
 @dataclass(frozen=True)
 class RetentionReport:
     envelopes: int = 0
     deliveries: int = 0
     attachments: int = 0
     audit_events: int = 0
+    sends: int = 0  # send ledger entries forgotten
 
 
 class Relay:
@@ -877,35 +923,62 @@ class Relay:
         """Check, queue and publish one message's envelope set; the queued entries.
 
         Shared by HTTP (pydantic-validated ``EnvelopeIn``) and the WebSocket (fast-path
-        ``frames.SendEnvelope``): both run this same device-set check and store write."""
+        ``frames.SendEnvelope``): both run this same device-set check and store write.
+
+        Idempotent per (org, sender device, recipient user, ``message_id``) (issue #3): a
+        retry of an accepted send gets the original entries (same delivery ids) and queues
+        nothing; another envelope set under a used ``message_id`` is 409
+        ``message_id_reused`` (when the device-set check passes; else the check's answer).
+        The recipient is part of the key because a client's sync copy to its own devices
+        carries the message id of the message it copies (``semafore.client``)."""
         await self.limit("send", ip, principal.user_id)
-        if await self._member_ids(principal.org_id, user_id) is None:
-            raise ApiError(404, "unknown_user", "no such user in this organisation")
-        missing, extra, stale, reset = await self._device_check(
-            principal, user_id, envelopes, "body.envelopes", allow_reset=True
-        )
-        if missing or extra:
-            raise ApiError(
-                409,
-                "mismatched_devices",
-                "envelopes must cover exactly the current devices",
-                field="body.envelopes",
-                extra={"missing": missing, "extra": extra},
+        try:
+            if await self._member_ids(principal.org_id, user_id) is None:
+                raise ApiError(404, "unknown_user", "no such user in this organisation")
+            missing, extra, stale, reset = await self._device_check(
+                principal, user_id, envelopes, "body.envelopes", allow_reset=True
             )
-        if stale:
-            raise ApiError(
-                410,
-                "stale_devices",
-                "registration ids changed; refetch keys",
-                field="body.envelopes",
-                extra={"stale": stale},
+            if missing or extra:
+                raise ApiError(
+                    409,
+                    "mismatched_devices",
+                    "envelopes must cover exactly the current devices",
+                    field="body.envelopes",
+                    extra={"missing": missing, "extra": extra},
+                )
+            if stale:
+                raise ApiError(
+                    410,
+                    "stale_devices",
+                    "registration ids changed; refetch keys",
+                    field="body.envelopes",
+                    extra={"stale": stale},
+                )
+        except ApiError as exc:
+            # A retry of an accepted send is answered as it was, even if the recipient's
+            # devices changed since: its envelopes are queued already, and a 409/410 would
+            # make the client re-encrypt and queue the message a second time. Anything else
+            # keeps the check's own refusal (it names what to fix).
+            if exc.status not in REPLAYABLE:
+                raise
+            recorded = await self.stores.queues.get_send(
+                (principal.org_id, principal.user_id, principal.device_id, user_id, message_id)
             )
-        entries = self._queue_entries(
-            principal, user_id, message_id, envelopes, "reset" if reset else "message", self.now()
-        )
+            digest = send_digest("send", [(user_id, envelopes)])
+            if recorded is None or not hmac.compare_digest(recorded.digest, digest):
+                raise
+            reset = bool(envelopes) and envelopes[0].body[:4] == RESET_MAGIC
+            return self._replay(principal, recorded, digest, user_id, envelopes, reset)
+        now = self.now()
+        kind: EnvelopeKind = "reset" if reset else "message"
+        entries = self._queue_entries(principal, user_id, message_id, envelopes, kind, now)
+        digest = send_digest("send", [(user_id, envelopes)])
+        record = self._send_record(principal, user_id, message_id, digest, entries, now)
         if self.settings.leak != "off":
             entries = self._leak(principal, message_id, entries)
-        await self.stores.queues.enqueue(entries)
+        recorded = await self.stores.queues.enqueue_send(record, entries)
+        if recorded is not None:  # a retry, or its concurrent twin won the race
+            return self._replay(principal, recorded, digest, user_id, envelopes, reset)
         self.hub.publish(entries)
         event(
             "message_accepted",
@@ -918,6 +991,86 @@ class Relay:
             count=len(entries),
         )
         return entries
+
+    def _send_record(
+        self,
+        principal: Principal,
+        recipient: str,
+        message_id: str,
+        digest: bytes,
+        entries: Sequence[QueuedEnvelope],
+        now: float,
+    ) -> SendRecord:
+        return SendRecord(
+            org_id=principal.org_id,
+            sender_user_id=principal.user_id,
+            sender_device_id=principal.device_id,
+            recipient=recipient,
+            message_id=message_id,
+            digest=digest,
+            deliveries=tuple(
+                (e.recipient_user_id, e.recipient_device_id, e.delivery_id) for e in entries
+            ),
+            accepted_at=now,
+            expires_at=now + SEND_LEDGER_MAX_AGE,
+        )
+
+    def _check_same_send(self, principal: Principal, recorded: SendRecord, digest: bytes) -> None:
+        """409 unless ``digest`` is the recorded send's: a message id names one message."""
+        if not hmac.compare_digest(recorded.digest, digest):
+            event(
+                "message_id_reused",
+                logging.WARNING,
+                org_id=principal.org_id,
+                device_id=principal.device_id,
+                message_id=recorded.message_id,
+            )
+            raise ApiError(
+                409,
+                "message_id_reused",
+                "this message_id was already used for a different envelope set; "
+                "a new message needs a new message_id",
+                field="body.message_id",
+            )
+
+    def _replay(
+        self,
+        principal: Principal,
+        recorded: SendRecord,
+        digest: bytes,
+        user_id: str,
+        envelopes: Sequence[EnvelopeLike],
+        reset: bool,
+    ) -> list[QueuedEnvelope]:
+        """The entries the recorded send queued (same delivery ids), in this retry's
+        envelope order; nothing is queued or pushed again."""
+        self._check_same_send(principal, recorded, digest)
+        ids = {(u, d): i for u, d, i in recorded.deliveries}
+        kind: EnvelopeKind = "reset" if reset else "message"
+        event(
+            "message_retry_answered",
+            logging.DEBUG,
+            org_id=principal.org_id,
+            device_id=principal.device_id,
+            message_id=recorded.message_id,
+            count=len(recorded.deliveries),
+        )
+        return [
+            QueuedEnvelope(
+                delivery_id=ids[(user_id, env.device_id)],
+                org_id=principal.org_id,
+                message_id=recorded.message_id,
+                kind=kind,
+                sender_user_id=principal.user_id,
+                sender_device_id=principal.device_id,
+                recipient_user_id=user_id,
+                recipient_device_id=env.device_id,
+                body=env.body,
+                envelope_hash=hashlib.sha256(env.body).digest(),
+                received_at=recorded.accepted_at,
+            )
+            for env in envelopes
+        ]
 
     def _leak(
         self, principal: Principal, message_id: str, entries: list[QueuedEnvelope]
@@ -947,6 +1100,60 @@ class Relay:
     ) -> m.BroadcastResponse:
         await self.limit("send", ip, principal.user_id)
         await self.require_admin(principal, principal.org_id)
+        try:
+            await self._check_broadcast(principal, req)
+        except ApiError as exc:  # as in accept_message: a retry gets its original answer
+            if exc.status not in REPLAYABLE:
+                raise
+            recorded = await self.stores.queues.get_send(
+                (principal.org_id, principal.user_id, principal.device_id, BROADCAST,
+                 req.message_id)
+            )
+            digest = send_digest("broadcast", [(r.user_id, r.envelopes) for r in req.recipients])
+            if recorded is None or not hmac.compare_digest(recorded.digest, digest):
+                raise
+            return self._replay_broadcast(principal, req, recorded)
+        now = self.now()
+        entries = [
+            entry
+            for r in req.recipients
+            for entry in self._queue_entries(
+                principal, r.user_id, req.message_id, r.envelopes, "broadcast", now
+            )
+        ]
+        digest = send_digest("broadcast", [(r.user_id, r.envelopes) for r in req.recipients])
+        record = self._send_record(principal, BROADCAST, req.message_id, digest, entries, now)
+        recorded = await self.stores.queues.enqueue_send(record, entries)
+        if recorded is not None:
+            return self._replay_broadcast(principal, req, recorded)
+        self.hub.publish(entries)
+        await self.audit(
+            principal.org_id,
+            "broadcast",
+            actor=principal,
+            details={
+                "message_id": req.message_id,
+                "recipients": len(req.recipients),
+                "deliveries": len(entries),
+            },
+        )
+        return m.BroadcastResponse(
+            message_id=req.message_id, recipients=len(req.recipients), deliveries=len(entries)
+        )
+
+    def _replay_broadcast(
+        self, principal: Principal, req: m.BroadcastRequest, recorded: SendRecord
+    ) -> m.BroadcastResponse:
+        digest = send_digest("broadcast", [(r.user_id, r.envelopes) for r in req.recipients])
+        self._check_same_send(principal, recorded, digest)
+        return m.BroadcastResponse(
+            message_id=req.message_id,
+            recipients=len(req.recipients),
+            deliveries=len(recorded.deliveries),
+        )
+
+    async def _check_broadcast(self, principal: Principal, req: m.BroadcastRequest) -> None:
+        """Every recipient a member, every envelope set exactly its devices (else 404/409/410)."""
         seen: set[str] = set()
         mismatched: list[dict[str, Any]] = []
         stale_users: list[dict[str, Any]] = []
@@ -989,29 +1196,6 @@ class Relay:
                 field="body.recipients",
                 extra={"stale_users": stale_users},
             )
-        now = self.now()
-        entries = [
-            entry
-            for r in req.recipients
-            for entry in self._queue_entries(
-                principal, r.user_id, req.message_id, r.envelopes, "broadcast", now
-            )
-        ]
-        await self.stores.queues.enqueue(entries)
-        self.hub.publish(entries)
-        await self.audit(
-            principal.org_id,
-            "broadcast",
-            actor=principal,
-            details={
-                "message_id": req.message_id,
-                "recipients": len(req.recipients),
-                "deliveries": len(entries),
-            },
-        )
-        return m.BroadcastResponse(
-            message_id=req.message_id, recipients=len(req.recipients), deliveries=len(entries)
-        )
 
     async def fetch(self, principal: Principal, limit: int) -> m.EnvelopesOut:
         batch = await self.stores.queues.fetch(principal.user_id, principal.device_id, limit + 1)
@@ -1210,7 +1394,14 @@ class Relay:
         totals = RetentionReport()
         for org in await self.stores.accounts.list_orgs():
             policy = await self.stores.accounts.get_retention(org.org_id)
+            # The send ledger lives as long as the envelopes it guards (at most
+            # SEND_LEDGER_MAX_AGE): a retry after that is a new send. Bounded for every org.
+            ledger_age = SEND_LEDGER_MAX_AGE
+            if policy is not None and policy.envelope_max_age is not None:
+                ledger_age = min(ledger_age, policy.envelope_max_age)
+            sends = await self.stores.queues.expire_sends(org.org_id, now - ledger_age)
             if policy is None:
+                totals = dataclasses.replace(totals, sends=totals.sends + sends)
                 continue
             envelopes = deliveries = attachments = audit = 0
             if policy.envelope_max_age is not None:
@@ -1229,7 +1420,7 @@ class Relay:
                 deliveries = await self.stores.queues.expire_deliveries(
                     org.org_id, now - policy.audit_max_age
                 )
-            if envelopes or attachments or audit or deliveries:
+            if envelopes or attachments or audit or deliveries or sends:
                 event(
                     "retention_enforced",
                     org_id=org.org_id,
@@ -1237,12 +1428,14 @@ class Relay:
                     attachments=attachments,
                     audit_events=audit,
                     deliveries=deliveries,
+                    sends=sends,
                 )
             totals = RetentionReport(
                 totals.envelopes + envelopes,
                 totals.deliveries + deliveries,
                 totals.attachments + attachments,
                 totals.audit_events + audit,
+                totals.sends + sends,
             )
         await self.stores.compact()
         return totals

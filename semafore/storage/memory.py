@@ -39,6 +39,7 @@ from semafore.storage.ports import (
     RefreshToken,
     RefreshUse,
     RetentionPolicy,
+    SendKey,
     SendRecord,
     SignedPrekeyRecord,
     Stores,
@@ -296,7 +297,7 @@ class MemoryQueueStore(_Dump, QueueStore):
         # (user, device) -> delivery_id -> envelope, in arrival order.
         self.queues: dict[tuple[str, str], OrderedDict[str, QueuedEnvelope]] = {}
         self.deliveries: dict[str, DeliveryProof] = {}
-        self.sends: dict[tuple[str, str, str, str], SendRecord] = {}
+        self.sends: dict[SendKey, SendRecord] = {}
         self._ids: set[str] = set()
 
     async def enqueue_send(
@@ -309,10 +310,8 @@ class MemoryQueueStore(_Dump, QueueStore):
         self.sends[record.key] = record
         return None
 
-    async def get_send(
-        self, org_id: str, sender_user_id: str, sender_device_id: str, message_id: str
-    ) -> SendRecord | None:
-        return self.sends.get((org_id, sender_user_id, sender_device_id, message_id))
+    async def get_send(self, key: SendKey) -> SendRecord | None:
+        return self.sends.get(key)
 
     async def expire_sends(self, org_id: str, before: float) -> int:
         old = [k for k, r in self.sends.items() if k[0] == org_id and r.accepted_at < before]

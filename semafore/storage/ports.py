@@ -271,20 +271,30 @@ class DeliveryProof:
     delivered_at: float
 
 
+SendKey = tuple[str, str, str, str, str]
+"""(org, sender user, sender device, recipient, message id): one send ledger entry."""
+BROADCAST = "*"
+"""The ``recipient`` of a broadcast's ledger entry."""
+
+
 @dataclass(frozen=True)
 class SendRecord:
     """The send ledger's entry of one accepted send (issue #3: at-least-once, idempotent).
 
-    Keyed by (org, sender user, sender device, message id). ``digest`` is the SHA-256 of the
-    canonical envelope set (recipients, registration ids, body hashes), ``deliveries`` the
-    (recipient user, recipient device, delivery id) triples it was queued as: ids and digests
-    only, never a body. ``expires_at`` bounds the entry's life where the backend has TTLs
-    (Redis); everywhere the relay's retention job removes it (:meth:`QueueStore.expire_sends`).
+    Keyed by (org, sender user, sender device, recipient, message id); ``recipient`` is the
+    recipient user of a send (a client's sync copy to its own other devices shares the
+    message id of the message it copies) or :data:`BROADCAST` for a broadcast (no user id
+    has a ``*``). ``digest`` is the SHA-256 of the canonical envelope set (recipients,
+    registration ids, body hashes), ``deliveries`` the (recipient user, recipient device,
+    delivery id) triples it was queued as: ids and digests only, never a body.
+    ``expires_at`` bounds the entry's life where the backend has TTLs (Redis); everywhere the
+    relay's retention job removes it (:meth:`QueueStore.expire_sends`).
     """
 
     org_id: str
     sender_user_id: str
     sender_device_id: str
+    recipient: str
     message_id: str
     digest: bytes
     deliveries: tuple[tuple[str, str, str], ...]
@@ -292,8 +302,11 @@ class SendRecord:
     expires_at: float
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.org_id, self.sender_user_id, self.sender_device_id, self.message_id)
+    def key(self) -> SendKey:
+        return (
+            self.org_id, self.sender_user_id, self.sender_device_id, self.recipient,
+            self.message_id,
+        )
 
 
 class QueueStore(Protocol):
@@ -310,9 +323,7 @@ class QueueStore(Protocol):
         AlreadyExists (and nothing written) on a duplicate delivery id."""
         ...
 
-    async def get_send(
-        self, org_id: str, sender_user_id: str, sender_device_id: str, message_id: str
-    ) -> SendRecord | None: ...
+    async def get_send(self, key: SendKey) -> SendRecord | None: ...
     async def expire_sends(self, org_id: str, before: float) -> int:
         """Forget this org's sends accepted before ``before``; return how many."""
         ...

@@ -10,9 +10,9 @@ Layout under a key prefix ``P`` (one namespace per deployment or test):
 - ``P:o:<org>``          zset: the org's queued ids scored by ``received_at`` (retention)
 - ``P:d:<delivery_id>``  hash: a delivery proof; ``P:dl:<org>`` zset (lexicographic paging),
   ``P:dt:<org>`` zset scored by ``delivered_at`` (retention)
-- ``P:s:<org>\\0<user>\\0<device>\\0<message_id>`` string: the send ledger entry (JSON of
-  ids and the envelope-set digest, never a body), with a TTL; ``P:so:<org>`` zset of those
-  suffixes scored by ``accepted_at`` (retention)
+- ``P:s:<org>\\0<user>\\0<device>\\0<recipient>\\0<message_id>`` string: a send ledger
+  entry (JSON of ids and the envelope-set digest, never a body) with a TTL; ``P:so:<org>``
+  zset of those suffixes scored by ``accepted_at`` (retention)
 - ``P:rl:<key>:<window index>`` counter with a TTL
 
 Each multi-key change is one Lua script, so it is atomic on the Redis server — across every
@@ -41,6 +41,7 @@ from semafore.storage.ports import (
     QueueStore,
     RateDecision,
     RateLimitStore,
+    SendKey,
     SendRecord,
 )
 
@@ -230,11 +231,11 @@ def _queue(user_id: str, device_id: str) -> str:
     return f"{user_id}\x00{device_id}"
 
 
-def _send_key(org_id: str, user_id: str, device_id: str, message_id: str) -> str:
-    return "\x00".join((org_id, user_id, device_id, message_id))
+def _send_key(key: SendKey) -> str:
+    return "\x00".join(key)
 
 
-def _send_record(key: tuple[str, str, str, str], value: object) -> SendRecord:
+def _send_record(key: SendKey, value: object) -> SendRecord:
     data = json.loads(_raw(value))
     return SendRecord(
         *key,
@@ -352,7 +353,7 @@ class RedisQueueStore(QueueStore):
         ttl_ms = max(1, math.ceil((r.expires_at - r.accepted_at) * 1000))
         args = [
             self.ns.prefix,
-            _send_key(*r.key),
+            _send_key(r.key),
             r.org_id,
             _f(r.accepted_at),
             ttl_ms,
@@ -366,11 +367,8 @@ class RedisQueueStore(QueueStore):
             raise AlreadyExists("delivery_id")
         return _send_record(r.key, result[1])
 
-    async def get_send(
-        self, org_id: str, sender_user_id: str, sender_device_id: str, message_id: str
-    ) -> SendRecord | None:
-        key = (org_id, sender_user_id, sender_device_id, message_id)
-        value = await self.ns.client.get(self.ns.key("s", _send_key(*key)))
+    async def get_send(self, key: SendKey) -> SendRecord | None:
+        value = await self.ns.client.get(self.ns.key("s", _send_key(key)))
         return _send_record(key, value) if value is not None else None
 
     async def expire_sends(self, org_id: str, before: float) -> int:

@@ -45,6 +45,7 @@ from semafore.storage.ports import (
     RefreshToken,
     RefreshUse,
     RetentionPolicy,
+    SendKey,
     SendRecord,
     SignedPrekeyRecord,
     Stores,
@@ -99,9 +100,10 @@ CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, org_id TEXT
   recipient_device_id TEXT NOT NULL, received_at REAL NOT NULL, delivered_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS deliveries_org ON deliveries (org_id, delivery_id);
 CREATE TABLE IF NOT EXISTS sends (org_id TEXT NOT NULL, sender_user_id TEXT NOT NULL,
-  sender_device_id TEXT NOT NULL, message_id TEXT NOT NULL, digest BLOB NOT NULL,
-  deliveries TEXT NOT NULL, accepted_at REAL NOT NULL, expires_at REAL NOT NULL,
-  PRIMARY KEY (org_id, sender_user_id, sender_device_id, message_id));
+  sender_device_id TEXT NOT NULL, recipient TEXT NOT NULL, message_id TEXT NOT NULL,
+  digest BLOB NOT NULL, deliveries TEXT NOT NULL, accepted_at REAL NOT NULL,
+  expires_at REAL NOT NULL,
+  PRIMARY KEY (org_id, sender_user_id, sender_device_id, recipient, message_id));
 CREATE INDEX IF NOT EXISTS sends_age ON sends (org_id, accepted_at);
 CREATE TABLE IF NOT EXISTS attachments (file_id TEXT PRIMARY KEY, org_id TEXT NOT NULL,
   owner_user_id TEXT NOT NULL, owner_device_id TEXT NOT NULL, size INTEGER NOT NULL,
@@ -519,15 +521,19 @@ def _envelope(row: Sequence[Any]) -> QueuedEnvelope:
 
 
 _SEND_COLS = (
-    "org_id, sender_user_id, sender_device_id, message_id, digest, deliveries, accepted_at, "
-    "expires_at"
+    "org_id, sender_user_id, sender_device_id, recipient, message_id, digest, deliveries, "
+    "accepted_at, expires_at"
+)
+_SEND_KEY = (
+    "org_id = ? AND sender_user_id = ? AND sender_device_id = ? AND recipient = ? AND "
+    "message_id = ?"
 )
 
 
 def _send(row: Sequence[Any]) -> SendRecord:
-    deliveries = tuple((str(u), str(d), str(i)) for u, d, i in json.loads(row[5]))
+    deliveries = tuple((str(u), str(d), str(i)) for u, d, i in json.loads(row[6]))
     return SendRecord(
-        row[0], row[1], row[2], row[3], bytes(row[4]), deliveries, row[6], row[7]
+        row[0], row[1], row[2], row[3], row[4], bytes(row[5]), deliveries, row[7], row[8]
     )
 
 
@@ -562,13 +568,10 @@ class SqliteQueueStore(_Port, QueueStore):
         try:
             with self.db.tx() as cur:
                 inserted = cur.execute(
-                    f"INSERT INTO sends ({_SEND_COLS}) VALUES (?,?,?,?,?,?,?,?) "  # noqa: S608
+                    f"INSERT INTO sends ({_SEND_COLS}) VALUES (?,?,?,?,?,?,?,?,?) "  # noqa: S608
                     "ON CONFLICT DO NOTHING",
                     (
-                        r.org_id,
-                        r.sender_user_id,
-                        r.sender_device_id,
-                        r.message_id,
+                        *r.key,
                         r.digest,
                         json.dumps([list(d) for d in r.deliveries]),
                         r.accepted_at,
@@ -579,22 +582,16 @@ class SqliteQueueStore(_Port, QueueStore):
                     _insert_envelopes(cur, envelopes)
                     return None
                 row = cur.execute(
-                    f"SELECT {_SEND_COLS} FROM sends WHERE org_id = ? AND "  # noqa: S608
-                    "sender_user_id = ? AND sender_device_id = ? AND message_id = ?",
-                    r.key,
+                    f"SELECT {_SEND_COLS} FROM sends WHERE {_SEND_KEY}", r.key  # noqa: S608
                 ).fetchone()
                 return _send(row)
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists("delivery_id") from exc
 
-    async def get_send(
-        self, org_id: str, sender_user_id: str, sender_device_id: str, message_id: str
-    ) -> SendRecord | None:
+    async def get_send(self, key: SendKey) -> SendRecord | None:
         with self.db.read() as cur:
             row = cur.execute(
-                f"SELECT {_SEND_COLS} FROM sends WHERE org_id = ? AND "  # noqa: S608
-                "sender_user_id = ? AND sender_device_id = ? AND message_id = ?",
-                (org_id, sender_user_id, sender_device_id, message_id),
+                f"SELECT {_SEND_COLS} FROM sends WHERE {_SEND_KEY}", key  # noqa: S608
             ).fetchone()
         return _send(row) if row is not None else None
 

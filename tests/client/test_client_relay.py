@@ -9,6 +9,7 @@ from typing import TypeVar
 import pytest
 
 from semafore.client import ClientError, DeviceClient, Received
+from semafore.client.errors import ServerRejected
 from semafore.protocol.frame import is_drv1, is_smx1
 from tests.client.helpers import World, world
 
@@ -130,10 +131,18 @@ def test_duplicate_delivery_is_dropped_by_message_id() -> None:
     async def body() -> None:
         async with world(["alice", "bob"]) as w:
             a = await w.device("alice", "phone")
+            a2 = await w.device("alice", "laptop")
             b = await w.device("bob", "phone")
             mid = a.new_message_id()
             await a.send_text("bob", b"once", message_id=mid)
-            await a.send_text("bob", b"once", message_id=mid)  # e.g. a retried send
+            # the relay refuses a re-encrypted re-send under a used id from the same device
+            # (its send ledger, docs/server.md "Messages") ...
+            with pytest.raises(ServerRejected) as refused:
+                await a.send_text("bob", b"once", message_id=mid)
+            assert refused.value.code == "message_id_reused"
+            # ... so a copy reaches bob only by another path (here alice's other device);
+            # his client drops it by (sender user, message id)
+            await a2.send_text("bob", b"once", message_id=mid)
             await b.poll()
             assert texts(b) == [b"once"]
             assert any(e.kind == "duplicate_message" for e in b.events)

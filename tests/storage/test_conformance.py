@@ -302,11 +302,13 @@ async def test_device_queue_deletion_and_expiry(stores: Stores) -> None:
 
 
 def send_record(*delivery_ids: str, message_id: str = "m1", device: str = "a1",
-                org: str = "o1", at: float = 100.0, digest: bytes = b"\x11" * 32) -> SendRecord:
+                org: str = "o1", at: float = 100.0, digest: bytes = b"\x11" * 32,
+                recipient: str = "bob") -> SendRecord:
     return SendRecord(
         org_id=org,
         sender_user_id="alice",
         sender_device_id=device,
+        recipient=recipient,
         message_id=message_id,
         digest=digest,
         deliveries=tuple(("bob", f"d{i}", d) for i, d in enumerate(delivery_ids, 1)),
@@ -318,30 +320,36 @@ def send_record(*delivery_ids: str, message_id: str = "m1", device: str = "a1",
 async def test_a_send_is_recorded_with_its_envelopes_once(stores: Stores) -> None:
     q = stores.queues
     first = send_record("e1", "e2")
-    assert await q.get_send("o1", "alice", "a1", "m1") is None
+    assert await q.get_send(("o1", "alice", "a1", "bob", "m1")) is None
     assert await q.enqueue_send(first, [envelope("e1"), envelope("e2", device="d2")]) is None
-    assert await q.get_send("o1", "alice", "a1", "m1") == first
+    assert await q.get_send(("o1", "alice", "a1", "bob", "m1")) == first
     retry = send_record("r1", "r2", digest=b"\x22" * 32, at=150.0)
     assert await q.enqueue_send(retry, [envelope("r1"), envelope("r2", device="d2")]) == first
     assert [e.delivery_id for e in await q.fetch("bob", "d1", 10)] == ["e1"]
     assert [e.delivery_id for e in await q.fetch("bob", "d2", 10)] == ["e2"]
-    assert await q.get_send("o1", "alice", "a1", "m1") == first  # the retry changed nothing
+    # the retry changed nothing
+    assert await q.get_send(("o1", "alice", "a1", "bob", "m1")) == first
 
 
-async def test_the_ledger_key_is_org_sender_device_and_message_id(stores: Stores) -> None:
+async def test_the_ledger_key_is_org_sender_device_recipient_and_message_id(
+    stores: Stores,
+) -> None:
     q = stores.queues
     assert await q.enqueue_send(send_record("e1"), [envelope("e1")]) is None
     others = [
         send_record("e2", message_id="m2"),
         send_record("e3", device="a2"),
         send_record("e4", org="o2"),
+        send_record("e5", recipient="alice"),  # a sync copy shares the message id
+        send_record("e6", recipient="*"),  # a broadcast
     ]
     for i, record in enumerate(others, 2):
         assert await q.enqueue_send(record, [envelope(f"e{i}", org=record.org_id)]) is None
-    assert await q.count("bob", "d1") == 4
-    assert await q.get_send("o2", "alice", "a1", "m1") == others[2]
-    assert await q.get_send("o1", "alice", "a2", "m1") == others[1]
-    assert await q.get_send("o1", "carol", "a1", "m1") is None
+    assert await q.count("bob", "d1") == 6
+    assert await q.get_send(("o2", "alice", "a1", "bob", "m1")) == others[2]
+    assert await q.get_send(("o1", "alice", "a1", "*", "m1")) == others[4]
+    assert await q.get_send(("o1", "alice", "a2", "bob", "m1")) == others[1]
+    assert await q.get_send(("o1", "carol", "a1", "bob", "m1")) is None
 
 
 async def test_a_refused_enqueue_records_no_send(stores: Stores) -> None:
@@ -349,7 +357,7 @@ async def test_a_refused_enqueue_records_no_send(stores: Stores) -> None:
     await q.enqueue([envelope("taken")])
     with pytest.raises(AlreadyExists):
         await q.enqueue_send(send_record("new", "taken"), [envelope("new"), envelope("taken")])
-    assert await q.get_send("o1", "alice", "a1", "m1") is None
+    assert await q.get_send(("o1", "alice", "a1", "bob", "m1")) is None
     assert [e.delivery_id for e in await q.fetch("bob", "d1", 10)] == ["taken"]
     # the key is still free: the corrected send is recorded
     assert await q.enqueue_send(send_record("fresh"), [envelope("fresh")]) is None
@@ -367,7 +375,7 @@ async def test_concurrent_twins_queue_exactly_once(stores: Stores) -> None:
     assert len(winners) == 1
     assert all(result in (None, winners[0]) for result in results)
     assert await q.count("bob", "d1") == 1 and await q.count("bob", "d2") == 1
-    assert await q.get_send("o1", "alice", "a1", "m1") == winners[0]
+    assert await q.get_send(("o1", "alice", "a1", "bob", "m1")) == winners[0]
 
 
 async def test_send_ledger_expiry_is_per_org_and_by_acceptance_time(stores: Stores) -> None:
@@ -378,9 +386,9 @@ async def test_send_ledger_expiry_is_per_org_and_by_acceptance_time(stores: Stor
         send_record("e3", message_id="old", org="o2", at=10.0), [envelope("e3", org="o2")]
     )
     assert await q.expire_sends("o1", before=15.0) == 1
-    assert await q.get_send("o1", "alice", "a1", "old") is None
-    assert await q.get_send("o1", "alice", "a1", "new") is not None
-    assert await q.get_send("o2", "alice", "a1", "old") is not None
+    assert await q.get_send(("o1", "alice", "a1", "bob", "old")) is None
+    assert await q.get_send(("o1", "alice", "a1", "bob", "new")) is not None
+    assert await q.get_send(("o2", "alice", "a1", "bob", "old")) is not None
     assert await q.expire_sends("o1", before=15.0) == 0
     assert await q.count("bob", "d1") == 3  # envelopes have their own retention
     # an expired key is free again: a later send under it is a new send
@@ -395,7 +403,7 @@ async def test_the_ledger_holds_no_body(stores: Stores) -> None:
     await q.ack("bob", "d1", ["e1"])
     await stores.compact()
     assert found(await stores.dump(), CANARY) == []
-    assert await q.get_send("o1", "alice", "a1", "m1") is not None
+    assert await q.get_send(("o1", "alice", "a1", "bob", "m1")) is not None
 
 
 async def test_delivery_proofs(stores: Stores) -> None:

@@ -9,21 +9,46 @@ from fastapi import APIRouter, Path, Query, Response
 from semafore.server import models as m
 from semafore.server.deps import IpDep, PrincipalDep, RelayDep
 from semafore.server.errors import (
-    BroadcastMismatch,
     BroadcastStale,
-    MismatchedDevices,
+    ErrorBody,
     StaleDevices,
+    UserMismatch,
     responses,
 )
 
 router = APIRouter(tags=["messages"])
 UserId = Annotated[str, Path(pattern=m.ID_PATTERN, max_length=64)]
 
+IDEMPOTENT = (
+    "Idempotent per (sender device, recipient, `message_id`): a retry with the same envelope set "
+    "(recipients, registration ids, bodies) gets the original answer with the same delivery "
+    "ids and queues nothing, even if the recipient's devices changed since; another envelope "
+    "set under a used `message_id` is 409 `message_id_reused` (field `body.message_id`). "
+    "The relay remembers a send as long as the organisation keeps envelopes (at most 30 "
+    "days), see docs/server.md \"Messages\"."
+)
+
+
+class SendConflict(ErrorBody):
+    """409 ``mismatched_devices`` (with ``missing``/``extra``: the envelope set does not cover
+    exactly the recipient's current devices) or ``message_id_reused`` (the message id was
+    used for another envelope set)."""
+
+    missing: list[str] | None = None
+    extra: list[str] | None = None
+
+
+class BroadcastConflict(ErrorBody):
+    """409 ``mismatched_devices`` (with ``mismatched``) or ``message_id_reused``."""
+
+    mismatched: list[UserMismatch] | None = None
+
 
 @router.put(
     "/v1/messages/{user_id}",
-    responses=responses(401, 404, 409, 410, 413, r409=MismatchedDevices, r410=StaleDevices),
+    responses=responses(401, 404, 409, 410, 413, r409=SendConflict, r410=StaleDevices),
     summary="Send one message as one envelope per recipient device (Signal's device-set check)",
+    description=IDEMPOTENT,
 )
 async def send(
     user_id: UserId, body: m.SendRequest, relay: RelayDep, principal: PrincipalDep, ip: IpDep
@@ -69,8 +94,9 @@ async def ack_one(
 
 @router.post(
     "/v1/broadcasts",
-    responses=responses(401, 403, 404, 409, 410, 413, r409=BroadcastMismatch, r410=BroadcastStale),
+    responses=responses(401, 403, 404, 409, 410, 413, r409=BroadcastConflict, r410=BroadcastStale),
     summary="Admin broadcast: per-recipient-device envelopes for many users, all or nothing",
+    description=IDEMPOTENT,
 )
 async def broadcast(
     body: m.BroadcastRequest, relay: RelayDep, principal: PrincipalDep, ip: IpDep
