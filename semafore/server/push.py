@@ -31,7 +31,7 @@ from semafore.storage.ports import QueuedEnvelope
 if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
 
-    from semafore.storage.redis import RedisPresence, RedisPush
+    from semafore.storage.redis import RedisPresence, RedisPush, RedisQueueStore
 
 REFILL = "refill"  # outbox item: pull this device's queue from the store (websocket.py)
 DROP = b"x"  # disconnect payload: the device was removed or its session ended
@@ -150,6 +150,7 @@ class RedisPushHub(PushHub):
         self.presence_ttl = presence_ttl
         self.reconnect_delay = reconnect_delay
         self._pattern = push.channel("", "").removesuffix("\x00") + "*"
+        self._queue: RedisQueueStore | None = None  # reads woken envelopes by id
         self._channel_prefix = self._pattern[:-1].encode()
         self._pending: dict[tuple[str, str], list[str] | None] = {}  # None: disconnect
         self._pending_event = asyncio.Event()
@@ -315,18 +316,11 @@ class RedisPushHub(PushHub):
                 super().disconnect_device(user_id, device_id)
         if not wanted:
             return
-        ns = self.push.ns
-        async with ns.client.pipeline(transaction=False) as pipe:
-            for _, ids in wanted:
-                for delivery_id in ids or ():
-                    pipe.hgetall(ns.key("e", delivery_id))
-            rows = iter(await pipe.execute())
+        if self._queue is None:
+            self._queue = RedisQueueStore(self.push.ns)
+        found = await self._queue.get_envelopes([i for _, ids in wanted for i in ids or ()])
         for (user_id, device_id), ids in wanted:
-            envelopes = [
-                RedisQueueStore._envelope(delivery_id, row)  # the adapter's own decoder
-                for delivery_id, row in zip(ids or (), rows, strict=False)
-                if row
-            ]
+            envelopes = [found[i] for i in ids or () if i in found]
             for conn in self._connections.get((user_id, device_id), ()):
                 for env in envelopes:
                     conn.outbox.put_nowait(env)

@@ -398,6 +398,20 @@ class RedisQueueStore(QueueStore):
             received_at=float(f["received_at"]),
         )
 
+    async def get_envelopes(self, delivery_ids: Sequence[str]) -> dict[str, QueuedEnvelope]:
+        """The still-queued envelopes among ``delivery_ids``, by id, in one round trip (an
+        acked or expired one is absent). For the cross-replica push hub, which is woken with
+        ids only (``semafore.server.push.RedisPushHub``): reading by id, not the queue head,
+        cannot resurrect an envelope acked meanwhile."""
+        wanted = list(dict.fromkeys(delivery_ids))
+        if not wanted:
+            return {}
+        async with self.ns.client.pipeline(transaction=False) as pipe:
+            for delivery_id in wanted:
+                pipe.hgetall(self.ns.key("e", delivery_id))
+            rows = await pipe.execute()
+        return {i: self._envelope(i, row) for i, row in zip(wanted, rows, strict=True) if row}
+
     async def fetch(self, user_id: str, device_id: str, limit: int) -> list[QueuedEnvelope]:
         if limit <= 0:
             return []
