@@ -158,17 +158,32 @@ class LiveOps:
         plaintext = args.hex("plaintext")
         message_id = args.text("message_id")
         deliver = args.flag("deliver", True)
-        result = self._run(
-            client.send_text(to, plaintext, message_id=message_id, withhold=not deliver)
-        )
-        return {
-            "message_id": result.message_id,
-            "delivered": deliver,
-            "envelopes": [
-                {"to": address, "body": body.hex()}
-                for address, body in sorted(result.envelopes.items())
-            ],
-        }
+        # every batch the relay accepted for this message, as the client handed it over: the
+        # recipients' envelopes and the sync copies to this user's other devices alike (the
+        # gate scans what went on the wire, contract §5 ``live.send``)
+        on_wire: dict[str, tuple[bytes, bool]] = {}
+
+        def sent(_: DeviceClient, user_id: str, sent_id: str, bodies: dict[str, bytes]) -> None:
+            if sent_id == message_id:
+                for address, body in bodies.items():
+                    on_wire[address] = (body, user_id == client.device.user_id != to)
+
+        client.on_sent = sent
+        try:
+            result = self._run(
+                client.send_text(to, plaintext, message_id=message_id, withhold=not deliver)
+            )
+        finally:
+            client.on_sent = None
+        if not deliver:  # withheld: nothing reached the relay; the recipients' bodies only
+            on_wire = {address: (body, False) for address, body in result.envelopes.items()}
+        envelopes: list[dict[str, Any]] = []
+        for address, (body, sync) in sorted(on_wire.items(), key=lambda kv: (kv[1][1], kv[0])):
+            envelope: dict[str, Any] = {"to": address, "body": body.hex()}
+            if sync:
+                envelope["sync"] = True
+            envelopes.append(envelope)
+        return {"message_id": result.message_id, "delivered": deliver, "envelopes": envelopes}
 
     def receive(self, args: Args) -> dict[str, Any]:
         client = self._device(args).connected()
@@ -203,9 +218,17 @@ class LiveOps:
                     item["sync_to"] = received.content.sync_to
                 out.append(item)
                 continue
-            failures = [e for e in client.events[before:] if e.kind in _FAILURE_EVENTS]
+            events = client.events[before:]
+            if any(e.kind in _RESET_EVENTS for e in events):
+                # a SPEC §4 reset notice: no live.send put it on the wire (a device sent it
+                # while receiving), so its bytes are reported here for the gate's wire scan
+                item["reset"] = True
+                item["body"] = base64.b64decode(str(env["body"])).hex()
+                out.append(item)
+                continue
+            failures = [e for e in events if e.kind in _FAILURE_EVENTS]
             if not failures:
-                continue  # a duplicate, a reset notice or a receipt: nothing to show
+                continue  # a duplicate or a receipt: nothing to show
             item["message_id"] = env.get("message_id")
             item["error"] = _FAILURE_EVENTS[failures[0].kind] or failures[0].detail
             item["detail"] = f"{failures[0].kind}: {failures[0].detail}"
@@ -257,6 +280,9 @@ _FAILURE_EVENTS: dict[str, str | None] = {
     # a frame whose key is gone: the gate never redelivers, so this is a lost message
     "duplicate_frame": "DuplicateMessage",
 }
+
+
+_RESET_EVENTS = ("reset_honoured", "reset_ignored")  # a bare SRS1 or an e2e ``reset`` content
 
 
 def _sha(body_b64: Any) -> str:

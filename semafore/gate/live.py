@@ -183,7 +183,6 @@ class _Observer:
     register_identifier: Callable[[str, str], None]
     wire: list[tuple[str, bytes]] = field(default_factory=list)  # (location, body)
     fetched: list[tuple[str, str]] = field(default_factory=list)  # (location, sha256 hex)
-    unhashed: dict[str, int] = field(default_factory=dict)  # impl -> items without a hash
     plaintexts: dict[str, str] = field(default_factory=dict)  # sha256 hex -> message label
 
 
@@ -193,6 +192,7 @@ class _Message:
     sender: str  # address
     plaintext: bytes
     envelopes: dict[str, bytes] = field(default_factory=dict)  # recipient address -> body
+    sync: dict[str, bytes] = field(default_factory=dict)  # sender's other device -> body
 
 
 class _Cell:
@@ -220,6 +220,7 @@ class _Cell:
         self.devices: dict[str, _Device] = {}
         self.nonces: dict[bytes, str] = {}
         self.sent: dict[str, _Message] = {}
+        self.on_wire: set[str] = set()  # SHA-256 of every body live.send listed as delivered
         self.seq = 0
         self.entropy = SystemEntropy()
         self.observer = observer
@@ -294,22 +295,50 @@ class _Cell:
         envelopes = result.get("envelopes")
         if not isinstance(envelopes, list) or not envelopes:
             raise StepFailure(Verdict.FAIL, f"live.send of {message_id} returned no envelopes")
-        for env in envelopes:
-            self._check_nonces(src, message_id, env)
-        msg = _Message(message_id, src.address, plaintext,
-                       {str(e.get("to")): bytes.fromhex(e["body"]) for e in envelopes})
-        if deliver:  # a "lost" message never reached the relay, so it is not on the wire
-            for to_address, body in msg.envelopes.items():
+        msg = _Message(message_id, src.address, plaintext)
+        for env in envelopes:  # recipients' envelopes and sync copies alike (contract §5)
+            body = self._check_nonces(src, message_id, env)
+            sync = env.get("sync", False)
+            if not isinstance(sync, bool):
+                raise StepFailure(Verdict.FAIL, f"live.send of {message_id}: 'sync' of the "
+                                  f"envelope to {env.get('to')} is not a boolean",
+                                  f"{message_id} -> {env.get('to')}")
+            to_address = str(env.get("to"))
+            self._check_addressee(src, to, message_id, to_address, sync)
+            (msg.sync if sync else msg.envelopes)[to_address] = body
+            if deliver:  # a "lost" message never reached the relay, so it is not on the wire
+                kind = "sync copy " if sync else ""
                 self.observer.wire.append(
-                    (f"{message_id} {src.address} -> {to_address} (sent by {src.impl})", body))
+                    (f"{message_id} {src.address} -> {kind}{to_address} (sent by {src.impl})",
+                     body))
+                self.on_wire.add(hashlib.sha256(body).hexdigest())
+        if not msg.envelopes:
+            raise StepFailure(Verdict.FAIL, f"live.send of {message_id} listed only sync copies, "
+                              f"no envelope to {to.user}", message_id)
         self.sent[message_id] = msg
         return msg
 
+    def _check_addressee(
+        self, src: _Device, to: _Device, message_id: str, address: str, sync: bool
+    ) -> None:
+        """An envelope goes to a device of ``to`` or, marked ``sync``, to another device of
+        the sender's own user (a sync copy, contract §5); anything else is a misdirected send."""
+        user, _, device = address.rpartition(":")
+        ok = (user == src.user and address != src.address) if sync else user == to.user
+        if not device or not ok:
+            what = f"a sync copy to {address!r} (not another device of {src.user})" if sync \
+                else f"an envelope to {address!r} (not a device of {to.user})"
+            raise StepFailure(Verdict.FAIL, f"{src.impl} ({src.address}) live.send of "
+                              f"{message_id} listed {what}", f"{message_id} -> {address}")
+
     def expect_smx1(self, src: _Device, msg: _Message, to: _Device, why: str) -> None:
-        body = msg.envelopes.get(to.address)
-        label = f"{msg.message_id} -> {to.address}"
+        sync = to.user == src.user
+        body = (msg.sync if sync else msg.envelopes).get(to.address)
+        label = f"{msg.message_id} -> {'sync copy ' if sync else ''}{to.address}"
         if body is None:
-            raise StepFailure(Verdict.FAIL, f"{src.impl} sent no envelope to {to.address}", label)
+            what = "listed no sync copy" if sync else "sent no envelope"
+            raise StepFailure(Verdict.FAIL, f"{src.impl} ({src.address}) {what} to "
+                              f"{to.address}", label)
         if body[:4] != b"SMX1":
             raise StepFailure(
                 Verdict.FAIL,
@@ -318,9 +347,10 @@ class _Cell:
                 label,
             )
 
-    def _check_nonces(self, src: _Device, message_id: str, env: Any) -> None:
-        """A (key, nonce) pair must never repeat; a repeated nonce from one device is the
-        visible symptom of nonce reuse (SPEC §3 draws a fresh nonce per frame)."""
+    def _check_nonces(self, src: _Device, message_id: str, env: Any) -> bytes:
+        """A (key, nonce) pair must never repeat; a repeated nonce from one device, across
+        every envelope it listed (sync copies included), is the visible symptom of nonce reuse
+        (SPEC §3 draws a fresh nonce per frame). Returns the parsed body."""
         if not isinstance(env, dict) or not isinstance(env.get("body"), str):
             raise StepFailure(Verdict.FAIL, f"live.send of {message_id}: envelope without body")
         label = f"{message_id} -> {env.get('to')}"
@@ -341,6 +371,7 @@ class _Cell:
                     label,
                 )
             self.nonces[key] = label
+        return body
 
     def expect(
         self, dev: _Device, messages: list[_Message], *, order: str = "queue",
@@ -360,12 +391,9 @@ class _Cell:
                 f"{item.get('message_id')} from {item.get('from')} "
                 f"(sent by {self.impl_of(item.get('from'))}, delivery {item.get('delivery_id')})"
             )
-            if isinstance(item.get("envelope_sha256"), str):
-                self.observer.fetched.append(
-                    (f"{envelope} fetched by {dev.address} ({dev.impl})",
-                     str(item["envelope_sha256"])))
-            else:
-                self.observer.unhashed[dev.impl] = self.observer.unhashed.get(dev.impl, 0) + 1
+            self._account(dev, item, envelope)
+            if item.get("reset") is True:
+                continue  # a SPEC §4 reset notice carries no message (accounted for above)
             if item.get("error") is not None:
                 raise StepFailure(
                     Verdict.FAIL,
@@ -397,6 +425,44 @@ class _Cell:
                     f"{item.get('sync_to')!r}, expected {sync_to!r}",
                     f"{msg.message_id} from {msg.sender}",
                 )
+
+    def _account(self, dev: _Device, item: dict[str, Any], envelope: str) -> None:
+        """Every envelope a receiver fetched must be one the gate scanned on the wire: a body
+        some ``live.send`` listed (recipients' envelopes and sync copies alike), or a reset
+        notice whose bytes the receiver reports (SPEC §4: sent by a device while *receiving*,
+        so no ``live.send`` lists it). An unmatched fetch means an adapter hid an envelope
+        it put on the wire (or the relay altered one): the cell fails, naming it."""
+        digest = item.get("envelope_sha256")
+        location = f"{envelope} fetched by {dev.address} ({dev.impl})"
+        if not isinstance(digest, str):
+            raise StepFailure(
+                Verdict.FAIL, f"{dev.impl} ({dev.address}) live.receive reported {envelope} "
+                "without envelope_sha256, so the wire scan cannot account for it", envelope)
+        self.observer.fetched.append((location, digest))
+        if item.get("reset") is True:
+            body = item.get("body")
+            try:
+                raw = bytes.fromhex(body) if isinstance(body, str) else None
+            except ValueError:
+                raw = None
+            if raw is None or hashlib.sha256(raw).hexdigest() != digest:
+                raise StepFailure(
+                    Verdict.FAIL, f"{dev.impl} ({dev.address}) reported a reset notice "
+                    f"{envelope} whose 'body' is missing, not hex or not the envelope its "
+                    "envelope_sha256 names", envelope)
+            self.observer.wire.append((f"reset notice {location}", raw))
+            self.on_wire.add(digest)
+            return
+        if digest in self.on_wire or digest in self.observer.plaintexts:
+            return  # a plaintext-hash match is the oracle's hit, attributed after the run
+        sender = item.get("from")
+        raise StepFailure(
+            Verdict.FAIL,
+            f"unlisted envelope: {dev.address} fetched {envelope} (SHA-256 {digest[:16]}…), "
+            f"but no live.send result of {self.impl_of(sender)} ({sender}) listed that body, so "
+            "the wire scan never saw it; live.send must list every envelope it put on the "
+            "wire, sync copies to the sender's own devices marked \"sync\": true "
+            "(docs/adapter-contract.md §5), unless the relay altered it", envelope)
 
     def digest_agree(self, a: _Device, b: _Device) -> None:
         da = self.call(a, "session.digest", {"device": a.address, "remote": b.address})
@@ -475,22 +541,36 @@ class _Cell:
         alice, bob = self.d("alice/phone"), self.d("bob/phone")
         alice2 = self.create("R", "alice", "laptop")  # each side: one device per implementation
         bob2 = self.create("S", "bob", "laptop")
+        # receive first: an envelope the sender did not list fails where it was fetched
+        first = "its first message to a new device"
         m = self.send(alice, bob)
         self.expect(bob, [m])
         self.expect(bob2, [m])
         self.expect(alice2, [m], sync_to=bob.user)
+        self.expect_smx1(alice, m, bob2, first)
+        self.expect_smx1(alice, m, alice2, first + " (a sync copy)")
         r = self.send(bob2, alice)
         self.expect(alice, [r])
         self.expect(alice2, [r])
         self.expect(bob, [r], sync_to=alice.user)
+        for dev, what in ((alice2, first), (bob, first + " (a sync copy)")):
+            self.expect_smx1(bob2, r, dev, what)
 
     def reinstall(self) -> None:
         alice, bob = self.d("alice/phone"), self.d("bob/phone")
+        alice2, bob2 = self.d("alice/laptop"), self.d("bob/laptop")
         self.call(bob, "live.reinstall", {"device": bob.address})
         m = self.send(alice, bob)
         self.expect(bob, [m])
-        self.expect(self.d("bob/laptop"), [m])
-        self.expect(alice, [self.send(bob, alice)])
+        self.expect(bob2, [m])
+        self.expect(alice2, [m], sync_to=bob.user)
+        self.expect_smx1(alice, m, bob, "bob's phone was reinstalled: a new identity")
+        self.expect_smx1(alice, m, alice2, "alice's laptop never replied (a sync copy)")
+        r = self.send(bob, alice)
+        self.expect(alice, [r])
+        self.expect(bob2, [r], sync_to=alice.user)
+        self.expect_smx1(bob, r, bob2, "the reinstalled phone's first message to the laptop "
+                         "(a sync copy)")
 
 
 def _canary(random16: bytes) -> bytes:
@@ -671,11 +751,12 @@ def source_of(tier: str) -> str:
 
 
 def _wire_source(observer: _Observer) -> SourceScan:
-    """The network adversary's view: the bodies senders handed to the relay, and every fetched
-    envelope matched by SHA-256 against them (adapters report fetched envelopes by hash only).
-    A fetched envelope whose hash is a message's plaintext is a hit; one matching nothing is a
-    sync copy to the sender's own devices (``live.send`` reports only the recipients'
-    envelopes) or an altered body, and the note says its bytes went unscanned."""
+    """The network adversary's view: the bodies senders handed to the relay (recipients'
+    envelopes and sync copies, contract §5), the reset notices receivers reported, and every
+    fetched envelope matched by SHA-256 against them (adapters report fetched envelopes by
+    hash only). A fetched envelope whose hash is a message's plaintext is a hit; one matching
+    nothing already failed its cell (an adapter hid it), and it is an error here too: its
+    bytes went unscanned, so the wire scan is incomplete."""
     from simulator.oracle import TIER_WIRE, Chunk
 
     scan = SourceScan("wire")
@@ -696,15 +777,11 @@ def _wire_source(observer: _Observer) -> SourceScan:
                          f"({size} bytes)"
     scan.parts["fetched"] = f"{len(observer.fetched)} envelopes the receivers fetched, " \
                             f"{matched} byte-identical (SHA-256) to a scanned one"
-    for impl, count in sorted(observer.unhashed.items()):
-        scan.notes.append(f"{count} envelope(s) fetched by {impl} carried no envelope_sha256, "
-                          "so they could not be matched to a scanned one")
     if unmatched:
-        scan.notes.append(
-            f"{len(unmatched)} fetched envelope(s) match no reported one, so their bytes were "
-            "not scanned (sync copies to the sender's own devices, which live.send does not "
-            f"report, or bodies the relay altered): {'; '.join(unmatched[:5])}"
-            + (" …" if len(unmatched) > 5 else ""))
+        scan.errors.append(
+            f"{len(unmatched)} fetched envelope(s) match no listed one, so their bytes were "
+            "not scanned (an adapter's live.send hid them, or the relay altered them; their "
+            f"cells failed): {'; '.join(unmatched[:5])}" + (" …" if len(unmatched) > 5 else ""))
     return scan
 
 

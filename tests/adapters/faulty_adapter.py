@@ -17,6 +17,8 @@ Live faults (the live matrix, docs/gate.md; each a real interop bug):
   no-live                   lists no live operations (the matrix must say unsupported)
   leak-plaintext            after each live.send, uploads the plaintext unencrypted as an
                             attachment (the conversation works; only the oracle can see it)
+  hide-sync-copies          live.send sends the sync copies to the sender's own devices but
+                            leaves them out of its result (the wire scan would miss them)
 Process faults (fire at the N-th request whose op is OP; with --once only in the first
 process that reaches it, so the restarted adapter is healthy):
   crash      exit with status 3 without answering
@@ -48,7 +50,7 @@ from semafore.protocol.keys import PreKeyBundle
 PROTOCOL_FAULTS = ("flip-ciphertext", "wrong-hkdf-info", "skip-signature-check", "no-dr")
 LIVE_FAULTS = (
     "nonce-reuse", "no-smx1-resend", "wrong-ratchet-step-order", "drop-skipped-keys", "no-live",
-    "leak-plaintext",
+    "leak-plaintext", "hide-sync-copies",
 )
 PROCESS_FAULTS = ("crash", "hang", "garbage", "wrong-id")
 
@@ -134,6 +136,15 @@ def install_live_fault(fault: str, adapter: ReferenceAdapter) -> None:
             return result
 
         adapter.ops["live.send"] = leaky_send
+    elif fault == "hide-sync-copies":
+        real_send = adapter.ops["live.send"]
+
+        def hiding_send(args: Args) -> dict[str, Any]:
+            result = real_send(args)
+            result["envelopes"] = [e for e in result["envelopes"] if not e.get("sync")]
+            return result
+
+        adapter.ops["live.send"] = hiding_send
     elif fault == "no-live":
         for op in [op for op in adapter.ops if op.startswith("live.")]:
             del adapter.ops[op]

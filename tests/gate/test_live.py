@@ -95,6 +95,39 @@ def test_a_broken_adapter_fails_its_cells_at_the_step_that_exposes_it(
             assert cell.verdict is Verdict.PASS, (cell.key, cell.detail)
 
 
+def test_the_wire_scan_accounts_for_every_fetched_envelope(reference_report: LiveReport) -> None:
+    """``live.send`` lists sync copies too, so every envelope a receiver fetched is one the
+    wire scan read: nothing fetched is left unmatched (and nothing is merely a note)."""
+    wire = reference_report.oracle["sources"]["wire"]
+    assert wire["notes"] == [] and wire["errors"] == []
+    fetched = wire["parts"]["fetched"]
+    count, matched = (int(word) for word in fetched.split() if word.isdigit())
+    assert count == matched and count > wire["items"] / 2, fetched
+
+
+@pytest.mark.slow
+def test_an_adapter_hiding_its_sync_copies_fails_where_they_are_fetched() -> None:
+    """The sync copies go on the wire but not into ``live.send``'s result: each cell where a
+    broken device sends one fails when its sibling fetches it (alice's phone in fan-out; bob's
+    reinstalled phone at the end), naming the envelope, and the wire source says which
+    fetched bytes went unscanned."""
+    report = live(reference(), faulty("broken", "hide-sync-copies"))
+    assert not report.passed
+    failing = {("broken", "reference"): "fan-out", ("broken", "broken"): "fan-out",
+               ("reference", "broken"): "reinstall"}
+    for cell in report.cells:
+        step = failing.get((cell.sender, cell.receiver))
+        if step is None:
+            assert cell.verdict is Verdict.PASS, (cell.key, cell.detail)
+            continue
+        assert cell.verdict is Verdict.FAIL and cell.step == step, (cell.key, cell.detail)
+        assert cell.detail.startswith("unlisted envelope:") and "broken" in cell.detail
+        assert "no live.send result of broken" in cell.detail and cell.envelope
+    errors = report.oracle["sources"]["wire"]["errors"]
+    assert len(errors) == 1 and errors[0].startswith("3 fetched envelope(s) match no listed")
+    assert report.oracle["passed"] is False and report.oracle["clean"]
+
+
 def test_the_oracle_fails_the_cells_whose_plaintext_reached_the_relay() -> None:
     """An adapter that converses correctly but also uploads each plaintext unencrypted: only
     the oracle can see it, and it must name the cell and the message."""

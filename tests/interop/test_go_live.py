@@ -5,7 +5,8 @@ plaintext-absence oracle scans what the relay held.
 
 The Go side is written from SPEC.md and docs/adapter-contract.md §5 only, so a cell passing
 means two implementations agree on X3DH, SMX1 wrapping until the first reply, the Double
-Ratchet under reordering and loss, simultaneous initiation, fan-out with sync copies, a
+Ratchet under reordering and loss, simultaneous initiation, fan-out with sync copies (each
+side lists them in ``live.send``, so the wire scan matches every fetched envelope), a
 reinstall (410 → new identity) and the SPEC §7 session digests.
 """
 
@@ -46,6 +47,11 @@ def assert_every_cell_passes(report: LiveReport) -> None:
     oracle = report.oracle
     assert oracle["ran"] and oracle["clean"], oracle.get("hits")
     assert oracle["canaries"] >= 20 * len(CELLS)  # one per message of every cell's script
+    # both implementations list their sync copies: every fetched envelope was scanned
+    wire = oracle["sources"]["wire"]
+    assert wire["errors"] == [] and wire["notes"] == [], wire
+    count, matched = (int(w) for w in wire["parts"]["fetched"].split() if w.isdigit())
+    assert count == matched > 0, wire["parts"]
 
 
 @pytest.fixture(scope="module")

@@ -101,9 +101,13 @@ func opLiveSend(a *Adapter, args Args) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	envelopes := make([]map[string]string, 0, len(sent))
+	envelopes := make([]map[string]any, 0, len(sent))
 	for _, e := range sent {
-		envelopes = append(envelopes, map[string]string{"to": e.To, "body": hexOf(e.Body)})
+		envelope := map[string]any{"to": e.To, "body": hexOf(e.Body)}
+		if e.Sync {
+			envelope["sync"] = true
+		}
+		envelopes = append(envelopes, envelope)
 	}
 	return map[string]any{"message_id": messageID, "delivered": deliver, "envelopes": envelopes}, nil
 }

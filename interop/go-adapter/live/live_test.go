@@ -167,8 +167,16 @@ func TestFanOutSyncCopiesAndReinstall(t *testing.T) {
 
 	alice2, bob2 := c.device("alice", "laptop"), c.device("bob", "laptop")
 	m, _, env := c.send(alice, "bob", true)
-	if len(env) != 2 || magic(env, "bob:laptop") != "SMX1" {
+	if len(env) != 3 || magic(env, "bob:laptop") != "SMX1" {
 		t.Fatalf("a new device of the peer is learned from 409 and bootstrapped: %+v", env)
+	}
+	for _, e := range env {
+		if e.Sync != (e.To == "alice:laptop") {
+			t.Fatalf("Send lists the sync copy to the own laptop, marked, after the peer's: %+v", e)
+		}
+	}
+	if env[2].To != "alice:laptop" || magic(env, "alice:laptop") != "SMX1" {
+		t.Fatalf("the sync copy comes last and bootstraps the own laptop's session: %+v", env[2])
 	}
 	if !strings.Contains(strings.Join(relay.rejected, ","), "mismatched_devices") {
 		t.Fatal("the relay should have refused the stale device set once")
@@ -256,8 +264,13 @@ func TestAnUndecryptableFrameIsReportedAndResetsTheSession(t *testing.T) {
 			if added := len(f.queues["alice/laptop"]) - laptop; added != map[bool]int{false: 0, true: 1}[legacy] {
 				t.Fatalf("alice's laptop got %d envelopes: a routed notice goes to the failing device only, an e2e one to every device", added)
 			}
-			if got, err := alice.Receive(false); err != nil || len(got) != 0 {
-				t.Fatalf("a reset notice is no message: %+v %v", got, err)
+			got, err = alice.Receive(false)
+			if err != nil || len(got) != 1 || !got[0].Reset || got[0].MessageID != "" || got[0].Plaintext != "" {
+				t.Fatalf("a reset notice is no message, reported with its bytes: %+v %v", got, err)
+			}
+			if body, _ := hex.DecodeString(got[0].Body); hex.EncodeToString(sha(body)) != got[0].EnvelopeSHA256 ||
+				legacy == bytes.HasPrefix(body, protocol.ResetMagic) {
+				t.Fatalf("the reset entry carries the fetched envelope (raw SRS1 unless legacy): %+v", got[0])
 			}
 			m4, _, env := c.send(alice, "bob", true)
 			if magic(env, "bob:phone") != "SMX1" {

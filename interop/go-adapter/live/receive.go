@@ -30,12 +30,18 @@ type Received struct {
 	SyncTo         string `json:"sync_to,omitempty"`
 	Error          string `json:"error,omitempty"`
 	Detail         string `json:"detail,omitempty"`
+	// Reset marks a SPEC §4 reset notice (a bare SRS1, or a content of kind reset); Body is
+	// then the whole envelope in hex, for the gate's wire scan: a device sends a reset while
+	// receiving, so no live.send lists it (docs/adapter-contract.md §5).
+	Reset bool   `json:"reset,omitempty"`
+	Body  string `json:"body,omitempty"`
 }
 
 // Receive fetches every pending envelope, opens them in queue order (reverse: newest
 // first, how the gate reorders delivery), acknowledges them and reports each one that
 // carried a message. A failure to open an envelope is reported in its entry, not as an
-// error; reset notices and duplicate message ids produce no entry.
+// error; a reset notice is reported with its bytes (Reset, Body); duplicate message ids
+// produce no entry.
 //
 // Fetching deletes nothing and the queue has no cursor, so more than PageSize pending
 // envelopes are opened and acknowledged page by page (the order applies within a page).
@@ -92,9 +98,13 @@ func (d *Device) open(ctx context.Context, env relay.QueuedEnvelope) (Received, 
 		}
 		return item, true
 	}
+	reset := func() (Received, bool) {
+		item.Reset, item.Body = true, hex.EncodeToString(env.Body)
+		return item, true
+	}
 	if bytes.HasPrefix(env.Body, protocol.ResetMagic) {
 		d.handleReset(sender, env.Body)
-		return item, false
+		return reset()
 	}
 	smx1 := bytes.HasPrefix(env.Body, protocol.SMX1Magic[:3])
 	if _, _, pinned := d.identities.Pinned(sender); smx1 && !pinned {
@@ -123,7 +133,7 @@ func (d *Device) open(ctx context.Context, env relay.QueuedEnvelope) (Received, 
 	}
 	if c.Kind == content.KindReset {
 		d.handleReset(sender, c.Body)
-		return item, false
+		return reset()
 	}
 	item.MessageID, item.Plaintext, item.SyncTo = c.ID, hex.EncodeToString(c.Body), c.SyncTo
 	return item, true

@@ -14,16 +14,20 @@ import (
 // MaxDeviceSetRetries is how often one send repairs its device set (409/410) before giving up.
 const MaxDeviceSetRetries = 4
 
-// SentEnvelope is one recipient device's envelope as sent (or withheld).
+// SentEnvelope is one envelope as sent (or withheld): to a device of the recipient, or a
+// sync copy to another device of the sender's own user.
 type SentEnvelope struct {
 	To   string // address
 	Body []byte // whole SMX1 or DR_V1 envelope
+	Sync bool   // a sync copy (docs/adapter-contract.md §5: live.send lists these too)
 }
 
 // Send encrypts a text message for every device of user `to` and, as sync copies naming
 // the conversation, for every other device of the sender's user, and hands them to the
 // relay (deliver=false: encrypts, advancing every chain, but sends nothing — a lost
-// message). It returns the envelopes to `to`'s devices, sorted by address.
+// message). It returns every envelope it encrypted: those to `to`'s devices, sorted by
+// address, then the sync copies, sorted by address — the gate scans each one that went on
+// the wire and fails a sender whose receiver fetches an envelope it did not list.
 func (d *Device) Send(to string, body []byte, messageID string, deliver bool) ([]SentEnvelope, error) {
 	if _, err := d.connected(); err != nil {
 		return nil, err
@@ -37,8 +41,13 @@ func (d *Device) Send(to string, body []byte, messageID string, deliver bool) ([
 	}
 	if to != d.UserID {
 		c.SyncTo = to
-		if _, err := d.sendToUser(ctx, d.UserID, c.Encode(), messageID, deliver, true); err != nil {
+		copies, err := d.sendToUser(ctx, d.UserID, c.Encode(), messageID, deliver, true)
+		if err != nil {
 			return nil, relayError(err)
+		}
+		for _, e := range copies {
+			e.Sync = true
+			sent = append(sent, e)
 		}
 	}
 	return sent, nil
