@@ -5,12 +5,15 @@ cell naming the envelope, because the wire scan never saw its bytes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
 import pytest
 
-from semafore.gate.live import StepFailure, _Cell, _Device, _Observer
+from semafore.adapter.ops import ReferenceAdapter
+from semafore.adapter.server import handle
+from semafore.gate.live import StepFailure, _Cell, _Device, _Observer, _relay
 from semafore.gate.runner import Impl
 from semafore.gate.transport import AdapterProcess
 
@@ -93,3 +96,35 @@ def test_every_listed_envelope_names_a_device_it_may_go_to(
     else:
         with pytest.raises(StepFailure, match="listed"):
             cell._check_addressee(alice, bob, "m5", address, sync)
+
+
+def test_the_reference_reports_a_fetched_reset_notice_with_its_bytes() -> None:
+    """Through a real (embedded) relay: alice's device sends bob's a bare SRS1 notice, as a
+    device does when it cannot open a frame; bob's ``live.receive`` reports it as a reset
+    entry carrying the fetched bytes, so the gate can scan them (contract §5)."""
+    notice = b"SRS1" + bytes(range(32))
+
+    def conversation(adapter: ReferenceAdapter, url: str) -> list[dict[str, Any]]:
+        def call(op: str, **args: Any) -> dict[str, Any]:
+            answer = handle(adapter, {"id": 1, "op": op, "args": args})
+            assert answer["ok"], answer
+            result: dict[str, Any] = answer["result"]
+            return result
+
+        for user in ("alice", "bob"):
+            call("live.device.create", user_id=user, device_id="phone")
+            call("live.register", device=f"{user}:phone", relay=url, org="live-gate",
+                 otp="000000")
+        alice = adapter.live._devices["alice:phone"].connected()
+        adapter.live._run(alice._send_reset("bob", "phone", notice))
+        return list(call("live.receive", device="bob:phone")["messages"])
+
+    async def run() -> list[dict[str, Any]]:
+        async with _relay("embedded", "live-gate") as (url, enrol, _collect):
+            await enrol(["alice", "bob"])
+            return await asyncio.to_thread(conversation, ReferenceAdapter(), url)
+
+    [entry] = asyncio.run(run())
+    assert entry.pop("delivery_id")
+    assert entry == {"from": "alice:phone", "envelope_sha256": sha(notice), "reset": True,
+                     "body": notice.hex()}
