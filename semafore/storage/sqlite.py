@@ -103,7 +103,8 @@ CREATE TABLE IF NOT EXISTS sends (org_id TEXT NOT NULL, sender_user_id TEXT NOT 
   sender_device_id TEXT NOT NULL, recipient TEXT NOT NULL, message_id TEXT NOT NULL,
   digest BLOB NOT NULL, deliveries TEXT NOT NULL, accepted_at REAL NOT NULL,
   expires_at REAL NOT NULL,
-  PRIMARY KEY (org_id, sender_user_id, sender_device_id, recipient, message_id));
+  PRIMARY KEY (org_id, sender_user_id, sender_device_id, recipient, message_id))
+  WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sends_age ON sends (org_id, accepted_at);
 CREATE TABLE IF NOT EXISTS attachments (file_id TEXT PRIMARY KEY, org_id TEXT NOT NULL,
   owner_user_id TEXT NOT NULL, owner_device_id TEXT NOT NULL, size INTEGER NOT NULL,
