@@ -778,6 +778,7 @@ def _wire_source(observer: _Observer) -> SourceScan:
     scan.parts["fetched"] = f"{len(observer.fetched)} envelopes the receivers fetched, " \
                             f"{matched} byte-identical (SHA-256) to a scanned one"
     if unmatched:
+        scan.missing["fetched"] = f"{len(unmatched)} fetched envelope(s) no live.send listed"
         scan.errors.append(
             f"{len(unmatched)} fetched envelope(s) match no listed one, so their bytes were "
             "not scanned (an adapter's live.send hid them, or the relay altered them; their "
@@ -1059,7 +1060,8 @@ def _judge(report: LiveReport, oracle: Any, sources: list[SourceScan],
         "ran": True,
         "passed": not hits and not errors,
         "clean": not hits,
-        "complete": all(s.scanned for s in sources),
+        # a wire scan that missed fetched envelopes is incomplete even though it ran
+        "complete": all(s.scanned and not (s.name == "wire" and s.missing) for s in sources),
         "scanned": [s.name for s in sources if s.scanned],
         "not_scanned": {s.name: s.why_not() for s in sources if not s.scanned},
         "sources": {s.name: {**s.to_json(), "hits": len(by_source.get(s.name, []))}

@@ -102,8 +102,12 @@ def _headline(report: LiveReport, markup: bool = True) -> str:
     scanned = [f"{name} ({', '.join(sources[name]['parts'])})" if name == "stores" else name
                for name in oracle.get("scanned", [])]
     not_scanned = oracle.get("not_scanned", {})
+    wire_gaps = sources.get("wire", {}).get("not_scanned", {}) if "wire" in scanned else {}
     if not not_scanned and oracle.get("complete"):
         scope = f"FULL scan ({', '.join(scanned)})"
+    elif not not_scanned and wire_gaps:
+        scope = f"INCOMPLETE scan ({', '.join(scanned)}): wire missed " + \
+            "; ".join(wire_gaps.values())
     else:
         scope = f"PARTIAL scan: {', '.join(scanned) or 'nothing'} only"
         if not_scanned:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from semafore.cli.gate import command as gate_command
 from semafore.gate.live import STEPS, LiveReport, run_live
-from semafore.gate.live_report import render_html, write_junit
+from semafore.gate.live_report import _headline, render_html, write_junit
 from semafore.gate.runner import Impl
 from semafore.gate.verdict import Verdict
 from tests.gate.conftest import faulty, reference
@@ -126,6 +126,10 @@ def test_an_adapter_hiding_its_sync_copies_fails_where_they_are_fetched() -> Non
     errors = report.oracle["sources"]["wire"]["errors"]
     assert len(errors) == 1 and errors[0].startswith("3 fetched envelope(s) match no listed")
     assert report.oracle["passed"] is False and report.oracle["clean"]
+    # every source ran, yet the headline must not call it a full scan
+    assert not report.oracle["complete"] and report.oracle["not_scanned"] == {}
+    assert "INCOMPLETE scan (wire, stores (store), logs): wire missed 3 fetched envelope(s) " \
+        "no live.send listed" in _headline(report, markup=False)
 
 
 def test_the_oracle_fails_the_cells_whose_plaintext_reached_the_relay() -> None:

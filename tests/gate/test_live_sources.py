@@ -55,6 +55,7 @@ def test_an_unmatched_fetch_is_an_error_of_the_scan_not_a_note() -> None:
     assert len(scan.errors) == 1 and scan.errors[0].startswith(
         "1 fetched envelope(s) match no listed one, so their bytes were not scanned")
     assert "m4 fetched by a:laptop (ref)" in scan.errors[0]
+    assert scan.scanned and scan.missing == {"fetched": "1 fetched envelope(s) no live.send listed"}
 
 
 def test_tiers_map_to_the_three_sources() -> None:
