@@ -19,13 +19,14 @@ from semafore.infra.settings import ProviderKind
 from semafore.infra.stores import backend_stores
 from semafore.infra.testing import shared_provider
 from semafore.server import models as m
+from semafore.server.oplog import h8
 from semafore.server.relay import SEND_LEDGER_MAX_AGE, Relay, send_digest
 from semafore.server.settings import Settings
 from semafore.server.tokens import Principal
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Device, Membership, Org, Stores, TotpEnrolment, User
 from semafore.storage.sqlite import sqlite_stores
-from tests.server.helpers import DeviceSession, World, b64
+from tests.server.helpers import DeviceSession, LogCapture, World, b64
 
 BODY = b"DRV1" + bytes(range(60))
 
@@ -425,3 +426,18 @@ def test_concurrent_identical_requests_queue_once_backends() -> None:
 
         asyncio.run(drop())
 
+
+
+def test_retry_and_reuse_log_lines_hash_the_identifiers(
+    world: World, org: dict[str, DeviceSession], logs: LogCapture
+) -> None:
+    a1, b1, b2 = org["a1"], org["b1"], org["b2"]
+    mid = "msg-logged-7f3a9c"
+    assert send(world, a1, "bob", [env(b1), env(b2)], mid=mid).status_code == 200
+    assert send(world, a1, "bob", [env(b1), env(b2)], mid=mid).status_code == 200
+    assert send(world, a1, "bob", [env(b1, b"DRV1other"), env(b2)], mid=mid).status_code == 409
+    events = {e["event"]: e for e in logs.events()}
+    assert events["message_retry_answered"]["message_id_h8"] == h8(mid)
+    assert events["message_id_reused"]["message_id_h8"] == h8(mid)
+    assert events["message_id_reused"]["device_id_h8"] == h8("a1")
+    assert not [line for line in logs.lines() if mid in line]
