@@ -138,39 +138,54 @@ def unauthorized(code: str = "invalid_token", detail: str = "authentication requ
     return ApiError(401, code, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+DigestItem = tuple[str, str, int, bytes]
+"""(recipient user, device id, registration id, body SHA-256): one envelope of a send."""
+
+
 def send_digest(
     kind: Literal["send", "broadcast"], recipients: Iterable[tuple[str, Sequence[EnvelopeLike]]]
 ) -> bytes:
     """SHA-256 of a send's canonical envelope set: what makes a retry *the same* send.
 
-    Order-free (sorted by recipient user and device) and length-prefixed, over the recipient
+    Order-free (sorted) and unambiguous (:func:`canonical_digest`), over the recipient
     users, each envelope's device id, registration id and body SHA-256: a retry re-sending
     the same envelopes in another order matches, any other change does not. Only the digest
     is stored (the ledger never holds a body)."""
     users: list[str] = []
-    items: list[tuple[str, str, int, bytes]] = []
+    items: list[DigestItem] = []
     for user_id, envelopes in recipients:
         users.append(user_id)
         items.extend(
             (user_id, e.device_id, e.registration_id, hashlib.sha256(e.body).digest())
             for e in envelopes
         )
-    h = hashlib.sha256(b"semafore-send-v1\x00" + kind.encode())
+    return canonical_digest(kind, users, items)
 
-    def part(value: str) -> None:
-        raw = value.encode()
-        h.update(len(raw).to_bytes(4, "big") + raw)
 
-    h.update(len(users).to_bytes(4, "big"))
-    for user_id in sorted(users):
-        part(user_id)
-    h.update(len(items).to_bytes(4, "big"))
-    for user_id, device_id, registration_id, body_hash in sorted(items):
-        part(user_id)
-        part(device_id)
-        part(str(registration_id))
-        h.update(body_hash)
-    return h.digest()
+def entries_digest(
+    kind: Literal["send", "broadcast"],
+    users: Sequence[str],
+    envelopes: Iterable[EnvelopeLike],
+    entries: Iterable[QueuedEnvelope],
+) -> bytes:
+    """:func:`send_digest` of a send about to be queued, reusing the body hashes its queue
+    entries already carry (``entries`` in ``envelopes`` order, before any test leak)."""
+    items = [
+        (e.recipient_user_id, e.recipient_device_id, env.registration_id, e.envelope_hash)
+        for env, e in zip(envelopes, entries, strict=True)
+    ]
+    return canonical_digest(kind, users, items)
+
+
+def canonical_digest(kind: str, users: Sequence[str], items: Sequence[DigestItem]) -> bytes:
+    """Sorted records joined by ASCII separators (0x1d-0x1f): unambiguous because every user
+    and device id the relay accepts matches ``[A-Za-z0-9._-]`` (``models.ID_PATTERN``, the
+    WebSocket frame parser alike) and registration ids and hex digests cannot hold them."""
+    records = "\x1e".join(sorted([f"{u}\x1f{d}\x1f{r}\x1f{h.hex()}" for u, d, r, h in items]))
+    recipients = "\x1e".join(sorted(users))
+    return hashlib.sha256(
+        f"semafore-send-v1\x1d{kind}\x1d{recipients}\x1d{records}".encode()
+    ).digest()
 
 
 @dataclass(frozen=True)
@@ -972,7 +987,7 @@ class Relay:
         now = self.now()
         kind: EnvelopeKind = "reset" if reset else "message"
         entries = self._queue_entries(principal, user_id, message_id, envelopes, kind, now)
-        digest = send_digest("send", [(user_id, envelopes)])
+        digest = entries_digest("send", (user_id,), envelopes, entries)
         record = self._send_record(principal, user_id, message_id, digest, entries, now)
         if self.settings.leak != "off":
             entries = self._leak(principal, message_id, entries)
@@ -1121,7 +1136,12 @@ class Relay:
                 principal, r.user_id, req.message_id, r.envelopes, "broadcast", now
             )
         ]
-        digest = send_digest("broadcast", [(r.user_id, r.envelopes) for r in req.recipients])
+        digest = entries_digest(
+            "broadcast",
+            [r.user_id for r in req.recipients],
+            [env for r in req.recipients for env in r.envelopes],
+            entries,
+        )
         record = self._send_record(principal, BROADCAST, req.message_id, digest, entries, now)
         recorded = await self.stores.queues.enqueue_send(record, entries)
         if recorded is not None:

@@ -6,6 +6,7 @@ different envelope set under a used message id is refused (409 ``message_id_reus
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,11 +21,19 @@ from semafore.infra.stores import backend_stores
 from semafore.infra.testing import shared_provider
 from semafore.server import models as m
 from semafore.server.oplog import h8
-from semafore.server.relay import SEND_LEDGER_MAX_AGE, Relay, send_digest
+from semafore.server.relay import SEND_LEDGER_MAX_AGE, Relay, entries_digest, send_digest
 from semafore.server.settings import Settings
 from semafore.server.tokens import Principal
 from semafore.storage.memory import memory_stores
-from semafore.storage.ports import Device, Membership, Org, Stores, TotpEnrolment, User
+from semafore.storage.ports import (
+    Device,
+    Membership,
+    Org,
+    QueuedEnvelope,
+    Stores,
+    TotpEnrolment,
+    User,
+)
 from semafore.storage.sqlite import sqlite_stores
 from tests.server.helpers import DeviceSession, LogCapture, World, b64
 
@@ -261,10 +270,22 @@ def test_the_digest_is_order_free_and_sees_every_field() -> None:
     for other in changed:
         assert send_digest("broadcast", other) != digest
     assert send_digest("send", base) != digest
-    # length prefixes: moving bytes between fields changes the digest
+    # field boundaries count: moving characters between ids changes the digest
     assert send_digest("send", [("ab", [_Env("c", 1, b"")])]) != send_digest(
         "send", [("a", [_Env("bc", 1, b"")])]
     )
+
+
+def test_the_queue_path_digest_equals_the_request_digest() -> None:
+    """The fresh path digests the queue entries (their body hashes), the retry path the
+    request: both must name the same send."""
+    envs = [_Env("b2", 7, b"DRV1two"), _Env("b1", 9, b"DRV1one")]
+    entries = [
+        QueuedEnvelope(f"d{i}", "acme", "m", "message", "alice", "a1", "bob", e.device_id,
+                       e.body, hashlib.sha256(e.body).digest(), 1.0)
+        for i, e in enumerate(envs)
+    ]
+    assert entries_digest("send", ("bob",), envs, entries) == send_digest("send", [("bob", envs)])
 
 
 # --- concurrent identical requests, on every adapter ----------------------------------------
