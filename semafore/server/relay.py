@@ -731,15 +731,23 @@ class Relay:
             spk_key_id=spk.key_id if spk else None,
         )
 
-    async def fetch_bundles(
+    async def _directory_devices(
         self, principal: Principal, user_id: str, device_id: str | None, ip: str | None
-    ) -> m.BundlesOut:
+    ) -> list[Device]:
+        """The key directory's common front: the ``keys`` rate limit, the organisation scope
+        (another org's user is unknown) and the device filter of a lookup."""
         await self.limit("keys", ip, principal.user_id)
         if await self._member_ids(principal.org_id, user_id) is None:
             raise ApiError(404, "unknown_user", "no such user in this organisation")
         devices = await self.stores.accounts.list_devices(user_id)
         if device_id is not None:
             devices = [d for d in devices if d.device_id == device_id]
+        return devices
+
+    async def fetch_bundles(
+        self, principal: Principal, user_id: str, device_id: str | None, ip: str | None
+    ) -> m.BundlesOut:
+        devices = await self._directory_devices(principal, user_id, device_id, ip)
         bundles = []
         for device in devices:
             identity = await self.stores.keys.get_identity(user_id, device.device_id)
@@ -770,12 +778,7 @@ class Relay:
 
         Unlike :meth:`fetch_bundles` this claims no one-time prekey: an OPK is spent only
         by a peer that bootstraps with it. Same rate-limit bucket and organisation scope."""
-        await self.limit("keys", ip, principal.user_id)
-        if await self._member_ids(principal.org_id, user_id) is None:
-            raise ApiError(404, "unknown_user", "no such user in this organisation")
-        devices = await self.stores.accounts.list_devices(user_id)
-        if device_id is not None:
-            devices = [d for d in devices if d.device_id == device_id]
+        devices = await self._directory_devices(principal, user_id, device_id, ip)
         out = []
         for device in devices:
             identity = await self.stores.keys.get_identity(user_id, device.device_id)
