@@ -148,6 +148,19 @@ def key_upload(keys: DeviceKeys) -> dict[str, Any]:
     }
 
 
+def messaging_org(world: World) -> dict[str, DeviceSession]:
+    """Org ``acme``: alice (a1, a2; admin), bob (b1, b2) and carol (c1), all logged in."""
+    world.signup("acme", "alice")
+    a1 = world.login("acme", "alice", "a1", admin=True)
+    a2 = world.login("acme", "alice", "a2", admin=True)
+    world.add_member(a1, "bob")
+    world.add_member(a1, "carol")
+    b1 = world.login("acme", "bob", "b1")
+    b2 = world.login("acme", "bob", "b2")
+    c1 = world.login("acme", "carol", "c1")
+    return {"a1": a1, "a2": a2, "b1": b1, "b2": b2, "c1": c1}
+
+
 def make_world(stores: Stores, **settings: Any) -> tuple[World, TestClient]:
     clock = FakeClock()
     merged: dict[str, Any] = {"clock": clock, "retention_interval": 0.0, **settings}

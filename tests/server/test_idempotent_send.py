@@ -35,7 +35,7 @@ from semafore.storage.ports import (
     User,
 )
 from semafore.storage.sqlite import sqlite_stores
-from tests.server.helpers import DeviceSession, LogCapture, World, b64
+from tests.server.helpers import DeviceSession, LogCapture, World, b64, messaging_org
 
 BODY = b"DRV1" + bytes(range(60))
 
@@ -64,15 +64,7 @@ def queued(world: World, device: DeviceSession) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def org(world: World) -> dict[str, DeviceSession]:
-    world.signup("acme", "alice")
-    a1 = world.login("acme", "alice", "a1", admin=True)
-    a2 = world.login("acme", "alice", "a2", admin=True)
-    world.add_member(a1, "bob")
-    world.add_member(a1, "carol")
-    b1 = world.login("acme", "bob", "b1")
-    b2 = world.login("acme", "bob", "b2")
-    c1 = world.login("acme", "carol", "c1")
-    return {"a1": a1, "a2": a2, "b1": b1, "b2": b2, "c1": c1}
+    return messaging_org(world)
 
 
 # --- HTTP and WebSocket ---------------------------------------------------------------------

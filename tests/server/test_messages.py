@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from tests.server.helpers import DeviceSession, World, b64
+from tests.server.helpers import DeviceSession, World, b64, messaging_org
 
 BODY = b"DRV1" + bytes(range(60))
 
@@ -28,15 +28,7 @@ def env(
 
 @pytest.fixture
 def org(world: World) -> dict[str, DeviceSession]:
-    world.signup("acme", "alice")
-    a1 = world.login("acme", "alice", "a1", admin=True)
-    a2 = world.login("acme", "alice", "a2", admin=True)
-    world.add_member(a1, "bob")
-    world.add_member(a1, "carol")
-    b1 = world.login("acme", "bob", "b1")
-    b2 = world.login("acme", "bob", "b2")
-    c1 = world.login("acme", "carol", "c1")
-    return {"a1": a1, "a2": a2, "b1": b1, "b2": b2, "c1": c1}
+    return messaging_org(world)
 
 
 def send(
