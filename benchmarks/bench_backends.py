@@ -43,8 +43,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from benchmarks.bench_relay import (
     ORG,
     PASSWORD_OTP,
-    STATUS,
     Result,
+    drain_send_results,
     drive,
     free_port,
     process_cpu,
@@ -124,14 +124,7 @@ async def run_cluster(
         ws = await socket(f"s{i}", sender_at(i))
         registration_id = sessions[f"r{i}"]["registration_id"]
 
-        async def drain() -> None:  # every send must be accepted
-            async for frame in ws:
-                text = frame if isinstance(frame, str) else frame.decode()
-                statuses = STATUS.findall(text)
-                if not statuses or any(code != "200" for code in statuses):
-                    raise RuntimeError(f"relay refused a send: {text[:300]!r}")
-
-        drainer = asyncio.create_task(drain())
+        drainer = asyncio.create_task(drain_send_results(ws))
 
         async def send(k: int) -> None:
             await ws.send(send_frame(i, k, registration_id, size))

@@ -305,6 +305,16 @@ async def run_bare(
     return await drive(name, pairs, total, window, open_sender, open_receiver, timeout)
 
 
+async def drain_send_results(ws: ClientConnection) -> None:
+    """Read a sender's ``response`` frames (single or batched): every send must be accepted,
+    a refusal ends the run with the relay's answer."""
+    async for frame in ws:
+        text = frame if isinstance(frame, str) else frame.decode()
+        statuses = STATUS.findall(text)
+        if not statuses or any(code != "200" for code in statuses):
+            raise RuntimeError(f"relay refused a send: {text[:300]!r}")
+
+
 async def run_semafore(
     port: int, pairs: int, total: int, window: int, size: int, timeout: float, batch: int = 0
 ) -> Result:
@@ -357,14 +367,7 @@ async def run_semafore(
             compression=None,
         )
 
-        async def drain() -> None:  # send results: count refusals, never expected
-            async for frame in ws:
-                text = frame if isinstance(frame, str) else frame.decode()
-                statuses = STATUS.findall(text)
-                if not statuses or any(code != "200" for code in statuses):
-                    raise RuntimeError(f"relay refused a send: {text[:300]!r}")
-
-        drainer = asyncio.create_task(drain())
+        drainer = asyncio.create_task(drain_send_results(ws))
 
         async def send(n: int) -> None:
             await ws.send(send_frame(i, n, peer["registration_id"], size))
