@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from semafore.client import attachments
 from semafore.client.clock import Clock
-from semafore.client.content import AttachmentPointer, Content, Kind, decode
+from semafore.client.content import AttachmentPointer, Content, Kind, decode, sync_field
 from semafore.client.device import Device, PrekeyPolicy
 from semafore.client.errors import (
     ClientError,
@@ -93,11 +94,39 @@ class ClientEvent:
     message_id: str | None = None
 
 
+Recipients = str | Iterable[str]
+"""Whom a message goes to: one user id, or several (one message to all of them, issue #11)."""
+
+
 @dataclass(frozen=True)
 class SendResult:
+    """One message as it was handed to the relay (or, withheld, encrypted).
+
+    ``envelopes`` holds every envelope of the message, address -> bytes as sent: one per
+    device of every recipient user and the sync copies to this user's other devices, which
+    ``sync`` names (so a caller can tell them apart). ``attempts`` counts the requests that
+    carried it, device-set repairs (409/410) included."""
+
     message_id: str
-    envelopes: dict[str, bytes]  # recipient address -> envelope bytes as sent
+    envelopes: dict[str, bytes]
     attempts: int
+    sync: frozenset[str] = frozenset()
+
+
+class RecipientsFailed(DeliveryFailed):
+    """A message to several users reached some of them but not all (issue #11).
+
+    Every recipient user was tried and the sync copy went out for the ones reached, so
+    ``result`` is the message as sent; ``failures`` maps each user it did not reach to why.
+    A message to one user raises that user's failure itself."""
+
+    def __init__(self, result: SendResult, failures: dict[str, Exception]) -> None:
+        super().__init__(
+            f"message {result.message_id} did not reach {', '.join(sorted(failures))}",
+            field="user_id",
+        )
+        self.result = result
+        self.failures = failures
 
 
 @dataclass
@@ -386,20 +415,50 @@ class DeviceClient:
         return result
 
     async def send_content(
-        self, user_id: str, content: Content, *, withhold: bool = False
+        self, user_id: Recipients, content: Content, *, withhold: bool = False
     ) -> SendResult:
-        """Encrypt ``content`` for every device of ``user_id`` (and, as a sync copy, for
-        this user's other devices) and send it, handling 409/410 (one envelope per device).
+        """Encrypt ``content`` for every device of each recipient user and, as ONE sync copy
+        naming every peer (``sync_to``), for this user's other devices; send it, handling
+        409/410 (one envelope per device, one request per user).
+
+        A message to several users is one message under one message id (issue #11): the
+        relay's send ledger admits one envelope set per (sender device, recipient user,
+        message id) (issue #3), so the sync copy must be sent once, not once per recipient.
+        Own user among the recipients: its other devices get that sync copy (a message to
+        oneself only is a plain send to one's other devices). A user that cannot be reached
+        does not stop the others: :class:`RecipientsFailed` reports it after the rest.
 
         ``withhold`` encrypts (advancing every chain) but never hands the envelopes to the
         transport: a client that crashed after encrypting (how a scenario opens a gap)."""
+        users = _recipient_users(user_id)
+        peers = [u for u in users if u != self.user_id]
         async with self._send_lock:
-            result = await self._send_to_user(user_id, content, withhold=withhold)
-            if user_id != self.user_id:
-                await self._send_sync(user_id, content, withhold=withhold)
+            envelopes: dict[str, bytes] = {}
+            attempts = 0
+            failures: dict[str, Exception] = {}
+            targets = peers or users
+            for user in targets:
+                try:
+                    sent = await self._send_to_user(user, content, withhold=withhold)
+                except (ClientError, ProtocolError) as exc:
+                    if len(targets) == 1:
+                        raise
+                    failures[user] = exc
+                    continue
+                envelopes.update(sent.envelopes)
+                attempts += sent.attempts
+            sync: frozenset[str] = frozenset()
+            if peers and len(failures) < len(peers):
+                copied = await self._send_sync(peers, content, withhold=withhold)
+                envelopes.update(copied.envelopes)
+                attempts += copied.attempts
+                sync = frozenset(copied.envelopes)
             self.counters.sent_messages += 1
             self._save()
-            return result
+            result = SendResult(content.message_id, envelopes, attempts, sync)
+        if failures:
+            raise RecipientsFailed(result, failures)
+        return result
 
     async def _send_to_user(
         self, user_id: str, content: Content, *, allow_empty: bool = False,
@@ -409,8 +468,8 @@ class DeviceClient:
         for attempt in range(1, MAX_DEVICE_SET_RETRIES + 2):
             devices = await self._prepare(user_id)
             if not devices:
-                if allow_empty:
-                    return SendResult(content.message_id, {}, attempt)
+                if allow_empty:  # nothing to send: only the refused requests count
+                    return SendResult(content.message_id, {}, attempt - 1)
                 raise DeliveryFailed(
                     f"{user_id} has no device with published keys", field="user_id"
                 )
@@ -470,29 +529,21 @@ class DeviceClient:
         return False
 
     async def _send_sync(
-        self, peer_user_id: str, content: Content, *, withhold: bool = False
-    ) -> None:
-        """The sync copy to this user's other devices (skipped when there are none).
+        self, peers: Iterable[str], content: Content, *, withhold: bool = False
+    ) -> SendResult:
+        """The one sync copy of a message to this user's other devices, naming every peer
+        of the conversation (``content.sync_field``); empty when there are none.
 
         A cached list with siblings is kept: the relay's 409 ``missing`` corrects it on this
         very send. An *empty* one is re-read every time (``GET /v1/devices``): with no
         envelope to send there is no request the relay could refuse, so a cached "no other
         device" would starve a sibling added since of every sync copy. Only single-device
         users pay that request, and it claims nothing."""
-        sync = Content(
-            message_id=content.message_id,
-            kind=content.kind,
-            sent_at=content.sent_at,
-            body=content.body,
-            attachment=content.attachment,
-            receipt_for=content.receipt_for,
-            sync_to=peer_user_id,
-            extra=content.extra,
-        )
+        sync = dataclasses.replace(content, sync_to=sync_field(peers))
         known = self.directory.get(self.user_id)
         if known is None or not known.devices:
             await self.own_devices()
-        await self._send_to_user(self.user_id, sync, allow_empty=True, withhold=withhold)
+        return await self._send_to_user(self.user_id, sync, allow_empty=True, withhold=withhold)
 
     def _content(
         self,
@@ -513,9 +564,10 @@ class DeviceClient:
         )
 
     async def send_text(
-        self, user_id: str, body: bytes, *, message_id: str | None = None,
+        self, user_id: Recipients, body: bytes, *, message_id: str | None = None,
         withhold: bool = False,
     ) -> SendResult:
+        """One text message to one user or several (see :meth:`send_content`)."""
         return await self.send_content(
             user_id, self._content("text", body, message_id=message_id), withhold=withhold
         )
@@ -524,11 +576,12 @@ class DeviceClient:
         return await self.send_content(user_id, self._content("receipt", receipt_for=message_ids))
 
     async def send_attachment(
-        self, user_id: str | Iterable[str], data: bytes, caption: bytes = b""
+        self, user_id: Recipients, data: bytes, caption: bytes = b""
     ) -> tuple[SendResult, AttachmentPointer]:
         """Encrypt ``data`` client-side, upload the ciphertext once (ADR-0157), send the
-        pointer to each user as one message (same message id)."""
-        users = [user_id] if isinstance(user_id, str) else list(user_id)
+        pointer to every user as one message (:meth:`send_content`: one message id, one
+        sync copy)."""
+        users = _recipient_users(user_id)
         blob, key, digest = attachments.seal(data, self.entropy)
         created = await self.http.json(
             "POST",
@@ -544,13 +597,7 @@ class DeviceClient:
         )
         pointer = AttachmentPointer(file_id, key, digest, len(data))
         content = self._content("attachment", caption, attachment=pointer)
-        envelopes: dict[str, bytes] = {}
-        attempts = 0
-        for user in users:
-            result = await self.send_content(user, content)
-            envelopes.update(result.envelopes)
-            attempts += result.attempts
-        return SendResult(content.message_id, envelopes, attempts), pointer
+        return await self.send_content(users, content), pointer
 
     async def fetch_attachment(self, pointer: AttachmentPointer) -> bytes:
         """Download the ciphertext, check its SHA-256, decrypt."""
@@ -987,6 +1034,15 @@ class DeviceClient:
             if self._acks:
                 await self.flush_acks()
         await self.http.close()
+
+
+def _recipient_users(user_id: Recipients) -> list[str]:
+    """The distinct recipient users, sorted: one message to a set of users is the same
+    message whatever order they were listed in (and so is its seeded encryption)."""
+    users = sorted({user_id} if isinstance(user_id, str) else set(user_id))
+    if not users:
+        raise DeliveryFailed("a message needs at least one recipient user", field="user_id")
+    return users
 
 
 def _with_batch(ws_url: str, batch: int) -> str:

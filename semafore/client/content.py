@@ -4,6 +4,13 @@
 the magic so a later format can coexist. The attachment key and the ciphertext's SHA-256
 travel here and only here (ADR-0157: the relay stores ciphertext and learns neither), and a
 copy sent to the sender's own other devices names the conversation in ``sync_to``.
+
+``sync_to`` is one string on the wire (``"sync"``): the peer user id of a one-to-one
+conversation, or the peers of a message to several users joined by ``,`` (issue #11). User
+ids are ``[A-Za-z0-9._-]`` (``semafore.server.models.ID_PATTERN``), so the separator never
+occurs inside one, the single-user form stays byte-identical to what every implementation
+and the pinned vectors already carry, and a decoder that treats ``sync`` as an opaque string
+(the Go adapter) still accepts the several-user form.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -19,6 +27,19 @@ from semafore.client.errors import MalformedContent
 MAGIC = b"SFC1"
 Kind = Literal["text", "attachment", "receipt", "broadcast", "reset"]
 KINDS: tuple[str, ...] = ("text", "attachment", "receipt", "broadcast", "reset")
+SYNC_SEPARATOR = ","
+
+
+def sync_field(peers: Iterable[str]) -> str:
+    """The ``sync_to`` value naming ``peers`` (the other users of the conversation): sorted,
+    so one conversation has one encoding whatever order the sender listed its users in."""
+    names = sorted(set(peers))
+    if not names:
+        raise MalformedContent("a sync copy names at least one peer", field="sync")
+    for name in names:
+        if not name or SYNC_SEPARATOR in name:
+            raise MalformedContent(f"{name!r} is not a user id", field="sync")
+    return SYNC_SEPARATOR.join(names)
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,11 @@ class Content:
     receipt_for: tuple[str, ...] = ()
     sync_to: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sync_peers(self) -> tuple[str, ...]:
+        """The users ``sync_to`` names (empty when this is no sync copy)."""
+        return () if self.sync_to is None else tuple(self.sync_to.split(SYNC_SEPARATOR))
 
     def encode(self) -> bytes:
         doc: dict[str, Any] = {
@@ -123,8 +149,10 @@ def decode(data: bytes) -> Content:
     if not isinstance(receipts, list) or not all(isinstance(r, str) for r in receipts):
         raise MalformedContent("rcpt must be a list of message ids", field="rcpt")
     sync = doc.get("sync")
-    if sync is not None and not isinstance(sync, str):
-        raise MalformedContent("sync must be a user id", field="sync")
+    if sync is not None and (
+        not isinstance(sync, str) or not all(sync.split(SYNC_SEPARATOR))
+    ):
+        raise MalformedContent("sync must be user ids separated by ','", field="sync")
     extra = doc.get("x", {})
     if not isinstance(extra, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in extra.items()

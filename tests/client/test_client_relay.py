@@ -41,10 +41,12 @@ def test_message_reaches_every_recipient_device_and_syncs_to_own_other_devices()
             b1 = await w.device("bob", "phone")
             b2 = await w.device("bob", "tablet")
             result = await a1.send_text("bob", b"hello bob")
-            # one envelope per recipient device, each an SMX1 (first contact)
-            assert sorted(result.envelopes) == ["bob:phone", "bob:tablet"]
+            # one envelope per recipient device and per own other device (the sync copy),
+            # each an SMX1 (first contact)
+            assert sorted(result.envelopes) == ["alice:laptop", "bob:phone", "bob:tablet"]
+            assert result.sync == frozenset({"alice:laptop"})
             assert all(is_smx1(e) for e in result.envelopes.values())
-            assert len(set(result.envelopes.values())) == 2
+            assert len(set(result.envelopes.values())) == 3
             for device in (b1, b2, a2):
                 await device.poll()
             assert texts(b1) == texts(b2) == [b"hello bob"]

@@ -22,7 +22,8 @@ def test_a_new_sibling_device_receives_the_sync_copy_of_the_next_message() -> No
             await phone.send_text("bob", b"before")  # alice has one device: no sync copy
             laptop = await w.device("alice", "laptop")
             result = await phone.send_text("bob", b"after")
-            assert sorted(result.envelopes) == ["bob:phone"]
+            assert sorted(result.envelopes) == ["alice:laptop", "bob:phone"]
+            assert result.sync == frozenset({"alice:laptop"})
             await laptop.poll()
             assert texts(laptop) == [b"after"]
             assert laptop.inbox[0].content.sync_to == "bob"
