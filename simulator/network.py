@@ -33,9 +33,10 @@ import random
 import socket
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -61,42 +62,133 @@ class Captured:
     data: bytes
 
 
-@dataclass
+ACTIONS: tuple[str, ...] = (
+    "ws_dropped", "ws_duplicated", "ws_delayed", "ws_reordered",
+    "http_requests_dropped", "http_responses_dropped", "http_duplicated", "http_delayed",
+    "http_reordered", "connections_cut", "refused",
+)
+"""What a network fault can be seen to do: the keys of :attr:`FaultRecord.acted`."""
+
+
+@dataclass(eq=False)
+class FaultRecord:
+    """One declared network fault and what it did (issue #11, "faults prove they fired").
+
+    A scenario that declares a fault claims the product survived *that* fault; if the fault
+    never acted (its ``match`` names a path nobody requests, its device sent nothing, a
+    shuffle left every frame where it was) the claim is empty, and the executor says so.
+    ``acted`` counts units the fault actually changed, never units it merely looked at:
+    a ``reorder`` counts the units released at another position than the one they arrived
+    at, a ``delay`` of 0 ms counts nothing, a ``duplicate`` counts the copies that reached
+    the other side. ``scope`` is the device address, None for every device (one record for
+    all links). ``count`` and ``window`` are as declared (the rule's budget runs down in
+    :attr:`Rule.remaining`).
+    """
+
+    kind: FaultKind
+    scope: str | None
+    channels: frozenset[Channel]
+    directions: frozenset[Direction]
+    match: str | None
+    probability: float
+    count: int | None
+    installed_at: float
+    window: int = 2
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    healed_at: float | None = None
+    acted: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def fired(self) -> bool:
+        """True once the fault changed at least one unit or connection."""
+        return any(n > 0 for n in self.acted.values())
+
+    def note(self, action: str, n: int = 1) -> None:
+        """Count ``n`` units this fault acted on (``action`` is one of :data:`ACTIONS`)."""
+        if action not in ACTIONS:
+            raise ValueError(f"acted: unknown action {action!r}, expected one of {ACTIONS}")
+        self.acted[action] += n
+
+    def describe(self) -> str:
+        """Short text for reports: ``reorder on alice:phone (ws down, window 4)``."""
+        channels = "/".join(c for c in ("ws", "http") if c in self.channels)
+        if self.kind == "cut":
+            parts = [channels]
+        else:
+            direction = ("both" if len(self.directions) == 2
+                         else next(iter(self.directions)))
+            parts = [f"{channels} {direction}"]
+        if self.match is not None:
+            parts.append(self.match)
+        if self.kind == "reorder":
+            parts.append(f"window {self.window}")
+        if self.delay_ms or self.jitter_ms:
+            lead = "after " if self.kind == "drop" else ""
+            jitter = f" +{self.jitter_ms:g} jitter" if self.jitter_ms else ""
+            parts.append(f"{lead}{self.delay_ms:g} ms{jitter}")
+        if self.probability < 1.0:
+            parts.append(f"p={self.probability:g}")
+        if self.count is not None:
+            parts.append(f"count {self.count}")
+        return f"{self.kind} on {self.scope or 'every device'} ({', '.join(parts)})"
+
+
+@dataclass(eq=False)
 class Rule:
-    """One active fault. ``count`` is how many more units it may affect (None = no limit).
+    """One active fault: its :class:`FaultRecord` (what was declared, what it did) and its
+    run-time state. ``remaining`` is how many more units it may consider (None = no limit).
 
     ``match`` (HTTP only) restricts the rule to requests whose ``METHOD /path`` starts with
     it (``"PUT /v1/messages/"``; ``"* /v1/messages"`` for any method) and to their responses.
     """
 
-    kind: FaultKind
-    directions: frozenset[Direction]
-    probability: float = 1.0
-    count: int | None = None
-    delay_s: float = 0.0
-    jitter_s: float = 0.0
-    window: int = 2
-    channels: frozenset[Channel] = frozenset({"ws", "http"})
-    match: str | None = None
-    windows: dict[Direction, _HttpWindow] = field(default_factory=dict, repr=False,
-                                                  compare=False)
+    record: FaultRecord
+    remaining: int | None = None
+    windows: dict[Direction, _HttpWindow] = field(default_factory=dict, repr=False)
+
+    @property
+    def kind(self) -> FaultKind:
+        return self.record.kind
+
+    @property
+    def probability(self) -> float:
+        return self.record.probability
+
+    @property
+    def delay_s(self) -> float:
+        return self.record.delay_ms / 1000.0
+
+    @property
+    def jitter_s(self) -> float:
+        return self.record.jitter_ms / 1000.0
 
     def applies(self, direction: Direction, channel: Channel = "ws",
                 request_line: str = "") -> bool:
-        if direction not in self.directions or channel not in self.channels:
+        record = self.record
+        if direction not in record.directions or channel not in record.channels:
             return False
-        if self.count is not None and self.count <= 0:
+        if self.remaining is not None and self.remaining <= 0:
             return False
         if channel == "http":
-            if self.kind == "duplicate" and direction == "down":
+            if record.kind == "duplicate" and direction == "down":
                 return False  # a response answers one request: only requests are replayed
-            if self.match is not None and not _matches(self.match, request_line):
+            if record.match is not None and not _matches(record.match, request_line):
                 return False
         return True
+
+    def consider(self) -> None:
+        """One unit was drawn against this rule (hit or not): its ``count`` runs down."""
+        if self.remaining is not None:
+            self.remaining -= 1
 
 
 @dataclass
 class LinkStats:
+    """One link's totals (every fault together). Like :attr:`FaultRecord.acted` they count
+    what happened, not what was attempted: ``reordered`` is the frames released at another
+    position than they arrived at, ``cut`` the open connections a cut aborted."""
+
     connections: int = 0
     refused: int = 0
     frames_up: int = 0
@@ -157,7 +249,9 @@ class Network:
         self.captured: list[Captured] = []
         self.links: dict[str, DeviceLink] = {}
         self.global_rules: list[Rule] = []
-        self.global_cut: frozenset[Channel] = frozenset()
+        self.global_cuts: list[FaultRecord] = []
+        self.faults: list[FaultRecord] = []
+        """Every fault declared on this network, in declaration order (healed ones too)."""
         self.reorder_flush_s = reorder_flush_s
         self.rules_added = 0
         self.route: Callable[[str], Sequence[tuple[str, int]]] | None = None
@@ -203,8 +297,9 @@ class Network:
         window: int = 2,
         channel: str = "both",
         match: str | None = None,
-    ) -> None:
-        """Install a fault on one device (``device``) or on every device (None).
+    ) -> FaultRecord:
+        """Install a fault on one device (``device``) or on every device (None); its record
+        (also appended to :attr:`faults`) counts what it does until healed.
 
         ``channel`` is ``ws``, ``http`` or ``both``; ``match`` (``"METHOD /path-prefix"``)
         narrows a rule to those HTTP requests and their responses."""
@@ -213,42 +308,58 @@ class Network:
         channels = _channels(channel)
         if match is not None and channels != {"http"}:
             raise ValueError("match applies to HTTP requests: use channel='http'")
+        record = FaultRecord(kind, device, channels, _directions(direction), match,
+                             probability, count, self.clock(), max(2, window), delay_ms,
+                             jitter_ms)
         if kind == "cut":
+            self.faults.append(record)
             if device is None:
-                self.global_cut |= channels
+                self.global_cuts.append(record)
                 for link in self.links.values():
-                    link.abort_all(channels)
+                    link.abort_all(channels, record)
             else:
                 target = self.links.get(device)
-                if target is not None:
-                    target.cut |= channels
-                    target.abort_all(channels)
-            return
+                if target is not None:  # no link yet: nothing to cut (the record says so)
+                    target.cuts.append(record)
+                    target.abort_all(channels, record)
+            return record
+        owner = None if device is None else self.links[device]
+        self.faults.append(record)
         self.rules_added += 1
-        rule = Rule(kind, _directions(direction), probability, count, delay_ms / 1000.0,
-                    jitter_ms / 1000.0, max(2, window), channels, match)
+        rule = Rule(record, count)
         if kind == "reorder":
             rng = self.rng_for(device or "*", f"reorder{self.rules_added}")
-            for d in rule.directions:
-                rule.windows[d] = _HttpWindow(rule.window, rng, self.reorder_flush_s)
-        if device is None:
+            for d in record.directions:
+                rule.windows[d] = _HttpWindow(record, rng, self.reorder_flush_s)
+        if owner is None:
             self.global_rules.append(rule)
         else:
-            self.links[device].rules.append(rule)
+            owner.rules.append(rule)
+        return record
 
     def heal(self, device: str | None = None) -> None:
         """Remove every fault on the scope (the whole network when ``device`` is None)."""
         if device is None:
+            now = self.clock()
             for rule in self.global_rules:
                 _release_windows(rule)
+                rule.record.healed_at = now
+            for record in self.global_cuts:
+                record.healed_at = now
             self.global_rules.clear()
-            self.global_cut = frozenset()
+            self.global_cuts.clear()
             for link in self.links.values():
                 link.heal()
         else:
             target = self.links.get(device)
             if target is not None:
                 target.heal()
+
+    def cut_by(self, channel: Channel, device: str | None = None) -> FaultRecord | None:
+        """The cut that refuses ``channel`` to ``device`` (global cuts first), if any."""
+        link = self.links.get(device) if device is not None else None
+        cuts: list[FaultRecord] = [*self.global_cuts, *(link.cuts if link is not None else [])]
+        return next((record for record in cuts if channel in record.channels), None)
 
     def totals(self) -> LinkStats:
         total = LinkStats()
@@ -268,6 +379,15 @@ class Network:
         self.links.clear()
 
 
+class _HeldUnit(NamedTuple):
+    """One HTTP unit waiting in a reorder window."""
+
+    key: tuple[str, int]
+    turn: asyncio.Future[None]
+    done: asyncio.Event
+    stats: LinkStats
+
+
 class _HttpWindow:
     """A reorder rule's window over HTTP units of one direction (all devices of its scope).
 
@@ -276,24 +396,26 @@ class _HttpWindow:
     RNG over the units sorted by (device, per-device sequence) — so the draw does not depend
     on which concurrent request the event loop delivered first. Each released unit signals
     :meth:`passed` (forwarded and answered, or failed) before the next one goes, which is what
-    makes "B reached the relay before A" true, not just likely.
+    makes "B reached the relay before A" true, not just likely. A unit released at another
+    position than it arrived at counts as reordered (on its link and on the rule's record);
+    one the draw left in place does not.
     """
 
-    def __init__(self, size: int, rng: random.Random, flush_s: float) -> None:
-        self.size = size
+    def __init__(self, record: FaultRecord, rng: random.Random, flush_s: float) -> None:
+        self.record = record
+        self.size = record.window
         self.rng = rng
         self.flush_s = flush_s
-        self.held: list[tuple[tuple[str, int], asyncio.Future[None], asyncio.Event]] = []
+        self.held: list[_HeldUnit] = []
         self.flusher: asyncio.Task[None] | None = None
         self.releasers: set[asyncio.Task[None]] = set()
-        self.released = 0
 
-    async def hold(self, key: tuple[str, int]) -> asyncio.Event:
+    async def hold(self, key: tuple[str, int], stats: LinkStats) -> asyncio.Event:
         """Wait for this unit's turn; set the returned event once it has passed."""
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[None] = loop.create_future()
         done = asyncio.Event()
-        self.held.append((key, turn, done))
+        self.held.append(_HeldUnit(key, turn, done, stats))
         if len(self.held) >= self.size:
             self.release()
         elif self.flusher is None:
@@ -306,27 +428,28 @@ class _HttpWindow:
         return done
 
     def release(self) -> None:
-        batch, self.held = sorted(self.held, key=lambda h: h[0]), []
+        arrived = [unit for unit in self.held if not unit.turn.done()]  # not gone meanwhile
+        self.held = []
+        batch = sorted(arrived, key=lambda unit: unit.key)
         self.rng.shuffle(batch)
         if self.flusher is not None and self.flusher is not asyncio.current_task():
             self.flusher.cancel()
         self.flusher = None
         if not batch:
             return
-        if len(batch) > 1:
-            self.released += len(batch)
+        for unit in _moved(arrived, batch):
+            unit.stats.http_reordered += 1
+            self.record.note("http_reordered")
         task = asyncio.get_running_loop().create_task(self._one_by_one(batch))
         self.releasers.add(task)
         task.add_done_callback(self.releasers.discard)
 
-    async def _one_by_one(
-        self, batch: list[tuple[tuple[str, int], asyncio.Future[None], asyncio.Event]]
-    ) -> None:
-        for _, turn, done in batch:
-            if not turn.done():
-                turn.set_result(None)
+    async def _one_by_one(self, batch: list[_HeldUnit]) -> None:
+        for unit in batch:
+            if not unit.turn.done():
+                unit.turn.set_result(None)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), REORDER_TURN_S)
+                await asyncio.wait_for(unit.done.wait(), REORDER_TURN_S)
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.flush_s)
@@ -334,15 +457,22 @@ class _HttpWindow:
         self.release()
 
     def release_all(self) -> None:
-        """Heal: let every held unit go now, in arrival order."""
+        """Heal: let every held unit go now, in arrival order (nothing is reordered)."""
         batch, self.held = self.held, []
-        for _, turn, done in batch:
-            done.set()
-            if not turn.done():
-                turn.set_result(None)
+        for unit in batch:
+            unit.done.set()
+            if not unit.turn.done():
+                unit.turn.set_result(None)
         if self.flusher is not None:
             self.flusher.cancel()
             self.flusher = None
+
+
+def _moved(arrived: Sequence[Any], released: Sequence[Any]) -> list[Any]:
+    """The units ``released`` at another position than they had in ``arrived`` (the same
+    units; equal units — copies of one frame — are interchangeable, so swapping two copies
+    moves nothing)."""
+    return [unit for unit, was in zip(released, arrived, strict=True) if unit != was]
 
 
 def _release_windows(rule: Rule) -> None:
@@ -352,13 +482,27 @@ def _release_windows(rule: Rule) -> None:
 
 @dataclass
 class _Verdict:
-    """What the rules decided for one HTTP unit."""
+    """What the rules decided for one HTTP unit, and which rule decided each part."""
 
-    drop: bool = False
+    dropped_by: FaultRecord | None = None
     drop_after_s: float = 0.0
-    copies: int = 1
-    delay_s: float = 0.0
+    duplicated_by: list[FaultRecord] = field(default_factory=list)
+    delays: list[tuple[FaultRecord, float]] = field(default_factory=list)
     window: _HttpWindow | None = None
+
+    @property
+    def delay_s(self) -> float:
+        return sum(seconds for _, seconds in self.delays)
+
+
+class _HeldFrame(NamedTuple):
+    """One WebSocket frame (or a copy of it) waiting in a reorder window."""
+
+    seq: int
+    pump: _Pump
+    raw: bytes
+    delay_s: float
+    record: FaultRecord
 
 
 class _Pump:
@@ -417,11 +561,15 @@ class _Connection:
         self.channel: Channel = "http"  # "ws" once the upgrade request is seen
         self.tasks: list[asyncio.Task[None]] = []
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
+        """Reset both sides; True if either was still open (the abort changed something)."""
+        was_open = False
         for w in (self.client_w, self.upstream_w):
             transport = w.transport
             if transport is not None and not transport.is_closing():
                 transport.abort()
+                was_open = True
+        return was_open
 
 
 class DeviceLink:
@@ -431,7 +579,7 @@ class DeviceLink:
         self.network = network
         self.device = device
         self.rules: list[Rule] = []
-        self.cut: frozenset[Channel] = frozenset()
+        self.cuts: list[FaultRecord] = []
         self.stats = LinkStats()
         self.rng = network.rng_for(device)
         self.http_rng: dict[Direction, random.Random] = {
@@ -444,7 +592,8 @@ class DeviceLink:
         self.port = 0
         self.connections: set[_Connection] = set()
         self.ws_down: _Pump | None = None
-        self._held: dict[Direction, list[tuple[_Pump, bytes]]] = {"up": [], "down": []}
+        self._held: dict[Direction, list[_HeldFrame]] = {"up": [], "down": []}
+        self._frame_seq = 0
         self._flush_tasks: dict[Direction, asyncio.Task[None] | None] = {"up": None, "down": None}
 
     @property
@@ -458,21 +607,33 @@ class DeviceLink:
         self.server = await asyncio.start_server(self._accept, sock=sock, limit=2**22)
         self.port = sock.getsockname()[1]
 
-    def _is_cut(self, channel: Channel) -> bool:
-        return channel in self.cut or channel in self.network.global_cut
+    def _cut_by(self, channel: Channel) -> FaultRecord | None:
+        return self.network.cut_by(channel, self.device)
 
-    def abort_all(self, channels: frozenset[Channel] = frozenset({"ws", "http"})) -> None:
+    def _refuse(self, by: FaultRecord | None) -> None:
+        self.stats.refused += 1
+        if by is not None:
+            by.note("refused")
+
+    def abort_all(self, channels: frozenset[Channel] = frozenset({"ws", "http"}),
+                  by: FaultRecord | None = None) -> None:
+        """Reset the open connections of ``channels``; those a cut (``by``) reset count as
+        cut, a link closing down is no fault."""
         for conn in list(self.connections):
-            if conn.channel in channels:
-                conn.abort()
+            if conn.channel in channels and conn.abort() and by is not None:
                 self.stats.cut += 1
+                by.note("connections_cut")
 
     def heal(self) -> None:
         """Remove this link's faults: rules (held units go now), cuts."""
+        now = self.network.clock()
         for rule in self.rules:
             _release_windows(rule)
+            rule.record.healed_at = now
+        for record in self.cuts:
+            record.healed_at = now
         self.rules.clear()
-        self.cut = frozenset()
+        self.cuts.clear()
         self.flush_held()
 
     async def close(self) -> None:
@@ -492,13 +653,15 @@ class DeviceLink:
         if handler is not None:
             self._handlers.add(handler)
             handler.add_done_callback(self._handlers.discard)
-        if self._is_cut("http") and self._is_cut("ws"):
-            self.stats.refused += 1
+        http_cut, ws_cut = self._cut_by("http"), self._cut_by("ws")
+        if http_cut is not None and ws_cut is not None:  # whatever it will be, it is cut
+            self._refuse(next((r for r in (http_cut, ws_cut) if len(r.channels) == 2),
+                              http_cut))
             writer.transport.abort()
             return
         opened = await self._open_upstream()
         if opened is None:
-            self.stats.refused += 1
+            self._refuse(None)  # no relay replica accepts: not a network fault
             writer.transport.abort()
             return
         up_r, up_w = opened
@@ -511,8 +674,9 @@ class DeviceLink:
                 return
             upgrade = b"\r\nupgrade: websocket" in head.lower()
             conn.channel = "ws" if upgrade else "http"
-            if self._is_cut(conn.channel):
-                self.stats.refused += 1
+            cut = self._cut_by(conn.channel)
+            if cut is not None:
+                self._refuse(cut)
                 return
             if not upgrade:
                 await self._http(conn, head, reader, writer, up_r, up_w)
@@ -578,8 +742,9 @@ class DeviceLink:
             self.http_seq += 1
             key = (self.device, self.http_seq)
             up = self._http_verdict("up", request_line)
-            if up.drop:
+            if up.dropped_by is not None:
                 self.stats.http_dropped_requests += 1
+                up.dropped_by.note("http_requests_dropped")
                 await self._lose(conn, up.drop_after_s)
                 return
             passed = await self._http_wait(up, key)
@@ -595,12 +760,14 @@ class DeviceLink:
                 if passed is not None:
                     passed.set()
             self.network.record(self.device, "down", "http", response)
-            for _ in range(up.copies - 1):
-                self.stats.http_duplicated += 1
-                await self._replay(request, up_w.get_extra_info("peername"))
+            for duplicator in up.duplicated_by:
+                if await self._replay(request, up_w.get_extra_info("peername")):
+                    self.stats.http_duplicated += 1
+                    duplicator.note("http_duplicated")
             down = self._http_verdict("down", request_line)
-            if down.drop:
+            if down.dropped_by is not None:
                 self.stats.http_dropped_responses += 1
+                down.dropped_by.note("http_responses_dropped")
                 await self._lose(conn, down.drop_after_s)
                 return
             passed = await self._http_wait(down, key)
@@ -624,30 +791,32 @@ class DeviceLink:
         rules = [r for r in (*self.network.global_rules, *self.rules)
                  if r.applies(direction, "http", request_line)]
         for rule in rules:
-            if rule.count is not None:
-                rule.count -= 1
+            rule.consider()
             if rng.random() >= rule.probability:
                 continue
             if rule.kind == "drop":
-                verdict.drop, verdict.drop_after_s = True, rule.delay_s
+                verdict.dropped_by, verdict.drop_after_s = rule.record, rule.delay_s
                 return verdict
             if rule.kind == "duplicate":
-                verdict.copies += 1
+                verdict.duplicated_by.append(rule.record)
             elif rule.kind == "delay":
-                verdict.delay_s += rule.delay_s + rng.random() * rule.jitter_s
+                seconds = rule.delay_s + rng.random() * rule.jitter_s
+                if seconds > 0:
+                    verdict.delays.append((rule.record, seconds))
             elif rule.kind == "reorder" and verdict.window is None:
                 verdict.window = rule.windows.get(direction)
         return verdict
 
     async def _http_wait(self, verdict: _Verdict, key: tuple[str, int]) -> asyncio.Event | None:
         """Apply a unit's delay, then its reorder turn; the event to set once it passed."""
-        if verdict.delay_s > 0:
+        if verdict.delays:
             self.stats.http_delayed += 1
+            for record, _ in verdict.delays:
+                record.note("http_delayed")
             await asyncio.sleep(verdict.delay_s)
         if verdict.window is None:
             return None
-        self.stats.http_reordered += 1
-        return await verdict.window.hold(key)
+        return await verdict.window.hold(key, self.stats)  # counts what it moves
 
     async def _lose(self, conn: _Connection, after_s: float) -> None:
         """A lost unit: nothing more crosses this connection; the client sees it reset (after
@@ -661,15 +830,20 @@ class DeviceLink:
             await asyncio.sleep(min(left, 0.05))
         conn.abort()
 
-    async def _replay(self, request: bytes, upstream: tuple[str, int] | None) -> None:
+    async def _replay(self, request: bytes, upstream: tuple[str, int] | None) -> bool:
         """A duplicated request: the same bytes to the relay on a side connection, its answer
-        read whole and discarded (the client already has one)."""
+        read whole and discarded (the client already has one). True if the copy was sent
+        (a relay that refuses the side connection got no duplicate)."""
+        sent = False
+
         async def once() -> None:
+            nonlocal sent
             host, port = upstream or self.network.upstream
             up_r, up_w = await asyncio.open_connection(host, port, limit=2**22)
             try:
                 up_w.write(request)
                 await up_w.drain()
+                sent = True
                 head = await _read_head(up_r)
                 if head is not None:
                     await _read_body(up_r, head,
@@ -680,6 +854,7 @@ class DeviceLink:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError,
                                  asyncio.LimitOverrunError, ValueError):
             await asyncio.wait_for(once(), REPLAY_TIMEOUT_S)
+        return sent
 
     async def _pipe_raw(self, conn: _Connection, client_r: asyncio.StreamReader,
                         up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter,
@@ -715,45 +890,68 @@ class DeviceLink:
                 return
 
     def _apply(self, raw: bytes, out: _Pump, direction: Direction) -> None:
+        """Draw every applicable rule for one envelope frame. A drop ends it (copies or delays
+        drawn before it did nothing, so they count nothing); a reorder holds the frame (its
+        copies and delay included) until its window is released."""
         rules = [r for r in (*self.network.global_rules, *self.rules) if r.applies(direction)]
-        copies, delay = 1, 0.0
+        duplicators: list[FaultRecord] = []
+        delays: list[tuple[FaultRecord, float]] = []
+        reorder: Rule | None = None
         for rule in rules:
-            if rule.count is not None:
-                rule.count -= 1
+            rule.consider()
             if self.rng.random() >= rule.probability:
                 continue
             if rule.kind == "drop":
                 self.stats.dropped += 1
+                rule.record.note("ws_dropped")
                 return
             if rule.kind == "duplicate":
-                copies += 1
-                self.stats.duplicated += 1
+                duplicators.append(rule.record)
             elif rule.kind == "delay":
-                delay += rule.delay_s + self.rng.random() * rule.jitter_s
-                self.stats.delayed += 1
+                seconds = rule.delay_s + self.rng.random() * rule.jitter_s
+                if seconds > 0:
+                    delays.append((rule.record, seconds))
             elif rule.kind == "reorder":
-                self._hold(out, raw, direction, rule.window, copies)
-                return
+                reorder = rule
+                break
+        for record in duplicators:
+            self.stats.duplicated += 1
+            record.note("ws_duplicated")
+        if delays:
+            self.stats.delayed += 1
+            for record, _ in delays:
+                record.note("ws_delayed")
+        delay = sum(seconds for _, seconds in delays)
+        copies = 1 + len(duplicators)
+        if reorder is not None:
+            self._hold(out, raw, direction, reorder, copies, delay)
+            return
         for _ in range(copies):
             out.put(raw, delay)
 
-    def _hold(self, out: _Pump, raw: bytes, direction: Direction, window: int,
-              copies: int) -> None:
+    def _hold(self, out: _Pump, raw: bytes, direction: Direction, rule: Rule, copies: int,
+              delay: float) -> None:
         held = self._held[direction]
-        held.extend((out, raw) for _ in range(copies))
-        if len(held) >= window:
+        self._frame_seq += 1
+        held.extend(_HeldFrame(self._frame_seq, out, raw, delay, rule.record)
+                    for _ in range(copies))
+        if len(held) >= rule.record.window:
             self._release(direction)
         elif self._flush_tasks[direction] is None:
             self._flush_tasks[direction] = asyncio.create_task(self._flush_later(direction))
 
     def _release(self, direction: Direction) -> None:
-        held = self._held[direction]
+        """Let a window's frames go in a shuffled order; those that left their arrival
+        position are reordered (on the link's stats and on the rule that held them)."""
+        arrived = self._held[direction]
         self._held[direction] = []
-        self.rng.shuffle(held)
-        if len(held) > 1:
-            self.stats.reordered += len(held)
-        for pump, raw in held:
-            pump.put(raw)
+        batch = list(arrived)
+        self.rng.shuffle(batch)
+        for frame in _moved(arrived, batch):
+            self.stats.reordered += 1
+            frame.record.note("ws_reordered")
+        for frame in batch:
+            frame.pump.put(frame.raw, frame.delay_s)
         task = self._flush_tasks[direction]
         self._flush_tasks[direction] = None
         if task is not None and task is not asyncio.current_task():
@@ -890,4 +1088,5 @@ def _unmask(data: bytes, mask: bytes) -> bytes:
     )
 
 
-__all__ = ["Captured", "DeviceLink", "LinkStats", "Network", "Rule"]
+__all__ = ["ACTIONS", "Captured", "DeviceLink", "FaultRecord", "LinkStats", "Network",
+           "Rule"]

@@ -253,13 +253,15 @@ def _reorder_trial(seed: int) -> list[str]:
 
     async def body() -> list[str]:
         async with network(seed=seed, devices=("a:p", "b:p"), flush_s=30.0) as (net, upstream):
-            net.add_fault("reorder", channel="http", direction="up", window=4)
+            record = net.add_fault("reorder", channel="http", direction="up", window=4)
             async with client(net, "a:p") as a, client(net, "b:p") as b:
                 await asyncio.gather(
                     a.post("/a", content=b"a1"), b.post("/b", content=b"b1"),
                     a.post("/a", content=b"a2"), b.post("/b", content=b"b2"),
                 )
-            assert sum(link.stats.http_reordered for link in net.links.values()) == 4
+            # only units released out of their arrival position count (never exactly one)
+            moved = sum(link.stats.http_reordered for link in net.links.values())
+            assert moved == record.acted["http_reordered"] and moved in (0, 2, 3, 4)
             return upstream.seen
 
     return run(body)
