@@ -529,3 +529,45 @@ async def test_dump_sees_stored_bytes_and_not_deleted_ones(stores: Stores) -> No
     await stores.blobs.delete("f1")
     await stores.compact()
     assert found(await stores.dump(), CANARY) == []
+
+
+# --- one message to several users (issue #11) ------------------------------------------------
+
+
+async def test_one_message_id_to_several_users_is_one_ledger_entry_per_recipient(
+    stores: Stores,
+) -> None:
+    """A message to bob and carol from alice's device a1 is sent as one envelope set per
+    recipient user plus one sync copy to alice's own other device, all under one message
+    id: each is its own ledger entry, each replays as itself, and another set under any one
+    of those keys still finds the recorded send (whose digest the relay compares)."""
+    q = stores.queues
+    sets = {"bob": ("b1", "b2"), "carol": ("c1",), "alice": ("a2",)}  # alice: the sync copy
+
+    def record(user: str, prefix: str, digest: bytes) -> tuple[SendRecord, list[QueuedEnvelope]]:
+        ids = [f"{prefix}-{user}-{device}" for device in sets[user]]
+        sent = replace(
+            send_record(recipient=user, digest=digest),
+            deliveries=tuple((user, d, i) for d, i in zip(sets[user], ids, strict=True)),
+        )
+        return sent, [envelope(i, user=user, device=d)
+                      for d, i in zip(sets[user], ids, strict=True)]
+
+    digests = {user: bytes([n]) * 32 for n, user in enumerate(sets, 1)}
+    accepted = {}
+    for user in sets:
+        accepted[user], entries = record(user, "e", digests[user])
+        assert await q.enqueue_send(accepted[user], entries) is None, user
+    for user in sets:  # independent entries: each key holds its own recipient's send
+        assert await q.get_send(("o1", "alice", "a1", user, "m1")) == accepted[user]
+    for user in sets:  # a retry (same set, new delivery ids) replays the original only
+        retry, entries = record(user, "r", digests[user])
+        assert await q.enqueue_send(retry, entries) == accepted[user], user
+    other, entries = record("carol", "x", b"\xee" * 32)  # another set under carol's key
+    recorded = await q.enqueue_send(other, entries)
+    assert recorded == accepted["carol"] and recorded.digest != other.digest
+    for user, devices in sets.items():  # nothing but the first sends was queued
+        for device in devices:
+            assert [e.delivery_id for e in await q.fetch(user, device, 10)] == [
+                f"e-{user}-{device}"
+            ]
