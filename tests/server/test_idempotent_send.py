@@ -127,6 +127,28 @@ def test_the_ledger_is_per_sender_device_and_recipient_user(
     assert len(queued(world, a2)) == 1
 
 
+def test_one_message_to_several_users_is_one_send_per_user_and_one_sync_copy(
+    world: World, org: dict[str, DeviceSession]
+) -> None:
+    """Issue #11: a message to bob and carol is one request per recipient user plus ONE
+    sync copy to the sender's own other devices, all under one message id. Each is
+    retried as itself; a second, re-encrypted sync copy under that id (what a client sending
+    the message once per user did) is a reuse, and so is a changed set to one of the users."""
+    a1, a2, b1, b2, c1 = org["a1"], org["a2"], org["b1"], org["b2"], org["c1"]
+    message = {"bob": [env(b1), env(b2)], "carol": [env(c1)], "alice": [env(a2)]}
+    first = {user: send(world, a1, user, envs) for user, envs in message.items()}
+    assert all(r.status_code == 200 for r in first.values()), {u: r.text for u, r in first.items()}
+    for user, envs in message.items():
+        retry = send(world, a1, user, envs)
+        assert retry.status_code == 200 and retry.json() == first[user].json(), user
+    for user, body in (("alice", BODY + b"sync-2"), ("carol", BODY + b"!")):
+        target = {"alice": a2, "carol": c1}[user]
+        r = send(world, a1, user, [env(target, body)])
+        assert r.status_code == 409 and r.json()["error"] == "message_id_reused", user
+    for device in (a2, b1, b2, c1):
+        assert len(queued(world, device)) == 1, device.device_id
+
+
 def test_a_retry_after_the_device_set_changed_gets_its_original_answer(
     world: World, org: dict[str, DeviceSession]
 ) -> None:
