@@ -19,6 +19,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from semafore import sabotage
+
 LOGGER_NAME = "semafore.server"
 
 HASHED_FIELDS = frozenset(
@@ -79,8 +81,10 @@ def h8(value: object) -> str:
 def redact(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The logging processor: the only place identifiers are turned into ``*_h8`` fields."""
     out: dict[str, Any] = {}
+    # TEST ONLY (semafore.sabotage "relay.logs_raw_ids"): the identifiers pass raw.
+    raw = RAW_FIELDS | HASHED_FIELDS if sabotage.active("relay.logs_raw_ids") else RAW_FIELDS
     for key, value in fields.items():
-        if key in RAW_FIELDS or value is None or isinstance(value, bool | int | float):
+        if key in raw or value is None or isinstance(value, bool | int | float):
             out[key] = value
         elif isinstance(value, list | tuple | set | frozenset):
             out[f"{key}_h8"] = [h8(v) for v in value]

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
+from semafore import sabotage
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.keys import verify_spk
 from semafore.protocol.session_cipher import RESET_MAGIC
@@ -203,6 +204,8 @@ class Relay:
         self.stores = stores
         self.hub: PushPort = hub if hub is not None else PushHub()
         self.otp_outbox = OtpOutbox()
+        # TEST ONLY (sabotage "relay.opk_served_twice"): the defective bundle cache.
+        self._bundle_cache: dict[tuple[str, str], OneTimePrekeyRecord | None] = {}
 
     def now(self) -> float:
         return self.settings.clock()
@@ -642,7 +645,8 @@ class Relay:
         await self.stores.tokens.revoke_device(uid, device_id)
         await self.stores.keys.delete_device_keys(uid, device_id)
         await self.stores.queues.delete_device_queue(uid, device_id)
-        await self.stores.accounts.delete_device(uid, device_id)
+        if not sabotage.active("relay.removed_device_stays_registered"):  # TEST ONLY
+            await self.stores.accounts.delete_device(uid, device_id)
         self.hub.disconnect_device(uid, device_id)
         await self.audit(
             principal.org_id,
@@ -655,6 +659,8 @@ class Relay:
     # --- key directory --------------------------------------------------------------------
 
     def _verify_spk(self, ik: bytes, sik: bytes, spk: m.SignedPrekeyIn, field: str) -> None:
+        if sabotage.active("relay.accepts_bad_spk_signature"):  # TEST ONLY (semafore.sabotage)
+            return
         try:
             verify_spk(sik, spk.key_id, spk.pub, ik, spk.sig)
         except ProtocolError as exc:
@@ -755,6 +761,9 @@ class Relay:
             if identity is None or spk is None:
                 continue  # a device that has not published keys cannot be messaged yet
             opk = await self.stores.keys.claim_opk(user_id, device.device_id)
+            if sabotage.active("relay.opk_served_twice"):  # TEST ONLY (semafore.sabotage)
+                # a bundle cache that keeps the first OPK it served, never invalidated
+                opk = self._bundle_cache.setdefault((user_id, device.device_id), opk)
             bundles.append(
                 m.DeviceBundle(
                     user_id=user_id,
@@ -885,6 +894,8 @@ class Relay:
             for e in envelopes
             if registered.get(e.device_id, e.registration_id) != e.registration_id
         )
+        if sabotage.active("relay.ignores_stale_registration"):  # TEST ONLY (semafore.sabotage)
+            stale = []
         if len(given) == len(registered) and registered.keys() >= given_set:
             return DeviceCheck([], [], stale, reset)  # the usual case: exactly the devices
         missing = [] if reset else sorted(registered.keys() - given_set)
@@ -994,6 +1005,16 @@ class Relay:
         record = self._send_record(principal, user_id, message_id, digest, entries, now)
         if self.settings.leak != "off":
             entries = self._leak(principal, message_id, entries)
+        if sabotage.active("relay.wrong_device"):  # TEST ONLY (semafore.sabotage)
+            entries = _off_by_one_device(entries)
+        if sabotage.active("relay.duplicate_delivery"):  # TEST ONLY (semafore.sabotage)
+            entries += [dataclasses.replace(e, delivery_id=os.urandom(16).hex()) for e in entries]
+        if sabotage.active("relay.drops_sync_copies") and user_id == principal.user_id:
+            return entries  # TEST ONLY (semafore.sabotage): "accepted", never queued
+        if sabotage.active("relay.ledger_off"):  # TEST ONLY (semafore.sabotage)
+            await self.stores.queues.enqueue(entries)  # no ledger: a retry is queued again
+            self.hub.publish(entries)
+            return entries
         recorded = await self.stores.queues.enqueue_send(record, entries)
         if recorded is not None:  # a retry, or its concurrent twin won the race
             return self._replay(principal, recorded, digest, user_id, envelopes, reset)
@@ -1462,6 +1483,15 @@ class Relay:
             )
         await self.stores.compact()
         return totals
+
+
+def _off_by_one_device(entries: list[QueuedEnvelope]) -> list[QueuedEnvelope]:
+    """TEST ONLY (sabotage ``relay.wrong_device``): envelope i queued for device i+1."""
+    targets = [e.recipient_device_id for e in entries]
+    return [
+        dataclasses.replace(e, recipient_device_id=targets[(i + 1) % len(targets)])
+        for i, e in enumerate(entries)
+    ]
 
 
 def envelope_out(env: QueuedEnvelope) -> m.EnvelopeOut:

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
+from semafore import sabotage
 from semafore.server import models as m
 from semafore.server.errors import ApiError
 from semafore.server.frames import FrameError, parse_ack, parse_send_message
@@ -163,6 +164,8 @@ class DeviceSocket:
         for start in range(0, len(ready), step):
             for frame in _frames(ready[start : start + step], self.batch > 0):
                 await self.ws.send_text(frame)
+        if ready and sabotage.active("relay.delete_on_push"):  # TEST ONLY (semafore.sabotage)
+            await self.relay.ack(self.principal, [e["delivery_id"] for e in ready])
 
     async def _writer(self) -> None:
         """The only sender on the socket; frame order is the order things became ready.

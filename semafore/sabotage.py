@@ -1,0 +1,403 @@
+"""TEST ONLY: named, deliberate product defects for the sabotage kill matrix (issue #11).
+
+A scenario that passes against a correct relay and client proves something only if it
+*fails* against a wrong one ("verdicts that can fail", issue #11). This module is the one
+list of realistic defects a developer could ship — a relay that forgets its send ledger, a
+client that keeps used message keys, a ratchet that never steps — each switched on in the real
+code path by a minimal, marked check::
+
+    if sabotage.active("relay.ledger_off"):
+        ...  # the defect
+
+The matrix runner (``semafore sim sabotage``, :mod:`simulator.sabotage_matrix`) runs the whole
+scenario catalogue once per sabotage and records which scenarios turn red; a sabotage that no
+scenario can see names the lower-tier tests (unit tests, vectors) that fail while it is on.
+docs/sabotage.md has the catalogue as a table.
+
+Switching is process-global and only through :func:`switched_on` (a context manager; it
+validates names, nests and restores on exit). There is deliberately **no** environment
+variable or setting that turns a sabotage on in the library: a product build can never be
+switched into a defect from outside. Tests turn them on (``tests/conftest.py`` reads
+``SEMAFORE_SABOTAGE`` for a lower-tier pytest session; the library never does). With
+nothing switched on, :func:`active` is one frozenset membership test.
+
+The catalogue by component (the component is who owns the decision that is wrong; a client
+or protocol switch may sit in ``semafore/protocol`` code, marked ``# pragma: no mutate``):
+
+- ``relay.*`` — the reference relay (``semafore/server``): queueing, fan-out, the send
+  ledger, push and acks, the key directory, device removal, operational logs;
+- ``client.*`` — the reference client (``semafore/client``) and the key and session
+  management it does through the protocol code: prekeys, message keys, identities,
+  attachments, what it tells the relay;
+- ``protocol.*`` — the wire protocol itself (SPEC §2–§4): X3DH, the Double Ratchet, SMX1
+  handling, resets, transactional decryption.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "CATALOGUE",
+    "Component",
+    "Sabotage",
+    "UnknownSabotage",
+    "active",
+    "by_name",
+    "current",
+    "switched_on",
+]
+
+
+class Component(Enum):
+    """Where a defect lives (the first dotted part of its name)."""
+
+    RELAY = "relay"
+    CLIENT = "client"
+    PROTOCOL = "protocol"
+
+
+@dataclass(frozen=True)
+class Sabotage:
+    """One deliberate defect: its dotted name, what it breaks, and what should catch it."""
+
+    name: str  # "<component>.<defect>", e.g. "relay.ledger_off"
+    component: Component
+    description: str  # one sentence: the defect as a product bug
+    catches: str  # which scenario(s)/assertion(s) should catch it, or "lower tier: ..."
+    lower_tier: tuple[str, ...] = ()  # pytest node ids that fail while it is on
+
+
+class UnknownSabotage(ValueError):
+    """A name that is not in :data:`CATALOGUE`; ``field`` is always ``"sabotage"``."""
+
+    field = "sabotage"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"sabotage: unknown sabotage {name!r} (known: {', '.join(sorted(_BY_NAME))})"
+        )
+
+
+def _s(
+    name: str, description: str, catches: str, lower_tier: tuple[str, ...] = ()
+) -> Sabotage:
+    return Sabotage(name, Component(name.split(".", 1)[0]), description, catches, lower_tier)
+
+
+_SWITCHES = "tests/sabotage/test_switches.py"
+_GUARDS = "tests/sabotage/test_guards.py"
+
+CATALOGUE: tuple[Sabotage, ...] = (
+    # --- relay -------------------------------------------------------------------------------
+    _s(
+        "relay.ledger_off",
+        "The relay queues every send without consulting its send ledger, so a retried send "
+        "(lost answer, replayed request) is queued and delivered again.",
+        "desync/lost-send-response, desync/duplicated-http-requests, replica-killed-mid-delivery "
+        "(the recipient sees each retried message twice: duplicates_dropped > 0)",
+        (f"{_GUARDS}::test_a_retried_send_is_queued_once",),
+    ),
+    _s(
+        "relay.duplicate_delivery",
+        "The relay's fan-out queues every envelope twice (two delivery ids), so each device "
+        "is handed each message twice.",
+        "every scenario with delivery (the recipients drop the second copy: duplicates_dropped "
+        "> 0; a relay-side exactly-once check on delivery proofs sees two per envelope)",
+        (f"{_GUARDS}::test_each_envelope_is_queued_once_per_device",),
+    ),
+    _s(
+        "relay.wrong_device",
+        "The relay's fan-out is off by one: each envelope of a multi-device send is queued for "
+        "the next device of the same user, which cannot decrypt it.",
+        "threats/device-compromise-scope, desync/device-added-removed, "
+        "desync/server-restart-mid-delivery (delivered_exactly_once on multi-device users)",
+    ),
+    _s(
+        "relay.logs_raw_ids",
+        "The operational-log processor writes user, device, message and delivery ids raw "
+        "instead of as 8-hex SHA-256 prefixes (seed §2.3, ADR-0019).",
+        "threats/insider (oracle_clean with identifiers: true)",
+        ("tests/server/test_logging.py",),
+    ),
+    _s(
+        "relay.drops_sync_copies",
+        "The relay accepts a send to the sender's own user (the sync copy to its other "
+        "devices) but never queues it.",
+        "desync/device-added-removed (bob-synced on bob/tablet), threats/server-compromise, "
+        "threats/device-compromise-scope (sync copies in delivered_exactly_once)",
+    ),
+    _s(
+        "relay.delete_on_push",
+        "The relay deletes an envelope from the queue as soon as it is pushed on the "
+        "WebSocket instead of when the device acks it, so a push lost on the way is lost.",
+        "desync/message-loss (dropped push frames are never re-sent), "
+        "desync/server-restart-mid-delivery and the replica scenarios (pushes cut off by the "
+        "restart)",
+        (f"{_GUARDS}::test_an_unacked_push_is_pushed_again_on_reconnect",),
+    ),
+    _s(
+        "relay.removed_device_stays_registered",
+        "Removing a device deletes its keys, tokens and queue but not its registration: senders "
+        "are never told (no 409) and a reinstall under the same id keeps the old registration "
+        "id (no 410).",
+        "desync/reinstall-new-identity (the first message after the reinstall is encrypted on "
+        "the old session and lost)",
+    ),
+    _s(
+        "relay.ignores_stale_registration",
+        "The relay's device-set check ignores registration ids, so a sender is never told "
+        "(410) that a device was reinstalled and keeps encrypting to the old identity.",
+        "desync/reinstall-new-identity (the first message after the reinstall is lost)",
+    ),
+    _s(
+        "relay.opk_served_twice",
+        "The key directory caches each device's bundle and hands the same one-time prekey "
+        "to every later initiator instead of claiming a fresh one.",
+        "desync/opk-exhaustion (Dave's SMX1 names the OPK Carol's already used up: "
+        "UnknownPrekey, lost), threats/device-compromise-scope",
+    ),
+    _s(
+        "relay.accepts_bad_spk_signature",
+        "The relay stores a signed prekey without verifying its signature.",
+        "lower tier: no scenario uploads a forged signed prekey (clients verify bundles too)",
+        ("tests/server/test_keys.py::test_bad_spk_signature_rejected",),
+    ),
+    # --- client ------------------------------------------------------------------------------
+    _s(
+        "client.skips_spk_signature",
+        "The client starts a session from a bundle without verifying the signed prekey's "
+        "signature, so a relay can substitute its own prekey.",
+        "lower tier: no scenario has an active relay that forges bundles",
+        ("tests/protocol/test_x3dh.py", f"{_GUARDS}::test_a_forged_bundle_is_refused"),
+    ),
+    _s(
+        "client.reuses_gcm_nonce",
+        "The client derives the SMX1 outer nonce from the session's base key, so every "
+        "resent SMX1 of a session reuses one AES-GCM nonce under the same key.",
+        "lower tier: no scenario checks nonce uniqueness on the wire",
+        (f"{_GUARDS}::test_smx1_resends_never_repeat_a_nonce",),
+    ),
+    _s(
+        "client.keep_used_message_keys",
+        "The client keeps every message key after use (for 're-rendering'), so a seized "
+        "device opens everything it already received.",
+        "threats/device-compromise-forward-secrecy (forward_secrecy), "
+        "desync/duplication-replay (replays decrypt: no DuplicateMessage)",
+    ),
+    _s(
+        "client.keeps_used_opk",
+        "The client never deletes a one-time prekey's private key after a bootstrap used it.",
+        "lower tier: the device adversary reuses stored sessions and never re-runs X3DH",
+        (f"{_GUARDS}::test_a_used_one_time_prekey_is_deleted",),
+    ),
+    _s(
+        "client.accepts_beyond_max_skip",
+        "The client skips any number of message keys for a frame far ahead in its chain "
+        "(no MAX_SKIP bound, SPEC §3).",
+        "desync/max-skip-exceeded (decrypt_error TooManySkipped; too-far is delivered)",
+        ("tests/protocol/test_ratchet.py::test_max_skip_in_the_current_chain",),
+    ),
+    _s(
+        "client.logs_session_keys",
+        "The client logs the receiving chain key of every frame it decrypts (debug output "
+        "left in).",
+        "lower tier: scenarios collect the relay's logs, not the client's",
+        (f"{_GUARDS}::test_client_logs_carry_no_key_material",),
+    ),
+    _s(
+        "client.ignores_identity_change",
+        "The client silently re-pins a device whose identity keys changed: no "
+        "identity_changed event, and no UntrustedIdentity under the strict policy.",
+        "desync/reinstall-new-identity (identity_changes_seen stays 0)",
+        (f"{_GUARDS}::test_an_identity_change_is_reported",),
+    ),
+    _s(
+        "client.never_resends_smx1",
+        "The client wraps only its first message in SMX1 and sends DR_V1 from the second on, "
+        "before the peer ever replied (SPEC §2: keep sending SMX1 until a reply).",
+        "lower tier: no scenario loses or reorders a first contact's first envelope",
+        (
+            "tests/client/test_client_relay.py::"
+            "test_initiator_wraps_in_smx1_until_the_first_reply_then_sends_drv1",
+            "tests/protocol/test_session_cipher.py::"
+            "test_smx1_is_resent_until_the_first_reply_and_a_lost_first_message_is_recovered",
+        ),
+    ),
+    _s(
+        "client.uploads_plaintext_attachment",
+        "The client uploads an attachment without encrypting it (the 'encrypt' step skipped), "
+        "still sending a key in the message.",
+        "threats/server-compromise, threats/network-adversary (oracle_clean: the canary in the "
+        "object store / on the wire)",
+    ),
+    _s(
+        "client.screenshot_carries_image",
+        "A screenshot report uploads the screenshot image itself to the relay as evidence "
+        "instead of only its SHA-256 (ADR-0159).",
+        "lower tier: no scenario step reports a screenshot",
+        (f"{_GUARDS}::test_a_screenshot_report_sends_only_the_hash",),
+    ),
+    _s(
+        "client.deletes_previous_spk",
+        "The client deletes the previous signed prekey's private key at rotation, so an SMX1 "
+        "in flight across the rotation cannot open.",
+        "desync/spk-rotation-in-flight (in-flight is lost)",
+    ),
+    _s(
+        "client.drops_skipped_keys",
+        "The client does not store skipped message keys, so a frame that arrives after a later "
+        "one of its chain can never be decrypted.",
+        "desync/reorder, desync/message-loss, desync/http-latency-and-reorder, "
+        "threats/device-compromise-forward-secrecy (out-of-order frames are lost)",
+    ),
+    _s(
+        "client.no_duplicate_detection",
+        "The client does not remember received message ids, so the same message arriving in "
+        "two different envelopes is shown twice.",
+        "lower tier: in the scenarios every duplicate is the same frame, which the ratchet "
+        "already refuses",
+        (f"{_GUARDS}::test_a_message_id_is_shown_once",),
+    ),
+    _s(
+        "client.tiebreak_broken",
+        "When a peer's SMX1 arrives while the client has its own session with that device, "
+        "the client keeps using its own (SPEC §4: the last one used wins), so both sides "
+        "stay on different sessions.",
+        "desync/simultaneous-initiation, desync/http-latency-and-reorder (sessions_converge)",
+        ("tests/protocol/test_session_cipher.py::test_simultaneous_initiation_converges",),
+    ),
+    _s(
+        "client.ignores_409_missing",
+        "On a 409 mismatched_devices the client drops the extra devices but ignores the "
+        "missing ones, so it never encrypts to a newly added device and the send fails.",
+        "desync/device-added-removed (after-add and bob-synced are not delivered)",
+        (
+            "tests/client/test_client_relay.py::"
+            "test_new_device_of_the_recipient_is_discovered_through_409_and_gets_the_next_message",
+        ),
+    ),
+    _s(
+        "client.same_envelope_for_all_devices",
+        "The client encrypts a message once, for the recipient's first device, and sends "
+        "that same envelope to every device of the user.",
+        "threats/device-compromise-scope (compromise_scope: bob/phone's state opens "
+        "bob/tablet's envelopes; delivered_exactly_once)",
+    ),
+    _s(
+        "client.backs_up_state_to_relay",
+        "The client backs up its serialized device state (keys and sessions, \"SFD\\x01\") "
+        "unencrypted to the relay's attachment store whenever it publishes keys.",
+        "threats/server-compromise, threats/network-adversary (the harvested state opens "
+        "first-contact SMX1s: adversary_decrypts_nothing; oracle_clean finds key material)",
+    ),
+    _s(
+        "client.push_preview",
+        "The client appends a preview of the message text to the message id the relay "
+        "stores, logs (hashed), exports and pushes, for notification previews.",
+        "threats/subpoena and threats/insider (delivery-proof export), "
+        "threats/server-compromise, threats/network-adversary (oracle_clean: canary)",
+    ),
+    # --- protocol ----------------------------------------------------------------------------
+    _s(
+        "protocol.no_dh_ratchet_step",
+        "After its first chain a side keeps sending on it and never starts a new chain with a "
+        "fresh ratchet key (no DH ratchet step), so a stolen state follows every later message.",
+        "threats/device-compromise-post-compromise-security (post_compromise_security)",
+        ("tests/protocol/test_ratchet.py::test_ping_pong_steps_the_dh_ratchet_every_message",),
+    ),
+    _s(
+        "protocol.root_key_not_updated",
+        "The DH ratchet step derives new chains from the initial root key and never updates "
+        "the root key (SPEC §3 KDF_RK).",
+        "lower tier: two sabotaged peers interoperate; the SPEC §6 vectors do not",
+        ("tests/vectors/test_vectors.py",),
+    ),
+    _s(
+        "protocol.ad_not_bound",
+        "DR_V1 frames are encrypted with only the header as associated data, without AD (the "
+        "identities and addresses of SPEC §2 step 6).",
+        "lower tier: two sabotaged peers interoperate; the SPEC §6 vectors do not",
+        ("tests/vectors/test_vectors.py", f"{_GUARDS}::test_a_frame_is_bound_to_its_session_ad"),
+    ),
+    _s(
+        "protocol.replayed_smx1_new_session",
+        "An SMX1 whose EK_A matches a stored session runs X3DH again instead of reusing that "
+        "session (SPEC §4), so a replayed or resent SMX1 is treated as a new bootstrap.",
+        "desync/replayed-smx1 (decrypt_error DuplicateMessage); every first contact with more "
+        "than one SMX1 before the reply",
+        ("tests/protocol/test_session_cipher.py::test_replayed_smx1_fails",),
+    ),
+    _s(
+        "protocol.x3dh_drops_dh1",
+        "X3DH leaves DH1 = DH(IK_A, SPK_B) out of SK, so the initiator's identity key no longer "
+        "authenticates the session (SPEC §2).",
+        "lower tier: two sabotaged peers interoperate; the SPEC §6 vectors do not",
+        ("tests/vectors/test_vectors.py", "tests/protocol/test_x3dh.py"),
+    ),
+    _s(
+        "protocol.reset_ignores_ratchet_key",
+        "A reset notice archives the current session whatever ratchet key it names, so a "
+        "replayed or forged reset tears down a healthy session (SPEC §4).",
+        "lower tier: no scenario replays or forges a reset notice",
+        ("tests/protocol/test_session_cipher.py::test_reset_archives_only_for_the_current_sending_key",),
+    ),
+    _s(
+        "protocol.non_transactional_decrypt",
+        "Decrypting a frame of the current receiving chain advances the chain before the AEAD "
+        "tag is checked, so a forged frame desynchronises the session.",
+        "lower tier: no scenario injects forged frames",
+        ("tests/protocol/test_ratchet.py::test_any_mutation_or_truncation_is_rejected_and_changes_nothing",),
+    ),
+)
+
+_BY_NAME: dict[str, Sabotage] = {s.name: s for s in CATALOGUE}
+
+
+class _Switches:
+    """The process-global set of switched-on sabotages (one attribute, swapped whole)."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on: frozenset[str] = frozenset()
+
+
+_SWITCHES_ON = _Switches()
+
+
+def by_name(name: str) -> Sabotage:
+    """The catalogue entry called ``name``; :class:`UnknownSabotage` if there is none."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise UnknownSabotage(name) from None
+
+
+def active(name: str) -> bool:
+    """Whether the sabotage ``name`` is switched on in this process (one set lookup)."""
+    return name in _SWITCHES_ON.on
+
+
+def current() -> frozenset[str]:
+    """Every sabotage switched on in this process right now."""
+    return _SWITCHES_ON.on
+
+
+@contextlib.contextmanager
+def switched_on(*names: str) -> Iterator[None]:
+    """Switch the named sabotages on for the ``with`` block (process-global; nests; the set
+    active before is restored on exit, also on an exception). Every name is validated first:
+    an unknown one raises :class:`UnknownSabotage` and switches nothing on."""
+    for name in names:
+        by_name(name)
+    before = _SWITCHES_ON.on
+    _SWITCHES_ON.on = before | frozenset(names)
+    try:
+        yield
+    finally:
+        _SWITCHES_ON.on = before
