@@ -35,11 +35,11 @@ from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator.network import Network
 from simulator.replicas import (
+    InfraRecord,
     LocalPushBus,
     PushFactory,
     Replica,
     ReplicaError,
-    ReplicaState,
     assign,
     preference,
 )
@@ -229,9 +229,10 @@ class Fleet:
                                f"{len(self.replicas)})")
         return self.replicas[index]
 
-    async def start_relay(self, port: int = 0, *, replica: int | None = None) -> RunningServer:
+    async def start_relay(self, port: int = 0, *, replica: int | None = None) -> InfraRecord:
         """Start the in-process relay replicas (or one); a restart reuses the same settings
-        (and so the same token signing key) and port, like a redeployed replica."""
+        (and so the same token signing key) and port, like a redeployed replica. Replicas
+        already running are left alone (the record counts only those started)."""
         assert self.stores is not None
         if not self.replicas:
             settings = self._settings = relay_settings(
@@ -246,37 +247,43 @@ class Fleet:
             self.replicas = [Replica(i, settings, self.stores, push, **options)
                              for i in range(self.replica_count)]
             self.replicas[0].port = port
-        chosen = self.replicas if replica is None else [self.replica(replica)]
-        for r in chosen:
-            if r.state is ReplicaState.STOPPED:
-                await r.start()
+        record = InfraRecord("start", replica)
+        for r in self._chosen(replica):
+            record.merge(await r.start())
         first = self.replicas[0]
         self.server = RunningServer(first.address[0], first.port, first.app)  # type: ignore[arg-type]
         self.url = first.url
-        return self.server
+        return record
 
-    async def stop_relay(self, *, replica: int | None = None, kill: bool = False) -> None:
+    async def stop_relay(self, *, replica: int | None = None, kill: bool = False) -> InfraRecord:
         """Stop every replica (or one): gracefully, or ``kill`` (sockets reset, requests
         cancelled; :meth:`simulator.replicas.Replica.kill`). Stopping a paused replica
         releases what it held first (docker stop sends SIGCONT with SIGTERM); killing it
-        discards what it held."""
-        chosen = self.replicas if replica is None else [self.replica(replica)]
-        for r in chosen:
-            await (r.kill() if kill else r.stop())
+        discards what it held. Stopped replicas stay stopped (nothing counted)."""
+        record = InfraRecord("kill" if kill else "stop", replica)
+        for r in self._chosen(replica):
+            record.merge(await (r.kill() if kill else r.stop()))
+        return record
 
-    async def restart_relay(self, *, replica: int | None = None) -> RunningServer:
+    async def restart_relay(self, *, replica: int | None = None) -> InfraRecord:
         """Stop the in-process relay replicas (or one) and start them again on the same
-        stores and ports."""
-        await self.stop_relay(replica=replica)
-        return await self.start_relay(replica=replica)
+        stores and ports (a stopped replica is just started)."""
+        record = InfraRecord("restart", replica)
+        record.merge(await self.stop_relay(replica=replica))
+        record.merge(await self.start_relay(replica=replica))
+        return record
 
-    def pause_replica(self, index: int) -> None:
+    def pause_replica(self, index: int) -> InfraRecord:
         """SIGSTOP: every byte to and from the replica is held (open sockets stay open, new
-        connections hang) until :meth:`unpause_replica` (simulator.replicas)."""
-        self.replica(index).pause()
+        connections hang) until :meth:`unpause_replica` (simulator.replicas). The record
+        counts what is held meanwhile."""
+        return self.replica(index).pause()
 
-    def unpause_replica(self, index: int) -> None:
-        self.replica(index).unpause()
+    def unpause_replica(self, index: int) -> InfraRecord:
+        return self.replica(index).unpause()
+
+    def _chosen(self, replica: int | None) -> list[Replica]:
+        return self.replicas if replica is None else [self.replica(replica)]
 
     async def close(self) -> None:
         for account in list(self.accounts.values()) + list(self.orgs.values()):

@@ -24,6 +24,11 @@ Faults (scenario ``infra`` steps on ``target: server``, docs/simulator.md):
 - ``start``/``restart``: a fresh relay (new app, empty in-memory state) on the same port and
   stores with the same settings, so tokens signed before still verify.
 
+Each action returns an :class:`InfraRecord` of what it changed (issue #11, "faults prove
+they fired"): a stop of a stopped replica or an unpause of a running one changes nothing and
+says so (zero counts and a reason) instead of raising; pausing or unpausing a replica that
+is not running at all is an error (there is no process to signal).
+
 Devices are assigned to replicas by :func:`assign` (explicit pins, else a hash of the scenario
 seed and the device address) and fail over, in a fixed order, to the next replica that accepts
 a connection (:func:`preference`).
@@ -36,9 +41,11 @@ import contextlib
 import hashlib
 import logging
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -62,6 +69,59 @@ class ReplicaState(Enum):
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
+
+
+InfraVerb = Literal["start", "stop", "kill", "restart", "pause", "unpause"]
+REPLICA_ACTIONS: tuple[str, ...] = (
+    "started", "stopped", "killed", "paused", "resumed",
+    "connections_closed", "connections_reset", "in_flight_cancelled",
+    "connections_held", "bytes_held", "connections_released", "bytes_released",
+)
+"""What an infra action on a replica can be seen to do: the keys of InfraRecord.acted.
+``connections_closed``/``connections_reset``: client connections open through the replica's
+front when a stop closed them gracefully / a kill reset them; ``in_flight_cancelled``:
+request and WebSocket tasks a kill cancelled; ``connections_held``/``bytes_held``: counted
+on the pause's record *while* it lasts (new connections and bytes, either way, that waited at
+the frozen front); ``connections_released``/``bytes_released``: what was still waiting when
+the replica was unpaused (or stopped, which unpauses first)."""
+
+
+@dataclass(eq=False)
+class InfraRecord:
+    """One infra action on a server replica (``replica`` None: every replica, counts summed)
+    and what it changed. ``acted`` of a ``pause`` keeps counting what the frozen replica holds
+    until it is unpaused. ``reason`` says why an action changed nothing."""
+
+    action: InfraVerb
+    replica: int | None
+    acted: Counter[str] = field(default_factory=Counter)
+    reason: str = ""
+
+    @property
+    def fired(self) -> bool:
+        """True once the action changed the replica (its state or its connections)."""
+        return any(n > 0 for n in self.acted.values())
+
+    def note(self, what: str, n: int = 1) -> None:
+        if what not in REPLICA_ACTIONS:
+            raise ValueError(f"acted: unknown replica action {what!r}, expected one of "
+                             f"{REPLICA_ACTIONS}")
+        if n:
+            self.acted[what] += n
+
+    def merge(self, other: InfraRecord) -> None:
+        """Add another record's counts (restart = stop + start; several replicas)."""
+        for what, n in other.acted.items():
+            self.note(what, n)
+        if other.reason and not other.fired:
+            self.reason = "; ".join(r for r in (self.reason, other.reason) if r)
+
+    def describe(self) -> str:
+        """``kill replica 1: killed 1, connections_reset 3`` (or why nothing changed)."""
+        which = "every replica" if self.replica is None else f"replica {self.replica}"
+        done = ", ".join(f"{k} {n}" for k, n in self.acted.items() if n)
+        return f"{self.action} {which}: {done or 'nothing changed'}" + (
+            f" ({self.reason})" if self.reason and not done else "")
 
 
 def assign(seed: int | str, address: str, count: int, pins: Mapping[str, int] | None = None) -> int:
@@ -167,11 +227,15 @@ class Replica:
         assert self._server is not None
         return self._server.config.app
 
-    async def start(self, timeout: float = 10.0) -> None:
+    def _record(self, action: InfraVerb, reason: str = "") -> InfraRecord:
+        return InfraRecord(action, self.index, reason=reason)
+
+    async def start(self, timeout: float = 10.0) -> InfraRecord:
         """Serve on this replica's port (a free one the first time). Retries while the port
-        is still held by the previous incarnation's closing sockets."""
+        is still held by the previous incarnation's closing sockets. A replica that is not
+        stopped is not started again (nothing changes)."""
         if self.state is not ReplicaState.STOPPED:
-            raise ReplicaError(f"{self.name} is {self.state.value}, not stopped")
+            return self._record("start", f"{self.name} is {self.state.value}, not stopped")
         sock = _bind(0)
         hub = self.push_factory(self.index) if self.push_factory is not None else None
         app = create_app(self.settings, self.stores, hub)
@@ -204,34 +268,48 @@ class Replica:
             raise ReplicaError(f"{self.name}: port {self.port} stays busy") from None
         self.starts += 1
         log.info("replica_started", extra={"replica": self.name, "port": self.port})
+        record = self._record("start")
+        record.note("started")
+        return record
 
-    async def stop(self) -> None:
-        """Graceful shutdown: close frames, in-flight requests finish, shutdown hooks run."""
+    async def stop(self) -> InfraRecord:
+        """Graceful shutdown: close frames, in-flight requests finish, shutdown hooks run.
+        A paused replica is resumed first (what it held goes through, then it stops)."""
+        record = self._record("stop")
         if self.state is ReplicaState.STOPPED:
-            return
+            record.reason = f"{self.name} is already stopped"
+            return record
         server, task = self._server, self._task
         assert server is not None and task is not None
-        self._front.resume()
+        if self.state is ReplicaState.PAUSED:
+            record.note("resumed")
+        for what, n in self._front.resume().items():
+            record.note(what, n)
+        record.note("connections_closed", self._front.open_connections())
         await self._front.close_listener()
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
         await self._front.drain()
         self._closed()
+        record.note("stopped")
+        return record
 
-    async def kill(self) -> None:
+    async def kill(self) -> InfraRecord:
         """A crash: the listening socket closes, every connection is reset without a close
         frame, and every request/WebSocket task is cancelled where it stands. (The app's
         shutdown hook then runs so no task outlives the replica in this process: on
         ``local`` it removes this replica's presence keys, which a real crash leaves to
         expire by TTL — other replicas' wake-ups meanwhile are lost either way; the queue
         is not.)"""
+        record = self._record("kill")
         if self.state is ReplicaState.STOPPED:
-            return
+            record.reason = f"{self.name} is already stopped"
+            return record
         server, task = self._server, self._task
         assert server is not None and task is not None
         server.force_exit = server.should_exit = True
         await self._front.close_listener()
-        self._front.reset_all()
+        record.note("connections_reset", self._front.reset_all())
         for listener in server.servers:
             listener.close()
         if self._sock is not None:
@@ -241,7 +319,8 @@ class Replica:
             if transport is not None and not transport.is_closing():
                 transport.abort()
         for request in list(server.server_state.tasks):
-            request.cancel()
+            if request.cancel():
+                record.note("in_flight_cancelled")
         task.cancel()
         await asyncio.gather(task, *server.server_state.tasks, return_exceptions=True)
         lifespan = getattr(server, "lifespan", None)
@@ -249,24 +328,41 @@ class Replica:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(lifespan.shutdown(), 5.0)
         self._closed()
+        record.note("killed")
+        return record
 
-    def pause(self) -> None:
-        """SIGSTOP: hold every byte to and from this replica until :meth:`unpause`."""
-        if self.state is not ReplicaState.RUNNING:
+    def pause(self) -> InfraRecord:
+        """SIGSTOP: hold every byte to and from this replica until :meth:`unpause`. The
+        record goes on counting what the frozen front holds. Pausing a paused replica
+        changes nothing; pausing a stopped one is an error (no process to stop)."""
+        if self.state is ReplicaState.STOPPED:
             raise ReplicaError(f"{self.name} is {self.state.value}, not running")
-        self._front.hold()
+        if self.state is ReplicaState.PAUSED:
+            return self._record("pause", f"{self.name} is already paused")
+        record = self._record("pause")
+        record.note("paused")
+        self._front.hold(record)
         self.state = ReplicaState.PAUSED
         log.info("replica_paused", extra={"replica": self.name})
+        return record
 
-    def unpause(self) -> None:
-        """SIGCONT: what was held goes through, in order."""
-        if self.state is not ReplicaState.PAUSED:
+    def unpause(self) -> InfraRecord:
+        """SIGCONT: what was held goes through, in order. Unpausing a running replica
+        changes nothing; unpausing a stopped one is an error (no process to continue)."""
+        if self.state is ReplicaState.STOPPED:
             raise ReplicaError(f"{self.name} is {self.state.value}, not paused")
-        self._front.resume()
+        if self.state is ReplicaState.RUNNING:
+            return self._record("unpause", f"{self.name} is running, not paused")
+        record = self._record("unpause")
+        record.note("resumed")
+        for what, n in self._front.resume().items():
+            record.note(what, n)
         self.state = ReplicaState.RUNNING
         log.info("replica_unpaused", extra={"replica": self.name})
+        return record
 
     def _closed(self) -> None:
+        self._front.held_by = None
         if self._sock is not None:
             self._sock.close()
         self._server = self._task = self._sock = self._hub = None
@@ -289,6 +385,10 @@ class _Front:
         self.backend: tuple[str, int] = (HOST, 0)
         self.gate = asyncio.Event()
         self.gate.set()
+        self.held_by: InfraRecord | None = None
+        """The pause in force: it counts what waits at the gate."""
+        self.waiting: Counter[str] = Counter()
+        """Connections and bytes waiting at the gate now (released on resume)."""
         self.listener: asyncio.Server | None = None
         self.pipes: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -307,24 +407,53 @@ class _Front:
                                                    limit=2**22)
         return int(sock.getsockname()[1])
 
-    def hold(self) -> None:
+    def hold(self, by: InfraRecord) -> None:
+        self.held_by = by
         self.gate.clear()
 
-    def resume(self) -> None:
+    def resume(self) -> Counter[str]:
+        """Open the gate; what was waiting at it (``connections_released``,
+        ``bytes_released``), nothing if it was open."""
+        released: Counter[str] = Counter()
+        if not self.gate.is_set():
+            released["connections_released"] = self.waiting["connections"]
+            released["bytes_released"] = self.waiting["bytes"]
+        self.held_by = None
         self.gate.set()
+        return released
+
+    def open_connections(self) -> int:
+        """Client connections open through the front (each has its accept task)."""
+        return sum(1 for task in self.tasks if not task.done())
+
+    async def _pass_gate(self, what: str, n: int) -> None:
+        """Wait for the gate; if it is closed, the pause counts ``n`` held ``what``."""
+        if self.gate.is_set():
+            return
+        if self.held_by is not None and n:
+            self.held_by.note(f"{what}_held", n)
+        self.waiting[what] += n
+        try:
+            await self.gate.wait()
+        finally:
+            self.waiting[what] -= n
 
     async def close_listener(self) -> None:
         listener, self.listener = self.listener, None
         if listener is not None:
             listener.close()
 
-    def reset_all(self) -> None:
+    def reset_all(self) -> int:
+        """Reset every connection through the front; how many client connections were
+        still open."""
+        open_before = self.open_connections()
         for pair in list(self.pipes):
             for writer in pair:
                 if not writer.transport.is_closing():
                     writer.transport.abort()
         for task in list(self.tasks):
             task.cancel()
+        return open_before
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait for the pipes to pass the backend's goodbye on (then reset stragglers)."""
@@ -340,7 +469,8 @@ class _Front:
         assert task is not None
         self.tasks.add(task)
         try:
-            await self.gate.wait()  # a paused process accepts nothing (the backlog holds it)
+            await self._pass_gate("connections", 1)  # a paused process accepts nothing (the
+            # backlog holds it)
             try:
                 up_r, up_w = await asyncio.open_connection(*self.backend, limit=2**22)
             except OSError:
@@ -365,7 +495,7 @@ class _Front:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         while True:
             data = await src.read(65536)
-            await self.gate.wait()
+            await self._pass_gate("bytes", len(data))
             if not data:
                 with contextlib.suppress(OSError):
                     if dst.can_write_eof():
@@ -386,5 +516,5 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
-__all__ = ["BusPushHub", "LocalPushBus", "PushFactory", "Replica", "ReplicaError",
-           "ReplicaState", "assign", "preference"]
+__all__ = ["REPLICA_ACTIONS", "BusPushHub", "InfraRecord", "InfraVerb", "LocalPushBus",
+           "PushFactory", "Replica", "ReplicaError", "ReplicaState", "assign", "preference"]

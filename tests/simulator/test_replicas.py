@@ -175,11 +175,13 @@ def test_replica_state_changes_are_checked() -> None:
     async def body(fleet: Fleet) -> None:
         with pytest.raises(ReplicaError, match="replica 5 does not exist"):
             fleet.replica(5)
+        idle = fleet.unpause_replica(0)  # running: nothing to continue, nothing changes
+        assert not idle.fired and idle.reason == "replica-0 is running, not paused"
+        await fleet.stop_relay(replica=0)
+        with pytest.raises(ReplicaError, match="not running"):  # no process to signal
+            fleet.pause_replica(0)
         with pytest.raises(ReplicaError, match="not paused"):
             fleet.unpause_replica(0)
-        await fleet.stop_relay(replica=0)
-        with pytest.raises(ReplicaError, match="not running"):
-            fleet.pause_replica(0)
 
     _run(body, seed=36)
 
