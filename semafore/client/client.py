@@ -38,6 +38,7 @@ from semafore.client.errors import (
     ClientError,
     DeliveryFailed,
     MalformedContent,
+    RecipientsFailed,
     ServerRejected,
     TransportError,
 )
@@ -111,22 +112,6 @@ class SendResult:
     envelopes: dict[str, bytes]
     attempts: int
     sync: frozenset[str] = frozenset()
-
-
-class RecipientsFailed(DeliveryFailed):
-    """A message to several users reached some of them but not all (issue #11).
-
-    Every recipient user was tried and the sync copy went out for the ones reached, so
-    ``result`` is the message as sent; ``failures`` maps each user it did not reach to why.
-    A message to one user raises that user's failure itself."""
-
-    def __init__(self, result: SendResult, failures: dict[str, Exception]) -> None:
-        super().__init__(
-            f"message {result.message_id} did not reach {', '.join(sorted(failures))}",
-            field="user_id",
-        )
-        self.result = result
-        self.failures = failures
 
 
 @dataclass

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from semafore.client.client import SendResult
 
 
 class ClientError(Exception):
@@ -42,3 +45,19 @@ class ServerRejected(ClientError):
 
 class DeliveryFailed(ClientError):
     """A send kept failing after refreshing the device list (409/410) the allowed times."""
+
+
+class RecipientsFailed(DeliveryFailed):
+    """A message to several users reached some of them but not all (issue #11).
+
+    Every recipient user was tried and the sync copy went out for the ones reached, so
+    ``result`` is the message as sent; ``failures`` maps each user it did not reach to why.
+    A message to one user raises that user's failure itself."""
+
+    def __init__(self, result: SendResult, failures: dict[str, Exception]) -> None:
+        super().__init__(
+            f"message {result.message_id} did not reach {', '.join(sorted(failures))}",
+            field="user_id",
+        )
+        self.result = result
+        self.failures = failures

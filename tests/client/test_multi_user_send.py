@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from semafore.client import DeliveryFailed, DeviceClient, ServerRejected
-from semafore.client.client import RecipientsFailed
+from semafore.client.errors import RecipientsFailed
 from tests.client.helpers import world
 
 
