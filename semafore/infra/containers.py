@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from semafore.infra import health
 from semafore.infra.errors import BackendUnavailableError, FaultError
-from semafore.infra.processes import free_ports
+from semafore.infra.processes import FaultEffect, free_ports
 from semafore.infra.providers import BackendName, Endpoints, Provider
 from semafore.infra.settings import InfraSettings, ProviderKind
 
@@ -99,7 +100,8 @@ def plans(images: dict[str, str], *, redis_durable: bool = False) -> list[Contai
 
 
 class ContainerBackend:
-    """Fault controls of one container (same verbs as a ManagedProcess)."""
+    """Fault controls of one container (same verbs and :data:`FaultEffect` as a
+    ManagedProcess: empty when the container already was in the state asked for)."""
 
     def __init__(
         self,
@@ -151,28 +153,47 @@ class ContainerBackend:
             self.name, f"not healthy after {self.startup_timeout:.0f} s ({last})", logs
         )
 
-    def start(self) -> None:
-        self._wrapped().start()
-        self.wait_healthy()
-
-    def stop(self) -> None:
-        self._wrapped().stop(timeout=3)
-
-    def kill(self) -> None:
+    def status(self) -> str:
+        """Docker's word for the container now: running, paused, exited, created, dead."""
         wrapped = self._wrapped()
         wrapped.reload()
-        if wrapped.status == "running":
-            wrapped.kill(signal="SIGKILL")
+        return str(wrapped.status)
 
-    def pause(self) -> None:
+    def start(self) -> FaultEffect:
+        was = self.status()
+        self._wrapped().start()
+        self.wait_healthy()
+        return Counter() if was in ("running", "paused") else Counter(started=1)
+
+    def stop(self) -> FaultEffect:
+        was = self.status()
+        self._wrapped().stop(timeout=3)
+        return Counter(stopped=1) if was in ("running", "paused") else Counter()
+
+    def kill(self) -> FaultEffect:
+        if self.status() != "running":
+            return Counter()
+        self._wrapped().kill(signal="SIGKILL")
+        return Counter(killed=1)
+
+    def pause(self) -> FaultEffect:
+        if self.status() == "paused":  # docker refuses to pause a paused container
+            return Counter()
         self._wrapped().pause()  # cgroup freezer: the container's SIGSTOP
+        return Counter(paused=1)
 
-    def resume(self) -> None:
+    def resume(self) -> FaultEffect:
+        if self.status() == "running":  # docker refuses to unpause a running one
+            return Counter()
         self._wrapped().unpause()
+        return Counter(resumed=1)
 
-    def restart(self) -> None:
+    def restart(self) -> FaultEffect:
+        was = self.status()
         self._wrapped().restart(timeout=3)
         self.wait_healthy()
+        stopped = Counter(stopped=1) if was in ("running", "paused") else Counter()
+        return stopped + Counter(started=1)
 
 
 class ContainersProvider(Provider):

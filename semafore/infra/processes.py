@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -35,6 +36,12 @@ HealthProbe = Callable[[], bool]
 """One health check: True when the service answers; may raise (treated as not yet healthy)."""
 
 _PR_SET_PDEATHSIG = 1
+
+FaultEffect = Counter[str]
+"""What one fault control changed: ``started``, ``stopped``, ``killed``, ``paused``,
+``resumed`` (1 each; a restart has two). Empty when the target already was in the state asked
+for (stopping a stopped process): a scenario's fault that changed nothing proved nothing
+(issue #11, "faults prove they fired")."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -126,7 +133,8 @@ class ManagedProcess:
     """One supervised child process with fault controls.
 
     Every control is idempotent where that is meaningful (stopping a stopped process is a
-    no-op) and raises :class:`FaultError` where it is not (pausing a stopped process).
+    no-op) and raises :class:`FaultError` where it is not (pausing a stopped process). Each
+    returns its :data:`FaultEffect` (empty for a no-op).
     """
 
     def __init__(self, spec: ProcessSpec) -> None:
@@ -163,7 +171,7 @@ class ManagedProcess:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self, *, wait: bool = True) -> None:
+    def start(self, *, wait: bool = True) -> FaultEffect:
         """Spawn the process and (by default) block until its health probe passes."""
         if self.alive:
             raise FaultError(f"{self.name}: already running (pid {self.pid})")
@@ -198,6 +206,7 @@ class ManagedProcess:
         log.info("process started", extra={"process": self.name, "pid": self.pid})
         if wait:
             self.wait_healthy()
+        return Counter(started=1)
 
     def wait_healthy(self, timeout: float | None = None) -> None:
         """Poll the health probe until it passes; fail fast if the process exits meanwhile."""
@@ -233,11 +242,11 @@ class ManagedProcess:
         except Exception:
             return False
 
-    def stop(self, timeout: float | None = None) -> None:
+    def stop(self, timeout: float | None = None) -> FaultEffect:
         """Graceful stop: SIGTERM to the group, SIGKILL if it has not exited in ``timeout``."""
         if not self.alive:
             self._forget()
-            return
+            return Counter()
         self._signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
         self._signal(signal.SIGTERM)
         assert self._popen is not None
@@ -247,38 +256,41 @@ class ManagedProcess:
             self._signal(signal.SIGKILL)
             self._popen.wait()
         self._forget()
+        return Counter(stopped=1)
 
-    def kill(self) -> None:
+    def kill(self) -> FaultEffect:
         """kill -9 of the whole process group: no shutdown hooks, no flushing."""
         if not self.alive:
             self._forget()
-            return
+            return Counter()
         self._signal(signal.SIGKILL)
         assert self._popen is not None
         self._popen.wait()
         self._forget()
+        return Counter(killed=1)
 
-    def pause(self) -> None:
+    def pause(self) -> FaultEffect:
         """SIGSTOP: the process keeps its sockets open but answers nothing."""
         if not self.alive:
             raise FaultError(f"{self.name}: cannot pause, not running")
+        was = self.state
         self._signal(signal.SIGSTOP)
         self._state = ProcessState.PAUSED
+        return Counter(paused=1) if was is ProcessState.RUNNING else Counter()
 
-    def resume(self) -> None:
+    def resume(self) -> FaultEffect:
         """SIGCONT after :meth:`pause`."""
         if not self.alive:
             raise FaultError(f"{self.name}: cannot resume, not running")
+        was = self.state
         self._signal(signal.SIGCONT)
         self._state = ProcessState.RUNNING
+        return Counter(resumed=1) if was is ProcessState.PAUSED else Counter()
 
-    def restart(self, *, graceful: bool = True) -> None:
+    def restart(self, *, graceful: bool = True) -> FaultEffect:
         """Stop (or kill -9) and start again with the same argv, ports and data directory."""
-        if graceful:
-            self.stop()
-        else:
-            self.kill()
-        self.start()
+        effect = self.stop() if graceful else self.kill()
+        return effect + self.start()
 
     # -- internals --------------------------------------------------------------------------
 

@@ -26,7 +26,13 @@ from typing import Literal, Protocol
 
 from semafore.infra import health
 from semafore.infra.errors import BackendUnavailableError, FaultError
-from semafore.infra.processes import ManagedProcess, ProcessSpec, find_tool, free_ports
+from semafore.infra.processes import (
+    FaultEffect,
+    ManagedProcess,
+    ProcessSpec,
+    find_tool,
+    free_ports,
+)
 from semafore.infra.settings import InfraSettings, ProviderKind
 
 log = logging.getLogger(__name__)
@@ -36,22 +42,24 @@ BACKENDS: tuple[BackendName, ...] = ("mongodb", "redis", "seaweedfs")
 
 
 class FaultTarget(Protocol):
-    """What the simulator can do to a backend or a server replica (processes or containers)."""
+    """What the simulator can do to a backend or a server replica (processes or containers).
+    Each control returns what it changed (:data:`~semafore.infra.processes.FaultEffect`;
+    empty when the target already was in that state)."""
 
     @property
     def name(self) -> str: ...
 
-    def start(self) -> None: ...
+    def start(self) -> FaultEffect: ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> FaultEffect: ...
 
-    def kill(self) -> None: ...
+    def kill(self) -> FaultEffect: ...
 
-    def pause(self) -> None: ...
+    def pause(self) -> FaultEffect: ...
 
-    def resume(self) -> None: ...
+    def resume(self) -> FaultEffect: ...
 
-    def restart(self) -> None: ...
+    def restart(self) -> FaultEffect: ...
 
     def healthy(self) -> bool: ...
 
