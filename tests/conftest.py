@@ -9,9 +9,36 @@ else (in-process relays on free loopback ports, pure protocol tests) spreads ove
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 import pytest
 
 SHARED_STATE_MARKERS = ("backend", "containers", "interop")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sabotage_from_environment() -> Iterator[None]:
+    """``SEMAFORE_SABOTAGE=name[,name]`` runs the whole session with those sabotages on.
+
+    The test-only activation path of the sabotage kill matrix's lower tier
+    (simulator.sabotage_matrix.SABOTAGE_ENV, docs/sabotage.md): the library itself never
+    reads the environment. An unknown name ends the session with pytest's usage-error exit
+    (4), so a typo can never pass for a test that caught the sabotage (exit 1).
+    """
+    names = [n.strip() for n in os.environ.get("SEMAFORE_SABOTAGE", "").split(",") if n.strip()]
+    if not names:
+        yield
+        return
+    from semafore.sabotage import UnknownSabotage, switched_on
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(switched_on(*names))
+        except UnknownSabotage as exc:
+            pytest.exit(f"SEMAFORE_SABOTAGE: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

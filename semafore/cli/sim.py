@@ -199,3 +199,69 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
 def print_schema() -> None:
     """Print the scenario JSON Schema (format version 1)."""
     click.echo(json.dumps(schema(), indent=2))
+
+
+class NothingToRun(click.ClickException):
+    exit_code = 2
+
+
+@command.command("sabotage")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--provider", type=click.Choice(PROVIDERS), default="embedded",
+              show_default=True, help="Where the relay's backends come from (docs/backends.md).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the matrix as JSON here.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML matrix here.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write JUnit XML here (one test case per sabotage; failure = survived).")
+@click.option("--jobs", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Runs (processes) at a time; a catalogue run mostly waits.")
+@click.option("--only", multiple=True, metavar="NAME",
+              help="Run only this sabotage (repeatable); decoration is then not judged.")
+@click.option("--no-lower-tier", is_flag=True,
+              help="Skip the pytest node ids each sabotage names.")
+def sabotage(
+    paths: tuple[Path, ...], provider: str, json_path: Path | None, html_path: Path | None,
+    junit_path: Path | None, jobs: int, only: tuple[str, ...], no_lower_tier: bool,
+) -> None:
+    """Sabotage kill matrix (docs/sabotage.md): run the scenarios in PATHS (default
+    scenarios/) with no sabotage and once per sabotage, each in its own process; report
+    which scenario (or lower-tier test) caught which defect. Exit 1 when the baseline is red,
+    a sabotage survives, or a threats/ or desync/ scenario catches nothing; 2 when nothing
+    could run."""
+    from semafore.sabotage import CATALOGUE, UnknownSabotage, by_name
+    from simulator import sabotage_matrix as matrix_runs
+
+    console = Console()
+    chosen_paths = paths or (Path("scenarios"),)
+    files = [f for f in discover(list(chosen_paths)) if f.exists()]
+    if not files:
+        raise NothingToRun("no scenario file (*.yaml, *.yml) under "
+                           + ", ".join(str(p) for p in chosen_paths))
+    try:
+        chosen = tuple(dict.fromkeys(by_name(n) for n in only)) if only else CATALOGUE
+    except UnknownSabotage as exc:
+        raise click.BadParameter(str(exc), param_hint="--only") from exc
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task("sabotage matrix", total=matrix_runs.unit_count(
+            chosen, lower_tier=not no_lower_tier))
+
+        def on_result(result: matrix_runs.UnitResult) -> None:
+            progress.console.print(matrix_runs.describe(result), markup=False, highlight=False)
+            progress.advance(task)
+
+        matrix = matrix_runs.run_matrix(files, provider=provider, sabotages=chosen, jobs=jobs,
+                                        lower_tier=not no_lower_tier, on_result=on_result)
+    matrix_runs.render(matrix, console)
+    for target, text in ((json_path, matrix_runs.to_json(matrix)),
+                         (html_path, matrix_runs.to_html(matrix)),
+                         (junit_path, matrix_runs.to_junit(matrix))):
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            console.print(f"wrote {target}")
+    raise SystemExit(matrix.exit_code)
