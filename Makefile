@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo test lint fuzz bench vectors
+.PHONY: bootstrap demo test lint fuzz bench vectors mutation
 bootstrap:
 	bash scripts/bootstrap.sh
 
@@ -26,3 +26,7 @@ bench: bootstrap
 vectors: bootstrap
 	$(VENV)/bin/semafore vectors generate
 	$(VENV)/bin/semafore vectors verify
+
+# Mutation score of semafore/protocol (docs/mutation.md); long, not part of `make test` or CI.
+mutation: bootstrap
+	bash scripts/mutation.sh
