@@ -265,3 +265,55 @@ def sabotage(
             target.write_text(text, encoding="utf-8")
             console.print(f"wrote {target}")
     raise SystemExit(matrix.exit_code)
+
+
+@command.command("trace")
+@click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sabotage matrix JSON (`semafore sim sabotage --json`) to join kills from.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/traceability.md"), show_default=True,
+              help="Where to write the traceability matrix.")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 on any uncovered row, bad cite or stale --out.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the rows, references and problems as JSON here.")
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=Path("."), show_default=True,
+              help="Repository root (scenarios/, tests/, docs/; SPEC and seed in ../shared).")
+def trace(matrix_path: Path | None, out_path: Path, check: bool, json_path: Path | None,
+          root: Path) -> None:
+    """Traceability matrix (docs/simulator.md "Traceability"): every seed threat,
+    non-guarantee, ADR and SPEC rule with the scenarios and tests citing it. Exit 1 when a row
+    has neither, a cite is unknown or unresolved, or (--check) the document is stale."""
+    import dataclasses
+
+    from simulator import trace as tracing
+
+    console = Console()
+    out = out_path if out_path.is_absolute() else root / out_path
+    sources = dataclasses.replace(tracing.Sources.default(root), out=out)
+    if check and matrix_path is None and out.exists():
+        named = tracing.matrix_named_in(out.read_text(encoding="utf-8"))
+        matrix_path = root / named if named else None
+    try:
+        result = tracing.build(sources, matrix_path)
+    except tracing.TraceInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    problems = tracing.check(result, out) if check else result.problems
+    if not check:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(tracing.render(result), encoding="utf-8")
+        console.print(f"wrote {out}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(tracing.to_json(result), encoding="utf-8")
+        console.print(f"wrote {json_path}")
+    covered = sum(1 for r in result.rows if r.scenarios or r.tests)
+    console.print(f"{len(result.rows)} rows: {covered} covered, "
+                  f"{sum(1 for r in result.rows if r.untestable)} not testable here, "
+                  f"{len(problems)} problem(s)")
+    for problem in problems:
+        console.print(f"[red]{problem.kind.value}[/] {problem.where}: {problem.message}",
+                      highlight=False)
+    if problems:
+        raise SystemExit(1)

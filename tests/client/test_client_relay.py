@@ -57,6 +57,7 @@ def test_message_reaches_every_recipient_device_and_syncs_to_own_other_devices()
     run(body)
 
 
+@pytest.mark.cites("SPEC §2 r8")
 def test_initiator_wraps_in_smx1_until_the_first_reply_then_sends_drv1() -> None:
     async def body() -> None:
         async with world(["alice", "bob"]) as w:
@@ -152,6 +153,7 @@ def test_duplicate_delivery_is_dropped_by_message_id() -> None:
     run(body)
 
 
+@pytest.mark.cites("ADR-0157", "ADR-0054")
 def test_attachment_is_encrypted_before_upload_and_opens_for_the_recipient() -> None:
     async def body() -> None:
         async with world(["alice", "bob"]) as w:
@@ -190,6 +192,7 @@ def test_websocket_push_delivers_and_acks() -> None:
     run(body)
 
 
+@pytest.mark.cites("ADR-0055", "ADR-0158")
 def test_broadcast_reaches_every_device_of_every_member() -> None:
     async def body() -> None:
         async with world(["alice", "bob", "carol"]) as w:
@@ -209,6 +212,7 @@ def test_broadcast_reaches_every_device_of_every_member() -> None:
     run(body)
 
 
+@pytest.mark.cites("ADR-0159")
 def test_screenshot_report_carries_only_a_hash() -> None:
     async def body() -> None:
         async with world(["alice", "bob"]) as w:

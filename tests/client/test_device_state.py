@@ -62,6 +62,7 @@ def test_bad_magic_version_and_trailing_bytes_are_rejected_naming_the_part() -> 
         Device.parse(blob + b"\x00")
 
 
+@pytest.mark.cites("SPEC §2 r7")
 def test_identity_change_is_detected_and_policy_decides() -> None:
     alice, bob, ea, eb = pair()
     converse(alice, bob, ea, eb)
@@ -76,6 +77,7 @@ def test_identity_change_is_detected_and_policy_decides() -> None:
     assert Device.parse(strict.serialize()).policy is IdentityPolicy.STRICT
 
 
+@pytest.mark.cites("SPEC §4 r4")
 def test_reset_naming_the_current_sending_key_archives_the_session_and_others_are_ignored() -> None:
     alice, bob, ea, eb = pair()
     converse(alice, bob, ea, eb)

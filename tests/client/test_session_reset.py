@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from semafore.client import DeviceClient
 from semafore.client.device import Device
 from semafore.protocol.frame import is_drv1, is_smx1
@@ -20,6 +22,7 @@ def kinds(client: DeviceClient) -> list[str]:
     return [e.kind for e in client.events]
 
 
+@pytest.mark.cites("SPEC §4 r3", "SPEC §4 r4")
 def test_device_that_lost_its_session_gets_a_working_one_after_the_reset_notice() -> None:
     async def body() -> None:
         async with world(["alice", "bob"]) as w:

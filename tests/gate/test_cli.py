@@ -85,6 +85,7 @@ def test_gate_rejects_bad_usage_and_bad_config(tmp_path: Path) -> None:
     assert runner.invoke(gate_cli, ["--vectors", str(empty)]).exit_code == 2
 
 
+@pytest.mark.cites("SPEC §7 r4")
 def test_gate_with_an_expired_entry_exits_1(tmp_path: Path) -> None:
     config = tmp_path / "gate.yaml"
     config.write_text(

@@ -45,6 +45,7 @@ def test_committed_gate_config_is_valid_and_has_no_expired_entries() -> None:
         (entry(colour="red"), "unknown field"),
     ],
 )
+@pytest.mark.cites("SPEC §7 r4")
 def test_incomplete_entries_are_rejected(raw: dict[str, object], message: str) -> None:
     with pytest.raises(GateConfigError, match=message):
         parse_config({"expected_failures": [raw]})
@@ -86,6 +87,7 @@ def test_declared_failures_become_xfail_and_the_gate_passes(gate_cases: list[Gat
     assert report.unused == []
 
 
+@pytest.mark.cites("SPEC §7 r4")
 def test_an_expired_entry_fails_the_gate_even_when_everything_else_passes(
     gate_cases: list[GateCase],
 ) -> None:

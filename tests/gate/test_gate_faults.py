@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from semafore.gate.cases import GateCase
 from semafore.gate.config import GateConfig
 from semafore.gate.runner import ImplReport, run_gate
@@ -45,6 +47,7 @@ def test_flipped_ciphertext_byte_fails_every_path_at_its_first_encrypt(
             assert result.expected != result.actual
 
 
+@pytest.mark.cites("SPEC §2 r3", "ADR-0169")
 def test_wrong_hkdf_info_fails_every_x3dh_derivation(gate_cases: list[GateCase]) -> None:
     impl = run(gate_cases, "wrong-hkdf-info")
 
@@ -56,6 +59,7 @@ def test_wrong_hkdf_info_fails_every_x3dh_derivation(gate_cases: list[GateCase])
             assert "field 'sk' differs" in result.detail
 
 
+@pytest.mark.cites("SPEC §2 r1")
 def test_skipped_signature_check_fails_exactly_the_bad_signature_negatives(
     gate_cases: list[GateCase],
 ) -> None:
@@ -132,6 +136,7 @@ def test_wrong_id_is_a_protocol_verdict(gate_cases: list[GateCase], tmp_path: Pa
     assert "wrong id" in result.detail
 
 
+@pytest.mark.cites("SPEC §7 r3")
 def test_unsupported_operations_are_reported_never_passed(gate_cases: list[GateCase]) -> None:
     impl = run(gate_cases, "no-dr")
 

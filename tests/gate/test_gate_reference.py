@@ -6,6 +6,8 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from semafore.gate.cases import GateCase
 from semafore.gate.config import GateConfig
 from semafore.gate.report import junit_xml
@@ -15,6 +17,7 @@ from semafore.gate.verdict import Verdict
 from .conftest import reference
 
 
+@pytest.mark.cites("SPEC §7 r2")
 def test_reference_adapter_passes_every_case_in_one_process(gate_cases: list[GateCase]) -> None:
     report = run_gate([reference()], gate_cases, GateConfig())
 

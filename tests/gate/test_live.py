@@ -154,6 +154,7 @@ def test_reference_passes_on_local_backends_and_the_oracle_reads_their_dumps() -
         assert report.oracle["bytes_by_tier"].get(tier, 0) > 0, tier
 
 
+@pytest.mark.cites("SPEC §7 r3")
 def test_an_adapter_without_live_operations_is_unsupported_never_a_pass() -> None:
     report = live(reference(), faulty("vectors-only", "no-live"))
     assert report.cell("reference", "reference").verdict is Verdict.PASS

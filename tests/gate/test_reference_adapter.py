@@ -6,6 +6,7 @@ import io
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ def call(adapter: ReferenceAdapter, op: str, **args: Any) -> dict[str, Any]:
     return handle(adapter, {"id": "r1", "op": op, "args": args})
 
 
+@pytest.mark.cites("SPEC §7 r1")
 def test_serve_answers_one_line_per_request_and_stops_at_eof() -> None:
     stdin = io.BytesIO(
         b'{"id": 1, "op": "capabilities", "args": {}}\n'
@@ -92,6 +94,7 @@ def test_unknown_session_handles_are_no_session() -> None:
     assert call(ReferenceAdapter(), "session.digest", session="s404")["error"] == "NoSession"
 
 
+@pytest.mark.cites("SPEC §7 r1")
 def test_the_documented_example_exchange_is_what_the_adapter_answers() -> None:
     """docs/adapter-contract.md shows real request/response lines; they must stay true."""
     text = (ROOT / "docs" / "adapter-contract.md").read_text(encoding="utf-8")

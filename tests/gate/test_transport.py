@@ -27,12 +27,14 @@ from .conftest import python_command
         (b'{"id": 7, "ok": false, "error": "X", "detail": 5}\n', "detail is not a string"),
     ],
 )
+@pytest.mark.cites("SPEC §7 r1")
 def test_malformed_responses_are_protocol_violations(line: bytes, message: str) -> None:
     with pytest.raises(AdapterFailure, match=message) as caught:
         validate_response(line, 7)
     assert caught.value.verdict is Verdict.PROTOCOL
 
 
+@pytest.mark.cites("SPEC §7 r1")
 def test_well_formed_responses_pass_through() -> None:
     ok = validate_response(b'{"id": 7, "ok": true, "result": {"a": 1}}', 7)
     assert ok["result"] == {"a": 1}

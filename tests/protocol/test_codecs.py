@@ -24,6 +24,7 @@ def _smx1(spk: str = "spk-1", opk: str | None = "opk-7") -> bytes:
     return smx1.encode(smx1.Smx1Envelope(EK, spk, opk, NONCE, CT))
 
 
+@pytest.mark.cites("SPEC §2 r5")
 @given(key_ids, st.none() | key_ids, st.binary(min_size=16, max_size=80))
 def test_smx1_round_trip(spk: str, opk: str | None, ct: bytes) -> None:
     env = smx1.Smx1Envelope(EK, spk, opk, NONCE, ct)
@@ -36,6 +37,7 @@ def test_smx1_round_trip(spk: str, opk: str | None, ct: bytes) -> None:
     st.integers(0, 2**32 - 1),
     st.binary(min_size=16, max_size=64),
 )
+@pytest.mark.cites("SPEC §3 r3")
 def test_drv1_round_trip(key: bytes, pn: int, n: int, ct: bytes) -> None:
     data = frame.encode_header(key, pn, n, NONCE) + ct
     parsed = frame.parse(data)
@@ -49,6 +51,7 @@ def test_drv1_round_trip(key: bytes, pn: int, n: int, ct: bytes) -> None:
     assert parsed.header + parsed.ciphertext == data
 
 
+@pytest.mark.cites("SPEC §5 r1")
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_raise_only_canonical_errors(data: bytes) -> None:
     for parse in (smx1.parse, frame.parse):
@@ -78,12 +81,14 @@ def test_arbitrary_bytes_raise_only_canonical_errors(data: bytes) -> None:
         (b"SMX1\x00" + EK + b"\x00\x01a\x00\x00" + bytes(12 + 15), "ciphertext"),
     ],
 )
+@pytest.mark.cites("SPEC §5 r2")
 def test_smx1_names_the_field(data: bytes, field: str) -> None:
     with pytest.raises(MalformedEnvelope) as info:
         smx1.parse(data)
     assert info.value.field == field
 
 
+@pytest.mark.cites("SPEC §2 r5")
 def test_smx1_truncated_at_every_offset_is_rejected() -> None:
     data = _smx1()
     for cut in range(len(data) - 16 + 1 - 1):
@@ -91,6 +96,7 @@ def test_smx1_truncated_at_every_offset_is_rejected() -> None:
             smx1.parse(data[:cut])
 
 
+@pytest.mark.cites("SPEC §5 r3")
 def test_future_versions_are_unsupported_not_malformed() -> None:
     with pytest.raises(UnsupportedVersion):
         smx1.parse(b"SMX2" + _smx1()[4:])
@@ -102,6 +108,7 @@ def test_future_versions_are_unsupported_not_malformed() -> None:
     ("size", "field"),
     [(2, "magic"), (20, "ratchet_key"), (38, "pn"), (42, "n"), (50, "nonce"), (60, "ciphertext")],
 )
+@pytest.mark.cites("SPEC §5 r2")
 def test_drv1_names_the_field(size: int, field: str) -> None:
     data = (frame.encode_header(EK, 1, 2, NONCE) + bytes(16))[:size]
     with pytest.raises(MalformedEnvelope) as info:
@@ -109,6 +116,7 @@ def test_drv1_names_the_field(size: int, field: str) -> None:
     assert info.value.field == field
 
 
+@pytest.mark.cites("SPEC §3 r3")
 def test_drv1_header_layout() -> None:
     header = frame.encode_header(EK, 7, 9, NONCE)
     assert header == b"DRV1" + EK + struct.pack(">II", 7, 9) + NONCE

@@ -22,12 +22,14 @@ SPEC_5_NAMES = {
 }
 
 
+@pytest.mark.cites("SPEC §5 r1")
 def test_canonical_errors_are_exactly_spec_5() -> None:
     assert set(CANONICAL_ERRORS) == SPEC_5_NAMES
     for name, cls in CANONICAL_ERRORS.items():
         assert cls.name == name and issubclass(cls, ProtocolError)
 
 
+@pytest.mark.cites("SPEC §5 r2")
 def test_errors_carry_field_and_detail() -> None:
     error = MalformedEnvelope("L1 = 0 outside 1..255", field="spk_key_id_length")
     assert (error.name, error.field) == ("MalformedEnvelope", "spk_key_id_length")

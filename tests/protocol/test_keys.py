@@ -16,10 +16,12 @@ def keys() -> DeviceKeys:
     return DeviceKeys.generate(SeededEntropy("keys"), opk_count=2)
 
 
+@pytest.mark.cites("SPEC §1 r3")
 def test_bundle_signature_verifies(keys: DeviceKeys) -> None:
     keys.bundle("alice", "phone", "opk-0").verify()
 
 
+@pytest.mark.cites("SPEC §1 r3")
 def test_relabelled_key_id_is_rejected(keys: DeviceKeys) -> None:
     bundle = keys.bundle("alice", "phone")
     relabelled = dataclasses.replace(
@@ -29,6 +31,7 @@ def test_relabelled_key_id_is_rejected(keys: DeviceKeys) -> None:
         relabelled.verify()
 
 
+@pytest.mark.cites("SPEC §1 r3", "ADR-0053")
 def test_foreign_identity_key_is_rejected(keys: DeviceKeys) -> None:
     other = DeviceKeys.generate(SeededEntropy("mallory"))
     spk = keys.spk
@@ -42,6 +45,7 @@ def test_foreign_identity_key_is_rejected(keys: DeviceKeys) -> None:
         )
 
 
+@pytest.mark.cites("SPEC §1 r2")
 @pytest.mark.parametrize("bad", ["", "x" * 256, "a\nb", "\x00", "\u0085"])
 def test_key_id_rules(bad: str) -> None:
     with pytest.raises(MalformedEnvelope) as info:
@@ -49,6 +53,7 @@ def test_key_id_rules(bad: str) -> None:
     assert info.value.field == "spk.key_id"
 
 
+@pytest.mark.cites("SPEC §1 r2")
 def test_key_id_accepts_non_ascii_and_max_length() -> None:
     assert encode_key_id("ключ-🔑") == "ключ-🔑".encode()
     assert len(encode_key_id("é" * 127 + "x")) == 255

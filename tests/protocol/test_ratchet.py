@@ -58,6 +58,7 @@ def test_ping_pong_steps_the_dh_ratchet_every_message() -> None:
 rounds = st.lists(st.integers(1, 6), min_size=1, max_size=6)
 
 
+@pytest.mark.cites("SPEC §3 r6", "SPEC §3 r8")
 @settings(max_examples=60, deadline=None)
 @given(rounds, st.randoms(use_true_random=False))
 def test_any_delivery_order_decrypts_every_message_exactly_once(
@@ -89,6 +90,7 @@ def test_any_delivery_order_decrypts_every_message_exactly_once(
     assert not pair.alice.skipped and not pair.bob.skipped
 
 
+@pytest.mark.cites("SPEC §3 r10")
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 56 + 16 + 20 - 1), st.integers(1, 255), st.booleans())
 def test_any_mutation_or_truncation_is_rejected_and_changes_nothing(
@@ -122,6 +124,7 @@ def test_arbitrary_bytes_raise_only_canonical_errors(data: bytes) -> None:
     assert pair.bob.serialize() == before
 
 
+@pytest.mark.cites("SPEC §3 r4")
 def test_max_skip_in_the_current_chain() -> None:
     pair = _bootstrapped()
     frames = [pair.alice.encrypt(b"%d" % i, pair.entropy) for i in range(MAX_SKIP + 2)]
@@ -133,6 +136,7 @@ def test_max_skip_in_the_current_chain() -> None:
     assert len(pair.bob.skipped) == MAX_SKIP
 
 
+@pytest.mark.cites("SPEC §3 r4")
 def test_max_skip_in_a_new_chain() -> None:
     pair = _bootstrapped()
     pair.bob.decrypt(pair.alice.encrypt(b"a", pair.entropy))
@@ -142,6 +146,7 @@ def test_max_skip_in_a_new_chain() -> None:
     assert pair.alice.decrypt(frames[MAX_SKIP]) == b"%d" % MAX_SKIP
 
 
+@pytest.mark.cites("SPEC §3 r5", "SPEC §3 r8")
 def test_old_chain_beyond_max_skip_is_dropped_and_the_step_proceeds() -> None:
     """SPEC §3: PN more than MAX_SKIP ahead loses the old chain's keys, not the new chain."""
     pair = _bootstrapped()
@@ -157,6 +162,7 @@ def test_old_chain_beyond_max_skip_is_dropped_and_the_step_proceeds() -> None:
         pair.alice.decrypt(chain[7])
 
 
+@pytest.mark.cites("SPEC §3 r6")
 def test_skipped_keys_are_capped_oldest_first() -> None:
     pair = _bootstrapped()
     firsts = []
@@ -171,6 +177,7 @@ def test_skipped_keys_are_capped_oldest_first() -> None:
     assert pair.bob.decrypt(firsts[2]) == b"m"
 
 
+@pytest.mark.cites("SPEC §3 r10")
 def test_forged_new_ratchet_key_changes_nothing() -> None:
     pair = _bootstrapped()
     frame = bytearray(pair.alice.encrypt(b"m", pair.entropy))
@@ -181,6 +188,7 @@ def test_forged_new_ratchet_key_changes_nothing() -> None:
     assert pair.bob.serialize() == before
 
 
+@pytest.mark.cites("SPEC §3 r7")
 def test_entropy_failure_on_the_deferred_ratchet_step_commits_nothing() -> None:
     pair = new_pair()
     pair.bob.decrypt(pair.alice.encrypt(b"m", pair.entropy))
@@ -190,6 +198,7 @@ def test_entropy_failure_on_the_deferred_ratchet_step_commits_nothing() -> None:
     assert pair.bob.serialize() == before
 
 
+@pytest.mark.cites("SPEC §3 r7", "SPEC §7 r5")
 def test_quiescent_sessions_agree_on_the_digest() -> None:
     pair = new_pair()
     for i in range(4):

@@ -73,6 +73,7 @@ def device(user: str, name: str = "phone") -> Device:
     return Device(user, name, DeviceKeys.generate(entropy, opk_count=5), entropy)
 
 
+@pytest.mark.cites("SPEC §2 r8", "SPEC §2 r9")
 def test_smx1_is_resent_until_the_first_reply_and_a_lost_first_message_is_recovered() -> None:
     alice, bob = device("alice"), device("bob")
     alice.start(bob, "opk-2")
@@ -89,6 +90,7 @@ def test_smx1_is_resent_until_the_first_reply_and_a_lost_first_message_is_recove
     assert bob.receive(alice, lost) == b"one"  # the lost first message, late
 
 
+@pytest.mark.cites("SPEC §2 r9", "SPEC §3 r8")
 def test_replayed_smx1_fails() -> None:
     alice, bob = device("alice"), device("bob")
     alice.start(bob, "opk-0")
@@ -101,6 +103,7 @@ def test_replayed_smx1_fails() -> None:
         bob.receive(alice, first)
 
 
+@pytest.mark.cites("SPEC §2 r6")
 def test_forged_smx1_burns_no_opk_and_changes_nothing() -> None:
     alice, bob = device("alice"), device("bob")
     alice.start(bob, "opk-1")
@@ -112,6 +115,7 @@ def test_forged_smx1_burns_no_opk_and_changes_nothing() -> None:
     assert bob.snapshot() == before and "opk-1" in bob.keys.opks
 
 
+@pytest.mark.cites("SPEC §2 r6")
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_any_single_byte_mutation_or_truncation_of_smx1_changes_nothing(
@@ -141,6 +145,7 @@ def test_any_single_byte_mutation_or_truncation_of_smx1_changes_nothing(
     assert bob.receive(alice, envelope) == b"hello"
 
 
+@pytest.mark.cites("SPEC §4 r2")
 def test_simultaneous_initiation_converges() -> None:
     alice, bob = device("alice"), device("bob")
     alice.start(bob, "opk-0")
@@ -158,6 +163,7 @@ def test_simultaneous_initiation_converges() -> None:
     assert a_current.ratchet.digest() == b_current.ratchet.digest()
 
 
+@pytest.mark.cites("SPEC §4 r3", "SPEC §4 r4")
 def test_reset_archives_only_for_the_current_sending_key() -> None:
     alice, bob = device("alice"), device("bob")
     alice.start(bob)
@@ -176,6 +182,7 @@ def test_reset_archives_only_for_the_current_sending_key() -> None:
     assert not session_cipher.handle_reset(alice.record(bob), reset)  # replayed: ignored
 
 
+@pytest.mark.cites("SPEC §4 r1")
 def test_archive_is_bounded_and_records_round_trip() -> None:
     alice, bob = device("alice"), device("bob")
     bob.keys.generate_opks(bob.entropy, 50)
@@ -193,6 +200,7 @@ def test_archive_is_bounded_and_records_round_trip() -> None:
     assert bob.receive(alice, session_cipher.encrypt(reloaded, b"after reload", alice.entropy))
 
 
+@pytest.mark.cites("SPEC §2 r7")
 def test_identity_store_pins_on_first_use() -> None:
     store = IdentityStore()
     first, second = RemoteIdentity(b"a" * 32, b"b" * 32), RemoteIdentity(b"c" * 32, b"b" * 32)

@@ -26,10 +26,12 @@ from semafore.protocol.session import SessionRecord
 FIXTURES = sorted((Path(__file__).resolve().parents[2] / "vectors").glob("session-state-v*.json"))
 
 
+@pytest.mark.cites("SPEC §6 r6")
 def test_there_is_a_fixture_per_released_format() -> None:
     assert [p.name for p in FIXTURES] == ["session-state-v1.json"]
 
 
+@pytest.mark.cites("SPEC §6 r6")
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
 def test_released_state_formats_still_load_and_decrypt(path: Path) -> None:
     fixture = json.loads(path.read_text())

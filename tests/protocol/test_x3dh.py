@@ -36,6 +36,7 @@ def _ephemeral() -> X25519KeyPair:
     return X25519KeyPair.generate(SeededEntropy("ek"), "ephemeral_key")
 
 
+@pytest.mark.cites("SPEC §2 r3")
 @pytest.mark.parametrize("opk", ["opk-1", None])
 def test_both_sides_derive_the_same_secrets(
     alice: DeviceKeys, bob: DeviceKeys, opk: str | None
@@ -56,6 +57,7 @@ def test_both_sides_derive_the_same_secrets(
     assert len(sent.dh) == (4 if opk else 3)
 
 
+@pytest.mark.cites("SPEC §2 r1")
 def test_signature_is_verified_before_any_dh(
     alice: DeviceKeys, bob: DeviceKeys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,6 +81,7 @@ def test_signature_is_verified_before_any_dh(
     assert len(calls) == 4
 
 
+@pytest.mark.cites("SPEC §2 r2")
 def test_small_order_opk_is_invalid_key(alice: DeviceKeys, bob: DeviceKeys) -> None:
     bundle = bob.bundle("bob", "phone", "opk-0")
     assert bundle.opk is not None
@@ -87,6 +90,7 @@ def test_small_order_opk_is_invalid_key(alice: DeviceKeys, bob: DeviceKeys) -> N
         x3dh.initiate(alice.identity, "alice:laptop", evil, _ephemeral())
 
 
+@pytest.mark.cites("SPEC §2 r2")
 def test_small_order_ephemeral_is_invalid_key(alice: DeviceKeys, bob: DeviceKeys) -> None:
     with pytest.raises(InvalidKey):
         x3dh.respond(
@@ -101,6 +105,7 @@ def test_small_order_ephemeral_is_invalid_key(alice: DeviceKeys, bob: DeviceKeys
         )
 
 
+@pytest.mark.cites("SPEC §2 r9")
 def test_unknown_prekeys(alice: DeviceKeys, bob: DeviceKeys) -> None:
     args = (bob, "bob:phone", alice.identity.ik.public, alice.identity.sik.public, "alice:laptop")
     ek = _ephemeral().public
@@ -112,6 +117,7 @@ def test_unknown_prekeys(alice: DeviceKeys, bob: DeviceKeys) -> None:
     assert opk.value.field == "opk_key_id"
 
 
+@pytest.mark.cites("SPEC §2 r4")
 def test_addresses_are_bound(alice: DeviceKeys, bob: DeviceKeys) -> None:
     """Unknown-key-share: the same keys under another address give another AD (SPEC §2)."""
     bundle: PreKeyBundle = bob.bundle("bob", "phone")

@@ -41,6 +41,7 @@ def declare(
     return response
 
 
+@pytest.mark.cites("ADR-0157", "ADR-0054")
 def test_upload_and_authorised_download(world: World, org: dict[str, DeviceSession]) -> None:
     data = os.urandom(5000)
     r = declare(world, org["a1"], data, ["bob"])
@@ -65,6 +66,7 @@ def test_upload_and_authorised_download(world: World, org: dict[str, DeviceSessi
     )
 
 
+@pytest.mark.cites("ADR-0157")
 def test_plaintext_metadata_is_refused(world: World, org: dict[str, DeviceSession]) -> None:
     for extra in ({"filename": "secret-plan.pdf"}, {"mime_type": "image/png"}, {"caption": "hi"}):
         r = declare(world, org["a1"], b"x", [], **extra)
@@ -115,16 +117,15 @@ def test_cross_org_download_is_refused(world: World, org: dict[str, DeviceSessio
     )
     world.signup("globex", "gary")
     gary = world.login("globex", "gary", "g1", admin=True)
-    world.add_member(gary, "bob")
-    bob_in_globex = world.client.post(
-        "/v1/auth/switch-org", json={"org_id": "globex"}, headers=org["b1"].headers
-    )
+    world.join(gary, org["b1"])
+    bob_in_globex = world.switch_org(org["b1"], "globex")
     token = {"Authorization": f"Bearer {bob_in_globex.json()['access_token']}"}
     # Same person, token scoped to another organisation: no access to acme's files.
     assert world.client.get(f"/v1/attachments/{file_id}", headers=token).status_code == 404
     assert world.client.get(f"/v1/attachments/{file_id}", headers=gary.headers).status_code == 404
 
 
+@pytest.mark.cites("ADR-0159")
 def test_screenshot_reports_are_hash_only_and_audited(
     world: World, org: dict[str, DeviceSession]
 ) -> None:

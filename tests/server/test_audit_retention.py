@@ -149,6 +149,7 @@ def _store_bytes(path: Path) -> bytes:
     return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
 
 
+@pytest.mark.cites("ADR-0093", "ADR-0094", "ADR-0095", "ADR-0097")
 def test_retention_really_deletes_expired_data_from_the_store(
     sqlite_world: tuple[World, Path],
 ) -> None:
@@ -217,6 +218,7 @@ def test_retention_really_deletes_expired_data_from_the_store(
     assert event["seq"] == 5
 
 
+@pytest.mark.cites("ADR-0093", "ADR-0094", "ADR-0095", "ADR-0097")
 def test_retention_policy_validation(world: World) -> None:
     world.signup("acme", "alice")
     alice = world.login("acme", "alice", "a1", admin=True)

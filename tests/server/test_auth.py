@@ -25,6 +25,7 @@ def test_rfc6238_reference_vectors() -> None:
     assert matching_step(secret, totp(secret, 1000.0), 1100.0) is None
 
 
+@pytest.mark.cites("ADR-0161")
 def test_signup_then_admin_login_requires_totp(world: World) -> None:
     world.signup("acme", "alice")
     otp = world.otp("acme", "alice")
@@ -41,6 +42,7 @@ def test_signup_then_admin_login_requires_totp(world: World) -> None:
     assert claims["sub"] == "alice" and claims["dev"] == "phone"
 
 
+@pytest.mark.cites("ADR-0161")
 def test_totp_code_cannot_be_replayed(world: World) -> None:
     world.signup("acme", "alice")
     code = world.totp_code("alice")
@@ -77,6 +79,7 @@ def test_expired_otp_is_refused(world: World) -> None:
     assert r.status_code == 401
 
 
+@pytest.mark.cites("ADR-0164")
 def test_test_otp_refused_outside_test_mode(world: World) -> None:
     world.signup("qa", "alice")
     admin = world.login("qa", "alice", "phone", admin=True)
@@ -88,6 +91,7 @@ def test_test_otp_refused_outside_test_mode(world: World) -> None:
     assert r.status_code == 401 and r.json()["error"] == "invalid_credentials"
 
 
+@pytest.mark.cites("ADR-0164")
 def test_test_otp_only_for_allow_listed_org_in_test_mode(test_mode_world: World) -> None:
     w = test_mode_world
     for org in ("qa", "prod"):
@@ -107,6 +111,7 @@ def test_test_otp_only_for_allow_listed_org_in_test_mode(test_mode_world: World)
     assert w.client.get("/v1/health").json() == {"status": "ok", "test_mode": True}
 
 
+@pytest.mark.cites("ADR-0163")
 def test_refresh_rotates_and_reuse_revokes_the_family(world: World) -> None:
     world.signup("acme", "alice")
     s = world.login("acme", "alice", "phone", admin=True)
@@ -123,6 +128,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(world: World) -> None:
     assert world.client.get("/v1/devices", headers=auth).status_code == 401
 
 
+@pytest.mark.cites("ADR-0163")
 def test_refresh_family_has_an_absolute_lifetime(world: World) -> None:
     world.signup("acme", "alice")
     s = world.login("acme", "alice", "phone", admin=True)
@@ -137,6 +143,7 @@ def test_refresh_family_has_an_absolute_lifetime(world: World) -> None:
     assert world.clock.now - 1_800_000_000.0 <= 36 * 86400
 
 
+@pytest.mark.cites("ADR-0163")
 def test_access_tokens_expire(world: World) -> None:
     world.signup("acme", "alice")
     s = world.login("acme", "alice", "phone", admin=True)
@@ -198,10 +205,10 @@ def test_switch_org_only_for_members(world: World) -> None:
     globex_admin = world.login("globex", "gary", "phone", admin=True)
     world.add_member(acme_admin, "bob")
     bob = world.login("acme", "bob", "laptop")
-    r = world.client.post("/v1/auth/switch-org", json={"org_id": "globex"}, headers=bob.headers)
+    r = world.switch_org(bob, "globex")
     assert r.status_code == 403 and r.json()["error"] == "not_a_member"
-    world.add_member(globex_admin, "bob")
-    r = world.client.post("/v1/auth/switch-org", json={"org_id": "globex"}, headers=bob.headers)
+    world.join(globex_admin, bob)
+    r = world.switch_org(bob, "globex")
     assert r.status_code == 200
     token = r.json()
     assert token["org_id"] == "globex" and token["role"] == "member"
@@ -209,19 +216,16 @@ def test_switch_org_only_for_members(world: World) -> None:
     assert claims["org"] == "globex"
 
 
+@pytest.mark.cites("ADR-0161")
 def test_switch_org_to_an_admin_role_needs_totp(world: World) -> None:
     world.signup("acme", "alice")
     world.signup("globex", "gary")
     gary = world.login("globex", "gary", "phone", admin=True)
     alice = world.login("acme", "alice", "phone", admin=True)
-    world.add_member(gary, "alice", role="admin")
-    r = world.client.post("/v1/auth/switch-org", json={"org_id": "globex"}, headers=alice.headers)
+    world.join(gary, alice, role="admin")
+    r = world.switch_org(alice, "globex")
     assert r.status_code == 401 and r.json()["error"] == "totp_required"
-    r = world.client.post(
-        "/v1/auth/switch-org",
-        json={"org_id": "globex", "totp": world.totp_code("alice")},
-        headers=alice.headers,
-    )
+    r = world.switch_org(alice, "globex", totp=world.totp_code("alice"))
     assert r.status_code == 200 and r.json()["role"] == "admin"
 
 
@@ -233,11 +237,13 @@ def test_promoted_admin_without_totp_gets_member_rights_until_enrolled(world: Wo
     assert bob.role == "member"
     early_refresh = bob.refresh_token
     assert world.client.get("/v1/orgs/acme/members", headers=bob.headers).status_code == 403
-    r = world.client.post("/v1/auth/totp", headers=bob.headers)
+    enrol = {"otp": world.otp("acme", "bob")}
+    r = world.client.post("/v1/auth/totp", json=enrol, headers=bob.headers)
     assert r.status_code == 201
     secret = r.json()["totp_secret"]
     world.totp_secrets["bob"] = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    assert world.client.post("/v1/auth/totp", headers=bob.headers).status_code == 409
+    enrol = {"otp": world.otp("acme", "bob")}
+    assert world.client.post("/v1/auth/totp", json=enrol, headers=bob.headers).status_code == 409
     # Enrolling proves nothing: refreshing the member-role family must not yield admin.
     r = world.client.post("/v1/auth/refresh", json={"refresh_token": early_refresh})
     assert r.status_code == 200 and r.json()["role"] == "member"

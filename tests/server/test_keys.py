@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.keys import DeviceKeys, PreKeyBundle, PublicOneTimePrekey, PublicSignedPrekey
@@ -40,6 +41,7 @@ def _org(world: World) -> tuple[Any, Any, Any]:
     return alice, bob1, bob2
 
 
+@pytest.mark.cites("SPEC §1 r4")
 def test_fetch_returns_every_device_bundle_claiming_one_opk_each(world: World) -> None:
     alice, bob1, bob2 = _org(world)
     keys1 = world.publish_keys(bob1, opks=2)
@@ -61,6 +63,7 @@ def test_fetch_returns_every_device_bundle_claiming_one_opk_each(world: World) -
     assert count == {"opk_count": 0, "spk_key_id": "spk-0"}
 
 
+@pytest.mark.cites("ADR-0053")
 def test_bad_spk_signature_is_rejected_and_nothing_stored(world: World) -> None:
     _, bob1, _ = _org(world)
     keys = DeviceKeys.generate(SeededEntropy("x"), opk_count=3)
@@ -154,6 +157,7 @@ def test_key_fetch_is_rate_limited_per_account(world: World) -> None:
     assert 1 <= int(r.headers["Retry-After"]) <= 60 and r.json()["error"] == "rate_limited"
 
 
+@pytest.mark.cites("SPEC §1 r4")
 def test_concurrent_fetches_over_real_sockets_never_share_an_opk(any_stores: Stores) -> None:
     settings = Settings(test_mode=True, test_orgs=frozenset({"qa"}), retention_interval=0)
     with serve_in_thread(settings, any_stores) as server:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ def test_h8_is_the_sha256_prefix() -> None:
     assert h8("alice") == hashlib.sha256(b"alice").hexdigest()[:8]
 
 
+@pytest.mark.cites("ADR-0019")
 def test_identifier_fields_become_h8_and_org_stays_raw() -> None:
     out = redact(
         {
@@ -72,6 +74,7 @@ def test_third_party_log_text_is_dropped(logs: LogCapture) -> None:
     assert "alice" not in raw and "secret" not in raw
 
 
+@pytest.mark.cites("ADR-0019")
 def test_a_whole_auth_flow_logs_no_raw_identifier(world: World, logs: LogCapture) -> None:
     world.signup("acme", "alice-7f1e")
     admin = world.login("acme", "alice-7f1e", "phone-93ab", admin=True)

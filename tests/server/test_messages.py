@@ -222,6 +222,7 @@ def test_websocket_refuses_bad_tokens(world: World, org: dict[str, DeviceSession
             ws.receive_json()
 
 
+@pytest.mark.cites("ADR-0055", "ADR-0158")
 def test_broadcast_is_admin_only_validated_per_recipient_and_audited(
     world: World, org: dict[str, DeviceSession]
 ) -> None:

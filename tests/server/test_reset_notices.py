@@ -51,6 +51,7 @@ def queue(world: World, session: DeviceSession) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.cites("SPEC §4 r3")
 def test_reset_goes_to_the_named_device_only_with_kind_reset(
     world: World, org: dict[str, DeviceSession]
 ) -> None:
@@ -76,6 +77,7 @@ def test_a_message_still_has_to_cover_every_device(
     [b"SRS1", b"SRS1" + bytes(31), b"SRS1" + bytes(33), b"SRS1" + b"hello world" * 10],
     ids=["magic-only", "31-byte-key", "33-byte-key", "text-after-magic"],
 )
+@pytest.mark.cites("SPEC §4 r3")
 def test_reset_of_any_other_length_is_refused_naming_the_field(
     world: World, org: dict[str, DeviceSession], body: bytes
 ) -> None:

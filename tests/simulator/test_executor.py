@@ -179,6 +179,7 @@ LOCAL_THREATS = """
 """
 
 
+@pytest.mark.cites("SPEC §8 r3")
 @pytest.mark.backend
 def test_server_compromise_on_real_backends_scans_mongodb_redis_and_seaweedfs() -> None:
     """On ``local`` the relay keeps its data in real MongoDB (FerretDB), Redis and SeaweedFS;
@@ -193,6 +194,7 @@ def test_server_compromise_on_real_backends_scans_mongodb_redis_and_seaweedfs() 
         assert result.oracle_scanned.get(tier, 0) > 0, tier
 
 
+@pytest.mark.cites("SPEC §8 r1", "SPEC §8 r4")
 def test_the_oracle_in_the_executor_is_not_blind_to_a_leaking_client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -40,6 +40,7 @@ def test_leaking_relay_is_refused_outside_test_mode() -> None:
         Settings(leak="sometimes", test_mode=True)
 
 
+@pytest.mark.cites("SPEC §8 r4")
 @pytest.mark.slow
 def test_a_relay_that_logs_plaintext_fails_the_server_compromise_scenario() -> None:
     scenario = load(ROOT / "scenarios" / "threats" / "server-compromise.yaml")
@@ -52,6 +53,7 @@ def test_a_relay_that_logs_plaintext_fails_the_server_compromise_scenario() -> N
     assert "oracle" in reason(result)
 
 
+@pytest.mark.cites("SPEC §8 r4")
 @pytest.mark.slow
 def test_a_relay_that_stores_one_envelope_unencrypted_is_caught_in_the_store() -> None:
     result = run_scenario(loads(OFFLINE_RECIPIENT, file="leak-probe.yaml"), leak="store")

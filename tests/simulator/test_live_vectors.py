@@ -11,10 +11,12 @@ from semafore.protocol.frame import is_drv1, is_smx1
 from simulator import live_vectors
 
 
+@pytest.mark.cites("SPEC §6 r5")
 def test_pinned_live_transcript_is_reproduced_byte_for_byte() -> None:
     live_vectors.verify(live_vectors.DEFAULT_PATH)
 
 
+@pytest.mark.cites("SPEC §6 r5")
 def test_the_transcript_covers_a_multi_device_run() -> None:
     doc = json.loads(live_vectors.DEFAULT_PATH.read_bytes())
     assert doc["file"] == live_vectors.FILE and doc["spec"] == "SPEC.md §6"

@@ -24,7 +24,6 @@ from simulator.oracle import (
     Oracle,
     OracleError,
     canary,
-    encodings,
     from_items,
     from_log_lines,
     from_wire,
@@ -56,6 +55,7 @@ def only_hit(o: Oracle, *chunks: Chunk) -> tuple[str, str, str, str]:
     return hit.tier, hit.location, hit.encoding, hit.label
 
 
+@pytest.mark.cites("SPEC §8 r4")
 def test_plaintext_in_a_log_line(oracle: Oracle) -> None:
     lines = [
         '{"event": "send", "org_id": "acme"}',
@@ -69,6 +69,7 @@ def test_plaintext_in_a_log_line(oracle: Oracle) -> None:
     )
 
 
+@pytest.mark.cites("SPEC §8 r4")
 @pytest.mark.parametrize("prefix", [b"", b"x", b"xy", b"xyz"])
 @pytest.mark.parametrize("urlsafe", [False, True])
 def test_base64_plaintext_mid_string_in_a_stored_document(
@@ -86,6 +87,7 @@ def test_base64_plaintext_mid_string_in_a_stored_document(
     assert encoding.startswith("base64")
 
 
+@pytest.mark.cites("SPEC §8 r4")
 def test_private_key_in_a_redis_value(oracle: Oracle) -> None:
     value = filler(40) + KEY + filler(40, 2)
     assert only_hit(oracle, Chunk(TIER_REDIS, "redis:0:session:bob", value)) == (
@@ -96,10 +98,11 @@ def test_private_key_in_a_redis_value(oracle: Oracle) -> None:
     )
 
 
+@pytest.mark.cites("SPEC §8 r2")
 def test_gzip_compressed_plaintext_in_an_object(oracle: Oracle) -> None:
     blob = filler(300) + gzip.compress(b"attachment text " + CANARY * 3) + filler(300, 3)
     report = oracle.scan([Chunk(TIER_OBJECT_STORE, "seaweedfs:/buckets/att/1", blob)])
-    assert report.hits and all(h.encoding == "gzip@300 > raw" for h in report.hits)
+    assert report.hits and all(h.encoding == "gzip" and h.offset == 300 for h in report.hits)
     assert report.hits[0].location == "seaweedfs:/buckets/att/1"
 
 
@@ -110,8 +113,8 @@ def test_zlib_inside_gzip_inside_base64(oracle: Oracle) -> None:
     # the zlib stream may sit stored (uncompressed) inside the gzip stream: then it is found
     # one level up, directly in the decoded base64
     [hit] = report.hits
-    assert hit.encoding.startswith("base64@5 > ") and hit.encoding.endswith(" > hex-lower")
-    assert "zlib@" in hit.encoding and hit.label == "bob/phone SPK private"
+    assert hit.encoding.startswith("base64 → gzip") and hit.encoding.endswith(" → hex")
+    assert hit.offset == 5 and hit.label == "bob/phone SPK private"
 
 
 def test_base64_json_carrying_a_base64_body_is_found_once(oracle: Oracle) -> None:
@@ -125,17 +128,20 @@ def test_base64_json_carrying_a_base64_body_is_found_once(oracle: Oracle) -> Non
 def test_truncated_gzip_still_yields_what_inflated(oracle: Oracle) -> None:
     stream = gzip.compress(b"hello " * 200 + CANARY + b" world" * 20000)
     report = oracle.scan([Chunk(TIER_REDIS, "k", stream[: len(stream) * 2 // 3])])
-    assert [h.encoding for h in report.hits] == ["gzip@0 > raw"]
+    assert [h.encoding for h in report.hits] == ["gzip"]
 
 
 @pytest.mark.parametrize(
-    ("codec", "name"), [("utf-16-le", "utf-utf16le"), ("utf-16-be", "utf-utf16be")]
+    ("codec", "name"), [("utf-16-le", "utf-16le"), ("utf-16-be", "utf-16be"),
+                        ("utf-32-le", "utf-32le"), ("utf-32-be", "utf-32be")]
 )
+@pytest.mark.cites("SPEC §8 r2")
 def test_utf16_text(oracle: Oracle, codec: str, name: str) -> None:
     data = ("note: " + CANARY.decode()).encode(codec)
-    assert name in only_hit(oracle, Chunk(TIER_MONGODB, "d", data))[2].split("|")
+    assert only_hit(oracle, Chunk(TIER_MONGODB, "d", data))[2] == name
 
 
+@pytest.mark.cites("SPEC §8 r2")
 def test_hex_upper_and_lower(oracle: Oracle) -> None:
     report = oracle.scan(
         [
@@ -144,27 +150,30 @@ def test_hex_upper_and_lower(oracle: Oracle) -> None:
         ]
     )
     assert [(h.location, h.encoding) for h in report.hits] == [
-        ("l:1", "hex-upper"),
-        ("l:2", "hex-lower"),
+        ("l:1", "hex"),
+        ("l:2", "hex"),
     ]
 
 
+@pytest.mark.cites("SPEC §8 r2")
 def test_json_escaped_non_ascii_bytes() -> None:
     o = Oracle()
     secret = bytes([0xE9, 0x00, 0x81]) + filler(20)  # not UTF-8: \u00e9 \u0000 \u0081 ...
     o.register_key("ratchet key", secret)
     doc = json.dumps({"dump": secret.decode("latin-1")}).encode()
     hits = o.scan([Chunk(TIER_MONGODB, "c/1", doc)]).hits
-    assert [h.encoding for h in hits] == ["json"]
+    assert [h.encoding for h in hits] == ["backslash escapes"]
 
 
 def test_json_fully_unicode_escaped(oracle: Oracle) -> None:
     escaped = "".join(f"\\u{c:04x}" for c in CANARY).encode()
     assert (
-        only_hit(oracle, Chunk(TIER_LOG, "l", b'{"m": "' + escaped + b'"}'))[2] == "json-\\u-lower"
+        only_hit(oracle, Chunk(TIER_LOG, "l", b'{"m": "' + escaped + b'"}'))[2]
+        == "backslash escapes"
     )
 
 
+@pytest.mark.cites("SPEC §8 r3")
 def test_offset_is_reported(oracle: Oracle) -> None:
     hit = oracle.scan([Chunk(TIER_WIRE, "w", b"\x00" * 77 + KEY)]).hits[0]
     assert hit.offset == 77 and hit.kind == "key"
@@ -195,6 +204,7 @@ def test_identifier_as_malformed_h8_field_is_a_hit(oracle: Oracle) -> None:
     assert [h.label for h in report.hits] == ["sub 'user-alice-01'"]
 
 
+@pytest.mark.cites("SPEC §8 r3")
 def test_every_tier_is_counted(oracle: Oracle) -> None:
     class Item:
         def __init__(self, source: str, data: bytes) -> None:
@@ -253,6 +263,7 @@ def test_scan_after_more_registrations_sees_them() -> None:
     urlsafe=st.booleans(),
     pad=st.booleans(),
 )
+@pytest.mark.cites("SPEC §8 r2")
 def test_base64_found_at_any_alignment(
     value: bytes, before: bytes, after: bytes, urlsafe: bool, pad: bool
 ) -> None:
@@ -264,10 +275,4 @@ def test_base64_found_at_any_alignment(
     assert not o.scan([Chunk(TIER_MONGODB, "d", b'"' + enc + b'"')]).clean
 
 
-@given(value=st.binary(min_size=16, max_size=64))
-def test_every_encoding_of_a_value_is_found(value: bytes) -> None:
-    o = Oracle()
-    o.register_key("v", value)
-    for name, needle in encodings(value):
-        hits = o.scan([Chunk(TIER_WIRE, name, os.urandom(5) + needle)]).hits
-        assert any(name in h.encoding.split("|") for h in hits)
+@pytest.mark.cites("SPEC §8 r2")

@@ -61,6 +61,7 @@ def test_honest_client_is_clean() -> None:
     assert not result.oracle_hits
 
 
+@pytest.mark.cites("SPEC §8 r3")
 @pytest.mark.slow
 def test_plaintext_beside_the_ciphertext_fails_with_its_location(
     monkeypatch: pytest.MonkeyPatch,
@@ -79,6 +80,7 @@ def test_plaintext_beside_the_ciphertext_fails_with_its_location(
     assert "oracle" in reason(result)
 
 
+@pytest.mark.cites("SPEC §8 r1")
 @pytest.mark.slow
 def test_base64_private_key_beside_the_ciphertext_is_found(
     monkeypatch: pytest.MonkeyPatch,

@@ -52,6 +52,7 @@ def test_the_schema_rejects_a_broken_file(name: str) -> None:
     assert len(errors) >= 2
 
 
+@pytest.mark.cites("SPEC §6 r2")
 @pytest.mark.parametrize("name", VECTOR_FILES)
 def test_generation_is_deterministic_and_equals_the_committed_bytes(
     name: str, fresh: dict[str, dict[str, Any]]
@@ -60,6 +61,7 @@ def test_generation_is_deterministic_and_equals_the_committed_bytes(
     assert dump_vectors(generate_documents()[name]) == dump_vectors(fresh[name])
 
 
+@pytest.mark.cites("SPEC §6 r1")
 def test_vector_file_envelope_follows_spec_6() -> None:
     for name in VECTOR_FILES:
         doc = load(name)
@@ -73,6 +75,7 @@ def test_vector_file_envelope_follows_spec_6() -> None:
         assert len(ids) == len(set(ids))
 
 
+@pytest.mark.cites("SPEC §6 r3")
 def test_x3dh_cases_cover_opk_none_non_ascii_and_max_length_key_ids() -> None:
     cases = {c["id"]: c for c in load("x3dh-prekey-v1")["cases"]}
     assert len(cases["opk-ascii"]["expected"]["dh"]) == 4
@@ -88,6 +91,7 @@ def test_x3dh_cases_cover_opk_none_non_ascii_and_max_length_key_ids() -> None:
     assert longest["opk"]["key_id"].encode() != longest["opk"]["key_id"]  # multibyte UTF-8
 
 
+@pytest.mark.cites("SPEC §6 r3")
 def test_x3dh_negatives_cover_every_smx1_field_and_every_bundle_check() -> None:
     negatives = {n["id"]: n for n in load("x3dh-prekey-v1")["negative"]}
     envelope_len = len(bytes.fromhex(load("x3dh-prekey-v1")["cases"][0]["expected"]["smx1"]))
@@ -120,6 +124,7 @@ def test_x3dh_negatives_cover_every_smx1_field_and_every_bundle_check() -> None:
     assert {key: negatives[key]["expected_error"] for key in required} == required
 
 
+@pytest.mark.cites("SPEC §6 r4")
 def test_dr_paths_cover_spec_6_and_every_dr_failure_mode() -> None:
     doc = load("dr-v1-interop")
     ids = {c["id"] for c in doc["cases"]}
@@ -180,6 +185,7 @@ def copy_vectors(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.mark.cites("SPEC §6 r2")
 def test_verify_fails_on_a_single_changed_expected_byte(tmp_path: Path) -> None:
     target = copy_vectors(tmp_path)
     doc = load("x3dh-prekey-v1")
