@@ -301,10 +301,17 @@ class Matrix:
 
 
 def _exit_text(run: LowerTierRun) -> str:
+    """pytest's exit code and what it said: the failing ids, or for an error its first
+    ``ERROR`` line (a missing file or node id, a conftest that does not import)."""
+    lines = [line.strip() for line in run.detail.splitlines() if line.strip()]
     if run.exit_code is None:
-        return run.detail.splitlines()[-1] if run.detail else "did not finish"
-    failed = f"; failed: {', '.join(run.failed)}" if run.failed else ""
-    return f"pytest exit {run.exit_code}{failed}"
+        return lines[-1] if lines else "did not finish"
+    if run.failed:
+        return f"pytest exit {run.exit_code}; failed: {', '.join(run.failed)}"
+    if run.exit_code in (0, 1) or not lines:
+        return f"pytest exit {run.exit_code}"
+    said = next((line for line in lines if "ERROR" in line or "Error" in line), lines[-1])
+    return f"pytest exit {run.exit_code}: {said[:200]}"
 
 
 # ------------------------------------------------------------------------------ the workers
@@ -492,8 +499,8 @@ def _lower_glyph(matrix: Matrix, sabotage: str) -> str:
 
 def matrix_table(matrix: Matrix) -> Table:
     """Scenarios as rows, sabotages as numbered columns (the legend names them)."""
-    table = Table(title="Sabotage kill matrix (K killed · survived – not run here "
-                        "? baseline red ! crashed)", show_lines=False)
+    table = Table(title="Sabotage kill matrix", show_lines=False,
+                  caption="K killed · survived – not run here ? baseline red ! crashed")
     table.add_column("scenario", overflow="fold")
     table.add_column("kills", justify="right")
     for number, _ in enumerate(matrix.sabotages, 1):

@@ -227,6 +227,15 @@ def test_a_lower_tier_run_that_is_not_a_pass_or_a_failure_is_an_error(
     assert m.exit_code == 1  # a catalogue entry whose tests cannot run is a broken check
 
 
+def test_a_lower_tier_error_names_what_pytest_said() -> None:
+    said = "ERROR: file or directory not found: tests/sabotage/test_guards.py\nno tests ran"
+    run = LowerTierRun("s", (TEST_ID,), 4, (), said, 1.0)
+    m = matrix({THREAT: OK}, {"s": {THREAT: FAIL}}, sabotages=(sabotage("s", TEST_ID),),
+               lower={"s": run}, lower_baseline=tier(None, 0, TEST_ID))
+    assert m.unjudged("s") == ("lower tier did not run: pytest exit 4: ERROR: file or "
+                               "directory not found: tests/sabotage/test_guards.py")
+
+
 def test_the_kill_is_credited_to_the_test_pytest_reports_failing() -> None:
     output = """\
 .F
@@ -439,3 +448,30 @@ def test_a_node_id_that_does_not_exist_is_an_error_not_a_pass() -> None:
 def test_the_suite_runs_with_no_sabotage_on_unless_the_environment_names_one() -> None:
     named = {n.strip() for n in os.environ.get(sm.SABOTAGE_ENV, "").split(",") if n.strip()}
     assert catalogue.current() == frozenset(named)
+
+
+def test_end_to_end_one_real_scenario_against_one_real_sabotage(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """``semafore sim sabotage`` for real: a baseline worker and a sabotaged worker (spawned),
+    the real executor and relay. relay.wrong_device queues each envelope of a multi-device
+    send for the next device of the user; device-compromise-scope's delivery assertion sees
+    it."""
+    monkeypatch.chdir(ROOT)
+    scope = "scenarios/threats/device-compromise-scope.yaml"
+    out = tmp_path / "matrix.json"
+    result = CliRunner().invoke(command, ["sabotage", scope, "--only", "relay.wrong_device",
+                                          "--json", str(out), "--junit",
+                                          str(tmp_path / "m.xml")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["baseline"]["ok"] is True
+    assert doc["baseline"]["scenarios"][0]["verdict"] == "pass"
+    assert doc["baseline"]["lower_tier"] is None  # relay.wrong_device names no tests
+    assert doc["sabotages"][0]["name"] == "relay.wrong_device"
+    assert doc["sabotages"][0]["killed_by"] == ["device-compromise-scope"]
+    assert doc["scenarios"] == [{"name": "device-compromise-scope", "path": scope,
+                                 "kills": ["relay.wrong_device"]}]
+    assert doc["survivors"] == [] and doc["decorative"] == []
+    assert "sabotage relay.wrong_device: 1 fail" in result.output
+    assert "wall time" in result.output
