@@ -860,10 +860,13 @@ def all_rows(seed_text: str, spec_text: str, docs_texts: Iterable[str],
 
 
 def build(sources: Sources, matrix: Path | None = None, *,
-          rules: Sequence[SpecRule] = SPEC_RULES,
-          untestable: Mapping[str, str] = UNTESTABLE) -> Trace:
+          rules: Sequence[SpecRule] | None = None,
+          untestable: Mapping[str, str] | None = None) -> Trace:
     """Read every source, resolve every cite, and report every problem except staleness
-    (:func:`check` adds that)."""
+    (:func:`check` adds that). ``rules`` / ``untestable`` default to :data:`SPEC_RULES` /
+    :data:`UNTESTABLE` (read at call time)."""
+    rules = SPEC_RULES if rules is None else rules
+    untestable = UNTESTABLE if untestable is None else untestable
     seed_text = _read(sources.seed, "seed (architecture and threat model)")
     spec_text = _read(sources.spec, "SPEC")
     docs = [p for p in sorted(sources.docs.glob("*.md"))
