@@ -51,6 +51,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from simulator.scenario import ScenarioError, discover, load
+
 # --- rows ------------------------------------------------------------------------------------
 
 
@@ -623,8 +625,6 @@ def doc_headings(docs_dir: Path, exclude: Iterable[Path] = ()) -> dict[str, list
 def scenario_cites(scenarios_dir: Path, root: Path) -> tuple[list[Cite], list[Problem]]:
     """The ``cites:`` of every scenario, read through the scenario loader (the one parser of
     the format); a file that does not load is a problem, not a crash."""
-    from simulator.scenario import ScenarioError, discover, load
-
     cites: list[Cite] = []
     problems: list[Problem] = []
     for path in discover([scenarios_dir]):
