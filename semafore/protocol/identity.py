@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
+from semafore import sabotage
 from semafore.protocol.errors import UntrustedIdentity
 
 
@@ -31,6 +32,9 @@ class IdentityStore:
             return False
         same = hmac.compare_digest(known.ik + known.sik, identity.ik + identity.sik)
         if same:
+            return False
+        if sabotage.active("client.ignores_identity_change"):  # pragma: no mutate
+            self.trusted[address] = identity  # silently re-pinned: nobody is told
             return False
         if not accept_change:
             raise UntrustedIdentity(f"identity keys of {address} changed", field="identity")

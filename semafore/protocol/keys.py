@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from semafore import sabotage
 from semafore.protocol.entropy import Entropy
 from semafore.protocol.errors import (
     InvalidKey,
@@ -114,6 +115,8 @@ class PreKeyBundle:
 
     def verify(self) -> None:
         """Check the SPK signature (raises ``InvalidSignature``)."""
+        if sabotage.active("client.skips_spk_signature"):  # pragma: no mutate
+            return
         verify_spk(self.sik, self.spk.key_id, self.spk.public, self.ik, self.spk.signature)
 
 
@@ -178,6 +181,8 @@ class DeviceKeys:
             del self.previous_spks[next(iter(self.previous_spks))]
         self.spk = _new_spk(self.identity, entropy, f"spk-{self.next_spk_index}")
         self.next_spk_index += 1
+        if sabotage.active("client.deletes_previous_spk"):  # pragma: no mutate
+            self.previous_spks.clear()
         return self.spk
 
     def find_spk(self, key_id: str) -> SignedPrekey:

@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from semafore import sabotage
 from semafore.protocol import frame as drv1
 from semafore.protocol.entropy import Entropy
 from semafore.protocol.errors import (
@@ -141,6 +142,8 @@ class RatchetState:
         """Alice: draws ``DHs`` ("ratchet_key") and derives her first sending chain."""
         dhs = X25519KeyPair.generate(entropy, "ratchet_key")
         rk, cks = kdf_rk(root_key(sk), dhs.dh(remote_ratchet_key))
+        if sabotage.active("protocol.root_key_not_updated"):  # pragma: no mutate
+            rk = root_key(sk)
         return cls(rk, ad, dhs, dhr=remote_ratchet_key, cks=cks)
 
     @classmethod
@@ -176,6 +179,8 @@ class RatchetState:
             remote = self._dhr_key or parse_x25519_public(self.dhr)
             rk, ck = kdf_rk(self.rk, dhs.dh_parsed(remote))
             nonce = entropy.random_bytes(12, "nonce")
+            if sabotage.active("protocol.root_key_not_updated"):  # pragma: no mutate
+                rk = self.rk
             self.dhs, self.rk = dhs, rk
         else:
             if self.ns >= MAX_COUNTER:
@@ -185,7 +190,10 @@ class RatchetState:
         self.cks = _digest(ck, b"\x02", "sha256")
         header = _HEADER.pack(b"DRV1", self.dhs.public, self.pn, self.ns, nonce)
         self.ns += 1
-        return header + AESGCM(message_key(mk)).encrypt(nonce, plaintext, self.ad + header)
+        aad = self.ad + header
+        if sabotage.active("protocol.ad_not_bound"):  # pragma: no mutate
+            aad = header
+        return header + AESGCM(message_key(mk)).encrypt(nonce, plaintext, aad)
 
     # -- decrypt (Signal §3.5, transactional) ---------------------------------------------
 
@@ -203,12 +211,15 @@ class RatchetState:
             drv1.parse(data)  # raises the field-named MalformedEnvelope / UnsupportedVersion
             raise AssertionError("unreachable: parse accepts only frames of the hot path")
         aad = self.ad + header
+        if sabotage.active("protocol.ad_not_bound"):  # pragma: no mutate
+            aad = header
         skipped = self.skipped
 
         mk = skipped.get((dh, n))
         if mk is not None:
             plaintext = _open(mk, nonce, ciphertext, aad)
-            del skipped[(dh, n)]
+            if not sabotage.active("client.keep_used_message_keys"):  # pragma: no mutate
+                del skipped[(dh, n)]
             return plaintext
 
         if dh == self.dhr:
@@ -218,16 +229,22 @@ class RatchetState:
             nr = self.nr
             if n < nr:
                 raise DuplicateMessage(f"message {n} of this chain was already received", field="n")
-            if n - nr > MAX_SKIP:
+            if n - nr > MAX_SKIP and not sabotage.active(
+                "client.accepts_beyond_max_skip"
+            ):  # pragma: no mutate
                 raise TooManySkipped(f"frame skips {n - nr} keys (MAX_SKIP {MAX_SKIP})", field="n")
             new_skipped: list[tuple[tuple[bytes, int], bytes]] = []
             while nr < n:
                 new_skipped.append(((dh, nr), _digest(ck, b"\x01", "sha256")))
                 ck = _digest(ck, b"\x02", "sha256")
                 nr += 1
+            if sabotage.active("protocol.non_transactional_decrypt"):  # pragma: no mutate
+                self.ckr, self.nr = _digest(ck, b"\x02", "sha256"), n + 1
             plaintext = _open(_digest(ck, b"\x01", "sha256"), nonce, ciphertext, aad)
             self.ckr = _digest(ck, b"\x02", "sha256")
             self.nr = n + 1
+            if sabotage.active("client.keep_used_message_keys"):  # pragma: no mutate
+                new_skipped.append(((dh, n), _digest(ck, b"\x01", "sha256")))
             if new_skipped:
                 self._store_skipped(new_skipped)
             return plaintext
@@ -242,7 +259,9 @@ class RatchetState:
     def _decrypt_new_chain(
         self, dh: bytes, pn: int, n: int, nonce: bytes, ciphertext: bytes, aad: bytes
     ) -> bytes:
-        if n > MAX_SKIP:
+        if n > MAX_SKIP and not sabotage.active(
+            "client.accepts_beyond_max_skip"
+        ):  # pragma: no mutate
             raise TooManySkipped(f"frame skips {n} keys of a new chain", field="n")
         new_skipped: list[tuple[tuple[bytes, int], bytes]] = []
         old_dhr, old_ck, old_count = self.dhr, self.ckr, self.nr
@@ -259,6 +278,8 @@ class RatchetState:
         for i in range(n):
             new_skipped.append(((dh, i), _digest(ck, b"\x01", "sha256")))
             ck = _digest(ck, b"\x02", "sha256")
+        if sabotage.active("protocol.non_transactional_decrypt"):  # pragma: no mutate
+            self.nr = n + 1  # committed before the tag is checked
         plaintext = _open(_digest(ck, b"\x01", "sha256"), nonce, ciphertext, aad)
 
         # Authenticated: commit. The sending half of the DH step (a fresh key pair) is
@@ -269,6 +290,7 @@ class RatchetState:
             previous[old_dhr] = old_count
             if len(previous) > MAX_PREVIOUS_CHAINS:
                 del previous[next(iter(previous))]
+        kept = (self.cks, self.ns, self.pn)
         if self.cks is not None:
             self.pn = self.ns
         self.ns = 0
@@ -276,13 +298,20 @@ class RatchetState:
         self.dhr = dh
         self._dhr_key = remote
         self.ckr = _digest(ck, b"\x02", "sha256")
-        self.rk = rk
+        if not sabotage.active("protocol.root_key_not_updated"):  # pragma: no mutate
+            self.rk = rk
         self.cks = None
+        if sabotage.active("protocol.no_dh_ratchet_step"):  # pragma: no mutate
+            self.cks, self.ns, self.pn = kept  # the old sending chain goes on: no DH step
+        if sabotage.active("client.keep_used_message_keys"):  # pragma: no mutate
+            new_skipped.append(((dh, n), _digest(ck, b"\x01", "sha256")))
         if new_skipped:
             self._store_skipped(new_skipped)
         return plaintext
 
     def _store_skipped(self, items: list[tuple[tuple[bytes, int], bytes]]) -> None:
+        if sabotage.active("client.drops_skipped_keys"):  # pragma: no mutate
+            return
         skipped = self.skipped
         skipped.update(items)
         excess = len(skipped) - MAX_SKIPPED_KEYS

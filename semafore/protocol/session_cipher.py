@@ -7,6 +7,7 @@ any error the record and the device keys are exactly as before.
 
 from __future__ import annotations
 
+from semafore import sabotage
 from semafore.protocol import smx1, x3dh
 from semafore.protocol.entropy import Entropy
 from semafore.protocol.errors import (
@@ -54,8 +55,10 @@ def encrypt(record: SessionRecord, plaintext: bytes, entropy: Entropy) -> bytes:
         assert session.bootstrap is not None
         boot = session.bootstrap
         outer_nonce = entropy.random_bytes(12, "nonce")
+        if sabotage.active("client.reuses_gcm_nonce"):  # pragma: no mutate
+            outer_nonce = session.base_key[:12]  # "unique per session": not per envelope
         inner = session.ratchet.encrypt(plaintext, entropy)
-        return smx1.seal(
+        sealed = smx1.seal(
             boot.sk,
             session.ratchet.ad,
             session.base_key,
@@ -64,6 +67,9 @@ def encrypt(record: SessionRecord, plaintext: bytes, entropy: Entropy) -> bytes:
             outer_nonce,
             inner,
         )
+        if sabotage.active("client.never_resends_smx1"):  # pragma: no mutate
+            session.bootstrap = None  # DR_V1 from the next message on, before any reply
+        return sealed
     return session.ratchet.encrypt(plaintext, entropy)
 
 
@@ -99,12 +105,15 @@ def _decrypt_prekey(
 ) -> bytes:
     parsed = smx1.parse(envelope)
     existing = record.find_by_base_key(parsed.ephemeral)
+    if sabotage.active("protocol.replayed_smx1_new_session"):  # pragma: no mutate
+        existing = None
     if existing is not None:  # a resent SMX1 (SPEC §2): reuse, never run X3DH again
         if existing.role is not Role.RESPONDER or existing.bootstrap is None:
             raise DuplicateMessage("SMX1 for a session this device initiated", field="ephemeral")
         inner = smx1.open_envelope(parsed, existing.bootstrap.sk, existing.ratchet.ad)
         plaintext = existing.ratchet.decrypt(inner)
-        record.promote(existing)
+        if not _keeps_own_session(record):
+            record.promote(existing)
         return plaintext
 
     agreed = x3dh.respond(
@@ -122,17 +131,32 @@ def _decrypt_prekey(
     plaintext = ratchet.decrypt(inner)
     # Authenticated: commit. The OPK is deleted only now (SPEC §2), so a forged SMX1
     # cannot burn it, and a replay of this SMX1 after the session is gone is UnknownPrekey.
-    if parsed.opk_key_id is not None:
-        del keys.opks[parsed.opk_key_id]
-    record.install(
-        Session(
-            ratchet,
-            Role.RESPONDER,
-            parsed.ephemeral,
-            Bootstrap(agreed.sk, parsed.spk_key_id, parsed.opk_key_id),
-        )
+    used_opk = parsed.opk_key_id
+    if sabotage.active("client.keeps_used_opk"):  # pragma: no mutate
+        used_opk = None  # the private key stays on the device
+    if used_opk is not None:
+        del keys.opks[used_opk]
+    session = Session(
+        ratchet,
+        Role.RESPONDER,
+        parsed.ephemeral,
+        Bootstrap(agreed.sk, parsed.spk_key_id, parsed.opk_key_id),
     )
+    if _keeps_own_session(record):
+        record.archived.insert(0, session)
+    else:
+        record.install(session)
     return plaintext
+
+
+def _keeps_own_session(record: SessionRecord) -> bool:
+    """TEST ONLY (sabotage ``client.tiebreak_broken``): whether the peer's session must not
+    replace this device's own initiator session (SPEC §4 says the last one used wins)."""
+    return (
+        sabotage.active("client.tiebreak_broken")  # pragma: no mutate
+        and record.current is not None
+        and record.current.role is Role.INITIATOR
+    )
 
 
 def _decrypt_frame(record: SessionRecord, envelope: bytes) -> bytes:
@@ -189,6 +213,8 @@ def handle_reset(record: SessionRecord, reset: bytes) -> bool:
     """
     ratchet_key = parse_reset(reset)
     current = record.current
+    if sabotage.active("protocol.reset_ignores_ratchet_key"):  # pragma: no mutate
+        ratchet_key = current.ratchet.sending_ratchet_key if current else ratchet_key
     if current is None or current.ratchet.sending_ratchet_key != ratchet_key:
         return False
     record.archive_current()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from semafore import sabotage
 from semafore.protocol.errors import InvalidKey, MalformedEnvelope
 from semafore.protocol.keys import DeviceKeys, IdentityKeys, PreKeyBundle
 from semafore.protocol.primitives import X25519KeyPair, hkdf, parse_x25519_public
@@ -62,6 +63,8 @@ def associated_data(
 
 def shared_key(dh: tuple[bytes, ...]) -> bytes:
     """``SK = HKDF(0xFF*32 || DH1 || DH2 || DH3 [|| DH4], 0*32, "SemaFore-X3DH-v1", 32)``."""
+    if sabotage.active("protocol.x3dh_drops_dh1"):  # pragma: no mutate
+        dh = dh[1:]
     return hkdf(F_PREFIX + b"".join(dh), ZERO_SALT, X3DH_INFO, 32)
 
 
