@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from semafore import sabotage
 from semafore.client import attachments
 from semafore.client.clock import Clock
 from semafore.client.content import AttachmentPointer, Content, Kind, decode, sync_field
@@ -255,6 +257,8 @@ class DeviceClient:
         count = await self.http.json("PUT", "/v1/keys", json=body)
         self.counters.opks_uploaded += len(opks)
         self._save()
+        if sabotage.active("client.backs_up_state_to_relay"):  # TEST ONLY (semafore.sabotage)
+            await self._upload_unencrypted(self.device.serialize())
         return int(count["opk_count"])
 
     async def register(self, otp: str, totp: str | None = None) -> None:
@@ -462,7 +466,10 @@ class DeviceClient:
             envelopes = []
             for device_id in sorted(devices):
                 address = device_address(user_id, device_id)
-                body = self.device.encrypt(address, plaintext, self.entropy)
+                if sent and sabotage.active("client.same_envelope_for_all_devices"):  # TEST ONLY
+                    body = next(iter(sent.values()))  # encrypted once, for the first device
+                else:
+                    body = self.device.encrypt(address, plaintext, self.entropy)
                 sent[address] = body
                 envelopes.append(
                     {
@@ -473,8 +480,11 @@ class DeviceClient:
                 )
             if withhold:
                 return SendResult(content.message_id, sent, attempt)
+            message_id = content.message_id
+            if sabotage.active("client.push_preview"):  # TEST ONLY (semafore.sabotage)
+                message_id = _with_preview(message_id, content.body)
             try:
-                await self._send_envelopes(user_id, content.message_id, envelopes)
+                await self._send_envelopes(user_id, message_id, envelopes)
             except ServerRejected as exc:
                 if not await self._repair_device_set(user_id, exc):
                     raise
@@ -500,7 +510,10 @@ class DeviceClient:
                 entry.devices.pop(gone, None)
                 self.device.forget_device(device_address(user_id, gone))
                 self._event("device_removed_seen", device_address(user_id, gone))
-            for new in body.get("missing", []):
+            missing = body.get("missing", [])
+            if sabotage.active("client.ignores_409_missing"):  # TEST ONLY (semafore.sabotage)
+                missing = []
+            for new in missing:
                 await self._fetch_bundles(user_id, new)
                 self._event("device_added_seen", device_address(user_id, new))
             return True
@@ -568,6 +581,8 @@ class DeviceClient:
         sync copy)."""
         users = _recipient_users(user_id)
         blob, key, digest = attachments.seal(data, self.entropy)
+        if sabotage.active("client.uploads_plaintext_attachment"):  # TEST ONLY (semafore.sabotage)
+            blob, digest = data, hashlib.sha256(data).digest()  # the "encrypt" step skipped
         created = await self.http.json(
             "POST",
             "/v1/attachments",
@@ -654,7 +669,23 @@ class DeviceClient:
                 "captured_at": self.clock.now(),
             },
         )
+        if sabotage.active("client.screenshot_carries_image"):  # TEST ONLY (semafore.sabotage)
+            await self._upload_unencrypted(screenshot)  # "evidence" for the admin
         return str(out["report_id"])
+
+    async def _upload_unencrypted(self, data: bytes) -> str:
+        """TEST ONLY (:mod:`semafore.sabotage`): store ``data`` as an attachment nobody
+        else may read, *unencrypted* — the upload behind the state-backup and screenshot
+        sabotages; the product never calls it."""
+        created = await self.http.json(
+            "POST",
+            "/v1/attachments",
+            json={"size": len(data), "sha256": b64(hashlib.sha256(data).digest())},
+        )
+        file_id = str(created["file_id"])
+        await self.http.call("PUT", f"/v1/attachments/{file_id}", content=data,
+                             headers={"Content-Type": "application/octet-stream"})
+        return file_id
 
     async def _send_reset(self, sender_user: str, sender_device: str, reset: bytes) -> None:
         """Send the SPEC §4 ``reset`` notice to the one device whose frame failed.
@@ -801,6 +832,10 @@ class DeviceClient:
                 self._save()
                 return None
         assert plaintext is not None
+        if sabotage.active("client.logs_session_keys"):  # TEST ONLY (semafore.sabotage)
+            current = self.device.sessions[sender].current
+            if current is not None and current.ratchet.ckr is not None:
+                log.debug("frame from %s opened; chain key %s", sender, current.ratchet.ckr.hex())
         if is_smx1(body) and self.auto_prekeys:
             await self._replenish_after_bootstrap(body)
         try:
@@ -808,7 +843,8 @@ class DeviceClient:
         except MalformedContent as exc:
             self._event("malformed_content", sender, exc.field or "")
             return None
-        if not self.device.first_time_seen(f"{sender_user}/{content.message_id}"):
+        seen = not self.device.first_time_seen(f"{sender_user}/{content.message_id}")
+        if seen and not sabotage.active("client.no_duplicate_detection"):  # TEST ONLY
             self.counters.duplicates += 1
             self._event("duplicate_message", sender, content.message_id)
             return None
@@ -1028,6 +1064,13 @@ def _recipient_users(user_id: Recipients) -> list[str]:
     if not users:
         raise DeliveryFailed("a message needs at least one recipient user", field="user_id")
     return users
+
+
+def _with_preview(message_id: str, body: bytes) -> str:
+    """TEST ONLY (sabotage ``client.push_preview``): the message id with a notification
+    preview of the text appended, in the characters a relay message id allows."""
+    preview = re.sub(r"[^A-Za-z0-9._-]", "_", body[:40].decode("utf-8", "replace"))
+    return f"{message_id}-{preview}"[:128]
 
 
 def _with_batch(ws_url: str, batch: int) -> str:
