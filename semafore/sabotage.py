@@ -83,14 +83,12 @@ class UnknownSabotage(ValueError):
         )
 
 
-def _s(
-    name: str, description: str, catches: str, lower_tier: tuple[str, ...] = ()
-) -> Sabotage:
+def _s(name: str, description: str, catches: str, lower_tier: tuple[str, ...] = ()) -> Sabotage:
     return Sabotage(name, Component(name.split(".", 1)[0]), description, catches, lower_tier)
 
 
-_SWITCHES = "tests/sabotage/test_switches.py"
 _GUARDS = "tests/sabotage/test_guards.py"
+_VECTORS = "tests/vectors/test_vectors.py::test_verify_accepts_the_committed_vectors"
 
 CATALOGUE: tuple[Sabotage, ...] = (
     # --- relay -------------------------------------------------------------------------------
@@ -122,7 +120,7 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "The operational-log processor writes user, device, message and delivery ids raw "
         "instead of as 8-hex SHA-256 prefixes (seed §2.3, ADR-0019).",
         "threats/insider (oracle_clean with identifiers: true)",
-        ("tests/server/test_logging.py",),
+        ("tests/server/test_logging.py::test_a_whole_auth_flow_logs_no_raw_identifier",),
     ),
     _s(
         "relay.drops_sync_copies",
@@ -138,7 +136,7 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "desync/message-loss (dropped push frames are never re-sent), "
         "desync/server-restart-mid-delivery and the replica scenarios (pushes cut off by the "
         "restart)",
-        (f"{_GUARDS}::test_an_unacked_push_is_pushed_again_on_reconnect",),
+        (f"{_GUARDS}::test_an_envelope_pushed_but_never_acked_stays_queued",),
     ),
     _s(
         "relay.removed_device_stays_registered",
@@ -165,7 +163,7 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "relay.accepts_bad_spk_signature",
         "The relay stores a signed prekey without verifying its signature.",
         "lower tier: no scenario uploads a forged signed prekey (clients verify bundles too)",
-        ("tests/server/test_keys.py::test_bad_spk_signature_rejected",),
+        ("tests/server/test_keys.py::test_bad_spk_signature_is_rejected_and_nothing_stored",),
     ),
     # --- client ------------------------------------------------------------------------------
     _s(
@@ -173,7 +171,10 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "The client starts a session from a bundle without verifying the signed prekey's "
         "signature, so a relay can substitute its own prekey.",
         "lower tier: no scenario has an active relay that forges bundles",
-        ("tests/protocol/test_x3dh.py", f"{_GUARDS}::test_a_forged_bundle_is_refused"),
+        (
+            "tests/protocol/test_x3dh.py::test_signature_is_verified_before_any_dh",
+            f"{_GUARDS}::test_a_forged_bundle_is_refused",
+        ),
     ),
     _s(
         "client.reuses_gcm_nonce",
@@ -290,7 +291,7 @@ CATALOGUE: tuple[Sabotage, ...] = (
     ),
     _s(
         "client.backs_up_state_to_relay",
-        "The client backs up its serialized device state (keys and sessions, \"SFD\\x01\") "
+        'The client backs up its serialized device state (keys and sessions, "SFD\\x01") '
         "unencrypted to the relay's attachment store whenever it publishes keys.",
         "threats/server-compromise, threats/network-adversary (the harvested state opens "
         "first-contact SMX1s: adversary_decrypts_nothing; oracle_clean finds key material)",
@@ -315,14 +316,14 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "The DH ratchet step derives new chains from the initial root key and never updates "
         "the root key (SPEC §3 KDF_RK).",
         "lower tier: two sabotaged peers interoperate; the SPEC §6 vectors do not",
-        ("tests/vectors/test_vectors.py",),
+        (_VECTORS,),
     ),
     _s(
         "protocol.ad_not_bound",
         "DR_V1 frames are encrypted with only the header as associated data, without AD (the "
         "identities and addresses of SPEC §2 step 6).",
         "lower tier: two sabotaged peers interoperate; the SPEC §6 vectors do not",
-        ("tests/vectors/test_vectors.py", f"{_GUARDS}::test_a_frame_is_bound_to_its_session_ad"),
+        (_VECTORS, f"{_GUARDS}::test_a_frame_is_bound_to_its_session_ad"),
     ),
     _s(
         "protocol.replayed_smx1_new_session",
@@ -337,21 +338,25 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "X3DH leaves DH1 = DH(IK_A, SPK_B) out of SK, so the initiator's identity key no longer "
         "authenticates the session (SPEC §2).",
         "lower tier: two sabotaged peers interoperate; the SPEC §6 vectors do not",
-        ("tests/vectors/test_vectors.py", "tests/protocol/test_x3dh.py"),
+        (_VECTORS, f"{_GUARDS}::test_the_shared_key_covers_every_dh"),
     ),
     _s(
         "protocol.reset_ignores_ratchet_key",
         "A reset notice archives the current session whatever ratchet key it names, so a "
         "replayed or forged reset tears down a healthy session (SPEC §4).",
         "lower tier: no scenario replays or forges a reset notice",
-        ("tests/protocol/test_session_cipher.py::test_reset_archives_only_for_the_current_sending_key",),
+        (
+            "tests/protocol/test_session_cipher.py::test_reset_archives_only_for_the_current_sending_key",
+        ),
     ),
     _s(
         "protocol.non_transactional_decrypt",
-        "Decrypting a frame of the current receiving chain advances the chain before the AEAD "
-        "tag is checked, so a forged frame desynchronises the session.",
+        "Decrypting a frame advances the receiving chain before the AEAD tag is checked, so a "
+        "forged frame desynchronises the session.",
         "lower tier: no scenario injects forged frames",
-        ("tests/protocol/test_ratchet.py::test_any_mutation_or_truncation_is_rejected_and_changes_nothing",),
+        (
+            "tests/protocol/test_ratchet.py::test_any_mutation_or_truncation_is_rejected_and_changes_nothing",
+        ),
     ),
 )
 
