@@ -154,8 +154,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
     ),
     _s(
         "relay.opk_served_twice",
-        "The key directory caches each device's bundle and hands the same one-time prekey "
-        "to every later initiator instead of claiming a fresh one.",
+        "The key directory caches the first bundle it served for a device and hands that "
+        "bundle's one-time prekey to every later initiator (the fresh one it claims is lost).",
         "desync/opk-exhaustion (Dave's SMX1 names the OPK Carol's already used up: "
         "UnknownPrekey, lost), threats/device-compromise-scope",
     ),
