@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -124,9 +125,27 @@ class Strict(BaseModel):
 # --- orgs and auth --------------------------------------------------------------------------
 
 
+def _display_name(value: Any) -> str:
+    """A name shown to people: no control, format (bidi overrides, zero-width), surrogate,
+    private-use, unassigned or line/paragraph separator characters (issue 13 F-13), so a
+    name can neither forge log or terminal output nor reorder what a reader sees."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    for ch in value:
+        if unicodedata.category(ch) in _REFUSED_CATEGORIES:
+            raise ValueError(f"character U+{ord(ch):04X} is not allowed in a name")
+    return value
+
+
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+DisplayName = Annotated[
+    str, BeforeValidator(_display_name), Field(min_length=1, max_length=200)
+]
+
+
 class SignupRequest(Strict):
     org_id: Ident
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
     admin_user_id: Ident
 
 
@@ -159,7 +178,24 @@ class MemberRequest(Strict):
 class MemberOut(BaseModel):
     user_id: str
     role: RoleName
-    joined_at: float
+    joined_at: float | None = Field(description="null while an invitation is pending")
+    status: Literal["member", "invited"] = Field(
+        default="member",
+        description="'invited' (202): the user belongs to another organisation and joins "
+        "only by accepting from their own session (docs/server.md, Organisation isolation)",
+    )
+
+
+class InvitationOut(BaseModel):
+    org_id: str
+    role: RoleName
+    invited_by: str
+    invited_at: float
+    expires_at: float
+
+
+class InvitationsOut(BaseModel):
+    invitations: list[InvitationOut]
 
 
 class MembersOut(BaseModel):
@@ -185,7 +221,32 @@ class RefreshRequest(Strict):
 
 class SwitchOrgRequest(Strict):
     org_id: Ident
+    otp: str = Field(
+        pattern=r"^[0-9]{6}$",
+        description="a login code requested for (this org_id, you) from this address",
+    )
     totp: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+
+
+class TotpEnrolRequest(Strict):
+    otp: str = Field(
+        pattern=r"^[0-9]{6}$",
+        description="a fresh login code requested for (the session's org, you)",
+    )
+
+
+AuditType = Literal[
+    "signup",
+    "subscription_change",
+    "role_change",
+    "membership_change",
+    "screenshot_report",
+    "broadcast",
+    "device_added",
+    "device_removed",
+    "totp_enrolled",
+]
+"""Every audit event type (docs/audit-schema.md); the query filter accepts exactly these."""
 
 
 class TokenPair(BaseModel):

@@ -17,7 +17,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, get_args
 
 from semafore import sabotage
 from semafore.protocol.errors import ProtocolError
@@ -25,8 +25,10 @@ from semafore.protocol.keys import verify_spk
 from semafore.protocol.session_cipher import RESET_MAGIC
 from semafore.server import models as m
 from semafore.server.errors import ApiError
+from semafore.server.login_guard import backoff
 from semafore.server.oplog import event
 from semafore.server.push import PushHub, PushPort
+from semafore.server.sealing import SealError, seal, unseal
 from semafore.server.settings import Settings
 from semafore.server.tokens import (
     Principal,
@@ -49,6 +51,7 @@ from semafore.storage.ports import (
     Device,
     EnvelopeKind,
     IdentityRecord,
+    Invitation,
     Membership,
     OneTimePrekeyRecord,
     Org,
@@ -66,16 +69,7 @@ from semafore.storage.ports import (
 ENVELOPE_MAGICS = (b"SMX1", b"DRV1")
 RESET_LENGTH = len(RESET_MAGIC) + 32
 """A SPEC §4 reset notice is exactly ``"SRS1" || ratchet key``: no room for content."""
-AUDIT_TYPES = (
-    "signup",
-    "subscription_change",
-    "role_change",
-    "membership_change",
-    "screenshot_report",
-    "broadcast",
-    "device_added",
-    "device_removed",
-)
+AUDIT_TYPES = get_args(m.AuditType)
 
 
 SEND_LEDGER_MAX_AGE = 30 * 86400.0
@@ -304,7 +298,7 @@ class Relay:
             await acc.create_org_with_admin(
                 Org(req.org_id, req.name, now),
                 User(req.admin_user_id, now),
-                TotpEnrolment(req.admin_user_id, secret),
+                self._sealed_totp(req.admin_user_id, secret),
             )
         except AlreadyExists as exc:  # lost a race with a concurrent signup
             raise ApiError(409, "org_exists", "organisation or user id taken") from exc
@@ -376,12 +370,14 @@ class Relay:
         current = await acc.get_membership(org_id, user_id)
         now = self.now()
         if current is None:
-            members = await acc.list_members(org_id)
-            if len(members) >= org.seats:
-                raise ApiError(409, "seats_exhausted", "no free seat in this organisation")
+            if await acc.list_memberships(user_id):
+                return await self._invite(principal, org_id, user_id, req.role)
+            await self._require_seat(org)
             if await acc.get_user(user_id) is None:
                 with contextlib.suppress(AlreadyExists):  # created concurrently: fine
                     await acc.create_user(User(user_id, now))
+            else:  # an id no organisation holds any more: it starts over, empty
+                await self._release_user(user_id)
             membership = Membership(org_id, user_id, req.role, now)
             await acc.put_membership(membership)
             await self.audit(
@@ -405,7 +401,136 @@ class Relay:
                 subject_user_id=user_id,
                 details={"role": req.role, "previous_role": current.role},
             )
+            await self._audit_elsewhere(
+                user_id, org_id, {"action": "role_changed", "role": req.role}, actor=principal
+            )
         return m.MemberOut(user_id=user_id, role=membership.role, joined_at=membership.joined_at)
+
+    # --- organisation isolation (issue 13: membership needs the user's consent) -----------
+
+    async def _require_seat(self, org: Org) -> None:
+        if len(await self.stores.accounts.list_members(org.org_id)) >= org.seats:
+            raise ApiError(409, "seats_exhausted", "no free seat in this organisation")
+
+    async def _audit_elsewhere(
+        self,
+        user_id: str,
+        org_id: str,
+        details: dict[str, Any],
+        *,
+        actor: Principal | None = None,
+        actor_user_id: str | None = None,
+    ) -> None:
+        """Record a membership change of ``user_id`` in ``org_id`` in every *other*
+        organisation the user belongs to: each org sees where its users join, leave and
+        change role (``details.in_org`` names where it happened)."""
+        for other in await self.stores.accounts.list_memberships(user_id):
+            if other.org_id != org_id:
+                await self.audit(
+                    other.org_id,
+                    "membership_change",
+                    actor=actor,
+                    actor_user_id=actor_user_id,
+                    subject_user_id=user_id,
+                    details={**details, "in_org": org_id},
+                )
+
+    async def _invite(
+        self, principal: Principal, org_id: str, user_id: str, role: Literal["member", "admin"]
+    ) -> m.MemberOut:
+        """A user of another organisation is only *invited*: the user joins by accepting
+        from their own session (``POST /v1/invitations/{org_id}``). Until then this org can
+        neither list, message, drain nor log them in."""
+        now = self.now()
+        await self.stores.accounts.put_invitation(
+            Invitation(
+                org_id, user_id, role, principal.user_id, now, now + self.settings.invitation_ttl
+            )
+        )
+        await self.audit(
+            org_id,
+            "membership_change",
+            actor=principal,
+            subject_user_id=user_id,
+            details={"action": "invited", "role": role},
+        )
+        return m.MemberOut(user_id=user_id, role=role, joined_at=None, status="invited")
+
+    async def _release_user(self, user_id: str) -> None:
+        """Wipe what a user id no organisation holds still carries (devices, keys, queues,
+        TOTP, sessions, invitations), so whoever adds the id next gets an empty account,
+        never a former member's devices or enrolment."""
+        acc = self.stores.accounts
+        for device in await acc.list_devices(user_id):
+            await self.stores.tokens.revoke_device(user_id, device.device_id)
+            await self.stores.keys.delete_device_keys(user_id, device.device_id)
+            await self.stores.queues.delete_device_queue(user_id, device.device_id)
+            await acc.delete_device(user_id, device.device_id)
+            self.hub.disconnect_device(user_id, device.device_id)
+        await acc.delete_totp(user_id)
+        for invitation in await acc.list_invitations(user_id):
+            await acc.delete_invitation(invitation.org_id, user_id)
+        event("user_released", user_id=user_id)
+
+    async def list_invitations(self, principal: Principal) -> m.InvitationsOut:
+        now = self.now()
+        pending = [
+            i for i in await self.stores.accounts.list_invitations(principal.user_id)
+            if i.expires_at > now
+        ]
+        return m.InvitationsOut(
+            invitations=[
+                m.InvitationOut(
+                    org_id=i.org_id, role=i.role, invited_by=i.invited_by,
+                    invited_at=i.invited_at, expires_at=i.expires_at,
+                )
+                for i in pending
+            ]
+        )
+
+    async def _pending_invitation(self, principal: Principal, org_id: str) -> Invitation:
+        invitation = await self.stores.accounts.get_invitation(org_id, principal.user_id)
+        if invitation is None or invitation.expires_at <= self.now():
+            raise ApiError(404, "not_found", "no pending invitation from that organisation")
+        return invitation
+
+    async def accept_invitation(self, principal: Principal, org_id: str) -> m.MemberOut:
+        """The user's consent: only the invited user's own session turns an invitation
+        into a membership (audited in the joined org and in every other org of the user)."""
+        invitation = await self._pending_invitation(principal, org_id)
+        acc = self.stores.accounts
+        org = await acc.get_org(org_id)
+        if org is None:
+            await acc.delete_invitation(org_id, principal.user_id)
+            raise ApiError(404, "not_found", "no such organisation")
+        if await acc.get_membership(org_id, principal.user_id) is None:
+            await self._require_seat(org)
+        membership = Membership(org_id, principal.user_id, invitation.role, self.now())
+        await acc.put_membership(membership)
+        await acc.delete_invitation(org_id, principal.user_id)
+        details = {"action": "joined", "role": invitation.role}
+        await self.audit(
+            org_id,
+            "membership_change",
+            actor=principal,
+            subject_user_id=principal.user_id,
+            details={**details, "invited_by": invitation.invited_by},
+        )
+        await self._audit_elsewhere(principal.user_id, org_id, details, actor=principal)
+        return m.MemberOut(
+            user_id=principal.user_id, role=membership.role, joined_at=membership.joined_at
+        )
+
+    async def decline_invitation(self, principal: Principal, org_id: str) -> None:
+        await self._pending_invitation(principal, org_id)
+        await self.stores.accounts.delete_invitation(org_id, principal.user_id)
+        await self.audit(
+            org_id,
+            "membership_change",
+            actor=principal,
+            subject_user_id=principal.user_id,
+            details={"action": "declined"},
+        )
 
     async def _keep_an_admin(self, org_id: str, leaving_user_id: str) -> None:
         admins = [
@@ -424,11 +549,11 @@ class Relay:
         if current.role == "admin":
             await self._keep_an_admin(org_id, user_id)
         await self.stores.accounts.delete_membership(org_id, user_id)
-        # Access tokens are bearer tokens: end the user's sessions now, not in 15 minutes.
-        # (Sessions in their other organisations end too; they log in there again.)
-        for device in await self.stores.accounts.list_devices(user_id):
-            await self.stores.tokens.revoke_device(user_id, device.device_id)
-            self.hub.disconnect_device(user_id, device.device_id)
+        # Access tokens are bearer tokens: end the user's sessions in *this* org now (its
+        # refresh families revoked; open sockets notice within ``session_recheck``). Their
+        # sessions in their other organisations stay: one org cannot log a user out of
+        # another (issue 13 F-2).
+        await self.stores.tokens.revoke_member(org_id, user_id)
         await self.audit(
             org_id,
             "membership_change",
@@ -436,6 +561,11 @@ class Relay:
             subject_user_id=user_id,
             details={"action": "removed", "role": current.role},
         )
+        await self._audit_elsewhere(
+            user_id, org_id, {"action": "removed", "role": current.role}, actor=principal
+        )
+        if not await self.stores.accounts.list_memberships(user_id):
+            await self._release_user(user_id)
 
     # --- authentication -------------------------------------------------------------------
 
@@ -447,30 +577,99 @@ class Relay:
         """ADR-0164: the fixed test OTP needs BOTH explicit test mode and an allow-listed org."""
         return self.settings.test_mode and org_id in self.settings.test_orgs
 
+    async def _test_otp_applies(self, org_id: str, user_id: str) -> bool:
+        """ADR-0164, scoped (issue 13 F-1): the test OTP logs in only a member of an
+        allow-listed test org who belongs to *no other* organisation, so a test org can
+        never become a way into a real org's user."""
+        if not self.test_otp_allowed(org_id):
+            return False
+        orgs = {x.org_id for x in await self.stores.accounts.list_memberships(user_id)}
+        return orgs == {org_id}
+
+    @staticmethod
+    def _address(ip: str | None) -> str:
+        return ip or "-"
+
+    def _login_key(self, org_id: str, user_id: str, ip: str | None) -> str:
+        """The ``auth`` throttle's account scope: (org, user, client address), so requests
+        naming a victim from elsewhere never use up the victim's own allowance (F-3)."""
+        return f"{org_id}/{user_id}@{self._address(ip)}"
+
+    def _backoff_error(self, challenge: OtpChallenge) -> ApiError:
+        wait = max(1, int(challenge.locked_until - self.now() + 0.999))
+        event("otp_backoff", logging.WARNING, org_id=challenge.org_id, user_id=challenge.user_id)
+        return ApiError(
+            429,
+            "otp_backoff",
+            "too many wrong codes from this address; retry later",
+            headers={"Retry-After": str(wait)},
+        )
+
     async def request_otp(self, req: m.OtpRequest, ip: str | None) -> None:
-        await self.limit("auth", ip, req.user_id)
-        if await self._member_ids(req.org_id, req.user_id) is None:
-            return  # same answer either way: no account enumeration
+        """Issue a code bound to (org, user, this client address); it replaces only this
+        address's previous code. Non-members get a decoy challenge nobody receives, so every
+        answer, later guess and backoff looks the same either way (no account enumeration)."""
+        await self.limit("auth", ip, self._login_key(req.org_id, req.user_id, ip))
+        address = self._address(ip)
+        tokens = self.stores.tokens
+        previous = await tokens.get_otp(req.org_id, req.user_id, address)
+        if previous is not None and previous.locked_until > self.now():
+            raise self._backoff_error(previous)
+        member = await self._member_ids(req.org_id, req.user_id) is not None
         code = f"{secrets.randbelow(10**6):06d}"
-        await self.stores.tokens.put_otp(
+        code_hash = (
+            self._otp_hash(req.org_id, req.user_id, code) if member else secrets.token_bytes(32)
+        )
+        await tokens.put_otp(
             OtpChallenge(
                 req.org_id,
                 req.user_id,
-                self._otp_hash(req.org_id, req.user_id, code),
+                code_hash,
                 self.now() + self.settings.otp_ttl,
+                address,
+                strikes=previous.strikes if previous is not None else 0,
             )
         )
-        self.otp_outbox.deliver(req.org_id, req.user_id, code)
-        event("otp_issued", org_id=req.org_id, user_id=req.user_id)
+        if member:
+            self.otp_outbox.deliver(req.org_id, req.user_id, code)
+            event("otp_issued", org_id=req.org_id, user_id=req.user_id)
 
-    async def _check_otp(self, org_id: str, user_id: str, code: str) -> bool:
-        if self.test_otp_allowed(org_id) and hmac.compare_digest(code, self.settings.test_otp):
+    async def _check_otp(self, org_id: str, user_id: str, code: str, ip: str | None) -> bool:
+        """Whether ``code`` is the test OTP (where it applies) or this address's pending
+        code. A wrong guess counts against this address's code only; the code dies after
+        ``otp_max_failures`` and the address backs off (semafore.server.login_guard)."""
+        if hmac.compare_digest(code, self.settings.test_otp) and await self._test_otp_applies(
+            org_id, user_id
+        ):
             event("test_otp_bypass", logging.WARNING, org_id=org_id, user_id=user_id)
             return True
-        challenge = await self.stores.tokens.take_otp(org_id, user_id)
-        if challenge is None or self.now() >= challenge.expires_at:
+        address = self._address(ip)
+        tokens = self.stores.tokens
+        now = self.now()
+        challenge = await tokens.get_otp(org_id, user_id, address)
+        if challenge is None:
             return False
-        return hmac.compare_digest(challenge.code_hash, self._otp_hash(org_id, user_id, code))
+        if challenge.locked_until > now:
+            raise self._backoff_error(challenge)
+        if challenge.failures >= self.settings.otp_max_failures or now >= challenge.expires_at:
+            return False
+        if hmac.compare_digest(challenge.code_hash, self._otp_hash(org_id, user_id, code)):
+            taken = await tokens.take_otp(org_id, user_id, address)  # a code works once
+            return taken is not None and hmac.compare_digest(taken.code_hash, challenge.code_hash)
+        failed = await tokens.fail_otp(org_id, user_id, address)
+        if failed is not None and failed.failures >= self.settings.otp_max_failures:
+            strikes = failed.strikes + 1
+            until = now + backoff(self.settings, strikes)
+            await tokens.put_otp(
+                dataclasses.replace(
+                    failed, code_hash=b"", strikes=strikes, locked_until=until, expires_at=until
+                )
+            )
+            event("otp_dead", logging.WARNING, org_id=org_id, user_id=user_id, strikes=strikes)
+        return False
+
+    def _sealed_totp(self, user_id: str, secret: bytes) -> TotpEnrolment:
+        return TotpEnrolment(user_id, seal(self.settings.totp_key, user_id, secret))
 
     async def _check_totp(self, user_id: str, code: str | None) -> bool:
         """True if enrolled and ``code`` is a fresh valid TOTP; raises if enrolled but wrong."""
@@ -479,7 +678,12 @@ class Relay:
             return False
         if code is None:
             raise unauthorized("totp_required", "admins must present a TOTP code")
-        step = matching_step(enrolment.secret, code, self.now())
+        try:
+            secret = unseal(self.settings.totp_key, user_id, enrolment.secret)
+        except SealError as exc:  # another relay key, or tampered: fail closed
+            event("totp_seed_unreadable", logging.ERROR, user_id=user_id)
+            raise unauthorized("invalid_totp", "TOTP code invalid or already used") from exc
+        step = matching_step(secret, code, self.now())
         if step is None or not await self.stores.accounts.advance_totp_step(user_id, step):
             raise unauthorized("invalid_totp", "TOTP code invalid or already used")
         return True
@@ -531,9 +735,9 @@ class Relay:
         )
 
     async def login(self, req: m.LoginRequest, ip: str | None) -> m.TokenPair:
-        await self.limit("auth", ip, req.user_id)
+        await self.limit("auth", ip, self._login_key(req.org_id, req.user_id, ip))
         membership = await self._member_ids(req.org_id, req.user_id)
-        if membership is None or not await self._check_otp(req.org_id, req.user_id, req.otp):
+        if not await self._check_otp(req.org_id, req.user_id, req.otp, ip) or membership is None:
             event("login_refused", logging.WARNING, org_id=req.org_id, user_id=req.user_id)
             raise unauthorized("invalid_credentials", "unknown account or wrong OTP")
         role, enrolment_required = await self._effective_role(membership, req.totp)
@@ -595,13 +799,19 @@ class Relay:
     async def switch_org(
         self, principal: Principal, req: m.SwitchOrgRequest, ip: str | None
     ) -> m.TokenPair:
-        await self.limit("auth", ip, principal.user_id)
+        """A session in another org of the caller, on proof valid for *that* org (ADR-0161,
+        issue 13): a login code issued for (target org, user) to this address, and TOTP for
+        an admin role there. A session of one org alone never opens another."""
+        await self.limit("auth", ip, self._login_key(req.org_id, principal.user_id, ip))
         membership = await self._member_ids(req.org_id, principal.user_id)
         if membership is None:
             event("switch_org_refused", logging.WARNING, org_id=req.org_id, sub=principal.user_id)
             raise ApiError(
                 403, "not_a_member", "not a member of that organisation", field="body.org_id"
             )
+        if not await self._check_otp(req.org_id, principal.user_id, req.otp, ip):
+            event("switch_org_refused", logging.WARNING, org_id=req.org_id, sub=principal.user_id)
+            raise unauthorized("invalid_credentials", "wrong or expired OTP for that organisation")
         device = await self.stores.accounts.get_device(principal.user_id, principal.device_id)
         if device is None:
             raise unauthorized("token_revoked", "device no longer registered")
@@ -613,11 +823,31 @@ class Relay:
         await self.stores.tokens.revoke_family(principal.family_id)
         self.hub.disconnect_device(principal.user_id, principal.device_id)
 
-    async def enrol_totp(self, principal: Principal) -> m.TotpEnrolmentOut:
+    async def enrol_totp(
+        self, principal: Principal, req: m.TotpEnrolRequest, ip: str | None
+    ) -> m.TotpEnrolmentOut:
+        """Enrol the TOTP that makes an admin (ADR-0161). Only for an admin of the session's
+        org, and only on fresh proof for that org: a login code issued for (org, user) to
+        this address (issue 13): a stolen or foreign session alone cannot plant a TOTP.
+        Audited in every org the user belongs to (the seed gates admin rights in each)."""
+        await self.limit("auth", ip, self._login_key(principal.org_id, principal.user_id, ip))
+        membership = await self._member_ids(principal.org_id, principal.user_id)
+        if membership is None or membership.role != "admin":
+            raise ApiError(403, "forbidden", "TOTP enrolment is for admins of this organisation")
         if await self.stores.accounts.get_totp(principal.user_id) is not None:
             raise ApiError(409, "totp_enrolled", "TOTP already enrolled")
+        if not await self._check_otp(principal.org_id, principal.user_id, req.otp, ip):
+            raise unauthorized("invalid_credentials", "wrong or expired OTP for this organisation")
         secret = secrets.token_bytes(20)
-        await self.stores.accounts.put_totp(TotpEnrolment(principal.user_id, secret))
+        await self.stores.accounts.put_totp(self._sealed_totp(principal.user_id, secret))
+        for joined in await self.stores.accounts.list_memberships(principal.user_id):
+            await self.audit(
+                joined.org_id,
+                "totp_enrolled",
+                actor=principal,
+                subject_user_id=principal.user_id,
+                details={"in_org": principal.org_id},
+            )
         return m.TotpEnrolmentOut(
             totp_secret=secret_base32(secret),
             totp_uri=provisioning_uri(secret, f"{principal.user_id}@{principal.org_id}"),

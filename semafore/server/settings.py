@@ -29,6 +29,16 @@ class Settings:
     refresh_ttl: int = 7 * 86400  # one refresh token's own lifetime
     refresh_family_ttl: int = 30 * 86400  # absolute bound of a rotation chain (ADR-0163)
     otp_ttl: int = 300
+    # Login guard (issue 13, semafore.server.login_guard): a code dies after this many wrong
+    # guesses; each code that dies in a row at one address doubles that address's wait.
+    otp_max_failures: int = 3
+    otp_backoff_base: float = 60.0
+    otp_backoff_cap: float = 4 * 3600.0
+    # How long an invitation to a user of another organisation stays open (seconds).
+    invitation_ttl: int = 7 * 86400
+    # AES-256-GCM key sealing TOTP seeds at rest (F-11); `semafore serve` derives it and
+    # ``jwt_secret`` from one persisted relay key (semafore.server.keys).
+    totp_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     # ADR-0164: the fixed test OTP works only when test_mode is on AND the org is listed.
     test_mode: bool = False
     test_orgs: frozenset[str] = frozenset()
@@ -62,3 +72,7 @@ class Settings:
             raise ValueError(f"leak must be one of {', '.join(LEAK_MODES)}, not {self.leak!r}")
         if self.leak != "off" and (not self.test_mode or self.leak_source is None):
             raise ValueError("a leaking relay needs test_mode and a leak_source (tests only)")
+        if len(self.totp_key) != 32:
+            raise ValueError("totp_key must be 32 bytes (AES-256-GCM)")
+        if self.otp_max_failures < 1:
+            raise ValueError("otp_max_failures must be at least 1")

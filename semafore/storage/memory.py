@@ -26,6 +26,7 @@ from semafore.storage.ports import (
     DeliveryProof,
     Device,
     IdentityRecord,
+    Invitation,
     KeyStore,
     Membership,
     NotFound,
@@ -93,7 +94,7 @@ class _Dump:
 
 
 class MemoryAccountStore(_Dump, AccountStore):
-    _tables = ("orgs", "users", "memberships", "devices", "totp", "retention")
+    _tables = ("orgs", "users", "memberships", "devices", "totp", "retention", "invitations")
 
     def __init__(self) -> None:
         self.orgs: dict[str, Org] = {}
@@ -103,6 +104,7 @@ class MemoryAccountStore(_Dump, AccountStore):
         self._devices_by_user: dict[str, dict[str, Device]] = {}  # index: O(devices of user)
         self.totp: dict[str, TotpEnrolment] = {}
         self.retention: dict[str, RetentionPolicy] = {}
+        self.invitations: dict[tuple[str, str], Invitation] = {}
 
     async def create_org(self, org: Org) -> None:
         if org.org_id in self.orgs:
@@ -189,6 +191,9 @@ class MemoryAccountStore(_Dump, AccountStore):
     async def get_totp(self, user_id: str) -> TotpEnrolment | None:
         return self.totp.get(user_id)
 
+    async def delete_totp(self, user_id: str) -> bool:
+        return self.totp.pop(user_id, None) is not None
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         current = self.totp.get(user_id)
         if current is None or step <= current.last_step:
@@ -202,6 +207,19 @@ class MemoryAccountStore(_Dump, AccountStore):
     async def get_retention(self, org_id: str) -> RetentionPolicy | None:
         return self.retention.get(org_id)
 
+    async def put_invitation(self, invitation: Invitation) -> None:
+        self.invitations[(invitation.org_id, invitation.user_id)] = invitation
+
+    async def get_invitation(self, org_id: str, user_id: str) -> Invitation | None:
+        return self.invitations.get((org_id, user_id))
+
+    async def list_invitations(self, user_id: str) -> list[Invitation]:
+        found = [i for (_, u), i in self.invitations.items() if u == user_id]
+        return sorted(found, key=lambda i: i.org_id)
+
+    async def delete_invitation(self, org_id: str, user_id: str) -> bool:
+        return self.invitations.pop((org_id, user_id), None) is not None
+
 
 class MemoryTokenStore(_Dump, TokenStore):
     _tables = ("refresh", "used", "revoked", "otps")
@@ -210,7 +228,7 @@ class MemoryTokenStore(_Dump, TokenStore):
         self.refresh: dict[bytes, RefreshToken] = {}
         self.used: set[bytes] = set()
         self.revoked: set[str] = set()
-        self.otps: dict[tuple[str, str], OtpChallenge] = {}
+        self.otps: dict[tuple[str, str, str], OtpChallenge] = {}
 
     async def put_refresh(self, token: RefreshToken) -> None:
         if token.token_hash in self.refresh:
@@ -236,11 +254,27 @@ class MemoryTokenStore(_Dump, TokenStore):
             if token.user_id == user_id and token.device_id == device_id:
                 self.revoked.add(token.family_id)
 
-    async def put_otp(self, challenge: OtpChallenge) -> None:
-        self.otps[(challenge.org_id, challenge.user_id)] = challenge
+    async def revoke_member(self, org_id: str, user_id: str) -> None:
+        for token in self.refresh.values():
+            if token.user_id == user_id and token.org_id == org_id:
+                self.revoked.add(token.family_id)
 
-    async def take_otp(self, org_id: str, user_id: str) -> OtpChallenge | None:
-        return self.otps.pop((org_id, user_id), None)
+    async def put_otp(self, challenge: OtpChallenge) -> None:
+        self.otps[(challenge.org_id, challenge.user_id, challenge.address)] = challenge
+
+    async def get_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        return self.otps.get((org_id, user_id, address))
+
+    async def take_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        return self.otps.pop((org_id, user_id, address), None)
+
+    async def fail_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        key = (org_id, user_id, address)
+        current = self.otps.get(key)
+        if current is None:
+            return None
+        updated = self.otps[key] = replace(current, failures=current.failures + 1)
+        return updated
 
 
 class MemoryKeyStore(_Dump, KeyStore):

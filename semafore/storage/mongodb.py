@@ -44,6 +44,7 @@ from semafore.storage.ports import (
     AuditStore,
     Device,
     IdentityRecord,
+    Invitation,
     KeyStore,
     Membership,
     NotFound,
@@ -103,10 +104,12 @@ class MongoDatabase:
             [("user_id", ASCENDING), ("device_id", ASCENDING), ("seq", ASCENDING)]
         )
         await db.refresh.create_index([("user_id", ASCENDING), ("device_id", ASCENDING)])
+        await db.refresh.create_index([("user_id", ASCENDING), ("org_id", ASCENDING)])
+        await db.invitations.create_index([("user_id", ASCENDING), ("org_id", ASCENDING)])
         await db.attachments.create_index([("org_id", ASCENDING), ("created_at", ASCENDING)])
         await db.audit.create_index([("org_id", ASCENDING), ("at", ASCENDING)])
         self.ttl_indexes = True
-        for collection in ("otps", "refresh", "refresh_uses"):
+        for collection in ("otps", "otp_guesses", "refresh", "refresh_uses"):
             try:
                 await db[collection].create_index("purge_at", expireAfterSeconds=0)
             except OperationFailure as exc:
@@ -316,6 +319,10 @@ class MongoAccountStore(_Part, AccountStore):
         doc = await self.db.totp.find_one({"_id": user_id})
         return TotpEnrolment(user_id, bytes(doc["secret"]), doc["last_step"]) if doc else None
 
+    async def delete_totp(self, user_id: str) -> bool:
+        result = await self.db.totp.delete_one({"_id": user_id})
+        return result.deleted_count == 1
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         current = await self.db.totp.find_one({"_id": user_id})
         if current is None or step <= current["last_step"]:
@@ -347,6 +354,40 @@ class MongoAccountStore(_Part, AccountStore):
         return RetentionPolicy(
             org_id, doc["envelope_max_age"], doc["attachment_max_age"], doc["audit_max_age"]
         )
+
+    async def put_invitation(self, invitation: Invitation) -> None:
+        i = invitation
+        await self.db.invitations.replace_one(
+            {"_id": f"{i.org_id}\x00{i.user_id}"},
+            {
+                "org_id": i.org_id,
+                "user_id": i.user_id,
+                "role": i.role,
+                "invited_by": i.invited_by,
+                "invited_at": i.invited_at,
+                "expires_at": i.expires_at,
+            },
+            upsert=True,
+        )
+
+    @staticmethod
+    def _invitation(doc: Doc) -> Invitation:
+        return Invitation(
+            doc["org_id"], doc["user_id"], doc["role"], doc["invited_by"], doc["invited_at"],
+            doc["expires_at"],
+        )
+
+    async def get_invitation(self, org_id: str, user_id: str) -> Invitation | None:
+        doc = await self.db.invitations.find_one({"_id": f"{org_id}\x00{user_id}"})
+        return self._invitation(doc) if doc else None
+
+    async def list_invitations(self, user_id: str) -> list[Invitation]:
+        cursor = self.db.invitations.find({"user_id": user_id}).sort("org_id", ASCENDING)
+        return [self._invitation(d) async for d in cursor]
+
+    async def delete_invitation(self, org_id: str, user_id: str) -> bool:
+        result = await self.db.invitations.delete_one({"_id": f"{org_id}\x00{user_id}"})
+        return result.deleted_count == 1
 
 
 class MongoTokenStore(_Part, TokenStore):
@@ -403,22 +444,49 @@ class MongoTokenStore(_Part, TokenStore):
         for family_id in families:
             await self.revoke_family(family_id)
 
+    async def revoke_member(self, org_id: str, user_id: str) -> None:
+        families = await self.db.refresh.distinct(
+            "family_id", {"user_id": user_id, "org_id": org_id}
+        )
+        for family_id in families:
+            await self.revoke_family(family_id)
+
+    @staticmethod
+    def _otp_key(org_id: str, user_id: str, address: str) -> str:
+        return f"{org_id}\x00{user_id}\x00{address}"
+
+    @staticmethod
+    def _otp(doc: Doc) -> OtpChallenge:
+        return OtpChallenge(
+            doc["org_id"], doc["user_id"], bytes(doc["code_hash"]), doc["expires_at"],
+            doc["address"], doc["failures"], doc["strikes"], doc["locked_until"],
+        )
+
     async def put_otp(self, challenge: OtpChallenge) -> None:
+        c = challenge
         await self.db.otps.replace_one(
-            {"_id": f"{challenge.org_id}\x00{challenge.user_id}"},
+            {"_id": self._otp_key(c.org_id, c.user_id, c.address)},
             {
-                "org_id": challenge.org_id,
-                "user_id": challenge.user_id,
-                "code_hash": challenge.code_hash,
-                "expires_at": challenge.expires_at,
+                "org_id": c.org_id,
+                "user_id": c.user_id,
+                "address": c.address,
+                "code_hash": c.code_hash,
+                "expires_at": c.expires_at,
+                "failures": c.failures,
+                "strikes": c.strikes,
+                "locked_until": c.locked_until,
                 "nonce": secrets.token_hex(8),
-                "purge_at": _purge_at(challenge.expires_at),
+                "purge_at": _purge_at(max(c.expires_at, c.locked_until)),
             },
             upsert=True,
         )
 
-    async def take_otp(self, org_id: str, user_id: str) -> OtpChallenge | None:
-        key = f"{org_id}\x00{user_id}"
+    async def get_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        doc = await self.db.otps.find_one({"_id": self._otp_key(org_id, user_id, address)})
+        return self._otp(doc) if doc else None
+
+    async def take_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        key = self._otp_key(org_id, user_id, address)
         while True:
             doc = await self.db.otps.find_one({"_id": key})
             if doc is None:
@@ -427,7 +495,32 @@ class MongoTokenStore(_Part, TokenStore):
             # and the loop read the new challenge, so no caller gets a stale one
             deleted = await self.db.otps.delete_one({"_id": key, "nonce": doc["nonce"]})
             if deleted.deleted_count == 1:
-                return OtpChallenge(org_id, user_id, bytes(doc["code_hash"]), doc["expires_at"])
+                return self._otp(doc)
+
+    async def fail_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        """Each count of a challenge (per ``nonce``: per put) is claimed by exactly one
+        caller through a unique marker, since ``$inc`` is not atomic on FerretDB; the stored
+        count only moves up (``$max``) and a lagging one is skipped past."""
+        key = self._otp_key(org_id, user_id, address)
+        doc = await self.db.otps.find_one({"_id": key})
+        if doc is None:
+            return None
+        failures = doc["failures"]
+        while True:
+            failures += 1
+            try:
+                await self.db.otp_guesses.insert_one(
+                    {"_id": f"{key}\x00{doc['nonce']}\x00{failures}",
+                     "purge_at": doc["purge_at"]}
+                )
+            except DuplicateKeyError:
+                continue
+            break
+        await self.db.otps.update_one(
+            {"_id": key, "nonce": doc["nonce"]}, {"$max": {"failures": failures}}
+        )
+        doc["failures"] = failures
+        return self._otp(doc)
 
 
 class MongoKeyStore(_Part, KeyStore):

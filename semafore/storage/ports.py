@@ -88,6 +88,22 @@ class TotpEnrolment:
 
 
 @dataclass(frozen=True)
+class Invitation:
+    """An organisation's offer of membership to a user id that already exists.
+
+    A user who belongs to an organisation joins another only by accepting from their own
+    authenticated session (docs/server.md "Organisation isolation"): until then the inviting
+    organisation cannot list, message or drain the user, nor log them in."""
+
+    org_id: str
+    user_id: str
+    role: Role
+    invited_by: str
+    invited_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class RetentionPolicy:
     """Per-organisation maximum ages in seconds; ``None`` keeps forever (ADRs 0093–0097)."""
 
@@ -130,12 +146,23 @@ class AccountStore(Protocol):
     async def delete_device(self, user_id: str, device_id: str) -> bool: ...
     async def put_totp(self, enrolment: TotpEnrolment) -> None: ...
     async def get_totp(self, user_id: str) -> TotpEnrolment | None: ...
+    async def delete_totp(self, user_id: str) -> bool:
+        """Forget the user's enrolment (a released user id starts over); True if there was one."""
+        ...
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         """Record ``step`` as used iff it is newer than the last one (atomic compare-and-set)."""
         ...
 
     async def put_retention(self, policy: RetentionPolicy) -> None: ...
     async def get_retention(self, org_id: str) -> RetentionPolicy | None: ...
+    async def put_invitation(self, invitation: Invitation) -> None: ...  # upsert (org, user)
+    async def get_invitation(self, org_id: str, user_id: str) -> Invitation | None: ...
+    async def list_invitations(self, user_id: str) -> list[Invitation]:
+        """The user's pending invitations, by org id."""
+        ...
+
+    async def delete_invitation(self, org_id: str, user_id: str) -> bool: ...
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -168,10 +195,22 @@ class RefreshUse:
 
 @dataclass(frozen=True)
 class OtpChallenge:
+    """A pending login code, bound to the client address that asked for it (issue 13).
+
+    One per (org, user, address): a stranger's request or guess touches only the stranger's
+    own challenge, never the one a victim asked for. ``failures`` counts wrong guesses on this
+    code (it dies at ``Settings.otp_max_failures``); ``strikes`` counts codes that died in a
+    row at this address and ``locked_until`` is the backoff they earned (semafore.server.
+    login_guard). An empty ``code_hash`` is a dead code kept only for its backoff."""
+
     org_id: str
     user_id: str
     code_hash: bytes
     expires_at: float
+    address: str = ""
+    failures: int = 0
+    strikes: int = 0
+    locked_until: float = 0.0
 
 
 class TokenStore(Protocol):
@@ -186,9 +225,22 @@ class TokenStore(Protocol):
         """Revoke every family issued to this device (device removal)."""
         ...
 
-    async def put_otp(self, challenge: OtpChallenge) -> None: ...  # replaces any previous
-    async def take_otp(self, org_id: str, user_id: str) -> OtpChallenge | None:
-        """Remove and return the pending challenge: one guess per challenge."""
+    async def revoke_member(self, org_id: str, user_id: str) -> None:
+        """Revoke every family issued to this user in this organisation only (removal from
+        one org leaves the user's sessions in their other orgs alone)."""
+        ...
+
+    async def put_otp(self, challenge: OtpChallenge) -> None:
+        """Store, replacing any challenge of the same (org, user, address)."""
+        ...
+
+    async def get_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None: ...
+    async def take_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        """Remove and return the challenge (a right code is used once)."""
+        ...
+
+    async def fail_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        """Atomically count one wrong guess; the updated challenge, None if there is none."""
         ...
 
 

@@ -32,6 +32,7 @@ from semafore.storage.ports import (
     DeliveryProof,
     Device,
     IdentityRecord,
+    Invitation,
     KeyStore,
     Membership,
     NotFound,
@@ -76,8 +77,15 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (token_hash BLOB PRIMARY KEY, family_i
   family_expires_at REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS refresh_device ON refresh_tokens (user_id, device_id);
 CREATE TABLE IF NOT EXISTS revoked_families (family_id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS otps (org_id TEXT NOT NULL, user_id TEXT NOT NULL,
-  code_hash BLOB NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (org_id, user_id));
+CREATE TABLE IF NOT EXISTS otp_challenges (org_id TEXT NOT NULL, user_id TEXT NOT NULL,
+  address TEXT NOT NULL, code_hash BLOB NOT NULL, expires_at REAL NOT NULL,
+  failures INTEGER NOT NULL, strikes INTEGER NOT NULL, locked_until REAL NOT NULL,
+  PRIMARY KEY (org_id, user_id, address));
+CREATE INDEX IF NOT EXISTS refresh_member ON refresh_tokens (user_id, org_id);
+CREATE TABLE IF NOT EXISTS invitations (org_id TEXT NOT NULL, user_id TEXT NOT NULL,
+  role TEXT NOT NULL, invited_by TEXT NOT NULL, invited_at REAL NOT NULL,
+  expires_at REAL NOT NULL, PRIMARY KEY (org_id, user_id));
+CREATE INDEX IF NOT EXISTS invitations_user ON invitations (user_id);
 CREATE TABLE IF NOT EXISTS identities (user_id TEXT NOT NULL, device_id TEXT NOT NULL,
   ik BLOB NOT NULL, sik BLOB NOT NULL, PRIMARY KEY (user_id, device_id));
 CREATE TABLE IF NOT EXISTS spks (user_id TEXT NOT NULL, device_id TEXT NOT NULL,
@@ -352,6 +360,11 @@ class SqliteAccountStore(_Port, AccountStore):
             row = cur.execute("SELECT * FROM totp WHERE user_id = ?", (user_id,)).fetchone()
         return TotpEnrolment(row[0], bytes(row[1]), row[2]) if row else None
 
+    async def delete_totp(self, user_id: str) -> bool:
+        with self.db.tx() as cur:
+            cur.execute("DELETE FROM totp WHERE user_id = ?", (user_id,))
+            return cur.rowcount > 0
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         with self.db.tx() as cur:
             cur.execute(
@@ -372,6 +385,35 @@ class SqliteAccountStore(_Port, AccountStore):
         with self.db.read() as cur:
             row = cur.execute("SELECT * FROM retention WHERE org_id = ?", (org_id,)).fetchone()
         return RetentionPolicy(*row) if row else None
+
+    async def put_invitation(self, invitation: Invitation) -> None:
+        i = invitation
+        with self.db.tx() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO invitations VALUES (?, ?, ?, ?, ?, ?)",
+                (i.org_id, i.user_id, i.role, i.invited_by, i.invited_at, i.expires_at),
+            )
+
+    async def get_invitation(self, org_id: str, user_id: str) -> Invitation | None:
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT * FROM invitations WHERE org_id = ? AND user_id = ?", (org_id, user_id)
+            ).fetchone()
+        return Invitation(*row) if row else None
+
+    async def list_invitations(self, user_id: str) -> list[Invitation]:
+        with self.db.read() as cur:
+            rows = cur.execute(
+                "SELECT * FROM invitations WHERE user_id = ? ORDER BY org_id", (user_id,)
+            ).fetchall()
+        return [Invitation(*r) for r in rows]
+
+    async def delete_invitation(self, org_id: str, user_id: str) -> bool:
+        with self.db.tx() as cur:
+            cur.execute(
+                "DELETE FROM invitations WHERE org_id = ? AND user_id = ?", (org_id, user_id)
+            )
+            return cur.rowcount > 0
 
 
 class SqliteTokenStore(_Port, TokenStore):
@@ -423,20 +465,57 @@ class SqliteTokenStore(_Port, TokenStore):
                 (user_id, device_id),
             )
 
+    async def revoke_member(self, org_id: str, user_id: str) -> None:
+        with self.db.tx() as cur:
+            cur.execute(
+                "INSERT OR IGNORE INTO revoked_families SELECT DISTINCT family_id "
+                "FROM refresh_tokens WHERE user_id = ? AND org_id = ?",
+                (user_id, org_id),
+            )
+
+    @staticmethod
+    def _otp(row: Any) -> OtpChallenge:
+        org_id, user_id, address, code_hash, expires_at, failures, strikes, locked = row
+        return OtpChallenge(
+            org_id, user_id, bytes(code_hash), expires_at, address, failures, strikes, locked
+        )
+
     async def put_otp(self, challenge: OtpChallenge) -> None:
         c = challenge
         with self.db.tx() as cur:
             cur.execute(
-                "INSERT OR REPLACE INTO otps VALUES (?, ?, ?, ?)",
-                (c.org_id, c.user_id, c.code_hash, c.expires_at),
+                "INSERT OR REPLACE INTO otp_challenges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    c.org_id, c.user_id, c.address, c.code_hash, c.expires_at, c.failures,
+                    c.strikes, c.locked_until,
+                ),
             )
 
-    async def take_otp(self, org_id: str, user_id: str) -> OtpChallenge | None:
+    async def get_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT * FROM otp_challenges WHERE org_id = ? AND user_id = ? AND address = ?",
+                (org_id, user_id, address),
+            ).fetchone()
+        return self._otp(row) if row else None
+
+    async def take_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
         with self.db.tx() as cur:
             row = cur.execute(
-                "DELETE FROM otps WHERE org_id = ? AND user_id = ? RETURNING *", (org_id, user_id)
+                "DELETE FROM otp_challenges WHERE org_id = ? AND user_id = ? AND address = ? "
+                "RETURNING *",
+                (org_id, user_id, address),
             ).fetchone()
-        return OtpChallenge(row[0], row[1], bytes(row[2]), row[3]) if row else None
+        return self._otp(row) if row else None
+
+    async def fail_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
+        with self.db.tx() as cur:
+            row = cur.execute(
+                "UPDATE otp_challenges SET failures = failures + 1 "
+                "WHERE org_id = ? AND user_id = ? AND address = ? RETURNING *",
+                (org_id, user_id, address),
+            ).fetchone()
+        return self._otp(row) if row else None
 
 
 class SqliteKeyStore(_Port, KeyStore):

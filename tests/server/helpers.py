@@ -129,6 +129,27 @@ class World:
         )
         assert r.status_code == 200, r.text
 
+    def join(self, admin: DeviceSession, member: DeviceSession, role: str = "member") -> None:
+        """``admin``'s org invites ``member`` (a user of another org), who accepts from
+        their own session: the only way a user comes to belong to a second organisation."""
+        r = self.client.put(
+            f"/v1/orgs/{admin.org_id}/members/{member.user_id}",
+            json={"role": role},
+            headers=admin.headers,
+        )
+        assert r.status_code == 202 and r.json()["status"] == "invited", r.text
+        r = self.client.post(f"/v1/invitations/{admin.org_id}", headers=member.headers)
+        assert r.status_code == 200, r.text
+
+    def switch_org(
+        self, session: DeviceSession, org_id: str, totp: str | None = None
+    ) -> Any:
+        """``POST /v1/auth/switch-org`` with a fresh login code for (org_id, user)."""
+        body: dict[str, Any] = {"org_id": org_id, "otp": self.otp(org_id, session.user_id)}
+        if totp is not None:
+            body["totp"] = totp
+        return self.client.post("/v1/auth/switch-org", json=body, headers=session.headers)
+
     def publish_keys(self, session: DeviceSession, opks: int = 5) -> DeviceKeys:
         self.seed += 1
         keys = DeviceKeys.generate(SeededEntropy(f"device-{self.seed}"), opk_count=opks)

@@ -205,10 +205,12 @@ def test_switch_org_only_for_members(world: World) -> None:
     globex_admin = world.login("globex", "gary", "phone", admin=True)
     world.add_member(acme_admin, "bob")
     bob = world.login("acme", "bob", "laptop")
-    r = world.client.post("/v1/auth/switch-org", json={"org_id": "globex"}, headers=bob.headers)
+    r = world.client.post(
+        "/v1/auth/switch-org", json={"org_id": "globex", "otp": "123456"}, headers=bob.headers
+    )
     assert r.status_code == 403 and r.json()["error"] == "not_a_member"
-    world.add_member(globex_admin, "bob")
-    r = world.client.post("/v1/auth/switch-org", json={"org_id": "globex"}, headers=bob.headers)
+    world.join(globex_admin, bob)
+    r = world.switch_org(bob, "globex")
     assert r.status_code == 200
     token = r.json()
     assert token["org_id"] == "globex" and token["role"] == "member"
@@ -222,14 +224,10 @@ def test_switch_org_to_an_admin_role_needs_totp(world: World) -> None:
     world.signup("globex", "gary")
     gary = world.login("globex", "gary", "phone", admin=True)
     alice = world.login("acme", "alice", "phone", admin=True)
-    world.add_member(gary, "alice", role="admin")
-    r = world.client.post("/v1/auth/switch-org", json={"org_id": "globex"}, headers=alice.headers)
+    world.join(gary, alice, role="admin")
+    r = world.switch_org(alice, "globex")
     assert r.status_code == 401 and r.json()["error"] == "totp_required"
-    r = world.client.post(
-        "/v1/auth/switch-org",
-        json={"org_id": "globex", "totp": world.totp_code("alice")},
-        headers=alice.headers,
-    )
+    r = world.switch_org(alice, "globex", totp=world.totp_code("alice"))
     assert r.status_code == 200 and r.json()["role"] == "admin"
 
 
@@ -241,11 +239,13 @@ def test_promoted_admin_without_totp_gets_member_rights_until_enrolled(world: Wo
     assert bob.role == "member"
     early_refresh = bob.refresh_token
     assert world.client.get("/v1/orgs/acme/members", headers=bob.headers).status_code == 403
-    r = world.client.post("/v1/auth/totp", headers=bob.headers)
+    enrol = {"otp": world.otp("acme", "bob")}
+    r = world.client.post("/v1/auth/totp", json=enrol, headers=bob.headers)
     assert r.status_code == 201
     secret = r.json()["totp_secret"]
     world.totp_secrets["bob"] = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    assert world.client.post("/v1/auth/totp", headers=bob.headers).status_code == 409
+    enrol = {"otp": world.otp("acme", "bob")}
+    assert world.client.post("/v1/auth/totp", json=enrol, headers=bob.headers).status_code == 409
     # Enrolling proves nothing: refreshing the member-role family must not yield admin.
     r = world.client.post("/v1/auth/refresh", json={"refresh_token": early_refresh})
     assert r.status_code == 200 and r.json()["role"] == "member"

@@ -18,6 +18,7 @@ from semafore.storage.ports import (
     DeliveryProof,
     Device,
     IdentityRecord,
+    Invitation,
     Membership,
     NotFound,
     OneTimePrekeyRecord,
@@ -168,11 +169,12 @@ async def test_family_and_device_revocation(stores: Stores) -> None:
 
 async def test_otp_challenge_is_taken_once(stores: Stores) -> None:
     tokens = stores.tokens
-    assert await tokens.take_otp("o1", "alice") is None
-    await tokens.put_otp(OtpChallenge("o1", "alice", b"h1", 50.0))
-    await tokens.put_otp(OtpChallenge("o1", "alice", b"h2", 60.0))  # replaces
-    assert await tokens.take_otp("o1", "alice") == OtpChallenge("o1", "alice", b"h2", 60.0)
-    assert await tokens.take_otp("o1", "alice") is None
+    assert await tokens.take_otp("o1", "alice", "ip1") is None
+    await tokens.put_otp(OtpChallenge("o1", "alice", b"h1", 50.0, "ip1"))
+    await tokens.put_otp(OtpChallenge("o1", "alice", b"h2", 60.0, "ip1"))  # replaces
+    taken = await tokens.take_otp("o1", "alice", "ip1")
+    assert taken == OtpChallenge("o1", "alice", b"h2", 60.0, "ip1")
+    assert await tokens.take_otp("o1", "alice", "ip1") is None
 
 
 # --- key directory --------------------------------------------------------------------------
@@ -571,3 +573,72 @@ async def test_one_message_id_to_several_users_is_one_ledger_entry_per_recipient
             assert [e.delivery_id for e in await q.fetch(user, device, 10)] == [
                 f"e-{user}-{device}"
             ]
+
+
+# --- issue 13: account plane (organisation isolation, login guard) ----------------------------
+
+
+async def test_otp_challenges_are_bound_to_their_address(stores: Stores) -> None:
+    """A stranger's request (another address) neither replaces nor burns the victim's code."""
+    tokens = stores.tokens
+    victim = OtpChallenge("o1", "alice", b"victim", 60.0, "10.0.0.1")
+    await tokens.put_otp(victim)
+    await tokens.put_otp(OtpChallenge("o1", "alice", b"stranger", 60.0, "10.0.0.2"))
+    assert await tokens.fail_otp("o1", "alice", "10.0.0.2") is not None
+    assert await tokens.take_otp("o1", "alice", "10.0.0.2") is not None
+    assert await tokens.get_otp("o1", "alice", "10.0.0.1") == victim
+    assert await tokens.get_otp("o2", "alice", "10.0.0.1") is None
+
+
+async def test_otp_failures_count_atomically_and_backoff_fields_round_trip(
+    stores: Stores,
+) -> None:
+    tokens = stores.tokens
+    assert await tokens.fail_otp("o1", "bob", "ip") is None  # nothing to count
+    await tokens.put_otp(OtpChallenge("o1", "bob", b"h", 60.0, "ip", 0, 2, 0.0))
+    results = await asyncio.gather(*(tokens.fail_otp("o1", "bob", "ip") for _ in range(5)))
+    assert sorted(r.failures for r in results if r is not None) == [1, 2, 3, 4, 5]
+    stored = await tokens.get_otp("o1", "bob", "ip")
+    assert stored == OtpChallenge("o1", "bob", b"h", 60.0, "ip", 5, 2, 0.0)
+    dead = OtpChallenge("o1", "bob", b"", 900.0, "ip", 3, 3, 900.0)
+    await tokens.put_otp(dead)
+    assert await tokens.get_otp("o1", "bob", "ip") == dead
+
+
+async def test_member_revocation_is_per_organisation(stores: Stores) -> None:
+    tokens = stores.tokens
+    for fam, org, dev in (("fa", "o1", "d1"), ("fb", "o2", "d1"), ("fc", "o1", "d2")):
+        await tokens.put_refresh(RefreshToken(fam.encode(), fam, "alice", org, dev, 1.0, 99.0))
+    await tokens.put_refresh(RefreshToken(b"fd", "fd", "bob", "o1", "d1", 1.0, 99.0))
+    await tokens.revoke_member("o1", "alice")
+    assert await tokens.is_family_revoked("fa") is True
+    assert await tokens.is_family_revoked("fc") is True
+    assert await tokens.is_family_revoked("fb") is False  # alice's session in o2 stays
+    assert await tokens.is_family_revoked("fd") is False
+
+
+async def test_invitations(stores: Stores) -> None:
+    acc = stores.accounts
+    assert await acc.get_invitation("o1", "alice") is None
+    assert await acc.list_invitations("alice") == []
+    first = Invitation("o2", "alice", "member", "gary", 10.0, 99.0)
+    await acc.put_invitation(first)
+    await acc.put_invitation(Invitation("o1", "alice", "member", "olga", 11.0, 98.0))
+    again = Invitation("o1", "alice", "admin", "olga", 12.0, 97.0)
+    await acc.put_invitation(again)  # upsert
+    await acc.put_invitation(Invitation("o1", "bob", "member", "olga", 12.0, 97.0))
+    assert await acc.get_invitation("o1", "alice") == again
+    assert await acc.list_invitations("alice") == [again, first]
+    assert await acc.delete_invitation("o1", "alice") is True
+    assert await acc.delete_invitation("o1", "alice") is False
+    assert await acc.list_invitations("alice") == [first]
+
+
+async def test_totp_enrolment_can_be_deleted(stores: Stores) -> None:
+    acc = stores.accounts
+    assert await acc.delete_totp("alice") is False
+    await acc.put_totp(TotpEnrolment("alice", b"sealed"))
+    await acc.put_totp(TotpEnrolment("bob", b"other"))
+    assert await acc.delete_totp("alice") is True
+    assert await acc.get_totp("alice") is None
+    assert await acc.get_totp("bob") == TotpEnrolment("bob", b"other")

@@ -51,13 +51,25 @@ async def list_members(org_id: OrgId, relay: RelayDep, principal: PrincipalDep) 
 @router.put(
     "/v1/orgs/{org_id}/members/{user_id}",
     tags=["organisations"],
-    responses=responses(401, 403, 404, 409),
-    summary="Add a member or change a member's role (admin only)",
+    responses={
+        **responses(401, 403, 404, 409),
+        202: {"model": m.MemberOut, "description": "The user belongs to another organisation: "
+              "invited, joins only by accepting (status 'invited')"},
+    },
+    summary="Add a member, invite another organisation's user, or change a role (admin only)",
 )
 async def put_member(
-    org_id: OrgId, user_id: UserId, body: m.MemberRequest, relay: RelayDep, principal: PrincipalDep
+    org_id: OrgId,
+    user_id: UserId,
+    body: m.MemberRequest,
+    relay: RelayDep,
+    principal: PrincipalDep,
+    response: Response,
 ) -> m.MemberOut:
-    return await relay.put_member(principal, org_id, user_id, body)
+    out = await relay.put_member(principal, org_id, user_id, body)
+    if out.status == "invited":
+        response.status_code = 202
+    return out
 
 
 @router.delete(
@@ -71,6 +83,41 @@ async def remove_member(
     org_id: OrgId, user_id: UserId, relay: RelayDep, principal: PrincipalDep
 ) -> Response:
     await relay.remove_member(principal, org_id, user_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/v1/invitations",
+    tags=["organisations"],
+    responses=responses(401),
+    summary="The caller's pending invitations from other organisations",
+)
+async def list_invitations(relay: RelayDep, principal: PrincipalDep) -> m.InvitationsOut:
+    return await relay.list_invitations(principal)
+
+
+@router.post(
+    "/v1/invitations/{org_id}",
+    tags=["organisations"],
+    responses=responses(401, 404, 409),
+    summary="Accept an invitation: join that organisation (the user's consent)",
+)
+async def accept_invitation(
+    org_id: OrgId, relay: RelayDep, principal: PrincipalDep
+) -> m.MemberOut:
+    return await relay.accept_invitation(principal, org_id)
+
+
+@router.delete(
+    "/v1/invitations/{org_id}",
+    status_code=204,
+    response_class=Response,
+    tags=["organisations"],
+    responses=responses(401, 404),
+    summary="Decline an invitation",
+)
+async def decline_invitation(org_id: OrgId, relay: RelayDep, principal: PrincipalDep) -> Response:
+    await relay.decline_invitation(principal, org_id)
     return Response(status_code=204)
 
 
@@ -116,9 +163,13 @@ async def logout(relay: RelayDep, principal: PrincipalDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/v1/auth/totp", status_code=201, tags=["auth"], responses=responses(401, 409))
-async def enrol_totp(relay: RelayDep, principal: PrincipalDep) -> m.TotpEnrolmentOut:
-    return await relay.enrol_totp(principal)
+@router.post(
+    "/v1/auth/totp", status_code=201, tags=["auth"], responses=responses(401, 403, 409)
+)
+async def enrol_totp(
+    body: m.TotpEnrolRequest, relay: RelayDep, principal: PrincipalDep, ip: IpDep
+) -> m.TotpEnrolmentOut:
+    return await relay.enrol_totp(principal, body, ip)
 
 
 @router.get("/v1/devices", tags=["devices"], responses=responses(401))

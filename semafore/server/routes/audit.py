@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
@@ -17,16 +17,7 @@ from semafore.storage.ports import AuditQuery
 
 router = APIRouter(tags=["audit"])
 OrgId = Annotated[str, Path(pattern=m.ID_PATTERN, max_length=64)]
-EventType = Literal[
-    "signup",
-    "subscription_change",
-    "role_change",
-    "membership_change",
-    "screenshot_report",
-    "broadcast",
-    "device_added",
-    "device_removed",
-]
+EventType = m.AuditType
 EXPORT_PAGE = 500
 
 
