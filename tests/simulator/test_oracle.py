@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 import random
 import zlib
 
@@ -24,7 +23,6 @@ from simulator.oracle import (
     Oracle,
     OracleError,
     canary,
-    encodings,
     from_items,
     from_log_lines,
     from_wire,
@@ -103,7 +101,7 @@ def test_private_key_in_a_redis_value(oracle: Oracle) -> None:
 def test_gzip_compressed_plaintext_in_an_object(oracle: Oracle) -> None:
     blob = filler(300) + gzip.compress(b"attachment text " + CANARY * 3) + filler(300, 3)
     report = oracle.scan([Chunk(TIER_OBJECT_STORE, "seaweedfs:/buckets/att/1", blob)])
-    assert report.hits and all(h.encoding == "gzip@300 > raw" for h in report.hits)
+    assert report.hits and all(h.encoding == "gzip" and h.offset == 300 for h in report.hits)
     assert report.hits[0].location == "seaweedfs:/buckets/att/1"
 
 
@@ -114,8 +112,8 @@ def test_zlib_inside_gzip_inside_base64(oracle: Oracle) -> None:
     # the zlib stream may sit stored (uncompressed) inside the gzip stream: then it is found
     # one level up, directly in the decoded base64
     [hit] = report.hits
-    assert hit.encoding.startswith("base64@5 > ") and hit.encoding.endswith(" > hex-lower")
-    assert "zlib@" in hit.encoding and hit.label == "bob/phone SPK private"
+    assert hit.encoding.startswith("base64 → ") and hit.encoding.endswith(" → hex")
+    assert "zlib" in hit.encoding and hit.offset >= 5 and hit.label == "bob/phone SPK private"
 
 
 def test_base64_json_carrying_a_base64_body_is_found_once(oracle: Oracle) -> None:
@@ -123,22 +121,23 @@ def test_base64_json_carrying_a_base64_body_is_found_once(oracle: Oracle) -> Non
     stored = json.dumps({"envelope": base64.b64encode(b"\x01\x02" + content).decode()})
     report = oracle.scan([Chunk(TIER_MONGODB, "sf.queue/7", stored.encode())])
     assert [(h.location, h.kind) for h in report.hits] == [("sf.queue/7", "canary")]
-    assert report.hits[0].encoding.startswith("base64@")
+    assert report.hits[0].encoding.startswith("base64 → ")
 
 
 def test_truncated_gzip_still_yields_what_inflated(oracle: Oracle) -> None:
     stream = gzip.compress(b"hello " * 200 + CANARY + b" world" * 20000)
     report = oracle.scan([Chunk(TIER_REDIS, "k", stream[: len(stream) * 2 // 3])])
-    assert [h.encoding for h in report.hits] == ["gzip@0 > raw"]
+    assert [h.encoding for h in report.hits] == ["gzip"]
 
 
 @pytest.mark.parametrize(
-    ("codec", "name"), [("utf-16-le", "utf-utf16le"), ("utf-16-be", "utf-utf16be")]
+    ("codec", "name"), [("utf-16-le", "utf-16le"), ("utf-16-be", "utf-16be"),
+                        ("utf-32-le", "utf-32le"), ("utf-32-be", "utf-32be")]
 )
 @pytest.mark.cites("SPEC §8 r2")
 def test_utf16_text(oracle: Oracle, codec: str, name: str) -> None:
     data = ("note: " + CANARY.decode()).encode(codec)
-    assert name in only_hit(oracle, Chunk(TIER_MONGODB, "d", data))[2].split("|")
+    assert only_hit(oracle, Chunk(TIER_MONGODB, "d", data))[2] == name
 
 
 @pytest.mark.cites("SPEC §8 r2")
@@ -150,8 +149,8 @@ def test_hex_upper_and_lower(oracle: Oracle) -> None:
         ]
     )
     assert [(h.location, h.encoding) for h in report.hits] == [
-        ("l:1", "hex-upper"),
-        ("l:2", "hex-lower"),
+        ("l:1", "hex"),
+        ("l:2", "hex"),
     ]
 
 
@@ -162,13 +161,14 @@ def test_json_escaped_non_ascii_bytes() -> None:
     o.register_key("ratchet key", secret)
     doc = json.dumps({"dump": secret.decode("latin-1")}).encode()
     hits = o.scan([Chunk(TIER_MONGODB, "c/1", doc)]).hits
-    assert [h.encoding for h in hits] == ["json"]
+    assert [h.encoding for h in hits] == ["backslash escapes"]
 
 
 def test_json_fully_unicode_escaped(oracle: Oracle) -> None:
     escaped = "".join(f"\\u{c:04x}" for c in CANARY).encode()
     assert (
-        only_hit(oracle, Chunk(TIER_LOG, "l", b'{"m": "' + escaped + b'"}'))[2] == "json-\\u-lower"
+        only_hit(oracle, Chunk(TIER_LOG, "l", b'{"m": "' + escaped + b'"}'))[2]
+        == "backslash escapes"
     )
 
 
@@ -272,13 +272,3 @@ def test_base64_found_at_any_alignment(
     if not pad:
         enc = enc.rstrip(b"=")
     assert not o.scan([Chunk(TIER_MONGODB, "d", b'"' + enc + b'"')]).clean
-
-
-@pytest.mark.cites("SPEC §8 r2")
-@given(value=st.binary(min_size=16, max_size=64))
-def test_every_encoding_of_a_value_is_found(value: bytes) -> None:
-    o = Oracle()
-    o.register_key("v", value)
-    for name, needle in encodings(value):
-        hits = o.scan([Chunk(TIER_WIRE, name, os.urandom(5) + needle)]).hits
-        assert any(name in h.encoding.split("|") for h in hits)

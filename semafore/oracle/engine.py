@@ -1,0 +1,358 @@
+"""The plaintext-absence oracle: registry of secrets, recursive decoding, streaming scan
+(SPEC §8, seed §2.2-§2.3, issue #12; docs/oracle.md).
+
+A scan is a stream of records (store documents, log lines, wire frames, file blocks). Records
+of one tier are joined, in order, into blocks of about :data:`BLOCK_BYTES` with the last
+:data:`OVERLAP_BYTES` of the previous block carried over, so a secret split across
+consecutive records or across a block boundary is still contiguous somewhere, and memory is
+bounded by the block size whatever the total. Each block is matched (:mod:`.matcher`) and
+then decoded (:mod:`.decoders`) — the block and its byte-reversed copy — and every decoded
+span matched and decoded again, to :data:`MAX_DEPTH` transforms. A hit names the record where
+the match begins, the offset in it, and the decode chain, outermost first. One secret is
+reported once per record, through its shortest chain.
+
+Decoding is bounded per block: at most :data:`BUDGET_FACTOR` times the block's size in
+decoded bytes that are decoded further (plus 1 MiB); a block that exhausts it is named in
+``report.truncated``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import ahocorasick_rs
+
+from semafore.oracle.decoders import DECODERS, REVERSED_DECODERS, Decoded, deflate_at_start
+from semafore.oracle.matcher import Match, Matcher
+from semafore.oracle.model import (
+    IDENTIFIER_KINDS,
+    MIN_SECRET_LEN,
+    TIER_LOG,
+    Chunk,
+    Hit,
+    OracleError,
+    ScanReport,
+    Secret,
+)
+
+MAX_DEPTH = 4
+"""Transforms undone in one chain (byte reversal and bit alignment are free)."""
+BLOCK_BYTES = 4 << 20
+OVERLAP_BYTES = 64 << 10
+BUDGET_FACTOR = 8
+MIN_IDENTIFIER_LEN = 2
+_IDENT_CHAR = re.compile(rb"[A-Za-z0-9_-]")
+
+Locate = Callable[[int], tuple[str, str, int]]  # block offset -> (tier, location, offset)
+
+
+class Oracle:
+    """Register values, then scan byte sources. Registration after a scan rebuilds the index
+    on the next scan."""
+
+    def __init__(self) -> None:
+        self._secrets: list[Secret] = []
+        self._values: dict[bytes, int] = {}
+        self._identifiers: dict[str, str] = {}  # value -> kind
+        self._matcher: Matcher | None = None
+        self._id_automaton: ahocorasick_rs.BytesAhoCorasick | None = None
+        self._id_values: list[str] = []
+
+    # -- registration ---------------------------------------------------------------------
+
+    def register_canary(self, label: str, value: bytes) -> None:
+        self._register(Secret(label, "canary", value))
+
+    def register_key(self, label: str, value: bytes) -> None:
+        self._register(Secret(label, "key", value))
+
+    def _register(self, secret: Secret) -> None:
+        if len(secret.value) < MIN_SECRET_LEN:
+            raise OracleError(
+                f"{secret.label}: {len(secret.value)} bytes; the oracle needs at least "
+                f"{MIN_SECRET_LEN} to tell a leak from chance", field="value")
+        if secret.value in self._values:
+            return  # same bytes already registered (e.g. an SPK that is also the first DHr)
+        self._values[secret.value] = len(self._secrets)
+        self._secrets.append(secret)
+        self._matcher = None
+
+    def register_identifier(self, kind: str, value: str) -> None:
+        """A routing identifier that must not appear raw in log lines (seed §2.3)."""
+        if kind not in IDENTIFIER_KINDS:
+            raise OracleError(f"unknown identifier kind {kind!r} (known: {IDENTIFIER_KINDS})",
+                              field="kind")
+        if len(value) < MIN_IDENTIFIER_LEN:
+            raise OracleError(f"identifier {value!r} is too short to search for", field="value")
+        self._identifiers.setdefault(value, kind)
+        self._id_automaton = None
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(self._secrets)
+
+    # -- scanning -------------------------------------------------------------------------
+
+    def scanner(self) -> Scanner:
+        """An incremental scan: ``add`` records or ``add_stream`` files, then ``finish``."""
+        if self._matcher is None and self._secrets:
+            self._matcher = Matcher(self._secrets)
+        if self._id_automaton is None and self._identifiers:
+            self._id_values = list(self._identifiers)
+            self._id_automaton = ahocorasick_rs.BytesAhoCorasick(
+                [v.encode("utf-8") for v in self._id_values])
+        return Scanner(self, self._matcher, self._id_automaton if self._identifiers else None)
+
+    def scan(self, sources: Iterable[Chunk]) -> ScanReport:
+        """Every registered value in every chunk (and raw identifiers in log chunks); the
+        iterable is consumed lazily, one block at a time."""
+        scanner = self.scanner()
+        for chunk in sources:
+            scanner.add(chunk)
+        return scanner.finish()
+
+    def scan_stream(self, tier: str, name: str, blocks: Iterable[bytes],
+                    prefix: tuple[str, ...] = ()) -> ScanReport:
+        scanner = self.scanner()
+        scanner.add_stream(tier, name, blocks, prefix)
+        return scanner.finish()
+
+
+@dataclass
+class _Record:
+    start: int  # in the block (negative: began in the previous block)
+    tier: str
+    location: str
+
+
+class Scanner:
+    """Blocks of consecutive records, matched and decoded (see the module docstring)."""
+
+    def __init__(self, oracle: Oracle, matcher: Matcher | None,
+                 ids: ahocorasick_rs.BytesAhoCorasick | None) -> None:
+        self.oracle = oracle
+        self.matcher = matcher
+        self.ids = ids
+        self.report = ScanReport()
+        self._parts: list[bytes] = []
+        self._records: list[_Record] = []
+        self._size = 0
+        self._tier: str | None = None
+        self._seen: set[tuple[str, str, str]] = set()
+
+    # records
+
+    def add(self, chunk: Chunk) -> None:
+        report = self.report
+        report.bytes_by_tier[chunk.tier] = report.bytes_by_tier.get(chunk.tier, 0) + len(chunk.data)
+        report.items_by_tier[chunk.tier] = report.items_by_tier.get(chunk.tier, 0) + 1
+        if self.ids is not None and chunk.tier == TIER_LOG:
+            report.hits.extend(self._identifiers(chunk))
+        if self.matcher is None:
+            return
+        if self._tier is not None and chunk.tier != self._tier:
+            self._flush(carry=False)
+        self._tier = chunk.tier
+        data = chunk.data
+        if len(data) > BLOCK_BYTES:  # one huge record: its own stream of blocks
+            self._flush(carry=False)
+            for piece_start in range(0, len(data), BLOCK_BYTES):
+                lo = max(0, piece_start - OVERLAP_BYTES)
+                piece = data[lo:piece_start + BLOCK_BYTES + OVERLAP_BYTES]
+                self._scan_block(piece, _fixed(chunk.tier, chunk.location, lo), (), True)
+            return
+        if self._parts:
+            self._parts.append(b"\n")
+            self._size += 1
+        self._records.append(_Record(self._size, chunk.tier, chunk.location))
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= BLOCK_BYTES:
+            self._flush(carry=True)
+
+    def add_stream(self, tier: str, name: str, blocks: Iterable[bytes],
+                   prefix: tuple[str, ...] = ()) -> None:
+        """A file or dump read block by block; hits are located by line (text) or byte."""
+        self._flush(carry=False)
+        report = self.report
+        report.items_by_tier[tier] = report.items_by_tier.get(tier, 0) + 1
+        if self.matcher is None:
+            for block in blocks:
+                report.bytes_by_tier[tier] = report.bytes_by_tier.get(tier, 0) + len(block)
+            return
+        tail = b""
+        consumed = 0  # stream offset of the end of ``tail``
+        lines_before_tail = 0
+        for block in _rechunk(blocks):
+            report.bytes_by_tier[tier] = report.bytes_by_tier.get(tier, 0) + len(block)
+            data = tail + block
+            base = consumed - len(tail)
+            locate = _by_line(tier, name, data, base, lines_before_tail)
+            self._scan_block(data, locate, prefix, True)
+            consumed += len(block)
+            keep = min(OVERLAP_BYTES, len(data))
+            lines_before_tail += data.count(b"\n", 0, len(data) - keep)
+            tail = data[len(data) - keep:]
+
+    def finish(self) -> ScanReport:
+        self._flush(carry=False)
+        return self.report
+
+    def _flush(self, carry: bool) -> None:
+        if not self._records:
+            return
+        blob = b"".join(self._parts)
+        records = self._records
+        self._scan_block(blob, _by_record(records), (), False)
+        self._parts, self._records, self._size = [], [], 0
+        if carry:  # the tail of this block opens the next one (cross-record matches)
+            lo = max(0, len(blob) - OVERLAP_BYTES)
+            starts = [r.start for r in records]
+            first = max(0, bisect.bisect_right(starts, lo) - 1)
+            self._parts = [blob[lo:]]
+            self._records = [_Record(r.start - lo, r.tier, r.location) for r in records[first:]]
+            self._size = len(blob) - lo
+
+    # matching and decoding
+
+    def _scan_block(self, blob: bytes, locate: Locate, prefix: tuple[str, ...],
+                    binary_start: bool) -> None:
+        assert self.matcher is not None
+        best: dict[tuple[str, str, str], tuple[int, Hit]] = {}
+        key: tuple[str, str, str]
+        budget = [BUDGET_FACTOR * len(blob) + (1 << 20)]
+        for match, chain, offset in self._walk(blob, 0, prefix, _identity, budget, binary_start):
+            secret = self.oracle._secrets[match.variant.secret]
+            tier, location, record_offset = locate(offset)
+            key = (location, secret.label, secret.kind)
+            if key in self._seen:
+                continue
+            hit = _hit(tier, location, record_offset, chain, match, secret)
+            if key not in best or len(chain) < best[key][0]:
+                best[key] = (len(chain), hit)
+        if budget[0] < 0:
+            tier, location, _ = locate(0)
+            self.report.truncated.append(f"{tier} {location}: decode budget exhausted")
+        for seen, (_, hit) in best.items():
+            self._seen.add(seen)
+            self.report.hits.append(hit)
+
+    def _walk(self, blob: bytes, depth: int, chain: tuple[str, ...],
+              to_root: Callable[[int], int], budget: list[int], binary_start: bool,
+              ) -> Iterator[tuple[Match, tuple[str, ...], int]]:
+        assert self.matcher is not None
+        for match in self.matcher.find(blob):
+            yield match, chain, to_root(match.start)
+        if depth >= MAX_DEPTH or budget[0] < 0 or len(blob) < 11:
+            return
+        n = len(blob)
+        reverse = blob[::-1]
+        views: list[tuple[bytes, Callable[[int], int], str | None]] = [
+            (blob, to_root, None), (reverse, lambda p: to_root(n - 1 - p), "reversed")]
+        for view, view_root, view_name in views:
+            spans: list[Iterator[Decoded]] = [
+                d(view) for d in (DECODERS if view_name is None else REVERSED_DECODERS)]
+            if binary_start or depth > 0:
+                spans.append(deflate_at_start(view))
+            for decoded_iter in spans:
+                for decoded in decoded_iter:
+                    if decoded.data == view:
+                        continue
+                    if decoded.expand:  # matched-only spans cost one matcher pass
+                        budget[0] -= len(decoded.data)
+                        if budget[0] < 0:
+                            return
+                    names = (*chain, *((view_name,) if view_name else ()),
+                             *decoded.name.split(" → "))
+                    child_root = _compose(view_root, decoded)
+                    if decoded.expand:
+                        yield from self._walk(decoded.data, depth + 1, names, child_root,
+                                              budget, False)
+                    else:
+                        for match in self.matcher.find(decoded.data):
+                            yield match, names, child_root(match.start)
+
+    def _identifiers(self, chunk: Chunk) -> Iterator[Hit]:
+        assert self.ids is not None
+        data = chunk.data
+        values = self.oracle._id_values
+        for pattern, start, end in self.ids.find_matches_as_indexes(data, overlapping=True):
+            before = data[start - 1: start]
+            after = data[end: end + 1]
+            if (before and _IDENT_CHAR.match(before)) or (after and _IDENT_CHAR.match(after)):
+                continue  # part of a longer token ("alice" inside "malice")
+            value = values[pattern]
+            kind = self.oracle._identifiers[value]
+            yield Hit(chunk.tier, chunk.location, start, "raw-identifier", f"{kind} {value!r}",
+                      "identifier", end - start, end - start)
+
+
+def _identity(p: int) -> int:
+    return p
+
+
+def _compose(parent: Callable[[int], int], decoded: Decoded) -> Callable[[int], int]:
+    return lambda i: parent(decoded.parent_offset(i))
+
+
+def _hit(tier: str, location: str, offset: int, chain: tuple[str, ...], match: Match,
+         secret: Secret) -> Hit:
+    variant = match.variant
+    names = list(chain) + ([variant.form] if variant.form else [])
+    if match.case_changed:
+        names.append("letter case changed")
+    length = len(secret.value)
+    if match.length >= len(variant.data):
+        matched = length
+    else:
+        matched = min(length, round(match.length * variant.scale))
+    encoding = " → ".join(names) or "raw"
+    if matched < length:
+        encoding += f" [partial: {matched} of {length} bytes]"
+    return Hit(tier, location, offset, encoding, secret.label, secret.kind, matched, length)
+
+
+def _by_record(records: list[_Record]) -> Locate:
+    starts = [r.start for r in records]
+
+    def locate(offset: int) -> tuple[str, str, int]:
+        i = max(0, bisect.bisect_right(starts, offset) - 1)
+        record = records[i]
+        return record.tier, record.location, offset - record.start
+
+    return locate
+
+
+def _fixed(tier: str, location: str, base: int) -> Locate:
+    return lambda offset: (tier, location, base + offset)
+
+
+def _by_line(tier: str, name: str, data: bytes, base: int, lines_before: int) -> Locate:
+    """Text streams are located by line (1-based), others by byte offset."""
+    texty = b"\n" in data[:4096] and data[:4096].count(0) == 0
+
+    def locate(offset: int) -> tuple[str, str, int]:
+        if texty:
+            line = lines_before + data.count(b"\n", 0, offset) + 1
+            start = data.rfind(b"\n", 0, offset) + 1
+            return tier, f"{name}:line {line}", offset - start
+        return tier, f"{name}:byte {base + offset}", base + offset
+
+    return locate
+
+
+def _rechunk(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """Blocks of about BLOCK_BYTES from any sizes."""
+    pending: list[bytes] = []
+    size = 0
+    for block in blocks:
+        pending.append(block)
+        size += len(block)
+        if size >= BLOCK_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
