@@ -484,6 +484,11 @@ CATALOGUE = [
         "MalformedEnvelope: L1 = 256 outside 1..255 (field: spk_key_id_length)",
     ),
     Row(
+        "smx1.l1_u16",
+        lambda: smx1.parse(_with(SMX, 37, b"\xff\xff")),
+        "MalformedEnvelope: L1 = 65535 outside 1..255 (field: spk_key_id_length)",
+    ),
+    Row(
         "smx1.l1_overrun",
         lambda: smx1.parse(SMX[:43]),
         "MalformedEnvelope: L1 = 5 overruns the envelope (field: spk_key_id)",
@@ -514,6 +519,11 @@ CATALOGUE = [
         "MalformedEnvelope: L2 = 256 outside 1..255 with flags = 0x01 (field: opk_key_id_length)",
     ),
     Row(
+        "smx1.l2_u16",
+        lambda: smx1.parse(_with(SMX, 44, b"\xff\xff")),
+        "MalformedEnvelope: L2 = 65535 outside 1..255 with flags = 0x01 (field: opk_key_id_length)",
+    ),
+    Row(
         "smx1.l2_overrun",
         lambda: smx1.parse(SMX[:50]),
         "MalformedEnvelope: L2 = 5 overruns the envelope (field: opk_key_id)",
@@ -537,6 +547,16 @@ CATALOGUE = [
         "smx1.header_ephemeral",
         lambda: smx1.encode_header(bytes(31), "spk-0", None),
         "MalformedEnvelope: EK_A must be 32 bytes (field: ephemeral)",
+    ),
+    Row(
+        "smx1.header_spk_key_id",
+        lambda: smx1.encode_header(EK, "", None),
+        "MalformedEnvelope: spk_key_id must be 1..255 bytes of UTF-8 (field: spk_key_id)",
+    ),
+    Row(
+        "smx1.header_opk_key_id",
+        lambda: smx1.encode_header(EK, "spk-0", "\x00"),
+        "MalformedEnvelope: opk_key_id contains a control character (field: opk_key_id)",
     ),
     Row(
         "smx1.encode_nonce",
@@ -681,6 +701,16 @@ CATALOGUE = [
         "session.ratchet_length",
         lambda: _record_parse_from(_longer_ratchet_length()),
         "MalformedState: ratchet length mismatch (field: session.ratchet)",
+    ),
+    Row(
+        "session.serialize_spk_key_id",
+        lambda: _session(Bootstrap(bytes(32), "", None)),
+        "MalformedEnvelope: spk_key_id must be 1..255 bytes of UTF-8 (field: spk_key_id)",
+    ),
+    Row(
+        "session.serialize_opk_key_id",
+        lambda: _session(Bootstrap(bytes(32), "s", "o" * 256)),
+        "MalformedEnvelope: opk_key_id must be 1..255 bytes of UTF-8 (field: opk_key_id)",
     ),
     Row(
         "record.magic",
