@@ -34,8 +34,8 @@ class IdentityStore:
         if same:
             return False
         if sabotage.active("client.ignores_identity_change"):  # pragma: no mutate
-            self.trusted[address] = identity  # silently re-pinned: nobody is told
-            return False
+            self.trusted[address] = identity  # pragma: no mutate (silently re-pinned)
+            return False  # pragma: no mutate
         if not accept_change:
             raise UntrustedIdentity(f"identity keys of {address} changed", field="identity")
         self.trusted[address] = identity

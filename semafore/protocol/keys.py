@@ -116,7 +116,7 @@ class PreKeyBundle:
     def verify(self) -> None:
         """Check the SPK signature (raises ``InvalidSignature``)."""
         if sabotage.active("client.skips_spk_signature"):  # pragma: no mutate
-            return
+            return  # pragma: no mutate
         verify_spk(self.sik, self.spk.key_id, self.spk.public, self.ik, self.spk.signature)
 
 
@@ -182,7 +182,7 @@ class DeviceKeys:
         self.spk = _new_spk(self.identity, entropy, f"spk-{self.next_spk_index}")
         self.next_spk_index += 1
         if sabotage.active("client.deletes_previous_spk"):  # pragma: no mutate
-            self.previous_spks.clear()
+            self.previous_spks.clear()  # pragma: no mutate
         return self.spk
 
     def find_spk(self, key_id: str) -> SignedPrekey:

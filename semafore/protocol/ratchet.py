@@ -81,6 +81,11 @@ def _open(mk: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         raise DecryptionFailed("AES-256-GCM tag does not verify", field="tag") from None
 
 
+def _enforces_max_skip() -> bool:
+    """False only under the test-only sabotage ``client.accepts_beyond_max_skip``."""
+    return not sabotage.active("client.accepts_beyond_max_skip")  # pragma: no mutate
+
+
 class RatchetState:
     """One Double Ratchet session's whole state (SPEC §3).
 
@@ -143,7 +148,7 @@ class RatchetState:
         dhs = X25519KeyPair.generate(entropy, "ratchet_key")
         rk, cks = kdf_rk(root_key(sk), dhs.dh(remote_ratchet_key))
         if sabotage.active("protocol.root_key_not_updated"):  # pragma: no mutate
-            rk = root_key(sk)
+            rk = root_key(sk)  # pragma: no mutate
         return cls(rk, ad, dhs, dhr=remote_ratchet_key, cks=cks)
 
     @classmethod
@@ -180,7 +185,7 @@ class RatchetState:
             rk, ck = kdf_rk(self.rk, dhs.dh_parsed(remote))
             nonce = entropy.random_bytes(12, "nonce")
             if sabotage.active("protocol.root_key_not_updated"):  # pragma: no mutate
-                rk = self.rk
+                rk = self.rk  # pragma: no mutate
             self.dhs, self.rk = dhs, rk
         else:
             if self.ns >= MAX_COUNTER:
@@ -192,7 +197,7 @@ class RatchetState:
         self.ns += 1
         aad = self.ad + header
         if sabotage.active("protocol.ad_not_bound"):  # pragma: no mutate
-            aad = header
+            aad = header  # pragma: no mutate
         return header + AESGCM(message_key(mk)).encrypt(nonce, plaintext, aad)
 
     # -- decrypt (Signal §3.5, transactional) ---------------------------------------------
@@ -212,7 +217,7 @@ class RatchetState:
             raise AssertionError("unreachable: parse accepts only frames of the hot path")
         aad = self.ad + header
         if sabotage.active("protocol.ad_not_bound"):  # pragma: no mutate
-            aad = header
+            aad = header  # pragma: no mutate
         skipped = self.skipped
 
         mk = skipped.get((dh, n))
@@ -229,9 +234,7 @@ class RatchetState:
             nr = self.nr
             if n < nr:
                 raise DuplicateMessage(f"message {n} of this chain was already received", field="n")
-            if n - nr > MAX_SKIP and not sabotage.active(
-                "client.accepts_beyond_max_skip"
-            ):  # pragma: no mutate
+            if n - nr > MAX_SKIP and _enforces_max_skip():
                 raise TooManySkipped(f"frame skips {n - nr} keys (MAX_SKIP {MAX_SKIP})", field="n")
             new_skipped: list[tuple[tuple[bytes, int], bytes]] = []
             while nr < n:
@@ -239,12 +242,12 @@ class RatchetState:
                 ck = _digest(ck, b"\x02", "sha256")
                 nr += 1
             if sabotage.active("protocol.non_transactional_decrypt"):  # pragma: no mutate
-                self.ckr, self.nr = _digest(ck, b"\x02", "sha256"), n + 1
+                self.ckr, self.nr = _digest(ck, b"\x02", "sha256"), n + 1  # pragma: no mutate
             plaintext = _open(_digest(ck, b"\x01", "sha256"), nonce, ciphertext, aad)
             self.ckr = _digest(ck, b"\x02", "sha256")
             self.nr = n + 1
             if sabotage.active("client.keep_used_message_keys"):  # pragma: no mutate
-                new_skipped.append(((dh, n), _digest(ck, b"\x01", "sha256")))
+                new_skipped.append(((dh, n), _digest(ck, b"\x01", "sha256")))  # pragma: no mutate
             if new_skipped:
                 self._store_skipped(new_skipped)
             return plaintext
@@ -259,9 +262,7 @@ class RatchetState:
     def _decrypt_new_chain(
         self, dh: bytes, pn: int, n: int, nonce: bytes, ciphertext: bytes, aad: bytes
     ) -> bytes:
-        if n > MAX_SKIP and not sabotage.active(
-            "client.accepts_beyond_max_skip"
-        ):  # pragma: no mutate
+        if n > MAX_SKIP and _enforces_max_skip():
             raise TooManySkipped(f"frame skips {n} keys of a new chain", field="n")
         new_skipped: list[tuple[tuple[bytes, int], bytes]] = []
         old_dhr, old_ck, old_count = self.dhr, self.ckr, self.nr
@@ -279,7 +280,7 @@ class RatchetState:
             new_skipped.append(((dh, i), _digest(ck, b"\x01", "sha256")))
             ck = _digest(ck, b"\x02", "sha256")
         if sabotage.active("protocol.non_transactional_decrypt"):  # pragma: no mutate
-            self.nr = n + 1  # committed before the tag is checked
+            self.nr = n + 1  # pragma: no mutate (committed before the tag is checked)
         plaintext = _open(_digest(ck, b"\x01", "sha256"), nonce, ciphertext, aad)
 
         # Authenticated: commit. The sending half of the DH step (a fresh key pair) is
@@ -290,7 +291,7 @@ class RatchetState:
             previous[old_dhr] = old_count
             if len(previous) > MAX_PREVIOUS_CHAINS:
                 del previous[next(iter(previous))]
-        kept = (self.cks, self.ns, self.pn)
+        kept = (self.cks, self.ns, self.pn)  # pragma: no mutate (for a test-only sabotage)
         if self.cks is not None:
             self.pn = self.ns
         self.ns = 0
@@ -302,16 +303,16 @@ class RatchetState:
             self.rk = rk
         self.cks = None
         if sabotage.active("protocol.no_dh_ratchet_step"):  # pragma: no mutate
-            self.cks, self.ns, self.pn = kept  # the old sending chain goes on: no DH step
+            self.cks, self.ns, self.pn = kept  # pragma: no mutate (the old chain goes on)
         if sabotage.active("client.keep_used_message_keys"):  # pragma: no mutate
-            new_skipped.append(((dh, n), _digest(ck, b"\x01", "sha256")))
+            new_skipped.append(((dh, n), _digest(ck, b"\x01", "sha256")))  # pragma: no mutate
         if new_skipped:
             self._store_skipped(new_skipped)
         return plaintext
 
     def _store_skipped(self, items: list[tuple[tuple[bytes, int], bytes]]) -> None:
         if sabotage.active("client.drops_skipped_keys"):  # pragma: no mutate
-            return
+            return  # pragma: no mutate
         skipped = self.skipped
         skipped.update(items)
         excess = len(skipped) - MAX_SKIPPED_KEYS

@@ -56,7 +56,7 @@ def encrypt(record: SessionRecord, plaintext: bytes, entropy: Entropy) -> bytes:
         boot = session.bootstrap
         outer_nonce = entropy.random_bytes(12, "nonce")
         if sabotage.active("client.reuses_gcm_nonce"):  # pragma: no mutate
-            outer_nonce = session.base_key[:12]  # "unique per session": not per envelope
+            outer_nonce = session.base_key[:12]  # pragma: no mutate ("unique per session")
         inner = session.ratchet.encrypt(plaintext, entropy)
         sealed = smx1.seal(
             boot.sk,
@@ -68,7 +68,7 @@ def encrypt(record: SessionRecord, plaintext: bytes, entropy: Entropy) -> bytes:
             inner,
         )
         if sabotage.active("client.never_resends_smx1"):  # pragma: no mutate
-            session.bootstrap = None  # DR_V1 from the next message on, before any reply
+            session.bootstrap = None  # pragma: no mutate (DR_V1 from the next message on)
         return sealed
     return session.ratchet.encrypt(plaintext, entropy)
 
@@ -106,7 +106,7 @@ def _decrypt_prekey(
     parsed = smx1.parse(envelope)
     existing = record.find_by_base_key(parsed.ephemeral)
     if sabotage.active("protocol.replayed_smx1_new_session"):  # pragma: no mutate
-        existing = None
+        existing = None  # pragma: no mutate
     if existing is not None:  # a resent SMX1 (SPEC §2): reuse, never run X3DH again
         if existing.role is not Role.RESPONDER or existing.bootstrap is None:
             raise DuplicateMessage("SMX1 for a session this device initiated", field="ephemeral")
@@ -133,7 +133,7 @@ def _decrypt_prekey(
     # cannot burn it, and a replay of this SMX1 after the session is gone is UnknownPrekey.
     used_opk = parsed.opk_key_id
     if sabotage.active("client.keeps_used_opk"):  # pragma: no mutate
-        used_opk = None  # the private key stays on the device
+        used_opk = None  # pragma: no mutate (the private key stays on the device)
     if used_opk is not None:
         del keys.opks[used_opk]
     session = Session(
@@ -143,7 +143,7 @@ def _decrypt_prekey(
         Bootstrap(agreed.sk, parsed.spk_key_id, parsed.opk_key_id),
     )
     if _keeps_own_session(record):
-        record.archived.insert(0, session)
+        record.archived.insert(0, session)  # pragma: no mutate
     else:
         record.install(session)
     return plaintext
@@ -152,11 +152,9 @@ def _decrypt_prekey(
 def _keeps_own_session(record: SessionRecord) -> bool:
     """TEST ONLY (sabotage ``client.tiebreak_broken``): whether the peer's session must not
     replace this device's own initiator session (SPEC §4 says the last one used wins)."""
-    return (
-        sabotage.active("client.tiebreak_broken")  # pragma: no mutate
-        and record.current is not None
-        and record.current.role is Role.INITIATOR
-    )
+    current = record.current  # pragma: no mutate
+    own = current is not None and current.role is Role.INITIATOR  # pragma: no mutate
+    return own and sabotage.active("client.tiebreak_broken")  # pragma: no mutate
 
 
 def _decrypt_frame(record: SessionRecord, envelope: bytes) -> bytes:
@@ -213,8 +211,9 @@ def handle_reset(record: SessionRecord, reset: bytes) -> bool:
     """
     ratchet_key = parse_reset(reset)
     current = record.current
-    if sabotage.active("protocol.reset_ignores_ratchet_key"):  # pragma: no mutate
-        ratchet_key = current.ratchet.sending_ratchet_key if current else ratchet_key
+    any_key = sabotage.active("protocol.reset_ignores_ratchet_key")  # pragma: no mutate
+    if any_key and current is not None:  # pragma: no mutate
+        ratchet_key = current.ratchet.sending_ratchet_key  # pragma: no mutate
     if current is None or current.ratchet.sending_ratchet_key != ratchet_key:
         return False
     record.archive_current()

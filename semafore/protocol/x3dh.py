@@ -64,7 +64,7 @@ def associated_data(
 def shared_key(dh: tuple[bytes, ...]) -> bytes:
     """``SK = HKDF(0xFF*32 || DH1 || DH2 || DH3 [|| DH4], 0*32, "SemaFore-X3DH-v1", 32)``."""
     if sabotage.active("protocol.x3dh_drops_dh1"):  # pragma: no mutate
-        dh = dh[1:]
+        dh = dh[1:]  # pragma: no mutate
     return hkdf(F_PREFIX + b"".join(dh), ZERO_SALT, X3DH_INFO, 32)
 
 
