@@ -28,5 +28,6 @@ vectors: bootstrap
 	$(VENV)/bin/semafore vectors verify
 
 # Mutation score of semafore/protocol (docs/mutation.md); long, not part of `make test` or CI.
+# MUTANTS="name ..." re-checks just those mutants against the current tests.
 mutation: bootstrap
-	bash scripts/mutation.sh
+	bash scripts/mutation.sh $(MUTANTS)

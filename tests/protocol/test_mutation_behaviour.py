@@ -19,7 +19,7 @@ from semafore.protocol.errors import DecryptionFailed, DuplicateMessage, Untrust
 from semafore.protocol.identity import IdentityStore, RemoteIdentity
 from semafore.protocol.keys import DeviceKeys, bundle_from_dict, bundle_to_dict
 from semafore.protocol.primitives import Ed25519KeyPair, X25519KeyPair
-from semafore.protocol.ratchet import RatchetState
+from semafore.protocol.ratchet import MAX_SKIPPED_KEYS, RatchetState
 from semafore.protocol.session import Bootstrap, Role, Session, SessionRecord
 from tests.protocol.conversation import new_pair
 
@@ -157,6 +157,26 @@ def test_bundle_without_one_time_prekey_round_trips_as_json_null() -> None:
     doc = bundle_to_dict(bundle, bytes.hex)
     assert doc["opk"] is None
     assert bundle_from_dict(doc, bytes.fromhex) == bundle
+
+
+def test_the_first_key_beyond_the_skipped_key_cap_evicts_exactly_the_oldest() -> None:
+    """SPEC §3: at most 2000 skipped keys per session, oldest evicted first."""
+    pair = new_pair("cap")
+    first_chain = pair.alice.sending_ratchet_key
+
+    def chain_of(count: int) -> None:
+        frames = [pair.alice.encrypt(b"m", pair.entropy) for _ in range(count)]
+        pair.bob.decrypt(frames[-1])  # skips count - 1 keys
+        pair.alice.decrypt(pair.bob.encrypt(b"r", pair.entropy))  # Alice's next chain
+
+    chain_of(1001)
+    chain_of(1001)
+    assert len(pair.bob.skipped) == MAX_SKIPPED_KEYS  # at the cap: nothing evicted yet
+    assert (first_chain, 0) in pair.bob.skipped
+    chain_of(2)
+    assert len(pair.bob.skipped) == MAX_SKIPPED_KEYS
+    assert (first_chain, 0) not in pair.bob.skipped
+    assert (first_chain, 1) in pair.bob.skipped
 
 
 # -- sessions (SPEC §2, §4) -----------------------------------------------------------------

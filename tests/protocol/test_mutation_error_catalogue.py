@@ -328,6 +328,11 @@ CATALOGUE = [
         "MalformedState: truncated inside ik (field: identity)",
     ),
     Row(
+        "device_keys.identity_sik",
+        lambda: parse_device_keys(_keys_bytes()[:40]),
+        "MalformedState: truncated inside sik (field: identity)",
+    ),
+    Row(
         "device_keys.key_id",
         lambda: parse_device_keys(_keys_with_bad_key_id()),
         "MalformedState: spk.key_id is not valid UTF-8 (field: spk.key_id)",

@@ -18,7 +18,12 @@ import pytest
 from semafore.protocol import frame, smx1
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import MalformedEnvelope, MalformedState, ProtocolError
-from semafore.protocol.keys import DeviceKeys, parse_device_keys, serialize_device_keys
+from semafore.protocol.keys import (
+    DeviceKeys,
+    OneTimePrekey,
+    parse_device_keys,
+    serialize_device_keys,
+)
 from semafore.protocol.primitives import X25519KeyPair
 from semafore.protocol.ratchet import RatchetState
 from semafore.protocol.session import Bootstrap, Role, Session, SessionRecord
@@ -261,3 +266,16 @@ def test_record_session_counts_are_bounded_by_the_archive(
         with pytest.raises(MalformedState) as info:
             SessionRecord.parse(data)
         assert info.value.field == "record.count"
+
+
+def test_device_keys_counters_and_opk_count_use_their_whole_unsigned_range() -> None:
+    """``u32 next_opk | u32 next_spk`` and ``u16 n opks``: values past the signed range load."""
+    keys = DeviceKeys.generate(SeededEntropy("ranges"))
+    keys.next_opk_index, keys.next_spk_index = 2**32 - 1, 2**31
+    shared = X25519KeyPair(b"\x01" * 32, b"\x02" * 32)  # one pair under many ids: cheap
+    keys.opks = {f"opk-{i}": OneTimePrekey(f"opk-{i}", shared) for i in range(2**15 + 1)}
+    data = serialize_device_keys(keys)
+    loaded = parse_device_keys(data)
+    assert (loaded.next_opk_index, loaded.next_spk_index) == (2**32 - 1, 2**31)
+    assert len(loaded.opks) == 2**15 + 1
+    assert serialize_device_keys(loaded) == data
