@@ -75,7 +75,15 @@ class DeviceAdversary:
             if address not in device.identities.trusted:  # public keys: the relay hands them out
                 with contextlib.suppress(ProtocolError):
                     device.trust(address, ik, sik, 0.0)
+        opened: dict[bytes, bytes] = {}  # ciphertext -> plaintext already recovered
         for env in sorted(envelopes, key=lambda e: e.seq):
+            if env.body in opened:
+                # the very bytes were opened already (e.g. one envelope copied to several
+                # devices): the attacker holds that plaintext, whoever it was addressed to
+                direction = ("outbound" if env.sender == self.address else "inbound"
+                             if env.recipient == self.address else "third-party")
+                self.attempts.append(Attempt(env, direction, opened[env.body]))
+                continue
             if env.sender == self.address:
                 attempt = Attempt(env, "outbound", _open_outbound(outbound_view, env))
             else:
@@ -84,6 +92,8 @@ class DeviceAdversary:
                 with contextlib.suppress(ProtocolError, ClientError):
                     plaintext = device.decrypt(env.sender, env.body)
                 attempt = Attempt(env, direction, plaintext)
+            if attempt.plaintext is not None:
+                opened[env.body] = attempt.plaintext
             self.attempts.append(attempt)
         return self.attempts
 

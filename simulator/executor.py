@@ -32,14 +32,19 @@ import json
 import logging
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from semafore.client import DeviceClient
-from semafore.client.errors import ClientError
+from semafore.client.client import Received
+from semafore.client.device import Device
+from semafore.client.errors import ClientError, RecipientsFailed
+from semafore.protocol import smx1
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
+from semafore.protocol.frame import is_smx1
 from semafore.server.oplog import LOGGER_NAME, configure_logging
 from semafore.server.push import PushPort
 from semafore.storage.memory import memory_stores
@@ -59,8 +64,16 @@ from simulator.oracle import (
     canary,
 )
 from simulator.replicas import LocalPushBus, ReplicaError
-from simulator.report.model import AdversaryView, Outcome, ScenarioResult, SourceSummary
+from simulator.report.model import (
+    AdversaryView,
+    FaultReport,
+    Outcome,
+    ScenarioResult,
+    SourceSummary,
+    StepFailure,
+)
 from simulator.scenario.model import (
+    MECHANISM_STATS,
     AddDevice,
     Assertion,
     AssertionKind,
@@ -103,6 +116,22 @@ RELAY_SIDE = (
     CompromiseKind.SUBPOENA,
     CompromiseKind.DATABASE,
 )
+
+
+_EVALUATED_WHERE_THEY_STAND = frozenset({
+    AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED,
+    AssertionKind.DECRYPT_ERROR, AssertionKind.SESSIONS_CONVERGE, AssertionKind.MECHANISM,
+})
+"""Assertions about the run so far; the others (adversaries, oracle, metadata) look at the
+views as they stand at the end of the run."""
+
+
+def _allowing_empty(step: Assertion, outcome: Outcome, summary: str,
+                    evidence: list[str]) -> tuple[Outcome, str, list[str]]:
+    """Zero evidence is ``inconclusive`` (it fails) unless the file says why it is fine."""
+    if outcome is Outcome.INCONCLUSIVE and step.allow_empty:
+        return Outcome.HELD, f"{summary} — allowed empty: {step.allow_empty}", evidence
+    return outcome, summary, evidence
 
 
 class ExecutorError(Exception):
@@ -177,14 +206,17 @@ class Infrastructure:
             chunks.extend(Chunk(tier, str(item.source), bytes(item.data)) for item in items)
         return chunks
 
-    async def fault(self, target: InfraTarget, action: InfraAction) -> None:
+    async def fault(self, target: InfraTarget, action: InfraAction) -> Counter[str]:
+        """Apply a backend fault; what it changed (``started``, ``stopped``, ``killed``,
+        ``paused``, ``resumed``), empty when the backend already was in that state."""
         if self.provider is None:
             raise ExecutorError(
                 f"infra {action.value} {target.value}: the embedded provider has no "
                 f"{target.value}; run this scenario with --provider local or containers"
             )
         backend = self.provider.backend(target.value)
-        await asyncio.to_thread(getattr(backend, _FAULT_METHODS[action]))
+        effect = await asyncio.to_thread(getattr(backend, _FAULT_METHODS[action]))
+        return Counter(effect) if effect else Counter()
 
     async def close(self) -> None:
         if self.handles is not None:
@@ -212,6 +244,14 @@ class Message:
     recipients: dict[str, bytes] = field(default_factory=dict)  # "user:device" -> envelope
     failed: str | None = None
     withheld: bool = False  # encrypted but never handed to the transport
+    intended: set[str] = field(default_factory=set)
+    """Every device address the scenario means to reach ("user:device"): each recipient
+    user's devices as the timeline has them at send time, plus the sender's other devices
+    (sync copies) — the intent, never what the sending client reported (issue #11)."""
+    payload: bytes = b""  # the content body each device must show, byte for byte
+    attachment: bytes | None = None  # the attachment bytes each device must fetch back
+    kind: str = "send"  # send | broadcast | attach
+    events_before: int = 0  # how many client events had happened when it was sent
 
 
 @dataclass
@@ -257,6 +297,46 @@ class Execution:
         self.pending_infra: dict[str, Infra] = {}
         self.deferred: list[Assertion] = []
         self.identities: dict[str, tuple[bytes, bytes]] = {}
+        self.cast: dict[str, list[str]] = {u.id: list(u.devices) for u in scenario.users}
+        self.expected_seen: set[int] = set()  # steps whose declared error happened
+        self.fault_records: list[tuple[Step, Any]] = []  # (network/infra step, its record)
+        self.relay_events = _EventCounter()
+        self.rotations: list[tuple[str, str, frozenset[tuple[str, str]]]] = []
+        self.replays_injected = 0
+        self.recoveries: list[tuple[Assertion, str, set[str], int]] = []  # last error index
+        self.file_ids: list[tuple[str, str]] = []  # (attachment label, file id)
+        self.fetched: dict[tuple[str, str], bytes | str] = {}  # (device, message id) -> blob
+
+    # -- every step counts (issue #11) ---------------------------------------------------
+
+    def _failed(self, step: Step, device: str, exc: BaseException | str) -> None:
+        """A step (or one device's part of it) failed: the scenario fails, naming step,
+        device and error — unless the step declared this very error (``expect``)."""
+        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        names = {text} if isinstance(exc, str) else _error_names(exc)
+        wanted = step.expect.error if step.expect is not None else None
+        if wanted is not None and wanted in names:
+            self.expected_seen.add(step.index)
+            self.event(step, f"{step.kind}_failed_as_expected", f"{device}: {text}",
+                       expected=wanted)
+            return
+        self.result.step_failures.append(
+            StepFailure(step.index, step.line, step.kind, device, text, wanted))
+        self.event(step, f"{step.kind}_failed", f"{device}: {text}", ok=False)
+
+    def _unmet_expectations(self) -> None:
+        for step in self.scenario.all_steps():
+            if step.expect is not None and step.index not in self.expected_seen:
+                self.result.step_failures.append(StepFailure(
+                    step.index, step.line, step.kind, _actor(step), "", step.expect.error))
+
+    def _faults_report(self) -> None:
+        """Every declared fault with what it did; one that never acted makes the verdict
+        ``error`` (simulator.report.model.decide)."""
+        for step, record in self.fault_records:
+            acted = {k: int(v) for k, v in sorted(dict(record.acted).items())}
+            self.result.faults.append(FaultReport(step.index, step.line, record.describe(),
+                                                  bool(record.fired), acted))
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -290,6 +370,7 @@ class Execution:
                      step: Step) -> Message:
         value = canary(self.entropy.random_bytes(16, "canary"))
         msg = Message(label, len(self.messages), sender, to, value, step.index, self.now_ms())
+        msg.events_before = len(self.fleet.events)
         self.messages.append(msg)
         with contextlib.suppress(OracleError):
             self.oracle.register_canary(f"message {label} ({sender} -> {', '.join(to)})", value)
@@ -314,6 +395,12 @@ class Execution:
     async def run(self) -> ScenarioResult:
         started = time.perf_counter()
         handler = configure_logging(self.log_stream, logging.INFO)
+        # The view keeps the relay's INFO lines (what production logs); the counter also sees
+        # DEBUG events (e.g. a send answered from the ledger) for ``mechanism`` assertions.
+        relay_log = logging.getLogger(LOGGER_NAME)
+        handler.setLevel(logging.INFO)
+        relay_log.setLevel(logging.DEBUG)
+        relay_log.addHandler(self.relay_events)
         try:
             await self._setup()
             for step in self.scenario.steps:
@@ -325,6 +412,7 @@ class Execution:
             await self._settle()
             self._register_keys()
             await self._finish()
+            self._unmet_expectations()
             self.event(None, "transcript", "every envelope the clients sent, in order",
                        sha256=self.transcript_digest(), envelopes=len(self._captured()))
         except Exception as exc:  # the run stopped: say why, keep what was evaluated
@@ -333,42 +421,83 @@ class Execution:
                        trace=traceback.format_exc(limit=4)[-500:])
         finally:
             with contextlib.suppress(Exception):
+                self._faults_report()
+            with contextlib.suppress(Exception):
                 self.result.stats.update(self._stats())
             with contextlib.suppress(Exception):
                 await self.fleet.close()
             await self.infra.close()
-            logging.getLogger(LOGGER_NAME).removeHandler(handler)
+            relay_log.removeHandler(handler)
+            relay_log.removeHandler(self.relay_events)
             self.result.duration_s = round(time.perf_counter() - started, 3)
         return self.result
 
     def _stats(self) -> dict[str, int]:
+        """The run's statistics: every name of :data:`MECHANISM_STATS` (what ``mechanism``
+        assertions read) plus a few descriptive extras."""
         clients = self.fleet.clients()
+        smx1_bodies = [(recipient, body) for _, recipient, _, body in self.fleet.ledger.envelopes
+                       if is_smx1(body)]
         stats = {
             "messages": len(self.messages),
-            "envelopes": sum(len(m.recipients) for m in self.messages),
+            "envelopes": len(self.fleet.ledger.envelopes),
             "devices": len(clients),
             "received": len(self.fleet.received),
             "duplicates_dropped": sum(c.counters.duplicates for c in clients),
             "undecryptable": sum(c.counters.undecryptable for c in clients),
+            "skipped_keys_used": sum(c.device.skipped_keys_used for c in clients),
             "resets_sent": sum(c.counters.resets_sent for c in clients),
+            "identity_changes_seen": sum(1 for _, e in self.fleet.events
+                                         if e.kind in ("identity_changed", "device_stale")),
             "device_set_retries": sum(c.counters.device_set_retries for c in clients),
             "reconnects": sum(c.counters.reconnects for c in clients),
+            "smx1_sent": len(smx1_bodies),
+            "smx1_without_opk": sum(1 for _, b in smx1_bodies
+                                    if (ids := _smx1(b)) is not None and ids[1] is None),
+            "smx1_previous_spk": self._previous_spk_bootstraps(),
+            "send_retries_answered": self.relay_events.counts["message_retry_answered"],
+            "replays_injected": self.replays_injected,
+            "replica_starts": sum(r.starts for r in self.fleet.replicas),
         }
         if len(self.fleet.replicas) > 1:
             stats["server_replicas"] = len(self.fleet.replicas)
-            stats["replica_starts"] = sum(r.starts for r in self.fleet.replicas)
-        if self.fleet.network is not None:
-            totals = self.fleet.network.totals()
-            stats.update(wire_records=len(self.fleet.network.captured),
-                         wire_bytes=self.fleet.network.wire_bytes(),
-                         frames_dropped=totals.dropped, frames_duplicated=totals.duplicated,
-                         frames_delayed=totals.delayed, frames_reordered=totals.reordered,
-                         http_requests=totals.http_requests,
-                         http_requests_dropped=totals.http_dropped_requests,
-                         http_responses_dropped=totals.http_dropped_responses,
-                         http_requests_duplicated=totals.http_duplicated,
-                         http_delayed=totals.http_delayed, http_reordered=totals.http_reordered)
+        totals = self.fleet.network.totals() if self.fleet.network is not None else None
+        stats.update(
+            wire_records=len(self.fleet.network.captured) if self.fleet.network else 0,
+            wire_bytes=self.fleet.network.wire_bytes() if self.fleet.network else 0,
+            frames_dropped=totals.dropped if totals else 0,
+            frames_duplicated=totals.duplicated if totals else 0,
+            frames_delayed=totals.delayed if totals else 0,
+            frames_reordered=totals.reordered if totals else 0,
+            http_requests=totals.http_requests if totals else 0,
+            http_requests_dropped=totals.http_dropped_requests if totals else 0,
+            http_responses_dropped=totals.http_dropped_responses if totals else 0,
+            http_requests_duplicated=totals.http_duplicated if totals else 0,
+            http_delayed=totals.http_delayed if totals else 0,
+            http_reordered=totals.http_reordered if totals else 0)
+        missing = set(MECHANISM_STATS) - set(stats)
+        if missing:
+            raise ExecutorError(f"stats not computed: {sorted(missing)}")
         return stats
+
+    def _previous_spk_bootstraps(self) -> int:
+        """SMX1 envelopes naming a signed prekey their recipient rotated away from, sent
+        before the rotation and opened after it (in flight across the rotation)."""
+        if not self.rotations:
+            return 0
+        arrived = {(a, f"{r.sender_user_id}/{r.content.message_id}")
+                   for a, r in self.fleet.received}
+        count = 0
+        for sender, recipient, message_id, body in self.fleet.ledger.envelopes:
+            if not is_smx1(body):
+                continue
+            key = (recipient, f"{sender.split(':', 1)[0]}/{message_id}")
+            ids = _smx1(body)
+            for address, old, before in self.rotations:
+                if (recipient == address and ids is not None and ids[0] == old
+                        and key in arrived and key not in before):
+                    count += 1
+        return count
 
     async def _setup(self) -> None:
         sc = self.scenario
@@ -387,6 +516,9 @@ class Execution:
             members = [u.id for u in sc.users if u.org == organisation.id]
             await self.fleet.add_org(organisation.id, members,
                                      admin=admins.get(organisation.id))
+            admin = admins.get(organisation.id)
+            if admin is not None:  # the admin's console is one more device of that user
+                self.cast.setdefault(admin, []).append("console")
             with contextlib.suppress(OracleError):
                 self.oracle.register_identifier("sub", f"{OPERATOR}-{organisation.id}")
         for user in sc.users:
@@ -415,14 +547,17 @@ class Execution:
             self.oracle.register_identifier("device_id", f"{ref.user}:{ref.device}")
         return client
 
-    async def _fetch_queues(self, refs: tuple[DeviceRef, ...]) -> None:
+    async def _fetch_queues(self, step: Step, refs: tuple[DeviceRef, ...]) -> None:
         """A ``sync`` is what an app does when it comes to the foreground: fetch the queue
-        over HTTP, whatever the push socket delivered (or lost) meanwhile."""
+        over HTTP, whatever the push socket delivered (or lost) meanwhile. A fetch that
+        fails is a failed step (a scenario that means it declares ``expect``)."""
         addresses = {f"{r.user}:{r.device}" for r in refs}
         for client in self.fleet.clients():
             if self.online.get(client.address) and (not addresses or client.address in addresses):
-                with contextlib.suppress(ClientError):
+                try:
                     await client.poll()
+                except ClientError as exc:
+                    self._failed(step, client.address.replace(":", "/"), exc)
 
     async def _settle(self, refs: tuple[DeviceRef, ...] = (), timeout: float = SETTLE_TIMEOUT_S,
                       idle: float = SETTLE_IDLE_S) -> dict[str, set[str]]:
@@ -438,10 +573,15 @@ class Execution:
     # -- steps -----------------------------------------------------------------------------
 
     async def _step(self, step: Step) -> None:
+        failures = len(self.result.step_failures)
         try:
             await self._dispatch(step)
         except (ClientError, ProtocolError) as exc:
-            self.event(step, f"{step.kind}_failed", f"{type(exc).__name__}: {exc}", ok=False)
+            self._failed(step, _actor(step), exc)
+        if step.expect is not None and len(self.result.step_failures) == failures \
+                and step.index not in self.expected_seen:
+            self.event(step, "expectation_unmet", f"expected {step.expect.error}; the step "
+                       "succeeded", ok=False)
 
     async def _dispatch(self, step: Step) -> None:
         if isinstance(step, Send):
@@ -453,7 +593,7 @@ class Execution:
         elif isinstance(step, ReadReceipt):
             await self._receipt(step)
         elif isinstance(step, Sync):
-            await self._fetch_queues(step.devices)
+            await self._fetch_queues(step, step.devices)
             missing = await self._settle(step.devices, timeout=step.timeout_ms / 1000.0,
                                          idle=min(2.0, step.timeout_ms / 1000.0))
             self.event(step, "sync", "quiescent" if not missing else
@@ -484,16 +624,22 @@ class Execution:
             self.event(step, "reinstall", f"{step.device} reinstalled with a new identity")
         elif isinstance(step, AddDevice):
             await self._install(step.device)
+            self.cast.setdefault(step.device.user, []).append(step.device.device)
             self.event(step, "add_device", f"{step.device} added")
         elif isinstance(step, RemoveDevice):
             await self._snapshot_keys(step.device)
             await self.fleet.account(step.device.user).remove_device(step.device.device)
             self.online.pop(f"{step.device.user}:{step.device.device}", None)
+            with contextlib.suppress(ValueError):
+                self.cast[step.device.user].remove(step.device.device)
             self.event(step, "remove_device", f"{step.device} removed")
         elif isinstance(step, RotateSpk):
             client = self.client(step.device)
             old = client.device.keys.spk.key_id
             await client.rotate_spk()
+            self.rotations.append((client.address, old, frozenset(
+                (a, f"{r.sender_user_id}/{r.content.message_id}")
+                for a, r in self.fleet.received if a == client.address)))
             if not step.keep_previous:
                 self._register_device(client)
                 client.device.keys.previous_spks.pop(old, None)
@@ -515,7 +661,7 @@ class Execution:
         try:
             await self._dispatch(step)
         except (ClientError, ProtocolError) as exc:
-            self.event(step, f"{step.kind}_failed", f"{type(exc).__name__}: {exc}", ok=False)
+            self._failed(step, _actor(step), exc)
 
     def _after_install(self, client: DeviceClient) -> None:
         self.online[client.address] = True
@@ -533,6 +679,18 @@ class Execution:
         await self._infra(infra)
         return await task
 
+    def _intent(self, msg: Message, *, sync_copies: bool) -> None:
+        """Who the scenario means ``msg`` to reach, from the timeline's cast at send time."""
+        sender = msg.sender
+        for user in msg.to:
+            if user == sender.user and not sync_copies:
+                continue
+            msg.intended.update(f"{user}:{d}" for d in self.cast.get(user, ())
+                                if (user, d) != (sender.user, sender.device))
+        if sync_copies:
+            msg.intended.update(f"{sender.user}:{d}" for d in self.cast.get(sender.user, ())
+                                if d != sender.device)
+
     async def _send(self, step: Send) -> None:
         client = self.client(step.sender)
         labels = self._labels(step.label, step.count)
@@ -542,21 +700,26 @@ class Execution:
             # an infra step ``during`` this send hits halfway through a burst
             armed = step.label if position == len(labels) // 2 else None
             body = self._body(msg, step.size, step.text)
+            msg.payload = body
+            self._intent(msg, sync_copies=True)
             message_id = client.new_message_id()
+            msg.message_id = message_id
+            self.by_id[message_id] = msg
             self.sent_bodies[message_id] = body
-            for user in step.to:
-                try:
-                    result = await self._with_armed_infra(
-                        armed,
-                        client.send_text(user, body, message_id=message_id,
-                                         withhold=step.withhold),
-                    )
-                except (ClientError, ProtocolError) as exc:
-                    msg.failed = f"{type(exc).__name__}: {exc}"
-                    self.event(step, "send_failed", f"{label} to {user}: {msg.failed}", ok=False)
-                    continue
+            try:
+                result = await self._with_armed_infra(
+                    armed, client.send_text(list(step.to), body, message_id=message_id,
+                                            withhold=step.withhold))
+            except RecipientsFailed as exc:
+                self._record_sent(msg, client, exc.result.envelopes, message_id)
+                for user, why in sorted(exc.failures.items()):
+                    msg.failed = f"{type(why).__name__}: {why}"
+                    self._failed(step, f"{step.sender} -> {user}", why)
+            except (ClientError, ProtocolError) as exc:
+                msg.failed = f"{type(exc).__name__}: {exc}"
+                self._failed(step, f"{step.sender} -> {', '.join(step.to)}", exc)
+            else:
                 self._record_sent(msg, client, result.envelopes, message_id)
-                self._record_sync(msg, client, message_id)
             if not step.withhold or step.count <= 10:
                 self.event(step, "send", f"{label}: {step.sender} -> {', '.join(step.to)} "
                            f"({len(msg.recipients)} envelopes"
@@ -566,31 +729,51 @@ class Execution:
                        f"{', '.join(step.to)} (encrypted, withheld)")
         await self._settle()
 
-    def _record_sync(self, msg: Message, client: DeviceClient, message_id: str) -> None:
-        for sender, recipient, mid, body in self.fleet.ledger.envelopes:
-            if mid == message_id and sender == client.address and recipient not in msg.recipients:
-                msg.recipients[recipient] = body
-
     async def _broadcast(self, step: Broadcast) -> None:
         client = self.client(step.sender)
         org = self.scenario.user(step.sender.user).org
         to = step.to or tuple(u.id for u in self.scenario.users if u.org == org)
         for label in self._labels(step.label, step.count):
             msg = self._new_message(label, step.sender, tuple(to), step)
+            msg.kind = "broadcast"
+            msg.payload = self._body(msg, step.size, step.text)
+            # a broadcast reaches every device of the other users (ADR-0158); the sender's
+            # own user is not among its recipients (semafore.client.DeviceClient.broadcast)
+            msg.to = tuple(u for u in to if u != step.sender.user)
+            self._intent(msg, sync_copies=False)
             before = len(self.fleet.ledger.envelopes)
-            message_id = await client.broadcast(to, self._body(msg, step.size, step.text))
-            self._record_sent(msg, client, {}, message_id)
-            del before
-            self.event(step, "broadcast", f"{label}: {step.sender} -> {len(to)} users")
+            try:
+                message_id = await client.broadcast(to, msg.payload)
+            except (ClientError, ProtocolError) as exc:
+                msg.failed = f"{type(exc).__name__}: {exc}"
+                self._failed(step, str(step.sender), exc)
+                continue
+            sent = {recipient: body for sender, recipient, mid, body
+                    in self.fleet.ledger.envelopes[before:]
+                    if mid == message_id and sender == client.address}
+            self._record_sent(msg, client, sent, message_id)
+            self.event(step, "broadcast", f"{label}: {step.sender} -> {len(msg.to)} users "
+                       f"({len(sent)} envelopes)")
         await self._settle()
 
     async def _attach(self, step: Attach) -> None:
         client = self.client(step.sender)
         msg = self._new_message(step.label, step.sender, step.to, step)
+        msg.kind = "attach"
         data = self._body(msg, step.size, None)
-        result, pointer = await client.send_attachment(step.to, data, msg.canary)
+        msg.attachment, msg.payload = data, msg.canary
+        self._intent(msg, sync_copies=True)
+        try:
+            result, pointer = await client.send_attachment(list(step.to), data, msg.canary)
+        except RecipientsFailed as exc:
+            self._record_sent(msg, client, exc.result.envelopes, exc.result.message_id)
+            for user, why in sorted(exc.failures.items()):
+                msg.failed = f"{type(why).__name__}: {why}"
+                self._failed(step, f"{step.sender} -> {user}", why)
+            await self._settle()
+            return
         self._record_sent(msg, client, result.envelopes, result.message_id)
-        self._record_sync(msg, client, result.message_id)
+        self.file_ids.append((step.label, pointer.file_id))
         with contextlib.suppress(OracleError):
             self.oracle.register_key(f"attachment key of {step.label}", pointer.key)
         self.event(step, "attach", f"{step.label}: {step.size} bytes, {step.sender} -> "
@@ -629,10 +812,11 @@ class Execution:
         if step.fault is NetworkFault.HEAL:
             net.heal(scope)
         else:
-            net.add_fault(step.fault.value, device=scope, direction=step.direction,
-                          probability=step.probability, count=step.count,
-                          delay_ms=step.delay_ms, jitter_ms=step.jitter_ms, window=step.window,
-                          channel=step.channel, match=step.match)
+            record = net.add_fault(step.fault.value, device=scope, direction=step.direction,
+                                   probability=step.probability, count=step.count,
+                                   delay_ms=step.delay_ms, jitter_ms=step.jitter_ms,
+                                   window=step.window, channel=step.channel, match=step.match)
+            self.fault_records.append((step, record))
         self.event(step, "network", f"{step.fault.value} on {scope or 'every device'} "
                    f"({step.channel} {step.direction}"
                    f"{f' {step.match}' if step.match else ''}, p={step.probability})")
@@ -640,7 +824,10 @@ class Execution:
     async def _infra(self, step: Infra) -> None:
         during = f" during {step.during}" if step.during else ""
         if step.target is not InfraTarget.SERVER:
-            await self.infra.fault(step.target, step.action)
+            effect = await self.infra.fault(step.target, step.action)
+            self.fault_records.append((step, _BackendFault(
+                f"{step.action.value} {step.target.value} ({self.infra.name} provider)",
+                effect)))
             self.event(step, "infra", f"{step.action.value} {step.target.value}{during} "
                        f"({self.infra.name} provider)")
             return
@@ -650,18 +837,21 @@ class Execution:
         action = step.action
         try:
             for index in chosen:
+                done: Any
                 if action is InfraAction.STOP:
-                    await fleet.stop_relay(replica=index)
+                    done = await fleet.stop_relay(replica=index)
                 elif action is InfraAction.KILL:
-                    await fleet.stop_relay(replica=index, kill=True)
+                    done = await fleet.stop_relay(replica=index, kill=True)
                 elif action is InfraAction.START:
-                    await fleet.start_relay(replica=index)
+                    done = await fleet.start_relay(replica=index)
                 elif action is InfraAction.RESTART:
-                    await fleet.restart_relay(replica=index)
+                    done = await fleet.restart_relay(replica=index)
                 elif action is InfraAction.PAUSE:
-                    fleet.pause_replica(index)
+                    done = fleet.pause_replica(index)
                 else:
-                    fleet.unpause_replica(index)
+                    done = fleet.unpause_replica(index)
+                if hasattr(done, "fired"):  # what the action did (simulator.fleet.InfraRecord)
+                    self.fault_records.append((step, done))
         except ReplicaError as exc:
             raise ExecutorError(f"infra {action.value} server: {exc}") from None
         which = ("the relay" if len(fleet.replicas) == 1 and step.replica is None
@@ -698,8 +888,13 @@ class Execution:
                     continue
                 if step.kind == "drv1" and not body.startswith(b"DRV1"):
                     continue
-                targets = [f"{r.user}:{r.device}" for r in step.to] or [recipient]
-                for target in targets:
+                # ``to`` picks which of the captured envelopes are replayed: those that were
+                # addressed to the named devices, each back to its own recipient (issue #11:
+                # it used to push every recipient's envelope at the named device)
+                chosen = {f"{r.user}:{r.device}" for r in step.to}
+                if chosen and recipient not in chosen:
+                    continue
+                for target in [recipient]:
                     link = net.links.get(target)
                     if link is None:
                         continue
@@ -717,6 +912,11 @@ class Execution:
                     for _ in range(step.times):
                         if link.inject_down(json.dumps(frame, separators=(",", ":")).encode()):
                             injected += 1
+        self.replays_injected += injected
+        if injected == 0:
+            self._failed(step, ", ".join(str(r) for r in step.to) or "every recipient",
+                         f"no captured envelope of {step.message} could be re-injected "
+                         "(none matched, or the device had no open push socket)")
         self.event(step, "replay", f"{injected} captured envelope(s) of {step.message} "
                    "re-injected on the wire")
         await asyncio.sleep(0.2)
@@ -751,9 +951,12 @@ class Execution:
                           since_s: float | None) -> list[Chunk]:
         chunks: list[Chunk] = []
         net = self.fleet.network
-        if kind in (CompromiseKind.SERVER, CompromiseKind.DATABASE):
+        # A subpoena compels what the operator holds (seed §1.1): every store and every log
+        # line, plus the exports of the organisation it names (issue #11: the view used to
+        # lack the stores and logs, so a relay logging plaintext passed).
+        if kind in (CompromiseKind.SERVER, CompromiseKind.DATABASE, CompromiseKind.SUBPOENA):
             chunks.extend(await self.infra.dump())
-        if kind in (CompromiseKind.SERVER, CompromiseKind.INSIDER):
+        if kind in (CompromiseKind.SERVER, CompromiseKind.INSIDER, CompromiseKind.SUBPOENA):
             for number, line in enumerate(self.log_stream.getvalue().splitlines(), start=1):
                 chunks.append(Chunk(TIER_LOG, f"relay.log:line {number}", line.encode()))
         if kind in (CompromiseKind.SERVER, CompromiseKind.NETWORK) and net is not None:
@@ -765,7 +968,10 @@ class Execution:
         return chunks
 
     async def _operator_exports(self, only_org: str | None) -> list[Chunk]:
-        """What the operator's surfaces export: the SIEM/audit NDJSON and delivery proofs."""
+        """What the operator's surfaces export: the SIEM/audit NDJSON and delivery proofs, one
+        chunk per record (an audit line, a delivery proof), so the metadata inventory links
+        only identifiers that share a record — a whole export as one item made everyone in
+        it look like they talked to each other (issue #11)."""
         out: list[Chunk] = []
         for org, account in self.fleet.orgs.items():
             if only_org is not None and org != only_org:
@@ -777,10 +983,13 @@ class Execution:
                 if console.role != "admin":
                     continue
                 export = await console.http.call("GET", f"/v1/orgs/{org}/audit/export")
-                out.append(Chunk("export", f"{org} audit export (NDJSON)", export.content))
+                for number, line in enumerate(export.content.splitlines(), start=1):
+                    if line.strip():
+                        out.append(Chunk("export", f"{org} audit export line {number}", line))
                 deliveries = await console.http.call("GET", f"/v1/orgs/{org}/deliveries",
                                                       params={"limit": 500})
-                out.append(Chunk("export", f"{org} delivery proofs", deliveries.content))
+                out.extend(Chunk("export", f"{org} delivery proof {label}", data)
+                           for label, data in _records(deliveries.content))
         return out
 
     # -- keys to the oracle --------------------------------------------------------------
@@ -834,67 +1043,169 @@ class Execution:
             out.append(m)
         return out
 
-    def _arrivals(self) -> dict[tuple[str, str], int]:
-        counts: dict[tuple[str, str], int] = {}
+    def _arrivals(self) -> dict[tuple[str, str], list[Received]]:
+        """What each device decrypted and showed, by (device address, message id)."""
+        out: dict[tuple[str, str], list[Received]] = {}
         for address, received in self.fleet.received:
+            out.setdefault((address, received.content.message_id), []).append(received)
+        return out
+
+    async def _fetch_attachments(self) -> None:
+        """Each device that received an attachment pointer fetches the blob, as its app
+        would; the bytes are compared with what the sender attached."""
+        for address, received in self.fleet.received:
+            pointer = received.content.attachment
             key = (address, received.content.message_id)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+            if pointer is None or key in self.fetched:
+                continue
+            try:
+                client = self.fleet.client(address.replace(":", "/"))
+                self.fetched[key] = await client.fetch_attachment(pointer)
+            except (KeyError, ClientError, ProtocolError) as exc:
+                self.fetched[key] = f"{type(exc).__name__}: {exc}"
 
     async def _assertion(self, step: Assertion) -> None:
         kind = step.assertion
-        if kind in (AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED,
-                    AssertionKind.DECRYPT_ERROR, AssertionKind.SESSIONS_CONVERGE):
+        if kind in _EVALUATED_WHERE_THEY_STAND:
             await self._settle()
-            outcome, summary, evidence = self._evaluate_now(step)
+            if kind in (AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED):
+                await self._fetch_attachments()
+            outcome, summary, evidence = _allowing_empty(step, *self._evaluate_now(step))
             self.result.record(step, outcome, summary, evidence)
             self.event(step, "assert", f"{kind.value}: {outcome.value}",
-                       ok=outcome is not Outcome.VIOLATED)
+                       ok=outcome in (Outcome.HELD, Outcome.EXPOSED))
         else:
             self.deferred.append(step)
             self.event(step, "assert", f"{kind.value}: evaluated at the end of the run")
 
     def _evaluate_now(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
         kind = step.assertion
-        chosen = self._select(step.messages)
-        wanted = {f"{d.user}:{d.device}" for d in step.devices}
-        arrivals = self._arrivals()
         if kind is AssertionKind.SESSIONS_CONVERGE:
             return self._converge(step)
+        if kind is AssertionKind.MECHANISM:
+            return self._mechanism(step)
         if kind is AssertionKind.DECRYPT_ERROR:
-            if len(step.devices) != 1:
-                return Outcome.ERROR, "decrypt_error needs exactly one device", []
-            address = next(iter(wanted))
-            ids = {m.message_id for m in chosen}
-            seen = [(a, e) for a, e in self.fleet.events
-                    if a == address and e.kind in ("undecryptable", "duplicate_frame",
-                                                   "untrusted_identity")
-                    and (not ids or e.message_id in ids or e.message_id is None)]
-            names = sorted({e.detail for _, e in seen})
-            ok = any(e.detail == step.error for _, e in seen)
-            return (Outcome.HELD if ok else Outcome.VIOLATED,
-                    f"{address} raised {names or 'no error'}; expected {step.error}",
-                    [f"{e.kind} {e.detail} from {e.peer} (message {e.message_id})"
-                     for _, e in seen][:20])
-        if not chosen:
-            return Outcome.ERROR, "no message matches the selector", []
-        problems, checked = [], 0
+            return self._decrypt_error(step)
+        return self._deliveries(step)
+
+    def _mechanism(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
+        stat = step.stat or ""
+        value = self._stats()[stat]
+        low, high = step.at_least, step.at_most
+        ok = (low is None or value >= low) and (high is None or value <= high)
+        bounds = " and ".join(b for b in (f">= {low}" if low is not None else "",
+                                          f"<= {high}" if high is not None else "") if b)
+        return (Outcome.HELD if ok else Outcome.VIOLATED,
+                f"{stat} = {value} (asserted {bounds}): {MECHANISM_STATS[stat]}", [])
+
+    def _decrypt_error(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
+        """The named error was raised on the device *for one of the selected messages* (an
+        error without a message id proves nothing about them), and the session recovers:
+        the same peer's later messages to the device are delivered (checked at the end)."""
+        if len(step.devices) != 1:
+            return Outcome.ERROR, "decrypt_error needs exactly one device", []
+        address = f"{step.devices[0].user}:{step.devices[0].device}"
+        ids = {m.message_id for m in self._select(step.messages) if m.message_id}
+        if not ids:
+            return Outcome.INCONCLUSIVE, "no sent message matches the selector", []
+        seen = [(i, e) for i, (a, e) in enumerate(self.fleet.events)
+                if a == address and e.kind in ("undecryptable", "duplicate_frame",
+                                               "untrusted_identity")
+                and e.message_id in ids]
+        names = sorted({e.detail for _, e in seen})
+        evidence = [f"{e.kind} {e.detail} from {e.peer} (message {e.message_id})"
+                    for _, e in seen][:20]
+        hits = [(i, e) for i, e in seen if e.detail == step.error]
+        if not hits:
+            return (Outcome.VIOLATED,
+                    f"{address} raised {names or 'no error'} for the selected message(s); "
+                    f"expected {step.error}", evidence)
+        peers = {e.peer for _, e in hits if e.peer}
+        self.recoveries.append((step, address, peers, hits[-1][0]))
+        return (Outcome.HELD, f"{address} raised {step.error} for {len(hits)} selected "
+                f"frame(s); recovery is checked at the end of the run", evidence)
+
+    def _recovery(self, step: Assertion, address: str, peers: set[str],
+                  last_error: int) -> tuple[Outcome, str, list[str]]:
+        """Messages the erring peer sent the device after the (last) error must arrive."""
+        later = [m for m in self.messages if not m.withheld and m.events_before > last_error
+                 and f"{m.sender.user}:{m.sender.device}" in peers and address in m.intended]
+        if not later:
+            return (Outcome.INCONCLUSIVE, f"{step.error} was raised, but no later message "
+                    f"from {', '.join(sorted(peers))} to {address} shows the session "
+                    "recovered", [])
+        arrivals = self._arrivals()
+        bad = [f"{m.label} -> {address}: delivered {len(arrivals.get((address, m.message_id), []))}"
+               " time(s)" for m in later
+               if len(arrivals.get((address, m.message_id), [])) != 1]
+        return (Outcome.VIOLATED if bad else Outcome.HELD,
+                f"{step.error} raised, then {len(later) - len(bad)} of {len(later)} later "
+                f"message(s) from {', '.join(sorted(peers))} delivered (recovery)", bad[:20])
+
+    def _deliveries(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
+        """Compare the scenario's intent (who sent what to whom, sync copies included) with
+        what each device decrypted, byte for byte; never what the sending client reported."""
+        kind = step.assertion
+        chosen = self._select(step.messages)
         if kind is AssertionKind.DELIVERED_EXACTLY_ONCE and step.messages.all:
             chosen = [m for m in chosen if not m.withheld]  # never sent: nothing to deliver
+        wanted = {f"{d.user}:{d.device}" for d in step.devices}
+        arrivals = self._arrivals()
+        problems: list[str] = []
+        checked = 0
         for m in chosen:
-            targets = wanted or set(m.recipients)
-            if m.failed and not m.recipients and kind is AssertionKind.DELIVERED_EXACTLY_ONCE:
-                problems.append(f"{m.label}: the send failed ({m.failed})")
+            if kind is AssertionKind.NOT_DELIVERED:
+                for address in sorted(wanted or m.intended):
+                    checked += 1
+                    if arrivals.get((address, m.message_id)):
+                        problems.append(f"{m.label} -> {address}: delivered")
+                    elif address in m.recipients and address not in m.intended:
+                        problems.append(f"{m.label} -> {address}: encrypted to a device the "
+                                        "message was never meant for (removed or unknown)")
+                continue
+            targets = (m.intended & wanted) if wanted else m.intended
             for address in sorted(targets):
-                count = arrivals.get((address, m.message_id), 0)
                 checked += 1
-                if kind is AssertionKind.DELIVERED_EXACTLY_ONCE and count != 1:
-                    problems.append(f"{m.label} -> {address}: delivered {count} time(s)")
-                if kind is AssertionKind.NOT_DELIVERED and count:
-                    problems.append(f"{m.label} -> {address}: delivered")
-        summary = (f"{checked} (message, device) pairs checked" if not problems
-                   else f"{len(problems)} of {checked} (message, device) pairs wrong")
+                got = arrivals.get((address, m.message_id), []) if m.message_id else []
+                if len(got) != 1:
+                    why = f" (the send failed: {m.failed})" if m.failed and not got else ""
+                    problems.append(f"{m.label} -> {address}: delivered {len(got)} time(s){why}")
+                    continue
+                problems.extend(self._content_problems(m, address, got[0]))
+            if not wanted:
+                problems.extend(f"{m.label} -> {address}: encrypted to a device the message "
+                                "was never meant for (removed or unknown)"
+                                for address in sorted(set(m.recipients) - m.intended))
+            if not wanted and m.message_id:
+                for (address, mid), got in sorted(arrivals.items()):
+                    if mid == m.message_id and address not in m.intended and any(
+                            r.sender_user_id == m.sender.user for r in got):
+                        problems.append(f"{m.label} -> {address}: shown on a device it was "
+                                        "never meant for")
+        if checked == 0:
+            return (Outcome.INCONCLUSIVE, "0 (message, device) pairs to check: no selected "
+                    "message has an intended recipient device", [])
+        summary = (f"{checked} (message, device) pairs checked"
+                   + (", plaintext compared byte for byte" if kind is
+                      AssertionKind.DELIVERED_EXACTLY_ONCE else "")
+                   if not problems else f"{len(problems)} problem(s) in {checked} (message, "
+                   "device) pairs")
         return (Outcome.VIOLATED if problems else Outcome.HELD), summary, problems[:50]
+
+    def _content_problems(self, m: Message, address: str, got: Received) -> list[str]:
+        out = []
+        if got.sender_user_id != m.sender.user or got.sender_device_id != m.sender.device:
+            out.append(f"{m.label} -> {address}: shown as sent by {got.sender}")
+        if got.content.body != m.payload:
+            out.append(f"{m.label} -> {address}: plaintext differs from what was sent "
+                       f"({len(got.content.body)} bytes shown, {len(m.payload)} sent)")
+        if m.attachment is not None:
+            fetched = self.fetched.get((address, m.message_id))
+            if fetched != m.attachment:
+                why = fetched if isinstance(fetched, str) else "bytes differ" if fetched \
+                    else "no attachment pointer"
+                out.append(f"{m.label} -> {address}: attachment not fetched back intact ({why})")
+        return out
 
     def _converge(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
         refs = list(step.devices)
@@ -968,11 +1279,14 @@ class Execution:
                 states = harvest_states(c.data for c in chunks)
                 av.notes.append(f"{len(states)} persisted device state(s) found in the view")
                 for state in states:
-                    adversary = DeviceAdversary("?", state, dict(self.identities))
+                    # a harvested state is used as the device it belongs to, so its own
+                    # chains are tried (issue #11: it ran as address "?", opening nothing)
+                    adversary = DeviceAdversary(_state_address(state), state,
+                                                dict(self.identities))
                     for attempt in adversary.attack(captured):
+                        av.envelopes_tried += 1
                         if attempt.plaintext is not None:
                             decrypted.append((attempt.envelope, attempt.direction, "state"))
-                av.envelopes_tried = len(captured) * max(1, len(states))
                 wire_times = [float(c.location.split("t=")[1]) for c in chunks
                               if c.location.startswith("wire #")]
                 self.result.inventory.append(inv.build(name, step.compromise.value, chunks,
@@ -998,18 +1312,45 @@ class Execution:
             self.result.oracle_hits.extend(report.hits)
             self.result.oracle_scanned.update(report.bytes_by_tier)
         for assertion in self.deferred:
-            outcome, summary, evidence = self._evaluate_adversary(assertion, attempts_by_view)
+            outcome, summary, evidence = _allowing_empty(
+                assertion, *self._evaluate_adversary(assertion, attempts_by_view))
             self.result.record(assertion, outcome, summary, evidence)
+        for assertion, address, peers, last_error in self.recoveries:
+            outcome, summary, evidence = _allowing_empty(
+                assertion, *self._recovery(assertion, address, peers, last_error))
+            if outcome is not Outcome.HELD:
+                self.result.record(assertion, outcome, summary, evidence)
 
     def _identifiers(self) -> list[inv.Identifier]:
         out = [inv.Identifier("org", o.id, o.id) for o in self.scenario.organisations]
         for user in self.scenario.users:
             out.append(inv.Identifier("user", user.id, user.id, user.id))
-            for device in user.devices:
-                out.append(inv.Identifier("device", device, f"{user.id}/{device}", user.id))
+        for user_id, devices in self.cast.items():
+            for device in devices:
+                out.append(inv.Identifier("device", device, f"{user_id}/{device}", user_id))
         for m in self.messages:
             if m.message_id:
                 out.append(inv.Identifier("message", m.message_id, m.label, None))
+        for label, file_id in self.file_ids:
+            out.append(inv.Identifier("file", file_id, f"attachment {label}", None))
+        return out
+
+    def _raw_identifier_hits(self, names: tuple[str, ...]) -> list[str]:
+        """Identifiers (users, devices, messages, files) a log line shows raw: logs carry
+        only ``*_h8`` pseudonyms (org ids are raw by design; docs/server.md "Logging").
+        The audit export and delivery proofs name users and messages by design: they are
+        the organisation's own records, handed to its admin (docs/audit-schema.md)."""
+        out = []
+        for found in self.result.inventory:
+            if found.adversary not in names:
+                continue
+            for category, owners in found.raw.items():
+                if category == "org":
+                    continue
+                for owner in owners:
+                    tiers = [t for t in found.where.get(owner, []) if t == TIER_LOG]
+                    if tiers:
+                        out.append(f"raw {category} id of {owner} in {', '.join(tiers)}")
         return out
 
     def _evaluate_adversary(
@@ -1022,11 +1363,18 @@ class Execution:
                          for c in self.views[n].chunks}
             hits = [h for h in self.result.oracle_hits if h.location in locations
                     and (step.identifiers or h.kind != "identifier")]
+            raw_ids = self._raw_identifier_hits(names) if step.identifiers else []
             scanned = sum(len(c.data) for n in names if n in self.views
                           for c in self.views[n].chunks)
-            return (Outcome.VIOLATED if hits else Outcome.HELD,
-                    f"{len(hits)} hit(s) in {scanned} bytes scanned",
-                    [f"{h.label} in {h.tier} at {h.location} ({h.encoding})" for h in hits][:50])
+            if scanned == 0:
+                return Outcome.INCONCLUSIVE, "0 bytes in the named views: nothing scanned", []
+            if not self.oracle_registered():
+                return Outcome.INCONCLUSIVE, "no canary or key was registered: nothing to " \
+                    "look for", []
+            bad = [f"{h.label} in {h.tier} at {h.location} ({h.encoding})" for h in hits]
+            return (Outcome.VIOLATED if bad or raw_ids else Outcome.HELD,
+                    f"{len(hits) + len(raw_ids)} hit(s) in {scanned} bytes scanned",
+                    (bad + raw_ids)[:50])
         name = step.adversary or ""
         view = self.views.get(name)
         if view is None:
@@ -1035,33 +1383,41 @@ class Execution:
         evidence = [f"{env.label} -> {env.recipient} ({direction})"
                     for env, direction, _ in decrypted]
         if kind is AssertionKind.ADVERSARY_DECRYPTS_NOTHING:
+            captured = self._captured()
+            if not captured:
+                return Outcome.INCONCLUSIVE, "no envelope crossed the wire: nothing to decrypt", []
+            av = next(a for a in self.result.adversaries if a.name == name)
             return (Outcome.VIOLATED if decrypted else Outcome.HELD,
-                    f"decrypted {len(decrypted)} envelope(s)", evidence[:50])
+                    f"decrypted {len(decrypted)} of {len(captured)} envelope(s) "
+                    f"({av.envelopes_tried} attempt(s) with key material found in the view)",
+                    evidence[:50])
         if kind is AssertionKind.EXPOSED:
             chosen = {m.label for m in self._select(step.messages)}
+            if not chosen:
+                return Outcome.INCONCLUSIVE, "no message matches the selector", []
             got = {env.label for env, _, _ in decrypted}
             missing = sorted(chosen - got)
-            return (Outcome.EXPOSED if chosen and not missing else Outcome.VIOLATED,
+            return (Outcome.EXPOSED if not missing else Outcome.VIOLATED,
                     f"{len(chosen & got)} of {len(chosen)} selected message(s) decrypted"
                     + (f" ({step.documented})" if step.documented else ""),
                     [f"not decrypted: {m}" for m in missing][:20] or evidence[:20])
-        if kind is AssertionKind.METADATA_EXPOSED:
-            found = [i for i in self.result.inventory if i.adversary == name]
-            if not found:
-                return Outcome.ERROR, "no metadata inventory for this adversary", []
-            sees = {m.value: found[0].sees(m) for m in step.sees}
-            ok = all(sees.values())
-            return (Outcome.EXPOSED if ok else Outcome.VIOLATED,
-                    f"sees {sees}" + (f" ({step.documented})" if step.documented else ""),
-                    [f"graph: {a}-{b}" for a, b in found[0].graph][:20])
+        if kind in (AssertionKind.METADATA_EXPOSED, AssertionKind.METADATA_NOT_EXPOSED):
+            return self._metadata(step, name)
         if view.step.compromise not in (CompromiseKind.DEVICE, CompromiseKind.ALL_DEVICES):
             return Outcome.ERROR, f"{kind.value} applies to device compromises", []
         stolen = set(view.device_states)
+        av = next(a for a in self.result.adversaries if a.name == name)
+        if av.envelopes_tried == 0:
+            return (Outcome.INCONCLUSIVE, "0 envelopes tried against the stolen state "
+                    "(with_wire: false, or nothing was sent)", [])
         if kind is AssertionKind.COMPROMISE_SCOPE:
             outside = [(e, d) for e, d, _ in decrypted
                        if e.recipient not in stolen and e.sender not in stolen]
             tried_other = sum(1 for e in self._captured()
                               if e.recipient not in stolen and e.sender not in stolen)
+            if tried_other == 0 and not outside:
+                return (Outcome.INCONCLUSIVE, "no envelope between other devices was on the "
+                        "wire: the scope was never tested", [])
             return (Outcome.VIOLATED if outside else Outcome.HELD,
                     f"decrypted {len(decrypted)} envelope(s), all of them to or from "
                     f"{', '.join(sorted(stolen))}; {tried_other} envelope(s) of other devices "
@@ -1073,14 +1429,48 @@ class Execution:
             already = [(e, d) for e, d in before
                        if (e.recipient, e.label) in view.received_before or d == "outbound"]
             in_flight = [(e, d) for e, d in before if (e, d) not in already]
+            old = [e for e in self._captured() if self._msg(e).seq < view.at_seq
+                   and (e.recipient in stolen or e.sender in stolen)]
+            if not old:
+                return (Outcome.INCONCLUSIVE, "no envelope to or from the stolen device "
+                        "predates the compromise: forward secrecy was never tested", [])
             note = (f"; {len(in_flight)} envelope(s) still in flight at the compromise opened "
                     "(undelivered messages are readable by design)" if in_flight else "")
             return (Outcome.VIOLATED if already else Outcome.HELD,
-                    f"{len(already)} envelope(s) received before the compromise decrypted{note}",
+                    f"{len(already)} of {len(old)} envelope(s) exchanged before the "
+                    f"compromise decrypted{note}",
                     [f"{e.label} -> {e.recipient} ({d})" for e, d in already + in_flight][:20])
         if kind is AssertionKind.POST_COMPROMISE_SECURITY:
             return self._pcs(step, view, decrypted)
         return Outcome.ERROR, f"assertion {kind.value} is not supported", []
+
+    def oracle_registered(self) -> bool:
+        """Whether the oracle has anything to look for (canaries or keys)."""
+        count = getattr(self.oracle, "secret_count", None)
+        if callable(count):
+            return bool(count())
+        return bool(self.messages)
+
+    def _metadata(self, step: Assertion, name: str) -> tuple[Outcome, str, list[str]]:
+        """What a relay-side adversary sees about the run's messages (seed §2.2, §2.5),
+        shown as the exposed items themselves; zero messages on the wire is no evidence."""
+        found = [i for i in self.result.inventory if i.adversary == name]
+        if not found:
+            return Outcome.ERROR, "no metadata inventory for this adversary", []
+        if not self._captured():
+            return (Outcome.INCONCLUSIVE, "no message crossed the wire: there was no "
+                    "metadata to expose", [])
+        items = {m.value: found[0].evidence(m) for m in step.sees}
+        seen = {k: bool(v) for k, v in items.items()}
+        evidence = [f"{k}: {e}" for k, v in items.items() for e in v[:8]]
+        if step.assertion is AssertionKind.METADATA_EXPOSED:
+            ok = all(seen.values())
+            return (Outcome.EXPOSED if ok else Outcome.VIOLATED,
+                    f"sees {seen}" + (f" ({step.documented})" if step.documented else ""),
+                    evidence[:40] or [f"not seen: {k}" for k, v in seen.items() if not v])
+        leaked = [k for k, v in seen.items() if v]
+        return (Outcome.VIOLATED if leaked else Outcome.HELD,
+                f"sees {seen}", evidence[:40])
 
     def _msg(self, env: CapturedEnvelope) -> Message:
         for m in self.messages:
@@ -1090,32 +1480,42 @@ class Execution:
 
     def _pcs(self, step: Assertion, view: View,
              decrypted: list[tuple[CapturedEnvelope, str, str]]) -> tuple[Outcome, str, list[str]]:
-        """Round trips after the compromise between the stolen device and each peer user:
-        a round trip completes when the peer sends after the device sent to it."""
+        """Round trips after the compromise, per session (a stolen device and one peer
+        device, SPEC §3: the DH ratchet heals each session on its own): a round trip
+        completes when the peer device sends after the stolen device sent to it. Envelopes in
+        *both* directions count: once a session healed, neither the peer's envelopes nor the
+        stolen device's own later ones may open (issue #11: outgoing ones were ignored)."""
         stolen = set(view.device_states)
-        stolen_users = {a.split(":", 1)[0] for a in stolen}
-        rt_of: dict[str, int] = {}  # message label -> round trips completed before it
-        turns: dict[str, tuple[str, int]] = {}  # peer user -> (last direction, round trips)
-        for m in self.messages[view.at_seq:]:
-            sender_addr = f"{m.sender.user}:{m.sender.device}"
-            for peer in m.to:
-                if sender_addr in stolen:
-                    last, n = turns.get(peer, ("", 0))
-                    turns[peer] = ("out", n)
-                elif peer in stolen_users:
-                    last, n = turns.get(m.sender.user, ("", 0))
-                    if last == "out":
-                        n += 1
-                    turns[m.sender.user] = ("in", n)
-                    rt_of[m.label] = n
-        after = [(e, d) for e, d, _ in decrypted if self._msg(e).seq >= view.at_seq]
-        late = [(e, d) for e, d in after if rt_of.get(e.label, 0) >= step.round_trips]
-        healed_at = max((rt_of.get(e.label, 0) for e, _ in after), default=-1) + 1
-        summary = (f"{len(after)} envelope(s) after the compromise decrypted; the ratchet healed "
-                   f"after {max(healed_at, 0)} round trip(s) (asserted: {step.round_trips})")
+        turns: dict[tuple[str, str], tuple[str, int]] = {}  # session -> (last direction, n)
+        rt_of: dict[int, int] = {}  # envelope seq -> round trips of its session before it
+        later = [e for e in self._captured() if self._msg(e).seq >= view.at_seq]
+        for env in later:
+            if env.sender in stolen:
+                session = (env.sender, env.recipient)
+                _, n = turns.get(session, ("", 0))
+                turns[session] = ("out", n)
+                rt_of[env.seq] = n
+            elif env.recipient in stolen:
+                session = (env.recipient, env.sender)
+                last, n = turns.get(session, ("", 0))
+                n += last == "out"
+                turns[session] = ("in", n)
+                rt_of[env.seq] = n
+        if not rt_of:
+            return (Outcome.INCONCLUSIVE, "no envelope between the stolen device and a peer "
+                    "after the compromise: healing was never tested", [])
+        healed = [seq for seq, n in rt_of.items() if n >= step.round_trips]
+        if not healed:
+            return (Outcome.INCONCLUSIVE, f"no envelope after {step.round_trips} round "
+                    "trip(s) of its session: the ratchet never had the chance to heal", [])
+        after = [(e, d) for e, d, _ in decrypted if e.seq in rt_of]
+        late = [(e, d) for e, d in after if rt_of[e.seq] >= step.round_trips]
+        summary = (f"{len(after)} envelope(s) after the compromise decrypted, "
+                   f"{len(late)} of them after {step.round_trips} round trip(s) of their "
+                   f"session; {len(healed)} such envelope(s) tried")
         return (Outcome.VIOLATED if late else Outcome.HELD, summary,
-                [f"{e.label} -> {e.recipient} ({d}) at round trip {rt_of.get(e.label, 0)}"
-                 for e, d in after][:30])
+                [f"{e.label} -> {e.recipient} ({d}) at round trip {rt_of[e.seq]}"
+                 for e, d in (late or after)][:30])
 
 
 def _describe(step: Compromise) -> str:
@@ -1135,6 +1535,12 @@ def _describe(step: Compromise) -> str:
                                     + (" plus every envelope on the wire"
                                        if step.with_wire else ""),
     }[step.compromise]
+
+
+def _state_address(state: bytes) -> str:
+    """The ``user:device`` a harvested persisted state belongs to."""
+    device = Device.parse(state)
+    return f"{device.user_id}:{device.device_id}"
 
 
 def _summaries(chunks: list[Chunk]) -> list[SourceSummary]:
@@ -1183,3 +1589,78 @@ def run_scenario(scenario: Scenario, *, provider: str = "embedded", seed: int | 
     """
     return asyncio.run(run_scenario_async(scenario, provider=provider, seed=seed,
                                           on_step=on_step, leak=leak))
+
+
+def _records(document: bytes) -> list[tuple[str, bytes]]:
+    """The records of a JSON export (every element of its first list), each as its own
+    bytes; a document that is not such a list is one record."""
+    try:
+        doc = json.loads(document)
+    except ValueError:
+        return [("document", document)]
+    items: Any = doc
+    if isinstance(doc, dict):
+        items = next((v for v in doc.values() if isinstance(v, list)), None)
+    if not isinstance(items, list):
+        return [("document", document)]
+    return [(f"#{i}", json.dumps(item, sort_keys=True).encode()) for i, item in enumerate(items)]
+
+
+def _error_names(exc: BaseException) -> set[str]:
+    """Every name a step's ``expect: {error: …}`` may use for ``exc``: its class (and base
+    classes up to the client/protocol roots), the relay's error code, a SPEC §5 name."""
+    names = {cls.__name__ for cls in type(exc).__mro__
+             if cls not in (BaseException, Exception, object)}
+    for attr in ("code", "name"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str) and value:
+            names.add(value)
+    return names
+
+
+def _actor(step: Step) -> str:
+    """The device a step acts as, for failure reports."""
+    for attr in ("sender", "device"):
+        ref = getattr(step, attr, None)
+        if isinstance(ref, DeviceRef):
+            return str(ref)
+    refs = getattr(step, "devices", ())
+    return ", ".join(str(r) for r in refs) if refs else ""
+
+
+def _smx1(body: bytes) -> tuple[str, str | None] | None:
+    """The (SPK, OPK) key ids an SMX1 envelope names (OPK None: an OPK-less bootstrap);
+    None if it does not parse."""
+    try:
+        parsed = smx1.parse(body)
+    except ProtocolError:
+        return None
+    return parsed.spk_key_id, parsed.opk_key_id
+
+
+@dataclass
+class _BackendFault:
+    """A backend fault (Redis, MongoDB, SeaweedFS process or container) and what it
+    changed, in the shape of the network and replica records."""
+
+    description: str
+    acted: Counter[str]
+
+    @property
+    def fired(self) -> bool:
+        return any(n > 0 for n in self.acted.values())
+
+    def describe(self) -> str:
+        return self.description
+
+
+class _EventCounter(logging.Handler):
+    """Counts the relay's structured events by name (DEBUG included), for ``mechanism``
+    assertions; it keeps no line, so nothing it sees enters an adversary view."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[str(record.msg)] += 1

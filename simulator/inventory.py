@@ -14,12 +14,20 @@ as facts per scenario and per adversary instead of leaving them implicit:
   epoch ``ts`` fields, wire records with capture times) and the span they cover;
 - **volume** — items and bytes per tier.
 
+Every class is judged on **message-bearing items** only: items that carry a message or
+delivery identifier of the run (an envelope document, a queue entry, a log line about one send,
+a wire record of a send). Logins and key uploads also carry user and device ids and timestamps,
+but they say nothing about who talked to whom, when, or how much; counting them made
+``metadata_exposed`` hold in a run that sent nothing (issue #11). The evidence is the exposed
+items themselves: identifiers seen with a message, pairs, times, counts.
+
 The executor supplies the identifiers it used (:class:`Identifier`) and the view's chunks
 (:class:`simulator.oracle.Chunk`); this module only searches and counts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import re
 from collections.abc import Iterable
@@ -31,10 +39,10 @@ import ahocorasick_rs
 from simulator.oracle import TIER_LOG, TIER_MONGODB, TIER_WIRE, Chunk, h8
 from simulator.scenario.model import MetadataClass
 
-CATEGORIES = ("user", "device", "message", "delivery", "group", "org")
+CATEGORIES = ("user", "device", "message", "delivery", "group", "org", "file")
 _IDENT_CHAR = re.compile(rb"[A-Za-z0-9_-]")
 _ISO = re.compile(rb"\b(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
-_EPOCH_TS = re.compile(rb'"(?:ts|time|timestamp|at)"\s*:\s*(\d{10}(?:\.\d+)?)')
+_EPOCH_TS = re.compile(rb'"(?:ts|time|timestamp|at|[a-z_]+_at)"\s*:\s*(\d{10}(?:\.\d+)?)')
 
 
 @dataclass(frozen=True)
@@ -63,16 +71,30 @@ class AdversaryInventory:
     last_seen: str | None = None
     items: dict[str, int] = field(default_factory=dict)  # tier -> items
     bytes: dict[str, int] = field(default_factory=dict)  # tier -> bytes
+    routed: list[str] = field(default_factory=list)  # owners seen in message-bearing items
+    message_items: dict[str, int] = field(default_factory=dict)  # tier -> message-bearing items
+    message_bytes: dict[str, int] = field(default_factory=dict)
+    message_times: list[str] = field(default_factory=list)  # ISO times of message-bearing items
 
     def sees(self, what: MetadataClass) -> bool:
-        """Whether this view demonstrably holds that class of metadata."""
+        """Whether this view demonstrably holds that class of metadata about messages."""
+        return bool(self.evidence(what))
+
+    def evidence(self, what: MetadataClass) -> list[str]:
+        """The exposed items themselves (empty: not exposed)."""
         if what is MetadataClass.ROUTING_IDENTIFIERS:
-            return any(self.raw.values()) or any(self.hashed.values())
+            return [f"{owner} ({', '.join(self.where.get(owner, []))})" for owner in self.routed]
         if what is MetadataClass.COMMUNICATION_GRAPH:
-            return bool(self.graph)
+            mark = " (pseudonymous: h8 only)" if self.graph_pseudonymous else ""
+            return [f"{a} - {b}{mark}" for a, b in self.graph]
         if what is MetadataClass.TIMING:
-            return self.timestamps > 0
-        return sum(self.items.values()) > 0
+            if not self.message_times:
+                return []
+            return [f"{len(self.message_times)} timed message observation(s) from "
+                    f"{self.message_times[0]} to {self.message_times[-1]}",
+                    *self.message_times[:10]]
+        return [f"{tier}: {n} message-bearing item(s), {self.message_bytes.get(tier, 0)} bytes"
+                for tier, n in sorted(self.message_items.items()) if n]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,7 +103,8 @@ class AdversaryInventory:
             "graph": [list(edge) for edge in self.graph],
             "graph_pseudonymous": self.graph_pseudonymous, "timestamps": self.timestamps,
             "first_seen": self.first_seen, "last_seen": self.last_seen, "items": self.items,
-            "bytes": self.bytes,
+            "bytes": self.bytes, "routed": self.routed, "message_items": self.message_items,
+            "message_bytes": self.message_bytes, "message_times": self.message_times,
             "sees": {m.value: self.sees(m) for m in MetadataClass},
         }
 
@@ -113,12 +136,16 @@ def build(
     edges: set[tuple[str, str]] = set()
     raw_edges: set[tuple[str, str]] = set()
     times: list[float] = list(wire_times)
+    routed_owners: set[str] = set()
+    message_times: list[float] = []
     for chunk in chunks:
         inv.items[chunk.tier] = inv.items.get(chunk.tier, 0) + 1
         inv.bytes[chunk.tier] = inv.bytes.get(chunk.tier, 0) + len(chunk.data)
-        times.extend(_timestamps(chunk))
+        stamps = _timestamps(chunk)
+        times.extend(stamps)
         if automaton is None:
             continue
+        owners_here: set[str] = set()
         users_here: dict[str, bool] = {}  # user -> seen raw
         routed = False
         data = chunk.data
@@ -128,11 +155,20 @@ def build(
             if (before and _IDENT_CHAR.match(before)) or (after and _IDENT_CHAR.match(after)):
                 continue
             (hashed if is_hash else raw).setdefault(ident.category, set()).add(ident.owner)
+            owners_here.add(ident.owner)
             where.setdefault(ident.owner, set()).add(f"{chunk.tier}:h8" if is_hash else chunk.tier)
             if ident.category in ("message", "delivery"):
                 routed = True
             if ident.user is not None:
                 users_here[ident.user] = users_here.get(ident.user, False) or not is_hash
+        if routed:
+            routed_owners |= owners_here
+            inv.message_items[chunk.tier] = inv.message_items.get(chunk.tier, 0) + 1
+            inv.message_bytes[chunk.tier] = inv.message_bytes.get(chunk.tier, 0) + len(chunk.data)
+            message_times.extend(stamps)
+            if chunk.tier == TIER_WIRE and "t=" in chunk.location:
+                with contextlib.suppress(ValueError):
+                    message_times.append(float(chunk.location.rsplit("t=", 1)[1]))
         # An edge needs users *and* a message or delivery in the same item (an envelope, a
         # delivery record, a log line about one send): a user list is not a conversation.
         users = sorted(users_here) if routed else []
@@ -146,6 +182,8 @@ def build(
                   if v - raw.get(k, set())}
     inv.where = {k: sorted(v) for k, v in sorted(where.items())}
     inv.graph = sorted(edges)
+    inv.routed = sorted(routed_owners)
+    inv.message_times = [_iso(t) for t in sorted(message_times)]
     inv.graph_pseudonymous = bool(edges) and not raw_edges
     if times:
         inv.timestamps = len(times)

@@ -176,7 +176,8 @@ class LiveOps:
         finally:
             client.on_sent = None
         if not deliver:  # withheld: nothing reached the relay; the recipients' bodies only
-            on_wire = {address: (body, False) for address, body in result.envelopes.items()}
+            on_wire = {address: (body, address in result.sync)
+                       for address, body in result.envelopes.items()}
         envelopes: list[dict[str, Any]] = []
         for address, (body, sync) in sorted(on_wire.items(), key=lambda kv: (kv[1][1], kv[0])):
             envelope: dict[str, Any] = {"to": address, "body": body.hex()}

@@ -62,6 +62,10 @@ class Device:
     spk_created_at: float = 0.0
     policy: IdentityPolicy = IdentityPolicy.ACCEPT_AND_NOTIFY
     identity_changes: list[IdentityChange] = field(default_factory=list)
+    skipped_keys_used: int = field(default=0, compare=False)
+    """Frames opened with a stored skipped message key (SPEC §3), counted by :meth:`decrypt`;
+    not persisted. The simulator's ``mechanism`` assertions read it (issue #11: a reorder
+    scenario must show frames really arrived out of order)."""
 
     @classmethod
     def create(
@@ -139,9 +143,16 @@ class Device:
             raise UntrustedIdentity(f"no identity pinned for {sender}", field="identity")
         ik, sik = (known.ik, known.sik) if known else (bytes(32), bytes(32))
         record = self.record(sender)
-        return session_cipher.decrypt(
+        before = _skipped_count(record)
+        plaintext = session_cipher.decrypt(
             record, self.keys, self.address, ik, sik, sender, envelope
         )
+        # Opening a frame from a stored key deletes exactly that key and stores none; any
+        # other successful decrypt keeps or grows the count (eviction never outnumbers the
+        # keys it makes room for), so a smaller count means a skipped key was used.
+        if _skipped_count(record) < before:
+            self.skipped_keys_used += 1
+        return plaintext
 
     def reset_for(self, envelope: bytes) -> bytes | None:
         """The ``reset`` notice to send back for an envelope we cannot decrypt (SPEC §4)."""
@@ -203,3 +214,7 @@ class Device:
         from semafore.client.state import parse_device
 
         return parse_device(data)
+
+
+def _skipped_count(record: SessionRecord) -> int:
+    return sum(len(session.ratchet.skipped) for session in record.sessions())

@@ -24,7 +24,7 @@ th{background:#f5f5f7}code,.mono{font-family:ui-monospace,Menlo,Consolas,monospa
 .v-pass{background:#d8f5dd;color:#0a5d1e}.v-fail{background:#fde0e0;color:#9b1111}
 .v-exposed-as-documented{background:#fff1c9;color:#7a5300}.v-error{background:#f1ddf7;color:#6d1a8a}
 .v-skipped{background:#eee;color:#555}
-.o-held{color:#0a5d1e}.o-violated,.o-not-run{color:#9b1111;font-weight:600}
+.o-held{color:#0a5d1e}.o-violated,.o-not-run,.o-inconclusive{color:#9b1111;font-weight:600}
 .o-exposed{color:#7a5300;font-weight:600}.o-error{color:#6d1a8a;font-weight:600}
 .track{position:relative;height:18px;background:#f0f0f3;border-radius:4px;margin:.5em 0}
 .tick{position:absolute;top:3px;width:4px;height:12px;background:#4a6ee0;border-radius:2px}
@@ -74,8 +74,17 @@ def _assertions(r: ScenarioResult) -> str:
         rows.append([str(a.line), escape(a.kind),
                      f'<span class="o-{a.outcome.value}">{escape(a.outcome.value)}</span>',
                      escape(a.summary), f'<span class="mono">{evidence}</span>'])
+    failed = "".join(f"<li>{escape(f.describe())}</li>" for f in r.step_failures)
+    faults = [[str(f.line), escape(f.description),
+               "fired" if f.fired else '<span class="o-error">never fired</span>',
+               escape(", ".join(f"{k}={v}" for k, v in sorted(f.acted.items()) if v))]
+              for f in r.faults]
     return ('<section class="assertions"><h3>Assertions</h3>'
             + _table(["line", "assertion", "outcome", "summary", "evidence"], rows, raw=True)
+            + (f"<h3>Failed steps</h3><ul>{failed}</ul>" if failed else "")
+            + (("<h3>Declared faults</h3>"
+                + _table(["line", "fault", "fired", "what it did"], faults, raw=True))
+               if faults else "")
             + "</section>")
 
 

@@ -45,6 +45,10 @@ def _details(result: ScenarioResult) -> str:
     for a in result.assertions:
         lines.append(f"[{a.outcome.value}] line {a.line} {a.kind}: {a.summary}")
         lines += [f"    {e}" for e in a.evidence[:20]]
+    lines += [f"[step-failed] {f.describe()}" for f in result.step_failures[:50]]
+    lines += [f"[fault {'fired' if f.fired else 'NEVER FIRED'}] line {f.line} {f.description}: "
+              + (", ".join(f"{k}={v}" for k, v in sorted(f.acted.items()) if v) or "nothing")
+              for f in result.faults]
     for hit in result.oracle_hits[:50]:
         lines.append(f"[oracle] {hit.kind} {hit.label} in {hit.tier} at {hit.location} "
                      f"+{hit.offset} ({hit.encoding})")
@@ -77,8 +81,9 @@ def to_junit(results: Sequence[ScenarioResult], *, suite: str = "semafore-sim") 
         why = reason(result)
         if verdict is Verdict.FAIL:
             bad = [a for a in result.assertions
-                   if a.outcome in (Outcome.VIOLATED, Outcome.NOT_RUN)]
-            kind = "oracle-hit" if result.oracle_hits else (bad[0].kind if bad else "fail")
+                   if a.outcome in (Outcome.VIOLATED, Outcome.INCONCLUSIVE, Outcome.NOT_RUN)]
+            kind = ("step-failed" if result.step_failures else "oracle-hit"
+                    if result.oracle_hits else (bad[0].kind if bad else "fail"))
             ET.SubElement(case, "failure", message=why, type=kind).text = _details(result)
         elif verdict is Verdict.ERROR:
             ET.SubElement(case, "error", message=why, type="error").text = _details(result)

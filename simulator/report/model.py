@@ -56,6 +56,7 @@ class Outcome(Enum):
     EXPOSED = "exposed"  # a documented non-guarantee was demonstrated, as the seed says
     ERROR = "error"  # could not be evaluated
     NOT_RUN = "not-run"  # the run stopped before this assertion, or it was never evaluated
+    INCONCLUSIVE = "inconclusive"  # evaluated over zero items: no evidence either way (fails)
 
 
 @dataclass
@@ -66,6 +67,40 @@ class AssertionResult:
     outcome: Outcome
     summary: str = ""
     evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StepFailure:
+    """A step that did not do what the file says (issue #11 "every step counts"): it failed
+    without declaring ``expect: {error: …}``, failed with another error than declared, or
+    declared an error that never happened."""
+
+    step_index: int
+    line: int
+    kind: str
+    device: str
+    error: str
+    expected: str | None = None
+
+    def describe(self) -> str:
+        where = f"step {self.kind} (line {self.line})"
+        who = f" on {self.device}" if self.device else ""
+        if self.expected is not None and not self.error:
+            return f"{where}{who} was expected to fail with {self.expected} but succeeded"
+        wanted = f" (expected {self.expected})" if self.expected is not None else ""
+        return f"{where} failed{who}: {self.error}{wanted}"
+
+
+@dataclass
+class FaultReport:
+    """One declared fault (a ``network`` or ``infra`` step) and what it actually did. A fault
+    that never acted makes the verdict ``error``: the scenario did not test what it says."""
+
+    step_index: int
+    line: int
+    description: str
+    fired: bool
+    acted: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,6 +156,8 @@ class ScenarioResult:
     oracle_scanned: dict[str, int] = field(default_factory=dict)  # tier -> bytes scanned
     inventory: list[AdversaryInventory] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    step_failures: list[StepFailure] = field(default_factory=list)
+    faults: list[FaultReport] = field(default_factory=list)
     error: str | None = None
     skipped: str | None = None
 
@@ -188,10 +225,12 @@ class ScenarioResult:
 def decide(result: ScenarioResult) -> Verdict:
     """The verdict rules (docs/scenarios.md#verdicts), strictest first.
 
-    - ``error``: the run stopped (infrastructure, executor or load failure) or an assertion
-      could not be evaluated;
+    - ``error``: the run stopped (infrastructure, executor or load failure), an assertion
+      could not be evaluated, or a declared fault never fired (the scenario did not exercise
+      what it claims);
     - ``fail``: any oracle hit (plaintext, key material or a raw identifier where it must not
-      be), any violated or never-evaluated assertion;
+      be), any failed step (not declared with ``expect: {error: …}``), any violated,
+      inconclusive (zero evidence) or never-evaluated assertion;
     - ``exposed-as-documented``: the file expects ``exposed``, every assertion held and at
       least one demonstrated its documented exposure;
     - ``pass``: the file expects ``pass`` and every assertion held;
@@ -202,9 +241,11 @@ def decide(result: ScenarioResult) -> Verdict:
     outcomes = [a.outcome for a in result.assertions]
     if result.error is not None or Outcome.ERROR in outcomes:
         return Verdict.ERROR
-    if result.oracle_hits or not outcomes:
+    if any(not f.fired for f in result.faults):
+        return Verdict.ERROR
+    if result.oracle_hits or not outcomes or result.step_failures:
         return Verdict.FAIL
-    if any(o in (Outcome.VIOLATED, Outcome.NOT_RUN) for o in outcomes):
+    if any(o in (Outcome.VIOLATED, Outcome.NOT_RUN, Outcome.INCONCLUSIVE) for o in outcomes):
         return Verdict.FAIL
     exposed = Outcome.EXPOSED in outcomes
     if result.expect is Expectation.EXPOSED:
@@ -221,15 +262,24 @@ def reason(result: ScenarioResult) -> str:
         return result.error.splitlines()[0] if result.error else "error"
     counts = {o: sum(a.outcome is o for a in result.assertions) for o in Outcome}
     if verdict is Verdict.ERROR:
-        bad = next(a for a in result.assertions if a.outcome is Outcome.ERROR)
-        return f"assertion {bad.kind} (line {bad.line}) could not be evaluated: {bad.summary}"
+        bad = next((a for a in result.assertions if a.outcome is Outcome.ERROR), None)
+        if bad is not None:
+            return f"assertion {bad.kind} (line {bad.line}) could not be evaluated: {bad.summary}"
+        unfired = [f for f in result.faults if not f.fired]
+        first = unfired[0]
+        more = f" (and {len(unfired) - 1} more)" if len(unfired) > 1 else ""
+        return f"fault {first.description} (line {first.line}) never fired{more}"
+    if result.step_failures:
+        more = (f" (and {len(result.step_failures) - 1} more failed step(s))"
+                if len(result.step_failures) > 1 else "")
+        return result.step_failures[0].describe() + more
     if result.oracle_hits:
         hit = result.oracle_hits[0]
         return (f"oracle: {len(result.oracle_hits)} hit(s); first: {hit.label} in {hit.tier} at "
                 f"{hit.location} ({hit.encoding})")
     if not result.assertions:
         return "no assertion was evaluated"
-    for outcome in (Outcome.VIOLATED, Outcome.NOT_RUN):
+    for outcome in (Outcome.VIOLATED, Outcome.INCONCLUSIVE, Outcome.NOT_RUN):
         if counts[outcome]:
             bad = next(a for a in result.assertions if a.outcome is outcome)
             return f"{bad.kind} (line {bad.line}) {outcome.value}: {bad.summary}"

@@ -47,8 +47,15 @@ def render(results: Sequence[ScenarioResult], console: Console) -> None:
         if r.verdict not in (Verdict.FAIL, Verdict.ERROR):
             continue
         console.print(f"\n[{STYLE[r.verdict]}]{r.verdict.value}[/] {r.scenario}")
+        for failure in r.step_failures[:10]:
+            console.print(f"  {failure.describe()}", markup=False)
+        for fault in r.faults:
+            if not fault.fired:
+                console.print(f"  fault {fault.description} (line {fault.line}) never fired",
+                              markup=False)
         for a in r.assertions:
-            if a.outcome in (Outcome.VIOLATED, Outcome.ERROR, Outcome.NOT_RUN):
+            if a.outcome in (Outcome.VIOLATED, Outcome.ERROR, Outcome.NOT_RUN,
+                             Outcome.INCONCLUSIVE):
                 console.print(f"  line {a.line} {a.kind}: {a.outcome.value} — {a.summary}")
                 for e in a.evidence[:5]:
                     console.print(f"      {e}", markup=False)

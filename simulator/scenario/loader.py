@@ -24,6 +24,7 @@ import yaml
 
 from simulator.scenario.model import (
     FORMAT_VERSION,
+    MECHANISM_STATS,
     PROVIDERS,
     AddDevice,
     Assertion,
@@ -54,6 +55,7 @@ from simulator.scenario.model import (
     Send,
     SetOnline,
     Step,
+    StepExpectation,
     Sync,
     User,
     Wait,
@@ -398,6 +400,9 @@ class _Builder:
         common: dict[str, Any] = {"index": index, "line": self.line(path)}
         if kind == "concurrently":
             return Concurrently(**common, steps=self.steps(body, p))
+        if isinstance(body, dict) and "expect" in body:
+            body = dict(body)
+            common["expect"] = StepExpectation(error=body.pop("expect")["error"])
         method = getattr(self, f"_{kind}")
         return cast(Step, method(body if body is not None else {}, p, common))
 
@@ -573,7 +578,7 @@ class _Builder:
         device_kinds = (CompromiseKind.DEVICE,)
         needs: dict[AssertionKind, tuple[CompromiseKind, ...]] = {
             AssertionKind.ADVERSARY_DECRYPTS_NOTHING: passive,
-            AssertionKind.COMPROMISE_SCOPE: device_kinds,
+            AssertionKind.COMPROMISE_SCOPE: (CompromiseKind.DEVICE, CompromiseKind.ALL_DEVICES),
             AssertionKind.FORWARD_SECRECY: device_kinds,
             AssertionKind.POST_COMPROMISE_SECURITY: device_kinds,
         }
@@ -591,11 +596,32 @@ class _Builder:
                                  "compromise step creates one: add e.g. "
                                  "'compromise: {kind: server, as: relay}' (else it scans nothing "
                                  "and cannot fail)")
-        for key in ("round_trips", "identifiers", "documented"):
+        for key in ("round_trips", "identifiers", "documented", "allow_empty", "at_least",
+                    "at_most"):
             if key in body:
                 fields[key] = body[key]
         if "sees" in body:
             fields["sees"] = tuple(MetadataClass(s) for s in body["sees"])
+        if kind is AssertionKind.METADATA_NOT_EXPOSED:
+            if "adversary" not in body or not body.get("sees"):
+                raise self.ctx.error(q, "metadata_not_exposed names an 'adversary' and what it "
+                                     "must not see ('sees')")
+            self.adversary(body["adversary"], (*q, "adversary"), *passive)
+        if kind is AssertionKind.MECHANISM:
+            stat = body["stat"]
+            if stat not in MECHANISM_STATS:
+                raise self.ctx.error((*q, "stat"), f"unknown stat {stat!r} (known: "
+                                     f"{sorted(MECHANISM_STATS)})")
+            fields["stat"] = stat
+            if "at_least" not in body and "at_most" not in body:
+                fields["at_least"] = 1  # the mechanism happened at least once
+            low, high = fields.get("at_least"), fields.get("at_most")
+            if low is not None and high is not None and low > high:
+                raise self.ctx.error((*q, "at_most"), f"at_most {high} is below at_least {low}: "
+                                     "the assertion could never hold")
+            if low == 0 and high is None:
+                raise self.ctx.error((*q, "at_least"), "at_least: 0 without at_most can never "
+                                     "fail")
         return Assertion(**c, **fields)
 
     def selector(self, raw: Any, path: PathT) -> MessageSelector:

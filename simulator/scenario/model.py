@@ -96,11 +96,24 @@ ALL_MESSAGES = MessageSelector(all=True)
 
 
 @dataclass(frozen=True, kw_only=True)
+class StepExpectation:
+    """``expect: {error: NAME}`` on an acting step: the step is *meant* to fail with NAME.
+
+    Every step counts (issue #11): a step that fails without declaring it fails the scenario,
+    naming step, device and error; a step that declares an expected error and then succeeds
+    fails it too. NAME matches the relay's error code (``message_id_reused``), a SPEC §5 error
+    name (``DuplicateMessage``) or the client's exception class (``TransportError``)."""
+
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Step:
     """Base of every step: its position in the timeline and in the file."""
 
     index: int
     line: int
+    expect: StepExpectation | None = None
 
     @property
     def kind(self) -> str:
@@ -358,9 +371,45 @@ class AssertionKind(Enum):
     ORACLE_CLEAN = "oracle_clean"
     EXPOSED = "exposed"
     METADATA_EXPOSED = "metadata_exposed"
+    METADATA_NOT_EXPOSED = "metadata_not_exposed"
+    MECHANISM = "mechanism"
 
 
 EXPOSURE_KINDS = frozenset({AssertionKind.EXPOSED, AssertionKind.METADATA_EXPOSED})
+
+MECHANISM_STATS: dict[str, str] = {
+    "messages": "messages the scenario sent (every label of every send, broadcast, attach)",
+    "envelopes": "envelopes the clients handed to the relay",
+    "received": "messages decrypted and shown by a device",
+    "duplicates_dropped": "frames or messages a client dropped as already seen (SPEC §3 "
+                          "DuplicateMessage, message_id dedup)",
+    "undecryptable": "frames a client could not decrypt",
+    "skipped_keys_used": "frames opened with a stored skipped message key (SPEC §3: out of "
+                         "order within or across chains)",
+    "resets_sent": "session reset notices sent (SPEC §4)",
+    "identity_changes_seen": "peer identity changes a client noticed (reinstall, seed §4.5)",
+    "device_set_retries": "sends repaired after the relay's 409/410 device-set answer",
+    "reconnects": "push-socket reconnects",
+    "smx1_sent": "X3DH/SMX1 bootstrap envelopes on the wire",
+    "smx1_without_opk": "SMX1 bootstraps that used no one-time prekey (OPK exhausted)",
+    "smx1_previous_spk": "SMX1 bootstraps naming a signed prekey the recipient had rotated "
+                         "away from (in flight across an SPK rotation)",
+    "send_retries_answered": "sends the relay answered from its send ledger (a retry, "
+                             "queued nothing)",
+    "replays_injected": "captured envelopes a replay step re-injected on the wire",
+    "frames_dropped": "WebSocket envelope frames dropped by a network fault",
+    "frames_duplicated": "WebSocket envelope frames duplicated by a network fault",
+    "frames_delayed": "WebSocket envelope frames delayed by a network fault",
+    "frames_reordered": "WebSocket envelope frames released out of their arrival order",
+    "http_requests_dropped": "HTTP requests dropped by a network fault",
+    "http_responses_dropped": "HTTP responses dropped after the relay processed the request",
+    "http_requests_duplicated": "HTTP requests replayed by a network fault",
+    "http_delayed": "HTTP requests or responses delayed by a network fault",
+    "http_reordered": "HTTP requests or responses released out of their arrival order",
+    "replica_starts": "relay replica (re)starts",
+}
+"""Every stat a ``mechanism`` assertion can name: one list, read by the loader (validation),
+the executor (which computes each of them) and docs/scenarios.md."""
 
 
 class MetadataClass(Enum):
@@ -392,7 +441,16 @@ class Assertion(Step):
     - ``oracle_clean``: ``adversaries`` (empty = every view), ``identifiers`` (also check
       raw identifiers in log lines);
     - ``exposed``: ``adversary``, ``messages`` (they must all decrypt), ``documented``;
-    - ``metadata_exposed``: ``adversary``, ``sees``, ``documented``.
+    - ``metadata_exposed``: ``adversary``, ``sees``, ``documented`` (the exposed items
+      themselves are the evidence: pairs, times, counts);
+    - ``metadata_not_exposed``: ``adversary``, ``sees`` (none of those classes is visible);
+    - ``mechanism``: ``stat`` (one of :data:`MECHANISM_STATS`), ``at_least`` / ``at_most``:
+      the mechanism a scenario is named after really happened (reorder: frames opened with
+      skipped keys; lost response: a retry answered from the send ledger…).
+
+    ``allow_empty`` (a reason) lets an assertion evaluated over zero items hold; without it
+    such an assertion is ``inconclusive``, which fails the scenario: zero evidence is never a
+    pass (issue #11).
     """
 
     assertion: AssertionKind
@@ -405,6 +463,10 @@ class Assertion(Step):
     identifiers: bool = True
     sees: tuple[MetadataClass, ...] = ()
     documented: str | None = None
+    allow_empty: str | None = None
+    stat: str | None = None
+    at_least: int | None = None
+    at_most: int | None = None
 
     @property
     def is_exposure(self) -> bool:

@@ -130,7 +130,8 @@ def test_replayed_smx1_is_rejected_by_the_recipient() -> None:
     - send: {from: alice/phone, to: bob, label: boot}
     - send: {from: bob/phone, to: alice, label: reply}
     - replay: {message: boot, to: [bob/phone]}
-    - assert: {delivered_exactly_once: {messages: [boot]}}
+    - send: {from: alice/phone, to: bob, label: after}
+    - assert: {delivered_exactly_once: {messages: [boot, after]}}
     - assert: {decrypt_error: {device: bob/phone, error: DuplicateMessage, messages: [boot]}}
     """)
     assert result.error is None, result.error

@@ -70,13 +70,22 @@ def test_hashed_logs_show_a_pseudonymous_graph_only() -> None:
     assert inv.timestamps == 1 and inv.first_seen is not None
 
 
-def test_opaque_wire_shows_only_timing_and_volume() -> None:
+def test_opaque_wire_with_no_message_shows_nothing_about_messages() -> None:
+    """Traffic that cannot be tied to any message of the run is no evidence of message
+    timing or volume (issue #11: metadata_exposed held in a run that sent nothing)."""
     chunks = [Chunk(TIER_WIRE, f"#{i} up", bytes([i]) * 300) for i in range(5)]
     inv = build("tap", "network", chunks, IDS, wire_times=[1.0, 2.0, 3.5])
-    assert not inv.sees(MetadataClass.ROUTING_IDENTIFIERS)
-    assert not inv.sees(MetadataClass.COMMUNICATION_GRAPH)
-    assert inv.sees(MetadataClass.TIMING) and inv.sees(MetadataClass.VOLUME)
+    assert not any(inv.sees(m) for m in MetadataClass)
     assert inv.bytes == {TIER_WIRE: 1500} and inv.timestamps == 3
+
+
+def test_wire_records_of_a_send_show_timing_and_volume_as_the_items_themselves() -> None:
+    chunks = [Chunk(TIER_WIRE, f"wire #{i} a:p up ws t={10.0 + i}", b'{"message_id":"msg-0001"}')
+              for i in range(2)] + [Chunk(TIER_WIRE, "wire #2 a:p up ws t=13.0", b"\x00" * 40)]
+    inv = build("tap", "network", chunks, IDS)
+    assert inv.sees(MetadataClass.TIMING) and inv.sees(MetadataClass.VOLUME)
+    assert inv.evidence(MetadataClass.VOLUME) == ["wire: 2 message-bearing item(s), 50 bytes"]
+    assert len(inv.message_times) == 2
 
 
 def test_users_listed_together_without_a_message_are_not_an_edge() -> None:

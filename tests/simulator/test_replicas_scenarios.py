@@ -11,6 +11,7 @@ import pytest
 from semafore.infra.testing import unavailable
 from simulator.executor import run_scenario
 from simulator.report import Outcome, Verdict
+from simulator.report.model import reason
 from simulator.scenario import DeviceRef, Infra, ScenarioError, load, loads
 
 HEAD = """version: 1
@@ -138,11 +139,15 @@ def test_a_paused_replica_holds_deliveries_until_unpause() -> None:
     assert verdict is Verdict.PASS, problems
 
 
-def test_unpausing_a_running_replica_is_a_run_error_naming_it() -> None:
+def test_unpausing_a_running_replica_is_a_fault_that_never_fired() -> None:
+    """Unpausing a running replica changes nothing: the verdict is ``error`` and the fault
+    report names the replica and why (issue #11, "faults prove they fired")."""
     result = run_scenario(loads(scenario("  - infra: {action: unpause, target: server, "
                                          "replica: 1}", "infrastructure: {server_replicas: 2}")))
     assert result.verdict is Verdict.ERROR
-    assert result.error is not None and "replica-1 is running, not paused" in result.error
+    assert [f.fired for f in result.faults] == [False]
+    assert "replica-1 is running, not paused" in result.faults[0].description
+    assert "never fired" in reason(result)
 
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "scenarios" / "desync"
