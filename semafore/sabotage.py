@@ -139,6 +139,14 @@ CATALOGUE: tuple[Sabotage, ...] = (
         (f"{_GUARDS}::test_an_envelope_pushed_but_never_acked_stays_queued",),
     ),
     _s(
+        "relay.queue_in_process_memory",
+        "The relay keeps accepted envelopes in its own process memory instead of the shared "
+        "store, so a restarted relay or another replica does not have them.",
+        "desync/server-restart-mid-delivery, desync/replica-killed-mid-delivery, "
+        "desync/replica-paused-then-unpaused, desync/replica-rolling-restart "
+        "(delivered_exactly_once)",
+    ),
+    _s(
         "relay.removed_device_stays_registered",
         "Removing a device deletes its keys, tokens and queue but not its registration: senders "
         "are never told (no 409) and a reinstall under the same id keeps the old registration "

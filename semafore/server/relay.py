@@ -200,6 +200,8 @@ class Relay:
         self.otp_outbox = OtpOutbox()
         # TEST ONLY (sabotage "relay.opk_served_twice"): the defective bundle cache.
         self._bundle_cache: dict[tuple[str, str], OneTimePrekeyRecord | None] = {}
+        # TEST ONLY (sabotage "relay.queue_in_process_memory"): envelopes of this process only.
+        self._memory_queue: dict[tuple[str, str], dict[str, QueuedEnvelope]] = {}
 
     def now(self) -> float:
         return self.settings.clock()
@@ -1245,6 +1247,12 @@ class Relay:
             await self.stores.queues.enqueue(entries)  # no ledger: a retry is queued again
             self.hub.publish(entries)
             return entries
+        if sabotage.active("relay.queue_in_process_memory"):  # TEST ONLY (semafore.sabotage)
+            for e in entries:  # never written to the shared store
+                key = (e.recipient_user_id, e.recipient_device_id)
+                self._memory_queue.setdefault(key, {})[e.delivery_id] = e
+            self.hub.publish(entries)
+            return entries
         recorded = await self.stores.queues.enqueue_send(record, entries)
         if recorded is not None:  # a retry, or its concurrent twin won the race
             return self._replay(principal, recorded, digest, user_id, envelopes, reset)
@@ -1473,12 +1481,18 @@ class Relay:
 
     async def fetch(self, principal: Principal, limit: int) -> m.EnvelopesOut:
         batch = await self.stores.queues.fetch(principal.user_id, principal.device_id, limit + 1)
+        if sabotage.active("relay.queue_in_process_memory"):  # TEST ONLY (semafore.sabotage)
+            mine = self._memory_queue.get((principal.user_id, principal.device_id), {})
+            batch = [*batch, *mine.values()][: limit + 1]
         return m.EnvelopesOut(
             envelopes=[envelope_out(e) for e in batch[:limit]], more=len(batch) > limit
         )
 
     async def ack(self, principal: Principal, delivery_ids: Sequence[str]) -> list[str]:
         acked = await self.stores.queues.ack(principal.user_id, principal.device_id, delivery_ids)
+        if sabotage.active("relay.queue_in_process_memory"):  # TEST ONLY (semafore.sabotage)
+            mine = self._memory_queue.get((principal.user_id, principal.device_id), {})
+            acked = [*acked, *(mine.pop(i) for i in delivery_ids if i in mine)]
         now = self.now()
         record = self.stores.queues.record_delivery
         for env in acked:

@@ -308,6 +308,14 @@ async def pushed_but_unacked_still_queued() -> int:
         return len(await queued(bob))
 
 
+async def queued_in_the_shared_store() -> int:
+    async with world(["alice", "bob"]) as w:
+        alice = await w.device("alice", "phone")
+        await w.device("bob", "phone")
+        await alice.send_text("bob", b"stored")
+        return await w.server.relay.stores.queues.count("bob", "phone")
+
+
 async def devices_listed_after_removal() -> list[str]:
     async with world(["bob"]) as w:
         phone = await w.device("bob", "phone")
@@ -480,6 +488,7 @@ PROBES: dict[str, Probe] = {
     "relay.logs_raw_ids": Probe(raw_identifier_in_relay_logs, False, True),
     "relay.drops_sync_copies": Probe(sync_copy_reaches_own_other_device, [b"synced"], []),
     "relay.delete_on_push": Probe(pushed_but_unacked_still_queued, 1, 0),
+    "relay.queue_in_process_memory": Probe(queued_in_the_shared_store, 1, 0),
     "relay.removed_device_stays_registered": Probe(devices_listed_after_removal, [], ["tablet"]),
     "relay.ignores_stale_registration": Probe(
         message_after_reinstall, (2, [b"new install"]), (1, [])
