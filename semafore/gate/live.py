@@ -47,7 +47,7 @@ from semafore.protocol.entropy import SystemEntropy
 from semafore.protocol.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from simulator.oracle import Chunk
+    from semafore.oracle import Chunk
 
 LIVE_OPS = (
     "live.device.create",
@@ -574,7 +574,7 @@ class _Cell:
 
 
 def _canary(random16: bytes) -> bytes:
-    from simulator.oracle import canary
+    from semafore.oracle import canary
 
     return canary(random16)
 
@@ -757,7 +757,7 @@ def _wire_source(observer: _Observer) -> SourceScan:
     hash only). A fetched envelope whose hash is a message's plaintext is a hit; one matching
     nothing already failed its cell (an adapter hid it), and it is an error here too: its
     bytes went unscanned, so the wire scan is incomplete."""
-    from simulator.oracle import TIER_WIRE, Chunk
+    from semafore.oracle import TIER_WIRE, Chunk
 
     scan = SourceScan("wire")
     scan.chunks = [Chunk(TIER_WIRE, location, body) for location, body in observer.wire]
@@ -873,7 +873,7 @@ def _store_source(access: RelayAccess, org: str) -> SourceScan:
     """Dump the stores ``access`` names. A store that cannot be read is an error, and so are
     stores that hold no trace of this run's organisation (a wrong address or namespace would
     otherwise pass as a clean scan)."""
-    from simulator.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
+    from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
 
     scan = SourceScan("stores")
     ns = access.namespace
@@ -928,7 +928,7 @@ def _read_log(path: Path) -> list[bytes]:
 def _log_source(paths: tuple[Path, ...], org: str) -> SourceScan:
     """Log files line by line; the logs must mention this run's organisation (org_id stays raw
     in logs), or they are not this relay's logs of this run."""
-    from simulator.oracle import from_log_lines
+    from semafore.oracle import from_log_lines
 
     scan = SourceScan("logs")
     for root in paths:
@@ -978,7 +978,7 @@ async def run_live(
     (in-process relay on the local backend provider) or an external base URL, whose stores
     and logs the oracle reads as far as ``access`` allows. A source in ``require`` that was
     not scanned fails the gate."""
-    from simulator.oracle import Oracle, OracleError
+    from semafore.oracle import Oracle, OracleError
 
     unknown = [name for name in require if name not in SOURCES]
     if unknown:
@@ -1142,11 +1142,11 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
         raise RelayAccessError("--relay", "store and log options are for an external relay URL; "
                                f"the {relay} relay's stores and logs are always scanned")
     from semafore.client.clock import SystemClock
+    from semafore.oracle import from_log_lines
     from semafore.server.oplog import configure_logging
     from semafore.server.runner import serve_in_task
     from simulator.executor import Infrastructure
     from simulator.fleet import relay_settings
-    from simulator.oracle import from_log_lines
 
     logs = io.StringIO()
     configure_logging(logs, logging.INFO)
