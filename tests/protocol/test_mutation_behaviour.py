@@ -293,3 +293,19 @@ def test_an_accepted_identity_change_is_pinned() -> None:
     assert store.check("bob:phone", new) is False
     with pytest.raises(UntrustedIdentity):
         store.check("bob:phone", old)
+
+
+def test_a_resent_smx1_of_an_archived_session_makes_it_current_again() -> None:
+    """SPEC §4: an archived session that succeeds becomes current (here via a resent SMX1)."""
+    alice, bob, _ = _bootstrapped()
+    first = bob.record.current
+    resent = session_cipher.encrypt(alice.record, b"again", alice.entropy)
+    alice.record.archive_current()  # Alice bootstraps a second session, Bob installs it
+    bundle = bob.keys.bundle("bob", "phone", "opk-0")
+    alice.record.install(
+        session_cipher.initiate_session(alice.keys.identity, alice.address, bundle, alice.entropy)
+    )
+    assert bob.receive(alice, session_cipher.encrypt(alice.record, b"new", alice.entropy)) == b"new"
+    assert bob.record.archived == [first]
+    assert bob.receive(alice, resent) == b"again"
+    assert bob.record.current is first

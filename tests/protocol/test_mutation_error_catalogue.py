@@ -19,7 +19,7 @@ import pytest
 
 from semafore.protocol import frame, session_cipher, smx1, x3dh
 from semafore.protocol.entropy import ScriptedEntropy, SeededEntropy
-from semafore.protocol.errors import CANONICAL_ERRORS, ProtocolError
+from semafore.protocol.errors import CANONICAL_ERRORS, MalformedEnvelope, ProtocolError
 from semafore.protocol.identity import IdentityStore, RemoteIdentity
 from semafore.protocol.keys import (
     DeviceKeys,
@@ -806,3 +806,63 @@ def test_the_catalogue_covers_every_canonical_error_the_protocol_raises() -> Non
     raised = {row.expected.split(":", 1)[0] for row in CATALOGUE}
     adapter_only = {"Unsupported"}  # SPEC §5: adapters only
     assert raised == (set(CANONICAL_ERRORS) - adapter_only) | {"MalformedState", "EntropyExhausted"}
+
+
+BUNDLE_TEXT_FIELDS = [("user_id",), ("device_id",), ("spk", "key_id"), ("opk", "key_id")]
+BUNDLE_BYTE_FIELDS = [(("ik",), 32), (("sik",), 32), (("spk", "pub"), 32), (("spk", "sig"), 64)]
+BUNDLE_BYTE_FIELDS.append((("opk", "pub"), 32))
+
+
+def _bundle_doc_without(path: tuple[str, ...]) -> dict[str, Any]:
+    doc = _bundle_doc()
+    parent: Any = doc[path[0]] if len(path) > 1 else doc
+    del parent[path[-1]]
+    return doc
+
+
+@pytest.mark.parametrize(
+    "path",
+    [("spk",), ("opk",)] + BUNDLE_TEXT_FIELDS + [path for path, _ in BUNDLE_BYTE_FIELDS],
+    ids=".".join,
+)
+def test_every_missing_bundle_field_is_named(path: tuple[str, ...]) -> None:
+    """SPEC §1 bundle JSON: a missing member is ``MalformedEnvelope`` naming its path."""
+    with pytest.raises(MalformedEnvelope) as info:
+        bundle_from_dict(_bundle_doc_without(path), bytes.fromhex)
+    assert (info.value.field, info.value.detail) == (".".join(path), f"missing {'.'.join(path)}")
+
+
+@pytest.mark.parametrize("path", BUNDLE_TEXT_FIELDS, ids=".".join)
+def test_every_bundle_text_field_must_be_a_string(path: tuple[str, ...]) -> None:
+    with pytest.raises(MalformedEnvelope) as info:
+        _bundle_with(path, ["not", "text"])
+    assert (
+        str(info.value)
+        == f"MalformedEnvelope: {'.'.join(path)} must be a string (field: {'.'.join(path)})"
+    )
+
+
+@pytest.mark.parametrize("path", [("spk", "key_id"), ("opk", "key_id")], ids=".".join)
+def test_bundle_key_ids_follow_the_key_id_rules(path: tuple[str, ...]) -> None:
+    name = ".".join(path)
+    with pytest.raises(MalformedEnvelope) as info:
+        _bundle_with(path, "tab\there")
+    assert (
+        str(info.value) == f"MalformedEnvelope: {name} contains a control character (field: {name})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "size"),
+    BUNDLE_BYTE_FIELDS,
+    ids=lambda p: ".".join(p) if isinstance(p, tuple) else str(p),
+)
+def test_every_bundle_key_field_has_its_exact_size(path: tuple[str, ...], size: int) -> None:
+    name = ".".join(path)
+    for wrong in (size - 1, size + 1):
+        with pytest.raises(MalformedEnvelope) as info:
+            _bundle_with(path, "00" * wrong)
+        assert str(info.value) == f"MalformedEnvelope: {name} must be {size} bytes (field: {name})"
+    with pytest.raises(MalformedEnvelope) as info:
+        _bundle_with(path, "0")
+    assert info.value.field == name
