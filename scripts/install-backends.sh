@@ -58,7 +58,9 @@ python_deps() {
 
 ferretdb() {
   local bin=$TOOLS/bin/ferretdb
-  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
+  # (no `| grep -q`: grep exits at the first match and, under pipefail, the writer's SIGPIPE
+  # made the check fail at random)
+  if [ -x "$bin" ] && [[ "$("$bin" --version 2>/dev/null)" == *"version: $FERRETDB_VERSION"* ]]; then
     return 0
   fi
   # the Go toolchain: PATH, else the usual tarball location, else Debian's package
@@ -80,7 +82,7 @@ ferretdb() {
   chmod -R u+w "$TOOLS/src/ferretdb"
   echo "$FERRETDB_VERSION" > "$TOOLS/src/ferretdb/build/version/version.txt"
   (cd "$TOOLS/src/ferretdb" && CGO_ENABLED=0 go build -trimpath -o "$bin" ./cmd/ferretdb)
-  "$bin" --version | grep -q "version: $FERRETDB_VERSION"
+  [[ "$("$bin" --version)" == *"version: $FERRETDB_VERSION"* ]]
 }
 
 docker_engine() {
