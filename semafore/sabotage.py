@@ -96,76 +96,75 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "relay.ledger_off",
         "The relay queues every send without consulting its send ledger, so a retried send "
         "(lost answer, replayed request) is queued and delivered again.",
-        "desync/lost-send-response, desync/duplicated-http-requests, replica-killed-mid-delivery "
-        "(the recipient sees each retried message twice: duplicates_dropped > 0)",
+        "desync/lost-send-response, desync/duplicated-http-requests: only once they check "
+        "duplicates_dropped == 0 (measured: both pass with it on; the clients drop the copies)",
         (f"{_GUARDS}::test_a_retried_send_is_queued_once",),
     ),
     _s(
         "relay.duplicate_delivery",
         "The relay's fan-out queues every envelope twice (two delivery ids), so each device "
         "is handed each message twice.",
-        "every scenario with delivery (the recipients drop the second copy: duplicates_dropped "
-        "> 0; a relay-side exactly-once check on delivery proofs sees two per envelope)",
+        "any scenario that checks duplicates_dropped == 0 or one delivery proof per envelope "
+        "(measured: desync/reorder passes with it on; the clients drop the copies)",
         (f"{_GUARDS}::test_each_envelope_is_queued_once_per_device",),
     ),
     _s(
         "relay.wrong_device",
         "The relay's fan-out is off by one: each envelope of a multi-device send is queued for "
         "the next device of the same user, which cannot decrypt it.",
-        "threats/device-compromise-scope, desync/device-added-removed, "
-        "desync/server-restart-mid-delivery (delivered_exactly_once on multi-device users)",
+        "threats/device-compromise-scope (measured: delivered_exactly_once), any scenario "
+        "sending to a user with two devices",
     ),
     _s(
         "relay.logs_raw_ids",
         "The operational-log processor writes user, device, message and delivery ids raw "
         "instead of as 8-hex SHA-256 prefixes (seed §2.3, ADR-0019).",
-        "threats/insider (oracle_clean with identifiers: true)",
+        "threats/insider (measured: oracle_clean with identifiers: true)",
         ("tests/server/test_logging.py::test_a_whole_auth_flow_logs_no_raw_identifier",),
     ),
     _s(
         "relay.drops_sync_copies",
         "The relay accepts a send to the sender's own user (the sync copy to its other "
         "devices) but never queues it.",
-        "desync/device-added-removed (bob-synced on bob/tablet), threats/server-compromise, "
-        "threats/device-compromise-scope (sync copies in delivered_exactly_once)",
+        "desync/device-added-removed (measured: delivered_exactly_once of bob-synced on "
+        "bob/tablet); every scenario with sync copies",
     ),
     _s(
         "relay.delete_on_push",
         "The relay deletes an envelope from the queue as soon as it is pushed on the "
         "WebSocket instead of when the device acks it, so a push lost on the way is lost.",
-        "desync/message-loss (dropped push frames are never re-sent), "
-        "desync/server-restart-mid-delivery and the replica scenarios (pushes cut off by the "
-        "restart)",
+        "desync/message-loss (measured: delivered_exactly_once; dropped pushes are never "
+        "re-sent); the restart and replica scenarios pass with it on (no push was in flight)",
         (f"{_GUARDS}::test_an_envelope_pushed_but_never_acked_stays_queued",),
     ),
     _s(
         "relay.queue_in_process_memory",
         "The relay keeps accepted envelopes in its own process memory instead of the shared "
         "store, so a restarted relay or another replica does not have them.",
-        "desync/server-restart-mid-delivery, desync/replica-killed-mid-delivery, "
-        "desync/replica-paused-then-unpaused, desync/replica-rolling-restart "
-        "(delivered_exactly_once)",
+        "desync/replica-killed-mid-delivery, desync/replica-paused-then-unpaused, "
+        "desync/replica-rolling-restart (measured: delivered_exactly_once); "
+        "desync/server-restart-mid-delivery passes with it on (every envelope was pushed live)",
     ),
     _s(
         "relay.removed_device_stays_registered",
         "Removing a device deletes its keys, tokens and queue but not its registration: senders "
         "are never told (no 409) and a reinstall under the same id keeps the old registration "
         "id (no 410).",
-        "desync/reinstall-new-identity (the first message after the reinstall is encrypted on "
-        "the old session and lost)",
+        "desync/reinstall-new-identity (measured: delivered_exactly_once; the first message "
+        "after the reinstall is encrypted on the old session and lost)",
     ),
     _s(
         "relay.ignores_stale_registration",
         "The relay's device-set check ignores registration ids, so a sender is never told "
         "(410) that a device was reinstalled and keeps encrypting to the old identity.",
-        "desync/reinstall-new-identity (the first message after the reinstall is lost)",
+        "desync/reinstall-new-identity (measured: delivered_exactly_once)",
     ),
     _s(
         "relay.opk_served_twice",
         "The key directory caches the first bundle it served for a device and hands that "
         "bundle's one-time prekey to every later initiator (the fresh one it claims is lost).",
-        "desync/opk-exhaustion (Dave's SMX1 names the OPK Carol's already used up: "
-        "UnknownPrekey, lost), threats/device-compromise-scope",
+        "desync/opk-exhaustion (measured: delivered_exactly_once; Dave's SMX1 names the OPK "
+        "Carol's used up: UnknownPrekey)",
     ),
     _s(
         "relay.accepts_bad_spk_signature",
@@ -195,8 +194,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "client.keep_used_message_keys",
         "The client keeps every message key after use (for 're-rendering'), so a seized "
         "device opens everything it already received.",
-        "threats/device-compromise-forward-secrecy (forward_secrecy), "
-        "desync/duplication-replay (replays decrypt: no DuplicateMessage)",
+        "threats/device-compromise-forward-secrecy (measured: forward_secrecy), "
+        "desync/duplication-replay (measured: decrypt_error; replays open, no DuplicateMessage)",
     ),
     _s(
         "client.keeps_used_opk",
@@ -208,7 +207,7 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "client.accepts_beyond_max_skip",
         "The client skips any number of message keys for a frame far ahead in its chain "
         "(no MAX_SKIP bound, SPEC §3).",
-        "desync/max-skip-exceeded (decrypt_error TooManySkipped; too-far is delivered)",
+        "desync/max-skip-exceeded (measured: decrypt_error TooManySkipped, not_delivered)",
         ("tests/protocol/test_ratchet.py::test_max_skip_in_the_current_chain",),
     ),
     _s(
@@ -222,7 +221,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "client.ignores_identity_change",
         "The client silently re-pins a device whose identity keys changed: no "
         "identity_changed event, and no UntrustedIdentity under the strict policy.",
-        "desync/reinstall-new-identity (identity_changes_seen stays 0)",
+        "lower tier: desync/reinstall-new-identity would catch it with an assertion that "
+        "Alice saw the identity change (identity_changes_seen stays 0)",
         (f"{_GUARDS}::test_an_identity_change_is_reported",),
     ),
     _s(
@@ -241,8 +241,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "client.uploads_plaintext_attachment",
         "The client uploads an attachment without encrypting it (the 'encrypt' step skipped), "
         "still sending a key in the message.",
-        "threats/server-compromise, threats/network-adversary (oracle_clean: the canary in the "
-        "object store / on the wire)",
+        "threats/network-adversary (measured: oracle_clean on the wire, delivered_exactly_once), "
+        "threats/server-compromise (the canary in the object store)",
     ),
     _s(
         "client.screenshot_carries_image",
@@ -255,13 +255,13 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "client.deletes_previous_spk",
         "The client deletes the previous signed prekey's private key at rotation, so an SMX1 "
         "in flight across the rotation cannot open.",
-        "desync/spk-rotation-in-flight (in-flight is lost)",
+        "desync/spk-rotation-in-flight (measured: delivered_exactly_once; in-flight is lost)",
     ),
     _s(
         "client.drops_skipped_keys",
         "The client does not store skipped message keys, so a frame that arrives after a later "
         "one of its chain can never be decrypted.",
-        "desync/reorder, desync/message-loss, desync/http-latency-and-reorder, "
+        "desync/reorder (measured: delivered_exactly_once), desync/message-loss, "
         "threats/device-compromise-forward-secrecy (out-of-order frames are lost)",
     ),
     _s(
@@ -277,14 +277,16 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "When a peer's SMX1 arrives while the client has its own session with that device, "
         "the client keeps using its own (SPEC §4: the last one used wins), so both sides "
         "stay on different sessions.",
-        "desync/simultaneous-initiation, desync/http-latency-and-reorder (sessions_converge)",
+        "desync/simultaneous-initiation, desync/http-latency-and-reorder "
+        "(measured: sessions_converge)",
         ("tests/protocol/test_session_cipher.py::test_simultaneous_initiation_converges",),
     ),
     _s(
         "client.ignores_409_missing",
         "On a 409 mismatched_devices the client drops the extra devices but ignores the "
         "missing ones, so it never encrypts to a newly added device and the send fails.",
-        "desync/device-added-removed (after-add and bob-synced are not delivered)",
+        "desync/device-added-removed (measured: delivered_exactly_once; after-add and "
+        "bob-synced never reach the tablet)",
         (
             "tests/client/test_client_relay.py::"
             "test_new_device_of_the_recipient_is_discovered_through_409_and_gets_the_next_message",
@@ -294,29 +296,30 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "client.same_envelope_for_all_devices",
         "The client encrypts a message once, for the recipient's first device, and sends "
         "that same envelope to every device of the user.",
-        "threats/device-compromise-scope (compromise_scope: bob/phone's state opens "
-        "bob/tablet's envelopes; delivered_exactly_once)",
+        "threats/device-compromise-scope (measured: delivered_exactly_once; compromise_scope "
+        "holds only because the thief's copy spends the key on bob/phone's copy first)",
     ),
     _s(
         "client.backs_up_state_to_relay",
         'The client backs up its serialized device state (keys and sessions, "SFD\\x01") '
         "unencrypted to the relay's attachment store whenever it publishes keys.",
-        "threats/server-compromise, threats/network-adversary (the harvested state opens "
-        "first-contact SMX1s: adversary_decrypts_nothing; oracle_clean finds key material)",
+        "threats/server-compromise, threats/network-adversary (measured: "
+        "adversary_decrypts_nothing, the harvested state opens first-contact SMX1s; "
+        "oracle_clean finds key material)",
     ),
     _s(
         "client.push_preview",
         "The client appends a preview of the message text to the message id the relay "
         "stores, logs (hashed), exports and pushes, for notification previews.",
-        "threats/subpoena and threats/insider (delivery-proof export), "
-        "threats/server-compromise, threats/network-adversary (oracle_clean: canary)",
+        "threats/subpoena, threats/insider (measured: oracle_clean, the canary in the "
+        "delivery-proof export), threats/server-compromise, threats/network-adversary",
     ),
     # --- protocol ----------------------------------------------------------------------------
     _s(
         "protocol.no_dh_ratchet_step",
         "After its first chain a side keeps sending on it and never starts a new chain with a "
         "fresh ratchet key (no DH ratchet step), so a stolen state follows every later message.",
-        "threats/device-compromise-post-compromise-security (post_compromise_security)",
+        "threats/device-compromise-post-compromise-security (measured: post_compromise_security)",
         ("tests/protocol/test_ratchet.py::test_ping_pong_steps_the_dh_ratchet_every_message",),
     ),
     _s(
@@ -337,8 +340,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "protocol.replayed_smx1_new_session",
         "An SMX1 whose EK_A matches a stored session runs X3DH again instead of reusing that "
         "session (SPEC §4), so a replayed or resent SMX1 is treated as a new bootstrap.",
-        "desync/replayed-smx1 (decrypt_error DuplicateMessage); every first contact with more "
-        "than one SMX1 before the reply",
+        "desync/replayed-smx1 (measured: decrypt_error, UnknownPrekey instead of "
+        "DuplicateMessage); every first contact with more than one SMX1 before the reply",
         ("tests/protocol/test_session_cipher.py::test_replayed_smx1_fails",),
     ),
     _s(
