@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from semafore.protocol.entropy import Entropy
 from semafore.protocol.errors import DecryptionFailed, InvalidKey, InvalidSignature
+from semafore.protocol.secrets import drawn as report_drawn  # pragma: no mutate
 
 KEY_LEN = 32
 NONCE_LEN = 12
@@ -86,7 +87,9 @@ class X25519KeyPair:
 
     @classmethod
     def generate(cls, entropy: Entropy, purpose: str) -> X25519KeyPair:
-        return cls.from_private(entropy.random_bytes(KEY_LEN, purpose))
+        pair = cls.from_private(entropy.random_bytes(KEY_LEN, purpose))
+        report_drawn(purpose, pair.private)  # pragma: no mutate
+        return pair
 
     def dh(self, public: bytes) -> bytes:
         """X25519(self, public); the all-zero output (small-order point) is ``InvalidKey``."""
@@ -144,7 +147,9 @@ class Ed25519KeyPair:
 
     @classmethod
     def generate(cls, entropy: Entropy, purpose: str) -> Ed25519KeyPair:
-        return cls(entropy.random_bytes(KEY_LEN, purpose))
+        pair = cls(entropy.random_bytes(KEY_LEN, purpose))
+        report_drawn(purpose, pair.private)  # pragma: no mutate
+        return pair
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)

@@ -28,6 +28,8 @@ from semafore.protocol.errors import (
 )
 from semafore.protocol.primitives import X25519KeyPair, hmac_digest, parse_x25519_public
 from semafore.protocol.reader import StateReader
+from semafore.protocol.secrets import drawn as report_drawn  # pragma: no mutate
+from semafore.protocol.secrets import report as report_secret  # pragma: no mutate
 from semafore.protocol.x3dh import root_key
 
 MAX_SKIP = 1000
@@ -60,7 +62,10 @@ def kdf_rk(rk: bytes, dh_out: bytes) -> tuple[bytes, bytes]:
     """``HKDF(dh_out, salt = rk, "SemaFore-DR-v1-ratchet", 64)`` → (root key, chain key)."""
     prk = _digest(rk, dh_out, "sha256")
     t1 = _digest(prk, _RATCHET_INFO_1, "sha256")
-    return t1, _digest(prk, t1 + _RATCHET_INFO_2, "sha256")
+    ck = _digest(prk, t1 + _RATCHET_INFO_2, "sha256")
+    report_secret("root key", t1)  # pragma: no mutate
+    report_secret("chain key", ck)  # pragma: no mutate
+    return t1, ck
 
 
 def kdf_ck(ck: bytes) -> tuple[bytes, bytes]:
@@ -70,11 +75,15 @@ def kdf_ck(ck: bytes) -> tuple[bytes, bytes]:
 
 def message_key(mk: bytes) -> bytes:
     """The AEAD key: ``HKDF(mk, 0*32, "SemaFore-DR-v1-msg", 32)``."""
-    return _digest(_digest(_ZERO32, mk, "sha256"), _MESSAGE_INFO_1, "sha256")
+    key = _digest(_digest(_ZERO32, mk, "sha256"), _MESSAGE_INFO_1, "sha256")
+    report_secret("AEAD key", key)  # pragma: no mutate
+    return key
 
 
 def _open(mk: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
     key = _digest(_digest(_ZERO32, mk, "sha256"), _MESSAGE_INFO_1, "sha256")  # message_key
+    report_secret("message key", mk)  # pragma: no mutate
+    report_secret("AEAD key", key)  # pragma: no mutate
     try:
         return AESGCM(key).decrypt(nonce, ciphertext, aad)
     except InvalidTag:
@@ -181,6 +190,7 @@ class RatchetState:
             if self.dhr is None:
                 raise NoSession("no sending chain yet: the responder sends only after receiving")
             dhs = X25519KeyPair.from_private(entropy.random_bytes(32, "ratchet_key"))
+            report_drawn("ratchet_key", dhs.private)  # pragma: no mutate
             remote = self._dhr_key or parse_x25519_public(self.dhr)
             rk, ck = kdf_rk(self.rk, dhs.dh_parsed(remote))
             nonce = entropy.random_bytes(12, "nonce")
@@ -193,6 +203,8 @@ class RatchetState:
             nonce = entropy.random_bytes(12, "nonce")
         mk = _digest(ck, b"\x01", "sha256")
         self.cks = _digest(ck, b"\x02", "sha256")
+        report_secret("message key", mk)  # pragma: no mutate
+        report_secret("chain key", self.cks)  # pragma: no mutate
         header = _HEADER.pack(b"DRV1", self.dhs.public, self.pn, self.ns, nonce)
         self.ns += 1
         aad = self.ad + header
@@ -245,6 +257,7 @@ class RatchetState:
                 self.ckr, self.nr = _digest(ck, b"\x02", "sha256"), n + 1  # pragma: no mutate
             plaintext = _open(_digest(ck, b"\x01", "sha256"), nonce, ciphertext, aad)
             self.ckr = _digest(ck, b"\x02", "sha256")
+            report_secret("chain key", self.ckr)  # pragma: no mutate
             self.nr = n + 1
             if sabotage.active("client.keep_used_message_keys"):  # pragma: no mutate
                 new_skipped.append(((dh, n), _digest(ck, b"\x01", "sha256")))  # pragma: no mutate
@@ -299,6 +312,7 @@ class RatchetState:
         self.dhr = dh
         self._dhr_key = remote
         self.ckr = _digest(ck, b"\x02", "sha256")
+        report_secret("chain key", self.ckr)  # pragma: no mutate
         if not sabotage.active("protocol.root_key_not_updated"):  # pragma: no mutate
             self.rk = rk
         self.cks = None
@@ -314,6 +328,8 @@ class RatchetState:
         if sabotage.active("client.drops_skipped_keys"):  # pragma: no mutate
             return  # pragma: no mutate
         skipped = self.skipped
+        for _, skipped_key in items:  # pragma: no mutate
+            report_secret("message key", skipped_key)  # pragma: no mutate
         skipped.update(items)
         excess = len(skipped) - MAX_SKIPPED_KEYS
         if excess > 0:

@@ -13,6 +13,7 @@ from semafore import sabotage
 from semafore.protocol.errors import InvalidKey, MalformedEnvelope
 from semafore.protocol.keys import DeviceKeys, IdentityKeys, PreKeyBundle
 from semafore.protocol.primitives import X25519KeyPair, hkdf, parse_x25519_public
+from semafore.protocol.secrets import report as report_secret  # pragma: no mutate
 
 X3DH_INFO = b"SemaFore-X3DH-v1"
 ROOT_INFO = b"SemaFore-DR-v1-root"
@@ -65,12 +66,16 @@ def shared_key(dh: tuple[bytes, ...]) -> bytes:
     """``SK = HKDF(0xFF*32 || DH1 || DH2 || DH3 [|| DH4], 0*32, "SemaFore-X3DH-v1", 32)``."""
     if sabotage.active("protocol.x3dh_drops_dh1"):  # pragma: no mutate
         dh = dh[1:]  # pragma: no mutate
-    return hkdf(F_PREFIX + b"".join(dh), ZERO_SALT, X3DH_INFO, 32)
+    sk = hkdf(F_PREFIX + b"".join(dh), ZERO_SALT, X3DH_INFO, 32)
+    report_secret("X3DH SK", sk)  # pragma: no mutate
+    return sk
 
 
 def root_key(sk: bytes) -> bytes:
     """``RK0 = HKDF(SK, 0*32, "SemaFore-DR-v1-root", 32)`` (SPEC §3)."""
-    return hkdf(sk, ZERO_SALT, ROOT_INFO, 32)
+    rk = hkdf(sk, ZERO_SALT, ROOT_INFO, 32)
+    report_secret("root key", rk)  # pragma: no mutate
+    return rk
 
 
 def initiate(
