@@ -447,8 +447,8 @@ class Execution:
             "undecryptable": sum(c.counters.undecryptable for c in clients),
             "skipped_keys_used": sum(c.device.skipped_keys_used for c in clients),
             "resets_sent": sum(c.counters.resets_sent for c in clients),
-            "identity_changes_seen": sum(1 for _, e in self.fleet.events
-                                         if e.kind in ("identity_changed", "device_stale")),
+            # what the user is shown ("safety number changed"), not the transport's 410
+            "identity_changes_seen": sum(len(c.device.identity_changes) for c in clients),
             "device_set_retries": sum(c.counters.device_set_retries for c in clients),
             "reconnects": sum(c.counters.reconnects for c in clients),
             "smx1_sent": len(smx1_bodies),
