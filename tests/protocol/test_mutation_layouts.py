@@ -25,7 +25,7 @@ from semafore.protocol.keys import (
     serialize_device_keys,
 )
 from semafore.protocol.primitives import X25519KeyPair
-from semafore.protocol.ratchet import RatchetState
+from semafore.protocol.ratchet import MAX_PREVIOUS_CHAINS, MAX_SKIPPED_KEYS, RatchetState
 from semafore.protocol.session import Bootstrap, Role, Session, SessionRecord
 
 Layout = list[tuple[str, int]]
@@ -279,3 +279,22 @@ def test_device_keys_counters_and_opk_count_use_their_whole_unsigned_range() -> 
     assert (loaded.next_opk_index, loaded.next_spk_index) == (2**32 - 1, 2**31)
     assert len(loaded.opks) == 2**15 + 1
     assert serialize_device_keys(loaded) == data
+
+
+def test_smx1_key_ids_of_the_maximum_255_bytes_parse() -> None:
+    data = smx1.seal(bytes(32), b"ad", bytes(32), "s" * 255, "o" * 255, bytes(12), b"")
+    parsed = smx1.parse(data)
+    assert (parsed.spk_key_id, parsed.opk_key_id) == ("s" * 255, "o" * 255)
+
+
+def test_persisted_ratchet_state_may_hold_exactly_the_protocols_bounds() -> None:
+    """SPEC §3: 2000 skipped keys and 5 retired chains are allowed; one more is refused."""
+    state = _ratchet_state()
+    state.skipped = {(b"\x07" * 32, n): b"\x08" * 32 for n in range(MAX_SKIPPED_KEYS)}
+    state.previous = {bytes((i,)) * 32: i for i in range(MAX_PREVIOUS_CHAINS)}
+    loaded = RatchetState.parse(state.serialize())
+    assert (len(loaded.skipped), len(loaded.previous)) == (MAX_SKIPPED_KEYS, MAX_PREVIOUS_CHAINS)
+    state.skipped[(b"\x07" * 32, MAX_SKIPPED_KEYS)] = b"\x08" * 32
+    with pytest.raises(MalformedState) as info:
+        RatchetState.parse(state.serialize())
+    assert info.value.field == "skipped"
