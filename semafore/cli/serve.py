@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import sys
+from pathlib import Path
 
 import click
 
+from semafore.server.relay_key import RelayKeyError, derive, load_or_create
 from semafore.server.settings import Settings
 from semafore.storage import open_stores
 
@@ -39,6 +42,14 @@ from semafore.storage import open_stores
     type=float,
     help="Seconds between retention enforcement runs (0 disables).",
 )
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the relay key (base64, created 0600 if missing) that signs tokens and "
+    "seals TOTP seeds, so sessions survive a restart. SEMAFORE_RELAY_KEY (base64) overrides "
+    "it. Default: PATH.key beside an sqlite:PATH store; none for memory (a throwaway key).",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
@@ -50,12 +61,14 @@ def command(
     test_orgs: tuple[str, ...],
     test_otp: str,
     retention_interval: float,
+    key_file: Path | None,
     log_level: str,
     print_openapi: bool,
     as_json: bool,
 ) -> None:
     """Run the SemaFore relay: HTTP + WebSocket API (docs/server.md)."""
     from semafore.server.app import create_app, openapi_document
+    from semafore.server.http_framing import TypedErrorH11Protocol
     from semafore.server.oplog import configure_logging
 
     if print_openapi:
@@ -65,11 +78,24 @@ def command(
         raise click.UsageError("--test-org needs --test-mode")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, not loopback", err=True)
+    if key_file is None and store.startswith("sqlite:"):
+        key_file = Path(store.partition(":")[2] + ".key")
+    try:
+        relay_key = load_or_create(key_file)
+    except (RelayKeyError, OSError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--key-file") from exc
+    if relay_key is None:
+        relay_key = secrets.token_bytes(32)
+        if store != "memory":
+            click.echo("warning: no --key-file or SEMAFORE_RELAY_KEY: tokens and TOTP "
+                       "enrolments will not survive a restart", err=True)
     settings = Settings(
         test_mode=test_mode,
         test_orgs=frozenset(test_orgs),
         test_otp=test_otp,
         retention_interval=retention_interval,
+        jwt_secret=derive(relay_key, "jwt"),
+        totp_key=derive(relay_key, "totp-seal"),
     )
     if store == "backends" or store.startswith("backends:"):
         _serve_on_backends(settings, host, port, store.partition(":")[2] or "semafore",
@@ -98,6 +124,7 @@ def command(
             ws="websockets-sansio",
             ws_max_size=2 * 1024 * 1024,
             ws_per_message_deflate=False,  # ciphertext does not compress
+            http=TypedErrorH11Protocol,  # framing errors get the typed body (issue 13)
         )
     finally:
         asyncio.run(stores.close())

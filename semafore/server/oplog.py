@@ -114,16 +114,62 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"), sort_keys=False)
 
 
+class LogRateLimit(logging.Filter):
+    """At most ``per_second`` lines per (logger, event) each second; the rest are dropped and
+    counted, and the next line of that key that passes carries ``suppressed: n`` (issue 13
+    F-8: a flood of one error, e.g. ``asyncio`` under fd exhaustion, cannot fill the disk).
+    Third-party loggers get ``library_per_second``: their lines carry no fields anyway."""
+
+    MAX_KEYS = 4096
+
+    def __init__(self, per_second: int = 1000, library_per_second: int = 20) -> None:
+        super().__init__()
+        self.per_second = per_second
+        self.library_per_second = library_per_second
+        self._windows: dict[tuple[str, str], tuple[int, int, int]] = {}  # second, seen, dropped
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == LOGGER_NAME
+        key = (record.name, str(record.msg) if own else record.levelname)
+        limit = self.per_second if own else self.library_per_second
+        second = int(time.monotonic())
+        window, seen, dropped = self._windows.get(key, (second, 0, 0))
+        if window != second:
+            window, seen = second, 0
+        if seen >= limit:
+            self._windows[key] = (window, seen, dropped + 1)
+            return False
+        if len(self._windows) >= self.MAX_KEYS and key not in self._windows:
+            self._windows.clear()
+        self._windows[key] = (window, seen + 1, 0)
+        if dropped:
+            record.fields = {**(getattr(record, "fields", None) or {}), "suppressed": dropped}
+        return True
+
+
+THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")
+
+
 def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -> logging.Handler:
-    """Route the relay's and uvicorn's loggers through :class:`JsonFormatter` on ``stream``."""
+    """Route every logger through :class:`JsonFormatter` and :class:`LogRateLimit` on
+    ``stream``: the relay's, uvicorn's and ``asyncio``'s explicitly, and any other library's
+    through the root logger (issue 13 F-8: nothing reaches the output unredacted)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
-    for name in (LOGGER_NAME, "uvicorn", "uvicorn.error", "uvicorn.access"):
+    handler.addFilter(LogRateLimit())
+    handler.semafore_oplog = True  # type: ignore[attr-defined]
+    for name in (LOGGER_NAME, *THIRD_PARTY_LOGGERS):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level)
         logger.propagate = False
     logging.getLogger("uvicorn.access").disabled = True  # raw paths carry identifiers
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if getattr(h, "semafore_oplog", False)]:
+        root.removeHandler(previous)
+    for plain in [h for h in root.handlers if type(h) is logging.StreamHandler]:
+        root.removeHandler(plain)  # e.g. logging.basicConfig's: it would print raw text
+    root.addHandler(handler)
     return handler
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, get_args
 
 from semafore import sabotage
+from semafore.protocol import frame as drv1
+from semafore.protocol import smx1
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.keys import verify_spk
 from semafore.protocol.session_cipher import RESET_MAGIC
@@ -67,6 +69,9 @@ from semafore.storage.ports import (
 )
 
 ENVELOPE_MAGICS = (b"SMX1", b"DRV1")
+ENVELOPE_MIN_LENGTH = {b"SMX1": smx1.MIN_LENGTH, b"DRV1": drv1.MIN_LENGTH}
+"""Smallest well-formed body per magic (SPEC §2 SMX1 header + tag, SPEC §3 DR_V1 header +
+tag): anything shorter cannot be that envelope and is refused, typed (issue 13 F-13)."""
 RESET_LENGTH = len(RESET_MAGIC) + 32
 """A SPEC §4 reset notice is exactly ``"SRS1" || ratchet key``: no room for content."""
 AUDIT_TYPES = get_args(m.AuditType)
@@ -1058,7 +1063,14 @@ class Relay:
                     413, "envelope_too_large", "envelope body too large", field=f"{field}.{i}.body"
                 )
             if magic in ENVELOPE_MAGICS and not reset:
-                continue  # the usual case: a message envelope in a message
+                if len(env.body) >= ENVELOPE_MIN_LENGTH[magic]:
+                    continue  # the usual case: a message envelope in a message
+                raise ApiError(
+                    400, "truncated_envelope",
+                    f"shorter than the smallest {magic.decode()} envelope "
+                    f"({ENVELOPE_MIN_LENGTH[magic]} bytes)",
+                    field=f"{field}.{i}.body",
+                )
             where = f"{field}.{i}.body"
             if magic == RESET_MAGIC and allow_reset:
                 if not reset:

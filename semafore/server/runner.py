@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from semafore.server.app import create_app
+from semafore.server.http_framing import TypedErrorH11Protocol
 from semafore.server.relay import Relay
 from semafore.server.settings import Settings
 from semafore.storage.ports import Stores
@@ -67,6 +68,7 @@ def _server(app: FastAPI, **options: Any) -> uvicorn.Server:
             "ws": "websockets-sansio",
             "ws_max_size": 2 * 1024 * 1024,
             "ws_per_message_deflate": False,  # ciphertext does not compress; save the CPU
+            "http": TypedErrorH11Protocol,  # framing errors get the typed body (issue 13)
             **options,
         },
     )

@@ -84,11 +84,47 @@ def _frames(batch: list[dict[str, Any]], batched: bool) -> list[str]:
 
 def _parse_frame(text: str) -> Any:
     """orjson for speed; the stdlib parser for what orjson refuses but JSON allows
-    (integers beyond 64 bits), so such values still get a field-named error later."""
+    (integers beyond 64 bits), so such values still get a field-named error later.
+
+    Nesting deeper than :data:`MAX_FRAME_DEPTH` is refused before either parser sees it
+    (issue 13 F-10: the stdlib parser recursed into a ``RecursionError`` that killed the
+    socket); every failure is a ``ValueError`` the reader answers with a typed error."""
+    if _too_deep(text):
+        raise ValueError(f"frame nested deeper than {MAX_FRAME_DEPTH}")
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+
+
+MAX_FRAME_DEPTH = 32
+"""Deepest bracket nesting a frame may have; a ``send`` frame needs 4."""
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets nest deeper than :data:`MAX_FRAME_DEPTH` (outside strings), in one
+    pass without parsing: cheap for the usual shallow frame."""
+    if text.count("[") + text.count("{") <= MAX_FRAME_DEPTH:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_FRAME_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
 
 
 class DeviceSocket:
@@ -222,23 +258,43 @@ class DeviceSocket:
     def _reply(self, frame: dict[str, Any]) -> None:
         self.conn.outbox.put_nowait(frame)
 
+    async def _receive_text(self) -> str | None:
+        """The next text frame; None for a binary frame (answered with a typed error: the
+        protocol is JSON text, issue 13 F-10). Raises WebSocketDisconnect at the end."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        text = message.get("text")
+        if text is None:
+            self._reply(
+                {
+                    "type": "error",
+                    "error": "binary_frame",
+                    "field": None,
+                    "detail": "frames are JSON text; binary frames are not read",
+                }
+            )
+        return text
+
     async def _reader(self) -> None:
         while True:
-            text = await self.ws.receive_text()
+            text = await self._receive_text()
             if self._recheck_due() and await self._session_ended():
                 await self.ws.close(code=CLOSE_AUTH, reason="session ended")
                 return
+            if text is None:
+                continue
             try:
                 frame = _parse_frame(text)
                 if not isinstance(frame, dict):
                     raise ValueError("frame must be a JSON object")
-            except ValueError:
+            except (ValueError, RecursionError):
                 self._reply(
                     {
                         "type": "error",
                         "error": "invalid_frame",
                         "field": None,
-                        "detail": "not a JSON object",
+                        "detail": "not a JSON object (or nested too deep)",
                     }
                 )
                 continue
@@ -312,14 +368,19 @@ async def device_websocket(ws: WebSocket) -> None:
     )
     raw_batch = ws.query_params.get("batch", "0")
     batch = int(raw_batch) if raw_batch.isdigit() and len(raw_batch) <= 3 else -1
+    # Refusals complete the handshake and then close with the documented code: a close
+    # *before* accept is an HTTP 403 on a real socket, which no client can tell apart
+    # (issue 13 F-14; only the in-process test client used to report the code).
     if not 0 <= batch <= MAX_PUSH_BATCH:
+        await ws.accept()
         await ws.close(code=CLOSE_BAD_REQUEST, reason="batch must be 0..64")
         return
     try:
         principal = await relay.authenticate(token)
     except ApiError as exc:
         event("websocket_refused", error=exc.error)
-        await ws.close(code=CLOSE_AUTH)
+        await ws.accept()
+        await ws.close(code=CLOSE_AUTH, reason=exc.error)
         return
     await ws.accept()
     event(

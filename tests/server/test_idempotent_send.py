@@ -37,7 +37,7 @@ from semafore.storage.ports import (
 from semafore.storage.sqlite import sqlite_stores
 from tests.server.helpers import DeviceSession, LogCapture, World, b64, messaging_org
 
-BODY = b"DRV1" + bytes(range(60))
+BODY = b"DRV1" + bytes(range(68))
 
 
 def env(session: DeviceSession, body: bytes = BODY) -> dict[str, Any]:
@@ -175,7 +175,8 @@ def test_websocket_retry_of_an_http_send_gets_the_same_deliveries(
     a1, b1, b2 = org["a1"], org["b1"], org["b2"]
     first = send(world, a1, "bob", [env(b1), env(b2)], mid="ws-1")
     with world.client.websocket_connect("/v1/websocket", headers=a1.headers) as ws:
-        for request_id, envs in (("r1", [env(b1), env(b2)]), ("r2", [env(b1, b"DRV1x"), env(b2)])):
+        other = env(b1, b"DRV1x" + bytes(80))
+        for request_id, envs in (("r1", [env(b1), env(b2)]), ("r2", [other, env(b2)])):
             ws.send_json({"type": "send", "request_id": request_id, "user_id": "bob",
                           "message": {"message_id": "ws-1", "envelopes": envs}})
             reply = ws.receive_json()
@@ -250,7 +251,7 @@ def test_the_ledger_holds_ids_and_digests_never_bodies(
     world: World, org: dict[str, DeviceSession]
 ) -> None:
     a1, b1, b2 = org["a1"], org["b1"], org["b2"]
-    canary = b"DRV1" + b"ledger-canary-" + bytes(range(20))
+    canary = b"DRV1" + b"ledger-canary-" + bytes(range(60))
     assert send(world, a1, "bob", [env(b1, canary), env(b2, canary)]).status_code == 200
     for device in (b1, b2):
         ids = [e["delivery_id"] for e in queued(world, device)]
@@ -470,7 +471,8 @@ def test_retry_and_reuse_log_lines_hash_the_identifiers(
     mid = "msg-logged-7f3a9c"
     assert send(world, a1, "bob", [env(b1), env(b2)], mid=mid).status_code == 200
     assert send(world, a1, "bob", [env(b1), env(b2)], mid=mid).status_code == 200
-    assert send(world, a1, "bob", [env(b1, b"DRV1other"), env(b2)], mid=mid).status_code == 409
+    other = env(b1, b"DRV1other" + bytes(80))
+    assert send(world, a1, "bob", [other, env(b2)], mid=mid).status_code == 409
     events = {e["event"]: e for e in logs.events()}
     assert events["message_retry_answered"]["message_id_h8"] == h8(mid)
     assert events["message_id_reused"]["message_id_h8"] == h8(mid)

@@ -13,7 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from tests.server.helpers import DeviceSession, World, b64, messaging_org
 
-BODY = b"DRV1" + bytes(range(60))
+BODY = b"DRV1" + bytes(range(68))
 
 
 def env(

@@ -11,7 +11,7 @@ import pytest
 from tests.server.helpers import DeviceSession, World, b64
 
 RESET = b"SRS1" + bytes(range(32))
-DRV1 = b"DRV1" + bytes(range(60))
+DRV1 = b"DRV1" + bytes(range(68))
 
 
 def env(session: DeviceSession, body: bytes = RESET, **over: Any) -> dict[str, Any]:

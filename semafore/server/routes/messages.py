@@ -46,7 +46,7 @@ class BroadcastConflict(ErrorBody):
 
 @router.put(
     "/v1/messages/{user_id}",
-    responses=responses(401, 404, 409, 410, 413, r409=SendConflict, r410=StaleDevices),
+    responses=responses(400, 401, 404, 409, 410, 413, r409=SendConflict, r410=StaleDevices),
     summary="Send one message as one envelope per recipient device (Signal's device-set check)",
     description=IDEMPOTENT,
 )
@@ -94,7 +94,9 @@ async def ack_one(
 
 @router.post(
     "/v1/broadcasts",
-    responses=responses(401, 403, 404, 409, 410, 413, r409=BroadcastConflict, r410=BroadcastStale),
+    responses=responses(
+        400, 401, 403, 404, 409, 410, 413, r409=BroadcastConflict, r410=BroadcastStale
+    ),
     summary="Admin broadcast: per-recipient-device envelopes for many users, all or nothing",
     description=IDEMPOTENT,
 )
