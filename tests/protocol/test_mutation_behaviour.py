@@ -13,13 +13,13 @@ import hmac
 
 import pytest
 
-from semafore.protocol import session_cipher
+from semafore.protocol import frame, session_cipher
 from semafore.protocol.entropy import ScriptedEntropy, SeededEntropy, SystemEntropy
 from semafore.protocol.errors import DecryptionFailed, DuplicateMessage, UntrustedIdentity
 from semafore.protocol.identity import IdentityStore, RemoteIdentity
 from semafore.protocol.keys import DeviceKeys, bundle_from_dict, bundle_to_dict
 from semafore.protocol.primitives import Ed25519KeyPair, X25519KeyPair
-from semafore.protocol.ratchet import MAX_SKIPPED_KEYS, RatchetState
+from semafore.protocol.ratchet import MAX_SKIP, MAX_SKIPPED_KEYS, RatchetState
 from semafore.protocol.session import Bootstrap, Role, Session, SessionRecord
 from tests.protocol.conversation import new_pair
 
@@ -177,6 +177,31 @@ def test_the_first_key_beyond_the_skipped_key_cap_evicts_exactly_the_oldest() ->
     assert len(pair.bob.skipped) == MAX_SKIPPED_KEYS
     assert (first_chain, 0) not in pair.bob.skipped
     assert (first_chain, 1) in pair.bob.skipped
+
+
+def test_an_old_chain_exactly_max_skip_behind_is_still_kept() -> None:
+    """SPEC §3: the old chain's keys are dropped only when PN is *more* than MAX_SKIP ahead."""
+    pair = new_pair("behind")
+    chain = [pair.alice.encrypt(b"a%d" % i, pair.entropy) for i in range(MAX_SKIP + 1)]
+    pair.bob.decrypt(chain[0])
+    pair.alice.decrypt(pair.bob.encrypt(b"r", pair.entropy))
+    pair.bob.decrypt(pair.alice.encrypt(b"next chain", pair.entropy))  # PN = MAX_SKIP + 1
+    assert len(pair.bob.skipped) == MAX_SKIP
+    assert pair.bob.decrypt(chain[-1]) == b"a%d" % MAX_SKIP
+
+
+@pytest.mark.parametrize("side", ["alice", "bob"])
+def test_a_forged_previous_chain_length_before_any_receiving_chain_changes_nothing(
+    side: str,
+) -> None:
+    """No receiving chain yet (the initiator before a reply, a fresh responder): a frame
+    with a new ratchet key and a made-up PN fails its tag and leaves the state as it was."""
+    state = new_pair("forged-pn").side(side)
+    before = state.serialize()
+    forged = frame.encode_header(bytes(range(32)), 5, 0, bytes(12)) + bytes(16)
+    with pytest.raises(DecryptionFailed):
+        state.decrypt(forged)
+    assert state.serialize() == before
 
 
 # -- sessions (SPEC §2, §4) -----------------------------------------------------------------

@@ -283,6 +283,16 @@ CATALOGUE = [
         "MalformedEnvelope: opk_key_id contains a control character (field: opk_key_id)",
     ),
     Row(
+        "key_id.surrogate",
+        lambda: encode_key_id("spk-\ud800"),
+        "MalformedEnvelope: key_id contains a control character (field: key_id)",
+    ),
+    Row(
+        "key_id.not_text",  # adapters hand JSON values through: a number is not a key id
+        lambda: encode_key_id(7, "spk_key_id"),  # type: ignore[arg-type]
+        "MalformedEnvelope: spk_key_id must be 1..255 bytes of UTF-8 (field: spk_key_id)",
+    ),
+    Row(
         "key_id.utf8",
         lambda: decode_key_id(b"\xff"),
         "MalformedEnvelope: key_id is not valid UTF-8 (field: key_id)",
