@@ -96,6 +96,7 @@ from simulator.scenario.model import (
     Replay,
     RotateSpk,
     Scenario,
+    Screenshot,
     Send,
     SetOnline,
     Step,
@@ -592,6 +593,8 @@ class Execution:
             await self._attach(step)
         elif isinstance(step, ReadReceipt):
             await self._receipt(step)
+        elif isinstance(step, Screenshot):
+            await self._screenshot(step)
         elif isinstance(step, Sync):
             await self._fetch_queues(step, step.devices)
             missing = await self._settle(step.devices, timeout=step.timeout_ms / 1000.0,
@@ -791,6 +794,22 @@ class Execution:
             await client.send_receipt(user, ids)
         self.event(step, "read_receipt", f"{step.device} read {len(chosen)} message(s)")
         await self._settle()
+
+    async def _screenshot(self, step: Screenshot) -> None:
+        """The screen shows the messages' plaintext, so the image does too: a report that
+        carried the image would put the canaries where the oracle looks (ADR-0159)."""
+        client = self.client(step.device)
+        chosen = [m for m in self.messages if MessageSelector(labels=(step.message,))
+                  .matches_label(m.label) and m.message_id]
+        if not chosen:
+            self._failed(step, str(step.device), f"no sent message labelled {step.message}")
+            return
+        image = b"\x89PNG\r\n\x1a\n" + b"\n".join(m.payload for m in chosen)
+        peer = chosen[0].sender.user if chosen[0].sender.user != step.device.user \
+            else chosen[0].to[0]
+        report = await client.report_screenshot(peer, image, [m.message_id for m in chosen])
+        self.event(step, "screenshot", f"{step.device} reported a screenshot of "
+                   f"{len(chosen)} message(s) (report {report[:8]}…)")
 
     async def _set_online(self, step: SetOnline) -> None:
         client = self.client(step.device)

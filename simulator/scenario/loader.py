@@ -52,6 +52,7 @@ from simulator.scenario.model import (
     Replay,
     RotateSpk,
     Scenario,
+    Screenshot,
     Send,
     SetOnline,
     Step,
@@ -428,6 +429,10 @@ class _Builder:
     def _read_receipt(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
         return ReadReceipt(**c, device=self.device(b["device"], (*p, "device")),
                            message=self.known_label(b["message"], (*p, "message")))
+
+    def _screenshot(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        return Screenshot(**c, device=self.device(b["device"], (*p, "device")),
+                          message=self.known_label(b["message"], (*p, "message")))
 
     def _sync(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
         devices = self.devices_of(b["devices"], (*p, "devices")) if "devices" in b else ()

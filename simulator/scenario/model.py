@@ -170,6 +170,16 @@ class ReadReceipt(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Screenshot(Step):
+    """``device`` takes a screenshot of the conversation showing ``message`` (label) and
+    reports it (ADR-0159: only the image's SHA-256 and the message ids leave the device; the
+    image itself shows the plaintext, so it must never reach the relay)."""
+
+    device: DeviceRef
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Sync(Step):
     """Let every online device (or the listed ones) fetch and process until quiescent."""
 
@@ -478,6 +488,7 @@ STEP_KINDS: dict[str, type[Step]] = {
     "broadcast": Broadcast,
     "attach": Attach,
     "read_receipt": ReadReceipt,
+    "screenshot": Screenshot,
     "sync": Sync,
     "wait": Wait,
     "device_online": SetOnline,
