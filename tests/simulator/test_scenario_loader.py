@@ -229,3 +229,59 @@ def test_oracle_clean_needs_a_relay_side_view_to_scan() -> None:
     """)
     )
     assert ok.assertions()[0].identifiers
+
+
+def test_a_step_declares_the_error_it_expects_and_the_loader_keeps_it() -> None:
+    s = loads(scenario_text("""\
+        - send: {from: alice/phone, to: bob, label: m, expect: {error: message_id_reused}}
+        - assert: {delivered_exactly_once: {messages: all, allow_empty: "nothing to deliver"}}
+    """))
+    send, check = s.steps
+    assert send.expect is not None and send.expect.error == "message_id_reused"
+    assert isinstance(check, Assertion) and check.allow_empty == "nothing to deliver"
+    error = rejected(scenario_text("""\
+        - send: {from: alice/phone, to: bob, label: m, expect: {code: x}}
+        - assert: {delivered_exactly_once: {messages: all}}
+    """))
+    assert "expect" in error.key
+
+
+@pytest.mark.parametrize(("body", "key", "fragment"), [
+    ("{stat: skipped_keys}", "stat", "unknown stat 'skipped_keys'"),
+    ("{stat: reconnects, at_least: 3, at_most: 1}", "at_most", "could never hold"),
+    ("{stat: reconnects, at_least: 0}", "at_least", "can never fail"),
+])
+def test_a_mechanism_assertion_that_cannot_fail_or_names_no_stat_is_refused(
+        body: str, key: str, fragment: str) -> None:
+    error = rejected(scenario_text(f"""\
+        - send: {{from: alice/phone, to: bob, label: m}}
+        - assert: {{mechanism: {body}}}
+    """))
+    assert error.key.endswith(key) and fragment in error.message
+
+
+def test_a_mechanism_assertion_defaults_to_at_least_once() -> None:
+    s = loads(scenario_text("""\
+        - send: {from: alice/phone, to: bob, label: m}
+        - assert: {mechanism: {stat: skipped_keys_used}}
+    """))
+    check = s.steps[1]
+    assert isinstance(check, Assertion) and check.assertion is AssertionKind.MECHANISM
+    assert (check.stat, check.at_least, check.at_most) == ("skipped_keys_used", 1, None)
+
+
+def test_metadata_not_exposed_needs_a_relay_side_adversary_and_classes() -> None:
+    error = rejected(scenario_text("""\
+        - compromise: {kind: device, device: bob/phone, as: thief}
+        - assert: {metadata_not_exposed: {adversary: thief, sees: [timing]}}
+    """))
+    assert "adversary" in error.key and "needs" in error.message
+
+
+def test_a_screenshot_names_a_device_and_an_earlier_message() -> None:
+    error = rejected(scenario_text("""\
+        - screenshot: {device: bob/phone, message: later}
+        - send: {from: alice/phone, to: bob, label: later}
+        - assert: {delivered_exactly_once: {messages: all}}
+    """))
+    assert error.key.endswith("screenshot.message") and "later" in error.message
