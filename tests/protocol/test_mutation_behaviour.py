@@ -15,11 +15,21 @@ import pytest
 
 from semafore.protocol import frame, session_cipher
 from semafore.protocol.entropy import ScriptedEntropy, SeededEntropy, SystemEntropy
-from semafore.protocol.errors import DecryptionFailed, DuplicateMessage, UntrustedIdentity
+from semafore.protocol.errors import (
+    DecryptionFailed,
+    DuplicateMessage,
+    TooManySkipped,
+    UntrustedIdentity,
+)
 from semafore.protocol.identity import IdentityStore, RemoteIdentity
 from semafore.protocol.keys import DeviceKeys, bundle_from_dict, bundle_to_dict
 from semafore.protocol.primitives import Ed25519KeyPair, X25519KeyPair
-from semafore.protocol.ratchet import MAX_SKIP, MAX_SKIPPED_KEYS, RatchetState
+from semafore.protocol.ratchet import (
+    MAX_PREVIOUS_CHAINS,
+    MAX_SKIP,
+    MAX_SKIPPED_KEYS,
+    RatchetState,
+)
 from semafore.protocol.session import Bootstrap, Role, Session, SessionRecord
 from tests.protocol.conversation import new_pair
 
@@ -202,6 +212,47 @@ def test_a_forged_previous_chain_length_before_any_receiving_chain_changes_nothi
     with pytest.raises(DecryptionFailed):
         state.decrypt(forged)
     assert state.serialize() == before
+
+
+def test_max_skip_counts_from_the_next_expected_message_of_the_chain() -> None:
+    """SPEC §3: a frame may skip at most MAX_SKIP keys of the current receiving chain."""
+    pair = new_pair("skip-boundary")
+    chain = [pair.alice.encrypt(b"m", pair.entropy) for _ in range(MAX_SKIP + 3)]
+    pair.bob.decrypt(chain[0])  # the next expected message is 1
+    too_far = pair.bob.serialize()
+    with pytest.raises(TooManySkipped):
+        pair.bob.decrypt(chain[MAX_SKIP + 2])  # would skip 1 .. MAX_SKIP + 1
+    assert pair.bob.serialize() == too_far
+    assert pair.bob.decrypt(chain[MAX_SKIP + 1]) == b"m"  # skips exactly MAX_SKIP
+    assert len(pair.bob.skipped) == MAX_SKIP
+
+
+def test_exactly_the_last_five_retired_chains_are_remembered() -> None:
+    """SPEC §3: the last 5 retired receiving chains are remembered for duplicate detection."""
+    pair = new_pair("retired")
+    keys = []
+    for _ in range(MAX_PREVIOUS_CHAINS + 2):
+        sent = pair.alice.encrypt(b"a", pair.entropy)  # a new chain after every reply
+        keys.append(pair.alice.sending_ratchet_key)
+        pair.bob.decrypt(sent)
+        pair.alice.decrypt(pair.bob.encrypt(b"b", pair.entropy))
+    # Bob's current receiving chain is keys[-1]; the five before it are retired.
+    assert list(pair.bob.previous) == keys[-1 - MAX_PREVIOUS_CHAINS : -1]
+    assert all(count == 1 for count in pair.bob.previous.values())
+
+
+def test_an_initiator_that_never_received_retires_no_chain() -> None:
+    pair = new_pair("first-reply")
+    pair.bob.decrypt(pair.alice.encrypt(b"a", pair.entropy))
+    pair.alice.decrypt(pair.bob.encrypt(b"b", pair.entropy))
+    assert pair.alice.previous == {}
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview])
+def test_frames_decrypt_from_any_bytes_like_buffer(wrap: type) -> None:
+    pair = new_pair("buffers")
+    data = pair.alice.encrypt(b"payload", pair.entropy)
+    assert pair.bob.decrypt(wrap(data)) == b"payload"
 
 
 # -- sessions (SPEC §2, §4) -----------------------------------------------------------------
