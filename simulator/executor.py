@@ -41,6 +41,7 @@ from semafore.client import DeviceClient
 from semafore.client.client import Received
 from semafore.client.device import Device
 from semafore.client.errors import ClientError, RecipientsFailed
+from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol import smx1
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
@@ -307,6 +308,7 @@ class Execution:
         self.recoveries: list[tuple[Assertion, str, set[str], int]] = []  # last error index
         self.file_ids: list[tuple[str, str]] = []  # (attachment label, file id)
         self.fetched: dict[tuple[str, str], bytes | str] = {}  # (device, message id) -> blob
+        self.secrets_seen: dict[str, int] = {}  # key kind -> how many the protocol reported
 
     # -- every step counts (issue #11) ---------------------------------------------------
 
@@ -394,6 +396,17 @@ class Execution:
     # -- run -------------------------------------------------------------------------------
 
     async def run(self) -> ScenarioResult:
+        """Run the scenario with the protocol reporting every secret it draws or derives
+        to the oracle (issue #12: a client that logs or stores a message key must fail)."""
+        with protocol_secrets.reporting(self._on_secret):
+            return await self._run()
+
+    def _on_secret(self, kind: str, value: bytes) -> None:
+        self.secrets_seen[kind] = self.secrets_seen.get(kind, 0) + 1
+        with contextlib.suppress(OracleError):
+            self.oracle.register_key(f"{kind} #{self.secrets_seen[kind]}", value)
+
+    async def _run(self) -> ScenarioResult:
         started = time.perf_counter()
         handler = configure_logging(self.log_stream, logging.INFO)
         # The view keeps the relay's INFO lines (what production logs); the counter also sees
