@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make mutation` (docs/mutation.md): mutmut over semafore/protocol/ with the fast protocol
 # tests ([tool.mutmut] in pyproject.toml), then the score and every surviving mutant.
-# Not part of scripts/test.sh or CI: a full run takes ~15 min on one core.
+# Not part of scripts/test.sh or CI: a full run takes 30-60 min of one core.
 # Bounded for a shared machine: nice 19, one mutant child at a time, one run at a time.
 # MUTATION_MIN (default 95) is the detected % below which this exits non-zero.
 # Every run starts from an empty mutants/: mutmut keeps a cached verdict even when tests were
@@ -22,6 +22,9 @@ fi
 if [ "$#" -eq 0 ] && [ "${MUTATION_RESUME:-0}" != "1" ]; then
   rm -rf mutants
 fi
+# Example tests before property tests in each mutant's run (tests/protocol/mutation_order.py):
+# the same verdicts, but a killed mutant rarely waits for a 200-example Hypothesis test.
+export PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} -p tests.protocol.mutation_order"
 nice -n 19 "$VENV/bin/mutmut" run --max-children 1 "$@"
 "$VENV/bin/mutmut" export-cicd-stats >/dev/null
 "$VENV/bin/mutmut" results --all true >mutants/results.txt
