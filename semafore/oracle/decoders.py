@@ -113,9 +113,9 @@ ALPHABETS: tuple[Alphabet, ...] = (
     Alphabet("binary", b"01", 1),
     Alphabet("ascii85", bytes(range(33, 118)), 0),
     Alphabet("z85", b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-             b".-:+=^!/*?&<>()[]{}@%$#", 0, primary=False),
+             b".-:+=^!/*?&<>()[]{}@%$#", 0),
     Alphabet("base85", b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-             b"!#$%&()*+-;<=>?@^_`{|}~", 0, primary=False),
+             b"!#$%&()*+-;<=>?@^_`{|}~", 0),
 )
 SEPARATORS = b" \t\r\n:-,.;|_/\\%'\"x"  # minus each alphabet's own symbols
 
@@ -141,6 +141,7 @@ class _Radix:
         self.min_symbols = int(np.ceil(MIN_LEAK * 8 / bits))
         self.probe = b"A" * self.min_symbols
         self.hexlike = alphabet.name == "hex"
+        self.group = {0: 5, 1: 8, 4: 2, 5: 8, 6: 4}[alphabet.bits]
 
 
 RADIXES = tuple(_Radix(a) for a in ALPHABETS)
@@ -180,8 +181,21 @@ def _symbols(data: bytes, arr: npt.NDArray[np.uint8], radix: _Radix
     positions = np.flatnonzero(mask)
     values = radix.lut[arr[positions]].astype(np.int64)
     kept = counts[keep]
-    firsts = np.concatenate(([0], np.cumsum(kept)[:-1]))
-    return positions, values, firsts, kept
+    # Every region starts on a symbol-group boundary (padding symbols end the one before, as
+    # the decoders pad a final partial group: zeros, or base85's highest digit), so the first
+    # alignment decodes every region from its first symbol, to its last byte.
+    group = radix.group
+    padded = -(-kept // group) * group
+    firsts = np.concatenate(([0], np.cumsum(padded)[:-1]))
+    region = np.repeat(np.arange(len(kept)), kept)
+    within = np.arange(len(values)) - np.repeat(np.cumsum(kept) - kept, kept)
+    slots = firsts[region] + within
+    total = int(padded.sum())
+    out_values = np.full(total, 84 if radix.alphabet.bits == 0 else 0, dtype=np.int64)
+    out_values[slots] = values
+    out_positions = np.repeat(positions[np.cumsum(kept) - 1], padded)  # pads: region's end
+    out_positions[slots] = positions
+    return out_positions, out_values, firsts, kept
 
 
 def _bit_decode(values: IntArray, bits: int, skip: int) -> npt.NDArray[np.uint8]:
@@ -215,7 +229,14 @@ def radix_spans(data: bytes, nested: bool = True) -> Iterator[Decoded]:
         return
     arr = np.frombuffer(data, dtype=np.uint8)
     for radix in RADIXES:
-        positions, values, firsts, counts = _symbols(data, arr, radix)
+        if radix.alphabet.name == "ascii85" and b"z" in data:
+            # "z" abbreviates "!!!!!" (four zero bytes); offsets after one shift by 4
+            expanded = data.replace(b"z", b"!!!!!")
+            positions, values, firsts, counts = _symbols(
+                expanded, np.frombuffer(expanded, dtype=np.uint8), radix)
+            positions = np.minimum(positions, len(data) - 1)
+        else:
+            positions, values, firsts, counts = _symbols(data, arr, radix)
         if not len(positions):
             continue
         bits = radix.alphabet.bits
@@ -264,14 +285,15 @@ def _interesting(name: str, raw: bytes, origin: IntArray, firsts: IntArray,
         at = classes.find(probe, end)
     for offset, kind, inner in compressed(raw):
         yield Decoded(f"{name} → {kind}", inner, int(origin[min(offset, len(origin) - 1)]))
+    for wide in _wide(raw):  # UTF-16/32 of a binary value is not text-like
+        at = int(origin[min(wide.start, len(origin) - 1)])
+        yield Decoded(f"{name} → {wide.name}", wide.data, at)
     if not bits:
-        return  # base85: raw deflate inside it is left to the depth below
-    for first, count in zip(firsts, counts, strict=True):
-        rel = int(first) - skip
-        if rel < 0 or (rel * bits) % 8 or count < 2 * MIN_LEAK * 8 // bits:
-            continue  # not byte-aligned here, or too short to be a compressed leak
-        at_byte = rel * bits // 8
-        inflated = _raw_deflate(raw[at_byte:])
+        return  # base85: raw deflate inside it is left to the level below
+    rel = firsts - skip
+    aligned = (rel >= 0) & ((rel * bits) % 8 == 0) & (counts >= 2 * MIN_LEAK * 8 // bits)
+    for at_byte in (rel[aligned] * bits // 8).tolist():
+        inflated = _raw_deflate(raw[at_byte:])  # regions that start a byte here, long enough
         if inflated is not None:
             yield Decoded(f"{name} → deflate", inflated.data,
                           int(origin[min(at_byte, len(origin) - 1)]), expand=inflated.expand)
@@ -291,6 +313,7 @@ _MAGICS: tuple[tuple[str, re.Pattern[bytes], int], ...] = (
 _REVERSED: tuple[re.Pattern[bytes], ...] = (
     re.compile(rb"\x08\x8b\x1f"), re.compile(rb"[\x01\x5e\x9c\xda]\x78"),
     re.compile(rb"YS&YA1[1-9]hZB"), re.compile(rb"\x00ZXz7\xfd"),
+    re.compile(rb"\x00[\x00-\xff]\x00\x00\x5d"),
 )
 
 
@@ -355,7 +378,9 @@ class _Inflated:
 
 def _raw_deflate(data: bytes) -> _Inflated | None:
     """Raw deflate has no magic and a fixed-Huffman block decodes almost any bits, so only a
-    stream that ends properly counts; it is decoded further only if it holds text."""
+    stream that ends properly counts, and it is decoded further only if it looks like more
+    than noise (text, wide text, a compressed stream): garbage input ends "properly" often
+    enough to flood the recursion otherwise."""
     decomp = zlib.decompressobj(-15)
     try:
         out = decomp.decompress(data, MAX_INFLATE)
@@ -363,16 +388,31 @@ def _raw_deflate(data: bytes) -> _Inflated | None:
         return None
     if not decomp.eof or len(out) < MIN_LEAK:
         return None
-    return _Inflated(out, out.translate(_TEXTY).find(b"A" * TEXT_RUN) != -1)
+    structured = (out.translate(_TEXTY).find(b"A" * TEXT_RUN) != -1
+                  or out.count(0) * 4 >= len(out) or any(m.search(out) for _, m, _ in _MAGICS))
+    return _Inflated(out, structured)
 
 
-def deflate_at_start(data: bytes) -> Iterator[Decoded]:
-    """Raw deflate where a binary span begins."""
-    if data[:TEXT_RUN].translate(_TEXTY).count(b"A") == min(len(data), TEXT_RUN):
-        return
-    inner = _raw_deflate(data)
-    if inner is not None:
-        yield Decoded("deflate", inner.data, 0, expand=inner.expand)
+def deflate_spans(data: bytes, at_start: bool) -> Iterator[Decoded]:
+    """Raw deflate where a binary span begins, and where binary bytes start inside text
+    (a deflate stream written into a text record), a few bytes either side."""
+    classes = data[:TEXT_RUN].translate(_TEXTY)
+    if at_start and classes.count(b"A") != len(classes):
+        inner = _raw_deflate(data)
+        if inner is not None:
+            yield Decoded("deflate", inner.data, 0, expand=inner.expand)
+    binary = len(data) - data.translate(_TEXTY).count(b"A")
+    if not binary or binary > max(64, len(data) // 8):
+        return  # not text with a few binary stretches: nothing embedded to look for
+    for run in _BINARY_RUN.finditer(data):
+        for at in range(max(0, run.start() - 4), run.start() + 1):
+            inner = _raw_deflate(data[at:])
+            if inner is not None:
+                yield Decoded("deflate", inner.data, at, expand=inner.expand)
+                break
+
+
+_BINARY_RUN = re.compile(rb"[^\x20-\x7e\t\r\n]+")
 
 
 def compressed_spans(data: bytes) -> Iterator[Decoded]:
@@ -383,7 +423,7 @@ def compressed_spans(data: bytes) -> Iterator[Decoded]:
 # --- escapes and wide text ---------------------------------------------------------------
 
 _PERCENT = re.compile(rb"%[0-9A-Fa-f]{2}")
-_QP = re.compile(rb"=[0-9A-F]{2}")
+_QP = re.compile(rb"=(?:[0-9A-F]{2}|\r?\n)")
 _NUMBERS = re.compile(rb"(?:-?\d{1,3}(?:\s*[,;]\s*|\s+)){11,}-?\d{1,3}")
 _NUMBER = re.compile(rb"-?\d{1,3}")
 
@@ -459,8 +499,22 @@ def text_spans(data: bytes) -> Iterator[Decoded]:
     yield from _wide(data)
     for name, trigger, undo in _ESCAPES:
         for lo, hi in _lines_with(data, trigger):
-            yield Decoded(name, undo(data[lo:hi]), lo)
+            line = data[lo:hi]
+            if _is_text(line, mojibake=undo is _mojibake):
+                yield Decoded(name, undo(line), lo)
     yield from _numbers(data)
+
+
+def _is_text(line: bytes, mojibake: bool) -> bool:
+    """Escapes are a text convention: a binary stretch with a chance backslash is not
+    unescaped (that would flood the recursion with noise)."""
+    if mojibake:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+    return line.translate(_TEXTY).count(b"A") * 10 >= len(line) * 9
 
 
 def _lines_with(data: bytes, trigger: re.Pattern[bytes]) -> Iterator[tuple[int, int]]:
@@ -481,12 +535,26 @@ def _lines_with(data: bytes, trigger: re.Pattern[bytes]) -> Iterator[tuple[int, 
         yield lo, hi
 
 
+_MOJIBAKE = re.compile(rb"[\xc2\xc3][\x80-\xbf]")
+
+
 def _mojibake(data: bytes) -> bytes:
     return data.decode("utf-8", "replace").encode("latin-1", "replace")
 
 
+_CHAR_REF = re.compile(r"&#([xX][0-9a-fA-F]{1,6}|[0-9]{1,7});")
+
+
+def _char_ref(match: re.Match[str]) -> str:
+    ref = match.group(1)
+    code = int(ref[1:], 16) if ref[0] in "xX" else int(ref)
+    return chr(code) if code <= 0x10FFFF else "\ufffd"
+
+
 def _html(data: bytes) -> bytes:
-    return _text_to_bytes(html.unescape(data.decode("latin-1")))
+    """Numeric references taken literally (``html.unescape`` maps &#128;-&#159; to
+    Windows-1252, which would garble an escaped binary value), then named ones."""
+    return _text_to_bytes(html.unescape(_CHAR_REF.sub(_char_ref, data.decode("latin-1"))))
 
 
 _ESCAPES: tuple[tuple[str, re.Pattern[bytes], Callable[[bytes], bytes]], ...] = (
@@ -494,7 +562,7 @@ _ESCAPES: tuple[tuple[str, re.Pattern[bytes], Callable[[bytes], bytes]], ...] = 
     ("percent", _PERCENT, urllib.parse.unquote_to_bytes),
     ("quoted-printable", _QP, binascii.a2b_qp),
     ("html entities", re.compile(rb"&#|&amp;"), _html),
-    ("latin-1 as utf-8", re.compile(rb"[\xc2\xc3][\x80-\xbf]"), _mojibake),
+    ("latin-1 as utf-8", _MOJIBAKE, _mojibake),
 )
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import ahocorasick_rs
 
-from semafore.oracle.decoders import DECODERS, REVERSED_DECODERS, Decoded, deflate_at_start
+from semafore.oracle.decoders import DECODERS, REVERSED_DECODERS, Decoded, deflate_spans
 from semafore.oracle.matcher import Match, Matcher
 from semafore.oracle.model import (
     IDENTIFIER_KINDS,
@@ -255,8 +255,7 @@ class Scanner:
         for view, view_root, view_name in views:
             spans: list[Iterator[Decoded]] = [
                 d(view) for d in (DECODERS if view_name is None else REVERSED_DECODERS)]
-            if binary_start or depth > 0:
-                spans.append(deflate_at_start(view))
+            spans.append(deflate_spans(view, binary_start or depth > 0))
             for decoded_iter in spans:
                 for decoded in decoded_iter:
                     if decoded.data == view:
