@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from semafore.cli import backends, demo, gate, load, serve, sim, vectors
+from semafore.cli import backends, demo, gate, load, oracle, serve, sim, vectors
 
 
 def all_commands() -> list[click.Command]:
     commands: list[click.Command] = [
         backends.command,
-        demo.command, gate.command, load.command, serve.command, sim.command, vectors.command,
+        demo.command, gate.command, load.command, oracle.command, serve.command, sim.command,
+        vectors.command,
     ]
     return commands
