@@ -11,28 +11,11 @@ import pytest
 from simulator.executor import run_scenario
 from simulator.report.model import Outcome, ScenarioResult, Verdict
 from simulator.scenario import loads
-
-HEAD = """
-version: 1
-name: {name}
-description: executor test
-cites: ["seed §1.1"]
-seed: {seed}
-expect: {expect}
-organisations: [{{id: acme}}]
-users:
-  - {{id: alice, org: acme, devices: [phone, laptop]}}
-  - {{id: bob, org: acme, devices: [phone, tablet]}}
-  - {{id: carol, org: acme, devices: [phone]}}
-steps:
-"""
+from tests.simulator.helpers import HEAD, scenario
 
 
 def run(name: str, steps: str, seed: int = 5, expect: str = "pass") -> ScenarioResult:
-    logging.getLogger("semafore.server").setLevel(logging.ERROR)
-    body = textwrap.indent(textwrap.dedent(steps), "  ")
-    text = HEAD.format(name=name, seed=seed, expect=expect) + body
-    return run_scenario(loads(text, file=f"{name}.yaml"))
+    return run_scenario(scenario(name, steps, seed=seed, expect=expect))
 
 
 def why(result: ScenarioResult) -> list[tuple[str, str, list[str]]]:

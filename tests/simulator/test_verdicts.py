@@ -12,8 +12,6 @@ itself — turns the same assertion red.
 
 from __future__ import annotations
 
-import logging
-import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -22,34 +20,14 @@ import pytest
 from semafore.sabotage import switched_on
 from simulator.executor import run_scenario
 from simulator.report.model import Outcome, ScenarioResult, Verdict, reason
-from simulator.scenario import loads
+from tests.simulator.helpers import scenario
 
 pytestmark = pytest.mark.cites("seed §1.3 Threat-model honesty")
 
-HEAD = """
-version: 1
-name: {name}
-description: verdict rule
-cites: ["seed §1.1"]
-seed: {seed}
-expect: {expect}
-organisations: [{{id: acme}}]
-users:
-  - {{id: alice, org: acme, devices: [phone, laptop]}}
-  - {{id: bob, org: acme, devices: [phone, tablet]}}
-  - {{id: carol, org: acme, devices: [phone]}}
-steps:
-"""
-
-
 def run(steps: str, *, name: str = "verdict", seed: int = 7, expect: str = "pass",
         sabotage: str | None = None) -> ScenarioResult:
-    logging.getLogger("semafore.server").setLevel(logging.ERROR)
-    body = textwrap.indent(textwrap.dedent(steps), "  ")
-    scenario = loads(HEAD.format(name=name, seed=seed, expect=expect) + body,
-                     file=f"{name}.yaml")
     with switched_on(sabotage) if sabotage else nullcontext():
-        return run_scenario(scenario)
+        return run_scenario(scenario(name, steps, seed=seed, expect=expect))
 
 
 def outcome(result: ScenarioResult, kind: str) -> Outcome:
