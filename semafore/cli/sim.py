@@ -132,6 +132,22 @@ def command() -> None:
     """Run simulator scenarios (threats, desync, out-of-scope) and report verdicts."""
 
 
+def _leak_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    mode, _, chain = value.partition(":")
+    if mode not in ("off", "log", "store") or (chain and mode == "off"):
+        raise click.BadParameter(f"{value!r}: off, log, store, or log:/store: with an encoding "
+                                 "chain")
+    if chain:
+        from semafore.oracle.leaks import parse_chain
+        from semafore.oracle.model import OracleError
+
+        try:
+            parse_chain(chain)
+        except OracleError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @command.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--provider", type=click.Choice(PROVIDERS), default="embedded",
@@ -145,9 +161,10 @@ def command() -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML report here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--leaky-relay", "leak", type=click.Choice(["off", "log", "store"]),
-              default="off", help="TEST ONLY: a relay that logs (or stores) each text "
-              "message's plaintext, to watch the oracle fail the scenario.")
+@click.option("--leaky-relay", "leak", default="off", callback=_leak_mode,
+              help="TEST ONLY: a relay that logs (or stores) each text message's plaintext, "
+              "to watch the oracle fail the scenario: log, store, or either with an encoding "
+              "chain, outermost first (log:base32+gzip).")
 def run(
     paths: tuple[Path, ...], provider: str, seed: int | None, junit_path: Path | None,
     json_path: Path | None, html_path: Path | None, quiet: bool, leak: str,

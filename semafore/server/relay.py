@@ -1370,7 +1370,16 @@ class Relay:
         plaintext = source(message_id) if source is not None else None
         if not plaintext or not entries:
             return entries
-        if self.settings.leak == "log":
+        mode, _, chain = self.settings.leak.partition(":")
+        if chain:
+            from semafore.oracle.leaks import encode  # test-only path
+
+            plaintext = encode(chain, plaintext)
+        if mode == "log":
+            try:
+                text = plaintext.decode("utf-8")
+            except UnicodeDecodeError:  # a binary chain (gzip…): logged as Latin-1 text
+                text = plaintext.decode("latin-1")
             # The processor hashes every field it does not know to be safe, so the leak is
             # the realistic bug: content put in a field it passes raw (``reason``).
             event(
@@ -1378,7 +1387,7 @@ class Relay:
                 logging.WARNING,
                 org_id=principal.org_id,
                 message_id=message_id,
-                reason=plaintext.decode("utf-8", "replace"),
+                reason=text,
             )
             return entries
         first = dataclasses.replace(entries[0], body=plaintext)

@@ -63,13 +63,20 @@ class Settings:
     # holds plaintext; a harness that does passes ``leak_source(message_id)``, and with
     # ``leak="log"`` the relay writes it into an operational log line, with ``leak="store"``
     # it queues it in place of the first envelope's body ("stores one envelope unencrypted").
-    # Refused unless ``test_mode`` is on.
+    # ``"log:base32+gzip"`` first encodes it through that chain (outermost first, the
+    # encodings of semafore.oracle.leaks; issue #12). Refused unless ``test_mode`` is on.
     leak: str = "off"
     leak_source: Callable[[str], bytes | None] | None = None
 
     def __post_init__(self) -> None:
-        if self.leak not in LEAK_MODES:
-            raise ValueError(f"leak must be one of {', '.join(LEAK_MODES)}, not {self.leak!r}")
+        mode, _, chain = self.leak.partition(":")
+        if mode not in LEAK_MODES or (chain and mode == "off"):
+            raise ValueError(f"leak must be one of {', '.join(LEAK_MODES)} (log and store "
+                             f"optionally ':ENCODING+...'), not {self.leak!r}")
+        if chain:
+            from semafore.oracle.leaks import parse_chain  # test-only path
+
+            parse_chain(chain)  # an unknown encoding is an OracleError (a ValueError) naming it
         if self.leak != "off" and (not self.test_mode or self.leak_source is None):
             raise ValueError("a leaking relay needs test_mode and a leak_source (tests only)")
         if len(self.totp_key) != 32:
