@@ -222,16 +222,27 @@ class Matrix:
 
     @property
     def lower_tier_judged(self) -> bool:
-        """Lower-tier kills count only when the same tests pass with no sabotage on."""
+        """Whether the lower-tier baseline ran to a verdict (every test passed, or some
+        failed): only then can a lower-tier failure under sabotage be told apart."""
         return (self.lower_baseline is not None
-                and self.lower_baseline.outcome is TierOutcome.SURVIVED)
+                and self.lower_baseline.outcome is not TierOutcome.ERROR)
+
+    def red_without_sabotage(self, node_id: str) -> bool:
+        """Whether ``node_id`` (or a test under it) fails with no sabotage on: its failure
+        under a sabotage then says nothing about the sabotage."""
+        base = self.lower_baseline
+        if base is None or base.outcome is TierOutcome.ERROR:
+            return True
+        return any(f == node_id or f.startswith((node_id + "::", node_id + "["))
+                   for f in base.failed)
 
     def killed_by(self, sabotage: str) -> list[str]:
-        """Scenario names, then lower-tier node ids, that went red while ``sabotage`` was on."""
+        """Scenario names, then lower-tier node ids, that went red while ``sabotage`` was on
+        (a lower-tier test only if it passes with no sabotage on)."""
         found = [o.scenario for o in self.rows if self._cells[sabotage, o.path] is Cell.KILLED]
         lower = self.lower.get(sabotage)
-        if lower is not None and self.lower_tier_judged:
-            found.extend(lower.killers)
+        if lower is not None:
+            found.extend(k for k in lower.killers if not self.red_without_sabotage(k))
         return found
 
     def unjudged(self, sabotage: str) -> str | None:
@@ -281,9 +292,10 @@ class Matrix:
         if red := self.baseline_red:
             out.append("baseline red: fix the catalogue first ("
                        + "; ".join(f"{o.scenario}: {o.verdict.value}" for o in red) + ")")
-        if self.lower_baseline is not None and not self.lower_tier_judged:
-            out.append("lower-tier baseline red (the named tests do not pass with no sabotage "
-                       f"on; no lower-tier kill is credited): {_exit_text(self.lower_baseline)}")
+        base = self.lower_baseline
+        if base is not None and base.outcome is not TierOutcome.SURVIVED:
+            out.append("lower-tier baseline red (tests that fail with no sabotage on kill "
+                       f"nothing): {_exit_text(base)}")
         for s in self.sabotages:
             if (why := self.unjudged(s.name)) is not None:
                 out.append(f"{s.name}: {why}")
@@ -343,22 +355,27 @@ def run_catalogue(sabotage: str | None, files: Sequence[str], provider: str) -> 
     return CatalogueRun(sabotage, observations, time.perf_counter() - started)
 
 
-def lower_tier_command(node_ids: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-x",
+def lower_tier_command(node_ids: Sequence[str], *, first_failure: bool = True) -> list[str]:
+    """The pytest command line; the baseline runs without ``-x`` so it names every test
+    that is red with no sabotage on, not just the first."""
+    stop = ["-x"] if first_failure else []
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *stop,
             "-p", "no:cacheprovider", *node_ids]
 
 
 def run_lower_tier(sabotage: str | None, node_ids: Sequence[str], *, root: str | Path,
                    timeout_s: float = LOWER_TIER_TIMEOUT_S) -> LowerTierRun:
     """Run ``node_ids`` in a pytest subprocess with ``SEMAFORE_SABOTAGE=<sabotage>`` (unset for
-    ``None``): exit 1 kills, exit 0 survives, anything else is an error."""
+    ``None``, the baseline: then without ``-x``): exit 1 kills, exit 0 survives, anything
+    else is an error."""
     env = {k: v for k, v in os.environ.items() if k != SABOTAGE_ENV}
     if sabotage is not None:
         env[SABOTAGE_ENV] = sabotage
     ids = tuple(node_ids)
     started = time.perf_counter()
     try:
-        done = subprocess.run(lower_tier_command(ids), cwd=root, env=env, capture_output=True,
+        done = subprocess.run(lower_tier_command(ids, first_failure=sabotage is not None),
+                              cwd=root, env=env, capture_output=True,
                               text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         return LowerTierRun(sabotage, ids, None, (), f"timed out after {timeout_s:.0f} s",
@@ -492,9 +509,10 @@ def _lower_glyph(matrix: Matrix, sabotage: str) -> str:
         return ""
     if run.outcome is TierOutcome.ERROR:
         return "[bold magenta]![/]"
-    if run.outcome is TierOutcome.KILLED and matrix.lower_tier_judged:
-        return "[bold green]K[/]"
-    return "[magenta]?[/]" if not matrix.lower_tier_judged else "[dim]·[/]"
+    if run.outcome is TierOutcome.KILLED:
+        credited = any(not matrix.red_without_sabotage(k) for k in run.killers)
+        return "[bold green]K[/]" if credited else "[magenta]?[/]"
+    return "[dim]·[/]"
 
 
 def matrix_table(matrix: Matrix) -> Table:
@@ -571,7 +589,8 @@ def to_dict(matrix: Matrix) -> dict[str, Any]:
             "not_run": [o.scenario for o in matrix.not_run],
             "lower_tier": None if lower_base is None else {
                 "node_ids": list(lower_base.node_ids), "exit_code": lower_base.exit_code,
-                "ok": matrix.lower_tier_judged},
+                "ok": lower_base.outcome is TierOutcome.SURVIVED,
+                "failed": list(lower_base.failed)},
         },
         "provider": matrix.provider,
         "wall_s": round(matrix.wall_s, 3),

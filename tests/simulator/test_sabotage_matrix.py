@@ -202,14 +202,41 @@ def test_a_passing_lower_tier_does_not_kill() -> None:
     assert m.survivors == ["skip-check"] and m.exit_code == 1
 
 
-def test_lower_tier_kills_count_only_when_the_same_tests_pass_with_no_sabotage() -> None:
-    s = sabotage("skip-check", TEST_ID)
-    m = matrix({THREAT: OK}, {"skip-check": {THREAT: OK}}, sabotages=(s,), complete=False,
-               lower={"skip-check": tier("skip-check", 1, TEST_ID)},
-               lower_baseline=tier(None, 1, TEST_ID, failed=(TEST_ID,)))
+OTHER_ID = "tests/protocol/test_x3dh.py"
+
+
+def test_lower_tier_kills_count_only_for_tests_that_pass_with_no_sabotage() -> None:
+    red, green = sabotage("red-test", TEST_ID), sabotage("green-test", OTHER_ID)
+    m = matrix({THREAT: OK}, {"red-test": {THREAT: OK}, "green-test": {THREAT: OK}},
+               sabotages=(red, green), complete=False,
+               lower={"red-test": tier("red-test", 1, TEST_ID, failed=(TEST_ID,)),
+                      "green-test": tier("green-test", 1, OTHER_ID,
+                                         failed=(OTHER_ID + "::test_sk",))},
+               lower_baseline=tier(None, 1, TEST_ID, OTHER_ID, failed=(TEST_ID,)))
+    assert m.red_without_sabotage(TEST_ID) and not m.red_without_sabotage(OTHER_ID)
+    assert m.killed_by("red-test") == []
+    assert m.killed_by("green-test") == [OTHER_ID + "::test_sk"]
+    assert m.survivors == ["red-test"]
+    assert any(p.startswith("lower-tier baseline red") and TEST_ID in p for p in m.problems)
+    assert m.exit_code == 1
+
+
+def test_a_whole_file_id_is_red_when_any_test_in_it_fails_with_no_sabotage() -> None:
+    m = matrix({THREAT: OK}, {"s": {THREAT: OK}}, sabotages=(sabotage("s", OTHER_ID),),
+               lower={"s": tier("s", 1, OTHER_ID)},
+               lower_baseline=tier(None, 1, OTHER_ID, failed=(OTHER_ID + "::test_a[1]",)))
+    assert m.red_without_sabotage(OTHER_ID)
+    assert m.red_without_sabotage(OTHER_ID + "::test_a")  # parametrised: test_a[1] is red
+    assert not m.red_without_sabotage(OTHER_ID + "::test_b")
+    assert m.killed_by("s") == []
+
+
+def test_no_lower_tier_kill_counts_when_the_baseline_tests_could_not_run() -> None:
+    m = matrix({THREAT: OK}, {"s": {THREAT: OK}}, sabotages=(sabotage("s", TEST_ID),),
+               lower={"s": tier("s", 1, TEST_ID, failed=(TEST_ID,))},
+               lower_baseline=tier(None, 4, TEST_ID))
     assert not m.lower_tier_judged
-    assert m.killed_by("skip-check") == []
-    assert any(p.startswith("lower-tier baseline red") for p in m.problems)
+    assert m.killed_by("s") == [] and m.survivors == ["s"]
     assert m.exit_code == 1
 
 
@@ -298,7 +325,8 @@ def test_json_report_has_exactly_the_documented_shape() -> None:
     assert doc["decorative"] == ["server-compromise"]
     assert doc["baseline"]["ok"] is True
     assert doc["baseline"]["not_run"] == ["backend-restarts-mid-delivery"]
-    assert doc["baseline"]["lower_tier"] == {"node_ids": [TEST_ID], "exit_code": 0, "ok": True}
+    assert doc["baseline"]["lower_tier"] == {"node_ids": [TEST_ID], "exit_code": 0, "ok": True,
+                                             "failed": []}
     assert [s["verdict"] for s in doc["baseline"]["scenarios"]] == ["pass", "pass", "skipped"]
     assert doc["provider"] == "embedded" and doc["wall_s"] == 12.5
 
