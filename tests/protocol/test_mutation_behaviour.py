@@ -13,7 +13,7 @@ import hmac
 
 import pytest
 
-from semafore.protocol import frame, session_cipher
+from semafore.protocol import frame, secrets, session_cipher
 from semafore.protocol.entropy import ScriptedEntropy, SeededEntropy, SystemEntropy
 from semafore.protocol.errors import (
     DecryptionFailed,
@@ -86,6 +86,31 @@ def test_a_session_draws_ephemeral_then_ratchet_key_then_outer_and_inner_nonce()
     assert entropy.purposes == ["ephemeral_key", "ratchet_key"]
     session_cipher.encrypt(record, b"hello", entropy)
     assert entropy.purposes[2:] == ["nonce", "nonce"]
+
+
+def test_after_a_reply_the_next_frame_draws_its_ratchet_key_then_its_nonce() -> None:
+    """SPEC §3 (deferred sending step): the DH step's key pair is drawn at the next encrypt."""
+    pair = new_pair("deferred")
+    pair.bob.decrypt(pair.alice.encrypt(b"a", pair.entropy))
+    entropy = RecordingEntropy("deferred-bob")
+    pair.bob.encrypt(b"b", entropy)
+    pair.bob.encrypt(b"c", entropy)
+    assert entropy.purposes == ["ratchet_key", "nonce", "nonce"]
+
+
+def test_a_registered_secrets_sink_sees_each_drawn_private_key_with_its_kind() -> None:
+    """The test-only hook the plaintext-absence oracle uses (SPEC §8): what is drawn is told."""
+    reported: list[tuple[str, bytes]] = []
+    with secrets.reporting(lambda kind, value: reported.append((kind, value))):
+        keys = DeviceKeys.generate(SeededEntropy("secrets"), opk_count=1)
+    assert reported == [
+        ("IK private", keys.identity.ik.private),
+        ("SIK seed", keys.identity.sik.private),
+        ("SPK private", keys.spk.keypair.private),
+        ("OPK private", keys.opks["opk-0"].keypair.private),
+    ]
+    DeviceKeys.generate(SeededEntropy("after"))
+    assert len(reported) == 4  # the sink is gone after the block
 
 
 def test_scripted_entropy_push_extends_a_purpose_and_records_what_was_drawn() -> None:
