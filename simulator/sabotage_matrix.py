@@ -220,16 +220,10 @@ class Matrix:
         """The sabotages the scenario at ``path`` caught."""
         return [s.name for s in self.sabotages if self._cells[s.name, path] is Cell.KILLED]
 
-    @property
-    def lower_tier_judged(self) -> bool:
-        """Whether the lower-tier baseline ran to a verdict (every test passed, or some
-        failed): only then can a lower-tier failure under sabotage be told apart."""
-        return (self.lower_baseline is not None
-                and self.lower_baseline.outcome is not TierOutcome.ERROR)
-
     def red_without_sabotage(self, node_id: str) -> bool:
-        """Whether ``node_id`` (or a test under it) fails with no sabotage on: its failure
-        under a sabotage then says nothing about the sabotage."""
+        """Whether ``node_id`` (or a test under it) fails with no sabotage on — or the
+        lower-tier baseline did not run to a verdict: its failure under a sabotage then says
+        nothing about the sabotage."""
         base = self.lower_baseline
         if base is None or base.outcome is TierOutcome.ERROR:
             return True

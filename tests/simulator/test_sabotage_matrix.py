@@ -235,7 +235,7 @@ def test_no_lower_tier_kill_counts_when_the_baseline_tests_could_not_run() -> No
     m = matrix({THREAT: OK}, {"s": {THREAT: OK}}, sabotages=(sabotage("s", TEST_ID),),
                lower={"s": tier("s", 1, TEST_ID, failed=(TEST_ID,))},
                lower_baseline=tier(None, 4, TEST_ID))
-    assert not m.lower_tier_judged
+    assert m.red_without_sabotage(TEST_ID)
     assert m.killed_by("s") == [] and m.survivors == ["s"]
     assert m.exit_code == 1
 
