@@ -19,6 +19,7 @@ decoded bytes that are decoded further (plus 1 MiB); a block that exhausts it is
 from __future__ import annotations
 
 import bisect
+import contextlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from semafore.oracle.model import (
     ScanReport,
     Secret,
 )
+from semafore.protocol import secrets as protocol_secrets
 
 MAX_DEPTH = 4
 """Transforms undone in one chain (byte reversal and bit alignment are free)."""
@@ -93,6 +95,22 @@ class Oracle:
     @property
     def secrets(self) -> tuple[Secret, ...]:
         return tuple(self._secrets)
+
+    @contextlib.contextmanager
+    def collecting_protocol_secrets(
+        self, label: Callable[[str], str] = lambda kind: f"{kind} (from the protocol)",
+    ) -> Iterator[None]:
+        """While the block runs, register every secret the reference protocol draws or
+        derives (:mod:`semafore.protocol.secrets`: SK, root, chain, message and AEAD keys,
+        ratchet/SPK/OPK/IK/SIK/ephemeral private keys) as a key labelled ``label(kind)``.
+        A value already registered keeps its first label."""
+
+        def sink(kind: str, value: bytes) -> None:
+            with contextlib.suppress(OracleError):  # shorter than the oracle can tell apart
+                self.register_key(label(kind), value)
+
+        with protocol_secrets.reporting(sink):
+            yield
 
     # -- scanning -------------------------------------------------------------------------
 
