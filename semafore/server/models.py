@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -125,21 +124,57 @@ class Strict(BaseModel):
 # --- orgs and auth --------------------------------------------------------------------------
 
 
+REFUSED_IN_NAMES = (
+    (0x0000, 0x001F), (0x007F, 0x009F),  # C0/C1 controls: NUL, CR/LF, ESC of ANSI sequences
+    (0x00AD, 0x00AD), (0x061C, 0x061C), (0x180E, 0x180E),  # soft hyphen, Arabic/Mongolian marks
+    (0x200B, 0x200F),  # zero-width space/joiners, LRM/RLM
+    (0x2028, 0x202E),  # line/paragraph separators, bidi embeddings and overrides
+    (0x2060, 0x206F),  # word joiner, invisible operators, bidi isolates
+    (0xE000, 0xF8FF), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFF),  # private use, BOM, specials
+    (0xE0000, 0xE007F), (0xF0000, 0x10FFFF),  # tag characters, supplementary private use
+)
+"""Code points a display name may not hold (issue 13 F-13): a name can neither forge log or
+terminal output (controls, line breaks) nor reorder or hide what a reader sees (bidi and
+invisible format characters). One list: the validator and the OpenAPI pattern both use it.
+(Lone surrogates are refused apart: they are not Unicode text, and no regex engine of the
+OpenAPI tooling accepts them in a pattern.)"""
+
+
+def _class_char(code: int) -> str:
+    """A code point in a regex class, valid for Python ``re`` and ECMA-262 alike: BMP as a
+    ``\\uXXXX`` escape (no lone surrogate ever sits in the served JSON), astral literal."""
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+NAME_PATTERN = (
+    "^[^" + "".join(f"{_class_char(a)}-{_class_char(b)}" for a, b in REFUSED_IN_NAMES) + "]+$"
+)
+_NAME = re.compile(NAME_PATTERN)
+
+
 def _display_name(value: Any) -> str:
-    """A name shown to people: no control, format (bidi overrides, zero-width), surrogate,
-    private-use, unassigned or line/paragraph separator characters (issue 13 F-13), so a
-    name can neither forge log or terminal output nor reorder what a reader sees."""
     if not isinstance(value, str):
         raise ValueError("must be a string")
-    for ch in value:
-        if unicodedata.category(ch) in _REFUSED_CATEGORIES:
-            raise ValueError(f"character U+{ord(ch):04X} is not allowed in a name")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("a lone surrogate is not Unicode text") from exc
+    if value and _NAME.fullmatch(value) is None:
+        bad = next(
+            ch for ch in value if any(a <= ord(ch) <= b for a, b in REFUSED_IN_NAMES)
+        )
+        raise ValueError(f"character U+{ord(bad):04X} is not allowed in a name")
     return value
 
 
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 DisplayName = Annotated[
-    str, BeforeValidator(_display_name), Field(min_length=1, max_length=200)
+    str,
+    BeforeValidator(_display_name),
+    Field(min_length=1, max_length=200),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NAME_PATTERN,
+         "description": "no control, bidi or invisible format characters (docs/server.md)"}
+    ),
 ]
 
 

@@ -127,7 +127,7 @@ def test_bodies_too_short_for_their_magic_are_a_typed_400(world: SocketWorld) ->
 
 @pytest.mark.parametrize(
     "name", ["nul\x00byte", "line\r\nbreak", "ansi \x1b[31mred", "bidi \u202eevil", "zw\u200bsp",
-             "sep\u2028line"],
+             "sep\u2028line", "lone \ud800 surrogate", "tag\U000e0041"],
 )
 def test_names_refuse_control_and_bidi_characters(world: SocketWorld, name: str) -> None:
     r = world.http().post("/v1/orgs", json={"org_id": "x1", "name": name, "admin_user_id": "z"})
