@@ -111,6 +111,9 @@ def test_a_registered_secrets_sink_sees_each_drawn_private_key_with_its_kind() -
     ]
     DeviceKeys.generate(SeededEntropy("after"))
     assert len(reported) == 4  # the sink is gone after the block
+    with secrets.reporting(lambda kind, value: reported.append((kind, value))):
+        secrets.drawn("session_key", b"\x01")  # a purpose without a kind of its own
+    assert reported[4:] == [("session_key private", b"\x01")]
 
 
 def test_scripted_entropy_push_extends_a_purpose_and_records_what_was_drawn() -> None:
@@ -147,7 +150,8 @@ def test_seeded_entropy_is_hmac_of_purpose_and_counter_and_fork_of_its_label() -
 
     entropy = SeededEntropy(seed)
     assert entropy.random_bytes(40, "nonce") == (block(b"nonce", 0) + block(b"nonce", 1))[:40]
-    assert entropy.random_bytes(32, "nonce") == block(b"nonce", 2)
+    assert entropy.random_bytes(32, "nonce") == block(b"nonce", 2)  # exactly one block used
+    assert entropy.random_bytes(8, "nonce") == block(b"nonce", 3)[:8]
     forked_seed = hmac.new(seed, b"fork:device-1", hashlib.sha256).digest()
     assert SeededEntropy(seed).fork("device-1").random_bytes(32, "nonce") == SeededEntropy(
         forked_seed
