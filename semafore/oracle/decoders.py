@@ -41,6 +41,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,7 +50,7 @@ MIN_LEAK = 11  # bytes: the shortest run the matcher can report (12-char canary,
 MAX_INFLATE = 64 << 20  # bytes one compressed stream may expand to
 TEXT_RUN = 16  # a decoded stretch this long of text-like bytes is decoded further
 
-IntArray = npt.NDArray[np.int64]
+IntArray = npt.NDArray[np.integer[Any]]  # int32 where per byte (offsets of one block)
 
 
 @dataclass
@@ -77,7 +78,6 @@ class Alphabet:
     symbols: bytes
     bits: int  # 1, 4, 5, 6; 0 for base85
     any_case: bool = False
-    primary: bool = True  # decoded at every alignment for nesting; else from region starts
     aliases: tuple[tuple[bytes, bytes], ...] = ()  # (extra characters, the symbols they mean)
 
     def table(self) -> npt.NDArray[np.int16]:
@@ -99,17 +99,16 @@ _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 ALPHABETS: tuple[Alphabet, ...] = (
     Alphabet("hex", b"0123456789abcdef", 4, any_case=True),
     Alphabet("base32", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 5, any_case=True),
-    Alphabet("base32hex", b"0123456789ABCDEFGHIJKLMNOPQRSTUV", 5, any_case=True, primary=False),
+    Alphabet("base32hex", b"0123456789ABCDEFGHIJKLMNOPQRSTUV", 5, any_case=True),
     Alphabet("base32-crockford", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ", 5, any_case=True,
-             primary=False, aliases=((b"ILO", b"110"),)),
-    Alphabet("z-base32", b"ybndrfg8ejkmcpqxot1uwisza345h769", 5, any_case=True,
-             primary=False),
+             aliases=((b"ILO", b"110"),)),
+    Alphabet("z-base32", b"ybndrfg8ejkmcpqxot1uwisza345h769", 5, any_case=True),
     # Standard and URL-safe share one table: a value split across both still decodes.
     Alphabet("base64", _B64 + b"+/", 6, aliases=((b"-_", b"+/"),)),
     Alphabet("base64-crypt", b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-             6, primary=False),
-    Alphabet("base64-bcrypt", b"./" + _B64, 6, primary=False),
-    Alphabet("xxencode", b"+-0123456789" + _B64[:52], 6, primary=False),
+             6),
+    Alphabet("base64-bcrypt", b"./" + _B64, 6),
+    Alphabet("xxencode", b"+-0123456789" + _B64[:52], 6),
     Alphabet("binary", b"01", 1),
     Alphabet("ascii85", bytes(range(33, 118)), 0),
     Alphabet("z85", b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -178,8 +177,8 @@ def _symbols(data: bytes, arr: npt.NDArray[np.uint8], radix: _Radix
     np.add.at(in_kept, starts[keep], 1)
     np.add.at(in_kept, ends[keep], -1)
     mask = valid & (np.cumsum(in_kept[:-1]) > 0)
-    positions = np.flatnonzero(mask)
-    values = radix.lut[arr[positions]].astype(np.int64)
+    positions = np.flatnonzero(mask).astype(np.int32)
+    values = radix.lut[arr[positions]].astype(np.uint8)
     kept = counts[keep]
     # Every region starts on a symbol-group boundary (padding symbols end the one before, as
     # the decoders pad a final partial group: zeros, or base85's highest digit), so the first
@@ -187,11 +186,12 @@ def _symbols(data: bytes, arr: npt.NDArray[np.uint8], radix: _Radix
     group = radix.group
     padded = -(-kept // group) * group
     firsts = np.concatenate(([0], np.cumsum(padded)[:-1]))
-    region = np.repeat(np.arange(len(kept)), kept)
-    within = np.arange(len(values)) - np.repeat(np.cumsum(kept) - kept, kept)
+    region = np.repeat(np.arange(len(kept), dtype=np.int32), kept)
+    within = np.arange(len(values), dtype=np.int32) - np.repeat(
+        (np.cumsum(kept) - kept).astype(np.int32), kept)
     slots = firsts[region] + within
     total = int(padded.sum())
-    out_values = np.full(total, 84 if radix.alphabet.bits == 0 else 0, dtype=np.int64)
+    out_values = np.full(total, 84 if radix.alphabet.bits == 0 else 0, dtype=np.uint8)
     out_values[slots] = values
     out_positions = np.repeat(positions[np.cumsum(kept) - 1], padded)  # pads: region's end
     out_positions[slots] = positions
@@ -222,9 +222,8 @@ def _b85_decode(values: IntArray, skip: int) -> npt.NDArray[np.uint8]:
 
 
 def radix_spans(data: bytes, nested: bool = True) -> Iterator[Decoded]:
-    """Every radix alphabet over ``data`` (see the module docstring). Primary alphabets are
-    decoded at every alignment for nested content (``nested``), the others from region
-    starts only; every one is matched at every alignment."""
+    """Every radix alphabet over ``data`` (see the module docstring): matched at every
+    alignment, and (``nested``) decoded at every alignment for nested content."""
     if len(data) < 16:
         return
     arr = np.frombuffer(data, dtype=np.uint8)
@@ -242,13 +241,11 @@ def radix_spans(data: bytes, nested: bool = True) -> Iterator[Decoded]:
         bits = radix.alphabet.bits
         name = radix.alphabet.name
         if bits:
-            per_byte = 8 / bits
-            group = {1: 8, 4: 2, 5: 8, 6: 4}[bits]
-            for skip in range(group if nested and radix.alphabet.primary else 1):
+            for skip in range(radix.group if nested else 1):
                 out = _bit_decode(values, bits, skip)
                 if not len(out):
                     continue
-                index = (np.arange(len(out)) * per_byte).astype(np.int64) + skip
+                index = np.arange(len(out), dtype=np.int32) * 8 // bits + skip
                 origin = positions[np.minimum(index, len(positions) - 1)]
                 raw = out.tobytes()
                 if skip == 0:  # matched at every alignment through the bit-shifted variants
@@ -260,11 +257,11 @@ def radix_spans(data: bytes, nested: bool = True) -> Iterator[Decoded]:
                 out = _b85_decode(values, skip)
                 if not len(out):
                     continue
-                index = (np.arange(len(out)) * 5 // 4).astype(np.int64) + skip
+                index = np.arange(len(out), dtype=np.int32) * 5 // 4 + skip
                 origin = positions[np.minimum(index, len(positions) - 1)]
                 raw = out.tobytes()
                 yield Decoded(name, raw, int(origin[0]), origin, expand=False)
-                if nested and radix.alphabet.primary:
+                if nested:
                     yield from _interesting(name, raw, origin, firsts, counts, skip, 0)
 
 

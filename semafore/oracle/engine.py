@@ -1,15 +1,16 @@
 """The plaintext-absence oracle: registry of secrets, recursive decoding, streaming scan
 (SPEC §8, seed §2.2-§2.3, issue #12; docs/oracle.md).
 
-A scan is a stream of records (store documents, log lines, wire frames, file blocks). Records
-of one tier are joined, in order, into blocks of about :data:`BLOCK_BYTES` with the last
-:data:`OVERLAP_BYTES` of the previous block carried over, so a secret split across
-consecutive records or across a block boundary is still contiguous somewhere, and memory is
-bounded by the block size whatever the total. Each block is matched (:mod:`.matcher`) and
-then decoded (:mod:`.decoders`) — the block and its byte-reversed copy — and every decoded
-span matched and decoded again, to :data:`MAX_DEPTH` transforms. A hit names the record where
-the match begins, the offset in it, and the decode chain, outermost first. One secret is
-reported once per record, through its shortest chain.
+A scan is a stream of records (store documents, log lines, wire frames, file blocks).
+Records of one tier are joined, in order (log lines with the newline that separated them,
+other records back to back, as the parts of one stream), into blocks of about
+:data:`BLOCK_BYTES`, with the last :data:`OVERLAP_BYTES` of the previous block carried over:
+a secret split across consecutive records or across a block boundary is contiguous
+somewhere, and memory is bounded by the block size whatever the total. Each block is matched
+(:mod:`.matcher`), then decoded (:mod:`.decoders`), the block and its byte-reversed copy,
+and every decoded span is matched and decoded again, to :data:`MAX_DEPTH` transforms. A hit
+names the record where the match begins, the offset in it, and the decode chain, outermost
+first. One secret is reported once per record, through its shortest chain.
 
 Decoding is bounded per block: at most :data:`BUDGET_FACTOR` times the block's size in
 decoded bytes that are decoded further (plus 1 MiB); a block that exhausts it is named in
@@ -42,7 +43,7 @@ from semafore.protocol import secrets as protocol_secrets
 
 MAX_DEPTH = 4
 """Transforms undone in one chain (byte reversal and bit alignment are free)."""
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 1 << 20
 OVERLAP_BYTES = 64 << 10
 BUDGET_FACTOR = 8
 MIN_IDENTIFIER_LEN = 2
@@ -182,7 +183,7 @@ class Scanner:
                 piece = data[lo:piece_start + BLOCK_BYTES + OVERLAP_BYTES]
                 self._scan_block(piece, _fixed(chunk.tier, chunk.location, lo), (), True)
             return
-        if self._parts:
+        if self._parts and chunk.tier == TIER_LOG:  # log lines were newline-separated
             self._parts.append(b"\n")
             self._size += 1
         self._records.append(_Record(self._size, chunk.tier, chunk.location))
