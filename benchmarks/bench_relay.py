@@ -118,12 +118,12 @@ def semafore_relay(port: int, store: str) -> None:
 
     from semafore.server.app import create_app
     from semafore.server.oplog import configure_logging
-    from semafore.server.settings import Settings
+    from semafore.server.settings import Settings, unlimited_rate_limits
     from semafore.storage import open_stores
 
-    limits = {"auth": (10**6, 60.0), "keys": (10**6, 60.0), "send": (10**7, 60.0)}
     settings = Settings(
-        test_mode=True, test_orgs=frozenset({ORG}), rate_limits=limits, retention_interval=0
+        test_mode=True, test_orgs=frozenset({ORG}), rate_limits=unlimited_rate_limits(),
+        retention_interval=0,
     )
     configure_logging(open(os.devnull, "w"), logging.INFO)  # noqa: SIM115 (lives with the process)
     app = create_app(settings, open_stores(store))

@@ -28,12 +28,6 @@ from urllib.parse import urlsplit
 
 from semafore.server.oplog import LOGGER_NAME
 
-LOAD_RATE_LIMITS: dict[str, tuple[int, float]] = {
-    "auth": (10_000_000, 60.0),
-    "keys": (10_000_000, 60.0),
-    "send": (10_000_000, 60.0),
-}
-
 
 class TargetRefused(ValueError):
     """The target is not loopback and was not started by this harness."""
@@ -159,12 +153,12 @@ def _count_server_events() -> Iterator[ServerCounters]:
 
 
 def _settings(org_id: str) -> Any:
-    from semafore.server.settings import Settings
+    from semafore.server.settings import Settings, unlimited_rate_limits
 
     return Settings(
         test_mode=True,
         test_orgs=frozenset({org_id}),
-        rate_limits=dict(LOAD_RATE_LIMITS),
+        rate_limits=unlimited_rate_limits(),  # the load is the test's own traffic
         retention_interval=0,
         max_broadcast_recipients=1000,
     )

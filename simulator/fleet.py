@@ -30,7 +30,7 @@ from semafore.client.client import ClientEvent
 from semafore.client.device import PrekeyPolicy
 from semafore.protocol.entropy import SeededEntropy
 from semafore.server.runner import RunningServer, serve_in_task
-from semafore.server.settings import Settings
+from semafore.server.settings import Settings, unlimited_rate_limits
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator.network import Network
@@ -46,7 +46,6 @@ from simulator.replicas import (
 
 log = logging.getLogger(__name__)
 
-UNLIMITED = {"auth": (10**9, 60.0), "keys": (10**9, 60.0), "send": (10**9, 60.0)}
 OPERATOR = "operator"
 """The hidden organisation admin who signs the organisation up and enrols its members."""
 
@@ -57,7 +56,7 @@ def relay_settings(orgs: Iterable[str], clock: ManualClock, **overrides: Any) ->
     options: dict[str, Any] = {
         "test_mode": True,
         "test_orgs": frozenset(orgs),
-        "rate_limits": dict(UNLIMITED),
+        "rate_limits": unlimited_rate_limits(),
         "retention_interval": 0,
         "clock": clock.now,
         "max_devices_per_user": 64,

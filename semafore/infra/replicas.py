@@ -25,9 +25,7 @@ from semafore.infra.errors import SettingsError
 from semafore.infra.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.infra.providers import Endpoints
 from semafore.infra.settings import InfraSettings, ProviderKind
-from semafore.server.settings import Settings
-
-UNLIMITED_RATES = {"auth": (1_000_000, 60.0), "keys": (1_000_000, 60.0), "send": (1_000_000, 60.0)}
+from semafore.server.settings import Settings, unlimited_rate_limits
 
 
 class ReplicaSet:
@@ -156,7 +154,7 @@ async def _serve() -> None:
     orgs = frozenset(o for o in os.environ.get("SEMAFORE_TEST_ORGS", "").split(",") if o)
     relay_settings = Settings(jwt_secret=secret, test_mode=bool(orgs), test_orgs=orgs)
     if os.environ.get("SEMAFORE_UNLIMITED_RATES"):
-        relay_settings = dataclasses.replace(relay_settings, rate_limits=dict(UNLIMITED_RATES))
+        relay_settings = dataclasses.replace(relay_settings, rate_limits=unlimited_rate_limits())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", int(os.environ["SEMAFORE_REPLICA_PORT"])))

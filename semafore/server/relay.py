@@ -230,6 +230,18 @@ class Relay:
             if not decision.allowed:
                 raise self._rate_limited(bucket, "account", decision)
 
+    async def quota(self, bucket: str, scope: str, key: str) -> None:
+        """Count one hit of ``bucket`` for ``key`` in ``scope`` (a recipient user, a
+        sender-recipient pair, a key-directory target: issue 13 F-6, F-9); 429 +
+        Retry-After when over. Quotas guard what a *victim* holds (its queue, its one-time
+        prekeys), so they are keyed by the victim, not only by the caller."""
+        quota, window = self.settings.rate_limits[bucket]
+        decision = await self.stores.ratelimits.hit(
+            f"{bucket}:{scope}:{key}", quota, window, self.now()
+        )
+        if not decision.allowed:
+            raise self._rate_limited(bucket, scope, decision)
+
     @staticmethod
     def _rate_limited(bucket: str, scope: str, decision: RateDecision) -> ApiError:
         event("rate_limited", logging.WARNING, bucket=bucket, scope=scope)
@@ -991,6 +1003,11 @@ class Relay:
         self, principal: Principal, user_id: str, device_id: str | None, ip: str | None
     ) -> m.BundlesOut:
         devices = await self._directory_devices(principal, user_id, device_id, ip)
+        # Per-target OPK claim quotas (issue 13 F-9): one member, or the whole organisation,
+        # claims at most so many of a user's one-time prekeys per window, whoever asks.
+        target = f"{principal.org_id}:{user_id}"
+        await self.quota("opk_pair", "pair", f"{principal.user_id}>{target}")
+        await self.quota("opk_target", "target", target)
         bundles = []
         for device in devices:
             identity = await self.stores.keys.get_identity(user_id, device.device_id)
@@ -1234,14 +1251,18 @@ class Relay:
             # keeps the check's own refusal (it names what to fix).
             if exc.status not in REPLAYABLE:
                 raise
-            recorded = await self.stores.queues.get_send(
-                (principal.org_id, principal.user_id, principal.device_id, user_id, message_id)
-            )
-            digest = send_digest("send", [(user_id, envelopes)])
-            if recorded is None or not hmac.compare_digest(recorded.digest, digest):
+            answer = await self._recorded_answer(principal, user_id, message_id, envelopes)
+            if answer is None:
                 raise
-            reset = bool(envelopes) and envelopes[0].body[:4] == RESET_MAGIC
-            return self._replay(principal, recorded, digest, user_id, envelopes, reset)
+            return answer
+        if user_id != principal.user_id:  # sync copies are bounded by the sender's own `send`
+            try:
+                await self._queue_quotas(principal, user_id)
+            except ApiError:  # a retry of an accepted send queues nothing: answer it
+                answer = await self._recorded_answer(principal, user_id, message_id, envelopes)
+                if answer is None:
+                    raise
+                return answer
         now = self.now()
         kind: EnvelopeKind = "reset" if reset else "message"
         entries = self._queue_entries(principal, user_id, message_id, envelopes, kind, now)
@@ -1280,6 +1301,34 @@ class Relay:
             count=len(entries),
         )
         return entries
+
+    async def _recorded_answer(
+        self,
+        principal: Principal,
+        user_id: str,
+        message_id: str,
+        envelopes: Sequence[EnvelopeLike],
+    ) -> list[QueuedEnvelope] | None:
+        """The original answer if this send is a retry of an accepted one (same envelope
+        set under its ``message_id``), else None: read only when a check refused the send,
+        so the usual path costs no ledger read."""
+        recorded = await self.stores.queues.get_send(
+            (principal.org_id, principal.user_id, principal.device_id, user_id, message_id)
+        )
+        digest = send_digest("send", [(user_id, envelopes)])
+        if recorded is None or not hmac.compare_digest(recorded.digest, digest):
+            return None
+        reset = bool(envelopes) and envelopes[0].body[:4] == RESET_MAGIC
+        return self._replay(principal, recorded, digest, user_id, envelopes, reset)
+
+    async def _queue_quotas(self, principal: Principal, user_id: str) -> None:
+        """Per-sender and per-recipient queue quotas (issue 13 F-6): one sender fills one
+        user's queues at most ``queue_sender`` messages a window, all senders together at
+        most ``queue_recipient``; counted only for a send that passed every check (a retry
+        of an accepted send is answered from the ledger before this)."""
+        recipient = f"{principal.org_id}:{user_id}"
+        await self.quota("queue_sender", "pair", f"{principal.user_id}>{recipient}")
+        await self.quota("queue_recipient", "recipient", recipient)
 
     def _send_record(
         self,
@@ -1546,8 +1595,9 @@ class Relay:
     # --- attachments and screenshots ------------------------------------------------------
 
     async def create_attachment(
-        self, principal: Principal, req: m.AttachmentCreate
+        self, principal: Principal, req: m.AttachmentCreate, ip: str | None = None
     ) -> m.AttachmentCreated:
+        await self.limit("attachments", ip, principal.user_id)
         if req.size > self.settings.max_attachment_bytes:
             raise ApiError(
                 413, "attachment_too_large", "declared size exceeds the limit", field="body.size"
@@ -1576,7 +1626,10 @@ class Relay:
         event("attachment_declared", org_id=principal.org_id, file_id=file_id, size=req.size)
         return m.AttachmentCreated(file_id=file_id, max_size=req.size)
 
-    async def upload_meta(self, principal: Principal, file_id: str) -> AttachmentMeta:
+    async def upload_meta(
+        self, principal: Principal, file_id: str, ip: str | None = None
+    ) -> AttachmentMeta:
+        await self.limit("attachments", ip, principal.user_id)
         meta = await self.stores.attachments.get_meta(file_id)
         if (
             meta is None
@@ -1620,7 +1673,10 @@ class Relay:
             raise ApiError(404, "not_found", "no such attachment")
         return meta, data
 
-    async def screenshot(self, principal: Principal, req: m.ScreenshotReport) -> m.ReportCreated:
+    async def screenshot(
+        self, principal: Principal, req: m.ScreenshotReport, ip: str | None = None
+    ) -> m.ReportCreated:
+        await self.limit("screenshots", ip, principal.user_id)
         if await self._member_ids(principal.org_id, req.peer_user_id) is None:
             raise ApiError(
                 404, "unknown_user", "no such user in this organisation", field="body.peer_user_id"

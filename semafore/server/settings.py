@@ -7,12 +7,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# (limit, window seconds) per bucket; each bucket is counted per client IP and per account.
-DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
-    "auth": (30, 60.0),
-    "keys": (600, 60.0),
-    "send": (6000, 60.0),
+RateLimits = dict[str, tuple[int, float]]
+"""Bucket name -> (hits allowed, window seconds), fixed windows (docs/server.md "Limits")."""
+
+DEFAULT_RATE_LIMITS: RateLimits = {
+    # counted per client IP and per account (``Relay.limit``)
+    "auth": (30, 60.0),  # signup, OTP, login, refresh, switch-org, TOTP enrolment
+    "keys": (600, 60.0),  # key-directory lookups by one requester
+    "send": (6000, 60.0),  # message and broadcast requests
+    "attachments": (120, 60.0),  # attachment declarations and uploads (issue 13 F-6)
+    "screenshots": (30, 60.0),  # screenshot reports (issue 13 F-6)
+    # counted per the scope they name (``Relay.quota``; issue 13 F-6, F-9)
+    "queue_sender": (120, 60.0),  # messages one sender queues for one recipient user
+    "queue_recipient": (600, 60.0),  # messages queued for one recipient user, all senders
+    "opk_pair": (6, 60.0),  # OPK-claiming bundle fetches of one target by one requester
+    "opk_target": (60, 60.0),  # OPK-claiming bundle fetches of one target, all requesters
 }
+"""The one rate-limit table: every bucket the relay counts, with its production default.
+Harnesses that must not be limited derive theirs with :func:`unlimited_rate_limits`."""
+
+
+def unlimited_rate_limits(hits: int = 10**9) -> RateLimits:
+    """Every bucket of :data:`DEFAULT_RATE_LIMITS` with ``hits`` per window: for harnesses
+    whose simulated devices all share 127.0.0.1 and whose own traffic is the load (the
+    simulator, load tests, benchmarks, client tests). Derived, so a new bucket is never
+    missing from a harness table (``Settings`` refuses a table that lacks one)."""
+    return {bucket: (hits, window) for bucket, (_, window) in DEFAULT_RATE_LIMITS.items()}
 
 
 LEAK_MODES = ("off", "log", "store")
@@ -50,9 +70,24 @@ class Settings:
     max_opks_per_upload: int = 100
     max_opks_stored: int = 500
     max_broadcast_recipients: int = 1000
-    rate_limits: dict[str, tuple[int, float]] = field(
-        default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
-    )
+    rate_limits: RateLimits = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    # Bounded resources (issue 13 F-5, F-7; docs/server.md "Limits"). WebSocket: at most
+    # this many sockets per device (opening one more closes the oldest, 4409); per socket at
+    # most ``ws_window_bytes`` of envelope bodies pushed and not yet acked; a socket that
+    # cannot take a frame, or leaves a full window unacked, for ``ws_stall_timeout``
+    # seconds is closed 4408 (its envelopes stay queued).
+    max_sockets_per_device: int = 4
+    ws_window_bytes: int = 1024 * 1024
+    ws_stall_timeout: float = 30.0
+    # HTTP (semafore.server.serving): connections beyond ``max_connections`` are refused at
+    # accept (typed 503; also uvicorn's limit_concurrency), a request head must arrive within
+    # ``header_timeout`` and fit ``max_header_bytes`` (h11), a body within ``body_timeout``
+    # (408), an idle keep-alive connection closes after ``keep_alive_timeout`` (uvicorn).
+    max_connections: int = 1024
+    header_timeout: float = 15.0
+    body_timeout: float = 60.0
+    keep_alive_timeout: float = 5.0
+    max_header_bytes: int = 16 * 1024
     retention_interval: float = 60.0  # seconds between enforcement runs; 0 disables the task
     # An open WebSocket re-checks its token (expiry, family revocation) at most this often
     # (real seconds), on a frame or idle: bounded staleness instead of a store read per frame.
@@ -83,3 +118,15 @@ class Settings:
             raise ValueError("totp_key must be 32 bytes (AES-256-GCM)")
         if self.otp_max_failures < 1:
             raise ValueError("otp_max_failures must be at least 1")
+        missing = sorted(DEFAULT_RATE_LIMITS.keys() - self.rate_limits.keys())
+        if missing:  # a copied table that predates a bucket (derive it instead)
+            raise ValueError(f"rate_limits lacks bucket(s) {', '.join(missing)} "
+                             "(derive harness tables with unlimited_rate_limits())")
+        for name in ("max_sockets_per_device", "ws_window_bytes", "max_connections",
+                     "max_header_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("ws_stall_timeout", "header_timeout", "body_timeout",
+                     "keep_alive_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")

@@ -10,12 +10,11 @@ from semafore.client import Account, DeviceClient, ManualClock, create_organisat
 from semafore.client.account import fixed_otp
 from semafore.protocol.entropy import SeededEntropy
 from semafore.server.runner import RunningServer
-from semafore.server.settings import Settings
+from semafore.server.settings import Settings, unlimited_rate_limits
 from semafore.storage.memory import memory_stores
 from simulator.fleet import serve_relay
 
 ORG = "acme"
-UNLIMITED = {"auth": (100_000, 60.0), "keys": (100_000, 60.0), "send": (100_000, 60.0)}
 
 
 @dataclass
@@ -44,7 +43,7 @@ async def world(users: list[str], seed: str = "client-tests") -> AsyncIterator[W
     settings = Settings(
         test_mode=True,
         test_orgs=frozenset({ORG}),
-        rate_limits=dict(UNLIMITED),
+        rate_limits=unlimited_rate_limits(),
         retention_interval=0,
         clock=clock.now,
     )

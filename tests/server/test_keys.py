@@ -14,7 +14,7 @@ import pytest
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.keys import DeviceKeys, PreKeyBundle, PublicOneTimePrekey, PublicSignedPrekey
 from semafore.server.runner import serve_in_thread
-from semafore.server.settings import Settings
+from semafore.server.settings import Settings, unlimited_rate_limits
 from semafore.storage.ports import Stores
 from tests.server.helpers import World, b64, key_upload
 
@@ -159,7 +159,10 @@ def test_key_fetch_is_rate_limited_per_account(world: World) -> None:
 
 @pytest.mark.cites("SPEC §1 r4")
 def test_concurrent_fetches_over_real_sockets_never_share_an_opk(any_stores: Stores) -> None:
-    settings = Settings(test_mode=True, test_orgs=frozenset({"qa"}), retention_interval=0)
+    settings = Settings(  # 50 claims of one target: far beyond the OPK quotas (F-9)
+        test_mode=True, test_orgs=frozenset({"qa"}), retention_interval=0,
+        rate_limits=unlimited_rate_limits(),
+    )
     with serve_in_thread(settings, any_stores) as server:
         with httpx.Client(base_url=server.url) as http:
             r = http.post("/v1/orgs", json={"org_id": "qa", "name": "QA", "admin_user_id": "adm"})

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from semafore.server import models as m
-from semafore.server.deps import PrincipalDep, RelayDep
+from semafore.server.deps import IpDep, PrincipalDep, RelayDep
 from semafore.server.errors import ApiError, responses
 
 router = APIRouter()
@@ -23,9 +23,9 @@ OCTET = "application/octet-stream"
     summary="Declare an attachment: ciphertext size, SHA-256 and recipients; nothing else",
 )
 async def create_attachment(
-    body: m.AttachmentCreate, relay: RelayDep, principal: PrincipalDep
+    body: m.AttachmentCreate, relay: RelayDep, principal: PrincipalDep, ip: IpDep
 ) -> m.AttachmentCreated:
-    return await relay.create_attachment(principal, body)
+    return await relay.create_attachment(principal, body, ip)
 
 
 @router.put(
@@ -42,12 +42,12 @@ async def create_attachment(
     summary="Upload the ciphertext (application/octet-stream); size and SHA-256 are checked",
 )
 async def upload_attachment(
-    file_id: FileId, request: Request, relay: RelayDep, principal: PrincipalDep
+    file_id: FileId, request: Request, relay: RelayDep, principal: PrincipalDep, ip: IpDep
 ) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != OCTET:
         raise ApiError(415, "unsupported_media_type", f"send {OCTET}", field="header.content-type")
-    meta = await relay.upload_meta(principal, file_id)
+    meta = await relay.upload_meta(principal, file_id, ip)
     chunks: list[bytes] = []
     received = 0
     async for chunk in request.stream():
@@ -90,6 +90,6 @@ async def download_attachment(
     summary="Report a screenshot: hashes and ids only, never an image",
 )
 async def screenshot(
-    body: m.ScreenshotReport, relay: RelayDep, principal: PrincipalDep
+    body: m.ScreenshotReport, relay: RelayDep, principal: PrincipalDep, ip: IpDep
 ) -> m.ReportCreated:
-    return await relay.screenshot(principal, body)
+    return await relay.screenshot(principal, body, ip)
