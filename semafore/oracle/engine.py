@@ -23,7 +23,7 @@ import bisect
 import contextlib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ahocorasick_rs
 
@@ -147,6 +147,13 @@ class _Record:
     location: str
 
 
+@dataclass
+class _Pending:
+    parts: list[bytes] = field(default_factory=list)
+    records: list[_Record] = field(default_factory=list)
+    size: int = 0
+
+
 class Scanner:
     """Blocks of consecutive records, matched and decoded (see the module docstring)."""
 
@@ -156,10 +163,7 @@ class Scanner:
         self.matcher = matcher
         self.ids = ids
         self.report = ScanReport()
-        self._parts: list[bytes] = []
-        self._records: list[_Record] = []
-        self._size = 0
-        self._tier: str | None = None
+        self._pending: dict[str, _Pending] = {}  # per tier: records interleave
         self._seen: set[tuple[str, str, str]] = set()
 
     # records
@@ -172,30 +176,26 @@ class Scanner:
             report.hits.extend(self._identifiers(chunk))
         if self.matcher is None:
             return
-        if self._tier is not None and chunk.tier != self._tier:
-            self._flush(carry=False)
-        self._tier = chunk.tier
         data = chunk.data
         if len(data) > BLOCK_BYTES:  # one huge record: its own stream of blocks
-            self._flush(carry=False)
             for piece_start in range(0, len(data), BLOCK_BYTES):
                 lo = max(0, piece_start - OVERLAP_BYTES)
                 piece = data[lo:piece_start + BLOCK_BYTES + OVERLAP_BYTES]
                 self._scan_block(piece, _fixed(chunk.tier, chunk.location, lo), (), True)
             return
-        if self._parts and chunk.tier == TIER_LOG:  # log lines were newline-separated
-            self._parts.append(b"\n")
-            self._size += 1
-        self._records.append(_Record(self._size, chunk.tier, chunk.location))
-        self._parts.append(data)
-        self._size += len(data)
-        if self._size >= BLOCK_BYTES:
-            self._flush(carry=True)
+        pending = self._pending.setdefault(chunk.tier, _Pending())
+        if pending.parts and chunk.tier == TIER_LOG:  # log lines were newline-separated
+            pending.parts.append(b"\n")
+            pending.size += 1
+        pending.records.append(_Record(pending.size, chunk.tier, chunk.location))
+        pending.parts.append(data)
+        pending.size += len(data)
+        if pending.size >= BLOCK_BYTES:
+            self._flush(chunk.tier, carry=True)
 
     def add_stream(self, tier: str, name: str, blocks: Iterable[bytes],
                    prefix: tuple[str, ...] = ()) -> None:
         """A file or dump read block by block; hits are located by line (text) or byte."""
-        self._flush(carry=False)
         report = self.report
         report.items_by_tier[tier] = report.items_by_tier.get(tier, 0) + 1
         if self.matcher is None:
@@ -217,23 +217,22 @@ class Scanner:
             tail = data[len(data) - keep:]
 
     def finish(self) -> ScanReport:
-        self._flush(carry=False)
+        for tier in list(self._pending):
+            self._flush(tier, carry=False)
         return self.report
 
-    def _flush(self, carry: bool) -> None:
-        if not self._records:
-            return
-        blob = b"".join(self._parts)
-        records = self._records
+    def _flush(self, tier: str, carry: bool) -> None:
+        pending = self._pending.pop(tier)
+        blob = b"".join(pending.parts)
+        records = pending.records
         self._scan_block(blob, _by_record(records), (), False)
-        self._parts, self._records, self._size = [], [], 0
         if carry:  # the tail of this block opens the next one (cross-record matches)
             lo = max(0, len(blob) - OVERLAP_BYTES)
             starts = [r.start for r in records]
             first = max(0, bisect.bisect_right(starts, lo) - 1)
-            self._parts = [blob[lo:]]
-            self._records = [_Record(r.start - lo, r.tier, r.location) for r in records[first:]]
-            self._size = len(blob) - lo
+            self._pending[tier] = _Pending(
+                [blob[lo:]], [_Record(r.start - lo, r.tier, r.location) for r in records[first:]],
+                len(blob) - lo)
 
     # matching and decoding
 

@@ -1,0 +1,143 @@
+"""Oracle benchmark (issue #12 item 3): MB/s of the plaintext-absence oracle over mixed logs
+for 1,000 registered secrets, against a raw-bytes-only multi-pattern scan measured in the
+same run.
+
+The corpus is synthetic but shaped like the relay's views: JSON log lines with timestamps,
+hashed identifiers and base64 ciphertext bodies, hex digests, free text, and one binary store
+record in twenty (random bytes, as ciphertexts are). 1,000 secrets: 500 canaries and 500
+random 32-byte keys. The baselines search the same bytes for the same 1,000 values, raw only,
+with pyahocorasick (an Aho–Corasick automaton over the Latin-1 decoded text, the issue's
+reference) and ahocorasick_rs (a faster Rust automaton); the ratio is oracle time over
+baseline time. Nothing leaks in the corpus, so both report no hit; the benchmark then plants
+one base32(gzip(key)) and checks the oracle finds it and the raw scan does not.
+
+    .venv/bin/python -m benchmarks.bench_oracle [--mb 4] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ahocorasick
+import ahocorasick_rs
+import click
+from rich.console import Console
+from rich.table import Table
+
+from semafore.oracle import Chunk, Oracle, canary
+
+SECRETS = 1000
+TARGET_RATIO = 8.0
+
+
+def corpus(megabytes: float, rng: random.Random) -> list[Chunk]:
+    """Mixed records: log lines (75 %), wire-like JSON with base64 bodies, binary records."""
+    out: list[Chunk] = []
+    size = 0
+    n = 0
+    words = ("deliver", "send", "ack", "fetch", "retry", "rate_limited", "login", "refresh")
+    while size < megabytes * 1e6:
+        n += 1
+        kind = rng.random()
+        if kind < 0.05:
+            data = rng.randbytes(rng.randint(200, 4000))
+            chunk = Chunk("store", f"queues/{n}", data)
+        elif kind < 0.40:
+            body = base64.b64encode(rng.randbytes(rng.randint(60, 600))).decode()
+            data = json.dumps({"ts": 1767225600 + n, "event": "send", "org_id": "acme",
+                               "message_id_h8": rng.randbytes(4).hex(), "body": body}).encode()
+            chunk = Chunk("wire", f"wire #{n}", data)
+        else:
+            data = json.dumps({"ts": 1767225600 + n, "level": "info",
+                               "event": rng.choice(words), "org_id": "acme",
+                               "device_id_h8": rng.randbytes(4).hex(),
+                               "digest": rng.randbytes(32).hex(), "latency_ms": rng.randint(1, 900),
+                               "note": " ".join(rng.choice(words) for _ in range(6))}).encode()
+            chunk = Chunk("log", f"relay.log:line {n}", data)
+        out.append(chunk)
+        size += len(chunk.data)
+    return out
+
+
+def run(megabytes: float, seed: int = 12) -> dict[str, Any]:
+    rng = random.Random(seed)
+    values = [canary(rng.randbytes(16)) for _ in range(SECRETS // 2)]
+    values += [rng.randbytes(32) for _ in range(SECRETS - len(values))]
+    oracle = Oracle()
+    for i, value in enumerate(values):
+        (oracle.register_canary if i < SECRETS // 2 else oracle.register_key)(f"s{i}", value)
+    chunks = corpus(megabytes, rng)
+    total = sum(len(c.data) for c in chunks)
+
+    t = time.perf_counter()
+    oracle.scan([Chunk("warm", "w", b"x" * 64)])  # index build, not part of the scan
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    report = oracle.scan(chunks)
+    ours = time.perf_counter() - t
+
+    automaton = ahocorasick.Automaton()
+    for i, value in enumerate(values):
+        automaton.add_word(value.decode("latin-1"), i)
+    automaton.make_automaton()
+    t = time.perf_counter()
+    raw_hits = sum(1 for c in chunks for _ in automaton.iter(c.data.decode("latin-1")))
+    py_ac = time.perf_counter() - t
+
+    rs = ahocorasick_rs.BytesAhoCorasick(values)
+    t = time.perf_counter()
+    rs_hits = sum(len(rs.find_matches_as_indexes(c.data)) for c in chunks)
+    rs_ac = time.perf_counter() - t
+
+    planted = b"detail=" + base64.b32encode(gzip.compress(values[-1]))
+    found = [h.encoding for h in oracle.scan([Chunk("log", "planted", planted)]).hits]
+    raw_found = sum(1 for _ in automaton.iter(planted.decode("latin-1")))
+    return {
+        "secrets": SECRETS, "bytes": total, "records": len(chunks),
+        "oracle": {"seconds": ours, "mb_per_s": total / ours / 1e6, "hits": len(report.hits),
+                   "index_build_s": build},
+        "pyahocorasick": {"seconds": py_ac, "mb_per_s": total / py_ac / 1e6, "hits": raw_hits},
+        "ahocorasick_rs": {"seconds": rs_ac, "mb_per_s": total / rs_ac / 1e6, "hits": rs_hits},
+        "ratio_vs_pyahocorasick": ours / py_ac, "ratio_vs_ahocorasick_rs": ours / rs_ac,
+        "target_ratio": TARGET_RATIO,
+        "planted_base32_gzip_key": {"oracle": found, "raw_scan_hits": raw_found},
+    }
+
+
+@click.command()
+@click.option("--mb", default=4.0, show_default=True, help="Megabytes of mixed records.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+def main(mb: float, json_path: Path | None) -> None:
+    """Measure and print the oracle's throughput and its ratio to a raw multi-pattern scan."""
+    result = run(mb)
+    table = Table(title=f"oracle: {result['secrets']} secrets over {result['bytes'] / 1e6:.1f} MB "
+                        f"({result['records']} records)")
+    for column in ("scanner", "MB/s", "seconds", "hits"):
+        table.add_column(column)
+    for name in ("oracle", "pyahocorasick", "ahocorasick_rs"):
+        row = result[name]
+        table.add_row(name, f"{row['mb_per_s']:.2f}", f"{row['seconds']:.2f}", str(row["hits"]))
+    console = Console()
+    console.print(table)
+    ratio = result["ratio_vs_pyahocorasick"]
+    verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
+    console.print(f"cost ratio vs pyahocorasick {ratio:.1f}x (target <= {TARGET_RATIO:.0f}x: "
+                  f"{verdict}); vs ahocorasick_rs {result['ratio_vs_ahocorasick_rs']:.0f}x")
+    console.print(f"planted base32(gzip(key)): oracle {result['planted_base32_gzip_key']['oracle']}"
+                  f", raw scan {result['planted_base32_gzip_key']['raw_scan_hits']} hit(s)")
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
