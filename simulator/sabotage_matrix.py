@@ -54,7 +54,7 @@ from rich.table import Table
 from semafore.sabotage import CATALOGUE, Sabotage, switched_on
 from simulator.report.html import _CSS as REPORT_CSS  # the house stylesheet, one copy
 from simulator.report.model import Verdict, reason
-from simulator.scenario import ScenarioError, load
+from simulator.scenario import ScenarioError, loads
 
 SABOTAGE_ENV = "SEMAFORE_SABOTAGE"
 """Environment variable naming the sabotages (comma-separated) a lower-tier pytest session
@@ -323,11 +323,36 @@ def _exit_text(run: LowerTierRun) -> str:
 # ------------------------------------------------------------------------------ the workers
 
 
-def _observe(path: str, provider: str) -> Observation:
+@dataclass(frozen=True)
+class ScenarioSource:
+    """A scenario file's text, read once before any run starts.
+
+    Every run (baseline and sabotaged) parses this same text, so a file edited on disk while
+    the matrix runs cannot turn into a difference the sabotage is credited with.
+    """
+
+    path: str
+    text: str | None  # None: unreadable (``problem`` says why)
+    problem: str = ""
+
+    @classmethod
+    def read(cls, path: str | Path) -> ScenarioSource:
+        try:
+            return cls(str(path), Path(path).read_bytes().decode("utf-8"))
+        except OSError as exc:
+            return cls(str(path), None, f"cannot read: {exc.strerror}")
+        except UnicodeDecodeError as exc:
+            return cls(str(path), None, f"not UTF-8 at byte {exc.start}")
+
+
+def _observe(source: ScenarioSource, provider: str) -> Observation:
     from simulator.executor import run_scenario  # heavy; only workers need it
 
+    path = source.path
+    if source.text is None:
+        return Observation(path, path, Verdict.ERROR, f"invalid scenario: {source.problem}")
     try:
-        scenario = load(path)
+        scenario = loads(source.text, file=path, path=Path(path))
     except ScenarioError as exc:
         return Observation(path, path, Verdict.ERROR, f"invalid scenario: {exc}")
     if (why_not := scenario.runs_on(provider)) is not None:
@@ -340,12 +365,14 @@ def _observe(path: str, provider: str) -> Observation:
     return Observation(path, scenario.name, result.verdict, reason(result))
 
 
-def run_catalogue(sabotage: str | None, files: Sequence[str], provider: str) -> CatalogueRun:
-    """Worker body: switch ``sabotage`` on for this whole process, run every file in order."""
+def run_catalogue(sabotage: str | None, sources: Sequence[ScenarioSource],
+                  provider: str) -> CatalogueRun:
+    """Worker body: switch ``sabotage`` on for this whole process, run every scenario in
+    order."""
     started = time.perf_counter()
     switch = contextlib.nullcontext() if sabotage is None else switched_on(sabotage)
     with switch:
-        observations = tuple(_observe(path, provider) for path in files)
+        observations = tuple(_observe(source, provider) for source in sources)
     return CatalogueRun(sabotage, observations, time.perf_counter() - started)
 
 
@@ -422,10 +449,14 @@ def run_matrix(files: Sequence[str | Path], *, provider: str, sabotages: Sequenc
     """Run the baseline, one catalogue run per sabotage and (``lower_tier``) the lower-tier
     tests, at most ``jobs`` processes at a time; call ``on_result`` as each unit finishes.
 
-    ``complete`` defaults to "``sabotages`` is the whole :data:`CATALOGUE`".
+    The scenario files are read once, here, and every run parses that text
+    (:class:`ScenarioSource`); the code under test is whatever the workers import, so run
+    the matrix on a tree nobody is editing. ``complete`` defaults to "``sabotages`` is the
+    whole :data:`CATALOGUE`".
     """
     started = time.perf_counter()
-    paths = [str(f) for f in files]
+    sources = tuple(ScenarioSource.read(f) for f in files)
+    paths = [source.path for source in sources]
     chosen = tuple(sabotages)
     whole = {s.name for s in CATALOGUE} <= {s.name for s in chosen}
     lower_ids = {s.name: s.lower_tier for s in chosen if s.lower_tier} if lower_tier else {}
@@ -434,7 +465,7 @@ def run_matrix(files: Sequence[str | Path], *, provider: str, sabotages: Sequenc
     def catalogue(name: str | None) -> Callable[[], UnitResult]:
         return lambda: isolated(
             run_catalogue, lambda d, w: CatalogueRun.crash(name, paths, d, w),
-            name, paths, provider)
+            name, sources, provider)
 
     def tier(name: str | None, ids: tuple[str, ...]) -> Callable[[], UnitResult]:
         return lambda: isolated(

@@ -424,6 +424,28 @@ def test_command_exits_2_when_there_is_no_scenario_file(tmp_path: Path,
 # ---------------------------------------------------------------------- real processes
 
 
+def test_every_run_judges_the_scenario_text_read_before_the_matrix_started(tmp_path: Path
+                                                                          ) -> None:
+    """A file edited (here: deleted) on disk mid-matrix changes nothing: runs parse the text
+    read once at the start, so the edit cannot pass for a kill."""
+    scope = ROOT / "scenarios/threats/device-compromise-scope.yaml"
+    moved = tmp_path / "device-compromise-scope.yaml"
+    moved.write_bytes(scope.read_bytes())
+    source = sm.ScenarioSource.read(moved)
+    moved.unlink()
+    run = sm.run_catalogue(None, [source], "embedded")
+    assert [(o.scenario, o.verdict) for o in run.observations] == [
+        ("device-compromise-scope", Verdict.PASS)]
+
+    gone = sm.ScenarioSource.read(moved)
+    assert gone.text is None and gone.problem.startswith("cannot read")
+    broken = sm.ScenarioSource(str(moved), "version: 1\nname: [\n")
+    for source in (gone, broken):
+        (observation,) = sm.run_catalogue(None, [source], "embedded").observations
+        assert observation.verdict is Verdict.ERROR
+        assert observation.reason.startswith("invalid scenario")
+
+
 def die_abruptly() -> CatalogueRun:
     os._exit(3)
 
