@@ -159,6 +159,7 @@ def _settings(org_id: str) -> Any:
         test_mode=True,
         test_orgs=frozenset({org_id}),
         rate_limits=unlimited_rate_limits(),  # the load is the test's own traffic
+        max_connections=65536,  # clamped below the descriptor limit by the relay
         retention_interval=0,
         max_broadcast_recipients=1000,
     )

@@ -52,7 +52,8 @@ OPERATOR = "operator"
 
 def relay_settings(orgs: Iterable[str], clock: ManualClock, **overrides: Any) -> Settings:
     """Relay settings for a simulation: test OTP for the simulated orgs only (ADR-0164), no
-    rate limits (every simulated device shares 127.0.0.1), the scenario clock."""
+    rate limits (every simulated device shares 127.0.0.1; derived from the one table), no
+    connection cap below the descriptor limit, the scenario clock."""
     options: dict[str, Any] = {
         "test_mode": True,
         "test_orgs": frozenset(orgs),
@@ -60,6 +61,9 @@ def relay_settings(orgs: Iterable[str], clock: ManualClock, **overrides: Any) ->
         "retention_interval": 0,
         "clock": clock.now,
         "max_devices_per_user": 64,
+        # a thousand devices hold a socket and an HTTP connection each (clamped below the
+        # file-descriptor limit by semafore.server.serving)
+        "max_connections": 65536,
     }
     options.update(overrides)
     return Settings(**options)

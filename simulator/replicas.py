@@ -51,6 +51,7 @@ import uvicorn
 
 from semafore.server.app import create_app
 from semafore.server.push import PushHub, PushPort
+from semafore.server.serving import uvicorn_config
 from semafore.server.settings import Settings
 from semafore.storage.ports import QueuedEnvelope, Stores
 
@@ -239,13 +240,7 @@ class Replica:
         sock = _bind(0)
         hub = self.push_factory(self.index) if self.push_factory is not None else None
         app = create_app(self.settings, self.stores, hub)
-        options: dict[str, Any] = {
-            "log_config": None, "access_log": False, "lifespan": "on",
-            "ws": "websockets-sansio", "ws_max_size": 2 * 1024 * 1024,
-            "ws_per_message_deflate": False, **self.options,
-        }
-        config = uvicorn.Config(app, **options)
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(uvicorn_config(app, self.settings, **self.options))
         # _serve, not serve: serve() swaps the process's signal handlers, and N replicas
         # starting and stopping in any order would leave a dead replica's handler installed.
         task = asyncio.create_task(server._serve(sockets=[sock]), name=self.name)

@@ -68,8 +68,8 @@ def command(
 ) -> None:
     """Run the SemaFore relay: HTTP + WebSocket API (docs/server.md)."""
     from semafore.server.app import create_app, openapi_document
-    from semafore.server.http_framing import TypedErrorH11Protocol
     from semafore.server.oplog import configure_logging
+    from semafore.server.serving import uvicorn_config
 
     if print_openapi:
         click.echo(openapi_document(), nl=False)
@@ -114,18 +114,8 @@ def command(
         click.echo(json.dumps({"url": f"http://{host}:{port}", "store": kind}))
     else:
         click.echo(f"SemaFore relay on http://{host}:{port} (store: {kind})")
-    try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            ws="websockets-sansio",
-            ws_max_size=2 * 1024 * 1024,
-            ws_per_message_deflate=False,  # ciphertext does not compress
-            http=TypedErrorH11Protocol,  # framing errors get the typed body (issue 13)
-        )
+    try:  # the relay's one uvicorn configuration, its limits included (issue 13)
+        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
     finally:
         asyncio.run(stores.close())
 

@@ -134,15 +134,11 @@ async def serve_on_backends(
 
     from semafore.infra.stores import backend_stores
     from semafore.server.app import create_app
+    from semafore.server.serving import uvicorn_config
 
     stores, handles = await backend_stores(endpoints, namespace)
     push = handles.push_hub(replica_name or f"replica-{os.getpid()}") if redis_push else None
-    config = uvicorn.Config(
-        create_app(relay_settings, stores, push),
-        log_config=None,
-        access_log=False,
-        ws="websockets-sansio",
-    )
+    config = uvicorn_config(create_app(relay_settings, stores, push), relay_settings)
     try:
         await uvicorn.Server(config).serve(sockets=[sock])
     finally:
@@ -154,7 +150,11 @@ async def _serve() -> None:
     orgs = frozenset(o for o in os.environ.get("SEMAFORE_TEST_ORGS", "").split(",") if o)
     relay_settings = Settings(jwt_secret=secret, test_mode=bool(orgs), test_orgs=orgs)
     if os.environ.get("SEMAFORE_UNLIMITED_RATES"):
-        relay_settings = dataclasses.replace(relay_settings, rate_limits=unlimited_rate_limits())
+        # a harness relay (load tests, benchmarks): its own traffic is the load, from one
+        # loopback address; the connection cap stays clamped below the descriptor limit
+        relay_settings = dataclasses.replace(
+            relay_settings, rate_limits=unlimited_rate_limits(), max_connections=65536
+        )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", int(os.environ["SEMAFORE_REPLICA_PORT"])))

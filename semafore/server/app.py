@@ -42,8 +42,19 @@ class BodyTooLarge(ApiError):
         super().__init__(413, "body_too_large", f"request body over {limit} bytes", field="body")
 
 
+class BodyTimeout(ApiError):
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            408, "request_timeout", f"request body not received within {timeout:g} s",
+            field="body",
+        )
+
+
 class BodyLimit:
-    """Refuse oversized bodies while they stream in (Content-Length or actual bytes)."""
+    """Refuse oversized bodies while they stream in (Content-Length or actual bytes), and
+    bodies that do not arrive within ``Settings.body_timeout`` (issue 13 F-7: uvicorn has no
+    body read timeout, so a body trickled a byte at a time held its connection forever).
+    The deadline covers the body only: later waits (for a disconnect) are not timed."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -64,14 +75,27 @@ class BodyLimit:
                 await _send_json(send, BodyTooLarge(limit))
                 return
         seen = 0
+        timeout = self.settings.body_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        complete = False
 
         async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+            except TimeoutError:
+                event("body_timeout", logging.WARNING, method=scope["method"])
+                raise BodyTimeout(timeout) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise BodyTooLarge(limit)
+                complete = not message.get("more_body", False)
+            else:
+                complete = True
             return message
 
         await self.app(scope, limited, send)

@@ -19,8 +19,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from semafore.server.app import create_app
-from semafore.server.http_framing import TypedErrorH11Protocol
 from semafore.server.relay import Relay
+from semafore.server.serving import uvicorn_config
 from semafore.server.settings import Settings
 from semafore.storage.ports import Stores
 
@@ -57,22 +57,10 @@ def _bind(port: int = 0) -> socket.socket:
 
 
 def _server(app: FastAPI, **options: Any) -> uvicorn.Server:
-    """uvicorn for the relay; ``options`` override uvicorn settings (the simulator raises the
-    backlog and keep-alive for a thousand devices on one loop)."""
-    config = uvicorn.Config(
-        app,
-        **{
-            "log_config": None,  # our JSON logging (semafore.server.oplog) or the caller's
-            "access_log": False,  # raw paths carry identifiers; AccessLog logs route templates
-            "lifespan": "on",
-            "ws": "websockets-sansio",
-            "ws_max_size": 2 * 1024 * 1024,
-            "ws_per_message_deflate": False,  # ciphertext does not compress; save the CPU
-            "http": TypedErrorH11Protocol,  # framing errors get the typed body (issue 13)
-            **options,
-        },
-    )
-    return uvicorn.Server(config)
+    """uvicorn for the relay, configured by :func:`semafore.server.serving.uvicorn_config`;
+    ``options`` override uvicorn settings."""
+    settings: Settings = app.state.relay.settings
+    return uvicorn.Server(uvicorn_config(app, settings, **options))
 
 
 @contextlib.contextmanager
