@@ -1,10 +1,9 @@
-"""Every registered key kind is found (issue #12 item 2): with the protocol's secrets
-registered (``Oracle.collecting_protocol_secrets``), a leaky client — a test double that
-ships the latest secret of one kind beside its ciphertext, so the relay queues it and the
-wire carries it — fails a real scenario (real executor, in-process relay), and the hit names
-that key kind. The kinds only the protocol sees (message, chain and AEAD keys, the X3DH SK
-and ephemeral key) are named by the registry's label. The executor's wiring is stood in for
-here by a sink that registers into the executor's oracle."""
+"""Every registered key kind is found (issue #12 item 2): the executor registers every
+secret the protocol reports (:mod:`semafore.protocol.secrets`), named by kind, so a leaky
+client — a test double that ships the latest secret of one kind beside its ciphertext, so
+the relay queues it and the wire carries it — fails a real scenario (real executor,
+in-process relay), and the hit names that key kind, including the kinds only the protocol
+sees (message, chain and AEAD keys, the X3DH SK and ephemeral key)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import logging
 import pytest
 
 from semafore.client.device import Device
-from semafore.oracle import Oracle
 from semafore.oracle.leaks import encode
 from semafore.protocol import secrets
 from semafore.protocol.entropy import Entropy
@@ -45,17 +43,9 @@ PROTOCOL_ONLY = ("message key", "chain key", "AEAD key", "X3DH SK", "X3DH epheme
 
 def run(kind: str, chain: str, monkeypatch: pytest.MonkeyPatch) -> ScenarioResult:
     latest: dict[str, bytes] = {}
-    oracles: list[Oracle] = []
 
-    class Collecting(Oracle):
-        def __init__(self) -> None:
-            super().__init__()
-            oracles.append(self)
-
-    def register(kind: str, value: bytes) -> None:  # what the lead wires into the executor
+    def remember(kind: str, value: bytes) -> None:  # what the leaky client ships
         latest[kind] = value
-        for oracle in oracles:
-            oracle.register_key(f"{kind} (from the protocol)", value)
 
     original = Device.encrypt
 
@@ -64,9 +54,8 @@ def run(kind: str, chain: str, monkeypatch: pytest.MonkeyPatch) -> ScenarioResul
         return body + b"|" + encode(chain, latest[kind]) if kind in latest else body
 
     monkeypatch.setattr(Device, "encrypt", leaky)
-    monkeypatch.setattr(executor, "Oracle", Collecting)
     logging.getLogger("semafore.server").setLevel(logging.ERROR)
-    with secrets.reporting(register):
+    with secrets.reporting(remember):
         return executor.run_scenario(loads(SCENARIO, file="leaky-client.yaml"))
 
 
@@ -74,32 +63,21 @@ def run(kind: str, chain: str, monkeypatch: pytest.MonkeyPatch) -> ScenarioResul
 @pytest.mark.parametrize("kind", secrets.KEY_KINDS)
 def test_a_client_leaking_any_key_kind_fails_naming_it(
     kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The executor registers every secret the protocol reports, named by kind
+    (``"message key #3"``); a client shipping one fails with a hit naming that kind."""
     chain = CHAINS[secrets.KEY_KINDS.index(kind) % len(CHAINS)]
     result = run(kind, chain, monkeypatch)
     assert result.verdict is Verdict.FAIL, kind
     named = [h for h in result.oracle_hits if h.kind == "key" and kind in h.label]
     assert named, [h.label for h in result.oracle_hits][:10]
     assert {h.tier for h in named} & {"store", "wire"}
-    if kind in PROTOCOL_ONLY:  # only the protocol's registry knows these values
-        assert any(h.label == f"{kind} (from the protocol)" for h in named)
 
 
 @pytest.mark.slow
-def test_an_honest_client_with_every_protocol_secret_registered_is_clean(
-    monkeypatch: pytest.MonkeyPatch) -> None:
-    oracles: list[Oracle] = []
-
-    class Collecting(Oracle):
-        def __init__(self) -> None:
-            super().__init__()
-            oracles.append(self)
-
-    def register(kind: str, value: bytes) -> None:
-        for oracle in oracles:
-            oracle.register_key(f"{kind} (from the protocol)", value)
-
-    monkeypatch.setattr(executor, "Oracle", Collecting)
-    with secrets.reporting(register):
+def test_an_honest_client_with_every_protocol_secret_registered_is_clean() -> None:
+    collected: list[str] = []
+    with secrets.reporting(lambda kind, value: collected.append(kind)):
         result = executor.run_scenario(loads(SCENARIO, file="leaky-client.yaml"))
     assert result.verdict is Verdict.PASS and not result.oracle_hits
-    assert sum(1 for s in oracles[0].secrets if "(from the protocol)" in s.label) > 20
+    assert set(collected) >= {"message key", "chain key", "root key", "X3DH SK"}
+    assert len(collected) > 20
