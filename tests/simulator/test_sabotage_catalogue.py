@@ -30,7 +30,7 @@ def test_every_sabotage_is_killed_and_every_threat_and_desync_scenario_kills_one
     report, page = out / "sabotage-matrix.json", out / "sabotage-matrix.html"
     run = subprocess.run(
         [sys.executable, "-m", "semafore.cli.main", "sim", "sabotage", "scenarios/",
-         "--jobs", os.environ.get("SEMAFORE_MATRIX_JOBS", "4"), "--json", str(report),
+         "--jobs", os.environ.get("SEMAFORE_MATRIX_JOBS", "8"), "--json", str(report),
          "--html", str(page)],
         cwd=ROOT, capture_output=True, text=True, timeout=3600, check=False)
     assert report.exists(), f"no matrix written (exit {run.returncode}):\n{run.stderr[-3000:]}"
