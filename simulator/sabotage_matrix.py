@@ -52,7 +52,7 @@ from rich.markup import escape as markup
 from rich.table import Table
 
 from semafore.sabotage import CATALOGUE, Sabotage, switched_on
-from simulator.report.html import _CSS as REPORT_CSS  # the house stylesheet, one copy
+from simulator.report.html import STYLESHEET as REPORT_CSS  # the house stylesheet, one copy
 from simulator.report.model import Verdict, reason
 from simulator.scenario import ScenarioError, loads
 

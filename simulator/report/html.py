@@ -13,7 +13,7 @@ from simulator.inventory import AdversaryInventory
 from simulator.report.machine import summary
 from simulator.report.model import ScenarioResult, Verdict, reason
 
-_CSS = """
+STYLESHEET = """  # the house stylesheet (scenario reports, the sabotage matrix)
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#1d1d1f}
 h1{font-size:1.6em;margin:0 0 .3em}h2{margin-top:2em;border-bottom:1px solid #ccc}
 h3{margin:1.2em 0 .4em;font-size:1.05em}
@@ -198,7 +198,7 @@ def to_html(results: Sequence[ScenarioResult], *, title: str = "SemaFore scenari
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
         f"<title>{escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"
+        f"<style>{STYLESHEET}</style></head><body><h1>{escape(title)}</h1>"
         f"<p>{gate} <span class=muted>generated {escape(generated)} · verdicts: pass, fail, "
         "exposed-as-documented (a documented non-guarantee of seed §1.2 / §2.5, demonstrated), "
         "error, skipped</span></p>"
