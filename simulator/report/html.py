@@ -13,7 +13,8 @@ from simulator.inventory import AdversaryInventory
 from simulator.report.machine import summary
 from simulator.report.model import ScenarioResult, Verdict, reason
 
-STYLESHEET = """  # the house stylesheet (scenario reports, the sabotage matrix)
+# the house stylesheet (scenario reports, the sabotage matrix page)
+STYLESHEET = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#1d1d1f}
 h1{font-size:1.6em;margin:0 0 .3em}h2{margin-top:2em;border-bottom:1px solid #ccc}
 h3{margin:1.2em 0 .4em;font-size:1.05em}
