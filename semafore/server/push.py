@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,18 +38,69 @@ REFILL = "refill"  # outbox item: pull this device's queue from the store (webso
 DROP = b"x"  # disconnect payload: the device was removed or its session ended
 # any other payload: the space-separated delivery ids newly queued for the device
 
+PUSH_BUFFER = 64
+"""Envelopes one socket's outbox holds at most (issue 13 F-5). Beyond that, a publish stands
+them in with a single :data:`REFILL`: the store still holds every envelope, so the socket
+pulls them when it is ready instead of the hub buffering them without bound."""
+
+OutboxItem = QueuedEnvelope | dict[str, Any] | str | None
+
+
+class PushOutbox(asyncio.Queue[OutboxItem]):
+    """A socket's outbox whose envelopes are bounded: back-pressure towards the hub.
+
+    Replies (dicts), refills and the close marker always go in (the socket's own reader
+    makes at most one reply per frame it read, so those are bounded by its reading); the
+    ``limit``-th waiting envelope and any after it become one ``REFILL``."""
+
+    def __init__(self, limit: int = PUSH_BUFFER) -> None:
+        super().__init__()
+        self.limit = limit
+        self.envelopes = 0
+        self.overflowed = False  # a REFILL stands in for dropped envelopes
+
+    def put_nowait(self, item: OutboxItem) -> None:
+        if isinstance(item, QueuedEnvelope):
+            if self.envelopes >= self.limit:
+                if not self.overflowed:
+                    self.overflowed = True
+                    super().put_nowait(REFILL)
+                return
+            self.envelopes += 1
+        super().put_nowait(item)
+
+    def get_nowait(self) -> OutboxItem:
+        item = super().get_nowait()
+        if isinstance(item, QueuedEnvelope):
+            self.envelopes -= 1
+        elif item == REFILL:
+            self.overflowed = False
+        return item
+
 
 class Connection:
     """One device's live socket: envelopes to push (and, from the socket's own reader,
-    ready-made text frames) are put on ``outbox``; ``None`` closes it."""
+    ready-made text frames) are put on ``outbox``; ``None`` closes it gracefully (after
+    what is queued), :meth:`evict` at once."""
+
+    _opened = itertools.count()
 
     def __init__(self, user_id: str, device_id: str) -> None:
         self.user_id = user_id
         self.device_id = device_id
-        self.outbox: asyncio.Queue[QueuedEnvelope | dict[str, Any] | str | None] = asyncio.Queue()
+        self.outbox = PushOutbox()
+        self.serial = next(self._opened)  # opening order: the oldest socket is evicted first
+        self.evicted = asyncio.Event()
+        self.evict_code = 0
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
+
+    def evict(self, code: int) -> None:
+        """Close this socket with ``code`` now, even while its writer waits on a peer that
+        does not read (websocket.py watches ``evicted``)."""
+        self.evict_code = code
+        self.evicted.set()
 
     def wake(self) -> None:
         """Ask the socket's writer to pull the queue from the store (envelopes queued by
@@ -68,6 +120,10 @@ class PushPort(Protocol):
         ...
 
     def disconnect_device(self, user_id: str, device_id: str) -> None: ...
+
+    def device_connections(self, user_id: str, device_id: str) -> list[Connection]:
+        """The device's sockets on this relay process, oldest first."""
+        ...
 
     def connected(self, user_id: str, device_id: str) -> bool:
         """Whether this relay process holds a live socket for the device."""
@@ -103,6 +159,10 @@ class PushHub:
     def disconnect_device(self, user_id: str, device_id: str) -> None:
         for conn in list(self._connections.get((user_id, device_id), ())):
             conn.close()
+
+    def device_connections(self, user_id: str, device_id: str) -> list[Connection]:
+        conns = self._connections.get((user_id, device_id), ())
+        return sorted(conns, key=lambda c: c.serial)
 
     def connected(self, user_id: str, device_id: str) -> bool:
         return bool(self._connections.get((user_id, device_id)))

@@ -16,6 +16,14 @@ Frames are JSON text (docs/server.md "WebSocket"):
 One writer task owns the socket's send side; the reader hands it responses, so frames never
 interleave. Envelopes stay queued until acked: a dropped socket loses nothing.
 
+Bounded resources (issue 13 F-5, docs/server.md "Limits"): a device holds at most
+``Settings.max_sockets_per_device`` sockets (a newer one closes the oldest with 4409); each
+socket has at most ``BACKLOG_PAGE`` envelopes and ``Settings.ws_window_bytes`` of bodies
+pushed and not yet acked (the rest wait in the store, pulled on acks); the hub's outbox is
+bounded too (``push.PushOutbox``); frames are built one at a time as the transport takes
+them; and a socket that cannot take a frame, or leaves a full window unacked while more is
+waiting, for ``Settings.ws_stall_timeout`` seconds is closed with 4408 (slow consumer).
+
 The session behind a socket is re-checked (token expiry, token family revoked: ADR-0163) on
 inbound frames and by a watchdog while the socket is idle, at most every
 ``Settings.session_recheck`` seconds, so a push-only socket ends when its token does and a
@@ -27,7 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import json
+import logging
 import time
 from typing import Any
 
@@ -39,15 +49,20 @@ from semafore.server import models as m
 from semafore.server.errors import ApiError
 from semafore.server.frames import FrameError, parse_ack, parse_send_message
 from semafore.server.oplog import event
-from semafore.server.push import Connection
+from semafore.server.push import REFILL, Connection
 from semafore.server.relay import Relay
 from semafore.server.tokens import Principal
 from semafore.storage.ports import QueuedEnvelope
 
-BACKLOG_PAGE = 256
+BACKLOG_PAGE = 256  # envelopes fetched per refill, and the most in flight on one socket
 MAX_PUSH_BATCH = 64
 CLOSE_BAD_REQUEST = 4400
 CLOSE_AUTH = 4401
+CLOSE_SLOW_CONSUMER = 4408
+CLOSE_REPLACED = 4409
+CLOSE_WAIT = 5.0
+"""Seconds a close may take to be handed to the server (RelayWebSocketProtocol writes it at
+once; another ASGI server might wait for its buffer)."""
 _b64 = binascii.b2a_base64
 
 
@@ -134,25 +149,40 @@ class DeviceSocket:
         self.ws = ws
         self.principal = principal
         self.conn = Connection(principal.user_id, principal.device_id)
-        self.inflight: set[str] = set()
-        self.more_backlog = False
+        self.inflight: dict[str, int] = {}  # delivery id -> body bytes, pushed and not acked
+        self.inflight_bytes = 0
+        self.window_bytes = relay.settings.ws_window_bytes
+        self.more_backlog = False  # envelopes wait in the store that this socket has not sent
         self.ip = ws.client.host if ws.client else None
         self.recheck = relay.settings.session_recheck
+        self.stall_timeout = relay.settings.ws_stall_timeout
         self.checked_at = time.monotonic()  # the token was verified just before accept
+        self.sending_since: float | None = None  # a frame waits for the transport since
+        self.stalled_since: float | None = None  # a full window holds back envelopes since
+        self.writer: asyncio.Task[None] | None = None
+        self.closed = False
 
     async def run(self) -> None:
-        self.relay.hub.register(self.conn)
-        writer = asyncio.create_task(self._writer())
-        watchdog = asyncio.create_task(self._watchdog())
+        hub = self.relay.hub
+        hub.register(self.conn)
+        p = self.principal
+        for old in hub.device_connections(p.user_id, p.device_id)[
+            : -self.relay.settings.max_sockets_per_device
+        ]:
+            event("websocket_replaced", org_id=p.org_id, device_id=p.device_id)
+            old.evict(CLOSE_REPLACED)
+        self.writer = asyncio.create_task(self._writer())
+        helpers = [asyncio.create_task(self._watchdog()), asyncio.create_task(self._evictor())]
         try:
             await self._reader()
         except WebSocketDisconnect:
             pass
         finally:
-            self.relay.hub.unregister(self.conn)
-            writer.cancel()
-            watchdog.cancel()
-            await asyncio.gather(writer, watchdog, return_exceptions=True)
+            hub.unregister(self.conn)
+            tasks = [self.writer, *helpers]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _recheck_due(self) -> bool:
         """Whether the token expired (a clock comparison, every time) or the store must be
@@ -173,35 +203,95 @@ class DeviceSocket:
         self.checked_at = now
         return await self.relay.stores.tokens.is_family_revoked(self.principal.family_id)
 
+    def _stalled(self) -> bool:
+        """A frame has waited for the transport, or a full window has held envelopes back
+        with no ack, for ``stall_timeout`` seconds: the device is not consuming."""
+        now = time.monotonic()
+        return any(
+            since is not None and now - since >= self.stall_timeout
+            for since in (self.sending_since, self.stalled_since)
+        )
+
     async def _watchdog(self) -> None:
-        """End an idle socket whose session ended (a push-only device sends nothing)."""
+        """End an idle socket whose session ended (a push-only device sends nothing), and a
+        socket whose device does not consume what it is sent (slow consumer)."""
         while True:
-            await asyncio.sleep(self.recheck)
+            await asyncio.sleep(min(self.recheck, self.stall_timeout / 2))
+            if self._stalled():
+                p = self.principal
+                event("websocket_slow_consumer", logging.WARNING, org_id=p.org_id,
+                      device_id=p.device_id, inflight=len(self.inflight))
+                await self._shut(CLOSE_SLOW_CONSUMER, "slow consumer")
+                return
             if await self._session_ended():
                 self.conn.close()  # the writer flushes, then closes with CLOSE_AUTH
                 return
 
+    async def _evictor(self) -> None:
+        """Close at once when a newer socket of this device takes this one's place."""
+        await self.conn.evicted.wait()
+        await self._shut(self.conn.evict_code, "replaced by a newer socket of this device")
+
+    async def _shut(self, code: int, reason: str) -> None:
+        """Close now with ``code``, even while the writer waits on the transport: the writer
+        is cancelled (a frame not yet written is simply not sent; its envelope stays queued)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.writer is not None and self.writer is not asyncio.current_task():
+            self.writer.cancel()
+        with contextlib.suppress(RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
+            await asyncio.wait_for(self.ws.close(code=code, reason=reason), CLOSE_WAIT)
+
+    def _has_room(self) -> bool:
+        """Whether the unacked window takes one more envelope (one always fits when
+        nothing is in flight, however large)."""
+        return len(self.inflight) < BACKLOG_PAGE and self.inflight_bytes < self.window_bytes
+
+    def _take(self, env: QueuedEnvelope, ready: list[QueuedEnvelope]) -> None:
+        """Put ``env`` on its way if the window has room; else it waits in the store."""
+        if env.delivery_id in self.inflight:
+            return
+        if not self._has_room():
+            self.more_backlog = True
+            if self.stalled_since is None:
+                self.stalled_since = time.monotonic()
+            return
+        self.inflight[env.delivery_id] = len(env.body)
+        self.inflight_bytes += len(env.body)
+        ready.append(env)
+
     async def _refill(self) -> None:
-        """Send queued envelopes not yet in flight (the backlog, one page at a time)."""
+        """Send queued envelopes not yet in flight (the backlog), as the window allows."""
         p = self.principal
         page = await self.relay.stores.queues.fetch(
             p.user_id, p.device_id, len(self.inflight) + BACKLOG_PAGE
         )
         self.more_backlog = len(page) == len(self.inflight) + BACKLOG_PAGE
-        ready = []
+        ready: list[QueuedEnvelope] = []
         for env in page:
-            if env.delivery_id not in self.inflight:
-                self.inflight.add(env.delivery_id)
-                ready.append(_envelope_dict(env))
+            self._take(env, ready)
+        del page  # hold only what is being sent while the transport may be slow
         await self._push(ready)
 
-    async def _push(self, ready: list[dict[str, Any]]) -> None:
-        step = self.batch or len(ready) or 1
+    async def _send(self, text: str) -> None:
+        """One frame to the transport; how long it waits is what the watchdog times."""
+        self.sending_since = time.monotonic()
+        try:
+            await self.ws.send_text(text)
+        finally:
+            self.sending_since = None
+
+    async def _push(self, ready: list[QueuedEnvelope]) -> None:
+        """Frames built one at a time as the transport takes them (never a page of
+        encoded frames at once)."""
+        step = self.batch or 1
         for start in range(0, len(ready), step):
-            for frame in _frames(ready[start : start + step], self.batch > 0):
-                await self.ws.send_text(frame)
+            chunk = [_envelope_dict(env) for env in ready[start : start + step]]
+            for frame in _frames(chunk, self.batch > 0):
+                await self._send(frame)
         if ready and sabotage.active("relay.delete_on_push"):  # TEST ONLY (semafore.sabotage)
-            await self.relay.ack(self.principal, [e["delivery_id"] for e in ready])
+            await self.relay.ack(self.principal, [e.delivery_id for e in ready])
 
     async def _writer(self) -> None:
         """The only sender on the socket; frame order is the order things became ready.
@@ -210,15 +300,15 @@ class DeviceSocket:
         ``batch`` each) and consecutive replies share one ``batch`` frame."""
         await self._refill()
         outbox = self.conn.outbox
-        ready: list[dict[str, Any]] = []
+        ready: list[QueuedEnvelope] = []
         replies: list[dict[str, Any]] = []
 
         async def flush_replies() -> None:
             if self.batch and len(replies) > 1:
-                await self.ws.send_text(_compact({"type": "batch", "frames": replies}))
+                await self._send(_compact({"type": "batch", "frames": replies}))
             else:
                 for reply in replies:
-                    await self.ws.send_text(_compact(reply))
+                    await self._send(_compact(reply))
             replies.clear()
 
         async def flush_envelopes() -> None:
@@ -231,14 +321,14 @@ class DeviceSocket:
                 if item is None:  # device removed, session ended or server closing
                     await flush_envelopes()
                     await flush_replies()
+                    self.closed = True
                     await self.ws.close(code=CLOSE_AUTH)
                     return
                 if isinstance(item, QueuedEnvelope):
                     if item.delivery_id not in self.inflight:
                         if replies:
                             await flush_replies()
-                        self.inflight.add(item.delivery_id)
-                        ready.append(_envelope_dict(item))
+                        self._take(item, ready)
                 elif isinstance(item, dict):
                     if ready:
                         await flush_envelopes()
@@ -327,10 +417,17 @@ class DeviceSocket:
             )
             return
         acked = await self.relay.ack(self.principal, delivery_ids)
-        self.inflight.difference_update(delivery_ids)
+        freed = [self.inflight.pop(i) for i in delivery_ids if i in self.inflight]
+        if freed:
+            self.inflight_bytes -= sum(freed)
+            self.stalled_since = None  # the device consumes: progress
         self._reply({"type": "acked", "delivery_ids": acked})
-        if self.more_backlog and len(self.inflight) < BACKLOG_PAGE // 2:
-            self.conn.outbox.put_nowait("refill")
+        if (
+            self.more_backlog
+            and len(self.inflight) < BACKLOG_PAGE // 2
+            and self.inflight_bytes < self.window_bytes // 2
+        ):
+            self.conn.outbox.put_nowait(REFILL)
 
     async def _on_send(self, frame: dict[str, Any]) -> None:
         request_id = frame.get("request_id")
