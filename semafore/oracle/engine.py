@@ -39,10 +39,14 @@ from semafore.oracle.model import (
     ScanReport,
     Secret,
 )
+from semafore.oracle.radix import radix_spans
 from semafore.protocol import secrets as protocol_secrets
 
 MAX_DEPTH = 4
 """Transforms undone in one chain (byte reversal and bit alignment are free)."""
+MIN_DECODED_SPAN = 3
+"""Shortest span decoded further: deflate packs a 12-character canary of one repeated letter
+into 4 bytes, so a span shorter than a minimal leak can still hold one."""
 BLOCK_BYTES = 1 << 20
 OVERLAP_BYTES = 64 << 10
 BUDGET_FACTOR = 8
@@ -264,33 +268,22 @@ class Scanner:
         assert self.matcher is not None
         for match in self.matcher.find(blob):
             yield match, chain, to_root(match.start)
-        if depth >= MAX_DEPTH or budget[0] < 0 or len(blob) < 11:
+        if depth >= MAX_DEPTH or budget[0] < 0 or len(blob) < MIN_DECODED_SPAN:
             return
-        n = len(blob)
-        reverse = blob[::-1]
-        views: list[tuple[bytes, Callable[[int], int], str | None]] = [
-            (blob, to_root, None), (reverse, lambda p: to_root(n - 1 - p), "reversed")]
-        for view, view_root, view_name in views:
-            spans: list[Iterator[Decoded]] = [
-                d(view) for d in (DECODERS if view_name is None else REVERSED_DECODERS)]
-            spans.append(deflate_spans(view, binary_start or depth > 0))
-            for decoded_iter in spans:
-                for decoded in decoded_iter:
-                    if decoded.data == view:
-                        continue
-                    if decoded.expand:  # matched-only spans cost one matcher pass
-                        budget[0] -= len(decoded.data)
-                        if budget[0] < 0:
-                            return
-                    names = (*chain, *((view_name,) if view_name else ()),
-                             *decoded.name.split(" → "))
-                    child_root = _compose(view_root, decoded)
-                    if decoded.expand:
-                        yield from self._walk(decoded.data, depth + 1, names, child_root,
-                                              budget, False)
-                    else:
-                        for match in self.matcher.find(decoded.data):
-                            yield match, names, child_root(match.start)
+        for decoded, root, prefix, view in _spans(blob, to_root, binary_start or depth > 0):
+            if decoded.data == view:
+                continue
+            if decoded.expand:  # matched-only spans cost one matcher pass
+                budget[0] -= len(decoded.data)
+                if budget[0] < 0:
+                    return
+            names = (*chain, *prefix, *decoded.name.split(" → "))
+            child_root = _compose(root, decoded)
+            if decoded.expand:
+                yield from self._walk(decoded.data, depth + 1, names, child_root, budget, False)
+            else:
+                for match in self.matcher.find(decoded.data):
+                    yield match, names, child_root(match.start)
 
     def _identifiers(self, chunk: Chunk) -> Iterator[Hit]:
         assert self.ids is not None
@@ -305,6 +298,31 @@ class Scanner:
             kind = self.oracle._identifiers[value]
             yield Hit(chunk.tier, chunk.location, start, "raw-identifier", f"{kind} {value!r}",
                       "identifier", end - start, end - start)
+
+
+_View = tuple[Decoded, Callable[[int], int], tuple[str, ...], bytes]
+
+
+def _spans(blob: bytes, to_root: Callable[[int], int], binary_start: bool) -> Iterator[_View]:
+    """Every decoder over the span and over its byte-reversed copy: (span, map from the
+    decoded view to the root, chain prefix, the view it was decoded from)."""
+    n = len(blob)
+    reverse = blob[::-1]
+
+    def from_reverse(p: int) -> int:
+        return to_root(n - 1 - p)
+
+    forward: tuple[Callable[[int], int], tuple[str, ...], bytes] = (to_root, (), blob)
+    backward: tuple[Callable[[int], int], tuple[str, ...], bytes] = (
+        from_reverse, ("reversed",), reverse)
+    for decoder in DECODERS:
+        yield from ((d, *forward) for d in decoder(blob))
+    yield from ((d, *forward) for d in deflate_spans(blob, binary_start))
+    for backwards, decoded in radix_spans(blob):  # one symbol pass serves both directions
+        yield (decoded, *(backward if backwards else forward))
+    for decoder in REVERSED_DECODERS:
+        yield from ((d, *backward) for d in decoder(reverse))
+    yield from ((d, *backward) for d in deflate_spans(reverse, binary_start))
 
 
 def _identity(p: int) -> int:

@@ -9,8 +9,9 @@ with the shortest run that counts as a leak:
   other characters then sits ``k·bits mod 8`` bits off a byte boundary; its inner bytes are
   the shifted variant (``len - 1`` of them);
 - base64 of the value at its three byte alignments, std and URL-safe, keeping only the
-  characters the value alone determines: the one leak whose encoded form can lose information
-  (base64 upper- or lower-cased) and so cannot be decoded, only compared case-insensitively.
+  characters the value alone determines, forward and reversed: the one leak whose encoded
+  form can lose information (base64 upper- or lower-cased) and so cannot be decoded, only
+  compared case-insensitively.
 
 Every variant and every scanned byte string are compared lower-cased (ASCII), so a canary or
 any text form is found whatever its letter case.
@@ -37,6 +38,7 @@ from semafore.oracle.model import Secret
 
 WINDOW = 8
 FILTER_BITS = 27  # at most 2**27 one-bit slots (16 MiB)
+FILTER_SLOTS_PER_KEY = 64  # 32-64 slots a window: about 2-3 % of data windows pass the filter
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -87,6 +89,8 @@ def variants(index: int, secret: Secret) -> list[Variant]:
         for align in range(3):
             text = _b64_aligned(value, align, urlsafe)
             out.append(Variant(index, text.lower(), text, m_chars, "base64", 0.75))
+            out.append(Variant(index, text[::-1].lower(), text[::-1], m_chars,
+                               "reversed → base64", 0.75))
     seen: set[bytes] = set()
     unique = []
     for v in out:
@@ -120,7 +124,7 @@ class Matcher:
         self.keys: npt.NDArray[np.uint64] = keys[order]
         self.owner: npt.NDArray[np.int64] = owner[order]
         self.shift: npt.NDArray[np.int64] = shift[order]
-        self.bits = max(16, min(FILTER_BITS, int(len(keys) * 16).bit_length()))
+        self.bits = max(16, min(FILTER_BITS, int(len(keys) * FILTER_SLOTS_PER_KEY).bit_length()))
         self.filter = np.zeros(1 << (self.bits - 3), dtype=np.uint8)
         slots = _slot(self.keys, self.bits)
         np.bitwise_or.at(self.filter, slots >> np.uint64(3),
