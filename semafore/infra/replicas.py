@@ -25,6 +25,7 @@ from semafore.infra.errors import SettingsError
 from semafore.infra.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.infra.providers import Endpoints
 from semafore.infra.settings import InfraSettings, ProviderKind
+from semafore.server.relay_key import derive
 from semafore.server.settings import Settings, unlimited_rate_limits
 
 
@@ -148,7 +149,10 @@ async def serve_on_backends(
 async def _serve() -> None:
     secret = bytes.fromhex(os.environ["SEMAFORE_JWT_SECRET"])
     orgs = frozenset(o for o in os.environ.get("SEMAFORE_TEST_ORGS", "").split(",") if o)
-    relay_settings = Settings(jwt_secret=secret, test_mode=bool(orgs), test_orgs=orgs)
+    # Every replica of a set must open the TOTP seeds any other sealed (issue #13 F-11): the
+    # sealing key is derived from the secret the whole set shares, never drawn per process.
+    relay_settings = Settings(jwt_secret=secret, test_mode=bool(orgs), test_orgs=orgs,
+                              totp_key=derive(secret, "totp-seal"))
     if os.environ.get("SEMAFORE_UNLIMITED_RATES"):
         # a harness relay (load tests, benchmarks): its own traffic is the load, from one
         # loopback address; the connection cap stays clamped below the descriptor limit

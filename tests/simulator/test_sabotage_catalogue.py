@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.slow, pytest.mark.cites("seed §1.3 Threat-model honesty")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600),
+              pytest.mark.cites("seed §1.3 Threat-model honesty")]
 
 
 def test_every_sabotage_is_killed_and_every_threat_and_desync_scenario_kills_one(
