@@ -122,7 +122,15 @@ class Account:
             await client.login(await self.otp(self.org_id, self.user_id), self._totp())
 
         client.http.reauthenticate = login_again
-        await client.register(await self.otp(self.org_id, self.user_id), self._totp())
+        for attempt in range(3):
+            try:
+                await client.register(await self.otp(self.org_id, self.user_id), self._totp())
+                break
+            except ServerRejected as exc:
+                # The relay refuses a TOTP step another session of this admin already used
+                # (ADR-0161 replay protection); the next call offers the next step.
+                if exc.code != "invalid_totp" or self.totp_secret is None or attempt == 2:
+                    raise
         self.devices[device_id] = client
         if connect:
             client.connect()
