@@ -1400,7 +1400,7 @@ class Execution:
                           for c in self.views[n].chunks)
             if scanned == 0:
                 return Outcome.INCONCLUSIVE, "0 bytes in the named views: nothing scanned", []
-            if not self.oracle_registered():
+            if not self.oracle.secrets:
                 return Outcome.INCONCLUSIVE, "no canary or key was registered: nothing to " \
                     "look for", []
             bad = [f"{h.label} in {h.tier} at {h.location} ({h.encoding})" for h in hits]
@@ -1475,13 +1475,6 @@ class Execution:
         if kind is AssertionKind.POST_COMPROMISE_SECURITY:
             return self._pcs(step, view, decrypted)
         return Outcome.ERROR, f"assertion {kind.value} is not supported", []
-
-    def oracle_registered(self) -> bool:
-        """Whether the oracle has anything to look for (canaries or keys)."""
-        count = getattr(self.oracle, "secret_count", None)
-        if callable(count):
-            return bool(count())
-        return bool(self.messages)
 
     def _metadata(self, step: Assertion, name: str) -> tuple[Outcome, str, list[str]]:
         """What a relay-side adversary sees about the run's messages (seed §2.2, §2.5),

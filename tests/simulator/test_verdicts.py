@@ -302,3 +302,25 @@ def test_each_assertion_kind_holds_clean_and_goes_red_under_a_defect(
     with explained(broken):
         assert outcome(broken, kind) in (Outcome.VIOLATED, Outcome.INCONCLUSIVE)
         assert broken.verdict is Verdict.FAIL
+
+
+def test_oracle_clean_with_nothing_registered_to_look_for_is_inconclusive(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A view scanned for no canary and no key proves nothing: the run sends no message, so
+    the oracle holds only what the devices' keys register — take those away and the
+    assertion must not read as clean."""
+    from semafore.oracle import engine
+
+    steps = """
+    - compromise: {kind: server, as: relay}
+    - wait: {ms: 10}
+    - assert: {oracle_clean: {adversaries: [relay]}}
+    """
+    clean = run(steps)
+    with explained(clean):
+        assert clean.verdict is Verdict.PASS  # device keys were registered and scanned for
+    monkeypatch.setattr(engine.Oracle, "register_key", lambda self, label, value: None)
+    empty = run(steps)
+    with explained(empty):
+        assert outcome(empty, "oracle_clean") is Outcome.INCONCLUSIVE
+        assert empty.verdict is Verdict.FAIL
