@@ -278,6 +278,19 @@ def _ms(value: Any) -> str:
     return "—" if value is None else f"{value:.1f}"
 
 
+def _allowed_by(record: dict[str, Any] | None) -> str:
+    """The consent line of the report (issue 16 item 7): the rule, and for consent the user,
+    machine, time, entry and where it came from (flag or file with its SHA-256)."""
+    if not record:
+        return "—"
+    if record.get("rule") != "consent":
+        return str(record.get("rule"))
+    files = "; ".join(f"{f['path']} sha256 {f['sha256']}" for f in record.get("files", []))
+    return (f"consent of {record.get('user')} on {record.get('host')} at {record.get('at')}: "
+            f"{record.get('entry')} via {record.get('via')}" + (f" (files: {files})" if files
+                                                                  else ""))
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     run, steady = summary["run"], summary["steady"]
     lat = steady["latency_ms"]
@@ -285,6 +298,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"# Capacity report: {run.get('profile')} against {run.get('target')}",
         "",
         f"- relay: {run.get('url')} ({run.get('target_kind')}); started {run.get('started_at')}",
+        f"- target allowed by: {_allowed_by(run.get('target_allowed_by'))}",
         f"- bounds: {run.get('users')} devices, spawn {run.get('spawn_rate')}/s, "
         f"{run.get('duration')} s, max requests {run.get('max_requests') or '—'}",
         f"- machine: {summary['machine'].get('cpu', '?')}, {summary['machine'].get('cpus')} CPUs,"

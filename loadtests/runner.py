@@ -24,7 +24,7 @@ from loadtests.corpus import build_corpus
 from loadtests.profile import Profile
 from loadtests.report import build_report
 from loadtests.search import SearchPlan
-from loadtests.targets import Target, open_target
+from loadtests.targets import Target, TargetPolicy, open_target, vet_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -50,6 +50,8 @@ class RunOptions:
     search: SearchPlan | None = None
     progress: Callable[[str, int, int], None] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    policy: TargetPolicy = field(default_factory=TargetPolicy)
+    """Where load may go and who consented (loadtests/targets.py, issue 16 item 7)."""
 
 
 def default_out_dir(profile: str) -> Path:
@@ -124,6 +126,7 @@ def run_locust(options: RunOptions, profile: Profile, corpus: Path) -> int:
 
 def run_load(options: RunOptions) -> dict[str, Any]:
     """Run one profile (or a capacity search) and return the report summary."""
+    vet_spec(options.target, options.policy)  # refused before a packet is sent
     profile = options.profile
     if options.search:
         profile = profile.with_overrides(users=options.search.max_users,
@@ -131,7 +134,7 @@ def run_load(options: RunOptions) -> dict[str, Any]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     org_id = options.org_id or f"load-{uuid.uuid4().hex[:12]}"
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    with open_target(options.target, org_id) as target:
+    with open_target(options.target, org_id, options.policy) as target:
         corpus = asyncio.run(
             build_corpus(profile, target.url, org_id, options.out_dir, seed=options.seed,
                          progress=options.progress)
@@ -155,6 +158,7 @@ def _run_info(
         "target_kind": target.kind,
         "target_details": target.details,
         "url": target.url,
+        "target_allowed_by": target.allowed_by,
         "users": profile.users,
         "spawn_rate": profile.spawn_rate,
         "duration": profile.duration,

@@ -1,12 +1,16 @@
-"""Which relay a load run hits, and the rule that load never leaves this machine.
+"""Which relay a load run hits, and the rule that load goes only where someone agreed to it.
 
 ``embedded``  the reference relay with in-process stores, started here on 127.0.0.1;
 ``local``     the reference relay on real Redis / SeaweedFS / MongoDB-wire processes started by
               the ``local`` infrastructure provider (issue 4), also on 127.0.0.1;
-``URL``       any relay already running — the reference one or a platform's own — but only on
-              a loopback address (127.0.0.0/8, ::1, ``localhost``) or on a host this harness
-              started itself. Anything else is refused before a single request is sent: load
-              is a denial of service to whoever did not ask for it.
+``URL``       any relay already running — the reference one or a platform's own. By default
+              only on a loopback address (127.0.0.0/8, ::1, ``localhost``) or on a host this
+              harness started itself; any other host needs explicit, recorded consent
+              (:class:`Consent`: ``--allow-target HOST[:PORT]`` or an allow-list file, issue
+              16 item 7), because load is a denial of service to whoever did not ask for it.
+              Credentials in the URL, wildcard addresses (0.0.0.0, ::) and broadcast or
+              multicast addresses are refused whatever the consent says. Every refusal happens
+              before a single packet is sent.
 
 A harness-started relay runs in test mode with the run's organisation allow-listed for the
 test OTP (ADR-0164) and with rate limits raised out of the way, so the run measures capacity
@@ -17,24 +21,43 @@ rather than the limiter; a URL target keeps whatever limits it has (429s are rep
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import getpass
+import hashlib
 import ipaddress
 import logging
+import os
+import socket
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from semafore.server.oplog import LOGGER_NAME
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"),
+)
+"""Networks a run may load without consent (the safe default)."""
+LOOPBACK_NAMES = frozenset({"localhost"})
+HOW_TO_CONSENT = (
+    "to load it anyway, name it with --allow-target {entry} (repeatable) or list it in a file "
+    "passed as --allow-targets FILE; the target and who allowed it are recorded in the report"
+)
+
 
 class TargetRefused(ValueError):
-    """The target is not loopback and was not started by this harness."""
+    """The target may not be loaded; ``field`` names the option at fault (``target``, or
+    ``allow_target`` for a bad consent entry)."""
 
-    def __init__(self, target: str, detail: str) -> None:
+    def __init__(self, target: str, detail: str, field: str = "target") -> None:
         super().__init__(f"refusing load target {target!r}: {detail}")
-        self.field = "target"
+        self.field = field
         self.target = target
 
 
@@ -47,33 +70,199 @@ class TargetUnavailable(RuntimeError):
         self.target = target
 
 
-def check_loopback(url: str, started_hosts: frozenset[str] = frozenset()) -> str:
-    """Return ``url`` without a trailing slash if it may be loaded, else raise TargetRefused."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise TargetRefused(url, "the target must be an http:// or https:// URL")
-    host = parts.hostname
-    if not host:
-        raise TargetRefused(url, "the URL has no host")
-    if parts.username or parts.password:
-        raise TargetRefused(url, "credentials in the URL are not accepted")
+def _never_loadable(address: IPAddress) -> str | None:
+    """Why ``address`` is refused even with consent: it is not one machine."""
+    if address.is_unspecified:
+        return f"{address} is a wildcard address (every interface), not a relay"
+    if isinstance(address, ipaddress.IPv4Address) and address == ipaddress.IPv4Address(
+        "255.255.255.255"
+    ):
+        return f"{address} is the broadcast address"
+    if address.is_multicast:
+        return f"{address} is a multicast (broadcast-like) address"
+    return None
+
+
+@dataclass(frozen=True)
+class AllowedTarget:
+    """One consented ``HOST[:PORT]`` (no port: any port of that host) and where it came from."""
+
+    host: str
+    port: int | None
+    source: str
+
+    @property
+    def entry(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    def matches(self, host: str, port: int) -> bool:
+        return self.host == host and self.port in (None, port)
+
+
+def _normal_host(host: str) -> str:
     try:
-        parts.port  # noqa: B018 (validates the port)
-    except ValueError as exc:
-        raise TargetRefused(url, "the port is not a number in 0..65535") from exc
-    if host in started_hosts:
-        return url.rstrip("/")
-    if host == "localhost":
-        return url.rstrip("/")
-    try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host).compressed
     except ValueError:
-        raise TargetRefused(
-            url, "only loopback addresses (127.0.0.0/8, ::1, localhost) may be loaded"
-        ) from None
-    if not address.is_loopback:
-        raise TargetRefused(url, f"{address} is not a loopback address")
-    return url.rstrip("/")
+        return host.lower().rstrip(".")
+
+
+def parse_allow_entry(text: str, source: str) -> AllowedTarget:
+    """``HOST``, ``HOST:PORT``, ``[V6]`` or ``[V6]:PORT``; wildcard, broadcast and URLs with a
+    scheme or credentials are refused (field ``allow_target``)."""
+    raw = text.strip()
+    if not raw or "/" in raw or "@" in raw:
+        raise TargetRefused(raw, f"{source}: expected HOST[:PORT], got {raw!r}", "allow_target")
+    port: int | None = None
+    if raw.startswith("["):
+        host, sep, rest = raw[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise TargetRefused(raw, f"{source}: bad bracketed IPv6 entry", "allow_target")
+        port_text = rest[1:] if rest else None
+    elif raw.count(":") == 1:
+        host, _, port_text = raw.partition(":")
+    elif ":" in raw:
+        host, port_text = raw, None  # a bare IPv6 address
+    else:
+        host, port_text = raw, None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise TargetRefused(raw, f"{source}: port must be 1..65535", "allow_target")
+        port = int(port_text)
+    if not host:
+        raise TargetRefused(raw, f"{source}: no host", "allow_target")
+    address: IPAddress | None = None
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(host)
+    if address is not None and (why := _never_loadable(address)):
+        raise TargetRefused(raw, f"{source}: {why}", "allow_target")
+    return AllowedTarget(_normal_host(host), port, source)
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment nor the password database
+        return f"uid {os.getuid()}"
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Who agreed to load which non-loopback hosts: the entries from ``--allow-target`` flags
+    and ``--allow-targets`` files, the user who ran the command (``getpass``: $LOGNAME, $USER,
+    … then the password database) and each file's SHA-256, so the report says who allowed a
+    target and with what list."""
+
+    entries: tuple[AllowedTarget, ...] = ()
+    user: str = ""
+    files: tuple[dict[str, str], ...] = ()
+
+    @classmethod
+    def from_options(
+        cls, flags: Sequence[str] = (), files: Sequence[Path] = (), user: str | None = None
+    ) -> Consent:
+        entries = [parse_allow_entry(flag, "--allow-target") for flag in flags]
+        audited = []
+        for path in files:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise TargetRefused(str(path), f"allow-list file unreadable: {exc}",
+                                    "allow_targets") from exc
+            audited.append({"path": str(path.resolve()),
+                            "sha256": hashlib.sha256(data).hexdigest()})
+            for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+                text = line.split("#", 1)[0].strip()
+                if text:
+                    entries.append(parse_allow_entry(text, f"--allow-targets {path}:{n}"))
+        return cls(tuple(entries), user if user is not None else _current_user(),
+                   tuple(audited))
+
+    def find(self, host: str, port: int) -> AllowedTarget | None:
+        return next((e for e in self.entries if e.matches(host, port)), None)
+
+
+def _resolve(host: str) -> list[IPAddress]:
+    """Every address a consented host name resolves to (a name query, not a packet to it)."""
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class VettedTarget:
+    """A URL that may be loaded and the rule that allowed it (recorded in the report)."""
+
+    url: str
+    allowed_by: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    """Where load may go: ``implicit`` networks and names without consent (loopback by
+    default; tests narrow it to prove the consent path on a loopback alias), anything else
+    only with a matching :class:`Consent` entry."""
+
+    consent: Consent = field(default_factory=Consent)
+    implicit: tuple[IPNetwork, ...] = LOOPBACK
+    implicit_names: frozenset[str] = LOOPBACK_NAMES
+    resolve: Callable[[str], list[IPAddress]] = _resolve
+
+    def vet(self, url: str, started_hosts: frozenset[str] = frozenset()) -> VettedTarget:
+        """Return the URL (no trailing slash) and why it is allowed, else raise
+        :class:`TargetRefused` — before anything is sent to it."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise TargetRefused(url, "the target must be an http:// or https:// URL")
+        host = parts.hostname
+        if not host:
+            raise TargetRefused(url, "the URL has no host")
+        if parts.username or parts.password:
+            raise TargetRefused(url, "credentials in the URL are not accepted")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise TargetRefused(url, "the port is not a number in 0..65535") from exc
+        clean = url.rstrip("/")
+        address: IPAddress | None = None
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(host)
+        if address is not None and (why := _never_loadable(address)):
+            raise TargetRefused(url, why)
+        if host in started_hosts:
+            return VettedTarget(clean, {"rule": "started by this harness"})
+        if host in self.implicit_names or (
+            address is not None and any(address in net for net in self.implicit)
+        ):
+            return VettedTarget(clean, {"rule": "loopback (default)"})
+        name = _normal_host(host)
+        allowed = self.consent.find(name, port)
+        if allowed is None:
+            what = f"{address} is not a loopback address" if address is not None else (
+                f"{host} is not a loopback address or name")
+            entry = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+            raise TargetRefused(url, f"{what}; " + HOW_TO_CONSENT.format(entry=entry))
+        if address is None:
+            try:
+                resolved = self.resolve(host)
+            except OSError as exc:
+                raise TargetRefused(url, f"{host} does not resolve: {exc}") from exc
+            for each in resolved:
+                if why := _never_loadable(each):
+                    raise TargetRefused(url, f"{host} resolves to {why}")
+        return VettedTarget(clean, {
+            "rule": "consent",
+            "entry": allowed.entry,
+            "via": allowed.source,
+            "user": self.consent.user,
+            "host": socket.gethostname(),
+            "files": list(self.consent.files),
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        })
+
+
+def check_loopback(url: str, started_hosts: frozenset[str] = frozenset()) -> str:
+    """Return ``url`` without a trailing slash if the default rule (no consent) allows it."""
+    return TargetPolicy().vet(url, started_hosts).url
 
 
 class ServerCounters(logging.Handler):
@@ -129,6 +318,7 @@ class Target:
     org_id: str
     counters: ServerCounters | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    allowed_by: dict[str, Any] = field(default_factory=lambda: {"rule": "started here"})
 
     @property
     def host(self) -> str:
@@ -207,8 +397,15 @@ def _local_target(org_id: str) -> Iterator[Target]:
         provider.stop()
 
 
+def vet_spec(spec: str, policy: TargetPolicy) -> VettedTarget | None:
+    """Vet a URL target before anything else happens (None for the harness-started kinds)."""
+    return None if spec in ("embedded", "local") else policy.vet(spec)
+
+
 @contextlib.contextmanager
-def open_target(spec: str, org_id: str) -> Iterator[Target]:
+def open_target(
+    spec: str, org_id: str, policy: TargetPolicy | None = None
+) -> Iterator[Target]:
     """Start (``embedded``, ``local``) or vet (URL) the relay to load; stop what was started."""
     from semafore.server.runner import serve_in_thread
 
@@ -223,5 +420,5 @@ def open_target(spec: str, org_id: str) -> Iterator[Target]:
     if spec == "local":
         yield from _local_target(org_id)
         return
-    url = check_loopback(spec)
-    yield Target("url", url, False, org_id)
+    vetted = policy.vet(spec) if policy is not None else TargetPolicy().vet(spec)
+    yield Target("url", vetted.url, False, org_id, allowed_by=vetted.allowed_by)

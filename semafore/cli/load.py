@@ -4,7 +4,8 @@
 ``search`` steps the online device count up until p99 send→delivered latency crosses the
 objective or errors pass 0.1 %, and reports the knee. Targets are ``embedded``, ``local``
 (both started here, on 127.0.0.1) or the URL of a relay on a loopback address; any other
-host is refused (docs/load.md, "Where load may go").
+host is refused unless consented to with ``--allow-target`` / ``--allow-targets``, and the
+consent is recorded in the report (docs/load.md, "Where load may go").
 """
 
 from __future__ import annotations
@@ -17,13 +18,6 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-
-def _loadtests() -> None:
-    """Make the repository's ``loadtests`` package importable (it ships beside ``semafore``)."""
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
 
 
 class LoadSetupError(click.ClickException):
@@ -55,7 +49,8 @@ def _common(fn: Any) -> Any:
     options = [
         click.argument("profile"),
         click.option("--target", default="embedded", show_default=True,
-                     help="embedded | local | http://127.0.0.1:PORT (loopback only)"),
+                     help="embedded | local | http://HOST:PORT (loopback, or a host named by "
+                          "--allow-target)"),
         click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
                      help="report directory (default load-results/PROFILE-TIMESTAMP)"),
         click.option("--seed", default=None, help="seed for the corpus (reproducible traffic)"),
@@ -63,6 +58,13 @@ def _common(fn: Any) -> Any:
                      help="organisation to create (for a URL target: one the relay allow-lists "
                           "for the test OTP)"),
         click.option("--json", "as_json", is_flag=True, help="print the summary as JSON"),
+        click.option("--allow-target", "allow_targets", multiple=True, metavar="HOST[:PORT]",
+                     help="consent to load this non-loopback host (repeatable; recorded in "
+                          "the report with your user name)"),
+        click.option("--allow-targets", "allow_files", multiple=True,
+                     type=click.Path(path_type=Path, dir_okay=False),
+                     help="file of HOST[:PORT] lines (# comments) consented to; its path and "
+                          "SHA-256 are recorded in the report"),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -78,7 +80,6 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def profiles_cmd(as_json: bool) -> None:
     """List the bundled profiles and what each models."""
-    _loadtests()
     from loadtests.profile import available_profiles, load_profile
 
     items = [load_profile(name) for name in available_profiles()]
@@ -87,6 +88,16 @@ def profiles_cmd(as_json: bool) -> None:
         return
     for p in items:
         click.echo(f"{p.name}: {p.models}")
+
+
+def _policy(target: str, allow_targets: tuple[str, ...], allow_files: tuple[Path, ...]) -> Any:
+    """The target rule with the operator's consent; a URL target is vetted here, before any
+    work (issue 16 item 7)."""
+    from loadtests.targets import Consent, TargetPolicy, vet_spec
+
+    policy = TargetPolicy(Consent.from_options(allow_targets, allow_files))
+    vet_spec(target, policy)
+    return policy
 
 
 def _execute(options: Any, as_json: bool, console: Console) -> dict[str, Any]:
@@ -126,6 +137,8 @@ def run_cmd(
     seed: str | None,
     org_id: str | None,
     as_json: bool,
+    allow_targets: tuple[str, ...],
+    allow_files: tuple[Path, ...],
     users: int | None,
     spawn_rate: float | None,
     duration: float | None,
@@ -134,23 +147,21 @@ def run_cmd(
     web_port: int,
 ) -> None:
     """Run PROFILE (a bundled name or a YAML file) against a relay and write its report."""
-    _loadtests()
     from loadtests.profile import ProfileError, load_profile
     from loadtests.runner import RunOptions, default_out_dir
-    from loadtests.targets import TargetRefused, check_loopback
+    from loadtests.targets import TargetRefused
 
     try:
         chosen = load_profile(profile).with_overrides(
             users=users, spawn_rate=spawn_rate, duration=duration, max_requests=max_requests
         )
-        if target not in ("embedded", "local"):
-            check_loopback(target)
+        policy = _policy(target, allow_targets, allow_files)
     except (ProfileError, TargetRefused) as exc:
         raise LoadSetupError(str(exc)) from exc
     console = Console(stderr=as_json)
     options = RunOptions(
         chosen, target, out_dir or default_out_dir(chosen.name), web=web, web_port=web_port,
-        seed=seed, org_id=org_id,
+        seed=seed, org_id=org_id, policy=policy,
     )
     _execute(options, as_json, console)
 
@@ -176,6 +187,8 @@ def search_cmd(
     seed: str | None,
     org_id: str | None,
     as_json: bool,
+    allow_targets: tuple[str, ...],
+    allow_files: tuple[Path, ...],
     start_users: int,
     step_users: int,
     max_users: int,
@@ -190,24 +203,22 @@ def search_cmd(
     Exit status 0 when a knee was found (or the search reached --max-users within the
     objective), 1 when even the first step failed, 2 for setup errors.
     """
-    _loadtests()
     from loadtests.profile import ProfileError, load_profile
     from loadtests.runner import RunOptions, default_out_dir
     from loadtests.search import SearchError, SearchPlan
-    from loadtests.targets import TargetRefused, check_loopback
+    from loadtests.targets import TargetRefused
 
     try:
         chosen = load_profile(profile)
         plan = SearchPlan(start_users, step_users, max_users, step_duration, warmup,
                           p99_threshold_ms, max_error_rate, spawn_rate)
-        if target not in ("embedded", "local"):
-            check_loopback(target)
+        policy = _policy(target, allow_targets, allow_files)
     except (ProfileError, SearchError, TargetRefused) as exc:
         raise LoadSetupError(str(exc)) from exc
     console = Console(stderr=as_json)
     options = RunOptions(
         chosen, target, out_dir or default_out_dir(f"search-{chosen.name}"), seed=seed,
-        org_id=org_id, search=plan,
+        org_id=org_id, search=plan, policy=policy,
     )
     summary = _execute(options, as_json, console)
     if summary["search"]["knee"] is None:

@@ -7,8 +7,11 @@ relay itself counted the matching routes — and leave a complete, parseable rep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from loadtests.report import read_locust_failures, read_locust_stats
 from loadtests.runner import RunOptions, run_load
 from loadtests.samples import DELIVERED, ENVELOPES, read_samples
 from loadtests.search import SearchPlan
+from loadtests.targets import Consent, TargetPolicy, TargetRefused
 from semafore.cli.load import command as load_command
 
 pytestmark = pytest.mark.slow
@@ -168,6 +172,78 @@ def test_cli_refuses_a_non_loopback_target() -> None:
                                       "http://192.0.2.10:8080"])
     assert result.exit_code == 2
     assert "not a loopback address" in result.output
+    assert "--allow-target 192.0.2.10:8080" in result.output
+
+
+def test_cli_refuses_a_wildcard_target_even_with_consent() -> None:
+    result = CliRunner().invoke(load_command, ["run", "office_hours", "--target",
+                                      "http://0.0.0.0:8080", "--allow-target", "0.0.0.0:8080"])
+    assert result.exit_code == 2
+    assert "wildcard" in result.output
+
+
+@contextlib.contextmanager
+def relay_on_alias(org_id: str) -> Iterator[str]:
+    """The reference relay (memory stores) on the loopback alias 127.0.0.2, as a relay this
+    harness did not start would be: the run reaches it only as a URL target."""
+    import asyncio
+    import socket
+    import threading
+
+    import uvicorn
+
+    from semafore.server.app import create_app
+    from semafore.server.serving import uvicorn_config
+    from semafore.server.settings import Settings, unlimited_rate_limits
+    from semafore.storage.memory import memory_stores
+
+    settings = Settings(test_mode=True, test_orgs=frozenset({org_id}),
+                        rate_limits=unlimited_rate_limits(), retention_interval=0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.2", 0))
+    server = uvicorn.Server(uvicorn_config(create_app(settings, memory_stores()), settings))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
+                              daemon=True)
+    thread.start()
+    started = threading.Event()
+    for _ in range(1000):
+        if server.started or not thread.is_alive():
+            break
+        started.wait(0.01)
+    assert server.started, "relay on 127.0.0.2 did not start"
+    try:
+        yield f"http://127.0.0.2:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_a_consented_run_against_a_loopback_alias_works_and_records_who_allowed_it(
+    tmp_path: Path,
+) -> None:
+    """The default narrowed to 127.0.0.1, 127.0.0.2 stands for a planner's staging relay: with
+    consent the run loads it, and the report names the target and who allowed it."""
+    org = "load-consent-test"
+    profile = small("office_hours").with_overrides(users=3, duration=6)
+    with relay_on_alias(org) as url:
+        port = url.rsplit(":", 1)[1]
+        policy = TargetPolicy(Consent.from_options([f"127.0.0.2:{port}"], user="planner"),
+                              implicit=(ipaddress.ip_network("127.0.0.1/32"),))
+        with pytest.raises(TargetRefused):
+            TargetPolicy(implicit=policy.implicit).vet(url)
+        summary = run_load(RunOptions(profile, url, tmp_path, org_id=org, policy=policy,
+                                      seed="consent"))
+    run = summary["run"]
+    assert run["url"] == url and run["target_kind"] == "url"
+    allowed = run["target_allowed_by"]
+    assert (allowed["rule"], allowed["user"], allowed["entry"]) == (
+        "consent", "planner", f"127.0.0.2:{port}")
+    assert summary["whole_run"]["requests"] > 0
+    assert summary["whole_run"]["failures"] == 0, summary["whole_run"]["errors"]
+    md = (tmp_path / "summary.md").read_text()
+    assert f"consent of planner on {allowed['host']}" in md
+    assert f"127.0.0.2:{port} via --allow-target" in md
 
 
 def test_capacity_search_steps_up_and_reports_the_knee(tmp_path: Path) -> None:
