@@ -6,15 +6,41 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
 
 import click
 
+from semafore.server.oplog import LOG_HASH_MODES, LogHash, LogHashError
 from semafore.server.relay_key import RelayKeyError, derive, load_or_create
 from semafore.server.settings import Settings
 from semafore.storage import open_stores
+
+LOG_HASH_KEY_ENV = "SEMAFORE_LOG_HASH_KEY"
+
+
+def log_hash_from(mode: str, key_file: Path | None,
+                  environ: dict[str, str] | None = None) -> LogHash:
+    """The relay's ``log_hash`` setting from ``--log-hash`` and its secret: the
+    ``SEMAFORE_LOG_HASH_KEY`` variable, else the content of ``--log-hash-key-file``
+    (surrounding whitespace removed). A separate secret from the relay key, so incident
+    responders can be given it without the token signing key, and it can rotate alone.
+    :class:`~semafore.server.oplog.LogHashError` names ``log_hash_key`` when keyed has none
+    (issue 13 F-12)."""
+    env = os.environ if environ is None else environ
+    if mode != "keyed":
+        if key_file is not None or env.get(LOG_HASH_KEY_ENV):
+            raise LogHashError("log_hash_key", f"a secret is only used with --log-hash keyed, "
+                               f"not {mode}")
+        return LogHash(mode)
+    if env.get(LOG_HASH_KEY_ENV):
+        return LogHash(mode, env[LOG_HASH_KEY_ENV].strip().encode("utf-8"))
+    if key_file is None:
+        raise LogHashError("log_hash_key", f"--log-hash keyed needs a secret: "
+                           f"--log-hash-key-file PATH or {LOG_HASH_KEY_ENV}")
+    return LogHash(mode, key_file.read_bytes().strip())
 
 
 @click.command("serve")
@@ -50,6 +76,22 @@ from semafore.storage import open_stores
     "seals TOTP seeds, so sessions survive a restart. SEMAFORE_RELAY_KEY (base64) overrides "
     "it. Default: PATH.key beside an sqlite:PATH store; none for memory (a throwaway key).",
 )
+@click.option(
+    "--log-hash",
+    default="sha256",
+    show_default=True,
+    type=click.Choice(LOG_HASH_MODES),
+    help="How identifiers become *_h8 log pseudonyms: sha256 (the seed's unkeyed prefix, "
+    "reversible by anyone who can guess an id) or keyed (HMAC-SHA-256 under a deployment "
+    "secret; docs/server.md 'Log pseudonyms').",
+)
+@click.option(
+    "--log-hash-key-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File holding the --log-hash keyed secret (its content, surrounding whitespace "
+    f"removed, at least 16 bytes). {LOG_HASH_KEY_ENV} overrides it.",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
@@ -62,6 +104,8 @@ def command(
     test_otp: str,
     retention_interval: float,
     key_file: Path | None,
+    log_hash: str,
+    log_hash_key_file: Path | None,
     log_level: str,
     print_openapi: bool,
     as_json: bool,
@@ -89,7 +133,12 @@ def command(
         if store != "memory":
             click.echo("warning: no --key-file or SEMAFORE_RELAY_KEY: tokens and TOTP "
                        "enrolments will not survive a restart", err=True)
+    try:
+        pseudonyms = log_hash_from(log_hash, log_hash_key_file)
+    except (LogHashError, OSError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--log-hash-key-file") from exc
     settings = Settings(
+        log_hash=pseudonyms,
         test_mode=test_mode,
         test_orgs=frozenset(test_orgs),
         test_otp=test_otp,
@@ -105,7 +154,7 @@ def command(
         stores = open_stores(store)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--store") from exc
-    configure_logging(sys.stderr, getattr(logging, log_level.upper()))
+    configure_logging(sys.stderr, getattr(logging, log_level.upper()), settings.log_hash)
     import uvicorn
 
     app = create_app(settings, stores)
@@ -136,7 +185,7 @@ def _serve_on_backends(
             f"{exc} (run `semafore backends up` and export the lines it prints)",
             param_hint="--store",
         ) from exc
-    configure_logging(sys.stderr, getattr(logging, log_level.upper()))
+    configure_logging(sys.stderr, getattr(logging, log_level.upper()), settings.log_hash)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

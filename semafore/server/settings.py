@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from semafore.server.oplog import SHA256_LOG_HASH, LogHash
+
 RateLimits = dict[str, tuple[int, float]]
 """Bucket name -> (hits allowed, window seconds), fixed windows (docs/server.md "Limits")."""
 
@@ -93,6 +95,10 @@ class Settings:
     # (real seconds), on a frame or idle: bounded staleness instead of a store read per frame.
     # Logout, device removal and refresh-token reuse close the sockets at once (push hub).
     session_recheck: float = 2.0
+    # How identifiers become ``*_h8`` log pseudonyms (issue 13 item 5, F-12; docs/server.md
+    # "Log pseudonyms"): the seed's unkeyed SHA-256 prefix by default, or
+    # ``LogHash("keyed", secret)`` (HMAC-SHA-256, `semafore serve --log-hash keyed`).
+    log_hash: LogHash = SHA256_LOG_HASH
     clock: Callable[[], float] = time.time
     # TEST ONLY (issue 5: prove the plaintext-absence oracle is not blind). The relay never
     # holds plaintext; a harness that does passes ``leak_source(message_id)``, and with
@@ -102,6 +108,10 @@ class Settings:
     # encodings of semafore.oracle.leaks; issue #12). Refused unless ``test_mode`` is on.
     leak: str = "off"
     leak_source: Callable[[str], bytes | None] | None = None
+    # TEST ONLY (issue 13): append every login code issued to DIR/otp-codes.jsonl
+    # (semafore.server.otp_sink) for harnesses whose orgs are not test-OTP allow-listed.
+    # Refused unless ``test_mode`` is on.
+    otp_sink: str | None = None
 
     def __post_init__(self) -> None:
         mode, _, chain = self.leak.partition(":")
@@ -114,6 +124,10 @@ class Settings:
             parse_chain(chain)  # an unknown encoding is an OracleError (a ValueError) naming it
         if self.leak != "off" and (not self.test_mode or self.leak_source is None):
             raise ValueError("a leaking relay needs test_mode and a leak_source (tests only)")
+        if self.otp_sink is not None and not self.test_mode:
+            from semafore.server.otp_sink import OtpSinkRefused
+
+            raise OtpSinkRefused("an OTP sink writes login codes to disk: test_mode only")
         if len(self.totp_key) != 32:
             raise ValueError("totp_key must be 32 bytes (AES-256-GCM)")
         if self.otp_max_failures < 1:
