@@ -112,6 +112,11 @@ def responder_keys(bob: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def sign_args(inp: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``spk.sign`` arguments of a negative case's input (SPEC §1)."""
+    return {key: inp[key] for key in ("sik_private", "ik_public", "spk_public", "key_id")}
+
+
 def initiate_args(inp: Mapping[str, Any], bundle: Mapping[str, Any]) -> dict[str, Any]:
     alice = inp["alice"]
     return {
@@ -198,6 +203,8 @@ def _x3dh_negative(name: str, neg: Mapping[str, Any]) -> GateCase:
     operation = inp["operation"]
     if operation == "smx1.parse":
         exchange = Exchange("smx1.parse", {"data": inp["smx1"]}, expect_error=error)
+    elif operation == "spk.sign":
+        exchange = Exchange("spk.sign", sign_args(inp), expect_error=error)
     elif operation == "x3dh.initiate":
         exchange = Exchange("x3dh.initiate", initiate_args(inp, inp["bundle"]), expect_error=error)
     elif operation == "x3dh.respond":

@@ -19,7 +19,12 @@ from semafore.protocol import x3dh
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.primitives import X25519KeyPair
-from semafore.protocol.ratchet import MAX_SKIP, MAX_SKIPPED_KEYS, RatchetState
+from semafore.protocol.ratchet import (
+    MAX_PREVIOUS_CHAINS,
+    MAX_SKIP,
+    MAX_SKIPPED_KEYS,
+    RatchetState,
+)
 from semafore.vectors.generation import GenerationError, ScriptRecorder
 
 FILE = "dr-v1-interop"
@@ -268,6 +273,64 @@ def duplicates() -> Path:
     return p
 
 
+def _retire(p: Path, rounds: int) -> list[int]:
+    """``rounds`` round trips (Bob replies, Alice answers on a new chain, Bob receives it):
+    each one retires Bob's current receiving chain. Returns Alice's frame of each new chain."""
+    firsts = []
+    for _ in range(rounds):
+        p.deliver(ALICE, p.encrypt(BOB))
+        k = p.encrypt(ALICE)
+        p.deliver(BOB, k)
+        firsts.append(k)
+    return firsts
+
+
+def duplicates_retired_chains() -> Path:
+    p = _path(
+        "duplicates-retired-chains",
+        f"Bob remembers exactly the last {MAX_PREVIOUS_CHAINS} retired receiving chains (SPEC "
+        f"§3): a replay from {MAX_PREVIOUS_CHAINS} chains back is DuplicateMessage; from "
+        f"{MAX_PREVIOUS_CHAINS + 1} back the chain is forgotten, the frame is taken for a new "
+        "ratchet key and its tag fails (DecryptionFailed); neither changes the session",
+    )
+    first = p.encrypt(ALICE)
+    p.deliver(BOB, first)
+    chains = [first, *_retire(p, MAX_PREVIOUS_CHAINS + 1)]  # Bob's receiving chains, oldest first
+    before = p.digest(BOB)
+    p.deliver(BOB, chains[-1], "DuplicateMessage")  # the current chain
+    for back in range(1, MAX_PREVIOUS_CHAINS + 1):  # every remembered chain, newest first
+        p.deliver(BOB, chains[-1 - back], "DuplicateMessage")
+    p.deliver(BOB, chains[-2 - MAX_PREVIOUS_CHAINS], "DecryptionFailed")  # forgotten
+    if p.digest(BOB) != before:
+        raise GenerationError("duplicates-retired-chains: a refused replay changed the digest")
+    p.deliver(ALICE, p.encrypt(BOB))
+    p.deliver(BOB, p.encrypt(ALICE))
+    p.agree()
+    return p
+
+
+def forgotten_chain_beyond_max_skip() -> Path:
+    p = _path(
+        "forgotten-chain-beyond-max-skip",
+        f"A frame N = {MAX_SKIP + 1} of a chain Bob remembers is DuplicateMessage; once the "
+        f"chain is more than {MAX_PREVIOUS_CHAINS} chains back it is forgotten and the new-"
+        "ratchet-key rules apply: TooManySkipped, checked before any DH (SPEC §3)",
+    )
+    a = p.burst(ALICE, MAX_SKIP + 2)
+    p.deliver(BOB, a[0])
+    p.deliver(BOB, a[MAX_SKIP + 1])  # skips exactly MAX_SKIP keys
+    _retire(p, 1)
+    p.deliver(BOB, a[MAX_SKIP + 1], "DuplicateMessage")  # remembered, one chain back
+    _retire(p, MAX_PREVIOUS_CHAINS)
+    before = p.digest(BOB)
+    p.deliver(BOB, a[MAX_SKIP + 1], "TooManySkipped")  # forgotten: N > MAX_SKIP
+    if p.digest(BOB) != before:
+        raise GenerationError("forgotten-chain-beyond-max-skip: the refusal changed the digest")
+    p.deliver(ALICE, p.encrypt(BOB))
+    p.agree()
+    return p
+
+
 def max_skip() -> Path:
     p = _path(
         "max-skip",
@@ -379,7 +442,10 @@ PATHS = (
     pn_beyond_max_skip,
     skipped_key_cap,
     tampering,
+    duplicates_retired_chains,
+    forgotten_chain_beyond_max_skip,
 )
+"""Appended, never reordered: a path's seed is its id, so existing bytes never move."""
 
 
 def _parse_negatives(sample: bytes) -> list[dict[str, Any]]:
@@ -416,6 +482,12 @@ def _parse_negatives(sample: bytes) -> list[dict[str, Any]]:
         "magic 'DRV2': a newer version",
         b"DRV2" + sample[4:],
         "UnsupportedVersion",
+    )
+    add(
+        "frame-magic-smx2",
+        "magic 'SMX2': the SMX1 family's next version is not a DR_V1 version (SPEC §5)",
+        b"SMX2" + sample[4:],
+        "MalformedEnvelope",
     )
     return out
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from semafore.adapter.ops import ReferenceAdapter
 from semafore.adapter.server import handle
-from semafore.gate.cases import initiate_args, respond_args
+from semafore.gate.cases import initiate_args, respond_args, sign_args
 from semafore.protocol import smx1, x3dh
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.keys import (
@@ -283,6 +283,25 @@ class _Negatives:
                 "id": id_,
                 "description": description,
                 "input": {"operation": "smx1.parse", "smx1": data.hex()},
+                "expected_error": error,
+            }
+        )
+
+    def sign(self, id_: str, description: str, key_id: str, error: str) -> None:
+        """``spk.sign`` over the base case's keys with ``key_id`` (SPEC §1: signing validates
+        the key id, so no implementation can publish a prekey its peers' parsers reject)."""
+        bundle = self.base["expected"]["bundle"]
+        self.items.append(
+            {
+                "id": id_,
+                "description": description,
+                "input": {
+                    "operation": "spk.sign",
+                    "sik_private": self.base["input"]["bob"]["sik_private"],
+                    "ik_public": bundle["ik"],
+                    "spk_public": bundle["spk"]["pub"],
+                    "key_id": key_id,
+                },
                 "expected_error": error,
             }
         )
@@ -614,7 +633,98 @@ def _negatives(base: dict[str, Any], no_opk: dict[str, Any]) -> list[dict[str, A
             variant(opk__pub=small.hex()),
             "InvalidKey",
         )
+    _key_id_negatives(neg, env, l2_at, variant)
     return neg.items
+
+
+C1_NEXT_LINE = "\u0085"  # NEL: Unicode category Cc, two bytes of UTF-8 (c2 85)
+C1_APC = "\u009f"  # the last C1 control (c2 9f)
+OVERLONG_KEY_ID = "k" * 256
+
+
+def spec_spk_signature(sik: Ed25519KeyPair, key_id: bytes, spk_pub: bytes, ik_pub: bytes) -> str:
+    """The SPEC §1 signature over raw key-id bytes, with no key-id validation: how a broken
+    signer would sign an invalid id, so a negative's bundle verifies and only the key-id
+    check can refuse it."""
+    return sik.sign(b"SemaFore-SPK-v1" + _u16(key_id) + spk_pub + ik_pub).hex()
+
+
+def _key_id_negatives(
+    neg: _Negatives, env: bytes, l2_at: int, variant: Callable[..., dict[str, Any]]
+) -> None:
+    """SPEC v1.1 §1 and §5 rules that a third-party implementation could miss while passing
+    every case above (issue 15 item 6): control characters outside C0 (DEL, C1) in key ids,
+    key-id validation when signing an SPK and when initiating X3DH (else it emits an SMX1
+    its own parser rejects), and the other message type's next version given to each parser
+    (``MalformedEnvelope``, never ``UnsupportedVersion``)."""
+    # smx1.parse: "spk-1" / "opk-17" with two bytes replaced keep L1 and L2 unchanged.
+    neg.parse(
+        "spk-key-id-c1-nel",
+        "SPK key id contains U+0085 (NEL, a C1 control: category Cc)",
+        _with(env, 41, C1_NEXT_LINE.encode()),
+        "MalformedEnvelope",
+    )
+    neg.parse(
+        "opk-key-id-c1-009f",
+        "OPK key id contains U+009F (the last C1 control)",
+        _with(env, l2_at + 4, C1_APC.encode()),
+        "MalformedEnvelope",
+    )
+    neg.parse(
+        "spk-key-id-del",
+        "SPK key id contains U+007F (DEL: category Cc, outside C0)",
+        _with(env, 41, b"\x7f"),
+        "MalformedEnvelope",
+    )
+    neg.parse(
+        "magic-drv2",
+        "magic 'DRV2': the DR_V1 family's next version is not an SMX version",
+        _with(env, 0, b"DRV2"),
+        "MalformedEnvelope",
+    )
+
+    # spk.sign: the signer validates what it signs.
+    for id_, description, key_id in (
+        ("sign-key-id-c1-nel", "SPK key id with U+0085 (C1)", f"spk{C1_NEXT_LINE}-1"),
+        ("sign-key-id-c1-009f", "SPK key id with U+009F (C1)", f"spk-{C1_APC}"),
+        ("sign-key-id-256-bytes", "SPK key id of 256 bytes", OVERLONG_KEY_ID),
+        ("sign-key-id-empty", "empty SPK key id", ""),
+    ):
+        neg.sign(id_, description, key_id, "MalformedEnvelope")
+
+    # x3dh.initiate: a bundle whose signature verifies over an invalid SPK key id, and an
+    # invalid (unsigned) OPK key id. Accepting either would emit an unparseable SMX1.
+    bundle = neg.base["expected"]["bundle"]
+    sik = Ed25519KeyPair(bytes.fromhex(neg.base["input"]["bob"]["sik_private"]))
+    spk_pub, ik_pub = bytes.fromhex(bundle["spk"]["pub"]), bytes.fromhex(bundle["ik"])
+    for id_, description, key_id in (
+        (
+            "initiate-spk-key-id-c1-nel",
+            "validly signed SPK key id with U+0085 (C1)",
+            f"spk{C1_NEXT_LINE}-1",
+        ),
+        (
+            "initiate-spk-key-id-256-bytes",
+            "validly signed SPK key id of 256 bytes",
+            OVERLONG_KEY_ID,
+        ),
+    ):
+        signed = spec_spk_signature(sik, key_id.encode(), spk_pub, ik_pub)
+        neg.initiate(
+            id_, description, variant(spk__key_id=key_id, spk__sig=signed), "MalformedEnvelope"
+        )
+    neg.initiate(
+        "initiate-opk-key-id-c1-009f",
+        "OPK key id with U+009F (C1; OPK key ids are unsigned)",
+        variant(opk__key_id=f"opk-{C1_APC}"),
+        "MalformedEnvelope",
+    )
+    neg.initiate(
+        "initiate-opk-key-id-256-bytes",
+        "OPK key id of 256 bytes",
+        variant(opk__key_id=OVERLONG_KEY_ID),
+        "MalformedEnvelope",
+    )
 
 
 def _replay_negatives(negatives: list[dict[str, Any]]) -> None:
@@ -624,6 +734,8 @@ def _replay_negatives(negatives: list[dict[str, Any]]) -> None:
         inp = neg["input"]
         if inp["operation"] == "smx1.parse":
             args: dict[str, Any] = {"data": inp["smx1"]}
+        elif inp["operation"] == "spk.sign":
+            args = sign_args(inp)
         elif inp["operation"] == "x3dh.respond":
             args = respond_args(inp, inp["alice"])
         else:

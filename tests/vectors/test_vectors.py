@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -124,6 +125,44 @@ def test_x3dh_negatives_cover_every_smx1_field_and_every_bundle_check() -> None:
     assert {key: negatives[key]["expected_error"] for key in required} == required
 
 
+@pytest.mark.cites("SPEC §1, §5")
+def test_key_ids_are_validated_by_every_operation_that_takes_or_emits_one() -> None:
+    """SPEC v1.1 §1: signing, initiating and parsing each refuse C1 controls (U+0085,
+    U+009F), DEL, and lengths outside 1..255; §5: the other family's magic is malformed."""
+    negatives = load("x3dh-prekey-v1")["negative"]
+    by_op: dict[str, list[dict[str, Any]]] = {}
+    for neg in negatives:
+        by_op.setdefault(neg["input"]["operation"], []).append(neg)
+    signed = {n["input"]["key_id"] for n in by_op["spk.sign"]}
+    assert {"", "k" * 256} <= signed
+    assert {"\u0085", "\u009f"} <= {ch for key_id in signed for ch in key_id}
+    initiated = [
+        (n["input"]["bundle"]["spk"]["key_id"], (n["input"]["bundle"]["opk"] or {}).get("key_id"))
+        for n in by_op["x3dh.initiate"]
+        if n["id"].startswith("initiate-")
+    ]
+    assert any("\u0085" in spk for spk, _ in initiated)
+    assert any(opk and "\u009f" in opk for _, opk in initiated)
+    parsed = {bytes.fromhex(n["input"]["smx1"])[:4] for n in by_op["smx1.parse"]}
+    assert b"DRV2" in parsed
+    c1 = [
+        n["id"]
+        for n in by_op["smx1.parse"]
+        if b"\xc2\x85" in bytes.fromhex(n["input"]["smx1"])[:300]
+        or b"\xc2\x9f" in bytes.fromhex(n["input"]["smx1"])[:300]
+    ]
+    assert len(c1) >= 2
+    assert {
+        n["expected_error"] for n in negatives if n["id"].startswith(("sign-", "initiate-"))
+    } == {"MalformedEnvelope"}
+    frames = {
+        bytes.fromhex(n["input"]["frame"])[:4]: n["expected_error"]
+        for n in load("dr-v1-interop")["negative"]
+    }
+    assert frames[b"SMX2"] == "MalformedEnvelope"
+    assert frames[b"DRV2"] == "UnsupportedVersion"
+
+
 @pytest.mark.cites("SPEC §6 r4")
 def test_dr_paths_cover_spec_6_and_every_dr_failure_mode() -> None:
     doc = load("dr-v1-interop")
@@ -140,6 +179,8 @@ def test_dr_paths_cover_spec_6_and_every_dr_failure_mode() -> None:
         "previous-chain-beyond-max-skip",
         "skipped-key-cap",
         "tampering",
+        "duplicates-retired-chains",
+        "forgotten-chain-beyond-max-skip",
     }
     errors = {
         outcome["error"]
@@ -291,3 +332,20 @@ def test_verify_checks_listed_key_pairs_the_gate_does_not_send(tmp_path: Path) -
     assert [(f.check, f.detail) for f in findings] == [
         ("keys", "in-order: alice.ratchet_keys[0]: public key does not match private key")
     ]
+
+
+@pytest.mark.cites("SPEC §6")
+def test_the_live_transcript_hash_is_computed_as_the_contract_documents() -> None:
+    """docs/adapter-contract.md §6: SHA-256 over the concatenated raw SHA-256 of every stored
+    envelope body, in ``seq`` order; each ``envelope_hash`` is the hex SHA-256 of its body."""
+    doc = json.loads((VECTORS / "dr-v1-live-result.json").read_text(encoding="utf-8"))
+    expected = doc["cases"][0]["expected"]
+    envelopes = expected["envelopes"]
+    assert [e["seq"] for e in envelopes] == list(range(len(envelopes)))
+    digests = [hashlib.sha256(bytes.fromhex(e["body"])).digest() for e in envelopes]
+    assert [d.hex() for d in digests] == [e["envelope_hash"] for e in envelopes]
+    assert hashlib.sha256(b"".join(digests)).hexdigest() == expected["transcript_sha256"]
+    reordered = [digests[1], digests[0], *digests[2:]]
+    assert hashlib.sha256(b"".join(reordered)).hexdigest() != expected["transcript_sha256"]
+    receipts = [d for d in expected["decrypted"] if d["kind"] == "receipt"]
+    assert receipts and all(d["body"] == "" and d["receipt_for"] for d in receipts)

@@ -192,6 +192,8 @@ func TestX3DHVectors(t *testing.T) {
 			switch op := in["operation"]; op {
 			case "smx1.parse":
 				_, err = ParseSMX1(hx(t, in["smx1"]))
+			case "spk.sign":
+				_, err = SignSPK(hx(t, in["sik_private"]), []byte(in["key_id"].(string)), hx(t, in["spk_public"]), hx(t, in["ik_public"]))
 			case "x3dh.respond":
 				_, _, err = respondFrom(t, in)
 			case "x3dh.initiate":
