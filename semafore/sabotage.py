@@ -172,6 +172,60 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "lower tier: no scenario uploads a forged signed prekey (clients verify bundles too)",
         ("tests/server/test_keys.py::test_bad_spk_signature_is_rejected_and_nothing_stored",),
     ),
+    # relay account plane (issue 13): each undoes one fix, caught by its threat scenario
+    _s(
+        "relay.test_otp_any_org",
+        "In test mode the relay accepts the fixed test OTP for any organisation, not only "
+        "the allow-listed test orgs (ADR-0164), so anyone logs in as a real org's user.",
+        "threats/account-plane/test-otp-escape (attack_failed: the attacker logs in as the "
+        "victim with the test OTP)",
+    ),
+    _s(
+        "relay.enrol_without_consent",
+        "An org admin who adds a user of another organisation makes them a member at once "
+        "instead of inviting them, so that org can list, drain and message them.",
+        "threats/account-plane/cross-org-enrolment (attack_failed: listed as a member, "
+        "bundles claimed, a message queued)",
+    ),
+    _s(
+        "relay.login_throttle_by_user",
+        "The login throttle counts every request naming a user on the bare user id, from any "
+        "address and for any org, so strangers lock the user out.",
+        "threats/account-plane/stranger-lockout (attack_failed: the victim's own login is "
+        "refused 429)",
+    ),
+    _s(
+        "relay.otp_unlimited_guesses",
+        "Wrong login codes are never counted: a pending code survives any number of guesses "
+        "until it expires, with no backoff.",
+        "threats/account-plane/otp-guessing (attack_failed: the right code still logs in "
+        "after the wrong guesses)",
+    ),
+    _s(
+        "relay.socket_cap_off",
+        "The relay keeps every WebSocket a device opens (no per-device cap), so one token "
+        "holds any number of sockets and their buffers.",
+        "threats/account-plane/socket-amplification (attack_failed: every socket stays open)",
+    ),
+    _s(
+        "relay.queue_quota_off",
+        "Sends are not counted against the per-sender and per-recipient queue quotas, so one "
+        "member fills another's queue without a 429.",
+        "threats/account-plane/queue-flood (attack_failed: every flooding send accepted)",
+    ),
+    _s(
+        "relay.opk_quota_per_requester",
+        "OPK-claiming bundle fetches are limited only by the requester's key-directory rate "
+        "(no per-pair or per-target quota), so one member drains a device's one-time prekeys.",
+        "threats/account-plane/opk-drain (attack_failed: the target's OPK supply claimed)",
+    ),
+    _s(
+        "relay.header_timeout_off",
+        "The relay never times a request head, so connections trickling a head a byte at a "
+        "time are held forever (slowloris).",
+        "threats/account-plane/slowloris (attack_failed: the trickling connections are "
+        "still held after the hold time)",
+    ),
     # --- client ------------------------------------------------------------------------------
     _s(
         "client.skips_spk_signature",

@@ -52,6 +52,7 @@ from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator import inventory as inv
 from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
+from simulator.attacks.harness import AttackHarness
 from simulator.fleet import OPERATOR, Fleet
 from simulator.oracle import (
     TIER_LOG,
@@ -79,6 +80,7 @@ from simulator.scenario.model import (
     Assertion,
     AssertionKind,
     Attach,
+    Attack,
     Broadcast,
     Compromise,
     CompromiseKind,
@@ -123,6 +125,7 @@ RELAY_SIDE = (
 _EVALUATED_WHERE_THEY_STAND = frozenset({
     AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED,
     AssertionKind.DECRYPT_ERROR, AssertionKind.SESSIONS_CONVERGE, AssertionKind.MECHANISM,
+    AssertionKind.ATTACK_FAILED,
 })
 """Assertions about the run so far; the others (adversaries, oracle, metadata) look at the
 views as they stand at the end of the run."""
@@ -285,9 +288,14 @@ class Execution:
         self.sent_bodies: dict[str, bytes] = {}
         overrides = {} if leak == "off" else {"leak": leak, "leak_source": self.sent_bodies.get}
         deployment = scenario.infrastructure
+        # account-plane attacks (issue 13 item 6): the relay they need, the users' login codes
+        self.attacks = AttackHarness(scenario)
+        overrides.update(self.attacks.settings_overrides())
         self.fleet = Fleet(seed=seed, network=True, capture=True, settings_overrides=overrides,
                            replicas=deployment.server_replicas, pins=deployment.pins(),
-                           push=self._push_hub if deployment.server_replicas > 1 else None)
+                           push=self._push_hub if deployment.server_replicas > 1 else None,
+                           otp=self.attacks.otp_source())
+        self.attacks.bind(lambda: self.fleet.url, self.fleet.clock.now)
         self.entropy = SeededEntropy(f"scenario:{scenario.name}:{seed}").fork("canaries")
         self.oracle = Oracle()
         self.messages: list[Message] = []
@@ -441,6 +449,7 @@ class Execution:
             with contextlib.suppress(Exception):
                 await self.fleet.close()
             await self.infra.close()
+            self.attacks.close()
             relay_log.removeHandler(handler)
             relay_log.removeHandler(self.relay_events)
             self.result.duration_s = round(time.perf_counter() - started, 3)
@@ -664,6 +673,8 @@ class Execution:
                        f"{'kept' if step.keep_previous else 'deleted'})")
         elif isinstance(step, ExhaustOpks):
             await self._exhaust(step)
+        elif isinstance(step, Attack):
+            await self._attack(step)
         elif isinstance(step, Replay):
             await self._replay(step)
         elif isinstance(step, Compromise):
@@ -893,6 +904,17 @@ class Execution:
                    f"(in-process, same stores; replicas {states})",
                    replicas=states)
 
+    async def _attack(self, step: Attack) -> None:
+        """An attacker acts through the relay's public API (simulator.attacks); an attack
+        that cannot run fails the step, naming why."""
+        outcome = await self.attacks.run(step)
+        if isinstance(outcome, str):
+            self._failed(step, f"attacker {step.name}", outcome)
+            return
+        gains = "; ".join(outcome.gains) or "nothing"
+        self.event(step, "attack", f"{step.attack} as {step.name}: {outcome.attempts} "
+                   f"attempt(s), gained {gains}", ok=not outcome.succeeded)
+
     async def _exhaust(self, step: ExhaustOpks) -> None:
         for ref in step.devices:
             org = self.scenario.user(ref.user).org
@@ -1116,6 +1138,8 @@ class Execution:
             return self._converge(step)
         if kind is AssertionKind.MECHANISM:
             return self._mechanism(step)
+        if kind is AssertionKind.ATTACK_FAILED:
+            return self.attacks.evaluate(step)
         if kind is AssertionKind.DECRYPT_ERROR:
             return self._decrypt_error(step)
         return self._deliveries(step)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from semafore.client import Account, DeviceClient, ManualClock, Received, create_organisation
-from semafore.client.account import fixed_otp
+from semafore.client.account import OtpSource, fixed_otp
 from semafore.client.client import ClientEvent
 from semafore.client.device import PrekeyPolicy
 from semafore.protocol.entropy import SeededEntropy
@@ -152,6 +152,7 @@ class Fleet:
         replicas: int = 1,
         pins: Mapping[str, int] | None = None,
         push: PushFactory | None = None,
+        otp: OtpSource | None = None,
     ) -> None:
         if replicas < 1:
             raise ValueError("a fleet needs at least one relay replica")
@@ -188,6 +189,9 @@ class Fleet:
         self.replica_count = replicas
         self.pins = {k.replace("/", ":"): v for k, v in (pins or {}).items()}
         self.push_factory = push
+        # where logins get their one-time codes: the test OTP (ADR-0164), or e.g. the
+        # relay's OTP sink for orgs off the allow-list (simulator.attacks.logins)
+        self.otp: OtpSource = otp or fixed_otp()
         self.replicas: list[Replica] = []
         self.ops_network: Network | None = None
         """A capture-less network for the operator consoles when there are several replicas
@@ -329,7 +333,7 @@ class Fleet:
         if self.ops_network is not None:
             await self.ops_network.link(f"{admin_user}:console")
         console_account = Account(
-            org_id, admin_user, self._url_for, self._entropy_for, self.clock, fixed_otp(),
+            org_id, admin_user, self._url_for, self._entropy_for, self.clock, self.otp,
             totp_secret=self.totp[admin_user], opk_count=1, client_options=self._client_options(),
         )
         console = await console_account.add_device("console", connect=False)
@@ -364,7 +368,7 @@ class Fleet:
         if account is None:
             org = self.org_of[user_id]
             account = self.accounts[user_id] = Account(
-                org, user_id, self._url_for, self._entropy_for, self.clock, fixed_otp(),
+                org, user_id, self._url_for, self._entropy_for, self.clock, self.otp,
                 totp_secret=self.totp.get(user_id), opk_count=self.opk_count,
                 prekeys=PrekeyPolicy(
                     opk_batch=self.opk_count, opk_low_water=max(1, self.opk_count // 4)

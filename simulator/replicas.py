@@ -466,8 +466,13 @@ class _Front:
         try:
             await self._pass_gate("connections", 1)  # a paused process accepts nothing (the
             # backlog holds it)
+            # from the client's own (loopback) address, as a transparent balancer would: the
+            # relay keys login throttles and codes by client address (issue 13 F-3, F-4)
+            peer = writer.get_extra_info("peername")
             try:
-                up_r, up_w = await asyncio.open_connection(*self.backend, limit=2**22)
+                up_r, up_w = await asyncio.open_connection(
+                    *self.backend, limit=2**22,
+                    local_addr=(peer[0], 0) if peer and peer[0] != HOST else None)
             except OSError:
                 writer.transport.abort()
                 return

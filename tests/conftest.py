@@ -17,6 +17,9 @@ import pytest
 
 SHARED_STATE_MARKERS = ("backend", "containers", "interop")
 
+# tests/plugin runs the pytest plugin (simulator/pytest_plugin.py) in inner pytest sessions
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def sabotage_from_environment() -> Iterator[None]:

@@ -44,6 +44,12 @@ from semafore.client.errors import (
     ServerRejected,
     TransportError,
 )
+from semafore.client.expect import (
+    DECRYPTION_ERROR_KINDS,
+    Expectations,
+    ExpectationTimeout,
+    sender_matches,
+)
 from semafore.client.transport import RETRY_STATUSES, RelayHttp
 from semafore.protocol.entropy import Entropy
 from semafore.protocol.errors import (
@@ -195,6 +201,7 @@ class DeviceClient:
         self._acks: list[str] = []
         self._request_seq = 0
         self._stopping = False
+        self.expectations = Expectations(lambda: self.address)
 
     # -- identity --------------------------------------------------------------------------
 
@@ -217,6 +224,7 @@ class DeviceClient:
         self.events.append(ev)
         if self.on_event is not None:
             self.on_event(self, ev)
+        self.expectations.notify()
 
     def _save(self) -> None:
         if self.persist is not None:
@@ -867,6 +875,7 @@ class DeviceClient:
         self.counters.received += 1
         if self.on_receive is not None:
             self.on_receive(self, received)
+        self.expectations.notify()
         return received
 
     async def flush_acks(self) -> None:
@@ -983,7 +992,7 @@ class DeviceClient:
             for item in frame.get("envelopes") or []:
                 if isinstance(item, dict):
                     queue.put_nowait(item)
-        elif kind == "response":
+        elif kind in ("response", "queue_empty"):  # queue_empty answers watch_queue
             fut = self._pending.pop(str(frame.get("request_id")), None)
             if fut is not None and not fut.done():
                 fut.set_result(frame)
@@ -1028,6 +1037,88 @@ class DeviceClient:
             detail = body.get("detail", "") if isinstance(body, dict) else ""
             raise ServerRejected(status, str(code), str(detail), body)
         return body if isinstance(body, dict) else {}
+
+    # -- expectations (tests: semafore.client.expect, docs/pytest-plugin.md) -----------------
+
+    async def wait_for_message(
+        self, *, sender: str | None = None, text: str | bytes | None = None,
+        timeout: float = 5.0,
+    ) -> Received:
+        """The first message not claimed by an earlier wait from ``sender`` (a user, or
+        ``user/device``) whose body is ``text``; raises ExpectationTimeout listing what
+        arrived instead."""
+        body = text.encode("utf-8") if isinstance(text, str) else text
+        claimed = self.expectations.claimed_messages
+
+        def found() -> Received | None:
+            for index, received in enumerate(self.inbox):
+                if index in claimed or (body is not None and received.content.body != body):
+                    continue
+                if sender_matches(sender, received.sender_user_id, received.sender):
+                    claimed.add(index)
+                    return received
+            return None
+
+        what = "a message" + (f" from {sender}" if sender else "") + (
+            f" saying {text!r}" if text is not None else "")
+        return await self.expectations.until(
+            found, timeout=timeout, expected=what, field="message",
+            arrived=lambda: self.expectations.unclaimed(self.inbox, self.events))
+
+    async def wait_for_decryption_error(
+        self, *, sender: str | None = None, error: str | None = None, timeout: float = 5.0
+    ) -> ClientEvent:
+        """The first unclaimed frame this device could not open (``DECRYPTION_ERROR_KINDS``)
+        from ``sender``, with SPEC §5 name ``error`` (e.g. ``BadMac``) if given."""
+        claimed = self.expectations.claimed_events
+
+        def found() -> ClientEvent | None:
+            for index, ev in enumerate(self.events):
+                if index in claimed or ev.kind not in DECRYPTION_ERROR_KINDS:
+                    continue
+                user, _, _device = (ev.peer or "").partition(":")
+                if (error is None or ev.detail == error) and sender_matches(
+                        sender, user, ev.peer or ""):
+                    claimed.add(index)
+                    return ev
+            return None
+
+        what = "a decryption error" + (f" {error}" if error else "") + (
+            f" on a frame from {sender}" if sender else "")
+        return await self.expectations.until(
+            found, timeout=timeout, expected=what, field="decryption_error",
+            arrived=lambda: self.expectations.unclaimed(self.inbox, self.events))
+
+    async def wait_for_queue_drained(self, timeout: float = 5.0) -> None:
+        """Until the relay says this device's queue is empty (``watch_queue`` →
+        ``queue_empty``, docs/server.md "WebSocket"): everything accepted for it before the
+        call has been pushed, processed and acked. Survives a reconnect within ``timeout``."""
+        if self._ws_task is None:
+            raise TransportError("connect() first: the relay tells a connected device",
+                                 field="connection")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            self._request_seq += 1
+            request_id = f"q{self._request_seq}"
+            fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+            try:
+                await asyncio.wait_for(self._ws_connected.wait(), remaining)
+                if self._ws is None:
+                    continue
+                self._pending[request_id] = fut
+                await self._ws.send(json.dumps({"type": "watch_queue", "request_id": request_id}))
+                await asyncio.wait_for(fut, deadline - loop.time())
+                return
+            except (ConnectionClosed, TransportError):
+                await asyncio.sleep(0)  # the socket dropped: ask again once it is back
+            except TimeoutError:
+                break
+            finally:
+                self._pending.pop(request_id, None)
+        raise ExpectationTimeout(
+            self.address, "the relay to report its queue empty", timeout,
+            self.expectations.unclaimed(self.inbox, self.events), "queue_drained")
 
     async def disconnect(self) -> None:
         """Stop the push socket (the device goes offline); HTTP stays usable."""

@@ -29,6 +29,7 @@ from semafore.server import models as m
 from semafore.server.errors import ApiError
 from semafore.server.login_guard import backoff
 from semafore.server.oplog import event
+from semafore.server.otp_sink import OtpSink
 from semafore.server.push import PushHub, PushPort
 from semafore.server.sealing import SealError, seal, unseal
 from semafore.server.settings import Settings
@@ -203,6 +204,8 @@ class Relay:
         self.stores = stores
         self.hub: PushPort = hub if hub is not None else PushHub()
         self.otp_outbox = OtpOutbox()
+        # TEST ONLY (Settings.otp_sink, test mode only): issued codes also go to a file.
+        self.otp_sink = OtpSink(settings.otp_sink) if settings.otp_sink is not None else None
         # TEST ONLY (sabotage "relay.opk_served_twice"): the defective bundle cache.
         self._bundle_cache: dict[tuple[str, str], OneTimePrekeyRecord | None] = {}
         # TEST ONLY (sabotage "relay.queue_in_process_memory"): envelopes of this process only.
@@ -389,13 +392,14 @@ class Relay:
         current = await acc.get_membership(org_id, user_id)
         now = self.now()
         if current is None:
-            if await acc.list_memberships(user_id):
+            held = bool(await acc.list_memberships(user_id))
+            if held and not sabotage.active("relay.enrol_without_consent"):  # TEST ONLY
                 return await self._invite(principal, org_id, user_id, req.role)
             await self._require_seat(org)
             if await acc.get_user(user_id) is None:
                 with contextlib.suppress(AlreadyExists):  # created concurrently: fine
                     await acc.create_user(User(user_id, now))
-            else:  # an id no organisation holds any more: it starts over, empty
+            elif not held:  # an id no organisation holds any more: it starts over, empty
                 await self._release_user(user_id)
             membership = Membership(org_id, user_id, req.role, now)
             await acc.put_membership(membership)
@@ -594,6 +598,8 @@ class Relay:
 
     def test_otp_allowed(self, org_id: str) -> bool:
         """ADR-0164: the fixed test OTP needs BOTH explicit test mode and an allow-listed org."""
+        if sabotage.active("relay.test_otp_any_org"):  # TEST ONLY (semafore.sabotage)
+            return self.settings.test_mode  # the allow-list is never consulted
         return self.settings.test_mode and org_id in self.settings.test_orgs
 
     async def _test_otp_applies(self, org_id: str, user_id: str) -> bool:
@@ -612,6 +618,8 @@ class Relay:
     def _login_key(self, org_id: str, user_id: str, ip: str | None) -> str:
         """The ``auth`` throttle's account scope: (org, user, client address), so requests
         naming a victim from elsewhere never use up the victim's own allowance (F-3)."""
+        if sabotage.active("relay.login_throttle_by_user"):  # TEST ONLY (semafore.sabotage)
+            return user_id  # keyed on the bare user id, whoever asks from wherever
         return f"{org_id}/{user_id}@{self._address(ip)}"
 
     def _backoff_error(self, challenge: OtpChallenge) -> ApiError:
@@ -651,6 +659,8 @@ class Relay:
         )
         if member:
             self.otp_outbox.deliver(req.org_id, req.user_id, code)
+            if self.otp_sink is not None:
+                self.otp_sink.deliver(req.org_id, req.user_id, address, code)
             event("otp_issued", org_id=req.org_id, user_id=req.user_id)
 
     async def _check_otp(self, org_id: str, user_id: str, code: str, ip: str | None) -> bool:
@@ -675,6 +685,8 @@ class Relay:
         if hmac.compare_digest(challenge.code_hash, self._otp_hash(org_id, user_id, code)):
             taken = await tokens.take_otp(org_id, user_id, address)  # a code works once
             return taken is not None and hmac.compare_digest(taken.code_hash, challenge.code_hash)
+        if sabotage.active("relay.otp_unlimited_guesses"):  # TEST ONLY (semafore.sabotage)
+            return False  # a wrong guess is never counted: the code lives until it expires
         failed = await tokens.fail_otp(org_id, user_id, address)
         if failed is not None and failed.failures >= self.settings.otp_max_failures:
             strikes = failed.strikes + 1
@@ -1006,8 +1018,9 @@ class Relay:
         # Per-target OPK claim quotas (issue 13 F-9): one member, or the whole organisation,
         # claims at most so many of a user's one-time prekeys per window, whoever asks.
         target = f"{principal.org_id}:{user_id}"
-        await self.quota("opk_pair", "pair", f"{principal.user_id}>{target}")
-        await self.quota("opk_target", "target", target)
+        if not sabotage.active("relay.opk_quota_per_requester"):  # TEST ONLY (semafore.sabotage)
+            await self.quota("opk_pair", "pair", f"{principal.user_id}>{target}")
+            await self.quota("opk_target", "target", target)
         bundles = []
         for device in devices:
             identity = await self.stores.keys.get_identity(user_id, device.device_id)
@@ -1326,6 +1339,8 @@ class Relay:
         user's queues at most ``queue_sender`` messages a window, all senders together at
         most ``queue_recipient``; counted only for a send that passed every check (a retry
         of an accepted send is answered from the ledger before this)."""
+        if sabotage.active("relay.queue_quota_off"):  # TEST ONLY (semafore.sabotage)
+            return
         recipient = f"{principal.org_id}:{user_id}"
         await self.quota("queue_sender", "pair", f"{principal.user_id}>{recipient}")
         await self.quota("queue_recipient", "recipient", recipient)

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 
+from semafore import sabotage
 from semafore.server.http_framing import TypedErrorH11Protocol
 from semafore.server.settings import Settings
 
@@ -105,6 +106,8 @@ class RelayH11Protocol(TypedErrorH11Protocol):
         super().connection_lost(exc)
 
     def _arm_head_timer(self) -> None:
+        if sabotage.active("relay.header_timeout_off"):  # TEST ONLY (semafore.sabotage)
+            return  # request heads may trickle forever (slowloris)
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
 

@@ -12,6 +12,11 @@ Frames are JSON text (docs/server.md "WebSocket"):
   ``{"type": "send", "request_id", "user_id", "message": <SendRequest>}`` →
   ``{"type": "response", "request_id", "status", "body"}`` with the same body and status
   the HTTP ``PUT /v1/messages/{user_id}`` would give.
+- device → server: ``{"type": "watch_queue", "request_id"}`` → ``{"type": "queue_empty",
+  "request_id"}`` once this device's stored queue holds nothing (at once if it already is
+  empty, else after the ack that empties it): how a test harness waits for "everything
+  queued for me arrived" without sleeping (docs/pytest-plugin.md). A client that never sends
+  it never sees it; a relay that predates it answers ``invalid_frame`` naming ``type``.
 
 One writer task owns the socket's send side; the reader hands it responses, so frames never
 interleave. Envelopes stay queued until acked: a dropped socket loses nothing.
@@ -161,14 +166,16 @@ class DeviceSocket:
         self.stalled_since: float | None = None  # a full window holds back envelopes since
         self.writer: asyncio.Task[None] | None = None
         self.closed = False
+        self.queue_watchers: list[str | int | None] = []  # watch_queue requests not answered
 
     async def run(self) -> None:
         hub = self.relay.hub
         hub.register(self.conn)
         p = self.principal
-        for old in hub.device_connections(p.user_id, p.device_id)[
-            : -self.relay.settings.max_sockets_per_device
-        ]:
+        cap = self.relay.settings.max_sockets_per_device
+        if sabotage.active("relay.socket_cap_off"):  # TEST ONLY (semafore.sabotage)
+            cap = 2**31  # every socket of a device is kept, however many
+        for old in hub.device_connections(p.user_id, p.device_id)[:-cap]:
             event("websocket_replaced", org_id=p.org_id, device_id=p.device_id)
             old.evict(CLOSE_REPLACED)
         self.writer = asyncio.create_task(self._writer())
@@ -393,13 +400,16 @@ class DeviceSocket:
                 await self._on_ack(frame)
             elif kind == "send":
                 await self._on_send(frame)
+            elif kind == "watch_queue":
+                self.queue_watchers.append(_request_id(frame))
+                await self._answer_queue_watchers()
             else:
                 self._reply(
                     {
                         "type": "error",
                         "error": "invalid_frame",
                         "field": "type",
-                        "detail": "type must be 'ack' or 'send'",
+                        "detail": "type must be 'ack', 'send' or 'watch_queue'",
                     }
                 )
 
@@ -428,11 +438,25 @@ class DeviceSocket:
             and self.inflight_bytes < self.window_bytes // 2
         ):
             self.conn.outbox.put_nowait(REFILL)
+        if self.queue_watchers:
+            await self._answer_queue_watchers()
+
+    async def _answer_queue_watchers(self) -> None:
+        """Answer every pending ``watch_queue`` once the device's stored queue is empty.
+
+        The store is the truth (envelopes stay queued until acked, whichever socket they
+        were pushed on), so "empty" means every envelope accepted for this device before
+        the watch was read has been acked: the answer follows the ``acked`` reply of the
+        ack that emptied it, in the same outbox, so the device has processed them all."""
+        p = self.principal
+        if await self.relay.stores.queues.count(p.user_id, p.device_id):
+            return
+        for request_id in self.queue_watchers:
+            self._reply({"type": "queue_empty", "request_id": request_id})
+        self.queue_watchers.clear()
 
     async def _on_send(self, frame: dict[str, Any]) -> None:
-        request_id = frame.get("request_id")
-        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
-            request_id = None
+        request_id = _request_id(frame)
         status, body = 200, {}
         try:
             user_id = frame.get("user_id")
@@ -455,6 +479,14 @@ class DeviceSocket:
         except ApiError as exc:
             status, body = exc.status, exc.body()
         self._reply({"type": "response", "request_id": request_id, "status": status, "body": body})
+
+
+def _request_id(frame: dict[str, Any]) -> str | int | None:
+    """The frame's ``request_id`` to echo: a string or an integer, else None."""
+    request_id = frame.get("request_id")
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+        return None
+    return request_id
 
 
 async def device_websocket(ws: WebSocket) -> None:

@@ -11,6 +11,7 @@ assertion's adversary must have been created by an earlier compromise step…).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any, cast
 import jsonschema
 import yaml
 
+from simulator.attacks import ATTACKS
 from simulator.scenario.model import (
     FORMAT_VERSION,
     MECHANISM_STATS,
@@ -30,6 +32,7 @@ from simulator.scenario.model import (
     Assertion,
     AssertionKind,
     Attach,
+    Attack,
     Broadcast,
     Compromise,
     CompromiseKind,
@@ -48,6 +51,7 @@ from simulator.scenario.model import (
     Organisation,
     ReadReceipt,
     Reinstall,
+    RelayConfig,
     RemoveDevice,
     Replay,
     RotateSpk,
@@ -287,6 +291,8 @@ class _Builder:
         self.adversaries: dict[str, Compromise] = {}
         self.index = 0
         self.server_replicas = 1
+        self.attacks: dict[str, Attack] = {}
+        self.relay = RelayConfig()
 
     # helpers
 
@@ -505,7 +511,81 @@ class _Builder:
                     f"{deployment.server_replicas} server replica(s), numbered "
                     f"0-{deployment.server_replicas - 1}")
             out.append((ref, index))
-        return Deployment(server_replicas=deployment.server_replicas, placement=tuple(out))
+        return dataclasses.replace(deployment, placement=tuple(out))
+
+    def relay_config(self, raw: dict[str, Any]) -> RelayConfig:
+        """``infrastructure.relay`` (read before the timeline: attack steps are checked
+        against it)."""
+        test_orgs = raw.get("test_orgs")
+        self.relay = RelayConfig(
+            rate_limits=raw.get("rate_limits", "unlimited"),
+            test_orgs=None if test_orgs is None else tuple(test_orgs),
+            header_timeout_s=raw.get("header_timeout_s"))
+        return self.relay
+
+    def _attack(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        """An attack step, checked against its registry entry (simulator.attacks) and the
+        relay it needs: a scenario whose attack could not fail on its relay is refused."""
+        spec = ATTACKS.get(b["kind"])
+        if spec is None:
+            raise self.ctx.error((*p, "kind"), f"unknown attack {b['kind']!r} (known: "
+                                 f"{sorted(ATTACKS)})")
+        name = b["as"]
+        if name in self.attacks:
+            raise self.ctx.error((*p, "as"), f"attack {name!r} already exists")
+        who: dict[str, str | None] = {}
+        for role, needed in (("actor", spec.needs_actor), ("victim", spec.needs_victim)):
+            if needed and role not in b:
+                raise self.ctx.error(p, f"attack {spec.name} needs a cast user as {role!r}")
+            if not needed and role in b:
+                raise self.ctx.error((*p, role), f"attack {spec.name} takes no {role!r}")
+            who[role] = self.user_ids(b[role], (*p, role))[0] if role in b else None
+        actor, victim = who["actor"], who["victim"]
+        if actor is not None and victim is not None:
+            if self.users[actor].org != self.users[victim].org:
+                raise self.ctx.error((*p, "victim"), f"{actor} attacks from inside the "
+                                     f"victim's organisation: {victim} is in another")
+            if actor == victim:
+                raise self.ctx.error((*p, "victim"), "an attacker does not attack itself")
+        params: dict[str, int | float | str] = {}
+        for key, value in b.get("params", {}).items():
+            param = spec.params.get(key)
+            if param is None:
+                raise self.ctx.error((*p, "params", key), f"unknown parameter {key!r} of "
+                                     f"{spec.name} (known: {sorted(spec.params)})")
+            problem = param.check(value)
+            if problem is not None:
+                raise self.ctx.error((*p, "params", key), problem)
+            params[key] = value
+        self._attack_needs(spec.name, p, victim, params)
+        step = Attack(**c, attack=spec.name, name=name, actor=actor, victim=victim,
+                      params=tuple(sorted(params.items())))
+        self.attacks[name] = step
+        return step
+
+    def _attack_needs(self, kind: str, p: PathT, victim: str | None,
+                      params: dict[str, int | float | str]) -> None:
+        """What the attack needs from the relay configuration (``infrastructure.relay``)."""
+        spec = ATTACKS[kind]
+        test_orgs = self.relay.test_orgs_for(tuple(self.orgs))
+        if spec.needs_limits and self.relay.rate_limits != "default":
+            raise self.ctx.error(p, f"attack {kind} tests the relay's rate limits and "
+                                 "quotas: set infrastructure.relay.rate_limits: default")
+        if spec.needs_non_test_victim and victim is not None \
+                and self.users[victim].org in test_orgs:
+            raise self.ctx.error((*p, "victim"), f"{victim}'s org is on the test-OTP allow-list "
+                                 "(infrastructure.relay.test_orgs): leave it off")
+        if kind == "test_otp_escape":
+            org = str(params.get("test_org", spec.params["test_org"].default))
+            if org not in test_orgs or org in self.orgs:
+                raise self.ctx.error((*p, "params", "test_org"), f"{org!r} must be on "
+                                     "infrastructure.relay.test_orgs and not an organisation "
+                                     "of the cast (the attacker claims it)")
+        hold = params.get("hold_s", spec.params["hold_s"].default) if kind == "slowloris" else 0
+        limit = self.relay.header_timeout_s
+        if kind == "slowloris" and (limit is None or float(hold) <= limit):
+            raise self.ctx.error((*p, "params", "hold_s"), "hold_s must be longer than "
+                                 "infrastructure.relay.header_timeout_s (set it)")
 
     def _reinstall(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
         return Reinstall(**c, device=self.device(b["device"], (*p, "device")))
@@ -612,6 +692,11 @@ class _Builder:
                 raise self.ctx.error(q, "metadata_not_exposed names an 'adversary' and what it "
                                      "must not see ('sees')")
             self.adversary(body["adversary"], (*q, "adversary"), *passive)
+        if kind is AssertionKind.ATTACK_FAILED:
+            if body["attack"] not in self.attacks:
+                raise self.ctx.error((*q, "attack"), f"no earlier attack step is named "
+                                     f"{body['attack']!r}")
+            fields["attack"] = body["attack"]
         if kind is AssertionKind.MECHANISM:
             stat = body["stat"]
             if stat not in MECHANISM_STATS:
@@ -685,6 +770,8 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
     builder.cast(data)
     infrastructure = data.get("infrastructure", {})
     deployment = builder.deployment(infrastructure)
+    deployment = dataclasses.replace(
+        deployment, relay=builder.relay_config(infrastructure.get("relay", {})))
     steps = builder.steps(data["steps"], ("steps",))
     deployment = builder.placement(infrastructure, deployment)
     _semantic(ctx, data, steps)

@@ -329,6 +329,23 @@ class Replay(Step):
     times: int = 1
 
 
+# Account-plane attacks (issue 13 item 6)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attack(Step):
+    """An attacker acts through the relay's public API only (``simulator.attacks``, one
+    function per ``attack`` name): as ``actor`` (a cast user: an insider) or as an outsider,
+    against ``victim``, with bounded ``params``. ``name`` (the file's ``as:``) is what an
+    ``attack_failed`` assertion names."""
+
+    attack: str
+    name: str
+    actor: str | None = None
+    victim: str | None = None
+    params: tuple[tuple[str, int | float | str], ...] = ()
+
+
 # Compromises
 
 
@@ -383,6 +400,7 @@ class AssertionKind(Enum):
     METADATA_EXPOSED = "metadata_exposed"
     METADATA_NOT_EXPOSED = "metadata_not_exposed"
     MECHANISM = "mechanism"
+    ATTACK_FAILED = "attack_failed"
 
 
 EXPOSURE_KINDS = frozenset({AssertionKind.EXPOSED, AssertionKind.METADATA_EXPOSED})
@@ -477,6 +495,7 @@ class Assertion(Step):
     stat: str | None = None
     at_least: int | None = None
     at_most: int | None = None
+    attack: str | None = None  # attack_failed: the ``as:`` of an earlier attack step
 
     @property
     def is_exposure(self) -> bool:
@@ -502,6 +521,7 @@ STEP_KINDS: dict[str, type[Step]] = {
     "rotate_spk": RotateSpk,
     "exhaust_opks": ExhaustOpks,
     "replay": Replay,
+    "attack": Attack,
     "compromise": Compromise,
     "assert": Assertion,
 }
@@ -525,6 +545,25 @@ PROVIDERS = ("embedded", "local", "containers", "external")
 
 
 @dataclass(frozen=True, kw_only=True)
+class RelayConfig:
+    """``infrastructure.relay``: how the in-process relay is configured (an external relay
+    must be started the same way, docs/threats.md). ``rate_limits`` is ``unlimited`` (the
+    simulation default: every simulated device shares 127.0.0.1) or ``default`` (the
+    production table, which account-plane attacks need). ``test_orgs`` is the ADR-0164
+    test-OTP allow-list (``None``: every organisation of the cast); users of a cast org not
+    on it log in with codes from the relay's OTP sink. ``header_timeout_s`` overrides the
+    relay's request-head deadline."""
+
+    rate_limits: Literal["unlimited", "default"] = "unlimited"
+    test_orgs: tuple[str, ...] | None = None
+    header_timeout_s: float | None = None
+
+    def test_orgs_for(self, cast: tuple[str, ...]) -> frozenset[str]:
+        """The allow-list the relay runs with."""
+        return frozenset(cast if self.test_orgs is None else self.test_orgs)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Deployment:
     """The relay deployment a scenario runs against (``infrastructure:``): how many server
     replicas share the stores (seed §3.4), and which replica a device connects to first
@@ -533,6 +572,7 @@ class Deployment:
 
     server_replicas: int = 1
     placement: tuple[tuple[DeviceRef, int], ...] = ()
+    relay: RelayConfig = field(default_factory=RelayConfig)
 
     def pins(self) -> dict[str, int]:
         """``user:device`` -> replica index, as the fleet takes them."""

@@ -461,6 +461,26 @@ async def relay_message_id_is_the_clients() -> bool:
         return bool([e["message_id"] for e in await queued(bob)] == [sent.message_id])
 
 
+# --- account plane (issue 13 item 6): the threat scenario's own attack ------------------------
+
+
+def attack_verdict(stem: str) -> Callable[[], str]:
+    """The ``attack_failed`` outcome of ``threats/account-plane/<stem>.yaml`` on the
+    in-process relay: the attack itself, through the relay's public API, is the probe."""
+
+    def run() -> str:
+        from pathlib import Path
+
+        from simulator.executor import run_scenario
+        from simulator.scenario import load
+
+        folder = Path(__file__).resolve().parents[2] / "scenarios" / "threats" / "account-plane"
+        result = run_scenario(load(folder / f"{stem}.yaml"))
+        return next(a.outcome.value for a in result.assertions if a.kind == "attack_failed")
+
+    return run
+
+
 # --- the table --------------------------------------------------------------------------------
 
 
@@ -495,6 +515,16 @@ PROBES: dict[str, Probe] = {
     ),
     "relay.opk_served_twice": Probe(two_initiators_get_the_same_opk, False, True),
     "relay.accepts_bad_spk_signature": Probe(unsigned_spk_upload_status, 422, 200),
+    "relay.test_otp_any_org": Probe(attack_verdict("test-otp-escape"), "held", "violated"),
+    "relay.enrol_without_consent": Probe(
+        attack_verdict("cross-org-enrolment"), "held", "violated"
+    ),
+    "relay.login_throttle_by_user": Probe(attack_verdict("stranger-lockout"), "held", "violated"),
+    "relay.otp_unlimited_guesses": Probe(attack_verdict("otp-guessing"), "held", "violated"),
+    "relay.socket_cap_off": Probe(attack_verdict("socket-amplification"), "held", "violated"),
+    "relay.queue_quota_off": Probe(attack_verdict("queue-flood"), "held", "violated"),
+    "relay.opk_quota_per_requester": Probe(attack_verdict("opk-drain"), "held", "violated"),
+    "relay.header_timeout_off": Probe(attack_verdict("slowloris"), "held", "violated"),
     "client.skips_spk_signature": Probe(forged_bundle_accepted, "InvalidSignature", "ok"),
     "client.reuses_gcm_nonce": Probe(smx1_nonces_repeat, False, True),
     "client.keep_used_message_keys": Probe(

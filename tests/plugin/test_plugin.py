@@ -1,0 +1,253 @@
+"""The pytest plugin as a platform team uses it (docs/pytest-plugin.md): fixtures, device
+expectations, the leak oracle and scenario verdicts, each run in an inner pytest session,
+with the failure messages the team would read when something is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.plugin.conftest import run_inner
+
+WORKED_EXAMPLE = '''
+async def test_alice_messages_bob(semafore_fleet, semafore_oracle):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    secret = semafore_oracle.canary("alice's first message")
+
+    await alice.send_text("bob", f"hello {secret}".encode())
+
+    received = await bob.wait_for_message(sender="alice", text=f"hello {secret}")
+    assert received.sender == "alice:phone"
+    await bob.wait_for_queue_drained()
+'''
+
+
+def test_the_worked_example_passes_with_a_clean_oracle(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_example=WORKED_EXAMPLE)
+    result = run_inner(pytester, "-v")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_wrong_expectation_times_out_saying_what_arrived(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_wrong='''
+async def test_wrong_text(semafore_fleet):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    await alice.send_text("bob", b"hello bob")
+    await bob.wait_for_message(sender="alice", text="goodbye", timeout=1)
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E * semafore.client.expect.ExpectationTimeout: bob:phone waited 1 s for a message "
+        "from alice saying 'goodbye'; it never came.",
+        "*what bob:phone saw instead:",
+        "E * - message from alice:phone (text) 'hello bob' [[]message_id *[]]",
+    ])
+    assert "(field: message)" not in result.stdout.str()
+
+
+def test_a_message_from_someone_else_does_not_meet_the_expectation(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_sender='''
+async def test_wrong_sender(semafore_fleet):
+    alice, bob, carol = await semafore_fleet.users("alice", "bob", "carol")
+    await carol.send_text("bob", b"hi")
+    await bob.wait_for_message(sender="alice", text="hi", timeout=1)
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*bob:phone waited 1 s for a message from alice saying 'hi'; it never came.",
+        "*- message from carol:phone (text) 'hi'*",
+    ])
+
+
+def test_each_wait_claims_one_message(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_claims='''
+from semafore.client.expect import ExpectationTimeout
+import pytest
+
+async def test_two_sends_need_two_waits(semafore_fleet):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    await alice.send_text("bob", b"ping")
+    await alice.send_text("bob", b"ping")
+    first = await bob.wait_for_message(sender="alice/phone", text="ping")
+    second = await bob.wait_for_message(sender="alice:phone", text=b"ping")
+    assert first.content.message_id != second.content.message_id
+    with pytest.raises(ExpectationTimeout) as caught:
+        await bob.wait_for_message(text="ping", timeout=0.5)
+    assert caught.value.field == "message"
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1)
+
+
+def test_the_queue_is_drained_only_after_the_backlog_arrived(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_drain='''
+async def test_backlog(semafore_fleet):
+    await semafore_fleet.org("acme", ["alice", "bob"])
+    alice = await semafore_fleet.device("alice/phone")
+    bob = await semafore_fleet.device("bob/phone", connect=False)
+    for n in range(5):
+        await alice.send_text("bob", f"queued {n}".encode())
+    bob.connect()
+    await bob.wait_for_queue_drained()
+    assert [r.content.body for r in bob.inbox] == [f"queued {n}".encode() for n in range(5)]
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1)
+
+
+def test_a_tampered_envelope_is_a_decryption_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_tamper='''
+import base64
+
+async def test_bit_flip(semafore_fleet):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    await alice.send_text("bob", b"first")
+    await bob.wait_for_message(sender="alice", text="first")
+    withheld = await alice.send_text("bob", b"second", withhold=True)
+    body = bytearray(withheld.envelopes["bob:phone"])
+    body[-1] ^= 0x01
+    await alice.http.json("PUT", "/v1/messages/bob", json={
+        "message_id": "tampered-1",
+        "envelopes": [{"device_id": "phone",
+                       "registration_id": alice.directory["bob"].devices["phone"],
+                       "body": base64.b64encode(bytes(body)).decode()}]})
+    error = await bob.wait_for_decryption_error(sender="alice")
+    assert error.kind == "undecryptable" and error.peer == "alice:phone"
+    assert error.message_id == "tampered-1"
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1)
+
+
+def test_a_missing_decryption_error_times_out(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_no_error='''
+async def test_none(semafore_fleet):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    await alice.send_text("bob", b"fine")
+    await bob.wait_for_decryption_error(sender="alice", error="BadMac", timeout=1)
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*bob:phone waited 1 s for a decryption error BadMac on a frame from alice; "
+        "it never came.",
+        "*- message from alice:phone (text) 'fine'*",
+    ])
+
+
+def test_a_leak_fails_the_test_at_oracle_teardown(pytester: pytest.Pytester) -> None:
+    """A client that puts a notification preview of the text into the relay-visible message
+    id (sabotage ``client.push_preview``) leaks the canary into the relay's stores."""
+    pytester.makepyfile(test_leak='''
+from semafore.sabotage import switched_on
+
+async def test_preview_in_message_id(semafore_fleet, semafore_oracle):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    secret = semafore_oracle.canary("launch code")
+    with switched_on("client.push_preview"):
+        await alice.send_text("bob", secret.encode())
+    await bob.wait_for_message(sender="alice", text=secret)
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_preview_in_message_id*",
+        "*OracleLeak: semafore_oracle: * leak(s) in * bytes of relay logs and stores:",
+        "*- launch code (canary) in store at memory:*, 30/30 bytes via raw",
+    ])
+
+
+def test_an_oracle_with_nothing_to_look_for_fails(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_empty='''
+async def test_nothing(semafore_relay, semafore_oracle):
+    assert semafore_relay.url.startswith("http://127.0.0.1:")
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*OracleInconclusive: semafore_oracle: nothing to look for*"])
+
+
+FAILING_SCENARIO = """\
+version: 1
+name: claims-undelivered
+description: bob's phone is online, yet the file claims the message never reached it.
+cites: ["docs/pytest-plugin.md"]
+seed: 7
+organisations:
+  - id: acme
+users:
+  - {id: alice, org: acme, devices: [phone]}
+  - {id: bob, org: acme, devices: [phone]}
+steps:
+  - send: {from: alice/phone, to: bob, label: hello}
+  - sync: {}
+  - assert: {not_delivered: {messages: [hello], devices: [bob/phone]}}
+"""
+
+PASSING_SCENARIO = FAILING_SCENARIO.replace("claims-undelivered", "delivered").replace(
+    "is online, yet the file claims the message never reached it",
+    "is online and the message reaches it").replace(
+    "not_delivered: {messages: [hello], devices: [bob/phone]}",
+    "delivered_exactly_once: {messages: all}")
+
+
+def test_a_failing_scenario_verdict_lists_the_failing_assertion(
+        pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", **{"claims-undelivered": FAILING_SCENARIO})
+    pytester.makepyfile(test_scenario='''
+def test_catalogue(semafore_scenario):
+    semafore_scenario.run("claims-undelivered.yaml")
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*ScenarioFailed: scenario claims-undelivered (*claims-undelivered.yaml): verdict "
+        "fail, expected pass: not_delivered (line 14) violated*",
+        "E * assertion not_delivered (line 14) violated: 1 problem(s) in 1 (message, device) "
+        "pairs",
+        "E * hello -> bob:phone: delivered",
+    ])
+    assert "no running event loop" not in result.stdout.str()
+
+
+def test_a_passing_scenario_returns_its_result(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", delivered=PASSING_SCENARIO)
+    pytester.makepyfile(test_scenario='''
+async def test_catalogue(semafore_scenario):
+    result = await semafore_scenario("delivered.yaml")
+    assert result.verdict.value == "pass"
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1)
+
+
+def test_relay_settings_come_from_the_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_marker='''
+import pytest
+from semafore.client import ServerRejected
+
+@pytest.mark.semafore_relay(max_devices_per_user=1)
+async def test_one_device_each(semafore_fleet):
+    await semafore_fleet.org("acme", ["alice"])
+    await semafore_fleet.device("alice/phone")
+    with pytest.raises(ServerRejected) as refused:
+        await semafore_fleet.device("alice/laptop")
+    assert refused.value.status in (409, 429, 403)
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1)
+
+
+def test_an_unknown_organisation_is_refused_by_name(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_org='''
+async def test_org(semafore_fleet):
+    await semafore_fleet.org("umbrella", ["alice"])
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*PluginError: organisation 'umbrella' is not one the relay accepts the test OTP for "
+        "(acme, globex, initech; ini option semafore_test_orgs)",
+    ])
