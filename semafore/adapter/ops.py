@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from semafore import __version__
 from semafore.adapter.args import Args, BadArgument
 from semafore.adapter.live import LiveOps
 from semafore.protocol import frame as drv1
 from semafore.protocol import smx1, x3dh
-from semafore.protocol.entropy import ScriptedEntropy
+from semafore.protocol.entropy import EntropyExhausted, ScriptedEntropy
 from semafore.protocol.errors import NoSession
 from semafore.protocol.keys import (
     DeviceKeys,
@@ -45,6 +45,9 @@ from semafore.protocol.ratchet import RatchetState
 
 ADAPTER_NAME = "semafore-reference"
 Handler = Callable[[Args], dict[str, Any]]
+_T = TypeVar("_T")
+_SCRIPT_ARGS = {"ratchet_key": "args.ratchet_keys", "nonce": "args.nonces"}
+"""Draw purpose -> the ``dr.init`` argument that scripts it."""
 
 
 def _hex_all(values: Iterable[bytes]) -> list[str]:
@@ -63,6 +66,22 @@ class _Script:
     def commit(self, entropy: ScriptedEntropy) -> None:
         for purpose, _value in entropy.drawn:
             self._queues[purpose].popleft()
+
+    def run(self, operation: Callable[[ScriptedEntropy], _T]) -> _T:
+        """Run ``operation`` on the script; its draws are consumed only if it succeeds.
+
+        Running out is ``MalformedEnvelope`` naming the request list that ran out
+        (``args.nonces`` / ``args.ratchet_keys``), never a name outside SPEC §5: the
+        request did not carry enough values (docs/adapter-contract.md, ``dr.init``).
+        """
+        entropy = self.attempt()
+        try:
+            result = operation(entropy)
+        except EntropyExhausted as exc:
+            field = _SCRIPT_ARGS.get(exc.field or "", "args")
+            raise BadArgument(f"{field}: {exc.detail}", field=field) from None
+        self.commit(entropy)
+        return result
 
 
 @dataclass
@@ -207,10 +226,9 @@ class ReferenceAdapter:
         sk, ad = args.hex("sk", 32), args.hex("ad")
         script = _Script(args.hex_list("ratchet_keys"), args.hex_list("nonces"))
         if role == "initiator":
-            entropy = script.attempt()
             remote = args.hex("remote_ratchet_key", 32)
-            session = _Session(RatchetState.initiator(sk, ad, remote, entropy), script)
-            script.commit(entropy)
+            state = script.run(lambda entropy: RatchetState.initiator(sk, ad, remote, entropy))
+            session = _Session(state, script)
         elif role == "responder":
             spk = X25519KeyPair.from_private(args.hex("spk_private", 32))
             session = _Session(RatchetState.responder(sk, ad, spk), script)
@@ -230,9 +248,8 @@ class ReferenceAdapter:
 
     def dr_encrypt(self, args: Args) -> dict[str, Any]:
         session = self._session(args)
-        entropy = session.script.attempt()
-        frame = session.state.encrypt(args.hex("plaintext"), entropy)
-        session.script.commit(entropy)
+        plaintext = args.hex("plaintext")
+        frame = session.script.run(lambda entropy: session.state.encrypt(plaintext, entropy))
         return {"frame": frame.hex()}
 
     def dr_decrypt(self, args: Args) -> dict[str, Any]:

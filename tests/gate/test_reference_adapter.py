@@ -84,6 +84,8 @@ def test_dr_draws_are_consumed_only_by_successful_operations() -> None:
     assert frame[88:112] == "66" * 12  # the scripted nonce, at offset 44
     exhausted = call(adapter, "dr.encrypt", session=alice, plaintext="ab")
     assert exhausted["ok"] is False  # only one nonce was scripted
+    assert exhausted["error"] == "MalformedEnvelope"  # a SPEC §5 name, naming the list
+    assert "args.nonces" in exhausted["detail"]
     assert call(adapter, "dr.decrypt", session=bob, frame=frame)["result"] == {"plaintext": "ab"}
     reply = call(adapter, "dr.encrypt", session=bob, plaintext="cd")["result"]["frame"]
     assert reply[8:72] == call(adapter, "x25519.public", private="33" * 32)["result"]["public"]

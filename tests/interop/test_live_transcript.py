@@ -1,18 +1,20 @@
-"""The recorded live run (vectors/dr-v1-live-result.json) opened by the Go implementation.
+"""The recorded live run (vectors/dr-v1-live-result.json) opened through the adapter contract
+by the reference and the Go adapter (docs/adapter-contract.md §6).
 
 The transcript holds every device installation's identity keys and every prekey it made
 (at installation, and later by SPK rotation or OPK top-up), so an independent implementation
 can open every SMX1 envelope: X3DH with the recipient's prekeys, then the inner frames of the
 initiator's first chain (a resend with the same EK_A continues the same responder session).
-Every such envelope must open with the Go adapter and carry the text the reference recorded
-as decrypted.
+Every such envelope must open with each adapter and carry the content the run recorded as
+decrypted: texts, and the read receipt in its documented form (kind ``receipt``, empty body,
+``rcpt`` = the acknowledged message ids).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
+import sys
 from typing import Any
 
 import pytest
@@ -25,8 +27,18 @@ TRANSCRIPT = ROOT / "vectors" / "dr-v1-live-result.json"
 SMX1_HEX = b"SMX1".hex()
 
 
+@pytest.fixture(params=["reference", "go"])
+def adapter_command(request: pytest.FixtureRequest) -> list[str]:
+    if request.param == "go":
+        return [str(request.getfixturevalue("go_adapter"))]
+    return [sys.executable, "-m", "semafore.adapter"]
+
+
 def _respond(
-    go: Adapter, env: dict[str, Any], to: dict[str, Any], spk: dict[str, str],
+    go: Adapter,
+    env: dict[str, Any],
+    to: dict[str, Any],
+    spk: dict[str, str],
     sender: dict[str, Any],
 ) -> Any:
     return go.call(
@@ -47,7 +59,9 @@ def _respond(
     )
 
 
-def test_go_opens_every_smx1_envelope_of_the_live_run(go_adapter: Path) -> None:
+def test_each_adapter_opens_every_smx1_envelope_of_the_live_run(
+    adapter_command: list[str],
+) -> None:
     if not TRANSCRIPT.is_file():
         pytest.skip("no dr-v1-live-result.json in vectors/")
     case = json.loads(TRANSCRIPT.read_text())["cases"][0]
@@ -55,9 +69,10 @@ def test_go_opens_every_smx1_envelope_of_the_live_run(go_adapter: Path) -> None:
     for ins in case["input"]["installs"]:  # a reinstalled device has several, oldest first
         installs.setdefault(ins["device"], []).append(ins)
     recorded = {(d["device"], d["message_id"]): d for d in case["expected"]["decrypted"]}
-    go = Adapter([str(go_adapter)])
+    go = Adapter(adapter_command)
     sessions: dict[tuple[str, str, str], str] = {}  # (to, from, EK_A) -> responder session
     opened: list[int] = []
+    receipts: list[int] = []
     closed: list[tuple[int, str, str]] = []
     try:
         for env in case["expected"]["envelopes"]:
@@ -98,11 +113,27 @@ def test_go_opens_every_smx1_envelope_of_the_live_run(go_adapter: Path) -> None:
             assert plain["ok"], (env["seq"], plain)
             content = bytes.fromhex(plain["result"]["plaintext"])
             assert content.startswith(b"SFC1"), (env["seq"], content[:8])
-            text = base64.b64decode(json.loads(content[4:])["body"]).decode()
-            assert text == recorded[(env["to"], env["message_id"])]["body"], env["seq"]
+            doc = json.loads(content[4:])
+            assert content[4:] == canonical(doc), env["seq"]  # keys sorted, no spaces
+            record = recorded[(env["to"], env["message_id"])]
+            assert (doc["id"], doc["kind"], doc.get("sync")) == (
+                env["message_id"],
+                record["kind"],
+                record["sync_to"],
+            ), env["seq"]
+            assert base64.b64decode(doc["body"]).decode() == record["body"], env["seq"]
+            assert doc.get("rcpt", []) == record["receipt_for"], env["seq"]
+            if doc["kind"] == "receipt":
+                receipts.append(env["seq"])
+                assert doc["body"] == "" and doc["rcpt"], doc
             opened.append(env["seq"])
     finally:
         go.close()
     smx1_count = sum(e["body"].startswith(SMX1_HEX) for e in case["expected"]["envelopes"])
     assert closed == [], closed
     assert len(opened) == smx1_count >= 15
+    assert receipts  # the receipt reached alice/laptop, a first contact: an SMX1
+
+
+def canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()

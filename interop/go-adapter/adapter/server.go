@@ -111,12 +111,15 @@ func failure(id json.RawMessage, err error) Response {
 	if !errors.As(err, &pe) {
 		return Response{ID: id, Error: "InternalError", Detail: err.Error()}
 	}
-	name, detail := pe.Name, pe.Detail
+	name, detail, field := pe.Name, pe.Detail, pe.Field
 	if name == protocol.ErrExhausted {
+		// The request scripted too few values: MalformedEnvelope naming the dr.init list
+		// that ran out (docs/adapter-contract.md, dr.init), never a name outside SPEC §5.
 		name = protocol.ErrMalformedEnvelope
+		field = "args." + field + "s"
 	}
-	if pe.Field != "" {
-		detail = fmt.Sprintf("%s (field: %s)", detail, pe.Field)
+	if field != "" {
+		detail = fmt.Sprintf("%s (field: %s)", detail, field)
 	}
 	return Response{ID: id, Error: name, Detail: detail}
 }
