@@ -46,7 +46,7 @@ from semafore.protocol import smx1
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.frame import is_smx1
-from semafore.server.oplog import LOGGER_NAME, configure_logging
+from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
@@ -65,6 +65,7 @@ from simulator.oracle import (
     OracleError,
     canary,
 )
+from simulator.pseudonyms import assess as assess_log_pseudonyms
 from simulator.replicas import LocalPushBus, ReplicaError
 from simulator.report.model import (
     AdversaryView,
@@ -288,6 +289,12 @@ class Execution:
         self.sent_bodies: dict[str, bytes] = {}
         overrides = {} if leak == "off" else {"leak": leak, "leak_source": self.sent_bodies.get}
         deployment = scenario.infrastructure
+        # ``log_hash: keyed``: the relay's secret comes from the run's own entropy and enters
+        # no adversary view, as a deployment secret kept outside the log and data tiers
+        self.log_hash = LogHash("keyed", SeededEntropy(f"log-hash:{scenario.name}:{seed}")
+                                .random_bytes(32, "log_hash_key")) \
+            if deployment.log_hash == "keyed" else LogHash()
+        overrides["log_hash"] = self.log_hash
         # account-plane attacks (issue 13 item 6): the relay they need, the users' login codes
         self.attacks = AttackHarness(scenario)
         overrides.update(self.attacks.settings_overrides())
@@ -416,7 +423,7 @@ class Execution:
 
     async def _run(self) -> ScenarioResult:
         started = time.perf_counter()
-        handler = configure_logging(self.log_stream, logging.INFO)
+        handler = configure_logging(self.log_stream, logging.INFO, self.log_hash)
         # The view keeps the relay's INFO lines (what production logs); the counter also sees
         # DEBUG events (e.g. a send answered from the ledger) for ``mechanism`` assertions.
         relay_log = logging.getLogger(LOGGER_NAME)
@@ -1435,6 +1442,8 @@ class Execution:
         view = self.views.get(name)
         if view is None:
             return Outcome.ERROR, f"no adversary named {name!r}", []
+        if kind is AssertionKind.LOG_PSEUDONYMS:
+            return assess_log_pseudonyms(step, view.chunks, seed=self.seed)
         decrypted = attempts.get(name, [])
         evidence = [f"{env.label} -> {env.recipient} ({direction})"
                     for env, direction, _ in decrypted]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from semafore import shipped
 from semafore.client import DeviceClient
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.frame import is_drv1
@@ -39,7 +40,7 @@ from simulator.fleet import Fleet
 FILE = "dr-v1-live-result.json"
 VERSION = 1
 DEFAULT_SEED = 20260525
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "vectors" / FILE
+DEFAULT_PATH = shipped.vectors_dir() / FILE
 ORG = "live"
 USERS = {"alice": ["phone", "laptop"], "bob": ["phone", "tablet"], "carol": ["phone"]}
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from semafore.cli import backends, demo, gate, load, oracle, serve, sim, vectors
+from semafore.cli import adapter, backends, demo, gate, load, oracle, serve, sim, vectors
 
 
 def all_commands() -> list[click.Command]:
     commands: list[click.Command] = [
-        backends.command,
+        adapter.command, backends.command,
         demo.command, gate.command, load.command, oracle.command, serve.command, sim.command,
         vectors.command,
     ]

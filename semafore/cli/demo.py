@@ -3,7 +3,9 @@
 Generates the vectors into a temporary directory and checks them byte for byte against the
 committed ones (plus schema and reference replay), runs the interop gate against the
 reference adapter, then runs the whole scenario catalogue (``scenarios/``) on the embedded
-relay, and prints each verdict. Exits non-zero if any part fails.
+relay, and prints each verdict. Exits non-zero if any part fails. Vectors and catalogue come
+from :mod:`semafore.shipped`, so it runs from any directory once the wheel is installed
+(issue #14 item 3).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import tempfile
 from pathlib import Path
 
 import click
-from rich.console import Console
 
+from semafore import shipped
+from semafore.cli import output
 from semafore.cli.gate import DEFAULT_CONFIG, execute_gate, reference_impl
 from semafore.cli.sim import run_paths
 from semafore.gate.config import load_config
@@ -31,20 +34,20 @@ from simulator.report import render, to_html
     "vectors_dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Committed vectors to check (default: the repository's vectors/).",
+    help="Committed vectors to check (default: the pinned vectors this installation ships).",
 )
 @click.option(
     "--scenarios",
     "scenarios_dir",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="Scenario catalogue to run (default: the repository's scenarios/).",
+    help="Scenario catalogue to run (default: the catalogue this installation ships).",
 )
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the scenario report (self-contained HTML) here.")
 def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Path | None) -> None:
     """Verify the vectors, gate the reference adapter, run the scenario catalogue."""
-    console = Console()
+    console = output.console()
     committed = vectors_dir or default_vectors_dir()
     ok = True
 
@@ -82,7 +85,7 @@ def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Pat
     ok &= gate.passed
 
     console.rule("4. scenario catalogue on the embedded relay")
-    catalogue = scenarios_dir or Path(__file__).resolve().parents[2] / "scenarios"
+    catalogue = scenarios_dir or shipped.scenario_catalogue()
     results = run_paths([catalogue], provider="embedded", console=console)
     render(results, console)
     if html_path is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import shlex
+import shutil
 import sys
+import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from semafore.cli import output
 from semafore.gate.cases import GateCase, VectorFormatError, cases_for
 from semafore.gate.config import GateConfig, GateConfigError, load_config
 from semafore.gate.report import render_terminal, write_json, write_junit
@@ -49,6 +52,21 @@ class GateSetupError(click.ClickException):
 def reference_impl() -> Impl:
     """The reference adapter, run with this interpreter."""
     return Impl("reference", f"{shlex.quote(sys.executable)} -m semafore.adapter")
+
+
+def installed_script(impl: Impl) -> Impl:
+    """``impl`` with a bare program name that is not on ``PATH`` but is a script installed
+    beside this interpreter (``semafore-adapter`` from a venv that is not activated) replaced
+    by that script's path; any other command unchanged (issue #14 item 3)."""
+    argv = shlex.split(impl.command)
+    program = argv[0] if argv else ""
+    if not program or "/" in program or shutil.which(program) is not None:
+        return impl
+    scripts = Path(sysconfig.get_path("scripts"))
+    found = shutil.which(program, path=str(scripts))
+    if found is None:
+        return impl
+    return Impl(impl.name, shlex.join([found, *argv[1:]]))
 
 
 def vector_summary(directory: Path, documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -107,7 +125,7 @@ def execute_gate(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=progress_console or Console(stderr=True)) as progress:
+    with Progress(*columns, console=progress_console or output.console(stderr=True)) as progress:
         task = progress.add_task("gate", total=len(cases) * len(impls))
 
         def advance(impl: str, case: GateCase, result: CaseResult) -> None:
@@ -144,9 +162,10 @@ def execute_gate(
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help=f"Gate configuration with expected failures (default: {DEFAULT_CONFIG} if present).",
+    help=f"Gate configuration with expected failures; a missing file is an error (exit 2). "
+    f"Default: {DEFAULT_CONFIG} if present, else none.",
 )
 @click.option(
     "--timeout",
@@ -203,7 +222,7 @@ def command(
     if ctx.invoked_subcommand is not None:
         return
     try:
-        impls = [Impl.parse(spec) for spec in impl_specs] or [reference_impl()]
+        impls = [installed_script(Impl.parse(spec)) for spec in impl_specs] or [reference_impl()]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--impl") from exc
     names = [impl.name for impl in impls]
@@ -215,7 +234,7 @@ def command(
         config = load_config(config_path)
     except GateConfigError as exc:
         raise GateSetupError(f"gate configuration: {exc}") from exc
-    console = Console()
+    console = output.console()
     try:
         report = execute_gate(
             impls,
@@ -316,7 +335,7 @@ def live_command(
     from semafore.infra.errors import SettingsError
 
     try:
-        impls = [Impl.parse(spec) for spec in impl_specs] or [reference_impl()]
+        impls = [installed_script(Impl.parse(spec)) for spec in impl_specs] or [reference_impl()]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--impl") from exc
     names = [impl.name for impl in impls]
@@ -347,7 +366,7 @@ def live_command(
         raise click.BadParameter(exc.detail, param_hint=exc.field) from exc
     except SettingsError as exc:
         raise click.BadParameter(f"SEMAFORE_* environment: {exc}", param_hint="--relay") from exc
-    console = Console()
+    console = output.console()
     total = len(impls) ** 2
     with Progress(
         TextColumn("[bold]live matrix"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -19,6 +19,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from semafore.cli import output
+
 
 class LoadSetupError(click.ClickException):
     """A bad profile, option or target: exit status 2, distinct from a failed objective."""
@@ -158,9 +160,11 @@ def run_cmd(
         policy = _policy(target, allow_targets, allow_files)
     except (ProfileError, TargetRefused) as exc:
         raise LoadSetupError(str(exc)) from exc
-    console = Console(stderr=as_json)
+    console = output.console(stderr=as_json)
     options = RunOptions(
-        chosen, target, out_dir or default_out_dir(chosen.name), web=web, web_port=web_port,
+        # absolute: locust runs in another working directory (loadtests.runner)
+        chosen, target, (out_dir or default_out_dir(chosen.name)).absolute(), web=web,
+        web_port=web_port,
         seed=seed, org_id=org_id, policy=policy,
     )
     _execute(options, as_json, console)
@@ -215,9 +219,10 @@ def search_cmd(
         policy = _policy(target, allow_targets, allow_files)
     except (ProfileError, SearchError, TargetRefused) as exc:
         raise LoadSetupError(str(exc)) from exc
-    console = Console(stderr=as_json)
+    console = output.console(stderr=as_json)
     options = RunOptions(
-        chosen, target, out_dir or default_out_dir(f"search-{chosen.name}"), seed=seed,
+        chosen, target, (out_dir or default_out_dir(f"search-{chosen.name}")).absolute(),
+        seed=seed,
         org_id=org_id, search=plan, policy=policy,
     )
     summary = _execute(options, as_json, console)

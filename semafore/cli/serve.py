@@ -62,6 +62,21 @@ def log_hash_from(mode: str, key_file: Path | None,
 @click.option("--test-org", "test_orgs", multiple=True, help="Allow-listed test organisation.")
 @click.option("--test-otp", default="000000", show_default=True, help="The test OTP code.")
 @click.option(
+    "--otp-sink",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="TEST ONLY (needs --test-mode): append every login code issued to "
+    "DIR/otp-codes.jsonl, for harnesses whose organisations are not test-OTP allow-listed "
+    "(the account-plane threat scenarios, docs/threats.md).",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Seconds a request head may take to arrive before a typed 408 (slowloris bound).",
+)
+@click.option(
     "--retention-interval",
     default=60.0,
     show_default=True,
@@ -102,6 +117,8 @@ def command(
     test_mode: bool,
     test_orgs: tuple[str, ...],
     test_otp: str,
+    otp_sink: Path | None,
+    header_timeout: float,
     retention_interval: float,
     key_file: Path | None,
     log_hash: str,
@@ -120,6 +137,8 @@ def command(
         return
     if test_orgs and not test_mode:
         raise click.UsageError("--test-org needs --test-mode")
+    if otp_sink is not None and not test_mode:
+        raise click.UsageError("--otp-sink needs --test-mode (it writes login codes to disk)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, not loopback", err=True)
     if key_file is None and store.startswith("sqlite:"):
@@ -142,6 +161,8 @@ def command(
         test_mode=test_mode,
         test_orgs=frozenset(test_orgs),
         test_otp=test_otp,
+        otp_sink=None if otp_sink is None else str(otp_sink),
+        header_timeout=header_timeout,
         retention_interval=retention_interval,
         jwt_secret=derive(relay_key, "jwt"),
         totp_key=derive(relay_key, "totp-seal"),

@@ -30,6 +30,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from semafore import shipped
+from semafore.cli import output
 from simulator.report import ScenarioResult, render, to_html, to_json, to_junit
 from simulator.scenario import PROVIDERS, Scenario, ScenarioError, Step, discover, load, schema
 
@@ -37,6 +39,13 @@ Runner = Callable[..., Any]
 
 
 class ExecutorUnavailable(click.ClickException):
+    exit_code = 2
+
+
+class NothingToRun(click.ClickException):
+    """No scenario file under the given paths: exit status 2 (docs/scenarios.md), distinct
+    from a scenario that failed (1)."""
+
     exit_code = 2
 
 
@@ -82,12 +91,13 @@ def run_paths(
 ) -> list[ScenarioResult]:
     """Load and run every scenario under ``paths`` with a progress bar; one result each.
 
-    Shared by ``semafore sim run`` and ``semafore demo``. Raises ``click.ClickException``
-    when no file is found and ``ExecutorUnavailable`` when the executor cannot be imported.
+    Shared by ``semafore sim run`` and ``semafore demo``. Raises ``NothingToRun`` when no
+    file is found and ``ExecutorUnavailable`` when the executor cannot be imported.
     """
     files = discover(list(paths))
     if not files:
-        raise click.ClickException("no scenario file (*.yaml, *.yml) under the given paths")
+        raise NothingToRun("no scenario file (*.yaml, *.yml) under "
+                           + ", ".join(str(p) for p in paths))
     loaded: list[Scenario | ScenarioResult] = []
     for path in files:
         try:
@@ -149,7 +159,7 @@ def _leak_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 
 
 @command.command("run")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--provider", type=click.Choice(PROVIDERS), default="embedded",
               show_default=True, help="Where the relay's backends come from (docs/backends.md).")
 @click.option("--seed", type=int, default=None,
@@ -169,10 +179,11 @@ def run(
     paths: tuple[Path, ...], provider: str, seed: int | None, junit_path: Path | None,
     json_path: Path | None, html_path: Path | None, quiet: bool, leak: str,
 ) -> None:
-    """Run the scenario files in PATHS (files or directories, searched for *.yaml)."""
-    console = Console()
-    results = run_paths(paths, provider=provider, seed=seed, console=console, quiet=quiet,
-                        leak=leak)
+    """Run the scenario files in PATHS (files or directories, searched for *.yaml); with no
+    PATHS, the catalogue this installation ships (scenarios/ in a checkout)."""
+    console = output.console()
+    results = run_paths(paths or (shipped.scenario_catalogue(),), provider=provider, seed=seed,
+                        console=console, quiet=quiet, leak=leak)
     render(results, console)
     for target, text in ((junit_path, to_junit(results)), (json_path, to_json(results)),
                          (html_path, to_html(results))):
@@ -189,9 +200,13 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Machine output: one object per file.")
 def validate(paths: tuple[Path, ...], as_json: bool) -> None:
     """Load and validate scenario files without running them."""
-    console = Console()
+    console = output.console()
+    files = discover(list(paths))
+    if not files:
+        raise NothingToRun("no scenario file (*.yaml, *.yml) under "
+                           + ", ".join(str(p) for p in paths))
     report = []
-    for path in discover(list(paths)):
+    for path in files:
         try:
             scenario = load(path)
             report.append({"file": str(path), "ok": True, "name": scenario.name,
@@ -208,7 +223,7 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
             else:
                 console.print(f"[red]error[/] {entry['file']}:{entry['line']}:{entry['column']}: "
                               f"{entry['key']}: {entry['error']}", highlight=False)
-    if not all(e["ok"] for e in report) or not report:
+    if not all(e["ok"] for e in report):
         raise SystemExit(1)
 
 
@@ -216,10 +231,6 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
 def print_schema() -> None:
     """Print the scenario JSON Schema (format version 1)."""
     click.echo(json.dumps(schema(), indent=2))
-
-
-class NothingToRun(click.ClickException):
-    exit_code = 2
 
 
 @command.command("sabotage")
@@ -250,8 +261,8 @@ def sabotage(
     from semafore.sabotage import CATALOGUE, UnknownSabotage, by_name
     from simulator import sabotage_matrix as matrix_runs
 
-    console = Console()
-    chosen_paths = paths or (Path("scenarios"),)
+    console = output.console()
+    chosen_paths = paths or (shipped.scenario_catalogue(),)
     files = [f for f in discover(list(chosen_paths)) if f.exists()]
     if not files:
         raise NothingToRun("no scenario file (*.yaml, *.yml) under "
@@ -306,7 +317,7 @@ def trace(matrix_path: Path | None, out_path: Path, check: bool, json_path: Path
 
     from simulator import trace as tracing
 
-    console = Console()
+    console = output.console()
     out = out_path if out_path.is_absolute() else root / out_path
     sources = dataclasses.replace(tracing.Sources.default(root), out=out)
     if check and matrix_path is None and out.exists():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import sysconfig
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from semafore.cli import output
 from semafore.vectors.files import default_vectors_dir
 from semafore.vectors.generate import write_vectors
 from semafore.vectors.verify import verify_directory
@@ -26,7 +27,8 @@ def command() -> None:
     "out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory to write into (default: the repository's vectors/).",
+    help="Directory to write into (default: ./vectors if present, else the checkout's "
+    "vectors/; required when installed from a wheel).",
 )
 def generate(out: Path | None) -> None:
     """Derive every vector file from fixed seeds and write it with its JSON Schema.
@@ -35,6 +37,9 @@ def generate(out: Path | None) -> None:
     every declared negative outcome against the reference; any disagreement aborts.
     """
     target = out or default_vectors_dir()
+    if out is None and target.resolve().is_relative_to(Path(sysconfig.get_path("purelib"))):
+        raise click.UsageError(f"the pinned vectors in {target} are package data of this "
+                               "installation: give --out DIR")
     for path in write_vectors(target):
         click.echo(f"wrote {path}")
 
@@ -45,7 +50,7 @@ def generate(out: Path | None) -> None:
     "directory",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Directory holding the vector files (default: the repository's vectors/).",
+    help="Directory holding the vector files (default: the pinned vectors shipped here).",
 )
 @click.option(
     "--no-regenerate",
@@ -58,14 +63,14 @@ def verify(directory: Path | None, no_regenerate: bool, json_path: Path | None) 
 
     Exits 1 on any difference.
     """
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     with console.status("verifying vectors…") as status:
         report = verify_directory(
             directory or default_vectors_dir(),
             regenerate=not no_regenerate,
             progress=lambda name: status.update(f"verifying {name}…"),
         )
-    out = Console()
+    out = output.console()
     if report.findings:
         table = Table(title="Vector findings", title_justify="left")
         table.add_column("file")

@@ -7,6 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from semafore import shipped
+
 VECTOR_FILES = ("x3dh-prekey-v1", "dr-v1-interop")
 """The files this package generates and the gate runs, in order (SPEC §6)."""
 
@@ -78,11 +80,12 @@ def load_vector_file(path: str | Path) -> dict[str, Any]:
 
 
 def default_vectors_dir() -> Path:
-    """``./vectors`` if it holds the vector files, else the repository's ``vectors/``."""
+    """``./vectors`` if it holds the vector files (a platform team's copy), else the pinned
+    vectors shipped with this installation or checkout (:mod:`semafore.shipped`)."""
     local = Path("vectors")
     if (local / f"{VECTOR_FILES[0]}.json").is_file():
         return local
-    return Path(__file__).resolve().parents[2] / "vectors"
+    return shipped.vectors_dir()
 
 
 def load_documents(directory: str | Path) -> list[dict[str, Any]]:

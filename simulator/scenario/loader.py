@@ -762,7 +762,8 @@ def _flat(steps: tuple[Step, ...]) -> Iterator[Step]:
 
 
 def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Scenario:
-    """Parse and validate one scenario from its text."""
+    """Parse and validate one scenario from its text; with ``path`` (the file it was read
+    from), its ``name`` must also equal that file's name."""
     ctx = _Ctx(file, _compose(text, file))
     _validate(ctx)
     data: dict[str, Any] = ctx.doc.data
@@ -775,6 +776,11 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
     steps = builder.steps(data["steps"], ("steps",))
     deployment = builder.placement(infrastructure, deployment)
     _semantic(ctx, data, steps)
+    if path is not None and data["name"] != path.stem:
+        # docs/scenarios.md "File format": the name is the file name, so a verdict row, a
+        # JUnit test case and a sabotage kill always lead back to exactly one file.
+        raise ctx.error(("name",), f"{data['name']!r} must equal the file name "
+                                   f"{path.stem!r} ({path.name} without its suffix)")
     return Scenario(
         version=data["version"],
         name=data["name"],

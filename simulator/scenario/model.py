@@ -401,6 +401,7 @@ class AssertionKind(Enum):
     METADATA_NOT_EXPOSED = "metadata_not_exposed"
     MECHANISM = "mechanism"
     ATTACK_FAILED = "attack_failed"
+    LOG_PSEUDONYMS = "log_pseudonyms"
 
 
 EXPOSURE_KINDS = frozenset({AssertionKind.EXPOSED, AssertionKind.METADATA_EXPOSED})
@@ -474,7 +475,13 @@ class Assertion(Step):
     - ``metadata_not_exposed``: ``adversary``, ``sees`` (none of those classes is visible);
     - ``mechanism``: ``stat`` (one of :data:`MECHANISM_STATS`), ``at_least`` / ``at_most``:
       the mechanism a scenario is named after really happened (reorder: frames opened with
-      skipped keys; lost response: a retry answered from the send ledger…).
+      skipped keys; lost response: a retry answered from the send ledger…);
+    - ``log_pseudonyms``: ``adversary`` (holds the relay's logs), exactly one of
+      ``reversed_at_least`` (an exposure: the seed §2.3 pseudonyms are reversible, as
+      measured) or ``reversed_at_most`` (a guarantee: e.g. under ``log_hash: keyed``), as a
+      share of the logged identifier values a dictionary of guessable ids reverses;
+      ``dictionary_size`` / ``dictionary_seed`` bound that dictionary
+      (:mod:`simulator.pseudonyms`, issue 13 item 5).
 
     ``allow_empty`` (a reason) lets an assertion evaluated over zero items hold; without it
     such an assertion is ``inconclusive``, which fails the scenario: zero evidence is never a
@@ -496,10 +503,15 @@ class Assertion(Step):
     at_least: int | None = None
     at_most: int | None = None
     attack: str | None = None  # attack_failed: the ``as:`` of an earlier attack step
+    reversed_at_least: float | None = None
+    reversed_at_most: float | None = None
+    dictionary_size: int | None = None  # None: the whole guessable-id list
+    dictionary_seed: int | None = None  # None: the scenario's seed
 
     @property
     def is_exposure(self) -> bool:
-        return self.assertion in EXPOSURE_KINDS
+        return self.assertion in EXPOSURE_KINDS or (
+            self.assertion is AssertionKind.LOG_PSEUDONYMS and self.reversed_at_least is not None)
 
 
 STEP_KINDS: dict[str, type[Step]] = {
@@ -573,6 +585,10 @@ class Deployment:
     server_replicas: int = 1
     placement: tuple[tuple[DeviceRef, int], ...] = ()
     relay: RelayConfig = field(default_factory=RelayConfig)
+    log_hash: Literal["sha256", "keyed"] = "sha256"
+    """How the relay writes identifiers into its logs (``Settings.log_hash``, docs/server.md
+    "Log pseudonyms"): the seed's unkeyed SHA-256 prefix, or HMAC-SHA-256 under a secret
+    the run draws and no adversary view holds."""
 
     def pins(self) -> dict[str, int]:
         """``user:device`` -> replica index, as the fleet takes them."""
