@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
 
@@ -180,21 +181,46 @@ def command(
 
     app = create_app(settings, stores)
     kind = store.partition(":")[0]
-    if as_json:
-        click.echo(json.dumps({"url": f"http://{host}:{port}", "store": kind}))
-    else:
-        click.echo(f"SemaFore relay on http://{host}:{port} (store: {kind})")
-    try:  # the relay's one uvicorn configuration, its limits included (issue 13)
-        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
-    finally:
+    try:
+        # Bound before the address is printed, so --port 0 prints the port the kernel chose
+        # (a script reads it from --json; issue #14 item 5).
+        sock = bind(host, port)
+    except OSError as exc:
         asyncio.run(stores.close())
+        raise click.BadParameter(f"cannot bind {host}:{port}: {exc}", param_hint="--port") from exc
+    url = relay_url(host, sock.getsockname()[1])
+    if as_json:
+        click.echo(json.dumps({"url": url, "store": kind}))
+    else:
+        click.echo(f"SemaFore relay on {url} (store: {kind})")
+    try:  # the relay's one uvicorn configuration, its limits included (issue 13)
+        uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+    finally:
+        sock.close()
+        asyncio.run(stores.close())
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port`` (0: a free port the kernel picks)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def relay_url(host: str, port: int) -> str:
+    """The relay's base URL as printed (an IPv6 literal in brackets, RFC 3986)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _serve_on_backends(
     settings: Settings, host: str, port: int, namespace: str, as_json: bool, log_level: str
 ) -> None:
-    import socket
-
     from semafore.infra.errors import SettingsError
     from semafore.infra.replicas import endpoints_from_env, serve_on_backends
     from semafore.server.oplog import configure_logging
@@ -207,13 +233,13 @@ def _serve_on_backends(
             param_hint="--store",
         ) from exc
     configure_logging(sys.stderr, getattr(logging, log_level.upper()), settings.log_hash)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound = sock.getsockname()[1]
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot bind {host}:{port}: {exc}", param_hint="--port") from exc
+    url = relay_url(host, sock.getsockname()[1])
     if as_json:
-        click.echo(json.dumps({"url": f"http://{host}:{bound}", "store": "backends"}))
+        click.echo(json.dumps({"url": url, "store": "backends"}))
     else:
-        click.echo(f"SemaFore relay on http://{host}:{bound} (store: backends/{namespace})")
+        click.echo(f"SemaFore relay on {url} (store: backends/{namespace})")
     asyncio.run(serve_on_backends(endpoints, settings, sock, namespace=namespace))
