@@ -495,7 +495,7 @@ class _Builder:
         (a device added by a later step may be placed too)."""
         count = raw.get("server_replicas", 1)
         self.server_replicas = count
-        return Deployment(server_replicas=count)
+        return Deployment(server_replicas=count, log_hash=raw.get("log_hash", "sha256"))
 
     def placement(self, raw: dict[str, Any], deployment: Deployment) -> Deployment:
         base: PathT = ("infrastructure", "placement")
@@ -666,6 +666,9 @@ class _Builder:
             AssertionKind.COMPROMISE_SCOPE: (CompromiseKind.DEVICE, CompromiseKind.ALL_DEVICES),
             AssertionKind.FORWARD_SECRECY: device_kinds,
             AssertionKind.POST_COMPROMISE_SECURITY: device_kinds,
+            # the adversaries whose view holds the relay's operational logs
+            AssertionKind.LOG_PSEUDONYMS: (CompromiseKind.SERVER, CompromiseKind.INSIDER,
+                                           CompromiseKind.SUBPOENA),
         }
         if "adversary" in body:
             self.adversary(body["adversary"], (*q, "adversary"), *needs.get(kind, ()))
@@ -712,7 +715,21 @@ class _Builder:
             if low == 0 and high is None:
                 raise self.ctx.error((*q, "at_least"), "at_least: 0 without at_most can never "
                                      "fail")
+        if kind is AssertionKind.LOG_PSEUDONYMS:
+            fields.update(self.log_pseudonyms(body, q))
         return Assertion(**c, **fields)
+
+    def log_pseudonyms(self, body: dict[str, Any], q: PathT) -> dict[str, Any]:
+        """``log_pseudonyms``: exactly one bound (an exposure or a guarantee, never both:
+        one assertion has one outcome), and the dictionary's size and seed."""
+        bounds = [k for k in ("reversed_at_least", "reversed_at_most") if k in body]
+        if len(bounds) != 1:
+            raise self.ctx.error(q, "log_pseudonyms takes exactly one of reversed_at_least "
+                                 "(the documented exposure) or reversed_at_most (a guarantee)")
+        dictionary = body.get("dictionary", {})
+        return {bounds[0]: float(body[bounds[0]]),
+                "dictionary_size": dictionary.get("size"),
+                "dictionary_seed": dictionary.get("seed")}
 
     def selector(self, raw: Any, path: PathT) -> MessageSelector:
         if raw == "all":
@@ -741,8 +758,9 @@ def _semantic(ctx: _Ctx, data: dict[str, Any], steps: tuple[Step, ...]) -> None:
     expect = Expectation(data.get("expect", "pass"))
     exposures = [s for s in _flat(steps) if isinstance(s, Assertion) and s.is_exposure]
     if expect is Expectation.EXPOSED and not exposures:
-        raise ctx.error(("expect",), "expect: exposed needs at least one 'exposed' or "
-                        "'metadata_exposed' assertion demonstrating the documented exposure")
+        raise ctx.error(("expect",), "expect: exposed needs at least one 'exposed', "
+                        "'metadata_exposed' or 'log_pseudonyms' (reversed_at_least) assertion "
+                        "demonstrating the documented exposure")
     if expect is Expectation.PASS and exposures:
         first = exposures[0]
         raise ctx.error(("expect",), f"step at line {first.line} asserts an exposure; such a "
