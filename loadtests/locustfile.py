@@ -11,13 +11,23 @@ acknowledges every pushed envelope in batches.
 WebSocket traffic is reported to locust's statistics with ``events.request.fire``:
 ``WS connect``, ``WS send`` (send→response), ``WS ack`` (ack→acked), and the headline
 metric ``WS envelope delivered``: the time from the sender starting its send to the
-recipient device receiving the envelope (both clocks are this process's). Envelopes pushed
-from the queue because the device was offline when they were sent are ``WS backlog
-delivered`` (their wait includes the offline time, so they are kept out of the headline).
+recipient device receiving the envelope (the send time travels in the message id,
+:mod:`loadtests.stamps`, so sender and recipient may sit in different locust workers).
+Envelopes pushed from the queue because the device was offline when they were sent are
+``WS backlog delivered`` (their wait includes the offline time, so they are kept out of the
+headline).
+
+The same file runs as one local process or as a locust master and its workers
+(:mod:`loadtests.distribution`: device slots from the master, samples merged there). Every
+generator process records its own CPU use and event-loop lag once a second (the generator
+guard, :class:`loadtests.samples.GeneratorGuard`). The master (or the local process) marks
+the moment every device was online and the end of the load in ``steps.json``: the report's
+steady-state window.
 
 Inputs come from the environment (set by :mod:`loadtests.runner`): ``SEMAFORE_LOAD_CORPUS``
-(corpus.json), ``SEMAFORE_LOAD_PROFILE`` (profile JSON), ``SEMAFORE_LOAD_SAMPLES`` (where to
-write samples.csv) and optionally ``SEMAFORE_LOAD_MAX_REQUESTS``.
+(corpus.json), ``SEMAFORE_LOAD_PROFILE`` (profile JSON), ``SEMAFORE_LOAD_SAMPLES`` (where the
+master or local process writes samples.csv), ``SEMAFORE_LOAD_STEPS`` (steps.json) and
+optionally ``SEMAFORE_LOAD_MAX_REQUESTS`` (per generator process).
 """
 
 # locust's event hooks and gevent carry no type information:
@@ -25,7 +35,6 @@ write samples.csv) and optionally ``SEMAFORE_LOAD_MAX_REQUESTS``.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import random
@@ -41,8 +50,19 @@ from gevent.lock import Semaphore
 from locust import FastHttpUser, User, constant, events, task
 from locust.env import Environment
 
+from loadtests.distribution import Node
 from loadtests.profile import Profile, profile_from_dict
-from loadtests.samples import BACKLOG, DELIVERED, ENVELOPES, GENERATOR, Sample, write_samples
+from loadtests.samples import (
+    BACKLOG,
+    DELIVERED,
+    ENVELOPES,
+    GENERATOR,
+    GENERATOR_CPU,
+    GENERATOR_LAG,
+    Sample,
+    write_samples,
+)
+from loadtests.stamps import read_stamp, stamp
 
 
 def _load() -> tuple[dict[str, Any], Profile]:
@@ -62,12 +82,8 @@ WS_URL += "/v1/websocket"
 BLOBS = [(CORPUS_DIR / b["file"]).read_bytes() for b in CORPUS["blobs"]]
 MAX_REQUESTS = int(os.environ.get("SEMAFORE_LOAD_MAX_REQUESTS", "0") or 0)
 SAMPLES_PATH = os.environ.get("SEMAFORE_LOAD_SAMPLES")
-
-SENT: dict[str, float] = {}
-"""message_id -> wall time the sender started sending it (the delivery latency origin)."""
-ATTACHMENTS: dict[str, str] = {}
-"""message_id -> file_id: what a real recipient would read inside the decrypted pointer."""
-SLOTS = itertools.count()
+MARKS_PATH = os.environ.get("SEMAFORE_LOAD_STEPS")
+SEARCHING = bool(os.environ.get("SEMAFORE_LOAD_SEARCH"))
 
 
 class Recorder:
@@ -76,14 +92,18 @@ class Recorder:
     def __init__(self) -> None:
         self.samples: list[Sample] = []
         self.environment: Environment | None = None
+        self.node: Node | None = None
         self.requests = 0
+        self.marks: list[tuple[float, int]] = []  # every device online (a plain run)
+        self.end = 0.0
 
     def users(self) -> int:
         runner = self.environment.runner if self.environment else None
         return runner.user_count if runner is not None else 0
 
     def add(self, kind: str, name: str, ms: float, size: int, error: str) -> None:
-        self.samples.append(Sample(time.time(), kind, name, ms, size, error, self.users()))
+        source = self.node.source if self.node else "local"
+        self.samples.append(Sample(time.time(), kind, name, ms, size, error, self.users(), source))
 
     def envelopes(self, name: str, count: int) -> None:
         self.add(ENVELOPES, name, 0.0, count, "")
@@ -110,6 +130,7 @@ class Outage:
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
     RECORDER.environment = environment
+    RECORDER.node = Node(environment, RECORDER.samples, len(CORPUS["devices"]))
 
 
 @events.request.add_listener
@@ -129,28 +150,61 @@ def _on_request(
         gevent.spawn(env.runner.quit)
 
 
-def _watch_cpu() -> None:
-    """The generator's own CPU use, once a second (a saturated generator caps the load)."""
+def _watch_generator() -> None:
+    """This generator process's own CPU use (percent of one core, psutil) and how late its
+    event loop woke from a one-second sleep, once a second: a saturated generator, not the
+    relay, would then limit the rate (GeneratorGuard)."""
     import psutil
 
     me = psutil.Process()
     me.cpu_percent()
     while True:
+        started = time.perf_counter()
         gevent.sleep(1.0)
-        RECORDER.add(GENERATOR, "cpu percent", me.cpu_percent(), 0, "")
+        lag = max(0.0, (time.perf_counter() - started - 1.0) * 1000)
+        RECORDER.add(GENERATOR, GENERATOR_CPU, me.cpu_percent(), 0, "")
+        RECORDER.add(GENERATOR, GENERATOR_LAG, lag, 0, "")
+
+
+WATCHING: list[Any] = []
 
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
-    gevent.spawn(_watch_cpu)
-    if PROFILE.reconnect.outage_every > 0:
+    if not WATCHING:  # a worker sees test_start again after a stop; one watcher suffices
+        WATCHING.append(gevent.spawn(_watch_generator))
+        if RECORDER.node is not None and RECORDER.node.role == "worker":
+            WATCHING.append(gevent.spawn(RECORDER.node.stream))
+    if PROFILE.reconnect.outage_every > 0 and RECORDER.node and RECORDER.node.role != "master":
         gevent.spawn(Outage.run)
+
+
+@events.spawning_complete.add_listener
+def _on_spawned(user_count: int, **_: Any) -> None:
+    if RECORDER.node is not None and RECORDER.node.role != "worker" and not RECORDER.marks:
+        RECORDER.marks.append((time.time(), user_count))
+
+
+@events.test_stopping.add_listener
+def _on_stopping(environment: Environment, **_: Any) -> None:
+    if RECORDER.node is None or RECORDER.node.role == "worker":
+        return
+    RECORDER.end = RECORDER.end or time.time()
+    RECORDER.node.collect()
 
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
+    if RECORDER.node is None or RECORDER.node.role == "worker":
+        return
     if SAMPLES_PATH:
+        RECORDER.samples.sort(key=lambda s: s.t)
         write_samples(Path(SAMPLES_PATH), RECORDER.samples)
+    if MARKS_PATH and not SEARCHING:
+        Path(MARKS_PATH).write_text(
+            json.dumps({"marks": RECORDER.marks, "end": RECORDER.end or time.time()}),
+            encoding="utf-8",
+        )
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -193,14 +247,14 @@ def _code(response: Any) -> str:
     return f"{response.status_code} {code or 'http_error'}".strip()
 
 
-def _fresh(entry: dict[str, Any], key: str, replay: bool) -> tuple[str, str]:
-    """The prepared body, under a fresh message id when the corpus is being replayed."""
+def _fresh(entry: dict[str, Any], key: str, sent_at: float, file_id: str | None = None
+           ) -> tuple[str, str]:
+    """The prepared body under a fresh message id stamped with its send time (and the
+    attachment's file id): :mod:`loadtests.stamps`. The relay cannot tell; a real recipient
+    would drop a replayed message's duplicate by its content id."""
     body: str = entry[key]
-    message_id: str = entry["message_id"]
-    if not replay:
-        return message_id, body
-    fresh = uuid.uuid4().hex
-    return fresh, body.replace(message_id, fresh, 1)
+    fresh = stamp(sent_at, file_id)
+    return fresh, body.replace(entry["message_id"], fresh, 1)
 
 
 def _think() -> float:
@@ -218,8 +272,9 @@ class DeviceUser(FastHttpUser):
     connection_timeout = 10.0
 
     def on_start(self) -> None:
-        devices = CORPUS["devices"]
-        self.me = devices[next(SLOTS) % len(devices)]
+        assert RECORDER.node is not None
+        self.slot = RECORDER.node.claim()
+        self.me = CORPUS["devices"][self.slot]
         self.user_id: str = self.me["user_id"]
         self.device_id: str = self.me["device_id"]
         self.token = ""
@@ -245,6 +300,8 @@ class DeviceUser(FastHttpUser):
         self.flush_acks()
         self.housekeeper.kill(block=False)
         self.disconnect()
+        if RECORDER.node is not None:
+            RECORDER.node.release(self.slot)
 
     # -- auth -----------------------------------------------------------------------------
 
@@ -376,14 +433,15 @@ class DeviceUser(FastHttpUser):
     def _on_envelope(self, frame: dict[str, Any], size: int) -> None:
         now = time.time()
         message_id = frame.get("message_id", "")
-        sent = SENT.get(message_id)
+        stamped = read_stamp(message_id)
+        sent = stamped.sent_at if stamped else None
         if sent is not None and sent >= self.connected_at:
             _fire_ms("WS", DELIVERED, max(0.0, (now - sent) * 1000), size)
         else:
             waited = (now - sent) * 1000 if sent is not None else 0.0
             _fire_ms("WS", BACKLOG, max(0.0, waited), size)
         self.pending_acks.append(frame["delivery_id"])
-        file_id = ATTACHMENTS.get(message_id)
+        file_id = stamped.file_id if stamped else None
         if file_id and PROFILE.attachments.download:
             gevent.spawn(self.download, file_id)
         if len(self.pending_acks) >= PROFILE.behaviour.ack_batch:
@@ -464,27 +522,24 @@ class DeviceUser(FastHttpUser):
             else:
                 RECORDER.envelopes(label, envelopes)
 
-    def _send_entry(self, entry: dict[str, Any], replay: bool) -> str:
-        message_id, body = _fresh(entry, "body", replay)
-        SENT[message_id] = time.time()
+    def _send_entry(self, entry: dict[str, Any], file_id: str | None = None) -> str:
+        message_id, body = _fresh(entry, "body", time.time(), file_id)
         self._send_body(entry["to"], message_id, body, entry["envelopes"], "send")
         if entry.get("sync"):
-            sync = entry["sync"] if not replay else entry["sync"].replace(
-                entry["message_id"], message_id, 1
-            )
+            sync = entry["sync"].replace(entry["message_id"], message_id, 1)
             self._send_body(self.user_id, message_id, sync, entry["sync_envelopes"], "send sync")
         return message_id
 
     def send(self) -> None:
         picked = self._next("outbox", "outbox_pos")
         if picked is not None:
-            self._send_entry(*picked)
+            self._send_entry(picked[0])
 
     def attachment(self) -> None:
         picked = self._next("attachments", "attach_pos")
         if picked is None:
             return
-        entry, replay = picked
+        entry, _replay = picked
         blob_meta = CORPUS["blobs"][entry["blob"]]
         declare = {
             "size": blob_meta["size"],
@@ -509,12 +564,7 @@ class DeviceUser(FastHttpUser):
             if resp.status_code != 204:
                 resp.failure(_code(resp))
                 return
-        message_id, _body = _fresh(entry, "body", replay)
-        ATTACHMENTS[message_id] = file_id
-        fresh = dict(entry, message_id=message_id, body=_body)
-        if replay and entry.get("sync"):
-            fresh["sync"] = entry["sync"].replace(entry["message_id"], message_id, 1)
-        self._send_entry(fresh, False)
+        self._send_entry(entry, file_id)
 
     def download(self, file_id: str) -> None:
         with self.client.get(
@@ -636,10 +686,8 @@ class BroadcasterUser(User):
     def broadcast(self) -> None:
         items = self.admin["broadcasts"]
         entry = items[self.pos % len(items)]
-        replay = self.pos >= len(items)
         self.pos += 1
-        message_id, body = _fresh(entry, "body", replay)
-        SENT[message_id] = time.time()
+        _message_id, body = _fresh(entry, "body", time.time())
         out = self._call("POST", "/v1/broadcasts", "POST /v1/broadcasts", body)
         if out is not None:
             RECORDER.envelopes("POST /v1/broadcasts", int(out.get("deliveries", 0)))

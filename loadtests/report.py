@@ -1,12 +1,15 @@
-"""The capacity report of one run: locust's CSV/HTML plus our summary and plot.
+"""The capacity report of one run: locust's CSV/HTML plus our summary and chart.
 
-``summary.json`` (machine-readable) and ``summary.md`` (for the planner) give, for the
-steady part of the run (after every device is online): sustained envelopes/s accepted by
-the relay and deliveries/s pushed to devices, p50/p95/p99 send→delivered latency, request
-and failure counts, and error rates by kind; then per-request-name statistics from locust,
-what the relay itself counted (when it ran in this process), and for a capacity search each
-step with its verdict and the knee. ``capacity.png`` plots throughput and latency against
-the number of online devices. docs/load.md explains how to read each figure.
+One source of truth (issue 16 item 2): the *judged windows* — a plain run's steady state
+(from the moment every device was online to the end) or each capacity-search step after its
+warm-up — computed once from ``samples.csv`` and the step marks. ``summary.json`` holds them
+(``windows``), ``summary.md`` renders its steady-state section, step table and knee line
+from those dicts, and ``capacity.png`` plots exactly those points (ramp-up and warm-up
+samples are never plotted, and the chart says so); the series actually drawn are read back
+from the figure's axes and stored in the PNG (text chunk ``semafore:series``) so a test can
+hold the picture to the table. Then per-request-name statistics from locust, what the relay
+itself counted (when it ran in this process) and the whole run's errors by kind.
+docs/load.md explains how to read each figure.
 """
 
 from __future__ import annotations
@@ -14,22 +17,16 @@ from __future__ import annotations
 import csv
 import json
 import platform
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loadtests.samples import (
-    DELIVERED,
-    ENVELOPES,
-    META_TYPES,
-    Sample,
     envelope_counts,
-    percentile,
     read_samples,
     window_stats,
 )
-from loadtests.search import SearchPlan, StepResult, knee, steps_from_marks
+from loadtests.search import SearchPlan, StepResult, knee, steady_window, steps_from_marks
 
 STATS_CSV = "locust_stats.csv"
 FAILURES_CSV = "locust_failures.csv"
@@ -118,78 +115,91 @@ def read_locust_failures(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def steady_start(samples: list[Sample], users: int) -> float | None:
-    """When every virtual device of the run was online (end of the ramp-up)."""
-    for s in samples:
-        if s.users >= users:
-            return s.t
-    return None
+CHART_SERIES_KEY = "semafore:series"
+CHART_CAPTION = (
+    "Each point is one judged window: {what}. Ramp-up and warm-up samples are not plotted. "
+    "Hollow red markers: windows that did not pass (failed or inconclusive)."
+)
 
 
-def per_user_count(samples: list[Sample]) -> list[dict[str, Any]]:
-    """Throughput and latency grouped by the number of online devices (the plot's x axis),
-    over one-second bins so a ramp and a step search read the same way."""
-    if not samples:
-        return []
-    t0 = samples[0].t
-    bins: dict[int, list[Sample]] = defaultdict(list)
-    for s in samples:
-        bins[int(s.t - t0)].append(s)
-    by_users: dict[int, dict[str, Any]] = {}
-    for chunk in bins.values():
-        users = max(s.users for s in chunk)
-        agg = by_users.setdefault(users, {"seconds": 0, "envelopes": 0, "deliveries": 0,
-                                          "latencies": []})
-        agg["seconds"] += 1
-        agg["envelopes"] += sum(s.bytes for s in chunk if s.type == ENVELOPES)
-        agg["deliveries"] += sum(1 for s in chunk if s.name == DELIVERED and s.ok)
-        agg["latencies"].extend(s.ms for s in chunk if s.name == DELIVERED and s.ok)
-    rows = []
-    for users in sorted(by_users):
-        agg = by_users[users]
-        rows.append(
-            {
-                "users": users,
-                "seconds": agg["seconds"],
-                "envelopes_per_s": round(agg["envelopes"] / agg["seconds"], 2),
-                "deliveries_per_s": round(agg["deliveries"] / agg["seconds"], 2),
-                "p50_ms": percentile(agg["latencies"], 50),
-                "p99_ms": percentile(agg["latencies"], 99),
-            }
-        )
-    return rows
+def _chart_points(windows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """The series to draw, straight from the judged windows (summary.json ``windows``)."""
+    series: dict[str, list[tuple[float, float]]] = {
+        "envelopes_per_s": [], "deliveries_per_s": [], "p50_ms": [], "p99_ms": []}
+    for w in windows:
+        series["envelopes_per_s"].append((w["users"], w["envelopes_per_s"]))
+        series["deliveries_per_s"].append((w["users"], w["deliveries_per_s"]))
+        for key, q in (("p50_ms", "p50"), ("p99_ms", "p99")):
+            if w["latency_ms"][q] is not None:
+                series[key].append((w["users"], w["latency_ms"][q]))
+    return series
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str, threshold_ms: float | None) -> None:
+def plot(
+    windows: list[dict[str, Any]], path: Path, title: str, threshold_ms: float | None,
+    what: str,
+) -> dict[str, list[list[float]]]:
+    """Draw the judged windows; return (and embed in the PNG) the series the axes hold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    users = [r["users"] for r in rows]
-    ax1.plot(users, [r["envelopes_per_s"] for r in rows], "o-", label="envelopes/s accepted")
-    ax1.plot(users, [r["deliveries_per_s"] for r in rows], "s-", label="deliveries/s pushed")
+    series = _chart_points(windows)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7.6), sharex=True)
+    labels = {"envelopes_per_s": "envelopes/s accepted", "deliveries_per_s": "deliveries/s pushed",
+              "p50_ms": "p50 send→delivered", "p99_ms": "p99 send→delivered"}
+    for key, ax, style in (("envelopes_per_s", ax1, "o-"), ("deliveries_per_s", ax1, "s-"),
+                           ("p50_ms", ax2, "o-"), ("p99_ms", ax2, "s-")):
+        points = series[key]
+        ax.plot([p[0] for p in points], [p[1] for p in points], style, label=labels[key],
+                gid=key)
+    bad = [w for w in windows if not w["passed"] and w["verdict"] != "measured"]
+    if bad:
+        ax2.scatter([w["users"] for w in bad],
+                    [w["latency_ms"]["p99"] or 0.0 for w in bad], s=120, facecolors="none",
+                    edgecolors="red", label="did not pass", zorder=3)
     ax1.set_ylabel("per second")
     ax1.legend(loc="upper left")
     ax1.grid(True, alpha=0.3)
-    ax1.set_title(title)
-    for key, style in (("p50_ms", "o-"), ("p99_ms", "s-")):
-        points = [(r["users"], r[key]) for r in rows if r[key] is not None]
-        if points:
-            ax2.plot([p[0] for p in points], [p[1] for p in points], style,
-                     label=f"{key[:3]} send→delivered")
+    ax1.set_title(f"{title}\njudged steady-state windows only")
     if threshold_ms is not None:
         ax2.axhline(
             threshold_ms, color="red", linestyle="--", label=f"objective {threshold_ms:g} ms"
         )
-    ax2.set_xlabel("online devices (virtual users)")
+    ax2.set_xlabel("online devices (virtual users) in the window")
     ax2.set_ylabel("latency, ms")
     ax2.legend(loc="upper left")
     ax2.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.text(0.01, 0.01, CHART_CAPTION.format(what=what), fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    drawn = {
+        str(line.get_gid()): [[float(x), float(y)]
+                              for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)]
+        for ax in (ax1, ax2) for line in ax.get_lines() if line.get_gid() in labels
+    }
+    fig.savefig(path, dpi=100, metadata={CHART_SERIES_KEY: json.dumps(drawn)})
     plt.close(fig)
+    return drawn
+
+
+def read_chart_series(path: Path) -> dict[str, list[list[float]]]:
+    """The series ``capacity.png`` was drawn with (its ``semafore:series`` text chunk)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        text = image.info.get(CHART_SERIES_KEY)
+    if not isinstance(text, str):
+        raise ReportError(f"{path.name}.{CHART_SERIES_KEY}", "missing")
+    data: dict[str, list[list[float]]] = json.loads(text)
+    return data
+
+
+def load_average() -> list[str]:
+    try:
+        return Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        return []
 
 
 def machine() -> dict[str, Any]:
@@ -215,6 +225,39 @@ def machine() -> dict[str, Any]:
     return info
 
 
+@dataclass(frozen=True)
+class Marks:
+    """``steps.json``: the (wall time, devices) marks the locust master (or single process)
+    wrote — every device online (a run) or each step's start (a search, a repeated step
+    after a generator was added) — the end of the load and why a search stopped early."""
+
+    points: list[tuple[float, int]]
+    end: float
+    stopped: str = ""
+    workers_added: int = 0
+
+
+def read_marks(out_dir: Path) -> Marks | None:
+    path = out_dir / "steps.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return Marks([(float(t), int(u)) for t, u in doc["marks"]], float(doc["end"]),
+                 str(doc.get("stopped") or ""), int(doc.get("workers_added") or 0))
+
+
+def judged_windows(
+    samples: list[Any], marks: Marks | None, plan: SearchPlan | None,
+) -> list[StepResult]:
+    if marks is None:
+        return []
+    points, end = marks.points, marks.end
+    if plan is not None:
+        return steps_from_marks(plan, samples, points, end)
+    window = steady_window(samples, points, end)
+    return [window] if window is not None else []
+
+
 def build_report(
     out_dir: Path,
     run: dict[str, Any],
@@ -226,22 +269,21 @@ def build_report(
     endpoints = read_locust_stats(out_dir / STATS_CSV)
     failures = read_locust_failures(out_dir / FAILURES_CSV)
     envelopes = envelope_counts(samples)
-    real = [s for s in samples if s.type not in META_TYPES]
     end = max((s.t for s in samples), default=0.0) + 1e-6
     start = min((s.t for s in samples), default=0.0)
-    users = int(run.get("users", 0))
-    steady_from = steady_start(real, users) or start
     whole = window_stats(samples, start, end, envelopes)
-    steady = window_stats(samples, steady_from, end, envelopes)
+    marks = read_marks(out_dir)
+    judged = judged_windows(samples, marks, plan)
+    windows = [w.to_dict() for w in judged]
     summary: dict[str, Any] = {
         "run": run,
         "machine": machine(),
-        "steady": steady.to_dict(),
+        "windows": windows,
+        "steady": windows[0] if windows and plan is None else None,
         "whole_run": whole.to_dict(),
         "endpoints": [e.to_dict() for e in endpoints],
         "failures": failures,
         "server": server,
-        "by_users": per_user_count(samples),
         "files": {
             "locust_stats": STATS_CSV,
             "locust_failures": FAILURES_CSV,
@@ -252,23 +294,24 @@ def build_report(
         },
     }
     if plan is not None:
-        marks_path = out_dir / "steps.json"
-        results: list[StepResult] = []
-        if marks_path.is_file():
-            marks_doc = json.loads(marks_path.read_text(encoding="utf-8"))
-            marks = [(float(t), int(u)) for t, u in marks_doc["marks"]]
-            results = steps_from_marks(plan, samples, marks, float(marks_doc["end"]))
-        ok, failed = knee(results)
+        ok, failed = knee(judged)
         summary["search"] = {
             "plan": plan.__dict__,
-            "steps": [r.to_dict() for r in results],
-            "knee": ok.to_dict() if ok else None,
-            "first_failure": failed.to_dict() if failed else None,
-            "exhausted": failed is None,
+            "steps": windows,
+            "knee": windows[judged.index(ok)] if ok else None,
+            "first_failure": windows[judged.index(failed)] if failed else None,
+            "exhausted": failed is None and bool(windows) and not (marks and marks.stopped),
+            "stopped": marks.stopped if marks else "",
+            "workers_added": marks.workers_added if marks else 0,
         }
+        what = (f"a search step after its {plan.warmup:g} s warm-up, judged against p99 ≤ "
+                f"{plan.p99_threshold_ms:g} ms and ≤ {plan.max_error_rate:.2%} errors")
+    else:
+        what = "the run from the moment every device was online to its end"
     title = f"{run.get('profile')} on {run.get('target')}"
-    plot(summary["by_users"], out_dir / "capacity.png", title,
-         plan.p99_threshold_ms if plan else None)
+    summary["chart"] = {"caption": CHART_CAPTION.format(what=what),
+                        "series": plot(windows, out_dir / "capacity.png", title,
+                                       plan.p99_threshold_ms if plan else None, what)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out_dir / "summary.md").write_text(render_markdown(summary), encoding="utf-8")
     return summary
@@ -291,9 +334,33 @@ def _allowed_by(record: dict[str, Any] | None) -> str:
                                                                   else ""))
 
 
+def _verdict(w: dict[str, Any]) -> str:
+    if w["verdict"] in ("pass", "measured"):
+        return str(w["verdict"])
+    return f"{'FAIL' if w['verdict'] == 'fail' else w['verdict']}: {w['reason']}"
+
+
+def _generator(w: dict[str, Any]) -> str:
+    cpu = w.get("generator_cpu_max_percent")
+    if cpu is None:
+        return "—"
+    return (f"{cpu:.1f} ({w.get('generator_cpu_max_process')}; "
+            f"{w.get('generator_processes')} proc, lag {_ms(w.get('generator_loop_lag_max_ms'))})")
+
+
+STEP_HEADER = ("| devices | envelopes/s | deliveries/s | p50 ms | p99 ms | error rate | "
+               "generator CPU % (hottest; processes, loop lag ms) | verdict |")
+
+
+def step_row(w: dict[str, Any]) -> str:
+    """One judged window as a table row (parsed back by the report's consistency test)."""
+    return (f"| {w['users']} | {w['envelopes_per_s']} | {w['deliveries_per_s']} | "
+            f"{_ms(w['latency_ms']['p50'])} | {_ms(w['latency_ms']['p99'])} | "
+            f"{w['error_rate']:.4%} | {_generator(w)} | {_verdict(w)} |")
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
-    run, steady = summary["run"], summary["steady"]
-    lat = steady["latency_ms"]
+    run = summary["run"]
     lines = [
         f"# Capacity report: {run.get('profile')} against {run.get('target')}",
         "",
@@ -301,27 +368,36 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"- target allowed by: {_allowed_by(run.get('target_allowed_by'))}",
         f"- bounds: {run.get('users')} devices, spawn {run.get('spawn_rate')}/s, "
         f"{run.get('duration')} s, max requests {run.get('max_requests') or '—'}",
+        f"- load generator: {_generators(run)}",
         f"- machine: {summary['machine'].get('cpu', '?')}, {summary['machine'].get('cpus')} CPUs,"
-        f" load average {' '.join(summary['machine'].get('loadavg', []))} at report time"
+        f" load average {' '.join(run.get('loadavg_at_start', []))} at start, "
+        f"{' '.join(summary['machine'].get('loadavg', []))} at report time"
         " (load generator and relay share it)",
         "",
-        "## Steady state (all devices online)",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        f"| window | {steady['seconds']} s at {steady['users']} devices |",
-        f"| envelopes accepted / s | {steady['envelopes_per_s']} |",
-        f"| deliveries pushed / s | {steady['deliveries_per_s']} |",
-        f"| send→delivered p50 / p95 / p99 (ms) | {_ms(lat['p50'])} / {_ms(lat['p95'])} / "
-        f"{_ms(lat['p99'])} |",
-        f"| requests / failures | {steady['requests']} / {steady['failures']} "
-        f"({steady['error_rate']:.4%}) |",
-        f"| load generator CPU, max (% of a core) | "
-        f"{_ms(steady.get('generator_cpu_max_percent'))} |",
-        "",
-        "## Errors by kind (whole run)",
-        "",
     ]
+    steady = summary.get("steady")
+    if "search" not in summary:
+        lines += ["## Steady state (judged window: every device online, to the end)", ""]
+        if steady is None:
+            lines += ["No steady state: the run ended before every device was online (raise "
+                      "the duration or the spawn rate). Only the whole-run figures below.", ""]
+        else:
+            lat = steady["latency_ms"]
+            lines += [
+                "| figure | value |",
+                "|---|---|",
+                f"| window | {steady['seconds']} s at {steady['users']} devices |",
+                f"| envelopes accepted / s | {steady['envelopes_per_s']} |",
+                f"| deliveries pushed / s | {steady['deliveries_per_s']} |",
+                f"| send→delivered p50 / p95 / p99 (ms) | {_ms(lat['p50'])} / {_ms(lat['p95'])}"
+                f" / {_ms(lat['p99'])} |",
+                f"| requests / failures | {steady['requests']} / {steady['failures']} "
+                f"({steady['error_rate']:.4%}) |",
+                f"| load generator CPU, max (% of a core) | {_generator(steady)} |",
+                f"| verdict | {_verdict(steady)} |",
+                "",
+            ]
+    lines += ["## Errors by kind (whole run)", ""]
     errors = summary["whole_run"]["errors"]
     if errors:
         lines += ["| request: error | count |", "|---|---|"]
@@ -351,28 +427,44 @@ def render_markdown(summary: dict[str, Any]) -> str:
                   f"Objective: p99 send→delivered ≤ {plan['p99_threshold_ms']} ms and "
                   f"≤ {plan['max_error_rate']:.2%} failed requests; steps of "
                   f"{plan['step_users']} devices, {plan['step_duration']} s each "
-                  f"(first {plan['warmup']} s ignored).", "",
-                  "| devices | envelopes/s | deliveries/s | p99 ms | error rate | generator CPU % "
-                  "| verdict |",
-                  "|---|---|---|---|---|---|---|"]
-        for s in search["steps"]:
-            lines.append(
-                f"| {s['users']} | {s['envelopes_per_s']} | {s['deliveries_per_s']} | "
-                f"{_ms(s['latency_ms']['p99'])} | {s['error_rate']:.4%} | "
-                f"{_ms(s.get('generator_cpu_max_percent'))} | "
-                f"{'pass' if s['passed'] else 'FAIL: ' + s['reason']} |"
-            )
-        k = search["knee"]
-        lines.append("")
-        if k is None:
-            lines.append("**Knee: below the first step** — even the smallest step failed.")
-        else:
-            lines.append(
-                f"**Knee: {k['users']} devices, {k['envelopes_per_s']} envelopes/s, "
-                f"p99 {_ms(k['latency_ms']['p99'])} ms.**"
-                + (" (Search ended at max_users without a failure: the knee is higher.)"
-                   if search["exhausted"] else "")
-            )
-    lines += ["", "Files: locust_stats.csv, locust_failures.csv, locust_stats_history.csv, "
-              "locust.html, samples.csv, capacity.png, summary.json.", ""]
+                  f"(first {plan['warmup']} s ignored). A step where a generator process "
+                  f"exceeded {plan['max_generator_cpu']:g} % of a core or its event loop ran "
+                  f"more than {plan['max_generator_lag_ms']:g} ms late is inconclusive "
+                  "(generator-bound), never a pass.", "",
+                  STEP_HEADER, "|---|---|---|---|---|---|---|---|"]
+        lines += [step_row(w) for w in search["steps"]]
+        lines += ["", knee_line(search)]
+        if search.get("stopped"):
+            lines += ["", f"Search stopped: {search['stopped']}"]
+    lines += ["", f"Chart (capacity.png): {summary['chart']['caption']}", "",
+              "Files: locust_stats.csv, locust_failures.csv, locust_stats_history.csv, "
+              "locust.html, samples.csv, steps.json, capacity.png, summary.json.", ""]
     return "\n".join(lines)
+
+
+def _generators(run: dict[str, Any]) -> str:
+    workers = int(run.get("workers") or 0)
+    if not workers:
+        return "one locust process"
+    return (f"locust master + {workers} worker processes"
+            + (f" (up to {run['max_workers']})" if run.get("max_workers", workers) != workers
+               else ""))
+
+
+def knee_line(search: dict[str, Any]) -> str:
+    k, failed = search["knee"], search["first_failure"]
+    if not search["steps"]:
+        return "**Knee: unknown** — no step lasted past its warm-up."
+    if k is None:
+        if failed is not None and failed["verdict"] == "inconclusive":
+            return (f"**Knee: unknown** — the first step ({failed['users']} devices) was "
+                    f"inconclusive: {failed['reason']}.")
+        return "**Knee: below the first step** — even the smallest step failed."
+    line = (f"**Knee: {k['users']} devices, {k['envelopes_per_s']} envelopes/s, "
+            f"p99 {_ms(k['latency_ms']['p99'])} ms.**")
+    if search["exhausted"]:
+        return line + " (Search ended at max_users without a failure: the knee is higher.)"
+    if failed is not None and failed["verdict"] == "inconclusive":
+        return line + (f" The next step ({failed['users']} devices) was inconclusive "
+                       f"({failed['reason']}): the knee is at least this, not measured above.")
+    return line

@@ -25,10 +25,17 @@ ENVELOPES = "ENVELOPES"
 """Sample type recording how many envelopes an accepted send/broadcast carried (``bytes``);
 kept out of locust's request statistics."""
 GENERATOR = "GENERATOR"
-"""Sample type of the load generator's own CPU use (``ms`` holds percent of one core), once a
-second: a step where it nears 100 % measured the generator, not the relay."""
+"""Sample type of a load generator process's own health, once a second: name ``CPU`` (``ms``
+holds percent of one core) and ``LAG`` (``ms`` holds how late the process's event loop woke
+from a one-second sleep). A window where either is high measured the generator, not the relay
+(:class:`GeneratorGuard`)."""
+GENERATOR_CPU = "CPU"
+GENERATOR_LAG = "LAG"
 META_TYPES = frozenset({ENVELOPES, GENERATOR})
-SAMPLE_FIELDS = ("t", "type", "name", "ms", "bytes", "error", "users")
+SAMPLE_FIELDS = ("t", "type", "name", "ms", "bytes", "error", "users", "source")
+LOCAL_SOURCE = "local"
+"""``source`` of samples from a single-process run; a distributed run's workers are ``w0``,
+``w1``… (locust's worker index) and its master ``master``."""
 
 
 class SamplesError(ValueError):
@@ -47,7 +54,8 @@ class Sample:
     ms: float
     bytes: int
     error: str  # "" when the request succeeded; else its kind, e.g. "429 rate_limited"
-    users: int
+    users: int  # devices online in the recording process (a worker counts its own)
+    source: str = LOCAL_SOURCE  # the generator process that recorded it
 
     @property
     def ok(self) -> bool:
@@ -61,7 +69,7 @@ def write_samples(path: Path, samples: Iterable[Sample]) -> int:
         writer.writerow(SAMPLE_FIELDS)
         for s in samples:
             writer.writerow(
-                [f"{s.t:.6f}", s.type, s.name, f"{s.ms:.3f}", s.bytes, s.error, s.users]
+                [f"{s.t:.6f}", s.type, s.name, f"{s.ms:.3f}", s.bytes, s.error, s.users, s.source]
             )
             count += 1
     return count
@@ -80,7 +88,7 @@ def read_samples(path: Path) -> list[Sample]:
             try:
                 out.append(
                     Sample(float(row[0]), row[1], row[2], float(row[3]), int(row[4]), row[5],
-                           int(row[6]))
+                           int(row[6]), row[7])
                 )
             except ValueError as exc:
                 raise SamplesError(f"row {row_no}", str(exc)) from exc
@@ -112,6 +120,9 @@ class WindowStats:
     p99_ms: float | None
     errors: dict[str, int]
     generator_cpu_max: float | None = None
+    generator_cpu_source: str | None = None
+    generator_lag_max_ms: float | None = None
+    generator_processes: int = 0
 
     @property
     def seconds(self) -> float:
@@ -150,23 +161,35 @@ class WindowStats:
             "latency_ms": {"p50": self.p50_ms, "p95": self.p95_ms, "p99": self.p99_ms},
             "errors": dict(self.errors),
             "generator_cpu_max_percent": self.generator_cpu_max,
+            "generator_cpu_max_process": self.generator_cpu_source,
+            "generator_loop_lag_max_ms": self.generator_lag_max_ms,
+            "generator_processes": self.generator_processes,
         }
 
 
 
-
 def window_stats(
-    samples: Sequence[Sample], start: float, end: float, envelopes: Sequence[tuple[float, int]]
+    samples: Sequence[Sample],
+    start: float,
+    end: float,
+    envelopes: Sequence[tuple[float, int]],
+    users: int | None = None,
 ) -> WindowStats:
     """Stats for samples with ``start <= t < end``; ``envelopes`` are (t, count) of envelopes
-    the relay accepted (each successful send/broadcast reports how many it carried)."""
+    the relay accepted (each successful send/broadcast reports how many it carried);
+    ``users`` is the window's online device count when the caller knows it (a search step, a
+    run's target), else the largest count a sample recorded."""
     chosen = [s for s in samples if start <= s.t < end and s.type not in META_TYPES]
-    cpu = [s.ms for s in samples if start <= s.t < end and s.type == GENERATOR]
+    health = [s for s in samples if start <= s.t < end and s.type == GENERATOR]
+    cpu = [s for s in health if s.name == GENERATOR_CPU]
+    lag = [s.ms for s in health if s.name == GENERATOR_LAG]
+    hottest = max(cpu, key=lambda s: s.ms, default=None)
     latencies = [s.ms for s in chosen if s.name == DELIVERED and s.ok]
     errors = Counter(f"{s.type} {s.name}: {s.error}" for s in chosen if not s.ok)
     sent = sum(n for t, n in envelopes if start <= t < end)
     deliveries = sum(1 for s in chosen if s.name in (DELIVERED, BACKLOG) and s.ok)
-    users = max((s.users for s in chosen), default=0)
+    if users is None:
+        users = max((s.users for s in chosen), default=0)
     return WindowStats(
         start=start,
         end=end,
@@ -179,7 +202,10 @@ def window_stats(
         p95_ms=_round(percentile(latencies, 95)),
         p99_ms=_round(percentile(latencies, 99)),
         errors=dict(errors),
-        generator_cpu_max=round(max(cpu), 1) if cpu else None,
+        generator_cpu_max=round(hottest.ms, 1) if hottest else None,
+        generator_cpu_source=hottest.source if hottest else None,
+        generator_lag_max_ms=round(max(lag), 1) if lag else None,
+        generator_processes=len({s.source for s in health}),
     )
 
 
@@ -193,22 +219,71 @@ def envelope_counts(samples: Sequence[Sample]) -> list[tuple[float, int]]:
     return [(s.t, s.bytes) for s in samples if s.ok and s.type == ENVELOPES]
 
 
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+
+
 @dataclass(frozen=True)
 class Verdict:
-    passed: bool
+    """A window's verdict: ``pass`` (within the objective), ``fail`` (the relay broke it) or
+    ``inconclusive`` (the window measured something else, e.g. a saturated generator)."""
+
+    status: str
     reason: str
 
+    @property
+    def passed(self) -> bool:
+        return self.status == PASS
 
-def judge(stats: WindowStats, p99_threshold_ms: float, max_error_rate: float) -> Verdict:
-    """Whether one step of a capacity search is still within the service objective."""
+    @property
+    def label(self) -> str:
+        return PASS if self.passed else f"{self.status}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class GeneratorGuard:
+    """When a window measured the load generator rather than the relay (issue 16 item 1).
+
+    ``max_cpu_percent``: any generator process above this share of one core (locust runs one
+    gevent loop per process, so one core is its ceiling; 85 % leaves the margin where its own
+    scheduling starts to delay sends and receipts). ``max_loop_lag_ms``: a process whose event
+    loop woke this late from a one-second sleep started its devices' tasks and read their
+    pushed envelopes that late — the generator, not the relay, limited the rate and inflated
+    the latencies."""
+
+    max_cpu_percent: float = 85.0
+    max_loop_lag_ms: float = 100.0
+
+    def check(self, stats: WindowStats) -> str | None:
+        """The reason the window is generator-bound, or None."""
+        if stats.generator_cpu_max is not None and stats.generator_cpu_max > self.max_cpu_percent:
+            return (f"generator-bound: process {stats.generator_cpu_source} at "
+                    f"{stats.generator_cpu_max:.1f} % of a core (limit {self.max_cpu_percent:g} %)")
+        if (stats.generator_lag_max_ms is not None
+                and stats.generator_lag_max_ms > self.max_loop_lag_ms):
+            return (f"generator-bound: event loop {stats.generator_lag_max_ms:.0f} ms late "
+                    f"(limit {self.max_loop_lag_ms:g} ms)")
+        return None
+
+
+def judge(
+    stats: WindowStats,
+    p99_threshold_ms: float,
+    max_error_rate: float,
+    guard: GeneratorGuard | None = None,
+) -> Verdict:
+    """Whether one step of a capacity search is still within the service objective. A
+    generator-bound window is ``inconclusive`` whatever its figures: it is never a pass."""
+    bound = (guard or GeneratorGuard()).check(stats)
+    if bound:
+        return Verdict(INCONCLUSIVE, bound)
     if stats.requests == 0:
-        return Verdict(False, "no requests completed in the window")
+        return Verdict(FAIL, "no requests completed in the window")
     if stats.error_rate > max_error_rate:
         return Verdict(
-            False, f"error rate {stats.error_rate:.4%} above {max_error_rate:.4%}"
+            FAIL, f"error rate {stats.error_rate:.4%} above {max_error_rate:.4%}"
         )
     if stats.p99_ms is None:
-        return Verdict(False, "no envelope was delivered in the window")
+        return Verdict(FAIL, "no envelope was delivered in the window")
     if stats.p99_ms > p99_threshold_ms:
-        return Verdict(False, f"p99 delivery {stats.p99_ms:.1f} ms above {p99_threshold_ms:g} ms")
-    return Verdict(True, "within objective")
+        return Verdict(FAIL, f"p99 delivery {stats.p99_ms:.1f} ms above {p99_threshold_ms:g} ms")
+    return Verdict(PASS, "within objective")

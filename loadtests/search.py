@@ -18,7 +18,18 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from loadtests.samples import Sample, Verdict, WindowStats, envelope_counts, judge, window_stats
+from loadtests.samples import (
+    GeneratorGuard,
+    Sample,
+    Verdict,
+    WindowStats,
+    envelope_counts,
+    judge,
+    window_stats,
+)
+
+MEASURED = "measured"
+"""Verdict status of a plain run's steady window: measured, not judged against an objective."""
 
 
 class SearchError(ValueError):
@@ -37,6 +48,8 @@ class SearchPlan:
     p99_threshold_ms: float = 250.0
     max_error_rate: float = 0.001
     spawn_rate: float = 50.0
+    max_generator_cpu: float = 85.0
+    max_generator_lag_ms: float = 100.0
 
     def __post_init__(self) -> None:
         for name in ("start_users", "step_users", "max_users"):
@@ -52,6 +65,14 @@ class SearchPlan:
             raise SearchError("max_error_rate", "must be in [0, 1)")
         if self.spawn_rate <= 0:
             raise SearchError("spawn_rate", "must be > 0")
+        if self.max_generator_cpu <= 0:
+            raise SearchError("max_generator_cpu", "must be > 0")
+        if self.max_generator_lag_ms <= 0:
+            raise SearchError("max_generator_lag_ms", "must be > 0")
+
+    @property
+    def guard(self) -> GeneratorGuard:
+        return GeneratorGuard(self.max_generator_cpu, self.max_generator_lag_ms)
 
     @property
     def steps(self) -> list[int]:
@@ -81,6 +102,7 @@ class StepResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "users": self.users,
+            "verdict": self.verdict.status,
             "passed": self.verdict.passed,
             "reason": self.verdict.reason,
             **self.stats.to_dict(),
@@ -91,9 +113,28 @@ def judge_step(
     plan: SearchPlan, samples: list[Sample], users: int, step_start: float, step_end: float
 ) -> StepResult:
     stats = window_stats(
-        samples, step_start + plan.warmup, step_end, envelope_counts(samples)
+        samples, step_start + plan.warmup, step_end, envelope_counts(samples), users
     )
-    return StepResult(users, stats, judge(stats, plan.p99_threshold_ms, plan.max_error_rate))
+    return StepResult(
+        users, stats, judge(stats, plan.p99_threshold_ms, plan.max_error_rate, plan.guard)
+    )
+
+
+def steady_window(
+    samples: list[Sample], marks: list[tuple[float, int]], end: float,
+    guard: GeneratorGuard | None = None,
+) -> StepResult | None:
+    """A plain run's one judged window: from the moment every device was online (the
+    runner's spawning-complete mark) to the end; None when the run ended before that. Its
+    verdict is ``measured`` (no objective) unless the generator bound it (inconclusive)."""
+    if not marks or end <= marks[0][0]:
+        return None
+    start, users = marks[0]
+    stats = window_stats(samples, start, end, envelope_counts(samples), users)
+    bound = (guard or GeneratorGuard()).check(stats)
+    verdict = Verdict("inconclusive", bound) if bound else Verdict(
+        MEASURED, "not judged against an objective")
+    return StepResult(users, stats, verdict)
 
 
 def steps_from_marks(
@@ -110,9 +151,14 @@ def steps_from_marks(
 
 
 def knee(results: list[StepResult]) -> tuple[StepResult | None, StepResult | None]:
-    """(last passing step before the first failure, first failing step)."""
+    """(last passing step before the first step that did not pass, that step): a failing or
+    inconclusive (generator-bound) step ends the search; only a pass counts towards the knee."""
     last_ok = None
-    for result in results:
+    for k, result in enumerate(results):
+        retried = (result.verdict.status == "inconclusive" and k + 1 < len(results)
+                   and results[k + 1].users == result.users)
+        if retried:
+            continue  # the search added a generator and repeated this step
         if not result.verdict.passed:
             return last_ok, result
         last_ok = result

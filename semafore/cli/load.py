@@ -63,6 +63,18 @@ def _common(fn: Any) -> Any:
         click.option("--allow-target", "allow_targets", multiple=True, metavar="HOST[:PORT]",
                      help="consent to load this non-loopback host (repeatable; recorded in "
                           "the report with your user name)"),
+        click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
+                     help="local locust worker processes under a locust master (0: one "
+                          "process)"),
+        click.option("--master", "master", is_flag=True,
+                     help="also accept locust workers from other machines "
+                          "(`semafore load worker --master-host H`)"),
+        click.option("--expect-workers", type=click.IntRange(1, 1024), default=None,
+                     help="with --master: workers in all, local ones included"),
+        click.option("--master-bind-host", default="127.0.0.1", show_default=True,
+                     help="with --master: this machine's address the workers reach"),
+        click.option("--master-port", type=click.IntRange(0, 65535), default=0,
+                     help="locust master port (default: a free one; 5557 is locust's)"),
         click.option("--allow-targets", "allow_files", multiple=True,
                      type=click.Path(path_type=Path, dir_okay=False),
                      help="file of HOST[:PORT] lines (# comments) consented to; its path and "
@@ -102,6 +114,26 @@ def _policy(target: str, allow_targets: tuple[str, ...], allow_files: tuple[Path
     return policy
 
 
+def _distribution(
+    workers: int, master: bool, expect_workers: int | None, master_bind_host: str,
+    master_port: int, max_workers: int | None = None,
+) -> dict[str, Any]:
+    """RunOptions fields for locust's own distribution (docs/load.md "Distributed runs")."""
+    return {"workers": workers, "master": master,
+            "expect_workers": expect_workers if master else None,
+            "master_bind_host": master_bind_host, "master_port": master_port,
+            "max_workers": max_workers}
+
+
+def _options(*args: Any, **kwargs: Any) -> Any:
+    from loadtests.runner import LoadRunError, RunOptions
+
+    try:
+        return RunOptions(*args, **kwargs)
+    except LoadRunError as exc:
+        raise LoadSetupError(str(exc)) from exc
+
+
 def _execute(options: Any, as_json: bool, console: Console) -> dict[str, Any]:
     from loadtests.corpus import CorpusError
     from loadtests.runner import LoadRunError, run_load
@@ -109,6 +141,7 @@ def _execute(options: Any, as_json: bool, console: Console) -> dict[str, Any]:
 
     progress, update = _progress_bar(console)
     options.progress = update
+    options.notice = console.print
     try:
         with progress:
             summary = run_load(options)
@@ -139,6 +172,11 @@ def run_cmd(
     seed: str | None,
     org_id: str | None,
     as_json: bool,
+    workers: int,
+    master: bool,
+    expect_workers: int | None,
+    master_bind_host: str,
+    master_port: int,
     allow_targets: tuple[str, ...],
     allow_files: tuple[Path, ...],
     users: int | None,
@@ -150,7 +188,7 @@ def run_cmd(
 ) -> None:
     """Run PROFILE (a bundled name or a YAML file) against a relay and write its report."""
     from loadtests.profile import ProfileError, load_profile
-    from loadtests.runner import RunOptions, default_out_dir
+    from loadtests.runner import default_out_dir
     from loadtests.targets import TargetRefused
 
     try:
@@ -161,11 +199,12 @@ def run_cmd(
     except (ProfileError, TargetRefused) as exc:
         raise LoadSetupError(str(exc)) from exc
     console = output.console(stderr=as_json)
-    options = RunOptions(
+    options = _options(
         # absolute: locust runs in another working directory (loadtests.runner)
         chosen, target, (out_dir or default_out_dir(chosen.name)).absolute(), web=web,
         web_port=web_port,
         seed=seed, org_id=org_id, policy=policy,
+        **_distribution(workers, master, expect_workers, master_bind_host, master_port),
     )
     _execute(options, as_json, console)
 
@@ -184,6 +223,12 @@ def run_cmd(
 @click.option("--max-error-rate", type=float, default=0.001, show_default=True,
               help="objective: failed requests / requests")
 @click.option("--spawn-rate", type=float, default=50.0, show_default=True)
+@click.option("--max-workers", type=click.IntRange(0, 64), default=None,
+              help="a generator-bound step starts another local worker, up to this many "
+                   "(default: --workers, no growth)")
+@click.option("--max-generator-cpu", type=float, default=85.0, show_default=True,
+              help="a step where any generator process used more of a core (percent) is "
+                   "inconclusive: generator-bound")
 def search_cmd(
     profile: str,
     target: str,
@@ -191,8 +236,15 @@ def search_cmd(
     seed: str | None,
     org_id: str | None,
     as_json: bool,
+    workers: int,
+    master: bool,
+    expect_workers: int | None,
+    master_bind_host: str,
+    master_port: int,
     allow_targets: tuple[str, ...],
     allow_files: tuple[Path, ...],
+    max_workers: int | None,
+    max_generator_cpu: float,
     start_users: int,
     step_users: int,
     max_users: int,
@@ -205,26 +257,59 @@ def search_cmd(
     """Capacity search: step devices up until the objective breaks; report the knee.
 
     Exit status 0 when a knee was found (or the search reached --max-users within the
-    objective), 1 when even the first step failed, 2 for setup errors.
+    objective), 1 when no step passed (even the first failed, or was generator-bound), 2 for
+    setup errors.
     """
     from loadtests.profile import ProfileError, load_profile
-    from loadtests.runner import RunOptions, default_out_dir
+    from loadtests.runner import default_out_dir
     from loadtests.search import SearchError, SearchPlan
     from loadtests.targets import TargetRefused
 
     try:
         chosen = load_profile(profile)
         plan = SearchPlan(start_users, step_users, max_users, step_duration, warmup,
-                          p99_threshold_ms, max_error_rate, spawn_rate)
+                          p99_threshold_ms, max_error_rate, spawn_rate,
+                          max_generator_cpu=max_generator_cpu)
         policy = _policy(target, allow_targets, allow_files)
     except (ProfileError, SearchError, TargetRefused) as exc:
         raise LoadSetupError(str(exc)) from exc
     console = output.console(stderr=as_json)
-    options = RunOptions(
+    options = _options(
         chosen, target, (out_dir or default_out_dir(f"search-{chosen.name}")).absolute(),
         seed=seed,
         org_id=org_id, search=plan, policy=policy,
+        **_distribution(workers, master, expect_workers, master_bind_host, master_port,
+                        max_workers),
     )
     summary = _execute(options, as_json, console)
     if summary["search"]["knee"] is None:
         sys.exit(1)
+
+
+@command.command("worker")
+@click.option("--master-host", required=True, help="address of the locust master")
+@click.option("--master-port", type=click.IntRange(1, 65535), default=5557, show_default=True)
+@click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              required=True,
+              help="a copy of the master's run directory (corpus.json, blobs/, profile.json, "
+                   "search.json for a search)")
+@click.option("--timeout", type=float, default=7200.0, show_default=True,
+              help="seconds before this worker is stopped if the master never ends the run")
+def worker_cmd(master_host: str, master_port: int, run_dir: Path, timeout: float) -> None:
+    """One locust worker (locust's own --worker) for a master on another machine; its samples
+    go to the master, which writes the merged report."""
+    import subprocess
+
+    from loadtests.runner import LoadRunError, locustfile_for, worker_command, worker_env
+
+    try:
+        env = worker_env(run_dir)
+    except LoadRunError as exc:
+        raise LoadSetupError(str(exc)) from exc
+    cmd = worker_command(locustfile_for(run_dir), master_host, master_port,
+                         run_dir / "locust-worker.log")
+    try:
+        done = subprocess.run(cmd, env=env, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise click.ClickException(f"worker: still running after {timeout:g} s") from exc
+    sys.exit(done.returncode)

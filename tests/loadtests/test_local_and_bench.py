@@ -45,6 +45,7 @@ def test_capacity_benchmark_quick_run_reports_a_knee_per_target(tmp_path: Path) 
     out = tmp_path / "bench.json"
     assert bench_capacity.main(
         ["--quick", "--targets", "embedded", "--p99-ms", "60000", "--max-error-rate", "0.5",
+         "--max-generator-cpu", "10000", "--max-generator-lag-ms", "60000",  # not the guard
          "--out", str(tmp_path / "runs"), "--json", str(out)]
     ) == 0
     report = json.loads(out.read_text())

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import pytest
 from click.testing import CliRunner
 
 from loadtests.profile import Profile, load_profile
-from loadtests.report import read_locust_failures, read_locust_stats
+from loadtests.report import (
+    STEP_HEADER,
+    read_chart_series,
+    read_locust_failures,
+    read_locust_stats,
+    read_marks,
+)
 from loadtests.runner import RunOptions, run_load
 from loadtests.samples import DELIVERED, ENVELOPES, read_samples
 from loadtests.search import SearchPlan
@@ -28,6 +35,11 @@ from semafore.cli.load import command as load_command
 
 pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+LOOSE_GUARD = {"max_generator_cpu": 10_000.0, "max_generator_lag_ms": 60_000.0}
+"""For tests of the search's mechanics, not of the generator guard: on a loaded CI machine a
+starved generator would (rightly) make their steps inconclusive."""
 
 
 def small(name: str) -> Profile:
@@ -249,7 +261,8 @@ def test_a_consented_run_against_a_loopback_alias_works_and_records_who_allowed_
 def test_capacity_search_steps_up_and_reports_the_knee(tmp_path: Path) -> None:
     profile = small("office_hours")
     plan = SearchPlan(start_users=2, step_users=2, max_users=4, step_duration=7, warmup=2,
-                      p99_threshold_ms=60_000, max_error_rate=0.5, spawn_rate=10)
+                      p99_threshold_ms=60_000, max_error_rate=0.5, spawn_rate=10,
+                      **LOOSE_GUARD)
     summary = run_load(RunOptions(profile, "embedded", tmp_path, search=plan))
     search = summary["search"]
     assert [s["users"] for s in search["steps"]] == [2, 4]
@@ -257,10 +270,153 @@ def test_capacity_search_steps_up_and_reports_the_knee(tmp_path: Path) -> None:
     assert "Knee: 4 devices" in (tmp_path / "summary.md").read_text()
 
 
+def table_rows(markdown: str, header: str) -> list[list[str]]:
+    """The cells of the markdown table under ``header``."""
+    lines = markdown.splitlines()
+    start = lines.index(header) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def assert_chart_and_markdown_agree_with_the_windows(out: Path, summary: dict[str, Any]) -> None:
+    """Every figure of summary.md and capacity.png is the judged windows' (summary.json)."""
+    windows = json.loads((out / "summary.json").read_text())["windows"]
+    assert windows == summary["windows"] and windows
+    drawn = read_chart_series(out / "capacity.png")
+    assert drawn["envelopes_per_s"] == [[w["users"], w["envelopes_per_s"]] for w in windows]
+    assert drawn["deliveries_per_s"] == [[w["users"], w["deliveries_per_s"]] for w in windows]
+    for key, q in (("p50_ms", "p50"), ("p99_ms", "p99")):
+        assert drawn[key] == [[w["users"], w["latency_ms"][q]] for w in windows
+                              if w["latency_ms"][q] is not None]
+    markdown = (out / "summary.md").read_text()
+    assert "judged window" in summary["chart"]["caption"]
+    assert summary["chart"]["caption"] in markdown
+    if "search" in summary:
+        rows = table_rows(markdown, STEP_HEADER)
+        assert len(rows) == len(windows)
+        for row, w in zip(rows, windows, strict=True):
+            assert int(row[0]) == w["users"]
+            assert float(row[1]) == w["envelopes_per_s"]
+            assert float(row[2]) == w["deliveries_per_s"]
+            for cell, q in ((row[3], "p50"), (row[4], "p99")):
+                value = w["latency_ms"][q]
+                assert cell == ("—" if value is None else f"{value:.1f}")
+            assert row[7].split(":")[0].lower() == w["verdict"]
+        knee = summary["search"]["knee"]
+        if knee is not None:
+            assert knee in windows
+            assert (f"Knee: {knee['users']} devices, {knee['envelopes_per_s']} envelopes/s, "
+                    f"p99 {knee['latency_ms']['p99']:.1f} ms") in markdown
+        assert "## Steady state" not in markdown and summary["steady"] is None
+    else:
+        steady = summary["steady"]
+        assert steady == windows[0] and len(windows) == 1
+        cells = dict(row[:2] for row in table_rows(markdown, "| figure | value |"))
+        assert cells["window"] == f"{steady['seconds']} s at {steady['users']} devices"
+        assert float(cells["envelopes accepted / s"]) == steady["envelopes_per_s"]
+        assert float(cells["deliveries pushed / s"]) == steady["deliveries_per_s"]
+        lat = cells["send→delivered p50 / p95 / p99 (ms)"].split(" / ")
+        for shown, q in zip(lat, ("p50", "p95", "p99"), strict=True):
+            assert shown == f"{steady['latency_ms'][q]:.1f}"
+
+
+def test_report_chart_summary_and_step_table_agree_on_a_real_search(tmp_path: Path) -> None:
+    """Issue 16 item 2: one source of truth. A real (short, embedded) search: the chart holds
+    exactly the judged step windows (no ramp-up bins), and the step table, the knee line and
+    summary.json give the same figures."""
+    plan = SearchPlan(start_users=2, step_users=2, max_users=4, step_duration=7, warmup=2,
+                      p99_threshold_ms=60_000, max_error_rate=0.5, spawn_rate=10,
+                      **LOOSE_GUARD)
+    summary = run_load(RunOptions(small("office_hours"), "embedded", tmp_path, search=plan,
+                                  seed="honest"))
+    assert [w["users"] for w in summary["windows"]] == [2, 4]
+    marks = read_marks(tmp_path)
+    assert marks is not None
+    for window, (step_start, _users) in zip(summary["windows"], marks.points, strict=True):
+        assert window["start"] == round(step_start + plan.warmup, 3)  # warm-up left out
+    assert_chart_and_markdown_agree_with_the_windows(tmp_path, summary)
+
+
+def test_report_of_a_plain_run_plots_only_its_steady_state(tmp_path: Path) -> None:
+    profile = small("office_hours").with_overrides(users=4, spawn_rate=1, duration=9)
+    summary = run_load(RunOptions(profile, "embedded", tmp_path, seed="steady"))
+    marks = read_marks(tmp_path)
+    assert marks is not None and marks.points[0][1] == 4
+    samples = read_samples(tmp_path / "samples.csv")
+    # the ramp (one device a second) is in the samples but not in the judged window
+    assert any(s.t < summary["steady"]["start"] and s.type == "WS" for s in samples)
+    assert summary["steady"]["start"] == round(marks.points[0][0], 3)
+    assert_chart_and_markdown_agree_with_the_windows(tmp_path, summary)
+
+
+def test_a_short_distributed_run_merges_every_workers_samples(tmp_path: Path) -> None:
+    """Issue 16 item 1: a locust master and 2 workers (locust's own --master/--worker) against
+    the embedded relay; the report is built from every worker's samples."""
+    profile = small("office_hours").with_overrides(users=6, spawn_rate=6, duration=10)
+    summary = run_load(RunOptions(profile, "embedded", tmp_path, workers=2, seed="two"))
+    assert_report(tmp_path, summary)
+    command = (tmp_path / "locust-command.txt").read_text().splitlines()
+    assert "--master" in command[0].split() and len(command) == 3
+    assert all("--worker" in line.split() for line in command[1:])
+    samples = read_samples(tmp_path / "samples.csv")
+    requests = Counter(s.source for s in samples if s.type == "WS" and s.name == "connect")
+    assert set(requests) == {"w0", "w1"}  # both workers' devices, merged on the master
+    assert sum(requests.values()) == 6  # six devices, none online twice
+    health = {s.source for s in samples if s.type == "GENERATOR"}
+    assert health == {"master", "w0", "w1"}
+    assert summary["steady"]["generator_processes"] == 3
+    # locust's own (master-aggregated) statistics saw what the merged samples hold
+    stats = names_in(tmp_path)
+    assert stats["WS connect"][0] == 6
+    delivered_samples = sum(1 for s in samples if s.name == DELIVERED)
+    assert 0 < delivered_samples <= stats[f"WS {DELIVERED}"][0]
+    assert summary["whole_run"]["failures"] == 0, summary["whole_run"]["errors"]
+    assert summary["run"]["workers"] == 2
+    assert "locust master + 2 worker processes" in (tmp_path / "summary.md").read_text()
+    assert_chart_and_markdown_agree_with_the_windows(tmp_path, summary)
+
+
+def test_a_generator_bound_step_is_never_a_pass(tmp_path: Path) -> None:
+    """A forced generator-bound step (a CPU limit no process can stay under): inconclusive,
+    no knee, and a single-process search stops saying how to add generators."""
+    plan = SearchPlan(start_users=2, step_users=2, max_users=4, step_duration=6, warmup=2,
+                      p99_threshold_ms=60_000, max_error_rate=0.5, spawn_rate=10,
+                      max_generator_cpu=0.001)
+    summary = run_load(RunOptions(small("office_hours"), "embedded", tmp_path, search=plan))
+    search = summary["search"]
+    assert [s["verdict"] for s in search["steps"]] == ["inconclusive"]
+    assert search["steps"][0]["reason"].startswith("generator-bound")
+    assert search["knee"] is None and not search["exhausted"]
+    assert "--workers" in search["stopped"]
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "**Knee: unknown**" in markdown and "inconclusive: generator-bound" in markdown
+
+
+def test_a_generator_bound_search_adds_workers_up_to_its_limit(tmp_path: Path) -> None:
+    """With one worker and room for two, the search starts a second locust worker and repeats
+    the step; still generator-bound at the limit, it stops and says so — never a pass."""
+    plan = SearchPlan(start_users=2, step_users=2, max_users=4, step_duration=6, warmup=2,
+                      p99_threshold_ms=60_000, max_error_rate=0.5, spawn_rate=10,
+                      max_generator_cpu=0.001)
+    summary = run_load(RunOptions(small("office_hours"), "embedded", tmp_path, search=plan,
+                                  workers=1, max_workers=2))
+    search = summary["search"]
+    assert [(s["users"], s["verdict"]) for s in search["steps"]] == [
+        (2, "inconclusive"), (2, "inconclusive")]
+    assert search["workers_added"] == 1
+    assert search["steps"][1]["generator_processes"] == 3  # master + the first + the added
+    assert search["knee"] is None
+    assert "with 2 workers, the most allowed" in search["stopped"]
+
+
 def test_capacity_search_stops_at_the_first_failing_step(tmp_path: Path) -> None:
     profile = small("office_hours")
     plan = SearchPlan(start_users=2, step_users=2, max_users=8, step_duration=6, warmup=2,
-                      p99_threshold_ms=0.001, spawn_rate=10)
+                      p99_threshold_ms=0.001, spawn_rate=10, **LOOSE_GUARD)
     summary = run_load(RunOptions(profile, "embedded", tmp_path, search=plan))
     search = summary["search"]
     assert search["knee"] is None

@@ -13,6 +13,10 @@ from loadtests.samples import (
     BACKLOG,
     DELIVERED,
     ENVELOPES,
+    GENERATOR,
+    GENERATOR_CPU,
+    GENERATOR_LAG,
+    GeneratorGuard,
     Sample,
     SamplesError,
     envelope_counts,
@@ -22,7 +26,7 @@ from loadtests.samples import (
     window_stats,
     write_samples,
 )
-from loadtests.search import SearchError, SearchPlan, knee, steps_from_marks
+from loadtests.search import SearchError, SearchPlan, StepResult, knee, steps_from_marks
 
 
 def delivered(t: float, ms: float, users: int = 4) -> Sample:
@@ -110,7 +114,7 @@ def test_samples_round_trip_and_malformed_files_name_the_row(tmp_path: Path) -> 
     with pytest.raises(SamplesError) as info:
         read_samples(path)
     assert info.value.field == "header"
-    path.write_text("t,type,name,ms,bytes,error,users\n1.0,WS,send,fast,0,,1\n")
+    path.write_text("t,type,name,ms,bytes,error,users,source\n1.0,WS,send,fast,0,,1,w0\n")
     with pytest.raises(SamplesError) as info:
         read_samples(path)
     assert info.value.field == "row 2"
@@ -124,3 +128,70 @@ def test_locust_csv_readers_reject_missing_columns(tmp_path: Path) -> None:
     assert "Failure Count" in info.value.field
     with pytest.raises(ReportError):
         read_locust_failures(tmp_path / "missing.csv")
+
+
+def cpu(t: float, percent: float, source: str) -> Sample:
+    return Sample(t, GENERATOR, GENERATOR_CPU, percent, 0, "", 4, source)
+
+
+def lag(t: float, ms: float, source: str) -> Sample:
+    return Sample(t, GENERATOR, GENERATOR_LAG, ms, 0, "", 4, source)
+
+
+def test_window_names_the_hottest_generator_process() -> None:
+    samples = [request(0.1), delivered(0.2, 10.0), cpu(0.5, 40.0, "w0"), cpu(0.6, 91.5, "w1"),
+               cpu(0.7, 3.0, "master"), lag(0.8, 12.0, "w0"), cpu(5.0, 99.0, "w0")]
+    stats = window_stats(samples, 0, 1, [])
+    assert (stats.generator_cpu_max, stats.generator_cpu_source) == (91.5, "w1")
+    assert stats.generator_lag_max_ms == 12.0
+    assert stats.generator_processes == 3
+    verdict = judge(stats, 250, 0.001)
+    assert verdict.status == "inconclusive" and not verdict.passed
+    assert verdict.reason.startswith("generator-bound: process w1 at 91.5 %")
+    assert judge(stats, 250, 0.001, GeneratorGuard(max_cpu_percent=95)).passed
+
+
+def test_a_late_event_loop_is_generator_bound_too() -> None:
+    samples = [request(0.1), delivered(0.2, 10.0), cpu(0.5, 20.0, "local"),
+               lag(0.6, 350.0, "local")]
+    verdict = judge(window_stats(samples, 0, 1, []), 250, 0.001)
+    assert verdict.status == "inconclusive"
+    assert "event loop 350 ms late" in verdict.reason
+
+
+@given(
+    cpu_percent=st.floats(min_value=0, max_value=400),
+    loop_lag=st.floats(min_value=0, max_value=5000),
+    p99=st.floats(min_value=0.1, max_value=1000),
+    errors=st.integers(min_value=0, max_value=3),
+    limit=st.floats(min_value=1, max_value=150),
+)
+def test_a_generator_bound_window_is_never_a_pass(
+    cpu_percent: float, loop_lag: float, p99: float, errors: int, limit: float
+) -> None:
+    samples = [request(0.1 + i / 100, "500 x" if i < errors else "") for i in range(50)]
+    samples += [delivered(0.2, p99), cpu(0.3, cpu_percent, "w0"), lag(0.4, loop_lag, "w0")]
+    stats = window_stats(samples, 0, 1, [])
+    guard = GeneratorGuard(max_cpu_percent=limit, max_loop_lag_ms=100)
+    verdict = judge(stats, 250, 0.5, guard)
+    bound = round(cpu_percent, 1) > limit or round(loop_lag, 1) > 100
+    assert (verdict.status == "inconclusive") == bound
+    if bound:
+        assert not verdict.passed
+
+
+def _result(users: int, status: str) -> StepResult:
+    from loadtests.samples import Verdict
+
+    return StepResult(users, window_stats([], 0, 1, []), Verdict(status, status))
+
+
+def test_knee_skips_a_generator_bound_step_that_was_repeated_with_more_workers() -> None:
+    steps = [_result(2, "pass"), _result(4, "inconclusive"), _result(4, "pass"),
+             _result(6, "fail")]
+    ok, failed = knee(steps)
+    assert ok is steps[2] and failed is steps[3]
+    # not repeated: the search stopped there, and the knee is only the step below
+    ok, failed = knee([_result(2, "pass"), _result(4, "inconclusive")])
+    assert ok is not None and ok.users == 2
+    assert failed is not None and failed.verdict.status == "inconclusive"
