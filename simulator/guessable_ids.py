@@ -43,8 +43,8 @@ FIRST_NAMES = (
     "arjun", "vikram", "wei", "li", "ming", "jing", "yan", "hui", "lei", "jun", "xin",
     "hiroshi", "yuki", "kenji", "sakura", "jose", "juan", "luis", "carlos", "jorge", "pedro",
     "maria", "ana", "carmen", "lucia", "sofia", "pablo", "diego", "javier", "miguel",
-    "pierre", "jean", "louis", "marie", "camille", "hans", "klaus", "anna", "jan", "piotr",
-    "tomasz", "katarzyna", "olga", "dmitri", "sergei", "natasha", "elena", "ivan", "kwame",
+    "pierre", "jean", "louis", "marie", "camille", "hans", "klaus", "jan", "piotr",
+    "tomasz", "katarzyna", "olga", "dmitri", "sergei", "natasha", "elena", "kwame",
     "kofi", "amara", "chidi", "ngozi", "sean", "siobhan", "aoife", "niamh", "ciara", "conor",
 )
 """Frequent given names across the populations a UK-hosted enterprise messenger serves,

@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from semafore import sabotage
 from semafore.server.oplog import SHA256_LOG_HASH, LogHash, redact
 from simulator.executor import run_scenario
-from simulator.guessable_ids import guessable_ids
+from simulator.guessable_ids import (
+    DEVICE_NAMES,
+    FIRST_NAMES,
+    ROLE_NAMES,
+    SURNAMES,
+    guessable_ids,
+)
 from simulator.oracle import TIER_LOG, TIER_WIRE, Chunk
 from simulator.pseudonyms import assess, logged_ids, reverse
 from simulator.report import Outcome, Verdict
@@ -60,6 +66,11 @@ def test_the_dictionary_holds_the_usual_directory_and_device_formats() -> None:
                       "acme-admin", "admin", "olivia7", "jsmith3", "john.smith3"):
         assert plausible in words, plausible
     assert not any(r in words for r in RANDOM)
+
+
+def test_each_word_list_names_each_word_once() -> None:
+    for words in (FIRST_NAMES, SURNAMES, ROLE_NAMES, DEVICE_NAMES):
+        assert len(set(words)) == len(words)
 
 
 def test_the_dictionary_is_reproducible_capped_and_seeded() -> None:
