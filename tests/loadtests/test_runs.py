@@ -380,6 +380,57 @@ def test_a_short_distributed_run_merges_every_workers_samples(tmp_path: Path) ->
     assert_chart_and_markdown_agree_with_the_windows(tmp_path, summary)
 
 
+def test_master_and_a_worker_started_apart_as_on_another_machine(tmp_path: Path) -> None:
+    """The documented multi-machine recipe, on loopback: ``run --master --expect-workers 2
+    --workers 1`` waits for a second worker that ``semafore load worker --master-host …
+    --run-dir …`` starts separately; the report merges both workers' samples."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "run"
+    worker: list[subprocess.Popen[bytes]] = []
+
+    def start_worker_when_the_run_directory_is_ready() -> None:
+        deadline = time.monotonic() + 300
+        while not (out / "profile.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker.append(subprocess.Popen(
+            [sys.executable, "-m", "semafore.cli.main", "load", "worker", "--master-host",
+             "127.0.0.1", "--master-port", str(port), "--run-dir", str(out), "--timeout", "300"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    helper = threading.Thread(target=start_worker_when_the_run_directory_is_ready, daemon=True)
+    helper.start()
+    try:
+        result = CliRunner().invoke(
+            load_command,
+            ["run", "office_hours", "--target", "embedded", "--users", "4", "--spawn-rate", "4",
+             "--duration", "8", "--master", "--expect-workers", "2", "--workers", "1",
+             "--master-port", str(port), "--out", str(out), "--json"],
+        )
+    finally:
+        helper.join(10)
+        for w in worker:
+            try:
+                w.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    assert result.exit_code == 0, result.output
+    assert worker and worker[0].returncode == 0
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["run"]["master"] and summary["run"]["expect_workers"] == 2
+    sources = Counter(s.source for s in read_samples(out / "samples.csv")
+                      if s.type == "WS" and s.name == "connect")
+    assert set(sources) == {"w0", "w1"} and sum(sources.values()) == 4
+    assert (out / "locust-worker.log").is_file()  # the separately started worker's log
+
+
 def test_a_generator_bound_step_is_never_a_pass(tmp_path: Path) -> None:
     """A forced generator-bound step (a CPU limit no process can stay under): inconclusive,
     no knee, and a single-process search stops saying how to add generators."""
