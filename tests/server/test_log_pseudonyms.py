@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,9 @@ from hypothesis import strategies as st
 from semafore.cli.serve import LOG_HASH_KEY_ENV, command, log_hash_from
 from semafore.server.oplog import (
     HASHED_FIELDS,
+    LOGGER_NAME,
     SHA256_LOG_HASH,
+    THIRD_PARTY_LOGGERS,
     LogHash,
     LogHashError,
     configure_logging,
@@ -94,6 +97,20 @@ def test_every_identifier_field_is_hashed_under_the_key() -> None:
         "org_id": "acme", "sender_h8": [KEYED.h8("a"), KEYED.h8("b")]}
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Logging is process-wide: put back the handlers a test replaced with a keyed one."""
+    names = ["", LOGGER_NAME, *THIRD_PARTY_LOGGERS]
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level,
+                 logging.getLogger(n).propagate) for n in names}
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_configure_logging_writes_pseudonyms_under_the_given_mode() -> None:
     stream = io.StringIO()
     configure_logging(stream, logging.INFO, KEYED)
@@ -106,6 +123,7 @@ def test_configure_logging_writes_pseudonyms_under_the_given_mode() -> None:
     assert json.loads(stream.getvalue().splitlines()[-1])["user_id_h8"] == h8("olivia.smith")
 
 
+@pytest.mark.usefixtures("restored_logging")
 def test_a_keyed_relay_logs_no_unkeyed_pseudonym_of_its_users() -> None:
     stream = io.StringIO()
     configure_logging(stream, logging.DEBUG, KEYED)
