@@ -32,6 +32,7 @@ import inspect
 import io
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,6 +256,8 @@ async def running_relay(options: Options, overrides: dict[str, Any],
     provider's stores. A backend that cannot start skips the test (fails it in CI)."""
     clock = ManualClock()
     if options.relay_url is not None:
+        # that relay reads the wall clock: the admin's TOTP must be computed at its time
+        clock = ManualClock(time.time())
         infrastructure = None
         if options.provider is not ProviderKind.EMBEDDED:  # its backends, for the oracle
             infrastructure = await _started(options.provider, namespace)

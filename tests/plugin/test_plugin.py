@@ -4,9 +4,19 @@ with the failure messages the team would read when something is wrong."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
 import pytest
 
-from tests.plugin.conftest import run_inner
+from semafore.infra.testing import unavailable
+from tests.plugin.conftest import PLUGIN_MODULE, run_inner
 
 WORKED_EXAMPLE = '''
 async def test_alice_messages_bob(semafore_fleet, semafore_oracle):
@@ -251,3 +261,104 @@ async def test_org(semafore_fleet):
         "*PluginError: organisation 'umbrella' is not one the relay accepts the test OTP for "
         "(acme, globex, initech; ini option semafore_test_orgs)",
     ])
+
+
+@pytest.fixture
+def served_relay(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``semafore serve`` in its own process on 127.0.0.1 (what a team's own relay is to the
+    plugin), its log in a file; stopped after the test."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "relay.log"
+    with log.open("wb") as sink:
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "semafore.cli.main", "serve", "--port", str(port),
+             "--test-mode", "--test-org", "acme", "--retention-interval", "0"],
+            stdout=subprocess.DEVNULL, stderr=sink)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and relay.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    pass
+            except OSError:
+                time.sleep(0.1)  # polling a child process start-up, not timing the code
+                continue
+            if httpx.get(f"{url}/v1/health", timeout=5).status_code == 200:
+                break
+        else:
+            pytest.fail(f"semafore serve did not answer: {log.read_text()[-2000:]}")
+        yield url, log
+    finally:
+        relay.terminate()
+        relay.wait(30)
+
+
+def test_a_relay_given_by_url_is_used_and_its_log_scanned(
+        pytester: pytest.Pytester, served_relay: tuple[str, Path]) -> None:
+    url, log = served_relay
+    pytester.makepyfile(test_example=WORKED_EXAMPLE + '''
+
+async def test_the_relay_is_the_given_one(semafore_relay):
+    assert semafore_relay.server is None and semafore_relay.url == "{url}"
+'''.replace("{url}", url))
+    result = run_inner(pytester, "--semafore-relay", url, "--semafore-relay-log", str(log))
+    result.assert_outcomes(passed=2)
+    assert "alice" not in log.read_text()  # pseudonymised, yet the relay logged the traffic
+    assert "login" in log.read_text()
+
+
+def test_a_relay_by_url_without_its_log_leaves_the_oracle_inconclusive(
+        pytester: pytest.Pytester, served_relay: tuple[str, Path]) -> None:
+    url, _ = served_relay
+    pytester.makepyfile(test_example=WORKED_EXAMPLE)
+    result = run_inner(pytester, "--semafore-relay", url)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*OracleInconclusive: semafore_oracle: nothing to look in*"])
+
+
+@pytest.mark.backend
+def test_real_backends_are_what_the_oracle_scans(pytester: pytest.Pytester) -> None:
+    """``--semafore-provider local``: the relay runs on real Redis, MongoDB (or FerretDB) and
+    SeaweedFS processes, and the oracle finds the leaked canary in their raw dumps."""
+    pytester.makepyfile(test_local='''
+from semafore.sabotage import switched_on
+
+async def test_preview_in_message_id(semafore_fleet, semafore_oracle):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    secret = semafore_oracle.canary("launch code")
+    with switched_on("client.push_preview"):
+        await alice.send_text("bob", secret.encode())
+    await bob.wait_for_message(sender="alice", text=secret)
+    report, scanned = await semafore_oracle.scan()
+    assert {"mongodb", "redis", "seaweedfs"} <= set(report.bytes_by_tier)
+''')
+    result = run_inner(pytester, "--semafore-provider", "local", "-rs")
+    if result.parseoutcomes().get("skipped"):
+        unavailable("local backends: " + result.stdout.str()[-500:])
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*OracleLeak: semafore_oracle: * leak(s) in * bytes*",
+                                 "*- launch code (canary) in redis at redis:*"])
+    assert "in store at memory:" not in result.stdout.str()
+
+
+def test_the_plugin_is_declared_as_a_pytest11_entry_point() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["entry-points"]["pytest11"] == {"semafore": PLUGIN_MODULE}
+
+
+def test_draining_needs_a_connected_device(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_offline='''
+import pytest
+from semafore.client import TransportError
+
+async def test_offline(semafore_fleet):
+    await semafore_fleet.org("acme", ["bob"])
+    bob = await semafore_fleet.device("bob/phone", connect=False)
+    with pytest.raises(TransportError) as refused:
+        await bob.wait_for_queue_drained(timeout=1)
+    assert refused.value.field == "connection"
+''')
+    run_inner(pytester).assert_outcomes(passed=1)
