@@ -188,6 +188,11 @@ class Options:
         if log and not url:
             raise PluginError("--semafore-relay-log names the log of a --semafore-relay relay",
                               "--semafore-relay-log")
+        if url and provider in (ProviderKind.LOCAL, ProviderKind.CONTAINERS):
+            raise PluginError(
+                f"--semafore-relay runs on its own backends: --semafore-provider "
+                f"{provider.value} would start others the oracle would scan instead; use "
+                "external (its SEMAFORE_*_URL) or embedded (none)", "--semafore-provider")
         return cls(provider, url.rstrip("/") if url else None, Path(log) if log else None,
                    frozenset(config.getini("semafore_test_orgs")))
 
@@ -259,7 +264,7 @@ async def running_relay(options: Options, overrides: dict[str, Any],
         # that relay reads the wall clock: the admin's TOTP must be computed at its time
         clock = ManualClock(time.time())
         infrastructure = None
-        if options.provider is not ProviderKind.EMBEDDED:  # its backends, for the oracle
+        if options.provider is ProviderKind.EXTERNAL:  # its backends, for the oracle
             infrastructure = await _started(options.provider, namespace)
         try:
             yield RelayUnderTest(options.relay_url, options.provider, options.orgs, clock,

@@ -59,7 +59,8 @@ def test_a_message_from_someone_else_does_not_meet_the_expectation(
         pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_sender='''
 async def test_wrong_sender(semafore_fleet):
-    alice, bob, carol = await semafore_fleet.users("alice", "bob", "carol")
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    (carol,) = await semafore_fleet.users("carol")  # enrolled into the same organisation
     await carol.send_text("bob", b"hi")
     await bob.wait_for_message(sender="alice", text="hi", timeout=1)
 ''')
@@ -362,3 +363,12 @@ async def test_offline(semafore_fleet):
     assert refused.value.field == "connection"
 ''')
     run_inner(pytester).assert_outcomes(passed=1)
+
+
+def test_a_relay_by_url_refuses_backends_it_does_not_run_on(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_url="async def test_x(semafore_relay):\n    pass\n")
+    result = run_inner(pytester, "--semafore-relay", "http://127.0.0.1:9", "--semafore-provider",
+                       "local")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*PluginError: --semafore-relay runs on its own backends: "
+                                 "--semafore-provider local would start others*"])
