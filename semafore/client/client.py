@@ -46,6 +46,7 @@ from semafore.client.errors import (
 )
 from semafore.client.expect import (
     DECRYPTION_ERROR_KINDS,
+    DEFAULT_TIMEOUT,
     Expectations,
     ExpectationTimeout,
     sender_matches,
@@ -1042,7 +1043,7 @@ class DeviceClient:
 
     async def wait_for_message(
         self, *, sender: str | None = None, text: str | bytes | None = None,
-        timeout: float = 5.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> Received:
         """The first message not claimed by an earlier wait from ``sender`` (a user, or
         ``user/device``) whose body is ``text``; raises ExpectationTimeout listing what
@@ -1066,7 +1067,8 @@ class DeviceClient:
             arrived=lambda: self.expectations.unclaimed(self.inbox, self.events))
 
     async def wait_for_decryption_error(
-        self, *, sender: str | None = None, error: str | None = None, timeout: float = 5.0
+        self, *, sender: str | None = None, error: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> ClientEvent:
         """The first unclaimed frame this device could not open (``DECRYPTION_ERROR_KINDS``)
         from ``sender``, with SPEC §5 name ``error`` (e.g. ``BadMac``) if given."""
@@ -1089,7 +1091,7 @@ class DeviceClient:
             found, timeout=timeout, expected=what, field="decryption_error",
             arrived=lambda: self.expectations.unclaimed(self.inbox, self.events))
 
-    async def wait_for_queue_drained(self, timeout: float = 5.0) -> None:
+    async def wait_for_queue_drained(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Until the relay says this device's queue is empty (``watch_queue`` →
         ``queue_empty``, docs/server.md "WebSocket"): everything accepted for it before the
         call has been pushed, processed and acked. Survives a reconnect within ``timeout``."""

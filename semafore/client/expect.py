@@ -28,6 +28,10 @@ DECRYPTION_ERROR_KINDS = ("undecryptable", "untrusted_identity")
 """Client event kinds that mean "a frame arrived and could not be opened": a SPEC §5
 protocol error (the detail names it) or an identity the device refuses to trust."""
 
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a wait allows by default: generous, because it only bounds a failure (a met
+expectation returns the moment its event arrives), and CI machines are slow."""
+
 SHOWN = 10
 """How many arrivals a timeout message lists (the rest are counted)."""
 

@@ -372,3 +372,20 @@ def test_a_relay_by_url_refuses_backends_it_does_not_run_on(pytester: pytest.Pyt
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*PluginError: --semafore-relay runs on its own backends: "
                                  "--semafore-provider local would start others*"])
+
+
+def test_a_wait_started_before_the_send_is_woken_by_the_delivery(
+        pytester: pytest.Pytester) -> None:
+    """The real receive path notifies waiting expectations: a wait allowed an hour returns
+    once the message is in (bounded at 60 s so a missing wake-up fails instead of hanging)."""
+    pytester.makepyfile(test_wake='''
+import asyncio
+
+async def test_wake(semafore_fleet):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    waiting = asyncio.create_task(bob.wait_for_message(sender="alice", timeout=3600))
+    await alice.send_text("bob", b"wake up")
+    received = await asyncio.wait_for(waiting, 60)
+    assert received.content.body == b"wake up"
+''')
+    run_inner(pytester).assert_outcomes(passed=1)
