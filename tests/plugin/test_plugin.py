@@ -389,3 +389,21 @@ async def test_wake(semafore_fleet):
     assert received.content.body == b"wake up"
 ''')
     run_inner(pytester).assert_outcomes(passed=1)
+
+
+def test_an_installed_entry_point_loads_the_plugin_with_no_option(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What ``pip install`` gives a platform team: a distribution whose ``pytest11`` entry
+    point is pyproject's; pytest loads the plugin from it, no ``-p``, no conftest."""
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    declared = pyproject["project"]["entry-points"]["pytest11"]
+    dist = tmp_path / "site" / "semafore_probe-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: semafore-probe\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text(
+        "[pytest11]\n" + "".join(f"{name} = {value}\n" for name, value in declared.items()))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    pytester.makepyfile(test_example=WORKED_EXAMPLE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--semafore-provider",
+                                           "embedded", timeout=300)
+    result.assert_outcomes(passed=1)
