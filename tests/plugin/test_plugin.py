@@ -92,7 +92,11 @@ async def test_two_sends_need_two_waits(semafore_fleet):
     result.assert_outcomes(passed=1)
 
 
-def test_the_queue_is_drained_only_after_the_backlog_arrived(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("push_batch", [0, 64])
+def test_the_queue_is_drained_only_after_the_backlog_arrived(
+        pytester: pytest.Pytester, push_batch: int) -> None:
+    """One frame per envelope, and batched push (the SDK's default ``?batch=64``, where the
+    ``queue_empty`` reply may ride in a ``batch`` frame)."""
     pytester.makepyfile(test_drain='''
 async def test_backlog(semafore_fleet):
     await semafore_fleet.org("acme", ["alice", "bob"])
@@ -100,10 +104,12 @@ async def test_backlog(semafore_fleet):
     bob = await semafore_fleet.device("bob/phone", connect=False)
     for n in range(5):
         await alice.send_text("bob", f"queued {n}".encode())
+    bob.push_batch = PUSH_BATCH
     bob.connect()
     await bob.wait_for_queue_drained()
     assert [r.content.body for r in bob.inbox] == [f"queued {n}".encode() for n in range(5)]
-''')
+    assert bob.counters.push_frames == (1 if PUSH_BATCH else 5)
+'''.replace("PUSH_BATCH", str(push_batch)))
     result = run_inner(pytester)
     result.assert_outcomes(passed=1)
 
