@@ -52,6 +52,16 @@ from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator import inventory as inv
 from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
+from simulator.external import (
+    REAL_WAIT_LIMIT_S,
+    RELAY_INTERNAL_STATS,
+    ExternalInfrastructure,
+    ExternalRelay,
+    WallClock,
+    on_relay,
+    qualify,
+    relay_org_name,
+)
 from simulator.attacks.harness import AttackHarness
 from simulator.fleet import OPERATOR, Fleet
 from simulator.oracle import (
@@ -275,15 +285,21 @@ class View:
 
 class Execution:
     def __init__(self, scenario: Scenario, provider: str, seed: int,
-                 on_step: Callable[[Step], None] | None, leak: str = "off") -> None:
-        if provider not in ("embedded", "local", "containers", "external"):
+                 on_step: Callable[[Step], None] | None, leak: str = "off",
+                 relay: ExternalRelay | None = None) -> None:
+        if provider not in ("embedded", "local", "containers", "external", "relay"):
             raise ExecutorError(f"unknown provider {provider!r}")
         self.scenario = scenario
         self.provider = provider
         self.seed = seed
         self.on_step = on_step
         self.result = ScenarioResult.for_scenario(scenario, provider=provider, seed=seed)
-        self.infra = Infrastructure(provider, f"sim{seed % 10**9}")
+        # ``relay``: an external relay by URL (simulator.external); the scenario's cast is
+        # already renamed for it (on_relay), its organisations in order
+        self.external = None if relay is None else relay.infrastructure(
+            [o.id for o in scenario.organisations])
+        self.infra: Infrastructure | ExternalInfrastructure = (
+            self.external or Infrastructure(provider, f"sim{seed % 10**9}"))
         # ``leak`` (tests only): the relay writes the plaintext of each text message into a
         # log line or a queued envelope, so the oracle must fail the scenario (issue 5).
         self.sent_bodies: dict[str, bytes] = {}
@@ -301,6 +317,8 @@ class Execution:
         self.fleet = Fleet(seed=seed, network=True, capture=True, settings_overrides=overrides,
                            replicas=deployment.server_replicas, pins=deployment.pins(),
                            push=self._push_hub if deployment.server_replicas > 1 else None,
+                           url=relay.url if relay else None,
+                           clock=WallClock() if relay else None,
                            otp=self.attacks.otp_source())
         self.attacks.bind(lambda: self.fleet.url, self.fleet.clock.now)
         self.entropy = SeededEntropy(f"scenario:{scenario.name}:{seed}").fork("canaries")
@@ -324,6 +342,14 @@ class Execution:
         self.file_ids: list[tuple[str, str]] = []  # (attachment label, file id)
         self.fetched: dict[tuple[str, str], bytes | str] = {}  # (device, message id) -> blob
         self.secrets_seen: dict[str, int] = {}  # key kind -> how many the protocol reported
+
+    @property
+    def relay_url(self) -> str:
+        """The relay's base URL: the external relay's, or the in-process relay's (replica 0)
+        once set up. Devices reach it through their proxy links (``fleet.network``)."""
+        if self.fleet.url is None:
+            raise ExecutorError("the relay is not started yet")
+        return self.fleet.url
 
     # -- every step counts (issue #11) ---------------------------------------------------
 
@@ -453,6 +479,12 @@ class Execution:
                 self._faults_report()
             with contextlib.suppress(Exception):
                 self.result.stats.update(self._stats())
+            if self.external is not None:  # what the relay-side views could and could not read
+                self.result.relay = self.external.relay.shown_url
+                self.result.scanned = dict(self.external.scanned)
+                self.result.not_scanned = dict(self.external.not_scanned) | {
+                    source: f"could not be read: {why}"
+                    for source, why in self.external.errors.items()}
             with contextlib.suppress(Exception):
                 await self.fleet.close()
             await self.infra.close()
@@ -557,8 +589,10 @@ class Execution:
             for device in user.devices:
                 await self._install(DeviceRef(user.id, device))
         await self.fleet.connect_all()
+        where = (f"the external relay {self.external.relay.shown_url}" if self.external
+                 else "the in-process relay")
         self.event(None, "setup", f"{len(sc.users)} users, "
-                   f"{len(sc.initial_devices())} devices on the in-process relay"
+                   f"{len(sc.initial_devices())} devices on {where}"
                    + (f" ({len(self.fleet.replicas)} replicas)" if len(self.fleet.replicas) > 1
                       else ""))
         if len(self.fleet.replicas) > 1:
@@ -633,7 +667,7 @@ class Execution:
                        ok=True)
         elif isinstance(step, Wait):
             self.fleet.clock.advance(step.ms / 1000.0)
-            await asyncio.sleep(min(step.ms / 1000.0, 1.0))
+            await asyncio.sleep(min(step.ms / 1000.0, REAL_WAIT_LIMIT_S))
             self.event(step, "wait", f"clock +{step.ms} ms")
         elif isinstance(step, SetOnline):
             await self._set_online(step)
@@ -873,7 +907,14 @@ class Execution:
 
     async def _infra(self, step: Infra) -> None:
         during = f" during {step.during}" if step.during else ""
+        if self.external is not None:  # the operator's hook (checked to exist before the run)
+            hook = await self.external.fault(step)
+            self.fault_records.append((step, hook))
+            self.event(step, "infra", f"{step.action.value} {step.target.value}{during}: "
+                       f"{hook.describe()}", ok=hook.fired, output=hook.output)
+            return
         if step.target is not InfraTarget.SERVER:
+            assert isinstance(self.infra, Infrastructure)
             effect = await self.infra.fault(step.target, step.action)
             self.fault_records.append((step, _BackendFault(
                 f"{step.action.value} {step.target.value} ({self.infra.name} provider)",
@@ -1018,6 +1059,8 @@ class Execution:
         if kind in (CompromiseKind.SERVER, CompromiseKind.DATABASE, CompromiseKind.SUBPOENA):
             chunks.extend(await self.infra.dump())
         if kind in (CompromiseKind.SERVER, CompromiseKind.INSIDER, CompromiseKind.SUBPOENA):
+            if self.external is not None:  # the log files its operator granted (--relay-log)
+                chunks.extend(await self.external.log_chunks())
             for number, line in enumerate(self.log_stream.getvalue().splitlines(), start=1):
                 chunks.append(Chunk(TIER_LOG, f"relay.log:line {number}", line.encode()))
         if kind in (CompromiseKind.SERVER, CompromiseKind.NETWORK) and net is not None:
@@ -1153,6 +1196,9 @@ class Execution:
 
     def _mechanism(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
         stat = step.stat or ""
+        if self.external is not None and stat in RELAY_INTERNAL_STATS:
+            return (Outcome.UNSUPPORTED, f"{stat} {RELAY_INTERNAL_STATS[stat]}: not observable "
+                    "against an external relay", [])
         value = self._stats()[stat]
         low, high = step.at_least, step.at_most
         ok = (low is None or value >= low) and (high is None or value <= high)
@@ -1377,12 +1423,25 @@ class Execution:
         for assertion in self.deferred:
             outcome, summary, evidence = _allowing_empty(
                 assertion, *self._evaluate_adversary(assertion, attempts_by_view))
+            if self.external is not None:  # a view without an ungranted source proves nothing
+                outcome, summary = qualify(assertion, outcome, summary, self._gaps(assertion),
+                                           self.external.relay.require)
             self.result.record(assertion, outcome, summary, evidence)
         for assertion, address, peers, last_error in self.recoveries:
             outcome, summary, evidence = _allowing_empty(
                 assertion, *self._recovery(assertion, address, peers, last_error))
             if outcome is not Outcome.HELD:
                 self.result.record(assertion, outcome, summary, evidence)
+
+    def _gaps(self, step: Assertion) -> dict[str, dict[str, str]]:
+        """Per view the assertion reads, the relay-side sources it needed but did not get
+        (an external relay's operator grants stores and logs, simulator.external)."""
+        if self.external is None:
+            return {}
+        names = (step.adversaries or tuple(self.views)
+                 if step.assertion is AssertionKind.ORACLE_CLEAN else (step.adversary or "",))
+        return {name: gaps for name in names if name in self.views
+                and (gaps := self.external.missing_for(self.views[name].step.compromise))}
 
     def _identifiers(self) -> list[inv.Identifier]:
         out = [inv.Identifier("org", o.id, o.id) for o in self.scenario.organisations]
@@ -1620,8 +1679,11 @@ def _wire_time(location: str) -> float:
 async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
                              seed: int | None = None,
                              on_step: Callable[[Step], None] | None = None,
-                             leak: str = "off") -> ScenarioResult:
+                             leak: str = "off", relay: ExternalRelay | None = None,
+                             relay_orgs: tuple[str, ...] | None = None) -> ScenarioResult:
     chosen = scenario.seed if seed is None else seed
+    if relay is not None:
+        return await _on_external_relay(scenario, chosen, on_step, leak, relay, relay_orgs)
     known = provider in ("embedded", "local", "containers", "external")
     if known and scenario.providers and provider not in scenario.providers:
         result = ScenarioResult.for_scenario(scenario, provider=provider, seed=chosen)
@@ -1637,16 +1699,38 @@ async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
     return await execution.run()
 
 
+async def _on_external_relay(scenario: Scenario, seed: int,
+                             on_step: Callable[[Step], None] | None, leak: str,
+                             relay: ExternalRelay,
+                             relay_orgs: tuple[str, ...] | None) -> ScenarioResult:
+    """The scenario against an external relay (simulator.external): ``unsupported`` naming
+    each step that needs the relay's process, else run with its cast renamed for the relay
+    (``relay_orgs``: the organisations the run allotted it; default ORG, ORG-2…)."""
+    why_not = relay.unsupported(scenario, leak)
+    if why_not:
+        result = ScenarioResult.for_scenario(scenario, provider="relay", seed=seed)
+        result.unsupported = "; ".join(why_not)
+        result.relay = relay.shown_url
+        return result
+    orgs = relay_orgs or tuple(relay_org_name(relay.org, k)
+                               for k in range(1, len(scenario.organisations) + 1))
+    renamed = on_relay(scenario, orgs)
+    return await Execution(renamed, "relay", seed, on_step, relay=relay).run()
+
+
 def run_scenario(scenario: Scenario, *, provider: str = "embedded", seed: int | None = None,
                  on_step: Callable[[Step], None] | None = None,
-                 leak: str = "off") -> ScenarioResult:
+                 leak: str = "off", relay: ExternalRelay | None = None,
+                 relay_orgs: tuple[str, ...] | None = None) -> ScenarioResult:
     """Run one scenario to completion (its own event loop) and return its result.
 
     ``leak`` is test-only: ``"log"`` or ``"store"`` runs a deliberately leaking relay
-    (``Settings.leak``) so a reviewer can see the oracle catch it.
+    (``Settings.leak``) so a reviewer can see the oracle catch it. ``relay`` runs it against
+    an external relay by URL instead of the in-process one (simulator.external).
     """
     return asyncio.run(run_scenario_async(scenario, provider=provider, seed=seed,
-                                          on_step=on_step, leak=leak))
+                                          on_step=on_step, leak=leak, relay=relay,
+                                          relay_orgs=relay_orgs))
 
 
 def _records(document: bytes) -> list[tuple[str, bytes]]:

@@ -24,7 +24,8 @@ th{background:#f5f5f7}code,.mono{font-family:ui-monospace,Menlo,Consolas,monospa
 .v{font-weight:600;padding:1px 8px;border-radius:9px;white-space:nowrap}
 .v-pass{background:#d8f5dd;color:#0a5d1e}.v-fail{background:#fde0e0;color:#9b1111}
 .v-exposed-as-documented{background:#fff1c9;color:#7a5300}.v-error{background:#f1ddf7;color:#6d1a8a}
-.v-skipped{background:#eee;color:#555}
+.v-skipped{background:#eee;color:#555}.v-unsupported{background:#dff3f7;color:#0b5566}
+.o-unsupported{color:#0b5566;font-weight:600}
 .o-held{color:#0a5d1e}.o-violated,.o-not-run,.o-inconclusive{color:#9b1111;font-weight:600}
 .o-exposed{color:#7a5300;font-weight:600}.o-error{color:#6d1a8a;font-weight:600}
 .track{position:relative;height:18px;background:#f0f0f3;border-radius:4px;margin:.5em 0}
@@ -181,11 +182,17 @@ def _scenario(r: ScenarioResult, index: int) -> str:
             f"sha256 <code>{escape(r.source_digest[:16])}</code> · started {escape(r.started_at)} "
             f"· {r.duration_s:.2f}s</p>"
             + (f"<ul>{cites}</ul>" if cites else ""))
+    relay = "" if r.relay is None else (  # an external relay (simulator.external)
+        f"<p>relay <code>{escape(r.relay)}</code> · scanned: "
+        + (escape("; ".join(f"{k} ({v})" for k, v in r.scanned.items())) or "nothing")
+        + " · not scanned: "
+        + (escape("; ".join(f"{k} ({v})" for k, v in r.not_scanned.items())) or "nothing")
+        + "</p>")
     stats = ("<p class=muted>" + " · ".join(f"{escape(k)}: {v}" for k, v in r.stats.items())
              + "</p>") if r.stats else ""
     error = f"<pre>{escape(r.error)}</pre>" if r.error else ""
     return (f'<section class="scenario" id="{_anchor(r, index)}"><h2>{escape(r.scenario)}</h2>'
-            f"{meta}{stats}{error}{_assertions(r)}{_timeline(r)}{_adversaries(r)}{_oracle(r)}"
+            f"{meta}{relay}{stats}{error}{_assertions(r)}{_timeline(r)}{_adversaries(r)}{_oracle(r)}"
             f"{_inventory(r)}</section>")
 
 
@@ -202,6 +209,7 @@ def to_html(results: Sequence[ScenarioResult], *, title: str = "SemaFore scenari
         f"<style>{STYLESHEET}</style></head><body><h1>{escape(title)}</h1>"
         f"<p>{gate} <span class=muted>generated {escape(generated)} · verdicts: pass, fail, "
         "exposed-as-documented (a documented non-guarantee of seed §1.2 / §2.5, demonstrated), "
-        "error, skipped</span></p>"
+        "error, skipped, unsupported (not run as written against an external relay: never a "
+        "pass)</span></p>"
         f"{_summary(results)}{body}</body></html>\n"
     )

@@ -41,6 +41,10 @@ def _classname(result: ScenarioResult) -> str:
 def _details(result: ScenarioResult) -> str:
     lines = [f"verdict: {result.verdict.value} — {reason(result)}",
              f"provider={result.provider} seed={result.seed} digest={result.source_digest[:16]}"]
+    if result.relay is not None:
+        lines.append(f"relay={result.relay}")
+        lines += [f"[scanned] {k}: {v}" for k, v in result.scanned.items()]
+        lines += [f"[not scanned] {k}: {v}" for k, v in result.not_scanned.items()]
     lines += [f"cites: {c}" for c in result.cites]
     for a in result.assertions:
         lines.append(f"[{a.outcome.value}] line {a.line} {a.kind}: {a.summary}")
@@ -58,15 +62,17 @@ def _details(result: ScenarioResult) -> str:
 
 
 def to_junit(results: Sequence[ScenarioResult], *, suite: str = "semafore-sim") -> str:
-    """JUnit XML: failure for ``fail``, error for ``error``, skipped for ``skipped``; ``pass``
+    """JUnit XML: failure for ``fail``, error for ``error``, skipped for ``skipped`` and
+    (``type="unsupported"``, counted with them) ``unsupported``; ``pass``
     and ``exposed-as-documented`` pass (the latter says so in its system-out and properties)."""
     counts = summary(results)
+    not_run = str(counts["skipped"] + counts["unsupported"])
     root = ET.Element("testsuites", name=suite, tests=str(len(results)),
                       failures=str(counts["fail"]), errors=str(counts["error"]),
-                      skipped=str(counts["skipped"]))
+                      skipped=not_run)
     ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(results)),
                        failures=str(counts["fail"]), errors=str(counts["error"]),
-                       skipped=str(counts["skipped"]),
+                       skipped=not_run,
                        time=f"{sum(r.duration_s for r in results):.3f}")
     for result in results:
         case = ET.SubElement(ts, "testcase", classname=_classname(result), name=result.scenario,
@@ -89,6 +95,8 @@ def to_junit(results: Sequence[ScenarioResult], *, suite: str = "semafore-sim") 
             ET.SubElement(case, "error", message=why, type="error").text = _details(result)
         elif verdict is Verdict.SKIPPED:
             ET.SubElement(case, "skipped", message=why)
+        elif verdict is Verdict.UNSUPPORTED:  # not run as written: never a pass (exit 3)
+            ET.SubElement(case, "skipped", message=why, type="unsupported")
         ET.SubElement(case, "system-out").text = _details(result)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

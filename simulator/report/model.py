@@ -43,6 +43,9 @@ class Verdict(Enum):
     EXPOSED = "exposed-as-documented"
     ERROR = "error"
     SKIPPED = "skipped"  # not run: the scenario does not apply to the chosen provider
+    UNSUPPORTED = "unsupported"  # the relay under test cannot do what the scenario needs
+    # (an external relay: a step needs its process, an assertion a view not granted); never
+    # a pass, never a fail (`semafore sim run` exits 3 when nothing worse happened)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +60,8 @@ class Outcome(Enum):
     ERROR = "error"  # could not be evaluated
     NOT_RUN = "not-run"  # the run stopped before this assertion, or it was never evaluated
     INCONCLUSIVE = "inconclusive"  # evaluated over zero items: no evidence either way (fails)
+    UNSUPPORTED = "unsupported"  # needs what the relay under test does not give (a source the
+    # operator did not grant, a count only the in-process relay keeps): names what is missing
 
 
 @dataclass
@@ -160,6 +165,10 @@ class ScenarioResult:
     faults: list[FaultReport] = field(default_factory=list)
     error: str | None = None
     skipped: str | None = None
+    unsupported: str | None = None  # not run: the steps it names need the relay's process
+    relay: str | None = None  # an external relay's URL (simulator.external), else in-process
+    scanned: dict[str, str] = field(default_factory=dict)  # relay-side source -> what was read
+    not_scanned: dict[str, str] = field(default_factory=dict)  # source -> why it was not
 
     @classmethod
     def for_scenario(
@@ -234,10 +243,15 @@ def decide(result: ScenarioResult) -> Verdict:
     - ``exposed-as-documented``: the file expects ``exposed``, every assertion held and at
       least one demonstrated its documented exposure;
     - ``pass``: the file expects ``pass`` and every assertion held;
-    - ``skipped``: not run (the scenario's ``providers`` exclude the chosen one).
+    - ``skipped``: not run (the scenario's ``providers`` exclude the chosen one);
+    - ``unsupported`` (after ``error`` and ``fail``, which a real finding still gives): not
+      run because a step needs the external relay's process, or an assertion needs what the
+      relay under test does not give (``Outcome.UNSUPPORTED``).
     """
     if result.skipped is not None:
         return Verdict.SKIPPED
+    if result.unsupported is not None:
+        return Verdict.UNSUPPORTED
     outcomes = [a.outcome for a in result.assertions]
     if result.error is not None or Outcome.ERROR in outcomes:
         return Verdict.ERROR
@@ -247,6 +261,8 @@ def decide(result: ScenarioResult) -> Verdict:
         return Verdict.FAIL
     if any(o in (Outcome.VIOLATED, Outcome.NOT_RUN, Outcome.INCONCLUSIVE) for o in outcomes):
         return Verdict.FAIL
+    if Outcome.UNSUPPORTED in outcomes:
+        return Verdict.UNSUPPORTED
     exposed = Outcome.EXPOSED in outcomes
     if result.expect is Expectation.EXPOSED:
         return Verdict.EXPOSED if exposed else Verdict.FAIL
@@ -258,6 +274,8 @@ def reason(result: ScenarioResult) -> str:
     verdict = decide(result)
     if result.skipped is not None:
         return result.skipped
+    if result.unsupported is not None:
+        return f"unsupported: {result.unsupported}"
     if result.error is not None:
         return result.error.splitlines()[0] if result.error else "error"
     counts = {o: sum(a.outcome is o for a in result.assertions) for o in Outcome}
@@ -283,6 +301,9 @@ def reason(result: ScenarioResult) -> str:
         if counts[outcome]:
             bad = next(a for a in result.assertions if a.outcome is outcome)
             return f"{bad.kind} (line {bad.line}) {outcome.value}: {bad.summary}"
+    if verdict is Verdict.UNSUPPORTED:
+        bad = next(a for a in result.assertions if a.outcome is Outcome.UNSUPPORTED)
+        return f"unsupported: {bad.kind} (line {bad.line}): {bad.summary}"
     if verdict is Verdict.FAIL:
         return "an exposure was demonstrated in a scenario that expects none"
     held, exposed = counts[Outcome.HELD], counts[Outcome.EXPOSED]

@@ -16,6 +16,7 @@ STYLE = {
     Verdict.FAIL: "bold red",
     Verdict.ERROR: "bold magenta",
     Verdict.SKIPPED: "dim",
+    Verdict.UNSUPPORTED: "bold cyan",
 }
 
 
@@ -43,7 +44,18 @@ def verdict_table(results: Sequence[ScenarioResult]) -> Table:
 
 def render(results: Sequence[ScenarioResult], console: Console) -> None:
     console.print(verdict_table(results))
+    sources = [r for r in results if r.relay is not None]
+    if sources:  # an external relay: what the relay-side views could read (simulator.external)
+        first = sources[0]
+        console.print(f"relay {first.relay}: scanned "
+                      + ("; ".join(f"{k} ({v})" for k, v in first.scanned.items()) or "nothing")
+                      + "; not scanned: "
+                      + ("; ".join(f"{k} ({v})" for k, v in first.not_scanned.items())
+                         or "nothing"), markup=False, highlight=False)
     for r in results:
+        if r.verdict is Verdict.UNSUPPORTED:
+            console.print(f"\n[{STYLE[r.verdict]}]unsupported[/] {r.scenario}: {reason(r)}",
+                          highlight=False)
         if r.verdict not in (Verdict.FAIL, Verdict.ERROR):
             continue
         console.print(f"\n[{STYLE[r.verdict]}]{r.verdict.value}[/] {r.scenario}")

@@ -279,6 +279,14 @@ KILLS: list[tuple[str, str, str | None, str | None]] = [
     - sync: {}
     - assert: {metadata_not_exposed: {adversary: late, sees: [timing, volume]}}
     """),
+    # log_pseudonyms (issue 13 item 5): the relay's random audit event ids resist any
+    # dictionary, so under the default sha256 less than 99% of the logged identifier values
+    # are reversed; a relay that writes every identifier raw has 100% reversed
+    ("log_pseudonyms", """
+    - send: {from: alice/phone, to: bob, label: m}
+    - compromise: {kind: server, as: root}
+    - assert: {log_pseudonyms: {adversary: root, reversed_at_most: 0.99}}
+    """, "relay.logs_raw_ids", None),
 ]
 
 KINDS_COVERED = {kind for kind, *_ in KILLS}
