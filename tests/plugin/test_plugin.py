@@ -4,6 +4,8 @@ with the failure messages the team would read when something is wrong."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -15,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from semafore.infra.testing import unavailable
+from semafore.infra.settings import ProviderKind
+from semafore.infra.testing import shared_provider, unavailable
 from tests.plugin.conftest import PLUGIN_MODULE, run_inner
 
 WORKED_EXAMPLE = '''
@@ -154,10 +157,7 @@ async def test_none(semafore_fleet):
     ])
 
 
-def test_a_leak_fails_the_test_at_oracle_teardown(pytester: pytest.Pytester) -> None:
-    """A client that puts a notification preview of the text into the relay-visible message
-    id (sabotage ``client.push_preview``) leaks the canary into the relay's stores."""
-    pytester.makepyfile(test_leak='''
+LEAK_TEST = '''
 from semafore.sabotage import switched_on
 
 async def test_preview_in_message_id(semafore_fleet, semafore_oracle):
@@ -166,7 +166,13 @@ async def test_preview_in_message_id(semafore_fleet, semafore_oracle):
     with switched_on("client.push_preview"):
         await alice.send_text("bob", secret.encode())
     await bob.wait_for_message(sender="alice", text=secret)
-''')
+'''
+
+
+def test_a_leak_fails_the_test_at_oracle_teardown(pytester: pytest.Pytester) -> None:
+    """A client that puts a notification preview of the text into the relay-visible message
+    id (sabotage ``client.push_preview``) leaks the canary into the relay's stores."""
+    pytester.makepyfile(test_leak=LEAK_TEST)
     result = run_inner(pytester)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([
@@ -274,6 +280,13 @@ async def test_org(semafore_fleet):
 def served_relay(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``semafore serve`` in its own process on 127.0.0.1 (what a team's own relay is to the
     plugin), its log in a file; stopped after the test."""
+    with serving(tmp_path) as relay:
+        yield relay
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, *store: str, env: dict[str, str] | None = None
+            ) -> Iterator[tuple[str, Path]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -281,8 +294,8 @@ def served_relay(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     with log.open("wb") as sink:
         relay = subprocess.Popen(
             [sys.executable, "-m", "semafore.cli.main", "serve", "--port", str(port),
-             "--test-mode", "--test-org", "acme", "--retention-interval", "0"],
-            stdout=subprocess.DEVNULL, stderr=sink)
+             "--test-mode", "--test-org", "acme", "--retention-interval", "0", *store],
+            stdout=subprocess.DEVNULL, stderr=sink, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -413,3 +426,20 @@ def test_an_installed_entry_point_loads_the_plugin_with_no_option(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--semafore-provider",
                                            "embedded", timeout=300)
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.backend
+def test_a_relay_by_url_on_external_backends_has_them_scanned(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``--semafore-relay URL --semafore-provider external``: the oracle dumps the backends
+    the relay process really runs on (its SEMAFORE_*_URL), and finds the leaked canary."""
+    backends = shared_provider(ProviderKind.LOCAL).endpoints.as_env()
+    with serving(tmp_path, "--store", "backends:pluginext", env=backends) as (url, log):
+        for name, value in backends.items():
+            monkeypatch.setenv(name, value)
+        pytester.makepyfile(test_leak=LEAK_TEST)
+        result = run_inner(pytester, "--semafore-relay", url, "--semafore-provider",
+                           "external", "--semafore-relay-log", str(log))
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*OracleLeak: semafore_oracle: * leak(s) in * bytes*",
+                                 "*- launch code (canary) in redis at redis:*pluginext*"])
