@@ -52,6 +52,7 @@ from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator import inventory as inv
 from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
+from simulator.attacks.harness import AttackHarness
 from simulator.external import (
     REAL_WAIT_LIMIT_S,
     RELAY_INTERNAL_STATS,
@@ -62,7 +63,6 @@ from simulator.external import (
     qualify,
     relay_org_name,
 )
-from simulator.attacks.harness import AttackHarness
 from simulator.fleet import OPERATOR, Fleet
 from simulator.oracle import (
     TIER_LOG,

@@ -256,6 +256,65 @@ def command(
         sys.exit(1)
 
 
+def relay_access_options(func: Any) -> Any:
+    """The options that grant the oracle an external relay's stores and logs (seed §4.5),
+    shared by ``gate live`` and ``sim run --relay`` (issue #15): build the grant with
+    :func:`relay_access`."""
+    options = [
+        click.option("--relay-mongo", "mongo_url", metavar="URL",
+                     help="External relay: its MongoDB, read after the run (every document)."),
+        click.option("--relay-redis", "redis_url", metavar="URL",
+                     help="External relay: its Redis, read after the run (every key, DUMP + "
+                     "value)."),
+        click.option("--relay-seaweed", "seaweed_url", metavar="URL",
+                     help="External relay: its SeaweedFS filer, read after the run (every "
+                     "file)."),
+        click.option("--relay-namespace", "namespace", metavar="NS",
+                     help="Only the relay's namespace: MongoDB database NS, Redis keys NS:*, "
+                     "SeaweedFS /semafore/NS (as `semafore serve --store backends:NS`)."),
+        click.option("--relay-store-file", "store_files", multiple=True, metavar="PATH",
+                     type=click.Path(exists=True, path_type=Path),
+                     help="External relay: a data file or directory read as raw bytes (SQLite "
+                     "database, RDB snapshot, volume files). Repeatable."),
+        click.option("--relay-log", "log_paths", multiple=True, metavar="PATH",
+                     type=click.Path(exists=True, path_type=Path),
+                     help="External relay: a log file or a directory of log files (.gz too), "
+                     "scanned after the run with the raw-identifier check. Repeatable."),
+        click.option("--require-source", "required", multiple=True,
+                     type=click.Choice(["wire", "stores", "logs"]),
+                     help="Fail unless the oracle scanned this source (repeatable); e.g. a "
+                     "staging pipeline that must never pass on a wire-only scan."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def relay_access(mongo_url: str | None, redis_url: str | None, seaweed_url: str | None,
+                 namespace: str | None, store_files: tuple[Path, ...],
+                 log_paths: tuple[Path, ...]) -> Any:
+    """The :class:`~semafore.gate.live.RelayAccess` the ``--relay-*`` options grant; store
+    URLs not given come from ``SEMAFORE_PROVIDER=external`` (``click.BadParameter`` naming
+    the option on a bad value)."""
+    from semafore.gate.live import RelayAccess, RelayAccessError
+    from semafore.infra.errors import SettingsError
+
+    try:
+        env = RelayAccess.from_env() if not (mongo_url or redis_url or seaweed_url) else None
+        return RelayAccess(
+            mongo_url or (env.mongodb_url if env else None),
+            redis_url or (env.redis_url if env else None),
+            seaweed_url or (env.seaweedfs_filer_url if env else None),
+            namespace or (env.namespace if env else None),
+            files=store_files, logs=log_paths,
+            origin="environment" if env is not None else "options",
+        )
+    except RelayAccessError as exc:
+        raise click.BadParameter(exc.detail, param_hint=exc.field) from exc
+    except SettingsError as exc:
+        raise click.BadParameter(f"SEMAFORE_* environment: {exc}", param_hint="--relay") from exc
+
+
 @command.command("live")
 @click.option(
     "--impl",
@@ -279,27 +338,7 @@ def command(
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write a JSON report.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path),
               help="Write a self-contained HTML report.")
-@click.option("--relay-mongo", "mongo_url", metavar="URL",
-              help="External relay: its MongoDB, read after the run (every document).")
-@click.option("--relay-redis", "redis_url", metavar="URL",
-              help="External relay: its Redis, read after the run (every key, DUMP + value).")
-@click.option("--relay-seaweed", "seaweed_url", metavar="URL",
-              help="External relay: its SeaweedFS filer, read after the run (every file).")
-@click.option("--relay-namespace", "namespace", metavar="NS",
-              help="Only the relay's namespace: MongoDB database NS, Redis keys NS:*, "
-              "SeaweedFS /semafore/NS (as `semafore serve --store backends:NS`).")
-@click.option("--relay-store-file", "store_files", multiple=True, metavar="PATH",
-              type=click.Path(exists=True, path_type=Path),
-              help="External relay: a data file or directory read as raw bytes (SQLite "
-              "database, RDB snapshot, volume files). Repeatable.")
-@click.option("--relay-log", "log_paths", multiple=True, metavar="PATH",
-              type=click.Path(exists=True, path_type=Path),
-              help="External relay: a log file or a directory of log files (.gz too), scanned "
-              "after the run with the raw-identifier check. Repeatable.")
-@click.option("--require-source", "required", multiple=True,
-              type=click.Choice(["wire", "stores", "logs"]),
-              help="Fail unless the oracle scanned this source (repeatable); e.g. a staging "
-              "pipeline that must never pass on a wire-only scan.")
+@relay_access_options
 def live_command(
     impl_specs: tuple[str, ...],
     relay: str,
@@ -327,12 +366,11 @@ def live_command(
     """
     import asyncio
 
-    from semafore.gate.live import LiveSetupError, RelayAccess, RelayAccessError, run_live
+    from semafore.gate.live import LiveSetupError, RelayAccess, run_live
     from semafore.gate.live_report import render_terminal as render_live
     from semafore.gate.live_report import write_html
     from semafore.gate.live_report import write_json as write_live_json
     from semafore.gate.live_report import write_junit as write_live_junit
-    from semafore.infra.errors import SettingsError
 
     try:
         impls = [installed_script(Impl.parse(spec)) for spec in impl_specs] or [reference_impl()]
@@ -346,26 +384,14 @@ def live_command(
                                  param_hint="--relay")
     given = bool(mongo_url or redis_url or seaweed_url or namespace or store_files or log_paths)
     access: RelayAccess | None = None
-    try:
-        if relay in ("embedded", "local"):
-            if given:
-                raise click.BadParameter(
-                    f"--relay-* options need an external relay URL; the {relay} relay's stores "
-                    "and logs are always scanned", param_hint="--relay")
-        else:
-            env = RelayAccess.from_env() if not (mongo_url or redis_url or seaweed_url) else None
-            access = RelayAccess(
-                mongo_url or (env.mongodb_url if env else None),
-                redis_url or (env.redis_url if env else None),
-                seaweed_url or (env.seaweedfs_filer_url if env else None),
-                namespace or (env.namespace if env else None),
-                files=store_files, logs=log_paths,
-                origin="environment" if env is not None else "options",
-            )
-    except RelayAccessError as exc:
-        raise click.BadParameter(exc.detail, param_hint=exc.field) from exc
-    except SettingsError as exc:
-        raise click.BadParameter(f"SEMAFORE_* environment: {exc}", param_hint="--relay") from exc
+    if relay in ("embedded", "local"):
+        if given:
+            raise click.BadParameter(
+                f"--relay-* options need an external relay URL; the {relay} relay's stores "
+                "and logs are always scanned", param_hint="--relay")
+    else:
+        access = relay_access(mongo_url, redis_url, seaweed_url, namespace, store_files,
+                              log_paths)
     console = output.console()
     total = len(impls) ** 2
     with Progress(

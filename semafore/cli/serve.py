@@ -16,7 +16,7 @@ import click
 
 from semafore.server.oplog import LOG_HASH_MODES, LogHash, LogHashError
 from semafore.server.relay_key import RelayKeyError, derive, load_or_create
-from semafore.server.settings import Settings
+from semafore.server.settings import DEFAULT_RATE_LIMITS, Settings, unlimited_rate_limits
 from semafore.storage import open_stores
 
 LOG_HASH_KEY_ENV = "SEMAFORE_LOG_HASH_KEY"
@@ -62,6 +62,13 @@ def log_hash_from(mode: str, key_file: Path | None,
 )
 @click.option("--test-org", "test_orgs", multiple=True, help="Allow-listed test organisation.")
 @click.option("--test-otp", default="000000", show_default=True, help="The test OTP code.")
+@click.option(
+    "--test-no-rate-limits",
+    "no_rate_limits",
+    is_flag=True,
+    help="TEST ONLY (needs --test-mode): no rate limits, for harnesses whose simulated devices "
+    "all share one address (`semafore sim run --relay`, docs/simulator.md 'External relay').",
+)
 @click.option(
     "--otp-sink",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -118,6 +125,7 @@ def command(
     test_mode: bool,
     test_orgs: tuple[str, ...],
     test_otp: str,
+    no_rate_limits: bool,
     otp_sink: Path | None,
     header_timeout: float,
     retention_interval: float,
@@ -138,6 +146,8 @@ def command(
         return
     if test_orgs and not test_mode:
         raise click.UsageError("--test-org needs --test-mode")
+    if no_rate_limits and not test_mode:
+        raise click.UsageError("--test-no-rate-limits needs --test-mode")
     if otp_sink is not None and not test_mode:
         raise click.UsageError("--otp-sink needs --test-mode (it writes login codes to disk)")
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -161,6 +171,7 @@ def command(
         log_hash=pseudonyms,
         test_mode=test_mode,
         test_orgs=frozenset(test_orgs),
+        rate_limits=unlimited_rate_limits() if no_rate_limits else dict(DEFAULT_RATE_LIMITS),
         test_otp=test_otp,
         otp_sink=None if otp_sink is None else str(otp_sink),
         header_timeout=header_timeout,

@@ -10,6 +10,7 @@ nothing could run at all (no scenario found, no executor).
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import json
@@ -32,7 +33,8 @@ from rich.progress import (
 
 from semafore import shipped
 from semafore.cli import output
-from simulator.report import ScenarioResult, render, to_html, to_json, to_junit
+from semafore.cli.gate import relay_access, relay_access_options
+from simulator.report import ScenarioResult, Verdict, render, to_html, to_json, to_junit
 from simulator.scenario import PROVIDERS, Scenario, ScenarioError, Step, discover, load, schema
 
 Runner = Callable[..., Any]
@@ -65,11 +67,14 @@ def _executor() -> Runner:
 
 def _run_one(
     runner: Runner, scenario: Scenario, provider: str, seed: int | None,
-    on_step: Callable[[Step], None], leak: str = "off",
+    on_step: Callable[[Step], None], leak: str = "off", relay: Any = None,
+    relay_orgs: tuple[str, ...] = (),
 ) -> ScenarioResult:
     started = time.perf_counter()
     try:
-        extra = {} if leak == "off" else {"leak": leak}
+        extra: dict[str, Any] = {} if leak == "off" else {"leak": leak}
+        if relay is not None:  # an external relay (simulator.external.ExternalRelay)
+            extra.update(relay=relay, relay_orgs=relay_orgs)
         outcome = runner(scenario, provider=provider, seed=seed, on_step=on_step, **extra)
         if inspect.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
@@ -87,7 +92,7 @@ def _run_one(
 
 def run_paths(
     paths: tuple[Path, ...] | list[Path], *, provider: str = "embedded", seed: int | None = None,
-    console: Console, quiet: bool = False, leak: str = "off",
+    console: Console, quiet: bool = False, leak: str = "off", relay: Any = None,
 ) -> list[ScenarioResult]:
     """Load and run every scenario under ``paths`` with a progress bar; one result each.
 
@@ -105,7 +110,12 @@ def run_paths(
         except ScenarioError as exc:
             loaded.append(ScenarioResult.load_error(
                 str(path), f"invalid scenario: {exc}", provider=provider, seed=seed or 0))
-    runnable = [s for s in loaded if isinstance(s, Scenario) and s.runs_on(provider) is None]
+    # against an external relay (``relay``, simulator.external) what a scenario needs is
+    # judged step by step (unsupported); each scenario gets the next organisation names
+    # (ORG, ORG-2, …; simulator.external.run_orgs lists them for the relay's allow-list)
+    runs_on = (lambda _s: None) if relay is not None else (lambda s: s.runs_on(provider))
+    allotted = _allot_orgs(loaded, relay.org) if relay is not None else {}
+    runnable = [s for s in loaded if isinstance(s, Scenario) and runs_on(s) is None]
     runner = _executor() if runnable else None
     results: list[ScenarioResult] = []
     with Progress(
@@ -117,7 +127,7 @@ def run_paths(
         for item in loaded:
             if isinstance(item, ScenarioResult):
                 results.append(item)
-            elif (why_not := item.runs_on(provider)) is not None:
+            elif (why_not := runs_on(item)) is not None:
                 skipped = ScenarioResult.for_scenario(item, provider=provider, seed=seed)
                 skipped.skipped = why_not
                 results.append(skipped)
@@ -130,11 +140,80 @@ def run_paths(
                     progress.update(steps, completed=step.index,
                                     description=f"  {_name}: {step.kind} (line {step.line})")
 
-                results.append(_run_one(runner, item, provider, seed, on_step, leak))
+                results.append(_run_one(runner, item, provider, seed, on_step, leak, relay,
+                                        allotted.get(id(item), ())))
                 progress.update(steps, completed=len(item.steps))
             progress.advance(overall)
         progress.update(steps, visible=False)
     return results
+
+
+def _allot_orgs(loaded: list[Scenario | ScenarioResult], base: str) -> dict[int, tuple[str, ...]]:
+    """Each loaded scenario's relay organisations, in run order (by ``id`` of the scenario):
+    the same names :func:`simulator.external.run_orgs` lists."""
+    from simulator.external import run_orgs
+
+    scenarios = [s for s in loaded if isinstance(s, Scenario)]
+    names = iter(run_orgs(scenarios, base))
+    return {id(s): tuple(next(names) for _ in s.organisations) for s in scenarios}
+
+
+def external_relay_options(func: Any) -> Any:
+    """``--relay URL`` and what comes with it (issue #15): the organisation name, the live
+    gate's store/log grants (:func:`semafore.cli.gate.relay_access_options`) and the
+    process hooks; the command receives one ``relay`` argument (an
+    :class:`simulator.external.ExternalRelay`, or None for the in-process relay)."""
+
+    @relay_access_options
+    @click.option("--relay", "relay_url", metavar="URL",
+                  help="Run against this external relay (its public HTTP + WebSocket API "
+                  "only; test mode for the run's organisations, docs/simulator.md 'External "
+                  "relay') instead of the in-process one.")
+    @click.option("--org", "relay_org", default="sim", show_default=True,
+                  help="With --relay: the run signs up ORG, ORG-2, … (`semafore sim "
+                  "test-orgs` lists them for the relay's --test-org allow-list).")
+    @click.option("--relay-hook", "hooks", multiple=True, metavar="NAME=CMD",
+                  help="With --relay: a command that performs an infra step on the relay's "
+                  "process (stop, start, kill, pause, unpause/resume, restart; "
+                  "redis.restart…). Steps without a hook make the scenario unsupported. "
+                  "Repeatable.")
+    @click.option("--relay-hook-timeout", type=click.FloatRange(min=0.1), default=60.0,
+                  show_default=True, help="Seconds a hook may run before it is killed.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, relay_url: str | None, relay_org: str, hooks: tuple[str, ...],
+                relay_hook_timeout: float, mongo_url: str | None, redis_url: str | None,
+                seaweed_url: str | None, namespace: str | None, store_files: tuple[Path, ...],
+                log_paths: tuple[Path, ...], required: tuple[str, ...], **kwargs: Any) -> Any:
+        from simulator.external import ExternalRelay, ExternalRelayError, RelayHooks
+
+        given = [name for name, value in (
+            ("--relay-mongo", mongo_url), ("--relay-redis", redis_url),
+            ("--relay-seaweed", seaweed_url), ("--relay-namespace", namespace),
+            ("--relay-store-file", store_files), ("--relay-log", log_paths),
+            ("--require-source", required), ("--relay-hook", hooks)) if value]
+        if relay_url is None:
+            if given:
+                raise click.BadParameter(f"{', '.join(given)} need --relay URL (the "
+                                         "in-process relay's stores and logs are always read)",
+                                         param_hint="--relay")
+            return func(*args, relay=None, **kwargs)
+        if kwargs.get("provider", "embedded") != "embedded":
+            raise click.BadParameter("--provider picks the in-process relay's backends; an "
+                                     "external relay has its own", param_hint="--provider")
+        access = relay_access(mongo_url, redis_url, seaweed_url, namespace, store_files,
+                              log_paths)
+        try:
+            relay = ExternalRelay(relay_url, relay_org, access, required,
+                                  RelayHooks.parse(hooks, relay_hook_timeout))
+        except ExternalRelayError as exc:
+            raise click.BadParameter(exc.detail, param_hint=exc.field) from exc
+        ungranted = {s: why for s, why in relay.granted().items() if s in required}
+        if ungranted:
+            raise click.BadParameter("; ".join(f"{s} {why}" for s, why in ungranted.items()),
+                                     param_hint="--require-source")
+        return func(*args, relay=relay, **kwargs)
+
+    return wrapper
 
 
 @click.group("sim")
@@ -175,15 +254,16 @@ def _leak_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
               help="TEST ONLY: a relay that logs (or stores) each text message's plaintext, "
               "to watch the oracle fail the scenario: log, store, or either with an encoding "
               "chain, outermost first (log:base32+gzip).")
+@external_relay_options
 def run(
     paths: tuple[Path, ...], provider: str, seed: int | None, junit_path: Path | None,
-    json_path: Path | None, html_path: Path | None, quiet: bool, leak: str,
+    json_path: Path | None, html_path: Path | None, quiet: bool, leak: str, relay: Any = None,
 ) -> None:
     """Run the scenario files in PATHS (files or directories, searched for *.yaml); with no
     PATHS, the catalogue this installation ships (scenarios/ in a checkout)."""
     console = output.console()
     results = run_paths(paths or (shipped.scenario_catalogue(),), provider=provider, seed=seed,
-                        console=console, quiet=quiet, leak=leak)
+                        console=console, quiet=quiet, leak=leak, relay=relay)
     render(results, console)
     for target, text in ((junit_path, to_junit(results)), (json_path, to_json(results)),
                          (html_path, to_html(results))):
@@ -191,8 +271,33 @@ def run(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
             console.print(f"wrote {target}")
-    if not all(r.verdict.ok for r in results):
+    # 1: a failure or error; 3: nothing failed but a scenario was unsupported (not run as
+    # written against an external relay: never a pass); 0: every scenario passed, was
+    # exposed as documented, or was skipped
+    if not all(r.verdict.ok or r.verdict is Verdict.UNSUPPORTED for r in results):
         raise SystemExit(1)
+    if any(r.verdict is Verdict.UNSUPPORTED for r in results):
+        raise SystemExit(3)
+
+
+@command.command("test-orgs")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--org", "relay_org", default="sim", show_default=True,
+              help="The --org the run will be given.")
+@click.option("--flags", is_flag=True, help="Print `--test-org NAME` flags for `semafore serve`.")
+def print_test_orgs(paths: tuple[Path, ...], relay_org: str, flags: bool) -> None:
+    """The organisations `sim run PATHS --relay URL --org ORG` signs up, in order: the
+    relay must allow-list each for the test OTP (ADR-0164, `serve --test-org`)."""
+    from simulator.external import run_orgs
+
+    scenarios = []
+    for path in discover(list(paths)):
+        try:
+            scenarios.append(load(path))
+        except ScenarioError as exc:
+            raise click.ClickException(f"invalid scenario: {exc}") from exc
+    for name in run_orgs(scenarios, relay_org):
+        click.echo(f"--test-org {name}" if flags else name)
 
 
 @command.command("validate")
