@@ -33,7 +33,7 @@ import logging
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator import inventory as inv
 from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
+from simulator.assignment import REFERENCE, AssignmentError, Implementation, assign_scenario
 from simulator.attacks.harness import AttackHarness
 from simulator.external import (
     REAL_WAIT_LIMIT_S,
@@ -64,6 +65,7 @@ from simulator.external import (
     relay_org_name,
 )
 from simulator.fleet import OPERATOR, Fleet
+from simulator.impl_device import AdapterDevice, AdapterHost, ImplError, unsupported_steps
 from simulator.oracle import (
     TIER_LOG,
     TIER_MONGODB,
@@ -342,6 +344,14 @@ class Execution:
         self.file_ids: list[tuple[str, str]] = []  # (attachment label, file id)
         self.fetched: dict[tuple[str, str], bytes | str] = {}  # (device, message id) -> blob
         self.secrets_seen: dict[str, int] = {}  # key kind -> how many the protocol reported
+        # devices of adapter implementations (issue 15 item 1, simulator.impl_device):
+        # user/device -> implementation name (set by run_scenario_async), one adapter
+        # process per implementation, and the live devices by address
+        self.assignment: dict[str, str] = {}
+        self.implementations: dict[str, Implementation] = {}
+        self.hosts: dict[str, AdapterHost] = {}
+        self.adapters: dict[str, AdapterDevice] = {}
+        self.digests: dict[tuple[str, str], bytes | None] = {}
 
     @property
     def relay_url(self) -> str:
@@ -439,8 +449,37 @@ class Execution:
     async def run(self) -> ScenarioResult:
         """Run the scenario with the protocol reporting every secret it draws or derives
         to the oracle (issue #12: a client that logs or stores a message key must fail)."""
+        self.result.implementations = {d: n for d, n in self.assignment.items()
+                                       if self.implementations}
+        why_not = await self._unsupported_by_implementations()
+        if why_not:
+            self.result.unsupported = "; ".join(why_not)
+            self._close_hosts()
+            return self.result
         with protocol_secrets.reporting(self._on_secret):
             return await self._run()
+
+    async def _unsupported_by_implementations(self) -> list[str]:
+        """Steps the assigned adapters cannot take (contract §5 ops they lack): the
+        scenario is then ``unsupported`` naming them, and does not run."""
+        used = sorted({n for n in self.assignment.values() if n != REFERENCE})
+        ops: dict[str, frozenset[str]] = {}
+        for name in used:
+            host = self.hosts[name] = AdapterHost(self.implementations[name])
+            try:
+                ops[name] = await host.ops()
+            except ImplError as exc:
+                return [f"implementation {name}: capabilities failed: {exc}"]
+        return unsupported_steps(self.scenario, self.assignment, ops)
+
+    def _close_hosts(self) -> None:
+        for host in self.hosts.values():
+            host.close()
+
+    def adapter(self, ref: DeviceRef | str) -> AdapterDevice | None:
+        """The adapter device behind ``ref`` (None: a reference client)."""
+        address = ref if isinstance(ref, str) else f"{ref.user}:{ref.device}"
+        return self.adapters.get(address.replace("/", ":"))
 
     def _on_secret(self, kind: str, value: bytes) -> None:
         self.secrets_seen[kind] = self.secrets_seen.get(kind, 0) + 1
@@ -489,6 +528,10 @@ class Execution:
                 await self.fleet.close()
             await self.infra.close()
             self.attacks.close()
+            for device in list(self.adapters.values()):
+                with contextlib.suppress(ImplError):
+                    await device.close()
+            self._close_hosts()
             relay_log.removeHandler(handler)
             relay_log.removeHandler(self.relay_events)
             self.result.duration_s = round(time.perf_counter() - started, 3)
@@ -602,7 +645,26 @@ class Execution:
                        "of stores; devices fail over in replica order",
                        placement=", ".join(f"{d}={i}" for d, i in placed.items()))
 
-    async def _install(self, ref: DeviceRef) -> DeviceClient:
+    async def _install_adapter(self, ref: DeviceRef, name: str) -> None:
+        """A live device of implementation ``name`` behind its own proxy link."""
+        address = f"{ref.user}:{ref.device}"
+        assert self.fleet.network is not None
+        link = await self.fleet.network.link(address)
+        device = AdapterDevice(self.hosts[name], ref.user, ref.device,
+                               self.fleet.org_of[ref.user], link.url,
+                               f"{self.scenario.name}:{self.seed}")
+        await device.install()
+        self.adapters[address] = device
+        self.online[address] = True
+        self.identities[address] = device.identity
+        with contextlib.suppress(OracleError):
+            self.oracle.register_identifier("device_id", address)
+
+    async def _install(self, ref: DeviceRef) -> DeviceClient | None:
+        name = self.assignment.get(f"{ref.user}/{ref.device}", REFERENCE)
+        if name != REFERENCE:
+            await self._install_adapter(ref, name)
+            return None
         client = await self.fleet.add_device(f"{ref.user}/{ref.device}", connect=True)
         self.online[client.address] = True
         keys = client.device.keys.identity
@@ -628,11 +690,49 @@ class Execution:
         addresses = [f"{r.user}:{r.device}" for r in refs] or [
             a for a, up in self.online.items() if up
         ]
-        missing = await self.fleet.quiesce(addresses, timeout=timeout, idle=idle)
+        missing = await self._quiesce(addresses, timeout, idle)
         for client in self.fleet.clients():
             with contextlib.suppress(ClientError, Exception):
                 await client.flush_acks()
         return missing
+
+    async def _receive_adapters(self, addresses: list[str]) -> int:
+        """``live.receive`` on every online adapter device among ``addresses``: what it
+        shows enters the ledger like a reference client's arrivals. Returns how many."""
+        count = 0
+        for address, device in self.adapters.items():
+            if not self.online.get(address) or address not in addresses:
+                continue
+            shown, events = await device.receive(self.fleet.clock.now())
+            for received in shown:
+                self.fleet.ledger.arrive(address, f"{received.sender_user_id}/"
+                                         f"{received.content.message_id}")
+                self.fleet.received.append((address, received))
+            self.fleet.events.extend((address, e) for e in events)
+            count += len(shown) + len(events)
+        return count
+
+    async def _quiesce(self, addresses: list[str], timeout: float,
+                       idle: float) -> dict[str, set[str]]:
+        """:meth:`Fleet.quiesce`, fetching for adapter devices (they hold no push socket)
+        until nothing is missing, nothing new arrives for ``idle`` seconds, or ``timeout``."""
+        if not self.adapters:
+            return await self.fleet.quiesce(addresses, timeout=timeout, idle=idle)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        quiet_since = loop.time()
+        while True:
+            try:
+                got = await self._receive_adapters(addresses)
+            except ImplError as exc:
+                self.event(None, "receive_failed", str(exc), ok=False)
+                got = 0
+            missing = await self.fleet.quiesce(addresses, timeout=min(0.2, timeout), idle=0.2)
+            now = loop.time()
+            if got:
+                quiet_since = now
+            if not missing or now >= deadline or now - quiet_since >= idle:
+                return missing
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -682,6 +782,11 @@ class Execution:
                 await self._infra(step)
             elif step.during is None:
                 await self._infra(step)
+        elif isinstance(step, Reinstall) and (adapter := self.adapter(step.device)):
+            await adapter.reinstall()
+            self.identities[adapter.address] = adapter.identity
+            self.event(step, "reinstall", f"{step.device} [{adapter.implementation}] "
+                       "reinstalled with a new identity")
         elif isinstance(step, Reinstall):
             await self._snapshot_keys(step.device)
             account = self.fleet.account(step.device.user)
@@ -759,7 +864,39 @@ class Execution:
             msg.intended.update(f"{sender.user}:{d}" for d in self.cast.get(sender.user, ())
                                 if d != sender.device)
 
+    async def _send_adapter(self, step: Send, device: AdapterDevice) -> None:
+        """``live.send`` for each label (one recipient user: contract §5)."""
+        for label in self._labels(step.label, step.count):
+            msg = self._new_message(label, step.sender, step.to, step)
+            msg.withheld = step.withhold
+            body = msg.payload = self._body(msg, step.size, step.text)
+            self._intent(msg, sync_copies=True)
+            message_id = msg.message_id = f"{device.address}:{len(self.messages)}".encode().hex()
+            self.by_id[message_id] = msg
+            self.sent_bodies[message_id] = body
+            try:
+                envelopes = await device.send(step.to[0], body, message_id, not step.withhold)
+            except ImplError as exc:
+                msg.failed = str(exc)
+                self._failed(step, f"{step.sender} -> {step.to[0]}", exc.name)
+                continue
+            for recipient, envelope in envelopes.items():
+                self.fleet.ledger.expect(step.sender.user, message_id, recipient)
+                self.fleet.ledger.envelopes.append((device.address, recipient, message_id,
+                                                    envelope))
+            msg.recipients.update(envelopes)
+            with contextlib.suppress(OracleError):
+                self.oracle.register_identifier("message_id", message_id)
+            self.event(step, "send", f"{label}: {step.sender} [{device.implementation}] -> "
+                       f"{step.to[0]} ({len(envelopes)} envelopes"
+                       f"{', withheld' if step.withhold else ''})")
+        await self._settle()
+
     async def _send(self, step: Send) -> None:
+        adapter = self.adapter(step.sender)
+        if adapter is not None:
+            await self._send_adapter(step, adapter)
+            return
         client = self.client(step.sender)
         labels = self._labels(step.label, step.count)
         for position, label in enumerate(labels):
@@ -877,6 +1014,12 @@ class Execution:
                    f"{len(chosen)} message(s) (report {report[:8]}…)")
 
     async def _set_online(self, step: SetOnline) -> None:
+        if (adapter := self.adapter(step.device)) is not None:  # it fetches only when online
+            self.online[adapter.address] = step.online
+            if step.online:
+                await self._settle()
+            self.event(step, step.kind, f"{step.device} {'online' if step.online else 'offline'}")
+            return
         client = self.client(step.device)
         if step.online:
             client.connect()
@@ -1170,6 +1313,8 @@ class Execution:
 
     async def _assertion(self, step: Assertion) -> None:
         kind = step.assertion
+        if kind is AssertionKind.SESSIONS_CONVERGE and self.adapters:
+            await self._adapter_digests(step.devices)
         if kind in _EVALUATED_WHERE_THEY_STAND:
             await self._settle()
             if kind in (AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED):
@@ -1323,20 +1468,38 @@ class Execution:
         evidence, bad = [], False
         for i, a in enumerate(refs):
             for b in refs[i + 1:]:
-                ca, cb = self.client(a), self.client(b)
-                ra = ca.device.sessions.get(cb.address)
-                rb = cb.device.sessions.get(ca.address)
-                if ra is None or rb is None or ra.current is None or rb.current is None:
+                da, db = self._session_digest(a, b), self._session_digest(b, a)
+                if da is None or db is None:
                     evidence.append(f"{a} <-> {b}: no current session on one side")
                     bad = True
                     continue
-                da, db = ra.current.ratchet.digest(), rb.current.ratchet.digest()
                 same = da == db
                 bad |= not same
                 evidence.append(f"{a} <-> {b}: digests {da.hex()[:16]} / {db.hex()[:16]} "
                                 f"{'agree' if same else 'DIFFER'}")
         return (Outcome.VIOLATED if bad else Outcome.HELD,
                 "session digests (SPEC §7) " + ("differ" if bad else "agree"), evidence)
+
+    def _session_digest(self, ref: DeviceRef, remote: DeviceRef) -> bytes | None:
+        """SPEC §7 digest of ``ref``'s current session with ``remote``: from the reference
+        client, or as the adapter answered ``session.digest`` (:meth:`_adapter_digests`)."""
+        a, b = f"{ref.user}:{ref.device}", f"{remote.user}:{remote.device}"
+        if a in self.adapters:
+            return self.digests.get((a, b))
+        record = self.client(ref).device.sessions.get(b)
+        if record is None or record.current is None:
+            return None
+        return record.current.ratchet.digest()
+
+    async def _adapter_digests(self, refs: tuple[DeviceRef, ...]) -> None:
+        for ref in refs:
+            device = self.adapter(ref)
+            if device is None:
+                continue
+            for other in refs:
+                if other != ref:
+                    remote = f"{other.user}:{other.device}"
+                    self.digests[(device.address, remote)] = await device.digest(remote)
 
     # -- end of run: adversaries, oracle, inventory --------------------------------------
 
@@ -1731,6 +1894,39 @@ def run_scenario(scenario: Scenario, *, provider: str = "embedded", seed: int | 
     return asyncio.run(run_scenario_async(scenario, provider=provider, seed=seed,
                                           on_step=on_step, leak=leak, relay=relay,
                                           relay_orgs=relay_orgs))
+
+
+async def run_with_implementations_async(
+    scenario: Scenario, *, implementations: Mapping[str, Implementation],
+    strategy: str | None, seed: int | None = None,
+    on_step: Callable[[Step], None] | None = None) -> ScenarioResult:
+    """The scenario on the embedded relay with its devices spread over implementations
+    (issue 15 item 1): ``reference`` clients in this process and live devices of the
+    adapters in ``implementations`` (``--impl``), as ``strategy`` (``--assign``) and the
+    file's ``impl:`` pins say (simulator.assignment). An assignment error is the
+    scenario's ``error``; steps an adapter cannot take make it ``unsupported``."""
+    chosen = scenario.seed if seed is None else seed
+    try:
+        assignment = assign_scenario(scenario, strategy=strategy,
+                                     names=list(implementations), seed=chosen)
+        execution = Execution(scenario, "embedded", chosen, on_step)
+    except (AssignmentError, ExecutorError) as exc:
+        result = ScenarioResult.for_scenario(scenario, provider="embedded", seed=chosen)
+        result.error = str(exc)
+        return result
+    execution.assignment = assignment
+    execution.implementations = dict(implementations)
+    return await execution.run()
+
+
+def run_with_implementations(
+    scenario: Scenario, *, implementations: Mapping[str, Implementation],
+    strategy: str | None, seed: int | None = None,
+    on_step: Callable[[Step], None] | None = None) -> ScenarioResult:
+    """:func:`run_with_implementations_async` on its own event loop."""
+    return asyncio.run(run_with_implementations_async(
+        scenario, implementations=implementations, strategy=strategy, seed=seed,
+        on_step=on_step))
 
 
 def _records(document: bytes) -> list[tuple[str, bytes]]:

@@ -34,6 +34,7 @@ from rich.progress import (
 from semafore import shipped
 from semafore.cli import output
 from semafore.cli.gate import relay_access, relay_access_options
+from semafore.cli.sim_impl import implementation_options, runner_for
 from simulator.report import ScenarioResult, Verdict, render, to_html, to_json, to_junit
 from simulator.scenario import PROVIDERS, Scenario, ScenarioError, Step, discover, load, schema
 
@@ -59,7 +60,8 @@ def _executor() -> Runner:
         raise ExecutorUnavailable(
             f"the scenario executor (simulator.executor) cannot be imported: {exc}"
         ) from exc
-    runner = getattr(executor, "run_scenario", None)
+    # --impl chosen (issue 15 item 1): devices spread over adapters (semafore.cli.sim_impl)
+    runner = runner_for(executor) or getattr(executor, "run_scenario", None)
     if not callable(runner):
         raise ExecutorUnavailable("simulator.executor has no run_scenario(scenario, ...)")
     return cast(Runner, runner)
@@ -250,6 +252,7 @@ def _leak_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML report here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@implementation_options
 @click.option("--leaky-relay", "leak", default="off", callback=_leak_mode,
               help="TEST ONLY: a relay that logs (or stores) each text message's plaintext, "
               "to watch the oracle fail the scenario: log, store, or either with an encoding "

@@ -165,6 +165,9 @@ class ScenarioResult:
     faults: list[FaultReport] = field(default_factory=list)
     error: str | None = None
     skipped: str | None = None
+    # user/device -> the implementation backing it (simulator.assignment; issue 15 item 1);
+    # empty when every device is the in-process reference client
+    implementations: dict[str, str] = field(default_factory=dict)
     unsupported: str | None = None  # not run: the steps it names need the relay's process
     relay: str | None = None  # an external relay's URL (simulator.external), else in-process
     scanned: dict[str, str] = field(default_factory=dict)  # relay-side source -> what was read

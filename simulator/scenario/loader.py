@@ -378,8 +378,23 @@ class _Builder:
                 continue
             org = entry.get("org", default_org)
             self._org(org, ("users", i, "org"))
-            self._user(User(id=entry["id"], org=org, devices=tuple(entry["devices"])),
+            devices = tuple(entry["devices"])
+            self._user(User(id=entry["id"], org=org, devices=devices,
+                            impl=self._impl_pins(entry.get("impl"), devices, ("users", i))),
                        ("users", i, "id"))
+
+    def _impl_pins(self, raw: Any, devices: tuple[str, ...],
+                   path: PathT) -> tuple[tuple[str, str], ...]:
+        """``impl: NAME`` pins every device of the user, ``impl: {device: NAME}`` some."""
+        if raw is None:
+            return ()
+        if isinstance(raw, str):
+            return tuple((d, raw) for d in devices)
+        for device in raw:
+            if device not in devices:
+                raise self.ctx.error((*path, "impl", device),
+                                     f"{device!r} is not one of this user's devices")
+        return tuple((d, str(raw[d])) for d in devices if d in raw)
 
     def _org(self, org: str, path: PathT) -> None:
         if org not in self.orgs:

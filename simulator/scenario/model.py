@@ -57,6 +57,9 @@ class User:
     id: str
     org: str
     devices: tuple[str, ...]
+    # device -> implementation pinned in the file (``impl:``, issue 15 item 1; simulator.
+    # assignment): wins over ``--assign``
+    impl: tuple[tuple[str, str], ...] = ()
 
     def device_refs(self) -> tuple[DeviceRef, ...]:
         return tuple(DeviceRef(self.id, d) for d in self.devices)

@@ -1,0 +1,292 @@
+"""Scenario devices backed by an adapter process (issue #15 item 1, contract §5).
+
+A device assigned to an implementation other than ``reference`` (simulator.assignment) is a
+*live device* of that implementation's adapter process: one process per implementation per
+scenario run hosts all of its devices, driven with the contract's live operations
+(docs/adapter-contract.md §5), exactly as ``semafore gate live`` drives them. The adapter
+reaches the relay through the device's own proxy link (simulator.network), so network
+faults and the wire capture act on it as on a reference device (issue #15 item 2: "network
+faults stay in the harness's per-device proxy").
+
+What the executor gets back is in its own vocabulary: each message a ``live.receive``
+reports becomes a :class:`~semafore.client.client.Received` (same ledger, same assertions),
+each per-envelope failure a :class:`~semafore.client.client.ClientEvent`.
+
+A step the contract gives an adapter no operation for, or an optional operation the adapter
+does not list in ``capabilities.ops``, makes the scenario ``unsupported`` naming the step,
+the device and the operation (:func:`unsupported_steps`); never a pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from semafore.client.client import ClientEvent, Received
+from semafore.client.content import Content
+from semafore.gate.transport import AdapterFailure, AdapterProcess
+from simulator.assignment import REFERENCE, Implementation
+from simulator.scenario.model import (
+    AddDevice,
+    Assertion,
+    AssertionKind,
+    Attach,
+    Broadcast,
+    Compromise,
+    Concurrently,
+    ExhaustOpks,
+    Network,
+    ReadReceipt,
+    Reinstall,
+    RemoveDevice,
+    Replay,
+    RotateSpk,
+    Scenario,
+    Screenshot,
+    Send,
+    SetOnline,
+    Step,
+    Sync,
+)
+
+REQUEST_TIMEOUT_S = 60.0
+"""Budget of one live operation (a send with 409/410 repairs through a faulty proxy)."""
+
+TEST_OTP = "000000"
+"""The relay's test OTP (ADR-0164): the simulated organisations are in test mode."""
+
+CLIENT_COUNTED_STATS = frozenset({
+    "duplicates_dropped", "undecryptable", "skipped_keys_used", "resets_sent",
+    "identity_changes_seen", "device_set_retries", "reconnects",
+})
+"""``mechanism`` stats counted inside the reference client (simulator.executor._stats): an
+adapter device reports none of them over the contract, so with any adapter device in the run
+such an assertion is ``unsupported``, never a count that silently leaves devices out."""
+
+_NEEDS: dict[type[Step], str] = {
+    Broadcast: "an admin broadcast (no contract operation)",
+    Attach: "an attachment upload (no contract operation)",
+    ReadReceipt: "a read receipt (no contract operation; receipts are opened, not sent)",
+    Screenshot: "a screenshot notice (no contract operation)",
+    RotateSpk: "an SPK rotation (no contract operation)",
+    ExhaustOpks: "prekey replenishment (no contract operation)",
+    RemoveDevice: "removing a device at the relay (no contract operation)",
+}
+
+
+class ImplError(Exception):
+    """An adapter device could not do what a step asked; ``name`` is the contract error
+    name (SPEC §5 or ``RelayError``) or the transport verdict, ``field`` the operation."""
+
+    def __init__(self, op: str, name: str, detail: str) -> None:
+        super().__init__(f"{op}: {name}: {detail}")
+        self.field = op
+        self.name = name
+        self.detail = detail
+
+
+class AdapterHost:
+    """One adapter process for one implementation, shared by its devices in a run. Requests
+    are serialised (the contract is one request at a time) and run off the event loop, so
+    the in-process relay keeps serving while the adapter talks to it."""
+
+    def __init__(self, impl: Implementation) -> None:
+        self.impl = impl
+        self.process = AdapterProcess(impl.command)
+        self._lock = asyncio.Lock()
+        self._ops: frozenset[str] | None = None
+        self.dead: str | None = None
+
+    async def call(self, op: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        if self.dead is not None:  # a restarted process would have lost every device
+            raise ImplError(op, "crash", f"{self.impl.name} adapter already failed: {self.dead}")
+        async with self._lock:
+            try:
+                response = await asyncio.to_thread(
+                    self.process.request, op, dict(args), time.monotonic() + REQUEST_TIMEOUT_S)
+            except AdapterFailure as exc:
+                self.dead = f"{exc.verdict.value}: {exc.detail}"
+                raise ImplError(op, exc.verdict.value, exc.detail) from None
+        if response.get("ok") is not True:
+            raise ImplError(op, str(response.get("error")), str(response.get("detail", "")))
+        result: dict[str, Any] = response["result"]
+        return result
+
+    async def ops(self) -> frozenset[str]:
+        """The operations ``capabilities`` lists (asked once)."""
+        if self._ops is None:
+            result = await self.call("capabilities", {})
+            self._ops = frozenset(str(op) for op in result.get("ops", ()))
+        return self._ops
+
+    def close(self) -> None:
+        self.process.stop()
+
+
+@dataclass
+class AdapterDevice:
+    """One scenario device living in an adapter process (contract §5 ``live.*``)."""
+
+    host: AdapterHost
+    user_id: str
+    device_id: str
+    org: str
+    relay: str  # the device's proxy link URL
+    seed: str
+    identity: tuple[bytes, bytes] = (b"", b"")  # (ik, sik) public keys
+    sent: list[tuple[str, str, bytes]] = field(default_factory=list)  # (to, message id, body)
+
+    @property
+    def address(self) -> str:
+        return f"{self.user_id}:{self.device_id}"
+
+    @property
+    def implementation(self) -> str:
+        return self.host.impl.name
+
+    def _learn(self, bundle: Mapping[str, Any]) -> None:
+        self.identity = (bytes.fromhex(str(bundle["ik"])), bytes.fromhex(str(bundle["sik"])))
+
+    async def install(self) -> None:
+        """``live.device.create`` then ``live.register`` through the device's proxy link."""
+        created = await self.host.call("live.device.create", {
+            "user_id": self.user_id, "device_id": self.device_id, "seed": self.seed})
+        self._learn(created["bundle"])
+        await self.host.call("live.register", {
+            "device": self.address, "relay": self.relay, "org": self.org, "otp": TEST_OTP})
+
+    async def reinstall(self) -> None:
+        result = await self.host.call("live.reinstall", {"device": self.address})
+        self._learn(result["bundle"])
+
+    async def send(self, to: str, plaintext: bytes, message_id: str,
+                   deliver: bool) -> dict[str, bytes]:
+        """Every envelope the send encrypted, address -> bytes (contract: recipients and
+        sync copies the relay accepted; with ``deliver: false`` what was encrypted)."""
+        result = await self.host.call("live.send", {
+            "device": self.address, "to": to, "plaintext": plaintext.hex(),
+            "message_id": message_id, "deliver": deliver})
+        out = {str(e["to"]): bytes.fromhex(str(e["body"])) for e in result["envelopes"]}
+        self.sent.extend((address, message_id, body) for address, body in out.items())
+        return out
+
+    async def receive(self, now: float) -> tuple[list[Received], list[ClientEvent]]:
+        """Fetch, open and acknowledge everything pending (``live.receive``)."""
+        result = await self.host.call("live.receive", {"device": self.address})
+        shown: list[Received] = []
+        events: list[ClientEvent] = []
+        for item in result["messages"]:
+            sender = str(item["from"])
+            user, _, device = sender.partition(":")
+            if item.get("reset"):
+                events.append(ClientEvent("reset_honoured", now, sender, "reset notice"))
+            elif "error" in item:
+                events.append(ClientEvent("undecryptable", now, sender, str(item["error"]),
+                                          item.get("message_id")))
+            else:
+                content = Content(str(item["message_id"]), "text", now,
+                                  bytes.fromhex(str(item["plaintext"])),
+                                  sync_to=item.get("sync_to"))
+                shown.append(Received(user, device, str(item["delivery_id"]), "message",
+                                      content, now))
+        return shown, events
+
+    async def digest(self, remote: str) -> bytes | None:
+        """The SPEC §7 digest of the current session with ``remote`` (None: no session)."""
+        try:
+            result = await self.host.call("session.digest",
+                                          {"device": self.address, "remote": remote})
+        except ImplError as exc:
+            if exc.name == "NoSession":
+                return None
+            raise
+        return bytes.fromhex(str(result["digest"]))
+
+    async def close(self) -> None:
+        if self.host.dead is None:
+            await self.host.call("live.close", {"device": self.address})
+
+
+def envelope_b64(body: bytes) -> str:
+    return base64.b64encode(body).decode()
+
+
+def _devices_of(step: Step) -> list[str]:
+    refs = []
+    for name in ("sender", "device"):
+        ref = getattr(step, name, None)
+        if ref is not None:
+            refs.append(ref)
+    refs.extend(getattr(step, "devices", ()) or ())
+    return [f"{r.user}/{r.device}" for r in refs]
+
+
+def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
+                      ops: Mapping[str, frozenset[str]]) -> list[str]:
+    """Why the scenario cannot run with this assignment, one line per step (empty: it can).
+
+    ``ops``: implementation name -> operations its adapter lists in ``capabilities``."""
+    adapter_devices = {d: n for d, n in assignment.items() if n != REFERENCE}
+    if not adapter_devices:
+        return []
+    out: list[str] = []
+
+    def why(step: Step, device: str, what: str) -> None:
+        out.append(f"step {step.kind} (line {step.line}) on {device} "
+                   f"[{adapter_devices[device]}]: {what}")
+
+    for step in scenario.all_steps():
+        if isinstance(step, Concurrently):
+            continue
+        mine = [d for d in _devices_of(step) if d in adapter_devices]
+        needs = _NEEDS.get(type(step))
+        if isinstance(step, Send) and len(step.to) > 1:
+            needs = "one message to several users (live.send takes one user)"
+        if isinstance(step, AddDevice | Reinstall | Send | Sync | SetOnline):
+            wanted = {AddDevice: "live.device.create", Reinstall: "live.reinstall",
+                      Send: "live.send", Sync: "live.receive", SetOnline: "live.receive"}
+            op = wanted[type(step)]
+            for device in mine:
+                if op not in ops.get(adapter_devices[device], frozenset()):
+                    why(step, device, f"the adapter does not list {op}")
+        if needs is not None:
+            for device in mine:
+                why(step, device, f"needs {needs}")
+        if isinstance(step, Compromise) and step.device is not None:
+            device = f"{step.device.user}/{step.device.device}"
+            if device in adapter_devices:
+                why(step, device, "an adversary holding the device's state decrypts with the "
+                    "reference state format only (live.state.export is opaque)")
+        if isinstance(step, Replay):
+            targets = [f"{r.user}/{r.device}" for r in step.to] or list(adapter_devices)
+            for device in (t for t in targets if t in adapter_devices):
+                why(step, device, "a replay is injected on the push socket, which an adapter "
+                    "device does not hold (it fetches over HTTP)")
+        if isinstance(step, Network) and step.channel == "ws" and step.scope is not None:
+            device = f"{step.scope.user}/{step.scope.device}"
+            if device in adapter_devices:
+                why(step, device, "a push-socket fault on a device that fetches over HTTP "
+                    "would never act")
+        if isinstance(step, Assertion):
+            if step.assertion is AssertionKind.MECHANISM and step.stat in CLIENT_COUNTED_STATS:
+                out.append(f"step assert (line {step.line}): mechanism stat {step.stat} is "
+                           "counted inside the reference client; adapter devices ("
+                           f"{', '.join(sorted(adapter_devices))}) report no such count")
+            if step.assertion is AssertionKind.SESSIONS_CONVERGE:
+                for device in mine:
+                    if "session.digest" not in ops.get(adapter_devices[device], frozenset()):
+                        why(step, device, "the adapter does not list session.digest")
+    return out
+
+
+__all__ = [
+    "CLIENT_COUNTED_STATS",
+    "AdapterDevice",
+    "AdapterHost",
+    "ImplError",
+    "unsupported_steps",
+]
