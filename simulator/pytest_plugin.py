@@ -259,7 +259,6 @@ async def running_relay(options: Options, overrides: dict[str, Any],
                         namespace: str) -> AsyncIterator[RelayUnderTest]:
     """The relay for one test: the one at ``--semafore-relay``, or an embedded one on the
     provider's stores. A backend that cannot start skips the test (fails it in CI)."""
-    clock = ManualClock()
     if options.relay_url is not None:
         # that relay reads the wall clock: the admin's TOTP must be computed at its time
         clock = ManualClock(time.time())
@@ -273,6 +272,7 @@ async def running_relay(options: Options, overrides: dict[str, Any],
             if infrastructure is not None:
                 await infrastructure.close()
         return
+    clock = ManualClock()  # shared by the relay and the fleet: a test controls time
     infrastructure = await _started(options.provider, namespace)
     relay = RelayUnderTest("", options.provider, options.orgs, clock,
                            infrastructure=infrastructure)

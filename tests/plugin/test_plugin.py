@@ -19,7 +19,7 @@ import pytest
 
 from semafore.infra.settings import ProviderKind
 from semafore.infra.testing import shared_provider, unavailable
-from tests.plugin.conftest import PLUGIN_MODULE, run_inner
+from tests.plugin.helpers import PLUGIN_MODULE, run_inner
 
 WORKED_EXAMPLE = '''
 async def test_alice_messages_bob(semafore_fleet, semafore_oracle):
