@@ -28,6 +28,7 @@ from semafore.client import Account, DeviceClient, ManualClock, Received, create
 from semafore.client.account import OtpSource, fixed_otp
 from semafore.client.client import ClientEvent
 from semafore.client.device import PrekeyPolicy
+from semafore.client.errors import ClientError
 from semafore.protocol.entropy import SeededEntropy
 from semafore.server.runner import RunningServer, serve_in_task
 from semafore.server.settings import Settings, unlimited_rate_limits
@@ -45,6 +46,10 @@ from simulator.replicas import (
 )
 
 log = logging.getLogger(__name__)
+
+class FleetSetupError(Exception):
+    """The fleet could not set a cast up on the relay (an organisation's signup refused)."""
+
 
 OPERATOR = "operator"
 """The hidden organisation admin who signs the organisation up and enrols its members."""
@@ -327,8 +332,14 @@ class Fleet:
         and enrol ``members``."""
         assert self.url is not None
         admin_user = admin or f"{OPERATOR}-{org_id}"
-        out = await create_organisation(self.url, org_id, org_id, admin_user,
-                                        self.entropy.fork(f"org:{org_id}"))
+        try:
+            out = await create_organisation(self.url, org_id, org_id, admin_user,
+                                            self.entropy.fork(f"org:{org_id}"))
+        except ClientError as exc:  # a relay by URL: the org must be new and allow-listed
+            raise FleetSetupError(
+                f"signing up organisation {org_id!r} at {self.url} failed: {exc} (a relay "
+                f"given by URL must run in test mode with --test-org {org_id}, and the "
+                "organisation must not exist yet: a fresh --org per run)") from exc
         self.totp[admin_user] = str(out["totp_secret"])
         if self.ops_network is not None:
             await self.ops_network.link(f"{admin_user}:console")

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from semafore.cli import output
 from semafore.infra import dumps
 from semafore.infra.containers import ContainersProvider
 from semafore.infra.errors import InfraError
@@ -71,7 +71,7 @@ def up(kind: str, durable_redis: bool, as_json: bool) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with Console(stderr=True).status(f"starting {kind} backends"):
+        with output.console(stderr=True).status(f"starting {kind} backends"):
             provider.start()
         _print_endpoints(provider.endpoints, as_json)
         with contextlib.suppress(KeyboardInterrupt):
@@ -134,7 +134,7 @@ def dump(
         hits = row["hits"]
         assert isinstance(hits, list)
         table.add_row(name, str(row["items"]), str(row["bytes"]), str(len(hits)))
-    console = Console()
+    console = output.console()
     console.print(table)
     found = [hit for row in report.values() for hit in row["hits"]]  # type: ignore[attr-defined]
     for hit in found:

@@ -44,14 +44,15 @@ def verdict_table(results: Sequence[ScenarioResult]) -> Table:
 
 def render(results: Sequence[ScenarioResult], console: Console) -> None:
     console.print(verdict_table(results))
-    sources = [r for r in results if r.relay is not None]
-    if sources:  # an external relay: what the relay-side views could read (simulator.external)
-        first = sources[0]
-        console.print(f"relay {first.relay}: scanned "
-                      + ("; ".join(f"{k} ({v})" for k, v in first.scanned.items()) or "nothing")
-                      + "; not scanned: "
-                      + ("; ".join(f"{k} ({v})" for k, v in first.not_scanned.items())
-                         or "nothing"), markup=False, highlight=False)
+    on_relay = [r for r in results if r.relay is not None and r.unsupported is None]
+    if on_relay:  # an external relay: what the relay-side views read (simulator.external)
+        for source in sorted({k for r in on_relay for k in (*r.scanned, *r.not_scanned)}):
+            read = sum(source in r.scanned for r in on_relay)
+            why = sorted({r.not_scanned[source] for r in on_relay if source in r.not_scanned})
+            console.print(f"relay {on_relay[0].relay}: {source} scanned in {read} of "
+                          f"{len(on_relay)} scenario(s)"
+                          + (f"; not scanned: {'; '.join(why)}" if why else ""),
+                          markup=False, highlight=False)
     for r in results:
         if r.verdict is Verdict.UNSUPPORTED:
             console.print(f"\n[{STYLE[r.verdict]}]unsupported[/] {r.scenario}: {reason(r)}",

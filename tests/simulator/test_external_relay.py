@@ -133,7 +133,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedRelay]:
     with served_relay(tmp_path_factory.mktemp("external"), run_orgs(
             [load(ROOT / name) for name in FAST], "fast")
             + [f"{prefix}-{k}" if k > 1 else prefix for prefix in ("bare", "pause", "hook")
-               for k in (1, 2)]) as served:
+               for k in (1, 2)] + ["dup"]) as served:
         yield served
 
 
@@ -200,7 +200,9 @@ def test_server_view_without_grants_is_unsupported_naming_the_sources(
                                in a["summary"] for a in unsupported)
     assert set(scenario["not_scanned"]) == {"stores", "logs"}
     assert "wire" in scenario["scanned"]
-    assert "not scanned: stores" in result.output
+    printed = " ".join(result.output.split())
+    assert "stores scanned in 0 of 1 scenario(s); not scanned: not given (--relay-mongo" in printed
+    assert "wire scanned in 1 of 1 scenario(s)" in printed
     assert 'type="unsupported"' in junit.read_text() and "[not scanned] logs" in junit.read_text()
     assert "v-unsupported" in html.read_text() and "not scanned: stores" in html.read_text()
 
@@ -217,6 +219,16 @@ def test_a_step_needing_the_relay_process_is_unsupported_without_a_hook() -> Non
     assert "leaky relay" in external.unsupported(load(ROOT / "desync/reorder.yaml"), "log")[0]
     replicas = load(ROOT / "desync/replica-paused-then-unpaused.yaml")
     assert any("2 server replicas" in w for w in with_hook.unsupported(replicas))
+
+
+def test_an_organisation_that_exists_is_a_setup_error_asking_for_a_fresh_org(
+        relay: ServedRelay) -> None:
+    scenario = load(ROOT / "desync/reorder.yaml")
+    assert _run(scenario, _external(relay, "dup"), ("dup",)).verdict is Verdict.PASS
+    again = _run(scenario, _external(relay, "dup"), ("dup",))
+    assert again.verdict is Verdict.ERROR
+    assert "signing up organisation 'dup'" in (again.error or "")
+    assert "--test-org dup" in (again.error or "") and "fresh --org" in (again.error or "")
 
 
 def test_unsupported_scenario_is_not_run_and_never_passes(relay: ServedRelay) -> None:
