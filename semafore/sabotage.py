@@ -185,7 +185,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "An org admin who adds a user of another organisation makes them a member at once "
         "instead of inviting them, so that org can list, drain and message them.",
         "threats/account-plane/cross-org-enrolment (attack_failed: listed as a member, "
-        "bundles claimed, a message queued)",
+        "bundles claimed, a message queued), threats/account-plane/test-otp-escape (measured: "
+        "the victim made a member of the attacker's test org)",
     ),
     _s(
         "relay.login_throttle_by_user",

@@ -140,12 +140,15 @@ async def run_attack(name: str, arena: Arena, request: Request) -> Outcome:
 def judge(outcome: Outcome) -> tuple[bool | None, str]:
     """``(True, why)`` when the attack failed with evidence (attempts > 0, nothing gained,
     every legitimate check passed); ``(False, why)`` when it gained anything or a legitimate
-    user stopped working; ``(None, why)`` when it made no attempt (inconclusive)."""
+    user stopped working; ``(None, why)`` when it made no attempt or its run shows nothing
+    either way (``Outcome.undecided``): inconclusive."""
     broken = [check for check, ok in outcome.legit.items() if not ok]
     if outcome.succeeded or broken:
         gained = "; ".join(outcome.gains + [f"legit check failed: {c}" for c in broken])
         return False, f"the attack succeeded after {outcome.attempts} attempt(s): {gained}"
     if outcome.attempts == 0:
         return None, "the attack made no attempt: nothing shows the relay resisting it"
+    if outcome.undecided is not None:
+        return None, f"the attack shows nothing either way: {outcome.undecided}"
     legit = f"; {len(outcome.legit)} legitimate check(s) passed" if outcome.legit else ""
     return True, f"the attack failed after {outcome.attempts} attempt(s), gaining nothing{legit}"

@@ -92,7 +92,8 @@ class Arena:
 class Outcome:
     """What an attack did: attempts made (requests, connections, guesses), whether it
     reached its goal, what it obtained (``gains``), every answer counted by kind, and
-    whether legitimate users kept working while it ran (``legit``: check -> passed)."""
+    whether legitimate users kept working while it ran (``legit``: check -> passed), and
+    why it proves nothing if it does not (``undecided``)."""
 
     attempts: int = 0
     succeeded: bool = False
@@ -100,6 +101,9 @@ class Outcome:
     answers: Counter[str] = field(default_factory=Counter)
     legit: dict[str, bool] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    undecided: str | None = None
+    """Why the run shows nothing either way (the bound under test never engaged, the
+    target had nothing to take): inconclusive, never a pass (issue #11)."""
 
     def gained(self, what: str) -> None:
         """The attacker obtained ``what``: the attack succeeded."""
@@ -116,6 +120,8 @@ class Outcome:
         lines += [f"gained: {g}" for g in self.gains]
         lines += [f"legit {k}: {'ok' if ok else 'FAILED'}" for k, ok in self.legit.items()]
         lines += self.notes
+        if self.undecided is not None:
+            lines.append(f"undecided: {self.undecided}")
         return lines
 
 
@@ -131,13 +137,13 @@ class Request:
     victim: str | None
     params: Mapping[str, ParamValue]
 
-    def int(self, name: str) -> int:
+    def count(self, name: str) -> int:
         return int(self.params[name])
 
-    def float(self, name: str) -> float:
+    def number(self, name: str) -> float:
         return float(self.params[name])
 
-    def str(self, name: str) -> str:
+    def text(self, name: str) -> str:
         return str(self.params[name])
 
 

@@ -27,7 +27,7 @@ async def socket_amplification(arena: Arena, request: Request) -> Outcome:
     """F-5: open many WebSockets with one device's token and read none of them; the relay
     must keep at most its per-device cap open (a newer one closes the oldest, 4409)."""
     out = Outcome()
-    wanted, bound = request.int("sockets"), request.int("max_open")
+    wanted, bound = request.count("sockets"), request.count("max_open")
     sockets: list[websockets.ClientConnection] = []
     async with Wire(arena, arena.attacker_address) as wire:
         _, _, boss = await wire.own_org("sockets")
@@ -39,7 +39,7 @@ async def socket_amplification(arena: Arena, request: Request) -> Outcome:
                 except (OSError, websockets.InvalidStatus, TimeoutError) as exc:
                     out.answer("open a socket", getattr(getattr(exc, "response", None),
                                                         "status_code", 0), type(exc).__name__)
-            await asyncio.sleep(request.float("settle_s"))
+            await asyncio.sleep(request.number("settle_s"))
             closes: Counter[str] = Counter()
             for ws in sockets:
                 try:
@@ -52,6 +52,9 @@ async def socket_amplification(arena: Arena, request: Request) -> Outcome:
             if closes["open"] > bound:
                 out.gained(f"{closes['open']} sockets held open on one device (bound "
                            f"{bound})")
+            elif len(sockets) <= bound:
+                out.undecided = (f"only {len(sockets)} socket(s) opened: the cap of {bound} "
+                                 "was never tested")
         finally:
             await close_quietly(sockets)
     return out
@@ -62,12 +65,14 @@ async def queue_flood(arena: Arena, request: Request) -> Outcome:
     must refuse beyond its per-sender queue quota (429 + Retry-After)."""
     assert request.victim is not None
     out = Outcome()
-    sends, size, bound = request.int("sends"), request.int("size"), request.int("max_accepted")
+    sends, size = request.count("sends"), request.count("size")
+    bound = request.count("max_accepted")
     async with Wire(arena, arena.attacker_address) as wire:
         me = await _insider(wire, arena, request, "flood")
         found = await wire.call("GET", f"/v1/identities/{request.victim}", token=me.access_token)
         out.answer("look up the victim's devices", found.status, found.code)
         if not found.ok:
+            out.undecided = f"the victim's devices could not be looked up ({found.status})"
             return out
         devices = [(d["device_id"], d["registration_id"]) for d in found.body["devices"]]
         accepted = 0
@@ -85,6 +90,9 @@ async def queue_flood(arena: Arena, request: Request) -> Outcome:
         if accepted > bound:
             out.gained(f"queued {accepted} messages ({accepted * size} bytes) into "
                        f"{request.victim}'s queue (bound {bound})")
+        elif not any(k.endswith(" 429 rate_limited") for k in out.answers):
+            out.undecided = (f"no send was refused 429: {accepted} accepted never reached the "
+                             "quota (send more than it)")
     return out
 
 
@@ -93,12 +101,12 @@ async def opk_drain(arena: Arena, request: Request) -> Outcome:
     prekey per device; the relay must stop one requester at its per-pair quota."""
     assert request.victim is not None
     out = Outcome()
-    bound = request.int("max_claims")
+    bound = request.count("max_claims")
     claimed: Counter[str] = Counter()
     dry: set[str] = set()
     async with Wire(arena, arena.attacker_address) as wire:
         me = await _insider(wire, arena, request, "drain")
-        for _ in range(request.int("fetches")):
+        for _ in range(request.count("fetches")):
             answer = await wire.call("GET", f"/v1/keys/{request.victim}", token=me.access_token)
             out.answer("claiming bundle fetch", answer.status, answer.code)
             if answer.ok:
@@ -113,6 +121,10 @@ async def opk_drain(arena: Arena, request: Request) -> Outcome:
             out.gained(f"claimed {n} one-time prekeys of {request.victim}/{device} (bound {bound})")
     for device in sorted(dry):
         out.gained(f"{request.victim}/{device} ran out of one-time prekeys")
+    if not out.succeeded and not claimed:
+        out.undecided = f"no one-time prekey of {request.victim} was claimed at all"
+    elif not out.succeeded and not any(k.endswith(" 429 rate_limited") for k in out.answers):
+        out.undecided = "no fetch was refused 429: the quota was never reached"
     return out
 
 
@@ -122,10 +134,10 @@ async def slowloris(arena: Arena, request: Request) -> Outcome:
     after its header timeout and keep serving."""
     out = Outcome()
     host, port = arena.url.split("://", 1)[1].rstrip("/").rsplit(":", 1)
-    hold, trickle = request.float("hold_s"), request.float("trickle_s")
+    hold, trickle = request.number("hold_s"), request.number("trickle_s")
     conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
-        for _ in range(request.int("connections")):
+        for _ in range(request.count("connections")):
             try:
                 reader, writer = await asyncio.open_connection(
                     host, int(port), local_addr=(arena.attacker_address, 0))
@@ -148,6 +160,8 @@ async def slowloris(arena: Arena, request: Request) -> Outcome:
                     served += (await legit.call("GET", "/v1/health")).ok
                 await asyncio.sleep(trickle)
         out.legit["legitimate requests served during the hold"] = served == probes
+        if not conns:
+            out.undecided = "no trickling connection could be opened"
         out.notes.append(f"legitimate requests served: {served} of {probes}")
         held = 0
         answers: Counter[str] = Counter()

@@ -596,6 +596,13 @@ class _Builder:
                 raise self.ctx.error((*p, "params", "test_org"), f"{org!r} must be on "
                                      "infrastructure.relay.test_orgs and not an organisation "
                                      "of the cast (the attacker claims it)")
+        for count, bound in (("sends", "max_accepted"), ("fetches", "max_claims"),
+                             ("sockets", "max_open")):
+            if count in spec.params and bound in spec.params:
+                n, most = (params.get(k, spec.params[k].default) for k in (count, bound))
+                if float(n) <= float(most):
+                    raise self.ctx.error((*p, "params", count), f"{count} {n} never exceeds "
+                                         f"{bound} {most}: the attack could not fail")
         hold = params.get("hold_s", spec.params["hold_s"].default) if kind == "slowloris" else 0
         limit = self.relay.header_timeout_s
         if kind == "slowloris" and (limit is None or float(hold) <= limit):

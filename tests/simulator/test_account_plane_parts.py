@@ -103,6 +103,12 @@ def test_without_a_relay_section_every_cast_org_is_a_test_org_and_limits_are_off
      "steps[0].attack.params.hold_s", "longer than"),
     ("- attack: {kind: slowloris, as: a}", "{}", "steps[0].attack.params.hold_s",
      "header_timeout_s"),
+    ("- attack: {kind: queue_flood, as: a, actor: mallory, victim: alice, "
+     "params: {sends: 100}}", None, "steps[0].attack.params.sends", "could not fail"),
+    ("- attack: {kind: opk_drain, as: a, actor: mallory, victim: alice, "
+     "params: {fetches: 6}}", None, "steps[0].attack.params.fetches", "could not fail"),
+    ("- attack: {kind: socket_amplification, as: a, params: {sockets: 8, max_open: 8}}",
+     None, "steps[0].attack.params.sockets", "could not fail"),
 ])
 def test_an_attack_that_could_not_fail_on_its_relay_is_refused_naming_the_key(
         steps: str, relay: str | None, key: str, fragment: str) -> None:
@@ -146,16 +152,17 @@ def test_every_registered_attack_declares_bounded_parameters() -> None:
 
 
 @given(attempts=st.integers(0, 1000), gains=st.lists(st.text(min_size=1), max_size=3),
-       legit=st.dictionaries(st.text(min_size=1), st.booleans(), max_size=3))
+       legit=st.dictionaries(st.text(min_size=1), st.booleans(), max_size=3),
+       undecided=st.none() | st.text(min_size=1))
 def test_attack_failed_holds_only_with_attempts_no_gain_and_every_legit_check(
-        attempts: int, gains: list[str], legit: dict[str, bool]) -> None:
-    outcome = Outcome(attempts=attempts, legit=dict(legit))
+        attempts: int, gains: list[str], legit: dict[str, bool], undecided: str | None) -> None:
+    outcome = Outcome(attempts=attempts, legit=dict(legit), undecided=undecided)
     for gain in gains:
         outcome.gained(gain)
     failed, summary = judge(outcome)
     if gains or not all(legit.values()):
         assert failed is False and "succeeded" in summary
-    elif attempts == 0:
+    elif attempts == 0 or undecided is not None:
         assert failed is None  # zero evidence is never a pass (issue #11)
     else:
         assert failed is True and str(attempts) in summary
