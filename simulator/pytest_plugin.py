@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import io
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -41,6 +43,7 @@ from typing import Any
 import pytest
 
 from semafore.client import DeviceClient, ManualClock
+from semafore.gate.live import RelayAccess, _external_sources
 from semafore.infra.errors import InfraError
 from semafore.infra.settings import ProviderKind
 from semafore.infra.testing import unavailable
@@ -50,7 +53,6 @@ from semafore.oracle import (
     Oracle,
     ScanReport,
     canary,
-    from_log_file,
 )
 from semafore.server.oplog import LOGGER_NAME, THIRD_PARTY_LOGGERS, JsonFormatter
 from semafore.server.runner import RunningServer, serve_in_task
@@ -196,13 +198,26 @@ class Options:
         return cls(provider, url.rstrip("/") if url else None, Path(log) if log else None,
                    frozenset(config.getini("semafore_test_orgs")))
 
+    def access(self) -> RelayAccess | None:
+        """What the oracle may read of a relay by URL: the backends of
+        ``--semafore-provider external`` (``SEMAFORE_*_URL``, narrowed by
+        ``SEMAFORE_NAMESPACE``) and the ``--semafore-relay-log`` file; None when neither."""
+        stores = None
+        if self.provider is ProviderKind.EXTERNAL:
+            stores = RelayAccess.from_env({**os.environ, "SEMAFORE_PROVIDER": "external"})
+        logs = (self.relay_log,) if self.relay_log is not None else ()
+        if stores is None:
+            return RelayAccess(logs=logs) if logs else None
+        return dataclasses.replace(stores, logs=logs)
+
 
 # -- the relay -------------------------------------------------------------------------------
 
 
 @dataclass
 class RelayUnderTest:
-    """The relay a test talks to: embedded (``server`` set, its log captured) or by URL."""
+    """The relay a test talks to: embedded (``server`` set, its log captured, its stores
+    dumped through ``infrastructure``) or by URL (what its operator grants: ``access``)."""
 
     url: str
     provider: ProviderKind
@@ -211,7 +226,9 @@ class RelayUnderTest:
     server: RunningServer | None = None
     infrastructure: Infrastructure | None = None
     log: io.StringIO = field(default_factory=io.StringIO)
-    log_file: Path | None = None
+    access: RelayAccess | None = None
+    unread: list[str] = field(default_factory=list)
+    """Granted sources that could not be read at the last :meth:`holdings` (a relay by URL)."""
 
     @property
     def embedded(self) -> bool:
@@ -219,13 +236,18 @@ class RelayUnderTest:
 
     async def holdings(self) -> list[Chunk]:
         """What an operator of this relay holds: every log line and every stored byte
-        (seed §1.1: the subpoena view), as the oracle's chunks."""
+        (seed §1.1: the subpoena view), as the oracle's chunks. A relay by URL is read with
+        the live gate's readers (:class:`~semafore.gate.live.RelayAccess`), which also check
+        that what they read mentions the first test organisation."""
         chunks = [Chunk(TIER_LOG, f"relay.log:line {number}", line.encode())
                   for number, line in enumerate(self.log.getvalue().splitlines(), start=1)]
-        if self.log_file is not None:
-            chunks.extend(from_log_file(str(self.log_file)))
         if self.infrastructure is not None:
             chunks.extend(await self.infrastructure.dump())
+        self.unread = []
+        if self.access is not None:
+            for scan in await _external_sources(self.access, sorted(self.orgs)[0]):
+                chunks.extend(scan.chunks)
+                self.unread.extend(scan.errors)
         return chunks
 
 
@@ -262,15 +284,8 @@ async def running_relay(options: Options, overrides: dict[str, Any],
     if options.relay_url is not None:
         # that relay reads the wall clock: the admin's TOTP must be computed at its time
         clock = ManualClock(time.time())
-        infrastructure = None
-        if options.provider is ProviderKind.EXTERNAL:  # its backends, for the oracle
-            infrastructure = await _started(options.provider, namespace)
-        try:
-            yield RelayUnderTest(options.relay_url, options.provider, options.orgs, clock,
-                                 infrastructure=infrastructure, log_file=options.relay_log)
-        finally:
-            if infrastructure is not None:
-                await infrastructure.close()
+        yield RelayUnderTest(options.relay_url, options.provider, options.orgs, clock,
+                             access=options.access())
         return
     clock = ManualClock()  # shared by the relay and the fleet: a test controls time
     infrastructure = await _started(options.provider, namespace)
@@ -424,20 +439,24 @@ class LeakOracle:
         return report, sum(len(c.data) for c in chunks)
 
     async def assert_clean(self) -> ScanReport:
-        """Raise :class:`OracleLeak` naming every hit, or :class:`OracleInconclusive` when
-        there was nothing to look for or nothing to look in."""
+        """Raise :class:`OracleLeak` naming every hit (a finding in what was read stands
+        even if a granted source could not be read), or :class:`OracleInconclusive` when
+        there was nothing to look for, nothing to look in, or a granted source was unread."""
         if not self.oracle.secrets:
             raise OracleInconclusive(
                 "semafore_oracle: nothing to look for: no canary was registered and the "
                 "protocol derived no key during the test")
         report, scanned = await self.scan()
+        if not report.clean:
+            raise OracleLeak(report, scanned)
+        if self.relay.unread:
+            raise OracleInconclusive(
+                "semafore_oracle: the scan is incomplete: " + "; ".join(self.relay.unread))
         if scanned == 0:
             raise OracleInconclusive(
                 "semafore_oracle: nothing to look in: the relay's logs and stores are not "
                 "reachable (a --semafore-relay needs --semafore-relay-log and/or "
                 "--semafore-provider external)")
-        if not report.clean:
-            raise OracleLeak(report, scanned)
         return report
 
 

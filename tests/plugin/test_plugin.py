@@ -437,9 +437,24 @@ def test_a_relay_by_url_on_external_backends_has_them_scanned(
     with serving(tmp_path, "--store", "backends:pluginext", env=backends) as (url, log):
         for name, value in backends.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("SEMAFORE_NAMESPACE", "pluginext")  # only this relay's keys
         pytester.makepyfile(test_leak=LEAK_TEST)
         result = run_inner(pytester, "--semafore-relay", url, "--semafore-provider",
                            "external", "--semafore-relay-log", str(log))
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*OracleLeak: semafore_oracle: * leak(s) in * bytes*",
                                  "*- launch code (canary) in redis at redis:*pluginext*"])
+
+
+def test_a_log_that_is_not_the_relays_makes_the_oracle_inconclusive(
+        pytester: pytest.Pytester, served_relay: tuple[str, Path], tmp_path: Path) -> None:
+    """A log file that never mentions the test organisation is someone else's (or logged
+    above INFO): a clean scan of it would prove nothing."""
+    url, _ = served_relay
+    other = tmp_path / "other.log"
+    other.write_text('{"event": "relay_started"}\n')
+    pytester.makepyfile(test_example=WORKED_EXAMPLE)
+    result = run_inner(pytester, "--semafore-relay", url, "--semafore-relay-log", str(other))
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*OracleInconclusive: semafore_oracle: the scan is incomplete: "
+                                 "no log line mentions this run's organisation 'acme'*"])
