@@ -51,7 +51,7 @@ def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Pat
     committed = vectors_dir or default_vectors_dir()
     ok = True
 
-    console.rule("1. generate vectors into a temporary directory")
+    output.section(console, "1. generate vectors into a temporary directory")
     with tempfile.TemporaryDirectory(prefix="semafore-vectors-") as tmp:
         write_vectors(tmp)
         for name in VECTOR_FILES:
@@ -62,7 +62,7 @@ def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Pat
             mark = "[green]identical" if same else "[red]DIFFERS"
             console.print(f"{name}.json: {len(fresh)} bytes, {mark}[/] to {path}")
 
-    console.rule("2. verify the committed vectors")
+    output.section(console, "2. verify the committed vectors")
     report = verify_directory(committed, regenerate=False)
     for finding in report.findings:
         console.print(f"[red]{finding.file} {finding.check}: {finding.detail}")
@@ -72,7 +72,7 @@ def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Pat
     )
     ok &= report.ok
 
-    console.rule("3. interop gate against the reference adapter")
+    output.section(console, "3. interop gate against the reference adapter")
     config = load_config(DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     gate = execute_gate(
         [reference_impl()],
@@ -84,7 +84,7 @@ def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Pat
     )
     ok &= gate.passed
 
-    console.rule("4. scenario catalogue on the embedded relay")
+    output.section(console, "4. scenario catalogue on the embedded relay")
     catalogue = scenarios_dir or shipped.scenario_catalogue()
     results = run_paths([catalogue], provider="embedded", console=console)
     render(results, console)
@@ -94,7 +94,7 @@ def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Pat
         console.print(f"wrote {html_path}")
     ok &= all(result.verdict.ok for result in results)
 
-    console.rule("verdict")
+    output.section(console, "verdict")
     console.print("[bold green]DEMO PASSED" if ok else "[bold red]DEMO FAILED")
     if not ok:
         sys.exit(1)

@@ -127,6 +127,28 @@ def test_error_lines_are_not_wrapped_off_a_terminal(tmp_path: Path) -> None:
     assert line.startswith(f"error {path}:9:") and ": steps[0].send.colour: " in line
 
 
+def test_tables_are_not_folded_off_a_terminal(tmp_path: Path) -> None:
+    path = write(tmp_path, "long-enough-to-fold-in-an-eighty-column-table")
+    path.write_text(path.read_text().replace("label: m}", "label: m, colour: red}"))
+    out = CliRunner().invoke(sim_command, ["run", "--quiet", str(tmp_path)])
+    assert out.exit_code == 1  # an invalid file is an error row
+    rows = [line for line in out.output.splitlines() if path.stem in line]
+    assert rows and any("error" in row for row in rows), out.output
+
+
+def test_a_section_heading_is_one_short_line_off_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from semafore.cli import output
+
+    buffer = io.StringIO()
+    plain = Console(file=buffer, soft_wrap=True, width=output.PLAIN_WIDTH)
+    output.section(plain, "2. verify the committed vectors")
+    assert buffer.getvalue() == "── 2. verify the committed vectors ──\n"
+
+
 # --- name equals file name ---------------------------------------------------------------------
 
 
