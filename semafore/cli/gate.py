@@ -157,7 +157,8 @@ def execute_gate(
     "vectors_dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help=f"Directory with {', '.join(VECTOR_FILES)} (default: the repository's vectors/).",
+    help=f"Directory with {', '.join(VECTOR_FILES)} (default: ./vectors if it holds them, "
+    "else the pinned vectors shipped with this installation).",
 )
 @click.option(
     "--config",
