@@ -4,7 +4,8 @@ item 6: "replay the attacks against the production server"). Each test starts
 limits, enrols a real (not allow-listed) organisation through the public API with the
 reference client, and runs one attack function against the URL: it fails there, with
 evidence. (A sabotage cannot be switched on in another process, by design; the in-process
-runs in test_account_plane.py show each attack succeeding against its weakness.)"""
+runs in test_account_plane.py show each attack succeeding against its weakness, and so
+does a relay process that a test starts with the sabotage switched on in its own code.)"""
 
 from __future__ import annotations
 
@@ -29,19 +30,45 @@ ORG = "acme"
 DEVICES = {"alice": ("phone",), "bob": ("phone",), "mallory": ("phone",)}
 
 
+SABOTAGED_SERVE = (
+    "import sys\n"
+    "from semafore.sabotage import switched_on\n"
+    "from semafore.cli.serve import command\n"
+    "with switched_on(sys.argv[1]):\n"
+    "    command.main(sys.argv[2:], standalone_mode=False)\n"
+)
+"""``semafore serve`` with one sabotage switched on in that process (test only: the library
+has no outside switch)."""
+
+WEAKNESS = {
+    "test_otp_escape": "relay.test_otp_any_org",
+    "cross_org_enrolment": "relay.enrol_without_consent",
+    "stranger_lockout": "relay.login_throttle_by_user",
+    "otp_guessing": "relay.otp_unlimited_guesses",
+    "socket_amplification": "relay.socket_cap_off",
+    "queue_flood": "relay.queue_quota_off",
+    "opk_drain": "relay.opk_quota_per_requester",
+    "slowloris": "relay.header_timeout_off",
+}
+
+
 @pytest.fixture
-def relay(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A fresh relay process per test (rate-limit windows run on its real clock)."""
+def relay(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    """A fresh relay process per test (rate-limit windows run on its real clock), with the
+    sabotage the test is parametrized with (``indirect``), if any."""
+    sabotage: str | None = getattr(request, "param", None)
     sink = tmp_path / "sink"
     sink.mkdir()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEMAFORE_")}
+    options = ["--port", str(port), "--test-mode", "--test-org", "sandbox", "--otp-sink",
+               str(sink), "--header-timeout", "1", "--log-level", "warning"]
+    argv = ([sys.executable, "-c", SABOTAGED_SERVE, sabotage, *options] if sabotage
+            else [sys.executable, "-m", "semafore.cli.main", "serve", *options])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "semafore.cli.main", "serve", "--port", str(port),
-         "--test-mode", "--test-org", "sandbox", "--otp-sink", str(sink),
-         "--header-timeout", "1", "--log-level", "warning"],
+        argv,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
     url = f"http://127.0.0.1:{port}"
@@ -101,11 +128,7 @@ CASES: dict[str, tuple[dict[str, str], dict[str, int | float | str]]] = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", sorted(CASES))
-def test_the_attack_fails_against_a_relay_process_by_url(
-        kind: str, relay: tuple[str, Path]) -> None:
-    where = arena(*relay)
+def attacked(kind: str, where: Arena) -> Outcome:
     who, params = CASES[kind]
 
     async def attack() -> Outcome:
@@ -113,7 +136,23 @@ def test_the_attack_fails_against_a_relay_process_by_url(
         request = request_for(kind, who.get("actor"), who.get("victim"), params)
         return await run_attack(kind, where, request)
 
-    outcome = asyncio.run(attack())
+    return asyncio.run(attack())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_the_attack_fails_against_a_relay_process_by_url(
+        kind: str, relay: tuple[str, Path]) -> None:
+    outcome = attacked(kind, arena(*relay))
     failed, summary = judge(outcome)
     assert failed is True, (summary, outcome.evidence())
     assert outcome.attempts > 0 and not outcome.gains
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "relay"), sorted(WEAKNESS.items()), indirect=["relay"])
+def test_the_attack_succeeds_against_a_relay_process_with_its_weakness(
+        kind: str, relay: tuple[str, Path]) -> None:
+    outcome = attacked(kind, arena(*relay))
+    failed, summary = judge(outcome)
+    assert failed is False, (summary, outcome.evidence())
