@@ -314,7 +314,10 @@ class Execution:
             if deployment.log_hash == "keyed" else LogHash()
         overrides["log_hash"] = self.log_hash
         # account-plane attacks (issue 13 item 6): the relay they need, the users' login codes
-        self.attacks = AttackHarness(scenario)
+        # (an external relay's sink is the operator's --relay-otp-sink DIR, read as
+        # ``ExternalRelay.otp_sink`` once the runner carries it; docs/threats.md)
+        self.attacks = AttackHarness(scenario, otp_sink=getattr(relay, "otp_sink", None),
+                                     external=relay is not None)
         overrides.update(self.attacks.settings_overrides())
         self.fleet = Fleet(seed=seed, network=True, capture=True, settings_overrides=overrides,
                            replicas=deployment.server_replicas, pins=deployment.pins(),
