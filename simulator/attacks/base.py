@@ -75,7 +75,7 @@ class Arena:
     test_otp: str = "000000"
     attacker_address: str = "127.0.0.2"
     legit_address: str = "127.0.0.1"
-    deadline_s: float = 60.0
+    deadline_s: float = 120.0  # above the longest bounded hold (slowloris hold_s <= 60)
 
     def __post_init__(self) -> None:
         for name in ("attacker_address", "legit_address"):
