@@ -195,7 +195,7 @@ class Fleet:
         self.pins = {k.replace("/", ":"): v for k, v in (pins or {}).items()}
         self.push_factory = push
         # where logins get their one-time codes: the test OTP (ADR-0164), or e.g. the
-        # relay's OTP sink for orgs off the allow-list (simulator.attacks.logins)
+        # relay's OTP sink for orgs off the allow-list (simulator.attacks.harness)
         self.otp: OtpSource = otp or fixed_otp()
         self.replicas: list[Replica] = []
         self.ops_network: Network | None = None
