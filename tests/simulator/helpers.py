@@ -15,7 +15,7 @@ description: executor test
 cites: ["seed §1.1"]
 seed: {seed}
 expect: {expect}
-organisations: [{{id: acme}}]
+{infrastructure}organisations: [{{id: acme}}]
 users:
   - {{id: alice, org: acme, devices: [phone, laptop]}}
   - {{id: bob, org: acme, devices: [phone, tablet]}}
@@ -24,8 +24,12 @@ steps:
 """
 
 
-def scenario(name: str, steps: str, *, seed: int = 5, expect: str = "pass") -> Scenario:
-    """The cast above with ``steps`` (YAML, any indentation) as its timeline."""
+def scenario(name: str, steps: str, *, seed: int = 5, expect: str = "pass",
+             relay: str | None = None) -> Scenario:
+    """The cast above with ``steps`` (YAML, any indentation) as its timeline; ``relay`` (a
+    YAML flow mapping) is the scenario's ``infrastructure.relay`` block when given."""
     logging.getLogger("semafore.server").setLevel(logging.ERROR)
     body = textwrap.indent(textwrap.dedent(steps), "  ")
-    return loads(HEAD.format(name=name, seed=seed, expect=expect) + body, file=f"{name}.yaml")
+    infrastructure = f"infrastructure: {{relay: {relay}}}\n" if relay else ""
+    head = HEAD.format(name=name, seed=seed, expect=expect, infrastructure=infrastructure)
+    return loads(head + body, file=f"{name}.yaml")

@@ -25,9 +25,9 @@ from tests.simulator.helpers import scenario
 pytestmark = pytest.mark.cites("seed §1.3 Threat-model honesty")
 
 def run(steps: str, *, name: str = "verdict", seed: int = 7, expect: str = "pass",
-        sabotage: str | None = None) -> ScenarioResult:
+        sabotage: str | None = None, relay: str | None = None) -> ScenarioResult:
     with switched_on(sabotage) if sabotage else nullcontext():
-        return run_scenario(scenario(name, steps, seed=seed, expect=expect))
+        return run_scenario(scenario(name, steps, seed=seed, expect=expect, relay=relay))
 
 
 def outcome(result: ScenarioResult, kind: str) -> Outcome:
@@ -287,7 +287,18 @@ KILLS: list[tuple[str, str, str | None, str | None]] = [
     - compromise: {kind: server, as: root}
     - assert: {log_pseudonyms: {adversary: root, reversed_at_most: 0.99}}
     """, "relay.logs_raw_ids", None),
+    # attack_failed (issue 13 item 6): a member floods another member's queue through the
+    # public API; the relay's per-sender quota stops her (needs the production limits, see
+    # RELAY below) unless the quota is switched off
+    ("attack_failed", """
+    - attack: {kind: queue_flood, as: flood, actor: carol, victim: bob,
+               params: {sends: 150, size: 512, max_accepted: 120}}
+    - assert: {attack_failed: {attack: flood}}
+    """, "relay.queue_quota_off", None),
 ]
+
+RELAY = {"attack_failed": "{rate_limits: default}"}
+"""Kinds whose kill needs relay settings of its own (``infrastructure.relay``)."""
 
 KINDS_COVERED = {kind for kind, *_ in KILLS}
 
@@ -303,10 +314,10 @@ def test_every_assertion_kind_has_a_kill() -> None:
 def test_each_assertion_kind_holds_clean_and_goes_red_under_a_defect(
         kind: str, steps: str, sabotage: str | None, mutated: str | None) -> None:
     expect = "exposed" if kind in ("exposed", "metadata_exposed") else "pass"
-    clean = run(steps, expect=expect)
+    clean = run(steps, expect=expect, relay=RELAY.get(kind))
     with explained(clean):
         assert clean.verdict in (Verdict.PASS, Verdict.EXPOSED)
-    broken = run(mutated or steps, expect=expect, sabotage=sabotage)
+    broken = run(mutated or steps, expect=expect, sabotage=sabotage, relay=RELAY.get(kind))
     with explained(broken):
         assert outcome(broken, kind) in (Outcome.VIOLATED, Outcome.INCONCLUSIVE)
         assert broken.verdict is Verdict.FAIL
