@@ -417,8 +417,10 @@ def test_command_exits_2_when_there_is_no_scenario_file(tmp_path: Path,
     fake_matrix(monkeypatch, reported())
     result = CliRunner().invoke(command, ["sabotage", str(tmp_path)])
     assert result.exit_code == 2 and "no scenario file" in result.output
-    monkeypatch.chdir(tmp_path)  # the default, scenarios/, does not exist here
-    assert CliRunner().invoke(command, ["sabotage"]).exit_code == 2
+    calls = fake_matrix(monkeypatch, matrix({DESYNC: OK}, {"drop-acks": {DESYNC: FAIL}}))
+    monkeypatch.chdir(tmp_path)  # no scenarios/ here: the default is the shipped catalogue
+    assert CliRunner().invoke(command, ["sabotage"]).exit_code == 0
+    assert calls and all(Path(f).suffix == ".yaml" for f in calls[0]["files"])
 
 
 # ---------------------------------------------------------------------- real processes
