@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import inspect
 import io
+import itertools
 import logging
 import os
 import secrets
@@ -57,6 +58,7 @@ from semafore.oracle import (
 from semafore.server.oplog import LOGGER_NAME, THIRD_PARTY_LOGGERS, JsonFormatter
 from semafore.server.runner import RunningServer, serve_in_task
 from simulator.executor import Infrastructure, run_scenario_async
+from simulator.external import ExternalRelay, relay_org_name
 from simulator.fleet import Fleet, relay_settings
 from simulator.report.model import Outcome, ScenarioResult, Verdict, reason
 from simulator.scenario.loader import ScenarioError, load
@@ -71,6 +73,14 @@ FIXTURES = ("semafore_relay", "semafore_fleet", "semafore_oracle", "semafore_sce
 
 DEVICE = "phone"
 """The device a :meth:`PlatformFleet.users` user gets."""
+
+SIGNED_UP = pytest.StashKey[set[str]]()
+"""Organisations signed up on the ``--semafore-relay`` relay during this session: that relay
+keeps its data, so an organisation (and the users in it) can be signed up only once."""
+
+
+def signed_up_by_url(config: pytest.Config) -> set[str]:
+    return config.stash.setdefault(SIGNED_UP, set())
 
 
 class PluginError(Exception):
@@ -227,6 +237,8 @@ class RelayUnderTest:
     infrastructure: Infrastructure | None = None
     log: io.StringIO = field(default_factory=io.StringIO)
     access: RelayAccess | None = None
+    signed_up: set[str] = field(default_factory=set)
+    """Organisations signed up on this relay so far (a relay by URL: this session's)."""
     unread: list[str] = field(default_factory=list)
     """Granted sources that could not be read at the last :meth:`holdings` (a relay by URL)."""
 
@@ -277,15 +289,15 @@ def captured_relay_log(stream: io.StringIO) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def running_relay(options: Options, overrides: dict[str, Any],
-                        namespace: str) -> AsyncIterator[RelayUnderTest]:
+async def running_relay(options: Options, overrides: dict[str, Any], namespace: str,
+                        signed_up: set[str]) -> AsyncIterator[RelayUnderTest]:
     """The relay for one test: the one at ``--semafore-relay``, or an embedded one on the
     provider's stores. A backend that cannot start skips the test (fails it in CI)."""
     if options.relay_url is not None:
         # that relay reads the wall clock: the admin's TOTP must be computed at its time
         clock = ManualClock(time.time())
         yield RelayUnderTest(options.relay_url, options.provider, options.orgs, clock,
-                             access=options.access())
+                             access=options.access(), signed_up=signed_up)
         return
     clock = ManualClock()  # shared by the relay and the fleet: a test controls time
     infrastructure = await _started(options.provider, namespace)
@@ -325,7 +337,8 @@ async def semafore_relay(request: pytest.FixtureRequest) -> AsyncIterator[RelayU
     overrides = dict(marker.kwargs) if marker is not None else {}
     if overrides and options.relay_url is not None:
         pytest.skip("@pytest.mark.semafore_relay settings need the embedded relay")
-    async with running_relay(options, overrides, _namespace()) as relay:
+    async with running_relay(options, overrides, _namespace(),
+                             signed_up_by_url(request.config)) as relay:
         yield relay
 
 
@@ -343,7 +356,20 @@ class PlatformFleet:
     def __init__(self, relay: RelayUnderTest, fleet: Fleet) -> None:
         self.relay = relay
         self.fleet = fleet
-        self.default_org = sorted(relay.orgs)[0]
+
+    @property
+    def default_org(self) -> str:
+        """This test's organisation for :meth:`users`: the first test organisation, or on a
+        relay by URL the first one no earlier test of the session signed up."""
+        mine = [org for org in sorted(self.relay.orgs) if org in self.fleet.orgs]
+        free = [org for org in sorted(self.relay.orgs) if org not in self.relay.signed_up]
+        if mine or free:
+            return (mine or free)[0]
+        raise PluginError(
+            f"every test organisation ({', '.join(sorted(self.relay.orgs))}) was signed up on "
+            f"{self.relay.url} by an earlier test; a relay by URL keeps its data: allow-list "
+            "more (--test-org, ini option semafore_test_orgs) or start a fresh relay",
+            "semafore_test_orgs")
 
     async def org(self, org_id: str, members: Iterable[str]) -> None:
         """Sign ``org_id`` up (a hidden operator is its TOTP admin) and enrol ``members``;
@@ -355,6 +381,12 @@ class PlatformFleet:
                 "org_id")
         wanted = [m for m in dict.fromkeys(members) if m not in self.fleet.org_of]
         if org_id not in self.fleet.orgs:
+            if org_id in self.relay.signed_up:
+                raise PluginError(
+                    f"organisation {org_id!r} was signed up on {self.relay.url} by an earlier "
+                    "test; a relay by URL keeps its data, so each test needs its own "
+                    "organisation and user ids (users() picks a free organisation)", "org_id")
+            self.relay.signed_up.add(org_id)
             await self.fleet.add_org(org_id, wanted)
             return
         console = self.fleet.orgs[org_id].devices["console"]
@@ -476,17 +508,29 @@ async def semafore_oracle(semafore_relay: RelayUnderTest) -> AsyncIterator[LeakO
 class ScenarioRunner:
     """Runs a YAML scenario on the session's provider and asserts its verdict."""
 
-    def __init__(self, options: Options, root: Path) -> None:
+    def __init__(self, options: Options, root: Path, signed_up: set[str]) -> None:
         self.options = options
         self.root = root
+        self.signed_up = signed_up
+
+    def allot(self, count: int) -> tuple[str, ...]:
+        """``count`` organisations no earlier test signed up on the relay by URL, named as
+        ``semafore sim run --relay`` names them (``acme``, ``acme-2``…; the relay must
+        allow-list each)."""
+        base = sorted(self.options.orgs)[0]
+        names = (relay_org_name(base, k) for k in itertools.count(1))
+        chosen = tuple(itertools.islice((n for n in names if n not in self.signed_up), count))
+        self.signed_up.update(chosen)
+        return chosen
 
     async def __call__(self, path: str | Path, *, seed: int | None = None) -> ScenarioResult:
-        """Run ``path`` (relative to the rootdir or absolute); return the result if its
-        verdict lets a gate pass, skip if it does not apply to the provider, else raise
-        :class:`ScenarioFailed` listing the failing assertions."""
-        if self.options.relay_url is not None:
-            raise PluginError("semafore_scenario runs its own in-process relay; it does not "
-                              "target --semafore-relay", "--semafore-relay")
+        """Run ``path`` (absolute, or relative to where pytest was started) on the in-process
+        relay, or on
+        ``--semafore-relay`` (:mod:`simulator.external`: the cast renamed into the first test
+        organisation, the oracle reading what ``access`` grants); return the result if its
+        verdict lets a gate pass, skip if it does not apply to the provider or needs what a
+        relay by URL does not give (``unsupported``), else raise :class:`ScenarioFailed`
+        listing the failing assertions."""
         file = Path(path)
         if not file.is_absolute():
             file = self.root / file
@@ -494,10 +538,18 @@ class ScenarioRunner:
             scenario = load(file)
         except ScenarioError as exc:
             raise PluginError(f"scenario {file} does not load: {exc}", "path") from exc
-        result = await run_scenario_async(scenario, provider=self.options.provider.value,
-                                          seed=seed)
+        if self.options.relay_url is None:
+            result = await run_scenario_async(scenario, provider=self.options.provider.value,
+                                              seed=seed)
+        else:
+            orgs = self.allot(len(scenario.organisations))
+            relay = ExternalRelay(self.options.relay_url, orgs[0],
+                                  access=self.options.access() or RelayAccess())
+            result = await run_scenario_async(scenario, seed=seed, relay=relay, relay_orgs=orgs)
         if result.verdict is Verdict.SKIPPED:
             pytest.skip(f"scenario {scenario.name}: {result.skipped}")
+        if result.verdict is Verdict.UNSUPPORTED:
+            pytest.skip(f"scenario {scenario.name} on {self.options.relay_url}: {reason(result)}")
         if not result.verdict.ok:
             raise ScenarioFailed(result)
         return result
@@ -517,4 +569,5 @@ class ScenarioRunner:
 @pytest.fixture
 def semafore_scenario(request: pytest.FixtureRequest) -> ScenarioRunner:
     """``await semafore_scenario("scenarios/x.yaml")`` (or ``.run(...)`` in a sync test)."""
-    return ScenarioRunner(Options.of(request.config), Path(request.config.rootpath))
+    return ScenarioRunner(Options.of(request.config), request.config.invocation_params.dir,
+                          signed_up_by_url(request.config))

@@ -276,6 +276,11 @@ async def test_org(semafore_fleet):
     ])
 
 
+RELAY_ORGS = ("acme", "acme-2", "globex")
+"""What the served relay allow-lists: the plugin's default organisations as a test signs
+them up (acme, then globex) and as scenarios are allotted them (acme, acme-2)."""
+
+
 @pytest.fixture
 def served_relay(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``semafore serve`` in its own process on 127.0.0.1 (what a team's own relay is to the
@@ -294,7 +299,8 @@ def serving(tmp_path: Path, *store: str, env: dict[str, str] | None = None
     with log.open("wb") as sink:
         relay = subprocess.Popen(
             [sys.executable, "-m", "semafore.cli.main", "serve", "--port", str(port),
-             "--test-mode", "--test-org", "acme", "--retention-interval", "0", *store],
+             "--test-mode", *(f"--test-org={org}" for org in RELAY_ORGS),
+             "--retention-interval", "0", *store],
             stdout=subprocess.DEVNULL, stderr=sink, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -458,3 +464,54 @@ def test_a_log_that_is_not_the_relays_makes_the_oracle_inconclusive(
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*OracleInconclusive: semafore_oracle: the scan is incomplete: "
                                  "no log line mentions this run's organisation 'acme'*"])
+
+
+def test_scenarios_run_on_a_relay_given_by_url(
+        pytester: pytest.Pytester, served_relay: tuple[str, Path]) -> None:
+    """``--semafore-relay``: the scenario's cast signs up on that relay (its test
+    organisation ``acme``); a passing file passes and a failing one fails as on the
+    in-process relay."""
+    url, log = served_relay
+    pytester.makefile(".yaml", delivered=PASSING_SCENARIO,
+                      **{"claims-undelivered": FAILING_SCENARIO})
+    pytester.makepyfile(test_scenario='''
+async def test_passes(semafore_scenario):
+    result = await semafore_scenario("delivered.yaml")
+    assert result.verdict.value == "pass"
+
+def test_fails(semafore_scenario):
+    semafore_scenario.run("claims-undelivered.yaml")
+''')
+    result = run_inner(pytester, "--semafore-relay", url, "--semafore-relay-log", str(log))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*ScenarioFailed: scenario claims-undelivered *: verdict "
+                                 "fail, expected pass: not_delivered (line 14) violated*"])
+
+
+def test_tests_sharing_a_relay_by_url_get_organisations_of_their_own(
+        pytester: pytest.Pytester, served_relay: tuple[str, Path]) -> None:
+    """A relay by URL keeps its data: the second test's users() signs up the next free test
+    organisation, and asking for one an earlier test signed up is refused by name."""
+    url, _ = served_relay
+    pytester.makepyfile(test_shared='''
+import pytest
+from simulator.pytest_plugin import PluginError
+
+async def test_first(semafore_fleet):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    assert alice.org_id == "acme"
+    await alice.send_text("bob", b"one")
+    await bob.wait_for_message(sender="alice", text="one")
+
+async def test_second(semafore_fleet):
+    carol, dan = await semafore_fleet.users("carol", "dan")
+    assert carol.org_id == "globex"
+    await carol.send_text("dan", b"two")
+    await dan.wait_for_message(sender="carol", text="two")
+
+async def test_third(semafore_fleet):
+    with pytest.raises(PluginError, match="'acme' was signed up on .* by an earlier test"):
+        await semafore_fleet.org("acme", ["erin"])
+''')
+    result = run_inner(pytester, "--semafore-relay", url)
+    result.assert_outcomes(passed=3)
