@@ -7,7 +7,8 @@ example in docs/pytest-plugin.md.
 Why this module lives in ``simulator`` and not in the library: ``semafore_fleet`` is the
 simulator's :class:`~simulator.fleet.Fleet`, ``semafore_oracle`` dumps stores through the
 executor's :class:`~simulator.executor.Infrastructure` and ``semafore_scenario`` runs the
-executor, and the library must never import ``simulator`` (issue #14 item 2). Splitting the
+executor (on a relay by URL through :mod:`simulator.external`), and the library must never
+import ``simulator`` (issue #14 item 2). Splitting the
 relay fixture into the library would have meant a second fleet and a second store dumper
 there; one module here reuses the one of each. The device expectations themselves
 (``wait_for_message`` & co) are library code (:mod:`semafore.client.expect`), usable
