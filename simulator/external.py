@@ -255,6 +255,10 @@ class ExternalRelay:
     access: RelayAccess = field(default_factory=RelayAccess)
     require: tuple[str, ...] = ()
     hooks: RelayHooks = field(default_factory=RelayHooks)
+    otp_sink: Path | None = None
+    """The relay's OTP sink directory (``semafore serve --otp-sink DIR``), for scenarios whose
+    users log in with real one-time codes (``infrastructure.relay.test_orgs``, account-plane
+    attacks: simulator.attacks reads it)."""
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -309,6 +313,26 @@ class ExternalRelay:
         return ExternalInfrastructure(self, relay_orgs)
 
 
+def serve_flags(scenario: Scenario) -> list[str]:
+    """How ``semafore serve`` must run for ``scenario`` (already renamed, :func:`on_relay`)
+    as its ``infrastructure`` says the in-process relay runs: test mode for its allow-listed
+    organisations (ADR-0164), the rate-limit table, the request-head deadline, the log
+    pseudonyms. What is the operator's own stays out: ``--otp-sink DIR``,
+    ``--log-hash-key-file``, stores. A relay started otherwise runs a different deployment,
+    and the scenario judges that one (an attack whose limit never engages is inconclusive)."""
+    config = scenario.infrastructure.relay
+    flags = ["--test-mode"]
+    for org in sorted(config.test_orgs_for(tuple(o.id for o in scenario.organisations))):
+        flags += ["--test-org", org]
+    if config.rate_limits == "unlimited":
+        flags.append("--test-no-rate-limits")
+    if config.header_timeout_s is not None:
+        flags += ["--header-timeout", f"{config.header_timeout_s:g}"]
+    if scenario.infrastructure.log_hash != "sha256":
+        flags += ["--log-hash", scenario.infrastructure.log_hash]
+    return flags
+
+
 def relay_org_name(base: str, k: int) -> str:
     """The k-th (1-based) organisation a run signs up: ``base``, ``base-2``, ``base-3``…"""
     return base if k == 1 else f"{base}-{k}"
@@ -327,9 +351,10 @@ def on_relay(scenario: Scenario, relay_orgs: Sequence[str]) -> Scenario:
     ``alice`` of org ``acme`` named ``<relay org>.alice``, everywhere the timeline names them
     (device references, recipient lists, selectors, placements…).
 
-    Renaming is by value: every string of the timeline equal to a user id (or
-    ``user/device``) is renamed, so a label or adversary name equal to a user id stays
-    consistent with what refers to it. Organisation ids are renamed in ``org`` fields."""
+    Renaming is by value: every string of the timeline and deployment equal to a user id
+    (or ``user/device``) or an organisation id is renamed (a user id first, except in
+    ``org`` fields), so a label or adversary name equal to one stays consistent with what
+    refers to it."""
     if len(relay_orgs) != len(scenario.organisations):
         raise ExternalRelayError("--org", f"{scenario.name} has {len(scenario.organisations)} "
                                  f"organisation(s), {len(relay_orgs)} name(s) given")
@@ -359,10 +384,12 @@ class _Renamer:
         if isinstance(value, DeviceRef):
             return DeviceRef(self.users.get(value.user, value.user), value.device)
         if isinstance(value, str):
-            if name == "org":
-                return self.orgs.get(value, value)
+            if name == "org" and value in self.orgs:
+                return self.orgs[value]
             if value in self.users:
                 return self.users[value]
+            if value in self.orgs:  # an allow-list (infrastructure.relay.test_orgs)…
+                return self.orgs[value]
             user, sep, device = value.partition("/")
             return f"{self.users[user]}/{device}" if sep and user in self.users else value
         if isinstance(value, tuple):
@@ -483,5 +510,6 @@ __all__ = [
     "HOOK_ALIASES", "REAL_WAIT_LIMIT_S", "RELAY_INTERNAL_STATS", "VIEW_SOURCES",
     "ExternalInfrastructure", "ExternalRelay", "ExternalRelayError", "HookRecord", "RelayHooks",
     "WallClock", "hook_name", "hook_names", "on_relay", "qualify", "relay_org_name", "run_hook",
+    "serve_flags",
     "run_orgs",
 ]

@@ -181,18 +181,24 @@ def external_relay_options(func: Any) -> Any:
                   "Repeatable.")
     @click.option("--relay-hook-timeout", type=click.FloatRange(min=0.1), default=60.0,
                   show_default=True, help="Seconds a hook may run before it is killed.")
+    @click.option("--relay-otp-sink", "otp_sink", metavar="DIR",
+                  type=click.Path(file_okay=False, exists=True, path_type=Path),
+                  help="With --relay: the relay's OTP sink (`serve --otp-sink DIR`), for "
+                  "scenarios whose users log in with real one-time codes.")
     @functools.wraps(func)
     def wrapper(*args: Any, relay_url: str | None, relay_org: str, hooks: tuple[str, ...],
-                relay_hook_timeout: float, mongo_url: str | None, redis_url: str | None,
-                seaweed_url: str | None, namespace: str | None, store_files: tuple[Path, ...],
-                log_paths: tuple[Path, ...], required: tuple[str, ...], **kwargs: Any) -> Any:
+                relay_hook_timeout: float, otp_sink: Path | None, mongo_url: str | None,
+                redis_url: str | None, seaweed_url: str | None, namespace: str | None,
+                store_files: tuple[Path, ...], log_paths: tuple[Path, ...],
+                required: tuple[str, ...], **kwargs: Any) -> Any:
         from simulator.external import ExternalRelay, ExternalRelayError, RelayHooks
 
         given = [name for name, value in (
             ("--relay-mongo", mongo_url), ("--relay-redis", redis_url),
             ("--relay-seaweed", seaweed_url), ("--relay-namespace", namespace),
             ("--relay-store-file", store_files), ("--relay-log", log_paths),
-            ("--require-source", required), ("--relay-hook", hooks)) if value]
+            ("--require-source", required), ("--relay-hook", hooks),
+            ("--relay-otp-sink", otp_sink)) if value]
         if relay_url is None:
             if given:
                 raise click.BadParameter(f"{', '.join(given)} need --relay URL (the "
@@ -206,7 +212,7 @@ def external_relay_options(func: Any) -> Any:
                               log_paths)
         try:
             relay = ExternalRelay(relay_url, relay_org, access, required,
-                                  RelayHooks.parse(hooks, relay_hook_timeout))
+                                  RelayHooks.parse(hooks, relay_hook_timeout), otp_sink)
         except ExternalRelayError as exc:
             raise click.BadParameter(exc.detail, param_hint=exc.field) from exc
         ungranted = {s: why for s, why in relay.granted().items() if s in required}

@@ -54,16 +54,20 @@ class ServedRelay:
 
 
 @contextlib.contextmanager
-def served_relay(tmp: Path, orgs: list[str]) -> Iterator[ServedRelay]:
-    """``semafore serve`` on 127.0.0.1 port 0 (the port it prints), SQLite store, test mode
-    for ``orgs``, no rate limits (every simulated device is 127.0.0.1), log to a file."""
+def served_relay(tmp: Path, orgs: list[str], *,
+                 flags: list[str] | None = None) -> Iterator[ServedRelay]:
+    """``semafore serve`` on 127.0.0.1 port 0 (the port it prints), SQLite store, log to a
+    file; test mode for ``orgs`` without rate limits (every simulated device is 127.0.0.1),
+    or exactly ``flags`` (:func:`simulator.external.serve_flags`)."""
     store_dir = tmp / "relay-store"
     store_dir.mkdir()
     log = tmp / "relay.log"
-    flags = [arg for org in orgs for arg in ("--test-org", org)]
+    if flags is None:
+        flags = ["--test-mode", "--test-no-rate-limits",
+                 *(arg for org in orgs for arg in ("--test-org", org))]
     argv = [sys.executable, "-m", "semafore.cli.main", "serve", "--host", "127.0.0.1",
             "--port", "0", "--json", "--store", f"sqlite:{store_dir / 'relay.db'}",
-            "--test-mode", "--test-no-rate-limits", "--retention-interval", "0", *flags]
+            "--retention-interval", "0", *flags]
     with log.open("wb") as log_file:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log_file,
                                 stdin=subprocess.DEVNULL)
@@ -276,8 +280,12 @@ def test_renaming_reaches_every_user_reference_of_the_catalogue() -> None:
         assert {u.org for u in renamed.users} <= set(orgs)
         refs = _device_refs(renamed)
         assert refs and all(ref.user in users for ref in refs), path
-        before = {u.id for u in scenario.users}
+        before = {u.id for u in scenario.users} | {o.id for o in scenario.organisations}
         assert not before & _strings(renamed), path
+        # an allow-list names the cast's organisations by their relay names (an organisation
+        # outside the cast, e.g. one an attacker claims, keeps its name)
+        allowed = renamed.infrastructure.relay.test_orgs_for(orgs)
+        assert not allowed & {o.id for o in scenario.organisations}, path
 
 
 def _device_refs(value: object) -> list[DeviceRef]:
@@ -304,7 +312,7 @@ def _strings(scenario: Scenario) -> set[str]:
             for f in dataclasses.fields(value):
                 walk(getattr(value, f.name))
 
-    walk((scenario.users, scenario.steps, scenario.infrastructure))
+    walk((scenario.organisations, scenario.users, scenario.steps, scenario.infrastructure))
     return found
 
 
