@@ -50,6 +50,7 @@ from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
+from simulator import device_state
 from simulator import inventory as inv
 from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
 from simulator.assignment import REFERENCE, AssignmentError, Implementation, assign_scenario
@@ -66,6 +67,7 @@ from simulator.external import (
 )
 from simulator.fleet import OPERATOR, Fleet
 from simulator.impl_device import AdapterDevice, AdapterHost, ImplError, unsupported_steps
+from simulator.nonce_reuse import find_reuse
 from simulator.oracle import (
     TIER_LOG,
     TIER_MONGODB,
@@ -110,11 +112,13 @@ from simulator.scenario.model import (
     Reinstall,
     RemoveDevice,
     Replay,
+    Restore,
     RotateSpk,
     Scenario,
     Screenshot,
     Send,
     SetOnline,
+    Snapshot,
     Step,
     Sync,
     Wait,
@@ -138,7 +142,8 @@ RELAY_SIDE = (
 _EVALUATED_WHERE_THEY_STAND = frozenset({
     AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED,
     AssertionKind.DECRYPT_ERROR, AssertionKind.SESSIONS_CONVERGE, AssertionKind.MECHANISM,
-    AssertionKind.ATTACK_FAILED,
+    AssertionKind.ATTACK_FAILED, AssertionKind.NO_KEY_NONCE_REUSE,
+    AssertionKind.RECOVERED_WITHIN,
 })
 """Assertions about the run so far; the others (adversaries, oracle, metadata) look at the
 views as they stand at the end of the run."""
@@ -355,6 +360,7 @@ class Execution:
         self.hosts: dict[str, AdapterHost] = {}
         self.adapters: dict[str, AdapterDevice] = {}
         self.digests: dict[tuple[str, str], bytes | None] = {}
+        self.backups: dict[str, device_state.Backup] = {}  # snapshot name -> state (item 4)
 
     @property
     def relay_url(self) -> str:
@@ -820,6 +826,10 @@ class Execution:
             self.event(step, "rotate_spk", f"{step.device}: {old} -> "
                        f"{client.device.keys.spk.key_id} (previous "
                        f"{'kept' if step.keep_previous else 'deleted'})")
+        elif isinstance(step, Snapshot):
+            await self._snapshot(step)
+        elif isinstance(step, Restore):
+            await self._restore(step)
         elif isinstance(step, ExhaustOpks):
             await self._exhaust(step)
         elif isinstance(step, Attack):
@@ -832,6 +842,35 @@ class Execution:
             await self._assertion(step)
         else:
             raise ExecutorError(f"step kind {step.kind!r} is not supported")
+
+    async def _snapshot(self, step: Snapshot) -> None:
+        """Back the device's state up (issue 15 item 4; simulator.device_state)."""
+        adapter = self.adapter(step.device)
+        if adapter is not None:
+            state = await adapter.export_state()
+            self.backups[step.name] = device_state.Backup(adapter.address, state)
+        else:
+            self.backups[step.name] = device_state.take(self.client(step.device))
+        self.event(step, "snapshot", f"{step.device}: state backed up as {step.name}")
+
+    async def _restore(self, step: Restore) -> None:
+        """Put a backup back onto its device (rolled back) or onto another (a clone)."""
+        target = step.onto or step.device
+        backup = self.backups[step.name]
+        adapter = self.adapter(target)
+        if adapter is not None:
+            await adapter.import_state(backup.state)
+            self.identities[adapter.address] = adapter.identity
+        else:
+            client = self.client(target)
+            await self._snapshot_keys(target)
+            otp = await self.fleet.otp(self.fleet.org_of[target.user], target.user)
+            await device_state.put_back(client, backup, otp)
+            keys = client.device.keys.identity
+            self.identities[client.address] = (keys.ik.public, keys.sik.public)
+        what = (f"cloned onto {target}" if step.onto is not None
+                else "rolled back")
+        self.event(step, "restore", f"{step.device}: backup {step.name} {what}")
 
     async def _dispatch_quiet(self, step: Step) -> None:
         try:
@@ -1340,6 +1379,10 @@ class Execution:
             return self.attacks.evaluate(step)
         if kind is AssertionKind.DECRYPT_ERROR:
             return self._decrypt_error(step)
+        if kind is AssertionKind.NO_KEY_NONCE_REUSE:
+            return self._key_nonce_reuse()
+        if kind is AssertionKind.RECOVERED_WITHIN:
+            return self._recovered_within(step)
         return self._deliveries(step)
 
     def _mechanism(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
@@ -1482,6 +1525,53 @@ class Execution:
                                 f"{'agree' if same else 'DIFFER'}")
         return (Outcome.VIOLATED if bad else Outcome.HELD,
                 "session digests (SPEC §7) " + ("differ" if bad else "agree"), evidence)
+
+    def _key_nonce_reuse(self) -> tuple[Outcome, str, list[str]]:
+        """No AES-GCM (key, nonce) pair sealed two different envelopes, over every envelope
+        a device handed to the relay so far (simulator.nonce_reuse; SPEC §3)."""
+        labels = {m.message_id: m.label for m in self.messages if m.message_id}
+        examined, found = find_reuse(
+            (sender, recipient, f"{labels.get(mid, mid)}", body)
+            for sender, recipient, mid, body in self.fleet.ledger.envelopes)
+        if not examined:
+            return Outcome.INCONCLUSIVE, "no sealed envelope to examine", []
+        if found:
+            return (Outcome.VIOLATED, f"{len(found)} AES-GCM (key, nonce) pair(s) reused in "
+                    f"{examined} envelopes", [r.describe() for r in found[:20]])
+        return Outcome.HELD, f"{examined} envelopes, every (key, nonce) pair sealed once", []
+
+    def _recovered_within(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
+        """Between the two devices, of the messages sent after the one labelled ``after``
+        (the last before the disruption), in send order, every one after the first
+        ``exchanges`` arrived exactly once at the peer device."""
+        a, b = (f"{d.user}:{d.device}" for d in step.devices)
+        pairs = ((a, b), (b, a))
+        marks = [m.seq for m in self.messages
+                 if m.label == step.after or m.label.startswith(f"{step.after}.")]
+        if not marks:
+            return Outcome.ERROR, f"no message labelled {step.after} was sent", []
+        between = [m for m in self.messages[max(marks) + 1:] if not m.withheld and any(
+            (f"{m.sender.user}:{m.sender.device}", t) in pairs for t in m.intended)]
+        grace = step.exchanges or 0
+        later = between[grace:]
+        if not later:
+            return (Outcome.INCONCLUSIVE, f"{len(between)} message(s) between {a} and {b} "
+                    f"after the selection: none beyond the {grace} the recovery may cost", [])
+        arrivals = self._arrivals()
+
+        def peer(m: Message) -> str:
+            return b if f"{m.sender.user}:{m.sender.device}" == a else a
+
+        def count(m: Message) -> int:
+            return len(arrivals.get((peer(m), m.message_id), []))
+
+        lost = [m.label for m in between[:grace] if count(m) != 1]
+        bad = [f"{m.label} -> {peer(m)}: delivered {count(m)} time(s)" for m in later
+               if count(m) != 1]
+        summary = (f"{len(later) - len(bad)} of {len(later)} message(s) after the first "
+                   f"{grace} delivered exactly once; the recovery cost {len(lost)} "
+                   f"({', '.join(lost) or 'none'})")
+        return (Outcome.VIOLATED if bad else Outcome.HELD), summary, bad[:20]
 
     def _session_digest(self, ref: DeviceRef, remote: DeviceRef) -> bytes | None:
         """SPEC §7 digest of ``ref``'s current session with ``remote``: from the reference

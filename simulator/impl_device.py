@@ -20,7 +20,6 @@ the device and the operation (:func:`unsupported_steps`); never a pass.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,11 +43,13 @@ from simulator.scenario.model import (
     Reinstall,
     RemoveDevice,
     Replay,
+    Restore,
     RotateSpk,
     Scenario,
     Screenshot,
     Send,
     SetOnline,
+    Snapshot,
     Step,
     Sync,
 )
@@ -195,6 +196,18 @@ class AdapterDevice:
                                       content, now))
         return shown, events
 
+    async def export_state(self) -> bytes:
+        """``live.state.export``: the device's whole state (keys, sessions), opaque."""
+        result = await self.host.call("live.state.export", {"device": self.address})
+        return bytes.fromhex(str(result["state"]))
+
+    async def import_state(self, state: bytes) -> None:
+        """``live.state.import``: replace the device's state with an exported one (its own:
+        a rollback; another device's of the same user: a clone)."""
+        result = await self.host.call("live.state.import",
+                                      {"device": self.address, "state": state.hex()})
+        self._learn(result["bundle"])
+
     async def digest(self, remote: str) -> bytes | None:
         """The SPEC §7 digest of the current session with ``remote`` (None: no session)."""
         try:
@@ -209,10 +222,6 @@ class AdapterDevice:
     async def close(self) -> None:
         if self.host.dead is None:
             await self.host.call("live.close", {"device": self.address})
-
-
-def envelope_b64(body: bytes) -> str:
-    return base64.b64encode(body).decode()
 
 
 def _devices_of(step: Step) -> list[str]:
@@ -246,9 +255,18 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
         needs = _NEEDS.get(type(step))
         if isinstance(step, Send) and len(step.to) > 1:
             needs = "one message to several users (live.send takes one user)"
-        if isinstance(step, AddDevice | Reinstall | Send | Sync | SetOnline):
+        if isinstance(step, Restore) and step.onto is not None:
+            mine.append(f"{step.onto.user}/{step.onto.device}")
+            mine = [d for d in mine if d in adapter_devices]
+            if len({adapter_devices.get(d, REFERENCE) for d in
+                    (f"{step.device.user}/{step.device.device}",
+                     f"{step.onto.user}/{step.onto.device}")}) > 1:
+                out.append(f"step restore (line {step.line}): a clone across implementations "
+                           "(the exported state is the implementation's own format)")
+        if isinstance(step, AddDevice | Reinstall | Send | Sync | SetOnline | Snapshot | Restore):
             wanted = {AddDevice: "live.device.create", Reinstall: "live.reinstall",
-                      Send: "live.send", Sync: "live.receive", SetOnline: "live.receive"}
+                      Send: "live.send", Sync: "live.receive", SetOnline: "live.receive",
+                      Snapshot: "live.state.export", Restore: "live.state.import"}
             op = wanted[type(step)]
             for device in mine:
                 if op not in ops.get(adapter_devices[device], frozenset()):

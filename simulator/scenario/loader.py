@@ -54,11 +54,13 @@ from simulator.scenario.model import (
     RelayConfig,
     RemoveDevice,
     Replay,
+    Restore,
     RotateSpk,
     Scenario,
     Screenshot,
     Send,
     SetOnline,
+    Snapshot,
     Step,
     StepExpectation,
     Sync,
@@ -292,6 +294,7 @@ class _Builder:
         self.index = 0
         self.server_replicas = 1
         self.attacks: dict[str, Attack] = {}
+        self.snapshots: dict[str, DeviceRef] = {}  # snapshot name -> the device it backs up
         self.relay = RelayConfig()
 
     # helpers
@@ -625,6 +628,24 @@ class _Builder:
         self.devices.discard(ref)
         return RemoveDevice(**c, device=ref)
 
+    def _snapshot(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        device = self.device(b["device"], (*p, "device"))
+        if b["as"] in self.snapshots:
+            raise self.ctx.error((*p, "as"), f"snapshot {b['as']!r} is already taken")
+        self.snapshots[b["as"]] = device
+        return Snapshot(**c, device=device, name=b["as"])
+
+    def _restore(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+        device = self.device(b["device"], (*p, "device"))
+        if self.snapshots.get(b["from"]) != device:
+            raise self.ctx.error((*p, "from"), f"no earlier snapshot of {device} is named "
+                                 f"{b['from']!r}")
+        onto = self.device(b["onto"], (*p, "onto")) if "onto" in b else None
+        if onto is not None and (onto.user != device.user or onto == device):
+            raise self.ctx.error((*p, "onto"), "a clone goes onto another device of the same "
+                                 "user")
+        return Restore(**c, device=device, name=b["from"], onto=onto)
+
     def _rotate_spk(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
         return RotateSpk(**c, device=self.device(b["device"], (*p, "device")),
                          keep_previous=b.get("keep_previous", True))
@@ -739,6 +760,9 @@ class _Builder:
                                      "fail")
         if kind is AssertionKind.LOG_PSEUDONYMS:
             fields.update(self.log_pseudonyms(body, q))
+        if kind is AssertionKind.RECOVERED_WITHIN:
+            fields["exchanges"] = body["exchanges"]
+            fields["after"] = self.known_label(body["after"], (*q, "after"))
         return Assertion(**c, **fields)
 
     def log_pseudonyms(self, body: dict[str, Any], q: PathT) -> dict[str, Any]:

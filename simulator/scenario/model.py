@@ -305,6 +305,26 @@ class RemoveDevice(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Snapshot(Step):
+    """Back up the device's whole state (keys and sessions, what an app backup holds) under
+    ``name`` (issue 15 item 4). The device's random source is not part of it."""
+
+    device: DeviceRef
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restore(Step):
+    """Put snapshot ``name`` of ``device`` back: onto the device itself (a restore from an
+    older backup, the field bug class "Bad MAC after restore"), or ``onto`` another device of
+    the same user (a cloned device: the copy keeps the original's identity and sessions)."""
+
+    device: DeviceRef
+    name: str
+    onto: DeviceRef | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RotateSpk(Step):
     """Publish a new signed prekey. ``keep_previous`` keeps the old private SPK for in-flight
     SMX1 bootstraps (the recommended behaviour); ``False`` deletes it at once."""
@@ -405,6 +425,8 @@ class AssertionKind(Enum):
     MECHANISM = "mechanism"
     ATTACK_FAILED = "attack_failed"
     LOG_PSEUDONYMS = "log_pseudonyms"
+    NO_KEY_NONCE_REUSE = "no_key_nonce_reuse"
+    RECOVERED_WITHIN = "recovered_within"
 
 
 EXPOSURE_KINDS = frozenset({AssertionKind.EXPOSED, AssertionKind.METADATA_EXPOSED})
@@ -510,6 +532,8 @@ class Assertion(Step):
     reversed_at_most: float | None = None
     dictionary_size: int | None = None  # None: the whole guessable-id list
     dictionary_seed: int | None = None  # None: the scenario's seed
+    exchanges: int | None = None  # recovered_within: messages the recovery may cost
+    after: str | None = None  # recovered_within: the last message label before the disruption
 
     @property
     def is_exposure(self) -> bool:
@@ -534,6 +558,8 @@ STEP_KINDS: dict[str, type[Step]] = {
     "add_device": AddDevice,
     "remove_device": RemoveDevice,
     "rotate_spk": RotateSpk,
+    "snapshot": Snapshot,
+    "restore": Restore,
     "exhaust_opks": ExhaustOpks,
     "replay": Replay,
     "attack": Attack,
