@@ -64,6 +64,12 @@ from simulator.fleet import Fleet, relay_settings
 from simulator.report.model import Outcome, ScenarioResult, Verdict, reason
 from simulator.scenario.loader import ScenarioError, load
 
+__all__ = [
+    "DEFAULT_ORGS", "LeakOracle", "OracleInconclusive", "OracleLeak", "PlatformFleet",
+    "PluginError", "RelayUnderTest", "ScenarioFailed", "ScenarioRunner",
+]
+"""What a platform team's typed tests import (fixture types and the errors they may see)."""
+
 DEFAULT_ORGS = ("acme", "globex", "initech")
 """Organisations the embedded relay accepts the fixed test OTP for (ADR-0164), unless the
 ``semafore_test_orgs`` ini option names others; a relay given by URL must be started with

@@ -515,3 +515,32 @@ async def test_third(semafore_fleet):
 ''')
     result = run_inner(pytester, "--semafore-relay", url)
     result.assert_outcomes(passed=3)
+
+
+TYPED_EXAMPLE = '''
+from semafore.client import Received
+from simulator.pytest_plugin import LeakOracle, PlatformFleet
+
+
+async def test_alice_messages_bob(semafore_fleet: PlatformFleet,
+                                  semafore_oracle: LeakOracle) -> None:
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    secret = semafore_oracle.canary("alice's first message")
+    await alice.send_text("bob", f"hello {secret}".encode())
+    received: Received = await bob.wait_for_message(sender="alice", text=f"hello {secret}")
+    assert received.sender == "alice:phone"
+    await bob.wait_for_queue_drained()
+'''
+
+
+def test_the_worked_example_type_checks_against_the_fixture_types(tmp_path: Path) -> None:
+    """A platform team on ``mypy --strict`` annotates the fixtures with the plugin's types
+    (from a checkout: ``MYPYPATH`` is the checkout, an editable install hides it from mypy)."""
+    test = tmp_path / "test_typed.py"
+    test.write_text(TYPED_EXAMPLE)
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent",
+         "--cache-dir", str(tmp_path / "cache"), str(test)],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "MYPYPATH": str(Path(__file__).parents[2])})
+    assert checked.returncode == 0, checked.stdout + checked.stderr
