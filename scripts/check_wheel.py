@@ -235,7 +235,7 @@ def check(work: Path) -> int:
     started = time.perf_counter()
     made = run([sys.executable, "-m", "venv", str(venv)], cwd=work, timeout_s=300)
     installed = made if made.returncode != 0 else run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile",
          "-c", str(ROOT / "constraints.txt"), str(wheel)], cwd=work)
     if not phase("fresh venv + pip install", started, [] if installed.returncode == 0 else
                  [f"exit status {installed.returncode}: {installed.stderr[-3000:]}"]):
