@@ -544,3 +544,26 @@ def test_the_worked_example_type_checks_against_the_fixture_types(tmp_path: Path
         capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "MYPYPATH": str(Path(__file__).parents[2])})
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_queue_that_does_not_drain_times_out_and_drains_once_processed(
+        pytester: pytest.Pytester) -> None:
+    """While bob's client is stuck (its receive lock held: nothing pushed is processed or
+    acked) the relay never reports his queue empty; once he gets on with it, it does."""
+    pytester.makepyfile(test_stuck='''
+import pytest
+from semafore.client.expect import ExpectationTimeout
+
+async def test_stuck(semafore_fleet):
+    alice, bob = await semafore_fleet.users("alice", "bob")
+    async with bob._receive_lock:
+        await alice.send_text("bob", b"stuck")
+        with pytest.raises(ExpectationTimeout) as stuck:
+            await bob.wait_for_queue_drained(timeout=1)
+    assert stuck.value.field == "queue_drained"
+    assert str(stuck.value).startswith(
+        "bob:phone waited 1 s for the relay to report its queue empty; it never came.")
+    await bob.wait_for_queue_drained()
+    assert [r.content.body for r in bob.inbox] == [b"stuck"]
+''')
+    run_inner(pytester).assert_outcomes(passed=1)
