@@ -1045,9 +1045,10 @@ class DeviceClient:
         self, *, sender: str | None = None, text: str | bytes | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Received:
-        """The first message not claimed by an earlier wait from ``sender`` (a user, or
-        ``user/device``) whose body is ``text``; raises ExpectationTimeout listing what
-        arrived instead."""
+        """The first message from ``sender`` (a user, or ``user/device``) whose body is
+        ``text`` that no earlier wait returned, as soon as it is in (``inbox`` indexes are the
+        claims: the inbox only grows); raises ExpectationTimeout listing what arrived
+        instead."""
         body = text.encode("utf-8") if isinstance(text, str) else text
         claimed = self.expectations.claimed_messages
 
