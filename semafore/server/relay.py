@@ -26,6 +26,7 @@ from semafore.protocol.errors import ProtocolError
 from semafore.protocol.keys import verify_spk
 from semafore.protocol.session_cipher import RESET_MAGIC
 from semafore.server import models as m
+from semafore.server.device_set import recipient_devices
 from semafore.server.errors import ApiError
 from semafore.server.login_guard import backoff
 from semafore.server.oplog import event
@@ -998,6 +999,11 @@ class Relay:
             spk_key_id=spk.key_id if spk else None,
         )
 
+    async def recipient_devices(self, user_id: str) -> dict[str, Device]:
+        """The user's recipient device set (``semafore.server.device_set``): the one
+        definition the send check and the key directory share."""
+        return await recipient_devices(self.stores, user_id)
+
     async def _directory_devices(
         self, principal: Principal, user_id: str, device_id: str | None, ip: str | None
     ) -> list[Device]:
@@ -1006,7 +1012,7 @@ class Relay:
         await self.limit("keys", ip, principal.user_id)
         if await self._member_ids(principal.org_id, user_id) is None:
             raise ApiError(404, "unknown_user", "no such user in this organisation")
-        devices = await self.stores.accounts.list_devices(user_id)
+        devices = list((await self.recipient_devices(user_id)).values())  # as the send check
         if device_id is not None:
             devices = [d for d in devices if d.device_id == device_id]
         return devices
@@ -1143,9 +1149,9 @@ class Relay:
         A message must cover exactly the user's devices (the sender's own device excluded
         for sync copies); a reset notice goes only to the device(s) it concerns, so missing
         devices are fine, but unknown (extra) and re-registered (stale) ones are not."""
-        registered = {
+        registered = {  # the recipient device set: registered AND keyed (device_set.py)
             d.device_id: d.registration_id
-            for d in await self.stores.accounts.list_devices(user_id)
+            for d in (await self.recipient_devices(user_id)).values()
         }
         if user_id == principal.user_id:
             registered.pop(principal.device_id, None)  # sync copies go to my *other* devices

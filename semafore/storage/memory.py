@@ -284,6 +284,7 @@ class MemoryKeyStore(_Dump, KeyStore):
         self.identities: dict[tuple[str, str], IdentityRecord] = {}
         self.spks: dict[tuple[str, str], SignedPrekeyRecord] = {}
         self.opks: dict[tuple[str, str], OrderedDict[str, OneTimePrekeyRecord]] = {}
+        self._spk_devices: dict[str, set[str]] = {}  # index: O(devices of user)
 
     async def put_identity(self, identity: IdentityRecord) -> None:
         self.identities[(identity.user_id, identity.device_id)] = identity
@@ -293,6 +294,7 @@ class MemoryKeyStore(_Dump, KeyStore):
 
     async def set_spk(self, user_id: str, device_id: str, spk: SignedPrekeyRecord) -> None:
         self.spks[(user_id, device_id)] = spk
+        self._spk_devices.setdefault(user_id, set()).add(device_id)
 
     async def get_spk(self, user_id: str, device_id: str) -> SignedPrekeyRecord | None:
         return self.spks.get((user_id, device_id))
@@ -317,11 +319,18 @@ class MemoryKeyStore(_Dump, KeyStore):
     async def opk_count(self, user_id: str, device_id: str) -> int:
         return len(self.opks.get((user_id, device_id), ()))
 
+    async def published_devices(self, user_id: str) -> set[str]:
+        spk_devices = self._spk_devices.get(user_id, ())
+        return {
+            d for d in spk_devices if (user_id, d) in self.spks and (user_id, d) in self.identities
+        }
+
     async def delete_device_keys(self, user_id: str, device_id: str) -> None:
         key = (user_id, device_id)
         self.identities.pop(key, None)
         self.spks.pop(key, None)
         self.opks.pop(key, None)
+        self._spk_devices.get(user_id, set()).discard(device_id)
 
 
 class MemoryQueueStore(_Dump, QueueStore):

@@ -593,6 +593,16 @@ class MongoKeyStore(_Part, KeyStore):
     async def opk_count(self, user_id: str, device_id: str) -> int:
         return await self.db.opks.count_documents({"user_id": user_id, "device_id": device_id})
 
+    async def published_devices(self, user_id: str) -> set[str]:
+        # no joins in FerretDB v1: two reads by the (user_id, device_id) index, intersected
+        only = {"user_id": user_id}
+        projection = {"_id": 0, "device_id": 1}
+        with_spk = {d["device_id"] async for d in self.db.spks.find(only, projection)}
+        if not with_spk:
+            return set()
+        identified = {d["device_id"] async for d in self.db.identities.find(only, projection)}
+        return with_spk & identified
+
     async def delete_device_keys(self, user_id: str, device_id: str) -> None:
         key = {"user_id": user_id, "device_id": device_id}
         for collection in ("identities", "spks", "opks"):

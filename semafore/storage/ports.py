@@ -284,6 +284,15 @@ class KeyStore(Protocol):
         ...
 
     async def opk_count(self, user_id: str, device_id: str) -> int: ...
+    async def published_devices(self, user_id: str) -> set[str]:
+        """Ids of the user's devices that have published an identity **and** a signed
+        prekey: the devices a peer can open a session with (a SPEC §1 bundle needs both;
+        OPKs are optional). One read, so the relay's recipient device set
+        (``semafore.server.device_set``) costs one key-store call per user, not two per
+        device. A key record whose device is no longer registered may still be listed;
+        the relay intersects with :meth:`AccountStore.list_devices`."""
+        ...
+
     async def delete_device_keys(self, user_id: str, device_id: str) -> None: ...
 
 

@@ -579,6 +579,15 @@ class SqliteKeyStore(_Port, KeyStore):
             ).fetchone()
         return int(row[0])
 
+    async def published_devices(self, user_id: str) -> set[str]:
+        with self.db.read() as cur:
+            rows = cur.execute(
+                "SELECT s.device_id FROM spks s JOIN identities i "
+                "ON i.user_id = s.user_id AND i.device_id = s.device_id WHERE s.user_id = ?",
+                (user_id,),
+            ).fetchall()
+        return {r[0] for r in rows}
+
     async def delete_device_keys(self, user_id: str, device_id: str) -> None:
         with self.db.tx() as cur:
             for table in ("identities", "spks", "opks"):

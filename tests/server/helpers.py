@@ -170,7 +170,8 @@ def key_upload(keys: DeviceKeys) -> dict[str, Any]:
 
 
 def messaging_org(world: World) -> dict[str, DeviceSession]:
-    """Org ``acme``: alice (a1, a2; admin), bob (b1, b2) and carol (c1), all logged in."""
+    """Org ``acme``: alice (a1, a2; admin), bob (b1, b2) and carol (c1), all logged in with
+    keys published (only keyed devices are in a recipient device set: docs/server.md)."""
     world.signup("acme", "alice")
     a1 = world.login("acme", "alice", "a1", admin=True)
     a2 = world.login("acme", "alice", "a2", admin=True)
@@ -179,7 +180,10 @@ def messaging_org(world: World) -> dict[str, DeviceSession]:
     b1 = world.login("acme", "bob", "b1")
     b2 = world.login("acme", "bob", "b2")
     c1 = world.login("acme", "carol", "c1")
-    return {"a1": a1, "a2": a2, "b1": b1, "b2": b2, "c1": c1}
+    org = {"a1": a1, "a2": a2, "b1": b1, "b2": b2, "c1": c1}
+    for session in org.values():
+        world.publish_keys(session, opks=0)
+    return org
 
 
 def make_world(stores: Stores, **settings: Any) -> tuple[World, TestClient]:

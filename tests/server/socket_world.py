@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 
+from semafore.protocol.entropy import SeededEntropy
+from semafore.protocol.keys import DeviceKeys
 from semafore.server.relay import Relay
 from semafore.server.runner import RunningServer, serve_in_thread
 from semafore.server.settings import Settings
 from semafore.server.totp import totp
 from semafore.storage.memory import memory_stores
-from tests.server.helpers import FakeClock
+from tests.server.helpers import FakeClock, key_upload
 
 VICTIM = "127.0.0.1"
 STRANGER = "127.0.0.2"
@@ -92,6 +94,14 @@ class SocketWorld:
         assert r.status_code == 200, r.text
         t = r.json()
         return Session(org_id, user_id, device_id, t["access_token"], t["role"])
+
+    def publish_keys(self, session: Session) -> None:
+        """``PUT /v1/keys`` with fresh keys: only a device with keys is in its user's
+        recipient device set (docs/server.md "Recipient device set")."""
+        seed = f"{session.user_id}:{session.device_id}"
+        keys = DeviceKeys.generate(SeededEntropy(seed), opk_count=0)
+        r = self.http().put("/v1/keys", json=key_upload(keys), headers=session.headers)
+        assert r.status_code == 200, r.text
 
     def put_member(self, admin: Session, user_id: str, role: str = "member") -> httpx.Response:
         return self.http().put(

@@ -18,12 +18,15 @@ def org(world: World) -> dict[str, DeviceSession]:
     a1 = world.login("acme", "alice", "a1", admin=True)
     g1 = world.login("globex", "gary", "g1", admin=True)
     world.add_member(a1, "bob")
-    return {
+    sessions = {
         "a1": a1,
         "g1": g1,
         "b1": world.login("acme", "bob", "b1"),
         "b2": world.login("acme", "bob", "b2"),
     }
+    for device in ("b1", "b2"):  # recipient devices have keys (docs/server.md)
+        world.publish_keys(sessions[device], opks=0)
+    return sessions
 
 
 def test_a_device_never_reads_or_acks_another_devices_queue(

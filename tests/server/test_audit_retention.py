@@ -158,6 +158,7 @@ def test_retention_really_deletes_expired_data_from_the_store(
     alice = world.login("acme", "alice", "a1", admin=True)
     world.add_member(alice, "bob")
     bob = world.login("acme", "bob", "b1")
+    world.publish_keys(bob, opks=0)  # a recipient device has keys (docs/server.md)
     old_env = b"DRV1" + b"EXPIRED-ENVELOPE-CANARY-1f9d" * 4
     old_file = b"EXPIRED-ATTACHMENT-CANARY-77ab" * 10
     env = {"device_id": "b1", "registration_id": bob.registration_id, "body": b64(old_env)}

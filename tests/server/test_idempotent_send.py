@@ -27,9 +27,11 @@ from semafore.server.tokens import Principal
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import (
     Device,
+    IdentityRecord,
     Membership,
     Org,
     QueuedEnvelope,
+    SignedPrekeyRecord,
     Stores,
     TotpEnrolment,
     User,
@@ -158,6 +160,7 @@ def test_a_retry_after_the_device_set_changed_gets_its_original_answer(
     first = send(world, a1, "bob", [env(b1), env(b2)])
     assert first.status_code == 200
     b3 = world.login("acme", "bob", "b3")  # bob adds a device after the send was accepted
+    world.publish_keys(b3, opks=0)
     retry = send(world, a1, "bob", [env(b1), env(b2)])
     assert retry.status_code == 200 and retry.json() == first.json()
     assert queued(world, b3) == []
@@ -325,6 +328,10 @@ async def seed(stores: Stores) -> None:
         await acc.put_membership(Membership("acme", user, "member", 0.0))
         for i, device in enumerate(devices, 10):
             await acc.add_device(Device(user, device, i, 0.0))
+            # a recipient device has published keys (docs/server.md "Recipient device set")
+            keys = IdentityRecord(user, device, b"\x01" * 32, b"\x02" * 32)
+            await stores.keys.put_identity(keys)
+            await stores.keys.set_spk(user, device, SignedPrekeyRecord("s", b"\x03" * 32, b""))
 
 
 def send_request() -> m.SendRequest:

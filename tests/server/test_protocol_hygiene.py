@@ -116,6 +116,7 @@ def test_bodies_too_short_for_their_magic_are_a_typed_400(world: SocketWorld) ->
     assert world.put_member(alice, "bob").status_code == 200
     r = world.login_request("acme", "bob", "b1", world.otp("acme", "bob"))
     registration_id = r.json()["registration_id"]
+    world.publish_keys(Session("acme", "bob", "b1", r.json()["access_token"], "member"))
     for body in (b"DRV1", b"DRV1" + bytes(67), b"SMX1" + bytes(65)):
         r = _send(world, alice, body, registration_id)
         assert r.status_code == 400, body

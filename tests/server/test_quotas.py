@@ -45,6 +45,7 @@ def org() -> Iterator[tuple[SocketWorld, dict[str, Session]]]:
         for user in ("bob", "carol", "dave"):
             assert world.put_member(alice, user).status_code == 200
             sessions[user] = world.login("acme", user, user[0] + "1")
+            world.publish_keys(sessions[user])  # a recipient device has keys
         yield world, sessions
 
 
@@ -199,7 +200,8 @@ def test_one_time_prekeys_are_claimed_per_target_only_up_to_its_quotas(
     world, s = org
     tighten(world, opk_pair=(2, 60.0), opk_target=(3, 60.0))
     keys = DeviceKeys.generate(SeededEntropy("bob-b1"), opk_count=20)
-    assert world.http().put("/v1/keys", json=key_upload(keys), headers=s["bob"].headers).is_success
+    opks = {"opks": key_upload(keys)["opks"]}  # bob's identity and SPK are published already
+    assert world.http().post("/v1/keys/opks", json=opks, headers=s["bob"].headers).is_success
 
     def fetch(who: str) -> httpx.Response:
         return world.http().get("/v1/keys/bob", headers=s[who].headers)

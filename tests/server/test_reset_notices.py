@@ -29,12 +29,15 @@ def org(world: World) -> dict[str, DeviceSession]:
     a1 = world.login("acme", "alice", "a1", admin=True)
     world.add_member(a1, "bob")
     world.add_member(a1, "carol")
-    return {
+    sessions = {
         "a1": a1,
         "b1": world.login("acme", "bob", "b1"),
         "b2": world.login("acme", "bob", "b2"),
         "c1": world.login("acme", "carol", "c1"),
     }
+    for session in sessions.values():  # recipient devices have keys (docs/server.md)
+        world.publish_keys(session, opks=0)
+    return sessions
 
 
 def send(world: World, sender: DeviceSession, user: str, envs: list[dict[str, Any]]) -> Any:

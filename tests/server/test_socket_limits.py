@@ -40,6 +40,7 @@ def members(world: SocketWorld) -> tuple[Session, Session, int]:
     r = world.login_request("acme", "bob", "b1", world.otp("acme", "bob"))
     t = r.json()
     bob = Session("acme", "bob", "b1", t["access_token"], t["role"])
+    world.publish_keys(bob)  # a recipient device has keys (docs/server.md)
     return alice, bob, int(t["registration_id"])
 
 
