@@ -48,6 +48,7 @@ from benchmarks.bench_relay import (
     drive,
     free_port,
     process_cpu,
+    publish_keys,
     relay_process,
     send_frame,
 )
@@ -84,6 +85,7 @@ async def _sessions(base: str, pairs: int) -> dict[str, dict[str, Any]]:
                 )
                 r.raise_for_status()
                 sessions[user] = r.json()
+                await publish_keys(http, sessions[user])
     return sessions
 
 

@@ -315,6 +315,34 @@ async def drain_send_results(ws: ClientConnection) -> None:
             raise RuntimeError(f"relay refused a send: {text[:300]!r}")
 
 
+def key_upload(user_id: str) -> dict[str, Any]:
+    """A ``PUT /v1/keys`` body (identity and signed prekey, no OPKs) for a bench device: only
+    a device that published both is in its user's recipient device set (docs/server.md
+    "Recipient device set"), so a receiver without keys could not be sent to."""
+    from semafore.protocol.entropy import SeededEntropy
+    from semafore.protocol.keys import DeviceKeys
+
+    keys = DeviceKeys.generate(SeededEntropy(f"bench:{user_id}"), opk_count=0)
+    spk = keys.spk
+    return {
+        "ik": base64.b64encode(keys.identity.ik.public).decode(),
+        "sik": base64.b64encode(keys.identity.sik.public).decode(),
+        "spk": {
+            "key_id": spk.key_id,
+            "pub": base64.b64encode(spk.keypair.public).decode(),
+            "sig": base64.b64encode(spk.signature).decode(),
+        },
+        "opks": [],
+    }
+
+
+async def publish_keys(http: httpx.AsyncClient, session: dict[str, Any]) -> None:
+    """Publish :func:`key_upload` for a logged-in session (a login answer)."""
+    auth = {"Authorization": f"Bearer {session['access_token']}"}
+    upload = key_upload(str(session["user_id"]))
+    (await http.put("/v1/keys", json=upload, headers=auth)).raise_for_status()
+
+
 async def run_semafore(
     port: int, pairs: int, total: int, window: int, size: int, timeout: float, batch: int = 0
 ) -> Result:
@@ -356,6 +384,7 @@ async def run_semafore(
                 )
                 r.raise_for_status()
                 sessions[user] = r.json()
+                await publish_keys(http, sessions[user])
 
     async def open_sender(i: int) -> Any:
         me = sessions[f"s{i}"]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.bench_relay import free_port
+from benchmarks.bench_relay import free_port, key_upload
 from semafore.server.totp import totp
 
 ORG = "bench"
@@ -158,6 +158,10 @@ def measure(
         # one loopback source address per login: the auth bucket counts per client address
         sessions = {u: _login(url, u, "d1", f"127.0.1.{i + 1}") for i, u in enumerate(users)}
         sender = _login(url, "sender", "s1", "127.0.2.1")
+        with _client(url, "127.0.0.1") as http:  # only keyed devices can be sent to
+            for user in users:
+                token = {"Authorization": f"Bearer {sessions[user]['access_token']}"}
+                http.put("/v1/keys", json=key_upload(user), headers=token).raise_for_status()
         payload = base64.b64encode(BODY_MAGIC + os.urandom(body - len(BODY_MAGIC))).decode()
         with _client(url, "127.0.2.1") as http:
             headers = {"Authorization": f"Bearer {sender['access_token']}"}
