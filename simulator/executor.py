@@ -477,6 +477,8 @@ class Execution:
             host = self.hosts[name] = AdapterHost(self.implementations[name])
             try:
                 ops[name] = await host.ops()
+                if "live.secrets" in ops[name]:  # the oracle registers what it reports
+                    await host.secrets()
             except ImplError as exc:
                 return [f"implementation {name}: capabilities failed: {exc}"]
         return unsupported_steps(self.scenario, self.assignment, ops)
@@ -751,6 +753,9 @@ class Execution:
             await self._dispatch(step)
         except (ClientError, ProtocolError) as exc:
             self._failed(step, _actor(step), exc)
+        except ImplError as exc:  # an adapter device's operation failed (simulator.impl_device)
+            self._failed(step, _actor(step), f"{exc.name}: {exc.field}: {exc.detail}")
+        await self._adapter_secrets()
         if step.expect is not None and len(self.result.step_failures) == failures \
                 and step.index not in self.expected_seen:
             self.event(step, "expectation_unmet", f"expected {step.expect.error}; the step "
@@ -794,6 +799,7 @@ class Execution:
         elif isinstance(step, Reinstall) and (adapter := self.adapter(step.device)):
             await adapter.reinstall()
             self.identities[adapter.address] = adapter.identity
+            self.online[adapter.address] = True  # a fresh install is online, as a reference one
             self.event(step, "reinstall", f"{step.device} [{adapter.implementation}] "
                        "reinstalled with a new identity")
         elif isinstance(step, Reinstall):
@@ -1304,6 +1310,15 @@ class Execution:
         for name, value in values:
             with contextlib.suppress(OracleError):
                 self.oracle.register_key(f"{who} {name}", value)
+
+    async def _adapter_secrets(self) -> None:
+        """Register with the oracle every secret the adapters reported (``live.secrets``):
+        a platform that logs or stores a key must fail ``oracle_clean`` like the reference."""
+        for name, host in self.hosts.items():
+            if host.dead is not None or "live.secrets" not in await host.ops():
+                continue
+            for kind, value in await host.secrets():
+                self._on_secret(f"{name} {kind}", value)
 
     def _register_keys(self) -> None:
         for client in self.fleet.clients():

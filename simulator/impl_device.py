@@ -124,6 +124,15 @@ class AdapterHost:
             self._ops = frozenset(str(op) for op in result.get("ops", ()))
         return self._ops
 
+    async def secrets(self) -> list[tuple[str, bytes]]:
+        """``live.secrets``: what the adapter derived since the last call (the first call
+        switches reporting on). Dropped secrets are an error: the oracle would miss them."""
+        result = await self.call("live.secrets", {})
+        if result.get("dropped"):
+            raise ImplError("live.secrets", "dropped",
+                            f"{result['dropped']} secret(s) dropped before they were reported")
+        return [(str(s["kind"]), bytes.fromhex(str(s["value"]))) for s in result["secrets"]]
+
     def close(self) -> None:
         self.process.stop()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from semafore.client.client import DeviceClient
 from semafore.client.clock import SystemClock
 from semafore.client.device import Device, IdentityPolicy, PrekeyPolicy
 from semafore.client.errors import ClientError, ServerRejected
+from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol.entropy import Entropy, SeededEntropy, SystemEntropy
 from semafore.protocol.errors import NoSession, ProtocolError
 from semafore.protocol.keys import device_address
@@ -40,7 +42,13 @@ LIVE_OPS = (
     "live.receive",
     "live.reinstall",
     "live.close",
+    "live.state.export",
+    "live.state.import",
+    "live.secrets",
 )
+
+MAX_PENDING_SECRETS = 200_000
+"""``live.secrets`` holds at most this many unreported secrets; beyond, it counts drops."""
 
 
 class RelayFailure(ProtocolError):
@@ -88,6 +96,9 @@ class LiveOps:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._devices: dict[str, _LiveDevice] = {}
         self.clock = SystemClock()
+        self._secrets: list[tuple[str, bytes]] | None = None  # None: not asked yet
+        self._secrets_dropped = 0
+        self._reporting = contextlib.ExitStack()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
@@ -264,6 +275,55 @@ class LiveOps:
         if record is None or record.current is None:
             raise NoSession(f"no session with {remote!r}", field="args.remote")
         return {"digest": record.current.ratchet.digest().hex()}
+
+    def export_state(self, args: Args) -> dict[str, Any]:
+        """The device's whole state as a backup holds it (keys, identities, sessions; never
+        the random source): the reference's own serialization, opaque to the harness."""
+        return {"state": self._device(args).device.serialize().hex()}
+
+    def import_state(self, args: Args) -> dict[str, Any]:
+        """Put an exported state onto the device: its own (a restore keeps the relay login)
+        or another device's of the same user (a clone: unregister, log in again, publish the
+        cloned identity and prekeys). The device keeps its own random source."""
+        live = self._device(args)
+        try:
+            restored = Device.parse(args.hex("state"))
+        except (ValueError, KeyError, TypeError, ProtocolError) as exc:
+            raise BadArgument(f"not an exported state: {exc}", field="args.state") from None
+        if restored.user_id != live.user_id:
+            raise BadArgument(f"a state of {restored.address!r} cannot go onto "
+                              f"{live.address!r} (another user)", field="args.state")
+        clone = restored.device_id != live.device_id
+        live.device = dataclasses.replace(restored, device_id=live.device_id,
+                                          registration_id=live.device.registration_id)
+        if live.client is not None:
+            live.client.device = live.device
+            if clone:
+                assert live.otp is not None
+                self._run(live.client.remove_device(live.device_id))
+                self._run(live.client.register(live.otp))
+        return {"device": live.address, "bundle": _public_bundle(live.device),
+                "registration_id": live.device.registration_id}
+
+    def secrets(self, args: Args) -> dict[str, Any]:
+        """Every secret this process derived since the last call (kinds of SPEC §8's
+        registry, semafore.protocol.secrets), for the harness's oracle. The first call
+        switches reporting on and answers nothing."""
+        if self._secrets is None:
+            self._secrets = []
+            self._reporting.enter_context(protocol_secrets.reporting(self._collect))
+            return {"secrets": [], "dropped": 0}
+        out = [{"kind": kind, "value": value.hex()} for kind, value in self._secrets]
+        dropped, self._secrets_dropped = self._secrets_dropped, 0
+        self._secrets.clear()
+        return {"secrets": out, "dropped": dropped}
+
+    def _collect(self, kind: str, value: bytes) -> None:
+        assert self._secrets is not None
+        if len(self._secrets) >= MAX_PENDING_SECRETS:
+            self._secrets_dropped += 1
+        else:
+            self._secrets.append((kind, bytes(value)))
 
     def close(self, args: Args) -> dict[str, Any]:
         live = self._device(args)

@@ -126,6 +126,9 @@ class ReferenceAdapter:
                 "live.receive": self.live.receive,
                 "live.reinstall": self.live.reinstall,
                 "live.close": self.live.close,
+                "live.state.export": self.live.export_state,
+                "live.state.import": self.live.import_state,
+                "live.secrets": self.live.secrets,
             }
         )
 

@@ -7,6 +7,8 @@ cannot converge makes ``sessions_converge`` fail: the adapter's answers really a
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from simulator.assignment import Implementation
 from simulator.executor import run_with_implementations
 from simulator.report.model import Outcome, Verdict
 from simulator.scenario.loader import load
+
+from .conftest import GO_ADAPTER_DIR, go_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SIMULTANEOUS = ROOT / "scenarios" / "desync" / "simultaneous-initiation.yaml"
@@ -34,7 +38,8 @@ def flipped(args):
     out = receive(args)
     for item in out["messages"]:
         if item.get("plaintext"):
-            item["plaintext"] = "%02x" % (int(item["plaintext"][:2], 16) ^ 1) + item["plaintext"][2:]
+            text = item["plaintext"]
+            item["plaintext"] = "%02x" % (int(text[:2], 16) ^ 1) + text[2:]
     return out
 
 adapter.ops["live.receive"] = flipped
@@ -82,3 +87,57 @@ def test_a_step_no_adapter_operation_covers_is_unsupported_not_a_pass(
         implementations={"go": Implementation("go", str(go_adapter))}, strategy=strategy)
     assert result.verdict is Verdict.UNSUPPORTED
     assert "skipped_keys_used" in (result.unsupported or "")
+
+
+DESYNC = ROOT / "scenarios" / "desync"
+RESTORE = DESYNC / "restore-from-older-backup.yaml"
+CLONE = DESYNC / "cloned-device.yaml"
+
+
+@pytest.fixture(scope="module")
+def broken_go_adapter(go_adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Go adapter built with -tags brokenrestore: its state export also saves the random
+    source and import puts the old nonce counter back (live/broken_restore.go)."""
+    out = tmp_path_factory.mktemp("broken") / "goadapter-brokenrestore"
+    env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+    subprocess.run([go_tool(), "build", "-tags", "brokenrestore", "-o", str(out),
+                    "./cmd/goadapter"], cwd=GO_ADAPTER_DIR, env=env, check=True,
+                   capture_output=True, timeout=600)
+    return out
+
+
+@pytest.mark.parametrize("path", [RESTORE, CLONE], ids=lambda p: p.stem)
+def test_go_devices_restore_and_clone_through_the_state_operations(
+        go_adapter: Path, path: Path) -> None:
+    result = run_with_implementations(
+        load(path), implementations={"go": Implementation("go", str(go_adapter))},
+        strategy="go")
+    assert result.verdict is Verdict.PASS, [(a.kind, a.summary) for a in result.assertions]
+
+
+@pytest.mark.parametrize("path", [RESTORE, CLONE], ids=lambda p: p.stem)
+def test_a_go_build_restoring_the_old_nonce_counter_fails(
+        broken_go_adapter: Path, path: Path) -> None:
+    result = run_with_implementations(
+        load(path), implementations={"go": Implementation("go", str(broken_go_adapter))},
+        strategy="go")
+    reuse = next(a for a in result.assertions if a.kind == "no_key_nonce_reuse")
+    assert reuse.outcome is Outcome.VIOLATED
+    assert result.verdict is Verdict.FAIL
+
+
+def test_a_clone_across_implementations_is_unsupported_naming_the_step(
+        go_adapter: Path) -> None:
+    result = run_with_implementations(
+        load(CLONE), implementations={"go": Implementation("go", str(go_adapter))},
+        strategy="round-robin", seed=0)
+    # round-robin puts consecutive devices on different implementations
+    assert result.implementations["alice/phone"] != result.implementations["alice/tablet"]
+    assert result.verdict is Verdict.UNSUPPORTED
+    assert "step restore" in (result.unsupported or "")
+
+
+def test_reference_adapter_devices_restore_through_the_state_operations() -> None:
+    impl = {"py": Implementation("py", f"{sys.executable} -m semafore.adapter")}
+    result = run_with_implementations(load(RESTORE), implementations=impl, strategy="py")
+    assert result.verdict is Verdict.PASS, [(a.kind, a.summary) for a in result.assertions]

@@ -14,6 +14,8 @@ var liveOps = map[string]Handler{
 	"live.receive":       opLiveReceive,
 	"live.reinstall":     opLiveReinstall,
 	"live.close":         opLiveClose,
+	"live.state.export":  opLiveStateExport,
+	"live.state.import":  opLiveStateImport,
 }
 
 func (a *Adapter) liveDevice(args Args) (*live.Device, error) {
@@ -169,4 +171,30 @@ func opLiveClose(a *Adapter, args Args) (any, error) {
 		return nil, err
 	}
 	return map[string]any{}, nil
+}
+
+// opLiveStateExport answers the device's state, opaque (issue #15 item 4).
+func opLiveStateExport(a *Adapter, args Args) (any, error) {
+	d, err := a.liveDevice(args)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"state": a.live.ExportState(d)}, nil
+}
+
+// opLiveStateImport puts an exported state onto a device: its own (a restore) or another
+// device's of the same user (a clone).
+func opLiveStateImport(a *Adapter, args Args) (any, error) {
+	d, err := a.liveDevice(args)
+	if err != nil {
+		return nil, err
+	}
+	state, err := args.String("state")
+	if err != nil {
+		return nil, err
+	}
+	if err := a.live.ImportState(d, state); err != nil {
+		return nil, err
+	}
+	return map[string]any{"device": d.Address(), "bundle": d.PublicBundle(), "registration_id": d.RegistrationID}, nil
 }

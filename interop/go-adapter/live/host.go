@@ -39,6 +39,8 @@ const ErrRelay = "RelayError"
 // run one at a time (the adapter contract is sequential), so Host needs no locking.
 type Host struct {
 	devices map[string]*Device
+	// snapshots are the states live.state.export handed out, by index (live/state.go)
+	snapshots []*Snapshot
 	// HTTP is the client each device's relay connection uses (nil: relay's default).
 	HTTP *http.Client
 	// Now is the clock of content timestamps and of nothing else.

@@ -152,6 +152,15 @@ func (s *IdentityStore) Check(address string, ik, sik []byte, acceptChange bool)
 }
 
 // Pinned returns the identity keys pinned for address, if any.
+// Clone copies the pinned identities (a backup of the device's state).
+func (s *IdentityStore) Clone() IdentityStore {
+	c := IdentityStore{pinned: make(map[string][2][]byte, len(s.pinned))}
+	for address, keys := range s.pinned {
+		c.pinned[address] = keys
+	}
+	return c
+}
+
 func (s *IdentityStore) Pinned(address string) (ik, sik []byte, ok bool) {
 	keys, ok := s.pinned[address]
 	return keys[0], keys[1], ok
