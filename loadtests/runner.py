@@ -193,6 +193,27 @@ def _stop_group(leader: subprocess.Popen[bytes]) -> None:
         os.killpg(leader.pid, signal.SIGKILL)
 
 
+TERM_GRACE = 20.0  # seconds locust gets after SIGTERM to write its files
+
+
+def _terminate(master: subprocess.Popen[bytes], waited: float, out: Path) -> int:
+    """The watchdog: locust did not stop by itself. SIGTERM runs locust's own shutdown (its
+    quitting event writes samples.csv and steps.json), then the group is killed; the report
+    is still built from what was written, and says locust was terminated
+    (``locust-terminated.txt``)."""
+    with contextlib.suppress(ProcessLookupError):
+        master.send_signal(signal.SIGTERM)
+    try:
+        master.wait(timeout=TERM_GRACE)
+    except subprocess.TimeoutExpired:
+        _stop_group(master)
+        master.wait(timeout=TERM_GRACE)
+    (out / "locust-terminated.txt").write_text(
+        f"locust did not stop within {waited:.0f} s; sent SIGTERM, then SIGKILL after "
+        f"{TERM_GRACE:g} s if needed\n", encoding="utf-8")
+    return 1
+
+
 def run_locust(options: RunOptions, profile: Profile, corpus: Path) -> int:
     duration = options.search.max_seconds + 5 if options.search else profile.duration
     out = options.out_dir
@@ -231,8 +252,8 @@ def run_locust(options: RunOptions, profile: Profile, corpus: Path) -> int:
                     f"--run-dir {out}")
             try:
                 returncode = master.wait(timeout=wait)
-            except subprocess.TimeoutExpired as exc:
-                raise LoadRunError("locust", f"did not stop within {wait:.0f} s") from exc
+            except subprocess.TimeoutExpired:
+                returncode = _terminate(master, wait, out)
             for worker in spawned:
                 try:
                     worker.wait(timeout=STOP_GRACE)
@@ -276,6 +297,9 @@ def run_load(options: RunOptions) -> dict[str, Any]:
         server = target.counters.snapshot() if target.counters else None
         run = _run_info(options, profile, target, started)
         run["loadavg_at_start"] = loadavg
+        terminated = options.out_dir / "locust-terminated.txt"
+        if terminated.is_file():
+            run["locust_terminated"] = terminated.read_text(encoding="utf-8").strip()
     return build_report(options.out_dir, run, server, options.search)
 
 

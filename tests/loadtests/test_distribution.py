@@ -4,6 +4,8 @@ and the master's device-slot pool (issue 16 item 1)."""
 from __future__ import annotations
 
 import re
+import select
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -68,3 +70,33 @@ def test_the_pool_hands_out_the_lowest_free_slot_first() -> None:
     pool.release(1)
     assert pool.claim() == 1
     assert pool.claim() == 3
+
+
+def test_the_watchdog_lets_locust_write_its_files_then_records_the_termination(
+    tmp_path: Path,
+) -> None:
+    """A generator that does not stop by itself gets SIGTERM (locust's own shutdown writes the
+    samples on it), and the run records that it was terminated."""
+    import subprocess
+    import sys
+
+    from loadtests.runner import _terminate
+
+    ready = tmp_path / "ready"
+    script = (
+        "import pathlib, signal, sys, time\n"
+        f"out = pathlib.Path({str(tmp_path)!r})\n"
+        "def bye(*_):\n"
+        "    (out / 'samples.csv').write_text('written on SIGTERM')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "(out / 'ready').write_text('')\n"
+        "while True: time.sleep(0.1)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    while not ready.exists() and child.poll() is None:
+        select.select([], [], [], 0.05)
+    assert _terminate(child, 1.0, tmp_path) == 1
+    assert child.returncode == 0
+    assert (tmp_path / "samples.csv").read_text() == "written on SIGTERM"
+    assert "did not stop within 1 s" in (tmp_path / "locust-terminated.txt").read_text()
