@@ -179,6 +179,14 @@ class BusPushHub(PushHub):
         for hub in [self, *(h for h in self.bus.hubs if h is not self)]:
             PushHub.disconnect_device(hub, user_id, device_id)
 
+    announces_changes = True
+
+    def user_changed(self, user_id: str) -> None:
+        """Every other replica's account cache drops the user (account_cache.py)."""
+        for peer in list(self.bus.hubs):
+            if peer is not self:
+                peer._announce(user_id)
+
     async def start(self) -> None:
         if self not in self.bus.hubs:
             self.bus.hubs.append(self)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.exceptions import RedisError
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 REFILL = "refill"  # outbox item: pull this device's queue from the store (websocket.py)
 DROP = b"x"  # disconnect payload: the device was removed or its session ended
+CHANGED = b"u"  # on the channel of (user, ""): the user's account facts changed
+# (device ids are never empty, so that channel is no device's; account_cache.py)
 # any other payload: the space-separated delivery ids newly queued for the device
 
 PUSH_BUFFER = 64
@@ -111,6 +113,11 @@ class Connection:
 class PushPort(Protocol):
     """What the relay needs from a push hub (semafore/server/relay.py, websocket.py)."""
 
+    announces_changes: bool
+    """Whether :meth:`user_changed` reaches every replica sharing the stores: only then may
+    the relay cache account facts (account_cache.py). A plain :class:`PushHub` cannot know
+    of other processes on the same store (two ``serve`` on one SQLite file), so False."""
+
     def register(self, conn: Connection) -> None: ...
 
     def unregister(self, conn: Connection) -> None: ...
@@ -120,6 +127,16 @@ class PushPort(Protocol):
         ...
 
     def disconnect_device(self, user_id: str, device_id: str) -> None: ...
+
+    def user_changed(self, user_id: str) -> None:
+        """The user's memberships, devices, keys or sessions changed here: tell every other
+        replica, whose ``AccountCache`` drops the user (semafore/server/account_cache.py)."""
+        ...
+
+    def on_user_changed(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(user_id)`` for each change another replica announces, and
+        ``listener(None)`` when announcements may have been lost (resubscribed)."""
+        ...
 
     def device_connections(self, user_id: str, device_id: str) -> list[Connection]:
         """The device's sockets on this relay process, oldest first."""
@@ -137,8 +154,11 @@ class PushPort(Protocol):
 class PushHub:
     """In-process hub: the embedded default, and the local fast path of :class:`RedisPushHub`."""
 
+    announces_changes = False
+
     def __init__(self) -> None:
         self._connections: dict[tuple[str, str], set[Connection]] = {}
+        self._user_listeners: list[Callable[[str | None], None]] = []
 
     def register(self, conn: Connection) -> None:
         self._connections.setdefault((conn.user_id, conn.device_id), set()).add(conn)
@@ -159,6 +179,16 @@ class PushHub:
     def disconnect_device(self, user_id: str, device_id: str) -> None:
         for conn in list(self._connections.get((user_id, device_id), ())):
             conn.close()
+
+    def user_changed(self, user_id: str) -> None:
+        return None  # one process: the relay that made the change already dropped it
+
+    def on_user_changed(self, listener: Callable[[str | None], None]) -> None:
+        self._user_listeners.append(listener)
+
+    def _announce(self, user_id: str | None) -> None:
+        for listener in self._user_listeners:
+            listener(user_id)
 
     def device_connections(self, user_id: str, device_id: str) -> list[Connection]:
         conns = self._connections.get((user_id, device_id), ())
@@ -213,6 +243,7 @@ class RedisPushHub(PushHub):
         self._queue: RedisQueueStore | None = None  # reads woken envelopes by id
         self._channel_prefix = self._pattern[:-1].encode()
         self._pending: dict[tuple[str, str], list[str] | None] = {}  # None: disconnect
+        self._changed_users: set[str] = set()  # user_changed notices to publish
         self._pending_event = asyncio.Event()
         self._presence_dirty: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -253,6 +284,12 @@ class RedisPushHub(PushHub):
         self._pending[(user_id, device_id)] = None  # and on any other replica
         self._pending_event.set()
 
+    announces_changes = True
+
+    def user_changed(self, user_id: str) -> None:
+        self._changed_users.add(user_id)
+        self._pending_event.set()
+
     async def start(self) -> None:
         if self._tasks:
             return
@@ -285,11 +322,14 @@ class RedisPushHub(PushHub):
             self._pending_event.clear()
             pending, self._pending = self._pending, {}
             dirty, self._presence_dirty = self._presence_dirty, set()
+            changed, self._changed_users = self._changed_users, set()
             try:
                 if dirty:
                     await self._write_presence(dirty)
-                if pending:
+                if pending or changed:
                     async with client.pipeline(transaction=False) as pipe:
+                        for user_id in changed:
+                            pipe.publish(self.push.channel(user_id, ""), CHANGED)
                         for (user_id, device_id), ids in pending.items():
                             payload = DROP if ids is None else " ".join(ids).encode()
                             pipe.publish(self.push.channel(user_id, device_id), payload)
@@ -345,6 +385,7 @@ class RedisPushHub(PushHub):
         event("push_resubscribed", logging.INFO, devices=len(self._connections))
         for device in self.local_devices():
             self.wake_local(*device)
+        self._announce(None)  # change notices of the gap are gone too
 
     async def _read(self, pubsub: PubSub) -> None:
         while not self._closing:  # redis-py can swallow a cancel while it reads
@@ -352,7 +393,9 @@ class RedisPushHub(PushHub):
             woken: dict[tuple[str, str], list[str] | None] = {}
             while message is not None:
                 device = self._device_of(message)
-                if device is not None and self.connected(*device):
+                if device is not None and device[1] == "":  # a user_changed notice
+                    self._announce(device[0])
+                elif device is not None and self.connected(*device):
                     self.stats["received"] += 1
                     data = bytes(message["data"])
                     ids = woken.setdefault(device, [])

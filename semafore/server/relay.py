@@ -26,6 +26,7 @@ from semafore.protocol.errors import ProtocolError
 from semafore.protocol.keys import verify_spk
 from semafore.protocol.session_cipher import RESET_MAGIC
 from semafore.server import models as m
+from semafore.server.account_cache import AccountCache
 from semafore.server.device_set import recipient_devices
 from semafore.server.errors import ApiError
 from semafore.server.login_guard import backoff
@@ -204,6 +205,11 @@ class Relay:
         self.settings = settings
         self.stores = stores
         self.hub: PushPort = hub if hub is not None else PushHub()
+        # Account facts every send reads, cached only where every replica hears of changes
+        # (account_cache.py; issue #16 item 4).
+        self.cache = AccountCache(stores) if self.hub.announces_changes else None
+        if self.cache is not None:
+            self.hub.on_user_changed(self._heard_user_changed)
         self.otp_outbox = OtpOutbox()
         # TEST ONLY (Settings.otp_sink, test mode only): issued codes also go to a file.
         self.otp_sink = OtpSink(settings.otp_sink) if settings.otp_sink is not None else None
@@ -214,6 +220,28 @@ class Relay:
 
     def now(self) -> float:
         return self.settings.clock()
+
+    def user_changed(self, user_id: str) -> None:
+        """This process changed the user's memberships, devices, keys or sessions: drop
+        the cached facts here and announce it to every replica (account_cache.py)."""
+        if self.cache is not None:
+            self.cache.drop(user_id)
+            self.hub.user_changed(user_id)
+
+    def _heard_user_changed(self, user_id: str | None) -> None:
+        if self.cache is not None:
+            if user_id is None:
+                self.cache.clear()
+            else:
+                self.cache.drop(user_id)
+
+    async def family_revoked(self, principal: Principal) -> bool:
+        """Whether the principal's token family is revoked (cached while it is not)."""
+        if self.cache is not None:
+            return await self.cache.family_revoked(
+                principal.family_id, principal.user_id, self.now()
+            )
+        return await self.stores.tokens.is_family_revoked(principal.family_id)
 
     # --- cross-cutting --------------------------------------------------------------------
 
@@ -263,7 +291,7 @@ class Relay:
             principal = verify_access(self.settings, token, self.now())
         except TokenError as exc:
             raise unauthorized(exc.code, exc.detail) from exc
-        if await self.stores.tokens.is_family_revoked(principal.family_id):
+        if await self.family_revoked(principal):
             raise unauthorized("token_revoked", "session revoked")
         return principal
 
@@ -304,6 +332,8 @@ class Relay:
         return stored
 
     async def _member_ids(self, org_id: str, user_id: str) -> Membership | None:
+        if self.cache is not None:
+            return await self.cache.membership(org_id, user_id, self.now())
         return await self.stores.accounts.get_membership(org_id, user_id)
 
     # --- organisations and members --------------------------------------------------------
@@ -404,6 +434,7 @@ class Relay:
                 await self._release_user(user_id)
             membership = Membership(org_id, user_id, req.role, now)
             await acc.put_membership(membership)
+            self.user_changed(user_id)
             await self.audit(
                 org_id,
                 "membership_change",
@@ -418,6 +449,7 @@ class Relay:
                 await self._keep_an_admin(org_id, user_id)
             membership = Membership(org_id, user_id, req.role, current.joined_at)
             await acc.put_membership(membership)
+            self.user_changed(user_id)
             await self.audit(
                 org_id,
                 "role_change",
@@ -491,6 +523,7 @@ class Relay:
             await self.stores.queues.delete_device_queue(user_id, device.device_id)
             await acc.delete_device(user_id, device.device_id)
             self.hub.disconnect_device(user_id, device.device_id)
+        self.user_changed(user_id)
         await acc.delete_totp(user_id)
         for invitation in await acc.list_invitations(user_id):
             await acc.delete_invitation(invitation.org_id, user_id)
@@ -531,6 +564,7 @@ class Relay:
             await self._require_seat(org)
         membership = Membership(org_id, principal.user_id, invitation.role, self.now())
         await acc.put_membership(membership)
+        self.user_changed(principal.user_id)
         await acc.delete_invitation(org_id, principal.user_id)
         details = {"action": "joined", "role": invitation.role}
         await self.audit(
@@ -578,6 +612,7 @@ class Relay:
         # sessions in their other organisations stay: one org cannot log a user out of
         # another (issue 13 F-2).
         await self.stores.tokens.revoke_member(org_id, user_id)
+        self.user_changed(user_id)
         await self.audit(
             org_id,
             "membership_change",
@@ -786,6 +821,7 @@ class Relay:
             except AlreadyExists:
                 device = await self.stores.accounts.get_device(req.user_id, req.device_id) or device
             else:
+                self.user_changed(req.user_id)
                 await self.audit(
                     req.org_id,
                     "device_added",
@@ -807,11 +843,13 @@ class Relay:
                 event("refresh_reuse_family_revoked", logging.WARNING)
                 if exc.device is not None:  # its open sockets end now, on every replica
                     self.hub.disconnect_device(*exc.device)
+                    self.user_changed(exc.device[0])
             raise unauthorized(exc.code, exc.detail) from exc
         membership = await self._member_ids(token.org_id, token.user_id)
         device = await self.stores.accounts.get_device(token.user_id, token.device_id)
         if membership is None or device is None:
             await self.stores.tokens.revoke_family(token.family_id)
+            self.user_changed(token.user_id)
             raise unauthorized("token_revoked", "membership or device no longer exists")
         # Refreshing never grants admin without the TOTP that login/switch-org demanded:
         # the role is the store's current one, capped at what the family began with.
@@ -853,6 +891,7 @@ class Relay:
 
     async def logout(self, principal: Principal) -> None:
         await self.stores.tokens.revoke_family(principal.family_id)
+        self.user_changed(principal.user_id)
         self.hub.disconnect_device(principal.user_id, principal.device_id)
 
     async def enrol_totp(
@@ -909,6 +948,7 @@ class Relay:
         await self.stores.queues.delete_device_queue(uid, device_id)
         if not sabotage.active("relay.removed_device_stays_registered"):  # TEST ONLY
             await self.stores.accounts.delete_device(uid, device_id)
+        self.user_changed(uid)
         self.hub.disconnect_device(uid, device_id)
         await self.audit(
             principal.org_id,
@@ -947,6 +987,7 @@ class Relay:
             await self._add_opks(uid, did, req.opks)
         await keys.put_identity(IdentityRecord(uid, did, req.ik, req.sik))
         await keys.set_spk(uid, did, SignedPrekeyRecord(req.spk.key_id, req.spk.pub, req.spk.sig))
+        self.user_changed(uid)  # the device may just have joined its recipient device set
         event("keys_uploaded", org_id=principal.org_id, device_id=did, count=len(req.opks))
         return await self.key_count(principal)
 
@@ -988,6 +1029,7 @@ class Relay:
             raise ApiError(409, "no_identity", "upload identity keys first (PUT /v1/keys)")
         self._verify_spk(identity.ik, identity.sik, req, "body.sig")
         await self.stores.keys.set_spk(uid, did, SignedPrekeyRecord(req.key_id, req.pub, req.sig))
+        self.user_changed(uid)
         event("spk_rotated", org_id=principal.org_id, device_id=did)
         return await self.key_count(principal)
 
@@ -1002,6 +1044,8 @@ class Relay:
     async def recipient_devices(self, user_id: str) -> dict[str, Device]:
         """The user's recipient device set (``semafore.server.device_set``): the one
         definition the send check and the key directory share."""
+        if self.cache is not None:
+            return await self.cache.devices(user_id, self.now())
         return await recipient_devices(self.stores, user_id)
 
     async def _directory_devices(
@@ -1143,6 +1187,7 @@ class Relay:
         field: str,
         *,
         allow_reset: bool = False,
+        fresh: bool = False,
     ) -> DeviceCheck:
         """Signal's device-set check for one recipient user.
 
@@ -1176,7 +1221,15 @@ class Relay:
         )
         if sabotage.active("relay.ignores_stale_registration"):  # TEST ONLY (semafore.sabotage)
             stale = []
-        if len(given) == len(registered) and registered.keys() >= given_set:
+        exact = len(given) == len(registered) and registered.keys() >= given_set
+        if (stale or not exact) and self.cache is not None and not fresh:
+            # a refusal is never answered from the cache: re-read the set once from the
+            # store, so a stale cache cannot make a client "repair" a right set
+            self.cache.drop(user_id)
+            return await self._device_check(
+                principal, user_id, envelopes, field, allow_reset=allow_reset, fresh=True
+            )
+        if exact:
             return DeviceCheck([], [], stale, reset)  # the usual case: exactly the devices
         missing = [] if reset else sorted(registered.keys() - given_set)
         extra = sorted(given_set - registered.keys())

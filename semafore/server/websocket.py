@@ -208,7 +208,7 @@ class DeviceSocket:
         if now - self.checked_at < self.recheck:
             return False
         self.checked_at = now
-        return await self.relay.stores.tokens.is_family_revoked(self.principal.family_id)
+        return await self.relay.family_revoked(self.principal)
 
     def _stalled(self) -> bool:
         """A frame has waited for the transport, or a full window has held envelopes back
