@@ -99,6 +99,10 @@ class AccountCache:
             entry.live_families.add(family_id)
         return revoked
 
+    def holds(self, user_id: str) -> bool:
+        """Whether anything about ``user_id`` is cached (for tests and diagnostics)."""
+        return user_id in self._users
+
     def drop(self, user_id: str) -> None:
         """Forget everything about ``user_id`` (a change was made or announced)."""
         if self._users.pop(user_id, None) is not None:

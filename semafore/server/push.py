@@ -341,6 +341,8 @@ class RedisPushHub(PushHub):
                 # lost wake-ups cost latency only: the recipient's replica wakes every local
                 # device when its own subscription comes back, and fetch always works
                 event("push_publish_failed", logging.WARNING, error=type(exc).__name__)
+                self._changed_users |= changed  # a lost change notice would cost staleness
+                self._pending_event.set()
                 await asyncio.sleep(self.reconnect_delay)
 
     async def _write_presence(self, devices: Iterable[tuple[str, str]]) -> None:

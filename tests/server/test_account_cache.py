@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -163,15 +163,23 @@ def test_without_a_hub_that_announces_changes_nothing_is_cached() -> None:
     asyncio.run(body())
 
 
-async def added_and_removed_on_b(a: Relay, b: Relay) -> list[str]:
+async def settled() -> None:
+    """In-process hubs deliver a notice synchronously: nothing to wait for."""
+
+
+async def added_and_removed_on_b(
+    a: Relay, b: Relay, settle: Callable[[], Awaitable[None]] = settled
+) -> list[str]:
     """Warm A's cache with bob = {b1}; add bob's b2 through B; then remove it through B.
-    What A answers to sends that a stale set would accept."""
+    What A answers to sends that a stale set would accept. ``settle`` waits, after each
+    change on B, until the hub could have carried its notice to A."""
     alice = await install(a, "alice", "a1")
     bob = await install(a, "bob", "b1")
     b1 = {"b1": await registration(a, "bob", "b1")}
     await send(a, alice, "warm-up", b1)
     outcomes = []
     await install(b, "bob", "b2")
+    await settle()
     try:
         await send(a, alice, "after-add", b1)  # misses b2
         outcomes.append("accepted without b2")
@@ -180,6 +188,7 @@ async def added_and_removed_on_b(a: Relay, b: Relay) -> list[str]:
     both = {**b1, "b2": await registration(b, "bob", "b2")}
     await send(a, alice, "with-b2", both)
     await b.remove_device(bob, "b2")
+    await settle()
     try:
         await send(a, alice, "after-remove", both)  # names the removed b2
         outcomes.append("accepted with b2")
