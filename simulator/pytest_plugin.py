@@ -55,6 +55,7 @@ from semafore.oracle import (
     Oracle,
     ScanReport,
     canary,
+    from_log_file,
 )
 from semafore.server.oplog import LOGGER_NAME, THIRD_PARTY_LOGGERS, JsonFormatter
 from semafore.server.runner import RunningServer, serve_in_task
@@ -256,17 +257,28 @@ class RelayUnderTest:
     async def holdings(self) -> list[Chunk]:
         """What an operator of this relay holds: every log line and every stored byte
         (seed §1.1: the subpoena view), as the oracle's chunks. A relay by URL is read with
-        the live gate's readers (:class:`~semafore.gate.live.RelayAccess`), which also check
-        that what they read mentions the first test organisation."""
+        the live gate's store readers (:class:`~semafore.gate.live.RelayAccess`) and its log
+        file line by line; both must mention the first test organisation (else it is not
+        this relay's data, and a clean scan of it proves nothing)."""
         chunks = [Chunk(TIER_LOG, f"relay.log:line {number}", line.encode())
                   for number, line in enumerate(self.log.getvalue().splitlines(), start=1)]
         if self.infrastructure is not None:
             chunks.extend(await self.infrastructure.dump())
         self.unread = []
-        if self.access is not None:
-            for scan in await _external_sources(self.access, sorted(self.orgs)[0]):
+        if self.access is None:
+            return chunks
+        org = sorted(self.orgs)[0]
+        stores = dataclasses.replace(self.access, logs=())
+        if stores.stores_given:
+            for scan in await _external_sources(stores, org):
                 chunks.extend(scan.chunks)
                 self.unread.extend(scan.errors)
+        for path in self.access.logs:  # a test relay's log: read whole, line by line
+            lines = list(from_log_file(str(path)))
+            if not any(org.encode() in line.data for line in lines):
+                self.unread.append(f"no line of {path} mentions the test organisation "
+                                   f"{org!r}: not this relay's log, or logging above INFO?")
+            chunks.extend(lines)
         return chunks
 
 

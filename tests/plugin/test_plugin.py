@@ -463,7 +463,7 @@ def test_a_log_that_is_not_the_relays_makes_the_oracle_inconclusive(
     result = run_inner(pytester, "--semafore-relay", url, "--semafore-relay-log", str(other))
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*OracleInconclusive: semafore_oracle: the scan is incomplete: "
-                                 "no log line mentions this run's organisation 'acme'*"])
+                                 "no line of *other.log mentions the test organisation 'acme'*"])
 
 
 def test_scenarios_run_on_a_relay_given_by_url(
