@@ -664,7 +664,7 @@ class Execution:
         device = AdapterDevice(self.hosts[name], ref.user, ref.device,
                                self.fleet.org_of[ref.user], link.url,
                                f"{self.scenario.name}:{self.seed}")
-        await device.install()
+        await device.install(await self.fleet.otp(self.fleet.org_of[ref.user], ref.user))
         self.adapters[address] = device
         self.online[address] = True
         self.identities[address] = device.identity

@@ -161,13 +161,15 @@ class AdapterDevice:
     def _learn(self, bundle: Mapping[str, Any]) -> None:
         self.identity = (bytes.fromhex(str(bundle["ik"])), bytes.fromhex(str(bundle["sik"])))
 
-    async def install(self) -> None:
-        """``live.device.create`` then ``live.register`` through the device's proxy link."""
+    async def install(self, otp: str = TEST_OTP) -> None:
+        """``live.device.create`` then ``live.register`` through the device's proxy link,
+        with the one-time code the fleet's OTP source gives (the test OTP, or the relay's
+        OTP sink for an organisation off the test allow-list)."""
         created = await self.host.call("live.device.create", {
             "user_id": self.user_id, "device_id": self.device_id, "seed": self.seed})
         self._learn(created["bundle"])
         await self.host.call("live.register", {
-            "device": self.address, "relay": self.relay, "org": self.org, "otp": TEST_OTP})
+            "device": self.address, "relay": self.relay, "org": self.org, "otp": otp})
 
     async def reinstall(self) -> None:
         result = await self.host.call("live.reinstall", {"device": self.address})
@@ -197,6 +199,8 @@ class AdapterDevice:
             elif "error" in item:
                 events.append(ClientEvent("undecryptable", now, sender, str(item["error"]),
                                           item.get("message_id")))
+            elif "plaintext" not in item:
+                continue  # a receipt or notice listed without a body: nothing shown
             else:
                 content = Content(str(item["message_id"]), "text", now,
                                   bytes.fromhex(str(item["plaintext"])),
@@ -264,6 +268,11 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
         needs = _NEEDS.get(type(step))
         if isinstance(step, Send) and len(step.to) > 1:
             needs = "one message to several users (live.send takes one user)"
+        if isinstance(step, Attach):  # the receiving adapter device would have to fetch it
+            for user in step.to:
+                for device in (d for d in adapter_devices if d.split("/")[0] == user):
+                    why(step, device, "receiving an attachment (no contract operation "
+                        "fetches the blob)")
         if isinstance(step, Restore) and step.onto is not None:
             mine.append(f"{step.onto.user}/{step.onto.device}")
             mine = [d for d in mine if d in adapter_devices]

@@ -26,7 +26,7 @@ from semafore.adapter.args import Args, BadArgument
 from semafore.client.client import DeviceClient
 from semafore.client.clock import SystemClock
 from semafore.client.device import Device, IdentityPolicy, PrekeyPolicy
-from semafore.client.errors import ClientError, ServerRejected
+from semafore.client.errors import ClientError, MalformedClientState, ServerRejected
 from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol.entropy import Entropy, SeededEntropy, SystemEntropy
 from semafore.protocol.errors import NoSession, ProtocolError
@@ -288,7 +288,7 @@ class LiveOps:
         live = self._device(args)
         try:
             restored = Device.parse(args.hex("state"))
-        except (ValueError, KeyError, TypeError, ProtocolError) as exc:
+        except (MalformedClientState, ValueError, KeyError, TypeError, ProtocolError) as exc:
             raise BadArgument(f"not an exported state: {exc}", field="args.state") from None
         if restored.user_id != live.user_id:
             raise BadArgument(f"a state of {restored.address!r} cannot go onto "
