@@ -27,8 +27,12 @@ from locust import LoadTestShape, events
 from locust.env import Environment
 from locust.runners import MasterRunner
 
+from loadtests import locustfile
 from loadtests.locustfile import RECORDER, DeviceUser  # noqa: F401 (locust collects users here)
 from loadtests.search import SearchPlan, judge_step
+
+if hasattr(locustfile, "BroadcasterUser"):  # a broadcast profile's admin: searched with it
+    BroadcasterUser = locustfile.BroadcasterUser
 
 PLAN = SearchPlan.from_env()
 MARKS_PATH = os.environ.get("SEMAFORE_LOAD_STEPS")

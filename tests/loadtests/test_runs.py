@@ -464,6 +464,17 @@ def test_a_generator_bound_search_adds_workers_up_to_its_limit(tmp_path: Path) -
     assert "with 2 workers, the most allowed" in search["stopped"]
 
 
+def test_a_broadcast_profile_is_searched_with_its_broadcaster(tmp_path: Path) -> None:
+    """The search's locustfile carries the profile's admin broadcaster too (without it a
+    broadcast_burst search measured idle sockets)."""
+    plan = SearchPlan(start_users=3, step_users=2, max_users=5, step_duration=6, warmup=2,
+                      p99_threshold_ms=60_000, max_error_rate=0.5, spawn_rate=10,
+                      **LOOSE_GUARD)
+    summary = run_load(RunOptions(small("broadcast_burst"), "embedded", tmp_path, search=plan))
+    assert names_in(tmp_path)["POST /v1/broadcasts"][0] > 0
+    assert summary["server"]["broadcasts"] > 0
+
+
 def test_capacity_search_stops_at_the_first_failing_step(tmp_path: Path) -> None:
     profile = small("office_hours")
     plan = SearchPlan(start_users=2, step_users=2, max_users=8, step_duration=6, warmup=2,
