@@ -6,9 +6,11 @@ flat, obvious list.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from semafore import __version__
+from semafore import __version__, shipped
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +29,12 @@ def _register() -> None:
 
 def main() -> None:
     _register()
-    cli(prog_name="semafore")
+    try:
+        cli(prog_name="semafore")
+    except shipped.ShippedDataMissing as exc:
+        # a broken installation, not a bug: say what is missing and where it was looked for
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,3 +45,20 @@ def test_an_empty_directory_is_never_taken_for_the_data(
     assert caught.value.data is shipped.VECTORS
     assert caught.value.tried == (installed / "vectors", tmp_path / "no-checkout" / "vectors")
     assert "x3dh-prekey-v1.json" in str(caught.value)
+
+
+def test_a_broken_install_is_a_clear_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from semafore.cli.main import main
+
+    monkeypatch.setattr(shipped, "installed_root", lambda: tmp_path / "installed")
+    monkeypatch.setattr(shipped, "CHECKOUT_ROOT", tmp_path / "no-checkout")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["semafore", "sim", "run", "--quiet"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("Error: scenarios: no threats/server-compromise.yaml under ")
+    assert str(tmp_path / "no-checkout" / "scenarios") in error
