@@ -9,9 +9,16 @@ random 32-byte keys. The baselines search the same bytes for the same 1,000 valu
 with pyahocorasick (an Aho–Corasick automaton over the Latin-1 decoded text, the issue's
 reference) and ahocorasick_rs (a faster Rust automaton); the ratio is oracle time over
 baseline time. Nothing leaks in the corpus, so both report no hit; the benchmark then plants
-one base32(gzip(key)) and checks the oracle finds it and the raw scan does not.
+one base32(gzip(key)) and checks the oracle finds it and the raw scan does not. Times are
+CPU seconds of this process (the machine is shared; wall time would measure the neighbours).
+
+``--stream-gb N`` measures the streaming bound instead (issue #12 item 3): N GB of relay log
+lines, generated block by block and never held whole, scanned as one file stream
+(``Scanner.add_stream``); it reports MB/s and the peak RSS (``getrusage``) as it goes, and two
+leaks planted in it (one split across a block boundary, one in the last line) must be found.
 
     .venv/bin/python -m benchmarks.bench_oracle [--mb 4] [--json out.json]
+    nice -n 10 .venv/bin/python -m benchmarks.bench_oracle --stream-gb 2 [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import base64
 import gzip
 import json
 import random
+import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +43,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from semafore.oracle import Chunk, Oracle, canary
+from semafore.oracle import Chunk, Oracle, canary, engine
 
 SECRETS = 1000
 TARGET_RATIO = 8.0
@@ -79,25 +88,25 @@ def run(megabytes: float, seed: int = 12) -> dict[str, Any]:
     chunks = corpus(megabytes, rng)
     total = sum(len(c.data) for c in chunks)
 
-    t = time.perf_counter()
+    t = time.process_time()
     oracle.scan([Chunk("warm", "w", b"x" * 64)])  # index build, not part of the scan
-    build = time.perf_counter() - t
-    t = time.perf_counter()
+    build = time.process_time() - t
+    t = time.process_time()
     report = oracle.scan(chunks)
-    ours = time.perf_counter() - t
+    ours = time.process_time() - t
 
     automaton = ahocorasick.Automaton()
     for i, value in enumerate(values):
         automaton.add_word(value.decode("latin-1"), i)
     automaton.make_automaton()
-    t = time.perf_counter()
+    t = time.process_time()
     raw_hits = sum(1 for c in chunks for _ in automaton.iter(c.data.decode("latin-1")))
-    py_ac = time.perf_counter() - t
+    py_ac = time.process_time() - t
 
     rs = ahocorasick_rs.BytesAhoCorasick(values)
-    t = time.perf_counter()
+    t = time.process_time()
     rs_hits = sum(len(rs.find_matches_as_indexes(c.data)) for c in chunks)
-    rs_ac = time.perf_counter() - t
+    rs_ac = time.process_time() - t
 
     planted = b"detail=" + base64.b32encode(gzip.compress(values[-1]))
     found = [h.encoding for h in oracle.scan([Chunk("log", "planted", planted)]).hits]
@@ -114,11 +123,117 @@ def run(megabytes: float, seed: int = 12) -> dict[str, Any]:
     }
 
 
+def _log_line(n: int, rng: random.Random) -> bytes:
+    words = ("deliver", "send", "ack", "fetch", "retry", "rate_limited", "login", "refresh")
+    if rng.random() < 0.3:
+        return json.dumps({"ts": 1767225600 + n, "event": "send", "org_id": "acme",
+                           "message_id_h8": rng.randbytes(4).hex(),
+                           "body": base64.b64encode(rng.randbytes(rng.randint(60, 600))).decode(),
+                           }).encode()
+    return json.dumps({"ts": 1767225600 + n, "level": "info", "event": rng.choice(words),
+                       "org_id": "acme", "device_id_h8": rng.randbytes(4).hex(),
+                       "digest": rng.randbytes(32).hex(), "latency_ms": rng.randint(1, 900),
+                       "note": " ".join(rng.choice(words) for _ in range(6))}).encode()
+
+
+def log_blocks(total: int, rng: random.Random, split: bytes, last: bytes,
+               progress: list[int]) -> Iterator[bytes]:
+    """``total`` bytes of log lines in blocks of about 1 MiB, generated as they are read.
+    ``split`` is written across the boundary between the first two blocks the scanner forms,
+    ``last`` as the final line; ``progress[0]`` counts the bytes handed out."""
+    n = 0
+    produced = 0
+    planted = False
+    while produced < total:
+        lines: list[bytes] = []
+        size = 0
+        while size < engine.BLOCK_BYTES // 4:
+            n += 1
+            line = _log_line(n, rng)
+            lines.append(line)
+            size += len(line) + 1
+        block = b"\n".join(lines) + b"\n"
+        if not planted and produced + len(block) >= engine.BLOCK_BYTES:
+            cut = engine.BLOCK_BYTES - produced  # the scanner's first block ends here
+            leak = b'{"event":"debug","detail":"' + split + b'"}\n'
+            at = max(0, cut - len(leak) // 2)
+            block = block[:at] + leak + block[at:]
+            planted = True
+        produced += len(block)
+        progress[0] = produced
+        yield block
+    tail = b'{"event":"debug","detail":"' + last + b'"}\n'
+    progress[0] += len(tail)
+    yield tail
+
+
+def stream(gigabytes: float, seed: int = 12, report_every_mb: int = 64) -> dict[str, Any]:
+    """Scan ``gigabytes`` of generated log as one stream; peak RSS and MB/s as it goes."""
+    rng = random.Random(seed)
+    oracle = Oracle()
+    for i in range(SECRETS // 2):
+        oracle.register_canary(f"c{i}", canary(rng.randbytes(16)))
+    keys = [rng.randbytes(32) for _ in range(SECRETS - SECRETS // 2)]
+    for i, key in enumerate(keys):
+        oracle.register_key(f"k{i}", key)
+    split = base64.b32encode(gzip.compress(keys[0], mtime=0))
+    last = base64.b64encode(keys[1]).lower()  # letter case changed: matched case-insensitively
+    total = int(gigabytes * 1e9)
+    progress = [0]
+    console = Console(stderr=True)
+    rows: list[dict[str, float]] = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    next_report = report_every_mb * 1e6
+
+    def reported() -> Iterator[bytes]:
+        nonlocal next_report
+        for block in log_blocks(total, rng, split, last, progress):
+            yield block
+            if progress[0] >= next_report:
+                next_report += report_every_mb * 1e6
+                row = _stream_row(progress[0], cpu0, wall0)
+                rows.append(row)
+                console.print(f"{row['mb']:.0f} MB: {row['mb_per_s_cpu']:.2f} MB/s CPU, "
+                              f"{row['mb_per_s_wall']:.2f} MB/s wall, peak RSS "
+                              f"{row['peak_rss_mb']:.0f} MB", highlight=False)
+
+    scanner = oracle.scanner()
+    scanner.add_stream("log", "generated.log", reported())
+    report = scanner.finish()
+    final = _stream_row(progress[0], cpu0, wall0)
+    return {"secrets": SECRETS, "gigabytes": gigabytes, **final, "progress": rows,
+            "hits": [h.to_dict() for h in report.hits],
+            "found_split_leak": any(h.label == "k0" for h in report.hits),
+            "found_last_leak": any(h.label == "k1" for h in report.hits)}
+
+
+def _stream_row(produced: int, cpu0: float, wall0: float) -> dict[str, float]:
+    cpu = time.process_time() - cpu0
+    wall = time.perf_counter() - wall0
+    return {"mb": produced / 1e6, "cpu_s": cpu, "wall_s": wall,
+            "mb_per_s_cpu": produced / 1e6 / max(cpu, 1e-9),
+            "mb_per_s_wall": produced / 1e6 / max(wall, 1e-9),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 @click.command()
 @click.option("--mb", default=4.0, show_default=True, help="Megabytes of mixed records.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-def main(mb: float, json_path: Path | None) -> None:
+@click.option("--stream-gb", type=float, default=None,
+              help="Instead: scan this many GB of generated log as one stream (RSS, MB/s).")
+def main(mb: float, json_path: Path | None, stream_gb: float | None) -> None:
     """Measure and print the oracle's throughput and its ratio to a raw multi-pattern scan."""
+    if stream_gb is not None:
+        streamed = stream(stream_gb)
+        Console().print(
+            f"streamed {streamed['mb']:.0f} MB of log lines: {streamed['mb_per_s_cpu']:.2f} MB/s "
+            f"CPU ({streamed['mb_per_s_wall']:.2f} wall), peak RSS "
+            f"{streamed['peak_rss_mb']:.0f} MB; leak across a block boundary "
+            f"{'found' if streamed['found_split_leak'] else 'MISSED'}, leak in the last line "
+            f"{'found' if streamed['found_last_leak'] else 'MISSED'}", highlight=False)
+        if json_path is not None:
+            json_path.write_text(json.dumps(streamed, indent=2) + "\n")
+        return
     result = run(mb)
     table = Table(title=f"oracle: {result['secrets']} secrets over {result['bytes'] / 1e6:.1f} MB "
                         f"({result['records']} records)")

@@ -9,21 +9,15 @@ and the decode chain. Exit 0 clean, 1 on any hit, 2 on bad input (the message na
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import json
-import lzma
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from semafore.oracle import TIER_FILE, Oracle, OracleError, file_blocks
+from semafore.oracle import TIER_FILE, Oracle, OracleError, file_stream
 
 READ_BYTES = 1 << 20
-_WHOLE_FILE = ((b"\x1f\x8b", "gzip", gzip.open), (b"BZh", "bz2", bz2.open),
-               (b"\xfd7zXZ\x00", "xz", lzma.open))
 
 
 @click.group("oracle")
@@ -59,7 +53,7 @@ def scan(paths: tuple[str, ...], secrets_hex: tuple[str, ...], canaries: tuple[s
     files = _files(paths)
     scanner = oracle.scanner()
     for path in files:
-        blocks, prefix = _open_blocks(path)
+        blocks, prefix = file_stream(path, READ_BYTES)
         scanner.add_stream(TIER_FILE, str(path), blocks, prefix)
     report = scanner.finish()
     for hit in report.hits:
@@ -157,23 +151,3 @@ def _files(paths: tuple[str, ...]) -> list[Path]:
             raise click.BadParameter(f"{path}: unreadable ({exc.strerror})",
                                      param_hint="PATH") from None
     return out
-
-
-def _open_blocks(path: Path) -> tuple[Iterator[bytes], tuple[str, ...]]:
-    """A whole-file compressed file is scanned decompressed, streaming (its chain starts with
-    the compression); anything else as it is."""
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    for magic, name, opener in _WHOLE_FILE:
-        if head.startswith(magic):
-            return _stream(opener(path, "rb")), (name,)
-    return file_blocks(str(path), READ_BYTES), ()
-
-
-def _stream(fh: gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile) -> Iterator[bytes]:
-    with fh:
-        try:
-            while block := fh.read(READ_BYTES):
-                yield block
-        except (OSError, EOFError, lzma.LZMAError):
-            return  # a truncated or corrupt archive: what decompressed was scanned

@@ -25,6 +25,7 @@ from semafore.oracle.model import (
 )
 from semafore.oracle.sources import (
     file_blocks,
+    file_stream,
     from_items,
     from_log_file,
     from_log_lines,
@@ -35,6 +36,6 @@ __all__ = [
     "IDENTIFIER_KINDS", "MAX_DEPTH", "MIN_CANARY_RUN", "MIN_KEY_RUN", "MIN_SECRET_LEN",
     "TIERS", "TIER_FILE", "TIER_LOG", "TIER_MONGODB", "TIER_OBJECT_STORE", "TIER_REDIS",
     "TIER_WIRE", "Chunk", "Hit", "Oracle", "OracleError", "ScanReport", "Scanner", "Secret",
-    "SecretKind", "canary", "file_blocks", "from_items", "from_log_file", "from_log_lines",
-    "from_wire", "h8",
+    "SecretKind", "canary", "file_blocks", "file_stream", "from_items", "from_log_file",
+    "from_log_lines", "from_wire", "h8",
 ]

@@ -33,8 +33,10 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 MIN_LEAK = 11  # bytes: the shortest run the matcher can report (12-char canary, bit-shifted)
 MAX_INFLATE = 64 << 20  # bytes one compressed stream may expand to
@@ -66,51 +68,83 @@ _MAGICS: tuple[tuple[str, re.Pattern[bytes], int], ...] = (
     ("zlib", re.compile(rb"\x78[\x01\x5e\x9c\xda]"), 15),
     ("bz2", re.compile(rb"BZh[1-9]1AY&SY"), 0),
     ("xz", re.compile(rb"\xfd7zXZ\x00"), 0),
-    ("lzma", re.compile(rb"\x5d\x00\x00[\x00-\xff]\x00(?:\xff{8}|[\x00-\xff]{5}\x00\x00\x00)"), 0),
+    ("lzma", re.compile(rb"\x5d\x00\x00[\x00-\xff]\x00(?:\xff{8}|[\x00-\xff]{5}\x00\x00\x00)"),
+     0),
 )
-# Reversed streams end with their reversed magic; each pattern starts with a literal so
-# the regex engine scans at memchr speed.
-_REVERSED: tuple[re.Pattern[bytes], ...] = (
-    re.compile(rb"\x08\x8b\x1f"), re.compile(rb"[\x01\x5e\x9c\xda]\x78"),
-    re.compile(rb"YS&YA1[1-9]hZB"), re.compile(rb"\x00ZXz7\xfd"),
-    re.compile(rb"\x00[\x00-\xff]\x00\x00\x5d"),
-)
+_ANCHORS: dict[str, tuple[bytes, ...]] = {
+    "gzip": (b"\x1f\x8b\x08",), "zlib": (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"),
+    "bz2": (b"BZh",), "xz": (b"\xfd7zXZ\x00",), "lzma": (b"\x5d\x00\x00",),
+}
+"""Literal bytes every match of each magic starts with: candidates are found with
+``bytes.find`` (memchr speed; a regex retries at every byte) and then checked in full. A
+reversed stream ends with its reversed magic, so ends with the reversed anchor."""
+
+
+_ANY_ANCHOR = re.compile(b"|".join(re.escape(a) for anchors in _ANCHORS.values()
+                                    for anchor in anchors for a in (anchor, anchor[::-1])))
+SHORT = 4096  # below this, one regex pass tells whether any anchor is there at all
+
+
+def _no_anchor(data: bytes) -> bool:
+    return len(data) <= SHORT and _ANY_ANCHOR.search(data) is None
+
+
+def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
+    at = data.find(needle)
+    while at != -1:
+        yield at
+        at = data.find(needle, at + 1)
+
+
+def _magic_starts(data: bytes) -> Iterator[tuple[str, int, int]]:
+    """(kind, wbits, offset) of every magic in ``data`` (zlib's two-byte magic occurs by
+    chance every ~16,000 bytes: its deflate data must start without error)."""
+    for kind, magic, wbits in _MAGICS:
+        for anchor in _ANCHORS[kind]:
+            for at in _find_all(data, anchor):
+                if magic.match(data, at) and (kind != "zlib" or deflate_may_start(
+                        data[at + 2: at + 2 + PLAUSIBLE_BYTES])):
+                    yield kind, wbits, at
+
+
+def _reversed_streams(data: bytes) -> Iterator[tuple[str, int, int, bytes]]:
+    """(kind, wbits, end, stream) for every place ``data`` holds a reversed stream: it ends
+    at ``end`` with its reversed magic; ``stream`` is the bytes before, reversed back."""
+    for kind, magic, wbits in _MAGICS:
+        for anchor in _ANCHORS[kind]:
+            for at in _find_all(data, anchor[::-1]):
+                end = at + len(anchor)
+                head = data[max(0, end - 2 - PLAUSIBLE_BYTES): end][::-1]  # before the rest
+                if magic.match(head) and (kind != "zlib" or deflate_may_start(head[2:])):
+                    yield kind, wbits, end, data[max(0, end - (MAX_INFLATE >> 4)): end][::-1]
 
 
 def compressed(data: bytes) -> Iterator[tuple[int, str, bytes]]:
     """(offset, kind, inflated) for every compressed stream found by its magic; a truncated
     or corrupt stream yields what inflated before the damage."""
+    if _no_anchor(data):
+        return
     view = memoryview(data)
-    for kind, magic, wbits in _MAGICS:
-        for match in magic.finditer(data):
-            inner = _decompress(kind, view[match.start():], wbits)
-            if len(inner) >= MIN_LEAK:
-                yield match.start(), kind, inner
-    for pattern in _REVERSED:
-        for match in pattern.finditer(data):
-            stream = data[max(0, match.end() - (MAX_INFLATE >> 4)): match.end()][::-1]
-            for kind, magic, wbits in _MAGICS:
-                if magic.match(stream):
-                    inner = _decompress(kind, memoryview(stream), wbits)
-                    if len(inner) >= MIN_LEAK:
-                        yield match.end() - 1, f"reversed → {kind}", inner
+    for kind, wbits, at in _magic_starts(data):
+        inner = _decompress(kind, view[at:], wbits)
+        if len(inner) >= MIN_LEAK:
+            yield at, kind, inner
+    for kind, wbits, end, stream in _reversed_streams(data):
+        inner = _decompress(kind, memoryview(stream), wbits)
+        if len(inner) >= MIN_LEAK:
+            yield end - 1, f"reversed → {kind}", inner
 
 
 def compressed_may_start(window: bytes) -> bool:
     """Whether a magic in ``window`` begins (or, reversed, ends) a stream whose first bytes
     decompress without error: the cheap test before a long span is searched in full (the
     decompressors read in order, so a stream that fails here fails there too)."""
-    for kind, magic, wbits in _MAGICS:
-        for match in magic.finditer(window):
-            if _starts_cleanly(kind, window[match.start():], wbits):
-                return True
-    for pattern in _REVERSED:
-        for match in pattern.finditer(window):
-            stream = window[:match.end()][::-1]
-            for kind, magic, wbits in _MAGICS:
-                if magic.match(stream) and _starts_cleanly(kind, stream, wbits):
-                    return True
-    return False
+    if _no_anchor(window):
+        return False
+    return (any(_starts_cleanly(kind, window[at:], wbits)
+                for kind, wbits, at in _magic_starts(window))
+            or any(_starts_cleanly(kind, stream, wbits)
+                   for kind, wbits, _, stream in _reversed_streams(window)))
 
 
 def _starts_cleanly(kind: str, data: bytes, wbits: int) -> bool:
@@ -121,43 +155,58 @@ def _starts_cleanly(kind: str, data: bytes, wbits: int) -> bool:
             bz2.BZ2Decompressor().decompress(data, MAX_INFLATE)
         else:
             lzma.LZMADecompressor().decompress(data, MAX_INFLATE)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error):
-        return False
+    except zlib.error as exc:  # the data ended properly, then its checksum was damaged
+        return "check" in str(exc)  # ("incorrect data check", "incorrect length check")
+    except (OSError, EOFError, lzma.LZMAError):
+        # bz2 outputs a block only once it is complete, so a short stream whose end is damaged
+        # (glued to other symbols) errs within the window: it starts cleanly if it yields
+        return kind == "bz2" and len(_decompress(kind, memoryview(data), wbits)) >= MIN_LEAK
     return True
+
+
+_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
+_RETRY_PIECES = (1 << 16, 1 << 12, 1 << 8, 1 << 4, 1)
 
 
 def _decompress(kind: str, view: memoryview, wbits: int) -> bytes:
     if wbits:
         return _inflate(view, wbits)
-    decomp: bz2.BZ2Decompressor | lzma.LZMADecompressor = (
-        bz2.BZ2Decompressor() if kind == "bz2" else lzma.LZMADecompressor())
-    out = bytearray()
-    step = 1 << 16
-    pos = 0
-    try:
-        while pos < len(view) and len(out) < MAX_INFLATE and not decomp.eof:
-            out += decomp.decompress(view[pos: pos + step], MAX_INFLATE - len(out))
-            pos += step
-    except (OSError, EOFError, lzma.LZMAError):
-        pass
-    return bytes(out)
+    if kind == "bz2":
+        return _drain(bz2.BZ2Decompressor, view)
+    return _drain(lzma.LZMADecompressor, view)
 
 
 def _inflate(data: bytes | memoryview, wbits: int) -> bytes:
-    decomp = zlib.decompressobj(wbits)
-    out = bytearray()
-    step = 1 << 16
-    pos = 0
-    view = memoryview(data)
-    try:
-        while pos < len(view) and len(out) < MAX_INFLATE and not decomp.eof:
-            out += decomp.decompress(view[pos: pos + step], MAX_INFLATE - len(out))
-            pos += step
-            if decomp.unconsumed_tail:
-                break
-    except zlib.error:
-        pass
-    return bytes(out)
+    return _drain(lambda: zlib.decompressobj(wbits), memoryview(data))
+
+
+def _drain(make: Callable[[], Any], view: memoryview) -> bytes:
+    """What a decompressor yields from ``view`` up to the first damage. A call that meets an
+    error (a corrupt byte, a stream cut or glued to other symbols, a checksum that does not
+    match) loses its whole output, and a bz2 block is only output once complete, so the
+    stretch that failed is fed again in ever smaller pieces: what decoded before the damage
+    is kept."""
+    good = 0  # input known to feed without error
+    best = b""
+    for piece in _RETRY_PIECES:
+        decomp = make()
+        out = bytearray()
+        pos = 0
+        try:
+            if good:
+                out += decomp.decompress(view[:good], MAX_INFLATE)
+                pos = good
+            while pos < len(view) and len(out) < MAX_INFLATE and not decomp.eof:
+                out += decomp.decompress(view[pos: pos + piece], MAX_INFLATE - len(out))
+                pos += piece
+                if getattr(decomp, "unconsumed_tail", b""):
+                    break
+            return bytes(out)
+        except _ERRORS:
+            good = pos
+            if len(out) > len(best):
+                best = bytes(out)
+    return best
 
 
 @dataclass(frozen=True)
@@ -166,11 +215,11 @@ class Inflated:
     expand: bool
 
 
-def raw_deflate(data: bytes) -> Inflated | None:
+def raw_deflate(data: bytes | memoryview) -> Inflated | None:
     """Raw deflate has no magic and a fixed-Huffman block decodes almost any bits, so only a
     stream that ends properly counts, and it is decoded further only if it looks like more
     than noise (text, wide text, a compressed stream): garbage input ends "properly" often
-    enough to flood the recursion otherwise."""
+    enough to flood the recursion otherwise. A stream that is itself raw deflate counts."""
     decomp = zlib.decompressobj(-15)
     try:
         out = decomp.decompress(data, MAX_INFLATE)
@@ -179,11 +228,149 @@ def raw_deflate(data: bytes) -> Inflated | None:
     if not decomp.eof or len(out) < MIN_LEAK:
         return None
     structured = (out.translate(TEXTY).find(b"A" * TEXT_RUN) != -1
-                  or out.count(0) * 4 >= len(out) or any(m.search(out) for _, m, _ in _MAGICS))
+                  or out.count(0) * 4 >= len(out)
+                  or (not _no_anchor(out) and next(_magic_starts(out), None) is not None)
+                  or _ends_properly(out))
     return Inflated(out, structured)
 
 
-def deflate_may_start(prefix: bytes) -> bool:
+def _ends_properly(data: bytes) -> bool:
+    """Whether ``data`` is itself a complete raw deflate stream (deflate over deflate)."""
+    decomp = zlib.decompressobj(-15)
+    try:
+        decomp.decompress(data, MAX_INFLATE)
+    except zlib.error:
+        return False
+    return decomp.eof
+
+
+PLAUSIBLE_BYTES = 32
+"""Bytes of a would-be raw deflate stream :func:`deflate_plausible` reads: enough for a
+dynamic block's code-length code (bit 74) and eight fixed-Huffman codes with their length
+and distance codes (at most 31 bits each)."""
+FIXED_CODES_CHECKED = 8
+FEW_CANDIDATES = 64
+_LENGTH_EXTRA = np.array([0] * 8 + [n for n in range(1, 6) for _ in range(4)] + [0], np.int64)
+_LENGTH_BASE = np.array([3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51,
+                         59, 67, 83, 99, 115, 131, 163, 195, 227, 258], np.int64)
+_DIST_EXTRA = np.array([0, 0, 0, 0] + [n for n in range(1, 14) for _ in range(2)] + [0, 0],
+                       np.int64)
+_DIST_BASE = np.array([1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385,
+                       513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+                       1 << 30, 1 << 30], np.int64)  # codes 30, 31 are invalid: never near
+_REVERSED5 = np.array([int(f"{d:05b}"[::-1], 2) for d in range(32)], np.int64)
+
+
+def _fixed_tables() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8],
+                             npt.NDArray[np.int64]]:
+    """For the next 9 stream bits read LSB first as a number ``x``: the fixed-Huffman code
+    they start with (RFC 1951 §3.2.6, codes packed MSB first): its kind (0 literal, 1 end of
+    block, 2 length, 3 invalid), its length in bits and, for a length, its index (0..28)."""
+    kind = np.zeros(512, dtype=np.uint8)
+    width = np.zeros(512, dtype=np.uint8)
+    length = np.zeros(512, dtype=np.int64)
+    for x in range(512):
+        code = int(f"{x:09b}"[::-1], 2)  # the 9 bits in stream order, first bit most significant
+        c7, c8 = code >> 2, code >> 1
+        if c7 <= 0b0010111:
+            kind[x], width[x], length[x] = (1 if c7 == 0 else 2), 7, max(0, c7 - 1)
+        elif 0x30 <= c8 <= 0xBF:
+            kind[x], width[x] = 0, 8
+        elif 0xC0 <= c8 <= 0xC7:
+            kind[x], width[x], length[x] = (3 if c8 >= 0xC6 else 2), 8, min(28, c8 - 0xC0 + 23)
+        else:
+            kind[x], width[x] = 0, 9
+    return kind, width, length
+
+
+_FIXED_KIND, _FIXED_WIDTH, _FIXED_LENGTH = _fixed_tables()
+
+
+def _words(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    """``out[i, b]``: bytes ``b..b+3`` of row ``i`` as a little-endian number (rows padded)."""
+    r = rows.astype(np.int64)
+    return r[:, :-3] | (r[:, 1:-2] << 8) | (r[:, 2:-1] << 16) | (r[:, 3:] << 24)
+
+
+def _bits(words: npt.NDArray[np.int64], at: npt.NDArray[np.int64], count: int,
+          ) -> npt.NDArray[np.int64]:
+    """``count`` (≤ 25) bits of each row, read LSB first from bit ``at``."""
+    picked: npt.NDArray[np.int64] = words[np.arange(len(words)), at >> 3]
+    return (picked >> (at & 7)) & ((1 << count) - 1)
+
+
+def deflate_plausible(heads: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """For rows of the first bytes of would-be raw deflate streams (up to
+    :data:`PLAUSIBLE_BYTES`; shorter rows are zero-padded), whether each can be the start of a
+    valid one, decided for all rows at once (zlib reads in order, so a stream whose first
+    block header is invalid fails whole; RFC 1951 §3.2.3-7):
+
+    - type 3 is invalid; a stored block's LEN and NLEN must be complements;
+    - a dynamic block needs HLIT ≤ 29, HDIST ≤ 29 and a code-length code that is complete
+      (zlib refuses an incomplete or over-subscribed one);
+    - a fixed block's first :data:`FIXED_CODES_CHECKED` codes must be valid: no code 286/287,
+      no distance code 30/31, no copy from further back than the bytes already out.
+
+    Only what zlib itself rejects is rejected — a necessary condition, never a guess
+    (``tests/oracle/test_deflate_prefilter.py`` checks it against zlib)."""
+    if len(heads) < FEW_CANDIDATES:  # zlib itself is cheaper on a handful
+        return np.ones(len(heads), dtype=np.bool_)
+    width = PLAUSIBLE_BYTES + 4
+    rows = np.zeros((len(heads), width), dtype=np.uint8)
+    take = min(heads.shape[1], PLAUSIBLE_BYTES)
+    rows[:, :take] = heads[:, :take]
+    first = rows[:, 0]
+    btype = (first >> 1) & 3
+    ok = np.zeros(len(rows), dtype=np.bool_)
+    stored = btype == 0
+    r16 = rows.astype(np.uint16)
+    ok[stored] = ((r16[stored, 1] | (r16[stored, 2] << 8))
+                  ^ (r16[stored, 3] | (r16[stored, 4] << 8))) == 0xFFFF
+    dynamic = np.flatnonzero(btype == 2)
+    if len(dynamic):
+        d_rows = _words(rows[dynamic])
+        start = np.full(len(dynamic), 3, dtype=np.int64)
+        hlit = _bits(d_rows, start, 5)
+        hdist = _bits(d_rows, start + 5, 5)
+        hclen = _bits(d_rows, start + 10, 4) + 4
+        kraft = np.zeros(len(dynamic), dtype=np.int64)
+        for i in range(19):
+            length = _bits(d_rows, start + 14 + 3 * i, 3)
+            kraft += np.where((i < hclen) & (length > 0), 128 >> length, 0)
+        ok[dynamic] = (hlit <= 29) & (hdist <= 29) & ((kraft == 128) | (kraft == 0))
+    fixed = np.flatnonzero(btype == 1)
+    if len(fixed):
+        f_rows = _words(rows[fixed])
+        at = np.full(len(fixed), 3, dtype=np.int64)
+        out = np.zeros(len(fixed), dtype=np.int64)
+        alive = np.ones(len(fixed), dtype=np.bool_)
+        going = np.ones(len(fixed), dtype=np.bool_)  # before any end of block
+        for _ in range(FIXED_CODES_CHECKED):
+            if not (going & alive).any():
+                break
+            peek = _bits(f_rows, at, 9)
+            kind = _FIXED_KIND[peek]
+            at += _FIXED_WIDTH[peek]
+            index = _FIXED_LENGTH[peek]
+            extra = _LENGTH_EXTRA[index]
+            copy = _LENGTH_BASE[index] + _bits(f_rows, at, 5) % (1 << extra)
+            at += np.where(kind == 2, extra, 0)
+            dcode = _REVERSED5[_bits(f_rows, at, 5)]
+            at += np.where(kind == 2, 5, 0)
+            dextra = _DIST_EXTRA[dcode]
+            distance = _DIST_BASE[dcode] + (_bits(f_rows, np.minimum(at, 8 * PLAUSIBLE_BYTES - 8),
+                                                  13) % (1 << dextra))
+            at += np.where(kind == 2, dextra, 0)
+            bad = (kind == 3) | ((kind == 2) & (distance > out))
+            alive &= ~(going & bad)
+            out += np.where(kind == 0, 1, np.where(kind == 2, copy, 0))
+            going &= (kind != 1) & alive
+            at = np.minimum(at, 8 * PLAUSIBLE_BYTES - 25)
+        ok[fixed] = alive
+    return ok
+
+
+def deflate_may_start(prefix: bytes | memoryview) -> bool:
     """False when the first bytes of a would-be raw deflate stream are already invalid (zlib
     reads its input in order, so the whole stream would fail at the same byte)."""
     try:
@@ -193,26 +380,52 @@ def deflate_may_start(prefix: bytes) -> bool:
     return True
 
 
+DEFLATE_LOOKBACK = 32
+"""Bytes before a binary stretch where a raw deflate stream may start: its first bytes can
+be printable (a fixed-Huffman block of text codes mostly to printable bytes)."""
+_LEADING_TEXT = re.compile(rb"[\x20-\x7e\t\r\n]*")
+_TEXT_RUN = re.compile(rb"[\x20-\x7e\t\r\n]{8,}")
+
+
+def _binary_after_text(data: bytes) -> Iterator[int]:
+    """Where a binary byte follows the data's leading text or a run of 8+ printable bytes."""
+    lead = _LEADING_TEXT.match(data)
+    if lead is not None and lead.end() < len(data):
+        yield lead.end()
+    for run in _TEXT_RUN.finditer(data, lead.end() if lead is not None else 0):
+        if run.end() < len(data):
+            yield run.end()
+
+
 def deflate_spans(data: bytes, at_start: bool) -> Iterator[Decoded]:
-    """Raw deflate where a binary span begins, and where binary bytes start inside text
-    (a deflate stream written into a text record), a few bytes either side."""
+    """Raw deflate where a binary span begins, and where binary bytes start after text (a
+    deflate stream written into a text record, or glued to a word): from each of the
+    :data:`DEFLATE_LOOKBACK` bytes before such a stretch, every offset that inflates to a
+    properly ended stream. A stretch counts after 8 printable bytes (or at the start), so
+    random binary, whose printable runs are short, costs a few probes per kilobyte; each
+    candidate's first block must be plausible (:func:`deflate_plausible`) before the whole
+    stream is tried."""
     classes = data[:TEXT_RUN].translate(TEXTY)
+    tried = 0
     if at_start and classes.count(b"A") != len(classes):
+        tried = 1
         inner = raw_deflate(data)
         if inner is not None:
             yield Decoded("deflate", inner.data, 0, expand=inner.expand)
-    binary = len(data) - data.translate(TEXTY).count(b"A")
-    if not binary or binary > max(64, len(data) // 8):
-        return  # not text with a few binary stretches: nothing embedded to look for
-    for run in _BINARY_RUN.finditer(data):
-        for at in range(max(0, run.start() - 4), run.start() + 1):
-            inner = raw_deflate(data[at:])
-            if inner is not None:
-                yield Decoded("deflate", inner.data, at, expand=inner.expand)
-                break
-
-
-_BINARY_RUN = re.compile(rb"[^\x20-\x7e\t\r\n]+")
+    starts: list[int] = []
+    for binary in _binary_after_text(data):
+        starts.extend(range(max(tried, binary - DEFLATE_LOOKBACK), binary + 1))
+        tried = binary + 1
+    if not starts:
+        return
+    at = np.array(starts, dtype=np.int64)
+    padded = np.frombuffer(data + bytes(PLAUSIBLE_BYTES), dtype=np.uint8)
+    heads = padded[at[:, None] + np.arange(PLAUSIBLE_BYTES)]
+    view = memoryview(data)
+    for start in at[deflate_plausible(heads)].tolist():
+        inner = raw_deflate(view[start:])
+        if inner is not None:  # printable bytes inflate "properly" often: try them all
+            yield Decoded("deflate", inner.data, start, expand=inner.expand)
 
 
 def compressed_spans(data: bytes) -> Iterator[Decoded]:
@@ -276,7 +489,7 @@ def wide_spans(data: bytes) -> Iterator[Decoded]:
     """UTF-16/32 stretches: where one byte lane of every 2 (4) is zero for at least 8 code
     units, every other lane of that stretch is taken as text (code points below 256, the
     Latin-1 range, which is what a binary value decoded as Latin-1 re-encodes to)."""
-    if data.count(0) < 8:
+    if data.count(0) < 8 or not _zero_lanes_possible(data):
         return
     classes = data.translate(_WIDE)
     for width in (2, 4):
@@ -296,6 +509,16 @@ def wide_spans(data: bytes) -> Iterator[Decoded]:
                     if len(text) >= MIN_LEAK and text.count(0) < len(text) // 2:
                         yield Decoded(_wide_name(width, first), text, first)
                 at = lane.find(b"Z" * 8, end)
+
+
+def _zero_lanes_possible(data: bytes) -> bool:
+    """Whether some 8 zero bytes lie each within 4 bytes of the next: what any UTF-16/32
+    stretch of 8 code units below U+0100 has (the cheap test before the lane search)."""
+    zeros = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
+    if len(zeros) < 8:
+        return False
+    close = np.diff(zeros) <= 4
+    return bool((np.convolve(close, np.ones(7, dtype=np.int64), "valid") == 7).any())
 
 
 def _wide_name(width: int, first: int) -> str:

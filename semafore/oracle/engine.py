@@ -10,7 +10,8 @@ somewhere, and memory is bounded by the block size whatever the total. Each bloc
 (:mod:`.matcher`), then decoded (:mod:`.decoders`), the block and its byte-reversed copy,
 and every decoded span is matched and decoded again, to :data:`MAX_DEPTH` transforms. A hit
 names the record where the match begins, the offset in it, and the decode chain, outermost
-first. One secret is reported once per record, through its shortest chain.
+first. One secret is reported once per record: its longest match, through the shortest chain
+that shows that much.
 
 Decoding is bounded per block: at most :data:`BUDGET_FACTOR` times the block's size in
 decoded bytes that are decoded further (plus 1 MiB); a block that exhausts it is named in
@@ -199,10 +200,13 @@ class Scanner:
 
     def add_stream(self, tier: str, name: str, blocks: Iterable[bytes],
                    prefix: tuple[str, ...] = ()) -> None:
-        """A file or dump read block by block; hits are located by line (text) or byte."""
+        """A file or dump read block by block; hits are located by line (text) or byte. A
+        log stream is also searched for raw identifiers, as log records are (:meth:`add`).
+        Memory is one block and its overlap, whatever the stream's length."""
         report = self.report
         report.items_by_tier[tier] = report.items_by_tier.get(tier, 0) + 1
-        if self.matcher is None:
+        ids = self.ids if tier == TIER_LOG else None
+        if self.matcher is None and ids is None:
             for block in blocks:
                 report.bytes_by_tier[tier] = report.bytes_by_tier.get(tier, 0) + len(block)
             return
@@ -214,7 +218,10 @@ class Scanner:
             data = tail + block
             base = consumed - len(tail)
             locate = _by_line(tier, name, data, base, lines_before_tail)
-            self._scan_block(data, locate, prefix, True)
+            if ids is not None:  # matches wholly inside the tail were found with it
+                report.hits.extend(self._identifiers(Chunk(tier, name, data), locate, len(tail)))
+            if self.matcher is not None:
+                self._scan_block(data, locate, prefix, True)
             consumed += len(block)
             keep = min(OVERLAP_BYTES, len(data))
             lines_before_tail += data.count(b"\n", 0, len(data) - keep)
@@ -243,7 +250,7 @@ class Scanner:
     def _scan_block(self, blob: bytes, locate: Locate, prefix: tuple[str, ...],
                     binary_start: bool) -> None:
         assert self.matcher is not None
-        best: dict[tuple[str, str, str], tuple[int, Hit]] = {}
+        best: dict[tuple[str, str, str], tuple[tuple[int, int], Hit]] = {}
         key: tuple[str, str, str]
         budget = [BUDGET_FACTOR * len(blob) + (1 << 20)]
         for match, chain, offset in self._walk(blob, 0, prefix, _identity, budget, binary_start):
@@ -253,8 +260,9 @@ class Scanner:
             if key in self._seen:
                 continue
             hit = _hit(tier, location, record_offset, chain, match, secret)
-            if key not in best or len(chain) < best[key][0]:
-                best[key] = (len(chain), hit)
+            rank = (-hit.matched, len(chain))  # the most of the secret, then the shortest chain
+            if key not in best or rank < best[key][0]:
+                best[key] = (rank, hit)
         if budget[0] < 0:
             tier, location, _ = locate(0)
             self.report.truncated.append(f"{tier} {location}: decode budget exhausted")
@@ -285,7 +293,10 @@ class Scanner:
                 for match in self.matcher.find(decoded.data):
                     yield match, names, child_root(match.start)
 
-    def _identifiers(self, chunk: Chunk) -> Iterator[Hit]:
+    def _identifiers(self, chunk: Chunk, locate: Locate | None = None,
+                     after_tail: int = 0) -> Iterator[Hit]:
+        """Raw identifiers in a log record (or, with ``locate``, in a block of a log
+        stream)."""
         assert self.ids is not None
         data = chunk.data
         values = self.oracle._id_values
@@ -294,9 +305,13 @@ class Scanner:
             after = data[end: end + 1]
             if (before and _IDENT_CHAR.match(before)) or (after and _IDENT_CHAR.match(after)):
                 continue  # part of a longer token ("alice" inside "malice")
+            if end <= after_tail:
+                continue  # wholly inside the overlap: found with the previous block
             value = values[pattern]
             kind = self.oracle._identifiers[value]
-            yield Hit(chunk.tier, chunk.location, start, "raw-identifier", f"{kind} {value!r}",
+            tier, location, offset = (chunk.tier, chunk.location, start) if locate is None \
+                else locate(start)
+            yield Hit(tier, location, offset, "raw-identifier", f"{kind} {value!r}",
                       "identifier", end - start, end - start)
 
 

@@ -8,6 +8,12 @@ with the shortest run that counts as a leak:
   binary digits) is decoded once from its first character, and a value encoded after ``k``
   other characters then sits ``k·bits mod 8`` bits off a byte boundary; its inner bytes are
   the shifted variant (``len - 1`` of them);
+- the value as raw deflate writes it when it does not compress: a final fixed-Huffman block
+  of literals (:func:`fixed_huffman`) of the value and of the reversed value, that block
+  byte-reversed, and those bit-shifted. Raw deflate
+  has no magic, so a stream inside a radix text glued to other symbols has no known start to
+  inflate from (the decoders try region starts only, see :mod:`.radix`); its literal codes
+  are a fixed function of the value, so they are matched wherever they sit;
 - base64 of the value at its three byte alignments, std and URL-safe, keeping only the
   characters the value alone determines, forward and reversed: the one leak whose encoded
   form can lose information (base64 upper- or lower-cased) and so cannot be decoded, only
@@ -68,6 +74,21 @@ def shifted(value: bytes, bits: int) -> bytes:
     return whole[1:-1]
 
 
+def fixed_huffman(value: bytes) -> bytes:
+    """``value`` as the first block of a raw deflate stream (RFC 1951 §3.2.6): BFINAL=1,
+    BTYPE=01, one literal code per byte (``0x30 + b`` in 8 bits below 144, ``0x190 + b - 144``
+    in 9 bits above), codes MSB first into the LSB-first bit stream. Bytes the value alone
+    does not determine (the last, shared with the end-of-block code) are dropped. This is
+    what zlib emits for a value without repeated 3-byte strings that a fixed block codes
+    shorter than a dynamic one: every random key and canary."""
+    bits = [1, 1, 0]
+    for b in value:
+        code, width = (0x30 + b, 8) if b < 144 else (0x190 + b - 144, 9)
+        bits.extend((code >> (width - 1 - i)) & 1 for i in range(width))
+    whole = len(bits) // 8
+    return bytes(sum(bits[8 * q + r] << r for r in range(8)) for q in range(whole))
+
+
 def _b64_aligned(value: bytes, align: int, urlsafe: bool) -> bytes:
     encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(b"\0" * align + value)
     first = -(-8 * align // 6)
@@ -84,6 +105,16 @@ def variants(index: int, secret: Secret) -> list[Variant]:
         for bits in range(1, 8):
             moved = shifted(base, bits)
             out.append(Variant(index, moved.lower(), moved, m - 1, form, 1.0))
+    coded_value = fixed_huffman(value)
+    for form, coded in (("deflate", coded_value),
+                        ("deflate → reversed", fixed_huffman(value[::-1])),
+                        ("reversed → deflate", coded_value[::-1])):
+        scale = len(value) / len(coded)
+        m_coded = -(-m * len(coded) // len(value))
+        out.append(Variant(index, coded.lower(), coded, m_coded, form, scale))
+        for bits in range(1, 8):
+            moved = shifted(coded, bits)
+            out.append(Variant(index, moved.lower(), moved, m_coded - 1, form, scale))
     m_chars = 8 * m // 6 - 1
     for urlsafe in (False, True):
         for align in range(3):

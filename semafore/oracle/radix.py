@@ -31,6 +31,7 @@ from (for hit locations) is computed only when a span is matched or decoded furt
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ import numpy.typing as npt
 
 from semafore.oracle.decoders import (
     MIN_LEAK,
+    PLAUSIBLE_BYTES,
     TEXT_RUN,
     TEXTY,
     Decoded,
@@ -47,6 +49,7 @@ from semafore.oracle.decoders import (
     compressed,
     compressed_may_start,
     deflate_may_start,
+    deflate_plausible,
     raw_deflate,
     wide_spans,
 )
@@ -54,6 +57,7 @@ from semafore.oracle.decoders import (
 IntArray = npt.NDArray[np.integer[Any]]
 U8 = npt.NDArray[np.uint8]
 BREAK = 0xFF  # a byte that is neither a symbol nor a separator: ends a region
+_HEX_PREFIX = re.compile(rb"(?<![0-9A-Fa-f])0[xX]")
 MAGIC_WINDOW = 80  # bytes either side of a candidate magic tried before the whole shift
 DEFLATE_HEAD = 8  # bytes of a candidate raw deflate stream tried first (most junk fails)
 DEFLATE_PROBE = 64  # then these, before the rest
@@ -163,8 +167,10 @@ def symbols(data: bytes, radix: Radix) -> Symbols | None:
     expanded_z = radix.alphabet.name == "ascii85" and b"z" in data
     if expanded_z:  # "z" abbreviates "!!!!!" (four zero bytes)
         src = src.replace(b"z", b"!!!!!")
-    if radix.alphabet.name == "hex":  # "0x" introduces a hex byte: the 0 is a separator
-        src = src.replace(b"0x", b"  ").replace(b"0X", b" X")
+    if radix.alphabet.name == "hex" and (b"0x" in src or b"0X" in src):
+        # "0x" opening a token introduces a hex byte: its 0 is a separator (inside a hex run,
+        # "…0x1" is the run's last digit and a separator)
+        src = _HEX_PREFIX.sub(b"  ", src)
     stream = np.frombuffer(src.translate(radix.value_table, radix.separators), dtype=np.uint8)
     breaks = np.flatnonzero(stream == BREAK)
     counts = np.diff(np.concatenate(([-1], breaks, [len(stream)]))) - 1
@@ -231,11 +237,13 @@ def pack(values: U8, bits: int) -> U8:
 
 def base85_alignments(values: U8) -> list[U8]:
     """The stream decoded from each of its first five symbols: one sliding sum of five
-    weighted symbols (mod 2**32, as a 32-bit word wraps) read at stride 5 per alignment."""
-    n = len(values) - 4
-    if n <= 0:
+    weighted symbols (mod 2**32, as a 32-bit word wraps) read at stride 5 per alignment. The
+    stream is padded with four of the highest symbol, as a decoder pads a final partial group,
+    so its last bytes come out exact."""
+    n = len(values)
+    if n < 5:
         return []
-    v = values.astype(np.uint32)
+    v = np.concatenate((values, np.full(4, 84, dtype=np.uint8))).astype(np.uint32)
     words = v[:n] * np.uint32(85**4)
     for j, weight in enumerate((85**3, 85**2, 85, 1), start=1):
         words += v[j:j + n] * np.uint32(weight)
@@ -331,6 +339,36 @@ def _nested(name: str, stream: U8, shifts: int, origin: Callable[[int, int], int
     text-like runs, wide text, compressed streams, raw deflate at region starts."""
     if len(stream) < 2:
         return
+    if shifts == 1:
+        yield from _nested_aligned(name, stream.tobytes(), origin)
+    else:
+        yield from _nested_shifted(name, stream, shifts, origin)
+    for at_byte, s, inflated in _deflate_at(stream, region_bits):
+        yield Decoded(f"{name} → deflate", inflated.data, origin(at_byte, s),
+                      expand=inflated.expand)
+
+
+def _nested_aligned(name: str, data: bytes, origin: Callable[[int, int], int]
+                    ) -> Iterator[Decoded]:
+    """The byte-aligned case (base85 alignments): text runs by one ``translate`` and
+    ``find``, wide text and compressed streams by their own (C-speed) searches."""
+    classes = data.translate(TEXTY)  # text-like bytes -> "A", others -> NUL
+    probe = b"A" * TEXT_RUN
+    at = classes.find(probe)
+    while at != -1:
+        end = classes.find(b"\0", at)
+        end = len(data) if end == -1 else end
+        yield _span(name, data[at:end], at, 0, origin)
+        at = classes.find(probe, end)
+    for w in wide_spans(data):
+        yield Decoded(f"{name} → {w.name}", w.data, origin(w.start, 0))
+    for offset, kind, inner in compressed(data):
+        yield Decoded(f"{name} → {kind}", inner, origin(offset, 0))
+
+
+def _nested_shifted(name: str, stream: U8, shifts: int, origin: Callable[[int, int], int]
+                    ) -> Iterator[Decoded]:
+    """Bit-aligned alphabets: candidates at every shift at once through the pair tables."""
     padded = np.concatenate((stream, np.zeros(1, dtype=np.uint8)))
     pairs = (padded[:-1].astype(np.uint16) << 8) | padded[1:]
     mask = np.uint8(shifts)
@@ -360,9 +398,6 @@ def _nested(name: str, stream: U8, shifts: int, origin: Callable[[int, int], int
             piece = shifted(stream, s, 0, len(stream))
             for offset, kind, inner in compressed(piece):
                 yield Decoded(f"{name} → {kind}", inner, origin(offset, s))
-    for at_byte, s, inflated in _deflate_at(stream, region_bits):
-        yield Decoded(f"{name} → deflate", inflated.data, origin(at_byte, s),
-                      expand=inflated.expand)
 
 
 def _exact_magics(pairs: IntArray, at: IntArray, s: int) -> IntArray:
@@ -375,15 +410,34 @@ def _exact_magics(pairs: IntArray, at: IntArray, s: int) -> IntArray:
     index = np.minimum(at[:, None] + np.arange(longest), len(pairs) - 1)
     window = ((pairs[index] >> (8 - s)) & 0xFF).astype(np.uint8)
     found = np.zeros(len(at), dtype=np.bool_)
+    zlib_forward = np.zeros(len(at), dtype=np.bool_)
+    zlib_reversed = np.zeros(len(at), dtype=np.bool_)
     for magic in MAGIC_PREFIXES:
-        found |= (window[:, :len(magic)] == np.frombuffer(magic, dtype=np.uint8)).all(axis=1)
+        here = (window[:, :len(magic)] == np.frombuffer(magic, dtype=np.uint8)).all(axis=1)
+        found |= here
+        if len(magic) == 2:  # zlib: two bytes, by chance every ~16,000 decoded bytes
+            (zlib_forward if magic[0] == 0x78 else zlib_reversed)[here] = True
+    # a zlib stream's deflate data follows its magic (or, reversed, precedes it backwards):
+    # its first block must be plausible (decoders.deflate_plausible), checked for all at once
+    for rows, after in ((zlib_forward & ~zlib_reversed, True),
+                        (zlib_reversed & ~zlib_forward, False)):
+        picked = np.flatnonzero(rows & found)
+        if not len(picked):
+            continue
+        offsets = (2 + np.arange(PLAUSIBLE_BYTES) if after
+                   else -1 - np.arange(PLAUSIBLE_BYTES))
+        where = at[picked, None] + offsets
+        inside = ((where >= 0) & (where < len(pairs))).all(axis=1)
+        heads = ((pairs[np.clip(where, 0, len(pairs) - 1)] >> (8 - s)) & 0xFF).astype(np.uint8)
+        found[picked[inside & ~deflate_plausible(heads)]] = False  # near an edge: kept
     return at[found]
 
 
 def _deflate_at(stream: U8, region_bits: IntArray) -> Iterator[tuple[int, int, Inflated]]:
     """Raw deflate from each region start (bit offsets in the stream). Before a stream is
-    materialised and inflated, its first block header's type (3 is invalid) and its first
-    :data:`DEFLATE_HEAD` and :data:`DEFLATE_PROBE` bytes are tried — zlib reads in order, so
+    materialised and inflated, its first block is checked for all starts at once
+    (:func:`.decoders.deflate_plausible`) and its first :data:`DEFLATE_HEAD` and
+    :data:`DEFLATE_PROBE` bytes are tried — zlib reads in order, so
     an error there is an error in the whole stream; heads that failed are remembered (log
     lines share their first fields)."""
     if not len(region_bits):
@@ -395,7 +449,7 @@ def _deflate_at(stream: U8, region_bits: IntArray) -> Iterator[tuple[int, int, I
     heads = (((win[:, :-1] << s) | (win[:, 1:] >> (8 - s))) & 0xFF).astype(np.uint8)
     rows = heads.tobytes()
     failed: set[bytes] = set()
-    for i in np.flatnonzero((heads[:, 0] & 0b110) != 0b110).tolist():  # block type 3: invalid
+    for i in np.flatnonzero(deflate_plausible(heads)).tolist():
         row = rows[i * DEFLATE_PROBE: (i + 1) * DEFLATE_PROBE]
         head = row[:DEFLATE_HEAD]
         if head in failed:
@@ -436,7 +490,7 @@ def radix_spans(data: bytes, nested: bool = True) -> Spans:
         decode = _bit_spans if radix.alphabet.bits else _base85_spans
         for backwards, view in ((False, sym), (True, back)):
             if view is not None:
-                yield from ((backwards, d) for d in decode(radix, view, nested and not backwards))
+                yield from ((backwards, d) for d in decode(radix, view, nested))
 
 
 def _bit_spans(radix: Radix, sym: Symbols, nested: bool) -> Iterator[Decoded]:
@@ -452,18 +506,20 @@ def _bit_spans(radix: Radix, sym: Symbols, nested: bool) -> Iterator[Decoded]:
                   expand=False)
     if not nested:
         return
-    long_enough = sym.counts >= 2 * MIN_LEAK * 8 // bits
+    long_enough = sym.counts >= MIN_LEAK * 8 // bits
     yield from _nested(name, stream, radix.shifts, origin, sym.firsts[long_enough] * bits)
 
 
 def _base85_spans(radix: Radix, sym: Symbols, nested: bool) -> Iterator[Decoded]:
     name = radix.alphabet.name
     last = len(sym.values) - 1
+    starts = sym.firsts[sym.counts >= radix.min_symbols]
     for skip, stream in enumerate(base85_alignments(sym.values)):
         def origin(byte: int, s: int, skip: int = skip) -> int:
             return int(sym.offsets()[min(skip + 5 * (byte // 4), last)])
 
         yield Decoded(name, stream.tobytes(), 0, locate=functools.partial(origin, s=0),
                       expand=False)
-        if nested:
-            yield from _nested(name, stream, 1, origin, np.zeros(0, dtype=np.int64))
+        if nested:  # raw deflate at the region starts that fall on this alignment
+            here = starts[(starts - skip) % 5 == 0]
+            yield from _nested(name, stream, 1, origin, (here - skip) // 5 * 32)

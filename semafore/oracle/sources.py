@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from semafore.oracle.model import TIER_LOG, TIER_WIRE, Chunk
@@ -39,3 +43,30 @@ def file_blocks(path: str, size: int = READ_BYTES) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         while block := fh.read(size):
             yield block
+
+
+_WHOLE_FILE = ((b"\x1f\x8b", "gzip", gzip.open), (b"BZh", "bz2", bz2.open),
+               (b"\xfd7zXZ\x00", "xz", lzma.open))
+
+
+def file_stream(path: str | Path, size: int = READ_BYTES,
+                ) -> tuple[Iterator[bytes], tuple[str, ...]]:
+    """A file as blocks for :meth:`Scanner.add_stream`, and the decode chain they start
+    with: a whole-file gzip/bz2/xz file (a rotated ``relay.log.gz``) is decompressed as it
+    is read, so memory stays one block however large it inflates; anything else is read as
+    it is. Opening reads the first bytes: an unreadable file raises ``OSError`` here."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    for magic, name, opener in _WHOLE_FILE:
+        if head.startswith(magic):
+            return _decompressed(opener(path, "rb"), size), (name,)
+    return file_blocks(str(path), size), ()
+
+
+def _decompressed(fh: gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile, size: int) -> Iterator[bytes]:
+    with fh:
+        try:
+            while block := fh.read(size):
+                yield block
+        except (OSError, EOFError, lzma.LZMAError):
+            return  # a truncated or corrupt archive: what decompressed was scanned
