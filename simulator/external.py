@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import os
 import re
 import shlex
@@ -52,7 +53,7 @@ from semafore.gate.live import (
     _external_sources,
     redact,
 )
-from simulator.oracle import Chunk
+from simulator.oracle import TIER_LOG, Chunk, from_log_lines
 from simulator.report.model import Outcome
 from simulator.scenario.model import (
     Assertion,
@@ -403,6 +404,17 @@ class _Renamer:
         raise TypeError(f"cannot rename inside a {type(value).__name__} ({name})")
 
 
+def _file_chunks(tier: str, path: Path) -> list[Chunk]:
+    """A granted file as the oracle's chunks: a log (whole-file gzip undone) one per line,
+    located ``path:line N`` (:func:`simulator.oracle.from_log_lines`); anything else whole."""
+    with path.open("rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    data = gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()
+    if tier != TIER_LOG:
+        return [Chunk(tier, str(path), data)]
+    return list(from_log_lines(data.splitlines(), name=str(path)))
+
+
 class ExternalInfrastructure:
     """What the executor's ``Infrastructure`` is for an in-process relay, for an external
     one: no stores of its own, store dumps and log lines from what the operator grants, and
@@ -447,7 +459,11 @@ class ExternalInfrastructure:
             self.not_scanned.pop(source, None)
         if scan.errors:
             self.errors[source] = "; ".join(scan.errors)
-        return scan.chunks
+        # files the gate leaves for its oracle to stream (issue #12): an adversary view holds
+        # its items, so they are read here, a log one chunk per line as the relay wrote it
+        streamed = [chunk for tier, path in getattr(scan, "streams", ())
+                    for chunk in _file_chunks(tier, Path(path))]
+        return [*scan.chunks, *streamed]
 
     async def dump(self) -> list[Chunk]:
         """The granted stores' bytes, read now (nothing when none was granted)."""

@@ -2,7 +2,9 @@
 real sockets) against a real relay (issue 5, "Simulator").
 
 The fleet runs ``replicas`` reference relays in this process on free 127.0.0.1 ports, all on
-the same stores with push across them (:mod:`simulator.replicas`), or targets any ``url``.
+the same stores with push across them (:mod:`simulator.replicas`), or targets any ``url``
+(an external relay, :mod:`simulator.external`: ``fleet.url`` is its base URL, which devices
+reach through their proxy links, and the clock is the relay's wall clock).
 Each device is assigned a replica (seeded, or pinned) and its link fails over to the next one
 that accepts when its replica is down. Every device gets its own
 :class:`~semafore.client.DeviceClient` and, when a :class:`~simulator.network.Network` is in

@@ -168,6 +168,9 @@ def test_external_runs_reach_the_in_process_verdicts(relay: ServedRelay) -> None
     assert set(reorder.scanned) == {"wire"} and reorder.relay == relay.url
     assert compromise.verdict is Verdict.UNSUPPORTED, compromise.to_dict()
     assert set(compromise.scanned) == {"wire", "logs"}
+    (root,) = compromise.adversaries
+    tiers = {source.tier: source.items for source in root.sources}
+    assert tiers.get("log", 0) > 100 and tiers.get("wire", 0) > 0, tiers  # lines in the view
     assert set(compromise.not_scanned) == {"stores"}
     unsupported = [a for a in compromise.assertions if a.outcome is Outcome.UNSUPPORTED]
     assert {a.kind for a in unsupported} == {"adversary_decrypts_nothing", "oracle_clean"}
