@@ -2,9 +2,12 @@
 
 ``semafore sim run scenarios/`` runs the whole catalogue on the embedded provider: a progress
 bar while it runs, a verdict table at the end, and ``--junit`` / ``--json`` / ``--html``
-reports beside it. The exit status is 0 only if every scenario passed, was exposed as
-documented, or was skipped (its ``providers`` exclude the chosen one); 1 otherwise; 2 when
-nothing could run at all (no scenario found, no executor).
+reports beside it. ``--relay URL`` runs them against an external relay instead
+(:mod:`simulator.external`, docs/simulator.md "External relay"). The exit status is 0 only if
+every scenario passed, was exposed as documented, or was skipped (its ``providers`` exclude
+the chosen one); 1 if any failed or errored; 3 if none did but one was unsupported (against
+an external relay; never a pass); 2 when nothing could run at all (no scenario found, no
+executor).
 """
 
 from __future__ import annotations
