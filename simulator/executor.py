@@ -66,7 +66,13 @@ from simulator.external import (
     relay_org_name,
 )
 from simulator.fleet import OPERATOR, Fleet
-from simulator.impl_device import AdapterDevice, AdapterHost, ImplError, unsupported_steps
+from simulator.impl_device import (
+    CLIENT_COUNTED_STATS,
+    AdapterDevice,
+    AdapterHost,
+    ImplError,
+    unsupported_steps,
+)
 from simulator.nonce_reuse import find_reuse
 from simulator.oracle import (
     TIER_LOG,
@@ -1410,6 +1416,14 @@ class Execution:
         ok = (low is None or value >= low) and (high is None or value <= high)
         bounds = " and ".join(b for b in (f">= {low}" if low is not None else "",
                                           f"<= {high}" if high is not None else "") if b)
+        if self.adapters and stat in CLIENT_COUNTED_STATS:
+            # counted inside reference clients only: adapter devices can only add to it, so
+            # the count is a lower bound — it proves at_least, never at_most
+            partial = (f"{stat} >= {value} counted on reference devices only (adapter "
+                       f"devices {', '.join(sorted(self.adapters))} report no such count)")
+            if high is None and low is not None and value >= low:
+                return Outcome.HELD, f"{partial}; asserted {bounds}", []
+            return Outcome.UNSUPPORTED, f"{partial}: cannot show {bounds}", []
         return (Outcome.HELD if ok else Outcome.VIOLATED,
                 f"{stat} = {value} (asserted {bounds}): {MECHANISM_STATS[stat]}", [])
 

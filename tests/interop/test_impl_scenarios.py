@@ -17,7 +17,7 @@ import pytest
 from simulator.assignment import Implementation
 from simulator.executor import run_with_implementations
 from simulator.report.model import Outcome, Verdict
-from simulator.scenario.loader import load
+from simulator.scenario.loader import load, loads
 
 from .conftest import GO_ADAPTER_DIR, go_tool
 
@@ -79,14 +79,30 @@ def test_the_reference_adapter_process_is_a_device_like_any_other() -> None:
     assert set(result.implementations.values()) == {"py"}
 
 
-@pytest.mark.parametrize("strategy", ["round-robin"])
 def test_a_step_no_adapter_operation_covers_is_unsupported_not_a_pass(
-        go_adapter: Path, strategy: str) -> None:
+        go_adapter: Path) -> None:
     result = run_with_implementations(
-        load(ROOT / "scenarios" / "desync" / "reorder.yaml"),
-        implementations={"go": Implementation("go", str(go_adapter))}, strategy=strategy)
+        load(ROOT / "scenarios" / "threats" / "subpoena.yaml"),
+        implementations={"go": Implementation("go", str(go_adapter))}, strategy="go")
     assert result.verdict is Verdict.UNSUPPORTED
-    assert "skipped_keys_used" in (result.unsupported or "")
+    assert "step attach" in (result.unsupported or "")
+    assert "no contract operation" in (result.unsupported or "")
+
+
+@pytest.mark.parametrize(("bound", "outcome"), [(1, Outcome.HELD), (10_000, Outcome.UNSUPPORTED)])
+def test_a_stat_only_reference_clients_count_is_a_lower_bound(
+        go_adapter: Path, bound: int, outcome: Outcome) -> None:
+    """With adapter devices, ``skipped_keys_used`` counts the reference devices only: enough
+    of them proves ``at_least``; too few proves nothing (unsupported, never violated)."""
+    text = (ROOT / "scenarios" / "desync" / "reorder.yaml").read_text().replace(
+        "{stat: skipped_keys_used, at_least: 1}", f"{{stat: skipped_keys_used, at_least: {bound}}}")
+    result = run_with_implementations(
+        loads(text), implementations={"go": Implementation("go", str(go_adapter))},
+        strategy="round-robin")
+    stat = next(a for a in result.assertions
+                if a.kind == "mechanism" and "skipped_keys_used" in a.summary)
+    assert stat.outcome is outcome, stat.summary
+    assert "reference devices only" in stat.summary
 
 
 DESYNC = ROOT / "scenarios" / "desync"
@@ -141,3 +157,71 @@ def test_reference_adapter_devices_restore_through_the_state_operations() -> Non
     impl = {"py": Implementation("py", f"{sys.executable} -m semafore.adapter")}
     result = run_with_implementations(load(RESTORE), implementations=impl, strategy="py")
     assert result.verdict is Verdict.PASS, [(a.kind, a.summary) for a in result.assertions]
+
+
+# the reference adapter, except that after every send it asks the relay for /v1/health with
+# the last message key it derived in the query string, through the device's own relay URL
+# (its proxy link): a platform that leaks a key onto the wire
+LEAKY = """
+import sys, urllib.error, urllib.request
+from semafore.adapter import server
+from semafore.adapter.ops import ReferenceAdapter
+from semafore.protocol import secrets
+
+adapter = ReferenceAdapter()
+keys, relays = [], {}
+secrets._sinks.append(lambda kind, value: keys.append(value) if kind == "message key" else None)
+register, send = adapter.ops["live.register"], adapter.ops["live.send"]
+
+def registering(args):
+    relays[args.text("device")] = args.text("relay")
+    return register(args)
+
+def leaking(args):
+    out = send(args)
+    url = relays[args.text("device")] + "/v1/health?debug=" + keys[-1].hex()
+    try:
+        urllib.request.urlopen(url, timeout=10).read()
+    except urllib.error.HTTPError:
+        pass  # whatever the relay answers, the key crossed the wire
+    return out
+
+adapter.ops["live.register"], adapter.ops["live.send"] = registering, leaking
+if "--no-secrets" in sys.argv:
+    del adapter.ops["live.secrets"]
+sys.exit(server.serve(sys.stdin.buffer, sys.stdout.buffer, adapter))
+"""
+
+WIRETAPPED = """
+version: 1
+name: wiretapped-adapter
+description: a network adversary records the wire of an adapter device
+cites: ["SPEC §8"]
+seed: 11
+users:
+  - {id: alice, devices: [phone], impl: leaky}
+  - {id: bob, devices: [phone], impl: leaky}
+steps:
+  - compromise: {kind: network, as: wiretap}
+  - send: {from: alice/phone, to: bob, label: one}
+  - sync: {}
+  - send: {from: bob/phone, to: alice, label: two}
+  - sync: {}
+  - assert: {delivered_exactly_once: {messages: all}}
+  - assert: {oracle_clean: {adversaries: [wiretap]}}
+"""
+
+
+@pytest.mark.parametrize("reports", [True, False], ids=["reports-secrets", "reports-none"])
+def test_the_oracle_knows_the_keys_an_adapter_reports(tmp_path: Path, reports: bool) -> None:
+    script = tmp_path / "leaky_adapter.py"
+    script.write_text(LEAKY)
+    command = f"{sys.executable} {script}" + ("" if reports else " --no-secrets")
+    result = run_with_implementations(
+        loads(WIRETAPPED), implementations={"leaky": Implementation("leaky", command)},
+        strategy=None)
+    assert result.implementations == {"alice/phone": "leaky", "bob/phone": "leaky"}
+    clean = next(a for a in result.assertions if a.kind == "oracle_clean")
+    # no reference client derives these keys: the leak on the wire is found only because
+    # live.secrets reported them
+    assert clean.outcome is (Outcome.VIOLATED if reports else Outcome.HELD), clean.summary

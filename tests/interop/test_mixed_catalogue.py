@@ -1,0 +1,69 @@
+"""The threat and desync catalogue with devices alternating reference and Go (issue 15 item
+3: ``semafore sim run scenarios/desync scenarios/threats --impl go=… --assign round-robin``):
+every scenario reaches the verdict it reaches with reference devices only — the verdict its
+file expects, which tests/simulator/test_scenario_catalogue_runs.py holds the reference-only
+run to — or is ``unsupported`` for a reason recorded in ``UNSUPPORTED`` (never a pass on
+steps an adapter cannot take). The table cannot go stale: a scenario that becomes runnable
+fails until its entry goes, one that stops being runnable fails until it is recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simulator.assignment import Implementation
+from simulator.executor import run_with_implementations
+from simulator.report import Verdict
+from simulator.scenario import Expectation, discover, load
+
+ROOT = Path(__file__).resolve().parents[2] / "scenarios"
+
+UNSUPPORTED: dict[str, str] = {
+    # why a scenario cannot run with its round-robin assignment (docs/simulator.md)
+    "desync/cloned-device": "the clone goes across implementations (states are opaque)",
+    "desync/device-added-removed": "remove_device on a Go device (no contract operation)",
+    "desync/duplicated-http-requests": "read_receipt and attach by Go devices",
+    "desync/duplication-replay": "a replay injected on a Go device's (absent) push socket",
+    "desync/lost-send-response": "mechanism duplicates_dropped at_most (no upper bound)",
+    "desync/max-skip-exceeded": "mechanism resets_sent at_most (no upper bound)",
+    "desync/opk-exhaustion": "exhaust_opks on a Go device; a send to several users",
+    "desync/replayed-smx1": "a replay injected on a Go device's (absent) push socket",
+    "desync/replica-rolling-restart": "sends to several users from Go devices",
+    "desync/spk-rotation-in-flight": "rotate_spk on a Go device; a push-socket fault on it",
+    "threats/device-compromise-post-compromise-security": "a Go device's state compromised",
+    "threats/insider": "attach and read_receipt by Go devices",
+    "threats/log-pseudonyms-keyed": "sends to several users, attach, read_receipt",
+    "threats/network-adversary": "attach and broadcast by Go devices",
+    "threats/server-compromise": "an attachment to a Go device",
+    "threats/subpoena": "an attachment to a Go device",
+}
+
+
+def _params() -> list[object]:
+    return [pytest.param(path, id=str(path.relative_to(ROOT).with_suffix("")))
+            for path in discover([ROOT / "desync", ROOT / "threats"])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", _params())
+def test_mixed_devices_reach_the_reference_verdict(go_adapter: Path, path: Path) -> None:
+    scenario = load(path)
+    key = str(path.relative_to(ROOT).with_suffix(""))
+    result = run_with_implementations(
+        scenario, implementations={"go": Implementation("go", str(go_adapter))},
+        strategy="round-robin")
+    if result.verdict is Verdict.SKIPPED:
+        return  # not for the embedded relay (e.g. backend restarts), as with reference only
+    if key in UNSUPPORTED:
+        assert result.verdict is Verdict.UNSUPPORTED, (
+            f"{key} now runs ({result.verdict.value}): remove it from UNSUPPORTED")
+        return
+    assert result.verdict is not Verdict.UNSUPPORTED, f"{key}: {result.unsupported} " + str(
+        [a.summary for a in result.assertions if a.outcome.value == "unsupported"])
+    assert set(result.implementations.values()) == {"reference", "go"}
+    expected = Verdict.EXPOSED if scenario.expect is Expectation.EXPOSED else Verdict.PASS
+    assert result.verdict is expected, (result.error, [
+        (a.kind, a.summary, a.evidence[:3]) for a in result.assertions
+        if a.outcome.value not in ("held", "exposed")], [f.describe() for f in
+                                                          result.step_failures])
