@@ -567,3 +567,10 @@ async def test_stuck(semafore_fleet):
     assert [r.content.body for r in bob.inbox] == [b"stuck"]
 ''')
     run_inner(pytester).assert_outcomes(passed=1)
+
+
+def test_the_documented_worked_example_is_the_one_tested() -> None:
+    """docs/pytest-plugin.md says its example runs here: keep them the same text."""
+    doc = (Path(__file__).parents[2] / "docs" / "pytest-plugin.md").read_text()
+    block = doc.split("```python\n# tests/test_messaging.py\n", 1)[1].split("```", 1)[0]
+    assert block.strip() == WORKED_EXAMPLE.strip()
