@@ -1,5 +1,7 @@
 """Locust's own distribution for the virtual devices: process roles, device slots, merged
-samples (issue 16 item 1; docs/load.md "Distributed runs").
+samples (issue 16 item 1; docs/load.md "Distributed runs"). Capacity planning sizes
+deployments beyond one machine (seed §3.3–3.5), so the load must come from more than one
+generator process — with locust's own master/worker protocol, never a home-made coordinator.
 
 One locust process, or a locust master with workers (``--master`` / ``--worker``), local or
 on other machines. Nothing here coordinates by itself: every exchange is one of locust's

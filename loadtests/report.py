@@ -1,4 +1,5 @@
-"""The capacity report of one run: locust's CSV/HTML plus our summary and chart.
+"""The capacity report of one run: locust's CSV/HTML plus our summary and chart — the input
+capacity planners size an engagement from (seed §3.5), so it must not contradict itself.
 
 One source of truth (issue 16 item 2): the *judged windows* — a plain run's steady state
 (from the moment every device was online to the end) or each capacity-search step after its
