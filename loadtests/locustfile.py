@@ -662,7 +662,9 @@ class BroadcasterUser(User):
         gevent.sleep(PROFILE.broadcast.interval)
 
     def _call(self, method: str, path: str, name: str, body: str, auth: bool = True) -> Any:
-        headers = {"Content-Type": "application/json"}
+        # A fresh connection per call: broadcasts are seconds apart, longer than the relay's
+        # keep-alive, and a reused connection the relay already closed failed the request.
+        headers = {"Content-Type": "application/json", "Connection": "close"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
         started = time.perf_counter()

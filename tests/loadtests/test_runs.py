@@ -464,6 +464,19 @@ def test_a_generator_bound_search_adds_workers_up_to_its_limit(tmp_path: Path) -
     assert "with 2 workers, the most allowed" in search["stopped"]
 
 
+def test_broadcasts_further_apart_than_the_relays_keep_alive_succeed(tmp_path: Path) -> None:
+    """The bundled broadcast_burst sends every 5 s, the relay's keep-alive is 5 s: a reused
+    connection the relay had closed failed every broadcast ("connection closed")."""
+    from semafore.server.settings import Settings
+
+    p = small("broadcast_burst").with_overrides(duration=14)
+    interval = Settings().keep_alive_timeout + 1
+    p = dataclasses.replace(p, broadcast=dataclasses.replace(p.broadcast, interval=interval))
+    summary = run_load(RunOptions(p, "embedded", tmp_path, seed="keep-alive"))
+    requests, failures = names_in(tmp_path)["POST /v1/broadcasts"]
+    assert requests >= 2 and failures == 0, summary["whole_run"]["errors"]
+
+
 def test_a_broadcast_profile_is_searched_with_its_broadcaster(tmp_path: Path) -> None:
     """The search's locustfile carries the profile's admin broadcaster too (without it a
     broadcast_burst search measured idle sockets)."""
