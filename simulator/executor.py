@@ -2028,6 +2028,11 @@ async def run_with_implementations_async(
     file's ``impl:`` pins say (simulator.assignment). An assignment error is the
     scenario's ``error``; steps an adapter cannot take make it ``unsupported``."""
     chosen = scenario.seed if seed is None else seed
+    why_not = scenario.runs_on("embedded")
+    if why_not is not None:  # as the reference-only run skips it
+        result = ScenarioResult.for_scenario(scenario, provider="embedded", seed=chosen)
+        result.skipped = why_not
+        return result
     try:
         assignment = assign_scenario(scenario, strategy=strategy,
                                      names=list(implementations), seed=chosen)
