@@ -77,6 +77,12 @@ def _purge_at(expires_at: float) -> datetime:
     return datetime.fromtimestamp(max(expires_at, now) + TTL_GRACE, UTC)
 
 
+SEP = "\x1f"
+"""Joins the parts of composite ``_id`` strings (ids never hold control characters). Not
+NUL: PostgreSQL's jsonb cannot store U+0000, so FerretDB's ``postgresql`` handler refused
+those documents (``unsupported Unicode escape sequence``)."""
+
+
 class MongoDatabase:
     """One database of one client; owns the indexes. ``await open()`` before use."""
 
@@ -328,7 +334,7 @@ class MongoAccountStore(_Part, AccountStore):
         if current is None or step <= current["last_step"]:
             return False
         try:  # one acceptance per (user, step), even where update_one is not a true CAS
-            await self.db.totp_steps.insert_one({"_id": f"{user_id}\x00{step}"})
+            await self.db.totp_steps.insert_one({"_id": f"{user_id}{SEP}{step}"})
         except DuplicateKeyError:
             return False
         result = await self.db.totp.update_one(
@@ -358,7 +364,7 @@ class MongoAccountStore(_Part, AccountStore):
     async def put_invitation(self, invitation: Invitation) -> None:
         i = invitation
         await self.db.invitations.replace_one(
-            {"_id": f"{i.org_id}\x00{i.user_id}"},
+            {"_id": f"{i.org_id}{SEP}{i.user_id}"},
             {
                 "org_id": i.org_id,
                 "user_id": i.user_id,
@@ -378,7 +384,7 @@ class MongoAccountStore(_Part, AccountStore):
         )
 
     async def get_invitation(self, org_id: str, user_id: str) -> Invitation | None:
-        doc = await self.db.invitations.find_one({"_id": f"{org_id}\x00{user_id}"})
+        doc = await self.db.invitations.find_one({"_id": f"{org_id}{SEP}{user_id}"})
         return self._invitation(doc) if doc else None
 
     async def list_invitations(self, user_id: str) -> list[Invitation]:
@@ -386,7 +392,7 @@ class MongoAccountStore(_Part, AccountStore):
         return [self._invitation(d) async for d in cursor]
 
     async def delete_invitation(self, org_id: str, user_id: str) -> bool:
-        result = await self.db.invitations.delete_one({"_id": f"{org_id}\x00{user_id}"})
+        result = await self.db.invitations.delete_one({"_id": f"{org_id}{SEP}{user_id}"})
         return result.deleted_count == 1
 
 
@@ -453,7 +459,7 @@ class MongoTokenStore(_Part, TokenStore):
 
     @staticmethod
     def _otp_key(org_id: str, user_id: str, address: str) -> str:
-        return f"{org_id}\x00{user_id}\x00{address}"
+        return f"{org_id}{SEP}{user_id}{SEP}{address}"
 
     @staticmethod
     def _otp(doc: Doc) -> OtpChallenge:
@@ -510,7 +516,7 @@ class MongoTokenStore(_Part, TokenStore):
             failures += 1
             try:
                 await self.db.otp_guesses.insert_one(
-                    {"_id": f"{key}\x00{doc['nonce']}\x00{failures}",
+                    {"_id": f"{key}{SEP}{doc['nonce']}{SEP}{failures}",
                      "purge_at": doc["purge_at"]}
                 )
             except DuplicateKeyError:
