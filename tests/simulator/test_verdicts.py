@@ -178,6 +178,19 @@ def test_metadata_exposed_reports_the_exposed_items_themselves() -> None:
 
 # (assertion kind, steps, sabotage switched on or None for a mutated scenario, mutated steps)
 KILLS: list[tuple[str, str, str | None, str | None]] = [
+    ("no_key_nonce_reuse", """
+    - send: {from: alice/phone, to: carol, label: first, count: 3}
+    - sync: {}
+    - assert: {no_key_nonce_reuse: {}}
+    """, "client.reuses_gcm_nonce", None),
+    ("recovered_within", """
+    - send: {from: alice/phone, to: bob, label: m}
+    - sync: {}
+    - send: {from: bob/phone, to: alice, label: r}
+    - send: {from: alice/phone, to: bob, label: later, count: 2}
+    - sync: {}
+    - assert: {recovered_within: {devices: [alice/phone, bob/phone], after: m, exchanges: 0}}
+    """, "relay.wrong_device", None),
     ("delivered_exactly_once", """
     - send: {from: alice/phone, to: bob, label: m}
     - assert: {delivered_exactly_once: {messages: all}}
