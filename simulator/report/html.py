@@ -191,8 +191,9 @@ def _scenario(r: ScenarioResult, index: int) -> str:
     impls = "" if not r.implementations else (  # devices of an adapter (simulator.assignment)
         "<p>implementations: " + escape(", ".join(
             f"{d} = {n}" for d, n in sorted(r.implementations.items()))) + "</p>")
-    stats = impls + ("<p class=muted>" + " · ".join(f"{escape(k)}: {v}" for k, v in r.stats.items())
-             + "</p>") if r.stats else ""
+    stats = impls + (("<p class=muted>" + " · ".join(f"{escape(k)}: {v}"
+                                                     for k, v in r.stats.items())
+                      + "</p>") if r.stats else "")
     error = f"<pre>{escape(r.error)}</pre>" if r.error else ""
     return (f'<section class="scenario" id="{_anchor(r, index)}"><h2>{escape(r.scenario)}</h2>'
             f"{meta}{relay}{stats}{error}{_assertions(r)}{_timeline(r)}{_adversaries(r)}{_oracle(r)}"

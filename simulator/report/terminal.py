@@ -44,6 +44,11 @@ def verdict_table(results: Sequence[ScenarioResult]) -> Table:
 
 def render(results: Sequence[ScenarioResult], console: Console) -> None:
     console.print(verdict_table(results))
+    for r in results:  # devices of adapters (sim run --impl, simulator.assignment)
+        if r.implementations:
+            console.print(f"{r.scenario}: " + ", ".join(
+                f"{d}={n}" for d, n in sorted(r.implementations.items())),
+                markup=False, highlight=False)
     on_relay = [r for r in results if r.relay is not None and r.unsupported is None]
     if on_relay:  # an external relay: what the relay-side views read (simulator.external)
         for source in sorted({k for r in on_relay for k in (*r.scanned, *r.not_scanned)}):

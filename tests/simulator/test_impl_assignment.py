@@ -116,3 +116,17 @@ def test_steps_an_adapter_cannot_take_make_the_scenario_unsupported_naming_them(
     assert unsupported_steps(scenario, dict.fromkeys(got, REFERENCE), {}) == []
     lacking = unsupported_steps(scenario, got, {"go": LIVE - {"session.digest"}})
     assert any("session.digest" in w for w in lacking)
+
+
+def test_every_report_shows_each_devices_implementation() -> None:
+    from rich.console import Console
+
+    from simulator.report import ScenarioResult, render, to_html, to_junit
+
+    result = ScenarioResult.for_scenario(loads(SCENARIO), provider="embedded")
+    result.implementations = {"alice/phone": REFERENCE, "bob/phone": "go"}
+    console = Console(record=True, width=200)
+    render([result], console)
+    assert "alice/phone=reference, bob/phone=go" in console.export_text()
+    assert "bob/phone = go" in to_html([result])
+    assert "implementations=alice/phone=reference,bob/phone=go" in to_junit([result])
