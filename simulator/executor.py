@@ -1655,7 +1655,10 @@ class Execution:
     async def _finish(self) -> None:
         captured = self._captured()
         identifiers = self._identifiers()
-        oracle_chunks: list[Chunk] = []
+        # the oracle reads each view as it comes (one block of memory, not a second list of
+        # every view's chunks; docs/oracle.md "Records, blocks")
+        scanner = self.oracle.scanner()
+        scanned_any = False
         attempts_by_view: dict[str, list[tuple[CapturedEnvelope, str, str]]] = {}
         for name, view in self.views.items():
             step = view.step
@@ -1668,7 +1671,9 @@ class Execution:
                     chunks = [c for c in chunks if not c.location.startswith("wire #")
                               or _wire_time(c.location) >= view.at_ms / 1000.0 + self.t0]
                 view.chunks = chunks
-                oracle_chunks.extend(chunks)
+                for chunk in chunks:
+                    scanner.add(chunk)
+                scanned_any = scanned_any or bool(chunks)
                 av.sources = _summaries(chunks)
                 states = harvest_states(c.data for c in chunks)
                 av.notes.append(f"{len(states)} persisted device state(s) found in the view")
@@ -1701,8 +1706,8 @@ class Execution:
                             for env, direction, _ in decrypted]
             attempts_by_view[name] = decrypted
             self.result.adversaries.append(av)
-        if oracle_chunks:
-            report = self.oracle.scan(oracle_chunks)
+        if scanned_any:
+            report = scanner.finish()
             self.result.oracle_hits.extend(report.hits)
             self.result.oracle_scanned.update(report.bytes_by_tier)
         for assertion in self.deferred:

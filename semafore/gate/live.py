@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import hashlib
 import io
 import logging
@@ -720,6 +719,10 @@ class SourceScan:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # coverage limits within a scanned part
     chunks: list[Chunk] = field(default_factory=list)
+    # files (tier, path) the oracle reads block by block when it runs, never whole: an
+    # operator's relay log or store export can be gigabytes (issue #12 item 3)
+    streams: list[tuple[str, Path]] = field(default_factory=list)
+    streamed_bytes: int = 0
     hits: list[dict[str, Any]] = field(default_factory=list)  # found outside the byte scan
 
     @property
@@ -738,8 +741,8 @@ class SourceScan:
             "not_scanned": self.missing,
             "errors": self.errors,
             "notes": self.notes,
-            "items": len(self.chunks),
-            "bytes": sum(len(c.data) for c in self.chunks),
+            "items": len(self.chunks) + len(self.streams),
+            "bytes": sum(len(c.data) for c in self.chunks) + self.streamed_bytes,
         }
 
 
@@ -869,6 +872,26 @@ def _count_mentions(chunks: list[Chunk], needle: bytes) -> int:
     return sum(1 for c in chunks if needle in c.data)
 
 
+def _census(path: Path, needle: bytes) -> tuple[int, int, int]:
+    """(bytes, lines, mentions of ``needle``) of a file read block by block (whole-file
+    gzip/bz2/xz undone), so a multi-gigabyte log costs one block of memory; ``OSError`` (or
+    ``EOFError``) if it cannot be read."""
+    from semafore.oracle import file_stream
+
+    size = lines = mentions = 0
+    carry = last = b""
+    blocks, _ = file_stream(path)
+    for block in blocks:
+        size += len(block)
+        lines += block.count(b"\n")
+        last = block[-1:]
+        joined = carry + block  # a mention split across two blocks is counted once
+        mentions += joined.count(needle)
+        carry = joined[-(len(needle) - 1):] if len(needle) > 1 else b""
+        mentions -= carry.count(needle)  # wholly in the carry: counted again with the next
+    return size, lines + (1 if size and last != b"\n" else 0), mentions
+
+
 def _store_source(access: RelayAccess, org: str) -> SourceScan:
     """Dump the stores ``access`` names. A store that cannot be read is an error, and so are
     stores that hold no trace of this run's organisation (a wrong address or namespace would
@@ -904,6 +927,8 @@ def _store_source(access: RelayAccess, org: str) -> SourceScan:
     if access.files:
         for root in access.files:
             files = _files(root)
+            # read now, while the relay runs: a database file is rewritten when it stops (a
+            # SQLite WAL is checkpointed and removed, taking freed pages' old contents)
             chunks = [Chunk("file", str(f), f.read_bytes()) for f in files]
             scan.chunks += chunks
             scan.parts[f"files:{root}"] = (
@@ -918,32 +943,28 @@ def _store_source(access: RelayAccess, org: str) -> SourceScan:
     return scan
 
 
-def _read_log(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        data = gzip.decompress(data)
-    return data.splitlines()
-
-
 def _log_source(paths: tuple[Path, ...], org: str) -> SourceScan:
-    """Log files line by line; the logs must mention this run's organisation (org_id stays raw
-    in logs), or they are not this relay's logs of this run."""
-    from semafore.oracle import from_log_lines
+    """Log files, streamed line by line when the oracle runs (whole-file gzip undone as it is
+    read; memory is one block, however long the log); the logs must mention this run's
+    organisation (org_id stays raw in logs), or they are not this relay's logs of this run."""
+    from semafore.oracle import TIER_LOG
 
     scan = SourceScan("logs")
+    mentions = 0
     for root in paths:
         lines = 0
         files = _files(root)
         for file in files:
             try:
-                content = _read_log(file)
-            except (OSError, gzip.BadGzipFile, EOFError) as exc:
+                _, counted, mentioned = _census(file, org.encode())
+            except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
                 scan.errors.append(f"log {file}: could not be read: {exc}")
                 continue
-            lines += len(content)
-            scan.chunks += list(from_log_lines(content, name=str(file)))
+            lines += counted
+            mentions += mentioned
+            scan.streams.append((TIER_LOG, file))
         scan.parts[str(root)] = f"{len(files)} file(s), {lines} lines"
-    if scan.parts and not _count_mentions(scan.chunks, org.encode()):
+    if scan.parts and not mentions:
         scan.errors.append(f"no log line mentions this run's organisation {org!r}: not this "
                            "relay's log, or logging above INFO?")
     return scan
@@ -1041,11 +1062,31 @@ async def run_live(
     return report
 
 
+def _counted(source: SourceScan, blocks: Iterator[bytes]) -> Iterator[bytes]:
+    for block in blocks:
+        source.streamed_bytes += len(block)
+        yield block
+
+
 def _judge(report: LiveReport, oracle: Any, sources: list[SourceScan],
            require: tuple[str, ...], identifiers: int) -> None:
-    """Scan every source's chunks at once, attribute hits to the cells whose canary leaked,
-    and record exactly which sources were and were not read."""
-    scan = oracle.scan([chunk for source in sources for chunk in source.chunks])
+    """Scan every source's chunks and files in one scan (files streamed block by block),
+    attribute hits to the cells whose canary leaked, and record exactly which sources were
+    and were not read."""
+    from semafore.oracle import file_stream
+
+    scanner = oracle.scanner()
+    for source in sources:
+        for chunk in source.chunks:
+            scanner.add(chunk)
+    for source in sources:
+        for tier, path in source.streams:
+            try:
+                blocks, prefix = file_stream(path)
+                scanner.add_stream(tier, str(path), _counted(source, blocks), prefix)
+            except (OSError, EOFError) as exc:  # changed or removed since it was listed
+                source.errors.append(f"{path}: could not be read: {exc}")
+    scan = scanner.finish()
     hits = [h.to_dict() for h in scan.hits] + [h for s in sources for h in s.hits]
     errors = [f"{s.name}: {e}" for s in sources for e in s.errors]
     for name in require:

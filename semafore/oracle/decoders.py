@@ -609,4 +609,5 @@ DECODERS: tuple[Callable[[bytes], Iterator[Decoded]], ...] = (
 REVERSED_DECODERS: tuple[Callable[[bytes], Iterator[Decoded]], ...] = (
     (text_spans,))
 """Applied to the span's byte-reversed copy (reversed compressed streams are found by their
-reversed magic in the span itself; radix texts reversed are matched, not nested)."""
+reversed magic in the span itself; radix texts are read backwards by :mod:`.radix` from the
+forward symbols)."""

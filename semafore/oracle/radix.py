@@ -24,7 +24,7 @@ one — and the stream is decoded **once**:
   (``uint32`` arithmetic wraps exactly as the 32-bit words do).
 
 The byte-reversed span (a radix text written backwards) is the same symbols in reverse order:
-it reuses the forward symbols and is matched, not decoded further. Where a decoded byte came
+it reuses the forward symbols and is decoded and searched the same way. Where a decoded byte came
 from (for hit locations) is computed only when a span is matched or decoded further.
 """
 
@@ -442,14 +442,14 @@ def _deflate_at(stream: U8, region_bits: IntArray) -> Iterator[tuple[int, int, I
     lines share their first fields)."""
     if not len(region_bits):
         return
+    plausible = np.flatnonzero(deflate_plausible(_heads(stream, region_bits, PLAUSIBLE_BYTES)))
+    if not len(plausible):
+        return
+    region_bits = region_bits[plausible]
     at = region_bits // 8
-    s = (region_bits % 8).astype(np.uint16)[:, None]
-    padded = np.concatenate((stream, np.zeros(DEFLATE_PROBE + 1, dtype=np.uint8)))
-    win = padded[at[:, None] + np.arange(DEFLATE_PROBE + 1)].astype(np.uint16)
-    heads = (((win[:, :-1] << s) | (win[:, 1:] >> (8 - s))) & 0xFF).astype(np.uint8)
-    rows = heads.tobytes()
+    rows = _heads(stream, region_bits, DEFLATE_PROBE).tobytes()
     failed: set[bytes] = set()
-    for i in np.flatnonzero(deflate_plausible(heads)).tolist():
+    for i in range(len(region_bits)):
         row = rows[i * DEFLATE_PROBE: (i + 1) * DEFLATE_PROBE]
         head = row[:DEFLATE_HEAD]
         if head in failed:
@@ -465,6 +465,16 @@ def _deflate_at(stream: U8, region_bits: IntArray) -> Iterator[tuple[int, int, I
             yield byte, shift, inflated
 
 
+def _heads(stream: U8, bit_starts: IntArray, width: int) -> U8:
+    """The first ``width`` bytes of the stream read from each bit offset (zeros past its
+    end), one row per start, without copying the stream."""
+    at = (bit_starts // 8)[:, None] + np.arange(width + 1)
+    win = np.where(at < len(stream), stream[np.minimum(at, len(stream) - 1)], 0).astype(np.uint16)
+    s = (bit_starts % 8).astype(np.uint16)[:, None]
+    heads: U8 = (((win[:, :-1] << s) | (win[:, 1:] >> (8 - s))) & 0xFF).astype(np.uint8)
+    return heads
+
+
 def _span(name: str, data: bytes, lo: int, s: int, origin: Callable[[int, int], int]
           ) -> Decoded:
     return Decoded(name, data, origin(lo, s), locate=lambda i: origin(lo + i, s))
@@ -476,9 +486,10 @@ Spans = Iterator[tuple[bool, Decoded]]
 
 
 def radix_spans(data: bytes, nested: bool = True) -> Spans:
-    """Every radix alphabet over ``data``: ``(reversed, span)`` pairs. Forward spans are the
-    decoded stream (matched only) and, if ``nested``, what it holds worth decoding further;
-    reversed spans (offsets in ``data[::-1]``) are the reversed stream, matched only."""
+    """Every radix alphabet over ``data``: ``(reversed, span)`` pairs: the decoded stream
+    (matched only) and, if ``nested``, what it holds worth decoding further, read forward
+    and from the byte-reversed text (offsets in ``data[::-1]``; a radix text written
+    backwards holds the same kinds of content)."""
     if len(data) < 16:
         return
     for radix in RADIXES:

@@ -106,9 +106,11 @@ def test_an_external_relay_with_store_and_log_access_gets_a_full_scan(
     oracle = json.loads((tmp_path / "l.json").read_text())["oracle"]
     assert oracle["passed"] and oracle["complete"], oracle["errors"]
     assert oracle["scanned"] == ["wire", "stores", "logs"]
-    # each source really was read: the SQLite files (database + WAL), every log line, the wire
+    # each source really was read: the SQLite files (database + WAL), every byte of the log
+    # (streamed as one file), the wire
     assert oracle["bytes_by_tier"]["file"] > 0 and oracle["items_by_tier"]["file"] >= 2
-    assert oracle["items_by_tier"]["log"] == len(sqlite_relay.log.read_bytes().splitlines())
+    assert oracle["bytes_by_tier"]["log"] == len(sqlite_relay.log.read_bytes())
+    assert oracle["items_by_tier"]["log"] == 1
     assert oracle["items_by_tier"]["wire"] >= 20
     assert oracle["canaries"] >= 20 and oracle["identifiers"] >= 20
     stores = oracle["sources"]["stores"]
@@ -231,7 +233,8 @@ def test_stores_that_hold_no_trace_of_the_run_are_an_error_not_a_clean_scan(
     log = tmp_path / "old.log"
     log.write_text('{"event":"relay_started"}\n{"event":"login","org_id":"someone-else"}\n')
     logs = _log_source((log,), "live-gate-77")
-    assert len(logs.chunks) == 2 and any("no log line mentions" in e for e in logs.errors)
+    assert logs.streams == [("log", log)] and logs.parts[str(log)] == "1 file(s), 2 lines"
+    assert any("no log line mentions" in e for e in logs.errors)
     log.write_text('{"event":"login","org_id":"live-gate-77","sub_h8":"0a1b2c3d"}\n')
     assert _log_source((log,), "live-gate-77").errors == []
 
