@@ -62,8 +62,12 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
-def commands(scenario_count: int) -> tuple[Command, ...]:
-    """The commands of issue #14 item 3, in the order a new user meets them."""
+def commands(scenario_count: int, catalogue: Path) -> tuple[Command, ...]:
+    """The commands of issue #14 item 3, in the order a new user meets them.
+
+    The whole shipped catalogue runs once, in ``demo`` (the same ``run_paths`` as ``sim
+    run``); ``sim validate`` loads every shipped file and ``sim run`` runs one of them from
+    the installation, so the check does not pay for the catalogue twice (CI time budget)."""
     return (
         Command("version", ("semafore", "--version"), ("semafore, version",)),
         Command("adapter script", ("semafore-adapter",), ('"ok":true',), 60.0,
@@ -75,7 +79,10 @@ def commands(scenario_count: int) -> tuple[Command, ...]:
         Command("load run", ("semafore", "load", "run", "office_hours", "--target", "embedded",
                              "--users", "5", "--duration", "10"), ("/load-results/office_hours-",),
                 produces="load-results/office_hours-*/summary.md"),
-        Command("sim run", ("semafore", "sim", "run", "--quiet"), (f"total={scenario_count}",)),
+        Command("sim validate", ("semafore", "sim", "validate", str(catalogue)),
+                ("subpoena.yaml (",)),
+        Command("sim run", ("semafore", "sim", "run", "--quiet",
+                            str(catalogue / "threats" / "subpoena.yaml")), ("total=1",)),
         Command("demo", ("semafore", "demo"), ("DEMO PASSED", f"total={scenario_count}")),
     )
 
@@ -249,7 +256,7 @@ def check(work: Path) -> int:
     before = installed_files(site)
     scenario_count = sum(1 for name in expected if re.match(r"semafore/shipped/scenarios/", name))
     ok = True
-    for command in commands(scenario_count):
+    for command in commands(scenario_count, site / "semafore" / "shipped" / "scenarios"):
         outcome = check_command(command, venv, empty, env)
         ok &= phase(command.name, time.perf_counter() - outcome.seconds, outcome.problems)
     started = time.perf_counter()
