@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
+import signal
 import time
 import uuid
 from collections import deque
@@ -131,6 +133,16 @@ class Outage:
 def _on_init(environment: Environment, **_: Any) -> None:
     RECORDER.environment = environment
     RECORDER.node = Node(environment, RECORDER.samples, len(CORPUS["devices"]))
+    gevent.signal_handler(signal.SIGUSR1, _dump_greenlets)
+
+
+def _dump_greenlets() -> None:
+    """Every greenlet's stack into locust's log: the runner's watchdog sends SIGUSR1 before
+    SIGTERM, so a generator that would not stop leaves where it was stuck."""
+    from gevent.util import format_run_info
+
+    logging.getLogger("loadtests").warning("greenlets on SIGUSR1:\n%s",
+                                           "\n".join(format_run_info()))
 
 
 @events.request.add_listener
