@@ -47,6 +47,7 @@ from semafore.server.tokens import (
 )
 from semafore.server.totp import matching_step, provisioning_uri, secret_base32
 from semafore.storage.ports import (
+    ALL_COUNTED,
     BROADCAST,
     AlreadyExists,
     AttachmentMeta,
@@ -248,10 +249,19 @@ class Relay:
     async def limit(self, bucket: str, ip: str | None, account: str | None = None) -> None:
         """Count one hit per client IP and per account; 429 + Retry-After when over.
 
-        Runs on every send (the per-envelope path): no per-call tuple loop, one store call
-        per scope present."""
+        Runs on every send (the per-envelope path): one store call (both counters in order,
+        as ``RateLimitStore.hit_each``: one Redis round trip)."""
         quota, window = self.settings.rate_limits[bucket]
         now = self.now()
+        if ip is not None and account is not None:
+            refused, decision = await self.stores.ratelimits.hit_each(
+                ((f"{bucket}:ip:{ip}", quota, window),
+                 (f"{bucket}:account:{account}", quota, window)),
+                now,
+            )
+            if refused != ALL_COUNTED:
+                raise self._rate_limited(bucket, ("ip", "account")[refused], decision)
+            return
         hit = self.stores.ratelimits.hit
         if ip is not None:
             decision = await hit(f"{bucket}:ip:{ip}", quota, window, now)
@@ -1401,8 +1411,17 @@ class Relay:
         if sabotage.active("relay.queue_quota_off"):  # TEST ONLY (semafore.sabotage)
             return
         recipient = f"{principal.org_id}:{user_id}"
-        await self.quota("queue_sender", "pair", f"{principal.user_id}>{recipient}")
-        await self.quota("queue_recipient", "recipient", recipient)
+        limits = self.settings.rate_limits
+        refused, decision = await self.stores.ratelimits.hit_each(  # one round trip
+            (
+                (f"queue_sender:pair:{principal.user_id}>{recipient}", *limits["queue_sender"]),
+                (f"queue_recipient:recipient:{recipient}", *limits["queue_recipient"]),
+            ),
+            self.now(),
+        )
+        if refused != ALL_COUNTED:
+            bucket, scope = (("queue_sender", "pair"), ("queue_recipient", "recipient"))[refused]
+            raise self._rate_limited(bucket, scope, decision)
 
     def _send_record(
         self,

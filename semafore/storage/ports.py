@@ -502,10 +502,28 @@ class RateDecision:
     retry_after: int = 0  # whole seconds until the window frees a slot
 
 
+RateHit = tuple[str, int, float]
+"""(key, limit, window) of one :meth:`RateLimitStore.hit`."""
+ALL_COUNTED = -1
+"""The index :meth:`RateLimitStore.hit_each` answers when no hit was refused."""
+
+
 class RateLimitStore(Protocol):
     async def hit(self, key: str, limit: int, window: float, now: float) -> RateDecision:
         """Count one hit of ``key`` in the fixed window containing ``now``."""
         ...
+
+    async def hit_each(self, hits: Sequence[RateHit], now: float) -> tuple[int, RateDecision]:
+        """Count ``hits`` in order, as :meth:`hit` each, stopping at the first refused one:
+        ``(its index, its decision)``, or ``(ALL_COUNTED, allowed)``. The relay's per-send
+        counters (per IP and per account; per sender and per recipient) in one call, so a
+        network adapter can make it one round trip (Redis: one script); this default makes
+        one :meth:`hit` per counter."""
+        for i, (key, limit, window) in enumerate(hits):
+            decision = await self.hit(key, limit, window, now)
+            if not decision.allowed:
+                return i, decision
+        return ALL_COUNTED, RateDecision(True, 0)
 
 
 # --- the bundle the relay is given ----------------------------------------------------------

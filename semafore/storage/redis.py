@@ -35,11 +35,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from semafore.storage.ports import (
+    ALL_COUNTED,
     AlreadyExists,
     DeliveryProof,
     QueuedEnvelope,
     QueueStore,
     RateDecision,
+    RateHit,
     RateLimitStore,
     SendKey,
     SendRecord,
@@ -212,6 +214,17 @@ if count >= tonumber(ARGV[1]) then return count + 1 end
 count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return count
+"""
+
+_HIT_EACH = """
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count >= limit then return i end
+  count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, ARGV[2 * i]) end
+end
+return 0
 """
 
 _PROOF_FIELDS = (
@@ -505,6 +518,7 @@ class RedisRateLimitStore(RateLimitStore):
     def __init__(self, ns: RedisNamespace) -> None:
         self.ns = ns
         self._hit = ns.client.register_script(_HIT)
+        self._hit_each = ns.client.register_script(_HIT_EACH)
 
     async def hit(self, key: str, limit: int, window: float, now: float) -> RateDecision:
         index = int(now // window)
@@ -515,6 +529,19 @@ class RedisRateLimitStore(RateLimitStore):
         if count > limit:
             return RateDecision(False, max(1, math.ceil((index + 1) * window - now)))
         return RateDecision(True, 0)
+
+    async def hit_each(self, hits: Sequence[RateHit], now: float) -> tuple[int, RateDecision]:
+        keys: list[str] = []
+        args: list[int] = []
+        for key, limit, window in hits:
+            keys.append(self.ns.key("rl", key, str(int(now // window))))
+            args += [limit, max(1, math.ceil(window * 1000)) + 1000]
+        refused = int(await self._hit_each(keys=keys, args=args))  # 1-based, 0: none
+        if not refused:
+            return ALL_COUNTED, RateDecision(True, 0)
+        window = hits[refused - 1][2]
+        index = int(now // window)
+        return refused - 1, RateDecision(False, max(1, math.ceil((index + 1) * window - now)))
 
 
 class RedisPush:
