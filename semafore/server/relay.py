@@ -1657,24 +1657,23 @@ class Relay:
             mine = self._memory_queue.get((principal.user_id, principal.device_id), {})
             acked = [*acked, *(mine.pop(i) for i in delivery_ids if i in mine)]
         now = self.now()
-        record = self.stores.queues.record_delivery
-        for env in acked:
-            with contextlib.suppress(AlreadyExists):  # a repeated ack keeps the first proof
-                await record(
-                    hot_record(
-                        DeliveryProof,
-                        delivery_id=env.delivery_id,
-                        org_id=env.org_id,
-                        message_id=env.message_id,
-                        envelope_hash=env.envelope_hash,
-                        sender_user_id=env.sender_user_id,
-                        sender_device_id=env.sender_device_id,
-                        recipient_user_id=env.recipient_user_id,
-                        recipient_device_id=env.recipient_device_id,
-                        received_at=env.received_at,
-                        delivered_at=now,
-                    )
-                )
+        # one store call per ack (Redis: one pipeline); a repeated ack keeps the first proof
+        await self.stores.queues.record_deliveries([
+            hot_record(
+                DeliveryProof,
+                delivery_id=env.delivery_id,
+                org_id=env.org_id,
+                message_id=env.message_id,
+                envelope_hash=env.envelope_hash,
+                sender_user_id=env.sender_user_id,
+                sender_device_id=env.sender_device_id,
+                recipient_user_id=env.recipient_user_id,
+                recipient_device_id=env.recipient_device_id,
+                received_at=env.received_at,
+                delivered_at=now,
+            )
+            for env in acked
+        ])
         if acked:
             event(
                 "envelopes_acked",

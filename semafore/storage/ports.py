@@ -406,6 +406,20 @@ class QueueStore(Protocol):
         ...
 
     async def record_delivery(self, proof: DeliveryProof) -> None: ...
+    async def record_deliveries(self, proofs: Sequence[DeliveryProof]) -> int:
+        """Record each proof whose delivery id has none yet (a repeated ack keeps the first
+        proof); return how many were new. The relay records one ack's proofs in one call,
+        so a network adapter can make it one round trip (Redis: one pipeline); this
+        default makes one :meth:`record_delivery` per proof."""
+        new = 0
+        for proof in proofs:
+            try:
+                await self.record_delivery(proof)
+            except AlreadyExists:
+                continue
+            new += 1
+        return new
+
     async def list_deliveries(
         self, org_id: str, after: str | None, limit: int
     ) -> list[DeliveryProof]: ...

@@ -468,13 +468,25 @@ class RedisQueueStore(QueueStore):
     async def expire(self, org_id: str, before: float) -> int:
         return int(await self._expire(args=[self.ns.prefix, org_id, _f(before)]))
 
-    async def record_delivery(self, proof: DeliveryProof) -> None:
+    def _proof_args(self, proof: DeliveryProof) -> list[Any]:
         args: list[Any] = [self.ns.prefix, proof.delivery_id, proof.org_id, _f(proof.delivered_at)]
         for name in _PROOF_FIELDS:
             value = getattr(proof, name)
             args += [name, _f(value) if isinstance(value, float) else value]
-        if not await self._record(args=args):
+        return args
+
+    async def record_delivery(self, proof: DeliveryProof) -> None:
+        if not await self._record(args=self._proof_args(proof)):
             raise AlreadyExists(proof.delivery_id)
+
+    async def record_deliveries(self, proofs: Sequence[DeliveryProof]) -> int:
+        if not proofs:
+            return 0
+        async with self.ns.client.pipeline(transaction=False) as pipe:
+            for proof in proofs:
+                await self._record(args=self._proof_args(proof), client=pipe)
+            recorded = await pipe.execute()
+        return sum(1 for r in recorded if r)
 
     async def list_deliveries(
         self, org_id: str, after: str | None, limit: int
