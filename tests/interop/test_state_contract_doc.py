@@ -1,8 +1,8 @@
 """docs/adapter-contract.md §5 "State and secrets": the ``state>`` / ``state<`` exchange is
 what the reference adapter and the Go adapter answer (issue 15 item 2), replayed in ``id``
 order against an embedded relay: ``RELAY`` is its URL, ``STATE`` the state id 68 exported,
-``"…"`` a run-dependent value. Error ``detail`` is free text; the Go adapter does not
-implement ``live.secrets``. A clone carries the original's identity, a restore keeps it."""
+``"…"`` a run-dependent value. Error ``detail`` is free text. A clone carries the original's
+identity, a restore keeps it; both adapters report the secrets they derive."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _without_detail(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if k != "detail"}
 
 
-def replay(call: Call, *, skip: frozenset[str] = frozenset()) -> None:
+def replay(call: Call) -> None:
     pairs = documented()
     assert {q["op"] for q, _ in pairs} >= {"live.state.export", "live.state.import",
                                            "live.secrets"}
@@ -49,8 +49,6 @@ def replay(call: Call, *, skip: frozenset[str] = frozenset()) -> None:
             state = ""
             bundles: dict[int, dict[str, Any]] = {}
             for request, expected in pairs:
-                if request["op"] in skip:
-                    continue
                 sent = json.loads(json.dumps(request).replace("RELAY", url)
                                   .replace('"STATE"', json.dumps(state)))
                 answer = await asyncio.to_thread(call, sent)
@@ -76,23 +74,36 @@ def test_the_reference_adapter_answers_the_documented_state_exchange() -> None:
 def test_the_go_adapter_answers_the_documented_state_exchange(go_adapter: Path) -> None:
     go = Adapter([str(go_adapter)])
     try:
-        replay(lambda request: go.raw(json.dumps(request)), skip=frozenset({"live.secrets"}))
+        replay(lambda request: go.raw(json.dumps(request)))
     finally:
         go.close()
 
 
-def test_the_reference_reports_the_secrets_it_derives() -> None:
+def _reports_the_secrets_it_derives(call: Call) -> None:
     secrets = next(a for q, a in documented() if q["id"] == 70)
     assert secrets["result"]["secrets"] == "…"  # shown in prose; checked here for real
-    adapter = ReferenceAdapter()
-    assert handle(adapter, {"id": 1, "op": "live.secrets", "args": {}})["result"] == {
+    assert call({"id": 1, "op": "live.secrets", "args": {}})["result"] == {
         "secrets": [], "dropped": 0}
-    handle(adapter, {"id": 2, "op": "live.device.create",
-                     "args": {"user_id": "carol", "device_id": "phone", "seed": "s"}})
-    out = handle(adapter, {"id": 3, "op": "live.secrets", "args": {}})["result"]
+    call({"id": 2, "op": "live.device.create",
+          "args": {"user_id": "carol", "device_id": "phone", "seed": "s"}})
+    out = call({"id": 3, "op": "live.secrets", "args": {}})["result"]
     kinds = {s["kind"] for s in out["secrets"]}
     assert {"IK private", "SIK seed", "SPK private", "OPK private"} <= kinds
-    assert handle(adapter, {"id": 4, "op": "live.secrets", "args": {}})["result"]["secrets"] == []
+    assert all(len(bytes.fromhex(s["value"])) == 32 for s in out["secrets"])
+    assert call({"id": 4, "op": "live.secrets", "args": {}})["result"]["secrets"] == []
+
+
+def test_the_reference_reports_the_secrets_it_derives() -> None:
+    adapter = ReferenceAdapter()
+    _reports_the_secrets_it_derives(lambda request: handle(adapter, request))
+
+
+def test_the_go_adapter_reports_the_secrets_it_derives(go_adapter: Path) -> None:
+    go = Adapter([str(go_adapter)])
+    try:
+        _reports_the_secrets_it_derives(lambda request: go.raw(json.dumps(request)))
+    finally:
+        go.close()
 
 
 pytestmark = [pytest.mark.interop]

@@ -16,6 +16,7 @@ var liveOps = map[string]Handler{
 	"live.close":         opLiveClose,
 	"live.state.export":  opLiveStateExport,
 	"live.state.import":  opLiveStateImport,
+	"live.secrets":       opLiveSecrets,
 }
 
 func (a *Adapter) liveDevice(args Args) (*live.Device, error) {
@@ -197,4 +198,11 @@ func opLiveStateImport(a *Adapter, args Args) (any, error) {
 		return nil, err
 	}
 	return map[string]any{"device": d.Address(), "bundle": d.PublicBundle(), "registration_id": d.RegistrationID}, nil
+}
+
+// opLiveSecrets answers every secret the protocol derived since the last call (the first call
+// switches reporting on): the simulator's oracle registers them.
+func opLiveSecrets(a *Adapter, _ Args) (any, error) {
+	secrets, dropped := a.live.Secrets()
+	return map[string]any{"secrets": secrets, "dropped": dropped}, nil
 }

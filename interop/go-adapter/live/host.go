@@ -41,6 +41,10 @@ type Host struct {
 	devices map[string]*Device
 	// snapshots are the states live.state.export handed out, by index (live/state.go)
 	snapshots []*Snapshot
+	// secrets collects what protocol.SecretSink reports once live.secrets switched it on
+	secrets        []Secret
+	secretsOn      bool
+	secretsDropped int
 	// HTTP is the client each device's relay connection uses (nil: relay's default).
 	HTTP *http.Client
 	// Now is the clock of content timestamps and of nothing else.

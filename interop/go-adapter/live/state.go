@@ -136,3 +136,34 @@ func (d *Device) relogin() error {
 	}
 	return relayError(d.login(ctx, fresh))
 }
+
+// MaxPendingSecrets bounds what live.secrets holds between two calls; beyond, it counts drops.
+const MaxPendingSecrets = 200000
+
+// Secret is one secret the protocol drew or derived (kind names of the reference registry).
+type Secret struct {
+	Kind  string `json:"kind"`
+	Value string `json:"value"` // hex
+}
+
+// Secrets answers live.secrets: every secret derived since the last call and how many could
+// not be kept. The first call switches reporting on and answers nothing (issue 15 item 2).
+func (h *Host) Secrets() ([]Secret, int) {
+	if !h.secretsOn {
+		h.secretsOn = true
+		protocol.SecretSink = func(kind string, value []byte) {
+			if len(h.secrets) >= MaxPendingSecrets {
+				h.secretsDropped++
+				return
+			}
+			h.secrets = append(h.secrets, Secret{Kind: kind, Value: hex.EncodeToString(value)})
+		}
+		return []Secret{}, 0
+	}
+	out, dropped := h.secrets, h.secretsDropped
+	if out == nil {
+		out = []Secret{}
+	}
+	h.secrets, h.secretsDropped = nil, 0
+	return out, dropped
+}

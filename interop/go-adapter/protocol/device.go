@@ -34,10 +34,12 @@ func GenerateDevice(userID, deviceID string, opkCount int, rng Entropy) (*Device
 	if err != nil {
 		return nil, err
 	}
+	reportDrawn(PurposeIdentityKey, ik)
 	sik, err := rng.RandomBytes(32, PurposeSigningKey)
 	if err != nil {
 		return nil, err
 	}
+	reportDrawn(PurposeSigningKey, sik)
 	keys, err := NewIdentityKeys(ik, sik)
 	if err != nil {
 		return nil, err
@@ -55,6 +57,7 @@ func (d *Device) RotateSPK(keyID []byte, rng Entropy) error {
 	if err != nil {
 		return err
 	}
+	reportDrawn(PurposeSPK, priv)
 	pair, err := X25519KeyPair(priv)
 	if err != nil {
 		return err
@@ -78,6 +81,7 @@ func (d *Device) AddOPKs(n int, rng Entropy) error {
 		if err != nil {
 			return err
 		}
+		reportDrawn(PurposeOPK, priv)
 		pair, err := X25519KeyPair(priv)
 		if err != nil {
 			return err

@@ -41,16 +41,25 @@ type Ratchet struct {
 // KDFRK is KDF_RK: HKDF(dh_out, salt = rk, "SemaFore-DR-v1-ratchet", 64) → (rk', ck).
 func KDFRK(rk, dhOut []byte) ([]byte, []byte) {
 	out := HKDF(dhOut, rk, InfoRatchet, 64)
+	reportSecret("root key", out[:32])
+	reportSecret("chain key", out[32:])
 	return out[:32], out[32:]
 }
 
 // KDFCK is KDF_CK: mk = HMAC(ck, 0x01), ck' = HMAC(ck, 0x02).
 func KDFCK(ck []byte) (mk, next []byte) {
-	return HMAC(ck, []byte{0x01}), HMAC(ck, []byte{0x02})
+	mk, next = HMAC(ck, []byte{0x01}), HMAC(ck, []byte{0x02})
+	reportSecret("message key", mk)
+	reportSecret("chain key", next)
+	return mk, next
 }
 
 // MessageKey is the AES key of one message: HKDF(mk, 0x00×32, "SemaFore-DR-v1-msg", 32).
-func MessageKey(mk []byte) []byte { return HKDF(mk, zeroSalt, InfoMessage, 32) }
+func MessageKey(mk []byte) []byte {
+	key := HKDF(mk, zeroSalt, InfoMessage, 32)
+	reportSecret("AEAD key", key)
+	return key
+}
 
 // InitAlice starts the initiator's ratchet: RK, CKs = KDF_RK(RK0, DH(DHs, SPK_B)).
 func InitAlice(rk0, ad, spkB []byte, rng Entropy) (*Ratchet, error) {
@@ -58,6 +67,7 @@ func InitAlice(rk0, ad, spkB []byte, rng Entropy) (*Ratchet, error) {
 	if err != nil {
 		return nil, err
 	}
+	reportDrawn(PurposeRatchetKey, priv)
 	dhs, err := X25519KeyPair(priv)
 	if err != nil {
 		return nil, err
@@ -136,6 +146,7 @@ func (r *Ratchet) sendingStep(rng Entropy) error {
 	if err != nil {
 		return err
 	}
+	reportDrawn(PurposeRatchetKey, priv)
 	dhs, err := X25519KeyPair(priv)
 	if err != nil {
 		return err

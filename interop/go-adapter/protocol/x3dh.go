@@ -36,14 +36,20 @@ func AssociatedData(ikA, sikA, ikB, sikB []byte, addrA, addrB string) []byte {
 }
 
 // RootKey0 derives RK0 from SK (SPEC §3), so SK is used as an AES key only.
-func RootKey0(sk []byte) []byte { return HKDF(sk, zeroSalt, InfoRoot, 32) }
+func RootKey0(sk []byte) []byte {
+	rk := HKDF(sk, zeroSalt, InfoRoot, 32)
+	reportSecret("root key", rk)
+	return rk
+}
 
 func deriveSK(dhs ...[]byte) []byte {
 	ikm := bytes.Repeat([]byte{0xFF}, 32)
 	for _, d := range dhs {
 		ikm = append(ikm, d...)
 	}
-	return HKDF(ikm, zeroSalt, InfoX3DH, 32)
+	sk := HKDF(ikm, zeroSalt, InfoX3DH, 32)
+	reportSecret("X3DH SK", sk)
+	return sk
 }
 
 // Initiator is the state Alice keeps after X3DH until she has heard from Bob: what she
@@ -65,6 +71,7 @@ func Initiate(alice IdentityKeys, addrA string, bob Bundle, rng Entropy) (*Initi
 	if err != nil {
 		return nil, err
 	}
+	reportDrawn(PurposeEphemeralKey, ekPriv)
 	ek, err := X25519KeyPair(ekPriv)
 	if err != nil {
 		return nil, err
