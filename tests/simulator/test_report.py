@@ -172,6 +172,7 @@ def test_json_report_round_trips() -> None:
         "exposed-as-documented": 1,
         "error": 0,
         "skipped": 0,
+        "unsupported": 0,
         "total": 4,
     }
     good, leaky = doc["scenarios"][0], doc["scenarios"][1]
