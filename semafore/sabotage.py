@@ -147,9 +147,10 @@ CATALOGUE: tuple[Sabotage, ...] = (
     ),
     _s(
         "relay.removed_device_stays_registered",
-        "Removing a device deletes its keys, tokens and queue but not its registration: senders "
-        "are never told (no 409) and a reinstall under the same id keeps the old registration "
-        "id (no 410).",
+        "Removing a device deletes its tokens and queue but not its registration and published "
+        "keys: it stays in its user's recipient device set, so senders keep encrypting to it and "
+        "are never told (no 409), and a reinstall under the same id meets the old identity "
+        "(refused) instead of a fresh registration.",
         "desync/reinstall-new-identity (measured: delivered_exactly_once; the first message "
         "after the reinstall is encrypted on the old session and lost)",
     ),

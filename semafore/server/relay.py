@@ -954,9 +954,9 @@ class Relay:
         if await self.stores.accounts.get_device(uid, device_id) is None:
             raise ApiError(404, "not_found", "no such device")
         await self.stores.tokens.revoke_device(uid, device_id)
-        await self.stores.keys.delete_device_keys(uid, device_id)
         await self.stores.queues.delete_device_queue(uid, device_id)
         if not sabotage.active("relay.removed_device_stays_registered"):  # TEST ONLY
+            await self.stores.keys.delete_device_keys(uid, device_id)
             await self.stores.accounts.delete_device(uid, device_id)
         self.user_changed(uid)
         self.hub.disconnect_device(uid, device_id)
