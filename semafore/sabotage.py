@@ -243,7 +243,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "client.reuses_gcm_nonce",
         "The client derives the SMX1 outer nonce from the session's base key, so every "
         "resent SMX1 of a session reuses one AES-GCM nonce under the same key.",
-        "lower tier: no scenario checks nonce uniqueness on the wire",
+        "desync/reinstall-with-envelopes-in-flight (no_key_nonce_reuse: the resent SMX1 "
+        "seal two envelopes under one key and nonce)",
         (f"{_GUARDS}::test_smx1_resends_never_repeat_a_nonce",),
     ),
     _s(
