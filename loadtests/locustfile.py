@@ -134,6 +134,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     RECORDER.environment = environment
     RECORDER.node = Node(environment, RECORDER.samples, len(CORPUS["devices"]))
     gevent.signal_handler(signal.SIGUSR1, _dump_greenlets)
+    gevent.signal_handler(signal.SIGUSR2, lambda: _save(environment))
 
 
 def _dump_greenlets() -> None:
@@ -203,6 +204,19 @@ def _on_stopping(environment: Environment, **_: Any) -> None:
         return
     RECORDER.end = RECORDER.end or time.time()
     RECORDER.node.collect()
+
+
+SAVERS: list[Any] = []
+"""Writers of the run's files besides samples.csv (the search's step marks): called when
+locust quits and on SIGUSR2 (the runner's watchdog), since a generator hung in locust's own
+stop never reaches its quitting event, and SIGTERM before locust's handler is installed
+(a shape run) ends the process without writing anything."""
+
+
+def _save(environment: Environment) -> None:
+    _on_quitting(environment)
+    for saver in SAVERS:
+        saver(environment)
 
 
 @events.quitting.add_listener

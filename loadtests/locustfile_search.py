@@ -107,6 +107,16 @@ class StepShape(LoadTestShape):
 
 @events.quitting.add_listener
 def _write_marks(environment: Environment, **_: Any) -> None:
+    _save_marks(environment)
+    shape = environment.shape_class
+    for worker in shape.added if isinstance(shape, StepShape) else ():
+        try:  # they got locust's quit; reap them, bounded
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _save_marks(environment: Environment) -> None:
     shape = environment.shape_class
     if not isinstance(shape, StepShape):
         return
@@ -117,8 +127,6 @@ def _write_marks(environment: Environment, **_: Any) -> None:
                         "workers_added": len(shape.added)}),
             encoding="utf-8",
         )
-    for worker in shape.added:  # they got locust's quit; reap them, bounded
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+
+
+locustfile.SAVERS.append(_save_marks)

@@ -198,14 +198,17 @@ TERM_GRACE = 20.0  # seconds locust gets after SIGTERM to write its files
 
 def _terminate(master: subprocess.Popen[bytes], waited: float, out: Path) -> int:
     """The watchdog: locust did not stop by itself. SIGUSR1 first (the locustfile logs every
-    greenlet's stack to locust.log: where it hung), then SIGTERM runs locust's own shutdown
-    (its quitting event writes samples.csv and steps.json), then the group is killed; the
-    report is still built from what was written, and says locust was terminated
-    (``locust-terminated.txt``)."""
+    greenlet's stack to locust.log: where it hung), SIGUSR2 (it writes samples.csv and
+    steps.json: a generator hung in locust's stop never reaches its quitting event), then
+    SIGTERM, then the group is killed; the report is still built from what was written, and
+    says locust was terminated (``locust-terminated.txt``)."""
     with contextlib.suppress(ProcessLookupError):
         master.send_signal(signal.SIGUSR1)  # the locustfile logs every greenlet's stack
         with contextlib.suppress(subprocess.TimeoutExpired):
             master.wait(timeout=2)
+        master.send_signal(signal.SIGUSR2)  # the locustfile writes samples.csv, steps.json
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            master.wait(timeout=TERM_GRACE)
         master.send_signal(signal.SIGTERM)
     try:
         master.wait(timeout=TERM_GRACE)

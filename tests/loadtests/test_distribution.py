@@ -75,8 +75,8 @@ def test_the_pool_hands_out_the_lowest_free_slot_first() -> None:
 def test_the_watchdog_lets_locust_write_its_files_then_records_the_termination(
     tmp_path: Path,
 ) -> None:
-    """A generator that does not stop by itself gets SIGUSR1 (it logs where it is stuck), then
-    SIGTERM (locust's own shutdown writes the samples on it), and the run records that it was
+    """A generator that does not stop by itself gets SIGUSR1 (it logs where it is stuck),
+    SIGUSR2 (it writes its samples and marks), then SIGTERM, and the run records that it was
     terminated."""
     import subprocess
     import sys
@@ -87,11 +87,9 @@ def test_the_watchdog_lets_locust_write_its_files_then_records_the_termination(
     script = (
         "import pathlib, signal, sys, time\n"
         f"out = pathlib.Path({str(tmp_path)!r})\n"
-        "def bye(*_):\n"
-        "    (out / 'samples.csv').write_text('written on SIGTERM')\n"
-        "    sys.exit(0)\n"
-        "signal.signal(signal.SIGTERM, bye)\n"
         "signal.signal(signal.SIGUSR1, lambda *_: (out / 'stacks').write_text('dumped'))\n"
+        "signal.signal(signal.SIGUSR2, lambda *_: (out / 'samples.csv').write_text('saved'))\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
         "(out / 'ready').write_text('')\n"
         "while True: time.sleep(0.1)\n"
     )
@@ -99,7 +97,7 @@ def test_the_watchdog_lets_locust_write_its_files_then_records_the_termination(
     while not ready.exists() and child.poll() is None:
         select.select([], [], [], 0.05)
     assert _terminate(child, 1.0, tmp_path) == 1
-    assert child.returncode == 0
-    assert (tmp_path / "samples.csv").read_text() == "written on SIGTERM"
+    assert child.returncode == 0  # it ended on SIGTERM, not on the earlier signals
     assert (tmp_path / "stacks").read_text() == "dumped"
+    assert (tmp_path / "samples.csv").read_text() == "saved"
     assert "did not stop within 1 s" in (tmp_path / "locust-terminated.txt").read_text()
