@@ -28,7 +28,7 @@ def test_the_reference_passes_every_new_case(gate_cases: list[GateCase]) -> None
     assert failing_cases(BrokenBuild("reference", "", frozenset(), _no_defect), new) == {}
 
 
-@pytest.mark.cites("SPEC §1, §3, §5")
+@pytest.mark.cites("SPEC §1", "SPEC §3", "SPEC §5")
 @pytest.mark.parametrize("build", BUILDS, ids=[build.name for build in BUILDS])
 def test_a_broken_build_fails_exactly_its_new_cases(
     build: BrokenBuild, gate_cases: list[GateCase]

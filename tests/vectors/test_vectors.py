@@ -125,7 +125,7 @@ def test_x3dh_negatives_cover_every_smx1_field_and_every_bundle_check() -> None:
     assert {key: negatives[key]["expected_error"] for key in required} == required
 
 
-@pytest.mark.cites("SPEC §1, §5")
+@pytest.mark.cites("SPEC §1", "SPEC §5")
 def test_key_ids_are_validated_by_every_operation_that_takes_or_emits_one() -> None:
     """SPEC v1.1 §1: signing, initiating and parsing each refuse C1 controls (U+0085,
     U+009F), DEL, and lengths outside 1..255; §5: the other family's magic is malformed."""
