@@ -248,6 +248,13 @@ CATALOGUE: tuple[Sabotage, ...] = (
         (f"{_GUARDS}::test_smx1_resends_never_repeat_a_nonce",),
     ),
     _s(
+        "client.counter_nonce",
+        "The client derives each DR_V1 nonce from the frame's position in its chain (N) instead "
+        "of drawing it: harmless while a message key is never used twice, but a device restored "
+        "from an older backup seals new messages under the same key and nonce.",
+        "desync/restore-from-older-backup (no_key_nonce_reuse)",
+    ),
+    _s(
         "client.keep_used_message_keys",
         "The client keeps every message key after use (for 're-rendering'), so a seized "
         "device opens everything it already received.",

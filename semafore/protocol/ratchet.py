@@ -201,6 +201,8 @@ class RatchetState:
             if self.ns >= MAX_COUNTER:
                 raise NoSession("sending chain exhausted (N would overflow u32)", field="n")
             nonce = entropy.random_bytes(12, "nonce")
+        if sabotage.active("client.counter_nonce"):  # pragma: no mutate
+            nonce = self.ns.to_bytes(12, "big")  # pragma: no mutate
         mk = _digest(ck, b"\x01", "sha256")
         self.cks = _digest(ck, b"\x02", "sha256")
         report_secret("message key", mk)  # pragma: no mutate

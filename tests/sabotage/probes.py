@@ -107,6 +107,15 @@ def smx1_nonces_repeat() -> bool:
     return smx1.parse(first).nonce == smx1.parse(second).nonce
 
 
+def dr_nonce_is_the_frame_counter() -> bool:
+    alice, bob = devices()
+    entropy = SeededEntropy("counter-nonce")
+    _say(alice, bob, b"hello", entropy)
+    _say(bob, alice, b"reply", entropy)
+    frame = parse_frame(alice.encrypt(bob.address, b"on the ratchet", entropy))
+    return frame.nonce == frame.n.to_bytes(12, "big")
+
+
 def seized_state_reopens_received_frame() -> str:
     alice, bob = devices()
     entropy = SeededEntropy("fs")
@@ -527,6 +536,7 @@ PROBES: dict[str, Probe] = {
     "relay.header_timeout_off": Probe(attack_verdict("slowloris"), "held", "violated"),
     "client.skips_spk_signature": Probe(forged_bundle_accepted, "InvalidSignature", "ok"),
     "client.reuses_gcm_nonce": Probe(smx1_nonces_repeat, False, True),
+    "client.counter_nonce": Probe(dr_nonce_is_the_frame_counter, False, True),
     "client.keep_used_message_keys": Probe(
         seized_state_reopens_received_frame, "DuplicateMessage", "ok"
     ),

@@ -123,7 +123,7 @@ def test_replayed_smx1_is_rejected_by_the_recipient() -> None:
 
 @pytest.mark.parametrize("provider", ["nowhere"])
 def test_unsupported_provider_is_an_error_result_not_a_crash(provider: str) -> None:
-    text = HEAD.format(name="p", seed=1, expect="pass") + (
+    text = HEAD.format(name="p", seed=1, expect="pass", infrastructure="") + (
         "  - send: {from: alice/phone, to: bob, label: x}\n"
         "  - assert: {delivered_exactly_once: {messages: all}}\n"
     )
@@ -169,8 +169,8 @@ def test_server_compromise_on_real_backends_scans_mongodb_redis_and_seaweedfs() 
     """On ``local`` the relay keeps its data in real MongoDB (FerretDB), Redis and SeaweedFS;
     the server view is their raw dumps, and a Redis restart mid-run loses nothing."""
     logging.getLogger("semafore.server").setLevel(logging.ERROR)
-    text = HEAD.format(name="local-threats", seed=3, expect="pass") + textwrap.indent(
-        textwrap.dedent(LOCAL_THREATS), "  ")
+    head = HEAD.format(name="local-threats", seed=3, expect="pass", infrastructure="")
+    text = head + textwrap.indent(textwrap.dedent(LOCAL_THREATS), "  ")
     result = run_scenario(loads(text), provider="local")
     assert result.error is None, result.error
     assert result.verdict is Verdict.PASS, why(result)
@@ -211,7 +211,7 @@ def test_the_oracle_in_the_executor_is_not_blind_to_a_leaking_client(
 
 
 def test_a_scenario_for_other_providers_is_skipped_not_failed() -> None:
-    text = HEAD.format(name="p", seed=1, expect="pass").replace(
+    text = HEAD.format(name="p", seed=1, expect="pass", infrastructure="").replace(
         "organisations:", "providers: [local]\norganisations:") + (
         "  - send: {from: alice/phone, to: bob, label: x}\n"
         "  - assert: {delivered_exactly_once: {messages: all}}\n"
