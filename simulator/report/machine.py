@@ -41,6 +41,10 @@ def _classname(result: ScenarioResult) -> str:
 def _details(result: ScenarioResult) -> str:
     lines = [f"verdict: {result.verdict.value} — {reason(result)}",
              f"provider={result.provider} seed={result.seed} digest={result.source_digest[:16]}"]
+    if result.relay is not None:
+        lines.append(f"relay={result.relay}")
+        lines += [f"[scanned] {k}: {v}" for k, v in result.scanned.items()]
+        lines += [f"[not scanned] {k}: {v}" for k, v in result.not_scanned.items()]
     if result.implementations:
         lines.append("implementations=" + ",".join(
             f"{d}={n}" for d, n in sorted(result.implementations.items())))
