@@ -45,6 +45,7 @@ from semafore.server.relay_key import ENV_VAR as RELAY_KEY_ENV
 from semafore.server.totp import totp
 from semafore.storage.memory import memory_stores
 from tests.server.helpers import make_world
+from tests.serving import wait_until_serving
 
 KEY = b"deployment-secret-0123456789abcdef"
 KEYED = LogHash("keyed", KEY)
@@ -184,14 +185,7 @@ def test_serve_with_log_hash_keyed_writes_keyed_pseudonyms(tmp_path: Path) -> No
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/v1/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-                time.sleep(0.1)
+        wait_until_serving(url, proc)
         r = httpx.post(f"{url}/v1/orgs", json={"org_id": "acme", "name": "Acme",
                                                "admin_user_id": "olivia.smith"})
         assert r.status_code == 201

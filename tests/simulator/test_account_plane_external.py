@@ -18,13 +18,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from semafore.client import Account, SystemClock, create_organisation, enrol_members
 from semafore.protocol.entropy import SeededEntropy
 from simulator.attacks import Arena, Outcome, judge, request_for, run_attack
 from simulator.attacks.wire import Wire
+from tests.serving import wait_until_serving
 
 ORG = "acme"
 DEVICES = {"alice": ("phone",), "bob": ("phone",), "mallory": ("phone",)}
@@ -73,14 +73,7 @@ def relay(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/v1/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-                time.sleep(0.1)
+        wait_until_serving(url, proc)
         yield url, sink
     finally:
         proc.terminate()
