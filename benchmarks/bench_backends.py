@@ -197,7 +197,7 @@ def _embedded(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _on_local(provider: Any, count: int, opts: dict[str, Any], work: Path) -> dict[str, Any]:
-    from semafore.infra.replicas import ReplicaSet
+    from semafore.deploy.replicas import ReplicaSet
 
     name = "local" if count == 1 else f"local x{count}"
     namespace = f"bench{count}x{os.getpid()}"
@@ -238,8 +238,8 @@ def main(envelopes: int, pairs: int, window: int, size: int, timeout: float, as_
         raise click.BadParameter("100..50000", param_hint="--envelopes")
     if pairs < 2 or pairs % 2:
         raise click.BadParameter("an even number ≥ 2 (half the pairs cross)", param_hint="--pairs")
-    from semafore.infra.providers import provider_from_settings
-    from semafore.infra.settings import InfraSettings, ProviderKind
+    from semafore.deploy.providers import provider_from_settings
+    from semafore.deploy.settings import InfraSettings, ProviderKind
 
     opts = {"envelopes": envelopes, "pairs": pairs, "window": window, "size": size,
             "timeout": timeout}

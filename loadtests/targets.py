@@ -362,10 +362,10 @@ def _local_target(org_id: str) -> Iterator[Target]:
     import tempfile
     from pathlib import Path
 
-    from semafore.infra.errors import BackendUnavailableError, InfraError
-    from semafore.infra.providers import LocalProvider
-    from semafore.infra.replicas import ReplicaSet
-    from semafore.infra.settings import InfraSettings
+    from semafore.deploy.errors import BackendUnavailableError, InfraError
+    from semafore.deploy.providers import LocalProvider
+    from semafore.deploy.replicas import ReplicaSet
+    from semafore.deploy.settings import InfraSettings
 
     provider = LocalProvider(InfraSettings.from_env({"SEMAFORE_PROVIDER": "local"}))
     try:

@@ -182,7 +182,7 @@ class Infrastructure:
     Redis and SeaweedFS from helper providers (``local``, ``containers``, ``external``).
 
     The relay itself always runs in this process (the fleet's), on these stores; backends'
-    fault controls and raw dumps come from :mod:`semafore.infra`.
+    fault controls and raw dumps come from :mod:`semafore.deploy`.
     """
 
     def __init__(self, provider: str, namespace: str) -> None:
@@ -196,9 +196,9 @@ class Infrastructure:
         if self.name == "embedded":
             self.stores = memory_stores()
             return self.stores
-        from semafore.infra.providers import provider_from_settings
-        from semafore.infra.settings import InfraSettings, ProviderKind
-        from semafore.infra.stores import backend_stores
+        from semafore.deploy.providers import provider_from_settings
+        from semafore.deploy.settings import InfraSettings, ProviderKind
+        from semafore.deploy.stores import backend_stores
 
         try:
             kind = ProviderKind(self.name)
@@ -220,7 +220,7 @@ class Infrastructure:
             assert self.stores is not None
             return [Chunk(TIER_OBJECT_STORE if "blob" in name else TIER_STORE, name, data)
                     for name, data in await self.stores.dump()]
-        from semafore.infra import dumps
+        from semafore.deploy import dumps
 
         ep = self.provider.endpoints
         chunks: list[Chunk] = []

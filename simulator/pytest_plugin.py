@@ -17,7 +17,7 @@ without pytest.
 One place launches relays: the embedded relay is
 :func:`semafore.server.runner.serve_in_task` with the simulator's
 :func:`~simulator.fleet.relay_settings`, on the stores the chosen provider gives
-(:mod:`semafore.infra.providers` through ``Infrastructure``); ``--semafore-relay URL``
+(:mod:`semafore.deploy.providers` through ``Infrastructure``); ``--semafore-relay URL``
 launches nothing.
 
 Async fixtures run on anyio's pytest plugin (anyio ships with the project's dependencies):
@@ -45,10 +45,10 @@ from typing import Any
 import pytest
 
 from semafore.client import DeviceClient, ManualClock
+from semafore.deploy.errors import InfraError
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import unavailable
 from semafore.gate.live import RelayAccess, _external_sources
-from semafore.infra.errors import InfraError
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import unavailable
 from semafore.oracle import (
     TIER_LOG,
     Chunk,

@@ -14,11 +14,11 @@ import click
 from rich.table import Table
 
 from semafore.cli import output
-from semafore.infra import dumps
-from semafore.infra.containers import ContainersProvider
-from semafore.infra.errors import InfraError
-from semafore.infra.providers import Endpoints, LocalProvider, Provider
-from semafore.infra.settings import InfraSettings, ProviderKind
+from semafore.deploy import dumps
+from semafore.deploy.containers import ContainersProvider
+from semafore.deploy.errors import InfraError
+from semafore.deploy.providers import Endpoints, LocalProvider, Provider
+from semafore.deploy.settings import InfraSettings, ProviderKind
 
 
 @click.group("backends")

@@ -297,8 +297,8 @@ def relay_access(mongo_url: str | None, redis_url: str | None, seaweed_url: str 
     """The :class:`~semafore.gate.live.RelayAccess` the ``--relay-*`` options grant; store
     URLs not given come from ``SEMAFORE_PROVIDER=external`` (``click.BadParameter`` naming
     the option on a bad value)."""
+    from semafore.deploy.errors import SettingsError
     from semafore.gate.live import RelayAccess, RelayAccessError
-    from semafore.infra.errors import SettingsError
 
     try:
         env = RelayAccess.from_env() if not (mongo_url or redis_url or seaweed_url) else None

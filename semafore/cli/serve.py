@@ -232,8 +232,8 @@ def relay_url(host: str, port: int) -> str:
 def _serve_on_backends(
     settings: Settings, host: str, port: int, namespace: str, as_json: bool, log_level: str
 ) -> None:
-    from semafore.infra.errors import SettingsError
-    from semafore.infra.replicas import endpoints_from_env, serve_on_backends
+    from semafore.deploy.errors import SettingsError
+    from semafore.deploy.replicas import endpoints_from_env, serve_on_backends
     from semafore.server.oplog import configure_logging
 
     try:

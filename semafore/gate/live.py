@@ -648,7 +648,7 @@ class RelayAccess:
     """What an external relay's operator lets the gate read after the run (seed §4.5).
 
     Stores are read through their own clients, every document, key and object as the relay
-    wrote it (:mod:`semafore.infra.dumps`). ``namespace`` narrows them to one deployment the
+    wrote it (:mod:`semafore.deploy.dumps`). ``namespace`` narrows them to one deployment the
     way ``semafore serve --store backends:NS`` lays it out: MongoDB database ``NS``, Redis keys
     ``NS:*``, SeaweedFS files under ``/semafore/NS`` (without it the gate reads every database,
     key and file the credentials can list). ``files`` are raw data files or directories (a
@@ -686,9 +686,9 @@ class RelayAccess:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RelayAccess | None:
         """The store URLs of ``SEMAFORE_PROVIDER=external`` (what ``semafore backends up``
-        prints and :func:`semafore.infra.replicas.endpoints_from_env` reads) and
+        prints and :func:`semafore.deploy.replicas.endpoints_from_env` reads) and
         ``SEMAFORE_NAMESPACE``; ``None`` for any other provider."""
-        from semafore.infra.settings import InfraSettings, ProviderKind
+        from semafore.deploy.settings import InfraSettings, ProviderKind
 
         env = os.environ if env is None else env
         settings = InfraSettings.from_env(env)
@@ -791,7 +791,7 @@ def _wire_source(observer: _Observer) -> SourceScan:
 
 def _dump_mongodb(url: str, database: str | None) -> list[Any]:
     """Every document of ``database`` (or of every database, with the oplog, when ``None``)."""
-    from semafore.infra import dumps
+    from semafore.deploy import dumps
 
     if database is None:
         return dumps.dump_mongodb(url)
@@ -811,7 +811,7 @@ def _dump_mongodb(url: str, database: str | None) -> list[Any]:
 def _dump_redis(url: str, namespace: str | None) -> list[Any]:
     """Every key (or only ``NAMESPACE:*`` keys of the URL's database, so credentials limited
     to the relay's key pattern suffice) with its DUMP payload and logical value."""
-    from semafore.infra import dumps
+    from semafore.deploy import dumps
 
     if namespace is None:
         return dumps.dump_redis(url)
@@ -842,7 +842,7 @@ def _dump_seaweedfs(filer_url: str, namespace: str | None) -> list[Any]:
     import urllib.parse
     import urllib.request
 
-    from semafore.infra import dumps
+    from semafore.deploy import dumps
 
     if namespace is None:
         return dumps.dump_seaweedfs(filer_url)

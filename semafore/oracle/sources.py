@@ -15,7 +15,7 @@ READ_BYTES = 1 << 20
 
 
 def from_items(tier: str, items: Iterable[Any]) -> Iterator[Chunk]:
-    """Chunks from :class:`semafore.infra.dumps.Item` (anything with ``source`` and ``data``)."""
+    """Chunks from :class:`semafore.deploy.dumps.Item` (anything with ``source`` and ``data``)."""
     for item in items:
         yield Chunk(tier, str(item.source), bytes(item.data))
 

@@ -235,7 +235,7 @@ async def _retention_loop(relay: Relay) -> None:
 def create_app(settings: Settings, stores: Stores, push: PushPort | None = None) -> FastAPI:
     """The relay as an ASGI app. The caller owns ``stores`` (and closes them); the app starts
     and stops ``push`` (default: the in-process hub; replicas pass
-    :meth:`semafore.infra.stores.BackendHandles.push_hub`, docs/backends.md)."""
+    :meth:`semafore.deploy.stores.BackendHandles.push_hub`, docs/backends.md)."""
     relay = Relay(settings, stores, push)
 
     @contextlib.asynccontextmanager

@@ -19,9 +19,9 @@ from dataclasses import replace
 
 import pytest
 
-from semafore.infra.settings import ProviderKind
-from semafore.infra.stores import backend_stores
-from semafore.infra.testing import shared_provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.stores import backend_stores
+from semafore.deploy.testing import shared_provider
 from semafore.server.relay import Relay
 from semafore.storage.ports import Membership, Org, Stores, TotpEnrolment, User
 from tests.server.test_account_cache import (

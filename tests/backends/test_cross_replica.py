@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from semafore.client import DeviceClient
-from semafore.infra.providers import Provider
-from semafore.infra.settings import ProviderKind
-from semafore.infra.stores import backend_stores
-from semafore.infra.testing import shared_provider
+from semafore.deploy.providers import Provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.stores import backend_stores
+from semafore.deploy.testing import shared_provider
 from tests.backends.test_replicas import cluster
 
 pytestmark = pytest.mark.backend

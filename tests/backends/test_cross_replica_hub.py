@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from semafore.infra.settings import ProviderKind
-from semafore.infra.stores import BackendHandles, backend_stores
-from semafore.infra.testing import shared_provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.stores import BackendHandles, backend_stores
+from semafore.deploy.testing import shared_provider
 from semafore.server.push import REFILL, Connection, PushHub, PushPort, RedisPushHub
 from semafore.storage.ports import QueuedEnvelope, QueueStore
 

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from semafore.infra import dumps
-from semafore.infra.settings import ProviderKind
-from semafore.infra.stores import BackendHandles, backend_stores
-from semafore.infra.testing import shared_provider
+from semafore.deploy import dumps
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.stores import BackendHandles, backend_stores
+from semafore.deploy.testing import shared_provider
 from semafore.storage.ports import (
     AuditEvent,
     AuditQuery,

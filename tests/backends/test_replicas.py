@@ -21,10 +21,10 @@ from semafore.client import (
     enrol_members,
 )
 from semafore.client.account import fixed_otp
-from semafore.infra.providers import Endpoints, LocalProvider, Provider
-from semafore.infra.replicas import ReplicaSet
-from semafore.infra.settings import InfraSettings, ProviderKind
-from semafore.infra.testing import require, shared_provider
+from semafore.deploy.providers import Endpoints, LocalProvider, Provider
+from semafore.deploy.replicas import ReplicaSet
+from semafore.deploy.settings import InfraSettings, ProviderKind
+from semafore.deploy.testing import require, shared_provider
 from semafore.protocol.entropy import SeededEntropy
 
 pytestmark = pytest.mark.backend
@@ -164,7 +164,7 @@ def test_redis_and_replica_killed_at_random_points(durable: LocalProvider, tmp_p
 
 
 def test_relay_rides_out_a_cut_and_a_slow_link_to_redis(local: Provider, tmp_path: Path) -> None:
-    from semafore.infra.faultproxy import BackendLinks
+    from semafore.deploy.faultproxy import BackendLinks
 
     async def body() -> None:
         with BackendLinks(local.endpoints) as links:

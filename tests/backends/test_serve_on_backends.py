@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import shared_provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import shared_provider
 
 pytestmark = pytest.mark.backend
 

@@ -20,6 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from semafore.cli.gate import command as gate_command
+from semafore.deploy.processes import free_ports
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import shared_provider
 from semafore.gate.live import (
     RelayAccess,
     RelayAccessError,
@@ -27,9 +30,6 @@ from semafore.gate.live import (
     _store_source,
     redact,
 )
-from semafore.infra.processes import free_ports
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import shared_provider
 from tests.gate.conftest import ROOT, python_command, reference
 
 LEAKY = ROOT / "tests" / "gate" / "live_leaky_relay.py"
@@ -293,7 +293,7 @@ def test_a_relay_on_real_backends_gets_its_mongodb_redis_and_seaweedfs_scanned(
     """``semafore serve --store backends:NS`` on the local provider (FerretDB, redis-server,
     weed); the gate reads the namespace through each store's own client, once from options
     and once from the ``SEMAFORE_PROVIDER=external`` environment. Without the binaries this
-    skips locally and fails in CI (semafore.infra.testing)."""
+    skips locally and fails in CI (semafore.deploy.testing)."""
     provider = shared_provider(ProviderKind.LOCAL)
     ns = f"livegate{os.getpid()}{int(time.time()) % 100_000}"
     endpoints = provider.endpoints

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from semafore.deploy.errors import InfraError
+from semafore.deploy.testing import unavailable
 from semafore.gate.live import LIVE_OPS, STEPS, LiveReport, run_live
 from semafore.gate.runner import Impl
 from semafore.gate.verdict import Verdict
-from semafore.infra.errors import InfraError
-from semafore.infra.testing import unavailable
 from tests.gate.conftest import reference
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(900)]

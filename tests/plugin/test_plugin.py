@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import shared_provider, unavailable
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import shared_provider, unavailable
 from tests.plugin.helpers import PLUGIN_MODULE, run_inner
 
 WORKED_EXAMPLE = '''

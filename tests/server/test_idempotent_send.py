@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from semafore.infra.settings import ProviderKind
-from semafore.infra.stores import backend_stores
-from semafore.infra.testing import shared_provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.stores import backend_stores
+from semafore.deploy.testing import shared_provider
 from semafore.server import models as m
 from semafore.server.oplog import h8
 from semafore.server.relay import SEND_LEDGER_MAX_AGE, Relay, entries_digest, send_digest

@@ -3,7 +3,7 @@
 
 Each test runs the real command in a child process, as a user would, and reads its ``--json``
 report. ``containers``: MongoDB (FerretDB), Redis and SeaweedFS as containers on our own
-dockerd with the locally built images (semafore.infra.testing.prepare_container_engine).
+dockerd with the locally built images (semafore.deploy.testing.prepare_container_engine).
 ``external``: the backends are started by the local provider and handed to the command only
 as the ``SEMAFORE_*_URL`` variables a deployment would export; the command starts and stops
 nothing. Without the engine or the binaries the tests skip locally and FAIL in CI.
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from semafore.infra.errors import InfraError
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import prepare_container_engine, shared_provider, unavailable
+from semafore.deploy.errors import InfraError
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import prepare_container_engine, shared_provider, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 SEMAFORE = Path(sys.executable).with_name("semafore")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from semafore.infra.testing import unavailable
+from semafore.deploy.testing import unavailable
 from simulator.executor import run_scenario
 from simulator.report import Outcome, Verdict
 from simulator.report.model import reason

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from semafore.infra.errors import InfraError
-from semafore.infra.settings import ProviderKind
-from semafore.infra.stores import backend_stores
-from semafore.infra.testing import prepare_container_engine, shared_provider, unavailable
+from semafore.deploy.errors import InfraError
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.stores import backend_stores
+from semafore.deploy.testing import prepare_container_engine, shared_provider, unavailable
 from semafore.storage.ports import Stores
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from semafore.infra.settings import ProviderKind
-from semafore.infra.stores import backend_stores
-from semafore.infra.testing import shared_provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.stores import backend_stores
+from semafore.deploy.testing import shared_provider
 from semafore.storage.ports import Stores
 
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import shared_provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import shared_provider
 from semafore.storage.redis import RedisNamespace, RedisQueueStore
 from tests.storage.test_conformance import envelope
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from semafore.infra.faultproxy import Direction, FaultProxy
+from semafore.deploy.faultproxy import Direction, FaultProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -120,7 +120,7 @@ async def test_refuse_closes_new_connections_until_healed(proxy: FaultProxy) -> 
 
 
 async def test_backend_down_means_client_connection_closed() -> None:
-    from semafore.infra.processes import free_port
+    from semafore.deploy.processes import free_port
 
     async with FaultProxy("127.0.0.1", free_port()) as fp:
         reader, writer = await connect(fp)

@@ -15,10 +15,10 @@ import redis
 from click.testing import CliRunner
 
 from semafore.cli.backends import command
-from semafore.infra import health
-from semafore.infra.providers import Provider
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import shared_provider, unavailable
+from semafore.deploy import health
+from semafore.deploy.providers import Provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import shared_provider, unavailable
 
 pytestmark = pytest.mark.backend
 

@@ -10,7 +10,7 @@ from enum import Enum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from semafore.infra.errors import SettingsError
+from semafore.deploy.errors import SettingsError
 
 
 class ProviderKind(Enum):

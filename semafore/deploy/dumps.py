@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from semafore.infra.providers import Provider
+    from semafore.deploy.providers import Provider
 
 PAGE = 1000
 _MODE_DIR = 1 << 31  # Go's os.ModeDir, as the filer reports it in "Mode"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from semafore.infra.errors import FaultError
-from semafore.infra.processes import ManagedProcess, ProcessSpec, ProcessState, free_port
-from tests.infra.test_processes import ECHO, echo_ok
+from semafore.deploy.errors import FaultError
+from semafore.deploy.processes import ManagedProcess, ProcessSpec, ProcessState, free_port
+from tests.deploy.test_processes import ECHO, echo_ok
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 horizontally scaled replicas sharing state in MongoDB and Redis), each under the same fault
 controls as a backend (stop, kill -9, pause, restart).
 
-A replica is ``python -m semafore.infra.replicas``: it reads the backends from the
+A replica is ``python -m semafore.deploy.replicas``: it reads the backends from the
 environment (:meth:`Endpoints.as_env`, i.e. ``SEMAFORE_PROVIDER=external`` + URLs), opens the
 real-backend stores in ``SEMAFORE_NAMESPACE`` and serves the relay on
 ``127.0.0.1:SEMAFORE_REPLICA_PORT``. All replicas share ``SEMAFORE_JWT_SECRET`` so a token
@@ -20,11 +20,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from semafore.infra import health
-from semafore.infra.errors import SettingsError
-from semafore.infra.processes import ManagedProcess, ProcessSpec, free_ports
-from semafore.infra.providers import Endpoints
-from semafore.infra.settings import InfraSettings, ProviderKind
+from semafore.deploy import health
+from semafore.deploy.errors import SettingsError
+from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
+from semafore.deploy.providers import Endpoints
+from semafore.deploy.settings import InfraSettings, ProviderKind
 from semafore.server.relay_key import derive
 from semafore.server.settings import Settings, unlimited_rate_limits
 
@@ -71,7 +71,7 @@ class ReplicaSet:
             url = self.urls[index]
             spec = ProcessSpec(
                 f"replica-{index}",
-                [sys.executable, "-m", "semafore.infra.replicas"],
+                [sys.executable, "-m", "semafore.deploy.replicas"],
                 lambda url=url: health.http_status(url + "/v1/health") == 200,  # type: ignore[misc]
                 work_dir / f"replica-{index}.log",
                 env=replica_env,
@@ -133,7 +133,7 @@ async def serve_on_backends(
     """
     import uvicorn
 
-    from semafore.infra.stores import backend_stores
+    from semafore.deploy.stores import backend_stores
     from semafore.server.app import create_app
     from semafore.server.serving import uvicorn_config
 

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import NoReturn
 
-from semafore.infra.errors import BackendUnavailableError, InfraError
-from semafore.infra.providers import Provider, provider_from_settings
-from semafore.infra.settings import LOCAL_IMAGES, PROJECT_ROOT, InfraSettings, ProviderKind
+from semafore.deploy.errors import BackendUnavailableError, InfraError
+from semafore.deploy.providers import Provider, provider_from_settings
+from semafore.deploy.settings import LOCAL_IMAGES, PROJECT_ROOT, InfraSettings, ProviderKind
 
 _shared: dict[ProviderKind, Provider] = {}
 _failures: dict[ProviderKind, str] = {}
@@ -96,7 +96,7 @@ def _stop_engine() -> None:
     # another test session may have started containers on the engine this one started:
     # leave it running for them (the last session out, or dockerd.sh stop, stops it)
     others = subprocess.run(
-        ["docker", "ps", "-q", "--filter", "label=semafore.infra=1"],  # noqa: S607
+        ["docker", "ps", "-q", "--filter", "label=semafore.deploy=1"],  # noqa: S607
         capture_output=True,
         text=True,
         check=False,

@@ -5,7 +5,7 @@ without a registry ``scripts/build-images.sh`` builds local stand-ins from the s
 and ``SEMAFORE_*_IMAGE`` points here at them (docs/backends.md). Every published port is bound
 to 127.0.0.1 explicitly, whatever the engine's default. No reaper container (it cannot be
 pulled here): :meth:`ContainersProvider.stop` removes what it created, and containers carry
-the label ``semafore.infra=1`` so a crashed run's leftovers can be found.
+the label ``semafore.deploy=1`` so a crashed run's leftovers can be found.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from semafore.infra import health
-from semafore.infra.errors import BackendUnavailableError, FaultError
-from semafore.infra.processes import FaultEffect, free_ports
-from semafore.infra.providers import BackendName, Endpoints, Provider
-from semafore.infra.settings import InfraSettings, ProviderKind
+from semafore.deploy import health
+from semafore.deploy.errors import BackendUnavailableError, FaultError
+from semafore.deploy.processes import FaultEffect, free_ports
+from semafore.deploy.providers import BackendName, Endpoints, Provider
+from semafore.deploy.settings import InfraSettings, ProviderKind
 
 OUR_SOCKET = "unix:///run/semafore-docker.sock"
 
@@ -234,7 +234,7 @@ class ContainersProvider(Provider):
                     "(scripts/build-images.sh builds local ones)",
                 ) from exc
             host_ports = dict(zip(plan.ports, free_ports(len(plan.ports)), strict=True))
-            container = DockerContainer(plan.image).with_kwargs(labels={"semafore.infra": "1"})
+            container = DockerContainer(plan.image).with_kwargs(labels={"semafore.deploy": "1"})
             for inner, outer in host_ports.items():
                 cast(dict[str, Any], container.ports)[f"{inner}/tcp"] = ("127.0.0.1", outer)
             if plan.command is not None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from semafore.infra.errors import SettingsError
-from semafore.infra.providers import Endpoints
+from semafore.deploy.errors import SettingsError
+from semafore.deploy.providers import Endpoints
 from semafore.server.push import RedisPushHub
 from semafore.storage.mongodb import (
     MongoAccountStore,

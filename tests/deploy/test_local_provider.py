@@ -1,7 +1,7 @@
 """The `local` provider on real processes: redis-server, weed server, mongod/FerretDB.
 
 Each test here owns its provider (faults must not disturb the shared one). In CI a backend
-that cannot start fails these tests (semafore.infra.testing)."""
+that cannot start fails these tests (semafore.deploy.testing)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pymongo
 import pytest
 import redis
 
-from semafore.infra import health
-from semafore.infra.errors import FaultError
-from semafore.infra.processes import ProcessState
-from semafore.infra.providers import BACKENDS, LocalProvider
-from semafore.infra.settings import InfraSettings, ProviderKind
-from semafore.infra.testing import require
+from semafore.deploy import health
+from semafore.deploy.errors import FaultError
+from semafore.deploy.processes import ProcessState
+from semafore.deploy.providers import BACKENDS, LocalProvider
+from semafore.deploy.settings import InfraSettings, ProviderKind
+from semafore.deploy.testing import require
 
 pytestmark = pytest.mark.backend
 

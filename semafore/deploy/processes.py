@@ -28,7 +28,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO
 
-from semafore.infra.errors import BackendUnavailableError, FaultError
+from semafore.deploy.errors import BackendUnavailableError, FaultError
 
 log = logging.getLogger(__name__)
 

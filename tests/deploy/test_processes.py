@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from semafore.infra.errors import BackendUnavailableError, FaultError
-from semafore.infra.processes import ManagedProcess, ProcessSpec, ProcessState, free_port
+from semafore.deploy.errors import BackendUnavailableError, FaultError
+from semafore.deploy.processes import ManagedProcess, ProcessSpec, ProcessState, free_port
 
 ECHO = """
 import socket, sys
@@ -149,7 +149,7 @@ def test_children_die_with_the_harness_even_on_sigkill(tmp_path: Path) -> None:
     harness = f"""
 import sys, time
 from pathlib import Path
-from semafore.infra.processes import ManagedProcess, ProcessSpec
+from semafore.deploy.processes import ManagedProcess, ProcessSpec
 spec = ProcessSpec("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"],
                    lambda: True, Path({str(tmp_path / "sleeper.log")!r}))
 proc = ManagedProcess(spec)

@@ -13,11 +13,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from semafore.infra import dumps
-from semafore.infra.faultproxy import Direction, ThreadedFaultProxy
-from semafore.infra.providers import Provider
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import shared_provider
+from semafore.deploy import dumps
+from semafore.deploy.faultproxy import Direction, ThreadedFaultProxy
+from semafore.deploy.providers import Provider
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import shared_provider
 
 pytestmark = pytest.mark.backend
 
@@ -115,9 +115,9 @@ def test_redis_through_the_fault_proxy(local: Provider) -> None:
 
 
 def test_external_provider_checks_and_never_stops_what_it_did_not_start(local: Provider) -> None:
-    from semafore.infra.errors import BackendUnavailableError
-    from semafore.infra.providers import ExternalProvider
-    from semafore.infra.settings import InfraSettings
+    from semafore.deploy.errors import BackendUnavailableError
+    from semafore.deploy.providers import ExternalProvider
+    from semafore.deploy.settings import InfraSettings
 
     settings = InfraSettings.from_env(local.endpoints.as_env())
     with ExternalProvider(settings) as external:

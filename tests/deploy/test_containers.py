@@ -9,11 +9,11 @@ import urllib.request
 import pytest
 import redis
 
-from semafore.infra import dumps, health
-from semafore.infra.containers import ContainersProvider
-from semafore.infra.errors import InfraError
-from semafore.infra.settings import ProviderKind
-from semafore.infra.testing import prepare_container_engine, shared_provider, unavailable
+from semafore.deploy import dumps, health
+from semafore.deploy.containers import ContainersProvider
+from semafore.deploy.errors import InfraError
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import prepare_container_engine, shared_provider, unavailable
 
 pytestmark = [pytest.mark.backend, pytest.mark.containers]
 

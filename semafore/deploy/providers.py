@@ -3,7 +3,7 @@
 - ``embedded``   no processes; the server uses its in-process stores.
 - ``local``      real ``redis-server``, ``weed server -filer -s3`` and ``mongod`` (or FerretDB
                  with its SQLite handler) on free 127.0.0.1 ports with throw-away data dirs.
-- ``containers`` the same three as containers (testcontainers; semafore.infra.containers).
+- ``containers`` the same three as containers (testcontainers; semafore.deploy.containers).
 - ``external``   URLs of a deployment someone already runs; nothing is started or stopped.
 
 A provider is a context manager: ``with provider_from_settings() as p: p.endpoints.redis_url``.
@@ -24,16 +24,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol
 
-from semafore.infra import health
-from semafore.infra.errors import BackendUnavailableError, FaultError
-from semafore.infra.processes import (
+from semafore.deploy import health
+from semafore.deploy.errors import BackendUnavailableError, FaultError
+from semafore.deploy.processes import (
     FaultEffect,
     ManagedProcess,
     ProcessSpec,
     find_tool,
     free_ports,
 )
-from semafore.infra.settings import InfraSettings, ProviderKind
+from semafore.deploy.settings import InfraSettings, ProviderKind
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ BACKENDS: tuple[BackendName, ...] = ("mongodb", "redis", "seaweedfs")
 
 class FaultTarget(Protocol):
     """What the simulator can do to a backend or a server replica (processes or containers).
-    Each control returns what it changed (:data:`~semafore.infra.processes.FaultEffect`;
+    Each control returns what it changed (:data:`~semafore.deploy.processes.FaultEffect`;
     empty when the target already was in that state)."""
 
     @property
@@ -447,7 +447,7 @@ def provider_from_settings(settings: InfraSettings | None = None, **options: boo
         return LocalProvider(settings, **options)
     if settings.provider is ProviderKind.EXTERNAL:
         return ExternalProvider(settings)
-    from semafore.infra.containers import ContainersProvider
+    from semafore.deploy.containers import ContainersProvider
 
     provider: Provider = ContainersProvider(settings, **options)
     return provider

@@ -29,7 +29,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from semafore.infra.providers import Endpoints
+    from semafore.deploy.providers import Endpoints
 
 log = logging.getLogger(__name__)
 

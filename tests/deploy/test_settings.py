@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from semafore.infra.errors import SettingsError
-from semafore.infra.providers import (
+from semafore.deploy.errors import SettingsError
+from semafore.deploy.providers import (
     EmbeddedProvider,
     Endpoints,
     ExternalProvider,
     LocalProvider,
     provider_from_settings,
 )
-from semafore.infra.settings import DEFAULT_IMAGES, InfraSettings, ProviderKind
+from semafore.deploy.settings import DEFAULT_IMAGES, InfraSettings, ProviderKind
 
 EXTERNAL = {
     "SEMAFORE_PROVIDER": "external",
