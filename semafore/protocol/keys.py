@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from semafore import sabotage
+from semafore.protocol.address import DeviceAddress
 from semafore.protocol.entropy import Entropy
 from semafore.protocol.errors import (
     InvalidKey,
@@ -122,7 +123,7 @@ class PreKeyBundle:
 
 def device_address(user_id: str, device_id: str) -> str:
     """The ``"<user_id>:<device_id>"`` address bound into AD (SPEC §2 step 6)."""
-    return f"{user_id}:{device_id}"
+    return str(DeviceAddress(user_id, device_id))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,44 @@
+"""DeviceAddress: the one textual form of a device's address, ``user:device`` (SPEC §2 step 6)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from semafore.protocol.address import AddressError, DeviceAddress
+from semafore.protocol.keys import device_address
+
+ids = st.text(st.characters(blacklist_characters=":", codec="utf-8"),
+              min_size=1, max_size=20)
+
+
+@given(ids, ids)
+def test_an_address_reads_back_from_its_text(user: str, device: str) -> None:
+    address = DeviceAddress(user, device)
+    assert DeviceAddress.parse(str(address)) == address
+
+
+@given(ids, ids)
+def test_the_text_is_what_the_protocol_binds_into_ad(user: str, device: str) -> None:
+    assert str(DeviceAddress(user, device)) == f"{user}:{device}" == device_address(user, device)
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("alice/phone", "address"),
+    (":phone", "user"),
+    ("alice:", "device"),
+    ("alice:phone:2", "device"),
+    ("", "address"),
+])
+def test_a_malformed_address_names_the_part_that_is_wrong(text: str, field: str) -> None:
+    with pytest.raises(AddressError) as caught:
+        DeviceAddress.parse(text)
+    assert caught.value.field == field
+    assert text in str(caught.value)
+
+
+def test_an_id_holding_the_separator_is_refused_at_construction() -> None:
+    with pytest.raises(AddressError) as caught:
+        DeviceAddress("a:b", "c")  # would read back as ("a", "b:c"): an ambiguous AD
+    assert caught.value.field == "user"
