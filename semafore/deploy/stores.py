@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from semafore.deploy.errors import SettingsError
 from semafore.deploy.providers import Endpoints
-from semafore.server.push import RedisPushHub
+from semafore.deploy.redis_push import RedisPushHub
 from semafore.storage.mongodb import (
     MongoAccountStore,
     MongoAttachmentStore,

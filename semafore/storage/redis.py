@@ -414,7 +414,7 @@ class RedisQueueStore(QueueStore):
     async def get_envelopes(self, delivery_ids: Sequence[str]) -> dict[str, QueuedEnvelope]:
         """The still-queued envelopes among ``delivery_ids``, by id, in one round trip (an
         acked or expired one is absent). For the cross-replica push hub, which is woken with
-        ids only (``semafore.server.push.RedisPushHub``): reading by id, not the queue head,
+        ids only (``semafore.deploy.redis_push.RedisPushHub``): reading by id, not the queue head,
         cannot resurrect an envelope acked meanwhile."""
         wanted = list(dict.fromkeys(delivery_ids))
         if not wanted:

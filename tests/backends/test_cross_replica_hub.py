@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from semafore.deploy.redis_push import RedisPushHub
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.stores import BackendHandles, backend_stores
 from semafore.deploy.testing import shared_provider
-from semafore.server.push import REFILL, Connection, PushHub, PushPort, RedisPushHub
+from semafore.server.push import REFILL, Connection, PushHub, PushPort
 from semafore.storage.ports import QueuedEnvelope, QueueStore
 
 pytestmark = [pytest.mark.backend, pytest.mark.anyio]
