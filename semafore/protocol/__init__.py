@@ -3,12 +3,13 @@
 This is the lowest layer of the library (docs/architecture.md "Layers"): it imports nothing of
 ``semafore`` but the :mod:`semafore.sabotage` switches, and everything else builds on it.
 ``__all__`` is its public API, the names a messenger client needs (issue #14 item 2, in the
-manner of httpx's ``__all__`` and libsignal's ``lib.rs``): per-device keys and prekey bundles
-(SPEC §1, §3), the session cipher that encrypts to and decrypts from one remote device across
-its sessions (SPEC §2, §4), the identity trust store (seed §4.3), entropy sources (seeded
-runs are replayable), envelope-kind detection, and the SPEC §5 errors with their canonical
-names. The list is pinned by ``tests/protocol/test_public_api.py``: adding or removing a name
-is an API change and is made there on purpose.
+manner of httpx's ``__all__`` and libsignal's ``lib.rs``): device addresses, per-device keys
+and prekey bundles (SPEC §1, §2 step 6, §3), the session cipher that encrypts to and decrypts
+from one remote device across its sessions (SPEC §2, §4), the identity trust store (seed
+§4.3), entropy sources (seeded runs are replayable), envelope-kind detection, and the SPEC §5
+errors with their canonical names. The list is pinned by
+``tests/protocol/test_public_api.py``: adding or removing a name is an API change, made there
+on purpose.
 
 The submodules (:mod:`~semafore.protocol.ratchet`, :mod:`~semafore.protocol.x3dh`,
 :mod:`~semafore.protocol.smx1`, :mod:`~semafore.protocol.primitives`, ...) stay importable
@@ -16,6 +17,7 @@ for the vectors, the gate and the tests, which check the KDF chains and wire lay
 byte by byte; they are not part of the API a client programs against.
 """
 
+from semafore.protocol.address import AddressError, DeviceAddress
 from semafore.protocol.entropy import Entropy, EntropyExhausted, SeededEntropy, SystemEntropy
 from semafore.protocol.errors import (
     CANONICAL_ERRORS,
@@ -61,7 +63,9 @@ from semafore.protocol.session_cipher import (
 
 __all__ = [
     "CANONICAL_ERRORS",
+    "AddressError",
     "DecryptionFailed",
+    "DeviceAddress",
     "DeviceKeys",
     "DuplicateMessage",
     "Entropy",

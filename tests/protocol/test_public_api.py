@@ -15,7 +15,8 @@ import pytest
 import semafore.protocol as api
 
 PUBLIC_API = {
-    # keys and prekey bundles (SPEC §1, §3)
+    # device addresses, keys and prekey bundles (SPEC §1, §2 step 6, §3)
+    "DeviceAddress", "AddressError",
     "DeviceKeys", "IdentityKeys", "SignedPrekey", "OneTimePrekey", "PreKeyBundle",
     "PublicSignedPrekey", "PublicOneTimePrekey", "bundle_from_dict", "bundle_to_dict",
     "device_address", "parse_device_keys", "serialize_device_keys", "verify_spk",
