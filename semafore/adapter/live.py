@@ -45,6 +45,7 @@ LIVE_OPS = (
     "live.state.export",
     "live.state.import",
     "live.secrets",
+    "live.stats",
 )
 
 MAX_PENDING_SECRETS = 200_000
@@ -317,6 +318,24 @@ class LiveOps:
         dropped, self._secrets_dropped = self._secrets_dropped, 0
         self._secrets.clear()
         return {"secrets": out, "dropped": dropped}
+
+    def stats(self, args: Args) -> dict[str, Any]:
+        """The device's client counters under the names of the simulator's mechanism
+        statistics (contract §5 ``live.stats``): a harness adds them to its own devices'
+        counts, so a bound over every device can be shown. ``push_open``: whether the device
+        holds a push socket now (this adapter's devices fetch over HTTP only)."""
+        client = self._device(args).connected()
+        counters = client.counters
+        return {
+            "duplicates_dropped": counters.duplicates,
+            "undecryptable": counters.undecryptable,
+            "skipped_keys_used": client.device.skipped_keys_used,
+            "resets_sent": counters.resets_sent,
+            "identity_changes_seen": len(client.device.identity_changes),
+            "device_set_retries": counters.device_set_retries,
+            "reconnects": counters.reconnects,
+            "push_open": client.connected,
+        }
 
     def _collect(self, kind: str, value: bytes) -> None:
         assert self._secrets is not None

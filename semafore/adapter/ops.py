@@ -129,6 +129,7 @@ class ReferenceAdapter:
                 "live.state.export": self.live.export_state,
                 "live.state.import": self.live.import_state,
                 "live.secrets": self.live.secrets,
+                "live.stats": self.live.stats,
             }
         )
 

@@ -17,6 +17,7 @@ var liveOps = map[string]Handler{
 	"live.state.export":  opLiveStateExport,
 	"live.state.import":  opLiveStateImport,
 	"live.secrets":       opLiveSecrets,
+	"live.stats":         opLiveStats,
 }
 
 func (a *Adapter) liveDevice(args Args) (*live.Device, error) {
@@ -205,4 +206,14 @@ func opLiveStateImport(a *Adapter, args Args) (any, error) {
 func opLiveSecrets(a *Adapter, _ Args) (any, error) {
 	secrets, dropped := a.live.Secrets()
 	return map[string]any{"secrets": secrets, "dropped": dropped}, nil
+}
+
+// opLiveStats answers the device's counters (live.Stats): the simulator adds them to its
+// reference devices' mechanism statistics.
+func opLiveStats(a *Adapter, args Args) (any, error) {
+	d, err := a.liveDevice(args)
+	if err != nil {
+		return nil, err
+	}
+	return d.Stats(), nil
 }

@@ -32,7 +32,53 @@ type Device struct {
 	RegistrationID int64
 
 	relay              *relay.Client
+	push               *push
 	org, otp, relayURL string
+	// opened are the delivery ids this device opened (bounded like seen), by where it got
+	// them (fromPush, fromQueue): the relay pushes an envelope and also lists it until it is
+	// acknowledged, so Receive opens each such pair once (live/receive.go unopened).
+	opened      map[string]byte
+	openedOrder []string
+	stats       Stats
+}
+
+// Stats are the counters live.stats reports, named as the simulator's mechanism statistics
+// (the reference client's counters, semafore/client/client.py): the harness sums them with
+// its reference devices' so a bound (at_most) covers every device.
+type Stats struct {
+	DuplicatesDropped   int  `json:"duplicates_dropped"`
+	Undecryptable       int  `json:"undecryptable"`
+	SkippedKeysUsed     int  `json:"skipped_keys_used"`
+	ResetsSent          int  `json:"resets_sent"`
+	IdentityChangesSeen int  `json:"identity_changes_seen"`
+	DeviceSetRetries    int  `json:"device_set_retries"`
+	Reconnects          int  `json:"reconnects"`
+	PushOpen            bool `json:"push_open"`
+}
+
+// Stats reports the device's counters (reconnects include those of its earlier sockets).
+func (d *Device) Stats() Stats {
+	s := d.stats
+	if d.push != nil {
+		r, open := d.push.counts()
+		s.Reconnects += r
+		s.PushOpen = open
+	}
+	return s
+}
+
+// disconnect ends the push socket and the relay client (reinstall, clone, close).
+func (d *Device) disconnect() {
+	if d.push != nil {
+		r, _ := d.push.counts()
+		d.push.close()
+		d.stats.Reconnects += r
+		d.push = nil
+	}
+	if d.relay != nil {
+		d.relay.Close()
+		d.relay = nil
+	}
 }
 
 // Address is the device's "user:device".
@@ -55,6 +101,8 @@ func (d *Device) install() error {
 	d.directory = map[string]map[string]int64{}
 	d.seen = map[string]bool{}
 	d.seenOrder = nil
+	d.opened = map[string]byte{}
+	d.openedOrder = nil
 	d.RegistrationID = 0
 	return nil
 }
@@ -107,8 +155,11 @@ func (d *Device) login(ctx context.Context, client *relay.Client) error {
 	for _, o := range d.keys.OPKs[:min(len(d.keys.OPKs), MaxOPKCount)] {
 		upload.OPKs = append(upload.OPKs, relay.OPK{KeyID: string(o.KeyID), Pub: o.Pair.Public})
 	}
-	_, err = client.PublishKeys(ctx, upload)
-	return err
+	if _, err = client.PublishKeys(ctx, upload); err != nil {
+		return err
+	}
+	d.push = startPush(client)
+	return nil
 }
 
 func (d *Device) connected() (*relay.Client, error) {
@@ -131,8 +182,7 @@ func (d *Device) Reinstall() error {
 	// A device the relay already forgot is what we want anyway; the login below fails
 	// loudly if the relay is unreachable.
 	_ = client.RemoveDevice(ctx, d.DeviceID)
-	client.Close()
-	d.relay = nil
+	d.disconnect()
 	d.generation++
 	if err := d.install(); err != nil {
 		return err
@@ -191,8 +241,29 @@ func (d *Device) firstTimeSeen(key string) bool {
 // trust pins (or, on a change, re-pins: the gate's users accept a new identity after a
 // reinstall, as Signal does with a "safety number changed" notice) a remote identity.
 func (d *Device) trust(address string, ik, sik []byte) {
+	if old, oldSIK, ok := d.identities.Pinned(address); ok && (!equal(old, ik) || !equal(oldSIK, sik)) {
+		d.stats.IdentityChangesSeen++ // what the user is shown ("safety number changed")
+	}
 	// acceptChange=true never fails
 	_ = d.identities.Check(address, ik, sik, true)
+}
+
+// Where a device got an envelope it opened.
+const (
+	fromQueue byte = 'q' // GET /v1/messages
+	fromPush  byte = 'p' // the push socket
+)
+
+// markOpened remembers where a delivery id was opened.
+func (d *Device) markOpened(deliveryID string, from byte) {
+	if _, ok := d.opened[deliveryID]; !ok {
+		d.openedOrder = append(d.openedOrder, deliveryID)
+	}
+	d.opened[deliveryID] = from
+	if len(d.openedOrder) > SeenMessageIDs {
+		delete(d.opened, d.openedOrder[0])
+		d.openedOrder = d.openedOrder[1:]
+	}
 }
 
 // adopt takes a fetched bundle: the SPK signature must verify; a device already in session

@@ -190,6 +190,9 @@ func (f *fakeRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.queues[me] = kept
 		reply(w, 200, map[string]any{"acked": body.DeliveryIDs})
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/websocket":
+		// no push here: devices fetch over HTTP (the push socket is relay/websocket_test.go's)
+		refuse(w, 404, "not_found", nil)
 	default:
 		f.t.Errorf("fake relay: unexpected %s %s", r.Method, r.URL.Path)
 		refuse(w, 404, "not_found", nil)

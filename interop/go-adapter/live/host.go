@@ -118,9 +118,7 @@ func (h *Host) Close(address string) error {
 	if err != nil {
 		return err
 	}
-	if d.relay != nil {
-		d.relay.Close()
-	}
+	d.disconnect()
 	delete(h.devices, address)
 	return nil
 }

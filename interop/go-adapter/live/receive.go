@@ -37,11 +37,19 @@ type Received struct {
 	Body  string `json:"body,omitempty"`
 }
 
-// Receive fetches every pending envelope, opens them in queue order (reverse: newest
-// first, how the gate reorders delivery), acknowledges them and reports each one that
-// carried a message. A failure to open an envelope is reported in its entry, not as an
-// error; a reset notice is reported with its bytes (Reset, Body); duplicate message ids
-// produce no entry.
+// Receive opens what the push socket delivered and every envelope still pending at the
+// relay, in queue order (reverse: newest first, how the gate reorders delivery),
+// acknowledges them and reports each one that carried a message. A failure to open an
+// envelope is reported in its entry, not as an error; a reset notice is reported with its
+// bytes (Reset, Body); duplicate message ids produce no entry.
+//
+// The relay pushes an envelope and lists it until it is acknowledged, so one delivery can
+// come both ways; it is opened once. The rest is what the reference client does: a queued
+// envelope listed again (its ack was lost) is opened again, and a frame whose key was used
+// is reported (DuplicateMessage); a pushed frame repeating one opened from the socket (the
+// network duplicated it) counts as a duplicate dropped; a pushed frame with an unknown
+// delivery id (an adversary's replay) is opened like any other, and the ratchet rejects a
+// replayed frame.
 //
 // Fetching deletes nothing and the queue has no cursor, so more than PageSize pending
 // envelopes are opened and acknowledged page by page (the order applies within a page).
@@ -52,36 +60,85 @@ func (d *Device) Receive(reverse bool) ([]Received, error) {
 	}
 	ctx, cancel := opContext()
 	defer cancel()
+	var pushed []relay.QueuedEnvelope
+	if d.push != nil {
+		pushed = d.push.drain()
+	}
 	out := []Received{}
 	for opened := 0; opened < MaxPerReceive; {
 		page, err := client.Messages(ctx, PageSize)
 		if err != nil {
 			return nil, relayError(err)
 		}
-		envs := page.Envelopes
+		envs := d.unopened(pushed, page.Envelopes)
+		pushed = nil
 		if reverse {
 			for i, j := 0, len(envs)-1; i < j; i, j = i+1, j-1 {
 				envs[i], envs[j] = envs[j], envs[i]
 			}
 		}
-		acks := make([]string, 0, len(envs))
+		acks := make([]string, 0, len(envs)+len(page.Envelopes))
+		for _, env := range page.Envelopes {
+			acks = append(acks, env.DeliveryID) // opened now or before (its ack was lost)
+		}
 		for _, env := range envs {
+			listed := containsID(page.Envelopes, env.DeliveryID)
+			if listed {
+				d.markOpened(env.DeliveryID, fromQueue)
+			} else {
+				d.markOpened(env.DeliveryID, fromPush)
+				acks = append(acks, env.DeliveryID)
+			}
 			if item, ok := d.open(ctx, env); ok {
 				out = append(out, item)
 			}
-			acks = append(acks, env.DeliveryID)
 		}
 		if len(acks) > 0 {
 			if _, err := client.Ack(ctx, acks); err != nil {
 				return nil, relayError(err)
 			}
 		}
-		opened += len(envs)
-		if !page.More || len(envs) == 0 {
+		opened += len(page.Envelopes)
+		if !page.More || len(page.Envelopes) == 0 {
 			break
 		}
 	}
 	return out, nil
+}
+
+// unopened is what to open of the pushed frames (arrival order) and a fetched page (queue
+// order): the page's envelopes except those already opened from the socket, then the
+// pushed ones the page does not list (a replay, or one pushed while the page was fetched),
+// each once; a pushed repeat of a delivery opened from the socket is a duplicate dropped.
+func (d *Device) unopened(pushed, page []relay.QueuedEnvelope) []relay.QueuedEnvelope {
+	out := make([]relay.QueuedEnvelope, 0, len(page)+len(pushed))
+	for _, env := range page {
+		if d.opened[env.DeliveryID] != fromPush {
+			out = append(out, env)
+		}
+	}
+	taken := map[string]bool{}
+	for _, env := range pushed {
+		switch {
+		case d.opened[env.DeliveryID] == fromPush || taken[env.DeliveryID]:
+			d.stats.DuplicatesDropped++
+		case d.opened[env.DeliveryID] == fromQueue || containsID(page, env.DeliveryID):
+			// fetched before the push arrived: opened from the queue
+		default:
+			taken[env.DeliveryID] = true
+			out = append(out, env)
+		}
+	}
+	return out
+}
+
+func containsID(envs []relay.QueuedEnvelope, deliveryID string) bool {
+	for _, env := range envs {
+		if env.DeliveryID == deliveryID {
+			return true
+		}
+	}
+	return false
 }
 
 // open decrypts one envelope; ok is false for an envelope that carries no message.
@@ -95,6 +152,11 @@ func (d *Device) open(ctx context.Context, env relay.QueuedEnvelope) (Received, 
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
 			item.Error = pe.Name
+		}
+		if item.Error == protocol.ErrDuplicateMessage {
+			d.stats.DuplicatesDropped++
+		} else {
+			d.stats.Undecryptable++
 		}
 		return item, true
 	}
@@ -129,6 +191,7 @@ func (d *Device) open(ctx context.Context, env relay.QueuedEnvelope) (Received, 
 		return fail(err)
 	}
 	if !d.firstTimeSeen(env.SenderUserID + "/" + c.ID) {
+		d.stats.DuplicatesDropped++
 		return item, false // a duplicate the application already showed
 	}
 	if c.Kind == content.KindReset {
@@ -151,7 +214,13 @@ func (d *Device) decrypt(sender string, body []byte) ([]byte, error) {
 	} else if bytes.HasPrefix(body, protocol.SMX1Magic[:3]) {
 		return nil, &protocol.Error{Name: protocol.ErrUntrustedIdentity, Field: "identity", Detail: "no identity known for " + sender}
 	}
-	return d.record(sender).Decrypt(d.keys, remote, body)
+	r := d.record(sender)
+	before := r.SkippedKeysUsed()
+	pt, err := r.Decrypt(d.keys, remote, body)
+	if used := r.SkippedKeysUsed() - before; err == nil && used > 0 {
+		d.stats.SkippedKeysUsed += used
+	}
+	return pt, err
 }
 
 // pinSender fetches a sender's identity keys and pins them (an SMX1 carries none, SPEC §2).
@@ -235,7 +304,10 @@ func (d *Device) sendReset(ctx context.Context, userID, deviceID string, notice 
 		Envelopes: []relay.Envelope{{DeviceID: deviceID, RegistrationID: reg, Body: notice}}})
 	if relay.IsCode(err, 422, "unknown_envelope_type") && d.hasSession(Address(userID, deviceID)) {
 		c := content.Content{ID: messageID, Kind: content.KindReset, At: unixSeconds(d.host.Now()), Body: notice}
-		_, _ = d.sendToUser(ctx, userID, c.Encode(), c.ID, true, true)
+		_, err = d.sendToUser(ctx, userID, c.Encode(), c.ID, true, true)
+	}
+	if err == nil {
+		d.stats.ResetsSent++
 	}
 }
 

@@ -96,6 +96,7 @@ func (d *Device) sendToUser(ctx context.Context, userID string, plaintext []byte
 		} else if !repaired {
 			return nil, err
 		}
+		d.stats.DeviceSetRetries++
 	}
 	return nil, &protocol.Error{Name: ErrRelay, Field: "relay", Detail: fmt.Sprintf("the device set of %s kept changing after %d retries", userID, MaxDeviceSetRetries)}
 }

@@ -128,8 +128,7 @@ func (d *Device) relogin() error {
 	if err := client.RemoveDevice(ctx, d.DeviceID); err != nil {
 		return relayError(err)
 	}
-	client.Close()
-	d.relay = nil
+	d.disconnect()
 	fresh, err := relay.New(d.relayURL, d.host.HTTP)
 	if err != nil {
 		return protocol.Malformed("args.relay", "%v", err)

@@ -36,6 +36,9 @@ type Ratchet struct {
 	PendingStep bool
 	Skipped     []skippedKey
 	Retired     []retiredChain
+	// SkippedUsed counts the frames this session opened with a stored skipped key (the
+	// harness's skipped_keys_used statistic, live.stats); a failed decrypt adds nothing.
+	SkippedUsed int
 }
 
 // KDFRK is KDF_RK: HKDF(dh_out, salt = rk, "SemaFore-DR-v1-ratchet", 64) → (rk', ck).
@@ -188,6 +191,7 @@ func (r *Ratchet) decrypt(f *Frame) ([]byte, error) {
 				return nil, err
 			}
 			r.Skipped = append(r.Skipped[:i:i], r.Skipped[i+1:]...)
+			r.SkippedUsed++
 			return pt, nil
 		}
 	}

@@ -149,6 +149,15 @@ func (r *SessionRecord) sessions() []*Session {
 	return append(all, r.Archived...)
 }
 
+// SkippedKeysUsed sums Ratchet.SkippedUsed over the record's sessions.
+func (r *SessionRecord) SkippedKeysUsed() int {
+	n := 0
+	for _, s := range r.sessions() {
+		n += s.Ratchet.SkippedUsed
+	}
+	return n
+}
+
 // use decrypts frame with the i-th of sessions() and makes that session current.
 func (r *SessionRecord) use(i int, frame []byte) ([]byte, error) {
 	s := r.sessions()[i]

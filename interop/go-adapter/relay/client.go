@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,9 +25,19 @@ import (
 	"time"
 )
 
-// Attempts is how many times one call is tried when the relay or the network fails
-// transiently (connection error, 429, 500, 502, 503, 504).
-const Attempts = 4
+// The retry policy is the one every SemaFore client follows (docs/adapter-contract.md §5
+// "Retries", the reference's semafore/client/backoff.py): one call is tried at most
+// Attempts times when the relay or the network fails transiently (connection error, 429,
+// 500, 502, 503, 504); before retry n (0-based) it waits
+// min(BackoffCap, BackoffBase·2^n)·(1 − BackoffJitter·u), u uniform in [0, 1], and at least
+// what a Retry-After header asked for (itself capped at BackoffCap). A client that gave up
+// sooner would lose sends a reference client delivers through the same faulty network.
+const (
+	Attempts      = 8
+	BackoffBase   = 50 * time.Millisecond
+	BackoffCap    = 5 * time.Second
+	BackoffJitter = 0.5
+)
 
 // Rejected is a relay refusal: the HTTP status and the error body of docs/server.md
 // ({"error", "field", "detail"}, plus the device lists of 409 and 410).
@@ -75,6 +86,8 @@ type Client struct {
 	http *http.Client
 	// Sleep waits between retries (tests replace it).
 	Sleep func(context.Context, time.Duration) error
+	// Jitter draws u in [0, 1] for the back-off's jitter (tests replace it).
+	Jitter func() float64
 
 	mu      sync.Mutex
 	access  string
@@ -92,7 +105,7 @@ func New(base string, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Client{base: base, http: hc, Sleep: sleepCtx}, nil
+	return &Client{base: base, http: hc, Sleep: sleepCtx, Jitter: rand.Float64}, nil
 }
 
 // Base is the relay's base URL.
@@ -112,14 +125,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// backoff is the delay before retry n (0-based): 100 ms doubling, capped at 2 s, at least
-// what a Retry-After header asked for (also capped).
-func backoff(n int, retryAfter string) time.Duration {
-	d := 100 * time.Millisecond << n
-	if s, err := strconv.Atoi(retryAfter); err == nil && time.Duration(s)*time.Second > d {
-		d = time.Duration(s) * time.Second
+// Backoff is the delay before retry n (0-based) with jitter draw u (see Attempts), at least
+// what a Retry-After header asked for (capped at BackoffCap).
+func Backoff(n int, u float64, retryAfter string) time.Duration {
+	d := BackoffCap
+	if n < 16 {
+		d = min(BackoffCap, BackoffBase<<n)
 	}
-	return min(d, 2*time.Second)
+	d = time.Duration(float64(d) * (1 - BackoffJitter*u))
+	if s, err := strconv.Atoi(retryAfter); err == nil && s >= 0 {
+		d = max(d, min(BackoffCap, time.Duration(s)*time.Second))
+	}
+	return d
+}
+
+// BackoffDelay is the wait before retry n of the retry policy, jitter drawn.
+func (c *Client) BackoffDelay(n int) time.Duration { return c.backoff(n, "") }
+
+func (c *Client) backoff(n int, retryAfter string) time.Duration {
+	return Backoff(n, c.Jitter(), retryAfter)
 }
 
 func retryable(status int) bool {
@@ -161,7 +185,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any, aut
 			if ctx.Err() != nil || attempt+1 >= Attempts {
 				return &TransportError{method, path, err}
 			}
-			if err := c.Sleep(ctx, backoff(attempt, "")); err != nil {
+			if err := c.Sleep(ctx, c.backoff(attempt, "")); err != nil {
 				return &TransportError{method, path, err}
 			}
 			continue
@@ -195,7 +219,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any, aut
 			continue
 		}
 		if retryable(resp.StatusCode) && attempt+1 < Attempts {
-			if err := c.Sleep(ctx, backoff(attempt, resp.Header.Get("Retry-After"))); err != nil {
+			if err := c.Sleep(ctx, c.backoff(attempt, resp.Header.Get("Retry-After"))); err != nil {
 				return &TransportError{method, path, err}
 			}
 			continue

@@ -223,3 +223,29 @@ func TestIdentitiesAsksTheIdentityOnlyLookup(t *testing.T) {
 		t.Fatalf("identities: %+v %v", ids, err)
 	}
 }
+
+// The retry policy is the reference client's (semafore/client/backoff.py Backoff():
+// base 0.05 s, factor 2, cap 5 s, jitter 0.5, 8 attempts; docs/adapter-contract.md §5).
+func TestBackoffIsTheReferencePolicy(t *testing.T) {
+	if Attempts != 8 {
+		t.Fatalf("Attempts = %d, the reference tries 8 times", Attempts)
+	}
+	wantMs := []int64{50, 100, 200, 400, 800, 1600, 3200, 5000, 5000}
+	for n, want := range wantMs {
+		if got := Backoff(n, 0, "").Milliseconds(); got != want {
+			t.Errorf("retry %d without jitter waits %d ms, want %d", n, got, want)
+		}
+		if got := Backoff(n, 1, "").Milliseconds(); got != want/2 {
+			t.Errorf("retry %d at full jitter waits %d ms, want %d", n, got, want/2)
+		}
+	}
+	if got := Backoff(0, 0, "3"); got != 3*time.Second {
+		t.Errorf("Retry-After 3 waits %v", got)
+	}
+	if got := Backoff(0, 0, "60"); got != BackoffCap {
+		t.Errorf("Retry-After 60 is capped at %v, got %v", BackoffCap, got)
+	}
+	if got := Backoff(200, 0, ""); got != BackoffCap {
+		t.Errorf("a late retry is capped at %v, got %v", BackoffCap, got)
+	}
+}
