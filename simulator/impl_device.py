@@ -28,6 +28,7 @@ from typing import Any
 from semafore.client.client import ClientEvent, Received
 from semafore.client.content import Content
 from semafore.gate.transport import AdapterFailure, AdapterProcess
+from semafore.gate.verdict import Verdict
 from simulator.assignment import REFERENCE, Implementation
 from simulator.scenario.model import (
     AddDevice,
@@ -64,11 +65,12 @@ CLIENT_COUNTED_STATS = frozenset({
     "duplicates_dropped", "undecryptable", "skipped_keys_used", "resets_sent",
     "identity_changes_seen", "device_set_retries", "reconnects",
 })
-"""``mechanism`` stats counted inside the reference client (simulator.executor._stats): an
-adapter device reports none of them over the contract, so with any adapter device in the run
-the count is a lower bound: it can show ``at_least`` (the executor holds it when the
-reference devices alone reach it) and never ``at_most`` (``unsupported``), never a count
-that silently leaves devices out passed off as the whole."""
+"""``mechanism`` stats counted inside the reference client (simulator.executor._stats) and
+reported by an adapter device through ``live.stats`` (contract §5), under these names. With a
+device of an adapter that does not list ``live.stats`` the count is a lower bound: it can
+show ``at_least`` (the executor holds it when the other devices alone reach it) and never
+``at_most`` (``unsupported``), never a count that silently leaves devices out passed off as
+the whole."""
 
 _NEEDS: dict[type[Step], str] = {
     Broadcast: "an admin broadcast (no contract operation)",
@@ -198,6 +200,9 @@ class AdapterDevice:
             user, _, device = sender.partition(":")
             if item.get("reset"):
                 events.append(ClientEvent("reset_honoured", now, sender, "reset notice"))
+            elif item.get("error") == "DuplicateMessage":  # as the reference client names it
+                events.append(ClientEvent("duplicate_frame", now, sender, "DuplicateMessage",
+                                          item.get("message_id")))
             elif "error" in item:
                 events.append(ClientEvent("undecryptable", now, sender, str(item["error"]),
                                           item.get("message_id")))
@@ -210,6 +215,16 @@ class AdapterDevice:
                 shown.append(Received(user, device, str(item["delivery_id"]), "message",
                                       content, now))
         return shown, events
+
+    async def stats(self) -> dict[str, int]:
+        """``live.stats``: the device's counters of :data:`CLIENT_COUNTED_STATS` (what the
+        executor adds to its reference clients' counts)."""
+        result = await self.host.call("live.stats", {"device": self.address})
+        missing = CLIENT_COUNTED_STATS - result.keys()
+        if missing:
+            raise ImplError("live.stats", Verdict.PROTOCOL.value,
+                            f"the answer lacks {', '.join(sorted(missing))}")
+        return {name: int(result[name]) for name in CLIENT_COUNTED_STATS}
 
     async def export_state(self) -> bytes:
         """``live.state.export``: the device's whole state (keys, sessions), opaque."""
@@ -258,6 +273,8 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
     if not adapter_devices:
         return []
     out: list[str] = []
+    uncounted = {d for d, n in adapter_devices.items()
+                 if "live.stats" not in ops.get(n, frozenset())}
 
     def why(step: Step, device: str, what: str) -> None:
         kind = "replay" if isinstance(step, Replay) else step.kind  # Replay.kind is the frame
@@ -302,21 +319,21 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
                     "reference state format only (live.state.export is opaque)")
         if isinstance(step, Replay):
             targets = [f"{r.user}/{r.device}" for r in step.to] or list(adapter_devices)
-            for device in (t for t in targets if t in adapter_devices):
+            for device in (t for t in targets if t in uncounted):
                 why(step, device, "a replay is injected on the push socket, which an adapter "
-                    "device does not hold (it fetches over HTTP)")
+                    "without live.stats does not report holding")
         if isinstance(step, Network) and step.channel == "ws" and step.scope is not None:
             device = f"{step.scope.user}/{step.scope.device}"
-            if device in adapter_devices:
-                why(step, device, "a push-socket fault on a device that fetches over HTTP "
-                    "would never act")
+            if device in uncounted:
+                why(step, device, "a push-socket fault on a device of an adapter without "
+                    "live.stats (no push socket reported) would never act")
         if isinstance(step, Assertion):
             if step.assertion is AssertionKind.MECHANISM and step.stat in CLIENT_COUNTED_STATS \
-                    and step.at_most is not None:
+                    and step.at_most is not None and uncounted:
                 out.append(f"step assert (line {step.line}): mechanism stat {step.stat} "
                            f"<= {step.at_most} is counted inside the reference client; adapter "
-                           f"devices ({', '.join(sorted(adapter_devices))}) report no such "
-                           "count, so no upper bound can be shown")
+                           f"devices ({', '.join(sorted(uncounted))}) report no such "
+                           "count (no live.stats), so no upper bound can be shown")
             if step.assertion is AssertionKind.SESSIONS_CONVERGE:
                 for device in mine:
                     if "session.digest" not in ops.get(adapter_devices[device], frozenset()):

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from simulator.assignment import Implementation
+from simulator.assignment import Implementation, assign_scenario
 from simulator.executor import run_with_implementations
+from simulator.impl_device import unsupported_steps
 from simulator.report import Verdict
-from simulator.scenario import Expectation, discover, load
+from simulator.scenario import Expectation, discover, load, loads
 
 ROOT = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -25,12 +26,7 @@ UNSUPPORTED: dict[str, str] = {
     "desync/cloned-device": "the clone goes across implementations (states are opaque)",
     "desync/device-added-removed": "remove_device on a Go device (no contract operation)",
     "desync/duplicated-http-requests": "read_receipt and attach by Go devices",
-    "desync/duplication-replay": "a replay injected on a Go device's (absent) push socket",
-    "desync/lost-send-response": "mechanism duplicates_dropped at_most (no upper bound)",
     "desync/opk-exhaustion": "exhaust_opks on a Go device; a send to several users",
-    "desync/replayed-smx1": "a replay injected on a Go device's (absent) push socket",
-    "desync/replica-killed-mid-delivery": "reconnects at_least 1: the devices that reconnect "
-                                          "are Go devices, which report no count",
     "desync/replica-rolling-restart": "sends to several users from Go devices",
     "desync/spk-rotation-in-flight": "rotate_spk on a Go device; a push-socket fault on it",
     "threats/device-compromise-post-compromise-security": "a Go device's state compromised",
@@ -43,11 +39,6 @@ UNSUPPORTED: dict[str, str] = {
 
 DIFFERS: dict[str, str] = {
     # runs with Go devices, but reaches another verdict than with reference devices only
-    "desync/message-loss": "the drop fault (30 % of units each way) is on a Go device: its "
-    "relay client gives up after 4 attempts (relay/client.go Attempts), the reference client "
-    "after 8 (semafore/client/backoff.py), so some of bob's ten sends fail (RelayError) and "
-    "are never delivered; and a Go device holds no push socket, so no WebSocket frame is "
-    "dropped (frames_dropped = 0)",
 }
 
 
@@ -82,3 +73,32 @@ def test_mixed_devices_reach_the_reference_verdict(go_adapter: Path, path: Path)
         (a.kind, a.summary, a.evidence[:3]) for a in result.assertions
         if a.outcome.value not in ("held", "exposed")], [f.describe() for f in
                                                           result.step_failures])
+
+
+REPLAY_AND_BOUND = """
+version: 1
+name: counted
+description: a replay onto and a bound over an adapter device
+cites: ["SPEC §7"]
+seed: 3
+users:
+  - {id: alice, devices: [phone]}
+  - {id: bob, devices: [phone], impl: go}
+steps:
+  - send: {from: alice/phone, to: bob, label: a}
+  - network: {fault: drop, scope: bob/phone, channel: ws, probability: 0.5}
+  - replay: {message: a, times: 1}
+  - assert: {mechanism: {stat: duplicates_dropped, at_most: 5}}
+"""
+
+
+def test_an_adapter_listing_live_stats_takes_replays_push_faults_and_bounds() -> None:
+    """``live.stats`` (contract §5) is what lets an adapter device take a replay and a
+    push-socket fault and be counted in an ``at_most``; without it each is unsupported."""
+    scenario = loads(REPLAY_AND_BOUND)
+    assignment = assign_scenario(scenario, strategy=None, names=["go"], seed=scenario.seed)
+    live = frozenset({"live.device.create", "live.register", "live.send", "live.receive"})
+    without = unsupported_steps(scenario, assignment, {"go": live})
+    assert [w.split(" (line")[0] for w in without] == [
+        "step network", "step replay", "step assert"]
+    assert unsupported_steps(scenario, assignment, {"go": live | {"live.stats"}}) == []

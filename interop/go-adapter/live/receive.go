@@ -70,6 +70,10 @@ func (d *Device) Receive(reverse bool) ([]Received, error) {
 		if err != nil {
 			return nil, relayError(err)
 		}
+		pushedIDs := map[string]bool{}
+		for _, env := range pushed {
+			pushedIDs[env.DeliveryID] = true
+		}
 		envs := d.unopened(pushed, page.Envelopes)
 		pushed = nil
 		if reverse {
@@ -82,12 +86,13 @@ func (d *Device) Receive(reverse bool) ([]Received, error) {
 			acks = append(acks, env.DeliveryID) // opened now or before (its ack was lost)
 		}
 		for _, env := range envs {
-			listed := containsID(page.Envelopes, env.DeliveryID)
-			if listed {
+			if containsID(page.Envelopes, env.DeliveryID) && !pushedIDs[env.DeliveryID] {
 				d.markOpened(env.DeliveryID, fromQueue)
 			} else {
 				d.markOpened(env.DeliveryID, fromPush)
-				acks = append(acks, env.DeliveryID)
+				if !containsID(page.Envelopes, env.DeliveryID) {
+					acks = append(acks, env.DeliveryID)
+				}
 			}
 			if item, ok := d.open(ctx, env); ok {
 				out = append(out, item)
@@ -106,26 +111,27 @@ func (d *Device) Receive(reverse bool) ([]Received, error) {
 	return out, nil
 }
 
-// unopened is what to open of the pushed frames (arrival order) and a fetched page (queue
-// order): the page's envelopes except those already opened from the socket, then the
-// pushed ones the page does not list (a replay, or one pushed while the page was fetched),
-// each once; a pushed repeat of a delivery opened from the socket is a duplicate dropped.
+// unopened is what to open of the pushed frames and a fetched page: the pushed ones first,
+// in arrival order, as a client opens each push when it comes (a frame the network dropped
+// is then opened late, from the queue, with a stored skipped key: SPEC §3), then the page's
+// envelopes (queue order) not opened yet. Each delivery is opened once; a pushed repeat of
+// one opened from the socket (the network duplicated it) is a duplicate dropped.
 func (d *Device) unopened(pushed, page []relay.QueuedEnvelope) []relay.QueuedEnvelope {
 	out := make([]relay.QueuedEnvelope, 0, len(page)+len(pushed))
-	for _, env := range page {
-		if d.opened[env.DeliveryID] != fromPush {
-			out = append(out, env)
-		}
-	}
 	taken := map[string]bool{}
 	for _, env := range pushed {
 		switch {
 		case d.opened[env.DeliveryID] == fromPush || taken[env.DeliveryID]:
 			d.stats.DuplicatesDropped++
-		case d.opened[env.DeliveryID] == fromQueue || containsID(page, env.DeliveryID):
+		case d.opened[env.DeliveryID] == fromQueue:
 			// fetched before the push arrived: opened from the queue
 		default:
 			taken[env.DeliveryID] = true
+			out = append(out, env)
+		}
+	}
+	for _, env := range page {
+		if !taken[env.DeliveryID] && d.opened[env.DeliveryID] != fromPush {
 			out = append(out, env)
 		}
 	}
