@@ -9,7 +9,8 @@ goadapter"``. ``--assign`` then says which devices each implementation gets:
   as declared, then devices added by steps in step order) alternate ``reference`` and the
   named implementations in the order given, starting at an offset the scenario seed picks;
 - ``NAME``: every device is ``NAME``;
-- ``FILE``: a YAML mapping ``user/device: NAME``; devices it does not name are ``reference``.
+- ``FILE``: a YAML mapping ``user/device: NAME`` (devices named as scenario files name them);
+  devices it does not name are ``reference``.
 
 A device may pin its implementation in the scenario itself (``impl: go`` on the user): a pin
 wins over ``--assign``. The assignment is a pure function of (devices, pins, strategy, names,
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from semafore.protocol.address import AddressError, DeviceAddress
+from simulator.scenario.loader import file_device
 from simulator.scenario.model import AddDevice, Scenario
 
 REFERENCE = "reference"
@@ -89,7 +92,8 @@ def assign(
     seed: int,
     pins: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """``user/device`` -> implementation name for every device of ``devices`` (in order).
+    """Device address (``user:device``) -> implementation name for every device of
+    ``devices`` (in order).
 
     ``names`` are the adapter implementations available (``--impl``, in order); ``strategy``
     is ``--assign`` (None: everything ``reference``). A pin names an implementation that must
@@ -122,20 +126,21 @@ def assign(
 
 
 def scenario_devices(scenario: Scenario) -> list[str]:
-    """Every device the scenario ever has, as ``user/device``, in the order round-robin
+    """Every device the scenario ever has, as its address, in the order round-robin
     uses: the declared users' devices, then those ``add_device`` steps install."""
-    out = [f"{ref.user}/{ref.device}" for ref in scenario.initial_devices()]
+    out = [str(ref) for ref in scenario.initial_devices()]
     for step in scenario.all_steps():
         if isinstance(step, AddDevice):
-            name = f"{step.device.user}/{step.device.device}"
+            name = str(step.device)
             if name not in out:
                 out.append(name)
     return out
 
 
 def scenario_pins(scenario: Scenario) -> dict[str, str]:
-    """``user/device`` -> implementation the file pins (``impl:`` on a user)."""
-    return {f"{user.id}/{device}": name for user in scenario.users for device, name in user.impl}
+    """Device address -> implementation the file pins (``impl:`` on a user)."""
+    return {str(DeviceAddress(user.id, device)): name
+            for user in scenario.users for device, name in user.impl}
 
 
 def assign_scenario(scenario: Scenario, *, strategy: str | None, names: Sequence[str],
@@ -154,7 +159,11 @@ def _from_file(path: Path, devices: Sequence[str], known: set[str]) -> dict[str,
         raise AssignmentError("--assign", f"{path}: expected a mapping user/device: NAME")
     out: dict[str, str] = {}
     for key, value in doc.items():
-        device = str(key).replace(":", "/")
+        try:
+            device = str(file_device(str(key)))
+        except AddressError:
+            raise AssignmentError("--assign", f"{path}: {key!r} is not a device "
+                                  "('user/device')") from None
         if device not in devices:
             raise AssignmentError("--assign", f"{path}: {key!r} is no device of the scenario")
         if not isinstance(value, str) or value not in known:

@@ -45,6 +45,7 @@ from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol import smx1
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
+from semafore.protocol.address import DeviceAddress
 from semafore.protocol.frame import is_smx1
 from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
@@ -106,7 +107,6 @@ from simulator.scenario.model import (
     Compromise,
     CompromiseKind,
     Concurrently,
-    DeviceRef,
     ExhaustOpks,
     Infra,
     InfraAction,
@@ -264,13 +264,13 @@ class Message:
 
     label: str
     seq: int
-    sender: DeviceRef
+    sender: DeviceAddress
     to: tuple[str, ...]
     canary: bytes
     step_index: int
     sent_at_ms: float
     message_id: str = ""
-    recipients: dict[str, bytes] = field(default_factory=dict)  # "user:device" -> envelope
+    recipients: dict[str, bytes] = field(default_factory=dict)  # device address -> envelope
     failed: str | None = None
     withheld: bool = False  # encrypted but never handed to the transport
     intended: set[str] = field(default_factory=set)
@@ -425,9 +425,9 @@ class Execution:
     def now_ms(self) -> float:
         return round((self.fleet.clock.now() - self.t0) * 1000.0, 3)
 
-    def client(self, ref: DeviceRef) -> DeviceClient:
+    def client(self, ref: DeviceAddress) -> DeviceClient:
         try:
-            return self.fleet.client(f"{ref.user}/{ref.device}")
+            return self.fleet.client(str(ref))
         except KeyError:
             raise ExecutorError(f"device {ref} is not installed") from None
 
@@ -438,7 +438,7 @@ class Execution:
     def _labels(self, label: str, count: int) -> list[str]:
         return [label] if count == 1 else [f"{label}.{i}" for i in range(1, count + 1)]
 
-    def _new_message(self, label: str, sender: DeviceRef, to: tuple[str, ...],
+    def _new_message(self, label: str, sender: DeviceAddress, to: tuple[str, ...],
                      step: Step) -> Message:
         value = canary(self.entropy.random_bytes(16, "canary"))
         msg = Message(label, len(self.messages), sender, to, value, step.index, self.now_ms())
@@ -496,10 +496,9 @@ class Execution:
         for host in self.hosts.values():
             host.close()
 
-    def adapter(self, ref: DeviceRef | str) -> AdapterDevice | None:
-        """The adapter device behind ``ref`` (None: a reference client)."""
-        address = ref if isinstance(ref, str) else f"{ref.user}:{ref.device}"
-        return self.adapters.get(address.replace("/", ":"))
+    def adapter(self, address: DeviceAddress) -> AdapterDevice | None:
+        """The adapter device behind ``address`` (None: a reference client)."""
+        return self.adapters.get(str(address))
 
     def _on_secret(self, kind: str, value: bytes) -> None:
         self.secrets_seen[kind] = self.secrets_seen.get(kind, 0) + 1
@@ -619,7 +618,7 @@ class Execution:
         for sender, recipient, message_id, body in self.fleet.ledger.envelopes:
             if not is_smx1(body):
                 continue
-            key = (recipient, f"{sender.split(':', 1)[0]}/{message_id}")
+            key = (recipient, f"{DeviceAddress.parse(sender).user}/{message_id}")
             ids = _smx1(body)
             for address, old, before in self.rotations:
                 if (recipient == address and ids is not None and ids[0] == old
@@ -653,7 +652,7 @@ class Execution:
             with contextlib.suppress(OracleError):
                 self.oracle.register_identifier("sub", user.id)
             for device in user.devices:
-                await self._install(DeviceRef(user.id, device))
+                await self._install(DeviceAddress(user.id, device))
         await self.fleet.connect_all()
         where = (f"the external relay {self.external.relay.shown_url}" if self.external
                  else "the in-process relay")
@@ -662,15 +661,14 @@ class Execution:
                    + (f" ({len(self.fleet.replicas)} replicas)" if len(self.fleet.replicas) > 1
                       else ""))
         if len(self.fleet.replicas) > 1:
-            placed = {f"{ref.user}/{ref.device}": self.fleet.replica_of(f"{ref.user}:{ref.device}")
-                      for ref in sc.initial_devices()}
+            placed = {str(ref): self.fleet.replica_of(str(ref)) for ref in sc.initial_devices()}
             self.event(None, "replicas", f"{len(self.fleet.replicas)} relay replicas on one set "
                        "of stores; devices fail over in replica order",
                        placement=", ".join(f"{d}={i}" for d, i in placed.items()))
 
-    async def _install_adapter(self, ref: DeviceRef, name: str) -> None:
+    async def _install_adapter(self, ref: DeviceAddress, name: str) -> None:
         """A live device of implementation ``name`` behind its own proxy link."""
-        address = f"{ref.user}:{ref.device}"
+        address = str(ref)
         assert self.fleet.network is not None
         link = await self.fleet.network.link(address)
         device = AdapterDevice(self.hosts[name], ref.user, ref.device,
@@ -683,34 +681,34 @@ class Execution:
         with contextlib.suppress(OracleError):
             self.oracle.register_identifier("device_id", address)
 
-    async def _install(self, ref: DeviceRef) -> DeviceClient | None:
-        name = self.assignment.get(f"{ref.user}/{ref.device}", REFERENCE)
+    async def _install(self, ref: DeviceAddress) -> DeviceClient | None:
+        name = self.assignment.get(str(ref), REFERENCE)
         if name != REFERENCE:
             await self._install_adapter(ref, name)
             return None
-        client = await self.fleet.add_device(f"{ref.user}/{ref.device}", connect=True)
+        client = await self.fleet.add_device(str(ref), connect=True)
         self.online[client.address] = True
         keys = client.device.keys.identity
         self.identities[client.address] = (keys.ik.public, keys.sik.public)
         with contextlib.suppress(OracleError):
-            self.oracle.register_identifier("device_id", f"{ref.user}:{ref.device}")
+            self.oracle.register_identifier("device_id", str(ref))
         return client
 
-    async def _fetch_queues(self, step: Step, refs: tuple[DeviceRef, ...]) -> None:
+    async def _fetch_queues(self, step: Step, refs: tuple[DeviceAddress, ...]) -> None:
         """A ``sync`` is what an app does when it comes to the foreground: fetch the queue
         over HTTP, whatever the push socket delivered (or lost) meanwhile. A fetch that
         fails is a failed step (a scenario that means it declares ``expect``)."""
-        addresses = {f"{r.user}:{r.device}" for r in refs}
+        addresses = {str(r) for r in refs}
         for client in self.fleet.clients():
             if self.online.get(client.address) and (not addresses or client.address in addresses):
                 try:
                     await client.poll()
                 except ClientError as exc:
-                    self._failed(step, client.address.replace(":", "/"), exc)
+                    self._failed(step, client.address, exc)
 
-    async def _settle(self, refs: tuple[DeviceRef, ...] = (), timeout: float = SETTLE_TIMEOUT_S,
+    async def _settle(self, refs: tuple[DeviceAddress, ...] = (), timeout: float = SETTLE_TIMEOUT_S,
                       idle: float = SETTLE_IDLE_S) -> dict[str, set[str]]:
-        addresses = [f"{r.user}:{r.device}" for r in refs] or [
+        addresses = [str(r) for r in refs] or [
             a for a, up in self.online.items() if up
         ]
         missing = await self._quiesce(addresses, timeout, idle)
@@ -828,7 +826,7 @@ class Execution:
         elif isinstance(step, RemoveDevice):
             await self._snapshot_keys(step.device)
             await self.fleet.account(step.device.user).remove_device(step.device.device)
-            self.online.pop(f"{step.device.user}:{step.device.device}", None)
+            self.online.pop(str(step.device), None)
             with contextlib.suppress(ValueError):
                 self.cast[step.device.user].remove(step.device.device)
             self.event(step, "remove_device", f"{step.device} removed")
@@ -919,10 +917,11 @@ class Execution:
         for user in msg.to:
             if user == sender.user and not sync_copies:
                 continue
-            msg.intended.update(f"{user}:{d}" for d in self.cast.get(user, ())
+            msg.intended.update(str(DeviceAddress(user, d)) for d in self.cast.get(user, ())
                                 if (user, d) != (sender.user, sender.device))
         if sync_copies:
-            msg.intended.update(f"{sender.user}:{d}" for d in self.cast.get(sender.user, ())
+            msg.intended.update(str(DeviceAddress(sender.user, d))
+                                for d in self.cast.get(sender.user, ())
                                 if d != sender.device)
 
     async def _send_adapter(self, step: Send, device: AdapterDevice) -> None:
@@ -1096,7 +1095,7 @@ class Execution:
     def _network(self, step: Network) -> None:
         net = self.fleet.network
         assert net is not None
-        scope = f"{step.scope.user}:{step.scope.device}" if step.scope else None
+        scope = str(step.scope) if step.scope else None
         if step.fault is NetworkFault.HEAL:
             net.heal(scope)
         else:
@@ -1197,7 +1196,7 @@ class Execution:
                 # ``to`` picks which of the captured envelopes are replayed: those that were
                 # addressed to the named devices, each back to its own recipient (issue #11:
                 # it used to push every recipient's envelope at the named device)
-                chosen = {f"{r.user}:{r.device}" for r in step.to}
+                chosen = {str(r) for r in step.to}
                 if chosen and recipient not in chosen:
                     continue
                 for target in [recipient]:
@@ -1235,8 +1234,7 @@ class Execution:
         view = View(step, self.now_ms(), len(self.messages))
         if step.compromise in (CompromiseKind.DEVICE, CompromiseKind.ALL_DEVICES):
             refs = ([step.device] if step.compromise is CompromiseKind.DEVICE and step.device
-                    else [DeviceRef(step.user or "", d.split(":", 1)[1])
-                          for d in self.online if d.split(":", 1)[0] == step.user])
+                    else [a for a in map(DeviceAddress.parse, self.online) if a.user == step.user])
             for ref in refs:
                 if ref is None:
                     continue
@@ -1304,7 +1302,7 @@ class Execution:
 
     def _register_device(self, client: DeviceClient) -> None:
         d = client.device
-        who = f"{d.user_id}/{d.device_id}"
+        who = d.address
         keys = d.keys
         values = [("IK private", keys.identity.ik.private), ("SIK seed", keys.identity.sik.private),
                   ("SPK private", keys.spk.keypair.private)]
@@ -1344,7 +1342,7 @@ class Execution:
         for client in self.fleet.clients():
             self._register_device(client)
 
-    async def _snapshot_keys(self, ref: DeviceRef) -> None:
+    async def _snapshot_keys(self, ref: DeviceAddress) -> None:
         with contextlib.suppress(ExecutorError):
             self._register_device(self.client(ref))
 
@@ -1358,7 +1356,7 @@ class Execution:
             if sel.senders and not any(s in (m.sender.user, str(m.sender)) for s in sel.senders):
                 continue
             if sel.recipients and not any(r in m.to or any(
-                    a.replace(":", "/") == r for a in m.recipients) for r in sel.recipients):
+                    a == r for a in m.recipients) for r in sel.recipients):
                 continue
             if sel.before and m.seq >= self.views[sel.before].at_seq:
                 continue
@@ -1383,7 +1381,7 @@ class Execution:
             if pointer is None or key in self.fetched:
                 continue
             try:
-                client = self.fleet.client(address.replace(":", "/"))
+                client = self.fleet.client(address)
                 self.fetched[key] = await client.fetch_attachment(pointer)
             except (KeyError, ClientError, ProtocolError) as exc:
                 self.fetched[key] = f"{type(exc).__name__}: {exc}"
@@ -1448,7 +1446,7 @@ class Execution:
         the same peer's later messages to the device are delivered (checked at the end)."""
         if len(step.devices) != 1:
             return Outcome.ERROR, "decrypt_error needs exactly one device", []
-        address = f"{step.devices[0].user}:{step.devices[0].device}"
+        address = str(step.devices[0])
         ids = {m.message_id for m in self._select(step.messages) if m.message_id}
         if not ids:
             return Outcome.INCONCLUSIVE, "no sent message matches the selector", []
@@ -1473,7 +1471,7 @@ class Execution:
                   last_error: int) -> tuple[Outcome, str, list[str]]:
         """Messages the erring peer sent the device after the (last) error must arrive."""
         later = [m for m in self.messages if not m.withheld and m.events_before > last_error
-                 and f"{m.sender.user}:{m.sender.device}" in peers and address in m.intended]
+                 and str(m.sender) in peers and address in m.intended]
         if not later:
             return (Outcome.INCONCLUSIVE, f"{step.error} was raised, but no later message "
                     f"from {', '.join(sorted(peers))} to {address} shows the session "
@@ -1493,7 +1491,7 @@ class Execution:
         chosen = self._select(step.messages)
         if kind is AssertionKind.DELIVERED_EXACTLY_ONCE and step.messages.all:
             chosen = [m for m in chosen if not m.withheld]  # never sent: nothing to deliver
-        wanted = {f"{d.user}:{d.device}" for d in step.devices}
+        wanted = {str(d) for d in step.devices}
         arrivals = self._arrivals()
         problems: list[str] = []
         checked = 0
@@ -1588,14 +1586,14 @@ class Execution:
         """Between the two devices, of the messages sent after the one labelled ``after``
         (the last before the disruption), in send order, every one after the first
         ``exchanges`` arrived exactly once at the peer device."""
-        a, b = (f"{d.user}:{d.device}" for d in step.devices)
+        a, b = (str(d) for d in step.devices)
         pairs = ((a, b), (b, a))
         marks = [m.seq for m in self.messages
                  if m.label == step.after or m.label.startswith(f"{step.after}.")]
         if not marks:
             return Outcome.ERROR, f"no message labelled {step.after} was sent", []
         between = [m for m in self.messages[max(marks) + 1:] if not m.withheld and any(
-            (f"{m.sender.user}:{m.sender.device}", t) in pairs for t in m.intended)]
+            (str(m.sender), t) in pairs for t in m.intended)]
         grace = step.exchanges or 0
         later = between[grace:]
         if not later:
@@ -1604,7 +1602,7 @@ class Execution:
         arrivals = self._arrivals()
 
         def peer(m: Message) -> str:
-            return b if f"{m.sender.user}:{m.sender.device}" == a else a
+            return b if str(m.sender) == a else a
 
         def count(m: Message) -> int:
             return len(arrivals.get((peer(m), m.message_id), []))
@@ -1617,10 +1615,10 @@ class Execution:
                    f"({', '.join(lost) or 'none'})")
         return (Outcome.VIOLATED if bad else Outcome.HELD), summary, bad[:20]
 
-    def _session_digest(self, ref: DeviceRef, remote: DeviceRef) -> bytes | None:
+    def _session_digest(self, ref: DeviceAddress, remote: DeviceAddress) -> bytes | None:
         """SPEC §7 digest of ``ref``'s current session with ``remote``: from the reference
         client, or as the adapter answered ``session.digest`` (:meth:`_adapter_digests`)."""
-        a, b = f"{ref.user}:{ref.device}", f"{remote.user}:{remote.device}"
+        a, b = str(ref), str(remote)
         if a in self.adapters:
             return self.digests.get((a, b))
         record = self.client(ref).device.sessions.get(b)
@@ -1628,14 +1626,14 @@ class Execution:
             return None
         return record.current.ratchet.digest()
 
-    async def _adapter_digests(self, refs: tuple[DeviceRef, ...]) -> None:
+    async def _adapter_digests(self, refs: tuple[DeviceAddress, ...]) -> None:
         for ref in refs:
             device = self.adapter(ref)
             if device is None:
                 continue
             for other in refs:
                 if other != ref:
-                    remote = f"{other.user}:{other.device}"
+                    remote = str(other)
                     self.digests[(device.address, remote)] = await device.digest(remote)
 
     # -- end of run: adversaries, oracle, inventory --------------------------------------
@@ -1647,7 +1645,7 @@ class Execution:
             if m.withheld:
                 continue  # never crossed the wire: no adversary holds it
             for recipient, body in sorted(m.recipients.items()):
-                out.append(CapturedEnvelope(seq, f"{m.sender.user}:{m.sender.device}", recipient,
+                out.append(CapturedEnvelope(seq, str(m.sender), recipient,
                                             m.label, m.message_id, body, m.sent_at_ms))
                 seq += 1
         return out
@@ -1754,7 +1752,8 @@ class Execution:
             out.append(inv.Identifier("user", user.id, user.id, user.id))
         for user_id, devices in self.cast.items():
             for device in devices:
-                out.append(inv.Identifier("device", device, f"{user_id}/{device}", user_id))
+                out.append(inv.Identifier("device", device, str(DeviceAddress(user_id, device)),
+                                          user_id))
         for m in self.messages:
             if m.message_id:
                 out.append(inv.Identifier("message", m.message_id, m.label, None))
@@ -2107,7 +2106,7 @@ def _actor(step: Step) -> str:
     """The device a step acts as, for failure reports."""
     for attr in ("sender", "device"):
         ref = getattr(step, attr, None)
-        if isinstance(ref, DeviceRef):
+        if isinstance(ref, DeviceAddress):
             return str(ref)
     refs = getattr(step, "devices", ())
     return ", ".join(str(r) for r in refs) if refs else ""

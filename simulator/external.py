@@ -53,13 +53,13 @@ from semafore.gate.live import (
     _external_sources,
     redact,
 )
+from semafore.protocol.address import AddressError, DeviceAddress
 from simulator.oracle import TIER_LOG, Chunk, from_log_lines
 from simulator.report.model import Outcome
 from simulator.scenario.model import (
     Assertion,
     AssertionKind,
     CompromiseKind,
-    DeviceRef,
     Infra,
     InfraAction,
     InfraTarget,
@@ -382,8 +382,8 @@ class _Renamer:
     orgs: Mapping[str, str]
 
     def value(self, value: Any, name: str) -> Any:
-        if isinstance(value, DeviceRef):
-            return DeviceRef(self.users.get(value.user, value.user), value.device)
+        if isinstance(value, DeviceAddress):
+            return DeviceAddress(self.users.get(value.user, value.user), value.device)
         if isinstance(value, str):
             if name == "org" and value in self.orgs:
                 return self.orgs[value]
@@ -391,8 +391,11 @@ class _Renamer:
                 return self.users[value]
             if value in self.orgs:  # an allow-list (infrastructure.relay.test_orgs)…
                 return self.orgs[value]
-            user, sep, device = value.partition("/")
-            return f"{self.users[user]}/{device}" if sep and user in self.users else value
+            try:  # a selector's device (simulator.scenario.model.MessageSelector)
+                address = DeviceAddress.parse(value)
+            except AddressError:
+                return value
+            return str(DeviceAddress(self.users.get(address.user, address.user), address.device))
         if isinstance(value, tuple):
             return tuple(self.value(item, name) for item in value)
         if isinstance(value, (Enum, Path, int, float, bool)) or value is None:

@@ -29,6 +29,7 @@ from semafore.client.client import ClientEvent, Received
 from semafore.client.content import Content
 from semafore.gate.transport import AdapterFailure, AdapterProcess
 from semafore.gate.verdict import Verdict
+from semafore.protocol.address import AddressError, DeviceAddress
 from simulator.assignment import REFERENCE, Implementation
 from simulator.scenario.model import (
     AddDevice,
@@ -156,7 +157,7 @@ class AdapterDevice:
 
     @property
     def address(self) -> str:
-        return f"{self.user_id}:{self.device_id}"
+        return str(DeviceAddress(self.user_id, self.device_id))
 
     @property
     def implementation(self) -> str:
@@ -197,7 +198,10 @@ class AdapterDevice:
         events: list[ClientEvent] = []
         for item in result["messages"]:
             sender = str(item["from"])
-            user, _, device = sender.partition(":")
+            try:
+                origin = DeviceAddress.parse(sender)
+            except AddressError as exc:
+                raise ImplError("live.receive", Verdict.PROTOCOL.value, str(exc)) from None
             if item.get("reset"):
                 events.append(ClientEvent("reset_honoured", now, sender, "reset notice"))
             elif item.get("error") == "DuplicateMessage":  # as the reference client names it
@@ -212,8 +216,8 @@ class AdapterDevice:
                 content = Content(str(item["message_id"]), "text", now,
                                   bytes.fromhex(str(item["plaintext"])),
                                   sync_to=item.get("sync_to"))
-                shown.append(Received(user, device, str(item["delivery_id"]), "message",
-                                      content, now))
+                shown.append(Received(origin.user, origin.device, str(item["delivery_id"]),
+                                      "message", content, now))
         return shown, events
 
     async def stats(self) -> dict[str, int]:
@@ -261,7 +265,7 @@ def _devices_of(step: Step) -> list[str]:
         if ref is not None:
             refs.append(ref)
     refs.extend(getattr(step, "devices", ()) or ())
-    return [f"{r.user}/{r.device}" for r in refs]
+    return [str(r) for r in refs]
 
 
 def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
@@ -290,15 +294,15 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
             needs = "one message to several users (live.send takes one user)"
         if isinstance(step, Attach):  # the receiving adapter device would have to fetch it
             for user in step.to:
-                for device in (d for d in adapter_devices if d.split("/")[0] == user):
+                for device in (d for d in adapter_devices
+                               if DeviceAddress.parse(d).user == user):
                     why(step, device, "receiving an attachment (no contract operation "
                         "fetches the blob)")
         if isinstance(step, Restore) and step.onto is not None:
-            mine.append(f"{step.onto.user}/{step.onto.device}")
+            mine.append(str(step.onto))
             mine = [d for d in mine if d in adapter_devices]
             if len({adapter_devices.get(d, REFERENCE) for d in
-                    (f"{step.device.user}/{step.device.device}",
-                     f"{step.onto.user}/{step.onto.device}")}) > 1:
+                    (str(step.device), str(step.onto))}) > 1:
                 out.append(f"step restore (line {step.line}): a clone across implementations "
                            "(the exported state is the implementation's own format)")
         if isinstance(step, AddDevice | Reinstall | Send | Sync | SetOnline | Snapshot | Restore):
@@ -313,17 +317,17 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
             for device in mine:
                 why(step, device, f"needs {needs}")
         if isinstance(step, Compromise) and step.device is not None:
-            device = f"{step.device.user}/{step.device.device}"
+            device = str(step.device)
             if device in adapter_devices:
                 why(step, device, "an adversary holding the device's state decrypts with the "
                     "reference state format only (live.state.export is opaque)")
         if isinstance(step, Replay):
-            targets = [f"{r.user}/{r.device}" for r in step.to] or list(adapter_devices)
+            targets = [str(r) for r in step.to] or list(adapter_devices)
             for device in (t for t in targets if t in uncounted):
                 why(step, device, "a replay is injected on the push socket, which an adapter "
                     "without live.stats does not report holding")
         if isinstance(step, Network) and step.channel == "ws" and step.scope is not None:
-            device = f"{step.scope.user}/{step.scope.device}"
+            device = str(step.scope)
             if device in uncounted:
                 why(step, device, "a push-socket fault on a device of an adapter without "
                     "live.stats (no push socket reported) would never act")

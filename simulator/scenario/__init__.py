@@ -13,7 +13,6 @@ from simulator.scenario.model import (
     CompromiseKind,
     Concurrently,
     Deployment,
-    DeviceRef,
     ExhaustOpks,
     Expectation,
     Infra,
@@ -40,7 +39,7 @@ from simulator.scenario.model import (
 
 __all__ = [
     "FORMAT_VERSION", "PROVIDERS", "AddDevice", "Assertion", "AssertionKind", "Attach", "Broadcast",
-    "Compromise", "CompromiseKind", "Concurrently", "Deployment", "DeviceRef", "ExhaustOpks",
+    "Compromise", "CompromiseKind", "Concurrently", "Deployment", "ExhaustOpks",
     "Expectation",
     "Infra", "InfraAction", "InfraTarget", "MessageSelector", "MetadataClass", "Network",
     "NetworkFault", "Organisation", "ReadReceipt", "Reinstall", "RemoveDevice", "Replay",

@@ -23,6 +23,7 @@ from typing import Any, cast
 import jsonschema
 import yaml
 
+from semafore.protocol.address import DeviceAddress
 from simulator.attacks import ATTACKS
 from simulator.scenario.model import (
     FORMAT_VERSION,
@@ -38,7 +39,6 @@ from simulator.scenario.model import (
     CompromiseKind,
     Concurrently,
     Deployment,
-    DeviceRef,
     ExhaustOpks,
     Expectation,
     Infra,
@@ -71,6 +71,14 @@ from simulator.scenario.model import (
 SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario-v1.schema.json"
 
 PathT = tuple[str | int, ...]
+
+
+def file_device(text: str) -> DeviceAddress:
+    """The device a scenario file names ``user/device`` (the format's notation, checked by the
+    schema's ``$defs.device``; docs/scenarios.md): everything after the loader holds the
+    :class:`DeviceAddress`, which reports print ``user:device`` (SPEC §2)."""
+    user, _, device = text.partition("/")
+    return DeviceAddress(user, device)
 
 
 class ScenarioError(Exception):
@@ -287,14 +295,14 @@ class _Builder:
         self.ctx = ctx
         self.orgs: dict[str, Organisation] = {}
         self.users: dict[str, User] = {}
-        self.devices: set[DeviceRef] = set()
-        self.ever_devices: set[DeviceRef] = set()
+        self.devices: set[DeviceAddress] = set()
+        self.ever_devices: set[DeviceAddress] = set()
         self.labels: set[str] = set()
         self.adversaries: dict[str, Compromise] = {}
         self.index = 0
         self.server_replicas = 1
         self.attacks: dict[str, Attack] = {}
-        self.snapshots: dict[str, DeviceRef] = {}  # snapshot name -> the device it backs up
+        self.snapshots: dict[str, DeviceAddress] = {}  # snapshot name -> the device it backs up
         self.relay = RelayConfig()
 
     # helpers
@@ -302,8 +310,8 @@ class _Builder:
     def line(self, path: PathT) -> int:
         return self.ctx.doc.marks.get(path, (0, 0))[0]
 
-    def device(self, text: str, path: PathT, *, existing: bool = True) -> DeviceRef:
-        ref = DeviceRef.parse(text)
+    def device(self, text: str, path: PathT, *, existing: bool = True) -> DeviceAddress:
+        ref = file_device(text)
         if ref.user not in self.users:
             raise self.ctx.error(path, f"unknown user {ref.user!r} in device {text!r}")
         if existing and ref not in self.devices:
@@ -313,7 +321,7 @@ class _Builder:
 
     def devices_of(
         self, value: Any, path: PathT, *, ever: bool = False
-    ) -> tuple[DeviceRef, ...]:
+    ) -> tuple[DeviceAddress, ...]:
         """Devices that exist now (``ever``: that existed at some earlier point — assertions
         may speak about a device that has since been removed)."""
         items = value if isinstance(value, list) else [value]
@@ -407,7 +415,7 @@ class _Builder:
         if user.id in self.users:
             raise self.ctx.error(path, f"duplicate user {user.id!r}")
         self.users[user.id] = user
-        for ref in user.device_refs():
+        for ref in user.addresses():
             self.devices.add(ref)
             self.ever_devices.add(ref)
 
@@ -519,7 +527,7 @@ class _Builder:
         base: PathT = ("infrastructure", "placement")
         out = []
         for text, index in raw.get("placement", {}).items():
-            ref = DeviceRef.parse(text)
+            ref = file_device(text)
             if ref not in self.ever_devices:
                 raise self.ctx.error((*base, text), f"device {text!r} is never installed")
             if index >= deployment.server_replicas:
@@ -786,17 +794,20 @@ class _Builder:
         labels = tuple(
             self.known_label(x, (*path, "labels", i)) for i, x in enumerate(raw.get("labels", []))
         )
+        parties: dict[str, list[str]] = {"from": [], "to": []}
         for side in ("from", "to"):
             for i, who in enumerate(raw.get(side, [])):
-                if "/" in who:
-                    self.device(who, (*path, side, i), existing=False)
-                elif who not in self.users:
+                if "/" in who:  # a device: the selector holds its address
+                    parties[side].append(str(self.device(who, (*path, side, i), existing=False)))
+                    continue
+                if who not in self.users:
                     raise self.ctx.error((*path, side, i), f"unknown user {who!r}")
+                parties[side].append(who)
         for side in ("before", "after"):
             if side in raw:
                 self.adversary(raw[side], (*path, side))
-        return MessageSelector(labels=labels, senders=tuple(raw.get("from", [])),
-                               recipients=tuple(raw.get("to", [])), before=raw.get("before"),
+        return MessageSelector(labels=labels, senders=tuple(parties["from"]),
+                               recipients=tuple(parties["to"]), before=raw.get("before"),
                                after=raw.get("after"))
 
 

@@ -6,7 +6,8 @@ from, so a report can point a reviewer at the YAML that produced a result.
 
 Names used throughout:
 
-- a **device reference** is ``"user/device"`` (:class:`DeviceRef`);
+- a device is a :class:`~semafore.protocol.address.DeviceAddress` (written ``user:device``
+  in reports; a scenario file names it ``user/device``, read by the loader);
 - a **message label** names the messages of one ``send``/``broadcast``/``attach`` step; a step
   with ``count: n`` and label ``L`` produces messages ``L.1`` … ``L.n`` and ``L`` selects them
   all (:meth:`MessageSelector.matches`);
@@ -22,25 +23,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
+from semafore.protocol.address import DeviceAddress
+
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True, order=True)
-class DeviceRef:
-    """``user/device``: a device is always named together with its owner."""
-
-    user: str
-    device: str
-
-    def __str__(self) -> str:
-        return f"{self.user}/{self.device}"
-
-    @classmethod
-    def parse(cls, text: str) -> DeviceRef:
-        user, sep, device = text.partition("/")
-        if not sep or not user or not device or "/" in device:
-            raise ValueError(f"device reference must be 'user/device', got {text!r}")
-        return cls(user, device)
 
 
 # --- cast ----------------------------------------------------------------------------------
@@ -61,8 +46,8 @@ class User:
     # assignment): wins over ``--assign``
     impl: tuple[tuple[str, str], ...] = ()
 
-    def device_refs(self) -> tuple[DeviceRef, ...]:
-        return tuple(DeviceRef(self.id, d) for d in self.devices)
+    def addresses(self) -> tuple[DeviceAddress, ...]:
+        return tuple(DeviceAddress(self.id, d) for d in self.devices)
 
 
 # --- selectors -----------------------------------------------------------------------------
@@ -80,7 +65,7 @@ class MessageSelector:
 
     all: bool = False
     labels: tuple[str, ...] = ()
-    senders: tuple[str, ...] = ()  # user ids or "user/device"
+    senders: tuple[str, ...] = ()  # user ids or device addresses ("user:device")
     recipients: tuple[str, ...] = ()
     before: str | None = None
     after: str | None = None
@@ -131,7 +116,7 @@ class Send(Step):
     """``sender`` encrypts to every device of each recipient user and to its own other devices
     (sync copies): one envelope per device (seed §4.1)."""
 
-    sender: DeviceRef
+    sender: DeviceAddress
     to: tuple[str, ...]  # user ids
     label: str
     count: int = 1
@@ -148,7 +133,7 @@ class Send(Step):
 class Broadcast(Step):
     """An organisation broadcast: one sender, every listed user (or the whole organisation)."""
 
-    sender: DeviceRef
+    sender: DeviceAddress
     to: tuple[str, ...]  # user ids; empty = every user of the sender's organisation
     label: str
     count: int = 1
@@ -160,7 +145,7 @@ class Broadcast(Step):
 class Attach(Step):
     """An attachment encrypted client-side, uploaded to the object store, its key sent E2E."""
 
-    sender: DeviceRef
+    sender: DeviceAddress
     to: tuple[str, ...]
     label: str
     size: int = 4096
@@ -168,7 +153,7 @@ class Attach(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class ReadReceipt(Step):
-    device: DeviceRef
+    device: DeviceAddress
     message: str  # message label (group label = every message of the group)
 
 
@@ -178,7 +163,7 @@ class Screenshot(Step):
     reports it (ADR-0159: only the image's SHA-256 and the message ids leave the device; the
     image itself shows the plaintext, so it must never reach the relay)."""
 
-    device: DeviceRef
+    device: DeviceAddress
     message: str
 
 
@@ -186,7 +171,7 @@ class Screenshot(Step):
 class Sync(Step):
     """Let every online device (or the listed ones) fetch and process until quiescent."""
 
-    devices: tuple[DeviceRef, ...] = ()  # empty = every online device
+    devices: tuple[DeviceAddress, ...] = ()  # empty = every online device
     timeout_ms: int = 30_000
 
 
@@ -199,7 +184,7 @@ class Wait(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class SetOnline(Step):
-    device: DeviceRef
+    device: DeviceAddress
     online: bool
 
     @property
@@ -244,7 +229,7 @@ class Network(Step):
     """
 
     fault: NetworkFault
-    scope: DeviceRef | None = None
+    scope: DeviceAddress | None = None
     direction: Direction = "both"
     probability: float = 1.0
     count: int | None = None
@@ -291,17 +276,17 @@ class Infra(Step):
 class Reinstall(Step):
     """The app is reinstalled: same address, brand-new identity and prekeys, no sessions."""
 
-    device: DeviceRef
+    device: DeviceAddress
 
 
 @dataclass(frozen=True, kw_only=True)
 class AddDevice(Step):
-    device: DeviceRef
+    device: DeviceAddress
 
 
 @dataclass(frozen=True, kw_only=True)
 class RemoveDevice(Step):
-    device: DeviceRef
+    device: DeviceAddress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,7 +294,7 @@ class Snapshot(Step):
     """Back up the device's whole state (keys and sessions, what an app backup holds) under
     ``name`` (issue 15 item 4). The device's random source is not part of it."""
 
-    device: DeviceRef
+    device: DeviceAddress
     name: str
 
 
@@ -319,9 +304,9 @@ class Restore(Step):
     older backup, the field bug class "Bad MAC after restore"), or ``onto`` another device of
     the same user (a cloned device: the copy keeps the original's identity and sessions)."""
 
-    device: DeviceRef
+    device: DeviceAddress
     name: str
-    onto: DeviceRef | None = None
+    onto: DeviceAddress | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -329,7 +314,7 @@ class RotateSpk(Step):
     """Publish a new signed prekey. ``keep_previous`` keeps the old private SPK for in-flight
     SMX1 bootstraps (the recommended behaviour); ``False`` deletes it at once."""
 
-    device: DeviceRef
+    device: DeviceAddress
     keep_previous: bool = True
 
 
@@ -337,7 +322,7 @@ class RotateSpk(Step):
 class ExhaustOpks(Step):
     """Someone claims every one-time prekey of the device(s) so later bootstraps go OPK-less."""
 
-    devices: tuple[DeviceRef, ...]
+    devices: tuple[DeviceAddress, ...]
     replenish: bool = False
 
 
@@ -347,7 +332,7 @@ class Replay(Step):
     (default: their original recipients). ``kind`` restricts to SMX1 or DR_V1 envelopes."""
 
     message: str
-    to: tuple[DeviceRef, ...] = ()
+    to: tuple[DeviceAddress, ...] = ()
     kind: Literal["any", "smx1", "drv1"] = "any"
     times: int = 1
 
@@ -399,7 +384,7 @@ class Compromise(Step):
 
     compromise: CompromiseKind
     name: str
-    device: DeviceRef | None = None  # DEVICE
+    device: DeviceAddress | None = None  # DEVICE
     user: str | None = None  # ALL_DEVICES
     org: str | None = None  # SUBPOENA: the organisation named in the order (None = all)
     window: Window = "whole_run"
@@ -515,7 +500,7 @@ class Assertion(Step):
 
     assertion: AssertionKind
     messages: MessageSelector = ALL_MESSAGES
-    devices: tuple[DeviceRef, ...] = ()
+    devices: tuple[DeviceAddress, ...] = ()
     error: str | None = None
     adversary: str | None = None
     adversaries: tuple[str, ...] = ()
@@ -612,7 +597,7 @@ class Deployment:
     down fails over to the next one (docs/simulator.md "Server replicas")."""
 
     server_replicas: int = 1
-    placement: tuple[tuple[DeviceRef, int], ...] = ()
+    placement: tuple[tuple[DeviceAddress, int], ...] = ()
     relay: RelayConfig = field(default_factory=RelayConfig)
     log_hash: Literal["sha256", "keyed"] = "sha256"
     """How the relay writes identifiers into its logs (``Settings.log_hash``, docs/server.md
@@ -620,8 +605,8 @@ class Deployment:
     the run draws and no adversary view holds."""
 
     def pins(self) -> dict[str, int]:
-        """``user:device`` -> replica index, as the fleet takes them."""
-        return {f"{ref.user}:{ref.device}": index for ref, index in self.placement}
+        """Device address -> replica index, as the fleet takes them."""
+        return {str(address): index for address, index in self.placement}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -648,8 +633,8 @@ class Scenario:
                 return user
         raise KeyError(user_id)
 
-    def initial_devices(self) -> tuple[DeviceRef, ...]:
-        return tuple(ref for user in self.users for ref in user.device_refs())
+    def initial_devices(self) -> tuple[DeviceAddress, ...]:
+        return tuple(ref for user in self.users for ref in user.addresses())
 
     def all_steps(self) -> tuple[Step, ...]:
         """Every step in timeline order, nested ``concurrently`` steps flattened."""

@@ -148,7 +148,7 @@ def test_a_clone_across_implementations_is_unsupported_naming_the_step(
         load(CLONE), implementations={"go": Implementation("go", str(go_adapter))},
         strategy="round-robin", seed=0)
     # round-robin puts consecutive devices on different implementations
-    assert result.implementations["alice/phone"] != result.implementations["alice/tablet"]
+    assert result.implementations["alice:phone"] != result.implementations["alice:tablet"]
     assert result.verdict is Verdict.UNSUPPORTED
     assert "step restore" in (result.unsupported or "")
 
@@ -220,7 +220,7 @@ def test_the_oracle_knows_the_keys_an_adapter_reports(tmp_path: Path, reports: b
     result = run_with_implementations(
         loads(WIRETAPPED), implementations={"leaky": Implementation("leaky", command)},
         strategy=None)
-    assert result.implementations == {"alice/phone": "leaky", "bob/phone": "leaky"}
+    assert result.implementations == {"alice:phone": "leaky", "bob:phone": "leaky"}
     clean = next(a for a in result.assertions if a.kind == "oracle_clean")
     # no reference client derives these keys: the leak on the wire is found only because
     # live.secrets reported them

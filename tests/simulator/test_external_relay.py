@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from semafore.gate.live import RelayAccess
+from semafore.protocol.address import DeviceAddress
 from simulator.external import (
     ExternalRelay,
     ExternalRelayError,
@@ -33,7 +34,7 @@ from simulator.external import (
     run_orgs,
 )
 from simulator.report import Outcome, ScenarioResult, Verdict
-from simulator.scenario import DeviceRef, discover, load
+from simulator.scenario import discover, load
 from simulator.scenario.model import Assertion, AssertionKind, Scenario
 
 ROOT = Path(__file__).resolve().parents[2] / "scenarios"
@@ -281,7 +282,7 @@ def test_renaming_reaches_every_user_reference_of_the_catalogue() -> None:
         users = {u.id for u in renamed.users}
         assert all(u.startswith("r-") and "." in u for u in users)
         assert {u.org for u in renamed.users} <= set(orgs)
-        refs = _device_refs(renamed)
+        refs = _device_addresses(renamed)
         assert refs and all(ref.user in users for ref in refs), path
         before = {u.id for u in scenario.users} | {o.id for o in scenario.organisations}
         assert not before & _strings(renamed), path
@@ -291,13 +292,14 @@ def test_renaming_reaches_every_user_reference_of_the_catalogue() -> None:
         assert not allowed & {o.id for o in scenario.organisations}, path
 
 
-def _device_refs(value: object) -> list[DeviceRef]:
-    if isinstance(value, DeviceRef):
+def _device_addresses(value: object) -> list[DeviceAddress]:
+    if isinstance(value, DeviceAddress):
         return [value]
     if isinstance(value, tuple):
-        return [r for item in value for r in _device_refs(item)]
+        return [r for item in value for r in _device_addresses(item)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [r for f in dataclasses.fields(value) for r in _device_refs(getattr(value, f.name))]
+        return [r for f in dataclasses.fields(value)
+                for r in _device_addresses(getattr(value, f.name))]
     return []
 
 

@@ -20,7 +20,7 @@ from simulator.assignment import (
 from simulator.impl_device import unsupported_steps
 from simulator.scenario.loader import loads
 
-DEVICES = st.lists(st.from_regex(r"[a-z]{1,6}/[a-z]{1,6}", fullmatch=True), min_size=1,
+DEVICES = st.lists(st.from_regex(r"[a-z]{1,6}:[a-z]{1,6}", fullmatch=True), min_size=1,
                    max_size=12, unique=True)
 
 
@@ -57,12 +57,12 @@ def test_a_pin_wins_and_must_name_an_available_implementation() -> None:
 def test_a_file_assigns_named_devices_and_refuses_strangers(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("bob/phone: go\n")
-    assert assign(["alice/phone", "bob/phone"], strategy=str(good), names=["go"], seed=0) == {
-        "alice/phone": REFERENCE, "bob/phone": "go"}
+    assert assign(["alice:phone", "bob:phone"], strategy=str(good), names=["go"], seed=0) == {
+        "alice:phone": REFERENCE, "bob:phone": "go"}
     bad = tmp_path / "bad.yaml"
     bad.write_text("carol/phone: go\n")
     with pytest.raises(AssignmentError, match="carol/phone"):
-        assign(["alice/phone"], strategy=str(bad), names=["go"], seed=0)
+        assign(["alice:phone"], strategy=str(bad), names=["go"], seed=0)
 
 
 @pytest.mark.parametrize(("spec", "why"), [
@@ -103,16 +103,16 @@ LIVE = frozenset({"live.device.create", "live.register", "live.send", "live.rece
 def test_yaml_pins_reach_the_assignment() -> None:
     scenario = loads(SCENARIO)
     got = assign_scenario(scenario, strategy=None, names=["go"], seed=scenario.seed)
-    assert got == {"alice/phone": REFERENCE, "alice/laptop": "go", "bob/phone": "go"}
+    assert got == {"alice:phone": REFERENCE, "alice:laptop": "go", "bob:phone": "go"}
 
 
 def test_steps_an_adapter_cannot_take_make_the_scenario_unsupported_naming_them() -> None:
     scenario = loads(SCENARIO)
     got = assign_scenario(scenario, strategy=None, names=["go"], seed=scenario.seed)
     why = unsupported_steps(scenario, got, {"go": LIVE})
-    assert any("broadcast" in w and "bob/phone [go]" in w for w in why)
+    assert any("broadcast" in w and "bob:phone [go]" in w for w in why)
     assert any("skipped_keys_used" in w for w in why)
-    assert not any("read_receipt" in w for w in why)  # alice/phone is the reference
+    assert not any("read_receipt" in w for w in why)  # alice:phone is the reference
     assert unsupported_steps(scenario, dict.fromkeys(got, REFERENCE), {}) == []
     lacking = unsupported_steps(scenario, got, {"go": LIVE - {"session.digest"}})
     assert any("session.digest" in w for w in lacking)
@@ -124,9 +124,9 @@ def test_every_report_shows_each_devices_implementation() -> None:
     from simulator.report import ScenarioResult, render, to_html, to_junit
 
     result = ScenarioResult.for_scenario(loads(SCENARIO), provider="embedded")
-    result.implementations = {"alice/phone": REFERENCE, "bob/phone": "go"}
+    result.implementations = {"alice:phone": REFERENCE, "bob:phone": "go"}
     console = Console(record=True, width=200)
     render([result], console)
-    assert "alice/phone=reference, bob/phone=go" in console.export_text()
-    assert "bob/phone = go" in to_html([result])
-    assert "implementations=alice/phone=reference,bob/phone=go" in to_junit([result])
+    assert "alice:phone=reference, bob:phone=go" in console.export_text()
+    assert "bob:phone = go" in to_html([result])
+    assert "implementations=alice:phone=reference,bob:phone=go" in to_junit([result])

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from semafore.deploy.testing import unavailable
+from semafore.protocol.address import DeviceAddress
 from simulator.executor import run_scenario
 from simulator.report import Outcome, Verdict
 from simulator.report.model import reason
-from simulator.scenario import DeviceRef, Infra, ScenarioError, load, loads
+from simulator.scenario import Infra, ScenarioError, load, loads
 
 HEAD = """version: 1
 name: replicas
@@ -50,7 +51,7 @@ def test_replicas_and_placement_are_read() -> None:
     s = loads(scenario("  - infra: {action: kill, target: server, replica: 1}",
                        "infrastructure: {server_replicas: 3, placement: {bob/phone: 2}}"))
     assert s.infrastructure.server_replicas == 3
-    assert s.infrastructure.placement == ((DeviceRef("bob", "phone"), 2),)
+    assert s.infrastructure.placement == ((DeviceAddress("bob", "phone"), 2),)
     assert s.infrastructure.pins() == {"bob:phone": 2}
     step = s.steps[1]
     assert isinstance(step, Infra) and step.replica == 1
@@ -179,4 +180,4 @@ def test_a_replica_kill_replays_byte_for_byte_under_the_same_seed() -> None:
     placements = [[e.details["placement"] for e in r.timeline if e.kind == "replicas"]
                   for r in runs]
     assert digests[0] == digests[1] and len(digests[0]) == 1
-    assert placements[0] == placements[1] == ["alice/phone=0, bob/phone=1, bob/laptop=0"]
+    assert placements[0] == placements[1] == ["alice:phone=0, bob:phone=1, bob:laptop=0"]

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from semafore.protocol.address import DeviceAddress
 from simulator.scenario import (
     Assertion,
     AssertionKind,
     Compromise,
     CompromiseKind,
-    DeviceRef,
     Expectation,
     Network,
     NetworkFault,
@@ -55,15 +55,16 @@ def test_a_valid_scenario_becomes_typed_steps() -> None:
     """)
     )
     send, net, comp, fs, delivered = s.steps
-    assert isinstance(send, Send) and send.sender == DeviceRef("alice", "phone")
+    assert isinstance(send, Send) and send.sender == DeviceAddress("alice", "phone")
     assert send.to == ("bob",) and send.count == 3 and send.line == 8
     assert isinstance(net, Network) and net.fault is NetworkFault.DROP
-    assert net.scope == DeviceRef("bob", "phone") and net.count == 4
+    assert net.scope == DeviceAddress("bob", "phone") and net.count == 4
     assert isinstance(comp, Compromise) and comp.compromise is CompromiseKind.DEVICE
     assert isinstance(fs, Assertion) and fs.assertion is AssertionKind.FORWARD_SECRECY
     assert isinstance(delivered, Assertion) and delivered.messages.matches_label("m.2")
     assert not delivered.messages.matches_label("other.1")
-    assert s.expect is Expectation.PASS and s.initial_devices()[0] == DeviceRef("alice", "phone")
+    assert s.expect is Expectation.PASS
+    assert s.initial_devices()[0] == DeviceAddress("alice", "phone")
     assert [x.index for x in s.steps] == [0, 1, 2, 3, 4]
 
 

@@ -66,7 +66,7 @@ def test_a_failed_step_fails_the_scenario_naming_step_device_and_error() -> None
         assert result.verdict is Verdict.FAIL
         assert all(a.outcome is Outcome.HELD for a in result.assertions)  # only the step
         failure = result.step_failures[0]
-        assert (failure.kind, failure.device) == ("rotate_spk", "bob/phone")
+        assert (failure.kind, failure.device) == ("rotate_spk", "bob:phone")
         assert "TransportError" in failure.error
         assert reason(result).startswith("step rotate_spk (line ")
 
