@@ -8,12 +8,14 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 from pathlib import Path
 
 import click
 
+from semafore.deploy.workers import MAX_WORKERS, WorkerError, WorkerPool, WorkerSpec
 from semafore.server.oplog import LOG_HASH_MODES, LogHash, LogHashError
 from semafore.server.relay_key import RelayKeyError, derive, load_or_create
 from semafore.server.settings import DEFAULT_RATE_LIMITS, Settings, unlimited_rate_limits
@@ -115,6 +117,16 @@ def log_hash_from(mode: str, key_file: Path | None,
     help="File holding the --log-hash keyed secret (its content, surrounding whitespace "
     f"removed, at least 16 bytes). {LOG_HASH_KEY_ENV} overrides it.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, MAX_WORKERS),
+    help="Relay processes serving the one port (SO_REUSEPORT: the kernel spreads "
+    "connections), with cross-process push through Redis; more than 1 needs --store "
+    "backends. A worker that dies is restarted (at most 3 times a minute, else exit 1). "
+    "docs/capacity.md 'serve --workers'.",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
@@ -132,6 +144,7 @@ def command(
     key_file: Path | None,
     log_hash: str,
     log_hash_key_file: Path | None,
+    workers: int,
     log_level: str,
     print_openapi: bool,
     as_json: bool,
@@ -150,6 +163,14 @@ def command(
         raise click.UsageError("--test-no-rate-limits needs --test-mode")
     if otp_sink is not None and not test_mode:
         raise click.UsageError("--otp-sink needs --test-mode (it writes login codes to disk)")
+    on_backends = store == "backends" or store.startswith("backends:")
+    if workers > 1 and not on_backends:
+        raise click.BadParameter(
+            f"--workers {workers} needs --store backends[:NAMESPACE]: a {store.partition(':')[0]}"
+            " store cannot be shared by relay processes with push between them (memory is per"
+            " process; SQLite has no cross-process push hub)",
+            param_hint="--workers",
+        )
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, not loopback", err=True)
     if key_file is None and store.startswith("sqlite:"):
@@ -179,9 +200,9 @@ def command(
         jwt_secret=derive(relay_key, "jwt"),
         totp_key=derive(relay_key, "totp-seal"),
     )
-    if store == "backends" or store.startswith("backends:"):
+    if on_backends:
         _serve_on_backends(settings, host, port, store.partition(":")[2] or "semafore",
-                           as_json, log_level)
+                           as_json, log_level, workers)
         return
     try:
         stores = open_stores(store)
@@ -201,7 +222,8 @@ def command(
         raise click.BadParameter(f"cannot bind {host}:{port}: {exc}", param_hint="--port") from exc
     url = relay_url(host, sock.getsockname()[1])
     if as_json:
-        click.echo(json.dumps({"url": url, "store": kind}))
+        click.echo(json.dumps({"url": url, "store": kind, "port": sock.getsockname()[1],
+                               "workers": [os.getpid()]}))
     else:
         click.echo(f"SemaFore relay on {url} (store: {kind})")
     try:  # the relay's one uvicorn configuration, its limits included (issue 13)
@@ -230,7 +252,8 @@ def relay_url(host: str, port: int) -> str:
 
 
 def _serve_on_backends(
-    settings: Settings, host: str, port: int, namespace: str, as_json: bool, log_level: str
+    settings: Settings, host: str, port: int, namespace: str, as_json: bool, log_level: str,
+    workers: int,
 ) -> None:
     from semafore.deploy.errors import SettingsError
     from semafore.deploy.replicas import endpoints_from_env, serve_on_backends
@@ -244,13 +267,59 @@ def _serve_on_backends(
             param_hint="--store",
         ) from exc
     configure_logging(sys.stderr, getattr(logging, log_level.upper()), settings.log_hash)
+    if workers > 1:
+        spec = WorkerSpec(settings, endpoints, namespace, host, port,
+                          getattr(logging, log_level.upper()))
+        _serve_workers(WorkerPool(spec, workers), as_json)
+        return
     try:
         sock = bind(host, port)
     except OSError as exc:
         raise click.BadParameter(f"cannot bind {host}:{port}: {exc}", param_hint="--port") from exc
     url = relay_url(host, sock.getsockname()[1])
     if as_json:
-        click.echo(json.dumps({"url": url, "store": "backends"}))
+        click.echo(json.dumps({"url": url, "store": "backends", "port": sock.getsockname()[1],
+                               "workers": [os.getpid()]}))
     else:
         click.echo(f"SemaFore relay on {url} (store: backends/{namespace})")
     asyncio.run(serve_on_backends(endpoints, settings, sock, namespace=namespace))
+
+
+def _serve_workers(pool: WorkerPool, as_json: bool) -> None:
+    """Run ``pool`` until SIGTERM or Ctrl-C (both stop every worker gracefully, exit 0);
+    a worker past its restart budget stops the rest and exits 1 (semafore/deploy/workers.py)."""
+    from semafore.server.oplog import event
+
+    try:
+        pool.start()
+    except OSError as exc:
+        pool.close()
+        raise click.BadParameter(f"cannot bind {pool.spec.host}:{pool.spec.port}: {exc}",
+                                 param_hint="--port") from exc
+    except WorkerError as exc:
+        pool.close()
+        raise click.ClickException(str(exc)) from exc
+    namespace = pool.spec.namespace
+    if as_json:
+        click.echo(json.dumps({"url": pool.url, "store": "backends", "port": pool.port,
+                               "workers": pool.pids}))
+    else:
+        click.echo(f"SemaFore relay on {pool.url} (store: backends/{namespace}, "
+                   f"{len(pool.pids)} workers: pids {', '.join(map(str, pool.pids))})")
+
+    def stop(_signum: int, _frame: object) -> None:
+        pool.request_stop()
+
+    def restarted(index: int, old_pid: int, new_pid: int) -> None:
+        event("worker_restarted", logging.WARNING, worker=index, old_pid=old_pid, pid=new_pid)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        pool.supervise(on_restart=restarted)
+    except WorkerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        pool.stop()
+        pool.close()
