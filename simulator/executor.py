@@ -43,9 +43,9 @@ from semafore.client.device import Device
 from semafore.client.errors import ClientError, RecipientsFailed
 from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol import smx1
+from semafore.protocol.address import DeviceAddress
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
-from semafore.protocol.address import DeviceAddress
 from semafore.protocol.frame import is_smx1
 from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
