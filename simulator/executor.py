@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import hashlib
 import io
 import json
@@ -41,6 +40,7 @@ from semafore.client import DeviceClient
 from semafore.client.client import Received
 from semafore.client.device import Device
 from semafore.client.errors import ClientError, RecipientsFailed
+from semafore.deploy.data_tier import DataTier
 from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol import smx1
 from semafore.protocol.address import DeviceAddress
@@ -49,8 +49,6 @@ from semafore.protocol.errors import ProtocolError
 from semafore.protocol.frame import is_smx1
 from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
-from semafore.storage.memory import memory_stores
-from semafore.storage.ports import Stores
 from simulator import device_state
 from simulator import inventory as inv
 from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
@@ -77,9 +75,6 @@ from simulator.impl_device import (
 from simulator.nonce_reuse import find_reuse
 from simulator.oracle import (
     TIER_LOG,
-    TIER_MONGODB,
-    TIER_OBJECT_STORE,
-    TIER_REDIS,
     TIER_WIRE,
     Chunk,
     Oracle,
@@ -132,8 +127,6 @@ from simulator.scenario.model import (
 
 log = logging.getLogger(__name__)
 
-TIER_STORE = "store"
-"""Embedded relay stores (memory/SQLite) dumped as bytes; backends use their own tiers."""
 SETTLE_IDLE_S = 1.0
 SETTLE_TIMEOUT_S = 10.0
 RELAY_SIDE = (
@@ -177,85 +170,21 @@ _FAULT_METHODS = {
 }
 
 
-class Infrastructure:
-    """Where the relay keeps its data: in-process stores (``embedded``) or real MongoDB,
-    Redis and SeaweedFS from helper providers (``local``, ``containers``, ``external``).
-
-    The relay itself always runs in this process (the fleet's), on these stores; backends'
-    fault controls and raw dumps come from :mod:`semafore.deploy`.
-    """
-
-    def __init__(self, provider: str, namespace: str) -> None:
-        self.name = provider
-        self.namespace = namespace
-        self.provider: Any = None
-        self.handles: Any = None
-        self.stores: Stores | None = None
-
-    async def start(self) -> Stores:
-        if self.name == "embedded":
-            self.stores = memory_stores()
-            return self.stores
-        from semafore.deploy.providers import provider_from_settings
-        from semafore.deploy.settings import InfraSettings, ProviderKind
-        from semafore.deploy.stores import backend_stores
-
-        try:
-            kind = ProviderKind(self.name)
-        except ValueError:
-            raise ExecutorError(f"unknown provider {self.name!r}") from None
-        settings = dataclasses.replace(InfraSettings.from_env(), provider=kind)
-        # delivery queues live in Redis: run it as production would (AOF, fsync always), so a
-        # Redis restart loses nothing it acknowledged (seed §3.3, §3.5)
-        options = {"redis_durable": True} if kind in (ProviderKind.LOCAL,
-                                                      ProviderKind.CONTAINERS) else {}
-        self.provider = provider_from_settings(settings, **options)
-        endpoints = await asyncio.to_thread(self.provider.start)
-        self.stores, self.handles = await backend_stores(endpoints, self.namespace)
-        return self.stores
-
-    async def dump(self) -> list[Chunk]:
-        """Every byte the data tier holds, as the oracle's chunks."""
-        if self.provider is None:
-            assert self.stores is not None
-            return [Chunk(TIER_OBJECT_STORE if "blob" in name else TIER_STORE, name, data)
-                    for name, data in await self.stores.dump()]
-        from semafore.deploy import dumps
-
-        ep = self.provider.endpoints
-        chunks: list[Chunk] = []
-        for tier, items in (
-            (TIER_MONGODB, await asyncio.to_thread(dumps.dump_mongodb, ep.mongodb_url)),
-            (TIER_REDIS, await asyncio.to_thread(
-                dumps.dump_redis, ep.redis_url, data_dir=self.provider.data_dir("redis"))),
-            (TIER_OBJECT_STORE, await asyncio.to_thread(
-                dumps.dump_seaweedfs, ep.seaweedfs_filer_url,
-                data_dir=self.provider.data_dir("seaweedfs"))),
-        ):
-            chunks.extend(Chunk(tier, str(item.source), bytes(item.data)) for item in items)
-        return chunks
+class Infrastructure(DataTier):
+    """The library's :class:`~semafore.deploy.data_tier.DataTier` (the relay's data tier and
+    its dumps for the oracle) plus what only a scenario does to it: backend faults."""
 
     async def fault(self, target: InfraTarget, action: InfraAction) -> Counter[str]:
         """Apply a backend fault; what it changed (``started``, ``stopped``, ``killed``,
         ``paused``, ``resumed``), empty when the backend already was in that state."""
-        if self.provider is None:
+        backend = self.backend(target.value)
+        if backend is None:
             raise ExecutorError(
                 f"infra {action.value} {target.value}: the embedded provider has no "
                 f"{target.value}; run this scenario with --provider local or containers"
             )
-        backend = self.provider.backend(target.value)
         effect = await asyncio.to_thread(getattr(backend, _FAULT_METHODS[action]))
         return Counter(effect) if effect else Counter()
-
-    async def close(self) -> None:
-        if self.handles is not None:
-            with contextlib.suppress(Exception):
-                await self.handles.drop()
-            with contextlib.suppress(Exception):
-                await self.handles.close()
-        if self.provider is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.provider.stop)
 
 
 @dataclass

@@ -31,9 +31,10 @@ from semafore.client.account import OtpSource, fixed_otp
 from semafore.client.client import ClientEvent
 from semafore.client.device import PrekeyPolicy
 from semafore.client.errors import ClientError
+from semafore.deploy.harness_relay import relay_settings
 from semafore.protocol.entropy import SeededEntropy
 from semafore.server.runner import RunningServer, serve_in_task
-from semafore.server.settings import Settings, unlimited_rate_limits
+from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator.network import Network
@@ -55,25 +56,6 @@ class FleetSetupError(Exception):
 
 OPERATOR = "operator"
 """The hidden organisation admin who signs the organisation up and enrols its members."""
-
-
-def relay_settings(orgs: Iterable[str], clock: ManualClock, **overrides: Any) -> Settings:
-    """Relay settings for a simulation: test OTP for the simulated orgs only (ADR-0164), no
-    rate limits (every simulated device shares 127.0.0.1; derived from the one table), no
-    connection cap below the descriptor limit, the scenario clock."""
-    options: dict[str, Any] = {
-        "test_mode": True,
-        "test_orgs": frozenset(orgs),
-        "rate_limits": unlimited_rate_limits(),
-        "retention_interval": 0,
-        "clock": clock.now,
-        "max_devices_per_user": 64,
-        # a thousand devices hold a socket and an HTTP connection each (clamped below the
-        # file-descriptor limit by semafore.server.serving)
-        "max_connections": 65536,
-    }
-    options.update(overrides)
-    return Settings(**options)
 
 
 @contextlib.asynccontextmanager

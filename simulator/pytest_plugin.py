@@ -15,8 +15,8 @@ there; one module here reuses the one of each. The device expectations themselve
 without pytest.
 
 One place launches relays: the embedded relay is
-:func:`semafore.server.runner.serve_in_task` with the simulator's
-:func:`~simulator.fleet.relay_settings`, on the stores the chosen provider gives
+:func:`semafore.server.runner.serve_in_task` with the harness's
+:func:`~semafore.deploy.harness_relay.relay_settings`, on the stores the chosen provider gives
 (:mod:`semafore.deploy.providers` through ``Infrastructure``); ``--semafore-relay URL``
 launches nothing.
 
@@ -46,6 +46,7 @@ import pytest
 
 from semafore.client import DeviceClient, ManualClock
 from semafore.deploy.errors import InfraError
+from semafore.deploy.harness_relay import relay_settings
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.testing import unavailable
 from semafore.gate.live import RelayAccess, _external_sources
@@ -61,7 +62,7 @@ from semafore.server.oplog import LOGGER_NAME, THIRD_PARTY_LOGGERS, JsonFormatte
 from semafore.server.runner import RunningServer, serve_in_task
 from simulator.executor import Infrastructure, run_scenario_async
 from simulator.external import ExternalRelay, relay_org_name
-from simulator.fleet import Fleet, relay_settings
+from simulator.fleet import Fleet
 from simulator.report.model import Outcome, ScenarioResult, Verdict, reason
 from simulator.scenario.loader import ScenarioError, load
 

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from semafore.deploy.data_tier import DataTier
+from semafore.deploy.harness_relay import relay_settings
 from semafore.gate.runner import Impl
 from semafore.gate.transport import AdapterFailure, AdapterProcess
 from semafore.gate.verdict import Verdict
@@ -1186,15 +1188,13 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
     from semafore.oracle import from_log_lines
     from semafore.server.oplog import configure_logging
     from semafore.server.runner import serve_in_task
-    from simulator.executor import Infrastructure
-    from simulator.fleet import relay_settings
 
     logs = io.StringIO()
     configure_logging(logs, logging.INFO)
-    infra = Infrastructure(relay, f"livegate{int(time.time()) % 10**6}")
+    infra = DataTier(relay, f"livegate{int(time.time()) % 10**6}")
     stores = await infra.start()
     # test OTP for the gate's org only, no rate limits (every device shares 127.0.0.1)
-    settings = relay_settings([org], SystemClock())  # type: ignore[arg-type]
+    settings = relay_settings([org], SystemClock())
     try:
         async with serve_in_task(settings, stores) as srv, _organisation(srv.url, org) as enrol:
 

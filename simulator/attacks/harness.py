@@ -59,7 +59,7 @@ class AttackHarness:
         self.url, self.clock = url, clock
 
     def settings_overrides(self) -> dict[str, Any]:
-        """Relay settings for the in-process relay (``simulator.fleet.relay_settings``)."""
+        """Relay settings for the in-process relay (``harness_relay.relay_settings``)."""
         out: dict[str, Any] = {}
         if self.config.rate_limits == "default":
             out["rate_limits"] = dict(DEFAULT_RATE_LIMITS)

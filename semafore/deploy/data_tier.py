@@ -1,0 +1,106 @@
+"""The data tier under a relay the harness runs in this process, and what the oracle reads
+back from it (seed §3.3-§3.5, issue 4).
+
+``embedded`` keeps the stores in memory; ``local`` and ``containers`` start real MongoDB, Redis
+and SeaweedFS through :func:`~semafore.deploy.providers.provider_from_settings`; ``external``
+uses the backends the environment names. :meth:`DataTier.dump` returns every byte the tier
+holds as the oracle's chunks, per tier, so the plaintext oracle scans the same bytes an
+operator with disk access would see. The interop gate's live run (``semafore.gate.live``) and
+the simulator's executor both stand their relay on a ``DataTier``; the simulator adds its
+scenario faults on top through :meth:`DataTier.backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from typing import Any
+
+from semafore.deploy import dumps
+from semafore.deploy.errors import SettingsError
+from semafore.deploy.providers import provider_from_settings
+from semafore.deploy.settings import InfraSettings, ProviderKind
+from semafore.deploy.stores import backend_stores
+from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
+from semafore.storage.memory import memory_stores
+from semafore.storage.ports import Stores
+
+EMBEDDED = "embedded"
+"""The in-memory data tier: no backend processes, nothing to fault."""
+TIER_STORE = "store"
+"""The oracle tier of the embedded stores' records (their blobs count as the object store)."""
+
+
+class DataTier:
+    """Where the relay keeps its data: in-process stores (``embedded``) or real MongoDB,
+    Redis and SeaweedFS from a provider (``local``, ``containers``, ``external``).
+
+    ``namespace`` keeps the databases, key prefixes and buckets of one run apart from every
+    other run's on shared backends.
+    """
+
+    def __init__(self, provider: str, namespace: str) -> None:
+        self.name = provider
+        self.namespace = namespace
+        self.provider: Any = None
+        self.handles: Any = None
+        self.stores: Stores | None = None
+
+    async def start(self) -> Stores:
+        """Start the backends (nothing for ``embedded``) and open the stores on them."""
+        if self.name == EMBEDDED:
+            self.stores = memory_stores()
+            return self.stores
+        try:
+            kind = ProviderKind(self.name)
+        except ValueError:
+            known = ", ".join([EMBEDDED, *(k.value for k in ProviderKind)])
+            raise SettingsError("provider", f"unknown provider {self.name!r} (known: {known})"
+                                ) from None
+        settings = dataclasses.replace(InfraSettings.from_env(), provider=kind)
+        # delivery queues live in Redis: run it as production would (AOF, fsync always), so a
+        # Redis restart loses nothing it acknowledged (seed §3.3, §3.5)
+        options = {"redis_durable": True} if kind in (ProviderKind.LOCAL,
+                                                      ProviderKind.CONTAINERS) else {}
+        self.provider = provider_from_settings(settings, **options)
+        endpoints = await asyncio.to_thread(self.provider.start)
+        self.stores, self.handles = await backend_stores(endpoints, self.namespace)
+        return self.stores
+
+    def backend(self, name: str) -> Any:
+        """The provider's handle on one backend (``mongodb``, ``redis``, ``seaweedfs``), whose
+        ``stop``/``start``/``kill``/``pause``/``resume``/``restart`` inject faults; None for the
+        embedded tier, which has no backend processes."""
+        return None if self.provider is None else self.provider.backend(name)
+
+    async def dump(self) -> list[Chunk]:
+        """Every byte the data tier holds, as the oracle's chunks."""
+        if self.provider is None:
+            assert self.stores is not None, "dump() before start()"
+            return [Chunk(TIER_OBJECT_STORE if "blob" in name else TIER_STORE, name, data)
+                    for name, data in await self.stores.dump()]
+        ep = self.provider.endpoints
+        chunks: list[Chunk] = []
+        for tier, items in (
+            (TIER_MONGODB, await asyncio.to_thread(dumps.dump_mongodb, ep.mongodb_url)),
+            (TIER_REDIS, await asyncio.to_thread(
+                dumps.dump_redis, ep.redis_url, data_dir=self.provider.data_dir("redis"))),
+            (TIER_OBJECT_STORE, await asyncio.to_thread(
+                dumps.dump_seaweedfs, ep.seaweedfs_filer_url,
+                data_dir=self.provider.data_dir("seaweedfs"))),
+        ):
+            chunks.extend(Chunk(tier, str(item.source), bytes(item.data)) for item in items)
+        return chunks
+
+    async def close(self) -> None:
+        """Drop this run's namespace and stop what :meth:`start` started (best effort: a
+        backend that already died must not hide the run's own result)."""
+        if self.handles is not None:
+            with contextlib.suppress(Exception):
+                await self.handles.drop()
+            with contextlib.suppress(Exception):
+                await self.handles.close()
+        if self.provider is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.provider.stop)
