@@ -407,7 +407,7 @@ def open_target(
     spec: str, org_id: str, policy: TargetPolicy | None = None
 ) -> Iterator[Target]:
     """Start (``embedded``, ``local``) or vet (URL) the relay to load; stop what was started."""
-    from semafore.server.runner import serve_in_thread
+    from semafore.deploy.inprocess import serve_in_thread
 
     if spec == "embedded":
         from semafore.storage.memory import memory_stores

@@ -2,9 +2,9 @@
 real sockets) against a real relay (issue 5, "Simulator").
 
 The fleet runs ``replicas`` reference relays in this process on free 127.0.0.1 ports, all on
-the same stores with push across them (:mod:`simulator.replicas`), or targets any ``url``
-(an external relay, :mod:`simulator.external`: ``fleet.url`` is its base URL, which devices
-reach through their proxy links, and the clock is the relay's wall clock).
+the same stores with push across them (:mod:`semafore.deploy.inprocess_replicas`), or
+targets any ``url`` (an external relay, :mod:`simulator.external`: ``fleet.url`` is its base
+URL, which devices reach through their proxy links, and the clock is the relay's wall clock).
 Each device is assigned a replica (seeded, or pinned) and its link fails over to the next one
 that accepts when its replica is down. Every device gets its own
 :class:`~semafore.client.DeviceClient` and, when a :class:`~simulator.network.Network` is in
@@ -32,21 +32,20 @@ from semafore.client.client import ClientEvent
 from semafore.client.device import PrekeyPolicy
 from semafore.client.errors import ClientError
 from semafore.deploy.harness_relay import relay_settings
+from semafore.deploy.inprocess import RunningRelay, serve_in_task
+from semafore.deploy.inprocess_replicas import (
+    InProcessReplica,
+    PushFactory,
+    ReplicaError,
+)
+from semafore.deploy.local_push import LocalPushBus
+from semafore.deploy.replica_record import InfraRecord
 from semafore.protocol.entropy import SeededEntropy
-from semafore.server.runner import RunningServer, serve_in_task
 from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator.network import Network
-from simulator.replicas import (
-    InfraRecord,
-    LocalPushBus,
-    PushFactory,
-    Replica,
-    ReplicaError,
-    assign,
-    preference,
-)
+from simulator.replicas import assign, preference
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +60,10 @@ OPERATOR = "operator"
 @contextlib.asynccontextmanager
 async def serve_relay(
     settings: Settings, stores: Stores, port: int = 0
-) -> AsyncIterator[RunningServer]:
-    """The relay in this event loop on 127.0.0.1, sized for a fleet: a deep accept backlog and
-    long keep-alive for a thousand devices on one loop."""
-    async with serve_in_task(
-        settings, stores, port, backlog=4096, timeout_keep_alive=600,
-        ws_max_size=4 * 1024 * 1024, ws_per_message_deflate=True,
-    ) as running:
+) -> AsyncIterator[RunningRelay]:
+    """The relay in this event loop on 127.0.0.1 (sized for a fleet by
+    :func:`relay_settings`, not by uvicorn options: one configuration, issue 14 item 1)."""
+    async with serve_in_task(settings, stores, port) as running:
         yield running
 
 
@@ -167,7 +163,7 @@ class Fleet:
         self.accounts: dict[str, Account] = {}
         self.totp: dict[str, str] = {}
         self.network: Network | None = None
-        self.server: RunningServer | None = None
+        self.server: RunningRelay | None = None
         self.ledger = Ledger()
         self.events: list[tuple[str, ClientEvent]] = []
         self.received: list[tuple[str, Received]] = []
@@ -181,7 +177,7 @@ class Fleet:
         # where logins get their one-time codes: the test OTP (ADR-0164), or e.g. the
         # relay's OTP sink for orgs off the allow-list (simulator.attacks.harness)
         self.otp: OtpSource = otp or fixed_otp()
-        self.replicas: list[Replica] = []
+        self.replicas: list[InProcessReplica] = []
         self.ops_network: Network | None = None
         """A capture-less network for the operator consoles when there are several replicas
         (failover for admin calls, outside every adversary's view)."""
@@ -219,7 +215,7 @@ class Fleet:
         return [self.replicas[i].address for i in preference(first, len(self.replicas))
                 if self.replicas[i].port]
 
-    def replica(self, index: int) -> Replica:
+    def replica(self, index: int) -> InProcessReplica:
         if not 0 <= index < len(self.replicas):
             raise ReplicaError(f"replica {index} does not exist (the fleet runs "
                                f"{len(self.replicas)})")
@@ -238,22 +234,20 @@ class Fleet:
             if push is None:
                 bus = LocalPushBus()
                 push = lambda _index: bus.hub()  # noqa: E731
-            options = {"backlog": 4096, "timeout_keep_alive": 600,
-                       "ws_max_size": 4 * 1024 * 1024, "ws_per_message_deflate": True}
-            self.replicas = [Replica(i, settings, self.stores, push, **options)
+            self.replicas = [InProcessReplica(i, settings, self.stores, push)
                              for i in range(self.replica_count)]
             self.replicas[0].port = port
         record = InfraRecord("start", replica)
         for r in self._chosen(replica):
             record.merge(await r.start())
         first = self.replicas[0]
-        self.server = RunningServer(first.address[0], first.port, first.app)  # type: ignore[arg-type]
+        self.server = RunningRelay(first.address[0], first.port, first.app)  # type: ignore[arg-type]
         self.url = first.url
         return record
 
     async def stop_relay(self, *, replica: int | None = None, kill: bool = False) -> InfraRecord:
         """Stop every replica (or one): gracefully, or ``kill`` (sockets reset, requests
-        cancelled; :meth:`simulator.replicas.Replica.kill`). Stopping a paused replica
+        cancelled; ``InProcessReplica.kill``). Stopping a paused replica
         releases what it held first (docker stop sends SIGCONT with SIGTERM); killing it
         discards what it held. Stopped replicas stay stopped (nothing counted)."""
         record = InfraRecord("kill" if kill else "stop", replica)
@@ -271,14 +265,14 @@ class Fleet:
 
     def pause_replica(self, index: int) -> InfraRecord:
         """SIGSTOP: every byte to and from the replica is held (open sockets stay open, new
-        connections hang) until :meth:`unpause_replica` (simulator.replicas). The record
+        connections hang) until :meth:`unpause_replica` (semafore.deploy.replica_front). The record
         counts what is held meanwhile."""
         return self.replica(index).pause()
 
     def unpause_replica(self, index: int) -> InfraRecord:
         return self.replica(index).unpause()
 
-    def _chosen(self, replica: int | None) -> list[Replica]:
+    def _chosen(self, replica: int | None) -> list[InProcessReplica]:
         return self.replicas if replica is None else [self.replica(replica)]
 
     async def close(self) -> None:

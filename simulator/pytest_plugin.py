@@ -15,7 +15,7 @@ there; one module here reuses the one of each. The device expectations themselve
 without pytest.
 
 One place launches relays: the embedded relay is
-:func:`semafore.server.runner.serve_in_task` with the harness's
+:func:`semafore.deploy.inprocess.serve_in_task` with the harness's
 :func:`~semafore.deploy.harness_relay.relay_settings`, on the stores the chosen provider gives
 (:mod:`semafore.deploy.providers` through ``Infrastructure``); ``--semafore-relay URL``
 launches nothing.
@@ -47,6 +47,7 @@ import pytest
 from semafore.client import DeviceClient, ManualClock
 from semafore.deploy.errors import InfraError
 from semafore.deploy.harness_relay import relay_settings
+from semafore.deploy.inprocess import RunningRelay, serve_in_task
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.testing import unavailable
 from semafore.gate.live import RelayAccess, _external_sources
@@ -59,7 +60,6 @@ from semafore.oracle import (
     from_log_file,
 )
 from semafore.server.oplog import LOGGER_NAME, THIRD_PARTY_LOGGERS, JsonFormatter
-from semafore.server.runner import RunningServer, serve_in_task
 from simulator.executor import Infrastructure, run_scenario_async
 from simulator.external import ExternalRelay, relay_org_name
 from simulator.fleet import Fleet
@@ -242,7 +242,7 @@ class RelayUnderTest:
     provider: ProviderKind
     orgs: frozenset[str]
     clock: ManualClock
-    server: RunningServer | None = None
+    server: RunningRelay | None = None
     infrastructure: Infrastructure | None = None
     log: io.StringIO = field(default_factory=io.StringIO)
     access: RelayAccess | None = None

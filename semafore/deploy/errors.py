@@ -35,3 +35,12 @@ class BackendUnavailableError(InfraError):
 
 class FaultError(InfraError):
     """A fault could not be applied (target not started, already stopped, unsupported)."""
+
+
+class RelayStartError(InfraError):
+    """A relay this harness launched did not start serving; ``relay`` names it."""
+
+    def __init__(self, relay: str, reason: str) -> None:
+        super().__init__(f"{relay}: {reason}")
+        self.relay = relay
+        self.reason = reason

@@ -1185,9 +1185,9 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
         raise RelayAccessError("--relay", "store and log options are for an external relay URL; "
                                f"the {relay} relay's stores and logs are always scanned")
     from semafore.client.clock import SystemClock
+    from semafore.deploy.inprocess import serve_in_task
     from semafore.oracle import from_log_lines
     from semafore.server.oplog import configure_logging
-    from semafore.server.runner import serve_in_task
 
     logs = io.StringIO()
     configure_logging(logs, logging.INFO)

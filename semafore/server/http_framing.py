@@ -4,7 +4,7 @@ A request h11 cannot frame (a malformed request line, an invalid header, a bad c
 never reaches the ASGI app, so uvicorn answers it itself, with a ``text/plain`` 400. This
 protocol class gives it the typed body every other refusal has (docs/server.md
 "Conventions"): ``{"error": "malformed_http", "field": null, "detail": ...}``. Pass it as
-uvicorn's ``http=`` option (``semafore.server.runner`` and ``semafore serve`` do).
+uvicorn's ``http=`` option (``semafore.deploy.inprocess`` and ``semafore serve`` do).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""The relay's uvicorn configuration: one function every launcher uses (issue 13 F-5, F-7).
+"""The relay's uvicorn configuration: one function every launcher uses (issue 13 F-5, F-7;
+issue 14 item 1).
 
-``semafore serve``, the in-process runner (tests, simulator fleet, benchmarks), the replica
-processes on real backends and the simulator's in-process replicas all build their server
-with :func:`uvicorn_config`, so the limits below hold wherever the relay runs. They come
+``semafore serve`` and every launcher of :mod:`semafore.deploy` (in-process relays, in-process
+replicas, replica processes on real backends) build their server with :func:`uvicorn_config`,
+which takes no overrides, so the limits below hold wherever the relay runs. They come
 from ``Settings`` (docs/server.md "Limits"); uvicorn's own settings are used where it has
 them, two protocol subclasses add what it lacks:
 
@@ -171,28 +172,53 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
         self._abort_later()  # ...which a peer that reads nothing never completes
 
 
-def uvicorn_config(app: FastAPI | ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
-    """The relay's uvicorn configuration; ``options`` override uvicorn settings (the
-    simulator raises the accept backlog and keep-alive for a thousand devices on one loop).
+ACCEPT_BACKLOG_CAP = 4096
+"""The deepest accept queue asked of the kernel (``somaxconn`` clamps it further): a
+thousand simulated devices connecting at once fit; more pending connections than that would
+wait longer in the queue than the relay's header timeout anyway."""
 
-    Binding is the caller's (``serve(sockets=[...])`` or ``host``/``port`` in options)."""
+
+def accept_backlog(settings: Settings) -> int:
+    """The listen backlog: as many pending connections as the relay would take at once
+    (:func:`connection_cap`), at most :data:`ACCEPT_BACKLOG_CAP`. Derived, not passed: the
+    simulator's fleet and a production relay differ only in ``max_connections``."""
+    return min(connection_cap(settings), ACCEPT_BACKLOG_CAP)
+
+
+def uvicorn_config(app: FastAPI | ASGIApp, settings: Settings) -> uvicorn.Config:
+    """The relay's one uvicorn configuration: every limit comes from ``settings``, nothing
+    from the caller (issue 14 item 1: five launchers had passed their own WebSocket limits,
+    and they had drifted to 2 MiB without deflate here, 4 MiB with deflate in the fleet, and
+    uvicorn's 16 MiB default in two more). A harness that needs other limits changes
+    ``Settings`` (the simulator's :func:`simulator.fleet.relay_settings` raises
+    ``max_connections`` and ``keep_alive_timeout``), so what it tests is what ships.
+
+    - ``ws_max_size`` is ``settings.max_json_bytes``: a WebSocket ``send`` frame is the same
+      request as ``POST /v1/messages`` (docs/server.md "Limits"), so the same bound holds
+      on both paths; the client accepts frames of up to 4 MiB (``semafore.client.client``).
+    - per-message deflate is off: envelope bodies are ciphertext (SPEC §2, §3), which does
+      not compress, and the client turns compression off so frames stay independent for
+      the simulator's fault layer.
+
+    Binding is the caller's (``serve(sockets=[...])``; :mod:`semafore.deploy.listener`)."""
     cap = connection_cap(settings)
     http = type("RelayH11Protocol", (RelayH11Protocol,), {
         "max_connections": cap, "header_timeout": settings.header_timeout,
     })
-    config: dict[str, Any] = {
-        "log_config": None,  # our JSON logging (semafore.server.oplog) or the caller's
-        "access_log": False,  # raw paths carry identifiers; AccessLog logs route templates
-        "lifespan": "on",
-        "http": http,  # typed framing errors, connection cap, header deadline
-        "ws": RelayWebSocketProtocol,
-        "ws_max_size": 2 * 1024 * 1024,
-        "ws_per_message_deflate": False,  # ciphertext does not compress; save the CPU
+    return uvicorn.Config(
+        app,
+        log_config=None,  # our JSON logging (semafore.server.oplog) or the caller's
+        access_log=False,  # raw paths carry identifiers; AccessLog logs route templates
+        lifespan="on",
+        http=http,  # typed framing errors, connection cap, header deadline
+        ws=RelayWebSocketProtocol,
+        ws_max_size=settings.max_json_bytes,
+        ws_per_message_deflate=False,
+        backlog=accept_backlog(settings),
         # uvicorn answers requests beyond this with 503; one above the accept cap so the
         # cap (typed) is what a client meets first, this still bounds concurrent tasks
-        "limit_concurrency": cap + 1,
-        "timeout_keep_alive": settings.keep_alive_timeout,
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
-        **options,
-    }
-    return uvicorn.Config(app, **config)
+        limit_concurrency=cap + 1,
+        # uvicorn types it int but only hands it to loop.call_later: seconds, fractions kept
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+    )

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from semafore.client import Account, DeviceClient, ManualClock, create_organisation, enrol_members
 from semafore.client.account import fixed_otp
+from semafore.deploy.inprocess import RunningRelay
 from semafore.protocol.entropy import SeededEntropy
-from semafore.server.runner import RunningServer
 from semafore.server.settings import Settings, unlimited_rate_limits
 from semafore.storage.memory import memory_stores
 from simulator.fleet import serve_relay
@@ -19,7 +19,7 @@ ORG = "acme"
 
 @dataclass
 class World:
-    server: RunningServer
+    server: RunningRelay
     clock: ManualClock
     entropy: SeededEntropy
     admin: Account

@@ -198,37 +198,14 @@ def test_cli_refuses_a_wildcard_target_even_with_consent() -> None:
 def relay_on_alias(org_id: str) -> Iterator[str]:
     """The reference relay (memory stores) on the loopback alias 127.0.0.2, as a relay this
     harness did not start would be: the run reaches it only as a URL target."""
-    import asyncio
-    import socket
-    import threading
-
-    import uvicorn
-
-    from semafore.server.app import create_app
-    from semafore.server.serving import uvicorn_config
+    from semafore.deploy.inprocess import serve_in_thread
     from semafore.server.settings import Settings, unlimited_rate_limits
     from semafore.storage.memory import memory_stores
 
     settings = Settings(test_mode=True, test_orgs=frozenset({org_id}),
                         rate_limits=unlimited_rate_limits(), retention_interval=0)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.2", 0))
-    server = uvicorn.Server(uvicorn_config(create_app(settings, memory_stores()), settings))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                              daemon=True)
-    thread.start()
-    started = threading.Event()
-    for _ in range(1000):
-        if server.started or not thread.is_alive():
-            break
-        started.wait(0.01)
-    assert server.started, "relay on 127.0.0.2 did not start"
-    try:
-        yield f"http://127.0.0.2:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_in_thread(settings, memory_stores(), host="127.0.0.2") as running:
+        yield running.url
 
 
 def test_a_consented_run_against_a_loopback_alias_works_and_records_who_allowed_it(

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 
+from semafore.deploy.inprocess import RunningRelay, serve_in_thread
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.keys import DeviceKeys
 from semafore.server.relay import Relay
-from semafore.server.runner import RunningServer, serve_in_thread
 from semafore.server.settings import Settings
 from semafore.server.totp import totp
 from semafore.storage.memory import memory_stores
@@ -41,7 +41,7 @@ class Session:
 
 @dataclass
 class SocketWorld:
-    server: RunningServer
+    server: RunningRelay
     clock: FakeClock
     clients: dict[str, httpx.Client] = field(default_factory=dict)
     totp_secrets: dict[str, bytes] = field(default_factory=dict)

@@ -8,7 +8,7 @@
   hub does not carry the notice.
 
 Two in-process replicas on shared stores, each with its hub on one ``LocalPushBus`` (the
-embedded stand-in for Redis pub/sub, simulator/replicas.py); ``RedisPushHub`` carries the
+embedded stand-in for Redis pub/sub, semafore/deploy/local_push.py); ``RedisPushHub`` carries the
 same notice over Redis (tests/backends).
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from semafore.deploy.local_push import LocalPushBus
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.keys import DeviceKeys
 from semafore.server import models as m
@@ -32,7 +33,6 @@ from semafore.server.settings import Settings, unlimited_rate_limits
 from semafore.server.tokens import Principal
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Membership, Org, Stores, TotpEnrolment, User
-from simulator.replicas import LocalPushBus
 from tests.server.helpers import b64, key_upload
 
 BODY = b"DRV1" + bytes(100)

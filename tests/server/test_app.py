@@ -16,7 +16,7 @@ import httpx
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from semafore.server.runner import serve_in_task
+from semafore.deploy.inprocess import serve_in_task
 from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Org, QueuedEnvelope, RetentionPolicy

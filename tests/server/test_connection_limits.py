@@ -215,10 +215,23 @@ def _legitimate_session(world: SocketWorld) -> Iterator[int]:
 
 def test_every_launcher_gets_the_same_limits_from_one_configuration() -> None:
     settings = Settings(max_connections=10, header_timeout=3.0, keep_alive_timeout=7.0,
-                        max_header_bytes=8192)
-    config = uvicorn_config(object(), settings, backlog=99)  # type: ignore[arg-type]
+                        max_header_bytes=8192, max_json_bytes=3 * 1024 * 1024)
+    config = uvicorn_config(object(), settings)  # type: ignore[arg-type]
     assert isinstance(config.http, type) and issubclass(config.http, RelayH11Protocol)
     assert config.http.max_connections == 10 and config.http.header_timeout == 3.0
     assert config.ws is RelayWebSocketProtocol
     assert config.limit_concurrency == 11 and config.timeout_keep_alive == 7.0
-    assert config.h11_max_incomplete_event_size == 8192 and config.backlog == 99
+    assert config.h11_max_incomplete_event_size == 8192
+    # the accept queue holds what the relay would take, never more than the cap
+    assert config.backlog == 10
+    assert uvicorn_config(object(), Settings(max_connections=10**6)).backlog == 4096  # type: ignore[arg-type]
+
+
+def test_a_websocket_frame_is_bounded_like_the_http_body_of_the_same_request() -> None:
+    """One WebSocket limit, from Settings (issue 14 item 1): a ``send`` frame carries what
+    ``POST /v1/messages`` does, so ``max_json_bytes`` bounds both; ciphertext does not
+    compress, so per-message deflate stays off wherever the relay runs."""
+    for size in (1024 * 1024, 4 * 1024 * 1024):
+        config = uvicorn_config(object(), Settings(max_json_bytes=size))  # type: ignore[arg-type]
+        assert config.ws_max_size == size
+        assert config.ws_per_message_deflate is False

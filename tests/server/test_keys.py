@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from semafore.deploy.inprocess import serve_in_thread
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.keys import DeviceKeys, PreKeyBundle, PublicOneTimePrekey, PublicSignedPrekey
-from semafore.server.runner import serve_in_thread
 from semafore.server.settings import Settings, unlimited_rate_limits
 from semafore.storage.ports import Stores
 from tests.server.helpers import World, b64, key_upload

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import websockets.sync.client as ws_client
 
+from semafore.deploy.inprocess import serve_in_thread
 from semafore.protocol import session_cipher
 from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.keys import (
@@ -28,7 +29,6 @@ from semafore.protocol.keys import (
 )
 from semafore.protocol.primitives import aead_seal
 from semafore.protocol.session import SessionRecord
-from semafore.server.runner import serve_in_thread
 from semafore.server.settings import Settings
 from semafore.server.totp import totp
 from semafore.storage.sqlite import sqlite_stores

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from semafore.cli.serve import command as serve
+from semafore.deploy.inprocess import serve_in_task
 from semafore.server.otp_sink import SINK_FILE, OtpSinkRefused, read_codes, sink_size
-from semafore.server.runner import serve_in_task
 from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
 from simulator.attacks import ATTACKS, Arena, AttackError, Outcome, Param, judge

@@ -1,6 +1,7 @@
 """Faults prove they fired (issue #11): every network fault a scenario declares gets a
 :class:`~simulator.network.FaultRecord` that counts exactly what it did, and every infra
-action on a server replica an :class:`~simulator.replicas.InfraRecord` of what it changed.
+action on a server replica an :class:`~semafore.deploy.replica_record.InfraRecord` of
+what it changed.
 
 A fault that never acted (a ``match`` nobody requests, a device that sends nothing, a WebSocket
 fault on HTTP traffic, a shuffle that kept the order) must say so: ``fired`` is False. HTTP
@@ -21,9 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
+from semafore.deploy.inprocess_replicas import ReplicaState
+from semafore.deploy.replica_record import InfraRecord
 from simulator.fleet import Fleet
 from simulator.network import ACTIONS, FaultRecord, LinkStats, Network
-from simulator.replicas import InfraRecord, ReplicaState
 from tests.simulator.test_network import bodies, fleet_with, until
 from tests.simulator.test_network_http import client, network
 

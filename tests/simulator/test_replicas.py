@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from semafore.deploy.inprocess_replicas import ReplicaError, ReplicaState
 from simulator.fleet import Fleet
-from simulator.replicas import ReplicaError, ReplicaState, assign, preference
+from simulator.replicas import assign, preference
 
 
 @given(seed=st.integers(0, 2**32), count=st.integers(1, 8),
