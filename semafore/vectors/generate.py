@@ -12,7 +12,8 @@ from semafore.vectors.files import VECTOR_FILES, dump_vectors, schema_text
 GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
     x3dh.FILE: x3dh.generate,
     dr.FILE: dr.generate,
-    # LIVE_RESULT_FILE ("dr-v1-live-result") registers its generator here with the simulator.
+    # LIVE_RESULT_FILE ("dr-v1-live-result") is a recorded run, not a computation: it is
+    # written by `python -m semafore.vectors.live generate` and replayed by verify.
 }
 assert tuple(GENERATORS) == VECTOR_FILES
 

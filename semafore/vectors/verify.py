@@ -10,7 +10,7 @@ Three independent checks per file, every disagreement a :class:`Finding`:
 4. a fresh deterministic generation is byte-identical to the file.
 
 ``dr-v1-live-result.json`` (SPEC §6), when present, is verified by re-running its seeded
-simulation (the simulator's ``live_vectors.verify``) as part of the full check.
+multi-device run (:func:`semafore.vectors.live.verify`) as part of the full check.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from semafore.gate.runner import run_case
 from semafore.gate.transport import InProcessTransport
 from semafore.gate.verdict import Verdict
 from semafore.protocol.primitives import x25519_public
+from semafore.vectors import live
 from semafore.vectors.files import (
     LIVE_RESULT_FILE,
     VECTOR_FILES,
@@ -163,19 +164,15 @@ def verify_directory(
 
 
 def verify_live_result(path: Path, *, run: bool) -> list[Finding]:
-    """The SPEC §6 live transcript: re-run its seeded simulation (``simulator.live_vectors``,
-    owned by the simulator) and require identical bytes. Skipped (non-fatal) without
+    """The SPEC §6 live transcript: re-run its seeded multi-device run
+    (:mod:`semafore.vectors.live`) and require identical bytes. Skipped (non-fatal) without
     regeneration, since it replays a whole multi-device run against a relay."""
     name = LIVE_RESULT_FILE
     if not run:
         return [Finding(name, "hook", "not re-run (only the full verify replays it)", False)]
     try:
-        from simulator import live_vectors
-    except ImportError as exc:
-        return [Finding(name, "hook", f"simulator not installed, not verified: {exc}", False)]
-    try:
-        live_vectors.verify(path)
-    except live_vectors.LiveVectorError as exc:
+        live.verify(path)
+    except live.LiveVectorError as exc:
         return [Finding(name, "live", str(exc))]
     return []
 

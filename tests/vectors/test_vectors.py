@@ -264,7 +264,7 @@ def test_verify_reports_schema_violations_and_missing_files(tmp_path: Path) -> N
     assert "missing" in checks
 
 
-def test_the_live_result_hook_runs_the_simulators_verifier(tmp_path: Path) -> None:
+def test_the_live_result_hook_replays_the_recorded_run(tmp_path: Path) -> None:
     target = copy_vectors(tmp_path)
     (target / "dr-v1-live-result.json").write_text("{}", encoding="utf-8")
 

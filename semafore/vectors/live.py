@@ -1,19 +1,25 @@
 """``vectors/dr-v1-live-result.json`` (SPEC §6): a transcript of a seeded live run.
 
-A fixed script runs on a :class:`~simulator.fleet.Fleet` — three users, five devices, real
-clients against the in-process relay over real sockets: first contacts (SMX1, resent until the
-first reply), replies (DR_V1), sync copies to the sender's own devices, a read receipt, an
-SPK rotation, a device reinstall (410 then a fresh bootstrap with a new identity) and a long
-one-way chain. After every action each device polls its queue in a fixed order, so the run is
-sequential and every byte follows from the seed.
+A fixed script runs three users and five devices, real clients (:mod:`semafore.client`)
+against the reference relay in this process over real sockets on 127.0.0.1: first contacts
+(SMX1, resent until the first reply), replies (DR_V1), sync copies to the sender's own
+devices, a read receipt, an SPK rotation, a device reinstall (410 then a fresh bootstrap with
+a new identity) and a long one-way chain. After every action each device polls its queue in a
+fixed order, so the run is sequential and every byte follows from the seed.
 
 The file records every envelope *as the relay stored it* (captured at the relay's queue port
 when enqueued), the seeds and key material that reproduce it (each device installation's
 entropy seed and identity/prekey private keys), what each device decrypted, the final SPEC §7
 session digests, and negative cases (a replay, a tampered header) checked against the final
-states. :func:`verify` re-runs the script with the file's seed and requires identical bytes.
+states. :func:`verify` re-runs the script with the file's seed and requires identical bytes;
+``semafore vectors verify`` does so as part of the full check.
 
-Run ``python -m simulator.live_vectors generate|verify [PATH]``.
+This replay lives in the library, not the simulator (issue 14 item 2): the vectors check
+needs it and the library never imports the simulator. It sets the run up the way the
+simulator's fleet does (the same entropy forks, clock and prekey policy), which is what makes
+the pinned bytes reproducible by either.
+
+Run ``python -m semafore.vectors.live generate|verify [PATH]``.
 """
 
 from __future__ import annotations
@@ -30,18 +36,25 @@ from pathlib import Path
 from typing import Any
 
 from semafore import shipped
-from semafore.client import DeviceClient
+from semafore.client import Account, DeviceClient, ManualClock, create_organisation
+from semafore.client.account import enrol_members, fixed_otp
+from semafore.client.device import PrekeyPolicy
+from semafore.deploy.harness_relay import relay_settings
+from semafore.deploy.inprocess import serve_in_task
+from semafore.protocol.entropy import SeededEntropy
 from semafore.protocol.errors import ProtocolError
 from semafore.protocol.frame import is_drv1
 from semafore.storage.memory import memory_stores
-from semafore.storage.ports import QueuedEnvelope
-from simulator.fleet import Fleet
+from semafore.storage.ports import QueuedEnvelope, Stores
 
 FILE = "dr-v1-live-result.json"
 VERSION = 1
 DEFAULT_SEED = 20260525
 DEFAULT_PATH = shipped.vectors_dir() / FILE
 ORG = "live"
+OPERATOR = f"operator-{ORG}"
+"""The organisation's admin, who signs it up and enrols the users (never a sender)."""
+OPK_COUNT = 4
 USERS = {"alice": ["phone", "laptop"], "bob": ["phone", "tablet"], "carol": ["phone"]}
 
 Action = tuple[str, ...]
@@ -76,8 +89,49 @@ def _fork_seed(root: bytes, label: str) -> bytes:
     return hmac.digest(root, b"fork:" + label.encode(), hashlib.sha256)
 
 
+class _Cast:
+    """The script's organisation on the relay at ``url``: the operator signs it up and enrols
+    the users; each user is an :class:`~semafore.client.Account` whose device installations
+    draw entropy forked from the seed by label, exactly as the simulator's fleet forks it."""
+
+    def __init__(self, seed: int, url: str, clock: ManualClock) -> None:
+        self.entropy = SeededEntropy(f"semafore-sim:{seed}")
+        self.clock = clock
+        self.url = url
+        self.accounts: dict[str, Account] = {}
+        self.admin: Account | None = None
+
+    async def enrol(self, users: list[str]) -> None:
+        signup = await create_organisation(self.url, ORG, ORG, OPERATOR,
+                                           self.entropy.fork(f"org:{ORG}"))
+        self.admin = Account(ORG, OPERATOR, self.url, self.entropy.fork, self.clock, fixed_otp(),
+                             totp_secret=str(signup["totp_secret"]), opk_count=1)
+        console = await self.admin.add_device("console", connect=False)
+        await enrol_members(console, ORG, users, seats=len(users) + 2)
+        for user in users:
+            self.accounts[user] = Account(
+                ORG, user, self.url, self.entropy.fork, self.clock, fixed_otp(),
+                opk_count=OPK_COUNT,
+                prekeys=PrekeyPolicy(opk_batch=OPK_COUNT, opk_low_water=max(1, OPK_COUNT // 4)),
+            )
+
+    def client(self, ref: str) -> DeviceClient:
+        user, _, device = ref.partition("/")
+        return self.accounts[user].devices[device]
+
+    async def close(self) -> None:
+        for account in [*self.accounts.values(), *([self.admin] if self.admin else [])]:
+            await account.close()
+
+
 async def _run(seed: int) -> dict[str, Any]:
     stores = memory_stores()
+    clock = ManualClock()  # the relay's and every client's: timestamps and TOTP steps replay
+    async with serve_in_task(relay_settings([ORG], clock), stores) as relay:
+        return await _script(seed, stores, _Cast(seed, relay.url, clock))
+
+
+async def _script(seed: int, stores: Stores, cast: _Cast) -> dict[str, Any]:
     recorded: list[Recorded] = []
     enqueue = stores.queues.enqueue
 
@@ -87,7 +141,6 @@ async def _run(seed: int) -> dict[str, Any]:
             recorded.append(Recorded(len(recorded), entry))
 
     stores.queues.enqueue = recording_enqueue  # type: ignore[method-assign,assignment]
-    fleet = Fleet(seed=seed, stores=stores, network=False, opk_count=4)
     installs: list[dict[str, Any]] = []
     decrypted: list[dict[str, Any]] = []
     order = [f"{u}/{d}" for u, devices in USERS.items() for d in devices]
@@ -113,14 +166,14 @@ async def _run(seed: int) -> dict[str, Any]:
                         {"key_id": opk.key_id, "private": opk.keypair.private.hex()})
 
     def note_install(client: DeviceClient) -> None:
-        account = fleet.accounts[client.user_id]
+        account = cast.accounts[client.user_id]
         generation = account.installs[client.device_id] - 1
         label = f"device:{client.user_id}:{client.device_id}:{generation}"
         keys = client.device.keys
         installs.append({
             "device": f"{client.user_id}/{client.device_id}",
             "entropy_label": label,
-            "entropy_seed": _fork_seed(fleet.entropy._seed, label).hex(),
+            "entropy_seed": _fork_seed(cast.entropy._seed, label).hex(),
             "ik_private": keys.identity.ik.private.hex(),
             "ik_public": keys.identity.ik.public.hex(),
             "sik_seed": keys.identity.sik.private.hex(),
@@ -135,7 +188,7 @@ async def _run(seed: int) -> dict[str, Any]:
 
     async def poll_all() -> None:
         for ref in order:
-            client = fleet.client(ref)
+            client = cast.client(ref)
             for got in await client.poll():
                 decrypted.append({
                     "device": ref,
@@ -148,34 +201,34 @@ async def _run(seed: int) -> dict[str, Any]:
                 })
 
     try:
-        await fleet.start([ORG])
-        await fleet.add_org(ORG, list(USERS))
+        await cast.enrol(list(USERS))
         for ref in order:
-            note_install(await fleet.add_device(ref, connect=False))
+            user, device = ref.split("/")
+            note_install(await cast.accounts[user].add_device(device, connect=False))
         for action in SCRIPT:
-            fleet.clock.advance(1.0)
+            cast.clock.advance(1.0)
             verb = action[0]
             if verb == "send":
-                await fleet.client(action[1]).send_text(action[2], action[3].encode())
+                await cast.client(action[1]).send_text(action[2], action[3].encode())
             elif verb == "chain":
                 for i in range(int(action[3])):
-                    await fleet.client(action[1]).send_text(action[2], f"chain {i}".encode())
+                    await cast.client(action[1]).send_text(action[2], f"chain {i}".encode())
             elif verb == "receipt":
                 ids = [d["message_id"] for d in decrypted if d["device"] == action[1]
                        and d["from"].startswith(action[2] + "/")]
-                await fleet.client(action[1]).send_receipt(action[2], ids)
+                await cast.client(action[1]).send_receipt(action[2], ids)
             elif verb == "rotate_spk":
-                await fleet.client(action[1]).rotate_spk()
+                await cast.client(action[1]).rotate_spk()
             elif verb == "reinstall":
                 user, device = action[1].split("/")
-                note_install(await fleet.account(user).reinstall_device(device, connect=False))
+                note_install(await cast.accounts[user].reinstall_device(device, connect=False))
             note_later_prekeys()  # before polling: a top-up may follow a bootstrap
             await poll_all()
             note_later_prekeys()
-        sessions = _digests(fleet, order)
-        negatives = _negatives(fleet, recorded)
+        sessions = _digests(cast, order)
+        negatives = _negatives(cast, recorded)
     finally:
-        await fleet.close()
+        await cast.close()
     envelopes: list[dict[str, Any]] = [{
         "seq": r.seq,
         "message_id": r.env.message_id,
@@ -191,9 +244,9 @@ async def _run(seed: int) -> dict[str, Any]:
         "file": FILE,
         "version": VERSION,
         "spec": "SPEC.md §6",
-        "description": "Transcript of a seeded multi-user, multi-device simulator run against "
-                       "the reference relay: every envelope as the relay stored it. Re-running "
-                       "simulator.live_vectors with input.seed must reproduce identical bytes.",
+        "description": "Transcript of a seeded multi-user, multi-device run against the "
+                       "reference relay: every envelope as the relay stored it. Re-running "
+                       "semafore.vectors.live with input.seed must reproduce identical bytes.",
         "cases": [{
             "id": "live-run-1",
             "description": "3 users, 5 devices: first contacts, SMX1 resends, replies, sync "
@@ -220,11 +273,11 @@ async def _run(seed: int) -> dict[str, Any]:
     }
 
 
-def _digests(fleet: Fleet, order: list[str]) -> list[dict[str, str]]:
+def _digests(cast: _Cast, order: list[str]) -> list[dict[str, str]]:
     out = []
     for i, a in enumerate(order):
         for b in order[i + 1:]:
-            ca, cb = fleet.client(a), fleet.client(b)
+            ca, cb = cast.client(a), cast.client(b)
             ra, rb = ca.device.sessions.get(cb.address), cb.device.sessions.get(ca.address)
             if ra and rb and ra.current and rb.current:
                 out.append({"a": a, "b": b,
@@ -233,11 +286,11 @@ def _digests(fleet: Fleet, order: list[str]) -> list[dict[str, str]]:
     return out
 
 
-def _negatives(fleet: Fleet, recorded: list[Recorded]) -> list[dict[str, Any]]:
+def _negatives(cast: _Cast, recorded: list[Recorded]) -> list[dict[str, Any]]:
     """Replay and tamper the last DR_V1 envelope against its recipient's final state."""
     last = next(r for r in reversed(recorded) if is_drv1(r.env.body))
     env = last.env
-    recipient = fleet.client(f"{env.recipient_user_id}/{env.recipient_device_id}")
+    recipient = cast.client(f"{env.recipient_user_id}/{env.recipient_device_id}")
     sender = f"{env.sender_user_id}:{env.sender_device_id}"
     tampered = bytearray(env.body)
     tampered[43] ^= 0x01  # N (bytes 40..44) + 1: covered by the AEAD's associated data
@@ -301,7 +354,7 @@ def verify(path: str | Path = DEFAULT_PATH) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("generate", "verify"):
-        sys.stderr.write("usage: python -m simulator.live_vectors generate|verify [PATH]\n")
+        sys.stderr.write("usage: python -m semafore.vectors.live generate|verify [PATH]\n")
         return 2
     path = Path(args[1]) if len(args) > 1 else DEFAULT_PATH
     if args[0] == "generate":
