@@ -854,7 +854,7 @@ class Execution:
                                 if d != sender.device)
 
     async def _send_adapter(self, step: Send, device: AdapterDevice) -> None:
-        """``live.send`` for each label (one recipient user: contract §5)."""
+        """``live.send`` for each label (to one user or several: contract §5)."""
         for label in self._labels(step.label, step.count):
             msg = self._new_message(label, step.sender, step.to, step)
             msg.withheld = step.withhold
@@ -864,11 +864,15 @@ class Execution:
             self.by_id[message_id] = msg
             self.sent_bodies[message_id] = body
             try:
-                envelopes = await device.send(step.to[0], body, message_id, not step.withhold)
+                envelopes, failed = await device.send(step.to, body, message_id,
+                                                      not step.withhold)
             except ImplError as exc:
                 msg.failed = str(exc)
-                self._failed(step, f"{step.sender} -> {step.to[0]}", exc.name)
+                self._failed(step, f"{step.sender} -> {', '.join(step.to)}", exc.name)
                 continue
+            for user, why in sorted(failed.items()):  # a message to several users
+                msg.failed = why
+                self._failed(step, f"{step.sender} -> {user}", why)
             for recipient, envelope in envelopes.items():
                 self.fleet.ledger.expect(step.sender.user, message_id, recipient)
                 self.fleet.ledger.envelopes.append((device.address, recipient, message_id,
@@ -877,7 +881,7 @@ class Execution:
             with contextlib.suppress(OracleError):
                 self.oracle.register_identifier("message_id", message_id)
             self.event(step, "send", f"{label}: {step.sender} [{device.implementation}] -> "
-                       f"{step.to[0]} ({len(envelopes)} envelopes"
+                       f"{', '.join(step.to)} ({len(envelopes)} envelopes"
                        f"{', withheld' if step.withhold else ''})")
         await self._settle()
 

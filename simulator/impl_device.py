@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,16 +180,18 @@ class AdapterDevice:
         result = await self.host.call("live.reinstall", {"device": self.address})
         self._learn(result["bundle"])
 
-    async def send(self, to: str, plaintext: bytes, message_id: str,
-                   deliver: bool) -> dict[str, bytes]:
+    async def send(self, to: Sequence[str], plaintext: bytes, message_id: str,
+                   deliver: bool) -> tuple[dict[str, bytes], dict[str, str]]:
         """Every envelope the send encrypted, address -> bytes (contract: recipients and
-        sync copies the relay accepted; with ``deliver: false`` what was encrypted)."""
+        sync copies the relay accepted; with ``deliver: false`` what was encrypted), and the
+        users of a message to several that it did not reach, user -> why (``failed``)."""
         result = await self.host.call("live.send", {
-            "device": self.address, "to": to, "plaintext": plaintext.hex(),
-            "message_id": message_id, "deliver": deliver})
+            "device": self.address, "to": to[0] if len(to) == 1 else list(to),
+            "plaintext": plaintext.hex(), "message_id": message_id, "deliver": deliver})
         out = {str(e["to"]): bytes.fromhex(str(e["body"])) for e in result["envelopes"]}
         self.sent.extend((address, message_id, body) for address, body in out.items())
-        return out
+        failed = {str(user): str(why) for user, why in (result.get("failed") or {}).items()}
+        return out, failed
 
     async def receive(self, now: float) -> tuple[list[Received], list[ClientEvent]]:
         """Fetch, open and acknowledge everything pending (``live.receive``)."""
@@ -290,8 +292,6 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
             continue
         mine = [d for d in _devices_of(step) if d in adapter_devices]
         needs = _NEEDS.get(type(step))
-        if isinstance(step, Send) and len(step.to) > 1:
-            needs = "one message to several users (live.send takes one user)"
         if isinstance(step, Attach):  # the receiving adapter device would have to fetch it
             for user in step.to:
                 for device in (d for d in adapter_devices

@@ -52,6 +52,17 @@ class Args:
             raise BadArgument(f"{self._path}.{name} must be a string", field=f"{self._path}.{name}")
         return value
 
+    def users(self, name: str) -> list[str]:
+        """A recipient argument: one user id or a non-empty list of them (contract §5
+        ``live.send``: a message to several users)."""
+        value = self._get(name)
+        path = f"{self._path}.{name}"
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and value and all(isinstance(u, str) and u for u in value):
+            return [str(u) for u in value]
+        raise BadArgument(f"{path} must be a user id or a non-empty list of them", field=path)
+
     def optional_text(self, name: str) -> str | None:
         return None if self._raw.get(name) is None else self.text(name)
 

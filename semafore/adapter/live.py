@@ -23,10 +23,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from semafore.adapter.args import Args, BadArgument
-from semafore.client.client import DeviceClient
+from semafore.client.client import DeviceClient, SendResult
 from semafore.client.clock import SystemClock
 from semafore.client.device import Device, IdentityPolicy, PrekeyPolicy
-from semafore.client.errors import ClientError, MalformedClientState, ServerRejected
+from semafore.client.errors import (
+    ClientError,
+    MalformedClientState,
+    RecipientsFailed,
+    ServerRejected,
+)
 from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol.entropy import Entropy, SeededEntropy, SystemEntropy
 from semafore.protocol.errors import NoSession, ProtocolError
@@ -166,7 +171,8 @@ class LiveOps:
 
     def send(self, args: Args) -> dict[str, Any]:
         client = self._device(args).connected()
-        to = args.text("to")
+        to = args.users("to")
+        peers = {u for u in to if u != client.device.user_id}
         plaintext = args.hex("plaintext")
         message_id = args.text("message_id")
         deliver = args.flag("deliver", True)
@@ -178,13 +184,18 @@ class LiveOps:
         def sent(_: DeviceClient, user_id: str, sent_id: str, bodies: dict[str, bytes]) -> None:
             if sent_id == message_id:
                 for address, body in bodies.items():
-                    on_wire[address] = (body, user_id == client.device.user_id != to)
+                    on_wire[address] = (body, user_id == client.device.user_id and bool(peers))
+
+        async def send() -> tuple[SendResult, dict[str, str]]:
+            try:
+                return await client.send_text(
+                    to, plaintext, message_id=message_id, withhold=not deliver), {}
+            except RecipientsFailed as exc:  # some users reached, the rest named
+                return exc.result, {u: f"{type(e).__name__}: {e}" for u, e in exc.failures.items()}
 
         client.on_sent = sent
         try:
-            result = self._run(
-                client.send_text(to, plaintext, message_id=message_id, withhold=not deliver)
-            )
+            result, failed = self._run(send())
         finally:
             client.on_sent = None
         if not deliver:  # withheld: nothing reached the relay; the recipients' bodies only
@@ -196,7 +207,10 @@ class LiveOps:
             if sync:
                 envelope["sync"] = True
             envelopes.append(envelope)
-        return {"message_id": result.message_id, "delivered": deliver, "envelopes": envelopes}
+        out = {"message_id": result.message_id, "delivered": deliver, "envelopes": envelopes}
+        if failed:
+            out["failed"] = failed
+        return out
 
     def receive(self, args: Args) -> dict[str, Any]:
         client = self._device(args).connected()

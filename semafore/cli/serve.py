@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 
-from semafore.deploy.balancer import BALANCERS, BalancerError
 from semafore.deploy.workers import MAX_WORKERS, WorkerError, WorkerPool, WorkerSpec
 from semafore.server.oplog import LOG_HASH_MODES, LogHash, LogHashError
 from semafore.server.relay_key import RelayKeyError, derive, load_or_create
@@ -128,15 +127,6 @@ def log_hash_from(mode: str, key_file: Path | None,
     "backends. A worker that dies is restarted (at most 3 times a minute, else exit 1). "
     "docs/capacity.md 'serve --workers'.",
 )
-@click.option(
-    "--balancer",
-    default="kernel",
-    show_default=True,
-    type=click.Choice(BALANCERS),
-    help="With --workers: 'kernel' (each worker listens on the port itself, SO_REUSEPORT) or "
-    "'haproxy' (Debian's HAProxy holds the port: least-connections, health checks, no "
-    "connection lost to a dying worker).",
-)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
@@ -155,7 +145,6 @@ def command(
     log_hash: str,
     log_hash_key_file: Path | None,
     workers: int,
-    balancer: str,
     log_level: str,
     print_openapi: bool,
     as_json: bool,
@@ -182,8 +171,6 @@ def command(
             " process; SQLite has no cross-process push hub)",
             param_hint="--workers",
         )
-    if balancer != "kernel" and workers == 1:
-        raise click.UsageError("--balancer needs --workers 2 or more")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, not loopback", err=True)
     if key_file is None and store.startswith("sqlite:"):
@@ -215,7 +202,7 @@ def command(
     )
     if on_backends:
         _serve_on_backends(settings, host, port, store.partition(":")[2] or "semafore",
-                           as_json, log_level, workers, balancer)
+                           as_json, log_level, workers)
         return
     try:
         stores = open_stores(store)
@@ -266,7 +253,7 @@ def relay_url(host: str, port: int) -> str:
 
 def _serve_on_backends(
     settings: Settings, host: str, port: int, namespace: str, as_json: bool, log_level: str,
-    workers: int, balancer: str,
+    workers: int,
 ) -> None:
     from semafore.deploy.errors import SettingsError
     from semafore.deploy.replicas import endpoints_from_env, serve_on_backends
@@ -283,11 +270,7 @@ def _serve_on_backends(
     if workers > 1:
         spec = WorkerSpec(settings, endpoints, namespace, host, port,
                           getattr(logging, log_level.upper()))
-        try:
-            pool = WorkerPool(spec, workers, balancer=balancer)
-        except SettingsError as exc:
-            raise click.BadParameter(exc.reason, param_hint=f"--{exc.field}") from exc
-        _serve_workers(pool, as_json)
+        _serve_workers(WorkerPool(spec, workers), as_json)
         return
     try:
         sock = bind(host, port)
@@ -313,19 +296,16 @@ def _serve_workers(pool: WorkerPool, as_json: bool) -> None:
         pool.close()
         raise click.BadParameter(f"cannot bind {pool.spec.host}:{pool.spec.port}: {exc}",
                                  param_hint="--port") from exc
-    except (WorkerError, BalancerError) as exc:
+    except WorkerError as exc:
         pool.close()
         raise click.ClickException(str(exc)) from exc
     namespace = pool.spec.namespace
-    balancer_pid = pool.balancer.pid if pool.balancer is not None else None
     if as_json:
         click.echo(json.dumps({"url": pool.url, "store": "backends", "port": pool.port,
-                               "workers": pool.pids, "balancer": pool.balancer_kind,
-                               "balancer_pid": balancer_pid}))
+                               "workers": pool.pids}))
     else:
         click.echo(f"SemaFore relay on {pool.url} (store: backends/{namespace}, "
-                   f"{len(pool.pids)} workers: pids {', '.join(map(str, pool.pids))}; "
-                   f"balancer: {pool.balancer_kind})")
+                   f"{len(pool.pids)} workers: pids {', '.join(map(str, pool.pids))})")
 
     def stop(_signum: int, _frame: object) -> None:
         pool.request_stop()
@@ -336,7 +316,7 @@ def _serve_workers(pool: WorkerPool, as_json: bool) -> None:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         pool.supervise(on_restart=restarted)
-    except (WorkerError, BalancerError) as exc:
+    except WorkerError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         for sig, handler in previous.items():

@@ -6,11 +6,8 @@ One Python process runs the relay on one core (the event loop, JSON, the token c
 all on one thread), so a relay on a 2-core machine used half of it. A :class:`WorkerPool`
 is the parent: it reserves the port, starts ``count`` worker processes and supervises them.
 
-- **One port, the kernel balances** (``balancer="kernel"``, the default; with
-  ``balancer="haproxy"`` Debian's HAProxy holds the port instead and spreads connections over
-  workers on loopback ports of their own: semafore/deploy/balancer.py says when that is
-  better). Kernel: every worker binds its *own* listening socket on the same address with
-  ``SO_REUSEPORT``; Linux hashes each new connection's 4-tuple onto one
+- **One port, the kernel balances.** Every worker binds its *own* listening socket on the
+  same address with ``SO_REUSEPORT``; Linux hashes each new connection's 4-tuple onto one
   of the listening sockets, so connections spread evenly without a proxy. The parent holds
   a bound, never-listening ``SO_REUSEPORT`` socket on the port from the start (so
   ``--port 0`` resolves to one port for every worker, and no other program can take it
@@ -56,7 +53,6 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
-from semafore.deploy.balancer import BALANCERS, BalancerError, HaproxyBalancer, haproxy_binary
 from semafore.deploy.errors import InfraError, SettingsError
 from semafore.deploy.providers import Endpoints
 from semafore.server.settings import Settings
@@ -110,21 +106,6 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _listening(host: str, port: int) -> socket.socket:
-    """The proxy's public socket, bound and listening (HAProxy inherits it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
 class WorkerHeader:
     """ASGI wrapper: every HTTP response carries :data:`WORKER_HEADER` with this process's
     pid. WebSocket and lifespan scopes pass through untouched."""
@@ -149,12 +130,10 @@ class WorkerHeader:
 
 
 class _Worker:
-    """One worker slot: its index and address stay, its process changes on restart."""
+    """One worker slot: its index stays, its process changes on restart."""
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.host = ""
-        self.port = 0
         self.process: SpawnProcess | None = None
         self.restarts: deque[float] = deque()
 
@@ -176,17 +155,12 @@ class WorkerPool:
         restart_window: float = 60.0,
         startup_timeout: float = 60.0,
         stop_timeout: float = 10.0,
-        balancer: str = "kernel",
     ) -> None:
-        if balancer not in BALANCERS:
-            raise SettingsError("balancer", f"one of {', '.join(BALANCERS)}, not {balancer!r}")
         if not 1 <= count <= MAX_WORKERS:
             raise SettingsError("workers", f"between 1 and {MAX_WORKERS}, not {count}")
         if spec.endpoints.embedded:
             raise SettingsError("workers", "worker processes need shared backends, not "
                                 "embedded stores")
-        if balancer == "haproxy":
-            haproxy_binary()  # refused now, naming the option, not after the workers started
         if max_restarts < 0:
             raise SettingsError("max_restarts", "0 or more")
         self.spec = spec
@@ -196,9 +170,7 @@ class WorkerPool:
         self.stop_timeout = stop_timeout
         self.workers = [_Worker(i) for i in range(count)]
         self._context = multiprocessing.get_context("spawn")
-        self.balancer_kind = balancer
-        self.balancer: HaproxyBalancer | None = None
-        self._sockets: list[socket.socket] = []  # reservations and the proxy's listener
+        self._reservation: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
         self.port = spec.port
@@ -214,32 +186,15 @@ class WorkerPool:
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def start(self) -> WorkerPool:
-        """Reserve the port, start every worker (and the balancer) and return once all
-        serve. Raises ``OSError`` if the port is taken, :class:`WorkerError` if a worker
-        fails, :class:`BalancerError` if HAProxy does."""
+        """Reserve the port, start every worker and return once all listen and serve.
+        Raises ``OSError`` if the port is taken, :class:`WorkerError` if a worker fails."""
+        self._reservation = reuseport_socket(self.spec.host, self.spec.port)
+        self.port = int(self._reservation.getsockname()[1])
+        self.spec = dataclasses.replace(self.spec, port=self.port)  # workers bind this port
         try:
-            if self.balancer_kind == "kernel":
-                reservation = reuseport_socket(self.spec.host, self.spec.port)
-                self._sockets.append(reservation)
-                self.port = int(reservation.getsockname()[1])
-                for worker in self.workers:  # all on the one port
-                    worker.host, worker.port = self.spec.host, self.port
-            else:
-                public = _listening(self.spec.host, self.spec.port)
-                self._sockets.append(public)
-                self.port = int(public.getsockname()[1])
-                for worker in self.workers:  # each on a loopback port of its own
-                    reservation = reuseport_socket("127.0.0.1", 0)
-                    self._sockets.append(reservation)
-                    worker.host, worker.port = "127.0.0.1", int(reservation.getsockname()[1])
             pending = [(w, self._spawn(w)) for w in self.workers]
             for worker, ready in pending:
                 self._await_ready(worker, ready)
-            if self.balancer_kind == "haproxy":
-                self.balancer = HaproxyBalancer(
-                    self._sockets[0].fileno(), [(w.host, w.port) for w in self.workers]
-                )
-                self.balancer.start()
         except BaseException:
             self.stop()
             raise
@@ -254,30 +209,22 @@ class WorkerPool:
     def supervise(self, on_restart: Callable[[int, int, int], None] | None = None) -> None:
         """Block until :meth:`request_stop`; restart each worker that exits meanwhile
         (``on_restart(index, old_pid, new_pid)`` after it serves again). Raises
-        :class:`WorkerError` when one worker exceeds its restart budget, and
-        :class:`BalancerError` when HAProxy exits (its clients lost their way in)."""
+        :class:`WorkerError` when one worker exceeds its restart budget."""
         while not self._stopping:
             sentinels: dict[int, _Worker] = {}
             for worker in self.workers:
                 assert worker.process is not None
                 sentinels[worker.process.sentinel] = worker
-            watched = [*sentinels, self._wake_r.fileno()]
-            if self.balancer is not None and self.balancer.pidfd is not None:
-                watched.append(self.balancer.pidfd)
-            for fd in wait(watched):
-                if self._stopping:
-                    break
-                if self.balancer is not None and fd == self.balancer.pidfd:
-                    raise BalancerError(self.balancer.exit_reason())
-                if fd in sentinels:
-                    self._restart(sentinels[fd], on_restart)
+            ready = wait([*sentinels, self._wake_r.fileno()])
+            for fd in ready:
+                worker_or_none = sentinels.get(fd) if isinstance(fd, int) else None
+                if worker_or_none is None or self._stopping:
+                    continue
+                self._restart(worker_or_none, on_restart)
 
     def stop(self) -> None:
-        """Stop the balancer, then SIGTERM every worker once, wait up to ``stop_timeout``,
-        SIGKILL what is left."""
+        """SIGTERM every worker once, wait up to ``stop_timeout``, SIGKILL what is left."""
         self._stopping = True
-        if self.balancer is not None:
-            self.balancer.stop(self.stop_timeout)
         running = [w.process for w in self.workers if w.process is not None]
         for process in running:
             if process.is_alive() and process.pid is not None:
@@ -290,9 +237,9 @@ class WorkerPool:
             if process.is_alive():
                 process.kill()
                 process.join(5)
-        for sock in self._sockets:
-            sock.close()
-        self._sockets = []
+        if self._reservation is not None:
+            self._reservation.close()
+            self._reservation = None
 
     def close(self) -> None:
         """Release the pool's own descriptors (after :meth:`stop`)."""
@@ -310,10 +257,9 @@ class WorkerPool:
 
     def _spawn(self, worker: _Worker) -> Connection:
         parent_end, child_end = self._context.Pipe(duplex=False)
-        spec = dataclasses.replace(self.spec, host=worker.host, port=worker.port)
         process = self._context.Process(
             target=run_worker,
-            args=(spec, worker.index, child_end),
+            args=(self.spec, worker.index, child_end),
             name=f"semafore-worker-{worker.index}",
             daemon=False,
         )

@@ -23,12 +23,11 @@ import pytest
 from semafore.client import Account, DeviceClient, SystemClock, create_organisation, enrol_members
 from semafore.client.account import fixed_otp
 from semafore.client.transport import RelayHttp
-from semafore.deploy.balancer import haproxy_binary
 from semafore.deploy.errors import SettingsError
 from semafore.deploy.providers import Endpoints, Provider
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.stores import backend_stores
-from semafore.deploy.testing import shared_provider, unavailable
+from semafore.deploy.testing import shared_provider
 from semafore.deploy.workers import WORKER_HEADER, WorkerError, WorkerPool, WorkerSpec
 from semafore.protocol.entropy import SeededEntropy
 from semafore.server.settings import Settings
@@ -46,7 +45,6 @@ class Served:
     pids: list[int]
     namespace: str
     log: Path  # the parent's and the workers' stderr
-    printed: dict[str, object]  # the --json line
 
     def events(self, name: str) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log.read_text().splitlines()
@@ -63,27 +61,13 @@ def served(local: Provider, tmp_path: Path) -> Iterator[Served]:
     """``semafore serve --workers 2`` on the shared local backends, in a fresh namespace; the
     parent in a session of its own, like a service a terminal started (workers must not
     need the terminal's signals to stop)."""
-    yield from serve_workers(local, tmp_path)
-
-
-@pytest.fixture
-def proxied(local: Provider, tmp_path: Path) -> Iterator[Served]:
-    """The same with ``--balancer haproxy`` (Debian's haproxy package)."""
-    try:
-        haproxy_binary()
-    except SettingsError as exc:
-        unavailable(str(exc))
-    yield from serve_workers(local, tmp_path, "--balancer", "haproxy")
-
-
-def serve_workers(local: Provider, tmp_path: Path, *options: str) -> Iterator[Served]:
     namespace = f"w{uuid.uuid4().hex[:10]}"
     log = tmp_path / "serve.log"
     stderr = log.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "semafore.cli.main", "serve", "--store", f"backends:{namespace}",
          "--workers", "2", "--port", "0", "--json", "--test-mode", "--test-org", ORG,
-         "--test-no-rate-limits", *options],
+         "--test-no-rate-limits"],
         env={**os.environ, **local.endpoints.as_env()}, stdout=subprocess.PIPE,
         stderr=stderr, text=True, start_new_session=True,
     )
@@ -94,44 +78,13 @@ def serve_workers(local: Provider, tmp_path: Path, *options: str) -> Iterator[Se
         pytest.fail(f"serve --workers printed nothing: {log.read_text()[-2000:]}")
     info = json.loads(line)
     try:
-        yield Served(proc, info["url"], info["port"], info["workers"], namespace, log, info)
+        yield Served(proc, info["url"], info["port"], info["workers"], namespace, log)
     finally:
         if proc.poll() is None:
             proc.kill()  # a test that failed before stopping it; the workers die with it
             proc.wait(30)
         proc.stdout.close()
         stderr.close()
-
-
-def parent_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as fh:
-        return int(fh.read().rsplit(")", 1)[1].split()[1])
-
-
-def both_answer(served: Served) -> None:
-    seen: set[int] = set()
-    for _ in range(TRIES):
-        seen.add(answering_worker(served.url))
-        if seen == set(served.pids):
-            break
-    assert seen == set(served.pids)  # each worker got connections on the one port
-
-
-def replacement_of(served: Served, strict: bool) -> int | None:
-    """Poll the port until a worker not in ``served.pids`` answers; ``strict``: every request
-    meanwhile must succeed (nothing reset, no 5xx)."""
-    deadline = time.monotonic() + RESTART_WAIT
-    while time.monotonic() < deadline:
-        try:
-            pid = answering_worker(served.url)
-        except httpx.TransportError:  # a connection the killed worker held queued was reset
-            if strict:
-                raise
-            continue
-        if pid not in served.pids:
-            return pid
-        time.sleep(0.05)
-    return None
 
 
 def answering_worker(url: str) -> int:
@@ -155,16 +108,31 @@ def test_json_names_the_port_and_one_pid_per_worker(served: Served) -> None:
     assert len(served.pids) == len(set(served.pids)) == 2
     assert served.proc.pid not in served.pids
     for pid in served.pids:  # children of the serve process, not strangers
-        assert parent_of(pid) == served.proc.pid
-    assert served.printed["balancer"] == "kernel" and served.printed["balancer_pid"] is None
+        with open(f"/proc/{pid}/stat") as fh:
+            assert int(fh.read().rsplit(")", 1)[1].split()[1]) == served.proc.pid
 
 
 @pytest.mark.backend
 def test_both_workers_answer_on_the_one_port_and_a_killed_one_is_replaced(served: Served) -> None:
-    both_answer(served)
+    seen: set[int] = set()
+    for _ in range(TRIES):
+        seen.add(answering_worker(served.url))
+        if seen == set(served.pids):
+            break
+    assert seen == set(served.pids)  # the kernel gave each worker connections
+
     killed, survivor = served.pids
     os.kill(killed, signal.SIGKILL)
-    replacement = replacement_of(served, strict=False)
+    replacement = None
+    deadline = time.monotonic() + RESTART_WAIT
+    while replacement is None and time.monotonic() < deadline:
+        try:
+            pid = answering_worker(served.url)
+        except httpx.TransportError:  # the killed worker's queued connection was reset
+            continue
+        if pid not in served.pids:
+            replacement = pid
+        time.sleep(0.05)
     assert replacement is not None, "no new worker ever answered on the port"
     assert served.proc.poll() is None  # the parent restarted it, it did not give up
 
@@ -318,28 +286,3 @@ def test_a_worker_dying_beyond_the_restart_budget_ends_the_pool(local: Provider)
             pool.supervise()
         assert caught.value.index == 0
         assert f"pid {pid} exited with code -9" in caught.value.reason
-
-
-@pytest.mark.backend
-def test_haproxy_spreads_over_the_workers_and_no_request_fails_while_one_is_replaced(
-    proxied: Served,
-) -> None:
-    balancer = proxied.printed["balancer_pid"]
-    assert proxied.printed["balancer"] == "haproxy" and isinstance(balancer, int)
-    assert parent_of(balancer) == proxied.proc.pid
-    both_answer(proxied)
-    killed, survivor = proxied.pids
-    os.kill(killed, signal.SIGKILL)
-    replacement = replacement_of(proxied, strict=True)  # HAProxy re-dispatches meanwhile
-    assert replacement is not None, "no new worker ever answered behind the proxy"
-    proxied.proc.send_signal(signal.SIGTERM)
-    assert proxied.proc.wait(60) == 0
-    assert gone(balancer) and gone(survivor) and gone(replacement)
-
-
-def test_a_balancer_without_workers_is_a_usage_error_naming_it() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "semafore.cli.main", "serve", "--balancer", "haproxy"],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 2 and "--balancer" in result.stderr

@@ -89,20 +89,56 @@ def test_a_step_no_adapter_operation_covers_is_unsupported_not_a_pass(
     assert "no contract operation" in (result.unsupported or "")
 
 
+# the Go adapter behind a filter that drops live.stats from its capabilities: its devices
+# act the same (push socket included) but report no counters
+NO_STATS = """
+import json, subprocess, sys
+go = subprocess.Popen([sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+for line in sys.stdin.buffer:
+    go.stdin.write(line)
+    go.stdin.flush()
+    answer = go.stdout.readline()
+    reply = json.loads(answer)
+    if isinstance(reply.get("result"), dict) and "ops" in reply["result"]:
+        reply["result"]["ops"] = [op for op in reply["result"]["ops"] if op != "live.stats"]
+        answer = (json.dumps(reply) + "\\n").encode()
+    sys.stdout.buffer.write(answer)
+    sys.stdout.buffer.flush()
+"""
+
+
 @pytest.mark.parametrize(("bound", "outcome"), [(1, Outcome.HELD), (10_000, Outcome.UNSUPPORTED)])
-def test_a_stat_only_reference_clients_count_is_a_lower_bound(
-        go_adapter: Path, bound: int, outcome: Outcome) -> None:
-    """With adapter devices, ``skipped_keys_used`` counts the reference devices only: enough
-    of them proves ``at_least``; too few proves nothing (unsupported, never violated)."""
+def test_a_stat_an_adapter_does_not_report_is_a_lower_bound(
+        go_adapter: Path, tmp_path: Path, bound: int, outcome: Outcome) -> None:
+    """With devices of an adapter without ``live.stats``, ``skipped_keys_used`` counts the
+    other devices only: enough of them proves ``at_least``; too few proves nothing
+    (unsupported, never violated)."""
+    script = tmp_path / "no_stats.py"
+    script.write_text(NO_STATS)
     text = (ROOT / "scenarios" / "desync" / "reorder.yaml").read_text().replace(
         "{stat: skipped_keys_used, at_least: 1}", f"{{stat: skipped_keys_used, at_least: {bound}}}")
     result = run_with_implementations(
-        loads(text), implementations={"go": Implementation("go", str(go_adapter))},
+        loads(text), implementations={
+            "go": Implementation("go", f"{sys.executable} {script} {go_adapter}")},
         strategy="round-robin")
     stat = next(a for a in result.assertions
                 if a.kind == "mechanism" and "skipped_keys_used" in a.summary)
     assert stat.outcome is outcome, stat.summary
-    assert "reference devices only" in stat.summary
+    assert "not counting adapter devices" in stat.summary
+
+
+def test_an_adapter_reporting_live_stats_is_counted_in_full(go_adapter: Path) -> None:
+    """With ``live.stats`` the Go devices' counts join the reference devices': the bound is
+    shown over every device (held or violated, never a lower bound)."""
+    text = (ROOT / "scenarios" / "desync" / "reorder.yaml").read_text().replace(
+        "{stat: skipped_keys_used, at_least: 1}", "{stat: skipped_keys_used, at_most: 0}")
+    result = run_with_implementations(
+        loads(text), implementations={"go": Implementation("go", str(go_adapter))},
+        strategy="go")
+    stat = next(a for a in result.assertions
+                if a.kind == "mechanism" and "skipped_keys_used" in a.summary)
+    assert stat.outcome is Outcome.VIOLATED, stat.summary  # the Go devices used skipped keys
+    assert "not counting" not in stat.summary
 
 
 DESYNC = ROOT / "scenarios" / "desync"

@@ -50,6 +50,32 @@ func (a Args) String(name string) (string, error) {
 	return s, nil
 }
 
+// Users returns a recipient argument: one user id (a string) or a non-empty list of them
+// (a message to several users, docs/adapter-contract.md §5 live.send).
+func (a Args) Users(name string) ([]string, error) {
+	v, err := a.get(name)
+	if err != nil {
+		return nil, err
+	}
+	switch t := v.(type) {
+	case string:
+		return []string{t}, nil
+	case []any:
+		out := make([]string, 0, len(t))
+		for _, item := range t {
+			s, ok := item.(string)
+			if !ok || s == "" {
+				return nil, protocol.Malformed(a.field(name), "%s must list user ids (strings)", a.field(name))
+			}
+			out = append(out, s)
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+	return nil, protocol.Malformed(a.field(name), "%s must be a user id or a non-empty list of them", a.field(name))
+}
+
 // Bytes returns a lowercase-or-uppercase hex argument as bytes.
 func (a Args) Bytes(name string) ([]byte, error) {
 	s, err := a.String(name)

@@ -85,7 +85,7 @@ func opLiveSend(a *Adapter, args Args) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	to, err := args.String("to")
+	to, err := args.Users("to")
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func opLiveSend(a *Adapter, args Args) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sent, err := d.Send(to, plaintext, messageID, deliver)
+	sent, failed, err := d.SendToUsers(to, plaintext, messageID, deliver)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,15 @@ func opLiveSend(a *Adapter, args Args) (any, error) {
 		}
 		envelopes = append(envelopes, envelope)
 	}
-	return map[string]any{"message_id": messageID, "delivered": deliver, "envelopes": envelopes}, nil
+	result := map[string]any{"message_id": messageID, "delivered": deliver, "envelopes": envelopes}
+	if len(failed) > 0 {
+		why := map[string]string{}
+		for user, err := range failed {
+			why[user] = err.Error()
+		}
+		result["failed"] = why
+	}
+	return result, nil
 }
 
 func opLiveReceive(a *Adapter, args Args) (any, error) {

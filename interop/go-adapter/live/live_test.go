@@ -335,3 +335,30 @@ func sha(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+// A message to several users is one message (issue #11): every device of each peer gets an
+// envelope, the sender's other device one sync copy naming every peer ("bob,carol"), the
+// recipients listed first (sorted), then the sync copy; an unknown peer does not stop the
+// others and is reported in failed.
+func TestAMessageToSeveralUsersIsOneMessageWithOneSyncCopy(t *testing.T) {
+	c, _ := newConvo(t)
+	alice, laptop := c.device("alice", "phone"), c.device("alice", "laptop")
+	bob, carol := c.device("bob", "phone"), c.device("carol", "phone")
+	sent, failed, err := alice.SendToUsers([]string{"carol", "bob", "alice", "nobody"}, []byte("hi all"), "g1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, e := range sent {
+		order = append(order, fmt.Sprintf("%s sync=%v", e.To, e.Sync))
+	}
+	if want := "bob:phone sync=false,carol:phone sync=false,alice:laptop sync=true"; strings.Join(order, ",") != want {
+		t.Fatalf("envelopes %v, want %s", order, want)
+	}
+	if len(failed) != 1 || failed["nobody"] == nil {
+		t.Fatalf("the unknown user is reported, the others reached: %v", failed)
+	}
+	c.expect(bob, false, alice, "", "g1")
+	c.expect(carol, false, alice, "", "g1")
+	c.expect(laptop, false, alice, "bob,carol,nobody", "g1")
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"semafore.local/goadapter/content"
 	"semafore.local/goadapter/protocol"
@@ -29,28 +31,57 @@ type SentEnvelope struct {
 // address, then the sync copies, sorted by address — the gate scans each one that went on
 // the wire and fails a sender whose receiver fetches an envelope it did not list.
 func (d *Device) Send(to string, body []byte, messageID string, deliver bool) ([]SentEnvelope, error) {
+	sent, _, err := d.SendToUsers([]string{to}, body, messageID, deliver)
+	return sent, err
+}
+
+// SendToUsers is Send to several users as ONE message (one message id, as the reference
+// client does, issue #11): each peer user's devices get an envelope, and the sender's other
+// devices get one sync copy naming every peer ("bob,carol": sorted, joined by ','). A peer
+// that cannot be reached does not stop the others: failed maps it to why, and the sync copy
+// still goes out when any peer was reached. With a single target its failure is err.
+func (d *Device) SendToUsers(to []string, body []byte, messageID string, deliver bool) ([]SentEnvelope, map[string]error, error) {
 	if _, err := d.connected(); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	users := slices.Compact(slices.Sorted(slices.Values(to)))
+	if len(users) == 0 {
+		return nil, nil, protocol.Malformed("args.to", "a message needs at least one recipient user")
+	}
+	peers := slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == d.UserID })
+	targets := peers
+	if len(targets) == 0 {
+		targets = users // a message to one's own other devices only
 	}
 	ctx, cancel := opContext()
 	defer cancel()
 	c := content.Content{ID: messageID, Kind: content.KindText, At: unixSeconds(d.host.Now()), Body: body}
-	sent, err := d.sendToUser(ctx, to, c.Encode(), messageID, deliver, false)
-	if err != nil {
-		return nil, relayError(err)
+	var sent []SentEnvelope
+	failed := map[string]error{}
+	for _, user := range targets {
+		got, err := d.sendToUser(ctx, user, c.Encode(), messageID, deliver, false)
+		if err != nil {
+			if len(targets) == 1 {
+				return nil, nil, relayError(err)
+			}
+			failed[user] = relayError(err)
+			continue
+		}
+		sent = append(sent, got...)
 	}
-	if to != d.UserID {
-		c.SyncTo = to
+	sort.SliceStable(sent, func(i, j int) bool { return sent[i].To < sent[j].To })
+	if len(peers) > 0 && len(failed) < len(peers) {
+		c.SyncTo = strings.Join(peers, ",")
 		copies, err := d.sendToUser(ctx, d.UserID, c.Encode(), messageID, deliver, true)
 		if err != nil {
-			return nil, relayError(err)
+			return nil, nil, relayError(err)
 		}
 		for _, e := range copies {
 			e.Sync = true
 			sent = append(sent, e)
 		}
 	}
-	return sent, nil
+	return sent, failed, nil
 }
 
 // sendToUser encrypts plaintext once per device of userID (the sender's other devices when
