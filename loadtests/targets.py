@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from semafore.deploy.settings import ProviderKind
 from semafore.server.oplog import LOGGER_NAME
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -399,7 +400,7 @@ def _local_target(org_id: str) -> Iterator[Target]:
 
 def vet_spec(spec: str, policy: TargetPolicy) -> VettedTarget | None:
     """Vet a URL target before anything else happens (None for the harness-started kinds)."""
-    return None if spec in ("embedded", "local") else policy.vet(spec)
+    return None if spec in (ProviderKind.EMBEDDED, ProviderKind.LOCAL) else policy.vet(spec)
 
 
 @contextlib.contextmanager
@@ -409,15 +410,16 @@ def open_target(
     """Start (``embedded``, ``local``) or vet (URL) the relay to load; stop what was started."""
     from semafore.deploy.inprocess import serve_in_thread
 
-    if spec == "embedded":
+    if spec == ProviderKind.EMBEDDED:
         from semafore.storage.memory import memory_stores
 
         with _count_server_events() as counters, serve_in_thread(
             _settings(org_id), memory_stores()
         ) as server:
-            yield Target("embedded", server.url, True, org_id, counters, {"stores": "memory"})
+            yield Target(ProviderKind.EMBEDDED, server.url, True, org_id, counters,
+                         {"stores": "memory"})
         return
-    if spec == "local":
+    if spec == ProviderKind.LOCAL:
         yield from _local_target(org_id)
         return
     vetted = policy.vet(spec) if policy is not None else TargetPolicy().vet(spec)

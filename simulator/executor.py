@@ -41,6 +41,7 @@ from semafore.client.client import Received
 from semafore.client.device import Device
 from semafore.client.errors import ClientError, RecipientsFailed
 from semafore.deploy.data_tier import DataTier
+from semafore.deploy.settings import ProviderKind
 from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol import smx1
 from semafore.protocol.address import DeviceAddress
@@ -56,6 +57,7 @@ from simulator.assignment import REFERENCE, AssignmentError, Implementation, ass
 from simulator.attacks.harness import AttackHarness
 from simulator.external import (
     REAL_WAIT_LIMIT_S,
+    RELAY_BY_URL,
     RELAY_INTERNAL_STATS,
     ExternalInfrastructure,
     ExternalRelay,
@@ -229,7 +231,7 @@ class Execution:
     def __init__(self, scenario: Scenario, provider: str, seed: int,
                  on_step: Callable[[Step], None] | None, leak: str = "off",
                  relay: ExternalRelay | None = None) -> None:
-        if provider not in ("embedded", "local", "containers", "external", "relay"):
+        if provider not in {*ProviderKind, RELAY_BY_URL}:
             raise ExecutorError(f"unknown provider {provider!r}")
         self.scenario = scenario
         self.provider = provider
@@ -1913,7 +1915,7 @@ def _wire_time(location: str) -> float:
         return 0.0
 
 
-async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
+async def run_scenario_async(scenario: Scenario, *, provider: str = ProviderKind.EMBEDDED,
                              seed: int | None = None,
                              on_step: Callable[[Step], None] | None = None,
                              leak: str = "off", relay: ExternalRelay | None = None,
@@ -1921,7 +1923,7 @@ async def run_scenario_async(scenario: Scenario, *, provider: str = "embedded",
     chosen = scenario.seed if seed is None else seed
     if relay is not None:
         return await _on_external_relay(scenario, chosen, on_step, leak, relay, relay_orgs)
-    known = provider in ("embedded", "local", "containers", "external")
+    known = provider in set(ProviderKind)
     if known and scenario.providers and provider not in scenario.providers:
         result = ScenarioResult.for_scenario(scenario, provider=provider, seed=chosen)
         result.skipped = (f"the scenario runs on {', '.join(scenario.providers)}, "
@@ -1945,17 +1947,18 @@ async def _on_external_relay(scenario: Scenario, seed: int,
     (``relay_orgs``: the organisations the run allotted it; default ORG, ORG-2…)."""
     why_not = relay.unsupported(scenario, leak)
     if why_not:
-        result = ScenarioResult.for_scenario(scenario, provider="relay", seed=seed)
+        result = ScenarioResult.for_scenario(scenario, provider=RELAY_BY_URL, seed=seed)
         result.unsupported = "; ".join(why_not)
         result.relay = relay.shown_url
         return result
     orgs = relay_orgs or tuple(relay_org_name(relay.org, k)
                                for k in range(1, len(scenario.organisations) + 1))
     renamed = on_relay(scenario, orgs)
-    return await Execution(renamed, "relay", seed, on_step, relay=relay).run()
+    return await Execution(renamed, RELAY_BY_URL, seed, on_step, relay=relay).run()
 
 
-def run_scenario(scenario: Scenario, *, provider: str = "embedded", seed: int | None = None,
+def run_scenario(scenario: Scenario, *, provider: str = ProviderKind.EMBEDDED,
+                 seed: int | None = None,
                  on_step: Callable[[Step], None] | None = None,
                  leak: str = "off", relay: ExternalRelay | None = None,
                  relay_orgs: tuple[str, ...] | None = None) -> ScenarioResult:
@@ -1980,17 +1983,17 @@ async def run_with_implementations_async(
     file's ``impl:`` pins say (simulator.assignment). An assignment error is the
     scenario's ``error``; steps an adapter cannot take make it ``unsupported``."""
     chosen = scenario.seed if seed is None else seed
-    why_not = scenario.runs_on("embedded")
+    why_not = scenario.runs_on(ProviderKind.EMBEDDED)
     if why_not is not None:  # as the reference-only run skips it
-        result = ScenarioResult.for_scenario(scenario, provider="embedded", seed=chosen)
+        result = ScenarioResult.for_scenario(scenario, provider=ProviderKind.EMBEDDED, seed=chosen)
         result.skipped = why_not
         return result
     try:
         assignment = assign_scenario(scenario, strategy=strategy,
                                      names=list(implementations), seed=chosen)
-        execution = Execution(scenario, "embedded", chosen, on_step)
+        execution = Execution(scenario, ProviderKind.EMBEDDED, chosen, on_step)
     except (AssignmentError, ExecutorError) as exc:
-        result = ScenarioResult.for_scenario(scenario, provider="embedded", seed=chosen)
+        result = ScenarioResult.for_scenario(scenario, provider=ProviderKind.EMBEDDED, seed=chosen)
         result.error = str(exc)
         return result
     execution.assignment = assignment

@@ -164,7 +164,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--semafore-relay-log", default=None, metavar="PATH",
         help="the log file of the --semafore-relay relay, for semafore_oracle to scan",
     )
-    parser.addini("semafore_provider", "default --semafore-provider", default="embedded")
+    parser.addini("semafore_provider", "default --semafore-provider",
+                  default=ProviderKind.EMBEDDED.value)
     parser.addini("semafore_test_orgs", "organisations the test OTP works for",
                   type="args", default=list(DEFAULT_ORGS))
 
@@ -209,7 +210,7 @@ class Options:
         if log and not url:
             raise PluginError("--semafore-relay-log names the log of a --semafore-relay relay",
                               "--semafore-relay-log")
-        if url and provider in (ProviderKind.LOCAL, ProviderKind.CONTAINERS):
+        if url and provider.owns_backend_processes:
             raise PluginError(
                 f"--semafore-relay runs on its own backends: --semafore-provider "
                 f"{provider.value} would start others the oracle would scan instead; use "
@@ -223,7 +224,8 @@ class Options:
         ``SEMAFORE_NAMESPACE``) and the ``--semafore-relay-log`` file; None when neither."""
         stores = None
         if self.provider is ProviderKind.EXTERNAL:
-            stores = RelayAccess.from_env({**os.environ, "SEMAFORE_PROVIDER": "external"})
+            stores = RelayAccess.from_env({**os.environ,
+                                           "SEMAFORE_PROVIDER": ProviderKind.EXTERNAL.value})
         logs = (self.relay_log,) if self.relay_log is not None else ()
         if stores is None:
             return RelayAccess(logs=logs) if logs else None

@@ -46,8 +46,8 @@ def _print_endpoints(endpoints: Endpoints, as_json: bool) -> None:
 @click.option(
     "--provider",
     "kind",
-    type=click.Choice(["local", "containers"]),
-    default="local",
+    type=click.Choice([k.value for k in ProviderKind if k.owns_backend_processes]),
+    default=ProviderKind.LOCAL.value,
     show_default=True,
     help="Local processes or containers.",
 )
@@ -65,7 +65,7 @@ def up(kind: str, durable_redis: bool, as_json: bool) -> None:
     settings = InfraSettings(**{**base.__dict__, "provider": ProviderKind(kind)})
     provider: Provider = (
         LocalProvider(settings, redis_durable=durable_redis)
-        if kind == "local"
+        if kind == ProviderKind.LOCAL
         else ContainersProvider(settings, redis_durable=durable_redis)
     )
     stop = threading.Event()

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from semafore.cli import output
+from semafore.deploy.settings import ProviderKind
 from semafore.gate.cases import GateCase, VectorFormatError, cases_for
 from semafore.gate.config import GateConfig, GateConfigError, load_config
 from semafore.gate.report import render_terminal, write_json, write_junit
@@ -380,12 +381,13 @@ def live_command(
     names = [impl.name for impl in impls]
     if len(set(names)) != len(names):
         raise click.BadParameter("adapter names must be unique", param_hint="--impl")
-    if relay not in ("embedded", "local") and not relay.startswith(("http://", "https://")):
+    harness_started = relay in (ProviderKind.EMBEDDED, ProviderKind.LOCAL)
+    if not harness_started and not relay.startswith(("http://", "https://")):
         raise click.BadParameter("must be 'embedded', 'local' or an http(s) URL",
                                  param_hint="--relay")
     given = bool(mongo_url or redis_url or seaweed_url or namespace or store_files or log_paths)
     access: RelayAccess | None = None
-    if relay in ("embedded", "local"):
+    if harness_started:
         if given:
             raise click.BadParameter(
                 f"--relay-* options need an external relay URL; the {relay} relay's stores "

@@ -6,18 +6,28 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from semafore.deploy.errors import SettingsError
 
 
-class ProviderKind(Enum):
+class ProviderKind(StrEnum):
+    """Where the relay's data tier comes from: the one list of provider names (issue #14
+    item 1), which ``--provider`` choices, a scenario's ``providers:`` and the scenario
+    schema read. A ``StrEnum``, so a name read from a flag or a file is the member itself."""
+
     EMBEDDED = "embedded"
     LOCAL = "local"
     CONTAINERS = "containers"
     EXTERNAL = "external"
+
+    @property
+    def owns_backend_processes(self) -> bool:
+        """It starts (and so can stop, kill, pause) MongoDB, Redis and SeaweedFS itself:
+        a scenario that faults a backend needs one of these (docs/scenarios.md)."""
+        return self in (ProviderKind.LOCAL, ProviderKind.CONTAINERS)
 
 
 DEFAULT_IMAGES = {

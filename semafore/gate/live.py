@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from semafore.deploy.data_tier import DataTier
 from semafore.deploy.harness_relay import relay_settings
+from semafore.deploy.settings import ProviderKind
 from semafore.gate.runner import Impl
 from semafore.gate.transport import AdapterFailure, AdapterProcess
 from semafore.gate.verdict import Verdict
@@ -1051,7 +1052,8 @@ async def run_live(
                                       detail="; ".join(dict.fromkeys(lacking)))
                 else:
                     # user ids are global on a relay, and an external one outlives the run
-                    prefix = f"c{index}" if relay in ("embedded", "local") else f"{org}-c{index}"
+                    prefix = (f"c{index}" if relay in (ProviderKind.EMBEDDED, ProviderKind.LOCAL)
+                              else f"{org}-c{index}")
                     cell = await asyncio.to_thread(
                         run_cell, index, sender, receiver, url, org, timeout_s, observer, enrol,
                         prefix,
@@ -1179,7 +1181,7 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
 
             yield url, enrol, collect_external
         return
-    if relay not in ("embedded", "local"):
+    if relay not in (ProviderKind.EMBEDDED, ProviderKind.LOCAL):
         raise ValueError(f"--relay must be a URL, 'embedded' or 'local', got {relay!r}")
     if access is not None:
         raise RelayAccessError("--relay", "store and log options are for an external relay URL; "

@@ -3,7 +3,6 @@
 from simulator.scenario.loader import ScenarioError, discover, load, loads, schema
 from simulator.scenario.model import (
     FORMAT_VERSION,
-    PROVIDERS,
     AddDevice,
     Assertion,
     AssertionKind,
@@ -38,7 +37,7 @@ from simulator.scenario.model import (
 )
 
 __all__ = [
-    "FORMAT_VERSION", "PROVIDERS", "AddDevice", "Assertion", "AssertionKind", "Attach", "Broadcast",
+    "FORMAT_VERSION", "AddDevice", "Assertion", "AssertionKind", "Attach", "Broadcast",
     "Compromise", "CompromiseKind", "Concurrently", "Deployment", "ExhaustOpks",
     "Expectation",
     "Infra", "InfraAction", "InfraTarget", "MessageSelector", "MetadataClass", "Network",

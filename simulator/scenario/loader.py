@@ -23,12 +23,12 @@ from typing import Any, cast
 import jsonschema
 import yaml
 
+from semafore.deploy.settings import ProviderKind
 from semafore.protocol.address import DeviceAddress
 from simulator.attacks import ATTACKS
 from simulator.scenario.model import (
     FORMAT_VERSION,
     MECHANISM_STATS,
-    PROVIDERS,
     AddDevice,
     Assertion,
     AssertionKind,
@@ -863,7 +863,7 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
         cites=tuple(data["cites"]),
         expect=Expectation(data.get("expect", "pass")),
         seed=data.get("seed", 0),
-        providers=tuple(data.get("providers", PROVIDERS)),
+        providers=tuple(ProviderKind(p) for p in data.get("providers", ProviderKind)),
         timeout_s=data.get("timeout_s", 300),
         organisations=tuple(builder.orgs.values()),
         users=tuple(builder.users.values()),

@@ -23,6 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
+from semafore.deploy.settings import ProviderKind
 from semafore.protocol.address import DeviceAddress
 
 FORMAT_VERSION = 1
@@ -567,9 +568,6 @@ class Expectation(Enum):
     EXPOSED = "exposed"
 
 
-PROVIDERS = ("embedded", "local", "containers", "external")
-
-
 @dataclass(frozen=True, kw_only=True)
 class RelayConfig:
     """``infrastructure.relay``: how the in-process relay is configured (an external relay
@@ -617,7 +615,7 @@ class Scenario:
     cites: tuple[str, ...]
     expect: Expectation
     seed: int
-    providers: tuple[str, ...]
+    providers: tuple[ProviderKind, ...]
     timeout_s: int
     organisations: tuple[Organisation, ...]
     users: tuple[User, ...]
@@ -655,15 +653,18 @@ class Scenario:
     def compromises(self) -> tuple[Compromise, ...]:
         return tuple(s for s in self.all_steps() if isinstance(s, Compromise))
 
-    def runs_on(self, provider: str) -> str | None:
-        """``None`` if the scenario can run on ``provider``, else why not: it is not in the
-        file's ``providers``, or it faults a backend process (Redis, MongoDB, SeaweedFS),
+    def runs_on(self, name: ProviderKind | str) -> str | None:
+        """``None`` if the scenario can run on provider ``name``, else why not: it is not in
+        the file's ``providers``, or it faults a backend process (Redis, MongoDB, SeaweedFS),
         which only providers that own those processes (local, containers) can do."""
+        provider = ProviderKind(name)
         if provider not in self.providers:
-            return f"not applicable to provider {provider!r} (runs on {', '.join(self.providers)})"
+            return (f"not applicable to provider {provider.value!r} "
+                    f"(runs on {', '.join(self.providers)})")
         backend = sorted({s.target.value for s in self.all_steps()
                           if isinstance(s, Infra) and s.target is not InfraTarget.SERVER})
-        if backend and provider in ("embedded", "external"):
+        if backend and not provider.owns_backend_processes:
+            owners = ", ".join(k for k in ProviderKind if k.owns_backend_processes)
             return (f"faults {', '.join(backend)}: needs a provider that owns backend "
-                    f"processes (local, containers), not {provider!r}")
+                    f"processes ({owners}), not {provider.value!r}")
         return None
