@@ -18,7 +18,7 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,18 +40,6 @@ from semafore.protocol.keys import device_address
 T = TypeVar("T")
 
 DEFAULT_OPK_COUNT = 20
-LIVE_OPS = (
-    "live.device.create",
-    "live.register",
-    "live.send",
-    "live.receive",
-    "live.reinstall",
-    "live.close",
-    "live.state.export",
-    "live.state.import",
-    "live.secrets",
-    "live.stats",
-)
 
 MAX_PENDING_SECRETS = 200_000
 """``live.secrets`` holds at most this many unreported secrets; beyond, it counts drops."""
@@ -105,6 +93,24 @@ class LiveOps:
         self._secrets: list[tuple[str, bytes]] | None = None  # None: not asked yet
         self._secrets_dropped = 0
         self._reporting = contextlib.ExitStack()
+
+    def handlers(self) -> dict[str, Callable[[Args], dict[str, Any]]]:
+        """The live operations this adapter serves, by their contract names
+        (docs/adapter-contract.md): the one list of them. ``ReferenceAdapter`` registers
+        exactly these, so ``capabilities`` reports what is served (issue 14 item 1: a
+        separate tuple of names had been kept beside the registry)."""
+        return {
+            "live.device.create": self.create,
+            "live.register": self.register,
+            "live.send": self.send,
+            "live.receive": self.receive,
+            "live.reinstall": self.reinstall,
+            "live.close": self.close,
+            "live.state.export": self.export_state,
+            "live.state.import": self.import_state,
+            "live.secrets": self.secrets,
+            "live.stats": self.stats,
+        }
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
@@ -397,4 +403,4 @@ def _public_bundle(device: Device) -> dict[str, Any]:
     }
 
 
-__all__ = ["LIVE_OPS", "LiveOps", "RelayFailure"]
+__all__ = ["LiveOps", "RelayFailure"]

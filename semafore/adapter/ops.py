@@ -118,20 +118,7 @@ class ReferenceAdapter:
             "aead.open": self.aead_open,
         }
         self.live = LiveOps()
-        self.ops.update(
-            {
-                "live.device.create": self.live.create,
-                "live.register": self.live.register,
-                "live.send": self.live.send,
-                "live.receive": self.live.receive,
-                "live.reinstall": self.live.reinstall,
-                "live.close": self.live.close,
-                "live.state.export": self.live.export_state,
-                "live.state.import": self.live.import_state,
-                "live.secrets": self.live.secrets,
-                "live.stats": self.live.stats,
-            }
-        )
+        self.ops.update(self.live.handlers())
 
     # -- discovery ------------------------------------------------------------------------
 

@@ -22,9 +22,13 @@ from pathlib import Path
 
 from semafore.deploy import health
 from semafore.deploy.errors import SettingsError
+from semafore.deploy.foreground import serve_until_signalled
+from semafore.deploy.listener import bind_loopback
 from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.deploy.providers import Endpoints
 from semafore.deploy.settings import InfraSettings, ProviderKind
+from semafore.deploy.stores import backend_stores
+from semafore.server.app import create_app
 from semafore.server.relay_key import derive
 from semafore.server.settings import Settings, unlimited_rate_limits
 
@@ -131,17 +135,10 @@ async def serve_on_backends(
     ``redis_push`` uses the cross-replica push hub (docs/backends.md); without it a device on
     another replica sees new envelopes only on its next fetch.
     """
-    import uvicorn
-
-    from semafore.deploy.stores import backend_stores
-    from semafore.server.app import create_app
-    from semafore.server.serving import uvicorn_config
-
     stores, handles = await backend_stores(endpoints, namespace)
     push = handles.push_hub(replica_name or f"replica-{os.getpid()}") if redis_push else None
-    config = uvicorn_config(create_app(relay_settings, stores, push), relay_settings)
     try:
-        await uvicorn.Server(config).serve(sockets=[sock])
+        await serve_until_signalled(create_app(relay_settings, stores, push), relay_settings, sock)
     finally:
         await handles.close()
 
@@ -159,9 +156,7 @@ async def _serve() -> None:
         relay_settings = dataclasses.replace(
             relay_settings, rate_limits=unlimited_rate_limits(), max_connections=65536
         )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", int(os.environ["SEMAFORE_REPLICA_PORT"])))
+    sock = bind_loopback(int(os.environ["SEMAFORE_REPLICA_PORT"]))
     await serve_on_backends(
         endpoints_from_env(),
         relay_settings,

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from semafore.deploy.data_tier import DataTier
@@ -51,14 +51,20 @@ from semafore.protocol.errors import ProtocolError
 if TYPE_CHECKING:
     from semafore.oracle import Chunk
 
-LIVE_OPS = (
+LiveOp = Literal[
     "live.device.create",
     "live.register",
     "live.send",
     "live.receive",
     "live.reinstall",
     "session.digest",
-)
+]
+"""The adapter operations the live run calls (docs/adapter-contract.md): ``_Cell.call`` takes
+only these, so a step that calls another operation does not type-check until it is listed,
+and an adapter lacking one is told which before any cell runs (issue 14 item 1: this list and
+the reference adapter's had drifted apart; tests/gate/test_live_ops.py checks every listed
+operation is called and the reference adapter implements all of them)."""
+LIVE_OPS: tuple[LiveOp, ...] = get_args(LiveOp)
 DEFAULT_TIMEOUT_S = 20.0
 STARTUP_BUDGET_S = 30.0  # a fresh adapter's first answer (capabilities) may take this long
 DEFAULT_ORG = "live-gate"
@@ -236,7 +242,7 @@ class _Cell:
 
     # -- requests ------------------------------------------------------------------------
 
-    def call(self, dev: _Device, op: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    def call(self, dev: _Device, op: LiveOp, args: Mapping[str, Any]) -> dict[str, Any]:
         try:
             if not dev.proc.running:  # start-up (imports, JIT…) gets its own, larger budget
                 dev.proc.request("capabilities", {}, time.monotonic() + max(
@@ -1016,7 +1022,7 @@ async def run_live(
             missing[impl.name] = f"capabilities failed: {error}"
             continue
         ops = caps.get("ops") if isinstance(caps.get("ops"), list) else []
-        lacking = [op for op in LIVE_OPS if op not in (ops or [])]
+        lacking: list[str] = [op for op in LIVE_OPS if op not in (ops or [])]
         if lacking:
             missing[impl.name] = f"does not implement {', '.join(lacking)}"
 

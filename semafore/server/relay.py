@@ -320,7 +320,7 @@ class Relay:
     async def audit(
         self,
         org_id: str,
-        event_type: str,
+        event_type: m.AuditType,  # the one list of event types (docs/audit-schema.md)
         *,
         actor: Principal | None = None,
         actor_user_id: str | None = None,

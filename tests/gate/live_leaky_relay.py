@@ -33,8 +33,8 @@ def _spooled(spool: Path, message_id: str) -> bytes | None:
 def relay(port: int, db: Path, spool: Path, leak: str, org: str) -> None:
     import logging
 
-    import uvicorn
-
+    from semafore.deploy.foreground import run_until_signalled
+    from semafore.deploy.listener import bind_loopback
     from semafore.server.app import create_app
     from semafore.server.oplog import configure_logging
     from semafore.server.settings import Settings
@@ -43,8 +43,9 @@ def relay(port: int, db: Path, spool: Path, leak: str, org: str) -> None:
     settings = Settings(test_mode=True, test_orgs=frozenset({org}), leak=leak,
                         leak_source=lambda message_id: _spooled(spool, message_id))
     configure_logging(sys.stderr, logging.INFO)
-    uvicorn.run(create_app(settings, open_stores(f"sqlite:{db}")), host="127.0.0.1", port=port,
-                log_config=None, access_log=False, ws="websockets-sansio")
+    # the relay's own uvicorn configuration, as `semafore serve` runs it (issue 14 item 1)
+    run_until_signalled(create_app(settings, open_stores(f"sqlite:{db}")), settings,
+                        bind_loopback(port))
 
 
 def adapter(spool: Path) -> int:
