@@ -14,10 +14,22 @@ import sys
 from pathlib import Path
 
 import click
+import uvicorn
 
+from semafore.deploy.balancer import BALANCERS, BalancerError
+from semafore.deploy.errors import SettingsError
+from semafore.deploy.replicas import endpoints_from_env, serve_on_backends
 from semafore.deploy.workers import MAX_WORKERS, WorkerError, WorkerPool, WorkerSpec
-from semafore.server.oplog import LOG_HASH_MODES, LogHash, LogHashError
+from semafore.server.app import create_app, openapi_document
+from semafore.server.oplog import (
+    LOG_HASH_MODES,
+    LogHash,
+    LogHashError,
+    configure_logging,
+    event,
+)
 from semafore.server.relay_key import RelayKeyError, derive, load_or_create
+from semafore.server.serving import uvicorn_config
 from semafore.server.settings import DEFAULT_RATE_LIMITS, Settings, unlimited_rate_limits
 from semafore.storage import open_stores
 
@@ -127,6 +139,15 @@ def log_hash_from(mode: str, key_file: Path | None,
     "backends. A worker that dies is restarted (at most 3 times a minute, else exit 1). "
     "docs/capacity.md 'serve --workers'.",
 )
+@click.option(
+    "--balancer",
+    default="kernel",
+    show_default=True,
+    type=click.Choice(BALANCERS),
+    help="With --workers: 'kernel' (each worker listens on the port itself, SO_REUSEPORT) or "
+    "'haproxy' (Debian's HAProxy holds the port: least-connections, health checks, no "
+    "connection lost to a dying worker).",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
@@ -145,15 +166,12 @@ def command(
     log_hash: str,
     log_hash_key_file: Path | None,
     workers: int,
+    balancer: str,
     log_level: str,
     print_openapi: bool,
     as_json: bool,
 ) -> None:
     """Run the SemaFore relay: HTTP + WebSocket API (docs/server.md)."""
-    from semafore.server.app import create_app, openapi_document
-    from semafore.server.oplog import configure_logging
-    from semafore.server.serving import uvicorn_config
-
     if print_openapi:
         click.echo(openapi_document(), nl=False)
         return
@@ -171,6 +189,8 @@ def command(
             " process; SQLite has no cross-process push hub)",
             param_hint="--workers",
         )
+    if balancer != "kernel" and workers == 1:
+        raise click.UsageError("--balancer needs --workers 2 or more")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, not loopback", err=True)
     if key_file is None and store.startswith("sqlite:"):
@@ -202,15 +222,13 @@ def command(
     )
     if on_backends:
         _serve_on_backends(settings, host, port, store.partition(":")[2] or "semafore",
-                           as_json, log_level, workers)
+                           as_json, log_level, workers, balancer)
         return
     try:
         stores = open_stores(store)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--store") from exc
     configure_logging(sys.stderr, getattr(logging, log_level.upper()), settings.log_hash)
-    import uvicorn
-
     app = create_app(settings, stores)
     kind = store.partition(":")[0]
     try:
@@ -253,12 +271,8 @@ def relay_url(host: str, port: int) -> str:
 
 def _serve_on_backends(
     settings: Settings, host: str, port: int, namespace: str, as_json: bool, log_level: str,
-    workers: int,
+    workers: int, balancer: str,
 ) -> None:
-    from semafore.deploy.errors import SettingsError
-    from semafore.deploy.replicas import endpoints_from_env, serve_on_backends
-    from semafore.server.oplog import configure_logging
-
     try:
         endpoints = endpoints_from_env()
     except SettingsError as exc:
@@ -270,7 +284,11 @@ def _serve_on_backends(
     if workers > 1:
         spec = WorkerSpec(settings, endpoints, namespace, host, port,
                           getattr(logging, log_level.upper()))
-        _serve_workers(WorkerPool(spec, workers), as_json)
+        try:
+            pool = WorkerPool(spec, workers, balancer=balancer)
+        except SettingsError as exc:
+            raise click.BadParameter(exc.reason, param_hint=f"--{exc.field}") from exc
+        _serve_workers(pool, as_json)
         return
     try:
         sock = bind(host, port)
@@ -288,24 +306,25 @@ def _serve_on_backends(
 def _serve_workers(pool: WorkerPool, as_json: bool) -> None:
     """Run ``pool`` until SIGTERM or Ctrl-C (both stop every worker gracefully, exit 0);
     a worker past its restart budget stops the rest and exits 1 (semafore/deploy/workers.py)."""
-    from semafore.server.oplog import event
-
     try:
         pool.start()
     except OSError as exc:
         pool.close()
         raise click.BadParameter(f"cannot bind {pool.spec.host}:{pool.spec.port}: {exc}",
                                  param_hint="--port") from exc
-    except WorkerError as exc:
+    except (WorkerError, BalancerError) as exc:
         pool.close()
         raise click.ClickException(str(exc)) from exc
     namespace = pool.spec.namespace
+    balancer_pid = pool.balancer.pid if pool.balancer is not None else None
     if as_json:
         click.echo(json.dumps({"url": pool.url, "store": "backends", "port": pool.port,
-                               "workers": pool.pids}))
+                               "workers": pool.pids, "balancer": pool.balancer_kind,
+                               "balancer_pid": balancer_pid}))
     else:
         click.echo(f"SemaFore relay on {pool.url} (store: backends/{namespace}, "
-                   f"{len(pool.pids)} workers: pids {', '.join(map(str, pool.pids))})")
+                   f"{len(pool.pids)} workers: pids {', '.join(map(str, pool.pids))}; "
+                   f"balancer: {pool.balancer_kind})")
 
     def stop(_signum: int, _frame: object) -> None:
         pool.request_stop()
@@ -316,7 +335,7 @@ def _serve_workers(pool: WorkerPool, as_json: bool) -> None:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         pool.supervise(on_restart=restarted)
-    except WorkerError as exc:
+    except (WorkerError, BalancerError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         for sig, handler in previous.items():

@@ -6,8 +6,11 @@ One Python process runs the relay on one core (the event loop, JSON, the token c
 all on one thread), so a relay on a 2-core machine used half of it. A :class:`WorkerPool`
 is the parent: it reserves the port, starts ``count`` worker processes and supervises them.
 
-- **One port, the kernel balances.** Every worker binds its *own* listening socket on the
-  same address with ``SO_REUSEPORT``; Linux hashes each new connection's 4-tuple onto one
+- **One port, the kernel balances** (``balancer="kernel"``, the default; with
+  ``balancer="haproxy"`` Debian's HAProxy holds the port instead and spreads connections over
+  workers on loopback ports of their own: semafore/deploy/balancer.py says when that is
+  better). Kernel: every worker binds its *own* listening socket on the same address with
+  ``SO_REUSEPORT``; Linux hashes each new connection's 4-tuple onto one
   of the listening sockets, so connections spread evenly without a proxy. The parent holds
   a bound, never-listening ``SO_REUSEPORT`` socket on the port from the start (so
   ``--port 0`` resolves to one port for every worker, and no other program can take it
@@ -37,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import multiprocessing
@@ -53,8 +55,21 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
+import uvicorn
+
+from semafore.deploy.balancer import (
+    BALANCERS,
+    BalancerError,
+    HaproxyBalancer,
+    haproxy_binary,
+    terminate_with_parent,
+)
 from semafore.deploy.errors import InfraError, SettingsError
 from semafore.deploy.providers import Endpoints
+from semafore.deploy.stores import backend_stores
+from semafore.server.app import create_app
+from semafore.server.oplog import configure_logging, event
+from semafore.server.serving import uvicorn_config
 from semafore.server.settings import Settings
 
 WORKER_HEADER = "x-semafore-worker"
@@ -62,8 +77,6 @@ WORKER_HEADER = "x-semafore-worker"
 
 MAX_WORKERS = 64
 """Upper bound of ``count``: a bounded number of processes, whatever the caller asks."""
-
-_PR_SET_PDEATHSIG = 1
 
 
 class WorkerError(InfraError):
@@ -87,6 +100,10 @@ class WorkerSpec:
     host: str
     port: int
     log_level: int = logging.INFO
+    shutdown_grace: float = 10.0
+    """Seconds a worker's graceful shutdown may take before it exits anyway: a shutdown that
+    waits on backends that are gone (Redis, MongoDB unreachable) must not keep the process,
+    and its port, alive, least of all when the parent that would SIGKILL it is dead."""
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
@@ -103,6 +120,21 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
+    return sock
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    """The proxy's public socket, bound and listening (HAProxy inherits it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
     return sock
 
 
@@ -130,10 +162,12 @@ class WorkerHeader:
 
 
 class _Worker:
-    """One worker slot: its index stays, its process changes on restart."""
+    """One worker slot: its index and address stay, its process changes on restart."""
 
     def __init__(self, index: int) -> None:
         self.index = index
+        self.host = ""
+        self.port = 0
         self.process: SpawnProcess | None = None
         self.restarts: deque[float] = deque()
 
@@ -154,13 +188,18 @@ class WorkerPool:
         max_restarts: int = 3,
         restart_window: float = 60.0,
         startup_timeout: float = 60.0,
-        stop_timeout: float = 10.0,
+        stop_timeout: float = 15.0,
+        balancer: str = "kernel",
     ) -> None:
+        if balancer not in BALANCERS:
+            raise SettingsError("balancer", f"one of {', '.join(BALANCERS)}, not {balancer!r}")
         if not 1 <= count <= MAX_WORKERS:
             raise SettingsError("workers", f"between 1 and {MAX_WORKERS}, not {count}")
         if spec.endpoints.embedded:
             raise SettingsError("workers", "worker processes need shared backends, not "
                                 "embedded stores")
+        if balancer == "haproxy":
+            haproxy_binary()  # refused now, naming the option, not after the workers started
         if max_restarts < 0:
             raise SettingsError("max_restarts", "0 or more")
         self.spec = spec
@@ -170,7 +209,9 @@ class WorkerPool:
         self.stop_timeout = stop_timeout
         self.workers = [_Worker(i) for i in range(count)]
         self._context = multiprocessing.get_context("spawn")
-        self._reservation: socket.socket | None = None
+        self.balancer_kind = balancer
+        self.balancer: HaproxyBalancer | None = None
+        self._sockets: list[socket.socket] = []  # reservations and the proxy's listener
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
         self.port = spec.port
@@ -186,15 +227,32 @@ class WorkerPool:
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def start(self) -> WorkerPool:
-        """Reserve the port, start every worker and return once all listen and serve.
-        Raises ``OSError`` if the port is taken, :class:`WorkerError` if a worker fails."""
-        self._reservation = reuseport_socket(self.spec.host, self.spec.port)
-        self.port = int(self._reservation.getsockname()[1])
-        self.spec = dataclasses.replace(self.spec, port=self.port)  # workers bind this port
+        """Reserve the port, start every worker (and the balancer) and return once all
+        serve. Raises ``OSError`` if the port is taken, :class:`WorkerError` if a worker
+        fails, :class:`BalancerError` if HAProxy does."""
         try:
+            if self.balancer_kind == "kernel":
+                reservation = reuseport_socket(self.spec.host, self.spec.port)
+                self._sockets.append(reservation)
+                self.port = int(reservation.getsockname()[1])
+                for worker in self.workers:  # all on the one port
+                    worker.host, worker.port = self.spec.host, self.port
+            else:
+                public = _listening(self.spec.host, self.spec.port)
+                self._sockets.append(public)
+                self.port = int(public.getsockname()[1])
+                for worker in self.workers:  # each on a loopback port of its own
+                    reservation = reuseport_socket("127.0.0.1", 0)
+                    self._sockets.append(reservation)
+                    worker.host, worker.port = "127.0.0.1", int(reservation.getsockname()[1])
             pending = [(w, self._spawn(w)) for w in self.workers]
             for worker, ready in pending:
                 self._await_ready(worker, ready)
+            if self.balancer_kind == "haproxy":
+                self.balancer = HaproxyBalancer(
+                    self._sockets[0].fileno(), [(w.host, w.port) for w in self.workers]
+                )
+                self.balancer.start()
         except BaseException:
             self.stop()
             raise
@@ -209,22 +267,30 @@ class WorkerPool:
     def supervise(self, on_restart: Callable[[int, int, int], None] | None = None) -> None:
         """Block until :meth:`request_stop`; restart each worker that exits meanwhile
         (``on_restart(index, old_pid, new_pid)`` after it serves again). Raises
-        :class:`WorkerError` when one worker exceeds its restart budget."""
+        :class:`WorkerError` when one worker exceeds its restart budget, and
+        :class:`BalancerError` when HAProxy exits (its clients lost their way in)."""
         while not self._stopping:
             sentinels: dict[int, _Worker] = {}
             for worker in self.workers:
                 assert worker.process is not None
                 sentinels[worker.process.sentinel] = worker
-            ready = wait([*sentinels, self._wake_r.fileno()])
-            for fd in ready:
-                worker_or_none = sentinels.get(fd) if isinstance(fd, int) else None
-                if worker_or_none is None or self._stopping:
-                    continue
-                self._restart(worker_or_none, on_restart)
+            watched = [*sentinels, self._wake_r.fileno()]
+            if self.balancer is not None and self.balancer.pidfd is not None:
+                watched.append(self.balancer.pidfd)
+            for fd in wait(watched):
+                if self._stopping:
+                    break
+                if self.balancer is not None and fd == self.balancer.pidfd:
+                    raise BalancerError(self.balancer.exit_reason())
+                if fd in sentinels:
+                    self._restart(sentinels[fd], on_restart)
 
     def stop(self) -> None:
-        """SIGTERM every worker once, wait up to ``stop_timeout``, SIGKILL what is left."""
+        """Stop the balancer, then SIGTERM every worker once, wait up to ``stop_timeout``,
+        SIGKILL what is left."""
         self._stopping = True
+        if self.balancer is not None:
+            self.balancer.stop(self.stop_timeout)
         running = [w.process for w in self.workers if w.process is not None]
         for process in running:
             if process.is_alive() and process.pid is not None:
@@ -237,9 +303,9 @@ class WorkerPool:
             if process.is_alive():
                 process.kill()
                 process.join(5)
-        if self._reservation is not None:
-            self._reservation.close()
-            self._reservation = None
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
 
     def close(self) -> None:
         """Release the pool's own descriptors (after :meth:`stop`)."""
@@ -257,9 +323,10 @@ class WorkerPool:
 
     def _spawn(self, worker: _Worker) -> Connection:
         parent_end, child_end = self._context.Pipe(duplex=False)
+        spec = dataclasses.replace(self.spec, host=worker.host, port=worker.port)
         process = self._context.Process(
             target=run_worker,
-            args=(self.spec, worker.index, child_end),
+            args=(spec, worker.index, child_end),
             name=f"semafore-worker-{worker.index}",
             daemon=False,
         )
@@ -311,13 +378,10 @@ def run_worker(spec: WorkerSpec, index: int, ready: Connection) -> None:
 
     Reports ``("ready", pid)`` on ``ready`` once uvicorn serves, or ``("failed", reason)``."""
     os.setpgid(0, 0)  # out of the terminal's process group: Ctrl-C is the parent's to relay
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    terminate_with_parent()
     # uvicorn re-raises the signal it stopped on once its graceful shutdown is done; with a
     # handler in place the worker then closes its backend clients and exits 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    from semafore.server.oplog import configure_logging
-
     configure_logging(sys.stderr, spec.log_level, spec.settings.log_hash)
     try:
         asyncio.run(_serve(spec, index, ready))
@@ -328,19 +392,15 @@ def run_worker(spec: WorkerSpec, index: int, ready: Connection) -> None:
 
 
 async def _serve(spec: WorkerSpec, index: int, ready: Connection) -> None:
-    import uvicorn
-
-    from semafore.deploy.stores import backend_stores
-    from semafore.server.app import create_app
-    from semafore.server.serving import uvicorn_config
-
     stores, handles = await backend_stores(spec.endpoints, spec.namespace)
+    watchdog: asyncio.Task[None] | None = None
     try:
         push = handles.push_hub(f"worker-{index}-{os.getpid()}")
         app = WorkerHeader(create_app(spec.settings, stores, push))
         server = uvicorn.Server(uvicorn_config(app, spec.settings))
         sock = reuseport_socket(spec.host, spec.port)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
+        watchdog = asyncio.create_task(_exit_if_stuck(server, spec.shutdown_grace))
         while not server.started and not serving.done():
             await asyncio.sleep(0.02)
         if server.started:
@@ -353,4 +413,16 @@ async def _serve(spec: WorkerSpec, index: int, ready: Connection) -> None:
         if not server.started:
             raise WorkerError(index, "uvicorn stopped before serving")
     finally:
-        await handles.close()
+        await handles.close()  # still under the watchdog: the backends may be gone
+        if watchdog is not None:
+            watchdog.cancel()
+
+
+async def _exit_if_stuck(server: Any, grace: float) -> None:
+    """Once uvicorn was told to stop, give the shutdown (and closing the backend clients)
+    ``grace`` seconds, then end the process with exit code 1."""
+    while not server.should_exit:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(grace)
+    event("worker_shutdown_stuck", logging.ERROR, grace_s=grace)
+    os._exit(1)

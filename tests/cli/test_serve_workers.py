@@ -23,11 +23,12 @@ import pytest
 from semafore.client import Account, DeviceClient, SystemClock, create_organisation, enrol_members
 from semafore.client.account import fixed_otp
 from semafore.client.transport import RelayHttp
+from semafore.deploy.balancer import haproxy_binary
 from semafore.deploy.errors import SettingsError
-from semafore.deploy.providers import Endpoints, Provider
-from semafore.deploy.settings import ProviderKind
+from semafore.deploy.providers import Endpoints, LocalProvider, Provider
+from semafore.deploy.settings import InfraSettings, ProviderKind
 from semafore.deploy.stores import backend_stores
-from semafore.deploy.testing import shared_provider
+from semafore.deploy.testing import require, shared_provider, unavailable
 from semafore.deploy.workers import WORKER_HEADER, WorkerError, WorkerPool, WorkerSpec
 from semafore.protocol.entropy import SeededEntropy
 from semafore.server.settings import Settings
@@ -45,6 +46,7 @@ class Served:
     pids: list[int]
     namespace: str
     log: Path  # the parent's and the workers' stderr
+    printed: dict[str, object]  # the --json line
 
     def events(self, name: str) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log.read_text().splitlines()
@@ -61,13 +63,27 @@ def served(local: Provider, tmp_path: Path) -> Iterator[Served]:
     """``semafore serve --workers 2`` on the shared local backends, in a fresh namespace; the
     parent in a session of its own, like a service a terminal started (workers must not
     need the terminal's signals to stop)."""
+    yield from serve_workers(local, tmp_path)
+
+
+@pytest.fixture
+def proxied(local: Provider, tmp_path: Path) -> Iterator[Served]:
+    """The same with ``--balancer haproxy`` (Debian's haproxy package)."""
+    try:
+        haproxy_binary()
+    except SettingsError as exc:
+        unavailable(str(exc))
+    yield from serve_workers(local, tmp_path, "--balancer", "haproxy")
+
+
+def serve_workers(local: Provider, tmp_path: Path, *options: str) -> Iterator[Served]:
     namespace = f"w{uuid.uuid4().hex[:10]}"
     log = tmp_path / "serve.log"
     stderr = log.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "semafore.cli.main", "serve", "--store", f"backends:{namespace}",
          "--workers", "2", "--port", "0", "--json", "--test-mode", "--test-org", ORG,
-         "--test-no-rate-limits"],
+         "--test-no-rate-limits", *options],
         env={**os.environ, **local.endpoints.as_env()}, stdout=subprocess.PIPE,
         stderr=stderr, text=True, start_new_session=True,
     )
@@ -78,13 +94,44 @@ def served(local: Provider, tmp_path: Path) -> Iterator[Served]:
         pytest.fail(f"serve --workers printed nothing: {log.read_text()[-2000:]}")
     info = json.loads(line)
     try:
-        yield Served(proc, info["url"], info["port"], info["workers"], namespace, log)
+        yield Served(proc, info["url"], info["port"], info["workers"], namespace, log, info)
     finally:
         if proc.poll() is None:
             proc.kill()  # a test that failed before stopping it; the workers die with it
             proc.wait(30)
         proc.stdout.close()
         stderr.close()
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def both_answer(served: Served) -> None:
+    seen: set[int] = set()
+    for _ in range(TRIES):
+        seen.add(answering_worker(served.url))
+        if seen == set(served.pids):
+            break
+    assert seen == set(served.pids)  # each worker got connections on the one port
+
+
+def replacement_of(served: Served, strict: bool) -> int | None:
+    """Poll the port until a worker not in ``served.pids`` answers; ``strict``: every request
+    meanwhile must succeed (nothing reset, no 5xx)."""
+    deadline = time.monotonic() + RESTART_WAIT
+    while time.monotonic() < deadline:
+        try:
+            pid = answering_worker(served.url)
+        except httpx.TransportError:  # a connection the killed worker held queued was reset
+            if strict:
+                raise
+            continue
+        if pid not in served.pids:
+            return pid
+        time.sleep(0.05)
+    return None
 
 
 def answering_worker(url: str) -> int:
@@ -95,11 +142,19 @@ def answering_worker(url: str) -> int:
 
 
 def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its reaper counts as exited)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
         return True
-    return False
+
+
+def all_gone(pids: list[int]) -> bool:
+    deadline = time.monotonic() + RESTART_WAIT
+    while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return all(gone(pid) for pid in pids)
 
 
 @pytest.mark.backend
@@ -108,31 +163,19 @@ def test_json_names_the_port_and_one_pid_per_worker(served: Served) -> None:
     assert len(served.pids) == len(set(served.pids)) == 2
     assert served.proc.pid not in served.pids
     for pid in served.pids:  # children of the serve process, not strangers
-        with open(f"/proc/{pid}/stat") as fh:
-            assert int(fh.read().rsplit(")", 1)[1].split()[1]) == served.proc.pid
+        assert parent_of(pid) == served.proc.pid
+    assert served.printed["balancer"] == "kernel" and served.printed["balancer_pid"] is None
+    served.proc.kill()  # the parent dies without a word: the kernel stops its workers
+    served.proc.wait(30)
+    assert all_gone(served.pids)
 
 
 @pytest.mark.backend
 def test_both_workers_answer_on_the_one_port_and_a_killed_one_is_replaced(served: Served) -> None:
-    seen: set[int] = set()
-    for _ in range(TRIES):
-        seen.add(answering_worker(served.url))
-        if seen == set(served.pids):
-            break
-    assert seen == set(served.pids)  # the kernel gave each worker connections
-
+    both_answer(served)
     killed, survivor = served.pids
     os.kill(killed, signal.SIGKILL)
-    replacement = None
-    deadline = time.monotonic() + RESTART_WAIT
-    while replacement is None and time.monotonic() < deadline:
-        try:
-            pid = answering_worker(served.url)
-        except httpx.TransportError:  # the killed worker's queued connection was reset
-            continue
-        if pid not in served.pids:
-            replacement = pid
-        time.sleep(0.05)
+    replacement = replacement_of(served, strict=False)
     assert replacement is not None, "no new worker ever answered on the port"
     assert served.proc.poll() is None  # the parent restarted it, it did not give up
 
@@ -286,3 +329,61 @@ def test_a_worker_dying_beyond_the_restart_budget_ends_the_pool(local: Provider)
             pool.supervise()
         assert caught.value.index == 0
         assert f"pid {pid} exited with code -9" in caught.value.reason
+
+
+@pytest.mark.backend
+def test_haproxy_spreads_over_the_workers_and_no_request_fails_while_one_is_replaced(
+    proxied: Served,
+) -> None:
+    balancer = proxied.printed["balancer_pid"]
+    assert proxied.printed["balancer"] == "haproxy" and isinstance(balancer, int)
+    assert parent_of(balancer) == proxied.proc.pid
+    both_answer(proxied)
+    killed, survivor = proxied.pids
+    os.kill(killed, signal.SIGKILL)
+    replacement = replacement_of(proxied, strict=True)  # HAProxy re-dispatches meanwhile
+    assert replacement is not None, "no new worker ever answered behind the proxy"
+    proxied.proc.send_signal(signal.SIGTERM)
+    assert proxied.proc.wait(60) == 0
+    assert gone(balancer) and gone(survivor) and gone(replacement)
+
+
+def test_a_balancer_without_workers_is_a_usage_error_naming_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "semafore.cli.main", "serve", "--balancer", "haproxy"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "--balancer" in result.stderr
+
+
+@pytest.fixture
+def own_backends(tmp_path: Path) -> Iterator[LocalProvider]:
+    """A backend set of this test's own, which it may take away."""
+    base = InfraSettings.from_env({})
+    settings = InfraSettings(
+        **{**base.__dict__, "provider": ProviderKind.LOCAL, "work_dir": tmp_path / "backends"}
+    )
+    provider = LocalProvider(settings)
+
+    def start() -> LocalProvider:
+        provider.start()
+        return provider
+
+    require(start)
+    yield provider
+    provider.stop()
+
+
+@pytest.mark.backend
+def test_workers_stop_without_being_killed_even_when_the_backends_are_gone(
+    own_backends: LocalProvider,
+) -> None:
+    spec = WorkerSpec(Settings(), own_backends.endpoints, "gone", "127.0.0.1", 0,
+                      shutdown_grace=1.0)
+    pool = WorkerPool(spec, 2, stop_timeout=120.0)  # the parent would SIGKILL only after 120 s
+    with pool:
+        processes = [w.process for w in pool.workers]
+        for name in ("redis", "mongodb"):
+            own_backends.backend(name).kill()
+    codes = [p.exitcode for p in processes if p is not None]
+    assert len(codes) == 2 and all(code in (0, 1) for code in codes), codes  # not -9
