@@ -134,7 +134,8 @@ def test_semafore_serve_command(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         line = json.loads(proc.stdout.readline())
-        assert line == {"url": f"http://127.0.0.1:{port}", "store": "sqlite"}
+        assert line == {"url": f"http://127.0.0.1:{port}", "store": "sqlite", "port": port,
+                        "workers": [proc.pid]}  # one process: the relay is the serve process
         deadline = time.monotonic() + 20
         while True:
             try:
