@@ -387,3 +387,22 @@ def test_workers_stop_without_being_killed_even_when_the_backends_are_gone(
             own_backends.backend(name).kill()
     codes = [p.exitcode for p in processes if p is not None]
     assert len(codes) == 2 and all(code in (0, 1) for code in codes), codes  # not -9
+
+
+@pytest.mark.backend
+def test_a_worker_that_keeps_dying_ends_serve_with_exit_1(served: Served) -> None:
+    current, other = served.pids
+    for restart in range(3):  # the budget: 3 restarts of one worker within 60 s
+        os.kill(current, signal.SIGKILL)
+        deadline = time.monotonic() + RESTART_WAIT
+        replaced = None
+        while replaced is None and time.monotonic() < deadline:
+            replaced = next((int(str(e["pid"])) for e in served.events("worker_restarted")
+                             if e["old_pid"] == current), None)
+            time.sleep(0.1)
+        assert replaced is not None, f"restart {restart + 1} never happened"
+        current = replaced
+    os.kill(current, signal.SIGKILL)
+    assert served.proc.wait(RESTART_WAIT) == 1
+    assert "worker 0" in served.log.read_text() and "giving up" in served.log.read_text()
+    assert all_gone([current, other])
