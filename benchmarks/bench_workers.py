@@ -12,8 +12,9 @@ The workload is ``bench_relay``'s (imported, not copied): ``--pairs`` sender→r
 WebSocket pairs move ``--envelopes`` envelopes of ``--size`` bytes, at most ``--window`` in
 flight per sender, every envelope queued in Redis, pushed and acked. ``--rounds`` alternates
 1, 2, 1, 2, … so drift in the machine's other load hits both; the median of each is
-reported, with the ratio (2 workers / 1 worker), the relay CPU per envelope (all of its
-processes), the backends' CPU per envelope (when this run started them), and the CPU this
+reported, with the ratio (2 workers / 1 worker; ``--haproxy`` adds a third configuration,
+2 workers behind HAProxy), the relay CPU per envelope (all of its processes, HAProxy
+included), the backends' CPU per envelope (when this run started them), and the CPU this
 driver used: a driver near one full core caps what any number
 of workers can show. The machine's core count and load average are printed beside them,
 since the backends and the driver share the cores with the relay.
@@ -45,6 +46,7 @@ from semafore.deploy.settings import InfraSettings, ProviderKind
 
 @dataclass
 class Run:
+    config: str  # "1", "2", "2 haproxy"
     workers: int
     delivered: int
     seconds: float
@@ -58,13 +60,14 @@ class Run:
         return self.delivered / self.seconds if self.seconds else 0.0
 
 
-def start_relay(endpoints: Endpoints, workers: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """``semafore serve --workers N`` on a fresh namespace; returns the process and its
-    ``--json`` line (url, port, worker pids) once every worker serves."""
+def start_relay(endpoints: Endpoints, workers: int, balancer: str
+                ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """``semafore serve --workers N --balancer B`` on a fresh namespace; returns the process
+    and its ``--json`` line (url, port, worker pids) once every worker serves."""
     argv = [sys.executable, "-m", "semafore.cli.main", "serve", "--store",
             f"backends:bench{uuid.uuid4().hex[:8]}", "--workers", str(workers), "--port", "0",
             "--json", "--test-mode", "--test-org", ORG, "--test-no-rate-limits",
-            "--log-level", "warning"]
+            "--log-level", "warning", *(["--balancer", balancer] if workers > 1 else [])]
     proc = subprocess.Popen(argv, env={**os.environ, **endpoints.as_env()},
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout is not None
@@ -83,11 +86,14 @@ def start_relay(endpoints: Endpoints, workers: int) -> tuple[subprocess.Popen[st
             time.sleep(0.1)
 
 
-def measure(endpoints: Endpoints, workers: int, backends: list[int],
+def measure(endpoints: Endpoints, workers: int, balancer: str, backends: list[int],
             args: argparse.Namespace) -> Run:
-    """One run; ``backends`` are the backend processes' pids whose CPU is counted."""
-    proc, info = start_relay(endpoints, workers)
+    """One run; ``backends`` are the backend processes' pids whose CPU is counted. The relay's
+    CPU is that of every process serving: the parent, the workers and HAProxy if any."""
+    proc, info = start_relay(endpoints, workers, balancer)
     pids = [proc.pid, *info["workers"]] if workers > 1 else [proc.pid]
+    if info.get("balancer_pid"):
+        pids.append(int(info["balancer_pid"]))
     try:
         relay_before = sum(process_cpu(pid) for pid in pids)
         backend_before = sum(process_cpu(pid) for pid in backends)
@@ -106,16 +112,17 @@ def measure(endpoints: Endpoints, workers: int, backends: list[int],
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
-    return Run(workers, result.delivered, result.seconds, relay_cpu, backend_cpu, driver_cpu,
-               result.percentile(0.99))
+    config = str(workers) + (f" {balancer}" if balancer != "kernel" else "")
+    return Run(config, workers, result.delivered, result.seconds, relay_cpu, backend_cpu,
+               driver_cpu, result.percentile(0.99))
 
 
-def summary(runs: list[Run], workers: int) -> dict[str, Any]:
-    mine = [r for r in runs if r.workers == workers]
+def summary(runs: list[Run], config: str) -> dict[str, Any]:
+    mine = [r for r in runs if r.config == config]
     rate = statistics.median(r.rate for r in mine)
     delivered = sum(r.delivered for r in mine)
     return {
-        "workers": workers,
+        "workers": config,
         "envelopes_per_s": round(rate, 1),
         "rates": [round(r.rate, 1) for r in mine],
         "p99_ms": round(statistics.median(r.p99_ms for r in mine), 1),
@@ -137,6 +144,8 @@ def main() -> None:
                         help="devices connect with ?batch=N like the SDK (0: one frame each)")
     parser.add_argument("--rounds", type=int, default=2, help="1-worker and 2-worker runs each")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument("--haproxy", action="store_true",
+                        help="also 2 workers behind HAProxy (--balancer haproxy) each round")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not 1 <= args.rounds <= 10:
@@ -154,10 +163,12 @@ def main() -> None:
                 pid = getattr(provider.backend(name), "pid", None)
                 if isinstance(pid, int):
                     backends.append(pid)
+        configs = [(1, "kernel"), (2, "kernel")] + ([(2, "haproxy")] if args.haproxy else [])
         for _ in range(args.rounds):
-            for workers in (1, 2):
-                runs.append(measure(provider.endpoints, workers, backends, args))
-    one, two = summary(runs, 1), summary(runs, 2)
+            for workers, balancer in configs:
+                runs.append(measure(provider.endpoints, workers, balancer, backends, args))
+    one, two = summary(runs, "1"), summary(runs, "2")
+    proxied = summary(runs, "2 haproxy") if args.haproxy else None
     report = {
         "backends": settings.provider.value,
         "cores": os.cpu_count(),
@@ -169,19 +180,25 @@ def main() -> None:
         "two_workers": two,
         "ratio_2_to_1": round(two["envelopes_per_s"] / one["envelopes_per_s"], 2),
     }
+    if proxied is not None:
+        report["two_workers_haproxy"] = proxied
+        report["ratio_2_haproxy_to_1"] = round(
+            proxied["envelopes_per_s"] / one["envelopes_per_s"], 2)
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"semafore serve --workers 1 vs 2 on {report['backends']} backends, "
           f"{report['cores']} cores, load average {report['load_average_before'][0]} before, "
           f"{report['load_average_after'][0]} after")
-    print(f"{'workers':>8} {'envelopes/s':>12} {'p99 ms':>8} {'relay CPU us/env':>17} "
+    print(f"{'workers':>10} {'envelopes/s':>12} {'p99 ms':>8} {'relay CPU us/env':>17} "
           f"{'backend CPU us/env':>19} {'driver CPU':>11}  rounds")
-    for row in (one, two):
-        print(f"{row['workers']:>8} {row['envelopes_per_s']:>12} {row['p99_ms']:>8} "
+    for row in (one, two, *([proxied] if proxied else [])):
+        print(f"{row['workers']:>10} {row['envelopes_per_s']:>12} {row['p99_ms']:>8} "
               f"{row['relay_cpu_us_per_envelope']:>17} {row['backend_cpu_us_per_envelope']:>19} "
               f"{row['driver_cpu_share']:>11}  {row['rates']}")
     print(f"ratio 2 workers / 1 worker: {report['ratio_2_to_1']}")
+    if proxied is not None:
+        print(f"ratio 2 workers behind HAProxy / 1 worker: {report['ratio_2_haproxy_to_1']}")
 
 
 if __name__ == "__main__":
