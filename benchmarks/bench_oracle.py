@@ -136,23 +136,32 @@ def _log_line(n: int, rng: random.Random) -> bytes:
                        "note": " ".join(rng.choice(words) for _ in range(6))}).encode()
 
 
+FILLER = (b"{} " * 26 + b"\n") * (1 << 12)
+"""Lines holding nothing any decoder reads (braces and spaces): ``--sparse`` streams are
+mostly these, so a long stream costs little CPU while its memory bookkeeping (blocks,
+overlap, line counts) is the same as for real lines."""
+
+
 def log_blocks(total: int, rng: random.Random, split: bytes, last: bytes,
-               progress: list[int]) -> Iterator[bytes]:
-    """``total`` bytes of log lines in blocks of about 1 MiB, generated as they are read.
-    ``split`` is written across the boundary between the first two blocks the scanner forms,
-    ``last`` as the final line; ``progress[0]`` counts the bytes handed out."""
+               progress: list[int], sparse: int = 1) -> Iterator[bytes]:
+    """``total`` bytes of log lines in blocks of about 1/4 MiB, generated as they are read
+    (one block in ``sparse`` real relay lines, the others :data:`FILLER`). ``split`` is
+    written across the boundary between the first two blocks the scanner forms, ``last`` as
+    the final line; ``progress[0]`` counts the bytes handed out."""
     n = 0
     produced = 0
     planted = False
+    blocks = 0
     while produced < total:
         lines: list[bytes] = []
         size = 0
-        while size < engine.BLOCK_BYTES // 4:
+        while size < engine.BLOCK_BYTES // 4 and blocks % sparse == 0:
             n += 1
             line = _log_line(n, rng)
             lines.append(line)
             size += len(line) + 1
-        block = b"\n".join(lines) + b"\n"
+        blocks += 1
+        block = b"\n".join(lines) + b"\n" if lines else FILLER
         if not planted and produced + len(block) >= engine.BLOCK_BYTES:
             cut = engine.BLOCK_BYTES - produced  # the scanner's first block ends here
             leak = b'{"event":"debug","detail":"' + split + b'"}\n'
@@ -167,13 +176,14 @@ def log_blocks(total: int, rng: random.Random, split: bytes, last: bytes,
     yield tail
 
 
-def stream(gigabytes: float, seed: int = 12, report_every_mb: int = 64) -> dict[str, Any]:
+def stream(gigabytes: float, seed: int = 12, report_every_mb: int = 64, sparse: int = 1,
+           secrets: int = SECRETS) -> dict[str, Any]:
     """Scan ``gigabytes`` of generated log as one stream; peak RSS and MB/s as it goes."""
     rng = random.Random(seed)
     oracle = Oracle()
-    for i in range(SECRETS // 2):
+    for i in range(secrets // 2):
         oracle.register_canary(f"c{i}", canary(rng.randbytes(16)))
-    keys = [rng.randbytes(32) for _ in range(SECRETS - SECRETS // 2)]
+    keys = [rng.randbytes(32) for _ in range(secrets - secrets // 2)]
     for i, key in enumerate(keys):
         oracle.register_key(f"k{i}", key)
     split = base64.b32encode(gzip.compress(keys[0], mtime=0))
@@ -187,7 +197,7 @@ def stream(gigabytes: float, seed: int = 12, report_every_mb: int = 64) -> dict[
 
     def reported() -> Iterator[bytes]:
         nonlocal next_report
-        for block in log_blocks(total, rng, split, last, progress):
+        for block in log_blocks(total, rng, split, last, progress, sparse):
             yield block
             if progress[0] >= next_report:
                 next_report += report_every_mb * 1e6
@@ -201,7 +211,8 @@ def stream(gigabytes: float, seed: int = 12, report_every_mb: int = 64) -> dict[
     scanner.add_stream("log", "generated.log", reported())
     report = scanner.finish()
     final = _stream_row(progress[0], cpu0, wall0)
-    return {"secrets": SECRETS, "gigabytes": gigabytes, **final, "progress": rows,
+    return {"secrets": secrets, "gigabytes": gigabytes, "sparse": sparse, **final,
+            "progress": rows,
             "hits": [h.to_dict() for h in report.hits],
             "found_split_leak": any(h.label == "k0" for h in report.hits),
             "found_last_leak": any(h.label == "k1" for h in report.hits)}
@@ -221,10 +232,17 @@ def _stream_row(produced: int, cpu0: float, wall0: float) -> dict[str, float]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--stream-gb", type=float, default=None,
               help="Instead: scan this many GB of generated log as one stream (RSS, MB/s).")
-def main(mb: float, json_path: Path | None, stream_gb: float | None) -> None:
+@click.option("--sparse", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --stream-gb: one block in N real relay lines, the rest filler.")
+@click.option("--secrets", type=click.IntRange(min=2), default=SECRETS, show_default=True,
+              help="With --stream-gb: secrets registered.")
+@click.option("--report-every-mb", type=click.IntRange(min=1), default=64, show_default=True)
+def main(mb: float, json_path: Path | None, stream_gb: float | None, sparse: int,
+         secrets: int, report_every_mb: int) -> None:
     """Measure and print the oracle's throughput and its ratio to a raw multi-pattern scan."""
     if stream_gb is not None:
-        streamed = stream(stream_gb)
+        streamed = stream(stream_gb, report_every_mb=report_every_mb, sparse=sparse,
+                          secrets=secrets)
         Console().print(
             f"streamed {streamed['mb']:.0f} MB of log lines: {streamed['mb_per_s_cpu']:.2f} MB/s "
             f"CPU ({streamed['mb_per_s_wall']:.2f} wall), peak RSS "

@@ -1,8 +1,12 @@
 """Raw dumps of everything a backend holds, as bytes, for the plaintext-absence oracle
 (issue 4, SPEC §8): the oracle scans the real stores, not an adapter's view of them.
 
-Each dump is a list of :class:`Item` — where the bytes were found and the bytes — so a hit
-can be reported precisely. Synchronous on purpose (a dump is a batch job run after a
+Each dump yields :class:`Item` — where the bytes were found and the bytes — so a hit can be
+reported precisely, one at a time (``iter_*``: memory is one item, never the store); a file
+a backend keeps on disk (RDB/AOF, volume files) is a :class:`StoredFile`, read block by
+block by whoever scans it (issue #12 item 3). :class:`Spool` keeps a dump until the oracle
+runs in a temporary directory, not in memory. ``dump_*`` are the same dumps as lists, for
+small stores and tests. Synchronous on purpose (a dump is a batch job run after a
 scenario); from async code call them through ``asyncio.to_thread``.
 
 - MongoDB: every document of every collection of every database, as raw BSON, plus the oplog
@@ -19,18 +23,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import pymongo
+import redis
+from bson.raw_bson import RawBSONDocument
 
 if TYPE_CHECKING:
     from semafore.deploy.providers import Provider
 
 PAGE = 1000
+READ_BYTES = 1 << 20  # one block of a stored file or a filer file read back
+SPOOL_BYTES = 4 << 20  # a filer file larger than this is spooled to disk, not held
 _MODE_DIR = 1 << 31  # Go's os.ModeDir, as the filer reports it in "Mode"
 
 
@@ -42,22 +54,106 @@ class Item:
     data: bytes
 
 
-def find(items: Iterable[Item], needle: bytes) -> list[str]:
-    """Sources whose bytes contain ``needle``."""
-    return [item.source for item in items if needle in item.data]
+@dataclass(frozen=True)
+class StoredFile:
+    """A file a backend keeps (or a spooled copy of one): ``source`` says where it was,
+    ``path`` where to read it, block by block (:meth:`blocks`), never whole."""
+
+    source: str
+    path: Path
+
+    def blocks(self, size: int = READ_BYTES) -> Iterator[bytes]:
+        with self.path.open("rb") as fh:
+            while block := fh.read(size):
+                yield block
+
+
+Dumped = Item | StoredFile
+
+
+def whole(item: Dumped) -> Item:
+    """An item with its bytes in memory (a stored file read whole: small stores only)."""
+    return item if isinstance(item, Item) else Item(item.source, item.path.read_bytes())
+
+
+def find(items: Iterable[Dumped], needle: bytes) -> list[str]:
+    """Sources whose bytes contain ``needle`` (a stored file searched block by block)."""
+    return [item.source for item in items if contains(item, needle)]
+
+
+def contains(item: Dumped, needle: bytes) -> bool:
+    if isinstance(item, Item):
+        return needle in item.data
+    carry = b""
+    for block in item.blocks():
+        joined = carry + block  # a needle split across two blocks is whole here
+        if needle in joined:
+            return True
+        carry = joined[len(joined) - len(needle) + 1:] if len(needle) > 1 else b""
+    return False
+
+
+class Spool:
+    """A dump kept until the oracle runs, on disk: items are appended to one temporary
+    file (their sources and extents in memory), stored files copied beside it — read while
+    the relay still runs (a database file is rewritten when it stops), scanned later — and
+    iterating gives them back one at a time, in order. ``close`` removes the directory."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="semafore-spool-", dir=directory)
+        self._records: IO[bytes] = open(Path(self._dir.name) / "records", "w+b")  # noqa: SIM115
+        self._index: list[tuple[str, int, int] | StoredFile] = []
+        self.bytes = 0
+
+    def add(self, item: Dumped) -> Dumped:
+        """Keep ``item``; returns what iterating will give back for it."""
+        kept: Dumped
+        if isinstance(item, Item):
+            self._records.seek(0, 2)
+            self._index.append((item.source, self._records.tell(), len(item.data)))
+            self._records.write(item.data)
+            kept = item
+        else:
+            copy = Path(self._dir.name) / f"file{len(self._index)}"
+            with item.path.open("rb") as src, copy.open("wb") as dst:
+                shutil.copyfileobj(src, dst, READ_BYTES)
+            kept = StoredFile(item.source, copy)
+            self._index.append(kept)
+        self.bytes += _size(kept)
+        return kept
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[Dumped]:
+        for entry in self._index:
+            if isinstance(entry, StoredFile):
+                yield entry
+                continue
+            source, at, size = entry
+            self._records.seek(at)
+            yield Item(source, self._records.read(size))
+
+    def close(self) -> None:
+        self._records.close()
+        self._dir.cleanup()
+
+
+def _size(item: Dumped) -> int:
+    return len(item.data) if isinstance(item, Item) else item.path.stat().st_size
 
 
 # --- MongoDB ----------------------------------------------------------------------------------
 
 
 def dump_mongodb(url: str, *, include_oplog: bool = True) -> list[Item]:
-    import pymongo
-    from bson.raw_bson import RawBSONDocument
+    return list(iter_mongodb(url, include_oplog=include_oplog))
 
+
+def iter_mongodb(url: str, *, include_oplog: bool = True) -> Iterator[Item]:
     client: pymongo.MongoClient[RawBSONDocument] = pymongo.MongoClient(
         url, document_class=RawBSONDocument, serverSelectionTimeoutMS=10_000
     )
-    items: list[Item] = []
     try:
         for db_name in client.list_database_names():
             db = client[db_name]
@@ -66,13 +162,12 @@ def dump_mongodb(url: str, *, include_oplog: bool = True) -> list[Item]:
                     continue  # below, once, and only if asked
                 for doc in db[coll_name].find({}):
                     doc_id = doc.get("_id", "?")
-                    items.append(Item(f"mongodb:{db_name}.{coll_name}/{doc_id!r}", bytes(doc.raw)))
+                    yield Item(f"mongodb:{db_name}.{coll_name}/{doc_id!r}", bytes(doc.raw))
         if include_oplog and "oplog.rs" in client["local"].list_collection_names():
             for entry in client["local"]["oplog.rs"].find({}):
-                items.append(Item(f"mongodb:local.oplog.rs/{entry.get('ts')!r}", bytes(entry.raw)))
+                yield Item(f"mongodb:local.oplog.rs/{entry.get('ts')!r}", bytes(entry.raw))
     finally:
         client.close()
-    return items
 
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -107,9 +202,10 @@ def _redis_value(client: Any, key: bytes, kind: str) -> bytes:
 
 
 def dump_redis(url: str, *, data_dir: Path | None = None) -> list[Item]:
-    import redis
+    return [whole(item) for item in iter_redis(url, data_dir=data_dir)]
 
-    items: list[Item] = []
+
+def iter_redis(url: str, *, data_dir: Path | None = None) -> Iterator[Dumped]:
     base = redis.Redis.from_url(url, socket_timeout=10)
     try:
         keyspace = base.info("keyspace")
@@ -132,11 +228,9 @@ def dump_redis(url: str, *, data_dir: Path | None = None) -> list[Item]:
                     continue
                 kind = client.type(key)
                 kind_s = kind.decode() if isinstance(kind, bytes) else str(kind)
-                items.append(Item(f"redis:{db}:{key!r}:key", key))
-                items.append(Item(f"redis:{db}:{key!r}:dump", _b(dumped)))
-                items.append(
-                    Item(f"redis:{db}:{key!r}:{kind_s}", _redis_value(client, key, kind_s))
-                )
+                yield Item(f"redis:{db}:{key!r}:key", key)
+                yield Item(f"redis:{db}:{key!r}:dump", _b(dumped))
+                yield Item(f"redis:{db}:{key!r}:{kind_s}", _redis_value(client, key, kind_s))
         finally:
             client.close()
     directory = data_dir
@@ -146,8 +240,7 @@ def dump_redis(url: str, *, data_dir: Path | None = None) -> list[Item]:
     if directory is not None:
         for path in sorted(directory.rglob("*")):
             if path.is_file() and (path.suffix in (".rdb", ".aof") or "appendonly" in path.name):
-                items.append(Item(f"redis-file:{path}", path.read_bytes()))
-    return items
+                yield StoredFile(f"redis-file:{path}", path)
 
 
 # --- SeaweedFS --------------------------------------------------------------------------------
@@ -186,30 +279,56 @@ def seaweedfs_files(filer_url: str, root: str = "/") -> list[str]:
 
 
 def dump_seaweedfs(filer_url: str, *, data_dir: Path | None = None) -> list[Item]:
-    items: list[Item] = []
-    for path in seaweedfs_files(filer_url):
-        url = filer_url.rstrip("/") + urllib.parse.quote(path)
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
-            items.append(Item(f"seaweedfs:{path}", response.read()))
+    return [whole(item) for item in iter_seaweedfs(filer_url, data_dir=data_dir)]
+
+
+def iter_seaweedfs(filer_url: str, *, data_dir: Path | None = None,
+                   root: str = "/") -> Iterator[Dumped]:
+    """Every filer file under ``root`` read back (one larger than :data:`SPOOL_BYTES`
+    spooled to a temporary file as it is read, yielded as a :class:`StoredFile` that lasts
+    until the next item is asked for), then the volume files under ``data_dir``."""
+    for path in seaweedfs_files(filer_url, root):
+        yield from filer_file(filer_url, path)
     if data_dir is not None:
         for file in sorted(data_dir.rglob("*")):
             if file.is_file() and file.suffix in (".dat", ".idx", ".ecx", ".ldb", ".log", ".sst"):
-                items.append(Item(f"seaweedfs-file:{file}", file.read_bytes()))
-    return items
+                yield StoredFile(f"seaweedfs-file:{file}", file)
+
+
+def filer_file(filer_url: str, path: str) -> Iterator[Dumped]:
+    """One filer file as an :class:`Item`, or, above :data:`SPOOL_BYTES`, as a temporary
+    :class:`StoredFile` removed when the caller asks for what comes next."""
+    url = filer_url.rstrip("/") + urllib.parse.quote(path)
+    source = f"seaweedfs:{path}"
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
+        head = response.read(SPOOL_BYTES + 1)
+        if len(head) <= SPOOL_BYTES:
+            yield Item(source, head)
+            return
+        with tempfile.TemporaryDirectory(prefix="semafore-filer-") as spool:
+            copy = Path(spool) / "file"
+            with copy.open("wb") as out:
+                out.write(head)
+                shutil.copyfileobj(response, out, READ_BYTES)
+            yield StoredFile(source, copy)
 
 
 def dump_provider(provider: Provider) -> list[Item]:
-    """Everything every backend of a started provider holds: the oracle's one call.
+    """Everything every backend of a started provider holds, as a list (small stores)."""
+    return [whole(item) for item in iter_provider(provider)]
+
+
+def iter_provider(provider: Provider) -> Iterator[Dumped]:
+    """Everything every backend of a started provider holds, one item at a time.
 
     Includes the on-disk files (Redis RDB/AOF, SeaweedFS volumes) when the provider runs
     local processes. An ``embedded`` provider holds nothing outside the relay's process.
     """
     e = provider.endpoints
-    items: list[Item] = []
     if e.mongodb_url:
-        items += dump_mongodb(e.mongodb_url)
+        yield from iter_mongodb(e.mongodb_url)
     if e.redis_url:
-        items += dump_redis(e.redis_url, data_dir=provider.data_dir("redis"))
+        yield from iter_redis(e.redis_url, data_dir=provider.data_dir("redis"))
     if e.seaweedfs_filer_url:
-        items += dump_seaweedfs(e.seaweedfs_filer_url, data_dir=provider.data_dir("seaweedfs"))
-    return items
+        yield from iter_seaweedfs(e.seaweedfs_filer_url,
+                                  data_dir=provider.data_dir("seaweedfs"))

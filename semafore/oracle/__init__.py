@@ -30,6 +30,7 @@ from semafore.oracle.sources import (
     from_log_file,
     from_log_lines,
     from_wire,
+    log_lines,
 )
 
 __all__ = [
@@ -37,5 +38,5 @@ __all__ = [
     "TIERS", "TIER_FILE", "TIER_LOG", "TIER_MONGODB", "TIER_OBJECT_STORE", "TIER_REDIS",
     "TIER_WIRE", "Chunk", "Hit", "Oracle", "OracleError", "ScanReport", "Scanner", "Secret",
     "SecretKind", "canary", "file_blocks", "file_stream", "from_items", "from_log_file",
-    "from_log_lines", "from_wire", "h8",
+    "from_log_lines", "from_wire", "h8", "log_lines",
 ]

@@ -23,6 +23,7 @@ Families (one table each, below):
 from __future__ import annotations
 
 import binascii
+import bisect
 import bz2
 import codecs
 import html
@@ -31,10 +32,11 @@ import re
 import urllib.parse
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import ahocorasick_rs
 import numpy as np
 import numpy.typing as npt
 
@@ -75,13 +77,17 @@ _ANCHORS: dict[str, tuple[bytes, ...]] = {
     "gzip": (b"\x1f\x8b\x08",), "zlib": (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"),
     "bz2": (b"BZh",), "xz": (b"\xfd7zXZ\x00",), "lzma": (b"\x5d\x00\x00",),
 }
-"""Literal bytes every match of each magic starts with: candidates are found with
-``bytes.find`` (memchr speed; a regex retries at every byte) and then checked in full. A
-reversed stream ends with its reversed magic, so ends with the reversed anchor."""
+"""Literal bytes every match of each magic starts with: candidates are found in one
+Aho-Corasick pass over all anchors (a regex retries at every byte; one ``bytes.find`` per
+anchor reads the data 22 times) and then checked in full. A reversed stream ends with its
+reversed magic, so ends with the reversed anchor."""
 
-
-_ANY_ANCHOR = re.compile(b"|".join(re.escape(a) for anchors in _ANCHORS.values()
-                                    for anchor in anchors for a in (anchor, anchor[::-1])))
+_ANCHOR_LIST: tuple[tuple[int, str, bytes, bool], ...] = tuple(
+    (k, kind, anchor[::-1] if backwards else anchor, backwards)
+    for backwards in (False, True)
+    for k, (kind, _, _) in enumerate(_MAGICS) for anchor in _ANCHORS[kind])
+_ANCHOR_SEARCH = ahocorasick_rs.BytesAhoCorasick([a for _, _, a, _ in _ANCHOR_LIST])
+_ANY_ANCHOR = re.compile(b"|".join(re.escape(a) for _, _, a, _ in _ANCHOR_LIST))
 SHORT = 4096  # below this, one regex pass tells whether any anchor is there at all
 
 
@@ -89,34 +95,35 @@ def _no_anchor(data: bytes) -> bool:
     return len(data) <= SHORT and _ANY_ANCHOR.search(data) is None
 
 
-def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
-    at = data.find(needle)
-    while at != -1:
-        yield at
-        at = data.find(needle, at + 1)
+def _anchored(data: bytes, backwards: bool) -> list[tuple[int, int, int]]:
+    """``(magic index, anchor index, offset)`` of every (reversed) anchor, by magic, anchor
+    and offset."""
+    found = [(_ANCHOR_LIST[i][0], i, at)
+             for i, at, _ in _ANCHOR_SEARCH.find_matches_as_indexes(data, overlapping=True)
+             if _ANCHOR_LIST[i][3] == backwards]
+    found.sort()
+    return found
 
 
 def _magic_starts(data: bytes) -> Iterator[tuple[str, int, int]]:
     """(kind, wbits, offset) of every magic in ``data`` (zlib's two-byte magic occurs by
     chance every ~16,000 bytes: its deflate data must start without error)."""
-    for kind, magic, wbits in _MAGICS:
-        for anchor in _ANCHORS[kind]:
-            for at in _find_all(data, anchor):
-                if magic.match(data, at) and (kind != "zlib" or deflate_may_start(
-                        data[at + 2: at + 2 + PLAUSIBLE_BYTES])):
-                    yield kind, wbits, at
+    for k, _, at in _anchored(data, backwards=False):
+        kind, magic, wbits = _MAGICS[k]
+        if magic.match(data, at) and (kind != "zlib" or deflate_may_start(
+                data[at + 2: at + 2 + PLAUSIBLE_BYTES])):
+            yield kind, wbits, at
 
 
 def _reversed_streams(data: bytes) -> Iterator[tuple[str, int, int, bytes]]:
     """(kind, wbits, end, stream) for every place ``data`` holds a reversed stream: it ends
     at ``end`` with its reversed magic; ``stream`` is the bytes before, reversed back."""
-    for kind, magic, wbits in _MAGICS:
-        for anchor in _ANCHORS[kind]:
-            for at in _find_all(data, anchor[::-1]):
-                end = at + len(anchor)
-                head = data[max(0, end - 2 - PLAUSIBLE_BYTES): end][::-1]  # before the rest
-                if magic.match(head) and (kind != "zlib" or deflate_may_start(head[2:])):
-                    yield kind, wbits, end, data[max(0, end - (MAX_INFLATE >> 4)): end][::-1]
+    for k, i, at in _anchored(data, backwards=True):
+        kind, magic, wbits = _MAGICS[k]
+        end = at + len(_ANCHOR_LIST[i][2])
+        head = data[max(0, end - 2 - PLAUSIBLE_BYTES): end][::-1]  # before the rest
+        if magic.match(head) and (kind != "zlib" or deflate_may_start(head[2:])):
+            yield kind, wbits, end, data[max(0, end - (MAX_INFLATE >> 4)): end][::-1]
 
 
 def compressed(data: bytes) -> Iterator[tuple[int, str, bytes]]:
@@ -461,21 +468,27 @@ def _unescape(data: bytes) -> bytes:
         return _text_to_bytes(data.decode("unicode_escape", "replace"))
 
 
-_NUMBER_CHARS = bytes(1 if chr(c) in "0123456789-,; \t\r\n\x0b\x0c" else 0 for c in range(256))
+_NUMBER_CHARS = bytes(2 if chr(c) in "0123456789" else 1 if chr(c) in "-,; \t\r\n\x0b\x0c"
+                      else 0 for c in range(256))  # 2: a digit, 1: a sign or separator
 _NUMBERS_SHORTEST = 23  # 12 one-digit numbers and 11 one-character separators
+_NUMBERS_FEWEST = 12  # numbers in a list
 
 
 def _numbers(data: bytes) -> Iterator[Decoded]:
     """Byte lists, searched only inside runs of digits, signs and separators long enough to
-    hold twelve numbers (the regex alone retries at every digit of a log line)."""
+    hold twelve numbers and holding twelve groups of digits (the regex alone retries at
+    every digit of a log line, and at every byte of a run of blank lines)."""
     if len(data) < _NUMBERS_SHORTEST:
         return
-    fits = np.frombuffer(data.translate(_NUMBER_CHARS), dtype=np.int8)
+    classes = np.frombuffer(data.translate(_NUMBER_CHARS), dtype=np.int8)
+    fits = (classes != 0).astype(np.int8)
     edges = np.flatnonzero(np.diff(fits, prepend=0, append=0))
     starts, ends = edges[0::2], edges[1::2]
-    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-        if hi - lo < _NUMBERS_SHORTEST:
-            continue
+    digit = classes == 2
+    numbers = np.concatenate(([0], np.cumsum(digit & ~np.concatenate(([False], digit[:-1])))))
+    enough = ((ends - starts >= _NUMBERS_SHORTEST)
+              & (numbers[ends] - numbers[starts] >= _NUMBERS_FEWEST))
+    for lo, hi in zip(starts[enough].tolist(), ends[enough].tolist(), strict=True):
         for match in _NUMBERS.finditer(data, lo, hi):
             values = [int(n) for n in _NUMBER.findall(match.group(0))]
             if all(-128 <= v <= 255 for v in values):
@@ -529,16 +542,22 @@ def _wide_name(width: int, first: int) -> str:
     return {0: "utf-32le", 3: "utf-32be"}.get(first % 4, "utf-32")
 
 
-def text_spans(data: bytes) -> Iterator[Decoded]:
-    """Escapes, wide text and mojibake. Each escape family is undone line by line over the
-    lines that hold its trigger (so a hit is located in its record), one span per run of
-    consecutive triggering lines (so an escaped value split across lines stays whole)."""
+def text_spans(data: bytes, bounds: Sequence[int] = ()) -> Iterator[Decoded]:
+    """Escapes, wide text and mojibake. Each escape family is undone over the lines that hold
+    its trigger (so a hit is located in its record), one span per run of consecutive
+    triggering lines (so an escaped value split across lines stays whole). ``bounds`` are
+    record starts inside ``data`` (records joined back to back, e.g. store documents or wire
+    frames, have no newline between them): a line also ends there, and a hit in the span is
+    located at the start of the line (record) it decodes from."""
     yield from wide_spans(data)
-    for name, trigger, undo in _ESCAPES:
-        for lo, hi in _lines_with(data, trigger):
+    for name, trigger, undo, leads in _ESCAPES:
+        if not any(lead in data for lead in leads):  # memchr speed; the regex is not
+            continue
+        for lo, hi, starts in _lines_with(data, trigger, bounds):
             line = data[lo:hi]
             if _is_text(line, mojibake=undo is _mojibake):
-                yield Decoded(name, undo(line), lo)
+                yield Decoded(name, undo(line), lo,
+                              locate=_line_locator(undo, line, lo, starts) if starts else None)
     yield from _numbers(data)
 
 
@@ -554,22 +573,60 @@ def _is_text(line: bytes, mojibake: bool) -> bool:
     return line.translate(TEXTY).count(b"A") * 10 >= len(line) * 9
 
 
-def _lines_with(data: bytes, trigger: re.Pattern[bytes]) -> Iterator[tuple[int, int]]:
+MERGE_GAP = 64
+"""Triggers this close join one span even across a trigger-free line or record between them
+(an escaped value cut into three records whose middle piece holds no escape)."""
+
+
+def _lines_with(data: bytes, trigger: re.Pattern[bytes], bounds: Sequence[int] = (),
+                ) -> Iterator[tuple[int, int, list[int]]]:
+    """``(lo, hi, starts)``: each run of consecutive lines (cut at newlines and at
+    ``bounds``) holding a trigger, and where its later lines start."""
     lo = hi = -1
+    last = -1  # end of the previous trigger
+    starts: list[int] = []
     for match in trigger.finditer(data):
-        if match.start() < hi:
+        if match.end() <= hi:  # inside the run already
+            last = match.end()
             continue
         start = data.rfind(b"\n", 0, match.start()) + 1
         end = data.find(b"\n", match.end())
         end = len(data) if end == -1 else end + 1
-        if start <= hi:  # the next line: one span
-            hi = end
-            continue
-        if hi > lo >= 0:
-            yield lo, hi
-        lo, hi = start, end
+        if bounds:  # a trigger cut by a record boundary keeps both records
+            before = bisect.bisect_right(bounds, match.start()) - 1
+            start = max(start, bounds[before]) if before >= 0 else start
+            after = bisect.bisect_left(bounds, match.end())
+            end = min(end, bounds[after]) if after < len(bounds) else end
+        if hi >= 0 and (start <= hi or match.start() - last <= MERGE_GAP):
+            for line_start in (hi, start):  # a trigger-free line between joins the run
+                if lo < line_start <= start and (not starts or line_start > starts[-1]):
+                    starts.append(line_start)
+            hi = max(hi, end)
+        else:
+            if hi > lo >= 0:
+                yield lo, hi, starts
+            lo, hi, starts = start, end, []
+        last = match.end()
     if hi > lo >= 0:
-        yield lo, hi
+        yield lo, hi, starts
+
+
+def _line_locator(undo: Callable[[bytes], bytes], run: bytes, lo: int, starts: list[int],
+                  ) -> Callable[[int], int]:
+    """Decoded offset -> the start of the line (record) of the run it decodes from: the last
+    line whose decoded prefix ends at or before it (prefixes decoded only when a hit asks)."""
+
+    def locate(i: int) -> int:
+        low, high = 0, len(starts)  # lines 1..len(starts) start at starts[k - 1]
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(undo(run[:starts[mid - 1] - lo])) <= i:
+                low = mid
+            else:
+                high = mid - 1
+        return lo if low == 0 else starts[low - 1]
+
+    return locate
 
 
 _MOJIBAKE = re.compile(rb"[\xc2\xc3][\x80-\xbf]")
@@ -594,20 +651,13 @@ def _html(data: bytes) -> bytes:
     return _text_to_bytes(html.unescape(_CHAR_REF.sub(_char_ref, data.decode("latin-1"))))
 
 
-_ESCAPES: tuple[tuple[str, re.Pattern[bytes], Callable[[bytes], bytes]], ...] = (
-    ("backslash escapes", re.compile(rb"\\[xuU0-7nrt\\'\"]"), _unescape),
-    ("percent", _PERCENT, urllib.parse.unquote_to_bytes),
-    ("quoted-printable", _QP, binascii.a2b_qp),
-    ("html entities", re.compile(rb"&#|&amp;"), _html),
-    ("latin-1 as utf-8", _MOJIBAKE, _mojibake),
+_ESCAPES: tuple[tuple[str, re.Pattern[bytes], Callable[[bytes], bytes], tuple[bytes, ...]],
+                ...] = (
+    ("backslash escapes", re.compile(rb"\\[xuU0-7nrt\\'\"]"), _unescape, (b"\\",)),
+    ("percent", _PERCENT, urllib.parse.unquote_to_bytes, (b"%",)),
+    ("quoted-printable", _QP, binascii.a2b_qp, (b"=",)),
+    ("html entities", re.compile(rb"&#|&amp;"), _html, (b"&",)),
+    ("latin-1 as utf-8", _MOJIBAKE, _mojibake, (b"\xc2", b"\xc3")),
 )
-
-
-DECODERS: tuple[Callable[[bytes], Iterator[Decoded]], ...] = (
-    compressed_spans, text_spans)
-"""Every decoder, applied at every level to a span."""
-REVERSED_DECODERS: tuple[Callable[[bytes], Iterator[Decoded]], ...] = (
-    (text_spans,))
-"""Applied to the span's byte-reversed copy (reversed compressed streams are found by their
-reversed magic in the span itself; radix texts are read backwards by :mod:`.radix` from the
-forward symbols)."""
+"""Each escape family: its name, its trigger, how it is undone, and the bytes every trigger
+begins with (a span without any is skipped before the regex runs)."""

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import ahocorasick_rs
 
-from semafore.oracle.decoders import DECODERS, REVERSED_DECODERS, Decoded, deflate_spans
+from semafore.oracle.decoders import Decoded, compressed_spans, deflate_spans, text_spans
 from semafore.oracle.matcher import Match, Matcher
 from semafore.oracle.model import (
     IDENTIFIER_KINDS,
@@ -41,6 +42,7 @@ from semafore.oracle.model import (
     Secret,
 )
 from semafore.oracle.radix import radix_spans
+from semafore.oracle.sources import Dumped, StoredBlob, file_stream
 from semafore.protocol import secrets as protocol_secrets
 
 MAX_DEPTH = 4
@@ -170,6 +172,8 @@ class Scanner:
         self.report = ScanReport()
         self._pending: dict[str, _Pending] = {}  # per tier: records interleave
         self._seen: set[tuple[str, str, str]] = set()
+        # digests of decoded spans walked without a match -> the shallowest depth (per block)
+        self._barren: dict[bytes, int] = {}
 
     # records
 
@@ -186,7 +190,7 @@ class Scanner:
             for piece_start in range(0, len(data), BLOCK_BYTES):
                 lo = max(0, piece_start - OVERLAP_BYTES)
                 piece = data[lo:piece_start + BLOCK_BYTES + OVERLAP_BYTES]
-                self._scan_block(piece, _fixed(chunk.tier, chunk.location, lo), (), True)
+                self._scan_block(piece, _fixed(chunk.tier, chunk.location, lo), (), True, ())
             return
         pending = self._pending.setdefault(chunk.tier, _Pending())
         if pending.parts and chunk.tier == TIER_LOG:  # log lines were newline-separated
@@ -221,11 +225,22 @@ class Scanner:
             if ids is not None:  # matches wholly inside the tail were found with it
                 report.hits.extend(self._identifiers(Chunk(tier, name, data), locate, len(tail)))
             if self.matcher is not None:
-                self._scan_block(data, locate, prefix, True)
+                self._scan_block(data, locate, prefix, True, ())
             consumed += len(block)
             keep = min(OVERLAP_BYTES, len(data))
             lines_before_tail += data.count(b"\n", 0, len(data) - keep)
             tail = data[len(data) - keep:]
+
+    def add_dump(self, tier: str, items: Iterable[Dumped]) -> None:
+        """A store dump as it comes (:mod:`semafore.deploy.dumps`): each item a record, each
+        stored file (anything with a ``path``) a stream read block by block (whole-file
+        gzip/bz2/xz undone as read), never whole."""
+        for item in items:
+            if isinstance(item, StoredBlob):
+                blocks, prefix = file_stream(item.path)
+                self.add_stream(tier, str(item.source), blocks, prefix)
+            else:
+                self.add(Chunk(tier, str(item.source), bytes(item.data)))
 
     def finish(self) -> ScanReport:
         for tier in list(self._pending):
@@ -236,7 +251,9 @@ class Scanner:
         pending = self._pending.pop(tier)
         blob = b"".join(pending.parts)
         records = pending.records
-        self._scan_block(blob, _by_record(records), (), False)
+        # records other than log lines are joined back to back: escape lines end there too
+        bounds = () if tier == TIER_LOG else tuple(r.start for r in records if r.start > 0)
+        self._scan_block(blob, _by_record(records), (), False, bounds)
         if carry:  # the tail of this block opens the next one (cross-record matches)
             lo = max(0, len(blob) - OVERLAP_BYTES)
             starts = [r.start for r in records]
@@ -248,12 +265,14 @@ class Scanner:
     # matching and decoding
 
     def _scan_block(self, blob: bytes, locate: Locate, prefix: tuple[str, ...],
-                    binary_start: bool) -> None:
+                    binary_start: bool, bounds: tuple[int, ...]) -> None:
         assert self.matcher is not None
         best: dict[tuple[str, str, str], tuple[tuple[int, int], Hit]] = {}
         key: tuple[str, str, str]
         budget = [BUDGET_FACTOR * len(blob) + (1 << 20)]
-        for match, chain, offset in self._walk(blob, 0, prefix, _identity, budget, binary_start):
+        self._barren = {}
+        for match, chain, offset in self._walk(blob, 0, prefix, _identity, budget, binary_start,
+                                               bounds):
             secret = self.oracle._secrets[match.variant.secret]
             tier, location, record_offset = locate(offset)
             key = (location, secret.label, secret.kind)
@@ -272,13 +291,29 @@ class Scanner:
 
     def _walk(self, blob: bytes, depth: int, chain: tuple[str, ...],
               to_root: Callable[[int], int], budget: list[int], binary_start: bool,
-              ) -> Iterator[tuple[Match, tuple[str, ...], int]]:
+              bounds: tuple[int, ...] = ()) -> Iterator[tuple[Match, tuple[str, ...], int]]:
+        """Matches in ``blob`` and in everything decoded from it, to :data:`MAX_DEPTH`.
+
+        Below the root, what a walk finds depends only on the bytes and the depth (the
+        chain and the map to the root only label it), so bytes already walked without a
+        match at this depth or shallower — the same chance inflation reached through
+        another chain — are not walked again (``_barren``, per block)."""
         assert self.matcher is not None
-        for match in self.matcher.find(blob):
-            yield match, chain, to_root(match.start)
-        if depth >= MAX_DEPTH or budget[0] < 0 or len(blob) < MIN_DECODED_SPAN:
+        digest = hashlib.blake2b(blob, digest_size=16).digest() if depth else b""
+        if depth and self._barren.get(digest, MAX_DEPTH + 1) <= depth:
             return
-        for decoded, root, prefix, view in _spans(blob, to_root, binary_start or depth > 0):
+        matches = self.matcher.find(blob)
+        found = len(matches)
+        for match in matches:
+            yield match, chain, to_root(match.start)
+        if budget[0] < 0:
+            return
+        if depth >= MAX_DEPTH or len(blob) < MIN_DECODED_SPAN:
+            if depth and not found:  # nothing to decode further, at any depth this deep
+                self._barren[digest] = min(depth, self._barren.get(digest, depth))
+            return
+        for decoded, root, prefix, view in _spans(blob, to_root, binary_start or depth > 0,
+                                                  bounds):
             if decoded.data == view:
                 continue
             if decoded.expand:  # matched-only spans cost one matcher pass
@@ -288,10 +323,16 @@ class Scanner:
             names = (*chain, *prefix, *decoded.name.split(" → "))
             child_root = _compose(root, decoded)
             if decoded.expand:
-                yield from self._walk(decoded.data, depth + 1, names, child_root, budget, False)
+                for item in self._walk(decoded.data, depth + 1, names, child_root, budget,
+                                       False):
+                    found += 1
+                    yield item
             else:
                 for match in self.matcher.find(decoded.data):
+                    found += 1
                     yield match, names, child_root(match.start)
+        if depth and not found and budget[0] >= 0:  # walked whole, nothing in it
+            self._barren[digest] = min(depth, self._barren.get(digest, depth))
 
     def _identifiers(self, chunk: Chunk, locate: Locate | None = None,
                      after_tail: int = 0) -> Iterator[Hit]:
@@ -318,9 +359,11 @@ class Scanner:
 _View = tuple[Decoded, Callable[[int], int], tuple[str, ...], bytes]
 
 
-def _spans(blob: bytes, to_root: Callable[[int], int], binary_start: bool) -> Iterator[_View]:
+def _spans(blob: bytes, to_root: Callable[[int], int], binary_start: bool,
+           bounds: tuple[int, ...]) -> Iterator[_View]:
     """Every decoder over the span and over its byte-reversed copy: (span, map from the
-    decoded view to the root, chain prefix, the view it was decoded from)."""
+    decoded view to the root, chain prefix, the view it was decoded from). ``bounds``: the
+    record starts in a block of records joined back to back."""
     n = len(blob)
     reverse = blob[::-1]
 
@@ -330,13 +373,13 @@ def _spans(blob: bytes, to_root: Callable[[int], int], binary_start: bool) -> It
     forward: tuple[Callable[[int], int], tuple[str, ...], bytes] = (to_root, (), blob)
     backward: tuple[Callable[[int], int], tuple[str, ...], bytes] = (
         from_reverse, ("reversed",), reverse)
-    for decoder in DECODERS:
-        yield from ((d, *forward) for d in decoder(blob))
+    yield from ((d, *forward) for d in compressed_spans(blob))
+    yield from ((d, *forward) for d in text_spans(blob, bounds))
     yield from ((d, *forward) for d in deflate_spans(blob, binary_start))
     for backwards, decoded in radix_spans(blob):  # one symbol pass serves both directions
         yield (decoded, *(backward if backwards else forward))
-    for decoder in REVERSED_DECODERS:
-        yield from ((d, *backward) for d in decoder(reverse))
+    # reversed compressed streams are found by their reversed magic in the span itself
+    yield from ((d, *backward) for d in text_spans(reverse, [n - b for b in reversed(bounds)]))
     yield from ((d, *backward) for d in deflate_spans(reverse, binary_start))
 
 

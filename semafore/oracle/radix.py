@@ -333,8 +333,13 @@ def _runs(starts: IntArray, width: int) -> list[tuple[int, int]]:
     return out
 
 
+Alone = Callable[[int], bytes]
+"""Region ``j`` (an index into the region starts) decoded by itself, its last group padded
+as a decoder pads it (base85: the regions after it carry into its last bytes)."""
+
+
 def _nested(name: str, stream: U8, shifts: int, origin: Callable[[int, int], int],
-            region_bits: IntArray) -> Iterator[Decoded]:
+            region_bits: IntArray, alone: Alone | None = None) -> Iterator[Decoded]:
     """Everything in the bit stream worth decoding further, at every shift in ``shifts``:
     text-like runs, wide text, compressed streams, raw deflate at region starts."""
     if len(stream) < 2:
@@ -343,7 +348,7 @@ def _nested(name: str, stream: U8, shifts: int, origin: Callable[[int, int], int
         yield from _nested_aligned(name, stream.tobytes(), origin)
     else:
         yield from _nested_shifted(name, stream, shifts, origin)
-    for at_byte, s, inflated in _deflate_at(stream, region_bits):
+    for at_byte, s, inflated in _deflate_at(stream, region_bits, alone):
         yield Decoded(f"{name} → deflate", inflated.data, origin(at_byte, s),
                       expand=inflated.expand)
 
@@ -433,19 +438,23 @@ def _exact_magics(pairs: IntArray, at: IntArray, s: int) -> IntArray:
     return at[found]
 
 
-def _deflate_at(stream: U8, region_bits: IntArray) -> Iterator[tuple[int, int, Inflated]]:
+def _deflate_at(stream: U8, region_bits: IntArray, alone: Alone | None = None,
+                ) -> Iterator[tuple[int, int, Inflated]]:
     """Raw deflate from each region start (bit offsets in the stream). Before a stream is
     materialised and inflated, its first block is checked for all starts at once
     (:func:`.decoders.deflate_plausible`) and its first :data:`DEFLATE_HEAD` and
     :data:`DEFLATE_PROBE` bytes are tried — zlib reads in order, so
     an error there is an error in the whole stream; heads that failed are remembered (log
-    lines share their first fields)."""
+    lines share their first fields). A stream that passes the probes but does not end
+    properly is tried again ``alone`` (a base85 text glued to more symbols: its last group
+    carries)."""
     if not len(region_bits):
         return
     plausible = np.flatnonzero(deflate_plausible(_heads(stream, region_bits, PLAUSIBLE_BYTES)))
     if not len(plausible):
         return
     region_bits = region_bits[plausible]
+    index = plausible.tolist()
     at = region_bits // 8
     rows = _heads(stream, region_bits, DEFLATE_PROBE).tobytes()
     failed: set[bytes] = set()
@@ -457,10 +466,12 @@ def _deflate_at(stream: U8, region_bits: IntArray) -> Iterator[tuple[int, int, I
         if not deflate_may_start(head):
             failed.add(head)
             continue
-        if not deflate_may_start(row):
-            continue
         byte, shift = int(at[i]), int(region_bits[i] % 8)
-        inflated = raw_deflate(shifted(stream, shift, byte, len(stream)))
+        inflated = (raw_deflate(shifted(stream, shift, byte, len(stream)))
+                    if deflate_may_start(row) else None)
+        if inflated is None and alone is not None:  # the probe may reach past the region
+            piece = alone(index[i])
+            inflated = raw_deflate(piece) if deflate_may_start(piece[:DEFLATE_PROBE]) else None
         if inflated is not None:
             yield byte, shift, inflated
 
@@ -524,7 +535,8 @@ def _bit_spans(radix: Radix, sym: Symbols, nested: bool) -> Iterator[Decoded]:
 def _base85_spans(radix: Radix, sym: Symbols, nested: bool) -> Iterator[Decoded]:
     name = radix.alphabet.name
     last = len(sym.values) - 1
-    starts = sym.firsts[sym.counts >= radix.min_symbols]
+    kept = sym.counts >= radix.min_symbols
+    starts, counts = sym.firsts[kept], sym.counts[kept]
     for skip, stream in enumerate(base85_alignments(sym.values)):
         def origin(byte: int, s: int, skip: int = skip) -> int:
             return int(sym.offsets()[min(skip + 5 * (byte // 4), last)])
@@ -532,5 +544,17 @@ def _base85_spans(radix: Radix, sym: Symbols, nested: bool) -> Iterator[Decoded]
         yield Decoded(name, stream.tobytes(), 0, locate=functools.partial(origin, s=0),
                       expand=False)
         if nested:  # raw deflate at the region starts that fall on this alignment
-            here = starts[(starts - skip) % 5 == 0]
-            yield from _nested(name, stream, 1, origin, (here - skip) // 5 * 32)
+            on = (starts - skip) % 5 == 0
+            here = starts[on]
+            yield from _nested(name, stream, 1, origin, (here - skip) // 5 * 32,
+                               functools.partial(_alone, sym.values, here, counts[on]))
+
+
+def _alone(values: U8, firsts: IntArray, counts: IntArray, j: int) -> bytes:
+    """Base85 region ``j`` decoded by itself (a final group of ``r`` symbols gives
+    ``r - 1`` bytes)."""
+    first, count = int(firsts[j]), int(counts[j])
+    decoded = base85_alignments(values[first:first + count])
+    if not decoded:
+        return b""
+    return decoded[0].tobytes()[:count // 5 * 4 + max(0, count % 5 - 1)]

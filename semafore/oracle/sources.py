@@ -7,11 +7,35 @@ import gzip
 import lzma
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from semafore.oracle.model import TIER_LOG, TIER_WIRE, Chunk
 
 READ_BYTES = 1 << 20
+
+
+@runtime_checkable
+class StoredRecord(Protocol):
+    """A dumped record (:class:`semafore.deploy.dumps.Item`): where, and its bytes."""
+
+    @property
+    def source(self) -> object: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+@runtime_checkable
+class StoredBlob(Protocol):
+    """A dumped file (:class:`semafore.deploy.dumps.StoredFile`): where, and a path to
+    stream it from."""
+
+    @property
+    def source(self) -> object: ...
+    @property
+    def path(self) -> Path: ...
+
+
+Dumped = StoredRecord | StoredBlob
 
 
 def from_items(tier: str, items: Iterable[Any]) -> Iterator[Chunk]:
@@ -27,9 +51,22 @@ def from_log_lines(lines: Iterable[str | bytes], *, name: str = "server.log") ->
         yield Chunk(TIER_LOG, f"{name}:line {number}", data.rstrip(b"\r\n"))
 
 
-def from_log_file(path: str, *, name: str | None = None) -> Iterator[Chunk]:
-    with open(path, "rb") as fh:
-        yield from from_log_lines(fh, name=name or path)
+def from_log_file(path: str | Path, *, name: str | None = None) -> Iterator[Chunk]:
+    """One chunk per line of a log file read as a stream (whole-file gzip/bz2/xz undone
+    as it is read): memory is one block and one line, however long the log."""
+    blocks, _ = file_stream(path)
+    yield from from_log_lines(log_lines(blocks), name=name or str(path))
+
+
+def log_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a stream of blocks (a line cut by a block boundary comes out whole)."""
+    rest = b""
+    for block in blocks:
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
 
 
 def from_wire(records: Iterable[tuple[str, bytes]]) -> Iterator[Chunk]:

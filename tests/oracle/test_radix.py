@@ -34,9 +34,11 @@ from semafore.oracle.leaks import encode
 
 
 def _unpruned(name: str, stream: radix.U8, shifts: int, origin: Callable[[int, int], int],
-              region_bits: radix.IntArray) -> Iterator[Decoded]:
+              region_bits: radix.IntArray, alone: radix.Alone | None = None,
+              ) -> Iterator[Decoded]:
     """Every shift materialised whole, the exact decoders over all of it, raw deflate tried
-    at every region start without probes: what the pruned ``_nested`` must equal."""
+    at every region start without probes (and, where it fails, on the region decoded alone):
+    what the pruned ``_nested`` must equal."""
     for s in range(8):
         if not shifts & (1 << s):
             continue
@@ -52,8 +54,10 @@ def _unpruned(name: str, stream: radix.U8, shifts: int, origin: Callable[[int, i
             yield Decoded(f"{name} → {w.name}", w.data, origin(w.start, s))
         for offset, kind, inner in compressed(whole):
             yield Decoded(f"{name} → {kind}", inner, origin(offset, s))
-    for bit in region_bits.tolist():
+    for j, bit in enumerate(region_bits.tolist()):
         inflated = raw_deflate(radix.shifted(stream, bit % 8, bit // 8, len(stream)))
+        if inflated is None and alone is not None:
+            inflated = raw_deflate(alone(j))
         if inflated is not None:
             yield Decoded(f"{name} → deflate", inflated.data, origin(bit // 8, bit % 8),
                           expand=inflated.expand)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from semafore.oracle import Oracle, engine, file_stream
+from semafore.oracle import Chunk, Oracle, engine, file_stream
+from semafore.oracle.leaks import encode
 
 
 @pytest.fixture
@@ -62,3 +63,38 @@ def test_a_gzipped_log_is_decompressed_as_it_is_read_and_the_chain_says_so(
     blocks, prefix = file_stream(path)
     [hit] = o.scan_stream("log", str(path), blocks, prefix).hits
     assert hit.location == f"{path}:line 49000" and hit.encoding == "gzip → hex"
+
+
+def _frames(rng: random.Random, count: int) -> list[Chunk]:
+    return [Chunk("wire", f"frame {i}", rng.randbytes(40).hex().encode()) for i in range(count)]
+
+
+def test_an_escaped_leak_among_records_joined_back_to_back_is_located_in_its_record() -> None:
+    """Store documents and wire frames are joined with nothing between them, so an escape
+    line ends at the record: the hit names the frame that holds it (not the first frame of
+    the block), and the other frames are not decoded again with it."""
+    rng = random.Random(8)
+    key = rng.randbytes(32)
+    o = Oracle()
+    o.register_key("k", key)
+    frames = _frames(rng, 6)
+    frames.insert(4, Chunk("wire", "frame leak", b"body: " + encode("quoted-printable", key)))
+    hits = o.scan(frames).hits
+    assert [(h.location, h.offset, h.encoding) for h in hits] == [
+        ("frame leak", 0, "quoted-printable")]
+
+
+def test_an_escaped_value_cut_into_three_records_is_decoded_whole() -> None:
+    """The middle record holds no escape (the value's own letters): triggers this close
+    still join one span, so all 32 bytes show, not two pieces of 15 and 14."""
+    rng = random.Random(9)
+    key = rng.randbytes(14).replace(b"a", b"\0") + b"abcdef" + rng.randbytes(12)
+    escaped = encode("url", key)
+    cut = escaped.index(b"abcdef")
+    o = Oracle()
+    o.register_key("k", key)
+    frames = [*_frames(rng, 2), Chunk("wire", "frame a", b"v=" + escaped[:cut + 1]),
+              Chunk("wire", "frame b", escaped[cut + 1:cut + 5]),
+              Chunk("wire", "frame c", escaped[cut + 5:] + b";"), *_frames(rng, 2)]
+    hits = o.scan(frames).hits
+    assert [(h.location, h.matched) for h in hits] == [("frame a", 32)]
