@@ -16,6 +16,7 @@ test: bootstrap
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 fuzz: bootstrap
 	$(PY) -m semafore.fuzz --runs 200000 --target all

@@ -8,6 +8,8 @@ bash scripts/install-backends.sh --docker
 export PATH="$PWD/$VENV/bin:$PATH"
 ruff check .
 mypy
+# the import contracts of pyproject.toml [tool.importlinter] (docs/architecture.md "Layers")
+lint-imports --no-cache
 # Two xdist workers; tests sharing machine state (real backends, Docker, the Go build) stay on
 # one of them, in order (tests/conftest.py). The schemathesis API-fuzzing modules run after, in
 # one process: under xdist their per-operation tests collapse into a single item, so a serial

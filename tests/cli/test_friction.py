@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from semafore import shipped
 from semafore.cli.gate import command as gate
-from semafore.cli.sim import command as sim_command
+from simulator.cli.sim import command as sim_command
 from simulator.scenario import ScenarioError, load, loads
 
 SCENARIO = """\

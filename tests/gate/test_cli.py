@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from semafore.cli.demo import command as demo_cli
 from semafore.cli.gate import command as gate_cli
+from simulator.cli.demo import command as demo_cli
 
 from .conftest import ROOT, faulty, reference
 

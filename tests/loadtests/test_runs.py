@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from loadtests.cli import command as load_command
 from loadtests.profile import Profile, load_profile
 from loadtests.report import (
     STEP_HEADER,
@@ -31,7 +32,6 @@ from loadtests.runner import RunOptions, run_load
 from loadtests.samples import DELIVERED, ENVELOPES, read_samples
 from loadtests.search import SearchPlan
 from loadtests.targets import Consent, TargetPolicy, TargetRefused
-from semafore.cli.load import command as load_command
 
 pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

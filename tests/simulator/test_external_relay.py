@@ -188,7 +188,7 @@ def test_server_view_without_grants_is_unsupported_naming_the_sources(
     """Nothing granted: the server adversary's assertions cannot hold on nothing; the
     scenario is unsupported, naming stores and logs, and ``sim run`` exits 3; every report
     says what was and was not scanned."""
-    from semafore.cli.sim import command
+    from simulator.cli.sim import command
 
     out = tmp_path / "report.json"
     junit = tmp_path / "report.xml"
@@ -369,7 +369,7 @@ def test_settings_are_checked_naming_the_option() -> None:
 
 
 def test_require_source_that_is_not_granted_is_a_usage_error() -> None:
-    from semafore.cli.sim import command
+    from simulator.cli.sim import command
 
     result = CliRunner().invoke(command, ["run", str(ROOT / "desync/reorder.yaml"), "--relay",
                                           "http://127.0.0.1:9", "--require-source", "logs"])
@@ -380,7 +380,7 @@ def test_require_source_that_is_not_granted_is_a_usage_error() -> None:
 
 
 def test_test_orgs_lists_what_a_run_signs_up(tmp_path: Path) -> None:
-    from semafore.cli.sim import command
+    from simulator.cli.sim import command
 
     path = tmp_path / "external-pause.yaml"
     path.write_text(textwrap.dedent(PAUSE_SCENARIO))

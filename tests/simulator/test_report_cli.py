@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from semafore.cli.sim import command
+from simulator.cli.sim import command
 from simulator.report import Outcome, ScenarioResult
 from simulator.scenario import Scenario, Step
 

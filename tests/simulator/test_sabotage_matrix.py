@@ -22,9 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from semafore import sabotage as catalogue
-from semafore.cli.sim import command
 from semafore.sabotage import CATALOGUE, Component, Sabotage
 from simulator import sabotage_matrix as sm
+from simulator.cli.sim import command
 from simulator.report.model import Verdict
 from simulator.sabotage_matrix import (
     CatalogueRun,

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from semafore.cli.sim import command as sim
 from simulator import trace
+from simulator.cli.sim import command as sim
 from simulator.trace import ProblemKind, RowGroup, Sources, SpecRule, TraceInputError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,11 +6,15 @@ objective or errors pass 0.1 %, and reports the knee. Targets are ``embedded``, 
 (both started here, on 127.0.0.1) or the URL of a relay on a loopback address; any other
 host is refused unless consented to with ``--allow-target`` / ``--allow-targets``, and the
 consent is recorded in the report (docs/load.md, "Where load may go").
+
+The load tests contribute this group to the ``semafore`` command through the
+``semafore.commands`` entry point (issue 14 item 2: the library never imports them).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,19 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from loadtests.corpus import CorpusError
+from loadtests.profile import ProfileError, available_profiles, load_profile
+from loadtests.runner import (
+    LoadRunError,
+    RunOptions,
+    default_out_dir,
+    locustfile_for,
+    run_load,
+    worker_command,
+    worker_env,
+)
+from loadtests.search import SearchError, SearchPlan
+from loadtests.targets import Consent, TargetPolicy, TargetRefused, TargetUnavailable, vet_spec
 from semafore.cli import output
 
 
@@ -94,8 +111,6 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def profiles_cmd(as_json: bool) -> None:
     """List the bundled profiles and what each models."""
-    from loadtests.profile import available_profiles, load_profile
-
     items = [load_profile(name) for name in available_profiles()]
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in items], indent=2))
@@ -107,8 +122,6 @@ def profiles_cmd(as_json: bool) -> None:
 def _policy(target: str, allow_targets: tuple[str, ...], allow_files: tuple[Path, ...]) -> Any:
     """The target rule with the operator's consent; a URL target is vetted here, before any
     work (issue 16 item 7)."""
-    from loadtests.targets import Consent, TargetPolicy, vet_spec
-
     policy = TargetPolicy(Consent.from_options(allow_targets, allow_files))
     vet_spec(target, policy)
     return policy
@@ -126,8 +139,6 @@ def _distribution(
 
 
 def _options(*args: Any, **kwargs: Any) -> Any:
-    from loadtests.runner import LoadRunError, RunOptions
-
     try:
         return RunOptions(*args, **kwargs)
     except LoadRunError as exc:
@@ -135,10 +146,6 @@ def _options(*args: Any, **kwargs: Any) -> Any:
 
 
 def _execute(options: Any, as_json: bool, console: Console) -> dict[str, Any]:
-    from loadtests.corpus import CorpusError
-    from loadtests.runner import LoadRunError, run_load
-    from loadtests.targets import TargetRefused, TargetUnavailable
-
     progress, update = _progress_bar(console)
     options.progress = update
     options.notice = console.print
@@ -187,10 +194,6 @@ def run_cmd(
     web_port: int,
 ) -> None:
     """Run PROFILE (a bundled name or a YAML file) against a relay and write its report."""
-    from loadtests.profile import ProfileError, load_profile
-    from loadtests.runner import default_out_dir
-    from loadtests.targets import TargetRefused
-
     try:
         chosen = load_profile(profile).with_overrides(
             users=users, spawn_rate=spawn_rate, duration=duration, max_requests=max_requests
@@ -260,11 +263,6 @@ def search_cmd(
     objective), 1 when no step passed (even the first failed, or was generator-bound), 2 for
     setup errors.
     """
-    from loadtests.profile import ProfileError, load_profile
-    from loadtests.runner import default_out_dir
-    from loadtests.search import SearchError, SearchPlan
-    from loadtests.targets import TargetRefused
-
     try:
         chosen = load_profile(profile)
         plan = SearchPlan(start_users, step_users, max_users, step_duration, warmup,
@@ -298,10 +296,6 @@ def search_cmd(
 def worker_cmd(master_host: str, master_port: int, run_dir: Path, timeout: float) -> None:
     """One locust worker (locust's own --worker) for a master on another machine; its samples
     go to the master, which writes the merged report."""
-    import subprocess
-
-    from loadtests.runner import LoadRunError, locustfile_for, worker_command, worker_env
-
     try:
         env = worker_env(run_dir)
     except LoadRunError as exc:

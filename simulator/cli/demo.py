@@ -5,7 +5,8 @@ committed ones (plus schema and reference replay), runs the interop gate against
 reference adapter, then runs the whole scenario catalogue (``scenarios/``) on the embedded
 relay, and prints each verdict. Exits non-zero if any part fails. Vectors and catalogue come
 from :mod:`semafore.shipped`, so it runs from any directory once the wheel is installed
-(issue #14 item 3).
+(issue #14 item 3). It runs the simulator's catalogue, so the simulator contributes it
+(``semafore.commands`` entry point, issue 14 item 2).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import click
 from semafore import shipped
 from semafore.cli import output
 from semafore.cli.gate import DEFAULT_CONFIG, execute_gate, reference_impl
-from semafore.cli.sim import run_paths
 from semafore.gate.config import load_config
 from semafore.gate.runner import DEFAULT_MAX_CONSECUTIVE, DEFAULT_TIMEOUT_S
 from semafore.vectors.files import VECTOR_FILES, default_vectors_dir
 from semafore.vectors.generate import write_vectors
 from semafore.vectors.verify import verify_directory
+from simulator.cli.sim import run_paths
 from simulator.report import render, to_html
 
 

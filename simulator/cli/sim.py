@@ -8,11 +8,15 @@ every scenario passed, was exposed as documented, or was skipped (its ``provider
 the chosen one); 1 if any failed or errored; 3 if none did but one was unsupported (against
 an external relay; never a pass); 2 when nothing could run at all (no scenario found, no
 executor).
+
+The simulator contributes this group to the ``semafore`` command through the
+``semafore.commands`` entry point (issue 14 item 2: the library never imports the simulator).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -37,9 +41,19 @@ from rich.progress import (
 from semafore import shipped
 from semafore.cli import output
 from semafore.cli.gate import relay_access, relay_access_options
-from semafore.cli.sim_impl import implementation_options, runner_for
+from semafore.deploy.settings import ProviderKind
+from semafore.oracle.leaks import parse_chain
+from semafore.oracle.model import OracleError
+from semafore.sabotage import CATALOGUE, UnknownSabotage, by_name
+from simulator import sabotage_matrix as matrix_runs
+from simulator import trace as tracing
+from simulator.cli.sim_impl import implementation_options, runner_for
+from simulator.external import ExternalRelay, ExternalRelayError, RelayHooks, run_orgs
 from simulator.report import ScenarioResult, Verdict, render, to_html, to_json, to_junit
-from simulator.scenario import PROVIDERS, Scenario, ScenarioError, Step, discover, load, schema
+from simulator.scenario import Scenario, ScenarioError, Step, discover, load, schema
+
+PROVIDER_NAMES = [kind.value for kind in ProviderKind]
+"""``--provider`` choices: the names of :class:`ProviderKind`, the one list."""
 
 Runner = Callable[..., Any]
 
@@ -63,7 +77,7 @@ def _executor() -> Runner:
         raise ExecutorUnavailable(
             f"the scenario executor (simulator.executor) cannot be imported: {exc}"
         ) from exc
-    # --impl chosen (issue 15 item 1): devices spread over adapters (semafore.cli.sim_impl)
+    # --impl chosen (issue 15 item 1): devices spread over adapters (simulator.cli.sim_impl)
     runner = runner_for(executor) or getattr(executor, "run_scenario", None)
     if not callable(runner):
         raise ExecutorUnavailable("simulator.executor has no run_scenario(scenario, ...)")
@@ -156,8 +170,6 @@ def run_paths(
 def _allot_orgs(loaded: list[Scenario | ScenarioResult], base: str) -> dict[int, tuple[str, ...]]:
     """Each loaded scenario's relay organisations, in run order (by ``id`` of the scenario):
     the same names :func:`simulator.external.run_orgs` lists."""
-    from simulator.external import run_orgs
-
     scenarios = [s for s in loaded if isinstance(s, Scenario)]
     names = iter(run_orgs(scenarios, base))
     return {id(s): tuple(next(names) for _ in s.organisations) for s in scenarios}
@@ -194,8 +206,6 @@ def external_relay_options(func: Any) -> Any:
                 redis_url: str | None, seaweed_url: str | None, namespace: str | None,
                 store_files: tuple[Path, ...], log_paths: tuple[Path, ...],
                 required: tuple[str, ...], **kwargs: Any) -> Any:
-        from simulator.external import ExternalRelay, ExternalRelayError, RelayHooks
-
         given = [name for name, value in (
             ("--relay-mongo", mongo_url), ("--relay-redis", redis_url),
             ("--relay-seaweed", seaweed_url), ("--relay-namespace", namespace),
@@ -238,9 +248,6 @@ def _leak_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
         raise click.BadParameter(f"{value!r}: off, log, store, or log:/store: with an encoding "
                                  "chain")
     if chain:
-        from semafore.oracle.leaks import parse_chain
-        from semafore.oracle.model import OracleError
-
         try:
             parse_chain(chain)
         except OracleError as exc:
@@ -250,7 +257,8 @@ def _leak_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 
 @command.command("run")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--provider", type=click.Choice(PROVIDERS), default="embedded",
+@click.option("--provider", type=click.Choice(PROVIDER_NAMES),
+              default=ProviderKind.EMBEDDED.value,
               show_default=True, help="Where the relay's backends come from (docs/backends.md).")
 @click.option("--seed", type=int, default=None,
               help="Override every scenario's seed (default: the seed in each file).")
@@ -300,8 +308,6 @@ def run(
 def print_test_orgs(paths: tuple[Path, ...], relay_org: str, flags: bool) -> None:
     """The organisations `sim run PATHS --relay URL --org ORG` signs up, in order: the
     relay must allow-list each for the test OTP (ADR-0164, `serve --test-org`)."""
-    from simulator.external import run_orgs
-
     scenarios = []
     for path in discover(list(paths)):
         try:
@@ -352,7 +358,8 @@ def print_schema() -> None:
 
 @command.command("sabotage")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--provider", type=click.Choice(PROVIDERS), default="embedded",
+@click.option("--provider", type=click.Choice(PROVIDER_NAMES),
+              default=ProviderKind.EMBEDDED.value,
               show_default=True, help="Where the relay's backends come from (docs/backends.md).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the matrix as JSON here.")
@@ -375,9 +382,6 @@ def sabotage(
     which scenario (or lower-tier test) caught which defect. Exit 1 when the baseline is red,
     a sabotage survives, or a threats/ or desync/ scenario catches nothing; 2 when nothing
     could run."""
-    from semafore.sabotage import CATALOGUE, UnknownSabotage, by_name
-    from simulator import sabotage_matrix as matrix_runs
-
     console = output.console()
     chosen_paths = paths or (shipped.scenario_catalogue(),)
     files = [f for f in discover(list(chosen_paths)) if f.exists()]
@@ -430,10 +434,6 @@ def trace(matrix_path: Path | None, out_path: Path, check: bool, json_path: Path
     """Traceability matrix (docs/simulator.md "Traceability"): every seed threat,
     non-guarantee, ADR and SPEC rule with the scenarios and tests citing it. Exit 1 when a row
     has neither, a cite is unknown or unresolved, or (--check) the document is stale."""
-    import dataclasses
-
-    from simulator import trace as tracing
-
     console = output.console()
     out = out_path if out_path.is_absolute() else root / out_path
     sources = dataclasses.replace(tracing.Sources.default(root), out=out)
