@@ -50,13 +50,12 @@ from semafore.protocol.errors import ProtocolError
 from semafore.protocol.frame import is_smx1
 from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
-from simulator import device_state
+from simulator import device_state, steps
 from simulator import inventory as inv
 from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
 from simulator.assignment import REFERENCE, AssignmentError, Implementation, assign_scenario
 from simulator.attacks.harness import AttackHarness
 from simulator.external import (
-    REAL_WAIT_LIMIT_S,
     RELAY_BY_URL,
     RELAY_INTERNAL_STATS,
     ExternalInfrastructure,
@@ -95,7 +94,6 @@ from simulator.report.model import (
 )
 from simulator.scenario.model import (
     MECHANISM_STATS,
-    AddDevice,
     Assertion,
     AssertionKind,
     Attach,
@@ -103,7 +101,6 @@ from simulator.scenario.model import (
     Broadcast,
     Compromise,
     CompromiseKind,
-    Concurrently,
     ExhaustOpks,
     Infra,
     InfraAction,
@@ -112,19 +109,14 @@ from simulator.scenario.model import (
     Network,
     NetworkFault,
     ReadReceipt,
-    Reinstall,
-    RemoveDevice,
     Replay,
     Restore,
-    RotateSpk,
     Scenario,
     Screenshot,
     Send,
     SetOnline,
     Snapshot,
     Step,
-    Sync,
-    Wait,
 )
 
 log = logging.getLogger(__name__)
@@ -453,7 +445,7 @@ class Execution:
                 await self._step(step)
                 self.fleet.clock.advance(0.001)
                 self._register_keys()
-            await self._settle()
+            await self.settle()
             self._register_keys()
             await self._finish()
             self._unmet_expectations()
@@ -583,7 +575,7 @@ class Execution:
             with contextlib.suppress(OracleError):
                 self.oracle.register_identifier("sub", user.id)
             for device in user.devices:
-                await self._install(DeviceAddress(user.id, device))
+                await self.install(DeviceAddress(user.id, device))
         await self.fleet.connect_all()
         where = (f"the external relay {self.external.relay.shown_url}" if self.external
                  else "the in-process relay")
@@ -612,7 +604,7 @@ class Execution:
         with contextlib.suppress(OracleError):
             self.oracle.register_identifier("device_id", address)
 
-    async def _install(self, ref: DeviceAddress) -> DeviceClient | None:
+    async def install(self, ref: DeviceAddress) -> DeviceClient | None:
         name = self.assignment.get(str(ref), REFERENCE)
         if name != REFERENCE:
             await self._install_adapter(ref, name)
@@ -625,7 +617,7 @@ class Execution:
             self.oracle.register_identifier("device_id", str(ref))
         return client
 
-    async def _fetch_queues(self, step: Step, refs: tuple[DeviceAddress, ...]) -> None:
+    async def fetch_queues(self, step: Step, refs: tuple[DeviceAddress, ...]) -> None:
         """A ``sync`` is what an app does when it comes to the foreground: fetch the queue
         over HTTP, whatever the push socket delivered (or lost) meanwhile. A fetch that
         fails is a failed step (a scenario that means it declares ``expect``)."""
@@ -637,7 +629,7 @@ class Execution:
                 except ClientError as exc:
                     self._failed(step, client.address, exc)
 
-    async def _settle(self, refs: tuple[DeviceAddress, ...] = (), timeout: float = SETTLE_TIMEOUT_S,
+    async def settle(self, refs: tuple[DeviceAddress, ...] = (), timeout: float = SETTLE_TIMEOUT_S,
                       idle: float = SETTLE_IDLE_S) -> dict[str, set[str]]:
         addresses = [str(r) for r in refs] or [
             a for a, up in self.online.items() if up
@@ -704,94 +696,14 @@ class Execution:
                        "succeeded", ok=False)
 
     async def _dispatch(self, step: Step) -> None:
-        if isinstance(step, Send):
-            await self._send(step)
-        elif isinstance(step, Broadcast):
-            await self._broadcast(step)
-        elif isinstance(step, Attach):
-            await self._attach(step)
-        elif isinstance(step, ReadReceipt):
-            await self._receipt(step)
-        elif isinstance(step, Screenshot):
-            await self._screenshot(step)
-        elif isinstance(step, Sync):
-            await self._fetch_queues(step, step.devices)
-            missing = await self._settle(step.devices, timeout=step.timeout_ms / 1000.0,
-                                         idle=min(2.0, step.timeout_ms / 1000.0))
-            self.event(step, "sync", "quiescent" if not missing else
-                       f"{sum(len(v) for v in missing.values())} envelope(s) outstanding",
-                       ok=True)
-        elif isinstance(step, Wait):
-            self.fleet.clock.advance(step.ms / 1000.0)
-            await asyncio.sleep(min(step.ms / 1000.0, REAL_WAIT_LIMIT_S))
-            self.event(step, "wait", f"clock +{step.ms} ms")
-        elif isinstance(step, SetOnline):
-            await self._set_online(step)
-        elif isinstance(step, Concurrently):
-            self.event(step, "concurrently", f"{len(step.steps)} steps at once")
-            await asyncio.gather(*(self._dispatch_quiet(s) for s in step.steps))
-        elif isinstance(step, Network):
-            self._network(step)
-        elif isinstance(step, Infra):
-            if step.during is not None and self.pending_infra.get(step.during) is step:
-                del self.pending_infra[step.during]  # the send never reached its midpoint
-                await self._infra(step)
-            elif step.during is None:
-                await self._infra(step)
-        elif isinstance(step, Reinstall) and (adapter := self.adapter(step.device)):
-            await adapter.reinstall()
-            self.identities[adapter.address] = adapter.identity
-            self.online[adapter.address] = True  # a fresh install is online, as a reference one
-            self.event(step, "reinstall", f"{step.device} [{adapter.implementation}] "
-                       "reinstalled with a new identity")
-        elif isinstance(step, Reinstall):
-            await self._snapshot_keys(step.device)
-            account = self.fleet.account(step.device.user)
-            client = await account.reinstall_device(step.device.device)
-            self._after_install(client)
-            self.event(step, "reinstall", f"{step.device} reinstalled with a new identity")
-        elif isinstance(step, AddDevice):
-            await self._install(step.device)
-            self.cast.setdefault(step.device.user, []).append(step.device.device)
-            self.event(step, "add_device", f"{step.device} added")
-        elif isinstance(step, RemoveDevice):
-            await self._snapshot_keys(step.device)
-            await self.fleet.account(step.device.user).remove_device(step.device.device)
-            self.online.pop(str(step.device), None)
-            with contextlib.suppress(ValueError):
-                self.cast[step.device.user].remove(step.device.device)
-            self.event(step, "remove_device", f"{step.device} removed")
-        elif isinstance(step, RotateSpk):
-            client = self.client(step.device)
-            old = client.device.keys.spk.key_id
-            await client.rotate_spk()
-            self.rotations.append((client.address, old, frozenset(
-                (a, f"{r.sender_user_id}/{r.content.message_id}")
-                for a, r in self.fleet.received if a == client.address)))
-            if not step.keep_previous:
-                self._register_device(client)
-                client.device.keys.previous_spks.pop(old, None)
-            self.event(step, "rotate_spk", f"{step.device}: {old} -> "
-                       f"{client.device.keys.spk.key_id} (previous "
-                       f"{'kept' if step.keep_previous else 'deleted'})")
-        elif isinstance(step, Snapshot):
-            await self._snapshot(step)
-        elif isinstance(step, Restore):
-            await self._restore(step)
-        elif isinstance(step, ExhaustOpks):
-            await self._exhaust(step)
-        elif isinstance(step, Attack):
-            await self._attack(step)
-        elif isinstance(step, Replay):
-            await self._replay(step)
-        elif isinstance(step, Compromise):
-            await self._compromise(step)
-        elif isinstance(step, Assertion):
-            await self._assertion(step)
-        else:
-            raise ExecutorError(f"step kind {step.kind!r} is not supported")
+        """Run one step: its kind's handler from the registry (simulator.steps)."""
+        try:
+            kind = steps.kind_of(step)
+        except KeyError:
+            raise ExecutorError(f"step kind {step.kind!r} is not registered") from None
+        await kind.run(self, step)
 
-    async def _snapshot(self, step: Snapshot) -> None:
+    async def snapshot(self, step: Snapshot) -> None:
         """Back the device's state up (issue 15 item 4; simulator.device_state)."""
         adapter = self.adapter(step.device)
         if adapter is not None:
@@ -801,7 +713,7 @@ class Execution:
             self.backups[step.name] = device_state.take(self.client(step.device))
         self.event(step, "snapshot", f"{step.device}: state backed up as {step.name}")
 
-    async def _restore(self, step: Restore) -> None:
+    async def restore(self, step: Restore) -> None:
         """Put a backup back onto its device (rolled back) or onto another (a clone)."""
         target = step.onto or step.device
         backup = self.backups[step.name]
@@ -811,7 +723,7 @@ class Execution:
             self.identities[adapter.address] = adapter.identity
         else:
             client = self.client(target)
-            await self._snapshot_keys(target)
+            await self.snapshot_keys(target)
             otp = await self.fleet.otp(self.fleet.org_of[target.user], target.user)
             await device_state.put_back(client, backup, otp)
             keys = client.device.keys.identity
@@ -820,13 +732,13 @@ class Execution:
                 else "rolled back")
         self.event(step, "restore", f"{step.device}: backup {step.name} {what}")
 
-    async def _dispatch_quiet(self, step: Step) -> None:
+    async def dispatch_quiet(self, step: Step) -> None:
         try:
             await self._dispatch(step)
         except (ClientError, ProtocolError) as exc:
             self._failed(step, _actor(step), exc)
 
-    def _after_install(self, client: DeviceClient) -> None:
+    def after_install(self, client: DeviceClient) -> None:
         self.online[client.address] = True
         keys = client.device.keys.identity
         self.identities[client.address] = (keys.ik.public, keys.sik.public)
@@ -839,7 +751,7 @@ class Execution:
             return await action
         task = asyncio.ensure_future(action)
         await asyncio.sleep(0)
-        await self._infra(infra)
+        await self.apply_infra(infra)
         return await task
 
     def _intent(self, msg: Message, *, sync_copies: bool) -> None:
@@ -885,9 +797,9 @@ class Execution:
             self.event(step, "send", f"{label}: {step.sender} [{device.implementation}] -> "
                        f"{', '.join(step.to)} ({len(envelopes)} envelopes"
                        f"{', withheld' if step.withhold else ''})")
-        await self._settle()
+        await self.settle()
 
-    async def _send(self, step: Send) -> None:
+    async def send(self, step: Send) -> None:
         adapter = self.adapter(step.sender)
         if adapter is not None:
             await self._send_adapter(step, adapter)
@@ -927,9 +839,9 @@ class Execution:
         if step.withhold and step.count > 10:
             self.event(step, "send", f"{step.label}.1-{step.count}: {step.sender} -> "
                        f"{', '.join(step.to)} (encrypted, withheld)")
-        await self._settle()
+        await self.settle()
 
-    async def _broadcast(self, step: Broadcast) -> None:
+    async def broadcast(self, step: Broadcast) -> None:
         client = self.client(step.sender)
         org = self.scenario.user(step.sender.user).org
         to = step.to or tuple(u.id for u in self.scenario.users if u.org == org)
@@ -954,9 +866,9 @@ class Execution:
             self._record_sent(msg, client, sent, message_id)
             self.event(step, "broadcast", f"{label}: {step.sender} -> {len(msg.to)} users "
                        f"({len(sent)} envelopes)")
-        await self._settle()
+        await self.settle()
 
-    async def _attach(self, step: Attach) -> None:
+    async def attach(self, step: Attach) -> None:
         client = self.client(step.sender)
         msg = self._new_message(step.label, step.sender, step.to, step)
         msg.kind = "attach"
@@ -970,7 +882,7 @@ class Execution:
             for user, why in sorted(exc.failures.items()):
                 msg.failed = f"{type(why).__name__}: {why}"
                 self._failed(step, f"{step.sender} -> {user}", why)
-            await self._settle()
+            await self.settle()
             return
         self._record_sent(msg, client, result.envelopes, result.message_id)
         self.file_ids.append((step.label, pointer.file_id))
@@ -978,9 +890,9 @@ class Execution:
             self.oracle.register_key(f"attachment key of {step.label}", pointer.key)
         self.event(step, "attach", f"{step.label}: {step.size} bytes, {step.sender} -> "
                    f"{', '.join(step.to)}")
-        await self._settle()
+        await self.settle()
 
-    async def _receipt(self, step: ReadReceipt) -> None:
+    async def receipt(self, step: ReadReceipt) -> None:
         client = self.client(step.device)
         chosen = [m for m in self.messages if MessageSelector(labels=(step.message,))
                   .matches_label(m.label) and m.message_id]
@@ -990,9 +902,9 @@ class Execution:
         for user, ids in by_sender.items():
             await client.send_receipt(user, ids)
         self.event(step, "read_receipt", f"{step.device} read {len(chosen)} message(s)")
-        await self._settle()
+        await self.settle()
 
-    async def _screenshot(self, step: Screenshot) -> None:
+    async def screenshot(self, step: Screenshot) -> None:
         """The screen shows the messages' plaintext, so the image does too: a report that
         carried the image would put the canaries where the oracle looks (ADR-0159)."""
         client = self.client(step.device)
@@ -1008,11 +920,11 @@ class Execution:
         self.event(step, "screenshot", f"{step.device} reported a screenshot of "
                    f"{len(chosen)} message(s) (report {report[:8]}…)")
 
-    async def _set_online(self, step: SetOnline) -> None:
+    async def set_online(self, step: SetOnline) -> None:
         if (adapter := self.adapter(step.device)) is not None:  # it fetches only when online
             self.online[adapter.address] = step.online
             if step.online:
-                await self._settle()
+                await self.settle()
             self.event(step, step.kind, f"{step.device} {'online' if step.online else 'offline'}")
             return
         client = self.client(step.device)
@@ -1021,13 +933,13 @@ class Execution:
             with contextlib.suppress(TimeoutError):
                 await client.wait_connected(10)
             self.online[client.address] = True
-            await self._settle()
+            await self.settle()
         else:
             await client.disconnect()
             self.online[client.address] = False
         self.event(step, step.kind, f"{step.device} {'online' if step.online else 'offline'}")
 
-    def _network(self, step: Network) -> None:
+    def apply_network(self, step: Network) -> None:
         net = self.fleet.network
         assert net is not None
         scope = str(step.scope) if step.scope else None
@@ -1043,7 +955,7 @@ class Execution:
                    f"({step.channel} {step.direction}"
                    f"{f' {step.match}' if step.match else ''}, p={step.probability})")
 
-    async def _infra(self, step: Infra) -> None:
+    async def apply_infra(self, step: Infra) -> None:
         during = f" during {step.during}" if step.during else ""
         if self.external is not None:  # the operator's hook (checked to exist before the run)
             hook = await self.external.fault(step)
@@ -1090,7 +1002,7 @@ class Execution:
                    f"(in-process, same stores; replicas {states})",
                    replicas=states)
 
-    async def _attack(self, step: Attack) -> None:
+    async def attack(self, step: Attack) -> None:
         """An attacker acts through the relay's public API (simulator.attacks); an attack
         that cannot run fails the step, naming why."""
         outcome = await self.attacks.run(step)
@@ -1101,7 +1013,7 @@ class Execution:
         self.event(step, "attack", f"{step.attack} as {step.name}: {outcome.attempts} "
                    f"attempt(s), gained {gains}", ok=not outcome.succeeded)
 
-    async def _exhaust(self, step: ExhaustOpks) -> None:
+    async def exhaust_opks(self, step: ExhaustOpks) -> None:
         for ref in step.devices:
             org = self.scenario.user(ref.user).org
             console = self.fleet.orgs[org].devices["console"]
@@ -1116,7 +1028,7 @@ class Execution:
             self.event(step, "exhaust_opks", f"{ref}: {claimed} one-time prekeys claimed"
                        + (", replenished" if step.replenish else ""))
 
-    async def _replay(self, step: Replay) -> None:
+    async def replay(self, step: Replay) -> None:
         net = self.fleet.network
         assert net is not None
         injected = 0
@@ -1124,9 +1036,9 @@ class Execution:
             if not MessageSelector(labels=(step.message,)).matches_label(msg.label):
                 continue
             for recipient, body in msg.recipients.items():
-                if step.kind == "smx1" and not body.startswith(b"SMX1"):
+                if step.frames == "smx1" and not body.startswith(b"SMX1"):
                     continue
-                if step.kind == "drv1" and not body.startswith(b"DRV1"):
+                if step.frames == "drv1" and not body.startswith(b"DRV1"):
                     continue
                 # ``to`` picks which of the captured envelopes are replayed: those that were
                 # addressed to the named devices, each back to its own recipient (issue #11:
@@ -1160,12 +1072,12 @@ class Execution:
         self.event(step, "replay", f"{injected} captured envelope(s) of {step.message} "
                    "re-injected on the wire")
         await asyncio.sleep(0.2)
-        await self._settle()
+        await self.settle()
 
     # -- compromises ---------------------------------------------------------------------
 
-    async def _compromise(self, step: Compromise) -> None:
-        await self._settle()
+    async def compromise(self, step: Compromise) -> None:
+        await self.settle()
         view = View(step, self.now_ms(), len(self.messages))
         if step.compromise in (CompromiseKind.DEVICE, CompromiseKind.ALL_DEVICES):
             refs = ([step.device] if step.compromise is CompromiseKind.DEVICE and step.device
@@ -1235,7 +1147,7 @@ class Execution:
 
     # -- keys to the oracle --------------------------------------------------------------
 
-    def _register_device(self, client: DeviceClient) -> None:
+    def register_device(self, client: DeviceClient) -> None:
         d = client.device
         who = d.address
         keys = d.keys
@@ -1275,11 +1187,11 @@ class Execution:
 
     def _register_keys(self) -> None:
         for client in self.fleet.clients():
-            self._register_device(client)
+            self.register_device(client)
 
-    async def _snapshot_keys(self, ref: DeviceAddress) -> None:
+    async def snapshot_keys(self, ref: DeviceAddress) -> None:
         with contextlib.suppress(ExecutorError):
-            self._register_device(self.client(ref))
+            self.register_device(self.client(ref))
 
     # -- assertions ----------------------------------------------------------------------
 
@@ -1321,12 +1233,12 @@ class Execution:
             except (KeyError, ClientError, ProtocolError) as exc:
                 self.fetched[key] = f"{type(exc).__name__}: {exc}"
 
-    async def _assertion(self, step: Assertion) -> None:
+    async def assertion(self, step: Assertion) -> None:
         kind = step.assertion
         if kind is AssertionKind.SESSIONS_CONVERGE and self.adapters:
             await self._adapter_digests(step.devices)
         if kind in _EVALUATED_WHERE_THEY_STAND:
-            await self._settle()
+            await self.settle()
             if kind in (AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED):
                 await self._fetch_attachments()
             outcome, summary, evidence = _allowing_empty(step, *self._evaluate_now(step))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gzip
 import os
 import re
 import shlex
@@ -47,14 +46,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from semafore.client import ManualClock
+from semafore.deploy.dumps import whole
 from semafore.gate.live import (
     SOURCES,
     RelayAccess,
     _external_sources,
     redact,
 )
+from semafore.oracle import file_stream
 from semafore.protocol.address import AddressError, DeviceAddress
-from simulator.oracle import TIER_LOG, Chunk, from_log_lines
+from simulator.oracle import TIER_LOG, Chunk, from_log_file
 from simulator.report.model import Outcome
 from simulator.scenario.model import (
     Assertion,
@@ -413,14 +414,22 @@ class _Renamer:
 
 
 def _file_chunks(tier: str, path: Path) -> list[Chunk]:
-    """A granted file as the oracle's chunks: a log (whole-file gzip undone) one per line,
-    located ``path:line N`` (:func:`simulator.oracle.from_log_lines`); anything else whole."""
-    with path.open("rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
-    data = gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()
-    if tier != TIER_LOG:
-        return [Chunk(tier, str(path), data)]
-    return list(from_log_lines(data.splitlines(), name=str(path)))
+    """A granted file as the oracle's chunks: a log one per line, located ``path:line N``,
+    read as a stream (whole-file gzip/bz2/xz undone as read: no whole copy of the file
+    beside its lines, :func:`simulator.oracle.from_log_file`); anything else whole."""
+    if tier == TIER_LOG:
+        return list(from_log_file(path))
+    blocks, _ = file_stream(path)
+    return [Chunk(tier, str(path), b"".join(blocks))]
+
+
+def _spooled_chunks(tier: str, spool: Any) -> list[Chunk]:
+    """A store dump the gate spooled to disk (:class:`semafore.deploy.dumps.Spool`) as the
+    view's chunks, and the spool removed."""
+    try:
+        return [Chunk(tier, str(item.source), whole(item).data) for item in spool]
+    finally:
+        spool.close()
 
 
 class ExternalInfrastructure:
@@ -471,7 +480,9 @@ class ExternalInfrastructure:
         # its items, so they are read here, a log one chunk per line as the relay wrote it
         streamed = [chunk for tier, path in getattr(scan, "streams", ())
                     for chunk in _file_chunks(tier, Path(path))]
-        return [*scan.chunks, *streamed]
+        spooled = [chunk for tier, spool in getattr(scan, "spools", ())
+                   for chunk in _spooled_chunks(tier, spool)]
+        return [*scan.chunks, *streamed, *spooled]
 
     async def dump(self) -> list[Chunk]:
         """The granted stores' bytes, read now (nothing when none was granted)."""

@@ -33,14 +33,25 @@ async def serve_until_signalled(
 
     ``on_serving`` is called once, when uvicorn accepts connections (a worker reports ready
     to its parent then). Raises :class:`RelayStartError` if uvicorn stops without ever
-    serving (its lifespan start-up failed: the stores could not be opened, say)."""
+    serving (its lifespan start-up failed, e.g. the stores could not be opened: uvicorn
+    would ``sys.exit(3)`` from inside the event loop instead)."""
     server = uvicorn.Server(uvicorn_config(app, settings))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.02)
-    if server.started and on_serving is not None:
-        on_serving()
-    await serving
+
+    async def announce(notify: Callable[[], None]) -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        notify()
+
+    announcer = asyncio.create_task(announce(on_serving)) if on_serving is not None else None
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:
+        if server.started:
+            raise
+        raise RelayStartError("relay", f"start-up failed (uvicorn exit {exc.code})") from None
+    finally:
+        if announcer is not None:
+            announcer.cancel()
     if not server.started:
         raise RelayStartError("relay", "uvicorn stopped before serving")
 

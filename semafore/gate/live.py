@@ -731,6 +731,8 @@ class SourceScan:
     # files (tier, path) the oracle reads block by block when it runs, never whole: an
     # operator's relay log or store export can be gigabytes (issue #12 item 3)
     streams: list[tuple[str, Path]] = field(default_factory=list)
+    # store dumps (tier, semafore.deploy.dumps.Spool) kept on disk until the oracle runs
+    spools: list[tuple[str, Any]] = field(default_factory=list)
     streamed_bytes: int = 0
     hits: list[dict[str, Any]] = field(default_factory=list)  # found outside the byte scan
 
@@ -750,8 +752,9 @@ class SourceScan:
             "not_scanned": self.missing,
             "errors": self.errors,
             "notes": self.notes,
-            "items": len(self.chunks) + len(self.streams),
-            "bytes": sum(len(c.data) for c in self.chunks) + self.streamed_bytes,
+            "items": len(self.chunks) + len(self.streams) + sum(len(s) for _, s in self.spools),
+            "bytes": sum(len(c.data) for c in self.chunks) + self.streamed_bytes
+            + sum(s.bytes for _, s in self.spools),
         }
 
 
@@ -798,12 +801,14 @@ def _wire_source(observer: _Observer) -> SourceScan:
     return scan
 
 
-def _dump_mongodb(url: str, database: str | None) -> list[Any]:
-    """Every document of ``database`` (or of every database, with the oplog, when ``None``)."""
+def _dump_mongodb(url: str, database: str | None) -> Iterator[Any]:
+    """Every document of ``database`` (or of every database, with the oplog, when ``None``),
+    one at a time."""
     from semafore.deploy import dumps
 
     if database is None:
-        return dumps.dump_mongodb(url)
+        yield from dumps.iter_mongodb(url)
+        return
     import pymongo
     from bson.raw_bson import RawBSONDocument
 
@@ -811,24 +816,26 @@ def _dump_mongodb(url: str, database: str | None) -> list[Any]:
         url, document_class=RawBSONDocument, serverSelectionTimeoutMS=10_000)
     try:
         db = client[database]
-        return [dumps.Item(f"mongodb:{database}.{name}/{doc.get('_id', '?')!r}", bytes(doc.raw))
-                for name in db.list_collection_names() for doc in db[name].find({})]
+        for name in db.list_collection_names():
+            for doc in db[name].find({}):
+                yield dumps.Item(f"mongodb:{database}.{name}/{doc.get('_id', '?')!r}",
+                                 bytes(doc.raw))
     finally:
         client.close()
 
 
-def _dump_redis(url: str, namespace: str | None) -> list[Any]:
+def _dump_redis(url: str, namespace: str | None) -> Iterator[Any]:
     """Every key (or only ``NAMESPACE:*`` keys of the URL's database, so credentials limited
     to the relay's key pattern suffice) with its DUMP payload and logical value."""
     from semafore.deploy import dumps
 
     if namespace is None:
-        return dumps.dump_redis(url)
+        yield from dumps.iter_redis(url)
+        return
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=10)
     db = client.connection_pool.connection_kwargs.get("db", 0)
-    items = []
     try:  # the namespace is [A-Za-z0-9_-]+ (RelayAccess), so the pattern has no other glob
         for key in client.scan_iter(match=f"{namespace}:*", count=dumps.PAGE):
             dumped = client.dump(key)
@@ -837,24 +844,19 @@ def _dump_redis(url: str, namespace: str | None) -> list[Any]:
             kind = client.type(key)
             kind_s = kind.decode() if isinstance(kind, bytes) else str(kind)
             base = f"redis:{db}:{key!r}"
-            items += [
-                dumps.Item(f"{base}:key", bytes(key)),
-                dumps.Item(f"{base}:dump", bytes(dumped)),
-                dumps.Item(f"{base}:{kind_s}", dumps._redis_value(client, key, kind_s)),
-            ]
+            yield dumps.Item(f"{base}:key", bytes(key))
+            yield dumps.Item(f"{base}:dump", bytes(dumped))
+            yield dumps.Item(f"{base}:{kind_s}", dumps._redis_value(client, key, kind_s))
     finally:
         client.close()
-    return items
 
 
-def _dump_seaweedfs(filer_url: str, namespace: str | None) -> list[Any]:
-    import urllib.parse
-    import urllib.request
-
+def _dump_seaweedfs(filer_url: str, namespace: str | None) -> Iterator[Any]:
     from semafore.deploy import dumps
 
     if namespace is None:
-        return dumps.dump_seaweedfs(filer_url)
+        yield from dumps.iter_seaweedfs(filer_url)
+        return
     import urllib.error
 
     try:
@@ -863,22 +865,14 @@ def _dump_seaweedfs(filer_url: str, namespace: str | None) -> list[Any]:
         if exc.code != 404:
             raise
         paths = []  # the namespace has stored no object yet (attachments only)
-    items = []
-    for path in paths:
-        url = filer_url.rstrip("/") + urllib.parse.quote(path)
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (operator's URL)
-            items.append(dumps.Item(f"seaweedfs:{path}", response.read()))
-    return items
+    for path in paths:  # a large file is spooled to disk as it is read (dumps.filer_file)
+        yield from dumps.filer_file(filer_url, path)
 
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file())
     return [path]
-
-
-def _count_mentions(chunks: list[Chunk], needle: bytes) -> int:
-    return sum(1 for c in chunks if needle in c.data)
 
 
 def _census(path: Path, needle: bytes) -> tuple[int, int, int]:
@@ -905,47 +899,55 @@ def _store_source(access: RelayAccess, org: str) -> SourceScan:
     """Dump the stores ``access`` names. A store that cannot be read is an error, and so are
     stores that hold no trace of this run's organisation (a wrong address or namespace would
     otherwise pass as a clean scan)."""
-    from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
+    from semafore.deploy.dumps import Spool, StoredFile, contains
+    from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS
 
     scan = SourceScan("stores")
     ns = access.namespace
     scope = f" namespace {ns}" if ns else " (everything the credentials list)"
     origin = " [from SEMAFORE_* environment]" if access.origin == "environment" else ""
-    dumpers: list[tuple[str, str, str | None, str, Callable[[str, str | None], list[Any]]]] = [
+    dumpers: list[tuple[str, str, str | None, str, Callable[[str, str | None], Iterator[Any]]]] = [
         ("mongodb", TIER_MONGODB, access.mongodb_url, "--relay-mongo", _dump_mongodb),
         ("redis", TIER_REDIS, access.redis_url, "--relay-redis", _dump_redis),
         ("seaweedfs", TIER_OBJECT_STORE, access.seaweedfs_filer_url, "--relay-seaweed",
          _dump_seaweedfs),
     ]
     needle = org.encode()
+    mentioned = 0
+    # each dump is spooled to disk as it is read, one item in memory at a time, and scanned
+    # from there when the oracle runs (issue #12 item 3)
     for part, tier, url, option, dump in dumpers:
         if url is None:
             scan.missing[part] = f"not given ({option})"
             continue
+        spool = Spool()
+        mentions = 0
         try:
-            items = dump(url, ns)
+            for item in dump(url, ns):
+                mentions += contains(spool.add(item), needle)
         except Exception as exc:  # any client failure is reported as such, never a crash
+            spool.close()
             scan.errors.append(f"{part} at {redact(url)}: could not be read: "
                                f"{type(exc).__name__}: {exc}")
             continue
-        chunks = [Chunk(tier, str(item.source), bytes(item.data)) for item in items]
-        scan.chunks += chunks
-        scan.parts[part] = (f"{redact(url)}{scope}{origin}: {len(chunks)} items, "
-                            f"{sum(len(c.data) for c in chunks)} bytes, "
-                            f"{_count_mentions(chunks, needle)} mention org {org}")
+        scan.spools.append((tier, spool))
+        mentioned += mentions
+        scan.parts[part] = (f"{redact(url)}{scope}{origin}: {len(spool)} items, "
+                            f"{spool.bytes} bytes, {mentions} mention org {org}")
     if access.files:
         for root in access.files:
             files = _files(root)
-            # read now, while the relay runs: a database file is rewritten when it stops (a
+            # copied now, while the relay runs: a database file is rewritten when it stops (a
             # SQLite WAL is checkpointed and removed, taking freed pages' old contents)
-            chunks = [Chunk("file", str(f), f.read_bytes()) for f in files]
-            scan.chunks += chunks
+            spool = Spool()
+            mentions = sum(contains(spool.add(StoredFile(str(f), f)), needle) for f in files)
+            scan.spools.append(("file", spool))
+            mentioned += mentions
             scan.parts[f"files:{root}"] = (
-                f"{len(files)} files, {sum(len(c.data) for c in chunks)} bytes, "
-                f"{_count_mentions(chunks, needle)} mention org {org}")
+                f"{len(files)} files, {spool.bytes} bytes, {mentions} mention org {org}")
     else:
         scan.missing["files"] = "not given (--relay-store-file)"
-    if scan.parts and not _count_mentions(scan.chunks, needle):
+    if scan.parts and not mentioned:
         scan.errors.append(f"the stores read hold no trace of this run's organisation {org!r}: "
                            "a wrong address or namespace? (a scan of someone else's data "
                            "proves nothing)")
@@ -1096,6 +1098,9 @@ def _judge(report: LiveReport, oracle: Any, sources: list[SourceScan],
                 scanner.add_stream(tier, str(path), _counted(source, blocks), prefix)
             except (OSError, EOFError) as exc:  # changed or removed since it was listed
                 source.errors.append(f"{path}: could not be read: {exc}")
+        for tier, spool in source.spools:  # store dumps, one item (or file block) at a time
+            scanner.add_dump(tier, spool)
+            spool.close()
     scan = scanner.finish()
     hits = [h.to_dict() for h in scan.hits] + [h for s in sources for h in s.hits]
     errors = [f"{s.name}: {e}" for s in sources for e in s.errors]

@@ -4,7 +4,8 @@ Every rejection is a :class:`ScenarioError` naming the file, the line and column
 offending key as a path (``steps[3].send.to``), so a reviewer can fix a file without reading
 this code. Nothing is half-built: the model exists only if the whole file is valid.
 
-The JSON Schema (``schema/scenario-v1.schema.json``) is the format's contract; this module adds
+The JSON Schema (:func:`schema`: ``schema/scenario-v1.base.json`` plus each registered step
+kind's body schema, :mod:`simulator.steps`) is the format's contract; this module adds
 what a schema cannot say (a device sent from must exist at that point of the timeline, an
 assertion's adversary must have been created by an earlier compromise step…).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,50 +26,26 @@ import yaml
 
 from semafore.deploy.settings import ProviderKind
 from semafore.protocol.address import DeviceAddress
-from simulator.attacks import ATTACKS
+from simulator import steps
 from simulator.scenario.model import (
     FORMAT_VERSION,
-    MECHANISM_STATS,
-    AddDevice,
     Assertion,
-    AssertionKind,
-    Attach,
     Attack,
-    Broadcast,
     Compromise,
     CompromiseKind,
     Concurrently,
     Deployment,
-    ExhaustOpks,
     Expectation,
-    Infra,
-    InfraAction,
-    InfraTarget,
     MessageSelector,
-    MetadataClass,
-    Network,
-    NetworkFault,
     Organisation,
-    ReadReceipt,
-    Reinstall,
     RelayConfig,
-    RemoveDevice,
-    Replay,
-    Restore,
-    RotateSpk,
     Scenario,
-    Screenshot,
-    Send,
-    SetOnline,
-    Snapshot,
     Step,
     StepExpectation,
-    Sync,
     User,
-    Wait,
 )
 
-SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario-v1.schema.json"
+SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario-v1.base.json"
 
 PathT = tuple[str | int, ...]
 
@@ -96,9 +73,23 @@ class ScenarioError(Exception):
         super().__init__(f"{where}: {key or '<document>'}: {message}")
 
 
-@cache
 def schema() -> dict[str, Any]:
-    return cast(dict[str, Any], json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    """The scenario format's JSON Schema: the document (``schema/scenario-v1.base.json``) with
+    one alternative per registered step kind (:mod:`simulator.steps`) and the provider names
+    of :class:`ProviderKind` filled in: each list exists once, where its concept lives."""
+    return _composed(steps.generation())
+
+
+@cache
+def _composed(generation: int) -> dict[str, Any]:
+    del generation  # the cache key: a step kind registered later gets a new schema
+    base = cast(dict[str, Any], json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    base["properties"]["providers"]["items"] = {"enum": [kind.value for kind in ProviderKind]}
+    base["$defs"]["step"] = {"oneOf": [
+        {"type": "object", "additionalProperties": False, "required": [name],
+         "properties": {name: dict(kind.schema)}}
+        for name, kind in steps.kinds().items()]}
+    return base
 
 
 # --- YAML with marks -------------------------------------------------------------------------
@@ -178,17 +169,18 @@ class _Ctx:
 # --- schema validation -------------------------------------------------------------------------
 
 
-def _sub_schema(ref_schema: dict[str, Any]) -> dict[str, Any]:
+def _sub_schema(ref_schema: Mapping[str, Any]) -> dict[str, Any]:
     return {**ref_schema, "$defs": schema()["$defs"]}
 
 
-_VALIDATORS: dict[int, jsonschema.Draft202012Validator] = {}
+_VALIDATORS: dict[tuple[int, int], jsonschema.Draft202012Validator] = {}
 
 
-def _check(ctx: _Ctx, instance: Any, sub: dict[str, Any], base: PathT) -> None:
-    validator = _VALIDATORS.get(id(sub))
+def _check(ctx: _Ctx, instance: Any, sub: Mapping[str, Any], base: PathT) -> None:
+    key = (steps.generation(), id(sub))
+    validator = _VALIDATORS.get(key)
     if validator is None:  # sub-schemas are parts of the cached schema(): ids are stable
-        validator = _VALIDATORS[id(sub)] = jsonschema.Draft202012Validator(_sub_schema(sub))
+        validator = _VALIDATORS[key] = jsonschema.Draft202012Validator(_sub_schema(sub))
     errors = list(validator.iter_errors(instance))
     if not errors:
         return
@@ -214,9 +206,14 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-@cache
 def _top_schema() -> dict[str, Any]:
+    return _top_schema_of(steps.generation())
+
+
+@cache
+def _top_schema_of(generation: int) -> dict[str, Any]:
     """The document schema with steps checked one by one (for precise errors)."""
+    del generation  # the cache key
     top = dict(schema())
     top_props = dict(top["properties"])
     top_props["steps"] = {"type": "array", "minItems": 1}
@@ -234,16 +231,9 @@ def _validate(ctx: _Ctx) -> None:
             f"unsupported format version {data['version']!r} (this build reads {FORMAT_VERSION})",
         )
     _check(ctx, data, _top_schema(), ())
+    check = Validation(ctx)
     for i, step in enumerate(data["steps"]):
-        _validate_step(ctx, step, ("steps", i))
-
-
-@cache
-def _step_schemas() -> dict[str, dict[str, Any]]:
-    return {
-        next(iter(alt["properties"])): alt["properties"][next(iter(alt["properties"]))]
-        for alt in schema()["$defs"]["step"]["oneOf"]
-    }
+        check.step(step, ("steps", i))
 
 
 @cache
@@ -265,28 +255,33 @@ def _one_key(ctx: _Ctx, value: Any, path: PathT, what: str, known: dict[str, Any
     return kind
 
 
-def _validate_step(ctx: _Ctx, step: Any, path: PathT) -> None:
-    kinds = _step_schemas()
-    kind = _one_key(ctx, step, path, "step", kinds)
-    body = step[kind]
-    if kind == "concurrently":
-        if not isinstance(body, list) or len(body) < 2:
-            raise ctx.error((*path, kind), "concurrently takes a list of two or more steps")
-        for i, inner in enumerate(body):
-            _validate_step(ctx, inner, (*path, kind, i))
-        return
-    if kind == "assert":
-        akinds = _assertion_schemas()
-        akind = _one_key(ctx, body, (*path, kind), "assertion", akinds)
-        _check(ctx, body[akind], akinds[akind], (*path, kind, akind))
-        return
-    _check(ctx, body, kinds[kind], (*path, kind))
+class Validation:
+    """Checks a step against its kind's schema before anything is built; a kind's
+    ``validate`` hook (simulator.steps) gets this to check nested steps or assertions."""
+
+    def __init__(self, ctx: _Ctx) -> None:
+        self.ctx = ctx
+
+    def step(self, step: Any, path: PathT) -> None:
+        known = steps.kinds()
+        name = _one_key(self.ctx, step, path, "step", dict(known))
+        kind = known[name]
+        if kind.validate is not None:
+            kind.validate(self, step[name], path)
+        else:
+            _check(self.ctx, step[name], kind.schema, (*path, name))
+
+    def assertion(self, body: Any, path: PathT) -> None:
+        """``assert``: one assertion kind, its body checked against that kind's schema."""
+        kinds = _assertion_schemas()
+        akind = _one_key(self.ctx, body, path, "assertion", kinds)
+        _check(self.ctx, body[akind], kinds[akind], (*path, akind))
 
 
 # --- model building and cross-reference checks ---------------------------------------------
 
 
-class _Builder:
+class Builder:
     """Walks the validated document in timeline order, tracking which devices exist, which
     labels and adversaries were defined, so a reference to something that is not there (yet)
     is reported at the line that makes it."""
@@ -380,7 +375,7 @@ class _Builder:
             if "generate" in entry:
                 gen = entry["generate"]
                 org = gen.get("org", default_org)
-                self._org(org, ("users", i, "generate", "org"))
+                self.org(org, ("users", i, "generate", "org"))
                 width = len(str(gen["count"]))
                 names = tuple(f"d{k}" for k in range(1, gen.get("devices", 1) + 1))
                 for k in range(1, gen["count"] + 1):
@@ -388,7 +383,7 @@ class _Builder:
                                ("users", i, "generate"))
                 continue
             org = entry.get("org", default_org)
-            self._org(org, ("users", i, "org"))
+            self.org(org, ("users", i, "org"))
             devices = tuple(entry["devices"])
             self._user(User(id=entry["id"], org=org, devices=devices,
                             impl=self._impl_pins(entry.get("impl"), devices, ("users", i))),
@@ -407,7 +402,7 @@ class _Builder:
                                      f"{device!r} is not one of this user's devices")
         return tuple((d, str(raw[d])) for d in devices if d in raw)
 
-    def _org(self, org: str, path: PathT) -> None:
+    def org(self, org: str, path: PathT) -> None:
         if org not in self.orgs:
             raise self.ctx.error(path, f"unknown organisation {org!r}")
 
@@ -431,90 +426,10 @@ class _Builder:
         index = self.index
         self.index += 1
         common: dict[str, Any] = {"index": index, "line": self.line(path)}
-        if kind == "concurrently":
-            return Concurrently(**common, steps=self.steps(body, p))
         if isinstance(body, dict) and "expect" in body:
             body = dict(body)
             common["expect"] = StepExpectation(error=body.pop("expect")["error"])
-        method = getattr(self, f"_{kind}")
-        return cast(Step, method(body if body is not None else {}, p, common))
-
-    def _send(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return Send(**c, sender=self.device(b["from"], (*p, "from")),
-                    to=self.user_ids(b["to"], (*p, "to")),
-                    label=self.new_label(b["label"], (*p, "label")), count=b.get("count", 1),
-                    size=b.get("size", 64), text=b.get("text"), withhold=b.get("withhold", False))
-
-    def _broadcast(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        to = b.get("to", "org")
-        sender = self.device(b["from"], (*p, "from"))
-        return Broadcast(**c, sender=sender,
-                         to=() if to == "org" else self.user_ids(to, (*p, "to")),
-                         label=self.new_label(b["label"], (*p, "label")), count=b.get("count", 1),
-                         size=b.get("size", 64), text=b.get("text"))
-
-    def _attach(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return Attach(**c, sender=self.device(b["from"], (*p, "from")),
-                      to=self.user_ids(b["to"], (*p, "to")),
-                      label=self.new_label(b["label"], (*p, "label")), size=b.get("size", 4096))
-
-    def _read_receipt(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return ReadReceipt(**c, device=self.device(b["device"], (*p, "device")),
-                           message=self.known_label(b["message"], (*p, "message")))
-
-    def _screenshot(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return Screenshot(**c, device=self.device(b["device"], (*p, "device")),
-                          message=self.known_label(b["message"], (*p, "message")))
-
-    def _sync(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        devices = self.devices_of(b["devices"], (*p, "devices")) if "devices" in b else ()
-        return Sync(**c, devices=devices, timeout_ms=b.get("timeout_ms", 30_000))
-
-    def _wait(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return Wait(**c, ms=b["ms"])
-
-    def _device_online(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return SetOnline(**c, device=self.device(b["device"], (*p, "device")), online=True)
-
-    def _device_offline(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return SetOnline(**c, device=self.device(b["device"], (*p, "device")), online=False)
-
-    def _network(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        scope = b.get("scope", "global")
-        ref = None if scope == "global" else self.device(scope, (*p, "scope"))
-        fault = NetworkFault(b["fault"])
-        if fault is NetworkFault.DELAY and not b.get("delay_ms"):
-            raise self.ctx.error((*p, "delay_ms"), "a delay fault needs delay_ms > 0")
-        channel = b.get("channel", "both")
-        match = b.get("match")
-        if match is not None and channel != "http":
-            raise self.ctx.error((*p, "match"), "match selects HTTP requests: it needs "
-                                 "channel: http")
-        if match is not None and fault in (NetworkFault.CUT, NetworkFault.HEAL):
-            raise self.ctx.error((*p, "match"), f"a {fault.value} acts on whole connections, "
-                                 "not on matched requests")
-        return Network(**c, fault=fault, scope=ref, direction=b.get("direction", "both"),
-                       probability=float(b.get("probability", 1.0)), count=b.get("count"),
-                       delay_ms=b.get("delay_ms", 0), jitter_ms=b.get("jitter_ms", 0),
-                       window=b.get("window", 2), channel=channel, match=match)
-
-    def _infra(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        during = b.get("during")
-        if during is not None:
-            self.known_label(during, (*p, "during"))
-        target = InfraTarget(b["target"])
-        replica = b.get("replica")
-        if replica is not None and target is not InfraTarget.SERVER:
-            raise self.ctx.error((*p, "replica"), f"'replica' applies to target server only "
-                                 f"({target.value} is one instance)")
-        if replica is not None and replica >= self.server_replicas:
-            raise self.ctx.error(
-                (*p, "replica"),
-                f"replica {replica} does not exist: the scenario runs {self.server_replicas} "
-                f"server replica(s), numbered 0-{self.server_replicas - 1} "
-                "(infrastructure.server_replicas)")
-        return Infra(**c, action=InfraAction(b["action"]), target=target, replica=replica,
-                     during=during)
+        return steps.kind(kind).build(self, body if body is not None else {}, p, common)
 
     def deployment(self, raw: dict[str, Any]) -> Deployment:
         """``infrastructure:``; placed devices are checked once the whole timeline is known
@@ -548,242 +463,6 @@ class _Builder:
             test_orgs=None if test_orgs is None else tuple(test_orgs),
             header_timeout_s=raw.get("header_timeout_s"))
         return self.relay
-
-    def _attack(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        """An attack step, checked against its registry entry (simulator.attacks) and the
-        relay it needs: a scenario whose attack could not fail on its relay is refused."""
-        spec = ATTACKS.get(b["kind"])
-        if spec is None:
-            raise self.ctx.error((*p, "kind"), f"unknown attack {b['kind']!r} (known: "
-                                 f"{sorted(ATTACKS)})")
-        name = b["as"]
-        if name in self.attacks:
-            raise self.ctx.error((*p, "as"), f"attack {name!r} already exists")
-        who: dict[str, str | None] = {}
-        for role, needed in (("actor", spec.needs_actor), ("victim", spec.needs_victim)):
-            if needed and role not in b:
-                raise self.ctx.error(p, f"attack {spec.name} needs a cast user as {role!r}")
-            if not needed and role in b:
-                raise self.ctx.error((*p, role), f"attack {spec.name} takes no {role!r}")
-            who[role] = self.user_ids(b[role], (*p, role))[0] if role in b else None
-        actor, victim = who["actor"], who["victim"]
-        if actor is not None and victim is not None:
-            if self.users[actor].org != self.users[victim].org:
-                raise self.ctx.error((*p, "victim"), f"{actor} attacks from inside the "
-                                     f"victim's organisation: {victim} is in another")
-            if actor == victim:
-                raise self.ctx.error((*p, "victim"), "an attacker does not attack itself")
-        params: dict[str, int | float | str] = {}
-        for key, value in b.get("params", {}).items():
-            param = spec.params.get(key)
-            if param is None:
-                raise self.ctx.error((*p, "params", key), f"unknown parameter {key!r} of "
-                                     f"{spec.name} (known: {sorted(spec.params)})")
-            problem = param.check(value)
-            if problem is not None:
-                raise self.ctx.error((*p, "params", key), problem)
-            params[key] = value
-        self._attack_needs(spec.name, p, victim, params)
-        step = Attack(**c, attack=spec.name, name=name, actor=actor, victim=victim,
-                      params=tuple(sorted(params.items())))
-        self.attacks[name] = step
-        return step
-
-    def _attack_needs(self, kind: str, p: PathT, victim: str | None,
-                      params: dict[str, int | float | str]) -> None:
-        """What the attack needs from the relay configuration (``infrastructure.relay``)."""
-        spec = ATTACKS[kind]
-        test_orgs = self.relay.test_orgs_for(tuple(self.orgs))
-        if spec.needs_limits and self.relay.rate_limits != "default":
-            raise self.ctx.error(p, f"attack {kind} tests the relay's rate limits and "
-                                 "quotas: set infrastructure.relay.rate_limits: default")
-        if spec.needs_non_test_victim and victim is not None \
-                and self.users[victim].org in test_orgs:
-            raise self.ctx.error((*p, "victim"), f"{victim}'s org is on the test-OTP allow-list "
-                                 "(infrastructure.relay.test_orgs): leave it off")
-        if kind == "test_otp_escape":
-            org = str(params.get("test_org", spec.params["test_org"].default))
-            if org not in test_orgs or org in self.orgs:
-                raise self.ctx.error((*p, "params", "test_org"), f"{org!r} must be on "
-                                     "infrastructure.relay.test_orgs and not an organisation "
-                                     "of the cast (the attacker claims it)")
-        for count, bound in (("sends", "max_accepted"), ("fetches", "max_claims"),
-                             ("sockets", "max_open")):
-            if count in spec.params and bound in spec.params:
-                n, most = (params.get(k, spec.params[k].default) for k in (count, bound))
-                if float(n) <= float(most):
-                    raise self.ctx.error((*p, "params", count), f"{count} {n} never exceeds "
-                                         f"{bound} {most}: the attack could not fail")
-        hold = params.get("hold_s", spec.params["hold_s"].default) if kind == "slowloris" else 0
-        limit = self.relay.header_timeout_s
-        if kind == "slowloris" and (limit is None or float(hold) <= limit):
-            raise self.ctx.error((*p, "params", "hold_s"), "hold_s must be longer than "
-                                 "infrastructure.relay.header_timeout_s (set it)")
-
-    def _reinstall(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return Reinstall(**c, device=self.device(b["device"], (*p, "device")))
-
-    def _add_device(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        ref = self.device(b["device"], (*p, "device"), existing=False)
-        if ref in self.devices:
-            raise self.ctx.error((*p, "device"), f"device {ref} already exists")
-        self.devices.add(ref)
-        self.ever_devices.add(ref)
-        return AddDevice(**c, device=ref)
-
-    def _remove_device(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        ref = self.device(b["device"], (*p, "device"))
-        self.devices.discard(ref)
-        return RemoveDevice(**c, device=ref)
-
-    def _snapshot(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        device = self.device(b["device"], (*p, "device"))
-        if b["as"] in self.snapshots:
-            raise self.ctx.error((*p, "as"), f"snapshot {b['as']!r} is already taken")
-        self.snapshots[b["as"]] = device
-        return Snapshot(**c, device=device, name=b["as"])
-
-    def _restore(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        device = self.device(b["device"], (*p, "device"))
-        if self.snapshots.get(b["from"]) != device:
-            raise self.ctx.error((*p, "from"), f"no earlier snapshot of {device} is named "
-                                 f"{b['from']!r}")
-        onto = self.device(b["onto"], (*p, "onto")) if "onto" in b else None
-        if onto is not None and (onto.user != device.user or onto == device):
-            raise self.ctx.error((*p, "onto"), "a clone goes onto another device of the same "
-                                 "user")
-        return Restore(**c, device=device, name=b["from"], onto=onto)
-
-    def _rotate_spk(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return RotateSpk(**c, device=self.device(b["device"], (*p, "device")),
-                         keep_previous=b.get("keep_previous", True))
-
-    def _exhaust_opks(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        return ExhaustOpks(**c, devices=self.devices_of(b["devices"], (*p, "devices")),
-                           replenish=b.get("replenish", False))
-
-    def _replay(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        to = self.devices_of(b["to"], (*p, "to")) if "to" in b else ()
-        return Replay(**c, message=self.known_label(b["message"], (*p, "message")), to=to,
-                      kind=b.get("kind", "any"), times=b.get("times", 1))
-
-    def _compromise(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        kind = CompromiseKind(b["kind"])
-        name = b["as"]
-        if name in self.adversaries:
-            raise self.ctx.error((*p, "as"), f"adversary {name!r} already exists")
-        device = user = org = None
-        if kind is CompromiseKind.DEVICE:
-            if "device" not in b:
-                raise self.ctx.error(p, "a device compromise names its 'device'")
-            device = self.device(b["device"], (*p, "device"))
-        elif "device" in b:
-            raise self.ctx.error((*p, "device"), f"'device' is for kind device, not {kind.value}")
-        if kind is CompromiseKind.ALL_DEVICES:
-            if "user" not in b:
-                raise self.ctx.error(p, "an all_devices compromise names its 'user'")
-            user = self.user_ids(b["user"], (*p, "user"))[0]
-        elif "user" in b:
-            raise self.ctx.error((*p, "user"), f"'user' is for kind all_devices, not {kind.value}")
-        if "org" in b:
-            if kind is not CompromiseKind.SUBPOENA:
-                raise self.ctx.error((*p, "org"), "'org' applies to kind subpoena only")
-            org = b["org"]
-            self._org(org, (*p, "org"))
-        comp = Compromise(**c, compromise=kind, name=name, device=device, user=user, org=org,
-                          window=b.get("window", "whole_run"), with_wire=b.get("with_wire", True))
-        self.adversaries[name] = comp
-        return comp
-
-    def _assert(self, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-        akind = next(iter(b))
-        body = b[akind] or {}
-        q = (*p, akind)
-        kind = AssertionKind(akind)
-        fields: dict[str, Any] = {"assertion": kind}
-        if "messages" in body:
-            fields["messages"] = self.selector(body["messages"], (*q, "messages"))
-        if "devices" in body:
-            fields["devices"] = self.devices_of(body["devices"], (*q, "devices"), ever=True)
-        if "device" in body:
-            fields["devices"] = self.devices_of(body["device"], (*q, "device"), ever=True)
-        if "error" in body:
-            fields["error"] = body["error"]
-        passive = (CompromiseKind.SERVER, CompromiseKind.NETWORK, CompromiseKind.INSIDER,
-                   CompromiseKind.SUBPOENA, CompromiseKind.DATABASE)
-        device_kinds = (CompromiseKind.DEVICE,)
-        needs: dict[AssertionKind, tuple[CompromiseKind, ...]] = {
-            AssertionKind.ADVERSARY_DECRYPTS_NOTHING: passive,
-            AssertionKind.COMPROMISE_SCOPE: (CompromiseKind.DEVICE, CompromiseKind.ALL_DEVICES),
-            AssertionKind.FORWARD_SECRECY: device_kinds,
-            AssertionKind.POST_COMPROMISE_SECURITY: device_kinds,
-            # the adversaries whose view holds the relay's operational logs
-            AssertionKind.LOG_PSEUDONYMS: (CompromiseKind.SERVER, CompromiseKind.INSIDER,
-                                           CompromiseKind.SUBPOENA),
-        }
-        if "adversary" in body:
-            self.adversary(body["adversary"], (*q, "adversary"), *needs.get(kind, ()))
-            fields["adversary"] = body["adversary"]
-        if "adversaries" in body:
-            for i, name in enumerate(body["adversaries"]):
-                self.adversary(name, (*q, "adversaries", i), *passive)
-            fields["adversaries"] = tuple(body["adversaries"])
-        elif kind is AssertionKind.ORACLE_CLEAN and not any(
-            c.compromise in passive for c in self.adversaries.values()
-        ):
-            raise self.ctx.error(q, "oracle_clean scans relay-side views, and no earlier "
-                                 "compromise step creates one: add e.g. "
-                                 "'compromise: {kind: server, as: relay}' (else it scans nothing "
-                                 "and cannot fail)")
-        for key in ("round_trips", "identifiers", "documented", "allow_empty", "at_least",
-                    "at_most"):
-            if key in body:
-                fields[key] = body[key]
-        if "sees" in body:
-            fields["sees"] = tuple(MetadataClass(s) for s in body["sees"])
-        if kind is AssertionKind.METADATA_NOT_EXPOSED:
-            if "adversary" not in body or not body.get("sees"):
-                raise self.ctx.error(q, "metadata_not_exposed names an 'adversary' and what it "
-                                     "must not see ('sees')")
-            self.adversary(body["adversary"], (*q, "adversary"), *passive)
-        if kind is AssertionKind.ATTACK_FAILED:
-            if body["attack"] not in self.attacks:
-                raise self.ctx.error((*q, "attack"), f"no earlier attack step is named "
-                                     f"{body['attack']!r}")
-            fields["attack"] = body["attack"]
-        if kind is AssertionKind.MECHANISM:
-            stat = body["stat"]
-            if stat not in MECHANISM_STATS:
-                raise self.ctx.error((*q, "stat"), f"unknown stat {stat!r} (known: "
-                                     f"{sorted(MECHANISM_STATS)})")
-            fields["stat"] = stat
-            if "at_least" not in body and "at_most" not in body:
-                fields["at_least"] = 1  # the mechanism happened at least once
-            low, high = fields.get("at_least"), fields.get("at_most")
-            if low is not None and high is not None and low > high:
-                raise self.ctx.error((*q, "at_most"), f"at_most {high} is below at_least {low}: "
-                                     "the assertion could never hold")
-            if low == 0 and high is None:
-                raise self.ctx.error((*q, "at_least"), "at_least: 0 without at_most can never "
-                                     "fail")
-        if kind is AssertionKind.LOG_PSEUDONYMS:
-            fields.update(self.log_pseudonyms(body, q))
-        if kind is AssertionKind.RECOVERED_WITHIN:
-            fields["exchanges"] = body["exchanges"]
-            fields["after"] = self.known_label(body["after"], (*q, "after"))
-        return Assertion(**c, **fields)
-
-    def log_pseudonyms(self, body: dict[str, Any], q: PathT) -> dict[str, Any]:
-        """``log_pseudonyms``: exactly one bound (an exposure or a guarantee, never both:
-        one assertion has one outcome), and the dictionary's size and seed."""
-        bounds = [k for k in ("reversed_at_least", "reversed_at_most") if k in body]
-        if len(bounds) != 1:
-            raise self.ctx.error(q, "log_pseudonyms takes exactly one of reversed_at_least "
-                                 "(the documented exposure) or reversed_at_most (a guarantee)")
-        dictionary = body.get("dictionary", {})
-        return {bounds[0]: float(body[bounds[0]]),
-                "dictionary_size": dictionary.get("size"),
-                "dictionary_seed": dictionary.get("seed")}
 
     def selector(self, raw: Any, path: PathT) -> MessageSelector:
         if raw == "all":
@@ -842,7 +521,7 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
     ctx = _Ctx(file, _compose(text, file))
     _validate(ctx)
     data: dict[str, Any] = ctx.doc.data
-    builder = _Builder(ctx)
+    builder = Builder(ctx)
     builder.cast(data)
     infrastructure = data.get("infrastructure", {})
     deployment = builder.deployment(infrastructure)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from semafore.deploy.settings import ProviderKind
 from semafore.protocol.address import DeviceAddress
@@ -100,13 +100,16 @@ class StepExpectation:
 class Step:
     """Base of every step: its position in the timeline and in the file."""
 
+    KINDS: ClassVar[tuple[str, ...]] = ()
+    """The step kind(s) this model is built for (simulator.steps registers each)."""
+
     index: int
     line: int
     expect: StepExpectation | None = None
 
     @property
     def kind(self) -> str:
-        return STEP_KINDS_BY_TYPE[type(self)]
+        return self.KINDS[0]
 
 
 # Messaging
@@ -116,6 +119,8 @@ class Step:
 class Send(Step):
     """``sender`` encrypts to every device of each recipient user and to its own other devices
     (sync copies): one envelope per device (seed §4.1)."""
+
+    KINDS = ("send",)
 
     sender: DeviceAddress
     to: tuple[str, ...]  # user ids
@@ -134,6 +139,8 @@ class Send(Step):
 class Broadcast(Step):
     """An organisation broadcast: one sender, every listed user (or the whole organisation)."""
 
+    KINDS = ("broadcast",)
+
     sender: DeviceAddress
     to: tuple[str, ...]  # user ids; empty = every user of the sender's organisation
     label: str
@@ -146,6 +153,8 @@ class Broadcast(Step):
 class Attach(Step):
     """An attachment encrypted client-side, uploaded to the object store, its key sent E2E."""
 
+    KINDS = ("attach",)
+
     sender: DeviceAddress
     to: tuple[str, ...]
     label: str
@@ -154,6 +163,8 @@ class Attach(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class ReadReceipt(Step):
+    KINDS = ("read_receipt",)
+
     device: DeviceAddress
     message: str  # message label (group label = every message of the group)
 
@@ -164,6 +175,8 @@ class Screenshot(Step):
     reports it (ADR-0159: only the image's SHA-256 and the message ids leave the device; the
     image itself shows the plaintext, so it must never reach the relay)."""
 
+    KINDS = ("screenshot",)
+
     device: DeviceAddress
     message: str
 
@@ -171,6 +184,8 @@ class Screenshot(Step):
 @dataclass(frozen=True, kw_only=True)
 class Sync(Step):
     """Let every online device (or the listed ones) fetch and process until quiescent."""
+
+    KINDS = ("sync",)
 
     devices: tuple[DeviceAddress, ...] = ()  # empty = every online device
     timeout_ms: int = 30_000
@@ -180,11 +195,15 @@ class Sync(Step):
 class Wait(Step):
     """Advance the scenario clock."""
 
+    KINDS = ("wait",)
+
     ms: int
 
 
 @dataclass(frozen=True, kw_only=True)
 class SetOnline(Step):
+    KINDS = ("device_online", "device_offline")
+
     device: DeviceAddress
     online: bool
 
@@ -196,6 +215,8 @@ class SetOnline(Step):
 @dataclass(frozen=True, kw_only=True)
 class Concurrently(Step):
     """Run the nested steps at the same time (e.g. simultaneous session initiation)."""
+
+    KINDS = ("concurrently",)
 
     steps: tuple[Step, ...]
 
@@ -228,6 +249,8 @@ class Network(Step):
     ``match`` (HTTP only, ``"METHOD /path-prefix"``, ``*`` for any method) narrows the fault to
     those requests and their responses (docs/simulator.md "Network faults").
     """
+
+    KINDS = ("network",)
 
     fault: NetworkFault
     scope: DeviceAddress | None = None
@@ -264,6 +287,8 @@ class Infra(Step):
     application tier). ``during`` (optional) names a message label: the fault is applied while
     that send is in flight, halfway through a ``count: n`` burst (restart mid-delivery)."""
 
+    KINDS = ("infra",)
+
     action: InfraAction
     target: InfraTarget
     replica: int | None = None
@@ -277,16 +302,22 @@ class Infra(Step):
 class Reinstall(Step):
     """The app is reinstalled: same address, brand-new identity and prekeys, no sessions."""
 
+    KINDS = ("reinstall",)
+
     device: DeviceAddress
 
 
 @dataclass(frozen=True, kw_only=True)
 class AddDevice(Step):
+    KINDS = ("add_device",)
+
     device: DeviceAddress
 
 
 @dataclass(frozen=True, kw_only=True)
 class RemoveDevice(Step):
+    KINDS = ("remove_device",)
+
     device: DeviceAddress
 
 
@@ -294,6 +325,8 @@ class RemoveDevice(Step):
 class Snapshot(Step):
     """Back up the device's whole state (keys and sessions, what an app backup holds) under
     ``name`` (issue 15 item 4). The device's random source is not part of it."""
+
+    KINDS = ("snapshot",)
 
     device: DeviceAddress
     name: str
@@ -305,6 +338,8 @@ class Restore(Step):
     older backup, the field bug class "Bad MAC after restore"), or ``onto`` another device of
     the same user (a cloned device: the copy keeps the original's identity and sessions)."""
 
+    KINDS = ("restore",)
+
     device: DeviceAddress
     name: str
     onto: DeviceAddress | None = None
@@ -315,6 +350,8 @@ class RotateSpk(Step):
     """Publish a new signed prekey. ``keep_previous`` keeps the old private SPK for in-flight
     SMX1 bootstraps (the recommended behaviour); ``False`` deletes it at once."""
 
+    KINDS = ("rotate_spk",)
+
     device: DeviceAddress
     keep_previous: bool = True
 
@@ -323,6 +360,8 @@ class RotateSpk(Step):
 class ExhaustOpks(Step):
     """Someone claims every one-time prekey of the device(s) so later bootstraps go OPK-less."""
 
+    KINDS = ("exhaust_opks",)
+
     devices: tuple[DeviceAddress, ...]
     replenish: bool = False
 
@@ -330,11 +369,14 @@ class ExhaustOpks(Step):
 @dataclass(frozen=True, kw_only=True)
 class Replay(Step):
     """A network adversary re-injects captured envelopes of ``message`` (label) to ``to``
-    (default: their original recipients). ``kind`` restricts to SMX1 or DR_V1 envelopes."""
+    (default: their original recipients). ``frames`` (the file's ``kind``) restricts to SMX1 or
+    DR_V1 envelopes."""
+
+    KINDS = ("replay",)
 
     message: str
     to: tuple[DeviceAddress, ...] = ()
-    kind: Literal["any", "smx1", "drv1"] = "any"
+    frames: Literal["any", "smx1", "drv1"] = "any"  # the file's ``kind:``
     times: int = 1
 
 
@@ -347,6 +389,8 @@ class Attack(Step):
     function per ``attack`` name): as ``actor`` (a cast user: an insider) or as an outsider,
     against ``victim``, with bounded ``params``. ``name`` (the file's ``as:``) is what an
     ``attack_failed`` assertion names."""
+
+    KINDS = ("attack",)
 
     attack: str
     name: str
@@ -382,6 +426,8 @@ class Compromise(Step):
     the state now; with ``with_wire`` (default) the adversary also holds every envelope the
     network carried during the whole run, which is what FS and PCS are measured against.
     """
+
+    KINDS = ("compromise",)
 
     compromise: CompromiseKind
     name: str
@@ -499,6 +545,8 @@ class Assertion(Step):
     pass (issue #11).
     """
 
+    KINDS = ("assert",)
+
     assertion: AssertionKind
     messages: MessageSelector = ALL_MESSAGES
     devices: tuple[DeviceAddress, ...] = ()
@@ -525,36 +573,6 @@ class Assertion(Step):
     def is_exposure(self) -> bool:
         return self.assertion in EXPOSURE_KINDS or (
             self.assertion is AssertionKind.LOG_PSEUDONYMS and self.reversed_at_least is not None)
-
-
-STEP_KINDS: dict[str, type[Step]] = {
-    "send": Send,
-    "broadcast": Broadcast,
-    "attach": Attach,
-    "read_receipt": ReadReceipt,
-    "screenshot": Screenshot,
-    "sync": Sync,
-    "wait": Wait,
-    "device_online": SetOnline,
-    "device_offline": SetOnline,
-    "concurrently": Concurrently,
-    "network": Network,
-    "infra": Infra,
-    "reinstall": Reinstall,
-    "add_device": AddDevice,
-    "remove_device": RemoveDevice,
-    "rotate_spk": RotateSpk,
-    "snapshot": Snapshot,
-    "restore": Restore,
-    "exhaust_opks": ExhaustOpks,
-    "replay": Replay,
-    "attack": Attack,
-    "compromise": Compromise,
-    "assert": Assertion,
-}
-STEP_KINDS_BY_TYPE: dict[type[Step], str] = {}
-for _name, _type in STEP_KINDS.items():
-    STEP_KINDS_BY_TYPE.setdefault(_type, _name)
 
 
 # --- the scenario --------------------------------------------------------------------------

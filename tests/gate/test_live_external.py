@@ -228,7 +228,7 @@ def test_stores_that_hold_no_trace_of_the_run_are_an_error_not_a_clean_scan(
     other = tmp_path / "other.db"
     other.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
     scan = _store_source(RelayAccess(files=(other,)), "live-gate-77")
-    assert scan.scanned and scan.chunks
+    assert scan.scanned and [len(spool) for _, spool in scan.spools] == [1]  # on disk
     assert any("no trace of this run's organisation 'live-gate-77'" in e for e in scan.errors)
     log = tmp_path / "old.log"
     log.write_text('{"event":"relay_started"}\n{"event":"login","org_id":"someone-else"}\n')

@@ -1,0 +1,85 @@
+"""Step kind ``infra``: Stop, kill, pause or restart a backend or a relay replica (optionally
+during a send).
+
+One module per kind (:mod:`simulator.steps`): the body's JSON Schema, how the loader builds
+the model, how the executor runs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from simulator.scenario.model import Infra, InfraAction, InfraTarget, Step
+from simulator.steps import StepKind, register
+
+if TYPE_CHECKING:
+    from simulator.executor import Execution
+    from simulator.scenario.loader import Builder, PathT
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "action": {"enum": ["stop", "start", "kill", "pause", "unpause", "restart"]},
+        "target": {"enum": ["server", "redis", "mongodb", "seaweedfs"]},
+        "replica": {
+            "description": "target server only: the replica index "
+            "(0-based, below "
+            "infrastructure.server_replicas); omitted: "
+            "every replica",
+            "type": "integer",
+            "minimum": 0,
+        },
+        "during": {"$ref": "#/$defs/label"},
+        "expect": {"$ref": "#/$defs/stepExpectation"},
+    },
+    "required": ["action", "target"],
+}
+"""The JSON Schema of the step's body (``$defs`` of the scenario schema)."""
+
+
+def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
+    during = b.get("during")
+    if during is not None:
+        builder.known_label(during, (*p, "during"))
+    target = InfraTarget(b["target"])
+    replica = b.get("replica")
+    if replica is not None and target is not InfraTarget.SERVER:
+        raise builder.ctx.error(
+            (*p, "replica"),
+            f"'replica' applies to target server only ({target.value} is one instance)",
+        )
+    if replica is not None and replica >= builder.server_replicas:
+        raise builder.ctx.error(
+            (*p, "replica"),
+            f"replica {replica} does not exist: the scenario runs {builder.server_replicas} "
+            f"server replica(s), numbered 0-{builder.server_replicas - 1} "
+            "(infrastructure.server_replicas)",
+        )
+    return Infra(
+        **c, action=InfraAction(b["action"]), target=target, replica=replica, during=during
+    )
+
+
+async def run(ex: Execution, step: Infra) -> None:
+    # a step armed ``during`` a send hits from inside that send (Execution._with_armed_infra);
+    # it runs here only if the send never reached its midpoint
+    if step.during is not None and ex.pending_infra.get(step.during) is step:
+        del ex.pending_infra[step.during]
+        await ex.apply_infra(step)
+    elif step.during is None:
+        await ex.apply_infra(step)
+
+
+register(
+    StepKind(
+        name="infra",
+        model=Infra,
+        summary=(
+            "Stop, kill, pause or restart a backend or a relay replica (optionally during a send)."
+        ),
+        schema=SCHEMA,
+        build=build,
+        run=run,
+    )
+)
