@@ -84,7 +84,7 @@ class Node:
     """This process's part in the run: ``local``, ``master`` or ``worker``."""
 
     def __init__(self, environment: Environment, samples: list[Sample], slots: int) -> None:
-        from locust.runners import MasterRunner, WorkerRunner
+        from locust.runners import MasterRunner, WorkerRunner  # noqa: PLC0415 (locust: importing it gevent-patches the process; SlotPool is used outside locust)
 
         self.environment = environment
         self.samples = samples

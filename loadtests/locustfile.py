@@ -47,8 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import psutil
 import websocket
 from gevent.lock import Semaphore
+from gevent.util import format_run_info
+from geventhttpclient import URL, HTTPClient
 from locust import FastHttpUser, User, constant, events, task
 from locust.env import Environment
 
@@ -140,8 +143,6 @@ def _on_init(environment: Environment, **_: Any) -> None:
 def _dump_greenlets() -> None:
     """Every greenlet's stack into locust's log: the runner's watchdog sends SIGUSR1 before
     SIGTERM, so a generator that would not stop leaves where it was stuck."""
-    from gevent.util import format_run_info
-
     logging.getLogger("loadtests").warning("greenlets on SIGUSR1:\n%s",
                                            "\n".join(format_run_info()))
 
@@ -167,8 +168,6 @@ def _watch_generator() -> None:
     """This generator process's own CPU use (percent of one core, psutil) and how late its
     event loop woke from a one-second sleep, once a second: a saturated generator, not the
     relay, would then limit the rate (GeneratorGuard)."""
-    import psutil
-
     me = psutil.Process()
     me.cpu_percent()
     while True:
@@ -672,8 +671,6 @@ class BroadcasterUser(User):
     abstract = not (PROFILE.broadcast.enabled and CORPUS.get("admin"))
 
     def on_start(self) -> None:
-        from geventhttpclient import URL, HTTPClient
-
         self.http = HTTPClient.from_url(
             URL(CORPUS["url"]), concurrency=1, network_timeout=120.0, connection_timeout=10.0
         )

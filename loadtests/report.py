@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,10 +142,10 @@ def plot(
     what: str,
 ) -> dict[str, list[list[float]]]:
     """Draw the judged windows; return (and embed in the PNG) the series the axes hold."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (matplotlib: heavy, loaded only when a chart is drawn)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (matplotlib: heavy, loaded only when a chart is drawn)
 
     series = _chart_points(windows)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7.6), sharex=True)
@@ -186,7 +187,7 @@ def plot(
 
 def read_chart_series(path: Path) -> dict[str, list[list[float]]]:
     """The series ``capacity.png`` was drawn with (its ``semafore:series`` text chunk)."""
-    from PIL import Image
+    from PIL import Image  # noqa: PLC0415 (Pillow, matplotlib's image library: only when a chart is read)
 
     with Image.open(path) as image:
         text = image.info.get(CHART_SERIES_KEY)
@@ -204,8 +205,6 @@ def load_average() -> list[str]:
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -28,6 +28,7 @@ import ipaddress
 import logging
 import os
 import socket
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -36,8 +37,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from semafore.deploy.settings import ProviderKind
+from semafore.deploy.errors import BackendUnavailableError, InfraError
+from semafore.deploy.inprocess import serve_in_thread
+from semafore.deploy.providers import LocalProvider
+from semafore.deploy.replicas import ReplicaSet
+from semafore.deploy.settings import InfraSettings, ProviderKind
 from semafore.server.oplog import LOGGER_NAME
+from semafore.server.settings import Settings, unlimited_rate_limits
+from semafore.storage.memory import memory_stores
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -344,8 +351,6 @@ def _count_server_events() -> Iterator[ServerCounters]:
 
 
 def _settings(org_id: str) -> Any:
-    from semafore.server.settings import Settings, unlimited_rate_limits
-
     return Settings(
         test_mode=True,
         test_orgs=frozenset({org_id}),
@@ -360,14 +365,6 @@ def _local_target(org_id: str) -> Iterator[Target]:
     """The local provider's real backends and one reference relay process on them (the
     replica entry point of issue 4, so the relay runs outside this process); no in-process
     counters, the report's server section is then empty."""
-    import tempfile
-    from pathlib import Path
-
-    from semafore.deploy.errors import BackendUnavailableError, InfraError
-    from semafore.deploy.providers import LocalProvider
-    from semafore.deploy.replicas import ReplicaSet
-    from semafore.deploy.settings import InfraSettings
-
     provider = LocalProvider(InfraSettings.from_env({"SEMAFORE_PROVIDER": "local"}))
     try:
         endpoints = provider.start()
@@ -408,11 +405,7 @@ def open_target(
     spec: str, org_id: str, policy: TargetPolicy | None = None
 ) -> Iterator[Target]:
     """Start (``embedded``, ``local``) or vet (URL) the relay to load; stop what was started."""
-    from semafore.deploy.inprocess import serve_in_thread
-
     if spec == ProviderKind.EMBEDDED:
-        from semafore.storage.memory import memory_stores
-
         with _count_server_events() as counters, serve_in_thread(
             _settings(org_id), memory_stores()
         ) as server:

@@ -2,7 +2,7 @@
 item 4: restore from an older backup, a cloned device).
 
 A backup holds what an app's backup holds: the serialized device (identity, prekeys,
-sessions; semafore.client.state) — never the random source. Putting it back onto the same
+sessions; Device.serialize) — never the random source. Putting it back onto the same
 device rolls its sessions back to the backup (the field bug class "Bad MAC after restore");
 putting it onto another device of the same user makes a clone: that device keeps its own
 address and relay login, takes the original's identity and sessions, and publishes the

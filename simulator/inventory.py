@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ahocorasick_rs
+import bson
 
 from simulator.oracle import TIER_LOG, TIER_MONGODB, TIER_WIRE, Chunk, h8
 from simulator.scenario.model import MetadataClass
@@ -232,8 +233,6 @@ def _timestamps(chunk: Chunk) -> list[float]:
 
 def _bson_dates(data: bytes) -> list[float]:
     try:
-        import bson
-
         doc = bson.decode(data)
     except Exception:  # not a BSON document (a raw oplog slice, a foreign dump)
         return []

@@ -52,6 +52,7 @@ from rich.markup import escape as markup
 from rich.table import Table
 
 from semafore.sabotage import CATALOGUE, Sabotage, switched_on
+from simulator.executor import run_scenario
 from simulator.report.html import STYLESHEET as REPORT_CSS  # the house stylesheet, one copy
 from simulator.report.model import Verdict, reason
 from simulator.scenario import ScenarioError, loads
@@ -346,8 +347,6 @@ class ScenarioSource:
 
 
 def _observe(source: ScenarioSource, provider: str) -> Observation:
-    from simulator.executor import run_scenario  # heavy; only workers need it
-
     path = source.path
     if source.text is None:
         return Observation(path, path, Verdict.ERROR, f"invalid scenario: {source.problem}")

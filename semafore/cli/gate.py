@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import shlex
@@ -21,9 +22,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from semafore.cli import output
+from semafore.deploy.errors import SettingsError
 from semafore.deploy.settings import ProviderKind
 from semafore.gate.cases import GateCase, VectorFormatError, cases_for
 from semafore.gate.config import GateConfig, GateConfigError, load_config
+from semafore.gate.live import LiveSetupError, RelayAccess, RelayAccessError, run_live
+from semafore.gate.live_report import render_terminal as render_live
+from semafore.gate.live_report import write_html
+from semafore.gate.live_report import write_json as write_live_json
+from semafore.gate.live_report import write_junit as write_live_junit
 from semafore.gate.report import render_terminal, write_json, write_junit
 from semafore.gate.runner import (
     DEFAULT_MAX_CONSECUTIVE,
@@ -298,9 +305,6 @@ def relay_access(mongo_url: str | None, redis_url: str | None, seaweed_url: str 
     """The :class:`~semafore.gate.live.RelayAccess` the ``--relay-*`` options grant; store
     URLs not given come from ``SEMAFORE_PROVIDER=external`` (``click.BadParameter`` naming
     the option on a bad value)."""
-    from semafore.deploy.errors import SettingsError
-    from semafore.gate.live import RelayAccess, RelayAccessError
-
     try:
         env = RelayAccess.from_env() if not (mongo_url or redis_url or seaweed_url) else None
         return RelayAccess(
@@ -366,14 +370,6 @@ def live_command(
     SEMAFORE_PROVIDER=external URLs; --relay-log); the report names every source scanned and
     not scanned. Exit 1 unless every cell passes and the oracle passes (no hit, no error).
     """
-    import asyncio
-
-    from semafore.gate.live import LiveSetupError, RelayAccess, run_live
-    from semafore.gate.live_report import render_terminal as render_live
-    from semafore.gate.live_report import write_html
-    from semafore.gate.live_report import write_json as write_live_json
-    from semafore.gate.live_report import write_junit as write_live_junit
-
     try:
         impls = [installed_script(Impl.parse(spec)) for spec in impl_specs] or [reference_impl()]
     except ValueError as exc:

@@ -215,8 +215,8 @@ class ContainersProvider(Provider):
     def _start(self) -> Endpoints:
         docker_host = configure_docker_env()
         try:
-            from testcontainers.core.container import DockerContainer
-            from testcontainers.core.docker_client import DockerClient
+            from testcontainers.core.container import DockerContainer  # noqa: PLC0415 (testcontainers: optional, only the containers provider needs it)
+            from testcontainers.core.docker_client import DockerClient  # noqa: PLC0415 (testcontainers: optional, only the containers provider needs it)
 
             client: Any = DockerClient().client  # docker-py, configured from DOCKER_HOST
             client.ping()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from semafore.deploy.providers import Endpoints
@@ -358,9 +360,6 @@ class BackendLinks:
         return self.proxies[backend]
 
     def start(self) -> BackendLinks:
-        import dataclasses
-        from urllib.parse import urlsplit
-
         rewritten: dict[str, str] = {}
         try:
             for backend, attr in (

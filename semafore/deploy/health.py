@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+import pymongo
+
 PROBE_TIMEOUT = 1.0
 
 
@@ -26,8 +28,6 @@ def redis_url_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
 
 def mongodb_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """``ping`` through pymongo, over the MongoDB wire protocol (mongod or FerretDB)."""
-    import pymongo
-
     ms = int(timeout * 1000)
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
         url,

@@ -447,7 +447,7 @@ def provider_from_settings(settings: InfraSettings | None = None, **options: boo
         return LocalProvider(settings, **options)
     if settings.provider is ProviderKind.EXTERNAL:
         return ExternalProvider(settings)
-    from semafore.deploy.containers import ContainersProvider
+    from semafore.deploy.containers import ContainersProvider  # noqa: PLC0415 (the containers provider: optional (testcontainers), and containers.py builds on Provider here)
 
     provider: Provider = ContainersProvider(settings, **options)
     return provider

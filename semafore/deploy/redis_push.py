@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from semafore.server.oplog import event
 from semafore.server.push import CHANGED, DROP, Connection, PushHub
 from semafore.storage.ports import QueuedEnvelope
+from semafore.storage.redis import RedisQueueStore
 
 if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
@@ -231,8 +232,6 @@ class RedisPushHub(PushHub):
         """Read exactly the woken envelopes from the queue (an acked one is gone and skipped)
         and hand them to the device's sockets, whose writer skips those already in flight.
         Reading by id, not the queue head, cannot resurrect an envelope acked meanwhile."""
-        from semafore.storage.redis import RedisQueueStore
-
         wanted = [(device, ids) for device, ids in woken.items() if ids]
         for (user_id, device_id), ids in woken.items():
             if ids is None:

@@ -31,7 +31,7 @@ def in_ci() -> bool:
 
 def unavailable(reason: str) -> NoReturn:
     """Skip (locally) or fail (CI) the current test because a backend is unavailable."""
-    import pytest
+    import pytest  # noqa: PLC0415 (pytest: a dev dependency, absent from an installed wheel)
 
     if in_ci():
         pytest.fail(f"backend unavailable in CI: {reason}", pytrace=False)

@@ -31,22 +31,48 @@ import io
 import logging
 import os
 import time
+import urllib.error
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
+import httpx
+import pymongo
+import redis
+from bson.raw_bson import RawBSONDocument
+
+from semafore.client import Account, create_organisation, enrol_members, fixed_otp
+from semafore.client.clock import SystemClock
+from semafore.client.errors import ClientError
+from semafore.deploy import dumps
 from semafore.deploy.data_tier import DataTier
+from semafore.deploy.dumps import Spool, StoredFile, contains
 from semafore.deploy.harness_relay import relay_settings
-from semafore.deploy.settings import ProviderKind
+from semafore.deploy.inprocess import serve_in_task
+from semafore.deploy.settings import InfraSettings, ProviderKind
 from semafore.gate.runner import Impl
 from semafore.gate.transport import AdapterFailure, AdapterProcess
 from semafore.gate.verdict import Verdict
+from semafore.oracle import (
+    TIER_LOG,
+    TIER_MONGODB,
+    TIER_OBJECT_STORE,
+    TIER_REDIS,
+    TIER_WIRE,
+    Chunk,
+    Oracle,
+    OracleError,
+    canary,
+    file_stream,
+    from_log_lines,
+)
 from semafore.protocol import frame as drv1
 from semafore.protocol import smx1
-from semafore.protocol.entropy import SystemEntropy
+from semafore.protocol.entropy import SeededEntropy, SystemEntropy
 from semafore.protocol.errors import ProtocolError
+from semafore.server.oplog import configure_logging
 
 if TYPE_CHECKING:
     from semafore.oracle import Chunk
@@ -582,8 +608,6 @@ class _Cell:
 
 
 def _canary(random16: bytes) -> bytes:
-    from semafore.oracle import canary
-
     return canary(random16)
 
 
@@ -697,8 +721,6 @@ class RelayAccess:
         """The store URLs of ``SEMAFORE_PROVIDER=external`` (what ``semafore backends up``
         prints and :func:`semafore.deploy.replicas.endpoints_from_env` reads) and
         ``SEMAFORE_NAMESPACE``; ``None`` for any other provider."""
-        from semafore.deploy.settings import InfraSettings, ProviderKind
-
         env = os.environ if env is None else env
         settings = InfraSettings.from_env(env)
         if settings.provider is not ProviderKind.EXTERNAL:
@@ -772,8 +794,6 @@ def _wire_source(observer: _Observer) -> SourceScan:
     hash only). A fetched envelope whose hash is a message's plaintext is a hit; one matching
     nothing already failed its cell (an adapter hid it), and it is an error here too: its
     bytes went unscanned, so the wire scan is incomplete."""
-    from semafore.oracle import TIER_WIRE, Chunk
-
     scan = SourceScan("wire")
     scan.chunks = [Chunk(TIER_WIRE, location, body) for location, body in observer.wire]
     sent = {hashlib.sha256(body).hexdigest() for _, body in observer.wire}
@@ -804,13 +824,9 @@ def _wire_source(observer: _Observer) -> SourceScan:
 def _dump_mongodb(url: str, database: str | None) -> Iterator[Any]:
     """Every document of ``database`` (or of every database, with the oplog, when ``None``),
     one at a time."""
-    from semafore.deploy import dumps
-
     if database is None:
         yield from dumps.iter_mongodb(url)
         return
-    import pymongo
-    from bson.raw_bson import RawBSONDocument
 
     client: pymongo.MongoClient[RawBSONDocument] = pymongo.MongoClient(
         url, document_class=RawBSONDocument, serverSelectionTimeoutMS=10_000)
@@ -827,12 +843,9 @@ def _dump_mongodb(url: str, database: str | None) -> Iterator[Any]:
 def _dump_redis(url: str, namespace: str | None) -> Iterator[Any]:
     """Every key (or only ``NAMESPACE:*`` keys of the URL's database, so credentials limited
     to the relay's key pattern suffice) with its DUMP payload and logical value."""
-    from semafore.deploy import dumps
-
     if namespace is None:
         yield from dumps.iter_redis(url)
         return
-    import redis
 
     client = redis.Redis.from_url(url, socket_timeout=10)
     db = client.connection_pool.connection_kwargs.get("db", 0)
@@ -852,12 +865,9 @@ def _dump_redis(url: str, namespace: str | None) -> Iterator[Any]:
 
 
 def _dump_seaweedfs(filer_url: str, namespace: str | None) -> Iterator[Any]:
-    from semafore.deploy import dumps
-
     if namespace is None:
         yield from dumps.iter_seaweedfs(filer_url)
         return
-    import urllib.error
 
     try:
         paths = dumps.seaweedfs_files(filer_url, f"/semafore/{namespace}")
@@ -879,8 +889,6 @@ def _census(path: Path, needle: bytes) -> tuple[int, int, int]:
     """(bytes, lines, mentions of ``needle``) of a file read block by block (whole-file
     gzip/bz2/xz undone), so a multi-gigabyte log costs one block of memory; ``OSError`` (or
     ``EOFError``) if it cannot be read."""
-    from semafore.oracle import file_stream
-
     size = lines = mentions = 0
     carry = last = b""
     blocks, _ = file_stream(path)
@@ -899,9 +907,6 @@ def _store_source(access: RelayAccess, org: str) -> SourceScan:
     """Dump the stores ``access`` names. A store that cannot be read is an error, and so are
     stores that hold no trace of this run's organisation (a wrong address or namespace would
     otherwise pass as a clean scan)."""
-    from semafore.deploy.dumps import Spool, StoredFile, contains
-    from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS
-
     scan = SourceScan("stores")
     ns = access.namespace
     scope = f" namespace {ns}" if ns else " (everything the credentials list)"
@@ -958,8 +963,6 @@ def _log_source(paths: tuple[Path, ...], org: str) -> SourceScan:
     """Log files, streamed line by line when the oracle runs (whole-file gzip undone as it is
     read; memory is one block, however long the log); the logs must mention this run's
     organisation (org_id stays raw in logs), or they are not this relay's logs of this run."""
-    from semafore.oracle import TIER_LOG
-
     scan = SourceScan("logs")
     mentions = 0
     for root in paths:
@@ -1010,8 +1013,6 @@ async def run_live(
     (in-process relay on the local backend provider) or an external base URL, whose stores
     and logs the oracle reads as far as ``access`` allows. A source in ``require`` that was
     not scanned fails the gate."""
-    from semafore.oracle import Oracle, OracleError
-
     unknown = [name for name in require if name not in SOURCES]
     if unknown:
         raise ValueError(f"unknown oracle source(s) {unknown}; known: {', '.join(SOURCES)}")
@@ -1085,8 +1086,6 @@ def _judge(report: LiveReport, oracle: Any, sources: list[SourceScan],
     """Scan every source's chunks and files in one scan (files streamed block by block),
     attribute hits to the cells whose canary leaked, and record exactly which sources were
     and were not read."""
-    from semafore.oracle import file_stream
-
     scanner = oracle.scanner()
     for source in sources:
         for chunk in source.chunks:
@@ -1145,13 +1144,6 @@ async def _organisation(url: str, org: str) -> Any:
 
     Members log in with the relay's test OTP, so the relay must run in test mode with ``org``
     allow-listed (ADR-0164); a relay the gate starts is configured that way."""
-    import httpx
-
-    from semafore.client import Account, create_organisation, enrol_members, fixed_otp
-    from semafore.client.clock import SystemClock
-    from semafore.client.errors import ClientError
-    from semafore.protocol.entropy import SeededEntropy
-
     entropy = SeededEntropy(f"live-gate:{time.time()}")
     admin_id = f"{org}-admin"
     try:
@@ -1197,10 +1189,6 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
     if access is not None:
         raise RelayAccessError("--relay", "store and log options are for an external relay URL; "
                                f"the {relay} relay's stores and logs are always scanned")
-    from semafore.client.clock import SystemClock
-    from semafore.deploy.inprocess import serve_in_task
-    from semafore.oracle import from_log_lines
-    from semafore.server.oplog import configure_logging
 
     logs = io.StringIO()
     configure_logging(logs, logging.INFO)

@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from semafore.gate.live import SOURCES, LiveReport
+from semafore.gate.live import SOURCES, LiveReport, source_of
 from semafore.gate.verdict import Verdict
 
 _STYLE = {
@@ -181,8 +181,6 @@ def write_junit(report: LiveReport, path: Path) -> None:
 
 
 def _source_of_tier(tier: str) -> str:
-    from semafore.gate.live import source_of
-
     return source_of(tier)
 
 

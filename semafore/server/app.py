@@ -32,6 +32,7 @@ from semafore.server.relay import Relay
 from semafore.server.routes import accounts, attachments, audit, keys, messages
 from semafore.server.settings import Settings
 from semafore.server.websocket import device_websocket
+from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 
 API_TITLE = "SemaFore relay"
@@ -310,7 +311,5 @@ def _install_openapi(app: FastAPI) -> None:
 
 def openapi_document(settings: Settings | None = None) -> str:
     """The OpenAPI document exactly as committed under docs/openapi.json."""
-    from semafore.storage.memory import memory_stores
-
     app = create_app(settings or Settings(), memory_stores())
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, get_args
 
 from semafore import sabotage
+from semafore.oracle.leaks import encode
 from semafore.protocol import frame as drv1
 from semafore.protocol import smx1
 from semafore.protocol.errors import ProtocolError
@@ -1514,8 +1515,6 @@ class Relay:
             return entries
         mode, _, chain = self.settings.leak.partition(":")
         if chain:
-            from semafore.oracle.leaks import encode  # test-only path
-
             plaintext = encode(chain, plaintext)
         if mode == "log":
             try:

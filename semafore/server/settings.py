@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from semafore.oracle.leaks import parse_chain
 from semafore.server.oplog import SHA256_LOG_HASH, LogHash
+from semafore.server.otp_sink import OtpSinkRefused
 
 RateLimits = dict[str, tuple[int, float]]
 """Bucket name -> (hits allowed, window seconds), fixed windows (docs/server.md "Limits")."""
@@ -119,14 +121,10 @@ class Settings:
             raise ValueError(f"leak must be one of {', '.join(LEAK_MODES)} (log and store "
                              f"optionally ':ENCODING+...'), not {self.leak!r}")
         if chain:
-            from semafore.oracle.leaks import parse_chain  # test-only path
-
             parse_chain(chain)  # an unknown encoding is an OracleError (a ValueError) naming it
         if self.leak != "off" and (not self.test_mode or self.leak_source is None):
             raise ValueError("a leaking relay needs test_mode and a leak_source (tests only)")
         if self.otp_sink is not None and not self.test_mode:
-            from semafore.server.otp_sink import OtpSinkRefused
-
             raise OtpSinkRefused("an OTP sink writes login codes to disk: test_mode only")
         if len(self.totp_key) != 32:
             raise ValueError("totp_key must be 32 bytes (AES-256-GCM)")

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
@@ -152,8 +153,6 @@ class MongoDatabase:
 
     async def dump(self) -> list[tuple[str, bytes]]:
         """Every document of this database as raw BSON (what a database reader sees)."""
-        from bson.raw_bson import RawBSONDocument
-
         out: list[tuple[str, bytes]] = []
         raw = self.client.get_database(self.name).with_options(
             codec_options=self.db.codec_options.with_options(document_class=RawBSONDocument)

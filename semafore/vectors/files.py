@@ -7,6 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from semafore import shipped
 
 VECTOR_FILES = ("x3dh-prekey-v1", "dr-v1-interop")
@@ -27,8 +29,6 @@ def schema(name: str) -> dict[str, Any]:
 def validator(name: str) -> Any:
     """A validator for ``name`` with local ``$ref``s inlined (several times faster on the
     thousands of DR steps; the schemas are not recursive, so inlining is exact)."""
-    import jsonschema
-
     raw = schema(name)
     defs = raw.get("$defs", {})
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from semafore.server import models as m
 from semafore.server.deps import IpDep, PrincipalDep, RelayDep
 from semafore.server.errors import (
+    ApiError,
     BroadcastStale,
     ErrorBody,
     StaleDevices,
@@ -86,8 +87,6 @@ async def ack_one(
     principal: PrincipalDep,
 ) -> Response:
     if not await relay.ack(principal, [delivery_id]):
-        from semafore.server.errors import ApiError
-
         raise ApiError(404, "not_found", "no such envelope in this device's queue")
     return Response(status_code=204)
 
