@@ -190,7 +190,7 @@ def uvicorn_config(app: FastAPI | ASGIApp, settings: Settings) -> uvicorn.Config
     from the caller (issue 14 item 1: five launchers had passed their own WebSocket limits,
     and they had drifted to 2 MiB without deflate here, 4 MiB with deflate in the fleet, and
     uvicorn's 16 MiB default in two more). A harness that needs other limits changes
-    ``Settings`` (the simulator's :func:`simulator.fleet.relay_settings` raises
+    ``Settings`` (the harness's :func:`semafore.deploy.harness_relay.relay_settings` raises
     ``max_connections`` and ``keep_alive_timeout``), so what it tests is what ships.
 
     - ``ws_max_size`` is ``settings.max_json_bytes``: a WebSocket ``send`` frame is the same
