@@ -11,7 +11,9 @@ is process-global), and judges every (sabotage, scenario) cell:
 - **survived**: both ok — the defect went unnoticed;
 - **not run here**: the scenario does not run on this provider (skipped) — no judgement;
 - **baseline red**: the baseline itself was not ok — nothing can be judged against it;
-- **crashed**: the worker process of that sabotage died — no verdict, so no kill.
+- **crashed**: the worker process of that sabotage died — no verdict, so no kill;
+- **not evaluated (targeted)**: the targeted search (:mod:`simulator.sabotage_search`) had
+  its answer without running this cell — never a kill, never a survival.
 
 A sabotage may also name **lower-tier** tests (pytest node ids) that should fail while it is
 on; those run in a pytest subprocess with ``SEMAFORE_SABOTAGE`` set (tests/conftest.py turns
@@ -21,13 +23,17 @@ The gate (:attr:`Matrix.exit_code`) is red when the baseline is red, when a sabo
 every scenario and test, or when a scenario under ``threats/`` or ``desync/`` that ran catches
 nothing — "a scenario that catches nothing is decoration" (issue #11). The rules are pure
 functions of the runs (unit-testable without running anything); :func:`run_matrix` is the
-process orchestration; the renderings (terminal, JSON, HTML, JUnit) all read one
-:class:`Matrix`.
+process orchestration of the full matrix; the renderings (terminal, JSON, HTML, JUnit) all
+read one :class:`Matrix`. The rules hold for a matrix with holes too: a sabotage with no kill
+and a cell not evaluated is *not judged* (never a survivor), a must-catch scenario with no
+kill and a cell not evaluated is *undecided* (never decorative) — both red — so a search that
+stops early can only cost a red gate, never a wrong green one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import multiprocessing
@@ -84,6 +90,7 @@ class Observation:
     scenario: str
     verdict: Verdict
     reason: str
+    wall_s: float = 0.0  # how long the run took (the targeted search tries cheap ones first)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,10 @@ class CatalogueRun:
               wall_s: float) -> CatalogueRun:
         return cls(sabotage, tuple(Observation(f, f, Verdict.ERROR, f"worker crashed: {detail}")
                                    for f in files), wall_s, crashed=detail)
+
+    def observed(self, path: str) -> bool:
+        """Whether this run has a verdict of its own for ``path`` (not crashed, and run)."""
+        return self.crashed is None and any(o.path == path for o in self.observations)
 
     def verdict_of(self, path: str) -> Verdict | None:
         """The verdict for ``path``; ``None`` when this run produced none (crashed, absent)."""
@@ -160,6 +171,24 @@ class LowerTierRun:
         return self.failed or self.node_ids
 
 
+def red_without_sabotage(baseline: LowerTierRun | None, node_id: str) -> bool:
+    """Whether ``node_id`` (or a test under it) fails with no sabotage on — or the lower-tier
+    ``baseline`` did not run to a verdict: its failure under a sabotage then says nothing
+    about the sabotage."""
+    if baseline is None or baseline.outcome is TierOutcome.ERROR:
+        return True
+    return any(f == node_id or f.startswith((node_id + "::", node_id + "["))
+               for f in baseline.failed)
+
+
+def credited_killers(run: LowerTierRun | None, baseline: LowerTierRun | None) -> list[str]:
+    """The lower-tier tests credited with killing the sabotage of ``run``: those that failed
+    with it on and pass with no sabotage on."""
+    if run is None:
+        return []
+    return [k for k in run.killers if not red_without_sabotage(baseline, k)]
+
+
 # ------------------------------------------------------------------------------- the rules
 
 
@@ -169,6 +198,12 @@ class Cell(Enum):
     NOT_RUN = "not run here"
     BASELINE_RED = "baseline red"
     CRASHED = "crashed"
+    NOT_EVALUATED = "not evaluated (targeted)"
+
+    @property
+    def css(self) -> str:
+        """The HTML class suffix: the value up to any parenthesis, dashed."""
+        return self.value.split(" (")[0].replace(" ", "-")
 
 
 def judge_cell(baseline: Verdict, sabotaged: Verdict | None) -> Cell:
@@ -200,6 +235,7 @@ class Matrix:
     lower_baseline: LowerTierRun | None  # the lower-tier ids with no sabotage; None: not run
     complete: bool  # every sabotage of the catalogue was selected (no --only subset)
     wall_s: float = 0.0
+    targeted: bool = False  # the targeted search ran it: cells may be not evaluated
 
     @property
     def rows(self) -> tuple[Observation, ...]:
@@ -209,8 +245,11 @@ class Matrix:
     def cell(self, sabotage: str, path: str) -> Cell:
         base = self.baseline.verdict_of(path)
         run = self.runs.get(sabotage)
-        return judge_cell(Verdict.ERROR if base is None else base,
+        cell = judge_cell(Verdict.ERROR if base is None else base,
                           None if run is None else run.verdict_of(path))
+        if cell is Cell.CRASHED and run is not None and run.crashed is None:
+            return Cell.NOT_EVALUATED  # the worker lived and never ran this scenario
+        return cell
 
     @cached_property
     def _cells(self) -> dict[tuple[str, str], Cell]:
@@ -222,27 +261,44 @@ class Matrix:
         return [s.name for s in self.sabotages if self._cells[s.name, path] is Cell.KILLED]
 
     def red_without_sabotage(self, node_id: str) -> bool:
-        """Whether ``node_id`` (or a test under it) fails with no sabotage on — or the
-        lower-tier baseline did not run to a verdict: its failure under a sabotage then says
-        nothing about the sabotage."""
-        base = self.lower_baseline
-        if base is None or base.outcome is TierOutcome.ERROR:
-            return True
-        return any(f == node_id or f.startswith((node_id + "::", node_id + "["))
-                   for f in base.failed)
+        """:func:`red_without_sabotage` against this matrix's lower-tier baseline."""
+        return red_without_sabotage(self.lower_baseline, node_id)
 
     def killed_by(self, sabotage: str) -> list[str]:
         """Scenario names, then lower-tier node ids, that went red while ``sabotage`` was on
         (a lower-tier test only if it passes with no sabotage on)."""
         found = [o.scenario for o in self.rows if self._cells[sabotage, o.path] is Cell.KILLED]
-        lower = self.lower.get(sabotage)
-        if lower is not None:
-            found.extend(k for k in lower.killers if not self.red_without_sabotage(k))
+        found.extend(credited_killers(self.lower.get(sabotage), self.lower_baseline))
         return found
+
+    def not_evaluated(self, sabotage: str) -> list[Observation]:
+        """The scenarios the targeted search never ran with ``sabotage`` on (and could have
+        judged: baseline ok, run here)."""
+        return [o for o in self.rows if self._cells[sabotage, o.path] is Cell.NOT_EVALUATED]
+
+    def unevaluated_on(self, path: str) -> list[str]:
+        """The sabotages never run against the scenario at ``path``."""
+        return [s.name for s in self.sabotages
+                if self._cells[s.name, path] is Cell.NOT_EVALUATED]
+
+    @property
+    def mode(self) -> str:
+        return "targeted" if self.targeted else "full"
+
+    @property
+    def judgeable(self) -> list[Observation]:
+        """The scenarios a sabotaged run can be judged on: baseline ok and run here."""
+        return [o for o in self.rows if o.verdict.ok and o.verdict is not Verdict.SKIPPED]
+
+    @property
+    def scenario_runs(self) -> int:
+        """Sabotaged scenario runs this matrix holds a verdict from (the baseline's not
+        counted)."""
+        return sum(len(run.observations) for run in self.runs.values() if run.crashed is None)
 
     def unjudged(self, sabotage: str) -> str | None:
         """Why ``sabotage`` could not be fully judged (its worker crashed, its lower tier did
-        not run cleanly), or ``None``."""
+        not run cleanly, nothing killed it and not every scenario was run), or ``None``."""
         run = self.runs.get(sabotage)
         if run is None:
             return "never ran"
@@ -251,6 +307,9 @@ class Matrix:
         lower = self.lower.get(sabotage)
         if lower is not None and lower.outcome is TierOutcome.ERROR:
             return f"lower tier did not run: {_exit_text(lower)}"
+        if not self.killed_by(sabotage) and (missing := self.not_evaluated(sabotage)):
+            return (f"no kill found and {len(missing)} scenario(s) not evaluated: a survivor "
+                    "is only ever reported after every scenario ran")
         return None
 
     @property
@@ -267,18 +326,28 @@ class Matrix:
     def not_run(self) -> list[Observation]:
         return [o for o in self.rows if o.verdict is Verdict.SKIPPED]
 
-    @property
-    def decorative(self) -> list[Observation]:
-        """Scenarios under ``threats/`` or ``desync/`` that ran green and caught nothing.
-
-        Judged only over the whole catalogue: with ``--only`` a scenario may well catch a
-        sabotage that was not selected.
-        """
+    def _caught_nothing_seen(self) -> list[Observation]:
         if not self.complete:
             return []
         return [o for o in self.rows
                 if must_catch(o.path) and o.verdict.ok and o.verdict is not Verdict.SKIPPED
                 and not self.kills(o.path)]
+
+    @property
+    def decorative(self) -> list[Observation]:
+        """Scenarios under ``threats/`` or ``desync/`` that ran green and caught nothing,
+        every sabotage having been run against them.
+
+        Judged only over the whole catalogue: with ``--only`` a scenario may well catch a
+        sabotage that was not selected.
+        """
+        return [o for o in self._caught_nothing_seen() if not self.unevaluated_on(o.path)]
+
+    @property
+    def undecided(self) -> list[Observation]:
+        """Must-catch scenarios with no kill seen and some sabotage never run against them:
+        neither decorative nor shown to catch anything (a search that stopped too early)."""
+        return [o for o in self._caught_nothing_seen() if self.unevaluated_on(o.path)]
 
     @property
     def problems(self) -> list[str]:
@@ -300,6 +369,10 @@ class Matrix:
         if decorative := self.decorative:
             out.append(f"{len(decorative)} scenario(s) under threats/ or desync/ caught no "
                        "sabotage (decoration): " + ", ".join(o.scenario for o in decorative))
+        if undecided := self.undecided:
+            out.append(f"{len(undecided)} scenario(s) under threats/ or desync/ not shown to "
+                       "catch anything and not run against every sabotage: "
+                       + ", ".join(o.scenario for o in undecided))
         return out
 
     @property
@@ -346,6 +419,14 @@ class ScenarioSource:
             return cls(str(path), None, f"not UTF-8 at byte {exc.start}")
 
 
+def observe(source: ScenarioSource, provider: str) -> Observation:
+    """Run one scenario (in this process, with whatever sabotage is on) to an observation;
+    an unreadable or invalid file, or an executor crash, is that scenario's ``error``."""
+    started = time.perf_counter()
+    observation = _observe(source, provider)
+    return dataclasses.replace(observation, wall_s=time.perf_counter() - started)
+
+
 def _observe(source: ScenarioSource, provider: str) -> Observation:
     path = source.path
     if source.text is None:
@@ -371,7 +452,7 @@ def run_catalogue(sabotage: str | None, sources: Sequence[ScenarioSource],
     started = time.perf_counter()
     switch = contextlib.nullcontext() if sabotage is None else switched_on(sabotage)
     with switch:
-        observations = tuple(_observe(source, provider) for source in sources)
+        observations = tuple(observe(source, provider) for source in sources)
     return CatalogueRun(sabotage, observations, time.perf_counter() - started)
 
 
@@ -433,6 +514,36 @@ def isolated(unit: Callable[..., UnitResult], on_crash: Callable[[str, float], U
         return on_crash(detail, time.perf_counter() - started)
 
 
+def run_units(units: Sequence[Callable[[], UnitResult]], *, jobs: int,
+              on_result: Callable[[UnitResult], None] | None = None) -> list[UnitResult]:
+    """Run ``units`` (each starts its own process: :func:`isolated`) at most ``jobs`` at a
+    time; call ``on_result`` as each finishes; return the results in the order they
+    finished."""
+    done: list[UnitResult] = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as threads:
+        for future in as_completed([threads.submit(u) for u in units]):
+            done.append(result := future.result())
+            if on_result is not None:
+                on_result(result)
+    return done
+
+
+def catalogue_unit(sabotage: str | None, sources: Sequence[ScenarioSource],
+                   provider: str) -> Callable[[], UnitResult]:
+    """One catalogue run of ``sources`` with ``sabotage`` on, in a process of its own."""
+    paths = [source.path for source in sources]
+    return lambda: isolated(run_catalogue, lambda d, w: CatalogueRun.crash(sabotage, paths, d, w),
+                            sabotage, sources, provider)
+
+
+def lower_tier_unit(sabotage: str | None, node_ids: tuple[str, ...],
+                    root: str | Path) -> Callable[[], UnitResult]:
+    """The lower-tier pytest run of ``node_ids`` with ``sabotage`` on."""
+    return lambda: isolated(run_lower_tier,
+                            lambda d, w: LowerTierRun(sabotage, node_ids, None, (), d, w),
+                            sabotage, node_ids, root=str(root))
+
+
 def unit_count(sabotages: Sequence[Sabotage], *, lower_tier: bool) -> int:
     """How many units :func:`run_matrix` runs (for a progress bar): the baseline, one
     catalogue run per sabotage and, with ``lower_tier``, one pytest run per sabotage that
@@ -455,46 +566,31 @@ def run_matrix(files: Sequence[str | Path], *, provider: str, sabotages: Sequenc
     """
     started = time.perf_counter()
     sources = tuple(ScenarioSource.read(f) for f in files)
-    paths = [source.path for source in sources]
     chosen = tuple(sabotages)
     whole = {s.name for s in CATALOGUE} <= {s.name for s in chosen}
     lower_ids = {s.name: s.lower_tier for s in chosen if s.lower_tier} if lower_tier else {}
     union = tuple(dict.fromkeys(i for ids in lower_ids.values() for i in ids))
 
-    def catalogue(name: str | None) -> Callable[[], UnitResult]:
-        return lambda: isolated(
-            run_catalogue, lambda d, w: CatalogueRun.crash(name, paths, d, w),
-            name, sources, provider)
-
-    def tier(name: str | None, ids: tuple[str, ...]) -> Callable[[], UnitResult]:
-        return lambda: isolated(
-            run_lower_tier, lambda d, w: LowerTierRun(name, ids, None, (), d, w),
-            name, ids, root=str(root))
-
-    units = [catalogue(None)]
+    units = [catalogue_unit(None, sources, provider)]
     if union:
-        units.append(tier(None, union))
-    units += [catalogue(s.name) for s in chosen]
-    units += [tier(name, ids) for name, ids in lower_ids.items()]
+        units.append(lower_tier_unit(None, union, root))
+    units += [catalogue_unit(s.name, sources, provider) for s in chosen]
+    units += [lower_tier_unit(name, ids, root) for name, ids in lower_ids.items()]
 
     baseline: CatalogueRun | None = None
     runs: dict[str, CatalogueRun] = {}
     lower: dict[str, LowerTierRun] = {}
     lower_baseline: LowerTierRun | None = None
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as threads:
-        for future in as_completed([threads.submit(u) for u in units]):
-            result = future.result()
-            if isinstance(result, CatalogueRun):
-                if result.sabotage is None:
-                    baseline = result
-                else:
-                    runs[result.sabotage] = result
-            elif result.sabotage is None:
-                lower_baseline = result
+    for result in run_units(units, jobs=jobs, on_result=on_result):
+        if isinstance(result, CatalogueRun):
+            if result.sabotage is None:
+                baseline = result
             else:
-                lower[result.sabotage] = result
-            if on_result is not None:
-                on_result(result)
+                runs[result.sabotage] = result
+        elif result.sabotage is None:
+            lower_baseline = result
+        else:
+            lower[result.sabotage] = result
     assert baseline is not None  # the first unit always returns one (a crash included)
     return Matrix(provider=provider, sabotages=chosen, baseline=baseline, runs=runs,
                   lower=lower, lower_baseline=lower_baseline,
@@ -524,7 +620,7 @@ def describe(result: UnitResult) -> str:
 
 _GLYPH = {Cell.KILLED: "[bold green]K[/]", Cell.SURVIVED: "[dim]·[/]",
           Cell.NOT_RUN: "[dim]–[/]", Cell.BASELINE_RED: "[magenta]?[/]",
-          Cell.CRASHED: "[bold magenta]![/]"}
+          Cell.CRASHED: "[bold magenta]![/]", Cell.NOT_EVALUATED: "[dim]○[/]"}
 
 
 def _lower_glyph(matrix: Matrix, sabotage: str) -> str:
@@ -542,7 +638,8 @@ def _lower_glyph(matrix: Matrix, sabotage: str) -> str:
 def matrix_table(matrix: Matrix) -> Table:
     """Scenarios as rows, sabotages as numbered columns (the legend names them)."""
     table = Table(title="Sabotage kill matrix", show_lines=False,
-                  caption="K killed · survived – not run here ? baseline red ! crashed")
+                  caption="K killed · survived – not run here ? baseline red ! crashed"
+                  + (" ○ not evaluated (targeted)" if matrix.targeted else ""))
     table.add_column("scenario", overflow="fold")
     table.add_column("kills", justify="right")
     for number, _ in enumerate(matrix.sabotages, 1):
@@ -588,28 +685,38 @@ def render(matrix: Matrix, console: Console) -> None:
     decorative = ("not judged (a subset of the catalogue ran)" if not matrix.complete
                   else ", ".join(o.scenario for o in matrix.decorative) or "none")
     console.print(f"decorative: {decorative}", markup=False)
+    if matrix.targeted:
+        console.print(f"targeted search: {matrix.scenario_runs} sabotaged scenario run(s) of "
+                      f"{len(matrix.sabotages) * len(matrix.judgeable)}; every other cell "
+                      "not evaluated (targeted)", markup=False)
     for problem in matrix.problems:
         console.print(f"[bold red]✗[/] {markup(problem)}")
     gate = "[bold green]gate: ok[/]" if not matrix.problems else "[bold red]gate: failed[/]"
     console.print(f"{gate}  provider {matrix.provider}, {len(matrix.sabotages)} sabotage(s) × "
-                  f"{len(matrix.rows)} scenario(s), wall time {matrix.wall_s:.1f} s")
+                  f"{len(matrix.rows)} scenario(s), {matrix.mode} matrix, "
+                  f"wall time {matrix.wall_s:.1f} s")
 
 
 def to_dict(matrix: Matrix) -> dict[str, Any]:
     """The JSON report (docs/sabotage.md#running-the-matrix)."""
     lower_base = matrix.lower_baseline
     return {
+        "mode": matrix.mode,
         "sabotages": [{"name": s.name, "description": s.description,
-                       "component": s.component.value, "killed_by": matrix.killed_by(s.name)}
+                       "component": s.component.value, "killed_by": matrix.killed_by(s.name),
+                       "not_evaluated": [o.scenario for o in matrix.not_evaluated(s.name)]}
                       for s in matrix.sabotages],
         "scenarios": [{"name": o.scenario, "path": o.path, "kills": matrix.kills(o.path)}
                       for o in matrix.rows],
         "survivors": matrix.survivors,
         "decorative": [o.scenario for o in matrix.decorative],
+        "undecided": [o.scenario for o in matrix.undecided],
+        "scenario_runs": matrix.scenario_runs,
         "baseline": {
             "ok": not matrix.baseline_red,
             "scenarios": [{"name": o.scenario, "path": o.path, "verdict": o.verdict.value,
-                           "reason": o.reason} for o in matrix.rows],
+                           "reason": o.reason, "wall_s": round(o.wall_s, 3)}
+                          for o in matrix.rows],
             "not_run": [o.scenario for o in matrix.not_run],
             "lower_tier": None if lower_base is None else {
                 "node_ids": list(lower_base.node_ids), "exit_code": lower_base.exit_code,
@@ -642,6 +749,8 @@ def to_junit(matrix: Matrix, *, suite: str = "semafore-sabotage") -> str:
         killers = matrix.killed_by(s.name)
         out = [s.description, f"should be caught by: {s.catches}",
                "killed by: " + (", ".join(killers) or "nothing")]
+        if skipped := matrix.not_evaluated(s.name):
+            out.append(f"{Cell.NOT_EVALUATED.value}: " + ", ".join(o.scenario for o in skipped))
         if s.name in survivors:
             ET.SubElement(case, "failure", type="survived",
                           message="survived every scenario and lower-tier test")
@@ -657,10 +766,11 @@ td.c{text-align:center;width:1.6em;padding:2px}th.c{text-align:center;padding:2p
 .c-killed{background:#d8f5dd;color:#0a5d1e;font-weight:600}.c-survived{color:#999}
 .c-not-run-here{background:#eee;color:#555}.c-baseline-red,.c-crashed{background:#f1ddf7;
 color:#6d1a8a;font-weight:600}tr.decorative td:first-child{color:#9b1111;font-weight:600}
+.c-not-evaluated{color:#bbb}
 """
 
 _HTML_GLYPH = {Cell.KILLED: "K", Cell.SURVIVED: "·", Cell.NOT_RUN: "–",
-               Cell.BASELINE_RED: "?", Cell.CRASHED: "!"}
+               Cell.BASELINE_RED: "?", Cell.CRASHED: "!", Cell.NOT_EVALUATED: "○"}
 
 
 def to_html(matrix: Matrix, *, title: str = "SemaFore sabotage kill matrix") -> str:
@@ -679,8 +789,9 @@ def to_html(matrix: Matrix, *, title: str = "SemaFore sabotage kill matrix") -> 
             state = matrix.cell(s.name, o.path)
             run = matrix.runs.get(s.name)
             tip = (f"{s.name} × {o.scenario}: {state.value}"
-                   + ("" if run is None else f" — sabotaged: {run.reason_of(o.path)}"))
-            cells.append(f'<td class="c c-{state.value.replace(" ", "-")}" '
+                   + ("" if run is None or not run.observed(o.path)
+                      else f" — sabotaged: {run.reason_of(o.path)}"))
+            cells.append(f'<td class="c c-{state.css}" '
                          f'title="{escape(tip)}">{_HTML_GLYPH[state]}</td>')
         rows.append(f'<tr{" class=decorative" if o in decorative else ""}>'
                     f'<td title="{escape(o.path)}">{escape(o.scenario)}</td>'
@@ -710,8 +821,10 @@ def to_html(matrix: Matrix, *, title: str = "SemaFore sabotage kill matrix") -> 
         f"<title>{escape(title)}</title><style>{REPORT_CSS}{_MATRIX_CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1><p>{gate} <span class=muted>provider "
         f"{escape(matrix.provider)} · {len(matrix.sabotages)} sabotage(s) × {len(matrix.rows)} "
-        f"scenario(s) · wall {matrix.wall_s:.1f} s · generated {escape(generated)} · K killed, "
-        "· survived, – not run here, ? baseline red, ! crashed</span></p>"
+        f"scenario(s) · {matrix.mode} matrix, {matrix.scenario_runs} sabotaged scenario run(s) "
+        f"· wall {matrix.wall_s:.1f} s · generated {escape(generated)} · K killed, "
+        "· survived, – not run here, ? baseline red, ! crashed"
+        f"{', ○ not evaluated (targeted)' if matrix.targeted else ''}</span></p>"
         f"<h2>Problems</h2>{problems}<h2>Matrix</h2>{grid}"
         f"<p class=muted>not run here: {not_run}</p><h2>Sabotages</h2>{sabotages}"
         "</body></html>\n"

@@ -307,14 +307,17 @@ def reported() -> Matrix:
 
 def test_json_report_has_exactly_the_documented_shape() -> None:
     doc = json.loads(sm.to_json(reported()))
-    assert set(doc) == {"sabotages", "scenarios", "survivors", "decorative", "baseline",
-                        "provider", "wall_s"}
+    assert set(doc) == {"mode", "sabotages", "scenarios", "survivors", "decorative",
+                        "undecided", "scenario_runs", "baseline", "provider", "wall_s"}
+    assert doc["mode"] == "full" and doc["undecided"] == []
+    assert doc["scenario_runs"] == 3 * 3
     assert doc["sabotages"] == [
         {"name": "drop-acks", "description": "drop-acks defect", "component": "relay",
-         "killed_by": ["message-loss"]},
+         "killed_by": ["message-loss"], "not_evaluated": []},
         {"name": "skip-check", "description": "skip-check defect", "component": "relay",
-         "killed_by": [TEST_ID]},
-        {"name": "quiet", "description": "quiet defect", "component": "relay", "killed_by": []},
+         "killed_by": [TEST_ID], "not_evaluated": []},
+        {"name": "quiet", "description": "quiet defect", "component": "relay", "killed_by": [],
+         "not_evaluated": []},
     ]
     assert doc["scenarios"] == [
         {"name": "server-compromise", "path": THREAT, "kills": []},
@@ -328,6 +331,7 @@ def test_json_report_has_exactly_the_documented_shape() -> None:
     assert doc["baseline"]["lower_tier"] == {"node_ids": [TEST_ID], "exit_code": 0, "ok": True,
                                              "failed": []}
     assert [s["verdict"] for s in doc["baseline"]["scenarios"]] == ["pass", "pass", "skipped"]
+    assert all(s["wall_s"] == 0.0 for s in doc["baseline"]["scenarios"])
     assert doc["provider"] == "embedded" and doc["wall_s"] == 12.5
 
 
