@@ -3,9 +3,11 @@ list, :class:`~semafore.deploy.settings.ProviderKind` (issue #14 item 1)."""
 
 from __future__ import annotations
 
+import click
 import pytest
 
 from semafore.deploy.settings import ProviderKind
+from simulator.cli import sim as sim_cli
 from simulator.scenario import loads
 
 HEAD = """\
@@ -46,3 +48,12 @@ def test_a_backend_fault_runs_only_where_the_provider_owns_the_backends(
     assert (why is None) is kind.owns_backend_processes
     if why is not None:
         assert "redis" in why and kind.value in why
+
+
+@pytest.mark.parametrize("sub", ["run", "sabotage"])
+def test_the_cli_offers_exactly_the_provider_kinds(sub: str) -> None:
+    options = {p.name: p for p in sim_cli.command.commands[sub].params}
+    provider = options["provider"]
+    assert isinstance(provider.type, click.Choice)
+    assert set(provider.type.choices) == {k.value for k in ProviderKind}
+    assert provider.default == ProviderKind.EMBEDDED.value
