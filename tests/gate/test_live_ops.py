@@ -5,7 +5,7 @@ item 1: the gate's list and the reference adapter's separate tuple had drifted a
 step cannot call an unlisted operation. These tests check the other direction — every listed
 operation is called by some step (else the gate would refuse an adapter for lacking an
 operation it never uses) — and that the reference adapter, whose one registry is
-``LiveOps.handlers``, serves every one of them and reports exactly its registry.
+``LiveOps.handlers``, serves every one of them and reports exactly what it serves.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def test_the_reference_adapter_serves_every_operation_the_gate_requires() -> Non
     assert sorted(set(LIVE_OPS) - set(adapter.ops)) == []
 
 
-def test_the_reference_adapter_reports_exactly_its_registry() -> None:
+def test_the_reference_adapter_reports_exactly_what_it_serves() -> None:
     adapter = ReferenceAdapter()
-    live = set(LiveOps().handlers())
     reported = set(adapter.capabilities(Args({}))["ops"])
-    assert {op for op in reported if op.startswith("live.")} == live
+    assert reported == set(adapter.ops)  # capabilities is read off the registry, not a list
+    assert set(LiveOps().handlers()) <= reported
