@@ -45,7 +45,7 @@ from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 from simulator.network import Network
-from simulator.replicas import assign, preference
+from simulator.placement import assign, preference
 
 log = logging.getLogger(__name__)
 

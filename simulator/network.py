@@ -12,7 +12,7 @@ all owned by one :class:`Network`. The link relays bytes both ways and
   and refuses new ones until ``heal``;
 - **routes** each new connection (optional :attr:`Network.route`): the device's relay replicas
   in its order of preference, the first that accepts wins (a client holding the replica list
-  and failing over, seed §3.4; simulator/replicas.py).
+  and failing over, seed §3.4; simulator/placement.py).
 
 Faults are drawn from the scenario seed: each device has its own RNG stream, so which
 envelope a 30 % drop hits does not depend on how the event loop interleaved other devices.

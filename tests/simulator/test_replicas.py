@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from semafore.deploy.inprocess_replicas import ReplicaError, ReplicaState
 from simulator.fleet import Fleet
-from simulator.replicas import assign, preference
+from simulator.placement import assign, preference
 
 
 @given(seed=st.integers(0, 2**32), count=st.integers(1, 8),

@@ -1,4 +1,5 @@
-"""Which relay replica a simulated device connects to, and where it fails over to.
+"""Device placement: which relay replica a simulated device connects to, and where it fails
+over to.
 
 The replicas themselves (in-process relays under fault controls, their push across one
 another, their fronts) are the deploy layer's (:mod:`semafore.deploy.inprocess_replicas`,
