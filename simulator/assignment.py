@@ -28,7 +28,7 @@ import yaml
 
 from semafore.protocol.address import AddressError, DeviceAddress
 from simulator.scenario.loader import file_device
-from simulator.scenario.model import AddDevice, Scenario
+from simulator.scenario.model import AddDevice, Restore, Scenario
 
 REFERENCE = "reference"
 """The in-process reference client (semafore.client.DeviceClient), always available."""
@@ -145,9 +145,20 @@ def scenario_pins(scenario: Scenario) -> dict[str, str]:
 
 def assign_scenario(scenario: Scenario, *, strategy: str | None, names: Sequence[str],
                     seed: int) -> dict[str, str]:
-    """:func:`assign` over the scenario's devices and pins."""
-    return assign(scenario_devices(scenario), strategy=strategy, names=names, seed=seed,
-                  pins=scenario_pins(scenario))
+    """:func:`assign` over the scenario's devices and pins. With ``round-robin`` a device
+    that a ``restore`` step makes a clone of another takes that device's implementation and
+    is left out of the alternation: an exported state is its implementation's own format
+    (docs/adapter-contract.md §5), so a clone exists only on its original's platform, as a
+    phone backup restores only onto the same platform."""
+    pins = scenario_pins(scenario)
+    clones = {str(step.onto): str(step.device) for step in scenario.all_steps()
+              if isinstance(step, Restore) and step.onto is not None
+              and str(step.onto) not in pins} if strategy == ROUND_ROBIN else {}
+    out = assign([d for d in scenario_devices(scenario) if d not in clones],
+                 strategy=strategy, names=names, seed=seed, pins=pins)
+    for clone, original in clones.items():
+        out[clone] = out.get(original, REFERENCE)
+    return {d: out[d] for d in scenario_devices(scenario)}
 
 
 def _from_file(path: Path, devices: Sequence[str], known: set[str]) -> dict[str, str]:

@@ -52,7 +52,13 @@ from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
 from simulator import device_state, steps
 from simulator import inventory as inv
-from simulator.adversary import CapturedEnvelope, DeviceAdversary, content_body, harvest_states
+from simulator.adversary import (
+    Attempt,
+    CapturedEnvelope,
+    DeviceAdversary,
+    content_body,
+    harvest_states,
+)
 from simulator.assignment import REFERENCE, AssignmentError, Implementation, assign_scenario
 from simulator.attacks.harness import AttackHarness
 from simulator.external import (
@@ -292,6 +298,8 @@ class Execution:
         # adapters that list it; refreshed after every step
         self.adapter_counts: dict[str, dict[str, int]] = {}
         self.digests: dict[tuple[str, str], bytes | None] = {}
+        # address -> the adapter process whose exported state a device compromise holds
+        self.stolen_from: dict[str, AdapterHost] = {}
         self.backups: dict[str, device_state.Backup] = {}  # snapshot name -> state (item 4)
 
     @property
@@ -377,8 +385,8 @@ class Execution:
             body += b"." * (size - len(body))
         return body
 
-    def _record_sent(self, msg: Message, client: DeviceClient, envelopes: dict[str, bytes],
-                     message_id: str) -> None:
+    def _record_sent(self, msg: Message, client: DeviceClient | None,
+                     envelopes: dict[str, bytes], message_id: str) -> None:
         msg.message_id = message_id
         msg.recipients.update(envelopes)
         self.by_id[message_id] = msg
@@ -597,7 +605,13 @@ class Execution:
         device = AdapterDevice(self.hosts[name], ref.user, ref.device,
                                self.fleet.org_of[ref.user], link.url,
                                f"{self.scenario.name}:{self.seed}")
-        await device.install(await self.fleet.otp(self.fleet.org_of[ref.user], ref.user))
+        # an admin's TOTP codes come from the user's account, whose step tracker (ADR-0161:
+        # a step is accepted once) the adapter device then shares with its other sessions
+        account = self.fleet.account(ref.user)
+        await device.install(await self.fleet.otp(self.fleet.org_of[ref.user], ref.user),
+                             totp=account._totp)
+        if "live.stats" in await device.host.ops():  # whether it holds a push socket
+            self.adapter_counts[address] = await device.stats()
         self.adapters[address] = device
         self.online[address] = True
         self.identities[address] = device.identity
@@ -628,6 +642,11 @@ class Execution:
                     await client.poll()
                 except ClientError as exc:
                     self._failed(step, client.address, exc)
+        try:
+            await self._receive_adapters([a for a in self.adapters if not addresses
+                                          or a in addresses], fetch=True)
+        except ImplError as exc:
+            self._failed(step, ", ".join(sorted(addresses)) or "every device", str(exc))
 
     async def settle(self, refs: tuple[DeviceAddress, ...] = (), timeout: float = SETTLE_TIMEOUT_S,
                       idle: float = SETTLE_IDLE_S) -> dict[str, set[str]]:
@@ -640,14 +659,17 @@ class Execution:
                 await client.flush_acks()
         return missing
 
-    async def _receive_adapters(self, addresses: list[str]) -> int:
+    async def _receive_adapters(self, addresses: list[str], fetch: bool = False) -> int:
         """``live.receive`` on every online adapter device among ``addresses``: what it
-        shows enters the ledger like a reference client's arrivals. Returns how many."""
+        shows enters the ledger like a reference client's arrivals. Returns how many. A
+        device holding a push socket opens only what it pushed, as a reference client does
+        between syncs, unless ``fetch`` (a ``sync`` step: the app in the foreground)."""
         count = 0
         for address, device in self.adapters.items():
             if not self.online.get(address) or address not in addresses:
                 continue
-            shown, events = await device.receive(self.fleet.clock.now())
+            shown, events = await device.receive(self.fleet.clock.now(),
+                                                 fetch or not device.push)
             for received in shown:
                 self.fleet.ledger.arrive(address, f"{received.sender_user_id}/"
                                          f"{received.content.message_id}")
@@ -658,8 +680,9 @@ class Execution:
 
     async def _quiesce(self, addresses: list[str], timeout: float,
                        idle: float) -> dict[str, set[str]]:
-        """:meth:`Fleet.quiesce`, fetching for adapter devices (they hold no push socket)
-        until nothing is missing, nothing new arrives for ``idle`` seconds, or ``timeout``."""
+        """:meth:`Fleet.quiesce`, receiving for adapter devices (what was pushed to those
+        that keep a push socket, the queue for the others: :meth:`_receive_adapters`) until
+        nothing is missing, nothing new arrives for ``idle`` seconds, or ``timeout``."""
         if not self.adapters:
             return await self.fleet.quiesce(addresses, timeout=timeout, idle=idle)
         loop = asyncio.get_running_loop()
@@ -842,7 +865,8 @@ class Execution:
         await self.settle()
 
     async def broadcast(self, step: Broadcast) -> None:
-        client = self.client(step.sender)
+        adapter = self.adapter(step.sender)
+        client = self.client(step.sender) if adapter is None else None
         org = self.scenario.user(step.sender.user).org
         to = step.to or tuple(u.id for u in self.scenario.users if u.org == org)
         for label in self._labels(step.label, step.count):
@@ -855,26 +879,34 @@ class Execution:
             self._intent(msg, sync_copies=False)
             before = len(self.fleet.ledger.envelopes)
             try:
-                message_id = await client.broadcast(to, msg.payload)
+                if adapter is not None:
+                    message_id, sent = await adapter.broadcast(to, msg.payload)
+                    self._adapter_sent(adapter, message_id, sent)
+                else:
+                    assert client is not None
+                    message_id = await client.broadcast(to, msg.payload)
+                    sent = {recipient: body for sender, recipient, mid, body
+                            in self.fleet.ledger.envelopes[before:]
+                            if mid == message_id and sender == client.address}
             except (ClientError, ProtocolError) as exc:
                 msg.failed = f"{type(exc).__name__}: {exc}"
                 self._failed(step, str(step.sender), exc)
                 continue
-            sent = {recipient: body for sender, recipient, mid, body
-                    in self.fleet.ledger.envelopes[before:]
-                    if mid == message_id and sender == client.address}
-            self._record_sent(msg, client, sent, message_id)
+            self._record_sent(msg, None, sent, message_id)
             self.event(step, "broadcast", f"{label}: {step.sender} -> {len(msg.to)} users "
                        f"({len(sent)} envelopes)")
         await self.settle()
 
     async def attach(self, step: Attach) -> None:
-        client = self.client(step.sender)
         msg = self._new_message(step.label, step.sender, step.to, step)
         msg.kind = "attach"
         data = self._body(msg, step.size, None)
         msg.attachment, msg.payload = data, msg.canary
         self._intent(msg, sync_copies=True)
+        if (adapter := self.adapter(step.sender)) is not None:
+            await self._attach_adapter(step, msg, adapter, data)
+            return
+        client = self.client(step.sender)
         try:
             result, pointer = await client.send_attachment(list(step.to), data, msg.canary)
         except RecipientsFailed as exc:
@@ -885,29 +917,64 @@ class Execution:
             await self.settle()
             return
         self._record_sent(msg, client, result.envelopes, result.message_id)
-        self.file_ids.append((step.label, pointer.file_id))
-        with contextlib.suppress(OracleError):
-            self.oracle.register_key(f"attachment key of {step.label}", pointer.key)
-        self.event(step, "attach", f"{step.label}: {step.size} bytes, {step.sender} -> "
-                   f"{', '.join(step.to)}")
+        self._attached(step, pointer.file_id, pointer.key)
         await self.settle()
 
+    async def _attach_adapter(self, step: Attach, msg: Message, device: AdapterDevice,
+                              data: bytes) -> None:
+        """``live.attach``: the adapter encrypts, uploads and sends the pointer itself."""
+        try:
+            message_id, sent, failed, file_id, key = await device.attach(
+                step.to, data, msg.payload)
+        except ImplError as exc:
+            msg.failed = str(exc)
+            self._failed(step, f"{step.sender} -> {', '.join(step.to)}", exc.name)
+            await self.settle()
+            return
+        self._adapter_sent(device, message_id, sent)
+        self._record_sent(msg, None, sent, message_id)
+        for user, why in sorted(failed.items()):
+            msg.failed = why
+            self._failed(step, f"{step.sender} -> {user}", why)
+        self._attached(step, file_id, key)
+        await self.settle()
+
+    def _attached(self, step: Attach, file_id: str, key: bytes) -> None:
+        self.file_ids.append((step.label, file_id))
+        with contextlib.suppress(OracleError):
+            self.oracle.register_key(f"attachment key of {step.label}", key)
+        self.event(step, "attach", f"{step.label}: {step.size} bytes, {step.sender} -> "
+                   f"{', '.join(step.to)}")
+
+    def _adapter_sent(self, device: AdapterDevice, message_id: str,
+                      envelopes: dict[str, bytes]) -> None:
+        """What an adapter device put on the wire enters the ledger as a reference client's
+        sends do (simulator.fleet.Fleet._on_sent)."""
+        for recipient, envelope in envelopes.items():
+            self.fleet.ledger.expect(DeviceAddress.parse(device.address).user, message_id,
+                                     recipient)
+            self.fleet.ledger.envelopes.append((device.address, recipient, message_id,
+                                                envelope))
+
     async def receipt(self, step: ReadReceipt) -> None:
-        client = self.client(step.device)
+        adapter = self.adapter(step.device)
         chosen = [m for m in self.messages if MessageSelector(labels=(step.message,))
                   .matches_label(m.label) and m.message_id]
         by_sender: dict[str, list[str]] = {}
         for m in chosen:
             by_sender.setdefault(m.sender.user, []).append(m.message_id)
         for user, ids in by_sender.items():
-            await client.send_receipt(user, ids)
+            if adapter is not None:
+                self._adapter_sent(adapter, *await adapter.receipt(user, ids))
+            else:
+                await self.client(step.device).send_receipt(user, ids)
         self.event(step, "read_receipt", f"{step.device} read {len(chosen)} message(s)")
         await self.settle()
 
     async def screenshot(self, step: Screenshot) -> None:
         """The screen shows the messages' plaintext, so the image does too: a report that
         carried the image would put the canaries where the oracle looks (ADR-0159)."""
-        client = self.client(step.device)
+        adapter = self.adapter(step.device)
         chosen = [m for m in self.messages if MessageSelector(labels=(step.message,))
                   .matches_label(m.label) and m.message_id]
         if not chosen:
@@ -916,7 +983,9 @@ class Execution:
         image = b"\x89PNG\r\n\x1a\n" + b"\n".join(m.payload for m in chosen)
         peer = chosen[0].sender.user if chosen[0].sender.user != step.device.user \
             else chosen[0].to[0]
-        report = await client.report_screenshot(peer, image, [m.message_id for m in chosen])
+        ids = [m.message_id for m in chosen]
+        report = await (adapter.screenshot(peer, image, ids) if adapter is not None else
+                        self.client(step.device).report_screenshot(peer, image, ids))
         self.event(step, "screenshot", f"{step.device} reported a screenshot of "
                    f"{len(chosen)} message(s) (report {report[:8]}…)")
 
@@ -1023,7 +1092,9 @@ class Execution:
                 if not out["devices"] or out["devices"][0]["opk"] is None:
                     break
                 claimed += 1
-            if step.replenish:
+            if step.replenish and (adapter := self.adapter(ref)) is not None:
+                await adapter.replenish()
+            elif step.replenish:
                 await self.client(ref).maintain_prekeys()
             self.event(step, "exhaust_opks", f"{ref}: {claimed} one-time prekeys claimed"
                        + (", replenished" if step.replenish else ""))
@@ -1084,6 +1155,10 @@ class Execution:
                     else [a for a in map(DeviceAddress.parse, self.online) if a.user == step.user])
             for ref in refs:
                 if ref is None:
+                    continue
+                if (adapter := self.adapter(ref)) is not None:  # the adapter's own format
+                    view.device_states[adapter.address] = await adapter.export_state()
+                    self.stolen_from[adapter.address] = adapter.host
                     continue
                 client = self.client(ref)
                 view.device_states[client.address] = client.device.serialize()
@@ -1169,6 +1244,16 @@ class Execution:
             with contextlib.suppress(OracleError):
                 self.oracle.register_key(f"{who} {name}", value)
 
+    async def _steal(self, address: str, state: bytes,
+                     envelopes: list[CapturedEnvelope]) -> list[Attempt]:
+        """What a thief holding ``address``'s state reads of ``envelopes``: a reference
+        state is opened here (simulator.adversary), an adapter's by that adapter, the only
+        reader of its format (``live.state.attack``)."""
+        host = self.stolen_from.get(address)
+        if host is None:
+            return DeviceAdversary(address, state, dict(self.identities)).attack(envelopes)
+        return await host.attack(address, state, self.identities, envelopes)
+
     async def _adapter_counters(self) -> None:
         """``live.stats`` of every adapter device whose adapter lists it: its counters join
         the reference clients' in :meth:`_stats` (a device gone since keeps its last)."""
@@ -1225,6 +1310,10 @@ class Execution:
         for address, received in self.fleet.received:
             pointer = received.content.attachment
             key = (address, received.content.message_id)
+            if (adapter := self.adapters.get(address)) is not None and key not in self.fetched:
+                if received.content.message_id in adapter.attachments:  # its app fetched it
+                    self.fetched[key] = adapter.attachments[received.content.message_id]
+                continue
             if pointer is None or key in self.fetched:
                 continue
             try:
@@ -1553,8 +1642,7 @@ class Execution:
             else:
                 with_wire = captured if step.with_wire else []
                 for address, state in view.device_states.items():
-                    adversary = DeviceAdversary(address, state, dict(self.identities))
-                    for attempt in adversary.attack(with_wire):
+                    for attempt in await self._steal(address, state, with_wire):
                         av.envelopes_tried += 1
                         if attempt.plaintext is not None:
                             decrypted.append((attempt.envelope, attempt.direction, address))

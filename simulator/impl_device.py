@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from semafore.client.client import ClientEvent, Received
-from semafore.client.content import Content
+from semafore.client.content import KINDS, Content, Kind
 from semafore.gate.transport import AdapterFailure, AdapterProcess
 from semafore.gate.verdict import Verdict
 from semafore.protocol.address import AddressError, DeviceAddress
+from simulator.adversary import Attempt, CapturedEnvelope
 from simulator.assignment import REFERENCE, Implementation
 from simulator.scenario.model import (
     AddDevice,
@@ -73,15 +74,14 @@ show ``at_least`` (the executor holds it when the other devices alone reach it) 
 ``at_most`` (``unsupported``), never a count that silently leaves devices out passed off as
 the whole."""
 
-_NEEDS: dict[type[Step], str] = {
-    Broadcast: "an admin broadcast (no contract operation)",
-    Attach: "an attachment upload (no contract operation)",
-    ReadReceipt: "a read receipt (no contract operation; receipts are opened, not sent)",
-    Screenshot: "a screenshot notice (no contract operation)",
-    RotateSpk: "an SPK rotation (no contract operation)",
-    ExhaustOpks: "prekey replenishment (no contract operation)",
-    RemoveDevice: "removing a device at the relay (no contract operation)",
+_OPS: dict[type[Step], str] = {
+    AddDevice: "live.device.create", Reinstall: "live.reinstall", Send: "live.send",
+    Sync: "live.receive", SetOnline: "live.receive", Snapshot: "live.state.export",
+    Restore: "live.state.import", Broadcast: "live.broadcast", Attach: "live.attach",
+    ReadReceipt: "live.receipt", RotateSpk: "live.spk.rotate", RemoveDevice: "live.remove",
+    Screenshot: "live.screenshot",
 }
+"""The contract operation (docs/adapter-contract.md §5) an adapter device takes a step with."""
 
 
 class ImplError(Exception):
@@ -129,6 +129,28 @@ class AdapterHost:
             self._ops = frozenset(str(op) for op in result.get("ops", ()))
         return self._ops
 
+    async def attack(self, address: str, state: bytes,
+                     identities: Mapping[str, tuple[bytes, bytes]],
+                     envelopes: Iterable[CapturedEnvelope]) -> list[Attempt]:
+        """``live.state.attack``: what an adversary holding ``address``'s exported ``state``
+        reads of the captured envelopes (in wire order), as :class:`DeviceAdversary` does with
+        a reference state; the adapter opens them, since only it reads its state."""
+        ordered = sorted(envelopes, key=lambda e: e.seq)
+        result = await self.call("live.state.attack", {
+            "state": state.hex(),
+            "identities": [{"address": a, "ik": ik.hex(), "sik": sik.hex()}
+                           for a, (ik, sik) in sorted(identities.items())],
+            "envelopes": [{"sender": e.sender, "recipient": e.recipient, "body": e.body.hex()}
+                          for e in ordered]})
+        opened = result["plaintexts"]
+        if not isinstance(opened, list) or len(opened) != len(ordered):
+            raise ImplError("live.state.attack", Verdict.PROTOCOL.value,
+                            "plaintexts must list one entry per envelope")
+        return [Attempt(env, "outbound" if env.sender == address else "inbound"
+                        if env.recipient == address else "third-party",
+                        None if pt is None else bytes.fromhex(str(pt)))
+                for env, pt in zip(ordered, opened, strict=True)]
+
     async def secrets(self) -> list[tuple[str, bytes]]:
         """``live.secrets``: what the adapter derived since the last call (the first call
         switches reporting on). Dropped secrets are an error: the oracle would miss them."""
@@ -154,6 +176,10 @@ class AdapterDevice:
     seed: str
     identity: tuple[bytes, bytes] = (b"", b"")  # (ik, sik) public keys
     sent: list[tuple[str, str, bytes]] = field(default_factory=list)  # (to, message id, body)
+    # message id -> the attachment it received, as the adapter fetched and opened it (or why
+    # it could not)
+    attachments: dict[str, bytes | str] = field(default_factory=dict)
+    push: bool = False  # keeps a push socket (live.stats): delivery needs no fetch
 
     @property
     def address(self) -> str:
@@ -166,15 +192,28 @@ class AdapterDevice:
     def _learn(self, bundle: Mapping[str, Any]) -> None:
         self.identity = (bytes.fromhex(str(bundle["ik"])), bytes.fromhex(str(bundle["sik"])))
 
-    async def install(self, otp: str = TEST_OTP) -> None:
+    async def install(self, otp: str = TEST_OTP,
+                      totp: Callable[[], str | None] | None = None) -> None:
         """``live.device.create`` then ``live.register`` through the device's proxy link,
         with the one-time code the fleet's OTP source gives (the test OTP, or the relay's
-        OTP sink for an organisation off the test allow-list)."""
+        OTP sink for an organisation off the test allow-list) and, for an admin, a TOTP code
+        from ``totp`` (ADR-0161): a step another session of the admin used is refused
+        (``invalid_totp``), and the next code is offered, as the reference account does."""
         created = await self.host.call("live.device.create", {
             "user_id": self.user_id, "device_id": self.device_id, "seed": self.seed})
         self._learn(created["bundle"])
-        await self.host.call("live.register", {
-            "device": self.address, "relay": self.relay, "org": self.org, "otp": otp})
+        args: dict[str, Any] = {
+            "device": self.address, "relay": self.relay, "org": self.org, "otp": otp}
+        for attempt in range(3):
+            code = totp() if totp is not None else None
+            if code is not None:
+                args["totp"] = code
+            try:
+                await self.host.call("live.register", args)
+                return
+            except ImplError as exc:
+                if code is None or "invalid_totp" not in exc.detail or attempt == 2:
+                    raise
 
     async def reinstall(self) -> None:
         result = await self.host.call("live.reinstall", {"device": self.address})
@@ -193,9 +232,12 @@ class AdapterDevice:
         failed = {str(user): str(why) for user, why in (result.get("failed") or {}).items()}
         return out, failed
 
-    async def receive(self, now: float) -> tuple[list[Received], list[ClientEvent]]:
-        """Fetch, open and acknowledge everything pending (``live.receive``)."""
-        result = await self.host.call("live.receive", {"device": self.address})
+    async def receive(self, now: float, fetch: bool = True
+                      ) -> tuple[list[Received], list[ClientEvent]]:
+        """Open and acknowledge what is pending (``live.receive``): with ``fetch`` the
+        queue over HTTP too, else only what the device's push socket delivered."""
+        result = await self.host.call("live.receive", {"device": self.address,
+                                                       "fetch": fetch})
         shown: list[Received] = []
         events: list[ClientEvent] = []
         for item in result["messages"]:
@@ -212,15 +254,81 @@ class AdapterDevice:
             elif "error" in item:
                 events.append(ClientEvent("undecryptable", now, sender, str(item["error"]),
                                           item.get("message_id")))
-            elif "plaintext" not in item:
-                continue  # a receipt or notice listed without a body: nothing shown
+            elif "message_id" not in item:
+                continue  # a notice without a message: nothing shown
             else:
-                content = Content(str(item["message_id"]), "text", now,
-                                  bytes.fromhex(str(item["plaintext"])),
+                kind = str(item.get("kind", "text"))
+                if kind not in KINDS:
+                    raise ImplError("live.receive", Verdict.PROTOCOL.value,
+                                    f"unknown content kind {kind!r}")
+                message_id = str(item["message_id"])
+                content = Content(message_id, cast(Kind, kind), now,
+                                  bytes.fromhex(str(item.get("plaintext", ""))),
+                                  receipt_for=tuple(str(r) for r in item.get("rcpt") or ()),
                                   sync_to=item.get("sync_to"))
+                if "attachment" in item:  # fetched and opened by the adapter, as its app does
+                    self.attachments[message_id] = bytes.fromhex(str(item["attachment"]))
+                elif kind == "attachment":
+                    self.attachments[message_id] = str(item.get("attachment_error",
+                                                                "no attachment reported"))
                 shown.append(Received(origin.user, origin.device, str(item["delivery_id"]),
-                                      "message", content, now))
+                                      "broadcast" if kind == "broadcast" else "message",
+                                      content, now))
         return shown, events
+
+    async def receipt(self, to: str, message_ids: Sequence[str]
+                      ) -> tuple[str, dict[str, bytes]]:
+        """``live.receipt``: a read receipt for ``message_ids`` to every device of ``to``;
+        (receipt's message id, envelopes)."""
+        result = await self.host.call("live.receipt", {
+            "device": self.address, "to": to, "message_ids": list(message_ids)})
+        message_id = str(result["message_id"])
+        return message_id, self._sent(message_id, result)
+
+    async def screenshot(self, peer: str, image: bytes, message_ids: Sequence[str]) -> str:
+        """``live.screenshot``: report a screenshot (its hash and message ids); the report id."""
+        result = await self.host.call("live.screenshot", {
+            "device": self.address, "peer": peer, "image": image.hex(),
+            "message_ids": list(message_ids)})
+        return str(result["report_id"])
+
+    async def remove(self) -> None:
+        """``live.remove``: unregister at the relay and forget the device."""
+        await self.host.call("live.remove", {"device": self.address})
+
+    async def attach(self, to: Sequence[str], data: bytes, caption: bytes
+                     ) -> tuple[str, dict[str, bytes], dict[str, str], str, bytes]:
+        """``live.attach``: (message id, envelopes, failed users, file id, blob key)."""
+        result = await self.host.call("live.attach", {
+            "device": self.address, "to": list(to), "data": data.hex(),
+            "caption": caption.hex()})
+        message_id = str(result["message_id"])
+        failed = {str(u): str(why) for u, why in (result.get("failed") or {}).items()}
+        return (message_id, self._sent(message_id, result), failed, str(result["file_id"]),
+                bytes.fromhex(str(result["key"])))
+
+    async def broadcast(self, to: Sequence[str], body: bytes) -> tuple[str, dict[str, bytes]]:
+        """``live.broadcast``: (message id, envelopes)."""
+        result = await self.host.call("live.broadcast", {
+            "device": self.address, "to": list(to), "plaintext": body.hex()})
+        message_id = str(result["message_id"])
+        return message_id, self._sent(message_id, result)
+
+    async def rotate_spk(self, keep_previous: bool) -> tuple[str, str]:
+        """``live.spk.rotate``: (previous key id, new key id)."""
+        result = await self.host.call("live.spk.rotate", {
+            "device": self.address, "keep_previous": keep_previous})
+        return str(result["previous"]), str(result["key_id"])
+
+    async def replenish(self) -> int:
+        """``live.opks.replenish``: how many one-time prekeys it uploaded."""
+        result = await self.host.call("live.opks.replenish", {"device": self.address})
+        return int(result["uploaded"])
+
+    def _sent(self, message_id: str, result: Mapping[str, Any]) -> dict[str, bytes]:
+        out = {str(e["to"]): bytes.fromhex(str(e["body"])) for e in result["envelopes"]}
+        self.sent.extend((address, message_id, body) for address, body in out.items())
+        return out
 
     async def stats(self) -> dict[str, int]:
         """``live.stats``: the device's counters of :data:`CLIENT_COUNTED_STATS` (what the
@@ -230,6 +338,7 @@ class AdapterDevice:
         if missing:
             raise ImplError("live.stats", Verdict.PROTOCOL.value,
                             f"the answer lacks {', '.join(sorted(missing))}")
+        self.push = bool(result.get("push"))
         return {name: int(result[name]) for name in CLIENT_COUNTED_STATS}
 
     async def export_state(self) -> bytes:
@@ -291,13 +400,17 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
         if isinstance(step, Concurrently):
             continue
         mine = [d for d in _devices_of(step) if d in adapter_devices]
-        needs = _NEEDS.get(type(step))
-        if isinstance(step, Attach):  # the receiving adapter device would have to fetch it
+        if isinstance(step, Attach):  # a receiving adapter device fetches and opens it
             for user in step.to:
                 for device in (d for d in adapter_devices
-                               if DeviceAddress.parse(d).user == user):
-                    why(step, device, "receiving an attachment (no contract operation "
-                        "fetches the blob)")
+                               if DeviceAddress.parse(d).user == user
+                               and "live.attach" not in ops.get(adapter_devices[d], frozenset())):
+                    why(step, device, "receiving an attachment (an adapter without live.attach "
+                        "need not fetch the blob)")
+        if isinstance(step, ExhaustOpks) and step.replenish:
+            for device in mine:
+                if "live.opks.replenish" not in ops.get(adapter_devices[device], frozenset()):
+                    why(step, device, "the adapter does not list live.opks.replenish")
         if isinstance(step, Restore) and step.onto is not None:
             mine.append(str(step.onto))
             mine = [d for d in mine if d in adapter_devices]
@@ -305,22 +418,17 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
                     (str(step.device), str(step.onto))}) > 1:
                 out.append(f"step restore (line {step.line}): a clone across implementations "
                            "(the exported state is the implementation's own format)")
-        if isinstance(step, AddDevice | Reinstall | Send | Sync | SetOnline | Snapshot | Restore):
-            wanted = {AddDevice: "live.device.create", Reinstall: "live.reinstall",
-                      Send: "live.send", Sync: "live.receive", SetOnline: "live.receive",
-                      Snapshot: "live.state.export", Restore: "live.state.import"}
-            op = wanted[type(step)]
+        op = _OPS.get(type(step))
+        if op is not None:
             for device in mine:
                 if op not in ops.get(adapter_devices[device], frozenset()):
                     why(step, device, f"the adapter does not list {op}")
-        if needs is not None:
-            for device in mine:
-                why(step, device, f"needs {needs}")
         if isinstance(step, Compromise) and step.device is not None:
             device = str(step.device)
-            if device in adapter_devices:
-                why(step, device, "an adversary holding the device's state decrypts with the "
-                    "reference state format only (live.state.export is opaque)")
+            if device in adapter_devices and not {"live.state.export", "live.state.attack"} <= \
+                    ops.get(adapter_devices[device], frozenset()):
+                why(step, device, "an adversary holding the device's state needs live.state."
+                    "export and live.state.attack (the state is the adapter's own format)")
         if isinstance(step, Replay):
             targets = [str(r) for r in step.to] or list(adapter_devices)
             for device in (t for t in targets if t in uncounted):

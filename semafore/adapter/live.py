@@ -172,7 +172,7 @@ class LiveOps:
             raise BadArgument(f"{live.address!r} is already registered", field="args.device")
         live.relay, live.org, live.otp = relay, args.text("org"), args.text("otp")
         client = self._connect(live)
-        self._run(client.register(live.otp))
+        self._run(client.register(live.otp, args.optional_text("totp")))
         return {"registration_id": client.device.registration_id}
 
     def send(self, args: Args) -> dict[str, Any]:
@@ -223,6 +223,8 @@ class LiveOps:
         order = args.optional_text("order") or "queue"
         if order not in ("queue", "reverse"):
             raise BadArgument("order must be 'queue' or 'reverse'", field="args.order")
+        if not args.flag("fetch", True):
+            return {"messages": []}  # no push socket here: only a fetch delivers (contract §5)
         return {"messages": self._run(self._receive(client, order))}
 
     async def _receive(self, client: DeviceClient, order: str) -> list[dict[str, Any]]:
@@ -249,6 +251,16 @@ class LiveOps:
                 item["plaintext"] = received.content.body.hex()
                 if received.content.sync_to is not None:
                     item["sync_to"] = received.content.sync_to
+                if received.content.kind != "text":
+                    item["kind"] = received.content.kind
+                if received.content.receipt_for:
+                    item["rcpt"] = list(received.content.receipt_for)
+                if received.content.attachment is not None:  # the app fetches the blob
+                    try:
+                        data = await client.fetch_attachment(received.content.attachment)
+                        item["attachment"] = data.hex()
+                    except (ClientError, ProtocolError) as exc:
+                        item["attachment_error"] = f"{type(exc).__name__}: {exc}"
                 out.append(item)
                 continue
             events = client.events[before:]
@@ -354,6 +366,7 @@ class LiveOps:
             "identity_changes_seen": len(client.device.identity_changes),
             "device_set_retries": counters.device_set_retries,
             "reconnects": counters.reconnects,
+            "push": False,  # never: its event loop runs only inside a request
             "push_open": client.connected,
         }
 

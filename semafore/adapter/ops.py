@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from semafore import __version__
 from semafore.adapter.args import Args, BadArgument
 from semafore.adapter.live import LiveOps
+from semafore.adapter.live_extras import FurtherOps
 from semafore.protocol import frame as drv1
 from semafore.protocol import smx1, x3dh
 from semafore.protocol.entropy import EntropyExhausted, ScriptedEntropy
@@ -118,6 +119,7 @@ class ReferenceAdapter:
             "aead.open": self.aead_open,
         }
         self.live = LiveOps()
+        self.ops.update(FurtherOps(self.live).handlers())
         self.ops.update(self.live.handlers())
 
     # -- discovery ------------------------------------------------------------------------

@@ -37,7 +37,11 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
 
 async def run(ex: Execution, step: RemoveDevice) -> None:
     await ex.snapshot_keys(step.device)
-    await ex.fleet.account(step.device.user).remove_device(step.device.device)
+    if (adapter := ex.adapter(step.device)) is not None:  # live.remove (contract §5)
+        await adapter.remove()
+        del ex.adapters[adapter.address]
+    else:
+        await ex.fleet.account(step.device.user).remove_device(step.device.device)
     ex.online.pop(str(step.device), None)
     with contextlib.suppress(ValueError):
         ex.cast[step.device.user].remove(step.device.device)

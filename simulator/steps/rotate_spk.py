@@ -37,6 +37,14 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
 
 
 async def run(ex: Execution, step: RotateSpk) -> None:
+    if (adapter := ex.adapter(step.device)) is not None:  # live.spk.rotate (contract §5)
+        old, new = await adapter.rotate_spk(step.keep_previous)
+        ex.rotations.append((adapter.address, old, frozenset(
+            (a, f"{r.sender_user_id}/{r.content.message_id}")
+            for a, r in ex.fleet.received if a == adapter.address)))
+        ex.event(step, "rotate_spk", f"{step.device} [{adapter.implementation}]: {old} -> "
+                 f"{new} (previous {'kept' if step.keep_previous else 'deleted'})")
+        return
     client = ex.client(step.device)
     old = client.device.keys.spk.key_id
     await client.rotate_spk()

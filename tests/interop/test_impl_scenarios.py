@@ -79,19 +79,23 @@ def test_the_reference_adapter_process_is_a_device_like_any_other() -> None:
     assert set(result.implementations.values()) == {"py"}
 
 
-def test_a_step_no_adapter_operation_covers_is_unsupported_not_a_pass(
-        go_adapter: Path) -> None:
+def test_a_step_the_adapter_lists_no_operation_for_is_unsupported_not_a_pass(
+        go_adapter: Path, tmp_path: Path) -> None:
+    script = tmp_path / "without.py"
+    script.write_text(WITHOUT)
     result = run_with_implementations(
-        load(ROOT / "scenarios" / "threats" / "subpoena.yaml"),
-        implementations={"go": Implementation("go", str(go_adapter))}, strategy="go")
+        load(ROOT / "scenarios" / "threats" / "subpoena.yaml"), implementations={
+            "go": Implementation("go", f"{sys.executable} {script} {go_adapter} live.attach")},
+        strategy="go")
     assert result.verdict is Verdict.UNSUPPORTED
     assert "step attach" in (result.unsupported or "")
-    assert "no contract operation" in (result.unsupported or "")
+    assert "does not list live.attach" in (result.unsupported or "")
 
 
-# the Go adapter behind a filter that drops live.stats from its capabilities: its devices
-# act the same (push socket included) but report no counters
-NO_STATS = """
+# the Go adapter behind a filter that drops the operations named after it from its
+# capabilities (e.g. live.stats: its devices act the same, push socket included, but report
+# no counters)
+WITHOUT = """
 import json, subprocess, sys
 go = subprocess.Popen([sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 for line in sys.stdin.buffer:
@@ -100,7 +104,7 @@ for line in sys.stdin.buffer:
     answer = go.stdout.readline()
     reply = json.loads(answer)
     if isinstance(reply.get("result"), dict) and "ops" in reply["result"]:
-        reply["result"]["ops"] = [op for op in reply["result"]["ops"] if op != "live.stats"]
+        reply["result"]["ops"] = [op for op in reply["result"]["ops"] if op not in sys.argv[2:]]
         answer = (json.dumps(reply) + "\\n").encode()
     sys.stdout.buffer.write(answer)
     sys.stdout.buffer.flush()
@@ -113,13 +117,13 @@ def test_a_stat_an_adapter_does_not_report_is_a_lower_bound(
     """With devices of an adapter without ``live.stats``, ``skipped_keys_used`` counts the
     other devices only: enough of them proves ``at_least``; too few proves nothing
     (unsupported, never violated)."""
-    script = tmp_path / "no_stats.py"
-    script.write_text(NO_STATS)
+    script = tmp_path / "without.py"
+    script.write_text(WITHOUT)
     text = (ROOT / "scenarios" / "desync" / "reorder.yaml").read_text().replace(
         "{stat: skipped_keys_used, at_least: 1}", f"{{stat: skipped_keys_used, at_least: {bound}}}")
     result = run_with_implementations(
         loads(text), implementations={
-            "go": Implementation("go", f"{sys.executable} {script} {go_adapter}")},
+            "go": Implementation("go", f"{sys.executable} {script} {go_adapter} live.stats")},
         strategy="round-robin")
     stat = next(a for a in result.assertions
                 if a.kind == "mechanism" and "skipped_keys_used" in a.summary)

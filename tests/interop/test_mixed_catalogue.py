@@ -23,17 +23,6 @@ ROOT = Path(__file__).resolve().parents[2] / "scenarios"
 
 UNSUPPORTED: dict[str, str] = {
     # why a scenario cannot run with its round-robin assignment (docs/simulator.md)
-    "desync/cloned-device": "the clone goes across implementations (states are opaque)",
-    "desync/device-added-removed": "remove_device on a Go device (no contract operation)",
-    "desync/duplicated-http-requests": "read_receipt and attach by Go devices",
-    "desync/opk-exhaustion": "exhaust_opks on a Go device",
-    "desync/spk-rotation-in-flight": "rotate_spk on a Go device; a push-socket fault on it",
-    "threats/device-compromise-post-compromise-security": "a Go device's state compromised",
-    "threats/insider": "attach and read_receipt by Go devices",
-    "threats/log-pseudonyms-keyed": "attach, read_receipt",
-    "threats/network-adversary": "attach and broadcast by Go devices",
-    "threats/server-compromise": "an attachment to a Go device",
-    "threats/subpoena": "an attachment to a Go device",
 }
 
 DIFFERS: dict[str, str] = {
@@ -101,3 +90,14 @@ def test_an_adapter_listing_live_stats_takes_replays_push_faults_and_bounds() ->
     assert [w.split(" (line")[0] for w in without] == [
         "step network", "step replay", "step assert"]
     assert unsupported_steps(scenario, assignment, {"go": live | {"live.stats"}}) == []
+
+
+def test_round_robin_keeps_a_clone_on_its_originals_implementation() -> None:
+    """A device a ``restore`` clones takes its original's implementation (a state is its
+    implementation's own format, contract §5) and is left out of the alternation, so the
+    other devices still alternate."""
+    scenario = load(ROOT / "desync" / "cloned-device.yaml")
+    for seed in range(4):
+        got = assign_scenario(scenario, strategy="round-robin", names=["go"], seed=seed)
+        assert got["alice:tablet"] == got["alice:phone"]
+        assert got["bob:phone"] != got["alice:phone"]

@@ -73,7 +73,13 @@ func opLiveRegister(a *Adapter, args Args) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := d.Register(url, org, otp)
+	totp := ""
+	if args.Has("totp") {
+		if totp, err = args.String("totp"); err != nil {
+			return nil, err
+		}
+	}
+	reg, err := d.Register(url, org, otp, totp)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +144,11 @@ func opLiveReceive(a *Adapter, args Args) (any, error) {
 	if order != "queue" && order != "reverse" {
 		return nil, protocol.Malformed(args.field("order"), "order must be 'queue' or 'reverse'")
 	}
-	messages, err := d.Receive(order == "reverse")
+	fetch, err := args.Bool("fetch", true)
+	if err != nil {
+		return nil, err
+	}
+	messages, err := d.Receive(order == "reverse", fetch)
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,9 @@ func New() *Adapter {
 	for name, h := range liveOps {
 		a.ops[name] = h
 	}
+	for name, h := range extraOps {
+		a.ops[name] = h
+	}
 	return a
 }
 

@@ -42,15 +42,38 @@ type Content struct {
 	// SyncTo names the conversation (peer user id) of a copy sent to the sender's own
 	// other devices; empty for a message to a peer.
 	SyncTo string
+	// Attachment points at an encrypted blob at the relay (kind "attachment", ADR-0157).
+	Attachment *Attachment
+	// Rcpt lists the message ids a read receipt acknowledges (kind "receipt").
+	Rcpt []string
+}
+
+// Attachment is what a recipient needs to fetch and open an attachment (the reference's
+// AttachmentPointer): the relay's file id, the AES-256-GCM key, the SHA-256 of the blob
+// and the plaintext size.
+type Attachment struct {
+	FileID string
+	Key    []byte // 32 bytes
+	SHA256 []byte // 32 bytes
+	Size   int
 }
 
 // wire has its fields in sorted key order, so encoding/json writes canonical JSON.
 type wire struct {
-	At   float64 `json:"at"`
-	Body string  `json:"body"`
-	ID   string  `json:"id"`
-	Kind string  `json:"kind"`
-	Sync string  `json:"sync,omitempty"`
+	At   float64  `json:"at"`
+	Att  *wireAtt `json:"att,omitempty"`
+	Body string   `json:"body"`
+	ID   string   `json:"id"`
+	Kind string   `json:"kind"`
+	Rcpt []string `json:"rcpt,omitempty"`
+	Sync string   `json:"sync,omitempty"`
+}
+
+type wireAtt struct {
+	ID   string `json:"id"`
+	Key  string `json:"key"`
+	SHA  string `json:"sha"`
+	Size int    `json:"size"`
 }
 
 // Encode returns "SFC1" || canonical JSON.
@@ -59,7 +82,11 @@ func (c Content) Encode() []byte {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	// A struct of strings and a finite float cannot fail to encode.
-	if err := enc.Encode(wire{c.At, base64.StdEncoding.EncodeToString(c.Body), c.ID, c.Kind, c.SyncTo}); err != nil {
+	w := wire{At: c.At, Body: base64.StdEncoding.EncodeToString(c.Body), ID: c.ID, Kind: c.Kind, Rcpt: c.Rcpt, Sync: c.SyncTo}
+	if a := c.Attachment; a != nil {
+		w.Att = &wireAtt{a.FileID, base64.StdEncoding.EncodeToString(a.Key), base64.StdEncoding.EncodeToString(a.SHA256), a.Size}
+	}
+	if err := enc.Encode(w); err != nil {
 		panic(err)
 	}
 	return append([]byte(Magic), asciiOnly(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))...)
@@ -129,7 +156,50 @@ func Decode(data []byte) (Content, error) {
 			return Content{}, err
 		}
 	}
+	if raw, ok := doc["rcpt"]; ok {
+		if json.Unmarshal(raw, &c.Rcpt) != nil || c.Rcpt == nil {
+			return Content{}, malformed("rcpt", "rcpt must be a list of message ids")
+		}
+	}
+	if raw, ok := doc["att"]; ok {
+		a, err := decodeAttachment(raw)
+		if err != nil {
+			return Content{}, err
+		}
+		c.Attachment = a
+	}
 	return c, nil
+}
+
+func decodeAttachment(raw json.RawMessage) (*Attachment, error) {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(raw, &doc) != nil || doc == nil {
+		return nil, malformed("att", "att must be an object")
+	}
+	var a Attachment
+	var key, sha string
+	if err := str(doc, "id", &a.FileID); err != nil || a.FileID == "" {
+		return nil, malformed("att.id", "att.id must be a non-empty string")
+	}
+	for _, f := range []struct {
+		name string
+		out  *string
+		dst  *[]byte
+	}{{"key", &key, &a.Key}, {"sha", &sha, &a.SHA256}} {
+		if str(doc, f.name, f.out) != nil {
+			return nil, malformed("att."+f.name, "att.%s must be a base64 string", f.name)
+		}
+		b, err := base64.StdEncoding.Strict().DecodeString(*f.out)
+		if err != nil || len(b) != 32 {
+			return nil, malformed("att."+f.name, "att.%s must be 32 bytes of standard base64", f.name)
+		}
+		*f.dst = b
+	}
+	size, ok := doc["size"]
+	if !ok || json.Unmarshal(size, &a.Size) != nil || a.Size < 0 || bytes.ContainsAny(size, ".eE") {
+		return nil, malformed("att.size", "att.size must be a non-negative integer")
+	}
+	return &a, nil
 }
 
 func str(doc map[string]json.RawMessage, key string, out *string) error {

@@ -21,6 +21,7 @@ type Device struct {
 	seed             string
 	opkCount         int
 	generation       int // installs so far minus one (reinstall draws new keys)
+	spkSerial        int // SPK rotations so far (names the next one)
 
 	keys           *protocol.Device
 	rng            protocol.Entropy
@@ -34,6 +35,7 @@ type Device struct {
 	relay              *relay.Client
 	push               *push
 	org, otp, relayURL string
+	totp               string // an admin's TOTP code for the next login (used once)
 	// opened are the delivery ids this device opened (bounded like seen), by where it got
 	// them (fromPush, fromQueue): the relay pushes an envelope and also lists it until it is
 	// acknowledged, so Receive opens each such pair once (live/receive.go unopened).
@@ -46,14 +48,17 @@ type Device struct {
 // (the reference client's counters, semafore/client/client.py): the harness sums them with
 // its reference devices' so a bound (at_most) covers every device.
 type Stats struct {
-	DuplicatesDropped   int  `json:"duplicates_dropped"`
-	Undecryptable       int  `json:"undecryptable"`
-	SkippedKeysUsed     int  `json:"skipped_keys_used"`
-	ResetsSent          int  `json:"resets_sent"`
-	IdentityChangesSeen int  `json:"identity_changes_seen"`
-	DeviceSetRetries    int  `json:"device_set_retries"`
-	Reconnects          int  `json:"reconnects"`
-	PushOpen            bool `json:"push_open"`
+	DuplicatesDropped   int `json:"duplicates_dropped"`
+	Undecryptable       int `json:"undecryptable"`
+	SkippedKeysUsed     int `json:"skipped_keys_used"`
+	ResetsSent          int `json:"resets_sent"`
+	IdentityChangesSeen int `json:"identity_changes_seen"`
+	DeviceSetRetries    int `json:"device_set_retries"`
+	Reconnects          int `json:"reconnects"`
+	// Push: the device keeps a push socket (open or reconnecting), so what reaches it
+	// between fetches is what was pushed; PushOpen: the socket is open now.
+	Push     bool `json:"push"`
+	PushOpen bool `json:"push_open"`
 }
 
 // Stats reports the device's counters (reconnects include those of its earlier sockets).
@@ -62,7 +67,7 @@ func (d *Device) Stats() Stats {
 	if d.push != nil {
 		r, open := d.push.counts()
 		s.Reconnects += r
-		s.PushOpen = open
+		s.Push, s.PushOpen = true, open
 	}
 	return s
 }
@@ -119,8 +124,9 @@ func (d *Device) PublicBundle() Bundle {
 }
 
 // Register logs in at the relay with a one-time password (the relay assigns the
-// registration id) and publishes identity, SPK and OPKs.
-func (d *Device) Register(relayURL, org, otp string) (int64, error) {
+// registration id) and publishes identity, SPK and OPKs. totp is an admin's TOTP code
+// ("" for a member).
+func (d *Device) Register(relayURL, org, otp, totp string) (int64, error) {
 	if !strings.HasPrefix(relayURL, "http://") && !strings.HasPrefix(relayURL, "https://") {
 		return 0, protocol.Malformed("args.relay", "relay must be an http(s) base URL")
 	}
@@ -131,7 +137,7 @@ func (d *Device) Register(relayURL, org, otp string) (int64, error) {
 	if err != nil {
 		return 0, protocol.Malformed("args.relay", "%v", err)
 	}
-	d.relayURL, d.org, d.otp = relayURL, org, otp
+	d.relayURL, d.org, d.otp, d.totp = relayURL, org, otp, totp
 	ctx, cancel := opContext()
 	defer cancel()
 	if err := d.login(ctx, client); err != nil {
@@ -141,7 +147,8 @@ func (d *Device) Register(relayURL, org, otp string) (int64, error) {
 }
 
 func (d *Device) login(ctx context.Context, client *relay.Client) error {
-	pair, err := client.Login(ctx, relay.LoginRequest{OrgID: d.org, UserID: d.UserID, DeviceID: d.DeviceID, OTP: d.otp})
+	pair, err := client.Login(ctx, relay.LoginRequest{OrgID: d.org, UserID: d.UserID, DeviceID: d.DeviceID, OTP: d.otp, TOTP: d.totp})
+	d.totp = "" // a TOTP step is accepted once (ADR-0161)
 	if err != nil {
 		return err
 	}

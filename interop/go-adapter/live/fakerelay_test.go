@@ -3,6 +3,7 @@ package live
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -36,6 +37,7 @@ type fakeRelay struct {
 	resets      int // raw SRS1 notices routed
 	identityGet int
 	bundleGet   int
+	blobs       map[string][]byte // attachment file id -> ciphertext
 }
 
 func newFakeRelay(t *testing.T) (*fakeRelay, string) {
@@ -190,6 +192,28 @@ func (f *fakeRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.queues[me] = kept
 		reply(w, 200, map[string]any{"acked": body.DeliveryIDs})
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/attachments":
+		if f.blobs == nil {
+			f.blobs = map[string][]byte{}
+		}
+		id := fmt.Sprintf("file-%d", len(f.blobs)+1)
+		f.blobs[id] = nil
+		reply(w, 201, map[string]any{"file_id": id, "max_size": 1 << 23})
+	case len(path) == 2 && path[0] == "attachments" && r.Method == http.MethodPut:
+		if r.Header.Get("Content-Type") != "application/octet-stream" {
+			refuse(w, 415, "unsupported_media_type", nil)
+			return
+		}
+		blob, _ := io.ReadAll(r.Body)
+		f.blobs[path[1]] = blob
+		w.WriteHeader(204)
+	case len(path) == 2 && path[0] == "attachments" && r.Method == http.MethodGet:
+		blob, ok := f.blobs[path[1]]
+		if !ok {
+			refuse(w, 404, "not_found", nil)
+			return
+		}
+		_, _ = w.Write(blob)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/websocket":
 		// no push here: devices fetch over HTTP (the push socket is relay/websocket_test.go's)
 		refuse(w, 404, "not_found", nil)

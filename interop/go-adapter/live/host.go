@@ -123,6 +123,25 @@ func (h *Host) Close(address string) error {
 	return nil
 }
 
+// Remove unregisters a device at the relay (its keys and queue go, its sessions end) and
+// forgets it.
+func (h *Host) Remove(address string) error {
+	d, err := h.Device(address)
+	if err != nil {
+		return err
+	}
+	client, err := d.connected()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := client.RemoveDevice(ctx, d.DeviceID); err != nil {
+		return relayError(err)
+	}
+	return h.Close(address)
+}
+
 func opContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), OpTimeout)
 }

@@ -30,7 +30,7 @@ func (c *convo) device(user, device string) *Device {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if _, err := d.Register(c.url, "org", "000000"); err != nil {
+	if _, err := d.Register(c.url, "org", "000000", ""); err != nil {
 		c.t.Fatal(err)
 	}
 	return d
@@ -50,7 +50,7 @@ func (c *convo) send(from *Device, to string, deliver bool) (string, []byte, []S
 
 func (c *convo) expect(d *Device, reverse bool, from *Device, syncTo string, ids ...string) {
 	c.t.Helper()
-	got, err := d.Receive(reverse)
+	got, err := d.Receive(reverse, true)
 	if err != nil {
 		c.t.Fatalf("%s receives: %v", d.Address(), err)
 	}
@@ -131,7 +131,7 @@ func TestALostFirstMessageIsResentInAnSMX1(t *testing.T) {
 	c, _ := newConvo(t)
 	erin, frank := c.device("erin", "phone"), c.device("frank", "phone")
 	c.send(erin, "frank", false)
-	if got, _ := frank.Receive(false); len(got) != 0 {
+	if got, _ := frank.Receive(false, true); len(got) != 0 {
 		t.Fatalf("a withheld message never reaches the relay: %+v", got)
 	}
 	m2, _, env := c.send(erin, "frank", true)
@@ -216,14 +216,14 @@ func TestDuplicatesAreDropped(t *testing.T) {
 	if _, err := alice.Send("bob", []byte("again"), m1, true); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := bob.Receive(false); err != nil || len(got) != 0 {
+	if got, err := bob.Receive(false, true); err != nil || len(got) != 0 {
 		t.Fatalf("a message id already shown is dropped: %+v %v", got, err)
 	}
 	// the relay redelivers a frame whose key is used: reported, as the reference does
 	m2, _, _ := c.send(alice, "bob", true)
 	q := f.queues["bob/phone"]
 	f.queues["bob/phone"] = append(q, q[0])
-	got, err := bob.Receive(false)
+	got, err := bob.Receive(false, true)
 	if err != nil || len(got) != 2 || got[0].MessageID != m2 || got[1].Error != protocol.ErrDuplicateMessage {
 		t.Fatalf("redelivered frame: %+v %v", got, err)
 	}
@@ -251,7 +251,7 @@ func TestAnUndecryptableFrameIsReportedAndResetsTheSession(t *testing.T) {
 			tampered[len(tampered)-1] ^= 1
 			f.queues["bob/phone"][0].Body = tampered
 			laptop := len(f.queues["alice/laptop"])
-			got, err := bob.Receive(false)
+			got, err := bob.Receive(false, true)
 			if err != nil || len(got) != 1 || got[0].Error != protocol.ErrDecryptionFailed {
 				t.Fatalf("a tampered frame is reported, not fatal: %+v %v", got, err)
 			}
@@ -264,7 +264,7 @@ func TestAnUndecryptableFrameIsReportedAndResetsTheSession(t *testing.T) {
 			if added := len(f.queues["alice/laptop"]) - laptop; added != map[bool]int{false: 0, true: 1}[legacy] {
 				t.Fatalf("alice's laptop got %d envelopes: a routed notice goes to the failing device only, an e2e one to every device", added)
 			}
-			got, err = alice.Receive(false)
+			got, err = alice.Receive(false, true)
 			if err != nil || len(got) != 1 || !got[0].Reset || got[0].MessageID != "" || got[0].Plaintext != "" {
 				t.Fatalf("a reset notice is no message, reported with its bytes: %+v %v", got, err)
 			}
@@ -311,7 +311,7 @@ func TestOperationErrorsNameTheirField(t *testing.T) {
 		{second(c.host.Create("alice", "tablet", "", 0)), protocol.ErrMalformedEnvelope, "args.opk_count"},
 		{second(c.host.Device("carol:phone")), protocol.ErrNoSession, "args.device"},
 		{second(alice.Digest("bob:phone")), protocol.ErrNoSession, "args.remote"},
-		{second(alice.Register(c.url, "org", "000000")), protocol.ErrMalformedEnvelope, "args.device"},
+		{second(alice.Register(c.url, "org", "000000", "")), protocol.ErrMalformedEnvelope, "args.device"},
 		{second(alice.Send("nobody", []byte("x"), "m", true)), ErrRelay, "args.to"},
 		{second(alice.Send("alice", []byte("x"), "m", true)), ErrRelay, "args.to"}, // no other own device
 	}
@@ -320,7 +320,7 @@ func TestOperationErrorsNameTheirField(t *testing.T) {
 		err   error
 		name  string
 		field string
-	}{second(lonely.Receive(false)), protocol.ErrNoSession, "args.device"})
+	}{second(lonely.Receive(false, true)), protocol.ErrNoSession, "args.device"})
 	for i, tc := range cases {
 		var pe *protocol.Error
 		if !errors.As(tc.err, &pe) || pe.Name != tc.name || pe.Field != tc.field {
@@ -361,4 +361,94 @@ func TestAMessageToSeveralUsersIsOneMessageWithOneSyncCopy(t *testing.T) {
 	c.expect(bob, false, alice, "", "g1")
 	c.expect(carol, false, alice, "", "g1")
 	c.expect(laptop, false, alice, "bob,carol,nobody", "g1")
+}
+
+// An attachment is encrypted before it leaves the device (the relay holds ciphertext only),
+// and the receiver fetches it, checks the blob's SHA-256 before decrypting and reports the
+// plaintext; a blob the relay altered is reported as an attachment error, never as data.
+func TestAnAttachmentTravelsEncryptedAndIsCheckedBeforeOpening(t *testing.T) {
+	c, f := newConvo(t)
+	alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
+	data := []byte("the quarterly numbers")
+	if _, _, att, err := alice.Attach([]string{"bob"}, data, []byte("see attached"), "a1"); err != nil || att.FileID == "" || len(att.Key) != 32 {
+		t.Fatalf("attach: %+v %v", att, err)
+	}
+	if blob := f.blobs["file-1"]; bytes.Contains(blob, data) || len(blob) != 12+len(data)+16 {
+		t.Fatalf("the relay holds %d bytes containing the plaintext: %v", len(blob), bytes.Contains(blob, data))
+	}
+	got, err := bob.Receive(false, true)
+	if err != nil || len(got) != 1 || got[0].Kind != "attachment" || got[0].Attachment != hex.EncodeToString(data) {
+		t.Fatalf("bob received %+v %v", got, err)
+	}
+	if _, _, _, err := alice.Attach([]string{"bob"}, data, nil, "a2"); err != nil {
+		t.Fatal(err)
+	}
+	f.blobs["file-2"][20] ^= 1
+	got, err = bob.Receive(false, true)
+	if err != nil || len(got) != 1 || got[0].Attachment != "" || !strings.Contains(got[0].AttachmentError, "sha256") {
+		t.Fatalf("a tampered blob: %+v %v", got, err)
+	}
+}
+
+// A read receipt is a message of its own (kind "receipt", empty body, "rcpt"), listed by
+// the receiver with what it acknowledges and no plaintext.
+func TestAReadReceiptListsTheMessagesItAcknowledges(t *testing.T) {
+	c, _ := newConvo(t)
+	alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
+	m1, _, _ := c.send(alice, "bob", true)
+	c.expect(bob, false, alice, "", m1)
+	if _, err := bob.SendReceipt("alice", []string{m1}, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := alice.Receive(false, true)
+	if err != nil || len(got) != 1 || got[0].Kind != "receipt" || got[0].MessageID != "r1" ||
+		len(got[0].Rcpt) != 1 || got[0].Rcpt[0] != m1 || got[0].Plaintext != "" {
+		t.Fatalf("alice received %+v %v", got, err)
+	}
+}
+
+// A thief holding an exported state (live.state.attack) reads the device's own next frames
+// from its sending chain as stolen and the peer's frames until the device's next DH step,
+// then nothing more: the ratchet heals (SPEC §3 post-compromise security).
+func TestAStolenStateOpensFramesUntilTheRatchetHeals(t *testing.T) {
+	c, _ := newConvo(t)
+	alice, bob := c.device("alice", "phone"), c.device("bob", "phone")
+	var captured []Captured
+	var labels []string
+	say := func(from, to *Device, label string) {
+		t.Helper()
+		sent, err := from.Send(to.UserID, []byte(label), label, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range sent {
+			captured = append(captured, Captured{Sender: from.Address(), Recipient: e.To, Body: e.Body})
+			labels = append(labels, label)
+		}
+		if _, err := to.Receive(false, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say(alice, bob, "m1")
+	say(bob, alice, "r1")
+	state := c.host.ExportState(bob)
+	captured, labels = nil, nil
+	say(bob, alice, "r1b") // bob's sending chain as stolen
+	say(alice, bob, "m2")  // alice's next chain: the thief follows with bob's ratchet key
+	say(bob, alice, "r2")  // bob's DH step: a ratchet key the thief never saw
+	say(alice, bob, "m3")  // to bob's new ratchet key: healed
+	opened, err := c.host.Attack(state, nil, captured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for i, pt := range opened {
+		got[labels[i]] = pt != nil && bytes.Contains(pt, []byte(labels[i]))
+	}
+	if !got["r1b"] || !got["m2"] || got["r2"] || got["m3"] {
+		t.Fatalf("the thief opened %v; want r1b and m2 only", got)
+	}
+	if _, err := c.host.Attack("00", nil, captured); err == nil {
+		t.Fatal("a state this process never exported is refused")
+	}
 }

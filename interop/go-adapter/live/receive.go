@@ -35,6 +35,14 @@ type Received struct {
 	// receiving, so no live.send lists it (docs/adapter-contract.md §5).
 	Reset bool   `json:"reset,omitempty"`
 	Body  string `json:"body,omitempty"`
+	// Kind is the content's kind when it is not "text" ("attachment", "receipt",
+	// "broadcast"); Rcpt the message ids a receipt acknowledges.
+	Kind string   `json:"kind,omitempty"`
+	Rcpt []string `json:"rcpt,omitempty"`
+	// Attachment is the fetched and opened attachment (hex), AttachmentError why it could
+	// not be fetched or opened.
+	Attachment      string `json:"attachment,omitempty"`
+	AttachmentError string `json:"attachment_error,omitempty"`
 }
 
 // Receive opens what the push socket delivered and every envelope still pending at the
@@ -53,7 +61,11 @@ type Received struct {
 //
 // Fetching deletes nothing and the queue has no cursor, so more than PageSize pending
 // envelopes are opened and acknowledged page by page (the order applies within a page).
-func (d *Device) Receive(reverse bool) ([]Received, error) {
+//
+// fetch=false opens only what the push socket delivered, as a running app does between
+// foregroundings (nothing for a device without a socket); the queue is fetched when the
+// app comes to the foreground (docs/adapter-contract.md §5 live.receive).
+func (d *Device) Receive(reverse, fetch bool) ([]Received, error) {
 	client, err := d.connected()
 	if err != nil {
 		return nil, err
@@ -66,9 +78,11 @@ func (d *Device) Receive(reverse bool) ([]Received, error) {
 	}
 	out := []Received{}
 	for opened := 0; opened < MaxPerReceive; {
-		page, err := client.Messages(ctx, PageSize)
-		if err != nil {
-			return nil, relayError(err)
+		var page relay.EnvelopePage
+		if fetch {
+			if page, err = client.Messages(ctx, PageSize); err != nil {
+				return nil, relayError(err)
+			}
 		}
 		pushedIDs := map[string]bool{}
 		for _, env := range pushed {
@@ -205,6 +219,20 @@ func (d *Device) open(ctx context.Context, env relay.QueuedEnvelope) (Received, 
 		return reset()
 	}
 	item.MessageID, item.Plaintext, item.SyncTo = c.ID, hex.EncodeToString(c.Body), c.SyncTo
+	if c.Kind != content.KindText {
+		item.Kind = c.Kind
+	}
+	if c.Kind == content.KindReceipt {
+		item.Plaintext, item.Rcpt = "", c.Rcpt
+	}
+	if c.Attachment != nil { // the app fetches and opens the blob (ADR-0157)
+		data, err := d.fetchAttachment(ctx, c.Attachment)
+		if err != nil {
+			item.AttachmentError = err.Error()
+		} else {
+			item.Attachment = hex.EncodeToString(data)
+		}
+	}
 	return item, true
 }
 
@@ -317,23 +345,10 @@ func (d *Device) sendReset(ctx context.Context, userID, deviceID string, notice 
 	}
 }
 
-// replenishPrekeys tops up the relay's one-time prekeys after a peer bootstrapped with us,
-// when fewer than half of what the device publishes are left (Signal clients do the same).
+// replenishPrekeys tops up the relay's one-time prekeys after a peer bootstrapped with us
+// (best effort: ReplenishPrekeys, as Signal clients do).
 func (d *Device) replenishPrekeys(ctx context.Context) {
-	count, err := d.relay.KeyCount(ctx)
-	if err != nil || count.OPKCount*2 >= d.opkCount {
-		return
-	}
-	before := len(d.keys.OPKs)
-	if err := d.keys.AddOPKs(d.opkCount-count.OPKCount, d.rng); err != nil {
-		return
-	}
-	fresh := d.keys.OPKs[before:]
-	upload := make([]relay.OPK, 0, len(fresh))
-	for _, o := range fresh {
-		upload = append(upload, relay.OPK{KeyID: string(o.KeyID), Pub: o.Pair.Public})
-	}
-	_ = d.relay.AddOPKs(ctx, upload)
+	_, _ = d.replenish(ctx)
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }

@@ -41,9 +41,16 @@ func (d *Device) Send(to string, body []byte, messageID string, deliver bool) ([
 // that cannot be reached does not stop the others: failed maps it to why, and the sync copy
 // still goes out when any peer was reached. With a single target its failure is err.
 func (d *Device) SendToUsers(to []string, body []byte, messageID string, deliver bool) ([]SentEnvelope, map[string]error, error) {
+	c := content.Content{ID: messageID, Kind: content.KindText, At: unixSeconds(d.host.Now()), Body: body}
+	return d.sendContent(to, c, deliver)
+}
+
+// sendContent sends c to every device of the users `to` plus one sync copy (SendToUsers).
+func (d *Device) sendContent(to []string, c content.Content, deliver bool) ([]SentEnvelope, map[string]error, error) {
 	if _, err := d.connected(); err != nil {
 		return nil, nil, err
 	}
+	messageID := c.ID
 	users := slices.Compact(slices.Sorted(slices.Values(to)))
 	if len(users) == 0 {
 		return nil, nil, protocol.Malformed("args.to", "a message needs at least one recipient user")
@@ -55,7 +62,6 @@ func (d *Device) SendToUsers(to []string, body []byte, messageID string, deliver
 	}
 	ctx, cancel := opContext()
 	defer cancel()
-	c := content.Content{ID: messageID, Kind: content.KindText, At: unixSeconds(d.host.Now()), Body: body}
 	var sent []SentEnvelope
 	failed := map[string]error{}
 	for _, user := range targets {

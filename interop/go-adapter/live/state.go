@@ -72,15 +72,10 @@ func (h *Host) ExportState(d *Device) string {
 // a registered device change identity keys, so d unregisters, logs in again and publishes
 // the cloned identity and prekeys. The random source is d's own either way.
 func (h *Host) ImportState(d *Device, state string) error {
-	raw, err := hex.DecodeString(state)
-	var index int
-	if err == nil {
-		_, err = fmt.Sscanf(string(raw), snapshotPrefix+"%d", &index)
+	s, err := h.snapshotByHandle(state)
+	if err != nil {
+		return err
 	}
-	if err != nil || index < 0 || index >= len(h.snapshots) {
-		return protocol.Malformed("args.state", "not a state this adapter process exported")
-	}
-	s := h.snapshots[index]
 	if s.keys.UserID != d.UserID {
 		return protocol.Malformed("args.state", "a state of %s cannot go onto %s (another user)", s.from, d.Address())
 	}
@@ -99,6 +94,20 @@ func (h *Host) ImportState(d *Device, state string) error {
 		return nil
 	}
 	return restored.relogin()
+}
+
+// snapshotByHandle is the snapshot an exported state names (MalformedEnvelope naming
+// args.state for anything else).
+func (h *Host) snapshotByHandle(state string) (*Snapshot, error) {
+	raw, err := hex.DecodeString(state)
+	var index int
+	if err == nil {
+		_, err = fmt.Sscanf(string(raw), snapshotPrefix+"%d", &index)
+	}
+	if err != nil || index < 0 || index >= len(h.snapshots) {
+		return nil, protocol.Malformed("args.state", "not a state this adapter process exported")
+	}
+	return h.snapshots[index], nil
 }
 
 // snapshotOf copies s into d (fresh copies: the snapshot can be imported again).

@@ -49,6 +49,17 @@ type Rejected struct {
 	Missing []string `json:"missing"`
 	Extra   []string `json:"extra"`
 	Stale   []string `json:"stale"`
+	// a broadcast's refusals name the user of each device list
+	Mismatched []UserDevices `json:"mismatched"`
+	StaleUsers []UserDevices `json:"stale_users"`
+}
+
+// UserDevices is one user's part of a broadcast's 409 or 410.
+type UserDevices struct {
+	UserID  string   `json:"user_id"`
+	Missing []string `json:"missing"`
+	Extra   []string `json:"extra"`
+	Stale   []string `json:"stale"`
 }
 
 func (e *Rejected) Error() string {
@@ -159,20 +170,35 @@ func retryable(status int) bool {
 // ignore the body). auth adds the bearer token and allows one refresh on an expired token.
 func (c *Client) call(ctx context.Context, method, path string, in, out any, auth bool) error {
 	var payload []byte
+	contentType := ""
 	if in != nil {
 		var err error
 		if payload, err = json.Marshal(in); err != nil {
 			return err
 		}
+		contentType = "application/json"
 	}
+	body, err := c.do(ctx, method, path, payload, contentType, auth)
+	if err != nil || out == nil || len(body) == 0 {
+		return err
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return &TransportError{method, path, fmt.Errorf("answer is not the documented JSON: %w", err)}
+	}
+	return nil
+}
+
+// do sends one request with the retry policy and returns a 2xx answer's body (a refusal is
+// *Rejected, no answer *TransportError). contentType "" sends no body.
+func (c *Client) do(ctx context.Context, method, path string, payload []byte, contentType string, auth bool) ([]byte, error) {
 	refreshed := false
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(payload))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if in != nil {
-			req.Header.Set("Content-Type", "application/json")
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
 		}
 		req.Header.Set("User-Agent", "semafore-go-adapter/1")
 		if auth {
@@ -183,26 +209,20 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any, aut
 		resp, err := c.http.Do(req)
 		if err != nil {
 			if ctx.Err() != nil || attempt+1 >= Attempts {
-				return &TransportError{method, path, err}
+				return nil, &TransportError{method, path, err}
 			}
 			if err := c.Sleep(ctx, c.backoff(attempt, "")); err != nil {
-				return &TransportError{method, path, err}
+				return nil, &TransportError{method, path, err}
 			}
 			continue
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 		resp.Body.Close()
 		if err != nil {
-			return &TransportError{method, path, err}
+			return nil, &TransportError{method, path, err}
 		}
 		if resp.StatusCode < 400 {
-			if out == nil || len(body) == 0 {
-				return nil
-			}
-			if err := json.Unmarshal(body, out); err != nil {
-				return &TransportError{method, path, fmt.Errorf("answer is not the documented JSON: %w", err)}
-			}
-			return nil
+			return body, nil
 		}
 		rej := &Rejected{Status: resp.StatusCode, Code: "http_error"}
 		if json.Unmarshal(body, rej) != nil || rej.Code == "" {
@@ -213,18 +233,18 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any, aut
 			(rej.Code == "token_expired" || rej.Code == "invalid_token" || rej.Code == "token_revoked") {
 			refreshed = true
 			if err := c.Refresh(ctx); err != nil {
-				return err
+				return nil, err
 			}
 			attempt--
 			continue
 		}
 		if retryable(resp.StatusCode) && attempt+1 < Attempts {
 			if err := c.Sleep(ctx, c.backoff(attempt, resp.Header.Get("Retry-After"))); err != nil {
-				return &TransportError{method, path, err}
+				return nil, &TransportError{method, path, err}
 			}
 			continue
 		}
-		return rej
+		return nil, rej
 	}
 }
 
@@ -373,4 +393,54 @@ func (c *Client) Ack(ctx context.Context, deliveryIDs []string) ([]string, error
 		acked = append(acked, out.Acked...)
 	}
 	return acked, nil
+}
+
+// RotateSPK is PUT /v1/keys/spk: the relay verifies the new signed prekey against the
+// stored identity and hands it out from then on.
+func (c *Client) RotateSPK(ctx context.Context, spk SignedPrekey) error {
+	return c.call(ctx, http.MethodPut, "/v1/keys/spk", spk, nil, true)
+}
+
+// Broadcast is POST /v1/broadcasts (admins only): every recipient user's device set in one
+// all-or-nothing request. 409 and 410 come back as *Rejected with Mismatched / StaleUsers.
+func (c *Client) Broadcast(ctx context.Context, r BroadcastRequest) error {
+	return c.call(ctx, http.MethodPost, "/v1/broadcasts", r, nil, true)
+}
+
+// DeclareAttachment is POST /v1/attachments: the ciphertext's size and SHA-256 and the users
+// who may fetch it; the relay answers the file id.
+func (c *Client) DeclareAttachment(ctx context.Context, size int, sha256 []byte, recipients []string) (string, error) {
+	var out struct {
+		FileID string `json:"file_id"`
+	}
+	in := map[string]any{"size": size, "sha256": sha256, "recipients": recipients}
+	if err := c.call(ctx, http.MethodPost, "/v1/attachments", in, &out, true); err != nil {
+		return "", err
+	}
+	if out.FileID == "" {
+		return "", &TransportError{http.MethodPost, "/v1/attachments", errors.New("answer has no file_id")}
+	}
+	return out.FileID, nil
+}
+
+// UploadAttachment is PUT /v1/attachments/{file_id} with the ciphertext.
+func (c *Client) UploadAttachment(ctx context.Context, fileID string, blob []byte) error {
+	_, err := c.do(ctx, http.MethodPut, "/v1/attachments/"+url.PathEscape(fileID), blob, "application/octet-stream", true)
+	return err
+}
+
+// FetchAttachment is GET /v1/attachments/{file_id}: the ciphertext.
+func (c *Client) FetchAttachment(ctx context.Context, fileID string) ([]byte, error) {
+	return c.do(ctx, http.MethodGet, "/v1/attachments/"+url.PathEscape(fileID), nil, "", true)
+}
+
+// ReportScreenshot is POST /v1/screenshots; it returns the report id.
+func (c *Client) ReportScreenshot(ctx context.Context, r ScreenshotReport) (string, error) {
+	var out struct {
+		ReportID string `json:"report_id"`
+	}
+	if err := c.call(ctx, http.MethodPost, "/v1/screenshots", r, &out, true); err != nil {
+		return "", err
+	}
+	return out.ReportID, nil
 }

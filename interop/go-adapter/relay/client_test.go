@@ -72,7 +72,7 @@ func TestLoginKeepsTheTokenAndLaterCallsCarryIt(t *testing.T) {
 			t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
 		}
 	})
-	pair, err := c.Login(context.Background(), LoginRequest{"o", "alice", "phone", "000000"})
+	pair, err := c.Login(context.Background(), LoginRequest{OrgID: "o", UserID: "alice", DeviceID: "phone", OTP: "000000"})
 	if err != nil || pair.RegistrationID != 2147483646 {
 		t.Fatalf("login: %+v %v", pair, err)
 	}
@@ -172,7 +172,7 @@ func TestAnExpiredAccessTokenIsRefreshedOnce(t *testing.T) {
 			writeJSON(w, 200, map[string]any{"devices": []any{map[string]any{"device_id": "phone", "registration_id": 5, "created_at": 1.5}}})
 		}
 	})
-	if _, err := c.Login(context.Background(), LoginRequest{"o", "u", "d", "000000"}); err != nil {
+	if _, err := c.Login(context.Background(), LoginRequest{OrgID: "o", UserID: "u", DeviceID: "d", OTP: "000000"}); err != nil {
 		t.Fatal(err)
 	}
 	devices, err := c.Devices(context.Background())

@@ -9,6 +9,8 @@ type LoginRequest struct {
 	UserID   string `json:"user_id"`
 	DeviceID string `json:"device_id"`
 	OTP      string `json:"otp"`
+	// TOTP is an admin's second factor (ADR-0161), omitted for members.
+	TOTP string `json:"totp,omitempty"`
 }
 
 // TokenPair is the login / refresh answer.
@@ -124,4 +126,24 @@ type Identity struct {
 	RegistrationID int64  `json:"registration_id"`
 	IK             []byte `json:"ik"`
 	SIK            []byte `json:"sik"`
+}
+
+// BroadcastRecipient is one user's envelopes of a broadcast.
+type BroadcastRecipient struct {
+	UserID    string     `json:"user_id"`
+	Envelopes []Envelope `json:"envelopes"`
+}
+
+// BroadcastRequest is the body of POST /v1/broadcasts.
+type BroadcastRequest struct {
+	MessageID  string               `json:"message_id"`
+	Recipients []BroadcastRecipient `json:"recipients"`
+}
+
+// ScreenshotReport is the body of POST /v1/screenshots (ADR-0159: a hash, never the image).
+type ScreenshotReport struct {
+	PeerUserID string   `json:"peer_user_id"`
+	SHA256     []byte   `json:"screenshot_sha256"`
+	MessageIDs []string `json:"message_ids"`
+	CapturedAt float64  `json:"captured_at"`
 }
