@@ -183,11 +183,14 @@ def test_a_go_build_restoring_the_old_nonce_counter_fails(
 
 
 def test_a_clone_across_implementations_is_unsupported_naming_the_step(
-        go_adapter: Path) -> None:
+        go_adapter: Path, tmp_path: Path) -> None:
+    # round-robin keeps a clone on its original's implementation; an assignment file can
+    # still ask for a clone across implementations
+    across = tmp_path / "across.yaml"
+    across.write_text("alice/phone: reference\nalice/tablet: go\n")
     result = run_with_implementations(
         load(CLONE), implementations={"go": Implementation("go", str(go_adapter))},
-        strategy="round-robin", seed=0)
-    # round-robin puts consecutive devices on different implementations
+        strategy=str(across), seed=0)
     assert result.implementations["alice:phone"] != result.implementations["alice:tablet"]
     assert result.verdict is Verdict.UNSUPPORTED
     assert "step restore" in (result.unsupported or "")
