@@ -547,17 +547,19 @@ def text_spans(data: bytes, bounds: Sequence[int] = ()) -> Iterator[Decoded]:
     its trigger (so a hit is located in its record), one span per run of consecutive
     triggering lines (so an escaped value split across lines stays whole). ``bounds`` are
     record starts inside ``data`` (records joined back to back, e.g. store documents or wire
-    frames, have no newline between them): a line also ends there, and a hit in the span is
-    located at the start of the line (record) it decodes from."""
+    frames, have no newline between them): a line also ends there unless a trigger lies
+    within :data:`MERGE_GAP` of it (the unescaped head or tail of a value cut there, e.g. a
+    bz2 magic), and a hit in the span is located at the start of the line (record) it
+    decodes from."""
     yield from wide_spans(data)
     for name, trigger, undo, leads in _ESCAPES:
         if not any(lead in data for lead in leads):  # memchr speed; the regex is not
             continue
-        for lo, hi, starts in _lines_with(data, trigger, bounds):
+        for lo, hi in _lines_with(data, trigger, bounds):
             line = data[lo:hi]
             if _is_text(line, mojibake=undo is _mojibake):
                 yield Decoded(name, undo(line), lo,
-                              locate=_line_locator(undo, line, lo, starts) if starts else None)
+                              locate=_line_locator(undo, line, lo, bounds))
     yield from _numbers(data)
 
 
@@ -575,16 +577,23 @@ def _is_text(line: bytes, mojibake: bool) -> bool:
 
 MERGE_GAP = 64
 """Triggers this close join one span even across a trigger-free line or record between them
-(an escaped value cut into three records whose middle piece holds no escape)."""
+(an escaped value cut into three records whose middle piece holds no escape), and a record
+boundary this close to a trigger does not end its line."""
+
+
+def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
+    at = data.find(needle)
+    while at != -1:
+        yield at
+        at = data.find(needle, at + 1)
 
 
 def _lines_with(data: bytes, trigger: re.Pattern[bytes], bounds: Sequence[int] = (),
-                ) -> Iterator[tuple[int, int, list[int]]]:
-    """``(lo, hi, starts)``: each run of consecutive lines (cut at newlines and at
-    ``bounds``) holding a trigger, and where its later lines start."""
+                ) -> Iterator[tuple[int, int]]:
+    """``(lo, hi)``: each run of consecutive lines (cut at newlines and at ``bounds``)
+    holding a trigger."""
     lo = hi = -1
     last = -1  # end of the previous trigger
-    starts: list[int] = []
     for match in trigger.finditer(data):
         if match.end() <= hi:  # inside the run already
             last = match.end()
@@ -592,31 +601,32 @@ def _lines_with(data: bytes, trigger: re.Pattern[bytes], bounds: Sequence[int] =
         start = data.rfind(b"\n", 0, match.start()) + 1
         end = data.find(b"\n", match.end())
         end = len(data) if end == -1 else end + 1
-        if bounds:  # a trigger cut by a record boundary keeps both records
-            before = bisect.bisect_right(bounds, match.start()) - 1
+        if bounds:  # the records within MERGE_GAP of the trigger are all in its line
+            before = bisect.bisect_right(bounds, max(0, match.start() - MERGE_GAP)) - 1
             start = max(start, bounds[before]) if before >= 0 else start
-            after = bisect.bisect_left(bounds, match.end())
+            after = bisect.bisect_left(bounds, match.end() + MERGE_GAP)
             end = min(end, bounds[after]) if after < len(bounds) else end
         if hi >= 0 and (start <= hi or match.start() - last <= MERGE_GAP):
-            for line_start in (hi, start):  # a trigger-free line between joins the run
-                if lo < line_start <= start and (not starts or line_start > starts[-1]):
-                    starts.append(line_start)
-            hi = max(hi, end)
+            hi = max(hi, end)  # the next line, or a trigger-free one between, joins the run
         else:
             if hi > lo >= 0:
-                yield lo, hi, starts
-            lo, hi, starts = start, end, []
+                yield lo, hi
+            lo, hi = start, end
         last = match.end()
     if hi > lo >= 0:
-        yield lo, hi, starts
+        yield lo, hi
 
 
-def _line_locator(undo: Callable[[bytes], bytes], run: bytes, lo: int, starts: list[int],
+def _line_locator(undo: Callable[[bytes], bytes], run: bytes, lo: int, bounds: Sequence[int],
                   ) -> Callable[[int], int]:
     """Decoded offset -> the start of the line (record) of the run it decodes from: the last
-    line whose decoded prefix ends at or before it (prefixes decoded only when a hit asks)."""
+    line whose decoded prefix ends at or before it (lines and prefixes found only when a
+    hit asks)."""
 
     def locate(i: int) -> int:
+        newlines = [lo + k + 1 for k in _find_all(run[:-1], b"\n")]
+        inside = bounds[bisect.bisect_right(bounds, lo):bisect.bisect_left(bounds, lo + len(run))]
+        starts = sorted({*newlines, *inside})
         low, high = 0, len(starts)  # lines 1..len(starts) start at starts[k - 1]
         while low < high:
             mid = (low + high + 1) // 2

@@ -98,3 +98,21 @@ def test_an_escaped_value_cut_into_three_records_is_decoded_whole() -> None:
               Chunk("wire", "frame c", escaped[cut + 5:] + b";"), *_frames(rng, 2)]
     hits = o.scan(frames).hits
     assert [(h.location, h.matched) for h in hits] == [("frame a", 32)]
+
+
+def test_an_escaped_value_whose_unescaped_head_is_in_the_record_before_is_decoded_whole(
+) -> None:
+    """JSON-escaped bz2: its magic ``BZh91AY&SY`` needs no escape, so a cut before the first
+    escape leaves the magic in a record without a trigger; a boundary that close to a
+    trigger does not end the escape line, so the stream still decompresses."""
+    rng = random.Random(10)
+    key = rng.randbytes(32)
+    escaped = encode(["json", "bz2"], key)
+    cut = escaped.index(b"\\")  # the magic and what follows it up to the first escape
+    o = Oracle()
+    o.register_key("k", key)
+    frames = [*_frames(rng, 2), Chunk("wire", "frame a", b"v=" + escaped[:cut]),
+              Chunk("wire", "frame b", escaped[cut:] + b";"), *_frames(rng, 2)]
+    hits = o.scan(frames).hits
+    assert [(h.location, h.matched, h.encoding) for h in hits] == [
+        ("frame a", 32, "backslash escapes → bz2")]
