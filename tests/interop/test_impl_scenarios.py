@@ -268,3 +268,22 @@ def test_the_oracle_knows_the_keys_an_adapter_reports(tmp_path: Path, reports: b
     # no reference client derives these keys: the leak on the wire is found only because
     # live.secrets reported them
     assert clean.outcome is (Outcome.VIOLATED if reports else Outcome.HELD), clean.summary
+
+
+@pytest.mark.parametrize("name", [
+    "threats/network-adversary",     # broadcast, attach
+    "threats/server-compromise",     # attach, read_receipt, screenshot
+    "desync/device-added-removed",   # remove_device
+    "desync/opk-exhaustion",         # exhaust_opks with replenish, a send to several users
+])
+def test_the_reference_adapter_takes_the_further_operations(name: str) -> None:
+    """Every device in a reference adapter process, so each step goes through contract §5's
+    further operations (receipts, attachments, broadcasts, prekeys, removal, screenshots):
+    the scenario passes as with in-process clients."""
+    impl = {"py": Implementation("py", f"{sys.executable} -m semafore.adapter")}
+    result = run_with_implementations(load(ROOT / "scenarios" / f"{name}.yaml"),
+                                      implementations=impl, strategy="py")
+    assert set(result.implementations.values()) == {"py"}
+    assert result.verdict is Verdict.PASS, (result.unsupported, result.error, [
+        (a.kind, a.summary) for a in result.assertions if a.outcome is not Outcome.HELD],
+        [f.describe() for f in result.step_failures])
