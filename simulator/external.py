@@ -68,12 +68,12 @@ from simulator.scenario.model import (
     Wait,
 )
 
-REAL_WAIT_LIMIT_S = 1.0
 RELAY_BY_URL = "relay"
 """The provider a report names for a run against an external relay by URL (``sim run
 --relay``): not a :class:`~semafore.deploy.settings.ProviderKind`, whose data tier the run
 would own."""
 
+REAL_WAIT_LIMIT_S = 1.0
 """The executor sleeps a ``wait`` for real up to this long (and moves the scenario clock by
 all of it). The in-process relay shares that clock; an external relay keeps its own, so a
 longer wait would need to move the relay's time: unsupported there."""

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import click
-import uvicorn
 
 from semafore.deploy.balancer import BALANCERS, BalancerError
-from semafore.deploy.errors import SettingsError
+from semafore.deploy.errors import RelayStartError, SettingsError
+from semafore.deploy.foreground import run_until_signalled
 from semafore.deploy.replicas import endpoints_from_env, serve_on_backends
 from semafore.deploy.workers import MAX_WORKERS, WorkerError, WorkerPool, WorkerSpec
 from semafore.server.app import create_app, openapi_document
@@ -29,7 +29,6 @@ from semafore.server.oplog import (
     event,
 )
 from semafore.server.relay_key import RelayKeyError, derive, load_or_create
-from semafore.server.serving import uvicorn_config
 from semafore.server.settings import DEFAULT_RATE_LIMITS, Settings, unlimited_rate_limits
 from semafore.storage import open_stores
 
@@ -244,8 +243,10 @@ def command(
                                "workers": [os.getpid()]}))
     else:
         click.echo(f"SemaFore relay on {url} (store: {kind})")
-    try:  # the relay's one uvicorn configuration, its limits included (issue 13)
-        uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+    try:  # through the deploy layer: the relay's one uvicorn configuration (issue 13, 14)
+        run_until_signalled(app, settings, sock)
+    except RelayStartError as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
         sock.close()
         asyncio.run(stores.close())

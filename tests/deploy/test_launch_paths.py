@@ -4,8 +4,9 @@ across eight modules, five uvicorn configurations whose WebSocket limits had dri
 Every uvicorn server in the repository is built in ``semafore/deploy`` from the relay's one
 configuration (``semafore.server.serving.uvicorn_config``). The source of the library, the
 harnesses, the benchmarks and the tests is read here for uvicorn servers built anywhere else;
-the few sites not moved yet are listed by module and function, and a listed site that no
-longer launches anything must leave the list (so the list only shrinks).
+the one site elsewhere on purpose (a bare Starlette baseline in the relay benchmark) is
+listed by module and function, and a listed site that no longer launches anything must leave
+the list. ``semafore serve`` and the relay benchmark launch through ``deploy.foreground``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("semafore", "simulator", "loadtests", "benchmarks", "tests")
 LAUNCHERS = ("semafore/deploy/",)
 """Where uvicorn servers may be built."""
-NOT_YET_MOVED = {
-    ("semafore/cli/serve.py", "command"): "semafore serve: to use deploy.foreground",
-    ("benchmarks/bench_relay.py", "semafore_relay"): "to use deploy.foreground",
-}
 ELSEWHERE_ON_PURPOSE = {
     ("benchmarks/bench_relay.py", "bare_asgi_relay"): "a bare Starlette baseline, not the relay",
 }
@@ -75,7 +72,6 @@ def test_relays_are_launched_by_the_deploy_layer_only() -> None:
     outside = {f"{path}:{lines[0]} ({function})"
                for (path, function), lines in sites.items()
                if not path.startswith(LAUNCHERS) and path != "semafore/server/serving.py"
-               and (path, function) not in NOT_YET_MOVED
                and (path, function) not in ELSEWHERE_ON_PURPOSE}
     assert sorted(outside) == [], "launch through semafore.deploy (docs/architecture.md)"
 
@@ -83,5 +79,5 @@ def test_relays_are_launched_by_the_deploy_layer_only() -> None:
 def test_the_list_of_sites_not_yet_moved_only_shrinks() -> None:
     sites = _sites()
     stale = [f"{path} ({function})" for path, function in
-             (*NOT_YET_MOVED, *ELSEWHERE_ON_PURPOSE) if (path, function) not in sites]
+             ELSEWHERE_ON_PURPOSE if (path, function) not in sites]
     assert stale == [], "no longer launches a relay: remove it from the list"
