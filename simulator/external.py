@@ -46,16 +46,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from semafore.client import ManualClock
-from semafore.deploy.dumps import whole
 from semafore.gate.live import (
     SOURCES,
     RelayAccess,
-    _external_sources,
+    external_sources,
     redact,
 )
-from semafore.oracle import file_stream
 from semafore.protocol.address import AddressError, DeviceAddress
-from simulator.oracle import TIER_LOG, Chunk, from_log_file
+from simulator.oracle import Chunk
 from simulator.report.model import Outcome
 from simulator.scenario.model import (
     Assertion,
@@ -413,25 +411,6 @@ class _Renamer:
         raise TypeError(f"cannot rename inside a {type(value).__name__} ({name})")
 
 
-def _file_chunks(tier: str, path: Path) -> list[Chunk]:
-    """A granted file as the oracle's chunks: a log one per line, located ``path:line N``,
-    read as a stream (whole-file gzip/bz2/xz undone as read: no whole copy of the file
-    beside its lines, :func:`simulator.oracle.from_log_file`); anything else whole."""
-    if tier == TIER_LOG:
-        return list(from_log_file(path))
-    blocks, _ = file_stream(path)
-    return [Chunk(tier, str(path), b"".join(blocks))]
-
-
-def _spooled_chunks(tier: str, spool: Any) -> list[Chunk]:
-    """A store dump the gate spooled to disk (:class:`semafore.deploy.dumps.Spool`) as the
-    view's chunks, and the spool removed."""
-    try:
-        return [Chunk(tier, str(item.source), whole(item).data) for item in spool]
-    finally:
-        spool.close()
-
-
 class ExternalInfrastructure:
     """What the executor's ``Infrastructure`` is for an in-process relay, for an external
     one: no stores of its own, store dumps and log lines from what the operator grants, and
@@ -470,7 +449,7 @@ class ExternalInfrastructure:
             access = dataclasses.replace(access, mongodb_url=None, redis_url=None,
                                          seaweedfs_filer_url=None, files=())
         org = self.orgs[0] if self.orgs else self.relay.org
-        scan = next(s for s in await _external_sources(access, org) if s.name == source)
+        scan = next(s for s in await external_sources(access, org) if s.name == source)
         if scan.parts:
             self.scanned[source] = "; ".join(f"{k}: {v}" for k, v in scan.parts.items())
             self.not_scanned.pop(source, None)
@@ -478,11 +457,7 @@ class ExternalInfrastructure:
             self.errors[source] = "; ".join(scan.errors)
         # files the gate leaves for its oracle to stream (issue #12): an adversary view holds
         # its items, so they are read here, a log one chunk per line as the relay wrote it
-        streamed = [chunk for tier, path in getattr(scan, "streams", ())
-                    for chunk in _file_chunks(tier, Path(path))]
-        spooled = [chunk for tier, spool in getattr(scan, "spools", ())
-                   for chunk in _spooled_chunks(tier, spool)]
-        return [*scan.chunks, *streamed, *spooled]
+        return scan.held_chunks()
 
     async def dump(self) -> list[Chunk]:
         """The granted stores' bytes, read now (nothing when none was granted)."""

@@ -50,7 +50,7 @@ from semafore.deploy.harness_relay import relay_settings
 from semafore.deploy.inprocess import RunningRelay, serve_in_task
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.testing import unavailable
-from semafore.gate.live import RelayAccess, _external_sources
+from semafore.gate.live import RelayAccess, external_sources
 from semafore.oracle import (
     TIER_LOG,
     Chunk,
@@ -273,8 +273,8 @@ class RelayUnderTest:
         org = sorted(self.orgs)[0]
         stores = dataclasses.replace(self.access, logs=())
         if stores.stores_given:
-            for scan in await _external_sources(stores, org):
-                chunks.extend(scan.chunks)
+            for scan in await external_sources(stores, org):
+                chunks.extend(scan.held_chunks())
                 self.unread.extend(scan.errors)
         for path in self.access.logs:  # a test relay's log: read whole, line by line
             lines = list(from_log_file(str(path)))

@@ -48,7 +48,7 @@ from semafore.client.clock import SystemClock
 from semafore.client.errors import ClientError
 from semafore.deploy import dumps
 from semafore.deploy.data_tier import DataTier
-from semafore.deploy.dumps import Spool, StoredFile, contains
+from semafore.deploy.dumps import Spool, StoredFile, contains, whole
 from semafore.deploy.harness_relay import relay_settings
 from semafore.deploy.inprocess import serve_in_task
 from semafore.deploy.settings import InfraSettings, ProviderKind
@@ -66,6 +66,7 @@ from semafore.oracle import (
     OracleError,
     canary,
     file_stream,
+    from_log_file,
     from_log_lines,
 )
 from semafore.protocol import frame as drv1
@@ -762,6 +763,26 @@ class SourceScan:
     def scanned(self) -> bool:
         return bool(self.parts)
 
+    def held_chunks(self) -> list[Chunk]:
+        """Everything this source read, as the oracle's chunks in memory: what an adversary
+        view or a test fixture *holds* (the gate's own judge streams instead). Streamed files
+        come back one chunk per log line (``path:line N``, whole-file gzip/bz2/xz undone as
+        read) or whole; spooled store dumps one chunk per item, and the spools are removed."""
+        held = list(self.chunks)
+        for tier, path in self.streams:
+            if tier == TIER_LOG:
+                held.extend(from_log_file(str(path)))
+            else:
+                blocks, _ = file_stream(path)
+                held.append(Chunk(tier, str(path), b"".join(blocks)))
+        for tier, spool in self.spools:
+            try:
+                held.extend(Chunk(tier, str(item.source), whole(item).data) for item in spool)
+            finally:
+                spool.close()
+        self.spools = []
+        return held
+
     def why_not(self) -> str:
         """The parts not read and why, e.g. ``redis not given (--relay-redis)``."""
         return "; ".join(why if part == self.name else f"{part} {why}"
@@ -984,7 +1005,11 @@ def _log_source(paths: tuple[Path, ...], org: str) -> SourceScan:
     return scan
 
 
-async def _external_sources(access: RelayAccess | None, org: str) -> list[SourceScan]:
+async def external_sources(access: RelayAccess | None, org: str) -> list[SourceScan]:
+    """The ``stores`` and ``logs`` sources of a relay by URL, read as far as ``access``
+    grants (an operator's explicit consent, docs/gate.md): store dumps spooled to disk, log
+    files listed for streaming, and for each part not read, why. Organisation ``org`` must
+    be mentioned, else the data is not this relay's and a clean scan would prove nothing."""
     access = access or RelayAccess()
     if access.stores_given:
         stores = await asyncio.to_thread(_store_source, access, org)
@@ -1180,7 +1205,7 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
         async with _organisation(url, org) as enrol:
 
             async def collect_external() -> list[SourceScan]:
-                return await _external_sources(access, org)
+                return await external_sources(access, org)
 
             yield url, enrol, collect_external
         return
