@@ -37,6 +37,7 @@ from loadtests.runner import (
 from loadtests.search import SearchError, SearchPlan
 from loadtests.targets import Consent, TargetPolicy, TargetRefused, TargetUnavailable, vet_spec
 from semafore.cli import output
+from semafore.deploy.settings import ProviderKind
 
 
 class LoadSetupError(click.ClickException):
@@ -67,7 +68,7 @@ def _progress_bar(console: Console) -> tuple[Progress, Any]:
 def _common(fn: Any) -> Any:
     options = [
         click.argument("profile"),
-        click.option("--target", default="embedded", show_default=True,
+        click.option("--target", default=ProviderKind.EMBEDDED.value, show_default=True,
                      help="embedded | local | http://HOST:PORT (loopback, or a host named by "
                           "--allow-target)"),
         click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,

@@ -365,11 +365,12 @@ def _local_target(org_id: str) -> Iterator[Target]:
     """The local provider's real backends and one reference relay process on them (the
     replica entry point of issue 4, so the relay runs outside this process); no in-process
     counters, the report's server section is then empty."""
-    provider = LocalProvider(InfraSettings.from_env({"SEMAFORE_PROVIDER": "local"}))
+    settings = InfraSettings.from_env({"SEMAFORE_PROVIDER": ProviderKind.LOCAL.value})
+    provider = LocalProvider(settings)
     try:
         endpoints = provider.start()
     except BackendUnavailableError as exc:
-        raise TargetUnavailable("local", str(exc)) from exc
+        raise TargetUnavailable(ProviderKind.LOCAL.value, str(exc)) from exc
     try:
         with tempfile.TemporaryDirectory(prefix="semafore-load-relay-") as work:
             try:
@@ -378,10 +379,11 @@ def _local_target(org_id: str) -> Iterator[Target]:
                     unlimited_rates=True,
                 ).start()
             except InfraError as exc:
-                raise TargetUnavailable("local", f"relay did not start: {exc}") from exc
+                raise TargetUnavailable(ProviderKind.LOCAL.value,
+                                        f"relay did not start: {exc}") from exc
             try:
                 yield Target(
-                    "local",
+                    ProviderKind.LOCAL,
                     check_loopback(replicas.urls[0]),
                     True,
                     org_id,

@@ -331,7 +331,7 @@ def relay_access(mongo_url: str | None, redis_url: str | None, seaweed_url: str 
 )
 @click.option(
     "--relay",
-    default="embedded",
+    default=ProviderKind.EMBEDDED.value,
     show_default=True,
     help="'embedded' (in-process relay, memory stores), 'local' (in-process relay on the "
     "local backend provider) or a relay base URL in test mode for --org.",

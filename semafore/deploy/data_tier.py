@@ -26,8 +26,6 @@ from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
 
-EMBEDDED = "embedded"
-"""The in-memory data tier: no backend processes, nothing to fault."""
 TIER_STORE = "store"
 """The oracle tier of the embedded stores' records (their blobs count as the object store)."""
 
@@ -42,6 +40,7 @@ class DataTier:
 
     def __init__(self, provider: str, namespace: str) -> None:
         self.name = provider
+        """The provider name as given (a :class:`ProviderKind` value; checked in :meth:`start`)."""
         self.namespace = namespace
         self.provider: Any = None
         self.handles: Any = None
@@ -49,20 +48,20 @@ class DataTier:
 
     async def start(self) -> Stores:
         """Start the backends (nothing for ``embedded``) and open the stores on them."""
-        if self.name == EMBEDDED:
-            self.stores = memory_stores()
-            return self.stores
         try:
             kind = ProviderKind(self.name)
         except ValueError:
-            known = ", ".join([EMBEDDED, *(k.value for k in ProviderKind)])
+            known = ", ".join(k.value for k in ProviderKind)
             raise SettingsError("provider", f"unknown provider {self.name!r} (known: {known})"
                                 ) from None
+        if kind is ProviderKind.EMBEDDED:
+            # the in-memory tier: no backend processes, nothing to fault
+            self.stores = memory_stores()
+            return self.stores
         settings = dataclasses.replace(InfraSettings.from_env(), provider=kind)
         # delivery queues live in Redis: run it as production would (AOF, fsync always), so a
         # Redis restart loses nothing it acknowledged (seed §3.3, §3.5)
-        options = {"redis_durable": True} if kind in (ProviderKind.LOCAL,
-                                                      ProviderKind.CONTAINERS) else {}
+        options = {"redis_durable": True} if kind.owns_backend_processes else {}
         self.provider = provider_from_settings(settings, **options)
         endpoints = await asyncio.to_thread(self.provider.start)
         self.stores, self.handles = await backend_stores(endpoints, self.namespace)

@@ -84,8 +84,8 @@ class Endpoints:
         """Environment for a child (e.g. a server replica) to reach the same backends as
         ``SEMAFORE_PROVIDER=external`` — or ``embedded`` when there are none."""
         if self.embedded:
-            return {"SEMAFORE_PROVIDER": "embedded"}
-        env = {"SEMAFORE_PROVIDER": "external"}
+            return {"SEMAFORE_PROVIDER": ProviderKind.EMBEDDED.value}
+        env = {"SEMAFORE_PROVIDER": ProviderKind.EXTERNAL.value}
         for key, value in (
             ("SEMAFORE_MONGODB_URL", self.mongodb_url),
             ("SEMAFORE_REDIS_URL", self.redis_url),
@@ -181,7 +181,7 @@ class ExternalProvider(Provider):
         s = self.settings
         if not (s.mongodb_url and s.redis_url and s.seaweedfs_filer_url):
             raise BackendUnavailableError(
-                "external",
+                ProviderKind.EXTERNAL,
                 "SEMAFORE_MONGODB_URL, SEMAFORE_REDIS_URL "
                 "and SEMAFORE_SEAWEEDFS_FILER_URL are required",
             )

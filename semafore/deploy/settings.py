@@ -91,7 +91,8 @@ class InfraSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InfraSettings:
         env = os.environ if env is None else env
-        raw = env.get("SEMAFORE_PROVIDER", "embedded").strip().lower() or "embedded"
+        default = ProviderKind.EMBEDDED.value
+        raw = env.get("SEMAFORE_PROVIDER", default).strip().lower() or default
         try:
             provider = ProviderKind(raw)
         except ValueError:

@@ -20,6 +20,7 @@ import click
 from semafore import shipped
 from semafore.cli import output
 from semafore.cli.gate import DEFAULT_CONFIG, execute_gate, reference_impl
+from semafore.deploy.settings import ProviderKind
 from semafore.gate.config import load_config
 from semafore.gate.runner import DEFAULT_MAX_CONSECUTIVE, DEFAULT_TIMEOUT_S
 from semafore.vectors.files import VECTOR_FILES, default_vectors_dir
@@ -87,7 +88,7 @@ def command(vectors_dir: Path | None, scenarios_dir: Path | None, html_path: Pat
 
     output.section(console, "4. scenario catalogue on the embedded relay")
     catalogue = scenarios_dir or shipped.scenario_catalogue()
-    results = run_paths([catalogue], provider="embedded", console=console)
+    results = run_paths([catalogue], provider=ProviderKind.EMBEDDED, console=console)
     render(results, console)
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,8 @@ def _run_one(
 
 
 def run_paths(
-    paths: tuple[Path, ...] | list[Path], *, provider: str = "embedded", seed: int | None = None,
+    paths: tuple[Path, ...] | list[Path], *, provider: str = ProviderKind.EMBEDDED,
+    seed: int | None = None,
     console: Console, quiet: bool = False, leak: str = "off", relay: Any = None,
 ) -> list[ScenarioResult]:
     """Load and run every scenario under ``paths`` with a progress bar; one result each.
@@ -219,7 +220,7 @@ def external_relay_options(func: Any) -> Any:
                                          "in-process relay's stores and logs are always read)",
                                          param_hint="--relay")
             return func(*args, relay=None, **kwargs)
-        if kwargs.get("provider", "embedded") != "embedded":
+        if kwargs.get("provider", ProviderKind.EMBEDDED) != ProviderKind.EMBEDDED:
             raise click.BadParameter("--provider picks the in-process relay's backends; an "
                                      "external relay has its own", param_hint="--provider")
         access = relay_access(mongo_url, redis_url, seaweed_url, namespace, store_files,

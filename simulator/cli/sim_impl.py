@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from semafore.deploy.settings import ProviderKind
 from simulator.assignment import AssignmentError, Implementation, implementations
 
 _CHOSEN: contextvars.ContextVar[tuple[dict[str, Implementation], str | None] | None] = \
@@ -45,7 +46,8 @@ def implementation_options(func: Callable[..., Any]) -> Callable[..., Any]:
             chosen = implementations(impl_specs)
         except AssignmentError as exc:
             raise click.BadParameter(exc.detail, param_hint=exc.field) from None
-        if kwargs.get("relay") is not None or kwargs.get("provider", "embedded") != "embedded":
+        if kwargs.get("relay") is not None or kwargs.get("provider", ProviderKind.EMBEDDED) \
+                != ProviderKind.EMBEDDED:
             raise click.BadParameter("adapter devices run on the embedded relay only",
                                      param_hint="--impl")
         if kwargs.get("leak", "off") != "off":

@@ -14,6 +14,7 @@ from semafore.client.clock import ManualClock
 from semafore.deploy.data_tier import TIER_STORE, DataTier
 from semafore.deploy.errors import SettingsError
 from semafore.deploy.harness_relay import relay_settings
+from semafore.deploy.settings import ProviderKind
 from semafore.oracle import TIER_OBJECT_STORE
 from semafore.server.settings import DEFAULT_RATE_LIMITS
 from semafore.storage.ports import Org
@@ -46,7 +47,10 @@ def test_an_unknown_provider_is_a_settings_error_naming_the_field() -> None:
     with pytest.raises(SettingsError) as caught:
         asyncio.run(tier.start())
     assert caught.value.field == "provider"
-    assert "'cloud'" in caught.value.reason and "embedded" in caught.value.reason
+    assert "'cloud'" in caught.value.reason
+    # the known names are ProviderKind's, each once (one list per concept, issue #14 item 1)
+    known = caught.value.reason.split("(known: ", 1)[1].rstrip(")").split(", ")
+    assert known == [kind.value for kind in ProviderKind]
 
 
 def test_dump_before_start_is_refused() -> None:
