@@ -238,7 +238,7 @@ def main(envelopes: int, pairs: int, window: int, size: int, timeout: float, as_
         raise click.BadParameter("100..50000", param_hint="--envelopes")
     if pairs < 2 or pairs % 2:
         raise click.BadParameter("an even number ≥ 2 (half the pairs cross)", param_hint="--pairs")
-    from semafore.deploy.providers import provider_from_settings
+    from semafore.deploy.selection import provider_from_settings
     from semafore.deploy.settings import InfraSettings, ProviderKind
 
     opts = {"envelopes": envelopes, "pairs": pairs, "window": window, "size": size,

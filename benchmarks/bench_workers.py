@@ -40,7 +40,8 @@ from typing import Any
 import httpx
 
 from benchmarks.bench_relay import ORG, process_cpu, run_semafore
-from semafore.deploy.providers import Endpoints, provider_from_settings
+from semafore.deploy.providers import Endpoints
+from semafore.deploy.selection import provider_from_settings
 from semafore.deploy.settings import InfraSettings, ProviderKind
 
 

@@ -2,7 +2,7 @@
 back from it (seed §3.3-§3.5, issue 4).
 
 ``embedded`` keeps the stores in memory; ``local`` and ``containers`` start real MongoDB, Redis
-and SeaweedFS through :func:`~semafore.deploy.providers.provider_from_settings`; ``external``
+and SeaweedFS through :func:`~semafore.deploy.selection.provider_from_settings`; ``external``
 uses the backends the environment names. :meth:`DataTier.dump` returns every byte the tier
 holds as the oracle's chunks, per tier, so the plaintext oracle scans the same bytes an
 operator with disk access would see. The interop gate's live run (``semafore.gate.live``) and
@@ -19,7 +19,7 @@ from typing import Any
 
 from semafore.deploy import dumps
 from semafore.deploy.errors import SettingsError
-from semafore.deploy.providers import provider_from_settings
+from semafore.deploy.selection import provider_from_settings
 from semafore.deploy.settings import InfraSettings, ProviderKind
 from semafore.deploy.stores import backend_stores
 from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk

@@ -6,7 +6,8 @@
 - ``containers`` the same three as containers (testcontainers; semafore.deploy.containers).
 - ``external``   URLs of a deployment someone already runs; nothing is started or stopped.
 
-A provider is a context manager: ``with provider_from_settings() as p: p.endpoints.redis_url``.
+A provider is a context manager: ``with provider_from_settings() as p: p.endpoints.redis_url``
+(:func:`semafore.deploy.selection.provider_from_settings` picks one by ``SEMAFORE_PROVIDER``).
 Leaving the block — normally, on a failed assertion or on KeyboardInterrupt — stops every
 process it started and deletes its data directories.
 """
@@ -436,18 +437,3 @@ class LocalProvider(Provider):
             "mongodb", argv, lambda: health.mongodb_ping(url), root / "mongodb.log", cwd=data
         )
         return spec, url, engine
-
-
-def provider_from_settings(settings: InfraSettings | None = None, **options: bool) -> Provider:
-    """The provider ``SEMAFORE_PROVIDER`` (or ``settings.provider``) names, not yet started."""
-    settings = settings if settings is not None else InfraSettings.from_env()
-    if settings.provider is ProviderKind.EMBEDDED:
-        return EmbeddedProvider(settings)
-    if settings.provider is ProviderKind.LOCAL:
-        return LocalProvider(settings, **options)
-    if settings.provider is ProviderKind.EXTERNAL:
-        return ExternalProvider(settings)
-    from semafore.deploy.containers import ContainersProvider  # noqa: PLC0415 (the containers provider: optional (testcontainers), and containers.py builds on Provider here)
-
-    provider: Provider = ContainersProvider(settings, **options)
-    return provider

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from semafore.deploy.errors import BackendUnavailableError, InfraError
-from semafore.deploy.providers import Provider, provider_from_settings
+from semafore.deploy.providers import Provider
+from semafore.deploy.selection import provider_from_settings
 from semafore.deploy.settings import LOCAL_IMAGES, PROJECT_ROOT, InfraSettings, ProviderKind
 
 _shared: dict[ProviderKind, Provider] = {}

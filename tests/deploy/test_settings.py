@@ -10,8 +10,8 @@ from semafore.deploy.providers import (
     Endpoints,
     ExternalProvider,
     LocalProvider,
-    provider_from_settings,
 )
+from semafore.deploy.selection import provider_from_settings
 from semafore.deploy.settings import DEFAULT_IMAGES, InfraSettings, ProviderKind
 
 EXTERNAL = {
@@ -50,6 +50,13 @@ def test_provider_choice_is_validated() -> None:
         provider_from_settings(InfraSettings.from_env({"SEMAFORE_PROVIDER": "local"})),
         LocalProvider,
     )
+
+
+@pytest.mark.parametrize("kind", list(ProviderKind))
+def test_every_provider_kind_selects_a_provider_of_that_kind(kind: ProviderKind) -> None:
+    settings = InfraSettings.from_env({**EXTERNAL, "SEMAFORE_PROVIDER": kind.value})
+    provider = provider_from_settings(settings)  # not started: nothing runs
+    assert provider.kind is kind and provider.settings.provider is kind
 
 
 @pytest.mark.parametrize(
