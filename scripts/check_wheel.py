@@ -39,7 +39,9 @@ SHIPPED = (
 """(checkout directory, directory inside the wheel, globs): data the wheel must carry."""
 
 PACKAGES = ("semafore", "simulator", "loadtests")
-"""Import packages the installed distribution must provide (from the venv, not a checkout)."""
+"""Import packages the installed distribution must provide (from the venv, not a checkout),
+each typed: its ``py.typed`` marker ships with it (PEP 561), or a type checker treats the
+installed package as untyped."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ def wheel_problems(wheel: Path, expected: dict[str, bytes]) -> list[str]:
         for package in PACKAGES:
             if f"{package}/__init__.py" not in names:
                 problems.append(f"{wheel.name} lacks the {package} package")
+            if f"{package}/py.typed" not in names:
+                problems.append(f"{wheel.name} lacks {package}/py.typed (PEP 561 marker)")
     return problems
 
 

@@ -36,7 +36,8 @@ def build(tmp: Path, files: dict[str, bytes]) -> Path:
 
 
 def complete() -> dict[str, bytes]:
-    packages = {f"{p}/__init__.py": b"" for p in check_wheel.PACKAGES}
+    packages = {f"{p}/{marker}": b"" for p in check_wheel.PACKAGES
+                for marker in ("__init__.py", "py.typed")}
     return {**check_wheel.expected_data(ROOT), **packages}
 
 
@@ -67,6 +68,15 @@ def test_a_missing_scenario_a_changed_vector_and_a_missing_package_are_problems(
     assert "lacks semafore/shipped/scenarios/desync/reorder.yaml" in joined
     assert "dr-v1-interop.json differs" in joined
     assert "lacks the loadtests package" in joined
+
+
+@pytest.mark.parametrize("package", check_wheel.PACKAGES)
+def test_a_package_without_its_py_typed_marker_is_a_problem(tmp_path: Path, package: str) -> None:
+    files = complete()
+    del files[f"{package}/py.typed"]
+    problems = check_wheel.wheel_problems(build(tmp_path, files), check_wheel.expected_data(ROOT))
+    assert problems == [f"semafore_sim-0.1.0-py3-none-any.whl lacks {package}/py.typed "
+                        "(PEP 561 marker)"]
 
 
 def test_nothing_to_compare_is_a_problem_not_a_pass(tmp_path: Path) -> None:

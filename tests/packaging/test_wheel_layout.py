@@ -52,3 +52,10 @@ def test_the_mapped_data_is_what_the_locator_reads_and_carries_package_data() ->
     for item in (shipped.VECTORS, shipped.SCENARIOS):
         assert (ROOT / item.name / item.marker).is_file()
     assert "profiles/*.yaml" in data["loadtests"]
+
+
+def test_every_top_level_package_ships_its_py_typed_marker() -> None:
+    data = package_data()
+    for top in SETUP["TOP_LEVEL"]:
+        assert (ROOT / top / "py.typed").is_file(), top
+        assert "py.typed" in data[top], top
