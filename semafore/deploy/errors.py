@@ -33,6 +33,23 @@ class BackendUnavailableError(InfraError):
         self.log_tail = log_tail
 
 
+class ToolMissingError(BackendUnavailableError):
+    """A binary the local provider runs is nowhere it looks: ``tool`` names the binary,
+    ``tools_dir`` is the tools directory searched (its ``bin/``) before the interpreter's bin
+    and PATH. The message says how to install it (docs/backends.md)."""
+
+    def __init__(self, tool: str, tools_dir: str, source: str) -> None:
+        super().__init__(
+            tool,
+            f"not installed: looked in {tools_dir}/bin, the interpreter's bin directory and "
+            f"PATH ({source}). Install it with scripts/install-backends.sh from a checkout "
+            f"(SEMAFORE_TOOLS_DIR=<dir> picks where it goes), or set SEMAFORE_TOOLS_DIR to a "
+            f"directory whose bin/ holds {tool}",
+        )
+        self.tool = tool
+        self.tools_dir = tools_dir
+
+
 class FaultError(InfraError):
     """A fault could not be applied (target not started, already stopped, unsupported)."""
 

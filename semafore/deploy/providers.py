@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Literal, Protocol
 
 from semafore.deploy import health
-from semafore.deploy.errors import BackendUnavailableError, FaultError
+from semafore.deploy.errors import BackendUnavailableError, FaultError, ToolMissingError
 from semafore.deploy.processes import (
     FaultEffect,
     ManagedProcess,
@@ -303,9 +303,7 @@ class LocalProvider(Provider):
     def _tool(self, name: str, hint: str) -> Path:
         path = find_tool(name, extra_dirs=(self.settings.tools_dir / "bin",))
         if path is None:
-            raise BackendUnavailableError(
-                name, f"not installed ({hint}; run scripts/install-backends.sh)"
-            )
+            raise ToolMissingError(name, str(self.settings.tools_dir), hint)
         return path
 
     def _redis_spec(self, root: Path) -> tuple[ProcessSpec, str]:

@@ -44,6 +44,43 @@ LOCAL_IMAGES = {
 }
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout this module runs from, if it runs from one (for an installed wheel, the
+directory above ``site-packages``: see :func:`checkout_root`)."""
+
+INSTALL_SCRIPT = "scripts/install-backends.sh"
+"""What installs the local provider's binaries, relative to a checkout (docs/backends.md)."""
+
+
+def checkout_root(root: Path = PROJECT_ROOT) -> Path | None:
+    """``root`` if it is a SemaFore checkout (it has the library and the install script),
+    else None: an installed wheel carries neither, so its tools cannot live in ``.tools``."""
+    if (root / "semafore").is_dir() and (root / INSTALL_SCRIPT).is_file():
+        return root
+    return None
+
+
+def resolve_tools_dir(env: Mapping[str, str], *, root: Path = PROJECT_ROOT) -> Path:
+    """Where the local provider looks for binaries it does not find on PATH (FerretDB, which
+    ``scripts/install-backends.sh`` builds into ``<tools>/bin``), first match wins:
+
+    1. ``SEMAFORE_TOOLS_DIR``, the same variable the install script writes to;
+    2. the checkout's ``.tools`` when running from a checkout (the script's default);
+    3. the per-user data directory, ``$XDG_DATA_HOME/semafore/tools`` (default
+       ``~/.local/share/semafore/tools``): an installed wheel has no checkout (issue #14
+       item 1).
+    """
+    given = env.get("SEMAFORE_TOOLS_DIR", "").strip()
+    if given:
+        return Path(given).expanduser()
+    checkout = checkout_root(root)
+    if checkout is not None:
+        return checkout / ".tools"
+    data_home = env.get("XDG_DATA_HOME", "").strip()
+    # the XDG base-directory spec ignores a relative XDG_DATA_HOME
+    if not data_home or not Path(data_home).is_absolute():
+        home = env.get("HOME", "").strip()
+        data_home = str((Path(home) if home else Path.home()) / ".local" / "share")
+    return Path(data_home) / "semafore" / "tools"
 
 
 def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | None:
@@ -73,7 +110,8 @@ class InfraSettings:
     ``SEMAFORE_SEAWEEDFS_S3_URL`` (external); ``SEMAFORE_MONGODB_IMAGE``,
     ``SEMAFORE_REDIS_IMAGE``, ``SEMAFORE_SEAWEEDFS_IMAGE`` (containers);
     ``SEMAFORE_MONGODB_BINARY`` mongod|ferretdb|auto (local, default auto: mongod if on PATH);
-    ``SEMAFORE_TOOLS_DIR`` where install-backends.sh put ferretdb (default ``.tools``);
+    ``SEMAFORE_TOOLS_DIR`` where install-backends.sh put ferretdb (else the checkout's
+    ``.tools``, else the per-user data directory: :func:`resolve_tools_dir`);
     ``SEMAFORE_INFRA_DIR`` parent of throw-away data directories (default: system temp).
     """
 
@@ -84,7 +122,7 @@ class InfraSettings:
     seaweedfs_s3_url: str | None = None
     images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
     mongodb_binary: str = "auto"
-    tools_dir: Path = PROJECT_ROOT / ".tools"
+    tools_dir: Path = field(default_factory=lambda: resolve_tools_dir(os.environ))
     work_dir: Path | None = None
     seaweedfs_s3: bool = True
 
@@ -108,7 +146,6 @@ class InfraSettings:
             raise SettingsError(
                 "SEMAFORE_MONGODB_BINARY", f"{binary!r} is not auto, mongod or ferretdb"
             )
-        tools = env.get("SEMAFORE_TOOLS_DIR", "").strip()
         work = env.get("SEMAFORE_INFRA_DIR", "").strip()
         settings = cls(
             provider=provider,
@@ -118,7 +155,7 @@ class InfraSettings:
             seaweedfs_s3_url=_url(env, "SEMAFORE_SEAWEEDFS_S3_URL", ("http", "https")),
             images=images,
             mongodb_binary=binary,
-            tools_dir=Path(tools) if tools else PROJECT_ROOT / ".tools",
+            tools_dir=resolve_tools_dir(env),
             work_dir=Path(work) if work else None,
         )
         if provider is ProviderKind.EXTERNAL:
