@@ -238,13 +238,13 @@ class Search:
         """Every chosen sabotage for a scenario: those the hint recorded it killing, then those
         whose ``catches`` names it, then the rest, the ones killed most often in the hint
         first."""
-        recorded = [n for n in self.hint.victims_of(scenario.scenario) if n in self._names]
-        named = [s.name for s in self.sabotages if named_in(s.catches, scenario.scenario)]
         rest = [s.name for s in sorted(self.sabotages,
                                        key=lambda s: -len(self.hint.killers_of(s.name)))]
-        return tuple(dict.fromkeys([*recorded, *named, *rest]))
+        return tuple(dict.fromkeys([*self.hinted_victims(scenario), *rest]))
 
     def hinted_victims(self, scenario: Observation) -> tuple[str, ...]:
+        """The sabotages the hint recorded the scenario killing, then those whose ``catches``
+        names it (chosen ones only)."""
         recorded = [n for n in self.hint.victims_of(scenario.scenario) if n in self._names]
         named = [s.name for s in self.sabotages if named_in(s.catches, scenario.scenario)]
         return tuple(dict.fromkeys([*recorded, *named]))
