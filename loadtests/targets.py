@@ -366,35 +366,30 @@ def _local_target(org_id: str) -> Iterator[Target]:
     replica entry point of issue 4, so the relay runs outside this process); no in-process
     counters, the report's server section is then empty."""
     settings = InfraSettings.from_env({"SEMAFORE_PROVIDER": ProviderKind.LOCAL.value})
-    provider = LocalProvider(settings)
-    try:
-        endpoints = provider.start()
-    except BackendUnavailableError as exc:
-        raise TargetUnavailable(ProviderKind.LOCAL.value, str(exc)) from exc
-    try:
-        with tempfile.TemporaryDirectory(prefix="semafore-load-relay-") as work:
-            try:
-                replicas = ReplicaSet(
-                    endpoints, 1, Path(work), namespace="load", test_orgs=(org_id,),
-                    unlimited_rates=True,
-                ).start()
-            except InfraError as exc:
-                raise TargetUnavailable(ProviderKind.LOCAL.value,
-                                        f"relay did not start: {exc}") from exc
-            try:
-                yield Target(
-                    ProviderKind.LOCAL,
-                    check_loopback(replicas.urls[0]),
-                    True,
-                    org_id,
-                    None,
-                    {"mongodb": endpoints.mongodb_engine, "redis": "redis-server",
-                     "object_store": "seaweedfs filer", "relay": "separate process"},
-                )
-            finally:
-                replicas.stop()
-    finally:
-        provider.stop()
+    with contextlib.ExitStack() as running:
+        provider = LocalProvider(settings)
+        try:
+            endpoints = provider.start()
+        except BackendUnavailableError as exc:
+            raise TargetUnavailable(ProviderKind.LOCAL.value, str(exc)) from exc
+        running.callback(provider.stop)
+        work = running.enter_context(tempfile.TemporaryDirectory(prefix="semafore-load-relay-"))
+        try:
+            replicas = running.enter_context(ReplicaSet(
+                endpoints, 1, Path(work), namespace="load", test_orgs=(org_id,),
+                unlimited_rates=True))
+        except InfraError as exc:
+            raise TargetUnavailable(ProviderKind.LOCAL.value,
+                                    f"relay did not start: {exc}") from exc
+        yield Target(
+            ProviderKind.LOCAL,
+            check_loopback(replicas.urls[0]),
+            True,
+            org_id,
+            None,
+            {"mongodb": endpoints.mongodb_engine, "redis": "redis-server",
+             "object_store": "seaweedfs filer", "relay": "separate process"},
+        )
 
 
 def vet_spec(spec: str, policy: TargetPolicy) -> VettedTarget | None:
