@@ -33,29 +33,19 @@ from semafore.protocol.address import AddressError, DeviceAddress
 from simulator.adversary import Attempt, CapturedEnvelope
 from simulator.assignment import REFERENCE, Implementation
 from simulator.scenario.model import (
-    AddDevice,
     Assertion,
     AssertionKind,
     Attach,
-    Broadcast,
     Compromise,
     Concurrently,
     ExhaustOpks,
     Network,
-    ReadReceipt,
-    Reinstall,
-    RemoveDevice,
     Replay,
     Restore,
-    RotateSpk,
     Scenario,
-    Screenshot,
-    Send,
-    SetOnline,
-    Snapshot,
     Step,
-    Sync,
 )
+from simulator.steps import kind_of
 
 REQUEST_TIMEOUT_S = 60.0
 """Budget of one live operation (a send with 409/410 repairs through a faulty proxy)."""
@@ -74,14 +64,6 @@ show ``at_least`` (the executor holds it when the other devices alone reach it) 
 ``at_most`` (``unsupported``), never a count that silently leaves devices out passed off as
 the whole."""
 
-_OPS: dict[type[Step], str] = {
-    AddDevice: "live.device.create", Reinstall: "live.reinstall", Send: "live.send",
-    Sync: "live.receive", SetOnline: "live.receive", Snapshot: "live.state.export",
-    Restore: "live.state.import", Broadcast: "live.broadcast", Attach: "live.attach",
-    ReadReceipt: "live.receipt", RotateSpk: "live.spk.rotate", RemoveDevice: "live.remove",
-    Screenshot: "live.screenshot",
-}
-"""The contract operation (docs/adapter-contract.md §5) an adapter device takes a step with."""
 
 
 class ImplError(Exception):
@@ -418,7 +400,7 @@ def unsupported_steps(scenario: Scenario, assignment: Mapping[str, str],
                     (str(step.device), str(step.onto))}) > 1:
                 out.append(f"step restore (line {step.line}): a clone across implementations "
                            "(the exported state is the implementation's own format)")
-        op = _OPS.get(type(step))
+        op = kind_of(step).adapter_op
         if op is not None:
             for device in mine:
                 if op not in ops.get(adapter_devices[device], frozenset()):

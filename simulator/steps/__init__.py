@@ -57,6 +57,12 @@ class StepKind:
     build: Build
     run: Run
     validate: Validate | None = None
+    adapter_op: str | None = None
+    """The contract operation (docs/adapter-contract.md §5) a device of an adapter takes
+    this step with; ``None``: the step drives no adapter device through one operation (the
+    harness does it, or :mod:`simulator.impl_device` checks what it needs case by case). A
+    run assigning such a step to an adapter that does not list the operation is
+    ``unsupported``, naming it."""
 
 
 class _Registry:

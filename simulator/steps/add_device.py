@@ -46,6 +46,7 @@ register(
     StepKind(
         name="add_device",
         model=AddDevice,
+        adapter_op="live.device.create",
         summary=("Install a new device for an existing user (login, keys, push socket)."),
         schema=SCHEMA,
         build=build,

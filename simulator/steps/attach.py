@@ -59,6 +59,7 @@ register(
     StepKind(
         name="attach",
         model=Attach,
+        adapter_op="live.attach",
         summary=(
             "An attachment encrypted client-side, uploaded to the object store, its key sent "
             "end to end."

@@ -65,6 +65,7 @@ register(
     StepKind(
         name="broadcast",
         model=Broadcast,
+        adapter_op="live.broadcast",
         summary=("Organisation broadcast; to: org (default) or a list of users."),
         schema=SCHEMA,
         build=build,

@@ -44,6 +44,7 @@ register(
     StepKind(
         name="device_online",
         model=SetOnline,
+        adapter_op="live.receive",
         summary=("The device reconnects its push socket and processes what waited."),
         schema=SCHEMA_DEVICE_ONLINE,
         build=build_device_online,
@@ -55,6 +56,7 @@ register(
     StepKind(
         name="device_offline",
         model=SetOnline,
+        adapter_op="live.receive",
         summary=("The device closes its push socket (envelopes queue at the relay)."),
         schema=SCHEMA_DEVICE_ONLINE,
         build=build_device_offline,

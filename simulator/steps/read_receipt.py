@@ -45,6 +45,7 @@ register(
     StepKind(
         name="read_receipt",
         model=ReadReceipt,
+        adapter_op="live.receipt",
         summary=("The device sends read receipts for the labelled messages to their senders."),
         schema=SCHEMA,
         build=build,

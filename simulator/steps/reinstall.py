@@ -55,6 +55,7 @@ register(
     StepKind(
         name="reinstall",
         model=Reinstall,
+        adapter_op="live.reinstall",
         summary=("The app is reinstalled: same address, a new identity and prekeys, no sessions."),
         schema=SCHEMA,
         build=build,

@@ -52,6 +52,7 @@ register(
     StepKind(
         name="remove_device",
         model=RemoveDevice,
+        adapter_op="live.remove",
         summary=("Remove a device at the relay (its user's other devices stop encrypting to it)."),
         schema=SCHEMA,
         build=build,

@@ -53,6 +53,7 @@ register(
     StepKind(
         name="restore",
         model=Restore,
+        adapter_op="live.state.import",
         summary=(
             "Roll the device back to an earlier snapshot of its own state ('Bad MAC after "
             "restore'), or ('onto') put that snapshot on another device of the same user: a "

@@ -75,6 +75,7 @@ register(
     StepKind(
         name="rotate_spk",
         model=RotateSpk,
+        adapter_op="live.spk.rotate",
         summary=("Publish a new signed prekey, keeping the previous private SPK or not."),
         schema=SCHEMA,
         build=build,

@@ -47,6 +47,7 @@ register(
     StepKind(
         name="screenshot",
         model=Screenshot,
+        adapter_op="live.screenshot",
         summary=(
             "The device screenshots the conversation showing those messages and reports it "
             "(ADR-0159)."

@@ -67,6 +67,7 @@ register(
     StepKind(
         name="send",
         model=Send,
+        adapter_op="live.send",
         summary=(
             "Encrypt to every device of each recipient user, plus sync copies to the sender's "
             "other devices."

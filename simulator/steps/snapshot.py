@@ -47,6 +47,7 @@ register(
     StepKind(
         name="snapshot",
         model=Snapshot,
+        adapter_op="live.state.export",
         summary=(
             "Back up the device's whole state (keys and sessions) under 'as' (issue 15 item 4)"
         ),

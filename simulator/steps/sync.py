@@ -67,6 +67,7 @@ register(
     StepKind(
         name="sync",
         model=Sync,
+        adapter_op="live.receive",
         summary=(
             "Every online device (or the listed ones) fetches its queue over HTTP and the "
             "fleet settles."
