@@ -12,7 +12,9 @@ most likely first, the way password crackers order a wordlist:
    ``flast``, ``f.last``, ``first_last``, ``first-last``, ``last.first``, ``firstl``…;
    numbered devices (``laptop-2``, ``phone2``) and model names (``iphone-15``, ``pixel-8``);
    ``olivias-iphone``-style owned devices; role accounts bound to an organisation id
-   (``operator-acme``, ``acme-admin``: org ids are raw in the logs by design, seed §2.3);
+   (``operator-acme``, ``acme-admin``: org ids are raw in the logs by design, seed §2.3) and
+   every bare name qualified by one (``acme.alice``, ``alice@acme``, ``acme/alice``…), as a
+   multi-tenant directory spells its accounts;
 3. numbered people (``olivia2``, ``j.smith3``, ``jsmith7``).
 
 ``size`` caps the list (a slower adversary); the tier that crosses the cap is sampled with
@@ -126,6 +128,9 @@ def _combinations(orgs: Iterable[str]) -> Iterator[str]:
         for role in ROLE_NAMES:
             yield from (f"{role}-{org}", f"{org}-{role}", f"{role}.{org}", f"{role}_{org}",
                         f"{role}@{org}", f"{org}.{role}")
+        for name in _names():  # org-qualified accounts, as directories write them
+            yield from (f"{org}.{name}", f"{name}@{org}", f"{name}.{org}", f"{org}-{name}",
+                        f"{org}_{name}", f"{org}/{name}", f"{org}:{name}")
 
 
 def _numbered() -> Iterator[str]:

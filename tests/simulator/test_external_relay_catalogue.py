@@ -46,10 +46,6 @@ KNOWN: dict[str, str] = {
     "database-tier-communication-graph": "the metadata inventory (simulator.inventory) finds "
     "no identifier in raw SQLite pages: record fields are stored back to back, so the "
     "identifier-boundary check rejects every match (the in-process view is a logical dump)",
-    "log-pseudonyms": "the cast renamed for the relay (<org>.alice) is not in the "
-    "guessable-id dictionary of simulator.pseudonyms, so fewer *_h8 values reverse than "
-    "in-process (43 % < the 50 % the exposure asserts); an attacker reading the raw org ids "
-    "in the log would prefix them",
 }
 
 

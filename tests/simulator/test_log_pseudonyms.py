@@ -121,6 +121,17 @@ def test_unkeyed_prefixes_of_guessable_ids_are_reversed_and_random_ids_are_not()
     assert set(result.found.values()) == set(GUESSABLE)
 
 
+def test_org_qualified_accounts_are_reversed_once_the_org_is_seen_raw() -> None:
+    """A multi-tenant directory spells accounts ``<org>.alice``, ``alice@<org>``…; org ids
+    are raw in the log (seed §2.3), so the reader qualifies its names with each org it saw —
+    and with no org line it cannot (the dictionary is generic, not the cast)."""
+    ids = ["ext-7f3a.alice", "bob@ext-7f3a", "ext-7f3a/admin", "ext-7f3a.olivia"]
+    with_org = reverse(logged_ids(_log([{"org_id": "ext-7f3a", "user_id": u} for u in ids])))
+    assert set(with_org.found.values()) == set(ids)
+    without = reverse(logged_ids(_log([{"user_id": u} for u in ids])))
+    assert without.reversed == 0
+
+
 def test_composite_markers_are_reversed_from_the_people_found() -> None:
     result = reverse(logged_ids(_log([{"user_id": "olivia.smith"},
                                       {"address": "olivia.smith:iphone"}])))
