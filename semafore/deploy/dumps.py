@@ -17,6 +17,10 @@ scenario); from async code call them through ``asyncio.to_thread``.
 - SeaweedFS: every file the filer lists (recursively, paginated), read back through the
   filer — S3 buckets live under ``/buckets`` there, so they are covered too — plus, for a
   local process, the raw volume files on disk.
+- SQLite (a relay on ``--store sqlite:``, or any granted ``.db`` file): the raw file pages
+  (freed pages keep old contents) and, through :func:`iter_sqlite_rows`, every row of every
+  table as someone holding the file reads it with SQLite (its WAL applied): row boundaries
+  are what the metadata inventory needs, since a page stores a record's fields back to back.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sqlite3
 import tempfile
 import urllib.parse
 import urllib.request
@@ -316,6 +321,48 @@ def filer_file(filer_url: str, path: str) -> Iterator[Dumped]:
 def dump_provider(provider: Provider) -> list[Item]:
     """Everything every backend of a started provider holds, as a list (small stores)."""
     return [whole(item) for item in iter_provider(provider)]
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file (sqlite.org/fileformat.html §1.3)."""
+
+
+def is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an SQLite database file (by its header, not its name)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def iter_sqlite_rows(path: Path) -> Iterator[Item]:
+    """Every row of every table of the SQLite database ``path``, one :class:`Item` each
+    (``<path>#<table>/<n>``, the row as a JSON object; BLOBs as hex), as someone holding the
+    file reads it: a copy of the file and of its ``-wal`` beside it is opened, so committed
+    transactions still in the WAL are included and the live file is never opened or locked.
+    ``sqlite3.DatabaseError`` if the copy cannot be read as a database."""
+    with tempfile.TemporaryDirectory(prefix="semafore-sqlite-") as tmp:
+        copy = Path(tmp) / "db"
+        shutil.copyfile(path, copy)
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists():
+            shutil.copyfile(wal, Path(tmp) / "db-wal")
+        con = sqlite3.connect(copy)
+        try:
+            tables = [row[0] for row in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            for table in tables:
+                quoted = '"' + table.replace('"', '""') + '"'  # an identifier, quoted as SQL says
+                cursor = con.execute(f"SELECT * FROM {quoted}")  # noqa: S608 (names from the file)
+                columns = [d[0] for d in cursor.description]
+                for n, row in enumerate(cursor):
+                    record = {c: v.hex() if isinstance(v, bytes) else v
+                              for c, v in zip(columns, row, strict=True)}
+                    yield Item(f"{path}#{table}/{n}", json.dumps(record).encode())
+        finally:
+            con.close()
 
 
 def iter_provider(provider: Provider) -> Iterator[Dumped]:

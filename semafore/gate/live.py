@@ -30,6 +30,7 @@ import hashlib
 import io
 import logging
 import os
+import sqlite3
 import time
 import urllib.error
 from collections.abc import Callable, Iterator, Mapping
@@ -967,10 +968,24 @@ def _store_source(access: RelayAccess, org: str) -> SourceScan:
             # SQLite WAL is checkpointed and removed, taking freed pages' old contents)
             spool = Spool()
             mentions = sum(contains(spool.add(StoredFile(str(f), f)), needle) for f in files)
+            # an SQLite database is also read as its holder reads it, row by row (WAL
+            # applied): the metadata inventory needs record boundaries a page does not show
+            databases = [f for f in files if dumps.is_sqlite(f)]
+            rows = 0
+            for database in databases:
+                try:
+                    for item in dumps.iter_sqlite_rows(database):
+                        mentions += contains(spool.add(item), needle)
+                        rows += 1
+                except (sqlite3.DatabaseError, OSError) as exc:
+                    scan.errors.append(f"{database}: its rows could not be read: {exc}")
             scan.spools.append(("file", spool))
             mentioned += mentions
+            as_rows = (f" ({len(databases)} SQLite database(s) also read as {rows} rows)"
+                       if databases else "")
             scan.parts[f"files:{root}"] = (
-                f"{len(files)} files, {spool.bytes} bytes, {mentions} mention org {org}")
+                f"{len(files)} files{as_rows}, {spool.bytes} bytes, {mentions} mention org "
+                f"{org}")
     else:
         scan.missing["files"] = "not given (--relay-store-file)"
     if scan.parts and not mentioned:

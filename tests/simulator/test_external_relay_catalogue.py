@@ -43,9 +43,6 @@ UNSUPPORTED: dict[str, str] = {
 
 KNOWN: dict[str, str] = {
     # stem -> why the external verdict differs today (strict: fixed, the entry must go)
-    "database-tier-communication-graph": "the metadata inventory (simulator.inventory) finds "
-    "no identifier in raw SQLite pages: record fields are stored back to back, so the "
-    "identifier-boundary check rejects every match (the in-process view is a logical dump)",
 }
 
 
