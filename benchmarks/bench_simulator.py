@@ -30,7 +30,7 @@ async def run(devices: int, messages: int, per_user: int, concurrency: int, seed
     t0 = time.perf_counter()
     await fleet.start([ORG])
     await fleet.add_org(ORG, users, seats=len(users) + 2)
-    refs = [f"{u}/d{j}" for u in users for j in range(per_user)][:devices]
+    refs = [f"{u}:d{j}" for u in users for j in range(per_user)][:devices]
     sem = asyncio.Semaphore(32)
 
     async def install(ref: str) -> None:
@@ -45,7 +45,7 @@ async def run(devices: int, messages: int, per_user: int, concurrency: int, seed
     for i in range(messages):
         sender = rng.choice(refs)
         to = rng.choice(users)
-        while to == sender.split("/")[0]:
+        while to == sender.split(":")[0]:
             to = rng.choice(users)
         plan.append((sender, to, f"m{i:06d}".encode() + bytes(48)))
     by_sender: dict[str, list[tuple[str, bytes]]] = {}

@@ -40,6 +40,7 @@ from semafore.deploy.inprocess_replicas import (
 )
 from semafore.deploy.local_push import LocalPushBus
 from semafore.deploy.replica_record import InfraRecord
+from semafore.protocol.address import DeviceAddress, address_argument
 from semafore.protocol.entropy import SeededEntropy
 from semafore.server.settings import Settings
 from semafore.storage.memory import memory_stores
@@ -135,7 +136,7 @@ class Fleet:
         ws_send_timeout: float = 2.0,
         settings_overrides: dict[str, Any] | None = None,
         replicas: int = 1,
-        pins: Mapping[str, int] | None = None,
+        pins: Mapping[DeviceAddress, int] | Mapping[str, int] | None = None,
         push: PushFactory | None = None,
         otp: OtpSource | None = None,
     ) -> None:
@@ -143,7 +144,9 @@ class Fleet:
             raise ValueError("a fleet needs at least one relay replica")
         if url is not None and replicas != 1:
             raise ValueError("replicas run in this process; a fleet aimed at a url has one relay")
-        for address, index in (pins or {}).items():
+        placed = {address_argument(address, "pins"): index
+                  for address, index in (pins or {}).items()}
+        for address, index in placed.items():
             if not 0 <= index < replicas:
                 raise ValueError(f"{address} is pinned to replica {index}; there are "
                                  f"{replicas} (0-{replicas - 1})")
@@ -172,7 +175,7 @@ class Fleet:
         self._org_ids: list[str] = []
         self._settings: Settings | None = None
         self.replica_count = replicas
-        self.pins = {k.replace("/", ":"): v for k, v in (pins or {}).items()}
+        self.pins = {str(address): index for address, index in placed.items()}
         self.push_factory = push
         # where logins get their one-time codes: the test OTP (ADR-0164), or e.g. the
         # relay's OTP sink for orgs off the allow-list (simulator.attacks.harness)
@@ -205,9 +208,10 @@ class Fleet:
 
     # -- relay replicas ----------------------------------------------------------------------
 
-    def replica_of(self, address: str) -> int:
-        """The replica ``user:device`` connects to first (its pin, else seeded)."""
-        return assign(self.seed, address.replace("/", ":"), self.replica_count, self.pins)
+    def replica_of(self, address: DeviceAddress | str) -> int:
+        """The replica ``address`` connects to first (its pin, else seeded)."""
+        return assign(self.seed, str(address_argument(address, "address")),
+                      self.replica_count, self.pins)
 
     def route(self, address: str) -> list[tuple[str, int]]:
         """Where a device's new connection goes: its replica, then the others in order."""
@@ -366,18 +370,20 @@ class Fleet:
             )
         return account
 
-    async def add_device(self, ref: str, *, connect: bool = True) -> DeviceClient:
-        """Install ``user/device`` (login, keys) behind its own network link."""
-        user, device = _split(ref)
-        address = f"{user}:{device}"
+    async def add_device(self, ref: DeviceAddress | str, *,
+                         connect: bool = True) -> DeviceClient:
+        """Install ``ref`` (a :class:`DeviceAddress` or ``user:device``; login, keys) behind
+        its own network link."""
+        address = address_argument(ref, "ref")
         if self.network is not None:
-            await self.network.link(address)
-        client = await self.account(user).add_device(device, connect=connect)
+            await self.network.link(str(address))
+        client = await self.account(address.user).add_device(address.device, connect=connect)
         return client
 
-    def client(self, ref: str) -> DeviceClient:
-        user, device = _split(ref)
-        return self.accounts[user].devices[device]
+    def client(self, ref: DeviceAddress | str) -> DeviceClient:
+        """The installed device ``ref`` (a :class:`DeviceAddress` or ``user:device``)."""
+        address = address_argument(ref, "ref")
+        return self.accounts[address.user].devices[address.device]
 
     def clients(self) -> list[DeviceClient]:
         return [c for a in self.accounts.values() for c in a.devices.values()]
@@ -435,13 +441,6 @@ class Fleet:
                 await asyncio.wait_for(self._progress.wait(), min(idle, remaining))
             except TimeoutError:
                 return self.ledger.missing(wanted)
-
-
-def _split(ref: str) -> tuple[str, str]:
-    user, sep, device = ref.replace(":", "/").partition("/")
-    if not sep:
-        raise ValueError(f"device reference must be 'user/device', got {ref!r}")
-    return user, device
 
 
 def _host_port(url: str) -> tuple[str, int]:

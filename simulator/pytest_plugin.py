@@ -59,6 +59,7 @@ from semafore.oracle import (
     canary,
     from_log_file,
 )
+from semafore.protocol.address import DeviceAddress, address_argument
 from semafore.server.oplog import LOGGER_NAME, THIRD_PARTY_LOGGERS, JsonFormatter
 from simulator.executor import Infrastructure, run_scenario_async
 from simulator.external import ExternalRelay, relay_org_name
@@ -420,15 +421,18 @@ class PlatformFleet:
                                     json={"role": "member"})
             self.fleet.org_of[user] = org_id
 
-    async def device(self, ref: str, *, connect: bool = True,
+    async def device(self, ref: DeviceAddress | str, *, connect: bool = True,
                      timeout: float = 10.0) -> DeviceClient:
-        """Install ``user/device`` (login, keys published) and, unless ``connect=False``,
-        wait until its push socket is open. The user must be enrolled (:meth:`org`)."""
-        user = ref.replace(":", "/").partition("/")[0]
+        """Install ``ref`` (a :class:`DeviceAddress` or its text ``user:device``, SPEC §2
+        step 6; ``user/device`` is refused naming ``ref``), login and keys published, and
+        unless ``connect=False`` wait until its push socket is open. The user must be enrolled
+        (:meth:`org`)."""
+        address = address_argument(ref, "ref")
+        user = address.user
         if user not in self.fleet.org_of:
             raise PluginError(f"{user} is not enrolled: call org(..., [{user!r}]) or users() "
                               "first", "ref")
-        client = await self.fleet.add_device(ref, connect=connect)
+        client = await self.fleet.add_device(address, connect=connect)
         if connect:
             await client.wait_connected(timeout)
         return client
@@ -438,9 +442,10 @@ class PlatformFleet:
         """Enrol ``names`` in ``org`` (default: the first test organisation) and give each
         one connected device; returned in the order named."""
         await self.org(org or self.default_org, names)
-        return [await self.device(f"{name}/{device}") for name in names]
+        return [await self.device(DeviceAddress(name, device)) for name in names]
 
-    def client(self, ref: str) -> DeviceClient:
+    def client(self, ref: DeviceAddress | str) -> DeviceClient:
+        """The installed device ``ref`` (a :class:`DeviceAddress` or ``user:device``)."""
         return self.fleet.client(ref)
 
 

@@ -49,9 +49,11 @@ from semafore.client.expect import (
     DEFAULT_TIMEOUT,
     Expectations,
     ExpectationTimeout,
+    sender_argument,
     sender_matches,
 )
 from semafore.client.transport import RETRY_STATUSES, RelayHttp
+from semafore.protocol.address import DeviceAddress
 from semafore.protocol.entropy import Entropy
 from semafore.protocol.errors import (
     DuplicateMessage,
@@ -1042,13 +1044,14 @@ class DeviceClient:
     # -- expectations (tests: semafore.client.expect, docs/pytest-plugin.md) -----------------
 
     async def wait_for_message(
-        self, *, sender: str | None = None, text: str | bytes | None = None,
+        self, *, sender: str | DeviceAddress | None = None, text: str | bytes | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Received:
-        """The first message from ``sender`` (a user, or ``user/device``) whose body is
-        ``text`` that no earlier wait returned, as soon as it is in (``inbox`` indexes are the
-        claims: the inbox only grows); raises ExpectationTimeout listing what arrived
-        instead."""
+        """The first message from ``sender`` (a user, or one device: a ``DeviceAddress`` or
+        ``user:device``) whose body is ``text`` that no earlier wait returned, as soon as it is
+        in (``inbox`` indexes are the claims: the inbox only grows); raises ExpectationTimeout
+        listing what arrived instead."""
+        from_ = sender_argument(sender)
         body = text.encode("utf-8") if isinstance(text, str) else text
         claimed = self.expectations.claimed_messages
 
@@ -1056,23 +1059,25 @@ class DeviceClient:
             for index, received in enumerate(self.inbox):
                 if index in claimed or (body is not None and received.content.body != body):
                     continue
-                if sender_matches(sender, received.sender_user_id, received.sender):
+                if sender_matches(from_, received.sender_user_id, received.sender):
                     claimed.add(index)
                     return received
             return None
 
-        what = "a message" + (f" from {sender}" if sender else "") + (
+        what = "a message" + (f" from {from_}" if from_ else "") + (
             f" saying {text!r}" if text is not None else "")
         return await self.expectations.until(
             found, timeout=timeout, expected=what, field="message",
             arrived=lambda: self.expectations.unclaimed(self.inbox, self.events))
 
     async def wait_for_decryption_error(
-        self, *, sender: str | None = None, error: str | None = None,
+        self, *, sender: str | DeviceAddress | None = None, error: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> ClientEvent:
         """The first unclaimed frame this device could not open (``DECRYPTION_ERROR_KINDS``)
-        from ``sender``, with SPEC §5 name ``error`` (e.g. ``BadMac``) if given."""
+        from ``sender`` (as for :meth:`wait_for_message`), with SPEC §5 name ``error`` (e.g.
+        ``BadMac``) if given."""
+        from_ = sender_argument(sender)
         claimed = self.expectations.claimed_events
 
         def found() -> ClientEvent | None:
@@ -1081,13 +1086,13 @@ class DeviceClient:
                     continue
                 user, _, _device = (ev.peer or "").partition(":")
                 if (error is None or ev.detail == error) and sender_matches(
-                        sender, user, ev.peer or ""):
+                        from_, user, ev.peer or ""):
                     claimed.add(index)
                     return ev
             return None
 
         what = "a decryption error" + (f" {error}" if error else "") + (
-            f" on a frame from {sender}" if sender else "")
+            f" on a frame from {from_}" if from_ else "")
         return await self.expectations.until(
             found, timeout=timeout, expected=what, field="decryption_error",
             arrived=lambda: self.expectations.unclaimed(self.inbox, self.events))

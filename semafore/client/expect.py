@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from semafore.client.errors import ClientError
+from semafore.protocol.address import SEPARATOR, DeviceAddress, address_argument
 
 if TYPE_CHECKING:
     from semafore.client.client import ClientEvent, Received
@@ -78,11 +79,21 @@ def describe_event(event: ClientEvent) -> str:
     return f"event {event.kind}{peer}{detail}"
 
 
+def sender_argument(sender: str | DeviceAddress | None) -> str | None:
+    """A wait's ``sender`` filter, checked before waiting: ``None`` (anyone), a user
+    (``alice``, no separator) or one device (a :class:`DeviceAddress` or its one text
+    ``alice:phone``, SPEC §2 step 6), returned as that text. The retired ``alice/phone``
+    spelling is an :class:`AddressArgumentError` naming ``sender``, not a filter that silently
+    matches nothing until the timeout (issue #14 item 1)."""
+    if sender is None or (isinstance(sender, str) and SEPARATOR not in sender
+                          and "/" not in sender):
+        return sender
+    return str(address_argument(sender, "sender"))
+
+
 def sender_matches(sender: str | None, user_id: str, address: str) -> bool:
-    """``sender`` names a user (``alice``) or one device (``alice/phone`` or ``alice:phone``)."""
-    if sender is None:
-        return True
-    return sender in (user_id, address) or sender.replace("/", ":") == address
+    """``sender`` (as :func:`sender_argument` returns it) names ``user_id`` or ``address``."""
+    return sender is None or sender in (user_id, address)
 
 
 class Expectations:

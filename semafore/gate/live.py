@@ -72,6 +72,7 @@ from semafore.oracle import (
 )
 from semafore.protocol import frame as drv1
 from semafore.protocol import smx1
+from semafore.protocol.address import DeviceAddress, address_argument
 from semafore.protocol.entropy import SeededEntropy, SystemEntropy
 from semafore.protocol.errors import ProtocolError
 from semafore.server.oplog import configure_logging
@@ -253,7 +254,7 @@ class _Cell:
             "S": AdapterProcess(sender.command),
             "R": AdapterProcess(receiver.command),
         }
-        self.devices: dict[str, _Device] = {}
+        self.devices: dict[DeviceAddress, _Device] = {}  # by cast name (alice:phone)
         self.nonces: dict[bytes, str] = {}
         self.sent: dict[str, _Message] = {}
         self.on_wire: set[str] = set()  # SHA-256 of every body live.send listed as delivered
@@ -298,7 +299,7 @@ class _Cell:
             dev, "live.register",
             {"device": dev.address, "relay": self.relay_url, "org": self.org, "otp": "000000"},
         )
-        self.devices[f"{user}/{device}"] = dev
+        self.devices[DeviceAddress(user, device)] = dev
         # raw identifiers may reach relay logs only as *_h8 hashes (seed §2.3); the device id
         # alone ("phone") is too common a word to search for, its user and address are not
         self.observer.register_identifier("sub", dev.user)
@@ -311,8 +312,9 @@ class _Cell:
                 return dev.impl
         return "unknown implementation"
 
-    def d(self, name: str) -> _Device:
-        return self.devices[name]
+    def d(self, name: DeviceAddress | str) -> _Device:
+        """The cast device ``name`` (``alice:phone``, one address form: issue #14 item 1)."""
+        return self.devices[address_argument(name, "name")]
 
     def send(self, src: _Device, to: _Device, *, deliver: bool = True) -> _Message:
         self.seq += 1
@@ -529,25 +531,25 @@ class _Cell:
             self.create(side, user, "phone")
 
     def bootstrap(self) -> None:
-        alice, bob = self.d("alice/phone"), self.d("bob/phone")
+        alice, bob = self.d("alice:phone"), self.d("bob:phone")
         m1 = self.send(alice, bob)
         self.expect_smx1(alice, m1, bob, "a first message bootstraps the session")
         self.expect(bob, [m1])
 
     def reply(self) -> None:
-        alice, bob = self.d("alice/phone"), self.d("bob/phone")
+        alice, bob = self.d("alice:phone"), self.d("bob:phone")
         m2 = self.send(bob, alice)
         self.expect(alice, [m2])
         self.digest_agree(alice, bob)
 
     def both_directions(self) -> None:
-        alice, bob = self.d("alice/phone"), self.d("bob/phone")
+        alice, bob = self.d("alice:phone"), self.d("bob:phone")
         for src, dst in ((alice, bob), (bob, alice), (alice, bob)):
             self.expect(dst, [self.send(src, dst)])
         self.digest_agree(bob, alice)
 
     def out_of_order(self) -> None:
-        alice, bob = self.d("alice/phone"), self.d("bob/phone")
+        alice, bob = self.d("alice:phone"), self.d("bob:phone")
         burst = [self.send(alice, bob) for _ in range(3)]
         self.expect(bob, burst, order="reverse")
         burst = [self.send(bob, alice) for _ in range(3)]
@@ -555,7 +557,7 @@ class _Cell:
         self.expect(bob, [self.send(alice, bob)])
 
     def lost_first(self) -> None:
-        erin, frank = self.d("erin/phone"), self.d("frank/phone")
+        erin, frank = self.d("erin:phone"), self.d("frank:phone")
         self.send(erin, frank, deliver=False)  # lost: encrypted, never reaches the relay
         second = self.send(erin, frank)
         self.expect_smx1(erin, second, frank, "the first message was lost, so the peer has no "
@@ -565,7 +567,7 @@ class _Cell:
         self.expect(frank, [self.send(erin, frank)])
 
     def simultaneous(self) -> None:
-        carol, dave = self.d("carol/phone"), self.d("dave/phone")
+        carol, dave = self.d("carol:phone"), self.d("dave:phone")
         to_dave = self.send(carol, dave)
         to_carol = self.send(dave, carol)
         self.expect(dave, [to_dave])
@@ -574,7 +576,7 @@ class _Cell:
             self.expect(dst, [self.send(src, dst)])
 
     def fan_out(self) -> None:
-        alice, bob = self.d("alice/phone"), self.d("bob/phone")
+        alice, bob = self.d("alice:phone"), self.d("bob:phone")
         alice2 = self.create("R", "alice", "laptop")  # each side: one device per implementation
         bob2 = self.create("S", "bob", "laptop")
         # receive first: an envelope the sender did not list fails where it was fetched
@@ -593,8 +595,8 @@ class _Cell:
             self.expect_smx1(bob2, r, dev, what)
 
     def reinstall(self) -> None:
-        alice, bob = self.d("alice/phone"), self.d("bob/phone")
-        alice2, bob2 = self.d("alice/laptop"), self.d("bob/laptop")
+        alice, bob = self.d("alice:phone"), self.d("bob:phone")
+        alice2, bob2 = self.d("alice:laptop"), self.d("bob:laptop")
         self.call(bob, "live.reinstall", {"device": bob.address})
         m = self.send(alice, bob)
         self.expect(bob, [m])

@@ -57,3 +57,36 @@ class DeviceAddress:
         if not device:
             raise AddressError(text, "device", "empty")
         return cls(user, device)
+
+
+class AddressArgumentError(AddressError):
+    """An API argument that should name a device does not, e.g. the retired ``user/device``
+    spelling (issue #14 item 1: one textual form). ``argument`` is the parameter's name."""
+
+    def __init__(self, argument: str, text: str, detail: str) -> None:
+        self.argument = argument
+        super().__init__(text, "address", detail)
+        self.args = (f"{argument}: {text!r} is not a device address: {detail}",)
+
+
+def address_argument(value: DeviceAddress | str, argument: str) -> DeviceAddress:
+    """``value`` as a :class:`DeviceAddress`: the type itself or its one textual form
+    ``user:device`` (SPEC §2 step 6). Anything else, the old ``user/device`` spelling included,
+    is an :class:`AddressArgumentError` naming ``argument`` and the form to use: accepting two
+    spellings silently is what issue #14 item 1 removed."""
+    if isinstance(value, DeviceAddress):
+        return value
+    if not isinstance(value, str):
+        raise AddressArgumentError(argument, repr(value),
+                                   f"expected a DeviceAddress or 'user{SEPARATOR}device'")
+    user, slash, device = value.partition("/")
+    if slash and SEPARATOR not in value and user and device:
+        raise AddressArgumentError(
+            argument, value, f"'user/device' is not accepted; write "
+            f"'{user}{SEPARATOR}{device}' (or DeviceAddress({user!r}, {device!r}))")
+    try:
+        return DeviceAddress.parse(value)
+    except AddressError as exc:
+        raise AddressArgumentError(argument, value,
+                                   f"{exc.field}: {exc.detail} (write 'user{SEPARATOR}device')"
+                                   ) from exc

@@ -14,6 +14,7 @@ from semafore.client import ClientEvent, DeviceClient, ManualClock, Received
 from semafore.client.content import Content
 from semafore.client.device import Device
 from semafore.client.expect import Expectations, ExpectationTimeout
+from semafore.protocol.address import AddressArgumentError, DeviceAddress
 from semafore.protocol.entropy import SeededEntropy
 
 USERS = ("alice", "carol")
@@ -21,7 +22,7 @@ TEXTS = ("hi", "bye")
 
 
 def make_client() -> DeviceClient:
-    """bob/phone, never connected: the relay URL is not contacted by these tests."""
+    """bob:phone, never connected: the relay URL is not contacted by these tests."""
     entropy = SeededEntropy("expectations")
     clock = ManualClock()
     device = Device.create("bob", "phone", entropy, clock.now(), opk_count=1)
@@ -47,7 +48,8 @@ def fresh(client: DeviceClient) -> DeviceClient:
     return client
 
 
-senders = st.sampled_from((None, *USERS, "alice/phone", "carol:phone"))
+senders = st.sampled_from(
+    (None, *USERS, DeviceAddress("alice", "phone"), "carol:phone", "alice:laptop"))
 texts = st.sampled_from((None, *TEXTS))
 
 
@@ -55,7 +57,8 @@ texts = st.sampled_from((None, *TEXTS))
 @given(arrivals=st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from(TEXTS)), max_size=6),
        waits=st.lists(st.tuples(senders, texts), min_size=1, max_size=6))
 def test_each_wait_claims_the_first_unclaimed_match(
-        arrivals: list[tuple[str, str]], waits: list[tuple[str | None, str | None]]) -> None:
+        arrivals: list[tuple[str, str]],
+        waits: list[tuple[str | DeviceAddress | None, str | None]]) -> None:
     client = fresh(CLIENT)
     for n, (user, text) in enumerate(arrivals):
         arrive(client, user, text, n)
@@ -64,7 +67,7 @@ def test_each_wait_claims_the_first_unclaimed_match(
     async def run() -> None:
         for sender, text in waits:
             want = next((i for i, (u, t) in enumerate(arrivals) if i not in claimed
-                         and (sender is None or sender.replace("/", ":").split(":")[0] == u)
+                         and sender in (None, u, f"{u}:phone", DeviceAddress(u, "phone"))
                          and (text is None or t == text)), None)
             if want is None:
                 with pytest.raises(ExpectationTimeout) as missed:
@@ -76,6 +79,22 @@ def test_each_wait_claims_the_first_unclaimed_match(
                 got = await client.wait_for_message(sender=sender, text=text, timeout=0.001)
                 assert got.delivery_id == f"d{want}"
                 claimed.add(want)
+
+    asyncio.run(run())
+
+
+def test_a_slash_spelled_sender_is_refused_at_once_not_waited_for() -> None:
+    """``alice/phone`` would otherwise match nothing and wait out the whole timeout."""
+    client = fresh(CLIENT)
+    arrive(client, "alice", "hi", 0)
+
+    async def run() -> None:
+        with pytest.raises(AddressArgumentError, match=r"^sender: .*write 'alice:phone'"):
+            await client.wait_for_message(sender="alice/phone", timeout=3600)
+        with pytest.raises(AddressArgumentError) as caught:
+            await client.wait_for_decryption_error(sender="alice/phone", timeout=3600)
+        assert caught.value.argument == "sender"
+        assert client.inbox and not client.expectations.claimed_messages
 
     asyncio.run(run())
 

@@ -78,14 +78,15 @@ async def test_wrong_sender(semafore_fleet):
 def test_each_wait_claims_one_message(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_claims='''
 from semafore.client.expect import ExpectationTimeout
+from semafore.protocol.address import DeviceAddress
 import pytest
 
 async def test_two_sends_need_two_waits(semafore_fleet):
     alice, bob = await semafore_fleet.users("alice", "bob")
     await alice.send_text("bob", b"ping")
     await alice.send_text("bob", b"ping")
-    first = await bob.wait_for_message(sender="alice/phone", text="ping")
-    second = await bob.wait_for_message(sender="alice:phone", text=b"ping")
+    first = await bob.wait_for_message(sender="alice:phone", text="ping")
+    second = await bob.wait_for_message(sender=DeviceAddress("alice", "phone"), text=b"ping")
     assert first.content.message_id != second.content.message_id
     with pytest.raises(ExpectationTimeout) as caught:
         await bob.wait_for_message(text="ping", timeout=0.5)
@@ -103,8 +104,8 @@ def test_the_queue_is_drained_only_after_the_backlog_arrived(
     pytester.makepyfile(test_drain='''
 async def test_backlog(semafore_fleet):
     await semafore_fleet.org("acme", ["alice", "bob"])
-    alice = await semafore_fleet.device("alice/phone")
-    bob = await semafore_fleet.device("bob/phone", connect=False)
+    alice = await semafore_fleet.device("alice:phone")
+    bob = await semafore_fleet.device("bob:phone", connect=False)
     for n in range(5):
         await alice.send_text("bob", f"queued {n}".encode())
     bob.push_batch = PUSH_BATCH
@@ -250,13 +251,16 @@ def test_relay_settings_come_from_the_marker(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_marker='''
 import pytest
 from semafore.client import ServerRejected
+from semafore.protocol.address import AddressArgumentError, DeviceAddress
 
 @pytest.mark.semafore_relay(max_devices_per_user=1)
 async def test_one_device_each(semafore_fleet):
     await semafore_fleet.org("acme", ["alice"])
-    await semafore_fleet.device("alice/phone")
+    with pytest.raises(AddressArgumentError, match="^ref: 'alice/phone'.*'alice:phone'"):
+        await semafore_fleet.device("alice/phone")  # one spelling: user:device
+    await semafore_fleet.device("alice:phone")
     with pytest.raises(ServerRejected) as refused:
-        await semafore_fleet.device("alice/laptop")
+        await semafore_fleet.device(DeviceAddress("alice", "laptop"))
     assert refused.value.status in (409, 429, 403)
 ''')
     result = run_inner(pytester)
@@ -382,7 +386,7 @@ from semafore.client import TransportError
 
 async def test_offline(semafore_fleet):
     await semafore_fleet.org("acme", ["bob"])
-    bob = await semafore_fleet.device("bob/phone", connect=False)
+    bob = await semafore_fleet.device("bob:phone", connect=False)
     with pytest.raises(TransportError) as refused:
         await bob.wait_for_queue_drained(timeout=1)
     assert refused.value.field == "connection"

@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from semafore.protocol.address import AddressError, DeviceAddress
+from semafore.protocol.address import (
+    AddressArgumentError,
+    AddressError,
+    DeviceAddress,
+    address_argument,
+)
 from semafore.protocol.keys import device_address
 
 ids = st.text(st.characters(blacklist_characters=":", codec="utf-8"),
@@ -42,3 +47,28 @@ def test_an_id_holding_the_separator_is_refused_at_construction() -> None:
     with pytest.raises(AddressError) as caught:
         DeviceAddress("a:b", "c")  # would read back as ("a", "b:c"): an ambiguous AD
     assert caught.value.field == "user"
+
+
+@given(ids, ids)
+def test_an_api_argument_is_the_address_or_its_one_text(user: str, device: str) -> None:
+    address = DeviceAddress(user, device)
+    assert address_argument(address, "ref") is address
+    assert address_argument(str(address), "ref") == address
+
+
+def test_the_old_slash_spelling_is_refused_naming_the_argument_and_the_form_to_use() -> None:
+    with pytest.raises(AddressArgumentError) as caught:
+        address_argument("alice/phone", "sender")
+    assert caught.value.argument == "sender"
+    message = str(caught.value)
+    assert message.startswith("sender: 'alice/phone'")
+    assert "'alice:phone'" in message
+
+
+@pytest.mark.parametrize("text", ["alice", "alice:", ":phone", "a:b:c"])
+def test_any_other_non_address_is_refused_naming_the_argument(text: str) -> None:
+    with pytest.raises(AddressArgumentError) as caught:
+        address_argument(text, "ref")
+    assert isinstance(caught.value, AddressError)
+    assert str(caught.value).startswith("ref: ")
+    assert "user:device" in str(caught.value)

@@ -4,8 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
+import pytest
+
+from semafore.protocol.address import AddressArgumentError, DeviceAddress
 from simulator.fleet import Fleet
+
+
+def test_a_device_is_named_by_its_address_or_its_one_text() -> None:
+    typed = Fleet(seed=3, replicas=3, pins={DeviceAddress("a", "p"): 2})
+    text = Fleet(seed=3, replicas=3, pins={"a:p": 2})
+    for fleet in (typed, text):
+        assert fleet.replica_of(DeviceAddress("a", "p")) == fleet.replica_of("a:p") == 2
+
+
+@pytest.mark.parametrize("call", [
+    lambda fleet: fleet.client("alice/phone"),
+    lambda fleet: fleet.replica_of("alice/phone"),
+    lambda fleet: asyncio.run(fleet.add_device("alice/phone", connect=False)),
+])
+def test_the_old_slash_spelling_is_refused_naming_the_form_to_use(
+        call: Callable[[Fleet], object]) -> None:
+    with pytest.raises(AddressArgumentError, match=r"'alice/phone'.*write 'alice:phone'"):
+        call(Fleet(seed=3))
+
+
+def test_a_slash_spelled_pin_is_refused_naming_pins() -> None:
+    with pytest.raises(AddressArgumentError) as caught:
+        Fleet(replicas=2, pins={"alice/phone": 1})
+    assert caught.value.argument == "pins"
 
 
 def test_fleet_of_users_with_several_devices_delivers_every_envelope() -> None:
@@ -15,7 +43,7 @@ def test_fleet_of_users_with_several_devices_delivers_every_envelope() -> None:
         await fleet.start(["org"])
         users = [f"u{i}" for i in range(6)]
         await fleet.add_org("org", users)
-        refs = [f"{u}/d{j}" for u in users for j in range(2)]
+        refs = [f"{u}:d{j}" for u in users for j in range(2)]
         for ref in refs:
             await fleet.add_device(ref, connect=False)
         await fleet.connect_all()
@@ -41,8 +69,8 @@ def test_relay_restart_on_the_same_store_keeps_queued_envelopes() -> None:
         fleet = Fleet(seed=6, network=True)
         await fleet.start(["org"])
         await fleet.add_org("org", ["a", "b"])
-        a = await fleet.add_device("a/p", connect=True)
-        b = await fleet.add_device("b/p", connect=False)
+        a = await fleet.add_device("a:p", connect=True)
+        b = await fleet.add_device("b:p", connect=False)
         await a.wait_connected()
         try:
             await a.send_text("b", b"queued before restart")

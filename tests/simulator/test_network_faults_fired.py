@@ -262,11 +262,11 @@ def test_a_cut_on_a_device_without_a_link_cuts_nothing_and_says_so() -> None:
 
 def test_ws_drop_duplicate_and_delay_count_the_envelope_frames_they_hit() -> None:
     async def body() -> None:
-        fleet = await fleet_with(["alice/p", "bob/p"])
+        fleet = await fleet_with(["alice:p", "bob:p"])
         try:
             net = fleet.network
             assert net is not None
-            alice = fleet.client("alice/p")
+            alice = fleet.client("alice:p")
             await alice.send_text("bob", b"bootstrap")
             assert await fleet.quiesce() == {}
             drop = net.add_fault("drop", device="bob:p", direction="down", count=1)
@@ -289,23 +289,23 @@ def test_ws_drop_duplicate_and_delay_count_the_envelope_frames_they_hit() -> Non
 
 
 def bob_has(fleet: Fleet, n: int) -> bool:
-    return len(bodies(fleet, "bob/p")) - 1 >= n
+    return len(bodies(fleet, "bob:p")) - 1 >= n
 
 
 async def _ws_reorder(seed: int) -> tuple[list[bytes], FaultRecord, int]:
-    fleet = await fleet_with(["alice/p", "bob/p"], seed=seed)
+    fleet = await fleet_with(["alice:p", "bob:p"], seed=seed)
     try:
         net = fleet.network
         assert net is not None
         net.reorder_flush_s = 30.0  # the window fills before any flush
-        alice = fleet.client("alice/p")
+        alice = fleet.client("alice:p")
         await alice.send_text("bob", b"bootstrap")
         assert await fleet.quiesce() == {}
         rec = net.add_fault("reorder", device="bob:p", direction="down", window=2)
         for i in range(2):
             await alice.send_text("bob", f"r{i}".encode())
         assert await fleet.quiesce(timeout=10) == {}
-        return bodies(fleet, "bob/p")[1:], rec, net.links["bob:p"].stats.reordered
+        return bodies(fleet, "bob:p")[1:], rec, net.links["bob:p"].stats.reordered
     finally:
         await fleet.close()
 
@@ -332,17 +332,17 @@ def test_a_reorder_that_swaps_two_frames_counts_both() -> None:
 
 def test_ws_cut_counts_the_socket_it_aborted_and_each_refused_reconnect() -> None:
     async def body() -> None:
-        fleet = await fleet_with(["alice/p", "bob/p"])
+        fleet = await fleet_with(["alice:p", "bob:p"])
         try:
             net = fleet.network
             assert net is not None
-            bob = fleet.client("bob/p")
+            bob = fleet.client("bob:p")
             rec = net.add_fault("cut", channel="ws")
             await until(lambda: rec.acted["refused"] >= 2)  # both devices try to reconnect
             assert rec.acted["connections_cut"] == 2  # one push socket per device
             assert rec.acted["refused"] == net.totals().refused
             assert set(rec.acted) <= {"connections_cut", "refused"}
-            await fleet.client("alice/p").send_text("bob", b"over HTTP")  # not cut
+            await fleet.client("alice:p").send_text("bob", b"over HTTP")  # not cut
             assert [r.content.body for r in await bob.poll()] == [b"over HTTP"]
             assert set(rec.acted) <= {"connections_cut", "refused"}
         finally:
@@ -359,7 +359,7 @@ async def _replica_fleet(pins: dict[str, int]) -> Fleet:
     fleet = Fleet(seed=41, replicas=2, pins={**pins, "operator-org:console": 0})
     await fleet.start(["org"])
     await fleet.add_org("org", ["a", "b"])
-    for ref in ("a/p", "b/p"):
+    for ref in ("a:p", "b:p"):
         await fleet.add_device(ref, connect=True)
     await fleet.connect_all()
     return fleet
@@ -374,9 +374,9 @@ def _served(fleet: Fleet, index: int) -> int:
 
 def test_replica_stop_kill_and_start_count_what_they_changed() -> None:
     async def body() -> None:
-        fleet = await _replica_fleet({"a/p": 0, "b/p": 1})
+        fleet = await _replica_fleet({"a:p": 0, "b:p": 1})
         try:
-            b = fleet.client("b/p")
+            b = fleet.client("b:p")
             open_before = _served(fleet, 1)
             assert open_before >= 1  # at least b's push socket
             stop = await fleet.stop_relay(replica=1)
@@ -420,7 +420,7 @@ async def _read_response(reader: asyncio.StreamReader) -> bytes:
 
 def test_a_pause_counts_what_its_frozen_front_holds_and_unpause_what_it_releases() -> None:
     async def body() -> None:
-        fleet = await _replica_fleet({"a/p": 0, "b/p": 0})  # replica 1 serves only us
+        fleet = await _replica_fleet({"a:p": 0, "b:p": 0})  # replica 1 serves only us
         try:
             host, port = fleet.replica(1).address
             reader, writer = await asyncio.open_connection(host, port)
@@ -454,7 +454,7 @@ def test_a_pause_counts_what_its_frozen_front_holds_and_unpause_what_it_releases
 
 def test_stopping_a_paused_replica_releases_what_it_held_then_stops_it() -> None:
     async def body() -> None:
-        fleet = await _replica_fleet({"a/p": 0, "b/p": 0})
+        fleet = await _replica_fleet({"a:p": 0, "b:p": 0})
         try:
             host, port = fleet.replica(1).address
             pause = fleet.pause_replica(1)

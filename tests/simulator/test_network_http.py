@@ -319,20 +319,20 @@ def test_cut_of_the_ws_channel_keeps_http_working() -> None:
         fleet = Fleet(seed=4, network=True, capture=True)
         await fleet.start(["org"])
         await fleet.add_org("org", ["alice", "bob"])
-        for ref in ("alice/p", "bob/p"):
+        for ref in ("alice:p", "bob:p"):
             await fleet.add_device(ref, connect=True)
         await fleet.connect_all()
         try:
             net = fleet.network
             assert net is not None
             net.add_fault("cut", channel="ws")
-            bob = fleet.client("bob/p")
+            bob = fleet.client("bob:p")
             for _ in range(100):
                 if not bob.connected:
                     break
                 await asyncio.sleep(0.02)
             assert not bob.connected
-            await fleet.client("alice/p").send_text("bob", b"over HTTP")  # PUT, not a frame
+            await fleet.client("alice:p").send_text("bob", b"over HTTP")  # PUT, not a frame
             got = await bob.poll()
             assert [r.content.body for r in got] == [b"over HTTP"]
             assert net.links["bob:p"].stats.refused + net.links["bob:p"].stats.cut > 0
@@ -349,10 +349,10 @@ async def _pair(seed: int) -> Fleet:
     fleet = Fleet(seed=seed, network=True, capture=True)
     await fleet.start(["org"])
     await fleet.add_org("org", ["alice", "bob"])
-    for ref in ("alice/p", "bob/p"):
+    for ref in ("alice:p", "bob:p"):
         await fleet.add_device(ref, connect=True)
     await fleet.connect_all()
-    alice = fleet.client("alice/p")
+    alice = fleet.client("alice:p")
     await alice.send_text("bob", b"bootstrap")
     assert await fleet.quiesce(timeout=15) == {}
     await alice.disconnect()  # alice's sends now go over HTTP (PUT /v1/messages/{user})
@@ -366,7 +366,7 @@ async def _lost_send_response(seed: int) -> tuple[list[bytes], int, int]:
         assert fleet.network is not None
         fleet.network.add_fault("drop", device="alice:p", channel="http", direction="down",
                                 match="PUT /v1/messages/", count=1)
-        alice, bob = fleet.client("alice/p"), fleet.client("bob/p")
+        alice, bob = fleet.client("alice:p"), fleet.client("bob:p")
         await alice.send_text("bob", b"sent once, answered late")
         assert alice.http.retries >= 1
         assert fleet.network.links["alice:p"].stats.http_dropped_responses == 1
@@ -397,10 +397,10 @@ def test_duplicated_send_and_ack_requests_are_harmless() -> None:
         try:
             net = fleet.network
             assert net is not None
-            bob = fleet.client("bob/p")
+            bob = fleet.client("bob:p")
             await bob.disconnect()  # bob fetches and acks over HTTP
             net.add_fault("duplicate", channel="http", direction="up")
-            alice = fleet.client("alice/p")
+            alice = fleet.client("alice:p")
             for i in range(3):
                 await alice.send_text("bob", f"d{i}".encode())
             got = await bob.poll()

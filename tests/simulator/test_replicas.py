@@ -45,7 +45,7 @@ def test_seeded_assignment_spreads_devices_over_the_replicas() -> None:
 
 def test_a_pin_outside_the_replica_set_is_refused() -> None:
     with pytest.raises(ValueError, match="replica 2"):
-        Fleet(replicas=2, pins={"alice/phone": 2})
+        Fleet(replicas=2, pins={"alice:phone": 2})
     with pytest.raises(ValueError, match="aimed at a url"):
         Fleet(replicas=2, url="http://127.0.0.1:9")
 
@@ -60,11 +60,11 @@ async def _eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
 
 async def _two_replica_fleet(seed: int) -> Fleet:
     logging.getLogger("semafore.server").setLevel(logging.ERROR)
-    fleet = Fleet(seed=seed, replicas=2, pins={"a/p": 0, "b/p": 1})
+    fleet = Fleet(seed=seed, replicas=2, pins={"a:p": 0, "b:p": 1})
     await fleet.start(["org"])
     await fleet.add_org("org", ["a", "b"])
-    await fleet.add_device("a/p", connect=True)
-    await fleet.add_device("b/p", connect=True)
+    await fleet.add_device("a:p", connect=True)
+    await fleet.add_device("b:p", connect=True)
     await fleet.connect_all()
     return fleet
 
@@ -91,16 +91,16 @@ def test_devices_on_different_replicas_get_pushes_across_replicas() -> None:
         assert fleet.route("a:p")[0] == fleet.replica(0).address
         assert fleet.route("b:p")[0] == fleet.replica(1).address
         assert _connections(fleet, 0) == 1 and _connections(fleet, 1) == 1  # a on 0, b on 1
-        await fleet.client("a/p").send_text("b", b"across replicas")
+        await fleet.client("a:p").send_text("b", b"across replicas")
         assert await fleet.quiesce(timeout=20, idle=10) == {}
-        assert [r.content.body for r in fleet.client("b/p").inbox] == [b"across replicas"]
+        assert [r.content.body for r in fleet.client("b:p").inbox] == [b"across replicas"]
 
     _run(body, seed=31)
 
 
 def test_killed_replica_devices_fail_over_and_nothing_is_lost_or_duplicated() -> None:
     async def body(fleet: Fleet) -> None:
-        a, b = fleet.client("a/p"), fleet.client("b/p")
+        a, b = fleet.client("a:p"), fleet.client("b:p")
         await a.send_text("b", b"before")
         assert await fleet.quiesce(timeout=20, idle=10) == {}
         reconnects = b.counters.reconnects
@@ -119,7 +119,7 @@ def test_killed_replica_devices_fail_over_and_nothing_is_lost_or_duplicated() ->
 
 def test_a_killed_replica_resets_connections_while_a_stopped_one_closes_them() -> None:
     async def body(fleet: Fleet) -> None:
-        b = fleet.client("b/p")
+        b = fleet.client("b:p")
         ws = b._ws
         assert ws is not None
         await fleet.stop_relay(replica=1)
@@ -142,7 +142,7 @@ def test_a_killed_replica_resets_connections_while_a_stopped_one_closes_them() -
 
 def test_a_paused_replica_holds_a_send_until_unpause() -> None:
     async def body(fleet: Fleet) -> None:
-        a, b = fleet.client("a/p"), fleet.client("b/p")
+        a, b = fleet.client("a:p"), fleet.client("b:p")
         fleet.pause_replica(0)
         assert fleet.replica(0).state is ReplicaState.PAUSED
         send = asyncio.ensure_future(a.send_text("b", b"held by the pause"))
@@ -160,7 +160,7 @@ def test_a_paused_replica_holds_a_send_until_unpause() -> None:
 
 def test_a_paused_recipient_replica_delivers_after_unpause() -> None:
     async def body(fleet: Fleet) -> None:
-        a, b = fleet.client("a/p"), fleet.client("b/p")
+        a, b = fleet.client("a:p"), fleet.client("b:p")
         fleet.pause_replica(1)
         await a.send_text("b", b"queued while b's replica sleeps")
         await asyncio.sleep(1.0)
