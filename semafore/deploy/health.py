@@ -10,6 +10,9 @@ import urllib.request
 from urllib.parse import urlsplit
 
 import pymongo
+import redis
+
+from semafore.storage.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
 PROBE_TIMEOUT = 1.0
 
@@ -22,6 +25,22 @@ def redis_ping(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
 
 
 def redis_url_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """``PING`` the server ``url`` names; for ``redis+sentinel://``, the primary a Sentinel
+    names (redis_sentinel: the first Sentinel that answers)."""
+    if is_sentinel_url(url):
+        address = parse_sentinel_url(url)
+        for host, port in address.sentinels:
+            try:
+                with redis.Redis(host=host, port=port, socket_timeout=timeout,
+                                 socket_connect_timeout=timeout) as sentinel:
+                    answer = sentinel.execute_command(
+                        "SENTINEL", "get-master-addr-by-name", address.service
+                    )
+            except (redis.RedisError, OSError):
+                continue
+            if answer:
+                return redis_ping(_text(answer[0]), int(answer[1]), timeout)
+        return False
     parts = urlsplit(url)
     return redis_ping(parts.hostname or "127.0.0.1", parts.port or 6379, timeout)
 
@@ -68,3 +87,7 @@ def seaweedfs_ready(master_url: str, filer_url: str, timeout: float = PROBE_TIME
 def s3_ready(s3_url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """The S3 gateway answers HTTP (any status: anonymous ListBuckets may be refused)."""
     return http_status(s3_url.rstrip("/") + "/", timeout) > 0
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

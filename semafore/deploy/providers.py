@@ -306,16 +306,17 @@ class LocalProvider(Provider):
             raise ToolMissingError(name, str(self.settings.tools_dir), hint)
         return path
 
+    def redis_persistence_args(self) -> list[str]:
+        """Persistence flags every redis-server of this provider gets (a replica too)."""
+        if self.redis_durable:
+            return ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        return ["--appendonly", "no", "--save", ""]
+
     def _redis_spec(self, root: Path) -> tuple[ProcessSpec, str]:
         binary = self._tool("redis-server", "Debian package redis-server")
         (port,) = free_ports(1)
         data = root / "redis"
         data.mkdir()
-        persistence = (
-            ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-            if self.redis_durable
-            else ["--appendonly", "no", "--save", ""]
-        )
         argv = [
             str(binary),
             "--port",
@@ -332,7 +333,7 @@ class LocalProvider(Provider):
             "no",
             "--logfile",
             "",
-            *persistence,
+            *self.redis_persistence_args(),
         ]
         spec = ProcessSpec(
             "redis",

@@ -12,9 +12,10 @@ A provider is a context manager: ``with provider_from_settings() as p: p.endpoin
 
 from __future__ import annotations
 
+from semafore.deploy.cluster import LocalClusterProvider
 from semafore.deploy.containers import ContainersProvider
 from semafore.deploy.providers import EmbeddedProvider, ExternalProvider, LocalProvider, Provider
-from semafore.deploy.settings import InfraSettings, ProviderKind
+from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
 
 
 def provider_from_settings(settings: InfraSettings | None = None, **options: bool) -> Provider:
@@ -22,9 +23,12 @@ def provider_from_settings(settings: InfraSettings | None = None, **options: boo
     given), not yet started. ``options`` (``redis_durable``) reach the providers that start
     backend processes themselves (:attr:`ProviderKind.owns_backend_processes`)."""
     settings = settings if settings is not None else InfraSettings.from_env()
+    settings.check_shape()  # a cluster the provider cannot run is an error, never a single
     match settings.provider:
         case ProviderKind.EMBEDDED:
             return EmbeddedProvider(settings)
+        case ProviderKind.LOCAL if settings.shape is Shape.CLUSTER:
+            return LocalClusterProvider(settings, **options)
         case ProviderKind.LOCAL:
             return LocalProvider(settings, **options)
         case ProviderKind.CONTAINERS:

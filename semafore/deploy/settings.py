@@ -11,6 +11,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from semafore.deploy.errors import SettingsError
+from semafore.storage.redis_sentinel import SCHEME as SENTINEL_SCHEME
+from semafore.storage.redis_sentinel import RedisUrlError, is_sentinel_url, parse_sentinel_url
 
 
 class ProviderKind(StrEnum):
@@ -28,6 +30,20 @@ class ProviderKind(StrEnum):
         """It starts (and so can stop, kill, pause) MongoDB, Redis and SeaweedFS itself:
         a scenario that faults a backend needs one of these (docs/scenarios.md)."""
         return self in (ProviderKind.LOCAL, ProviderKind.CONTAINERS)
+
+
+class Shape(StrEnum):
+    """How many of each engine a provider runs (issue #16 item 5, docs/backends.md "Cluster
+    shape"): ``single`` one process per backend; ``cluster`` the engines' own replication —
+    so far Redis as a primary, one replica and three Sentinels on the ``local`` provider."""
+
+    SINGLE = "single"
+    CLUSTER = "cluster"
+
+
+CLUSTER_PROVIDERS = (ProviderKind.LOCAL,)
+"""The providers that can run the ``cluster`` shape; any other with ``SEMAFORE_SHAPE=cluster``
+is a :class:`SettingsError`, never a silent single-process run."""
 
 
 DEFAULT_IMAGES = {
@@ -87,6 +103,12 @@ def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | No
     value = env.get(key, "").strip()
     if not value:
         return None
+    if SENTINEL_SCHEME in schemes and is_sentinel_url(value):
+        try:
+            parse_sentinel_url(value)
+        except RedisUrlError as exc:
+            raise SettingsError(key, str(exc)) from None
+        return value
     parts = urlsplit(value)
     if parts.scheme not in schemes:
         raise SettingsError(
@@ -112,7 +134,9 @@ class InfraSettings:
     ``SEMAFORE_MONGODB_BINARY`` mongod|ferretdb|auto (local, default auto: mongod if on PATH);
     ``SEMAFORE_TOOLS_DIR`` where install-backends.sh put ferretdb (else the checkout's
     ``.tools``, else the per-user data directory: :func:`resolve_tools_dir`);
-    ``SEMAFORE_INFRA_DIR`` parent of throw-away data directories (default: system temp).
+    ``SEMAFORE_INFRA_DIR`` parent of throw-away data directories (default: system temp);
+    ``SEMAFORE_SHAPE`` single|cluster (default single; cluster: local provider only).
+    ``SEMAFORE_REDIS_URL`` may be ``redis+sentinel://H:P[,H:P...]/SERVICE[/DB]``.
     """
 
     provider: ProviderKind = ProviderKind.EMBEDDED
@@ -125,6 +149,7 @@ class InfraSettings:
     tools_dir: Path = field(default_factory=lambda: resolve_tools_dir(os.environ))
     work_dir: Path | None = None
     seaweedfs_s3: bool = True
+    shape: Shape = Shape.SINGLE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InfraSettings:
@@ -147,17 +172,26 @@ class InfraSettings:
                 "SEMAFORE_MONGODB_BINARY", f"{binary!r} is not auto, mongod or ferretdb"
             )
         work = env.get("SEMAFORE_INFRA_DIR", "").strip()
+        raw_shape = env.get("SEMAFORE_SHAPE", "").strip().lower() or Shape.SINGLE.value
+        try:
+            shape = Shape(raw_shape)
+        except ValueError:
+            choices = ", ".join(s.value for s in Shape)
+            reason = f"{raw_shape!r} is not one of {choices}"
+            raise SettingsError("SEMAFORE_SHAPE", reason) from None
         settings = cls(
             provider=provider,
             mongodb_url=_url(env, "SEMAFORE_MONGODB_URL", ("mongodb", "mongodb+srv")),
-            redis_url=_url(env, "SEMAFORE_REDIS_URL", ("redis", "rediss")),
+            redis_url=_url(env, "SEMAFORE_REDIS_URL", ("redis", "rediss", SENTINEL_SCHEME)),
             seaweedfs_filer_url=_url(env, "SEMAFORE_SEAWEEDFS_FILER_URL", ("http", "https")),
             seaweedfs_s3_url=_url(env, "SEMAFORE_SEAWEEDFS_S3_URL", ("http", "https")),
             images=images,
             mongodb_binary=binary,
             tools_dir=resolve_tools_dir(env),
             work_dir=Path(work) if work else None,
+            shape=shape,
         )
+        settings.check_shape()
         if provider is ProviderKind.EXTERNAL:
             for key, value in (
                 ("SEMAFORE_MONGODB_URL", settings.mongodb_url),
@@ -167,3 +201,12 @@ class InfraSettings:
                 if value is None:
                     raise SettingsError(key, "required when SEMAFORE_PROVIDER=external")
         return settings
+
+    def check_shape(self) -> None:
+        """A shape the provider cannot run is an error naming ``SEMAFORE_SHAPE``."""
+        if self.shape is Shape.CLUSTER and self.provider not in CLUSTER_PROVIDERS:
+            can = ", ".join(p.value for p in CLUSTER_PROVIDERS)
+            raise SettingsError(
+                "SEMAFORE_SHAPE",
+                f"cluster is not available on the {self.provider.value} provider (only: {can})",
+            )

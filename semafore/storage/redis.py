@@ -46,6 +46,7 @@ from semafore.storage.ports import (
     SendKey,
     SendRecord,
 )
+from semafore.storage.redis_sentinel import open_redis
 
 _ENV_FIELDS = (
     "org_id",
@@ -281,7 +282,8 @@ class RedisNamespace:
         # connection: retry connection errors with backoff for ~5 s instead of failing the
         # request. A retried script never writes twice: each re-checks its preconditions, so
         # a retry whose first run took effect reports the conflict (AlreadyExists) instead.
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
+        # A redis+sentinel:// URL follows the primary through a failover (redis_sentinel).
+        self.client: aioredis.Redis = open_redis(
             url,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],

@@ -1,0 +1,74 @@
+"""The ``local`` provider in the ``cluster`` shape (``SEMAFORE_SHAPE=cluster``; issue #16 item
+5, docs/backends.md "Cluster shape"): the single shape's processes, with Redis replicated —
+the ``redis`` process becomes the initial primary, and a replica plus three Sentinels join it
+(:mod:`semafore.deploy.sentinel`). The endpoints' ``redis_url`` is the
+``redis+sentinel://`` URL of the group, so a relay follows the primary through a failover.
+
+Not here yet (docs/backends.md lists them): a 3-node Redis Cluster, SeaweedFS with three
+volume servers, a MongoDB replica set, and the ``containers`` provider's cluster shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urlsplit
+
+from semafore.deploy.errors import FaultError
+from semafore.deploy.processes import ManagedProcess
+from semafore.deploy.providers import Endpoints, LocalProvider
+from semafore.deploy.sentinel import SentinelGroup
+from semafore.deploy.settings import InfraSettings
+
+
+class LocalClusterProvider(LocalProvider):
+    """:class:`LocalProvider` whose Redis is a Sentinel-watched primary and replica.
+
+    ``redis_min_replicas`` sets ``min-replicas-to-write`` on the primary (0: off): with 1,
+    the primary refuses writes while its replica is gone, so a write is never acknowledged by
+    a primary that nobody replicates (semafore.deploy.sentinel says what it does not prevent).
+    """
+
+    def __init__(
+        self,
+        settings: InfraSettings,
+        *,
+        redis_durable: bool = False,
+        redis_min_replicas: int = 0,
+    ) -> None:
+        super().__init__(settings, redis_durable=redis_durable)
+        self.redis_min_replicas = redis_min_replicas
+        self.sentinel_group: SentinelGroup | None = None
+
+    def _start_once(self) -> Endpoints:
+        single = super()._start_once()
+        assert self.root is not None and single.redis_url is not None
+        primary_port = urlsplit(single.redis_url).port
+        assert primary_port is not None
+        group = SentinelGroup(
+            self._tool("redis-server", "Debian package redis-server"),
+            self.root,
+            self.processes["redis"],
+            primary_port,
+            replica_args=["--rdbcompression", "no", *self.redis_persistence_args()],
+            min_replicas_to_write=self.redis_min_replicas,
+        )
+        self.sentinel_group = group
+        address = group.start()
+        return dataclasses.replace(single, redis_url=address.url)
+
+    def _stop(self) -> None:
+        if self.sentinel_group is not None:
+            self.sentinel_group.stop()
+            self.sentinel_group = None
+        super()._stop()
+
+    def group(self) -> SentinelGroup:
+        if self.sentinel_group is None:
+            raise FaultError("local cluster provider has no sentinel group (not started)")
+        return self.sentinel_group
+
+    def redis_primary(self) -> ManagedProcess:
+        """The Redis process the Sentinels currently name primary: the fault target of a
+        failover scenario (after one failover it is the former replica)."""
+        group = self.group()
+        return group.node(group.primary_port()).process

@@ -1,0 +1,125 @@
+"""A Redis service watched by Sentinel, named by one URL (issue #16 item 5, docs/backends.md
+"Cluster shape"):
+
+    redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]
+
+``HOST:PORT`` are the Sentinels (not the Redis servers), ``SERVICE`` the name they monitor
+(``sentinel monitor SERVICE ...``), ``DB`` the database number (default 0). A client opened
+from it asks the Sentinels which server is the primary for every new connection, so after a
+failover the relay follows the promoted replica instead of retrying the dead primary's port
+forever: the reason a relay on a replicated Redis must be given this form and not the
+primary's ``redis://`` URL.
+
+Why a URL and not separate settings: an endpoint travels as one string everywhere
+(``SEMAFORE_REDIS_URL``, ``Endpoints.redis_url``, a relay replica's environment), so the
+Sentinel form rides the same paths unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
+
+SCHEME = "redis+sentinel"
+
+_SERVICE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RedisUrlError(ValueError):
+    """A Redis URL that cannot be used; ``field`` names the part that is wrong (``scheme``,
+    ``sentinels``, ``service``, ``db``), ``url`` the URL as given."""
+
+    def __init__(self, url: str, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason} (in {url!r})")
+        self.url = url
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """The parts of a ``redis+sentinel://`` URL."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"{SCHEME}://{hosts}/{self.service}/{self.db}"
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.strip().lower().startswith(f"{SCHEME}://")
+
+
+def parse_sentinel_url(url: str) -> SentinelAddress:
+    """Split a ``redis+sentinel://`` URL; :class:`RedisUrlError` names the bad part."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.lower() != SCHEME:
+        raise RedisUrlError(url, "scheme", f"must be {SCHEME}, got {scheme!r}")
+    netloc, _, path = rest.partition("/")
+    if "@" in netloc:
+        raise RedisUrlError(url, "sentinels", "credentials are not supported in this form")
+    sentinels: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        host, colon, port_text = item.strip().rpartition(":")
+        if not colon or not host:
+            raise RedisUrlError(url, "sentinels", f"{item!r} is not HOST:PORT")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise RedisUrlError(url, "sentinels", f"bad port {port_text!r} in {item!r}")
+        sentinels.append((host, int(port_text)))
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise RedisUrlError(url, "service", "missing (the name the Sentinels monitor)")
+    if not _SERVICE.match(parts[0]):
+        raise RedisUrlError(url, "service", f"{parts[0]!r} is not 1-64 of A-Z a-z 0-9 . _ -")
+    if len(parts) > 2:
+        raise RedisUrlError(url, "db", f"unexpected path after the database: {path!r}")
+    db = 0
+    if len(parts) == 2:
+        if not parts[1].isdigit():
+            raise RedisUrlError(url, "db", f"{parts[1]!r} is not a database number")
+        db = int(parts[1])
+    return SentinelAddress(tuple(sentinels), parts[0], db)
+
+
+class PrimaryFollowingConnection(SentinelManagedConnection):
+    """A Sentinel-managed connection that asks the Sentinels for the primary on *every*
+    reconnect. redis-py 8.1 resolves the primary only in ``connect()``; a command retried
+    after a connection error reconnects through ``connect_check_health()`` to the address it
+    had, so after a failover every retry hits the dead primary until the retry budget is
+    spent (measured: the unavailability window grew from the ~2 s failover to ~7.5 s, the
+    backoff's sum; docs/backends.md "Cluster shape")."""
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self.is_connected and self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(
+            check_health=check_health, retry_socket_connect=retry_socket_connect
+        )
+
+
+def open_redis(url: str, **options: Any) -> aioredis.Redis:
+    """An asyncio client for ``url``: ``redis://``/``rediss://`` as redis-py reads them, or a
+    ``redis+sentinel://`` service through its Sentinels (the client resolves the current
+    primary on each new connection). ``options`` are the client's (retry, timeouts...)."""
+    if not is_sentinel_url(url):
+        return aioredis.Redis.from_url(url, **options)
+    address = parse_sentinel_url(url)
+    timeout = options.get("socket_timeout") or 1.0
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        list(address.sentinels),
+        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+    )
+    client: aioredis.Redis = sentinel.master_for(
+        address.service, db=address.db, connection_class=PrimaryFollowingConnection, **options
+    )
+    return client
