@@ -1,0 +1,86 @@
+"""Redis Sentinel failover under delivery (issue #16 item 5), Jepsen-style: on the ``local``
+provider's ``cluster`` shape, writers send through the relay's queue port, the Redis primary
+is SIGKILLed once ``--kill-after`` sends are acknowledged, and the run reports what the
+failover did to acknowledged sends: lost, duplicated, the unavailability window and the
+failover time (semafore.deploy.failover). Each ``--runs`` run starts a fresh cluster.
+
+``--min-replicas 1`` sets ``min-replicas-to-write 1`` on the primary (the configuration that
+refuses writes nobody replicates); ``--wait`` is not a flag here: the relay does not issue
+``WAIT`` (docs/backends.md "Cluster shape" says what each prevents). Figures are as measured,
+never asserted.
+
+    nice -n 10 .venv/bin/python -m benchmarks.bench_failover [--runs 3] [--writers 16] \\
+        [--messages 4000] [--kill-after 1000] [--min-replicas 0] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from semafore.deploy.cluster import LocalClusterProvider
+from semafore.deploy.failover import FailoverFigures, measure_failover
+from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
+
+
+def one_run(
+    work: Path, *, messages: int, writers: int, kill_after: int, min_replicas: int
+) -> FailoverFigures:
+    base = InfraSettings.from_env()
+    settings = InfraSettings(
+        **{**base.__dict__, "provider": ProviderKind.LOCAL, "shape": Shape.CLUSTER,
+           "work_dir": work}
+    )
+    with LocalClusterProvider(settings, redis_min_replicas=min_replicas) as provider:
+        assert isinstance(provider, LocalClusterProvider)
+        return asyncio.run(
+            measure_failover(provider, messages=messages, writers=writers, kill_after=kill_after)
+        )
+
+
+@click.command()
+@click.option("--runs", default=3, show_default=True)
+@click.option("--messages", default=4000, show_default=True)
+@click.option("--writers", default=16, show_default=True)
+@click.option("--kill-after", default=1000, show_default=True)
+@click.option("--min-replicas", default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
+def main(
+    runs: int, messages: int, writers: int, kill_after: int, min_replicas: int,
+    json_out: Path | None,
+) -> None:
+    console = Console()
+    table = Table(title=f"Sentinel failover: {messages} sends, {writers} writers, "
+                        f"kill after {kill_after} acks, min-replicas-to-write {min_replicas}")
+    for column in ("run", "acked", "attempts", "errors", "lost", "lost acked at (s)",
+                   "duplicated", "window (s)", "failover (s)"):
+        table.add_column(column)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="semafore-failover-") as work:
+        for run in range(1, runs + 1):
+            figures = one_run(Path(work), messages=messages, writers=writers,
+                              kill_after=kill_after, min_replicas=min_replicas)
+            row = figures.as_dict()
+            results.append(row)
+            table.add_row(
+                str(run), str(row["acknowledged"]), str(row["attempts"]), str(row["errors"]),
+                str(row["lost"]), ", ".join(f"{t:+.4f}" for t in figures.lost_acked_at) or "-",
+                str(row["duplicated"]), f"{figures.window:.3f}", f"{figures.failover:.3f}",
+            )
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
