@@ -10,7 +10,8 @@ refuses writes nobody replicates); ``--wait`` is not a flag here: the relay does
 never asserted.
 
     nice -n 10 .venv/bin/python -m benchmarks.bench_failover [--runs 3] [--writers 16] \\
-        [--messages 4000] [--kill-after 1000] [--min-replicas 0] [--json out.json]
+        [--messages 4000] [--kill-after 1000] [--min-replicas 0] [--json out.json] \\
+        [--pause-replica-at 900 --body-size 16384]   # a lagging replica: acked sends lost
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
 
 
 def one_run(
-    work: Path, *, messages: int, writers: int, kill_after: int, min_replicas: int
+    work: Path, *, messages: int, writers: int, kill_after: int, min_replicas: int,
+    body_size: int, pause_replica_at: int | None,
 ) -> FailoverFigures:
     base = InfraSettings.from_env()
     settings = InfraSettings(
@@ -44,8 +46,14 @@ def one_run(
     with LocalClusterProvider(settings, redis_min_replicas=min_replicas) as provider:
         assert isinstance(provider, LocalClusterProvider)
         return asyncio.run(
-            measure_failover(provider, messages=messages, writers=writers, kill_after=kill_after)
+            measure_failover(provider, messages=messages, writers=writers, kill_after=kill_after,
+                             body_size=body_size, pause_replica_at=pause_replica_at)
         )
+
+
+def _span(times: tuple[float, ...]) -> str:
+    """When the lost sends were acknowledged, relative to the kill (the JSON lists each)."""
+    return f"{min(times):+.3f}..{max(times):+.3f}" if times else "-"
 
 
 @click.command()
@@ -54,27 +62,32 @@ def one_run(
 @click.option("--writers", default=16, show_default=True)
 @click.option("--kill-after", default=1000, show_default=True)
 @click.option("--min-replicas", default=0, show_default=True)
+@click.option("--body-size", default=64, show_default=True, help="bytes per envelope body")
+@click.option("--pause-replica-at", type=int, default=None,
+              help="SIGSTOP the replica at this many acks, SIGCONT after the kill (lagging)")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
 def main(
     runs: int, messages: int, writers: int, kill_after: int, min_replicas: int,
-    json_out: Path | None,
+    body_size: int, pause_replica_at: int | None, json_out: Path | None,
 ) -> None:
-    console = Console()
+    console = Console(width=160)
     table = Table(title=f"Sentinel failover: {messages} sends, {writers} writers, "
-                        f"kill after {kill_after} acks, min-replicas-to-write {min_replicas}")
-    for column in ("run", "acked", "attempts", "errors", "lost", "lost acked at (s)",
+                        f"kill after {kill_after} acks, min-replicas-to-write {min_replicas}, "
+                        f"replica paused at {pause_replica_at} acks, body {body_size} B")
+    for column in ("run", "acked", "attempts", "errors", "lost", "lost: acked from..to (s)",
                    "duplicated", "window (s)", "failover (s)"):
         table.add_column(column)
     results = []
     with tempfile.TemporaryDirectory(prefix="semafore-failover-") as work:
         for run in range(1, runs + 1):
             figures = one_run(Path(work), messages=messages, writers=writers,
-                              kill_after=kill_after, min_replicas=min_replicas)
+                              kill_after=kill_after, min_replicas=min_replicas,
+                              body_size=body_size, pause_replica_at=pause_replica_at)
             row = figures.as_dict()
             results.append(row)
             table.add_row(
                 str(run), str(row["acknowledged"]), str(row["attempts"]), str(row["errors"]),
-                str(row["lost"]), ", ".join(f"{t:+.4f}" for t in figures.lost_acked_at) or "-",
+                str(row["lost"]), _span(figures.lost_acked_at),
                 str(row["duplicated"]), f"{figures.window:.3f}", f"{figures.failover:.3f}",
             )
     console.print(table)

@@ -101,8 +101,8 @@ def tally(acked_at: Mapping[str, float], queued: Iterable[str], kill_time: float
     )
 
 
-def _envelope(message_id: str, now: float) -> QueuedEnvelope:
-    body = f"ciphertext-of-{message_id}".encode()
+def _envelope(message_id: str, now: float, body_size: int) -> QueuedEnvelope:
+    body = f"ciphertext-of-{message_id}".encode().ljust(body_size, b".")
     return QueuedEnvelope(
         delivery_id=uuid.uuid4().hex,
         org_id=ORG,
@@ -140,10 +140,20 @@ async def measure_failover(
     kill_after: int = 500,
     namespace: str = "failover",
     deadline: float = 60.0,
+    body_size: int = 64,
+    pause_replica_at: int | None = None,
 ) -> FailoverFigures:
     """Send ``messages`` sends from ``writers`` concurrent writers; SIGKILL the primary once
     ``kill_after`` are acknowledged; wait for every send to be acknowledged (each retried
-    until then, at most ``deadline`` seconds in all) and read the queue back."""
+    until then, at most ``deadline`` seconds in all) and read the queue back.
+
+    ``pause_replica_at`` models a lagging replica (a stalled host, a congested link): the
+    replica is SIGSTOPped once that many sends are acknowledged and resumed right after the
+    kill, so the primary dies holding replication output the replica never read. With
+    ``body_size`` large enough that this exceeds the kernel's socket buffers, acknowledged
+    sends exist only in the dead primary's memory: what asynchronous replication can lose."""
+    if pause_replica_at is not None and not 0 < pause_replica_at < kill_after:
+        raise FaultError(f"pause_replica_at must be within 1..{kill_after - 1}")
     if not 0 < kill_after < messages:
         raise FaultError(f"kill_after must be within 1..{messages - 1}, got {kill_after}")
     group = provider.group()
@@ -174,13 +184,15 @@ async def measure_failover(
         victim = group.node(former).process
         kill_time = time.monotonic()
         victim.kill()
+        if pause_replica_at is not None and group.replica is not None:
+            group.replica.process.resume()
         killed.set()
         promoted = asyncio.ensure_future(watch_failover())
 
     async def send(message_id: str) -> None:
         nonlocal attempts
         while time.monotonic() < stop_at:
-            envelope = _envelope(message_id, time.time())
+            envelope = _envelope(message_id, time.time(), body_size)
             attempts += 1
             begun = time.monotonic()
             try:
@@ -192,6 +204,8 @@ async def measure_failover(
             acked_at[message_id] = time.monotonic()
             if killed.is_set() and begun > kill_time:
                 begun_after_kill.append(acked_at[message_id])
+            if len(acked_at) == pause_replica_at and group.replica is not None:
+                group.replica.process.pause()
             if len(acked_at) == kill_after and not killed.is_set():
                 await kill_primary()
             return

@@ -278,3 +278,24 @@ def test_killing_the_primary_during_delivery_is_measured(
     assert len(figures.lost_acked_at) == len(figures.lost)
     assert figures.window == figures.window and figures.window > 0  # measured, not NaN
     assert figures.failover > 0
+
+
+@pytest.mark.backend
+def test_a_lagging_replica_loses_acknowledged_sends_and_the_harness_counts_them(
+    fresh_cluster: LocalClusterProvider,
+) -> None:
+    """Asynchronous replication, shown: the replica is stopped for the last 600 acks before
+    the kill (32 KiB bodies, ~19 MiB: more than the kernel's socket buffers hold), so the
+    primary dies holding acknowledged writes only it had. The promoted replica lacks them and
+    the tally must say so: a harness that could not see a loss would always report zero."""
+    group = fresh_cluster.group()
+    assert group.replica is not None
+    replica = group.replica.port
+    figures = asyncio.run(measure_failover(
+        fresh_cluster, messages=1200, writers=8, kill_after=1000, pause_replica_at=400,
+        body_size=32 * 1024,
+    ))
+    assert figures.new_primary == replica
+    assert figures.acknowledged == 1200
+    assert figures.lost, "acknowledged sends written only to the killed primary went unseen"
+    assert set(figures.lost) <= {f"m{i:06d}" for i in range(1200)}
