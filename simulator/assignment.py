@@ -167,14 +167,14 @@ def _from_file(path: Path, devices: Sequence[str], known: set[str]) -> dict[str,
     except (OSError, yaml.YAMLError) as exc:
         raise AssignmentError("--assign", f"cannot read {path}: {exc}") from None
     if not isinstance(doc, dict):
-        raise AssignmentError("--assign", f"{path}: expected a mapping user/device: NAME")
+        raise AssignmentError("--assign", f"{path}: expected a mapping user:device: NAME")
     out: dict[str, str] = {}
     for key, value in doc.items():
         try:
             device = str(file_device(str(key)))
         except AddressError:
             raise AssignmentError("--assign", f"{path}: {key!r} is not a device "
-                                  "('user/device')") from None
+                                  "('user:device')") from None
         if device not in devices:
             raise AssignmentError("--assign", f"{path}: {key!r} is no device of the scenario")
         if not isinstance(value, str) or value not in known:

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -52,6 +53,7 @@ from simulator.cli.sim_impl import implementation_options, runner_for
 from simulator.external import ExternalRelay, ExternalRelayError, RelayHooks, run_orgs
 from simulator.report import ScenarioResult, Verdict, render, to_html, to_json, to_junit
 from simulator.scenario import Scenario, ScenarioError, Step, discover, load, schema
+from simulator.scenario.model import FileNote
 
 PROVIDER_NAMES = [kind.value for kind in ProviderKind]
 """``--provider`` choices: the names of :class:`ProviderKind`, the one list."""
@@ -330,12 +332,13 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
     if not files:
         raise NothingToRun("no scenario file (*.yaml, *.yml) under "
                            + ", ".join(str(p) for p in paths))
-    report = []
+    report: list[dict[str, Any]] = []
     for path in files:
         try:
             scenario = load(path)
             report.append({"file": str(path), "ok": True, "name": scenario.name,
-                           "steps": len(scenario.all_steps())})
+                           "steps": len(scenario.all_steps()),
+                           "notes": [dataclasses.asdict(n) for n in scenario.notes]})
         except ScenarioError as exc:
             report.append({"file": exc.file, "ok": False, "line": exc.line,
                            "column": exc.column, "key": exc.key, "error": exc.message})
@@ -345,6 +348,10 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
         for entry in report:
             if entry["ok"]:
                 console.print(f"[green]ok[/]    {entry['file']} ({entry['steps']} steps)")
+                for note in entry["notes"]:  # read, but the format no longer writes it
+                    console.print(f"[yellow]note[/]  "
+                                  f"{escape(entry['file'])}:{escape(str(FileNote(**note)))}",
+                                  highlight=False)
             else:
                 console.print(f"[red]error[/] {entry['file']}:{entry['line']}:{entry['column']}: "
                               f"{entry['key']}: {entry['error']}", highlight=False)

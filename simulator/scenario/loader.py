@@ -25,7 +25,7 @@ import jsonschema
 import yaml
 
 from semafore.deploy.settings import ProviderKind
-from semafore.protocol.address import DeviceAddress
+from semafore.protocol.address import SEPARATOR, DeviceAddress
 from simulator import steps
 from simulator.scenario.model import (
     FORMAT_VERSION,
@@ -36,6 +36,7 @@ from simulator.scenario.model import (
     Concurrently,
     Deployment,
     Expectation,
+    FileNote,
     MessageSelector,
     Organisation,
     RelayConfig,
@@ -50,12 +51,25 @@ SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario-v1.base.json"
 PathT = tuple[str | int, ...]
 
 
+RETIRED_SEPARATOR = "/"
+"""Scenario and ``--assign`` files written before issue #14 item 1 name a device
+``user/device``; they are still read (a file that validated keeps validating), each use with a
+deprecation note in ``semafore sim validate``, and written ``user:device`` today."""
+
+
 def file_device(text: str) -> DeviceAddress:
-    """The device a scenario file names ``user/device`` (the format's notation, checked by the
-    schema's ``$defs.device``; docs/scenarios.md): everything after the loader holds the
-    :class:`DeviceAddress`, which reports print ``user:device`` (SPEC §2)."""
-    user, _, device = text.partition("/")
-    return DeviceAddress(user, device)
+    """The device a file names: ``user:device``, the one textual form (SPEC §2 step 6; the
+    schema's ``$defs.device``, docs/scenarios.md), or the retired ``user/device``
+    (:func:`retired_spelling`)."""
+    if retired_spelling(text):
+        user, _, device = text.partition(RETIRED_SEPARATOR)
+        return DeviceAddress(user, device)
+    return DeviceAddress.parse(text)
+
+
+def retired_spelling(text: str) -> bool:
+    """``text`` names a device the pre-issue-#14 way, ``user/device``."""
+    return RETIRED_SEPARATOR in text and SEPARATOR not in text
 
 
 class ScenarioError(Exception):
@@ -157,13 +171,22 @@ class _Ctx:
     def __init__(self, file: str, doc: _Doc) -> None:
         self.file = file
         self.doc = doc
+        self.notes: list[FileNote] = []
 
     def error(self, path: PathT, message: str) -> ScenarioError:
+        e = self.where(path, message)
+        return ScenarioError(self.file, e.line, e.column, e.key, e.message)
+
+    def note(self, path: PathT, message: str) -> None:
+        """Record something read but no longer written (``sim validate`` prints it)."""
+        self.notes.append(self.where(path, message))
+
+    def where(self, path: PathT, message: str) -> FileNote:
         probe = path
         while probe and probe not in self.doc.marks:
             probe = probe[:-1]
         line, col = self.doc.marks.get(probe, (None, None))
-        return ScenarioError(self.file, line, col, _fmt(path), message)
+        return FileNote(line, col, _fmt(path), message)
 
 
 # --- schema validation -------------------------------------------------------------------------
@@ -305,8 +328,16 @@ class Builder:
     def line(self, path: PathT) -> int:
         return self.ctx.doc.marks.get(path, (0, 0))[0]
 
-    def device(self, text: str, path: PathT, *, existing: bool = True) -> DeviceAddress:
+    def file_device(self, text: str, path: PathT) -> DeviceAddress:
+        """:func:`file_device`, noting the retired ``user/device`` spelling where it is."""
         ref = file_device(text)
+        if retired_spelling(text):
+            self.ctx.note(path, f"device {text!r}: 'user/device' is the retired spelling; "
+                                f"write {str(ref)!r} (user:device, docs/scenarios.md)")
+        return ref
+
+    def device(self, text: str, path: PathT, *, existing: bool = True) -> DeviceAddress:
+        ref = self.file_device(text, path)
         if ref.user not in self.users:
             raise self.ctx.error(path, f"unknown user {ref.user!r} in device {text!r}")
         if existing and ref not in self.devices:
@@ -442,7 +473,7 @@ class Builder:
         base: PathT = ("infrastructure", "placement")
         out = []
         for text, index in raw.get("placement", {}).items():
-            ref = file_device(text)
+            ref = self.file_device(text, (*base, text))
             if ref not in self.ever_devices:
                 raise self.ctx.error((*base, text), f"device {text!r} is never installed")
             if index >= deployment.server_replicas:
@@ -476,7 +507,7 @@ class Builder:
         parties: dict[str, list[str]] = {"from": [], "to": []}
         for side in ("from", "to"):
             for i, who in enumerate(raw.get(side, [])):
-                if "/" in who:  # a device: the selector holds its address
+                if SEPARATOR in who or retired_spelling(who):  # a device: its address
                     parties[side].append(str(self.device(who, (*path, side, i), existing=False)))
                     continue
                 if who not in self.users:
@@ -551,6 +582,7 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
         source_digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         tags=tuple(data.get("tags", ())),
         infrastructure=deployment,
+        notes=tuple(sorted(ctx.notes, key=lambda n: (n.line or 0, n.column or 0))),
     )
 
 

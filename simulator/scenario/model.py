@@ -625,6 +625,21 @@ class Deployment:
         return {str(address): index for address, index in self.placement}
 
 
+@dataclass(frozen=True)
+class FileNote:
+    """Where a scenario file says something the loader still reads but no longer writes (the
+    retired ``user/device`` spelling, issue #14 item 1); ``key`` is the path of the key."""
+
+    line: int | None
+    column: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = "" if self.line is None else f"{self.line}:{self.column}: "
+        return f"{where}{self.key or '<document>'}: {self.message}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Scenario:
     version: int
@@ -642,6 +657,8 @@ class Scenario:
     source_digest: str = ""  # SHA-256 of the file bytes: a report names exactly what ran
     tags: tuple[str, ...] = field(default=())
     infrastructure: Deployment = field(default=Deployment())
+    notes: tuple[FileNote, ...] = field(default=(), compare=False)
+    """Deprecation notes on the file's notation (``sim validate`` prints them): not content."""
 
     def user(self, user_id: str) -> User:
         for user in self.users:

@@ -205,15 +205,15 @@ users:
   - {id: alice, org: acme, devices: [phone]}
   - {id: bob, org: acme, devices: [phone]}
 steps:
-  - send: {from: alice/phone, to: bob, label: hello}
+  - send: {from: alice:phone, to: bob, label: hello}
   - sync: {}
-  - assert: {not_delivered: {messages: [hello], devices: [bob/phone]}}
+  - assert: {not_delivered: {messages: [hello], devices: [bob:phone]}}
 """
 
 PASSING_SCENARIO = FAILING_SCENARIO.replace("claims-undelivered", "delivered").replace(
     "is online, yet the file claims the message never reached it",
     "is online and the message reaches it").replace(
-    "not_delivered: {messages: [hello], devices: [bob/phone]}",
+    "not_delivered: {messages: [hello], devices: [bob:phone]}",
     "delivered_exactly_once: {messages: all}")
 
 

@@ -56,12 +56,16 @@ def test_a_pin_wins_and_must_name_an_available_implementation() -> None:
 
 def test_a_file_assigns_named_devices_and_refuses_strangers(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text("bob/phone: go\n")
+    good.write_text("bob:phone: go\n")
     assert assign(["alice:phone", "bob:phone"], strategy=str(good), names=["go"], seed=0) == {
         "alice:phone": REFERENCE, "bob:phone": "go"}
+    retired = tmp_path / "retired.yaml"  # written before issue #14 item 1: still read
+    retired.write_text("bob/phone: go\n")
+    assert assign(["alice:phone", "bob:phone"], strategy=str(retired), names=["go"],
+                  seed=0) == {"alice:phone": REFERENCE, "bob:phone": "go"}
     bad = tmp_path / "bad.yaml"
-    bad.write_text("carol/phone: go\n")
-    with pytest.raises(AssignmentError, match="carol/phone"):
+    bad.write_text("carol:phone: go\n")
+    with pytest.raises(AssignmentError, match="carol:phone"):
         assign(["alice:phone"], strategy=str(bad), names=["go"], seed=0)
 
 
