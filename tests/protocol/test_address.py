@@ -29,6 +29,15 @@ def test_the_text_is_what_the_protocol_binds_into_ad(user: str, device: str) -> 
     assert str(DeviceAddress(user, device)) == f"{user}:{device}" == device_address(user, device)
 
 
+@given(st.text(max_size=12), st.text(max_size=12))
+def test_the_ad_encoding_takes_any_ids_as_the_spec_does(user: str, device: str) -> None:
+    """SPEC §2 step 6 encodes ``user_id ":" device_id`` whatever the ids hold (empty, or with
+    a colon): an implementation that refused them would disagree with every other one on the
+    same bundle (found by tests/interop/test_differential.py: the reference raised where Go
+    answered). Only the harness's own addresses are validated (DeviceAddress)."""
+    assert device_address(user, device) == f"{user}:{device}"
+
+
 @pytest.mark.parametrize(("text", "field"), [
     ("alice/phone", "address"),
     (":phone", "user"),
