@@ -11,6 +11,7 @@ from collections import Counter
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from semafore.protocol.address import DeviceAddress
 from simulator.attacks.accounts import junk_drv1
 from simulator.attacks.base import Arena, Outcome, Request
 from simulator.attacks.wire import Session, Wire, close_quietly
@@ -115,12 +116,17 @@ async def opk_drain(arena: Arena, request: Request) -> Outcome:
                         claimed[d["device_id"]] += 1
                     else:
                         dry.add(d["device_id"])
-    out.notes += [f"claimed {n} OPK(s) of {request.victim}/{d}" for d, n in sorted(claimed.items())]
+    victim = request.victim  # asserted above; a closure does not keep the narrowing
+
+    def of(device: str) -> DeviceAddress:  # reports name a device user:device (SPEC §2)
+        return DeviceAddress(victim, device)
+
+    out.notes += [f"claimed {n} OPK(s) of {of(d)}" for d, n in sorted(claimed.items())]
     for device, n in sorted(claimed.items()):
         if n > bound:
-            out.gained(f"claimed {n} one-time prekeys of {request.victim}/{device} (bound {bound})")
+            out.gained(f"claimed {n} one-time prekeys of {of(device)} (bound {bound})")
     for device in sorted(dry):
-        out.gained(f"{request.victim}/{device} ran out of one-time prekeys")
+        out.gained(f"{of(device)} ran out of one-time prekeys")
     if not out.succeeded and not claimed:
         out.undecided = f"no one-time prekey of {request.victim} was claimed at all"
     elif not out.succeeded and not any(k.endswith(" 429 rate_limited") for k in out.answers):
