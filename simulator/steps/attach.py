@@ -21,17 +21,7 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "from": {"$ref": "#/$defs/device"},
-        "to": {
-            "oneOf": [
-                {"$ref": "#/$defs/id"},
-                {
-                    "type": "array",
-                    "items": {"$ref": "#/$defs/id"},
-                    "minItems": 1,
-                    "uniqueItems": True,
-                },
-            ]
-        },
+        "to": {"$ref": "#/$defs/recipients"},
         "label": {"$ref": "#/$defs/label"},
         "size": {"type": "integer", "minimum": 1, "maximum": 67108864},
         "expect": {"$ref": "#/$defs/stepExpectation"},

@@ -20,17 +20,7 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "from": {"$ref": "#/$defs/device"},
-        "to": {
-            "oneOf": [
-                {"const": "org"},
-                {
-                    "type": "array",
-                    "items": {"$ref": "#/$defs/id"},
-                    "minItems": 1,
-                    "uniqueItems": True,
-                },
-            ]
-        },
+        "to": {"oneOf": [{"const": "org"}, {"$ref": "#/$defs/users"}]},
         "label": {"$ref": "#/$defs/label"},
         "count": {"type": "integer", "minimum": 1, "maximum": 100000},
         "size": {"type": "integer", "minimum": 24, "maximum": 1048576},

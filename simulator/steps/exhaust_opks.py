@@ -20,17 +20,7 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "devices": {
-            "oneOf": [
-                {"$ref": "#/$defs/device"},
-                {
-                    "type": "array",
-                    "items": {"$ref": "#/$defs/device"},
-                    "minItems": 1,
-                    "uniqueItems": True,
-                },
-            ]
-        },
+        "devices": {"$ref": "#/$defs/devices"},
         "replenish": {"type": "boolean"},
         "expect": {"$ref": "#/$defs/stepExpectation"},
     },

@@ -21,17 +21,7 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "message": {"$ref": "#/$defs/label"},
-        "to": {
-            "oneOf": [
-                {"$ref": "#/$defs/device"},
-                {
-                    "type": "array",
-                    "items": {"$ref": "#/$defs/device"},
-                    "minItems": 1,
-                    "uniqueItems": True,
-                },
-            ]
-        },
+        "to": {"$ref": "#/$defs/devices"},
         "kind": {"enum": ["any", "smx1", "drv1"]},
         "times": {"type": "integer", "minimum": 1, "maximum": 1000},
         "expect": {"$ref": "#/$defs/stepExpectation"},

@@ -158,6 +158,22 @@ def test_a_scenario_without_assertions_is_rejected() -> None:
     assert err.key == "steps" and "can never fail" in err.message
 
 
+@pytest.mark.parametrize(("step", "key", "fragment"), [
+    ("send: {from: alice:phone, to: [], label: m}", "send.to", "non-empty"),
+    ("send: {from: alice:phone, to: [bob, bob], label: m}", "send.to", "non-unique"),
+    ("attach: {from: alice:phone, to: [], label: m}", "attach.to", "non-empty"),
+    ("broadcast: {from: alice:phone, to: [bob, bob], label: m}", "broadcast.to", "non-unique"),
+    ("replay: {message: m, to: [], times: 1}", "replay.to", "non-empty"),
+    ("exhaust_opks: {devices: [bob:phone, bob:phone]}", "exhaust_opks.devices", "non-unique"),
+])
+def test_recipient_and_device_lists_are_non_empty_and_name_each_once(
+        step: str, key: str, fragment: str) -> None:
+    """The schema's shared ``users``, ``recipients`` and ``devices`` definitions (one per
+    concept, referenced by every step kind that lists users or devices)."""
+    err = rejected(scenario_text(f"- {step}\n"))
+    assert err.key == f"steps[0].{key}" and fragment in err.message, (err.key, err.message)
+
+
 @pytest.mark.parametrize(
     ("text", "key", "fragment"),
     [
