@@ -36,6 +36,22 @@ Validate = Callable[["Validation", Any, "PathT"], None]
 nested steps, ``assert`` its assertion kind)."""
 
 
+def device_body(**properties: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of a step about one device: ``device`` (required), the kind's own
+    ``properties`` and the common ``expect`` — one definition for the kinds that share it
+    (device_online/offline, add_device, reinstall, remove_device, rotate_spk)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "device": {"$ref": "#/$defs/device"},
+            **properties,
+            "expect": {"$ref": "#/$defs/stepExpectation"},
+        },
+        "required": ["device"],
+    }
+
+
 class StepKindError(ValueError):
     """A step kind that cannot be registered; ``field`` names what is wrong."""
 
@@ -135,6 +151,7 @@ def generation() -> int:
 __all__ = [
     "StepKind",
     "StepKindError",
+    "device_body",
     "generation",
     "kind",
     "kind_of",

@@ -10,21 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from simulator.scenario.model import SetOnline, Step
-from simulator.steps import StepKind, register
+from simulator.steps import StepKind, device_body, register
 
 if TYPE_CHECKING:
     from simulator.executor import Execution
     from simulator.scenario.loader import Builder, PathT
 
-SCHEMA_DEVICE_ONLINE: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "device": {"$ref": "#/$defs/device"},
-        "expect": {"$ref": "#/$defs/stepExpectation"},
-    },
-    "required": ["device"],
-}
+SCHEMA_DEVICE_ONLINE: dict[str, Any] = device_body()
 """The JSON Schema of the step's body (``$defs`` of the scenario schema)."""
 
 

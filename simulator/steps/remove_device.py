@@ -11,21 +11,13 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from simulator.scenario.model import RemoveDevice, Step
-from simulator.steps import StepKind, register
+from simulator.steps import StepKind, device_body, register
 
 if TYPE_CHECKING:
     from simulator.executor import Execution
     from simulator.scenario.loader import Builder, PathT
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "device": {"$ref": "#/$defs/device"},
-        "expect": {"$ref": "#/$defs/stepExpectation"},
-    },
-    "required": ["device"],
-}
+SCHEMA: dict[str, Any] = device_body()
 """The JSON Schema of the step's body (``$defs`` of the scenario schema)."""
 
 

@@ -9,22 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from simulator.scenario.model import RotateSpk, Step
-from simulator.steps import StepKind, register
+from simulator.steps import StepKind, device_body, register
 
 if TYPE_CHECKING:
     from simulator.executor import Execution
     from simulator.scenario.loader import Builder, PathT
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "device": {"$ref": "#/$defs/device"},
-        "keep_previous": {"type": "boolean"},
-        "expect": {"$ref": "#/$defs/stepExpectation"},
-    },
-    "required": ["device"],
-}
+SCHEMA: dict[str, Any] = device_body(keep_previous={"type": "boolean"})
 """The JSON Schema of the step's body (``$defs`` of the scenario schema)."""
 
 
