@@ -1,6 +1,7 @@
 """Entry point: ``semafore --help`` lists every sub-command.
 
-The library's own sub-commands are listed in :mod:`semafore.cli.commands`. Packages built on
+The library's own sub-commands are listed in :mod:`semafore.cli.commands` and imported only
+when invoked or listed. Packages built on
 the library add theirs through the ``semafore.commands`` entry-point group (issue 14 item 2):
 the simulator contributes ``semafore sim`` and ``semafore demo``, the load tests ``semafore
 load`` (pyproject.toml ``[project.entry-points."semafore.commands"]``). The library never
@@ -54,12 +55,14 @@ class SemaforeGroup(click.Group):
     """The top-level group: the library's commands, then the contributed ones by name."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *contributed()})
+        return sorted({*super().list_commands(ctx), *commands.LIBRARY_COMMANDS, *contributed()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         own = super().get_command(ctx, cmd_name)
-        if own is not None:  # a contribution never replaces a library command
+        if own is not None:
             return own
+        if cmd_name in commands.LIBRARY_COMMANDS:  # never replaced by a contribution
+            return commands.load(cmd_name)
         entry = contributed().get(cmd_name)
         if entry is None:
             return None
@@ -79,14 +82,7 @@ def cli() -> None:
     """SemaFore Sim: reference protocol, relay, simulator and interop gate."""
 
 
-def _register() -> None:
-    """Add the library's own sub-commands (each module exposes ``command``)."""
-    for command in commands.all_commands():
-        cli.add_command(command)
-
-
 def main() -> None:
-    _register()
     try:
         cli(prog_name="semafore")
     except shipped.ShippedDataMissing as exc:

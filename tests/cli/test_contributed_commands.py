@@ -18,12 +18,6 @@ from semafore.cli import main as entry
 from semafore.cli.main import COMMAND_GROUP, cli
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered() -> None:
-    if "adapter" not in cli.commands:
-        entry._register()
-
-
 def fake(monkeypatch: pytest.MonkeyPatch, **targets: str) -> None:
     points = {name: metadata.EntryPoint(name, value, COMMAND_GROUP)
               for name, value in targets.items()}
@@ -81,13 +75,12 @@ def test_an_unknown_command_is_still_a_usage_error(monkeypatch: pytest.MonkeyPat
 
 
 def test_the_library_cli_loads_neither_the_simulator_nor_the_load_tests() -> None:
-    """At run time too (import-linter sees static imports only): registering and running a
+    """At run time too (import-linter sees static imports only): listing and running a
     library command leaves both packages unimported."""
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
-        "from semafore.cli.main import _register, cli\n"
-        "_register()\n"
+        "from semafore.cli.main import cli\n"
         "assert CliRunner().invoke(cli, ['vectors', '--help']).exit_code == 0\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'simulator', 'loadtests'}))\n"
     )

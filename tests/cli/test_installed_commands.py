@@ -21,14 +21,6 @@ from semafore.gate.runner import Impl
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered() -> None:
-    from semafore.cli.main import _register
-
-    if "adapter" not in cli.commands:
-        _register()
-
-
 def test_semafore_adapter_answers_the_contract_on_stdin() -> None:
     requests = [{"id": 1, "op": "capabilities"}, {"id": 2, "op": "no.such.op"}]
     out = CliRunner().invoke(cli, ["adapter"], input="".join(json.dumps(r) + "\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from semafore.cli.main import _register, cli
+from semafore.cli.main import cli
 from semafore.oracle import canary
 from semafore.oracle.leaks import encode
 
@@ -21,7 +21,6 @@ CANARY = canary(bytes(range(16)))
 
 
 def run(*args: str) -> Result:
-    _register()
     return CliRunner().invoke(cli, ["oracle", "scan", *args])
 
 
