@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from semafore.deploy.errors import FaultError
 from semafore.deploy.processes import ManagedProcess
 from semafore.deploy.providers import Endpoints, LocalProvider
+from semafore.deploy.redis_cluster import RedisClusterGroup
 from semafore.deploy.sentinel import SentinelGroup
-from semafore.deploy.settings import InfraSettings
+from semafore.deploy.settings import InfraSettings, RedisTopology
 
 
 class LocalClusterProvider(LocalProvider):
@@ -38,10 +39,20 @@ class LocalClusterProvider(LocalProvider):
         super().__init__(settings, redis_durable=redis_durable)
         self.redis_min_replicas = redis_min_replicas
         self.sentinel_group: SentinelGroup | None = None
+        self.redis_cluster: RedisClusterGroup | None = None
 
     def _start_once(self) -> Endpoints:
         single = super()._start_once()
         assert self.root is not None and single.redis_url is not None
+        if self.settings.redis_topology is RedisTopology.CLUSTER:
+            # SEMAFORE_REDIS_TOPOLOGY=cluster: the relay's Redis is a 3-node Redis Cluster
+            # (semafore.deploy.redis_cluster); the single shape's redis process stays idle
+            nodes = RedisClusterGroup(
+                self._tool("redis-server", "Debian package redis-server"), self.root,
+                extra_args=self.redis_persistence_args(),
+            )
+            self.redis_cluster = nodes
+            return dataclasses.replace(single, redis_url=nodes.start().url)
         primary_port = urlsplit(single.redis_url).port
         assert primary_port is not None
         group = SentinelGroup(
@@ -57,6 +68,9 @@ class LocalClusterProvider(LocalProvider):
         return dataclasses.replace(single, redis_url=address.url)
 
     def _stop(self) -> None:
+        if self.redis_cluster is not None:
+            self.redis_cluster.stop()
+            self.redis_cluster = None
         if self.sentinel_group is not None:
             self.sentinel_group.stop()
             self.sentinel_group = None

@@ -240,7 +240,9 @@ class RedisPushHub(PushHub):
             return
         if self._queue is None:
             self._queue = RedisQueueStore(self.push.ns)
-        found = await self._queue.get_envelopes([i for _, ids in wanted for i in ids or ()])
+        found = await self._queue.get_envelopes(
+            [(user_id, i) for (user_id, _), ids in wanted for i in ids or ()]
+        )
         for (user_id, device_id), ids in wanted:
             envelopes = [found[i] for i in ids or () if i in found]
             for conn in self._connections.get((user_id, device_id), ()):

@@ -11,8 +11,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from semafore.deploy.errors import SettingsError
+from semafore.storage.redis_cluster import SCHEME as CLUSTER_SCHEME
+from semafore.storage.redis_cluster import is_cluster_url, parse_cluster_url
 from semafore.storage.redis_sentinel import SCHEME as SENTINEL_SCHEME
-from semafore.storage.redis_sentinel import RedisUrlError, is_sentinel_url, parse_sentinel_url
+from semafore.storage.redis_sentinel import is_sentinel_url, parse_sentinel_url
+from semafore.storage.redis_url import RedisUrlError
 
 
 class ProviderKind(StrEnum):
@@ -38,6 +41,15 @@ class Shape(StrEnum):
     so far Redis as a primary, one replica and three Sentinels on the ``local`` provider."""
 
     SINGLE = "single"
+    CLUSTER = "cluster"
+
+
+class RedisTopology(StrEnum):
+    """Which replicated Redis the ``cluster`` shape runs (``SEMAFORE_REDIS_TOPOLOGY``):
+    ``sentinel`` a primary, a replica and three Sentinels (failover, one keyspace);
+    ``cluster`` a 3-node Redis Cluster (sharding by hash slot, no replicas)."""
+
+    SENTINEL = "sentinel"
     CLUSTER = "cluster"
 
 
@@ -109,6 +121,12 @@ def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | No
         except RedisUrlError as exc:
             raise SettingsError(key, str(exc)) from None
         return value
+    if CLUSTER_SCHEME in schemes and is_cluster_url(value):
+        try:
+            parse_cluster_url(value)
+        except RedisUrlError as exc:
+            raise SettingsError(key, str(exc)) from None
+        return value
     parts = urlsplit(value)
     if parts.scheme not in schemes:
         raise SettingsError(
@@ -121,6 +139,15 @@ def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | No
     except ValueError as exc:
         raise SettingsError(key, f"bad port: {exc}") from exc
     return value
+
+
+def _redis_topology(env: Mapping[str, str]) -> RedisTopology:
+    raw = env.get("SEMAFORE_REDIS_TOPOLOGY", "").strip().lower() or RedisTopology.SENTINEL.value
+    try:
+        return RedisTopology(raw)
+    except ValueError:
+        choices = ", ".join(t.value for t in RedisTopology)
+        raise SettingsError("SEMAFORE_REDIS_TOPOLOGY", f"{raw!r} is not one of {choices}") from None
 
 
 @dataclass(frozen=True)
@@ -136,7 +163,9 @@ class InfraSettings:
     ``.tools``, else the per-user data directory: :func:`resolve_tools_dir`);
     ``SEMAFORE_INFRA_DIR`` parent of throw-away data directories (default: system temp);
     ``SEMAFORE_SHAPE`` single|cluster (default single; cluster: local provider only).
-    ``SEMAFORE_REDIS_URL`` may be ``redis+sentinel://H:P[,H:P...]/SERVICE[/DB]``.
+    ``SEMAFORE_REDIS_URL`` may be ``redis+sentinel://H:P[,H:P...]/SERVICE[/DB]`` or
+    ``redis+cluster://H:P[,H:P...][/0]``;
+    ``SEMAFORE_REDIS_TOPOLOGY`` sentinel|cluster (default sentinel): the cluster shape's Redis.
     """
 
     provider: ProviderKind = ProviderKind.EMBEDDED
@@ -150,6 +179,7 @@ class InfraSettings:
     work_dir: Path | None = None
     seaweedfs_s3: bool = True
     shape: Shape = Shape.SINGLE
+    redis_topology: RedisTopology = RedisTopology.SENTINEL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InfraSettings:
@@ -182,7 +212,9 @@ class InfraSettings:
         settings = cls(
             provider=provider,
             mongodb_url=_url(env, "SEMAFORE_MONGODB_URL", ("mongodb", "mongodb+srv")),
-            redis_url=_url(env, "SEMAFORE_REDIS_URL", ("redis", "rediss", SENTINEL_SCHEME)),
+            redis_url=_url(
+                env, "SEMAFORE_REDIS_URL", ("redis", "rediss", SENTINEL_SCHEME, CLUSTER_SCHEME)
+            ),
             seaweedfs_filer_url=_url(env, "SEMAFORE_SEAWEEDFS_FILER_URL", ("http", "https")),
             seaweedfs_s3_url=_url(env, "SEMAFORE_SEAWEEDFS_S3_URL", ("http", "https")),
             images=images,
@@ -190,6 +222,7 @@ class InfraSettings:
             tools_dir=resolve_tools_dir(env),
             work_dir=Path(work) if work else None,
             shape=shape,
+            redis_topology=_redis_topology(env),
         )
         settings.check_shape()
         if provider is ProviderKind.EXTERNAL:

@@ -23,14 +23,16 @@ acknowledged enqueue must survive a crash of Redis itself.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -46,7 +48,10 @@ from semafore.storage.ports import (
     SendKey,
     SendRecord,
 )
+from semafore.storage.redis_cluster import is_cluster_url, slot_of
 from semafore.storage.redis_sentinel import open_redis
+
+T = TypeVar("T")
 
 _ENV_FIELDS = (
     "org_id",
@@ -61,151 +66,121 @@ _ENV_FIELDS = (
     "received_at",
 )
 
-# Envelope writes shared by enqueue and enqueue_send. From ARGV[first]: per envelope its id,
-# queue key suffix, org, received_at, then field/value pairs (20 values).
+# Every script below touches only keys passed in KEYS (Redis Cluster routes a script by its
+# keys and refuses keys of several slots with CROSSSLOT); the Python side lays them out.
+#
+# Envelope writes shared by enqueue and enqueue_send. Per envelope 4 KEYS from KEYS[k0]:
+# envelope hash, device queue, the user's sequence counter, the user's org index; 24 ARGV from
+# ARGV[a0]: id, device, org, received_at, then field/value pairs (20 values). Registry:
+# r KEYS from KEYS[r0] (an org's set of users), r members from ARGV[m0].
 _ENQUEUE_FNS = """
-local stride = 4 + 20
-local function ids_free(p, n, first)
+local function ids_free(k0, n)
   for i = 0, n - 1 do
-    if redis.call('EXISTS', p .. ':e:' .. ARGV[first + i * stride]) == 1 then return false end
+    if redis.call('EXISTS', KEYS[k0 + i * 4]) == 1 then return false end
   end
   return true
 end
-local function write(p, n, first)
+local function write(k0, a0, n)
   for i = 0, n - 1 do
-    local base = first + i * stride
-    local id, queue, org, at = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-    local seq = redis.call('INCR', p .. ':seq')
+    local k, a = k0 + i * 4, a0 + i * 24
+    local seq = redis.call('INCR', KEYS[k + 2])
     local fields = {}
-    for j = 0, 19 do fields[#fields + 1] = ARGV[base + 4 + j] end
+    for j = 0, 19 do fields[#fields + 1] = ARGV[a + 4 + j] end
     fields[#fields + 1] = 'queue'
-    fields[#fields + 1] = queue
-    redis.call('HSET', p .. ':e:' .. id, unpack(fields))
-    redis.call('ZADD', p .. ':q:' .. queue, seq, id)
-    redis.call('ZADD', p .. ':o:' .. org, at, id)
+    fields[#fields + 1] = ARGV[a + 1]
+    redis.call('HSET', KEYS[k], unpack(fields))
+    redis.call('ZADD', KEYS[k + 1], seq, ARGV[a])
+    redis.call('ZADD', KEYS[k + 3], ARGV[a + 3], ARGV[a])
   end
+end
+local function register(r0, m0, r)
+  for i = 0, r - 1 do redis.call('SADD', KEYS[r0 + i], ARGV[m0 + i]) end
 end
 """
 
-# ARGV: prefix, n, envelopes... -> 1 stored, 0 a delivery id exists (nothing written).
-# All ids are checked before anything is written.
+# KEYS: registry (r), envelopes (4n). ARGV: n, r, registry members (r), envelopes (24n)
+# -> 1 stored, 0 a delivery id exists (nothing written). All ids are checked first.
 _ENQUEUE = (
     _ENQUEUE_FNS
     + """
-local p, n = ARGV[1], tonumber(ARGV[2])
-if not ids_free(p, n, 3) then return 0 end
-write(p, n, 3)
+local n, r = tonumber(ARGV[1]), tonumber(ARGV[2])
+if not ids_free(1 + r, n) then return 0 end
+register(1, 3, r)
+write(1 + r, 3 + r, n)
 return 1
 """
 )
 
-# ARGV: prefix, send key suffix, org, accepted_at, ttl ms, record, n, envelopes...
+# KEYS: ledger entry, ledger index (x: 0 or 1), registry (r), envelopes (4n).
+# ARGV: ttl ms, record, send key suffix, accepted_at, x, n, r, registry members, envelopes
 # -> {1} recorded and queued; {0, record} already recorded (nothing written); {-1} a delivery
 # id exists (nothing written). SET NX with a TTL is the ledger's insert-if-absent; the same
 # script queues, so the ledger entry and its envelopes exist together or not at all.
 _ENQUEUE_SEND = (
     _ENQUEUE_FNS
     + """
-local p, send, org, at, ttl, record = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local n = tonumber(ARGV[7])
-local key = p .. ':s:' .. send
-local recorded = redis.call('GET', key)
+local ttl, record, send, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local x, n, r = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local recorded = redis.call('GET', KEYS[1])
 if recorded then return {0, recorded} end
-if not ids_free(p, n, 8) then return {-1} end
-redis.call('SET', key, record, 'PX', ttl, 'NX')
-redis.call('ZADD', p .. ':so:' .. org, at, send)
-write(p, n, 8)
+local k0 = 2 + x + r
+if not ids_free(k0, n) then return {-1} end
+redis.call('SET', KEYS[1], record, 'PX', ttl, 'NX')
+if x == 1 then redis.call('ZADD', KEYS[2], at, send) end
+register(2 + x, 8, r)
+write(k0, 8 + r, n)
 return {1}
 """
 )
 
-# ARGV: prefix, org, before -> count of ledger entries forgotten
-_EXPIRE_SENDS = """
-local p, org, before = ARGV[1], ARGV[2], ARGV[3]
-local sends = redis.call('ZRANGEBYSCORE', p .. ':so:' .. org, '-inf', '(' .. before)
-local gone = 0
-for _, send in ipairs(sends) do
-  gone = gone + redis.call('DEL', p .. ':s:' .. send)
-  redis.call('ZREM', p .. ':so:' .. org, send)
-end
-return gone
-"""
-
-# Remove one envelope everywhere; shared by ack / expire / device deletion.
+# Remove envelopes of one user. Per id 3 KEYS: envelope hash, the device queue it is in,
+# its org index. ARGV: before ('' = no age condition), ids... An id is removed only if it is
+# in that queue (and, with ``before``, indexed earlier than it) -> the ids removed.
 _REMOVE = """
-local function remove(p, id)
-  local key = p .. ':e:' .. id
-  local meta = redis.call('HMGET', key, 'queue', 'org_id')
-  if not meta[1] then return 0 end
-  redis.call('ZREM', p .. ':q:' .. meta[1], id)
-  redis.call('ZREM', p .. ':o:' .. meta[2], id)
-  redis.call('DEL', key)
-  return 1
-end
-"""
-
-# ARGV: prefix, queue suffix, ids... -> ids removed (only those in this device's queue)
-_ACK = (
-    _REMOVE
-    + """
-local p, queue = ARGV[1], ARGV[2]
+local before = ARGV[1]
 local removed = {}
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  if redis.call('ZSCORE', p .. ':q:' .. queue, id) then
-    if remove(p, id) == 1 then removed[#removed + 1] = id end
+for i = 2, #ARGV do
+  local id, k = ARGV[i], (i - 2) * 3 + 1
+  if redis.call('ZSCORE', KEYS[k + 1], id) then
+    local at = redis.call('ZSCORE', KEYS[k + 2], id)
+    if before == '' or (at and tonumber(at) < tonumber(before)) then
+      redis.call('ZREM', KEYS[k + 1], id)
+      redis.call('ZREM', KEYS[k + 2], id)
+      redis.call('DEL', KEYS[k])
+      removed[#removed + 1] = id
+    end
   end
 end
 return removed
 """
-)
 
-# ARGV: prefix, org, before -> count
-_EXPIRE = (
-    _REMOVE
-    + """
-local p, org, before = ARGV[1], ARGV[2], ARGV[3]
-local ids = redis.call('ZRANGEBYSCORE', p .. ':o:' .. org, '-inf', '(' .. before)
-for _, id in ipairs(ids) do remove(p, id) end
-return #ids
-"""
-)
-
-# ARGV: prefix, queue suffix -> count
-_DROP_QUEUE = (
-    _REMOVE
-    + """
-local p, queue = ARGV[1], ARGV[2]
-local ids = redis.call('ZRANGE', p .. ':q:' .. queue, 0, -1)
-for _, id in ipairs(ids) do remove(p, id) end
-redis.call('DEL', p .. ':q:' .. queue)
-return #ids
-"""
-)
-
-# ARGV: prefix, id, org, delivered_at, field/value pairs... -> 1 stored, 0 exists
+# KEYS: proof hash, the org's paging index, the org's retention index.
+# ARGV: id, delivered_at, field/value pairs... -> 1 stored, 0 exists
 _RECORD = """
-local p, id, org, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local key = p .. ':d:' .. id
-if redis.call('EXISTS', key) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', key, unpack(fields))
-redis.call('ZADD', p .. ':dl:' .. org, 0, id)
-redis.call('ZADD', p .. ':dt:' .. org, at, id)
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
 """
 
-# ARGV: prefix, org, before -> count
+# KEYS: the org's paging index, its retention index, then one proof hash per id.
+# ARGV: before, ids... (read from the retention index) -> count forgotten
 _EXPIRE_DELIVERIES = """
-local p, org, before = ARGV[1], ARGV[2], ARGV[3]
-local ids = redis.call('ZRANGEBYSCORE', p .. ':dt:' .. org, '-inf', '(' .. before)
-for _, id in ipairs(ids) do
-  redis.call('DEL', p .. ':d:' .. id)
-  redis.call('ZREM', p .. ':dl:' .. org, id)
-  redis.call('ZREM', p .. ':dt:' .. org, id)
+local before = tonumber(ARGV[1])
+local gone = 0
+for i = 2, #ARGV do
+  local at = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if at and tonumber(at) < before then
+    redis.call('DEL', KEYS[i + 1])
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    gone = gone + 1
+  end
 end
-return #ids
+return gone
 """
 
 # KEYS: counter. ARGV: limit, ttl ms -> count after this hit (not incremented past limit)
@@ -241,8 +216,41 @@ _PROOF_FIELDS = (
 )
 
 
+# KEYS: one ledger entry. ARGV: before -> 1 forgotten (accepted before ``before``), else 0.
+# Checked against the entry itself, so an entry recorded anew under the same key since the
+# index was read is kept.
+_FORGET_SEND = """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+if tonumber(cjson.decode(value)['accepted_at']) < tonumber(ARGV[1]) then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: one sorted set. ARGV: before, members... -> members removed whose score is < before
+_UNINDEX = """
+local gone = 0
+for i = 2, #ARGV do
+  local at = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if at and tonumber(at) < tonumber(ARGV[1]) then
+    gone = gone + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return gone
+"""
+
+
 def _queue(user_id: str, device_id: str) -> str:
     return f"{user_id}\x00{device_id}"
+
+
+def _tag(kind: str, value: str) -> str:
+    """A Redis Cluster hash tag ``{kind:value}``: keys sharing it hash to one slot. ``%``,
+    ``{`` and ``}`` in ``value`` are percent-escaped, so the tag ends where intended and two
+    different values never share a tag text (the escaping is injective)."""
+    escaped = value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return f"{{{kind}:{escaped}}}"
 
 
 def _send_key(key: SendKey) -> str:
@@ -273,26 +281,56 @@ def _f(value: float) -> str:
 
 
 class RedisNamespace:
-    """A client plus a key prefix; every adapter of one deployment shares it."""
+    """A client plus a key prefix; every adapter of one deployment shares it.
+
+    Key names are built here, one method per owner, so the hash tags (the module docstring's
+    layout) have one definition: :meth:`user` (a user's queues, envelopes, ledger entries
+    *to* them), :meth:`org` (an org's delivery proofs, ledger index, user registry),
+    :meth:`rate` (one rate-limit subject)."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        if not prefix or any(c in prefix for c in "*?[]"):
-            raise ValueError("prefix: must be non-empty and free of glob characters")
+        if not prefix or any(c in prefix for c in "*?[]{}"):
+            raise ValueError("prefix: must be non-empty and free of glob and hash-tag characters")
         # A Redis restart (failover, crash, the simulator's kill -9) drops every pooled
         # connection: retry connection errors with backoff for ~5 s instead of failing the
         # request. A retried script never writes twice: each re-checks its preconditions, so
         # a retry whose first run took effect reports the conflict (AlreadyExists) instead.
-        # A redis+sentinel:// URL follows the primary through a failover (redis_sentinel).
+        # A redis+sentinel:// URL follows the primary through a failover (redis_sentinel); a
+        # redis+cluster:// URL routes each key to its slot's node (redis_cluster).
         self.client: aioredis.Redis = open_redis(
             url,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             health_check_interval=5,
         )
+        self.cluster = is_cluster_url(url)
+        """True on a Redis Cluster: a multi-key change is then split into one step per slot
+        (:meth:`by_slot`); on one server every change stays one script."""
         self.prefix = prefix
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
+
+    def user(self, user_id: str, *parts: str) -> str:
+        return self.key(_tag("u", user_id), *parts)
+
+    def org(self, org_id: str, *parts: str) -> str:
+        return self.key(_tag("o", org_id), *parts)
+
+    def rate(self, subject: str, window_index: int) -> str:
+        return self.key("rl", _tag("r", subject), str(window_index))
+
+    def by_slot(self, items: Sequence[T], key: Callable[[T], str]) -> list[list[T]]:
+        """``items`` grouped so that one group's keys can go to one script: everything in one
+        group on a single server, one group per hash slot (in first-seen order) on Cluster."""
+        if not items:
+            return []
+        if not self.cluster:
+            return [list(items)]
+        groups: dict[int, list[T]] = {}
+        for item in items:
+            groups.setdefault(slot_of(key(item)), []).append(item)
+        return list(groups.values())
 
     async def dump(self) -> list[tuple[str, bytes]]:
         """Every key of this namespace with its raw value(s) (hash fields/values, members)."""
@@ -304,6 +342,8 @@ class RedisNamespace:
                 data = b"\x00".join(_raw(b) for kv in values.items() for b in kv)
             elif kind == "zset":
                 data = b"\x00".join(_raw(m) for m in await self.client.zrange(key, 0, -1))
+            elif kind == "set":
+                data = b"\x00".join(sorted(_raw(m) for m in await self.client.smembers(key)))
             elif kind == "string":
                 data = _raw(await self.client.get(key) or b"")
             else:
@@ -320,43 +360,164 @@ class RedisNamespace:
 
 
 class RedisQueueStore(QueueStore):
+    """Delivery queues, the send ledger and delivery proofs (module docstring: key layout).
+
+    On one server every port method that changes several keys is one Lua script, as before
+    Cluster support. On a Redis Cluster (``redis+cluster://``) a script may only touch one
+    slot, so the keys are hash-tagged by owner and a change spanning owners runs per slot:
+
+    - atomic on Cluster too: a send to one user with its ledger entry (the relay's
+      ``send``: entry and envelopes share the recipient's tag), an enqueue for one user, an
+      ack, a delivery proof, each user's part of an expiry;
+    - per slot on Cluster: an enqueue for several users and a broadcast send (``recipient``
+      ``*``) write each user's envelopes atomically, then the ledger entry; a refusal or a
+      lost race deletes what this call wrote (compensation), but a fetch in between can see
+      those envelopes. The org registry (``users``) is written before the envelopes and the
+      ledger index after the entry, so a crash between steps leaves only an extra registry
+      member or an entry that its own TTL still expires;
+    - expiries (``expire``, ``expire_sends``) read an index, then change each owner's keys in
+      its own step, on one server too: each removal re-checks its condition, so an entry
+      written since the index was read is never removed.
+    """
+
     def __init__(self, ns: RedisNamespace) -> None:
         self.ns = ns
         client = ns.client
         self._enqueue = client.register_script(_ENQUEUE)
-        self._ack = client.register_script(_ACK)
-        self._expire = client.register_script(_EXPIRE)
-        self._drop_queue = client.register_script(_DROP_QUEUE)
+        self._remove = client.register_script(_REMOVE)
         self._record = client.register_script(_RECORD)
         self._expire_deliveries = client.register_script(_EXPIRE_DELIVERIES)
         self._enqueue_send = client.register_script(_ENQUEUE_SEND)
-        self._expire_sends = client.register_script(_EXPIRE_SENDS)
+        self._forget_send = client.register_script(_FORGET_SEND)
+        self._unindex = client.register_script(_UNINDEX)
 
     async def dump(self) -> list[tuple[str, bytes]]:
         return await self.ns.dump()
 
-    @staticmethod
-    def _envelope_args(envelopes: Sequence[QueuedEnvelope]) -> list[Any]:
-        ids = [e.delivery_id for e in envelopes]
-        if len(set(ids)) != len(ids):
-            raise AlreadyExists("delivery_id")
-        args: list[Any] = [len(envelopes)]
+    async def _scripts(
+        self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run ``script`` once per (keys, args): pipelined on one server; on Cluster, where
+        redis-py cannot pipeline scripts, as concurrent calls (each routed to its slot)."""
+        if self.ns.cluster:
+            return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
+        async with self.ns.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+            return list(await pipe.execute())
+
+    # -- key layout -----------------------------------------------------------------------------
+
+    def _envelope_key(self, user_id: str, delivery_id: str) -> str:
+        return self.ns.user(user_id, "e", delivery_id)
+
+    def _queue_key(self, user_id: str, device_id: str) -> str:
+        return self.ns.user(user_id, "q", device_id)
+
+    def _org_index(self, user_id: str, org_id: str) -> str:
+        return self.ns.user(user_id, "o", org_id)
+
+    def _registry(self, org_id: str) -> str:
+        return self.ns.org(org_id, "users")
+
+    def _ledger(self, key: SendKey) -> str:
+        return self.ns.user(key[3], "s", _send_key(key))
+
+    def _ledger_index(self, org_id: str) -> str:
+        return self.ns.org(org_id, "so")
+
+    def _removal_keys(self, user_id: str, device_id: str, org_id: str, delivery_id: str
+                      ) -> list[str]:
+        return [
+            self._envelope_key(user_id, delivery_id),
+            self._queue_key(user_id, device_id),
+            self._org_index(user_id, org_id),
+        ]
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def _envelope_args(self, envelopes: Sequence[QueuedEnvelope]) -> tuple[list[str], list[Any]]:
+        keys: list[str] = []
+        args: list[Any] = []
         for e in envelopes:
-            args += [
-                e.delivery_id,
-                _queue(e.recipient_user_id, e.recipient_device_id),
-                e.org_id,
-                _f(e.received_at),
+            user = e.recipient_user_id
+            keys += [
+                self._envelope_key(user, e.delivery_id),
+                self._queue_key(user, e.recipient_device_id),
+                self.ns.user(user, "seq"),
+                self._org_index(user, e.org_id),
             ]
+            args += [e.delivery_id, e.recipient_device_id, e.org_id, _f(e.received_at)]
             for name in _ENV_FIELDS:
                 value = getattr(e, name)
                 args += [name, _f(value) if isinstance(value, float) else value]
-        return args
+        return keys, args
+
+    def _registry_args(self, envelopes: Sequence[QueuedEnvelope]) -> tuple[list[str], list[str]]:
+        pairs = dict.fromkeys((e.org_id, e.recipient_user_id) for e in envelopes)
+        return [self._registry(org) for org, _ in pairs], [user for _, user in pairs]
+
+    @staticmethod
+    def _check_unique(envelopes: Sequence[QueuedEnvelope]) -> None:
+        ids = [e.delivery_id for e in envelopes]
+        if len(set(ids)) != len(ids):
+            raise AlreadyExists("delivery_id")
+
+    async def _register(self, envelopes: Sequence[QueuedEnvelope]) -> None:
+        """Cluster: the org registry before the envelopes (idempotent; a crash after it
+        leaves a member whose index is empty, which expiry skips)."""
+        keys, users = self._registry_args(envelopes)
+        async with self.ns.client.pipeline(transaction=False) as pipe:
+            for key, user in zip(keys, users, strict=True):
+                pipe.sadd(key, user)
+            await pipe.execute()
+
+    async def _any_taken(self, envelopes: Sequence[QueuedEnvelope]) -> bool:
+        async with self.ns.client.pipeline(transaction=False) as pipe:
+            for e in envelopes:
+                pipe.exists(self._envelope_key(e.recipient_user_id, e.delivery_id))
+            return any(await pipe.execute())
+
+    async def _write_groups(self, envelopes: Sequence[QueuedEnvelope]) -> None:
+        """Cluster, several slots: each user's envelopes in one script; all ids checked first,
+        and a group refused by a racing writer undoes the groups written before it."""
+        if await self._any_taken(envelopes):
+            raise AlreadyExists("delivery_id")
+        written: list[QueuedEnvelope] = []
+        for group in self.ns.by_slot(envelopes, lambda e: self.ns.user(e.recipient_user_id)):
+            keys, args = self._envelope_args(group)
+            if not await self._enqueue(keys=keys, args=[len(group), 0, *args]):
+                await self._undo(written)
+                raise AlreadyExists("delivery_id")
+            written += group
+
+    async def _undo(self, envelopes: Sequence[QueuedEnvelope]) -> None:
+        """Compensation on Cluster: delete envelopes this call queued."""
+        for group in self.ns.by_slot(envelopes, lambda e: self.ns.user(e.recipient_user_id)):
+            keys = [k for e in group for k in self._removal_keys(
+                e.recipient_user_id, e.recipient_device_id, e.org_id, e.delivery_id)]
+            await self._remove(keys=keys, args=["", *(e.delivery_id for e in group)])
+
+    async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
+        self._check_unique(envelopes)
+        if not envelopes:
+            return
+        if not self.ns.cluster:
+            reg_keys, users = self._registry_args(envelopes)
+            keys, args = self._envelope_args(envelopes)
+            if not await self._enqueue(
+                keys=[*reg_keys, *keys], args=[len(envelopes), len(reg_keys), *users, *args]
+            ):
+                raise AlreadyExists("delivery_id")
+            return
+        await self._register(envelopes)
+        await self._write_groups(envelopes)
 
     async def enqueue_send(
         self, record: SendRecord, envelopes: Sequence[QueuedEnvelope]
     ) -> SendRecord | None:
         r = record
+        self._check_unique(envelopes)
         value = json.dumps(
             {
                 "digest": r.digest.hex(),
@@ -366,35 +527,64 @@ class RedisQueueStore(QueueStore):
             }
         )
         ttl_ms = max(1, math.ceil((r.expires_at - r.accepted_at) * 1000))
-        args = [
-            self.ns.prefix,
-            _send_key(r.key),
-            r.org_id,
-            _f(r.accepted_at),
-            ttl_ms,
-            value,
-            *self._envelope_args(envelopes),
-        ]
-        result = await self._enqueue_send(args=args)
+        ledger, index, send = self._ledger(r.key), self._ledger_index(r.org_id), _send_key(r.key)
+        head: list[Any] = [ttl_ms, value, send, _f(r.accepted_at)]
+        if not self.ns.cluster:  # one script: entry, index, registry and envelopes together
+            reg_keys, users = self._registry_args(envelopes)
+            keys, args = self._envelope_args(envelopes)
+            result = await self._enqueue_send(
+                keys=[ledger, index, *reg_keys, *keys],
+                args=[*head, 1, len(envelopes), len(reg_keys), *users, *args],
+            )
+            return self._send_result(r, result)
+        await self._register(envelopes)
+        groups = self.ns.by_slot(envelopes, lambda e: self.ns.user(e.recipient_user_id))
+        together = not groups or (
+            len(groups) == 1 and slot_of(ledger) == slot_of(self.ns.user(
+                groups[0][0].recipient_user_id)))
+        if together:  # the relay's send to one user: entry and envelopes in one script
+            keys, args = self._envelope_args(envelopes)
+            result = await self._enqueue_send(
+                keys=[ledger, *keys], args=[*head, 0, len(envelopes), 0, *args]
+            )
+        else:  # a broadcast: each user's envelopes, then the entry (docstring)
+            recorded = await self.ns.client.get(ledger)
+            if recorded is not None:
+                return _send_record(r.key, recorded)
+            await self._write_groups(envelopes)
+            result = await self._enqueue_send(keys=[ledger], args=[*head, 0, 0, 0])
+            if int(result[0]) != 1:
+                await self._undo(envelopes)
+        outcome = self._send_result(r, result)
+        if outcome is None:  # the index after the entry: a crash between leaves the TTL
+            await self.ns.client.zadd(index, {send: r.accepted_at})
+        return outcome
+
+    @staticmethod
+    def _send_result(record: SendRecord, result: Sequence[Any]) -> SendRecord | None:
         if int(result[0]) == 1:
             return None
         if int(result[0]) == -1:
             raise AlreadyExists("delivery_id")
-        return _send_record(r.key, result[1])
+        return _send_record(record.key, result[1])
 
     async def get_send(self, key: SendKey) -> SendRecord | None:
-        value = await self.ns.client.get(self.ns.key("s", _send_key(key)))
+        value = await self.ns.client.get(self._ledger(key))
         return _send_record(key, value) if value is not None else None
 
     async def expire_sends(self, org_id: str, before: float) -> int:
-        return int(await self._expire_sends(args=[self.ns.prefix, org_id, _f(before)]))
+        index = self._ledger_index(org_id)
+        sends = [_s(m) for m in await self.ns.client.zrangebyscore(index, "-inf", f"({before}")]
+        if not sends:
+            return 0
+        gone = await self._scripts(self._forget_send, [
+            ([self._ledger(cast(SendKey, tuple(send.split("\x00"))))], [_f(before)])
+            for send in sends
+        ])
+        await self._unindex(keys=[index], args=[_f(before), *sends])
+        return sum(int(g) for g in gone)
 
-    async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
-        args = self._envelope_args(envelopes)
-        if not envelopes:
-            return
-        if not await self._enqueue(args=[self.ns.prefix, *args]):
-            raise AlreadyExists("delivery_id")
+    # -- reads ----------------------------------------------------------------------------------
 
     @staticmethod
     def _envelope(delivery_id: str, raw: dict[bytes, bytes]) -> QueuedEnvelope:
@@ -413,33 +603,38 @@ class RedisQueueStore(QueueStore):
             received_at=float(f["received_at"]),
         )
 
-    async def get_envelopes(self, delivery_ids: Sequence[str]) -> dict[str, QueuedEnvelope]:
-        """The still-queued envelopes among ``delivery_ids``, by id, in one round trip (an
-        acked or expired one is absent). For the cross-replica push hub, which is woken with
-        ids only (``semafore.deploy.redis_push.RedisPushHub``): reading by id, not the queue head,
-        cannot resurrect an envelope acked meanwhile."""
-        wanted = list(dict.fromkeys(delivery_ids))
-        if not wanted:
+    async def _rows(self, user_id: str, delivery_ids: Sequence[str]) -> list[dict[bytes, bytes]]:
+        async with self.ns.client.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.hgetall(self._envelope_key(user_id, delivery_id))
+            return list(await pipe.execute())
+
+    async def get_envelopes(
+        self, wanted: Sequence[tuple[str, str]]
+    ) -> dict[str, QueuedEnvelope]:
+        """The still-queued envelopes among ``wanted`` (recipient user id, delivery id)
+        pairs, by delivery id, in one round trip per node (an acked or expired one is
+        absent). For the cross-replica push hub, which is woken per device with ids
+        (``semafore.deploy.redis_push.RedisPushHub``): reading by id, not the queue head,
+        cannot resurrect an envelope acked meanwhile. The user names the envelope's slot."""
+        pairs = list(dict.fromkeys(wanted))
+        if not pairs:
             return {}
         async with self.ns.client.pipeline(transaction=False) as pipe:
-            for delivery_id in wanted:
-                pipe.hgetall(self.ns.key("e", delivery_id))
+            for user_id, delivery_id in pairs:
+                pipe.hgetall(self._envelope_key(user_id, delivery_id))
             rows = await pipe.execute()
-        return {i: self._envelope(i, row) for i, row in zip(wanted, rows, strict=True) if row}
+        return {i: self._envelope(i, row) for (_, i), row in zip(pairs, rows, strict=True) if row}
 
     async def fetch(self, user_id: str, device_id: str, limit: int) -> list[QueuedEnvelope]:
         if limit <= 0:
             return []
-        ids = await self.ns.client.zrange(
-            self.ns.key("q", _queue(user_id, device_id)), 0, limit - 1
-        )
+        ids = [_s(i) for i in
+               await self.ns.client.zrange(self._queue_key(user_id, device_id), 0, limit - 1)]
         if not ids:
             return []
-        async with self.ns.client.pipeline(transaction=True) as pipe:
-            for delivery_id in ids:
-                pipe.hgetall(self.ns.key("e", _s(delivery_id)))
-            rows = await pipe.execute()
-        return [self._envelope(_s(i), row) for i, row in zip(ids, rows, strict=True) if row]
+        rows = await self._rows(user_id, ids)
+        return [self._envelope(i, row) for i, row in zip(ids, rows, strict=True) if row]
 
     async def ack(
         self, user_id: str, device_id: str, delivery_ids: Sequence[str]
@@ -447,47 +642,80 @@ class RedisQueueStore(QueueStore):
         wanted = list(dict.fromkeys(delivery_ids))
         if not wanted:
             return []
-        queue = _queue(user_id, device_id)
-        # read first (the envelopes are returned), then remove atomically; only ids the script
-        # actually removed are returned, so a concurrent ack never reports one twice
-        async with self.ns.client.pipeline(transaction=True) as pipe:
-            for delivery_id in wanted:
-                pipe.hgetall(self.ns.key("e", delivery_id))
-            rows = await pipe.execute()
-        removed = {_s(i) for i in await self._ack(args=[self.ns.prefix, queue, *wanted])}
-        return [
-            self._envelope(i, row)
-            for i, row in zip(wanted, rows, strict=True)
-            if i in removed and row
-        ]
+        # read first (the envelopes are returned, and each names its org index), then remove
+        # atomically; only ids the script actually removed are returned, so a concurrent ack
+        # never reports one twice
+        rows = await self._rows(user_id, wanted)
+        present = {i: self._envelope(i, row) for i, row in zip(wanted, rows, strict=True) if row}
+        if not present:
+            return []
+        keys = [k for i, e in present.items()
+                for k in self._removal_keys(user_id, device_id, e.org_id, i)]
+        removed = {_s(i) for i in await self._remove(keys=keys, args=["", *present])}
+        return [e for i, e in present.items() if i in removed]
 
     async def count(self, user_id: str, device_id: str) -> int:
-        return int(await self.ns.client.zcard(self.ns.key("q", _queue(user_id, device_id))))
+        return int(await self.ns.client.zcard(self._queue_key(user_id, device_id)))
 
     async def delete_device_queue(self, user_id: str, device_id: str) -> int:
-        return int(await self._drop_queue(args=[self.ns.prefix, _queue(user_id, device_id)]))
+        """Read the queue and remove what was read, until it is empty: the removal re-checks
+        queue membership, so an envelope queued meanwhile is removed by the next round, never
+        left without its hash or index entry."""
+        queue = self._queue_key(user_id, device_id)
+        total = 0
+        while ids := [_s(i) for i in await self.ns.client.zrange(queue, 0, 999)]:
+            async with self.ns.client.pipeline(transaction=False) as pipe:
+                for delivery_id in ids:
+                    pipe.hget(self._envelope_key(user_id, delivery_id), "org_id")
+                orgs = await pipe.execute()
+            keys = [k for i, org in zip(ids, orgs, strict=True)
+                    for k in self._removal_keys(user_id, device_id, _s(org or ""), i)]
+            removed = await self._remove(keys=keys, args=["", *ids])
+            total += len(removed)
+            if not removed:  # an id without its hash (never written so): drop it from the queue
+                await self.ns.client.zrem(queue, *ids)
+        return total
 
     async def expire(self, org_id: str, before: float) -> int:
-        return int(await self._expire(args=[self.ns.prefix, org_id, _f(before)]))
+        """Per user of the org's registry: read its org index, then remove what is older than
+        ``before`` in one script on that user's slot."""
+        total = 0
+        for raw_user in await self.ns.client.smembers(self._registry(org_id)):
+            user = _s(raw_user)
+            index = self._org_index(user, org_id)
+            ids = [_s(i) for i in await self.ns.client.zrangebyscore(index, "-inf", f"({before}")]
+            if not ids:
+                continue
+            async with self.ns.client.pipeline(transaction=False) as pipe:
+                for delivery_id in ids:
+                    pipe.hget(self._envelope_key(user, delivery_id), "queue")
+                devices = await pipe.execute()
+            keys = [k for i, device in zip(ids, devices, strict=True)
+                    for k in self._removal_keys(user, _s(device or ""), org_id, i)]
+            total += len(await self._remove(keys=keys, args=[_f(before), *ids]))
+        return total
 
-    def _proof_args(self, proof: DeliveryProof) -> list[Any]:
-        args: list[Any] = [self.ns.prefix, proof.delivery_id, proof.org_id, _f(proof.delivered_at)]
+    # -- delivery proofs (one org's keys share the org's tag) ----------------------------------
+
+    def _proof_call(self, proof: DeliveryProof) -> tuple[list[str], list[Any]]:
+        org = proof.org_id
+        keys = [self.ns.org(org, "d", proof.delivery_id), self.ns.org(org, "dl"),
+                self.ns.org(org, "dt")]
+        args: list[Any] = [proof.delivery_id, _f(proof.delivered_at)]
         for name in _PROOF_FIELDS:
             value = getattr(proof, name)
             args += [name, _f(value) if isinstance(value, float) else value]
-        return args
+        return keys, args
 
     async def record_delivery(self, proof: DeliveryProof) -> None:
-        if not await self._record(args=self._proof_args(proof)):
+        keys, args = self._proof_call(proof)
+        if not await self._record(keys=keys, args=args):
             raise AlreadyExists(proof.delivery_id)
 
     async def record_deliveries(self, proofs: Sequence[DeliveryProof]) -> int:
         if not proofs:
             return 0
-        async with self.ns.client.pipeline(transaction=False) as pipe:
-            for proof in proofs:
-                await self._record(args=self._proof_args(proof), client=pipe)
-            recorded = await pipe.execute()
+        recorded = await self._scripts(self._record, [self._proof_call(p) for p in proofs])
         return sum(1 for r in recorded if r)
 
     async def list_deliveries(
@@ -496,10 +724,10 @@ class RedisQueueStore(QueueStore):
         if limit <= 0:
             return []
         low = "-" if after is None else f"({after}"
-        ids = await self.ns.client.zrangebylex(self.ns.key("dl", org_id), low, "+", 0, limit)
-        async with self.ns.client.pipeline(transaction=True) as pipe:
+        ids = await self.ns.client.zrangebylex(self.ns.org(org_id, "dl"), low, "+", 0, limit)
+        async with self.ns.client.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hgetall(self.ns.key("d", _s(delivery_id)))
+                pipe.hgetall(self.ns.org(org_id, "d", _s(delivery_id)))
             rows = await pipe.execute()
         out = []
         for delivery_id, raw in zip(ids, rows, strict=True):
@@ -523,11 +751,19 @@ class RedisQueueStore(QueueStore):
         return out
 
     async def expire_deliveries(self, org_id: str, before: float) -> int:
-        return int(await self._expire_deliveries(args=[self.ns.prefix, org_id, _f(before)]))
+        retention = self.ns.org(org_id, "dt")
+        ids = [_s(i) for i in await self.ns.client.zrangebyscore(retention, "-inf", f"({before}")]
+        if not ids:
+            return 0
+        keys = [self.ns.org(org_id, "dl"), retention, *(self.ns.org(org_id, "d", i) for i in ids)]
+        return int(await self._expire_deliveries(keys=keys, args=[_f(before), *ids]))
 
 
 class RedisRateLimitStore(RateLimitStore):
-    """Fixed windows: one counter per key and window, expiring with the window."""
+    """Fixed windows: one counter per key and window, expiring with the window. Each subject's
+    counters carry its hash tag; :meth:`hit_each` is one script on one server and, on
+    Cluster, one check-and-count per subject in order (each atomic, the sequence not: another
+    request's hits can interleave, which a fixed-window limit tolerates)."""
 
     def __init__(self, ns: RedisNamespace) -> None:
         self.ns = ns
@@ -537,20 +773,26 @@ class RedisRateLimitStore(RateLimitStore):
     async def hit(self, key: str, limit: int, window: float, now: float) -> RateDecision:
         index = int(now // window)
         ttl_ms = max(1, math.ceil(window * 1000)) + 1000
-        count = int(
-            await self._hit(keys=[self.ns.key("rl", key, str(index))], args=[limit, ttl_ms])
-        )
+        count = int(await self._hit(keys=[self.ns.rate(key, index)], args=[limit, ttl_ms]))
         if count > limit:
             return RateDecision(False, max(1, math.ceil((index + 1) * window - now)))
         return RateDecision(True, 0)
 
     async def hit_each(self, hits: Sequence[RateHit], now: float) -> tuple[int, RateDecision]:
-        keys: list[str] = []
-        args: list[int] = []
-        for key, limit, window in hits:
-            keys.append(self.ns.key("rl", key, str(int(now // window))))
-            args += [limit, max(1, math.ceil(window * 1000)) + 1000]
-        refused = int(await self._hit_each(keys=keys, args=args))  # 1-based, 0: none
+        calls = [
+            (self.ns.rate(key, int(now // window)), [limit, math.ceil(window * 1000) + 1000])
+            for key, limit, window in hits
+        ]
+        # one server: one script for all; Cluster: one script per subject, in order
+        steps = [calls] if not self.ns.cluster else [[call] for call in calls]
+        refused, done = 0, 0  # refused: 1-based, 0: none
+        for step in steps:
+            answer = int(await self._hit_each(
+                keys=[k for k, _ in step], args=[a for _, pair in step for a in pair]))
+            if answer:
+                refused = done + answer
+                break
+            done += len(step)
         if not refused:
             return ALL_COUNTED, RateDecision(True, 0)
         window = hits[refused - 1][2]

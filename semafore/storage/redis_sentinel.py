@@ -24,20 +24,22 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 
+from semafore.storage.redis_cluster import is_cluster_url, open_cluster
+from semafore.storage.redis_url import RedisUrlError, parse_hosts
+
+__all__ = [  # RedisUrlError: defined in redis_url, long imported from here
+    "SCHEME",
+    "PrimaryFollowingConnection",
+    "RedisUrlError",
+    "SentinelAddress",
+    "is_sentinel_url",
+    "open_redis",
+    "parse_sentinel_url",
+]
+
 SCHEME = "redis+sentinel"
 
 _SERVICE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class RedisUrlError(ValueError):
-    """A Redis URL that cannot be used; ``field`` names the part that is wrong (``scheme``,
-    ``sentinels``, ``service``, ``db``), ``url`` the URL as given."""
-
-    def __init__(self, url: str, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason} (in {url!r})")
-        self.url = url
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,7 @@ def parse_sentinel_url(url: str) -> SentinelAddress:
     if not sep or scheme.lower() != SCHEME:
         raise RedisUrlError(url, "scheme", f"must be {SCHEME}, got {scheme!r}")
     netloc, _, path = rest.partition("/")
-    if "@" in netloc:
-        raise RedisUrlError(url, "sentinels", "credentials are not supported in this form")
-    sentinels: list[tuple[str, int]] = []
-    for item in netloc.split(","):
-        host, colon, port_text = item.strip().rpartition(":")
-        if not colon or not host:
-            raise RedisUrlError(url, "sentinels", f"{item!r} is not HOST:PORT")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise RedisUrlError(url, "sentinels", f"bad port {port_text!r} in {item!r}")
-        sentinels.append((host, int(port_text)))
+    sentinels = parse_hosts(url, netloc, "sentinels")
     parts = [p for p in path.split("/") if p]
     if not parts:
         raise RedisUrlError(url, "service", "missing (the name the Sentinels monitor)")
@@ -86,7 +79,7 @@ def parse_sentinel_url(url: str) -> SentinelAddress:
         if not parts[1].isdigit():
             raise RedisUrlError(url, "db", f"{parts[1]!r} is not a database number")
         db = int(parts[1])
-    return SentinelAddress(tuple(sentinels), parts[0], db)
+    return SentinelAddress(sentinels, parts[0], db)
 
 
 class PrimaryFollowingConnection(SentinelManagedConnection):
@@ -108,9 +101,12 @@ class PrimaryFollowingConnection(SentinelManagedConnection):
 
 
 def open_redis(url: str, **options: Any) -> aioredis.Redis:
-    """An asyncio client for ``url``: ``redis://``/``rediss://`` as redis-py reads them, or a
+    """An asyncio client for ``url``: ``redis://``/``rediss://`` as redis-py reads them, a
     ``redis+sentinel://`` service through its Sentinels (the client resolves the current
-    primary on each new connection). ``options`` are the client's (retry, timeouts...)."""
+    primary on each new connection) or a ``redis+cluster://`` Redis Cluster
+    (:mod:`semafore.storage.redis_cluster`). ``options`` are the client's (retry, timeouts...)."""
+    if is_cluster_url(url):
+        return open_cluster(url, **options)
     if not is_sentinel_url(url):
         return aioredis.Redis.from_url(url, **options)
     address = parse_sentinel_url(url)

@@ -34,6 +34,8 @@ async def test_get_envelopes_returns_only_still_queued_ones_by_id(
     stored = [envelope("e1"), envelope("e2", device="d2"), envelope("e3", user="carol")]
     await queues.enqueue(stored)
     await queues.ack("bob", "d2", ["e2"])
-    found = await queues.get_envelopes(["e3", "e2", "gone", "e1", "e3"])
+    found = await queues.get_envelopes(
+        [("carol", "e3"), ("bob", "e2"), ("bob", "gone"), ("bob", "e1"), ("carol", "e3")]
+    )
     assert found == {"e3": stored[2], "e1": stored[0]}
     assert await queues.get_envelopes([]) == {}
