@@ -38,7 +38,8 @@ class ProviderKind(StrEnum):
 class Shape(StrEnum):
     """How many of each engine a provider runs (issue #16 item 5, docs/backends.md "Cluster
     shape"): ``single`` one process per backend; ``cluster`` the engines' own replication —
-    so far Redis as a primary, one replica and three Sentinels on the ``local`` provider."""
+    so far, on the ``local`` provider, Redis as a primary, one replica and three Sentinels (or a
+    Redis Cluster) and SeaweedFS as a master, three volume servers and a filer."""
 
     SINGLE = "single"
     CLUSTER = "cluster"

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import inspect
 import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -131,6 +132,17 @@ def survives_losing_a_holder(cluster: SeaweedCluster, data: bytes) -> bool:
         return _read_back(cluster.filer_url, root) == data
     except SeaweedfsError:  # the filer answers 500 when no live server holds a chunk
         return False
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception),
+                                             ("", pytest.skip.Exception)])
+def test_a_missing_weed_fails_in_ci_and_skips_locally(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(sys.modules[__name__], "find_tool", lambda *_, **__: None)
+    with pytest.raises(outcome, match="weed not installed"):
+        _weed()
 
 
 # -- the topology ---------------------------------------------------------------------------------
