@@ -6,8 +6,11 @@ the ``redis`` process becomes the initial primary, and a replica plus three Sent
 SeaweedFS is a master, three volume servers keeping every blob twice (``001``) and a filer
 (:mod:`semafore.deploy.seaweed_cluster`) instead of the single shape's one ``weed server``.
 
-Not here yet (docs/backends.md lists them): a 3-node Redis Cluster, a MongoDB replica set,
-and the ``containers`` provider's cluster shape.
+MongoDB is a three-member replica set where a ``mongod`` is installed
+(:mod:`semafore.deploy.mongo_replica_set`; never run on this project's machines, which have
+none), else the single shape's one FerretDB, which has no replica sets.
+
+Not here yet (docs/backends.md lists them): the ``containers`` provider's cluster shape.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from semafore.deploy.errors import FaultError
-from semafore.deploy.processes import ManagedProcess
+from semafore.deploy.mongo_replica_set import REPLICA_SET, MongoReplicaSet
+from semafore.deploy.processes import ManagedProcess, ProcessSpec
 from semafore.deploy.providers import Endpoints, FaultTarget, LocalProvider
 from semafore.deploy.redis_cluster import RedisClusterGroup
 from semafore.deploy.seaweed_cluster import SeaweedCluster
@@ -49,11 +53,13 @@ class LocalClusterProvider(LocalProvider):
         self.redis_min_replicas = redis_min_replicas
         self.sentinel_group: SentinelGroup | None = None
         self.seaweed_cluster: SeaweedCluster | None = None
+        self.mongo_replica_set: MongoReplicaSet | None = None
         self.redis_cluster: RedisClusterGroup | None = None
 
     def _start_once(self) -> Endpoints:
         single = super()._start_once()
         assert self.root is not None and single.redis_url is not None
+        single = self._replicate_mongodb(single)
         if self.settings.redis_topology is RedisTopology.CLUSTER:
             # SEMAFORE_REDIS_TOPOLOGY=cluster: the relay's Redis is a 3-node Redis Cluster
             # (semafore.deploy.redis_cluster); the single shape's redis process stays idle
@@ -77,6 +83,28 @@ class LocalClusterProvider(LocalProvider):
         address = group.start()
         return dataclasses.replace(single, redis_url=address.url)
 
+    def _mongodb_spec(self, root: Path) -> tuple[ProcessSpec, str, str]:
+        """The single shape's MongoDB; a ``mongod`` also gets ``--replSet`` (member 0 of the
+        set :meth:`_replicate_mongodb` forms). FerretDB has no replica sets: it stays one."""
+        spec, url, engine = super()._mongodb_spec(root)
+        if engine == "mongod":
+            spec = dataclasses.replace(spec, argv=[*spec.argv, "--replSet", REPLICA_SET])
+        return spec, url, engine
+
+    def _replicate_mongodb(self, single: Endpoints) -> Endpoints:
+        """With ``mongod``: two more members, the set initiated and formed, and its
+        ``replicaSet=`` URL in the endpoints. With FerretDB: the single process, unchanged
+        (``mongodb_engine`` says ``ferretdb``; docs/backends.md "Cluster shape")."""
+        mongod = self.mongod()
+        if single.mongodb_engine != "mongod" or mongod is None:
+            return single
+        assert self.root is not None and single.mongodb_url is not None
+        port = urlsplit(single.mongodb_url).port
+        assert port is not None
+        replica_set = MongoReplicaSet(mongod, self.root, self.processes["mongodb"], port)
+        self.mongo_replica_set = replica_set
+        return dataclasses.replace(single, mongodb_url=replica_set.start())
+
     def _start_seaweedfs(self, root: Path) -> dict[str, str]:
         """A master, three volume servers and a filer, started and formed (the Redis and
         MongoDB processes boot meanwhile); their data under ``root/seaweedfs``, which
@@ -96,6 +124,9 @@ class LocalClusterProvider(LocalProvider):
         if self.seaweed_cluster is not None:
             self.seaweed_cluster.close()
             self.seaweed_cluster = None
+        if self.mongo_replica_set is not None:
+            self.mongo_replica_set.stop()
+            self.mongo_replica_set = None
         super()._stop()
 
     def backend(self, name: BackendName) -> FaultTarget:  # type: ignore[override]

@@ -46,14 +46,18 @@ def redis_url_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
 
 
 def mongodb_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
-    """``ping`` through pymongo, over the MongoDB wire protocol (mongod or FerretDB)."""
+    """``ping`` through pymongo, over the MongoDB wire protocol (mongod or FerretDB): the one
+    server a single-host URL names, directly; for a URL naming several hosts (a replica set,
+    the cluster shape's), whichever member pymongo selects — a direct connection to several
+    hosts is a pymongo ``ConfigurationError``."""
     ms = int(timeout * 1000)
+    several = "," in urlsplit(url).netloc.rsplit("@", 1)[-1]
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
         url,
         serverSelectionTimeoutMS=ms,
         connectTimeoutMS=ms,
         socketTimeoutMS=ms,
-        directConnection=True,
+        directConnection=not several,
     )
     try:
         return client.admin.command("ping").get("ok") == 1.0
