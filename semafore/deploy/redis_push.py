@@ -135,7 +135,7 @@ class RedisPushHub(PushHub):
 
     async def _publisher(self) -> None:
         """Send pending wake-ups and presence changes, one pipelined round-trip per burst."""
-        client = self.push.ns.client
+        client = self.push.ns.push_client
         while not self._closing:
             await self._pending_event.wait()
             self._pending_event.clear()
@@ -180,7 +180,7 @@ class RedisPushHub(PushHub):
     async def _listen(self) -> None:
         first = True
         while not self._closing:
-            pubsub = self.push.ns.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.push.ns.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self._pattern)
                 self.subscribed.set()

@@ -2,23 +2,33 @@
 counters, cross-replica push and presence — the real-time delivery primitives (seed §3.3,
 docs/backends.md).
 
-Layout under a key prefix ``P`` (one namespace per deployment or test):
+Layout under a key prefix ``P`` (one namespace per deployment or test). ``{...}`` is a Redis
+Cluster hash tag: keys with the same tag hash to one slot, so one script may touch them
+together (docs/backends.md "Cluster shape"). ``U`` is a user id, ``O`` an org id, both with
+``%``, ``{``, ``}`` percent-escaped inside the tag:
 
-- ``P:e:<delivery_id>``  hash: one queued envelope, every field raw bytes (the body stays the
-  exact ciphertext, so the plaintext oracle scanning Redis sees what the relay holds)
-- ``P:q:<user>\\0<device>`` zset: that device's queue, scored by a global arrival counter
-- ``P:o:<org>``          zset: the org's queued ids scored by ``received_at`` (retention)
-- ``P:d:<delivery_id>``  hash: a delivery proof; ``P:dl:<org>`` zset (lexicographic paging),
-  ``P:dt:<org>`` zset scored by ``delivered_at`` (retention)
-- ``P:s:<org>\\0<user>\\0<device>\\0<recipient>\\0<message_id>`` string: a send ledger
-  entry (JSON of ids and the envelope-set digest, never a body) with a TTL; ``P:so:<org>``
-  zset of those suffixes scored by ``accepted_at`` (retention)
-- ``P:rl:<key>:<window index>`` counter with a TTL
+- ``P:{u:U}:e:<delivery_id>`` hash: one envelope queued *to* user U, every field raw bytes
+  (the body stays the exact ciphertext, so the plaintext oracle scanning Redis sees what the
+  relay holds), plus ``queue`` (the device id)
+- ``P:{u:U}:q:<device>`` zset: that device's queue, scored by ``P:{u:U}:seq`` (arrival order)
+- ``P:{u:U}:o:<org>`` zset: U's queued ids of that org scored by ``received_at`` (retention)
+- ``P:{u:U}:s:<org>\0<user>\0<device>\0U\0<message_id>`` string: a send ledger entry for
+  recipient U (JSON of ids and the envelope-set digest, never a body) with a TTL
+- ``P:{o:O}:so`` zset: the org's ledger entries (their key suffixes) by ``accepted_at``
+- ``P:{o:O}:users`` set: users holding envelopes of the org (where retention looks)
+- ``P:{o:O}:d:<delivery_id>`` hash: a delivery proof; ``P:{o:O}:dl`` zset (lexicographic
+  paging), ``P:{o:O}:dt`` zset scored by ``delivered_at`` (retention)
+- ``P:rl:{r:<key>}:<window index>`` counter with a TTL
+- ``P:presence:<user>\0<device>`` string, and the pub/sub channels ``P:push:...``
 
-Each multi-key change is one Lua script, so it is atomic on the Redis server — across every
-server replica sharing the Redis, not only within one event loop. Durability is Redis's: run
-it with ``appendfsync always`` (the ``local`` provider's ``redis_durable``) when an
-acknowledged enqueue must survive a crash of Redis itself.
+Why these owners: the relay's hot writes stay single-slot — a send to one user (its ledger
+entry and every envelope to that user's devices), an ack, a proof, one rate-limit counter —
+so each is one Lua script, atomic on the Redis server across every relay replica sharing it.
+Every key a script touches comes in ``KEYS``, never built from ``ARGV``, which Redis Cluster
+requires. What spans owners (several users in one enqueue, a broadcast, retention) is split
+per slot on Cluster only; :class:`RedisQueueStore` says what stays atomic. Durability is
+Redis's: run it with ``appendfsync always`` (the ``local`` provider's ``redis_durable``) when
+an acknowledged enqueue must survive a crash of Redis itself.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
@@ -48,7 +59,7 @@ from semafore.storage.ports import (
     SendKey,
     SendRecord,
 )
-from semafore.storage.redis_cluster import is_cluster_url, slot_of
+from semafore.storage.redis_cluster import is_cluster_url, parse_cluster_url, slot_of
 from semafore.storage.redis_sentinel import open_redis
 
 T = TypeVar("T")
@@ -297,13 +308,20 @@ class RedisNamespace:
         # a retry whose first run took effect reports the conflict (AlreadyExists) instead.
         # A redis+sentinel:// URL follows the primary through a failover (redis_sentinel); a
         # redis+cluster:// URL routes each key to its slot's node (redis_cluster).
-        self.client: aioredis.Redis = open_redis(
-            url,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            health_check_interval=5,
-        )
-        self.cluster = is_cluster_url(url)
+        options: dict[str, Any] = {
+            "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+            "health_check_interval": 5,
+        }
+        self.client: aioredis.Redis = open_redis(url, **options)
+        self._subscriber: aioredis.Redis | None = None
+        if is_cluster_url(url):
+            # redis-py's asyncio ClusterPubSub cannot PSUBSCRIBE (8.1); classic pub/sub is
+            # cluster-wide (a PUBLISH on any node reaches subscribers on every node), so
+            # subscriptions go through one plain connection to the first seed node
+            host, port = parse_cluster_url(url).nodes[0]
+            self._subscriber = aioredis.Redis(host=host, port=port, **options)
+        self.cluster = self._subscriber is not None
         """True on a Redis Cluster: a multi-key change is then split into one step per slot
         (:meth:`by_slot`); on one server every change stays one script."""
         self.prefix = prefix
@@ -355,8 +373,22 @@ class RedisNamespace:
         async for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000):
             await self.client.delete(key)
 
+    @property
+    def push_client(self) -> aioredis.Redis:
+        """The client for pub/sub (:class:`RedisPush`, the cross-replica hub): publish and
+        subscribe. :attr:`client` itself, or on Cluster a plain client of the first seed node
+        (redis-py's cluster pipeline cannot carry PUBLISH; that node must stay up: while it is
+        down pushes are lost, the queue still has the envelopes)."""
+        return self._subscriber or self.client
+
+    def pubsub(self, **options: Any) -> PubSub:
+        """A pub/sub object on :attr:`push_client`."""
+        return self.push_client.pubsub(**options)
+
     async def close(self) -> None:
         await self.client.aclose()
+        if self._subscriber is not None:
+            await self._subscriber.aclose()
 
 
 class RedisQueueStore(QueueStore):
@@ -813,11 +845,12 @@ class RedisPush:
 
     async def notify(self, user_id: str, device_id: str, delivery_id: str) -> int:
         """Publish; return how many replicas were listening for that device."""
-        return int(await self.ns.client.publish(self.channel(user_id, device_id), delivery_id))
+        channel = self.channel(user_id, device_id)
+        return int(await self.ns.push_client.publish(channel, delivery_id))
 
     async def listen(self, user_id: str, device_id: str) -> AsyncIterator[str]:
         """Delivery ids pushed for this device, until the iterator is closed."""
-        pubsub = self.ns.client.pubsub()
+        pubsub = self.ns.pubsub()
         await pubsub.subscribe(self.channel(user_id, device_id))
         try:
             async for message in pubsub.listen():

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
@@ -67,6 +68,32 @@ def slot_of(key: str | bytes) -> int:
     """The hash slot of ``key``: CRC16 of its hash tag (the text between the first ``{`` and
     the next ``}``, when non-empty) or of the whole key."""
     return int(key_slot(key.encode() if isinstance(key, str) else key))
+
+
+def node_urls(url: str, timeout: float = 5.0) -> list[str]:
+    """``redis://HOST:PORT/0`` of every primary of the cluster behind a ``redis+cluster://``
+    URL, asked of the first seed node that answers (``CLUSTER NODES``): what a raw reader
+    (the plaintext oracle's dump, ``semafore.deploy.dumps``) scans node by node, since SCAN on
+    one node sees only that node's slots. :class:`redis.RedisError` if no seed answers."""
+    last: Exception | None = None
+    for host, port in parse_cluster_url(url).nodes:
+        try:
+            with redis.Redis(host=host, port=port, socket_timeout=timeout,
+                             socket_connect_timeout=timeout) as client:
+                raw = client.execute_command("CLUSTER", "NODES")
+        except redis.RedisError as exc:
+            last = exc
+            continue
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        urls = []
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) > 2 and "master" in fields[2].split(",") and "fail" not in fields[2]:
+                address = fields[1].split("@", 1)[0]  # HOST:PORT@BUS
+                node_host, _, node_port = address.rpartition(":")
+                urls.append(f"redis://{node_host or host}:{node_port}/0")
+        return sorted(urls)
+    raise redis.ConnectionError(f"no seed node of {url!r} answered: {last}")
 
 
 def open_cluster(url: str, **options: Any) -> aioredis.Redis:

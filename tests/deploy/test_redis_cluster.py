@@ -15,12 +15,16 @@ import pytest
 import redis
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from semafore.deploy.cluster import LocalClusterProvider
 from semafore.deploy.errors import SettingsError
 from semafore.deploy.redis_cluster import RedisClusterGroup, cluster_info, slot_ranges
+from semafore.deploy.selection import provider_from_settings
 from semafore.deploy.settings import InfraSettings, ProviderKind, RedisTopology
-from semafore.deploy.testing import shared_provider
+from semafore.deploy.stores import backend_stores
+from semafore.deploy.testing import require, shared_provider
 from semafore.storage.ports import SendRecord
 from semafore.storage.redis import (
     _ENQUEUE_SEND,
@@ -31,10 +35,13 @@ from semafore.storage.redis import (
 from semafore.storage.redis_cluster import (
     SLOTS,
     ClusterAddress,
+    is_cluster_url,
+    node_urls,
     parse_cluster_url,
     slot_of,
 )
 from semafore.storage.redis_url import RedisUrlError
+from tests.backends.test_cross_replica import pushed
 from tests.backends.test_replicas import _ProxiedProvider, bodies, cluster
 from tests.storage.factory_local_cluster import cluster_endpoints, redis_server, shared_cluster
 from tests.storage.test_conformance import envelope
@@ -174,6 +181,30 @@ def test_the_group_is_three_primaries_sharing_every_slot() -> None:
         assert int(info["cluster_slots_assigned"]) == SLOTS
 
 
+def test_node_urls_name_every_primary_so_a_raw_reader_sees_every_key() -> None:
+    """SCAN on one node sees only its slots: a dump must visit each URL ``node_urls`` gives,
+    and together they see every key, while no single node does."""
+    group = shared_cluster()
+    urls = node_urls(group.address.url)
+    assert urls == sorted(f"redis://127.0.0.1:{n.port}/0" for n in group.nodes)
+    prefix = f"n{uuid.uuid4().hex[:8]}"
+    keys = {f"{prefix}:{{{n}}}".encode() for n in range(30)}
+    seed = group.nodes[0]
+    with RedisCluster(host="127.0.0.1", port=seed.port) as writer:
+        for key in keys:
+            writer.set(key, b"x")
+        try:
+            per_node = []
+            for url in urls:
+                with redis.Redis.from_url(url) as client:
+                    per_node.append(set(client.scan_iter(match=f"{prefix}:*")))
+            assert set().union(*per_node) == keys
+            assert all(seen < keys for seen in per_node)
+        finally:
+            for key in keys:
+                writer.delete(key)
+
+
 def test_a_broadcast_spanning_slots_is_recorded_once_and_a_refused_one_leaves_nothing() -> None:
     """The per-slot path (several users' envelopes, then the ledger entry): a retry replays
     the first send, and a send refused for a taken id leaves no envelope of its other users."""
@@ -230,6 +261,67 @@ def test_a_relay_on_the_redis_cluster_delivers_end_to_end(tmp_path: Path) -> Non
         with redis.Redis(host="127.0.0.1", port=node.port) as client:
             holders += bool(list(client.scan_iter(match=f"{namespace}:*", count=1000)))
     assert holders >= 2
+
+
+@pytest.mark.backend
+def test_push_across_relays_on_the_redis_cluster(tmp_path: Path) -> None:
+    """bob's socket is on relay 2; what alice sends through relay 1 arrives by push alone
+    (the hub's subscription runs on a seed node; PUBLISH is cluster-wide)."""
+    endpoints = cluster_endpoints()
+    namespace = f"rp{uuid.uuid4().hex[:10]}"
+
+    async def body() -> None:
+        on_cluster = _ProxiedProvider(shared_provider(ProviderKind.LOCAL), endpoints)
+        async with cluster(on_cluster, tmp_path, namespace) as c:
+            alice = await c.device("alice", 0)
+            bob = await c.device("bob", 1)
+            bob.connect()
+            await bob.wait_connected()
+            sent = [f"pushed-{i}".encode() for i in range(3)]
+            for text in sent:
+                await alice.send_text("bob", text)
+            assert await pushed(bob, len(sent)) == sent
+
+    asyncio.run(body())
+
+
+@pytest.mark.backend
+def test_the_cluster_shape_runs_a_redis_cluster_when_the_topology_says_so(
+    tmp_path: Path,
+) -> None:
+    """``SEMAFORE_SHAPE=cluster`` + ``SEMAFORE_REDIS_TOPOLOGY=cluster``: the provider's Redis
+    URL is the cluster's, the relay's stores work on it, and stopping leaves no node."""
+    env = {"SEMAFORE_PROVIDER": "local", "SEMAFORE_SHAPE": "cluster",
+           "SEMAFORE_REDIS_TOPOLOGY": "cluster", "SEMAFORE_INFRA_DIR": str(tmp_path)}
+    provider = provider_from_settings(InfraSettings.from_env(env))
+    assert isinstance(provider, LocalClusterProvider)
+
+    def start() -> LocalClusterProvider:
+        provider.start()
+        return provider
+
+    require(start)
+    try:
+        url = provider.endpoints.redis_url
+        assert url is not None and is_cluster_url(url)
+        group = provider.redis_cluster
+        assert group is not None and group.address.url == url
+        assert provider.sentinel_group is None
+
+        async def body() -> None:
+            stores, handles = await backend_stores(provider.endpoints, "shape")
+            try:
+                await stores.queues.enqueue([envelope("e1"), envelope("e2", user="carol")])
+                assert [e.delivery_id for e in await stores.queues.fetch("bob", "d1", 5)] == [
+                    "e1"]
+            finally:
+                await handles.drop()
+                await handles.close()
+
+        asyncio.run(body())
+    finally:
+        provider.stop()
+    assert not any(p.alive for p in group.processes)
 
 
 def test_a_killed_node_is_a_typed_error_not_a_hang(tmp_path: Path) -> None:
