@@ -16,7 +16,9 @@ scenario); from async code call them through ``asyncio.to_thread``.
   byte search), plus the RDB/AOF files in its data directory when it has persistence on.
 - SeaweedFS: every file the filer lists (recursively, paginated), read back through the
   filer — S3 buckets live under ``/buckets`` there, so they are covered too — plus, for a
-  local process, the raw volume files on disk.
+  local process, the raw volume files on disk: every file under ``data_dir``, which in the
+  cluster shape holds every volume server's directory, so each copy of a blob is read
+  (semafore.deploy.seaweed_cluster).
 - SQLite (a relay on ``--store sqlite:``, or any granted ``.db`` file): the raw file pages
   (freed pages keep old contents) and, through :func:`iter_sqlite_rows`, every row of every
   table as someone holding the file reads it with SQLite (its WAL applied): row boundaries
