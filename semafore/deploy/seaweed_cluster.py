@@ -49,6 +49,7 @@ from semafore.deploy.processes import (
     HealthProbe,
     ManagedProcess,
     ProcessSpec,
+    ProcessState,
     free_ports,
 )
 
@@ -223,6 +224,9 @@ class SeaweedCluster:
         if self.master is None:
             self._lay_out()
         assert self.master is not None
+        paused = [p.name for p in self.processes if p.state is ProcessState.PAUSED]
+        if paused:
+            raise FaultError(f"{self.name}: {', '.join(paused)} paused; resume, not start")
         effect: FaultEffect = Counter()
         if not self.master.process.alive:
             effect += self.master.process.start(wait=False)
@@ -242,12 +246,12 @@ class SeaweedCluster:
         root; a cluster not formed in ``timeout`` is a :class:`BackendUnavailableError`."""
         limit = self.startup_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
-        last = "not asked yet"
+        last: str | None = "not asked yet"
         while True:
             try:
-                if self._formed():
+                last = self._unformed()
+                if last is None:
                     return
-                last = "the master does not yet count every running volume server"
             except (OSError, ValueError, KeyError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
@@ -307,7 +311,7 @@ class SeaweedCluster:
     def healthy(self) -> bool:
         """One probe of every process and of the master's view, no waiting."""
         try:
-            return all(proc.healthy() for proc in self.processes) and self._formed()
+            return all(proc.healthy() for proc in self.processes) and self._unformed() is None
         except (OSError, ValueError, KeyError):
             return False
 
@@ -334,13 +338,15 @@ class SeaweedCluster:
             raise FaultError(f"{self.name}: cluster not started")
         return node
 
-    def _formed(self) -> bool:
+    def _unformed(self) -> str | None:
+        """What is not formed yet, or None when the cluster is."""
         running = sorted(node.address for node in self.volumes if node.process.alive)
-        if registered_volume_servers(self.master_url) != running:
-            return False
-        if health.http_status(self.filer_url.rstrip("/") + "/") != 200:
-            return False
-        return health.seaweedfs_ready(self.master_url, self.filer_url)
+        counted = registered_volume_servers(self.master_url)
+        if counted != running:
+            return f"the master counts volume servers {counted}, running are {running}"
+        if not health.seaweedfs_ready(self.master_url, self.filer_url):
+            return "the filer does not list / or the master cannot place a write"
+        return None
 
     def _lay_out(self) -> None:
         ports = free_ports(2 * (2 + self.volume_servers))  # HTTP and gRPC for each node

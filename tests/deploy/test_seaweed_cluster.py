@@ -21,7 +21,7 @@ import pytest
 
 from semafore.deploy import dumps
 from semafore.deploy.cluster import LocalClusterProvider
-from semafore.deploy.errors import InfraError
+from semafore.deploy.errors import FaultError, InfraError
 from semafore.deploy.processes import find_tool
 from semafore.deploy.seaweed_cluster import (
     VOLUME_SERVERS,
@@ -268,6 +268,8 @@ def test_the_whole_cluster_is_one_fault_target_and_keeps_blobs_across_kill_9(
     assert _read_back(cluster.filer_url, root) == data
     assert cluster.pause() == {"paused": 2 + VOLUME_SERVERS}
     assert not cluster.healthy()
+    with pytest.raises(FaultError, match="paused"):
+        cluster.start()  # a paused process is running: start would only wait it out
     assert cluster.resume() == {"resumed": 2 + VOLUME_SERVERS}
     cluster.wait_formed()
 
