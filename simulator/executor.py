@@ -52,7 +52,7 @@ from semafore.protocol.errors import ProtocolError
 from semafore.protocol.frame import is_smx1
 from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
-from simulator import device_state, steps
+from simulator import device_state, failover, steps
 from simulator import inventory as inv
 from simulator.adversary import (
     Attempt,
@@ -143,7 +143,7 @@ _EVALUATED_WHERE_THEY_STAND = frozenset({
     AssertionKind.DELIVERED_EXACTLY_ONCE, AssertionKind.NOT_DELIVERED,
     AssertionKind.DECRYPT_ERROR, AssertionKind.SESSIONS_CONVERGE, AssertionKind.MECHANISM,
     AssertionKind.ATTACK_FAILED, AssertionKind.NO_KEY_NONCE_REUSE,
-    AssertionKind.RECOVERED_WITHIN,
+    AssertionKind.RECOVERED_WITHIN, AssertionKind.FAILOVER,
 })
 """Assertions about the run so far; the others (adversaries, oracle, metadata) look at the
 views as they stand at the end of the run."""
@@ -178,7 +178,11 @@ class Infrastructure(DataTier):
     async def fault(self, target: InfraTarget, action: InfraAction) -> Counter[str]:
         """Apply a backend fault; what it changed (``started``, ``stopped``, ``killed``,
         ``paused``, ``resumed``), empty when the backend already was in that state."""
-        backend = self.backend(target.value)
+        if target is InfraTarget.REDIS_PRIMARY and self.provider is not None:
+            # the server the Sentinels name primary now (docs/backends.md "Cluster shape")
+            backend = await asyncio.to_thread(self.provider.redis_primary)
+        else:
+            backend = self.backend(target.value)
         if backend is None:
             raise ExecutorError(
                 f"infra {action.value} {target.value}: the embedded provider has no "
@@ -200,6 +204,8 @@ class Message:
     step_index: int
     sent_at_ms: float
     message_id: str = ""
+    begun_wall: float = 0.0  # time.monotonic() as the send began (failover windows: the
+    acked_wall: float | None = None  # scenario clock is virtual); when the relay acknowledged
     recipients: dict[str, bytes] = field(default_factory=dict)  # device address -> envelope
     failed: str | None = None
     withheld: bool = False  # encrypted but never handed to the transport
@@ -242,7 +248,8 @@ class Execution:
         self.external = None if relay is None else relay.infrastructure(
             [o.id for o in scenario.organisations])
         self.infra: Infrastructure | ExternalInfrastructure = (
-            self.external or Infrastructure(provider, f"sim{seed % 10**9}"))
+            self.external or Infrastructure(provider, f"sim{seed % 10**9}",
+                                            shape=scenario.requires.shape))
         # ``leak`` (tests only): the relay writes the plaintext of each text message into a
         # log line or a queued envelope, so the oracle must fail the scenario (issue 5).
         self.sent_bodies: dict[str, bytes] = {}
@@ -373,7 +380,8 @@ class Execution:
     def _new_message(self, label: str, sender: DeviceAddress, to: tuple[str, ...],
                      step: Step) -> Message:
         value = canary(self.entropy.random_bytes(16, "canary"))
-        msg = Message(label, len(self.messages), sender, to, value, step.index, self.now_ms())
+        msg = Message(label, len(self.messages), sender, to, value, step.index, self.now_ms(),
+                      begun_wall=time.monotonic())
         msg.events_before = len(self.fleet.events)
         self.messages.append(msg)
         with contextlib.suppress(OracleError):
@@ -855,6 +863,7 @@ class Execution:
                 msg.failed = f"{type(exc).__name__}: {exc}"
                 self._failed(step, f"{step.sender} -> {', '.join(step.to)}", exc)
             else:
+                msg.acked_wall = time.monotonic()
                 self._record_sent(msg, client, result.envelopes, message_id)
             if not step.withhold or step.count <= 10:
                 self.event(step, "send", f"{label}: {step.sender} -> {', '.join(step.to)} "
@@ -1035,10 +1044,11 @@ class Execution:
             return
         if step.target is not InfraTarget.SERVER:
             assert isinstance(self.infra, Infrastructure)
+            at = time.monotonic()
             effect = await self.infra.fault(step.target, step.action)
             self.fault_records.append((step, _BackendFault(
                 f"{step.action.value} {step.target.value} ({self.infra.name} provider)",
-                effect)))
+                effect, at)))
             self.event(step, "infra", f"{step.action.value} {step.target.value}{during} "
                        f"({self.infra.name} provider)")
             return
@@ -1353,7 +1363,37 @@ class Execution:
             return self._key_nonce_reuse()
         if kind is AssertionKind.RECOVERED_WITHIN:
             return self._recovered_within(step)
+        if kind is AssertionKind.FAILOVER:
+            return self._failover(step)
         return self._deliveries(step)
+
+    def _failover(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
+        """The Jepsen-style figures of the sends around the (first) redis-primary fault
+        (:mod:`simulator.failover`); they also go into the report's timeline as details."""
+        faults = [record.at for s, record in self.fault_records
+                  if isinstance(s, Infra) and s.target is InfraTarget.REDIS_PRIMARY
+                  and isinstance(record, _BackendFault) and record.fired]
+        if not faults:
+            return Outcome.INCONCLUSIVE, "no redis-primary fault happened before this step", []
+        samples = [failover.SendSample(m.label, m.message_id, m.begun_wall * 1000,
+                                       None if m.acked_wall is None else m.acked_wall * 1000,
+                                       frozenset(m.intended))
+                   for m in self.messages if m.kind == "send" and m.message_id
+                   and not m.withheld]
+        shown = {key: len(got) for key, got in self._arrivals().items()}
+        net = self.fleet.network
+        handed = failover.wire_deliveries(
+            (c.device, c.data) for c in (net.captured if net is not None else ())
+            if c.direction == "down")
+        figures = failover.measure(samples, shown, handed, faults[0] * 1000)
+        verdict = failover.judge(figures, acked_lost_at_most=step.acked_lost_at_most,
+                                 duplicated_at_most=step.duplicated_at_most,
+                                 window_at_most_s=step.window_at_most_s)
+        self.event(step, "failover", figures.describe(), ok=verdict.held is True,
+                   **figures.as_details())
+        outcome = (Outcome.INCONCLUSIVE if verdict.held is None
+                   else Outcome.HELD if verdict.held else Outcome.VIOLATED)
+        return outcome, verdict.summary, verdict.evidence
 
     def _mechanism(self, step: Assertion) -> tuple[Outcome, str, list[str]]:
         stat = step.stat or ""
@@ -1930,6 +1970,10 @@ async def run_scenario_async(scenario: Scenario, *, provider: str = ProviderKind
         result.skipped = (f"the scenario runs on {', '.join(scenario.providers)}, "
                           f"not on {provider}")
         return result
+    if known and (unmet := scenario.unmet_requirement(provider)) is not None:
+        result = ScenarioResult.for_scenario(scenario, provider=provider, seed=chosen)
+        result.skipped = str(unmet)  # names requires.shape; never run on a smaller shape
+        return result
     try:
         execution = Execution(scenario, provider, chosen, on_step, leak)
     except ExecutorError as exc:
@@ -2066,6 +2110,7 @@ class _BackendFault:
 
     description: str
     acted: Counter[str]
+    at: float = 0.0  # time.monotonic() as the fault began (the failover window starts here)
 
     @property
     def fired(self) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from semafore.deploy import dumps
 from semafore.deploy.errors import SettingsError
 from semafore.deploy.selection import provider_from_settings
-from semafore.deploy.settings import InfraSettings, ProviderKind
+from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
 from semafore.deploy.stores import backend_stores
 from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
 from semafore.storage.memory import memory_stores
@@ -38,8 +38,12 @@ class DataTier:
     other run's on shared backends.
     """
 
-    def __init__(self, provider: str, namespace: str) -> None:
+    def __init__(self, provider: str, namespace: str, *, shape: Shape | None = None) -> None:
         self.name = provider
+        self.shape = shape
+        """The backends' shape a run requires (a scenario's ``requires.shape``); None: as
+        ``SEMAFORE_SHAPE`` says. A shape the provider cannot run is a ``SettingsError``
+        naming ``SEMAFORE_SHAPE`` at :meth:`start`, never a single-node run."""
         """The provider name as given (a :class:`ProviderKind` value; checked in :meth:`start`)."""
         self.namespace = namespace
         self.provider: Any = None
@@ -54,11 +58,15 @@ class DataTier:
             known = ", ".join(k.value for k in ProviderKind)
             raise SettingsError("provider", f"unknown provider {self.name!r} (known: {known})"
                                 ) from None
+        if self.shape is not None:  # a required shape is checked before anything starts
+            InfraSettings(provider=kind, shape=self.shape).check_shape()
         if kind is ProviderKind.EMBEDDED:
             # the in-memory tier: no backend processes, nothing to fault
             self.stores = memory_stores()
             return self.stores
         settings = dataclasses.replace(InfraSettings.from_env(), provider=kind)
+        if self.shape is not None:
+            settings = dataclasses.replace(settings, shape=self.shape)
         # delivery queues live in Redis: run it as production would (AOF, fsync always), so a
         # Redis restart loses nothing it acknowledged (seed §3.3, §3.5)
         options = {"redis_durable": True} if kind.owns_backend_processes else {}

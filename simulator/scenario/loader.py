@@ -24,7 +24,7 @@ from typing import Any, cast
 import jsonschema
 import yaml
 
-from semafore.deploy.settings import ProviderKind
+from semafore.deploy.settings import ProviderKind, Shape
 from semafore.protocol.address import SEPARATOR, DeviceAddress
 from simulator import steps
 from simulator.scenario.model import (
@@ -40,10 +40,12 @@ from simulator.scenario.model import (
     MessageSelector,
     Organisation,
     RelayConfig,
+    Requirements,
     Scenario,
     Step,
     StepExpectation,
     User,
+    shape_unmet,
 )
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario-v1.base.json"
@@ -99,6 +101,7 @@ def _composed(generation: int) -> dict[str, Any]:
     del generation  # the cache key: a step kind registered later gets a new schema
     base = cast(dict[str, Any], json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
     base["properties"]["providers"]["items"] = {"enum": [kind.value for kind in ProviderKind]}
+    base["properties"]["requires"]["properties"]["shape"] = {"enum": [s.value for s in Shape]}
     base["$defs"]["step"] = {"oneOf": [
         {"type": "object", "additionalProperties": False, "required": [name],
          "properties": {name: dict(kind.schema)}}
@@ -319,6 +322,8 @@ class Builder:
         self.adversaries: dict[str, Compromise] = {}
         self.index = 0
         self.server_replicas = 1
+        self.shape: Shape | None = None  # ``requires.shape``, known before the steps
+        self.primary_faulted = False  # an infra step so far targets redis-primary
         self.attacks: dict[str, Attack] = {}
         self.snapshots: dict[str, DeviceAddress] = {}  # snapshot name -> the device it backs up
         self.relay = RelayConfig()
@@ -462,6 +467,19 @@ class Builder:
             common["expect"] = StepExpectation(error=body.pop("expect")["error"])
         return steps.kind(kind).build(self, body if body is not None else {}, p, common)
 
+    def requirements(self, raw: dict[str, Any]) -> Requirements:
+        """``requires:`` (issue #16 item 5). A shape none of the file's ``providers`` can run
+        is an error here: such a file could only ever be skipped."""
+        shape = Shape(raw["shape"]) if "shape" in raw else None
+        self.shape = shape
+        if shape is Shape.CLUSTER:
+            listed = [ProviderKind(p) for p in self.ctx.doc.data.get("providers", ProviderKind)]
+            if all(shape_unmet(shape, p) for p in listed):
+                raise self.ctx.error(("requires", "shape"), "none of the scenario's providers "
+                                     f"({', '.join(p.value for p in listed)}) runs the "
+                                     "cluster shape: list one that does in 'providers'")
+        return Requirements(shape=shape)
+
     def deployment(self, raw: dict[str, Any]) -> Deployment:
         """``infrastructure:``; placed devices are checked once the whole timeline is known
         (a device added by a later step may be placed too)."""
@@ -554,6 +572,7 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
     data: dict[str, Any] = ctx.doc.data
     builder = Builder(ctx)
     builder.cast(data)
+    requires = builder.requirements(data.get("requires", {}))
     infrastructure = data.get("infrastructure", {})
     deployment = builder.deployment(infrastructure)
     deployment = dataclasses.replace(
@@ -582,6 +601,7 @@ def loads(text: str, *, file: str = "<string>", path: Path | None = None) -> Sce
         source_digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         tags=tuple(data.get("tags", ())),
         infrastructure=deployment,
+        requires=requires,
         notes=tuple(sorted(ctx.notes, key=lambda n: (n.line or 0, n.column or 0))),
     )
 

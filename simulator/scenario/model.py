@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from semafore.deploy.settings import ProviderKind
+from semafore.deploy.settings import CLUSTER_PROVIDERS, ProviderKind, Shape
 from semafore.protocol.address import DeviceAddress
 
 FORMAT_VERSION = 1
@@ -278,6 +278,16 @@ class InfraTarget(Enum):
     REDIS = "redis"
     MONGODB = "mongodb"
     SEAWEEDFS = "seaweedfs"
+    REDIS_PRIMARY = "redis-primary"
+    """The Redis server the Sentinels name primary when the step runs (after a failover, the
+    promoted replica): only in a scenario that ``requires: {shape: cluster}``
+    (docs/backends.md "Cluster shape"), and only ``kill`` or ``stop``."""
+
+
+PRIMARY_ACTIONS = (InfraAction.KILL, InfraAction.STOP)
+"""What an ``infra`` step may do to ``redis-primary``: take it away. Starting, restarting,
+pausing or resuming "the current primary" would resolve, after the failover the scenario is
+about, to another server than the one taken away."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -459,6 +469,7 @@ class AssertionKind(Enum):
     LOG_PSEUDONYMS = "log_pseudonyms"
     NO_KEY_NONCE_REUSE = "no_key_nonce_reuse"
     RECOVERED_WITHIN = "recovered_within"
+    FAILOVER = "failover"
 
 
 EXPOSURE_KINDS = frozenset({AssertionKind.EXPOSED, AssertionKind.METADATA_EXPOSED})
@@ -533,6 +544,10 @@ class Assertion(Step):
     - ``mechanism``: ``stat`` (one of :data:`MECHANISM_STATS`), ``at_least`` / ``at_most``:
       the mechanism a scenario is named after really happened (reorder: frames opened with
       skipped keys; lost response: a retry answered from the send ledger…);
+    - ``failover``: ``acked_lost_at_most``, ``duplicated_at_most`` and optionally
+      ``window_at_most_s`` over the sends around a ``redis-primary`` fault
+      (:mod:`simulator.failover`: what the relay acknowledged and lost, what it handed a
+      device twice, how long no send was acknowledged);
     - ``log_pseudonyms``: ``adversary`` (holds the relay's logs), exactly one of
       ``reversed_at_least`` (an exposure: the seed §2.3 pseudonyms are reversible, as
       measured) or ``reversed_at_most`` (a guarantee: e.g. under ``log_hash: keyed``), as a
@@ -568,6 +583,9 @@ class Assertion(Step):
     dictionary_seed: int | None = None  # None: the scenario's seed
     exchanges: int | None = None  # recovered_within: messages the recovery may cost
     after: str | None = None  # recovered_within: the last message label before the disruption
+    acked_lost_at_most: int = 0  # failover: acknowledged (message, device) pairs never shown
+    duplicated_at_most: int = 0  # failover: pairs the relay handed over as two or more copies
+    window_at_most_s: float | None = None  # failover: kill -> first ack of a later send
 
     @property
     def is_exposure(self) -> bool:
@@ -625,6 +643,26 @@ class Deployment:
         return {str(address): index for address, index in self.placement}
 
 
+@dataclass(frozen=True, kw_only=True)
+class Requirements:
+    """What a scenario needs of the data tier beyond a provider name (``requires:``; issue
+    #16 item 5). ``shape``: the backends' shape (:class:`Shape`, docs/backends.md "Cluster
+    shape"); ``None`` leaves it to ``SEMAFORE_SHAPE``. A scenario about a Redis failover needs
+    ``cluster``: on a single Redis it would test nothing, so it is refused, never run."""
+
+    shape: Shape | None = None
+
+
+class UnmetRequirement(Exception):
+    """The provider cannot give what the scenario's ``requires:`` asks; ``field`` is the key
+    (``requires.shape``), so a report names what to change."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
 @dataclass(frozen=True)
 class FileNote:
     """Where a scenario file says something the loader still reads but no longer writes (the
@@ -657,6 +695,7 @@ class Scenario:
     source_digest: str = ""  # SHA-256 of the file bytes: a report names exactly what ran
     tags: tuple[str, ...] = field(default=())
     infrastructure: Deployment = field(default=Deployment())
+    requires: Requirements = field(default=Requirements())
     notes: tuple[FileNote, ...] = field(default=(), compare=False)
     """Deprecation notes on the file's notation (``sim validate`` prints them): not content."""
 
@@ -690,12 +729,15 @@ class Scenario:
 
     def runs_on(self, name: ProviderKind | str) -> str | None:
         """``None`` if the scenario can run on provider ``name``, else why not: it is not in
-        the file's ``providers``, or it faults a backend process (Redis, MongoDB, SeaweedFS),
-        which only providers that own those processes (local, containers) can do."""
+        the file's ``providers``, it ``requires`` a shape the provider cannot run
+        (:meth:`unmet_requirement`), or it faults a backend process (Redis, MongoDB,
+        SeaweedFS), which only providers that own those processes (local, containers) can do."""
         provider = ProviderKind(name)
         if provider not in self.providers:
             return (f"not applicable to provider {provider.value!r} "
                     f"(runs on {', '.join(self.providers)})")
+        if (unmet := self.unmet_requirement(provider)) is not None:
+            return str(unmet)
         backend = sorted({s.target.value for s in self.all_steps()
                           if isinstance(s, Infra) and s.target is not InfraTarget.SERVER})
         if backend and not provider.owns_backend_processes:
@@ -703,3 +745,18 @@ class Scenario:
             return (f"faults {', '.join(backend)}: needs a provider that owns backend "
                     f"processes ({owners}), not {provider.value!r}")
         return None
+
+    def unmet_requirement(self, name: ProviderKind | str) -> UnmetRequirement | None:
+        """Why provider ``name`` cannot give what ``requires:`` asks, or ``None``."""
+        return shape_unmet(self.requires.shape, ProviderKind(name))
+
+
+def shape_unmet(shape: Shape | None, provider: ProviderKind) -> UnmetRequirement | None:
+    """Why ``provider`` cannot run a scenario that requires ``shape``, or ``None`` (the same
+    rule as ``SEMAFORE_SHAPE``: :data:`CLUSTER_PROVIDERS`)."""
+    if shape is Shape.CLUSTER and provider not in CLUSTER_PROVIDERS:
+        runs = ", ".join(k.value for k in CLUSTER_PROVIDERS)
+        return UnmetRequirement(
+            "requires.shape", f"the cluster shape runs on {runs}, not on {provider.value!r}; "
+            "this scenario is never run single-node instead")
+    return None

@@ -119,6 +119,16 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
             raise builder.ctx.error((*q, "at_least"), "at_least: 0 without at_most can never fail")
     if kind is AssertionKind.LOG_PSEUDONYMS:
         fields.update(_log_pseudonyms(builder, body, q))
+    if kind is AssertionKind.FAILOVER:
+        if not builder.primary_faulted:
+            raise builder.ctx.error(
+                q, "failover measures the sends around a redis-primary fault, and no earlier "
+                "infra step kills or stops redis-primary (else it measures nothing)")
+        for key in ("acked_lost_at_most", "duplicated_at_most"):
+            if key in body:
+                fields[key] = body[key]
+        if "window_at_most_s" in body:
+            fields["window_at_most_s"] = float(body["window_at_most_s"])
     if kind is AssertionKind.RECOVERED_WITHIN:
         fields["exchanges"] = body["exchanges"]
         fields["after"] = builder.known_label(body["after"], (*q, "after"))

@@ -1,6 +1,11 @@
 """Step kind ``infra``: Stop, kill, pause or restart a backend or a relay replica (optionally
 during a send).
 
+``target: redis-primary`` is the Redis server the Sentinels name primary when the step runs
+(``provider.redis_primary()``, docs/backends.md "Cluster shape"): a scenario naming it must
+declare ``requires: {shape: cluster}``, and may only ``kill`` or ``stop`` it
+(:data:`~simulator.scenario.model.PRIMARY_ACTIONS`).
+
 One module per kind (:mod:`simulator.steps`): the body's JSON Schema, how the loader builds
 the model, how the executor runs it.
 """
@@ -9,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from simulator.scenario.model import Infra, InfraAction, InfraTarget, Step
+from semafore.deploy.settings import Shape
+from simulator.scenario.model import PRIMARY_ACTIONS, Infra, InfraAction, InfraTarget, Step
 from simulator.steps import StepKind, register
 
 if TYPE_CHECKING:
@@ -21,7 +27,7 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "action": {"enum": ["stop", "start", "kill", "pause", "unpause", "restart"]},
-        "target": {"enum": ["server", "redis", "mongodb", "seaweedfs"]},
+        "target": {"enum": [t.value for t in InfraTarget]},
         "replica": {
             "description": "target server only: the replica index "
             "(0-based, below "
@@ -43,6 +49,22 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
     if during is not None:
         builder.known_label(during, (*p, "during"))
     target = InfraTarget(b["target"])
+    action = InfraAction(b["action"])
+    if target is InfraTarget.REDIS_PRIMARY:
+        if builder.shape is not Shape.CLUSTER:
+            raise builder.ctx.error(
+                (*p, "target"),
+                "redis-primary is the primary of a replicated Redis: the scenario must "
+                "declare 'requires: {shape: cluster}' (a single Redis has no failover)",
+            )
+        if action not in PRIMARY_ACTIONS:
+            allowed = ", ".join(a.value for a in PRIMARY_ACTIONS)
+            raise builder.ctx.error(
+                (*p, "action"),
+                f"redis-primary takes {allowed} only: after a failover 'the current primary' "
+                f"is another server, so {action.value} would not undo the fault",
+            )
+        builder.primary_faulted = True
     replica = b.get("replica")
     if replica is not None and target is not InfraTarget.SERVER:
         raise builder.ctx.error(
@@ -56,9 +78,7 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
             f"server replica(s), numbered 0-{builder.server_replicas - 1} "
             "(infrastructure.server_replicas)",
         )
-    return Infra(
-        **c, action=InfraAction(b["action"]), target=target, replica=replica, during=during
-    )
+    return Infra(**c, action=action, target=target, replica=replica, during=during)
 
 
 async def run(ex: Execution, step: Infra) -> None:
