@@ -14,6 +14,8 @@ scenario); from async code call them through ``asyncio.to_thread``.
 - Redis: every key of every logical database via SCAN + DUMP, and the key's logical value
   (DUMP payloads are LZF-compressed above 20 bytes, which would hide a plaintext from a
   byte search), plus the RDB/AOF files in its data directory when it has persistence on.
+  A ``redis+sentinel://`` URL (the cluster shape) is dumped on every copy: the primary the
+  Sentinels name now and each live replica (:func:`redis_copies`).
 - SeaweedFS: every file the filer lists (recursively, paginated), read back through the
   filer — S3 buckets live under ``/buckets`` there, so they are covered too — plus, for a
   local process, the raw volume files on disk: every file under ``data_dir``, which in the
@@ -34,7 +36,7 @@ import sqlite3
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -43,6 +45,9 @@ from urllib.parse import urlsplit
 import pymongo
 import redis
 from bson.raw_bson import RawBSONDocument
+from redis.sentinel import Sentinel
+
+from semafore.storage.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
 if TYPE_CHECKING:
     from semafore.deploy.providers import Provider
@@ -212,8 +217,88 @@ def dump_redis(url: str, *, data_dir: Path | None = None) -> list[Item]:
     return [whole(item) for item in iter_redis(url, data_dir=data_dir)]
 
 
+@dataclass(frozen=True)
+class RedisCopy:
+    """One Redis server holding the data a URL names: ``url`` is its own ``redis://``
+    address, ``label`` what its items' sources start with (``redis`` for the server a
+    plain URL names and for a Sentinel service's primary, ``redis-replica@HOST:PORT`` for
+    a replica)."""
+
+    label: str
+    url: str
+
+
+def redis_copies(url: str, *, timeout: float = 10.0) -> list[RedisCopy]:
+    """Every server that holds a copy of the data ``url`` names, the primary first.
+
+    A ``redis://``/``rediss://`` URL names one server. A ``redis+sentinel://`` URL (the
+    cluster shape's, docs/backends.md "Cluster shape") names a service: the Sentinels are
+    asked which server is its primary *now* (after a failover, the promoted replica) and
+    which replicas they see alive, and each is a copy — a replica holds every byte the
+    primary acknowledged, often longer (a key deleted on the primary lingers until the
+    replica applies the delete), so an adversary holding a replica's disk is covered too.
+    ``redis.exceptions.ConnectionError`` (or ``MasterNotFoundError``) if the Sentinels
+    cannot be asked or know no primary."""
+    if not is_sentinel_url(url):
+        return [RedisCopy("redis", url)]
+    address = parse_sentinel_url(url)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        list(address.sentinels),
+        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout})
+    try:
+        host, port = sentinel.discover_master(address.service)  # type: ignore[no-untyped-call]
+        replicas = sentinel.discover_slaves(address.service)  # type: ignore[no-untyped-call]
+    finally:
+        for client in sentinel.sentinels:
+            client.close()
+    copies = [RedisCopy("redis", f"redis://{host}:{port}/{address.db}")]
+    copies += [RedisCopy(f"redis-replica@{r_host}:{r_port}", f"redis://{r_host}:{r_port}/"
+                         f"{address.db}")
+               for r_host, r_port in sorted(replicas)
+               if (r_host, r_port) != (host, port) and _answers(r_host, r_port, timeout)]
+    return copies
+
+
+def _answers(host: str, port: int, timeout: float) -> bool:
+    """Whether a server the Sentinels list as a replica is up: for about a second after a
+    failover they still list the killed former primary (it is marked down only after
+    ``down-after-milliseconds``), and a process that is gone holds no keys to read — what
+    it left on disk is read through ``data_dir``."""
+    client = redis.Redis(host=host, port=port, socket_timeout=timeout,
+                         socket_connect_timeout=min(timeout, 2.0))
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+    finally:
+        client.close()
+
+
 def iter_redis(url: str, *, data_dir: Path | None = None) -> Iterator[Dumped]:
-    base = redis.Redis.from_url(url, socket_timeout=10)
+    """Every key of every logical database of every copy (:func:`redis_copies`) — its name,
+    DUMP payload and logical value — then the RDB/AOF files under ``data_dir`` and under
+    each copy's own ``dir`` where that is a directory on this machine, each file once."""
+    files: dict[Path, str] = {}
+    if data_dir is not None:
+        files.update((path, "redis") for path in _redis_files(data_dir))
+    for copy in redis_copies(url):
+        config_dir = yield from _iter_redis_server(copy)
+        if config_dir is not None and Path(config_dir).is_dir():
+            for path in _redis_files(Path(config_dir)):
+                files.setdefault(path, copy.label)
+    for path, label in sorted(files.items()):
+        yield StoredFile(f"{label}-file:{path}", path)
+
+
+def _redis_files(directory: Path) -> list[Path]:
+    return [path.resolve() for path in sorted(directory.rglob("*"))
+            if path.is_file() and (path.suffix in (".rdb", ".aof") or "appendonly" in path.name)]
+
+
+def _iter_redis_server(copy: RedisCopy) -> Generator[Item, None, str | None]:
+    """One server's keys as :class:`Item` (``LABEL:DB:KEY:key|dump|TYPE``); returns its
+    ``dir`` (None where CONFIG is refused, as on a managed Redis)."""
+    base = redis.Redis.from_url(copy.url, socket_timeout=10)
     try:
         keyspace = base.info("keyspace")
         databases = sorted(int(name[2:]) for name in keyspace if name.startswith("db"))
@@ -225,7 +310,7 @@ def iter_redis(url: str, *, data_dir: Path | None = None) -> Iterator[Dumped]:
     for db in databases:
         # the URL's own /N path would override a db= argument, so rewrite the path
         client = redis.Redis.from_url(
-            urlsplit(url)._replace(path=f"/{db}").geturl(), socket_timeout=10
+            urlsplit(copy.url)._replace(path=f"/{db}").geturl(), socket_timeout=10
         )
         try:
             for key in client.scan_iter(count=PAGE):
@@ -235,19 +320,13 @@ def iter_redis(url: str, *, data_dir: Path | None = None) -> Iterator[Dumped]:
                     continue
                 kind = client.type(key)
                 kind_s = kind.decode() if isinstance(kind, bytes) else str(kind)
-                yield Item(f"redis:{db}:{key!r}:key", key)
-                yield Item(f"redis:{db}:{key!r}:dump", _b(dumped))
-                yield Item(f"redis:{db}:{key!r}:{kind_s}", _redis_value(client, key, kind_s))
+                where = f"{copy.label}:{db}:{key!r}"
+                yield Item(f"{where}:key", key)
+                yield Item(f"{where}:dump", _b(dumped))
+                yield Item(f"{where}:{kind_s}", _redis_value(client, key, kind_s))
         finally:
             client.close()
-    directory = data_dir
-    if directory is None and config_dir:
-        local = Path(config_dir)
-        directory = local if local.is_dir() else None
-    if directory is not None:
-        for path in sorted(directory.rglob("*")):
-            if path.is_file() and (path.suffix in (".rdb", ".aof") or "appendonly" in path.name):
-                yield StoredFile(f"redis-file:{path}", path)
+    return None if config_dir is None else str(config_dir)
 
 
 # --- SeaweedFS --------------------------------------------------------------------------------

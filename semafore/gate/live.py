@@ -735,12 +735,12 @@ class RelayAccess:
 
 
 def redact(url: str) -> str:
-    """``url`` without its credentials: reports name the store, never its password."""
+    """``url`` without its credentials: reports name the store, never its password. The
+    host part is kept as written: a ``redis+sentinel://`` URL lists several ``HOST:PORT``
+    (which ``urlsplit(...).port`` cannot read)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return parts._replace(netloc=host).geturl()
+    _, at, hosts = parts.netloc.rpartition("@")
+    return parts._replace(netloc=hosts).geturl() if at else url
 
 
 @dataclass
@@ -866,26 +866,28 @@ def _dump_mongodb(url: str, database: str | None) -> Iterator[Any]:
 
 def _dump_redis(url: str, namespace: str | None) -> Iterator[Any]:
     """Every key (or only ``NAMESPACE:*`` keys of the URL's database, so credentials limited
-    to the relay's key pattern suffice) with its DUMP payload and logical value."""
+    to the relay's key pattern suffice) with its DUMP payload and logical value, on every
+    copy a ``redis+sentinel://`` URL leads to (the primary now, then each replica:
+    :func:`semafore.deploy.dumps.redis_copies`)."""
     if namespace is None:
         yield from dumps.iter_redis(url)
         return
-
-    client = redis.Redis.from_url(url, socket_timeout=10)
-    db = client.connection_pool.connection_kwargs.get("db", 0)
-    try:  # the namespace is [A-Za-z0-9_-]+ (RelayAccess), so the pattern has no other glob
-        for key in client.scan_iter(match=f"{namespace}:*", count=dumps.PAGE):
-            dumped = client.dump(key)
-            if dumped is None:  # expired or deleted between SCAN and DUMP
-                continue
-            kind = client.type(key)
-            kind_s = kind.decode() if isinstance(kind, bytes) else str(kind)
-            base = f"redis:{db}:{key!r}"
-            yield dumps.Item(f"{base}:key", bytes(key))
-            yield dumps.Item(f"{base}:dump", bytes(dumped))
-            yield dumps.Item(f"{base}:{kind_s}", dumps._redis_value(client, key, kind_s))
-    finally:
-        client.close()
+    for copy in dumps.redis_copies(url):
+        client = redis.Redis.from_url(copy.url, socket_timeout=10)
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        try:  # the namespace is [A-Za-z0-9_-]+ (RelayAccess), so the pattern has no other glob
+            for key in client.scan_iter(match=f"{namespace}:*", count=dumps.PAGE):
+                dumped = client.dump(key)
+                if dumped is None:  # expired or deleted between SCAN and DUMP
+                    continue
+                kind = client.type(key)
+                kind_s = kind.decode() if isinstance(kind, bytes) else str(kind)
+                base = f"{copy.label}:{db}:{key!r}"
+                yield dumps.Item(f"{base}:key", bytes(key))
+                yield dumps.Item(f"{base}:dump", bytes(dumped))
+                yield dumps.Item(f"{base}:{kind_s}", dumps._redis_value(client, key, kind_s))
+        finally:
+            client.close()
 
 
 def _dump_seaweedfs(filer_url: str, namespace: str | None) -> Iterator[Any]:

@@ -1,0 +1,104 @@
+"""Store dumps of the cluster shape's Redis (issue #12 item 3, issue #16 item 5): a
+``redis+sentinel://`` URL names a service, not a server, so the dump asks the Sentinels for
+the primary *now* and the replicas they see, and reads every copy — the keys of each and the
+AOF files each keeps (docs/backends.md "Cluster shape", docs/oracle.md "Streaming").
+
+Real processes: the local provider's cluster shape (a primary, a replica, three Sentinels),
+durable so each server keeps an AOF. Each test owns its cluster (a failover is destructive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from semafore.deploy import dumps
+from semafore.deploy.cluster import LocalClusterProvider
+from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
+from semafore.deploy.testing import require
+from semafore.gate.live import _dump_redis
+from semafore.storage.redis_sentinel import open_redis
+
+CANARY = b"canary-kept-by-every-copy-7f3a"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalClusterProvider]:
+    base = InfraSettings.from_env({})
+    settings = InfraSettings(**{**base.__dict__, "provider": ProviderKind.LOCAL,
+                                "shape": Shape.CLUSTER, "work_dir": tmp_path})
+    provider = LocalClusterProvider(settings, redis_durable=True)
+
+    def start() -> LocalClusterProvider:
+        provider.start()
+        return provider
+
+    require(start)
+    yield provider
+    provider.stop()
+
+
+def _write_replicated(url: str, key: str, value: bytes) -> None:
+    async def write() -> None:
+        client = open_redis(url, socket_timeout=5)
+        try:
+            await client.set(key, value)
+            assert await client.wait(1, 5000) == 1  # WAIT: the replica has it
+        finally:
+            await client.aclose()
+
+    asyncio.run(write())
+
+
+@pytest.mark.backend
+def test_a_sentinel_url_is_dumped_on_the_primary_and_on_the_replica(
+    cluster: LocalClusterProvider,
+) -> None:
+    group = cluster.group()
+    assert group.replica is not None
+    url = cluster.endpoints.redis_url
+    assert url is not None and url.startswith("redis+sentinel://")
+    _write_replicated(url, "ns:probe", CANARY)
+
+    copies = dumps.redis_copies(url)
+    replica_label = f"redis-replica@127.0.0.1:{group.replica.port}"
+    assert [(c.label, c.url) for c in copies] == [
+        ("redis", f"redis://127.0.0.1:{group.primary.port}/0"),
+        (replica_label, f"redis://127.0.0.1:{group.replica.port}/0"),
+    ]
+
+    hits = dumps.find(dumps.iter_redis(url, data_dir=cluster.data_dir("redis")), CANARY)
+    assert "redis:0:b'ns:probe':string" in hits  # the primary's logical value
+    assert f"{replica_label}:0:b'ns:probe':string" in hits  # and the replica's
+    files = [h for h in hits if "-file:" in h]
+    # each server's AOF, read from its own directory (the replica's from CONFIG GET dir)
+    assert any(h.startswith("redis-file:") for h in files), hits
+    assert any(h.startswith(f"{replica_label}-file:") and "redis-replica" in h
+               for h in files), hits
+
+    # the live gate's namespaced dump reads both copies the same way
+    gate = {item.source for item in _dump_redis(url, "ns") if item.data == CANARY}
+    assert gate == {"redis:0:b'ns:probe':string", f"{replica_label}:0:b'ns:probe':string"}
+
+
+@pytest.mark.backend
+def test_after_a_failover_the_dump_reads_the_promoted_primary(
+    cluster: LocalClusterProvider,
+) -> None:
+    group = cluster.group()
+    assert group.replica is not None
+    url = cluster.endpoints.redis_url
+    assert url is not None
+    former, replica = group.primary.port, group.replica.port
+    _write_replicated(url, "ns:probe", CANARY)
+    cluster.redis_primary().kill()
+    assert group.wait_promoted(former) == replica
+
+    # the dead former primary is no copy the Sentinels hand out: only the promoted one
+    assert [(c.label, c.url) for c in dumps.redis_copies(url)] == [
+        ("redis", f"redis://127.0.0.1:{replica}/0")]
+    hits = dumps.find(dumps.iter_redis(url), CANARY)
+    assert "redis:0:b'ns:probe':string" in hits
