@@ -16,6 +16,7 @@ Not here yet (docs/backends.md lists them): the ``containers`` provider's cluste
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from semafore.deploy.providers import BackendName
+
+
+log = logging.getLogger(__name__)
 
 
 class LocalClusterProvider(LocalProvider):
@@ -97,6 +101,8 @@ class LocalClusterProvider(LocalProvider):
         (``mongodb_engine`` says ``ferretdb``; docs/backends.md "Cluster shape")."""
         mongod = self.mongod()
         if single.mongodb_engine != "mongod" or mongod is None:
+            log.warning("cluster shape: MongoDB is one %s process, not replicated (no mongod "
+                        "found; FerretDB has no replica sets)", single.mongodb_engine)
             return single
         assert self.root is not None and single.mongodb_url is not None
         port = urlsplit(single.mongodb_url).port

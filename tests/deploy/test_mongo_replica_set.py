@@ -10,6 +10,7 @@ formed set (a primary and two secondaries) instead. Neither is evidence that a s
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,7 +74,9 @@ def test_the_health_probe_takes_a_replica_set_url() -> None:
 
 
 @pytest.fixture
-def provider(tmp_path: Path) -> Iterator[LocalClusterProvider]:
+def provider(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> Iterator[LocalClusterProvider]:
     env = {**os.environ, "SEMAFORE_PROVIDER": "local", "SEMAFORE_SHAPE": "cluster"}
     settings = dataclasses.replace(InfraSettings.from_env(env), work_dir=tmp_path)
     chosen = provider_from_settings(settings)
@@ -83,22 +86,26 @@ def provider(tmp_path: Path) -> Iterator[LocalClusterProvider]:
         chosen.start()
         return chosen
 
-    require(start)
+    with caplog.at_level(logging.WARNING, logger="semafore.deploy.cluster"):
+        require(start)
     yield chosen
     chosen.stop()
 
 
 @pytest.mark.backend
 def test_the_cluster_shape_replicates_mongodb_only_where_mongod_runs(
-    provider: LocalClusterProvider,
+    provider: LocalClusterProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     endpoints = provider.endpoints
     assert endpoints.mongodb_url is not None
+    said = "\n".join(record.getMessage() for record in caplog.get_records("setup"))
     if provider.mongod() is None:  # this project's machines: FerretDB, one process, said so
         assert endpoints.mongodb_engine == "ferretdb"
         assert provider.mongo_replica_set is None
         assert "replicaSet" not in endpoints.mongodb_url
+        assert "MongoDB is one ferretdb process, not replicated" in said
         return
+    assert "not replicated" not in said
     replica_set = provider.mongo_replica_set
     assert endpoints.mongodb_engine == "mongod" and replica_set is not None
     assert endpoints.mongodb_url == replica_set.url
