@@ -171,7 +171,10 @@ class Scanner:
         self.ids = ids
         self.report = ScanReport()
         self._pending: dict[str, _Pending] = {}  # per tier: records interleave
-        self._seen: set[tuple[str, str, str]] = set()
+        # (location, label, kind) -> its hit's index in report.hits: a later block may show
+        # more of a secret first seen cut by a block's end (a stream's next block carries the
+        # overlap), and the longer match then replaces it
+        self._seen: dict[tuple[str, str, str], int] = {}
         # digests of decoded spans walked without a match -> the shallowest depth (per block)
         self._barren: dict[bytes, int] = {}
 
@@ -276,9 +279,12 @@ class Scanner:
             secret = self.oracle._secrets[match.variant.secret]
             tier, location, record_offset = locate(offset)
             key = (location, secret.label, secret.kind)
-            if key in self._seen:
-                continue
+            prior = self._seen.get(key)
+            if prior is not None and self.report.hits[prior].matched >= len(secret.value):
+                continue  # reported whole already
             hit = _hit(tier, location, record_offset, chain, match, secret)
+            if prior is not None and hit.matched <= self.report.hits[prior].matched:
+                continue
             rank = (-hit.matched, len(chain))  # the most of the secret, then the shortest chain
             if key not in best or rank < best[key][0]:
                 best[key] = (rank, hit)
@@ -286,8 +292,11 @@ class Scanner:
             tier, location, _ = locate(0)
             self.report.truncated.append(f"{tier} {location}: decode budget exhausted")
         for seen, (_, hit) in best.items():
-            self._seen.add(seen)
-            self.report.hits.append(hit)
+            if (prior := self._seen.get(seen)) is not None:
+                self.report.hits[prior] = hit
+            else:
+                self._seen[seen] = len(self.report.hits)
+                self.report.hits.append(hit)
 
     def _walk(self, blob: bytes, depth: int, chain: tuple[str, ...],
               to_root: Callable[[int], int], budget: list[int], binary_start: bool,
