@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from semafore.deploy.cluster import LocalClusterProvider
 from semafore.deploy.errors import FaultError
 from semafore.storage.ports import AlreadyExists, QueuedEnvelope, SendRecord
-from semafore.storage.redis import RedisNamespace, RedisQueueStore
+from semafore.storage.redis import RedisNamespace, RedisQueueStore, ReplicaWait, ReplicaWaitError
 
 ORG = "failover-org"
 SENDER = ("alice", "alice-phone")
@@ -142,6 +142,7 @@ async def measure_failover(
     deadline: float = 60.0,
     body_size: int = 64,
     pause_replica_at: int | None = None,
+    wait: ReplicaWait | None = None,
 ) -> FailoverFigures:
     """Send ``messages`` sends from ``writers`` concurrent writers; SIGKILL the primary once
     ``kill_after`` are acknowledged; wait for every send to be acknowledged (each retried
@@ -151,7 +152,15 @@ async def measure_failover(
     replica is SIGSTOPped once that many sends are acknowledged and resumed right after the
     kill, so the primary dies holding replication output the replica never read. With
     ``body_size`` large enough that this exceeds the kernel's socket buffers, acknowledged
-    sends exist only in the dead primary's memory: what asynchronous replication can lose."""
+    sends exist only in the dead primary's memory: what asynchronous replication can lose.
+
+    ``wait`` runs the store with :class:`ReplicaWait` (a send is acknowledged only once that
+    many replicas have it). A send the primary wrote but no replica confirmed is then refused
+    (:class:`ReplicaWaitError`, retried like any error); each refused attempt before the kill
+    counts toward ``pause_replica_at`` and ``kill_after`` like an acknowledgement (a stalled
+    replica stops every acknowledgement, so the thresholds count writes the primary took);
+    after the failover the killed primary is started again so Sentinel makes it the new
+    primary's replica, without which every later send would wait for a replica that is gone."""
     if pause_replica_at is not None and not 0 < pause_replica_at < kill_after:
         raise FaultError(f"pause_replica_at must be within 1..{kill_after - 1}")
     if not 0 < kill_after < messages:
@@ -160,9 +169,10 @@ async def measure_failover(
     url = provider.endpoints.redis_url
     assert url is not None
     ns = RedisNamespace(url, namespace)
-    store = RedisQueueStore(ns)
+    store = RedisQueueStore(ns, wait=wait)
     former = group.primary_port()
     acked_at: dict[str, float] = {}
+    progress = 0  # acknowledged sends, plus attempts refused by ``wait`` before the kill
     begun_after_kill: list[float] = []
     errors: Counter[str] = Counter()
     attempts = 0
@@ -175,6 +185,8 @@ async def measure_failover(
         nonlocal promoted_at
         port = await asyncio.to_thread(group.wait_promoted, former)
         promoted_at = time.monotonic()
+        if wait is not None:  # the former primary rejoins as the new primary's replica
+            await asyncio.to_thread(group.node(former).process.start)
         return port
     next_id = iter(range(messages))
     stop_at = time.monotonic() + deadline
@@ -189,6 +201,15 @@ async def measure_failover(
         killed.set()
         promoted = asyncio.ensure_future(watch_failover())
 
+    async def took() -> None:
+        """The primary took a write: pause the replica or kill at the thresholds."""
+        nonlocal progress
+        progress += 1
+        if progress == pause_replica_at and group.replica is not None:
+            group.replica.process.pause()
+        if progress == kill_after and not killed.is_set():
+            await kill_primary()
+
     async def send(message_id: str) -> None:
         nonlocal attempts
         while time.monotonic() < stop_at:
@@ -197,6 +218,11 @@ async def measure_failover(
             begun = time.monotonic()
             try:
                 await store.enqueue_send(_record(envelope), [envelope])
+            except ReplicaWaitError as exc:
+                errors[type(exc).__name__] += 1
+                if not killed.is_set():
+                    await took()
+                continue
             except (RedisError, AlreadyExists, OSError) as exc:
                 errors[type(exc).__name__] += 1
                 await asyncio.sleep(0.02)
@@ -204,10 +230,7 @@ async def measure_failover(
             acked_at[message_id] = time.monotonic()
             if killed.is_set() and begun > kill_time:
                 begun_after_kill.append(acked_at[message_id])
-            if len(acked_at) == pause_replica_at and group.replica is not None:
-                group.replica.process.pause()
-            if len(acked_at) == kill_after and not killed.is_set():
-                await kill_primary()
+            await took()
             return
         raise FaultError(f"send {message_id} not acknowledged within {deadline} s")
 

@@ -37,6 +37,7 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -58,6 +59,7 @@ from semafore.storage.ports import (
     RateLimitStore,
     SendKey,
     SendRecord,
+    StorageError,
 )
 from semafore.storage.redis_cluster import is_cluster_url, parse_cluster_url, slot_of
 from semafore.storage.redis_sentinel import open_redis
@@ -391,6 +393,40 @@ class RedisNamespace:
             await self._subscriber.aclose()
 
 
+class ReplicaWaitError(StorageError):
+    """A send was written on the primary but fewer than ``wanted`` replicas confirmed it
+    within the timeout (Redis ``WAIT``): it is **not** acknowledged. The write stays on the
+    primary (a retry under the same send key replays it once a replica has it, or records it
+    anew on a promoted replica that never got it); ``confirmed`` is how many did."""
+
+    def __init__(self, wanted: int, confirmed: int, timeout: float) -> None:
+        super().__init__(
+            f"wait_replicas: {confirmed} of {wanted} replicas confirmed within {timeout:g} s"
+        )
+        self.wanted = wanted
+        self.confirmed = confirmed
+        self.timeout = timeout
+
+
+@dataclass(frozen=True)
+class ReplicaWait:
+    """Acknowledge a send only once ``replicas`` replicas have it (``WAIT replicas
+    timeout``), else :class:`ReplicaWaitError` after ``timeout`` seconds. Why: replication
+    is asynchronous, so without it a failover can lose acknowledged sends (docs/backends.md
+    "Failover under delivery"). It bounds that loss to both copies dying together; Redis
+    documents that WAIT does not make Redis strongly consistent. Sentinel topology only: a
+    Redis Cluster here has no replicas, so every WAIT there would time out."""
+
+    replicas: int
+    timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError("replicas: at least 1 (no ReplicaWait means do not wait)")
+        if not 0 < self.timeout <= 60:
+            raise ValueError("timeout: within (0, 60] seconds")
+
+
 class RedisQueueStore(QueueStore):
     """Delivery queues, the send ledger and delivery proofs (module docstring: key layout).
 
@@ -410,10 +446,16 @@ class RedisQueueStore(QueueStore):
     - expiries (``expire``, ``expire_sends``) read an index, then change each owner's keys in
       its own step, on one server too: each removal re-checks its condition, so an entry
       written since the index was read is never removed.
+
+    ``wait`` (:class:`ReplicaWait`): :meth:`enqueue_send` returns only once that many
+    replicas have the send, its replay included, else raises :class:`ReplicaWaitError`.
     """
 
-    def __init__(self, ns: RedisNamespace) -> None:
+    def __init__(self, ns: RedisNamespace, *, wait: ReplicaWait | None = None) -> None:
+        if wait is not None and ns.cluster:
+            raise ValueError("wait: the Redis Cluster here has no replicas to wait for")
         self.ns = ns
+        self.wait = wait
         client = ns.client
         self._enqueue = client.register_script(_ENQUEUE)
         self._remove = client.register_script(_REMOVE)
@@ -564,11 +606,11 @@ class RedisQueueStore(QueueStore):
         if not self.ns.cluster:  # one script: entry, index, registry and envelopes together
             reg_keys, users = self._registry_args(envelopes)
             keys, args = self._envelope_args(envelopes)
-            result = await self._enqueue_send(
-                keys=[ledger, index, *reg_keys, *keys],
-                args=[*head, 1, len(envelopes), len(reg_keys), *users, *args],
-            )
-            return self._send_result(r, result)
+            call = ([ledger, index, *reg_keys, *keys],
+                    [*head, 1, len(envelopes), len(reg_keys), *users, *args])
+            if self.wait is None:
+                return self._send_result(r, await self._enqueue_send(keys=call[0], args=call[1]))
+            return await self._send_and_wait(r, ledger, call, self.wait)
         await self._register(envelopes)
         groups = self.ns.by_slot(envelopes, lambda e: self.ns.user(e.recipient_user_id))
         together = not groups or (
@@ -590,6 +632,29 @@ class RedisQueueStore(QueueStore):
         outcome = self._send_result(r, result)
         if outcome is None:  # the index after the entry: a crash between leaves the TTL
             await self.ns.client.zadd(index, {send: r.accepted_at})
+        return outcome
+
+    async def _send_and_wait(
+        self, record: SendRecord, ledger: str, call: tuple[list[str], list[Any]],
+        wait: ReplicaWait,
+    ) -> SendRecord | None:
+        """The send script and ``WAIT`` pipelined on one connection (WAIT counts replicas
+        that have *this connection's* writes). A replay wrote nothing, so it rewrites the
+        entry as it is (``XX KEEPTTL``) and waits for that: replication is ordered, so a
+        replica holding the rewrite holds the original send too."""
+        timeout_ms = max(1, round(wait.timeout * 1000))
+        async with self.ns.client.pipeline(transaction=False) as pipe:
+            await self._enqueue_send(keys=call[0], args=call[1], client=pipe)
+            pipe.execute_command("WAIT", wait.replicas, timeout_ms)
+            result, confirmed = await pipe.execute()
+        outcome = self._send_result(record, result)
+        if outcome is not None:
+            async with self.ns.client.pipeline(transaction=False) as pipe:
+                pipe.set(ledger, result[1], xx=True, keepttl=True)
+                pipe.execute_command("WAIT", wait.replicas, timeout_ms)
+                _, confirmed = await pipe.execute()
+        if int(confirmed) < wait.replicas:
+            raise ReplicaWaitError(wait.replicas, int(confirmed), wait.timeout)
         return outcome
 
     @staticmethod
