@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pymongo
 import redis
 
+from semafore.storage.redis_cluster import is_cluster_url, parse_cluster_url
 from semafore.storage.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
 PROBE_TIMEOUT = 1.0
@@ -26,7 +27,19 @@ def redis_ping(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
 
 def redis_url_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """``PING`` the server ``url`` names; for ``redis+sentinel://``, the primary a Sentinel
-    names (redis_sentinel: the first Sentinel that answers)."""
+    names (redis_sentinel: the first Sentinel that answers); for ``redis+cluster://``, the
+    first seed node that answers must report ``cluster_state:ok`` (a cluster missing slots
+    refuses every command)."""
+    if is_cluster_url(url):
+        for host, port in parse_cluster_url(url).nodes:
+            try:
+                with redis.Redis(host=host, port=port, socket_timeout=timeout,
+                                 socket_connect_timeout=timeout) as node:
+                    info = _text(node.execute_command("CLUSTER", "INFO"))
+            except (redis.RedisError, OSError):
+                continue
+            return "cluster_state:ok" in info
+        return False
     if is_sentinel_url(url):
         address = parse_sentinel_url(url)
         for host, port in address.sentinels:

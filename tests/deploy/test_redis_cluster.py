@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from hypothesis import strategies as st
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from semafore.deploy import health
 from semafore.deploy.cluster import LocalClusterProvider
 from semafore.deploy.errors import SettingsError
+from semafore.deploy.processes import free_ports
 from semafore.deploy.redis_cluster import RedisClusterGroup, cluster_info, slot_ranges
 from semafore.deploy.selection import provider_from_settings
 from semafore.deploy.settings import InfraSettings, ProviderKind, RedisTopology
@@ -324,6 +327,22 @@ def test_the_cluster_shape_runs_a_redis_cluster_when_the_topology_says_so(
     assert not any(p.alive for p in group.processes)
 
 
+@pytest.mark.backend
+def test_the_external_provider_accepts_a_cluster_url_and_probes_it() -> None:
+    """``SEMAFORE_PROVIDER=external`` with ``SEMAFORE_REDIS_URL=redis+cluster://…``: the
+    start-up probe asks a seed node for ``cluster_state`` (a URL of no live node is down)."""
+    endpoints = cluster_endpoints()
+    provider = provider_from_settings(InfraSettings.from_env(endpoints.as_env()))
+    provider.start()
+    try:
+        assert provider.endpoints.redis_url == shared_cluster().address.url
+    finally:
+        provider.stop()
+    assert health.redis_url_ping(shared_cluster().address.url)
+    (dead,) = free_ports(1)
+    assert not health.redis_url_ping(f"redis+cluster://127.0.0.1:{dead}/0")
+
+
 def test_a_killed_node_is_a_typed_error_not_a_hang(tmp_path: Path) -> None:
     """A 3-node cluster without replicas loses the slots of a killed node: a send to a user on
     that node fails with a redis error (connection refused, then CLUSTERDOWN) once the
@@ -345,3 +364,11 @@ def test_a_killed_node_is_a_typed_error_not_a_hang(tmp_path: Path) -> None:
                 await store.ns.close()
 
         asyncio.run(body())
+        # the survivors mark the cluster failed after cluster-node-timeout: the probe says so
+        survivors = [n for n in group.nodes if n.process.alive]
+        url = f"redis+cluster://127.0.0.1:{survivors[0].port}/0"
+        deadline = time.monotonic() + 30
+        while health.redis_url_ping(url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not health.redis_url_ping(url)
+        assert group.state(survivors[0].port) == "fail"
