@@ -303,6 +303,10 @@ class ExternalRelay:
             why.append(f"infrastructure: {scenario.infrastructure.server_replicas} server "
                        "replicas with device placement run in this process; an external relay "
                        "is one URL")
+        if scenario.requires.shape is not None:
+            why.append(f"requires.shape: {scenario.requires.shape.value} is a shape of the "
+                       "backends the harness starts; an external relay's backends are its "
+                       "operator's, which the run can neither start nor check")
         for step in scenario.all_steps():
             if isinstance(step, Infra) and self.hooks.command_for(step) is None:
                 why.append(f"infra {step.action.value} {step.target.value} (line {step.line}) "

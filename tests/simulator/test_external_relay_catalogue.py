@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2] / "scenarios"
 UNSUPPORTED: dict[str, str] = {
     # stem -> what the reason names
     "backend-restarts-mid-delivery": "infra restart redis",
+    "redis-primary-failover-during-delivery": "requires.shape",
     "server-restart-mid-delivery": "infra restart server",
     "replica-killed-mid-delivery": "2 server replicas",
     "replica-paused-then-unpaused": "2 server replicas",

@@ -27,6 +27,7 @@ from semafore.deploy.errors import SettingsError
 from semafore.deploy.settings import CLUSTER_PROVIDERS, ProviderKind, Shape
 from semafore.deploy.testing import unavailable
 from simulator.executor import run_scenario
+from simulator.external import ExternalRelay
 from simulator.failover import SendSample, judge, measure, wire_deliveries
 from simulator.report.model import Outcome, ScenarioResult, reason
 from simulator.scenario import InfraTarget, ScenarioError, load, loads
@@ -124,6 +125,13 @@ def test_a_run_where_the_cluster_cannot_run_is_refused_naming_the_field() -> Non
     result = run_scenario(anywhere, provider=ProviderKind.EMBEDDED)
     assert result.skipped is not None and result.skipped.startswith("requires.shape:")
     assert result.verdict.value == "skipped" and not result.timeline  # nothing ran
+
+
+def test_an_external_relay_cannot_meet_a_shape_requirement() -> None:
+    why = ExternalRelay("http://127.0.0.1:9", "x").unsupported(load(FAILOVER))
+    assert any(reason.startswith("requires.shape: cluster") for reason in why), why
+    plain = loads(scenario(head="", steps=""))
+    assert ExternalRelay("http://127.0.0.1:9", "x").unsupported(plain) == []
 
 
 @pytest.mark.parametrize("kind", [k for k in ProviderKind if k not in CLUSTER_PROVIDERS])
