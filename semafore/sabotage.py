@@ -105,7 +105,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "The relay's fan-out queues every envelope twice (two delivery ids), so each device "
         "is handed each message twice.",
         "any scenario that checks duplicates_dropped == 0 or one delivery proof per envelope "
-        "(measured: desync/reorder passes with it on; the clients drop the copies)",
+        "(measured: desync/reorder passes with it on; the clients drop the copies); on local, "
+        "desync/redis-primary-failover-during-delivery (measured: failover, duplicated)",
         (f"{_GUARDS}::test_each_envelope_is_queued_once_per_device",),
     ),
     _s(
@@ -127,7 +128,8 @@ CATALOGUE: tuple[Sabotage, ...] = (
         "The relay accepts a send to the sender's own user (the sync copy to its other "
         "devices) but never queues it.",
         "desync/device-added-removed (measured: delivered_exactly_once of bob-synced on "
-        "bob/tablet); every scenario with sync copies",
+        "bob/tablet); every scenario with sync copies; on local, "
+        "desync/redis-primary-failover-during-delivery (measured: failover, acked_lost)",
     ),
     _s(
         "relay.delete_on_push",
