@@ -9,12 +9,20 @@ are added: hence these few lines of code instead of ``[tool.setuptools.packages]
 
 from __future__ import annotations
 
-from setuptools import find_namespace_packages, setup
+from setuptools import Extension, find_namespace_packages, setup
 
 TOP_LEVEL = ("semafore", "simulator", "loadtests")
 
 SHIPPED = {"semafore.shipped.vectors": "vectors", "semafore.shipped.scenarios": "scenarios"}
 """Package inside the wheel -> directory in the repository (package data: pyproject.toml)."""
+
+
+EXTENSIONS = [
+    Extension("semafore.oracle._fast", ["semafore/oracle/_fast.c"],
+              extra_compile_args=["-O2", "-Wall"]),
+]
+"""The oracle's compiled hot paths (docs/oracle.md "Cost"); semafore.oracle.native falls back
+to the pure-Python reference where it is not built, except in CI (tests/oracle/test_compiled.py)."""
 
 
 def packages() -> list[str]:
@@ -26,4 +34,4 @@ def packages() -> list[str]:
 
 
 if __name__ == "__main__":
-    setup(packages=packages(), package_dir=SHIPPED)
+    setup(packages=packages(), package_dir=SHIPPED, ext_modules=EXTENSIONS)

@@ -32,13 +32,15 @@ import re
 import urllib.parse
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ahocorasick_rs
 import numpy as np
 import numpy.typing as npt
+
+from semafore.oracle import native
 
 MIN_LEAK = 11  # bytes: the shortest run the matcher can report (12-char canary, bit-shifted)
 MAX_INFLATE = 64 << 20  # bytes one compressed stream may expand to
@@ -227,11 +229,25 @@ def raw_deflate(data: bytes | memoryview) -> Inflated | None:
     stream that ends properly counts, and it is decoded further only if it looks like more
     than noise (text, wide text, a compressed stream): garbage input ends "properly" often
     enough to flood the recursion otherwise. A stream that is itself raw deflate counts."""
+    return raw_deflate_fed((data,))
+
+
+def raw_deflate_fed(pieces: Iterable[bytes | memoryview]) -> Inflated | None:
+    """:func:`raw_deflate` of the concatenated ``pieces``, fed in order and no further than
+    the stream's end or its first error (a junk start that passed the probes usually fails
+    within a few hundred bytes: the caller need not materialise the rest)."""
     decomp = zlib.decompressobj(-15)
+    parts: list[bytes] = []
+    size = 0
     try:
-        out = decomp.decompress(data, MAX_INFLATE)
+        for piece in pieces:
+            parts.append(decomp.decompress(piece, MAX_INFLATE - size))
+            size += len(parts[-1])
+            if decomp.eof or decomp.unconsumed_tail or size >= MAX_INFLATE:
+                break
     except zlib.error:
         return None
+    out = b"".join(parts)
     if not decomp.eof or len(out) < MIN_LEAK:
         return None
     structured = (out.translate(TEXTY).find(b"A" * TEXT_RUN) != -1
@@ -291,6 +307,9 @@ def _fixed_tables() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8],
 
 
 _FIXED_KIND, _FIXED_WIDTH, _FIXED_LENGTH = _fixed_tables()
+if native.BUILT:  # the compiled prefilter reads these same tables (native.py)
+    native.ext.init_deflate(_FIXED_KIND, _FIXED_WIDTH, _FIXED_LENGTH, _LENGTH_EXTRA,
+                            _LENGTH_BASE, _DIST_EXTRA, _DIST_BASE, _REVERSED5)
 
 
 def _words(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
@@ -426,10 +445,13 @@ def deflate_spans(data: bytes, at_start: bool) -> Iterator[Decoded]:
     if not starts:
         return
     at = np.array(starts, dtype=np.int64)
-    padded = np.frombuffer(data + bytes(PLAUSIBLE_BYTES), dtype=np.uint8)
-    heads = padded[at[:, None] + np.arange(PLAUSIBLE_BYTES)]
+    if native.on():  # every start's first block checked in C (no FEW_CANDIDATES shortcut)
+        plausible = np.frombuffer(native.ext.plausible_at(data, at * 8), dtype=np.bool_)
+    else:
+        padded = np.frombuffer(data + bytes(PLAUSIBLE_BYTES), dtype=np.uint8)
+        plausible = deflate_plausible(padded[at[:, None] + np.arange(PLAUSIBLE_BYTES)])
     view = memoryview(data)
-    for start in at[deflate_plausible(heads)].tolist():
+    for start in at[plausible].tolist():
         inner = raw_deflate(view[start:])
         if inner is not None:  # printable bytes inflate "properly" often: try them all
             yield Decoded("deflate", inner.data, start, expand=inner.expand)

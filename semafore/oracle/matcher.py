@@ -40,11 +40,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from semafore.oracle import native
 from semafore.oracle.model import Secret
 
 WINDOW = 8
 FILTER_BITS = 27  # at most 2**27 one-bit slots (16 MiB)
 FILTER_SLOTS_PER_KEY = 64  # 32-64 slots a window: about 2-3 % of data windows pass the filter
+NEAR_BITS = 23  # the compiled path's first filter: at most 1 MiB, an L2 cache's worth
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -160,12 +162,19 @@ class Matcher:
         slots = _slot(self.keys, self.bits)
         np.bitwise_or.at(self.filter, slots >> np.uint64(3),
                          np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8)))
+        # the compiled scan reads a cache-sized filter first (_fast.c, near_filter)
+        self.near_bits = max(12, min(NEAR_BITS, int(len(keys) * 8).bit_length()))
+        self.near = native.ext.near_filter(self.keys, self.near_bits) if native.BUILT else b""
 
     def find(self, data: bytes) -> list[Match]:
         """Every maximal run of a variant in ``data`` at least that variant's minimum long."""
         if len(data) < WINDOW:
             return []
         lowered = data.lower()
+        if native.on():  # the filter and binary search in C, the same candidates in order
+            return self._verified(data, lowered, native.ext.window_candidates(
+                lowered, self.stride, self.filter, self.bits, self.keys, self.near,
+                self.near_bits))
         count = (len(lowered) - WINDOW) // self.stride + 1
         windows: npt.NDArray[np.uint64] = np.ndarray(
             (count,), dtype="<u8", buffer=lowered, offset=0, strides=(self.stride,))
@@ -178,10 +187,17 @@ class Matcher:
         found = windows[keep]
         lo = np.searchsorted(self.keys, found, side="left")
         hi = np.searchsorted(self.keys, found, side="right")
+        candidates = [(int(keep[i]) * self.stride, int(lo[i]), int(hi[i]))
+                      for i in np.flatnonzero(hi > lo)]
+        return self._verified(data, lowered, candidates)
+
+    def _verified(self, data: bytes, lowered: bytes, candidates: list[tuple[int, int, int]],
+                  ) -> list[Match]:
+        """Each candidate ``(q, lo, hi)`` (index entries ``lo..hi`` equal the window at
+        ``q``) extended to its maximal run; runs of at least the variant's minimum."""
         out: dict[tuple[int, int], Match] = {}
-        for i in np.flatnonzero(hi > lo):
-            q = int(keep[i]) * self.stride
-            for e in range(int(lo[i]), int(hi[i])):
+        for q, lo, hi in candidates:
+            for e in range(lo, hi):
                 v_index = int(self.owner[e])
                 variant = self.variants[v_index]
                 j = int(self.shift[e])

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from semafore.oracle import native
 from semafore.oracle.decoders import (
     MIN_LEAK,
     PLAUSIBLE_BYTES,
@@ -51,6 +52,7 @@ from semafore.oracle.decoders import (
     deflate_may_start,
     deflate_plausible,
     raw_deflate,
+    raw_deflate_fed,
     wide_spans,
 )
 
@@ -214,6 +216,8 @@ def reversed_symbols(sym: Symbols, length: int) -> Symbols:
 def pack(values: U8, bits: int) -> U8:
     """Symbols of ``bits`` each packed into bytes from the first bit (a final partial group
     padded with zero bits)."""
+    if native.on():
+        return np.frombuffer(native.ext.pack(values, bits), dtype=np.uint8)
     group = {1: 8, 4: 2, 5: 8, 6: 4}[bits]
     pad = -len(values) % group
     v = np.concatenate((values, np.zeros(pad, dtype=np.uint8))) if pad else values
@@ -240,6 +244,8 @@ def base85_alignments(values: U8) -> list[U8]:
     weighted symbols (mod 2**32, as a 32-bit word wraps) read at stride 5 per alignment. The
     stream is padded with four of the highest symbol, as a decoder pads a final partial group,
     so its last bytes come out exact."""
+    if native.on():
+        return [np.frombuffer(b, dtype=np.uint8) for b in native.ext.base85_alignments(values)]
     n = len(values)
     if n < 5:
         return []
@@ -252,6 +258,12 @@ def base85_alignments(values: U8) -> list[U8]:
 
 def shifted(stream: U8, shift: int, lo: int, hi: int) -> bytes:
     """Bytes ``lo..hi`` of the bit stream read from bit ``shift`` (0..7)."""
+    if native.on():
+        return native.ext.shifted(stream, shift, lo, hi)
+    return _shifted_reference(stream, shift, lo, hi)
+
+
+def _shifted_reference(stream: U8, shift: int, lo: int, hi: int) -> bytes:
     hi = min(hi, len(stream))
     if shift == 0:
         return stream[lo:hi].tobytes()
@@ -374,6 +386,44 @@ def _nested_aligned(name: str, data: bytes, origin: Callable[[int, int], int]
 def _nested_shifted(name: str, stream: U8, shifts: int, origin: Callable[[int, int], int]
                     ) -> Iterator[Decoded]:
     """Bit-aligned alphabets: candidates at every shift at once through the pair tables."""
+    if native.on():  # every shift's candidates in one C pass (native.py)
+        for s, text_runs, wide_runs, magic_at in native.ext.nested_candidates(
+                stream, int(shifts), TEXT_PAIRS, ZERO_PAIRS, MAGIC_FIRST, MAGIC_SECOND,
+                MAGIC_PREFIXES):
+            yield from _shift_spans(name, stream, s, origin, text_runs, wide_runs, magic_at)
+        return
+    at, at_flags, pairs = _pair_flags(stream, shifts)
+    for s in range(8) if len(at) else ():
+        if not shifts & (1 << s):
+            continue
+        text_runs = _runs(at[(at_flags & (1 << s)) != 0], TEXT_RUN)
+        wide_runs = _runs(np.maximum(at[(at_flags & (1 << (s + 8))) != 0] - 4, 0), 24)
+        magic_at = _exact_magics(pairs, at[(at_flags & (1 << (s + 16))) != 0], s).tolist()
+        yield from _shift_spans(name, stream, s, origin, text_runs, wide_runs, magic_at)
+
+
+def _shift_spans(name: str, stream: U8, s: int, origin: Callable[[int, int], int],
+                 text_runs: list[tuple[int, int]], wide_runs: list[tuple[int, int]],
+                 magic_at: list[int]) -> Iterator[Decoded]:
+    """What shift ``s`` holds: exactly its text-like runs, wide text around its zero runs, and
+    its compressed streams if a candidate magic starts cleanly."""
+    for lo, hi in text_runs:
+        yield _span(name, shifted(stream, s, lo, hi), lo, s, origin)
+    for lo, hi in wide_runs:
+        piece = shifted(stream, s, lo, hi)
+        for w in wide_spans(piece):
+            yield Decoded(f"{name} → {w.name}", w.data, origin(lo + w.start, s))
+    if any(compressed_may_start(shifted(stream, s, max(0, m - MAGIC_WINDOW), m + MAGIC_WINDOW))
+           for m in magic_at):
+        piece = shifted(stream, s, 0, len(stream))
+        for offset, kind, inner in compressed(piece):
+            yield Decoded(f"{name} → {kind}", inner, origin(offset, s))
+
+
+def _pair_flags(stream: U8, shifts: int) -> tuple[IntArray, npt.NDArray[np.uint32], IntArray]:
+    """The offsets where a candidate starts at some shift, their flags (bit ``s``: a text-like
+    run, ``s + 8``: zeros at stride 4, ``s + 16``: a magic's first two bytes) and the byte
+    pairs (the reference of ``_fast.pair_candidates``)."""
     padded = np.concatenate((stream, np.zeros(1, dtype=np.uint8)))
     pairs = (padded[:-1].astype(np.uint16) << 8) | padded[1:]
     mask = np.uint8(shifts)
@@ -385,24 +435,7 @@ def _nested_shifted(name: str, stream: U8, shifts: int, origin: Callable[[int, i
     flags[:len(wide)] |= wide.astype(np.uint32) << 8
     flags[:len(magic)] |= magic.astype(np.uint32) << 16
     at = np.flatnonzero(flags)
-    at_flags = flags[at]
-    for s in range(8) if len(at) else ():
-        if not shifts & (1 << s):
-            continue
-        at_text = at[(at_flags & (1 << s)) != 0]
-        for lo, hi in _runs(at_text, TEXT_RUN):  # exactly the text-like runs at this shift
-            yield _span(name, shifted(stream, s, lo, hi), lo, s, origin)
-        at_wide = at[(at_flags & (1 << (s + 8))) != 0]
-        for lo, hi in _runs(np.maximum(at_wide - 4, 0), 24):
-            piece = shifted(stream, s, lo, hi)
-            for w in wide_spans(piece):
-                yield Decoded(f"{name} → {w.name}", w.data, origin(lo + w.start, s))
-        at_magic = _exact_magics(pairs, at[(at_flags & (1 << (s + 16))) != 0], s)
-        if any(compressed_may_start(shifted(stream, s, max(0, m - MAGIC_WINDOW), m + MAGIC_WINDOW))
-               for m in at_magic.tolist()):
-            piece = shifted(stream, s, 0, len(stream))
-            for offset, kind, inner in compressed(piece):
-                yield Decoded(f"{name} → {kind}", inner, origin(offset, s))
+    return at, flags[at], pairs
 
 
 def _exact_magics(pairs: IntArray, at: IntArray, s: int) -> IntArray:
@@ -450,13 +483,21 @@ def _deflate_at(stream: U8, region_bits: IntArray, alone: Alone | None = None,
     carries)."""
     if not len(region_bits):
         return
-    plausible = np.flatnonzero(deflate_plausible(_heads(stream, region_bits, PLAUSIBLE_BYTES)))
+    if native.on():  # every start's first block checked in C (no FEW_CANDIDATES shortcut)
+        region_bits = np.ascontiguousarray(region_bits, dtype=np.int64)
+        plausible = np.flatnonzero(np.frombuffer(native.ext.plausible_at(stream, region_bits),
+                                                 dtype=np.bool_))
+    else:
+        plausible = np.flatnonzero(deflate_plausible(_heads(stream, region_bits,
+                                                            PLAUSIBLE_BYTES)))
     if not len(plausible):
         return
     region_bits = region_bits[plausible]
     index = plausible.tolist()
     at = region_bits // 8
-    rows = _heads(stream, region_bits, DEFLATE_PROBE).tobytes()
+    rows = (native.ext.heads(stream, np.ascontiguousarray(region_bits, dtype=np.int64),
+                             DEFLATE_PROBE)
+            if native.on() else _heads(stream, region_bits, DEFLATE_PROBE).tobytes())
     failed: set[bytes] = set()
     for i in range(len(region_bits)):
         row = rows[i * DEFLATE_PROBE: (i + 1) * DEFLATE_PROBE]
@@ -467,13 +508,26 @@ def _deflate_at(stream: U8, region_bits: IntArray, alone: Alone | None = None,
             failed.add(head)
             continue
         byte, shift = int(at[i]), int(region_bits[i] % 8)
-        inflated = (raw_deflate(shifted(stream, shift, byte, len(stream)))
-                    if deflate_may_start(row) else None)
+        if not deflate_may_start(row):
+            inflated = None
+        elif native.on():  # materialised piece by piece, only as far as zlib reads
+            inflated = raw_deflate_fed(_pieces(stream, shift, byte))
+        else:
+            inflated = raw_deflate(shifted(stream, shift, byte, len(stream)))
         if inflated is None and alone is not None:  # the probe may reach past the region
             piece = alone(index[i])
             inflated = raw_deflate(piece) if deflate_may_start(piece[:DEFLATE_PROBE]) else None
         if inflated is not None:
             yield byte, shift, inflated
+
+
+def _pieces(stream: U8, shift: int, lo: int, first: int = 1024) -> Iterator[bytes]:
+    """Bytes ``lo..`` of the stream read from bit ``shift``, in pieces growing fourfold."""
+    size = first
+    while lo < len(stream):
+        yield shifted(stream, shift, lo, lo + size)
+        lo += size
+        size *= 4
 
 
 def _heads(stream: U8, bit_starts: IntArray, width: int) -> U8:
