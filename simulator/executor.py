@@ -29,11 +29,13 @@ import hashlib
 import io
 import json
 import logging
+import tempfile
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from semafore.client import DeviceClient
@@ -59,7 +61,6 @@ from simulator.adversary import (
     CapturedEnvelope,
     DeviceAdversary,
     content_body,
-    harvest_states,
 )
 from simulator.assignment import REFERENCE, AssignmentError, Implementation, assign_scenario
 from simulator.attacks.harness import AttackHarness
@@ -84,13 +85,14 @@ from simulator.impl_device import (
 from simulator.nonce_reuse import find_reuse
 from simulator.oracle import (
     TIER_LOG,
-    TIER_WIRE,
     Chunk,
+    Hit,
     Oracle,
     OracleError,
     canary,
 )
 from simulator.pseudonyms import assess as assess_log_pseudonyms
+from simulator.relay_view import LogExtent, RelayView, Spooled, WireRange, examine, spooled
 from simulator.report.model import (
     AdversaryView,
     FaultReport,
@@ -226,7 +228,10 @@ class View:
     step: Compromise
     at_ms: float
     at_seq: int
-    chunks: list[Chunk] = field(default_factory=list)
+    relay: RelayView | None = None
+    """A relay-side view's bytes, on disk and re-read as a stream (simulator.relay_view)."""
+    hits: list[Hit] = field(default_factory=list)  # what the oracle found in this view
+    scanned: int = 0  # bytes the oracle read in this view
     device_states: dict[str, bytes] = field(default_factory=dict)  # address -> SFD bytes
     received_before: set[tuple[str, str]] = field(default_factory=set)  # (address, label)
     wire_times: list[float] = field(default_factory=list)
@@ -280,7 +285,11 @@ class Execution:
         self.by_id: dict[str, Message] = {}
         self.views: dict[str, View] = {}
         self.online: dict[str, bool] = {}
-        self.log_stream = io.StringIO()
+        # the relay's log goes to a file, not memory: a view holds a byte extent of it
+        # (simulator.relay_view), however long the run (issue #12 item 3)
+        self.log_dir = tempfile.TemporaryDirectory(prefix="semafore-run-")
+        self.log_path = Path(self.log_dir.name) / "relay.log"
+        self.log_stream = self.log_path.open("w", encoding="utf-8")
         self.t0 = 0.0
         self.pending_infra: dict[str, Infra] = {}
         self.deferred: list[Assertion] = []
@@ -493,6 +502,15 @@ class Execution:
             self._close_hosts()
             relay_log.removeHandler(handler)
             relay_log.removeHandler(self.relay_events)
+            for view in self.views.values():
+                if view.relay is not None:
+                    view.relay.close()
+            # configure_logging left the handler on the library loggers until the next run:
+            # what they log now goes nowhere instead of to a closed file
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(io.StringIO())
+            self.log_stream.close()
+            self.log_dir.cleanup()
             self.result.duration_s = round(time.perf_counter() - started, 3)
         return self.result
 
@@ -1179,32 +1197,39 @@ class Execution:
                     if msg is not None:
                         view.received_before.add((address, msg.label))
         else:
-            view.chunks = await self._relay_view(step.compromise, step.org, step.window, None)
+            view.relay = await self._relay_view(step.compromise, step.org, None)
         self.views[step.name] = view
         self.event(step, "compromise", f"{step.compromise.value} adversary '{step.name}' "
                    f"holds its view from here ({step.window})")
 
-    async def _relay_view(self, kind: CompromiseKind, org: str | None, window: str,
-                          since_s: float | None) -> list[Chunk]:
-        chunks: list[Chunk] = []
+    async def _relay_view(self, kind: CompromiseKind, org: str | None,
+                          since_s: float | None) -> RelayView:
+        """What a relay-side adversary of ``kind`` holds now (``since_s``: wire records
+        captured from then on only), spooled to disk or referenced, never a list in memory."""
+        view = RelayView()
         net = self.fleet.network
-        # A subpoena compels what the operator holds (seed §1.1): every store and every log
-        # line, plus the exports of the organisation it names (issue #11: the view used to
-        # lack the stores and logs, so a relay logging plaintext passed).
-        if kind in (CompromiseKind.SERVER, CompromiseKind.DATABASE, CompromiseKind.SUBPOENA):
-            chunks.extend(await self.infra.dump())
-        if kind in (CompromiseKind.SERVER, CompromiseKind.INSIDER, CompromiseKind.SUBPOENA):
-            if self.external is not None:  # the log files its operator granted (--relay-log)
-                chunks.extend(await self.external.log_chunks())
-            for number, line in enumerate(self.log_stream.getvalue().splitlines(), start=1):
-                chunks.append(Chunk(TIER_LOG, f"relay.log:line {number}", line.encode()))
-        if kind in (CompromiseKind.SERVER, CompromiseKind.NETWORK) and net is not None:
-            for number, rec in enumerate(net.captured):
-                chunks.append(Chunk(TIER_WIRE, f"wire #{number} {rec.device} {rec.direction} "
-                                    f"{rec.channel} t={rec.at:.3f}", rec.data))
-        if kind in (CompromiseKind.INSIDER, CompromiseKind.SUBPOENA):
-            chunks.extend(await self._operator_exports(org))
-        return chunks
+        try:
+            # A subpoena compels what the operator holds (seed §1.1): every store and every
+            # log line, plus the exports of the organisation it names (issue #11: the view
+            # used to lack the stores and logs, so a relay logging plaintext passed).
+            if kind in (CompromiseKind.SERVER, CompromiseKind.DATABASE, CompromiseKind.SUBPOENA):
+                if isinstance(self.infra, DataTier):
+                    view.parts += [Spooled(tier, spool) for tier, spool in await self.infra.spool()]
+                else:  # an external relay's granted stores (simulator.external reads them)
+                    view.parts += spooled(await self.infra.dump())
+            if kind in (CompromiseKind.SERVER, CompromiseKind.INSIDER, CompromiseKind.SUBPOENA):
+                if self.external is not None:  # the log files its operator granted (--relay-log)
+                    view.parts += spooled(await self.external.log_chunks())
+                self.log_stream.flush()
+                view.parts.append(LogExtent(self.log_path, self.log_path.stat().st_size))
+            if kind in (CompromiseKind.SERVER, CompromiseKind.NETWORK) and net is not None:
+                view.parts.append(WireRange(net.captured, len(net.captured), since_s))
+            if kind in (CompromiseKind.INSIDER, CompromiseKind.SUBPOENA):
+                view.parts += spooled(await self._operator_exports(org))
+        except BaseException:
+            view.close()
+            raise
+        return view
 
     async def _operator_exports(self, only_org: str | None) -> list[Chunk]:
         """What the operator's surfaces export: the SIEM/audit NDJSON and delivery proofs, one
@@ -1645,27 +1670,33 @@ class Execution:
     async def _finish(self) -> None:
         captured = self._captured()
         identifiers = self._identifiers()
-        # the oracle reads each view as it comes (one block of memory, not a second list of
-        # every view's chunks; docs/oracle.md "Records, blocks")
-        scanner = self.oracle.scanner()
-        scanned_any = False
+        seen_hits: set[tuple[str, str, str]] = set()
         attempts_by_view: dict[str, list[tuple[CapturedEnvelope, str, str]]] = {}
         for name, view in self.views.items():
             step = view.step
             av = AdversaryView(name, step.compromise.value, step.index, _describe(step))
             decrypted: list[tuple[CapturedEnvelope, str, str]] = []
             if step.compromise in RELAY_SIDE:
-                chunks = view.chunks if step.window == "until_here" else \
-                    await self._relay_view(step.compromise, step.org, step.window, None)
-                if step.window == "from_here":
-                    chunks = [c for c in chunks if not c.location.startswith("wire #")
-                              or _wire_time(c.location) >= view.at_ms / 1000.0 + self.t0]
-                view.chunks = chunks
-                for chunk in chunks:
-                    scanner.add(chunk)
-                scanned_any = scanned_any or bool(chunks)
-                av.sources = _summaries(chunks)
-                states = harvest_states(c.data for c in chunks)
+                if step.window != "until_here" or view.relay is None:
+                    if view.relay is not None:
+                        view.relay.close()
+                    since = view.at_ms / 1000.0 + self.t0 if step.window == "from_here" else None
+                    view.relay = await self._relay_view(step.compromise, step.org, since)
+                # read as a stream, twice rather than held (simulator.relay_view.examine)
+                examined = examine(view.relay, self.oracle, name, step.compromise.value,
+                                   identifiers)
+                report = examined.report
+                view.hits, view.scanned = report.hits, sum(report.bytes_by_tier.values())
+                for tier, size in report.bytes_by_tier.items():
+                    self.result.oracle_scanned[tier] = \
+                        self.result.oracle_scanned.get(tier, 0) + size
+                for hit in report.hits:
+                    if (key := (hit.location, hit.label, hit.kind)) not in seen_hits:
+                        seen_hits.add(key)
+                        self.result.oracle_hits.append(hit)
+                self.result.inventory.append(examined.inventory)
+                av.sources = examined.sources
+                states = examined.states
                 av.notes.append(f"{len(states)} persisted device state(s) found in the view")
                 for state in states:
                     # a harvested state is used as the device it belongs to, so its own
@@ -1676,10 +1707,6 @@ class Execution:
                         av.envelopes_tried += 1
                         if attempt.plaintext is not None:
                             decrypted.append((attempt.envelope, attempt.direction, "state"))
-                wire_times = [float(c.location.split("t=")[1]) for c in chunks
-                              if c.location.startswith("wire #")]
-                self.result.inventory.append(inv.build(name, step.compromise.value, chunks,
-                                                       identifiers, wire_times=wire_times))
             else:
                 with_wire = captured if step.with_wire else []
                 for address, state in view.device_states.items():
@@ -1695,10 +1722,6 @@ class Execution:
                             for env, direction, _ in decrypted]
             attempts_by_view[name] = decrypted
             self.result.adversaries.append(av)
-        if scanned_any:
-            report = scanner.finish()
-            self.result.oracle_hits.extend(report.hits)
-            self.result.oracle_scanned.update(report.bytes_by_tier)
         for assertion in self.deferred:
             outcome, summary, evidence = _allowing_empty(
                 assertion, *self._evaluate_adversary(assertion, attempts_by_view))
@@ -1761,13 +1784,14 @@ class Execution:
         kind = step.assertion
         if kind is AssertionKind.ORACLE_CLEAN:
             names = step.adversaries or tuple(self.views)
-            locations = {c.location for n in names if n in self.views
-                         for c in self.views[n].chunks}
-            hits = [h for h in self.result.oracle_hits if h.location in locations
-                    and (step.identifiers or h.kind != "identifier")]
+            held = [self.views[n] for n in names if n in self.views]
+            found: dict[tuple[str, str, str], Hit] = {}
+            for one in held:  # a hit at the same place in two views counts once
+                for h in one.hits:
+                    found.setdefault((h.location, h.label, h.kind), h)
+            hits = [h for h in found.values() if step.identifiers or h.kind != "identifier"]
             raw_ids = self._raw_identifier_hits(names) if step.identifiers else []
-            scanned = sum(len(c.data) for n in names if n in self.views
-                          for c in self.views[n].chunks)
+            scanned = sum(one.scanned for one in held)
             if scanned == 0:
                 return Outcome.INCONCLUSIVE, "0 bytes in the named views: nothing scanned", []
             if not self.oracle.secrets:
@@ -1782,7 +1806,8 @@ class Execution:
         if view is None:
             return Outcome.ERROR, f"no adversary named {name!r}", []
         if kind is AssertionKind.LOG_PSEUDONYMS:
-            return assess_log_pseudonyms(step, view.chunks, seed=self.seed)
+            return assess_log_pseudonyms(  # the view read once more, as a stream
+                step, view.relay.records() if view.relay is not None else (), seed=self.seed)
         decrypted = attempts.get(name, [])
         evidence = [f"{env.label} -> {env.recipient} ({direction})"
                     for env, direction, _ in decrypted]
@@ -1938,22 +1963,6 @@ def _state_address(state: bytes) -> str:
     """The ``user:device`` a harvested persisted state belongs to."""
     device = Device.parse(state)
     return f"{device.user_id}:{device.device_id}"
-
-
-def _summaries(chunks: list[Chunk]) -> list[SourceSummary]:
-    tiers: dict[str, list[int]] = {}
-    for c in chunks:
-        entry = tiers.setdefault(c.tier, [0, 0])
-        entry[0] += 1
-        entry[1] += len(c.data)
-    return [SourceSummary(t, n, b) for t, (n, b) in sorted(tiers.items())]
-
-
-def _wire_time(location: str) -> float:
-    try:
-        return float(location.split("t=")[1])
-    except (IndexError, ValueError):
-        return 0.0
 
 
 async def run_scenario_async(scenario: Scenario, *, provider: str = ProviderKind.EMBEDDED,

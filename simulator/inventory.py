@@ -136,14 +136,17 @@ def build(
     where: dict[str, set[str]] = {}
     edges: set[tuple[str, str]] = set()
     raw_edges: set[tuple[str, str]] = set()
-    times: list[float] = list(wire_times)
+    # every timestamp counts, but only how many and the first and last are reported: kept
+    # as such, so a view of millions of log lines costs three numbers, not a list
+    seen = _Span()
+    seen.add(wire_times)
     routed_owners: set[str] = set()
     message_times: list[float] = []
     for chunk in chunks:
         inv.items[chunk.tier] = inv.items.get(chunk.tier, 0) + 1
         inv.bytes[chunk.tier] = inv.bytes.get(chunk.tier, 0) + len(chunk.data)
         stamps = _timestamps(chunk)
-        times.extend(stamps)
+        seen.add(stamps)
         if automaton is None:
             continue
         owners_here: set[str] = set()
@@ -186,11 +189,26 @@ def build(
     inv.routed = sorted(routed_owners)
     inv.message_times = [_iso(t) for t in sorted(message_times)]
     inv.graph_pseudonymous = bool(edges) and not raw_edges
-    if times:
-        inv.timestamps = len(times)
-        inv.first_seen = _iso(min(times))
-        inv.last_seen = _iso(max(times))
+    if seen.count:
+        inv.timestamps = seen.count
+        inv.first_seen = _iso(seen.first)
+        inv.last_seen = _iso(seen.last)
     return inv
+
+
+@dataclass
+class _Span:
+    """How many timestamps, the earliest and the latest."""
+
+    count: int = 0
+    first: float = float("inf")
+    last: float = float("-inf")
+
+    def add(self, stamps: Iterable[float]) -> None:
+        for stamp in stamps:
+            self.count += 1
+            self.first = min(self.first, stamp)
+            self.last = max(self.last, stamp)
 
 
 def _disambiguated(identifiers: Iterable[Identifier]) -> list[Identifier]:

@@ -3,8 +3,9 @@ back from it (seed §3.3-§3.5, issue 4).
 
 ``embedded`` keeps the stores in memory; ``local`` and ``containers`` start real MongoDB, Redis
 and SeaweedFS through :func:`~semafore.deploy.selection.provider_from_settings`; ``external``
-uses the backends the environment names. :meth:`DataTier.dump` returns every byte the tier
-holds as the oracle's chunks, per tier, so the plaintext oracle scans the same bytes an
+uses the backends the environment names. :meth:`DataTier.spool` dumps every byte the tier
+holds to disk, per oracle tier, one item in memory at a time (:meth:`DataTier.dump`: the same
+as chunks in memory, for small tiers), so the plaintext oracle scans the same bytes an
 operator with disk access would see. The interop gate's live run (``semafore.gate.live``) and
 the simulator's executor both stand their relay on a ``DataTier``; the simulator adds its
 scenario faults on top through :meth:`DataTier.backend`.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from semafore.deploy import dumps
@@ -82,23 +84,51 @@ class DataTier:
         return None if self.provider is None else self.provider.backend(name)
 
     async def dump(self) -> list[Chunk]:
-        """Every byte the data tier holds, as the oracle's chunks."""
-        if self.provider is None:
-            assert self.stores is not None, "dump() before start()"
-            return [Chunk(TIER_OBJECT_STORE if "blob" in name else TIER_STORE, name, data)
-                    for name, data in await self.stores.dump()]
-        ep = self.provider.endpoints
+        """Every byte the data tier holds, as the oracle's chunks in memory (stored files read
+        whole): for small tiers and tests; a view examined later takes :meth:`spool`."""
         chunks: list[Chunk] = []
-        for tier, items in (
-            (TIER_MONGODB, await asyncio.to_thread(dumps.dump_mongodb, ep.mongodb_url)),
-            (TIER_REDIS, await asyncio.to_thread(
-                dumps.dump_redis, ep.redis_url, data_dir=self.provider.data_dir("redis"))),
-            (TIER_OBJECT_STORE, await asyncio.to_thread(
-                dumps.dump_seaweedfs, ep.seaweedfs_filer_url,
-                data_dir=self.provider.data_dir("seaweedfs"))),
-        ):
-            chunks.extend(Chunk(tier, str(item.source), bytes(item.data)) for item in items)
+        for tier, spool in await self.spool():
+            try:
+                chunks.extend(Chunk(tier, str(item.source), dumps.whole(item).data)
+                              for item in spool)
+            finally:
+                spool.close()
         return chunks
+
+    async def spool(self) -> list[tuple[str, dumps.Spool]]:
+        """Every byte the data tier holds, dumped now to disk: one :class:`~semafore.deploy.
+        dumps.Spool` per run of one oracle tier (MongoDB, then Redis — every copy a Sentinel
+        URL leads to — then SeaweedFS), filled from the ``iter_*`` dumps one item at a time,
+        stored files (RDB/AOF, volume files) copied as they are now. The bytes are in memory
+        one item at a time, never the tier (issue #12 item 3): a view taken now is examined at
+        the end of a run (``Scanner.add_dump`` reads a stored file block by block). The
+        caller closes the spools."""
+        spools: list[tuple[str, dumps.Spool]] = []
+        try:
+            if self.provider is None:
+                assert self.stores is not None, "spool() before start()"
+                for name, data in await self.stores.dump():
+                    tier = TIER_OBJECT_STORE if "blob" in name else TIER_STORE
+                    if not spools or spools[-1][0] != tier:
+                        spools.append((tier, dumps.Spool()))
+                    spools[-1][1].add(dumps.Item(name, data))
+                return spools
+            ep = self.provider.endpoints
+            for tier, items in (
+                (TIER_MONGODB, lambda: dumps.iter_mongodb(ep.mongodb_url)),
+                (TIER_REDIS, lambda: dumps.iter_redis(
+                    ep.redis_url, data_dir=self.provider.data_dir("redis"))),
+                (TIER_OBJECT_STORE, lambda: dumps.iter_seaweedfs(
+                    ep.seaweedfs_filer_url, data_dir=self.provider.data_dir("seaweedfs"))),
+            ):
+                spool = dumps.Spool()
+                spools.append((tier, spool))
+                await asyncio.to_thread(_fill, spool, items)
+        except BaseException:
+            for _, spool in spools:
+                spool.close()
+            raise
+        return spools
 
     async def close(self) -> None:
         """Drop this run's namespace and stop what :meth:`start` started (best effort: a
@@ -111,3 +141,9 @@ class DataTier:
         if self.provider is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.provider.stop)
+
+
+def _fill(spool: dumps.Spool, items: Callable[[], Iterable[dumps.Dumped]]) -> None:
+    """Run a dump (in a worker thread: its clients block) into ``spool``, item by item."""
+    for item in items():
+        spool.add(item)

@@ -1245,11 +1245,16 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
 
             async def collect() -> list[SourceScan]:
                 store = SourceScan("stores")
-                store.chunks = await infra.dump()
-                for tier in sorted({c.tier for c in store.chunks}) or ["store"]:
-                    mine = [c for c in store.chunks if c.tier == tier]
-                    store.parts[tier] = (f"in-process {relay} relay's {tier}: {len(mine)} items, "
-                                         f"{sum(len(c.data) for c in mine)} bytes")
+                # spooled to disk now, one item in memory at a time; the judge streams them
+                store.spools = list(await infra.spool())
+                totals: dict[str, tuple[int, int]] = {}
+                for tier, spool in store.spools:
+                    items, size = totals.get(tier, (0, 0))
+                    totals[tier] = (items + len(spool), size + spool.bytes)
+                for tier in sorted(totals) or ["store"]:
+                    items, size = totals.get(tier, (0, 0))
+                    store.parts[tier] = (f"in-process {relay} relay's {tier}: {items} items, "
+                                         f"{size} bytes")
                 log = SourceScan("logs")
                 lines = [line for line in logs.getvalue().splitlines() if line]
                 log.chunks = list(from_log_lines(lines, name="relay.log"))
