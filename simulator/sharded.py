@@ -134,7 +134,7 @@ class _Shard:
     index: int
     process: SpawnProcess
     conn: Connection
-    progress: tuple[int, int] = (0, 0)
+    progress: tuple[int, int, int] = (0, 0, 0)  # devices installed, messages sent, decrypted
 
 
 class ShardedFleet:
@@ -291,7 +291,7 @@ class ShardedFleet:
                                      f"waiting for {kind!r}")
                 try:
                     what, payload = shard.conn.recv()
-                except EOFError:
+                except (EOFError, OSError):  # its end closed or reset: the process died
                     shard.process.join(5)
                     raise ShardError(shard.index, f"exited with code {shard.process.exitcode}"
                                      f" waiting for {kind!r}") from None
@@ -305,9 +305,10 @@ class ShardedFleet:
                     raise ShardError(shard.index, f"said {what!r} waiting for {kind!r}")
             if time.monotonic() - last_line >= 15.0:
                 last_line = time.monotonic()
-                sent = sum(s.progress[0] for s in self._shards)
-                arrived = sum(s.progress[1] for s in self._shards)
-                self.progress(f"  ... {sent} messages sent, {arrived} envelopes decrypted, "
+                installed, sent, arrived = (sum(column) for column in
+                                            zip(*(s.progress for s in self._shards), strict=True))
+                self.progress(f"  ... {installed} devices installed, {sent} messages sent, "
+                              f"{arrived} envelopes decrypted, "
                               f"{len(out)}/{len(self._shards)} shards {kind}")
         return out
 

@@ -11,9 +11,9 @@ sockets, and then follows the coordinator's phases over a pipe::
     shard -> ("report", report)    what each device decrypted, counters, CPU split
     coord -> "stop"                close the clients and exit
 
-plus ``("progress", sent, received)`` every few seconds and ``("failed", reason)`` if the
-shard dies of an exception. Devices connect directly (no proxy link, no capture: this is
-the capacity harness, not a scenario) and take batched pushes.
+plus ``("progress", (installed, sent, decrypted))`` every few seconds and
+``("failed", reason)`` if the shard dies of an exception. Devices connect directly (no proxy
+link, no capture: this is the capacity harness, not a scenario) and take batched pushes.
 
 CPU is split where it is spent: :class:`MeteredDevice` times the protocol's own work
 (key generation, X3DH, Double Ratchet encrypt and decrypt: SPEC §2-§3) with the thread's CPU
@@ -211,7 +211,11 @@ class _Shard:
             async with gate:
                 await self.install(address)
 
-        await asyncio.gather(*(install(a) for a in mine))
+        reporter = asyncio.create_task(self.progress())
+        try:
+            await asyncio.gather(*(install(a) for a in mine))
+        finally:
+            reporter.cancel()
         clients = list(self.clients.values())
         for start in range(0, len(clients), self.spec.connect_batch):
             group = clients[start : start + self.spec.connect_batch]
@@ -309,7 +313,7 @@ class _Shard:
         while True:
             await asyncio.sleep(PROGRESS_EVERY)
             sent = sum(c.counters.sent_messages for c in self.clients.values())
-            self.conn.send(("progress", (sent, self.arrivals)))
+            self.conn.send(("progress", (len(self.clients), sent, self.arrivals)))
 
     async def close(self) -> None:
         gate = asyncio.Semaphore(64)
