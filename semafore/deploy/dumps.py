@@ -15,7 +15,8 @@ scenario); from async code call them through ``asyncio.to_thread``.
   (DUMP payloads are LZF-compressed above 20 bytes, which would hide a plaintext from a
   byte search), plus the RDB/AOF files in its data directory when it has persistence on.
   A ``redis+sentinel://`` URL (the cluster shape) is dumped on every copy: the primary the
-  Sentinels name now and each live replica (:func:`redis_copies`).
+  Sentinels name now and each live replica; a ``redis+cluster://`` URL on every primary
+  (:func:`redis_copies`).
 - SeaweedFS: every file the filer lists (recursively, paginated), read back through the
   filer — S3 buckets live under ``/buckets`` there, so they are covered too — plus, for a
   local process, the raw volume files on disk: every file under ``data_dir``, which in the
@@ -47,6 +48,7 @@ import redis
 from bson.raw_bson import RawBSONDocument
 from redis.sentinel import Sentinel
 
+from semafore.storage.redis_cluster import is_cluster_url, node_urls
 from semafore.storage.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
 if TYPE_CHECKING:
@@ -222,7 +224,7 @@ class RedisCopy:
     """One Redis server holding the data a URL names: ``url`` is its own ``redis://``
     address, ``label`` what its items' sources start with (``redis`` for the server a
     plain URL names and for a Sentinel service's primary, ``redis-replica@HOST:PORT`` for
-    a replica)."""
+    a replica, ``redis-node@HOST:PORT`` for a Redis Cluster node)."""
 
     label: str
     url: str
@@ -237,8 +239,15 @@ def redis_copies(url: str, *, timeout: float = 10.0) -> list[RedisCopy]:
     which replicas they see alive, and each is a copy — a replica holds every byte the
     primary acknowledged, often longer (a key deleted on the primary lingers until the
     replica applies the delete), so an adversary holding a replica's disk is covered too.
-    ``redis.exceptions.ConnectionError`` (or ``MasterNotFoundError``) if the Sentinels
-    cannot be asked or know no primary."""
+    A ``redis+cluster://`` URL names a cluster whose every primary holds the keys of its
+    slots (SCAN on one node sees only those): each primary the seed nodes list
+    (:func:`semafore.storage.redis_cluster.node_urls`) is read; the cluster shape runs no
+    cluster replicas (docs/backends.md "Cluster shape"), so there are no other copies.
+    ``redis.exceptions.ConnectionError`` (or ``MasterNotFoundError``) if the Sentinels or
+    the seed nodes cannot be asked or know no primary."""
+    if is_cluster_url(url):
+        return [RedisCopy(f"redis-node@{urlsplit(node).netloc}", node)
+                for node in node_urls(url, timeout)]
     if not is_sentinel_url(url):
         return [RedisCopy("redis", url)]
     address = parse_sentinel_url(url)

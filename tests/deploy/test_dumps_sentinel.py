@@ -1,7 +1,8 @@
 """Store dumps of the cluster shape's Redis (issue #12 item 3, issue #16 item 5): a
 ``redis+sentinel://`` URL names a service, not a server, so the dump asks the Sentinels for
 the primary *now* and the replicas they see, and reads every copy — the keys of each and the
-AOF files each keeps (docs/backends.md "Cluster shape", docs/oracle.md "Streaming").
+AOF files each keeps; a ``redis+cluster://`` URL is read on every node, each holding its
+slots' keys (docs/backends.md "Raw dumps for the plaintext oracle").
 
 Real processes: the local provider's cluster shape (a primary, a replica, three Sentinels),
 durable so each server keeps an AOF. Each test owns its cluster (a failover is destructive).
@@ -102,3 +103,55 @@ def test_after_a_failover_the_dump_reads_the_promoted_primary(
         ("redis", f"redis://127.0.0.1:{replica}/0")]
     hits = dumps.find(dumps.iter_redis(url), CANARY)
     assert "redis:0:b'ns:probe':string" in hits
+
+
+# -- redis+cluster:// (a Redis Cluster: every primary holds its slots' keys) ---------------------
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[str]:
+    from redis.exceptions import RedisError
+
+    from semafore.deploy.errors import InfraError
+    from semafore.deploy.redis_cluster import RedisClusterGroup
+    from tests.storage.factory_local_cluster import redis_server
+
+    group = RedisClusterGroup(redis_server(), tmp_path / "rcluster")
+    try:
+        group.start()
+    except (InfraError, RedisError) as exc:
+        group.stop()
+        pytest.fail(f"the Redis Cluster did not form: {exc}")
+    yield group.address.url
+    group.stop()
+
+
+@pytest.mark.backend
+def test_a_cluster_url_is_dumped_on_every_node(redis_cluster: str) -> None:
+    """Keys whose slots sit on different nodes: each is found, on the node owning it (a
+    dump of one node, as a plain URL would be, misses the others' keys)."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    from semafore.storage.redis_cluster import parse_cluster_url
+
+    nodes = parse_cluster_url(redis_cluster).nodes
+    client = RedisCluster(startup_nodes=[ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                                         for h, p in nodes])
+    keys = [f"ns:probe-{i}" for i in range(12)]
+    try:
+        for key in keys:
+            client.set(key, CANARY + key.encode())
+        owners = {key: client.get_node_from_key(key).port  # type: ignore[no-untyped-call]
+                  for key in keys}
+    finally:
+        client.close()
+    assert len(set(owners.values())) == 3  # the keys really are spread over the nodes
+
+    copies = dumps.redis_copies(redis_cluster)
+    assert sorted(c.label for c in copies) == sorted(f"redis-node@127.0.0.1:{p}" for _, p in nodes)
+    hits = set(dumps.find(dumps.iter_redis(redis_cluster), CANARY))
+    for key in keys:
+        assert f"redis-node@127.0.0.1:{owners[key]}:0:{key.encode()!r}:string" in hits, key
+    gate = {item.source for item in _dump_redis(redis_cluster, "ns") if CANARY in item.data
+            and item.source.endswith(":string")}
+    assert len(gate) == len(keys)
