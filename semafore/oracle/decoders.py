@@ -445,8 +445,8 @@ def deflate_spans(data: bytes, at_start: bool) -> Iterator[Decoded]:
     if not starts:
         return
     at = np.array(starts, dtype=np.int64)
-    if native.on():  # every start's first block checked in C (no FEW_CANDIDATES shortcut)
-        plausible = np.frombuffer(native.ext.plausible_at(data, at * 8), dtype=np.bool_)
+    if native.on():  # every start's first block, strictly, in C (what is inflated is data)
+        plausible = np.frombuffer(native.ext.plausible_at(data, at * 8, True), dtype=np.bool_)
     else:
         padded = np.frombuffer(data + bytes(PLAUSIBLE_BYTES), dtype=np.uint8)
         plausible = deflate_plausible(padded[at[:, None] + np.arange(PLAUSIBLE_BYTES)])

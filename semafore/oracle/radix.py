@@ -128,6 +128,7 @@ class Radix:
         self.value_table = bytes(int(lut[c]) if valid[c] else BREAK for c in range(256))
         self.symbol_table = bytes(1 if valid[c] else 0 for c in range(256))
         self.separators = bytes(sorted(separators))
+        self.deleted = bytes(1 if c in separators else 0 for c in range(256))  # (C's form)
         bits = alphabet.bits or 6.4
         self.min_symbols = int(np.ceil(MIN_LEAK * 8 / bits))
         self.probe = b"A" * self.min_symbols
@@ -173,6 +174,8 @@ def symbols(data: bytes, radix: Radix) -> Symbols | None:
         # "0x" opening a token introduces a hex byte: its 0 is a separator (inside a hex run,
         # "…0x1" is the run's last digit and a separator)
         src = _HEX_PREFIX.sub(b"  ", src)
+    if native.on():  # the same symbols, regions and offsets in one C pass
+        return _compiled_symbols(data, src, radix, expanded_z)
     stream = np.frombuffer(src.translate(radix.value_table, radix.separators), dtype=np.uint8)
     breaks = np.flatnonzero(stream == BREAK)
     counts = np.diff(np.concatenate(([-1], breaks, [len(stream)]))) - 1
@@ -192,15 +195,34 @@ def symbols(data: bytes, radix: Radix) -> Symbols | None:
     def offsets() -> IntArray:
         is_symbol = np.frombuffer(src.translate(radix.symbol_table), dtype=np.bool_)
         found: npt.NDArray[np.int64] = np.flatnonzero(is_symbol)[mask[stream != BREAK]]
-        if expanded_z:  # back from the expanded text to ``data``
-            zs = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("z"))
-            at = zs + 4 * np.arange(len(zs))  # where each "z" begins in the expanded text
-            k = np.searchsorted(at, found, side="right")
-            inside = (k > 0) & (found < at[np.maximum(k - 1, 0)] + 5)
-            found = np.where(inside, zs[np.maximum(k - 1, 0)], found - 4 * k)
-        return found
+        return _unexpanded(data, found) if expanded_z else found
 
     return Symbols(values, firsts, kept, offsets)
+
+
+def _unexpanded(data: bytes, found: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Offsets in the ascii85 text with each ``z`` expanded to ``!!!!!`` back to ``data``."""
+    zs = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("z"))
+    at = zs + 4 * np.arange(len(zs))  # where each "z" begins in the expanded text
+    k = np.searchsorted(at, found, side="right")
+    inside = (k > 0) & (found < at[np.maximum(k - 1, 0)] + 5)
+    out: npt.NDArray[np.int64] = np.where(inside, zs[np.maximum(k - 1, 0)], found - 4 * k)
+    return out
+
+
+def _compiled_symbols(data: bytes, src: bytes, radix: Radix, expanded_z: bool) -> Symbols | None:
+    found = native.ext.symbols(src, radix.value_table, radix.deleted, radix.min_symbols, False)
+    if found is None:
+        return None
+
+    def offsets() -> IntArray:
+        where = native.ext.symbols(src, radix.value_table, radix.deleted, radix.min_symbols, True)
+        assert where is not None
+        at = np.frombuffer(where[3], dtype=np.int64)
+        return _unexpanded(data, at) if expanded_z else at
+
+    return Symbols(np.frombuffer(found[0], dtype=np.uint8), np.frombuffer(found[1], np.int64),
+                   np.frombuffer(found[2], np.int64), offsets)
 
 
 def reversed_symbols(sym: Symbols, length: int) -> Symbols:
@@ -483,10 +505,11 @@ def _deflate_at(stream: U8, region_bits: IntArray, alone: Alone | None = None,
     carries)."""
     if not len(region_bits):
         return
-    if native.on():  # every start's first block checked in C (no FEW_CANDIDATES shortcut)
+    if native.on():  # every start's first block checked in C (no FEW_CANDIDATES shortcut);
+        # strictly (every fixed-Huffman code in the head) where exactly the stream is inflated
         region_bits = np.ascontiguousarray(region_bits, dtype=np.int64)
-        plausible = np.flatnonzero(np.frombuffer(native.ext.plausible_at(stream, region_bits),
-                                                 dtype=np.bool_))
+        plausible = np.flatnonzero(np.frombuffer(
+            native.ext.plausible_at(stream, region_bits, alone is None), dtype=np.bool_))
     else:
         plausible = np.flatnonzero(deflate_plausible(_heads(stream, region_bits,
                                                             PLAUSIBLE_BYTES)))

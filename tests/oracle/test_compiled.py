@@ -203,6 +203,25 @@ def test_nested_candidates_are_the_reference_runs_and_magics(seed: int, shifts: 
 
 @needs_build
 @settings(max_examples=200, deadline=None)
+@given(text=st.lists(st.sampled_from(["0x1f", " ", "zz", "z", "deadBEEF", "MFRGG===", "Zm9v+/",
+                                      "0101", "\n", "<~", "~>", "\x00", "é", ":", "-_"]),
+                     max_size=60).map("".join),
+       alphabet=st.sampled_from(radix.RADIXES))
+def test_symbols_are_the_reference_symbols(text: str, alphabet: radix.Radix) -> None:
+    data = text.encode()
+    compiled = radix.symbols(data, alphabet)
+    with native.reference():
+        reference = radix.symbols(data, alphabet)
+    assert (compiled is None) == (reference is None)
+    if compiled is not None and reference is not None:
+        assert compiled.values.tolist() == reference.values.tolist()
+        assert compiled.firsts.tolist() == reference.firsts.tolist()
+        assert compiled.counts.tolist() == reference.counts.tolist()
+        assert compiled.offsets().tolist() == reference.offsets().tolist()
+
+
+@needs_build
+@settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=300), bits=st.sampled_from([1, 4, 5, 6]))
 def test_pack_and_base85_alignments_are_the_reference(data: bytes, bits: int) -> None:
     symbols = np.frombuffer(bytes(b & ((1 << bits) - 1) for b in data), dtype=np.uint8)
@@ -272,9 +291,14 @@ def test_the_compiled_deflate_prefilter_is_the_reference(seed: int) -> None:
     rows = _plausible_rows(random.Random(seed), 400)
     compiled = np.frombuffer(native.ext.plausible_rows(rows, rows.shape[1]), dtype=np.bool_)
     assert compiled.tolist() == decoders.deflate_plausible(rows).tolist()
-    # and it rejects only starts zlib itself rejects
+    # and, checking every fixed-Huffman code of the head (strict), it still rejects only
+    # starts zlib itself rejects in the same bytes
     by_zlib = np.array([decoders.deflate_may_start(bytes(r)) for r in rows])
+    strict = np.frombuffer(native.ext.plausible_at(rows.tobytes(), np.arange(
+        len(rows), dtype=np.int64) * 8 * rows.shape[1], True), dtype=np.bool_)
     assert not (by_zlib & ~compiled).any()
+    assert not (by_zlib & ~strict).any()
+    assert strict.sum() < compiled.sum()  # and it spares zlib more of the junk
 
 
 @needs_build
@@ -291,8 +315,10 @@ def test_heads_plausible_at_and_shifted_are_the_reference(data: bytes, starts: l
         with pytest.MonkeyPatch.context() as patched:
             patched.setattr(decoders, "FEW_CANDIDATES", 0)
             reference = decoders.deflate_plausible(reference_rows).tolist()
-        assert np.frombuffer(native.ext.plausible_at(stream, bits), dtype=np.bool_).tolist() \
-            == reference
+        assert np.frombuffer(native.ext.plausible_at(stream, bits, False),
+                             dtype=np.bool_).tolist() == reference
+        strict = np.frombuffer(native.ext.plausible_at(stream, bits, True), dtype=np.bool_)
+        assert not (strict & ~np.array(reference, dtype=np.bool_)).any()  # only stricter
     for start in starts[:10]:
         lo, s = start // 8, start % 8
         for hi in (lo, lo + 1, lo + width, len(stream), len(stream) + 5):
@@ -377,8 +403,10 @@ def test_every_entry_point_survives_any_input(size: int, offset: int, seed: int,
     survives(native.ext.shifted, data, shift, lo, hi)
     survives(native.ext.heads, data, at, width)
     survives(native.ext.heads, data, ok_at, width)
-    survives(native.ext.plausible_at, data, at)
-    survives(native.ext.plausible_at, data, ok_at)
+    survives(native.ext.plausible_at, data, at, shift & 1)
+    survives(native.ext.plausible_at, data, ok_at, shift & 1)
+    survives(native.ext.symbols, data, bytes(range(256)), bytes(256), width, shift & 1)
+    survives(native.ext.symbols, data, data, data, width, True)
     survives(native.ext.plausible_rows, data, width)
     survives(native.ext.exact_magics, data, at, shift, radix.MAGIC_PREFIXES)
     survives(native.ext.exact_magics, data, ok_at, shift % 8, radix.MAGIC_PREFIXES)
