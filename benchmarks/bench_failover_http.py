@@ -31,7 +31,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -41,8 +41,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from semafore.client import Account, DeviceClient, SystemClock, create_organisation, enrol_members
+from semafore.client import (
+    Account,
+    DeviceClient,
+    Received,
+    SystemClock,
+    create_organisation,
+    enrol_members,
+)
 from semafore.client.account import fixed_otp
+from semafore.client.client import ClientEvent
 from semafore.client.errors import ClientError
 from semafore.deploy.cluster import LocalClusterProvider
 from semafore.deploy.errors import FaultError
@@ -66,40 +74,80 @@ class HttpFailover:
     former_primary: int
     new_primary: int
     client_retries: int
+    transport: str = "http"
+    copies_dropped: int = 0  # websocket: copies the reader's client dropped as already seen
 
     def as_dict(self) -> dict[str, object]:
         return {**self.figures.as_details(), "unacked": len(self.figures.unacknowledged),
+                "transport": self.transport, "copies_dropped": self.copies_dropped,
                 "failover_s": round(self.failover_s, 3), "client_retries": self.client_retries,
                 "former_primary_port": self.former_primary,
                 "new_primary_port": self.new_primary}
 
 
-async def _read_queue(reader: DeviceClient) -> tuple[dict[tuple[str, str], int],
-                                                     dict[tuple[str, str], list[str]]]:
+@dataclass
+class Tally:
+    """What reached Bob's laptop: shown per (device, message id), and the delivery ids handed
+    to it (every envelope of an HTTP page; a push only once shown, see
+    :func:`measure_http_failover`)."""
+
+    shown: dict[tuple[str, str], int] = field(default_factory=dict)
+    handed: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    draining: bool = False
+    dropped: int = 0  # copies the client dropped as already seen (DuplicateMessage, message id)
+
+    def on_receive(self, _client: DeviceClient, received: Received) -> None:
+        key = (READER, received.content.message_id)
+        self.shown[key] = self.shown.get(key, 0) + 1
+        if not self.draining:  # a push; a page's envelopes are recorded as they are read
+            self.handed.setdefault(key, []).append(received.delivery_id)
+
+
+    def on_event(self, _client: DeviceClient, event: ClientEvent) -> None:
+        if event.kind in ("duplicate_frame", "duplicate_message"):
+            self.dropped += 1
+
+
+async def _read_queue(reader: DeviceClient, tally: Tally) -> None:
     """Bob's laptop drains its queue over HTTP: every envelope's delivery id as handed out,
     then decrypted and acknowledged as the client would (``DeviceClient.poll``)."""
-    shown: dict[tuple[str, str], int] = {}
-    handed: dict[tuple[str, str], list[str]] = {}
+    tally.draining = True
     while True:
         page = await reader.http.json("GET", "/v1/messages", params={"limit": PAGE})
         for env in page["envelopes"]:
-            handed.setdefault((READER, str(env["message_id"])), []).append(
+            tally.handed.setdefault((READER, str(env["message_id"])), []).append(
                 str(env["delivery_id"]))
-            received = await reader.process_envelope(env)
-            if received is not None:
-                key = (READER, received.content.message_id)
-                shown[key] = shown.get(key, 0) + 1
+            await reader.process_envelope(env)  # shown: counted by Tally.on_receive
         await reader.flush_acks()
         if not page["more"]:
-            return shown, handed
+            return
+
+
+async def _pushed(tally: Tally, acked: set[str], idle: float = 10.0) -> None:
+    """Wait until every acknowledged send was pushed to the reader, or nothing new arrived
+    for ``idle`` seconds (the HTTP drain afterwards reads whatever is left)."""
+    seen = -1
+    while len(tally.shown) != seen:
+        seen = len(tally.shown)
+        deadline = time.monotonic() + idle
+        while time.monotonic() < deadline:
+            if {mid for _, mid in tally.shown} >= acked:
+                return
+            await asyncio.sleep(0.05)
 
 
 async def measure_http_failover(
     provider: LocalClusterProvider, work: Path, *, messages: int, writers: int,
-    kill_after: int, namespace: str = "failover-http",
+    kill_after: int, namespace: str = "failover-http", websocket: bool = False,
 ) -> HttpFailover:
     """Run the writers against one relay process on ``provider`` (started, cluster shape);
-    kill the Redis primary after ``kill_after`` acknowledgements; read Bob's queue back."""
+    kill the Redis primary after ``kill_after`` acknowledgements; read Bob's queue back.
+
+    ``websocket``: every device keeps its push socket open, so the writers send over it and
+    Bob's laptop is handed its envelopes as pushes across the kill (then drains the rest over
+    HTTP). A copy its client drops as already seen is counted (``copies_dropped``) but its
+    delivery id is not observable there, so ``duplicated`` counts only what was shown twice
+    or handed over HTTP twice."""
     if not 0 < kill_after < messages:
         raise FaultError(f"kill_after must be within 1..{messages - 1}, got {kill_after}")
     group = provider.group()
@@ -125,8 +173,11 @@ async def measure_http_failover(
             console = await account("admin", str(org["totp_secret"])).add_device(
                 "console", connect=False)
             await enrol_members(console, ORG, ["bob", *users], seats=writers + 2)
-            reader = await account("bob").add_device("laptop", connect=False)
-            senders = [await account(u).add_device("phone", connect=False) for u in users]
+            reader = await account("bob").add_device("laptop", connect=websocket)
+            tally = Tally()
+            reader.on_receive = tally.on_receive
+            reader.on_event = tally.on_event
+            senders = [await account(u).add_device("phone", connect=websocket) for u in users]
             acked = 0
             per_writer = messages // writers
 
@@ -163,7 +214,13 @@ async def measure_http_failover(
 
             await asyncio.gather(*(write(c, i) for i, c in enumerate(senders)))
             await asyncio.gather(*watchers)
-            shown, handed = await _read_queue(reader)
+            if websocket:
+                await _pushed(tally, {s.message_id for s in samples if s.acked_ms is not None})
+                # offline before the drain: its acks then go over HTTP, each answered before
+                # the next page is asked for (an ack over the socket is not awaited, so a page
+                # read right after it could hand the same envelopes again)
+                await reader.disconnect()
+            await _read_queue(reader, tally)
             retries = sum(c.http.retries for c in senders)
         finally:
             for made in accounts:
@@ -171,19 +228,22 @@ async def measure_http_failover(
     if not killed_at or not promoted:
         raise FaultError("the primary was never killed: fewer sends acknowledged than "
                          f"kill_after={kill_after}")
-    figures = measure(samples, shown, handed, killed_at[0] * 1000)
+    figures = measure(samples, tally.shown, tally.handed, killed_at[0] * 1000)
     new, at = promoted[0]
-    return HttpFailover(figures, at - killed_at[0], former, new, retries)
+    return HttpFailover(figures, at - killed_at[0], former, new, retries,
+                        "websocket" if websocket else "http", tally.dropped)
 
 
-def one_run(work: Path, *, messages: int, writers: int, kill_after: int) -> HttpFailover:
+def one_run(work: Path, *, messages: int, writers: int, kill_after: int,
+            websocket: bool = False) -> HttpFailover:
     base = InfraSettings.from_env()
     settings = InfraSettings(**{**base.__dict__, "provider": ProviderKind.LOCAL,
                                 "shape": Shape.CLUSTER, "work_dir": work / "backends"})
     with LocalClusterProvider(settings, redis_durable=True) as provider:
         assert isinstance(provider, LocalClusterProvider)
         return asyncio.run(measure_http_failover(
-            provider, work, messages=messages, writers=writers, kill_after=kill_after))
+            provider, work, messages=messages, writers=writers, kill_after=kill_after,
+            websocket=websocket))
 
 
 @click.command()
@@ -191,24 +251,29 @@ def one_run(work: Path, *, messages: int, writers: int, kill_after: int) -> Http
 @click.option("--messages", default=400, show_default=True)
 @click.option("--writers", default=8, show_default=True)
 @click.option("--kill-after", default=100, show_default=True)
+@click.option("--websocket", is_flag=True,
+              help="devices keep their push sockets open: sends and deliveries over WebSocket")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
-def main(runs: int, messages: int, writers: int, kill_after: int, json_out: Path | None) -> None:
+def main(runs: int, messages: int, writers: int, kill_after: int, websocket: bool,
+         json_out: Path | None) -> None:
     console = Console(width=160)
-    table = Table(title=f"Sentinel failover through a relay process over HTTP: {messages} "
+    over = "WebSocket" if websocket else "HTTP"
+    table = Table(title=f"Sentinel failover through a relay process over {over}: {messages} "
                         f"E2E sends, {writers} writers, kill after {kill_after} acks")
     for column in ("run", "acked", "unacked", "acked_lost", "duplicated", "redelivered",
-                   "client retries", "window (s)", "failover (s)"):
+                   "copies dropped", "client retries", "window (s)", "failover (s)"):
         table.add_column(column)
     rows = []
     for run in range(1, runs + 1):
         with tempfile.TemporaryDirectory(prefix="semafore-failover-http-") as work:
             result = one_run(Path(work), messages=messages, writers=writers,
-                             kill_after=kill_after)
+                             kill_after=kill_after, websocket=websocket)
         row = result.as_dict()
         rows.append(row)
         table.add_row(str(run), str(row["acknowledged"]), str(row["unacked"]),
                       str(row["acked_lost"]), str(row["duplicated"]), str(row["redelivered"]),
-                      str(row["client_retries"]), str(row.get("window_s", "-")),
+                      str(row["copies_dropped"]), str(row["client_retries"]),
+                      str(row.get("window_s", "-")),
                       f"{result.failover_s:.3f}")
     console.print(table)
     if json_out is not None:

@@ -20,9 +20,10 @@ from semafore.deploy.testing import unavailable
 pytestmark = [pytest.mark.slow, pytest.mark.backend, pytest.mark.timeout(600)]
 
 
-def test_a_primary_killed_under_e2e_sends_over_http_is_measured(tmp_path: Path) -> None:
+@pytest.mark.parametrize("websocket", [False, True], ids=["http", "websocket"])
+def test_a_primary_killed_under_e2e_sends_is_measured(tmp_path: Path, websocket: bool) -> None:
     try:
-        result = one_run(tmp_path, messages=60, writers=3, kill_after=20)
+        result = one_run(tmp_path, messages=60, writers=3, kill_after=20, websocket=websocket)
     except FaultError:  # the run itself went wrong (no kill): a failure, never a skip
         raise
     except InfraError as exc:
@@ -34,3 +35,7 @@ def test_a_primary_killed_under_e2e_sends_over_http_is_measured(tmp_path: Path) 
     assert f.acked_lost == () and f.duplicated == ()
     assert f.window_s is not None and f.window_s > 0  # reported, not bounded (no timing test)
     assert result.new_primary != result.former_primary  # the replica was promoted
+    assert result.transport == ("websocket" if websocket else "http")
+    # a delivery handed again (its ack lost in the failover) is dropped by the client as a
+    # copy, never shown twice (f.duplicated is empty above)
+    assert result.copies_dropped >= f.redelivered
