@@ -7,21 +7,24 @@ relay app served by the same foreground launcher as ``semafore serve --store bac
 reaching Redis through the group's ``redis+sentinel://`` URL. ``--writers`` users each send
 ``--messages / --writers`` real E2E messages (X3DH + Double Ratchet, :class:`DeviceClient`
 over HTTP) to Bob's laptop, which is offline, so every envelope waits in the relay's Redis
-queue. Once ``--kill-after`` sends are acknowledged, the Redis primary is SIGKILLed
-(``provider.redis_primary()``); the clients' own retries (:mod:`semafore.client.transport`:
-connection errors and 5xx, same request, so the relay's send ledger recognises them) carry the
-sends through the failover. Afterwards Bob's laptop reads its queue page by page, recording
-every delivery id the relay hands it before decrypting.
+queue (``--websocket``: every device keeps its push socket open instead, the writers send
+over it and Bob's laptop is pushed its envelopes across the kill). Once ``--kill-after``
+sends are acknowledged, the Redis primary is SIGKILLed (``provider.redis_primary()``); the
+clients' own retries (:mod:`semafore.client.transport`: connection errors and 5xx, same
+request, so the relay's send ledger recognises them) carry the sends through the failover.
+Afterwards Bob's laptop reads its queue page by page, recording every delivery id the relay
+hands it before decrypting (``copies_dropped``: what its client dropped as already seen,
+pushed copies included).
 
 Figures (:func:`simulator.failover.measure`, the scenario assertion's definitions): sends
 acknowledged and never shown on Bob's laptop (``acked_lost``), messages handed over as two or
 more distinct deliveries (``duplicated``), sends whose ``send_text`` gave up (``unacked``:
 neither lost nor kept), the window from the kill to the first acknowledgement of a send begun
 after it, and the failover (until the Sentinels name the replica primary). Measured, never
-asserted here (``tests/benchmarks/test_failover_http.py`` runs a small one).
+asserted here (``tests/benchmarks/test_failover_http.py`` runs a small one of each).
 
     nice -n 10 .venv/bin/python -m benchmarks.bench_failover_http [--runs 3] [--writers 8] \\
-        [--messages 400] [--kill-after 100] [--json out.json]
+        [--messages 400] [--kill-after 100] [--websocket] [--json out.json]
 """
 
 from __future__ import annotations
