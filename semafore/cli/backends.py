@@ -7,7 +7,7 @@ import contextlib
 import json
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
@@ -109,24 +109,28 @@ def dump(
         wanted = bytes.fromhex(needle) if is_hex else needle.encode()
     except ValueError as exc:
         raise click.BadParameter(f"not hex: {exc}", param_hint="--needle") from exc
-    sources: list[tuple[str, str | None, Callable[[str], list[dumps.Item]]]] = [
-        ("mongodb", mongodb_url, dumps.dump_mongodb),
-        ("redis", redis_url, dumps.dump_redis),
-        ("seaweedfs", filer_url, dumps.dump_seaweedfs),
+    sources: list[tuple[str, str | None, Callable[[str], Iterable[dumps.Dumped]]]] = [
+        ("mongodb", mongodb_url, dumps.iter_mongodb),
+        ("redis", redis_url, dumps.iter_redis),
+        ("seaweedfs", filer_url, dumps.iter_seaweedfs),
     ]
     report: dict[str, dict[str, object]] = {}
     for name, url, fn in sources:
         if not url:
             continue
+        # one item at a time (a stored file searched block by block): a store of any size
+        count = size = 0
+        where: list[str] = []
         try:
-            items = fn(url)
+            for item in fn(url):
+                count += 1
+                size += len(item.data) if isinstance(item, dumps.Item) else \
+                    item.path.stat().st_size
+                if dumps.contains(item, wanted):
+                    where.append(item.source)
         except Exception as exc:
             raise click.ClickException(f"{name}: cannot dump {url}: {exc}") from exc
-        report[name] = {
-            "items": len(items),
-            "bytes": sum(len(i.data) for i in items),
-            "hits": dumps.find(items, wanted),
-        }
+        report[name] = {"items": count, "bytes": size, "hits": where}
     if not report:
         raise click.UsageError("no backend URL given (options or SEMAFORE_*_URL)")
     table = Table("backend", "items", "bytes", "hits")
