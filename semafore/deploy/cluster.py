@@ -72,7 +72,8 @@ class LocalClusterProvider(LocalProvider):
                 extra_args=self.redis_persistence_args(),
             )
             self.redis_cluster = nodes
-            return dataclasses.replace(single, redis_url=nodes.start().url)
+            nodes.start()
+            return dataclasses.replace(single, redis_url=nodes.address.url)
         primary_port = urlsplit(single.redis_url).port
         assert primary_port is not None
         group = SentinelGroup(
@@ -122,7 +123,7 @@ class LocalClusterProvider(LocalProvider):
 
     def _stop(self) -> None:
         if self.redis_cluster is not None:
-            self.redis_cluster.stop()
+            self.redis_cluster.close()
             self.redis_cluster = None
         if self.sentinel_group is not None:
             self.sentinel_group.stop()
@@ -139,9 +140,12 @@ class LocalClusterProvider(LocalProvider):
         """As the single shape, except ``seaweedfs``: the whole :class:`SeaweedCluster`
         (a fault stops, kills or pauses all five processes, as it does the single shape's one
         ``weed server``), not one :class:`ManagedProcess`. One volume server:
-        ``seaweedfs().volumes[i].process``."""
+        ``seaweedfs().volumes[i].process``. With ``SEMAFORE_REDIS_TOPOLOGY=cluster``, ``redis``
+        is the whole :class:`RedisClusterGroup` (one node: ``redis_cluster.nodes[i].process``)."""
         if name == "seaweedfs":
             return self.seaweedfs()
+        if name == "redis" and self.redis_cluster is not None:
+            return self.redis_cluster  # SEMAFORE_REDIS_TOPOLOGY=cluster: every node
         return super().backend(name)
 
     def seaweedfs(self) -> SeaweedCluster:

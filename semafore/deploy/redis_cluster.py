@@ -18,6 +18,7 @@ needing ``redis-cli``, from the one ``redis-server`` binary the local provider a
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +26,13 @@ from types import TracebackType
 import redis
 
 from semafore.deploy.errors import BackendUnavailableError, FaultError
-from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
+from semafore.deploy.processes import (
+    FaultEffect,
+    ManagedProcess,
+    ProcessSpec,
+    ProcessState,
+    free_ports,
+)
 from semafore.storage.redis_cluster import SLOTS, ClusterAddress
 
 NODES = 3
@@ -81,7 +88,9 @@ class RedisClusterGroup:
             url = running.address.url      # redis+cluster://127.0.0.1:P1,.../0
 
     Start-up waits (bounded by ``startup_timeout``) until every node reports
-    ``cluster_state:ok`` and knows all others; stop stops every node and leaves nothing.
+    ``cluster_state:ok`` and knows all others; leaving the block (:meth:`close`) stops every
+    node and leaves nothing. The start/stop/kill/pause/resume/restart controls act on every
+    node, as the single shape's one ``redis`` process (a :class:`FaultTarget`).
     """
 
     def __init__(
@@ -120,11 +129,83 @@ class RedisClusterGroup:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()
 
-    def start(self) -> ClusterAddress:
-        if self.nodes:
-            raise FaultError("redis cluster already started")
+    # -- lifecycle: the whole cluster is one fault target (``provider.backend("redis")``) -----
+
+    name = "redis-cluster"
+
+    def start(self) -> FaultEffect:
+        """The first start lays out ports and directories, starts every node and forms the
+        cluster; a later one starts the nodes that are not running (same argv, ports and
+        ``nodes.conf``: they rejoin by themselves). Both wait until ``cluster_state:ok``."""
+        if not self.nodes:
+            self._form_new()
+            return Counter(started=len(self.nodes))
+        paused = [p.name for p in self.processes if p.state is ProcessState.PAUSED]
+        if paused:
+            raise FaultError(f"{self.name}: {', '.join(paused)} paused; resume, not start")
+        effect: FaultEffect = Counter()
+        for proc in self.processes:
+            if not proc.alive:
+                effect += proc.start(wait=False)
+        for proc in self.processes:
+            proc.wait_healthy(self.startup_timeout)
+        self._wait_ok()
+        return effect
+
+    def stop(self) -> FaultEffect:
+        """Graceful stop of every node; the layout stays, so :meth:`start` brings it back."""
+        effect: FaultEffect = Counter()
+        for proc in reversed(self.processes):
+            effect += proc.stop()
+        return effect
+
+    def kill(self) -> FaultEffect:
+        """kill -9 of every node (one node: ``node_of_slot(slot).process.kill()``)."""
+        effect: FaultEffect = Counter()
+        for proc in self.processes:
+            effect += proc.kill()
+        return effect
+
+    def pause(self) -> FaultEffect:
+        live = [proc for proc in self.processes if proc.alive]
+        if not live:
+            raise FaultError(f"{self.name}: cannot pause, nothing running")
+        effect: FaultEffect = Counter()
+        for proc in live:
+            effect += proc.pause()
+        return effect
+
+    def resume(self) -> FaultEffect:
+        live = [proc for proc in self.processes if proc.alive]
+        if not live:
+            raise FaultError(f"{self.name}: cannot resume, nothing running")
+        effect: FaultEffect = Counter()
+        for proc in live:
+            effect += proc.resume()
+        return effect
+
+    def restart(self, *, graceful: bool = True) -> FaultEffect:
+        effect = self.stop() if graceful else self.kill()
+        return effect + self.start()
+
+    def healthy(self) -> bool:
+        """Every node answers and reports ``cluster_state:ok``; one probe, no waiting."""
+        try:
+            return bool(self.nodes) and all(
+                n.process.healthy() and cluster_info(n.port).get("cluster_state") == "ok"
+                for n in self.nodes
+            )
+        except (redis.RedisError, OSError):
+            return False
+
+    def close(self) -> None:
+        """Stop every node and forget the layout (the group can then start afresh)."""
+        self.stop()
+        self.nodes.clear()
+
+    def _form_new(self) -> None:
         ports = free_ports(2 * self.count)
         try:
             for index, slots in enumerate(slot_ranges(self.count), 1):
@@ -138,14 +219,8 @@ class RedisClusterGroup:
             self._form()
             self._wait_ok()
         except BaseException:
-            self.stop()
+            self.close()
             raise
-        return self.address
-
-    def stop(self) -> None:
-        for proc in reversed(self.processes):
-            proc.stop()
-        self.nodes.clear()
 
     def node_of_slot(self, slot: int) -> ClusterNodeProcess:
         """The node this group assigned ``slot`` to (the fault target for one slot's keys)."""

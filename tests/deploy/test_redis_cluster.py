@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -322,9 +323,17 @@ def test_the_cluster_shape_runs_a_redis_cluster_when_the_topology_says_so(
                 await handles.close()
 
         asyncio.run(body())
+        # the fault target "redis" is every node: kill -9 them all, start them again (same
+        # ports and nodes.conf: they rejoin, cluster_state ok again) and the stores work
+        target = provider.backend("redis")
+        assert target is group
+        assert target.restart(graceful=False) == Counter(killed=3, started=3)
+        assert target.healthy()
+        asyncio.run(body())
+        nodes = group.processes
     finally:
         provider.stop()
-    assert not any(p.alive for p in group.processes)
+    assert nodes and not any(p.alive for p in nodes)
 
 
 @pytest.mark.backend

@@ -47,7 +47,7 @@ def shared_cluster() -> RedisClusterGroup:
                 group.start()
             except InfraError as exc:
                 unavailable(str(exc))
-            atexit.register(group.stop)
+            atexit.register(group.close)
             _running.append(group)
         return _running[0]
 
