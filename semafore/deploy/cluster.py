@@ -3,6 +3,8 @@
 the ``redis`` process becomes the initial primary, and a replica plus three Sentinels join it
 (:mod:`semafore.deploy.sentinel`). The endpoints' ``redis_url`` is the
 ``redis+sentinel://`` URL of the group, so a relay follows the primary through a failover.
+With ``SEMAFORE_REDIS_TOPOLOGY=cluster`` Redis is instead a 3-node Redis Cluster
+(:mod:`semafore.deploy.redis_cluster`, a ``redis+cluster://`` URL; sharded, no replicas).
 SeaweedFS is a master, three volume servers keeping every blob twice (``001``) and a filer
 (:mod:`semafore.deploy.seaweed_cluster`) instead of the single shape's one ``weed server``.
 
