@@ -60,7 +60,7 @@ from semafore.deploy.errors import FaultError
 from semafore.deploy.replicas import ReplicaSet
 from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
 from semafore.protocol.entropy import SeededEntropy
-from simulator.failover import FailoverFigures, SendSample, measure
+from simulator.failover import DeliveryFigures, SendSample, measure
 
 ORG = "failover-http"
 READER = "bob:laptop"
@@ -72,7 +72,7 @@ class HttpFailover:
     """One run: the figures, the failover time (kill -> the replica reports itself primary),
     the ports of the former and the new primary, and how many retries the clients made."""
 
-    figures: FailoverFigures
+    figures: DeliveryFigures
     failover_s: float
     former_primary: int
     new_primary: int

@@ -50,8 +50,9 @@ class SendSample:
 
 
 @dataclass(frozen=True)
-class FailoverFigures:
-    """One run's figures (times in seconds relative to the fault)."""
+class DeliveryFigures:
+    """One run's figures as the devices saw them (times in seconds relative to the fault);
+    :class:`semafore.deploy.failover.FailoverFigures` are the queue port's, per message id."""
 
     sends: int
     acknowledged: int
@@ -103,7 +104,7 @@ def wire_deliveries(downstream: Iterable[tuple[str, bytes]]) -> dict[tuple[str, 
 
 
 def measure(sends: Iterable[SendSample], shown: Mapping[tuple[str, str], int],
-            handed: Mapping[tuple[str, str], list[str]], fault_at_ms: float) -> FailoverFigures:
+            handed: Mapping[tuple[str, str], list[str]], fault_at_ms: float) -> DeliveryFigures:
     """The figures of the sends around a fault at ``fault_at_ms``: ``shown`` counts what each
     device showed per (device, message id), ``handed`` the delivery ids the relay handed it
     (:func:`wire_deliveries`)."""
@@ -128,7 +129,7 @@ def measure(sends: Iterable[SendSample], shown: Mapping[tuple[str, str], int],
                 duplicated.append(f"{s.label} -> {device}: shown {times} time(s), "
                                   f"{distinct} distinct deliveries")
     after = [s.acked_ms for s in acked if s.begun_ms > fault_at_ms and s.acked_ms is not None]
-    return FailoverFigures(
+    return DeliveryFigures(
         sends=len(samples),
         acknowledged=len(acked),
         acked_before=sum(1 for s in acked if s.begun_ms <= fault_at_ms),
@@ -153,7 +154,7 @@ class Judgement:
     evidence: list[str]
 
 
-def judge(figures: FailoverFigures, *, acked_lost_at_most: int, duplicated_at_most: int,
+def judge(figures: DeliveryFigures, *, acked_lost_at_most: int, duplicated_at_most: int,
           window_at_most_s: float | None) -> Judgement:
     """Hold the figures against the bounds. Zero evidence across the fault is inconclusive;
     no send begun after the fault acknowledged also means the window cannot be bounded."""
