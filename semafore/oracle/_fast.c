@@ -916,6 +916,73 @@ done:
     return result;
 }
 
+/* --- decoders._zero_lanes_possible --------------------------------------------------------- */
+
+static PyObject *zero_lanes(PyObject *self, PyObject *args) {
+    PyObject *data_o;
+    Buf d = {0};
+    if (!PyArg_ParseTuple(args, "O:zero_lanes", &data_o)) return NULL;
+    if (get_buf(data_o, &d, "data") < 0) return NULL;
+    const uint8_t *p = d.view.buf;
+    Py_ssize_t n = d.view.len, last = -1000, close = 0;
+    int found = 0;
+    for (Py_ssize_t i = 0; i < n && !found; i++) {
+        if (p[i]) continue;
+        close = (last >= 0 && i - last <= 4) ? close + 1 : 0;
+        last = i;
+        found = close >= 7; /* 8 zeros, each within 4 bytes of the next */
+    }
+    release(&d);
+    return PyBool_FromLong(found);
+}
+
+/* --- decoders._numbers: the runs a byte list can be in ---------------------------------------- */
+
+static PyObject *number_runs(PyObject *self, PyObject *args) {
+    PyObject *data_o, *table_o, *out = NULL;
+    Py_ssize_t shortest, fewest;
+    Buf d = {0}, t = {0};
+    if (!PyArg_ParseTuple(args, "OOnn:number_runs", &data_o, &table_o, &shortest, &fewest))
+        return NULL;
+    if (get_buf(data_o, &d, "data") < 0 || get_buf(table_o, &t, "table") < 0) goto done;
+    if (t.view.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table: 256 bytes");
+        goto done;
+    }
+    out = PyList_New(0);
+    if (out == NULL) goto done;
+    {
+        const uint8_t *p = d.view.buf, *cls = t.view.buf;
+        Py_ssize_t n = d.view.len, start = -1, groups = 0;
+        int prev_digit = 0;
+        for (Py_ssize_t i = 0; i <= n; i++) {
+            uint8_t c = i < n ? cls[p[i]] : 0; /* 2: a digit, 1: a sign or separator */
+            if (c == 0) {
+                if (start >= 0 && i - start >= shortest && groups >= fewest) {
+                    PyObject *r = Py_BuildValue("(nn)", start, i);
+                    if (r == NULL || PyList_Append(out, r) < 0) {
+                        Py_XDECREF(r);
+                        Py_CLEAR(out);
+                        goto done;
+                    }
+                    Py_DECREF(r);
+                }
+                start = -1;
+                groups = 0;
+                prev_digit = 0;
+                continue;
+            }
+            if (start < 0) start = i;
+            if (c == 2 && !prev_digit) groups++;
+            prev_digit = c == 2;
+        }
+    }
+done:
+    release(&d);
+    release(&t);
+    return out;
+}
+
 /* --- the module ---------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -944,6 +1011,11 @@ static PyMethodDef methods[] = {
     {"symbols", symbols, METH_VARARGS,
      "(data, value_table, deleted, min_symbols, with_offsets) -> None | (values, firsts, counts,"
      " offsets): the symbols of every region of at least min_symbols (int64 arrays as bytes)."},
+    {"zero_lanes", zero_lanes, METH_VARARGS,
+     "(data) -> whether 8 zero bytes lie each within 4 bytes of the next."},
+    {"number_runs", number_runs, METH_VARARGS,
+     "(data, table, shortest, fewest) -> [(lo, hi)]: runs of table-nonzero bytes at least "
+     "shortest long holding at least fewest groups of digits (table value 2)."},
     {"pack", pack, METH_VARARGS, "(values, bits) -> symbols packed into bytes from the first bit."},
     {"base85_alignments", base85_alignments, METH_VARARGS,
      "(values) -> the base85 stream decoded from each of its first five symbols."},

@@ -97,30 +97,43 @@ def _no_anchor(data: bytes) -> bool:
     return len(data) <= SHORT and _ANY_ANCHOR.search(data) is None
 
 
-def _anchored(data: bytes, backwards: bool) -> list[tuple[int, int, int]]:
+Anchors = list[tuple[int, int, int]]
+"""What the one Aho-Corasick pass over all anchors finds: ``(anchor index, start, end)``."""
+
+
+def _anchors(data: bytes) -> Anchors:
+    found: Anchors = _ANCHOR_SEARCH.find_matches_as_indexes(data, overlapping=True)
+    return found
+
+
+def _anchored(data: bytes, backwards: bool, anchors: Anchors | None = None,
+              ) -> list[tuple[int, int, int]]:
     """``(magic index, anchor index, offset)`` of every (reversed) anchor, by magic, anchor
-    and offset."""
+    and offset (``anchors``: the pass over ``data`` already made, shared by both
+    directions)."""
     found = [(_ANCHOR_LIST[i][0], i, at)
-             for i, at, _ in _ANCHOR_SEARCH.find_matches_as_indexes(data, overlapping=True)
+             for i, at, _ in (_anchors(data) if anchors is None else anchors)
              if _ANCHOR_LIST[i][3] == backwards]
     found.sort()
     return found
 
 
-def _magic_starts(data: bytes) -> Iterator[tuple[str, int, int]]:
+def _magic_starts(data: bytes, anchors: Anchors | None = None,
+                  ) -> Iterator[tuple[str, int, int]]:
     """(kind, wbits, offset) of every magic in ``data`` (zlib's two-byte magic occurs by
     chance every ~16,000 bytes: its deflate data must start without error)."""
-    for k, _, at in _anchored(data, backwards=False):
+    for k, _, at in _anchored(data, False, anchors):
         kind, magic, wbits = _MAGICS[k]
         if magic.match(data, at) and (kind != "zlib" or deflate_may_start(
                 data[at + 2: at + 2 + PLAUSIBLE_BYTES])):
             yield kind, wbits, at
 
 
-def _reversed_streams(data: bytes) -> Iterator[tuple[str, int, int, bytes]]:
+def _reversed_streams(data: bytes, anchors: Anchors | None = None,
+                      ) -> Iterator[tuple[str, int, int, bytes]]:
     """(kind, wbits, end, stream) for every place ``data`` holds a reversed stream: it ends
     at ``end`` with its reversed magic; ``stream`` is the bytes before, reversed back."""
-    for k, i, at in _anchored(data, backwards=True):
+    for k, i, at in _anchored(data, True, anchors):
         kind, magic, wbits = _MAGICS[k]
         end = at + len(_ANCHOR_LIST[i][2])
         head = data[max(0, end - 2 - PLAUSIBLE_BYTES): end][::-1]  # before the rest
@@ -133,12 +146,15 @@ def compressed(data: bytes) -> Iterator[tuple[int, str, bytes]]:
     or corrupt stream yields what inflated before the damage."""
     if _no_anchor(data):
         return
+    anchors = _anchors(data)  # one pass for both directions
+    if not anchors:
+        return
     view = memoryview(data)
-    for kind, wbits, at in _magic_starts(data):
+    for kind, wbits, at in _magic_starts(data, anchors):
         inner = _decompress(kind, view[at:], wbits)
         if len(inner) >= MIN_LEAK:
             yield at, kind, inner
-    for kind, wbits, end, stream in _reversed_streams(data):
+    for kind, wbits, end, stream in _reversed_streams(data, anchors):
         inner = _decompress(kind, memoryview(stream), wbits)
         if len(inner) >= MIN_LEAK:
             yield end - 1, f"reversed → {kind}", inner
@@ -502,6 +518,19 @@ def _numbers(data: bytes) -> Iterator[Decoded]:
     every digit of a log line, and at every byte of a run of blank lines)."""
     if len(data) < _NUMBERS_SHORTEST:
         return
+    for lo, hi in (native.ext.number_runs(data, _NUMBER_CHARS, _NUMBERS_SHORTEST,
+                                          _NUMBERS_FEWEST)
+                   if native.on() else _number_runs(data)):
+        for match in _NUMBERS.finditer(data, lo, hi):
+            values = [int(n) for n in _NUMBER.findall(match.group(0))]
+            if all(-128 <= v <= 255 for v in values):
+                yield Decoded("byte list", bytes(v & 0xFF for v in values), match.start())
+
+
+def _number_runs(data: bytes) -> list[tuple[int, int]]:
+    """The runs of digits, signs and separators of at least :data:`_NUMBERS_SHORTEST` bytes
+    holding :data:`_NUMBERS_FEWEST` groups of digits (the reference of
+    ``_fast.number_runs``)."""
     classes = np.frombuffer(data.translate(_NUMBER_CHARS), dtype=np.int8)
     fits = (classes != 0).astype(np.int8)
     edges = np.flatnonzero(np.diff(fits, prepend=0, append=0))
@@ -510,11 +539,7 @@ def _numbers(data: bytes) -> Iterator[Decoded]:
     numbers = np.concatenate(([0], np.cumsum(digit & ~np.concatenate(([False], digit[:-1])))))
     enough = ((ends - starts >= _NUMBERS_SHORTEST)
               & (numbers[ends] - numbers[starts] >= _NUMBERS_FEWEST))
-    for lo, hi in zip(starts[enough].tolist(), ends[enough].tolist(), strict=True):
-        for match in _NUMBERS.finditer(data, lo, hi):
-            values = [int(n) for n in _NUMBER.findall(match.group(0))]
-            if all(-128 <= v <= 255 for v in values):
-                yield Decoded("byte list", bytes(v & 0xFF for v in values), match.start())
+    return list(zip(starts[enough].tolist(), ends[enough].tolist(), strict=True))
 
 
 _WIDE = bytes(0x5A if b == 0 else 0x4E for b in range(256))  # Z: zero byte, N: other
@@ -549,6 +574,10 @@ def wide_spans(data: bytes) -> Iterator[Decoded]:
 def _zero_lanes_possible(data: bytes) -> bool:
     """Whether some 8 zero bytes lie each within 4 bytes of the next: what any UTF-16/32
     stretch of 8 code units below U+0100 has (the cheap test before the lane search)."""
+    return native.ext.zero_lanes(data) if native.on() else _zero_lanes_reference(data)
+
+
+def _zero_lanes_reference(data: bytes) -> bool:
     zeros = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
     if len(zeros) < 8:
         return False

@@ -508,21 +508,21 @@ def _deflate_at(stream: U8, region_bits: IntArray, alone: Alone | None = None,
     if native.on():  # every start's first block checked in C (no FEW_CANDIDATES shortcut);
         # strictly (every fixed-Huffman code in the head) where exactly the stream is inflated
         region_bits = np.ascontiguousarray(region_bits, dtype=np.int64)
-        plausible = np.flatnonzero(np.frombuffer(
-            native.ext.plausible_at(stream, region_bits, alone is None), dtype=np.bool_))
+        mask = native.ext.plausible_at(stream, region_bits, alone is None)
+        index = [i for i in range(len(mask)) if mask[i]] if mask.count(1) else []
+        if not index:
+            return
+        starts = region_bits[index]
+        rows = native.ext.heads(stream, starts, DEFLATE_PROBE)
     else:
-        plausible = np.flatnonzero(deflate_plausible(_heads(stream, region_bits,
-                                                            PLAUSIBLE_BYTES)))
-    if not len(plausible):
-        return
-    region_bits = region_bits[plausible]
-    index = plausible.tolist()
-    at = region_bits // 8
-    rows = (native.ext.heads(stream, np.ascontiguousarray(region_bits, dtype=np.int64),
-                             DEFLATE_PROBE)
-            if native.on() else _heads(stream, region_bits, DEFLATE_PROBE).tobytes())
+        index = np.flatnonzero(deflate_plausible(_heads(stream, region_bits,
+                                                        PLAUSIBLE_BYTES))).tolist()
+        if not index:
+            return
+        starts = region_bits[index]
+        rows = _heads(stream, starts, DEFLATE_PROBE).tobytes()
     failed: set[bytes] = set()
-    for i in range(len(region_bits)):
+    for i, bit in enumerate(starts.tolist()):
         row = rows[i * DEFLATE_PROBE: (i + 1) * DEFLATE_PROBE]
         head = row[:DEFLATE_HEAD]
         if head in failed:
@@ -530,7 +530,7 @@ def _deflate_at(stream: U8, region_bits: IntArray, alone: Alone | None = None,
         if not deflate_may_start(head):
             failed.add(head)
             continue
-        byte, shift = int(at[i]), int(region_bits[i] % 8)
+        byte, shift = bit // 8, bit % 8
         if not deflate_may_start(row):
             inflated = None
         elif native.on():  # materialised piece by piece, only as far as zlib reads
