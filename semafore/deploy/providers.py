@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol
@@ -35,6 +35,7 @@ from semafore.deploy.processes import (
     free_ports,
 )
 from semafore.deploy.settings import InfraSettings, ProviderKind
+from semafore.storage.redis import ReplicaWait
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ class Endpoints:
     seaweedfs_s3_url: str | None = None
     seaweedfs_master_url: str | None = None
     mongodb_engine: str = ""
+    redis_wait: ReplicaWait | None = None
+    """Acknowledge a send only once this many Redis replicas have it (``SEMAFORE_REDIS_WAIT``,
+    carried from the settings by :meth:`Provider.start` and to child relays by
+    :meth:`as_env`)."""
 
     @property
     def embedded(self) -> bool:
@@ -95,6 +100,8 @@ class Endpoints:
         ):
             if value:
                 env[key] = value
+        if self.redis_wait is not None:
+            env["SEMAFORE_REDIS_WAIT"] = self.redis_wait.as_text()
         return env
 
 
@@ -121,7 +128,10 @@ class Provider(ABC):
         """Start (or connect to) the backends and wait until each one serves requests."""
         if self._endpoints is None:
             try:
-                self._endpoints = self._start()
+                started = self._start()
+                if not started.embedded:
+                    started = replace(started, redis_wait=self.settings.redis_wait)
+                self._endpoints = started
             except BaseException:
                 self._stop()
                 raise

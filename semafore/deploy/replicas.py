@@ -118,6 +118,7 @@ def endpoints_from_env() -> Endpoints:
         settings.redis_url,
         settings.seaweedfs_filer_url,
         settings.seaweedfs_s3_url,
+        redis_wait=settings.redis_wait,
     )
 
 

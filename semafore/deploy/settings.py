@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from semafore.deploy.errors import SettingsError
+from semafore.storage.redis import ReplicaWait
 from semafore.storage.redis_cluster import SCHEME as CLUSTER_SCHEME
 from semafore.storage.redis_cluster import is_cluster_url, parse_cluster_url
 from semafore.storage.redis_sentinel import SCHEME as SENTINEL_SCHEME
@@ -142,6 +143,16 @@ def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | No
     return value
 
 
+def _redis_wait(env: Mapping[str, str]) -> ReplicaWait | None:
+    raw = env.get("SEMAFORE_REDIS_WAIT", "").strip()
+    if not raw or raw == "0":
+        return None
+    try:
+        return ReplicaWait.parse(raw)
+    except ValueError as exc:
+        raise SettingsError("SEMAFORE_REDIS_WAIT", str(exc)) from None
+
+
 def _redis_topology(env: Mapping[str, str]) -> RedisTopology:
     raw = env.get("SEMAFORE_REDIS_TOPOLOGY", "").strip().lower() or RedisTopology.SENTINEL.value
     try:
@@ -166,7 +177,9 @@ class InfraSettings:
     ``SEMAFORE_SHAPE`` single|cluster (default single; cluster: local provider only).
     ``SEMAFORE_REDIS_URL`` may be ``redis+sentinel://H:P[,H:P...]/SERVICE[/DB]`` or
     ``redis+cluster://H:P[,H:P...][/0]``;
-    ``SEMAFORE_REDIS_TOPOLOGY`` sentinel|cluster (default sentinel): the cluster shape's Redis.
+    ``SEMAFORE_REDIS_TOPOLOGY`` sentinel|cluster (default sentinel): the cluster shape's Redis;
+    ``SEMAFORE_REDIS_WAIT`` ``N[/TIMEOUT_S]`` (default unset or 0: do not wait): the relay
+    acknowledges a send only once N Redis replicas have it (``WAIT``, docs/backends.md).
     """
 
     provider: ProviderKind = ProviderKind.EMBEDDED
@@ -181,6 +194,7 @@ class InfraSettings:
     seaweedfs_s3: bool = True
     shape: Shape = Shape.SINGLE
     redis_topology: RedisTopology = RedisTopology.SENTINEL
+    redis_wait: ReplicaWait | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InfraSettings:
@@ -224,6 +238,7 @@ class InfraSettings:
             work_dir=Path(work) if work else None,
             shape=shape,
             redis_topology=_redis_topology(env),
+            redis_wait=_redis_wait(env),
         )
         settings.check_shape()
         if provider is ProviderKind.EXTERNAL:

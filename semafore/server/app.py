@@ -33,7 +33,7 @@ from semafore.server.routes import accounts, attachments, audit, keys, messages
 from semafore.server.settings import Settings
 from semafore.server.websocket import device_websocket
 from semafore.storage.memory import memory_stores
-from semafore.storage.ports import Stores
+from semafore.storage.ports import NotDurable, Stores
 
 API_TITLE = "SemaFore relay"
 
@@ -217,6 +217,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
+async def _not_durable(request: Request, exc: Exception) -> JSONResponse:
+    """A write the store could not confirm durable (:class:`NotDurable`) is not acknowledged:
+    503 with ``Retry-After``, which the client's retry policy honours, resending under the
+    same send key (docs/backends.md "`WAIT N` on the send")."""
+    retry_after = exc.retry_after if isinstance(exc, NotDurable) else 1
+    event("write_not_durable", logging.WARNING, error=type(exc).__name__)
+    return JSONResponse(
+        {"error": "not_durable", "field": None, "detail": "write not confirmed durable; retry"},
+        status_code=503, headers={"Retry-After": str(retry_after)},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     event("internal_error", logging.ERROR, error=type(exc).__name__)
     return JSONResponse(
@@ -268,6 +280,7 @@ def create_app(settings: Settings, stores: Stores, push: PushPort | None = None)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(NotDurable, _not_durable)
     app.add_exception_handler(Exception, _unexpected)
     strict_query = [Depends(reject_unknown_query)]
     for module in (accounts, keys, messages, attachments, audit):

@@ -38,6 +38,16 @@ class NotFound(StorageError):
     """An update named a record that does not exist; nothing was written."""
 
 
+class NotDurable(StorageError):
+    """A write reached the store but could not be confirmed durable in time (for example
+    fewer replicas than the deployment requires acknowledged it, Redis ``WAIT``): it must not
+    be acknowledged. The relay answers 503 with ``Retry-After`` and the client retries under
+    the same send key, which the send ledger replays once (docs/backends.md "`WAIT N` on the
+    send")."""
+
+    retry_after: int = 1
+
+
 # --- accounts -------------------------------------------------------------------------------
 
 

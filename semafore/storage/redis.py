@@ -52,6 +52,7 @@ from semafore.storage.ports import (
     ALL_COUNTED,
     AlreadyExists,
     DeliveryProof,
+    NotDurable,
     QueuedEnvelope,
     QueueStore,
     RateDecision,
@@ -59,7 +60,6 @@ from semafore.storage.ports import (
     RateLimitStore,
     SendKey,
     SendRecord,
-    StorageError,
 )
 from semafore.storage.redis_cluster import is_cluster_url, parse_cluster_url, slot_of
 from semafore.storage.redis_sentinel import open_redis
@@ -393,7 +393,7 @@ class RedisNamespace:
             await self._subscriber.aclose()
 
 
-class ReplicaWaitError(StorageError):
+class ReplicaWaitError(NotDurable):
     """A send was written on the primary but fewer than ``wanted`` replicas confirmed it
     within the timeout (Redis ``WAIT``): it is **not** acknowledged. The write stays on the
     primary (a retry under the same send key replays it once a replica has it, or records it
@@ -425,6 +425,27 @@ class ReplicaWait:
             raise ValueError("replicas: at least 1 (no ReplicaWait means do not wait)")
         if not 0 < self.timeout <= 60:
             raise ValueError("timeout: within (0, 60] seconds")
+
+    @classmethod
+    def parse(cls, text: str) -> ReplicaWait:
+        """``N`` or ``N/TIMEOUT_SECONDS`` (``SEMAFORE_REDIS_WAIT``, e.g. ``1/0.5``); a
+        :class:`ValueError` names the bad part (``replicas`` or ``timeout``)."""
+        replicas, slash, timeout = text.strip().partition("/")
+        try:
+            count = int(replicas)
+        except ValueError:
+            raise ValueError(f"replicas: {replicas!r} is not a whole number") from None
+        if not slash:
+            return cls(count)
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            raise ValueError(f"timeout: {timeout!r} is not a number of seconds") from None
+        return cls(count, seconds)  # NaN and inf fail __post_init__'s bound
+
+    def as_text(self) -> str:
+        """The form :meth:`parse` reads (a child relay's environment)."""
+        return f"{self.replicas}/{self.timeout:g}"
 
 
 class RedisQueueStore(QueueStore):
