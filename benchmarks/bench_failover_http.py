@@ -3,18 +3,19 @@ the end-to-end counterpart of ``bench_failover`` (which sends through the relay'
 
 On the ``local`` provider's ``cluster`` shape a relay runs in its own process
 (:class:`semafore.deploy.replicas.ReplicaSet`: ``python -m semafore.deploy.replicas``, the
-relay app served by the same foreground launcher as ``semafore serve --store backends``),
-reaching Redis through the group's ``redis+sentinel://`` URL. ``--writers`` users each send
-``--messages / --writers`` real E2E messages (X3DH + Double Ratchet, :class:`DeviceClient`
-over HTTP) to Bob's laptop, which is offline, so every envelope waits in the relay's Redis
-queue (``--websocket``: every device keeps its push socket open instead, the writers send
-over it and Bob's laptop is pushed its envelopes across the kill). Once ``--kill-after``
-sends are acknowledged, the Redis primary is SIGKILLed (``provider.redis_primary()``); the
-clients' own retries (:mod:`semafore.client.transport`: connection errors and 5xx, same
-request, so the relay's send ledger recognises them) carry the sends through the failover.
-Afterwards Bob's laptop reads its queue page by page, recording every delivery id the relay
-hands it before decrypting (``copies_dropped``: what its client dropped as already seen,
-pushed copies included).
+relay app served by the same foreground launcher as ``semafore serve --store backends``;
+``--serve-cli``: that command itself), reaching Redis through the group's
+``redis+sentinel://`` URL. ``--writers`` users each send ``--messages / --writers`` real E2E
+messages (X3DH + Double Ratchet, :class:`DeviceClient` over HTTP) to Bob's laptop, which is
+offline, so every envelope waits in the relay's Redis queue (``--websocket``: every device
+keeps its push socket open instead, the writers send over it and Bob's laptop is pushed its
+envelopes across the kill). Once ``--kill-after`` sends are acknowledged, the Redis primary
+is SIGKILLed (``provider.redis_primary()``); the clients' own retries
+(:mod:`semafore.client.transport`: connection errors and 5xx, same request, so the relay's
+send ledger recognises them) carry the sends through the failover. Afterwards Bob's laptop
+reads its queue page by page, recording every delivery id the relay hands it before
+decrypting (``copies_dropped``: what its client dropped as already seen, pushed copies
+included).
 
 Figures (:func:`simulator.failover.measure`, the scenario assertion's definitions): sends
 acknowledged and never shown on Bob's laptop (``acked_lost``), messages handed over as two or
@@ -24,16 +25,19 @@ after it, and the failover (until the Sentinels name the replica primary). Measu
 asserted here (``tests/benchmarks/test_failover_http.py`` runs a small one of each).
 
     nice -n 10 .venv/bin/python -m benchmarks.bench_failover_http [--runs 3] [--writers 8] \\
-        [--messages 400] [--kill-after 100] [--websocket] [--json out.json]
+        [--messages 400] [--kill-after 100] [--websocket] [--serve-cli] [--json out.json]
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,8 +59,10 @@ from semafore.client import (
 from semafore.client.account import fixed_otp
 from semafore.client.client import ClientEvent
 from semafore.client.errors import ClientError
+from semafore.deploy import health
 from semafore.deploy.cluster import LocalClusterProvider
 from semafore.deploy.errors import FaultError
+from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.deploy.replicas import ReplicaSet
 from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
 from semafore.protocol.entropy import SeededEntropy
@@ -139,9 +145,36 @@ async def _pushed(tally: Tally, acked: set[str], idle: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
+@contextlib.contextmanager
+def _relay(provider: LocalClusterProvider, work: Path, namespace: str,
+           serve_cli: bool) -> Iterator[str]:
+    """One relay process on the provider's backends; its base URL."""
+    if not serve_cli:
+        with ReplicaSet(provider.endpoints, 1, work, namespace=namespace, test_orgs=(ORG,),
+                        unlimited_rates=True) as replicas:
+            yield replicas.urls[0]
+        return
+    [port] = free_ports(1)
+    url = f"http://127.0.0.1:{port}"
+    serve = ManagedProcess(ProcessSpec(
+        "semafore-serve",
+        [sys.executable, "-m", "semafore.cli.main", "serve", "--store", f"backends:{namespace}",
+         "--port", str(port), "--test-mode", "--test-org", ORG, "--test-no-rate-limits"],
+        lambda: health.http_status(url + "/v1/health") == 200,
+        work / "semafore-serve.log",
+        env={**os.environ, **provider.endpoints.as_env()},
+    ))
+    serve.start()
+    try:
+        yield url
+    finally:
+        serve.stop()
+
+
 async def measure_http_failover(
     provider: LocalClusterProvider, work: Path, *, messages: int, writers: int,
     kill_after: int, namespace: str = "failover-http", websocket: bool = False,
+    serve_cli: bool = False,
 ) -> HttpFailover:
     """Run the writers against one relay process on ``provider`` (started, cluster shape);
     kill the Redis primary after ``kill_after`` acknowledgements; read Bob's queue back.
@@ -150,7 +183,8 @@ async def measure_http_failover(
     Bob's laptop is handed its envelopes as pushes across the kill (then drains the rest over
     HTTP). A copy its client drops as already seen is counted (``copies_dropped``) but its
     delivery id is not observable there, so ``duplicated`` counts only what was shown twice
-    or handed over HTTP twice."""
+    or handed over HTTP twice. ``serve_cli``: the relay is the ``semafore serve --store
+    backends`` command itself instead of a :class:`ReplicaSet` replica."""
     if not 0 < kill_after < messages:
         raise FaultError(f"kill_after must be within 1..{messages - 1}, got {kill_after}")
     group = provider.group()
@@ -162,9 +196,7 @@ async def measure_http_failover(
     killed_at: list[float] = []
     promoted: list[tuple[int, float]] = []
     accounts: list[Account] = []
-    with ReplicaSet(provider.endpoints, 1, work, namespace=namespace, test_orgs=(ORG,),
-                    unlimited_rates=True) as relay:
-        url = relay.urls[0]
+    with _relay(provider, work, namespace, serve_cli) as url:
 
         def account(user: str, totp: str | None = None) -> Account:
             made = Account(ORG, user, url, entropy.fork, clock, fixed_otp(), totp_secret=totp)
@@ -238,7 +270,7 @@ async def measure_http_failover(
 
 
 def one_run(work: Path, *, messages: int, writers: int, kill_after: int,
-            websocket: bool = False) -> HttpFailover:
+            websocket: bool = False, serve_cli: bool = False) -> HttpFailover:
     base = InfraSettings.from_env()
     settings = InfraSettings(**{**base.__dict__, "provider": ProviderKind.LOCAL,
                                 "shape": Shape.CLUSTER, "work_dir": work / "backends"})
@@ -246,7 +278,7 @@ def one_run(work: Path, *, messages: int, writers: int, kill_after: int,
         assert isinstance(provider, LocalClusterProvider)
         return asyncio.run(measure_http_failover(
             provider, work, messages=messages, writers=writers, kill_after=kill_after,
-            websocket=websocket))
+            websocket=websocket, serve_cli=serve_cli))
 
 
 @click.command()
@@ -256,9 +288,11 @@ def one_run(work: Path, *, messages: int, writers: int, kill_after: int,
 @click.option("--kill-after", default=100, show_default=True)
 @click.option("--websocket", is_flag=True,
               help="devices keep their push sockets open: sends and deliveries over WebSocket")
+@click.option("--serve-cli", is_flag=True,
+              help="the relay is `semafore serve --store backends` (default: a ReplicaSet replica)")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
 def main(runs: int, messages: int, writers: int, kill_after: int, websocket: bool,
-         json_out: Path | None) -> None:
+         serve_cli: bool, json_out: Path | None) -> None:
     console = Console(width=160)
     over = "WebSocket" if websocket else "HTTP"
     table = Table(title=f"Sentinel failover through a relay process over {over}: {messages} "
@@ -270,7 +304,7 @@ def main(runs: int, messages: int, writers: int, kill_after: int, websocket: boo
     for run in range(1, runs + 1):
         with tempfile.TemporaryDirectory(prefix="semafore-failover-http-") as work:
             result = one_run(Path(work), messages=messages, writers=writers,
-                             kill_after=kill_after, websocket=websocket)
+                             kill_after=kill_after, websocket=websocket, serve_cli=serve_cli)
         row = result.as_dict()
         rows.append(row)
         table.add_row(str(run), str(row["acknowledged"]), str(row["unacked"]),

@@ -1,5 +1,6 @@
 """The failover through a relay process over HTTP (benchmarks/bench_failover_http.py, issue
-#16 item 5): a small run on the local provider's cluster shape measures every figure, and on
+#16 item 5): small runs on the local provider's cluster shape (a ReplicaSet relay with HTTP
+clients; `semafore serve --store backends` with WebSocket clients) measure every figure, and on
 one host a SIGKILLed primary loses and doubles nothing acknowledged (docs/backends.md "Cluster
 shape": the replication stream is already in the kernel's socket buffer). The definitions are
 shown red against lost and doubled deliveries in tests/simulator/test_failover_scenario.py.
@@ -20,10 +21,13 @@ from semafore.deploy.testing import unavailable
 pytestmark = [pytest.mark.slow, pytest.mark.backend, pytest.mark.timeout(600)]
 
 
-@pytest.mark.parametrize("websocket", [False, True], ids=["http", "websocket"])
-def test_a_primary_killed_under_e2e_sends_is_measured(tmp_path: Path, websocket: bool) -> None:
+@pytest.mark.parametrize(("websocket", "serve_cli"), [(False, False), (True, True)],
+                         ids=["http-replica", "websocket-serve-cli"])
+def test_a_primary_killed_under_e2e_sends_is_measured(tmp_path: Path, websocket: bool,
+                                                      serve_cli: bool) -> None:
     try:
-        result = one_run(tmp_path, messages=60, writers=3, kill_after=20, websocket=websocket)
+        result = one_run(tmp_path, messages=60, writers=3, kill_after=20, websocket=websocket,
+                         serve_cli=serve_cli)
     except FaultError:  # the run itself went wrong (no kill): a failure, never a skip
         raise
     except InfraError as exc:
