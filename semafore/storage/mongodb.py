@@ -486,9 +486,18 @@ class MongoTokenStore(_Part, TokenStore):
             upsert=True,
         )
 
+    async def _counted(self, doc: Doc) -> OtpChallenge:
+        """The challenge with its failure count read from the claimed markers too: the
+        stored count's ``$max`` is a read-modify-write on FerretDB, so a lagging writer can
+        leave it below the number of failures claimed (markers are claimed contiguously from
+        the stored count, one per failure, so their number is the count)."""
+        claimed = await self.db.otp_guesses.count_documents(
+            {"otp": doc["_id"], "nonce": doc["nonce"]})
+        return self._otp({**doc, "failures": max(doc["failures"], claimed)})
+
     async def get_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
         doc = await self.db.otps.find_one({"_id": self._otp_key(org_id, user_id, address)})
-        return self._otp(doc) if doc else None
+        return await self._counted(doc) if doc else None
 
     async def take_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
         key = self._otp_key(org_id, user_id, address)
@@ -500,7 +509,7 @@ class MongoTokenStore(_Part, TokenStore):
             # and the loop read the new challenge, so no caller gets a stale one
             deleted = await self.db.otps.delete_one({"_id": key, "nonce": doc["nonce"]})
             if deleted.deleted_count == 1:
-                return self._otp(doc)
+                return await self._counted(doc)
 
     async def fail_otp(self, org_id: str, user_id: str, address: str) -> OtpChallenge | None:
         """Each count of a challenge (per ``nonce``: per put) is claimed by exactly one
@@ -515,8 +524,8 @@ class MongoTokenStore(_Part, TokenStore):
             failures += 1
             try:
                 await self.db.otp_guesses.insert_one(
-                    {"_id": f"{key}{SEP}{doc['nonce']}{SEP}{failures}",
-                     "purge_at": doc["purge_at"]}
+                    {"_id": f"{key}{SEP}{doc['nonce']}{SEP}{failures}", "otp": key,
+                     "nonce": doc["nonce"], "purge_at": doc["purge_at"]}
                 )
             except DuplicateKeyError:
                 continue
