@@ -983,6 +983,49 @@ done:
     return out;
 }
 
+/* --- radix._nested_aligned: runs of text-like bytes ------------------------------------------ */
+
+static PyObject *table_runs(PyObject *self, PyObject *args) {
+    PyObject *data_o, *table_o, *out = NULL;
+    Py_ssize_t shortest;
+    Buf d = {0}, t = {0};
+    if (!PyArg_ParseTuple(args, "OOn:table_runs", &data_o, &table_o, &shortest)) return NULL;
+    if (shortest < 1) return PyErr_Format(PyExc_ValueError, "shortest: must be >= 1");
+    if (get_buf(data_o, &d, "data") < 0 || get_buf(table_o, &t, "table") < 0) goto done;
+    if (t.view.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table: 256 bytes");
+        goto done;
+    }
+    out = PyList_New(0);
+    if (out == NULL) goto done;
+    {
+        const uint8_t *p = d.view.buf, *cls = t.view.buf;
+        Py_ssize_t n = d.view.len, i = 0; /* invariant: i == 0 or p[i - 1] is not in a run */
+        while (shortest <= n - i) {
+            Py_ssize_t last = i + shortest - 1, j = last;
+            while (j >= i && cls[p[j]]) j--; /* the last byte of [i, last] outside the table */
+            if (j >= i) { /* no run can start at or before j: skip past it */
+                i = j + 1;
+                continue;
+            }
+            Py_ssize_t end = last + 1;
+            while (end < n && cls[p[end]]) end++;
+            PyObject *r = Py_BuildValue("(nn)", i, end);
+            if (r == NULL || PyList_Append(out, r) < 0) {
+                Py_XDECREF(r);
+                Py_CLEAR(out);
+                goto done;
+            }
+            Py_DECREF(r);
+            i = end + 1;
+        }
+    }
+done:
+    release(&d);
+    release(&t);
+    return out;
+}
+
 /* --- the module ---------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1016,6 +1059,9 @@ static PyMethodDef methods[] = {
     {"number_runs", number_runs, METH_VARARGS,
      "(data, table, shortest, fewest) -> [(lo, hi)]: runs of table-nonzero bytes at least "
      "shortest long holding at least fewest groups of digits (table value 2)."},
+    {"table_runs", table_runs, METH_VARARGS,
+     "(data, table, shortest) -> [(lo, hi)]: maximal runs of bytes with a nonzero table entry, "
+     "at least shortest long."},
     {"pack", pack, METH_VARARGS, "(values, bits) -> symbols packed into bytes from the first bit."},
     {"base85_alignments", base85_alignments, METH_VARARGS,
      "(values) -> the base85 stream decoded from each of its first five symbols."},

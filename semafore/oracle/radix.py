@@ -391,18 +391,28 @@ def _nested_aligned(name: str, data: bytes, origin: Callable[[int, int], int]
                     ) -> Iterator[Decoded]:
     """The byte-aligned case (base85 alignments): text runs by one ``translate`` and
     ``find``, wide text and compressed streams by their own (C-speed) searches."""
-    classes = data.translate(TEXTY)  # text-like bytes -> "A", others -> NUL
-    probe = b"A" * TEXT_RUN
-    at = classes.find(probe)
-    while at != -1:
-        end = classes.find(b"\0", at)
-        end = len(data) if end == -1 else end
+    for at, end in _text_runs(data):
         yield _span(name, data[at:end], at, 0, origin)
-        at = classes.find(probe, end)
     for w in wide_spans(data):
         yield Decoded(f"{name} → {w.name}", w.data, origin(w.start, 0))
     for offset, kind, inner in compressed(data):
         yield Decoded(f"{name} → {kind}", inner, origin(offset, 0))
+
+
+def _text_runs(data: bytes) -> list[tuple[int, int]]:
+    """The maximal runs of at least :data:`TEXT_RUN` text-like bytes."""
+    if native.on():
+        return native.ext.table_runs(data, TEXTY, TEXT_RUN)
+    classes = data.translate(TEXTY)  # text-like bytes -> "A", others -> NUL
+    probe = b"A" * TEXT_RUN
+    out = []
+    at = classes.find(probe)
+    while at != -1:
+        end = classes.find(b"\0", at)
+        end = len(data) if end == -1 else end
+        out.append((at, end))
+        at = classes.find(probe, end)
+    return out
 
 
 def _nested_shifted(name: str, stream: U8, shifts: int, origin: Callable[[int, int], int]

@@ -224,11 +224,14 @@ def test_symbols_are_the_reference_symbols(text: str, alphabet: radix.Radix) -> 
 @settings(max_examples=300, deadline=None)
 @given(data=st.lists(st.sampled_from([b"\x00", b"\x00\x00", b"a", b"12", b"-7", b", ", b" ",
                                       b"x", b"255", b"\n"]), max_size=80).map(b"".join))
-def test_zero_lanes_and_number_runs_are_the_reference(data: bytes) -> None:
+def test_zero_lanes_number_and_text_runs_are_the_reference(data: bytes) -> None:
     assert native.ext.zero_lanes(data) == (data.count(0) >= 8
                                            and decoders._zero_lanes_reference(data))
     assert native.ext.number_runs(data, decoders._NUMBER_CHARS, decoders._NUMBERS_SHORTEST,
                                   decoders._NUMBERS_FEWEST) == decoders._number_runs(data)
+    with native.reference():
+        reference = radix._text_runs(data)
+    assert native.ext.table_runs(data, decoders.TEXTY, decoders.TEXT_RUN) == reference
 
 
 @needs_build
@@ -436,6 +439,8 @@ def test_every_entry_point_survives_any_input(size: int, offset: int, seed: int,
     survives(native.ext.nested_candidates, data, 255, data, data, data, data, (data,))
     survives(native.ext.pack, data, width)
     survives(native.ext.zero_lanes, data)
+    survives(native.ext.table_runs, data, bytes(range(256)), width)
+    survives(native.ext.table_runs, data, data, width)
     survives(native.ext.number_runs, data, bytes(range(256)), width, lo)
     survives(native.ext.number_runs, data, data, width, lo)
     survives(native.ext.base85_alignments, data)
