@@ -61,7 +61,7 @@ from semafore.client.client import ClientEvent
 from semafore.client.errors import ClientError
 from semafore.deploy import health
 from semafore.deploy.cluster import LocalClusterProvider
-from semafore.deploy.errors import FaultError
+from semafore.deploy.errors import FaultError, SettingsError
 from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.deploy.replicas import ReplicaSet
 from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
@@ -85,10 +85,13 @@ class HttpFailover:
     client_retries: int
     transport: str = "http"
     copies_dropped: int = 0  # websocket: copies the reader's client dropped as already seen
+    relays: int = 1
+    pushed_after_kill: int = 0  # websocket: sends begun after the kill that arrived as a push
 
     def as_dict(self) -> dict[str, object]:
         return {**self.figures.as_details(), "unacked": len(self.figures.unacknowledged),
                 "transport": self.transport, "copies_dropped": self.copies_dropped,
+                "relays": self.relays, "pushed_after_kill": self.pushed_after_kill,
                 "failover_s": round(self.failover_s, 3), "client_retries": self.client_retries,
                 "former_primary_port": self.former_primary,
                 "new_primary_port": self.new_primary}
@@ -103,6 +106,7 @@ class Tally:
     shown: dict[tuple[str, str], int] = field(default_factory=dict)
     handed: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     draining: bool = False
+    pushed: set[str] = field(default_factory=set)  # message ids shown from a push
     dropped: int = 0  # copies the client dropped as already seen (DuplicateMessage, message id)
 
     def on_receive(self, _client: DeviceClient, received: Received) -> None:
@@ -110,6 +114,7 @@ class Tally:
         self.shown[key] = self.shown.get(key, 0) + 1
         if not self.draining:  # a push; a page's envelopes are recorded as they are read
             self.handed.setdefault(key, []).append(received.delivery_id)
+            self.pushed.add(received.content.message_id)
 
 
     def on_event(self, _client: DeviceClient, event: ClientEvent) -> None:
@@ -147,12 +152,14 @@ async def _pushed(tally: Tally, acked: set[str], idle: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def _relay(provider: LocalClusterProvider, work: Path, namespace: str,
-           serve_cli: bool) -> Iterator[str]:
-    """One relay process on the provider's backends; its base URL."""
+           serve_cli: bool, relays: int) -> Iterator[list[str]]:
+    """``relays`` relay processes on the provider's backends; their base URLs."""
+    if serve_cli and relays != 1:
+        raise SettingsError("relays", "--serve-cli runs one relay process")
     if not serve_cli:
-        with ReplicaSet(provider.endpoints, 1, work, namespace=namespace, test_orgs=(ORG,),
-                        unlimited_rates=True) as replicas:
-            yield replicas.urls[0]
+        with ReplicaSet(provider.endpoints, relays, work, namespace=namespace,
+                        test_orgs=(ORG,), unlimited_rates=True) as replicas:
+            yield replicas.urls
         return
     [port] = free_ports(1)
     url = f"http://127.0.0.1:{port}"
@@ -166,7 +173,7 @@ def _relay(provider: LocalClusterProvider, work: Path, namespace: str,
     ))
     serve.start()
     try:
-        yield url
+        yield [url]
     finally:
         serve.stop()
 
@@ -174,7 +181,7 @@ def _relay(provider: LocalClusterProvider, work: Path, namespace: str,
 async def measure_http_failover(
     provider: LocalClusterProvider, work: Path, *, messages: int, writers: int,
     kill_after: int, namespace: str = "failover-http", websocket: bool = False,
-    serve_cli: bool = False,
+    serve_cli: bool = False, relays: int = 1,
 ) -> HttpFailover:
     """Run the writers against one relay process on ``provider`` (started, cluster shape);
     kill the Redis primary after ``kill_after`` acknowledgements; read Bob's queue back.
@@ -184,7 +191,10 @@ async def measure_http_failover(
     HTTP). A copy its client drops as already seen is counted (``copies_dropped``) but its
     delivery id is not observable there, so ``duplicated`` counts only what was shown twice
     or handed over HTTP twice. ``serve_cli``: the relay is the ``semafore serve --store
-    backends`` command itself instead of a :class:`ReplicaSet` replica."""
+    backends`` command itself instead of a :class:`ReplicaSet` replica. ``relays``: that many
+    replicas, the writers on the first, Bob's laptop on the last, so a push crosses relays
+    through Redis (``pushed_after_kill`` counts the sends begun after the kill that still
+    reached it as a push)."""
     if not 0 < kill_after < messages:
         raise FaultError(f"kill_after must be within 1..{messages - 1}, got {kill_after}")
     group = provider.group()
@@ -196,10 +206,12 @@ async def measure_http_failover(
     killed_at: list[float] = []
     promoted: list[tuple[int, float]] = []
     accounts: list[Account] = []
-    with _relay(provider, work, namespace, serve_cli) as url:
+    with _relay(provider, work, namespace, serve_cli, relays) as urls:
 
-        def account(user: str, totp: str | None = None) -> Account:
-            made = Account(ORG, user, url, entropy.fork, clock, fixed_otp(), totp_secret=totp)
+        url = urls[0]
+
+        def account(user: str, totp: str | None = None, at: str = url) -> Account:
+            made = Account(ORG, user, at, entropy.fork, clock, fixed_otp(), totp_secret=totp)
             accounts.append(made)
             return made
 
@@ -208,7 +220,7 @@ async def measure_http_failover(
             console = await account("admin", str(org["totp_secret"])).add_device(
                 "console", connect=False)
             await enrol_members(console, ORG, ["bob", *users], seats=writers + 2)
-            reader = await account("bob").add_device("laptop", connect=websocket)
+            reader = await account("bob", at=urls[-1]).add_device("laptop", connect=websocket)
             tally = Tally()
             reader.on_receive = tally.on_receive
             reader.on_event = tally.on_event
@@ -265,12 +277,15 @@ async def measure_http_failover(
                          f"kill_after={kill_after}")
     figures = measure(samples, tally.shown, tally.handed, killed_at[0] * 1000)
     new, at = promoted[0]
+    pushed_after = sum(1 for s in samples if s.acked_ms is not None
+                       and s.begun_ms > killed_at[0] * 1000 and s.message_id in tally.pushed)
     return HttpFailover(figures, at - killed_at[0], former, new, retries,
-                        "websocket" if websocket else "http", tally.dropped)
+                        "websocket" if websocket else "http", tally.dropped, relays,
+                        pushed_after)
 
 
 def one_run(work: Path, *, messages: int, writers: int, kill_after: int,
-            websocket: bool = False, serve_cli: bool = False) -> HttpFailover:
+            websocket: bool = False, serve_cli: bool = False, relays: int = 1) -> HttpFailover:
     base = InfraSettings.from_env()
     settings = InfraSettings(**{**base.__dict__, "provider": ProviderKind.LOCAL,
                                 "shape": Shape.CLUSTER, "work_dir": work / "backends"})
@@ -278,7 +293,7 @@ def one_run(work: Path, *, messages: int, writers: int, kill_after: int,
         assert isinstance(provider, LocalClusterProvider)
         return asyncio.run(measure_http_failover(
             provider, work, messages=messages, writers=writers, kill_after=kill_after,
-            websocket=websocket, serve_cli=serve_cli))
+            websocket=websocket, serve_cli=serve_cli, relays=relays))
 
 
 @click.command()
@@ -290,26 +305,32 @@ def one_run(work: Path, *, messages: int, writers: int, kill_after: int,
               help="devices keep their push sockets open: sends and deliveries over WebSocket")
 @click.option("--serve-cli", is_flag=True,
               help="the relay is `semafore serve --store backends` (default: a ReplicaSet replica)")
+@click.option("--relays", default=1, show_default=True, type=click.IntRange(1, 8),
+              help="ReplicaSet relays: writers on the first, the reader on the last")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
 def main(runs: int, messages: int, writers: int, kill_after: int, websocket: bool,
-         serve_cli: bool, json_out: Path | None) -> None:
+         serve_cli: bool, relays: int, json_out: Path | None) -> None:
     console = Console(width=160)
     over = "WebSocket" if websocket else "HTTP"
-    table = Table(title=f"Sentinel failover through a relay process over {over}: {messages} "
-                        f"E2E sends, {writers} writers, kill after {kill_after} acks")
+    table = Table(title=f"Sentinel failover through {relays} relay process(es) over {over}: "
+                        f"{messages} E2E sends, {writers} writers, kill after {kill_after} acks")
     for column in ("run", "acked", "unacked", "acked_lost", "duplicated", "redelivered",
-                   "copies dropped", "client retries", "window (s)", "failover (s)"):
+                   "copies dropped", "pushed / acked after kill", "client retries", "window (s)",
+                   "failover (s)"):
         table.add_column(column)
     rows = []
     for run in range(1, runs + 1):
         with tempfile.TemporaryDirectory(prefix="semafore-failover-http-") as work:
             result = one_run(Path(work), messages=messages, writers=writers,
-                             kill_after=kill_after, websocket=websocket, serve_cli=serve_cli)
+                             kill_after=kill_after, websocket=websocket, serve_cli=serve_cli,
+                             relays=relays)
         row = result.as_dict()
         rows.append(row)
         table.add_row(str(run), str(row["acknowledged"]), str(row["unacked"]),
                       str(row["acked_lost"]), str(row["duplicated"]), str(row["redelivered"]),
-                      str(row["copies_dropped"]), str(row["client_retries"]),
+                      str(row["copies_dropped"]),
+                      f"{row['pushed_after_kill']} / {row['acked_after_fault']}",
+                      str(row["client_retries"]),
                       str(row.get("window_s", "-")),
                       f"{result.failover_s:.3f}")
     console.print(table)
