@@ -20,11 +20,18 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-__all__ = ["API", "BUILT", "REASON", "ext", "on", "reference"]
+__all__ = ["API", "BUILT", "FUNCTIONS", "REASON", "ext", "on", "reference"]
 
 API = 1
 """The interface version this Python side expects of the extension (``_fast.API``): a stale
 build of an older source is not used."""
+
+FUNCTIONS = ("window_candidates", "near_filter", "pair_candidates", "nested_candidates",
+             "init_deflate", "plausible_rows", "plausible_at", "heads", "shifted",
+             "exact_magics", "symbols", "pack", "base85_alignments", "number_runs",
+             "zero_lanes", "table_runs")
+"""What the Python side calls: a build of an older source that lacks one is not used (an
+editable install is not rebuilt when only ``_fast.c`` changes)."""
 
 _log = logging.getLogger(__name__)
 
@@ -35,8 +42,10 @@ except ImportError as exc:  # not built: the reference runs
     REASON = f"not built ({exc})"
 else:
     REASON = ""
-    if getattr(ext, "API", None) != API:
-        REASON = f"stale build (API {getattr(ext, 'API', None)}, expected {API})"
+    missing = [name for name in FUNCTIONS if not hasattr(ext, name)]
+    if getattr(ext, "API", None) != API or missing:
+        REASON = (f"a stale build (API {getattr(ext, 'API', None)}, expected {API}; "
+                  f"missing {', '.join(missing) or 'nothing'})")
         ext = None  # type: ignore[assignment]
 
 BUILT: bool = ext is not None

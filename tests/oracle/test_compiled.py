@@ -44,6 +44,7 @@ def test_the_extension_is_built_and_in_use(monkeypatch: pytest.MonkeyPatch) -> N
     or stale fails here in CI, where ``pytestmark`` does not skip)."""
     assert native.BUILT, f"semafore.oracle._fast is {native.REASON}"
     assert native.on()
+    assert all(callable(getattr(native.ext, name)) for name in native.FUNCTIONS)
     calls: dict[str, int] = {}
     for name in ("window_candidates", "nested_candidates", "plausible_at", "pack"):
         real = getattr(native.ext, name)
