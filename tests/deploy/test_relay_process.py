@@ -5,6 +5,10 @@ error naming the relay, and a sabotage name is checked before anything is spawne
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -44,3 +48,41 @@ def test_a_relay_that_cannot_open_its_stores_is_a_start_error_naming_it() -> Non
 def test_an_unknown_sabotage_is_refused_before_spawning() -> None:
     with pytest.raises(UnknownSabotage):
         RelayProcess(relay_settings(["org"], SystemClock()), sabotage=("relay.no_such_defect",))
+
+
+PARENT = """
+import sys, time
+from semafore.client import SystemClock
+from semafore.deploy.harness_relay import relay_settings
+from semafore.deploy.relay_process import RelayProcess
+if __name__ == "__main__":
+    relay = RelayProcess(relay_settings(["org"], SystemClock())).start()
+    print(relay.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_relay_does_not_outlive_a_killed_parent(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        relay_pid = int(parent.stdout.readline())
+        assert Path(f"/proc/{relay_pid}").exists()
+    finally:
+        parent.kill()
+        parent.wait(10)
+    deadline = time.monotonic() + 20
+    while _running(relay_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(relay_pid)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting for init to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
