@@ -1213,13 +1213,11 @@ class Execution:
             # log line, plus the exports of the organisation it names (issue #11: the view
             # used to lack the stores and logs, so a relay logging plaintext passed).
             if kind in (CompromiseKind.SERVER, CompromiseKind.DATABASE, CompromiseKind.SUBPOENA):
-                if isinstance(self.infra, DataTier):
-                    view.parts += [Spooled(tier, spool) for tier, spool in await self.infra.spool()]
-                else:  # an external relay's granted stores (simulator.external reads them)
-                    view.parts += spooled(await self.infra.dump())
+                # an external relay: the stores its operator granted (simulator.external)
+                view.parts += [Spooled(tier, spool) for tier, spool in await self.infra.spool()]
             if kind in (CompromiseKind.SERVER, CompromiseKind.INSIDER, CompromiseKind.SUBPOENA):
                 if self.external is not None:  # the log files its operator granted (--relay-log)
-                    view.parts += spooled(await self.external.log_chunks())
+                    view.parts += await self.external.log_extents()
                 self.log_stream.flush()
                 view.parts.append(LogExtent(self.log_path, self.log_path.stat().st_size))
             if kind in (CompromiseKind.SERVER, CompromiseKind.NETWORK) and net is not None:

@@ -46,14 +46,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from semafore.client import ManualClock
+from semafore.deploy.dumps import Spool
 from semafore.gate.live import (
     SOURCES,
     RelayAccess,
+    SourceScan,
     external_sources,
     redact,
 )
 from semafore.protocol.address import AddressError, DeviceAddress
-from simulator.oracle import Chunk
+from simulator.relay_view import LogExtent
 from simulator.report.model import Outcome
 from simulator.scenario.model import (
     Assertion,
@@ -417,8 +419,9 @@ class _Renamer:
 
 class ExternalInfrastructure:
     """What the executor's ``Infrastructure`` is for an in-process relay, for an external
-    one: no stores of its own, store dumps and log lines from what the operator grants, and
-    faults through the operator's hooks. It keeps what every read scanned and why a source
+    one: no stores of its own, store dumps spooled to disk and log files as byte extents from
+    what the operator grants (nothing held in memory in proportion to them), and faults
+    through the operator's hooks. It keeps what every read scanned and why a source
     was not read, for the report."""
 
     name = "external relay"
@@ -442,7 +445,7 @@ class ExternalInfrastructure:
     async def close(self) -> None:
         return None
 
-    async def _read(self, source: str) -> list[Chunk]:
+    async def _read(self, source: str) -> SourceScan:
         """Read one granted source (``stores`` or ``logs``) now, with the live gate's readers
         (which also check that what they read mentions this run's organisation), and record
         what was read or why not."""
@@ -459,17 +462,36 @@ class ExternalInfrastructure:
             self.not_scanned.pop(source, None)
         if scan.errors:
             self.errors[source] = "; ".join(scan.errors)
-        # files the gate leaves for its oracle to stream (issue #12): an adversary view holds
-        # its items, so they are read here, a log one chunk per line as the relay wrote it
-        return scan.held_chunks()
+        return scan
 
-    async def dump(self) -> list[Chunk]:
-        """The granted stores' bytes, read now (nothing when none was granted)."""
-        return await self._read("stores") if self.relay.access.stores_given else []
+    async def spool(self) -> list[tuple[str, Spool]]:
+        """The granted stores' bytes, dumped now to disk (nothing when none was granted):
+        the gate's dumpers (the ``iter_*`` dumps of :mod:`semafore.deploy.dumps`) fill a
+        :class:`~semafore.deploy.dumps.Spool` per store one item at a time, stored files
+        copied, as :meth:`DataTier.spool <semafore.deploy.data_tier.DataTier.spool>` does
+        for a relay the run owns (issue #12 item 3, docs/oracle.md "Streaming"). The caller
+        (the adversary view) closes the spools."""
+        if not self.relay.access.stores_given:
+            return []
+        return (await self._read("stores")).spools
 
-    async def log_chunks(self) -> list[Chunk]:
-        """The granted log files' lines as the oracle's chunks, read now."""
-        return await self._read("logs") if self.relay.access.logs else []
+    async def log_extents(self) -> list[LogExtent]:
+        """The granted log files as they stand now, each a byte extent (its size now) read
+        back line by line whenever the view is examined, never held: an operator's log can
+        be gigabytes. A log only grows, so the extent is what the file held when the view
+        was taken; one rotated away or truncated since reads shorter (a whole-file gzip/bz2/
+        xz log is read whole: :class:`~simulator.relay_view.LogExtent`)."""
+        if not self.relay.access.logs:
+            return []
+        scan = await self._read("logs")
+        extents = []
+        for _, path in scan.streams:
+            try:
+                extents.append(LogExtent(path, path.stat().st_size, name=str(path)))
+            except OSError as exc:  # removed since the gate listed and read it
+                self.errors["logs"] = "; ".join(
+                    filter(None, [self.errors.get("logs"), f"log {path}: {exc}"]))
+        return extents
 
     def missing_for(self, kind: CompromiseKind) -> dict[str, str]:
         """Sources the ``kind`` view needs that were not read, and why (not granted, or

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from semafore.deploy.dumps import READ_BYTES, Item, Spool, StoredFile
 from semafore.oracle import TIER_LOG, TIER_WIRE, Chunk, Oracle, Scanner, ScanReport
-from semafore.oracle.sources import log_lines
+from semafore.oracle.sources import file_stream, log_lines
 from simulator import inventory as inv
 from simulator.adversary import harvest_states
 from simulator.network import Captured
@@ -41,14 +41,18 @@ pieces of this size: whole when it is smaller, as every scenario-sized file is."
 
 @dataclass(frozen=True)
 class LogExtent:
-    """The first ``end`` bytes of a log file, as the lines ``name:line N`` (1-based)."""
+    """The first ``end`` bytes of a log file, as the lines ``name:line N`` (1-based). A
+    whole-file gzip/bz2/xz log (an operator's rotated ``relay.log.gz``, granted with
+    ``--relay-log``) is finished, not growing: it is read whole, decompressed as it is read
+    (:func:`semafore.oracle.sources.file_stream`), whatever ``end`` says."""
 
     path: Path
     end: int
     name: str = "relay.log"
 
     def lines(self) -> Iterator[bytes]:
-        return log_lines(_prefix(self.path, self.end))
+        blocks, chain = file_stream(self.path)
+        return log_lines(blocks if chain else _prefix(self.path, self.end))
 
     def records(self) -> Iterator[Chunk]:
         for number, line in enumerate(self.lines(), start=1):

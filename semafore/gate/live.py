@@ -31,6 +31,7 @@ import io
 import logging
 import os
 import sqlite3
+import tempfile
 import time
 import urllib.error
 from collections.abc import Callable, Iterator, Mapping
@@ -68,7 +69,6 @@ from semafore.oracle import (
     canary,
     file_stream,
     from_log_file,
-    from_log_lines,
 )
 from semafore.protocol import frame as drv1
 from semafore.protocol import smx1
@@ -767,8 +767,9 @@ class SourceScan:
         return bool(self.parts)
 
     def held_chunks(self) -> list[Chunk]:
-        """Everything this source read, as the oracle's chunks in memory: what an adversary
-        view or a test fixture *holds* (the gate's own judge streams instead). Streamed files
+        """Everything this source read, as the oracle's chunks in memory: what a test
+        fixture *holds* (``simulator/pytest_plugin.py``; the gate's own judge and the
+        simulator's external-relay views stream instead, ``simulator.external``). Streamed files
         come back one chunk per log line (``path:line N``, whole-file gzip/bz2/xz undone as
         read) or whole; spooled store dumps one chunk per item, and the spools are removed."""
         held = list(self.chunks)
@@ -1234,8 +1235,12 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
         raise RelayAccessError("--relay", "store and log options are for an external relay URL; "
                                f"the {relay} relay's stores and logs are always scanned")
 
-    logs = io.StringIO()
-    configure_logging(logs, logging.INFO)
+    # the relay logs to a temporary file, not to memory: a long matrix's log is read back
+    # as a stream when the oracle runs (issue #12 item 3, docs/oracle.md "Streaming")
+    log_dir = tempfile.TemporaryDirectory(prefix="semafore-livegate-")
+    log_path = Path(log_dir.name) / "relay.log"
+    logs = log_path.open("w", encoding="utf-8")
+    handler = configure_logging(logs, logging.INFO)
     infra = DataTier(relay, f"livegate{int(time.time()) % 10**6}")
     stores = await infra.start()
     # test OTP for the gate's org only, no rate limits (every device shares 127.0.0.1)
@@ -1256,11 +1261,22 @@ async def _relay(relay: str, org: str, access: RelayAccess | None = None) -> Any
                     store.parts[tier] = (f"in-process {relay} relay's {tier}: {items} items, "
                                          f"{size} bytes")
                 log = SourceScan("logs")
-                lines = [line for line in logs.getvalue().splitlines() if line]
-                log.chunks = list(from_log_lines(lines, name="relay.log"))
-                log.parts["relay.log"] = f"in-process {relay} relay's log: {len(lines)} lines"
+                logs.flush()
+                # counted, then copied into a spool as it stands now (no await between: the
+                # relay's loop logs nothing in between); the judge streams the copy line by
+                # line after the relay and this file are gone
+                _, lines, _ = _census(log_path, org.encode())
+                spool = Spool()
+                spool.add(StoredFile("relay.log", log_path))
+                log.spools.append((TIER_LOG, spool))
+                log.parts["relay.log"] = f"in-process {relay} relay's log: {lines} lines"
                 return [store, log]
 
             yield srv.url, enrol, collect
     finally:
         await infra.close()
+        # what the library logs from now on goes nowhere instead of to a removed file
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(io.StringIO())
+        logs.close()
+        log_dir.cleanup()

@@ -47,6 +47,12 @@ def test_the_oracle_scanned_the_relay_store_and_logs(reference_report: LiveRepor
     assert oracle["not_scanned"] == {} and oracle["errors"] == []
     wire = oracle["sources"]["wire"]
     assert wire["items"] >= 20 and oracle["bytes_by_tier"]["wire"] == wire["bytes"]
+    # the relay's log was a file, streamed as one item line by line (never held as a list
+    # of lines in memory, issue #12 item 3), and all of it was read
+    logs = oracle["sources"]["logs"]
+    lines = int(logs["parts"]["relay.log"].rsplit(": ", 1)[1].split()[0])
+    assert logs["items"] == oracle["items_by_tier"]["log"] == 1 and lines > 20
+    assert oracle["bytes_by_tier"]["log"] == logs["bytes"] > 0
 
 
 def test_reports_name_every_cell(reference_report: LiveReport, tmp_path: Path) -> None:
