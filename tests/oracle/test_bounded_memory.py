@@ -14,6 +14,7 @@ any fixed fraction of it above 2/3, would exceed it.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from collections.abc import Callable
@@ -63,6 +64,34 @@ _FILLER_LINE = (b'{"ts":1796578400.5,"level":"info","event":"heartbeat","note":"
 log, so 200 MB cost minutes of CPU, not the hour real lines would."""
 
 
+def write_relay_log(log: Path, megabytes: float, rng: random.Random, key: bytes) -> None:
+    """A relay log of ``megabytes``: one 256 KiB block in 32 of relay-shaped lines (org
+    ``acme``, base64 bodies, h8 pseudonyms), the rest heartbeat lines, one raw user id
+    (``olivia.smith``) ~100 MB in, ``key`` in base64 in the last line."""
+    import base64
+
+    from semafore.oracle import h8
+
+    total, written, blocks = int(megabytes * 1e6), 0, 0
+    with log.open("wb") as fh:
+        while written < total:
+            if blocks % 32 == 0:
+                lines = [json.dumps({
+                    "ts": 1796578400 + blocks, "level": "info", "event": "send",
+                    "org_id": "acme", "user_id_h8": h8("olivia.smith"),
+                    "body": base64.b64encode(rng.randbytes(rng.randint(60, 600))).decode(),
+                }).encode() + b"\n" for _ in range(600)]
+                block = b"".join(lines)
+            else:
+                block = _FILLER_LINE * (262144 // len(_FILLER_LINE))
+            if blocks == 400:  # ~100 MB in: a raw identifier the inventory must see
+                block += b'{"event":"login","user":"olivia.smith"}\n'
+            fh.write(block)
+            written += len(block)
+            blocks += 1
+        fh.write(b'{"event":"debug","detail":"' + base64.b64encode(key) + b'"}\n')
+
+
 def view_child(megabytes: float, out: str, hold: bool = False) -> None:
     """In a child process: a relay log of ``megabytes`` (one 256 KiB block in 32 of
     relay-shaped lines with base64 bodies and h8 pseudonyms, the rest heartbeat lines, one
@@ -71,13 +100,11 @@ def view_child(megabytes: float, out: str, hold: bool = False) -> None:
     of a run (``simulator.relay_view.examine``: the oracle, the inventory, the tally).
     ``hold``: first make a list of the view's records, as the executor did before the view
     streamed, to show the bound catches it."""
-    import base64
-    import random
     import resource
     import tempfile
 
     from semafore.deploy.dumps import Item, Spool
-    from semafore.oracle import Oracle, canary, h8
+    from semafore.oracle import Oracle, canary
     from simulator import inventory as inv
     from simulator.relay_view import LogExtent, RelayView, Spooled, examine
 
@@ -91,24 +118,7 @@ def view_child(megabytes: float, out: str, hold: bool = False) -> None:
     identifiers = [inv.Identifier("user", "olivia.smith", "olivia.smith", "olivia.smith")]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "relay.log"
-        total, written, blocks = int(megabytes * 1e6), 0, 0
-        with log.open("wb") as fh:
-            while written < total:
-                if blocks % 32 == 0:
-                    lines = [json.dumps({
-                        "ts": 1796578400 + blocks, "level": "info", "event": "send",
-                        "org_id": "acme", "user_id_h8": h8("olivia.smith"),
-                        "body": base64.b64encode(rng.randbytes(rng.randint(60, 600))).decode(),
-                    }).encode() + b"\n" for _ in range(600)]
-                    block = b"".join(lines)
-                else:
-                    block = _FILLER_LINE * (262144 // len(_FILLER_LINE))
-                if blocks == 400:  # ~100 MB in: a raw identifier the inventory must see
-                    block += b'{"event":"login","user":"olivia.smith"}\n'
-                fh.write(block)
-                written += len(block)
-                blocks += 1
-            fh.write(b'{"event":"debug","detail":"' + base64.b64encode(keys[1]) + b'"}\n')
+        write_relay_log(log, megabytes, rng, keys[1])
         spool = Spool(tmp)
         spool.add(Item("mongodb:relay.queue/1", b"queued " + keys[2].hex().encode()))
         view = RelayView([Spooled("mongodb", spool), LogExtent(log, log.stat().st_size)])
