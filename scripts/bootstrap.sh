@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-stamp="$VENV/.installed-$(cat pyproject.toml setup.py constraints.txt | sha256sum | cut -c1-16)"
+stamp="$VENV/.installed-$(cat pyproject.toml setup.py constraints.txt semafore/oracle/_fast.c | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev,fuzz,bench]'
