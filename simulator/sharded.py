@@ -30,7 +30,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
@@ -313,7 +313,7 @@ class ShardedFleet:
         return out
 
 
-def _sum(splits: Any) -> CpuSplit:
+def _sum(splits: Iterable[CpuSplit]) -> CpuSplit:
     total = CpuSplit(0.0, 0.0)
     for split in splits:
         total = total + split
