@@ -146,8 +146,9 @@ def main() -> int:
     parser.add_argument("--contacts", type=int, default=3,
                         help="sharded plan: contacts per user (0: any user; almost every "
                         "message then opens a new session)")
-    parser.add_argument("--opks", type=int, default=100,
-                        help="sharded: one-time prekeys each device publishes")
+    parser.add_argument("--opks", type=int, default=20,
+                        help="sharded: one-time prekeys each device publishes (with 3 "
+                        "contacts a device is bootstrapped by ~7 peers; more costs set-up)")
     parser.add_argument("--compare-in-process", action="store_true",
                         help="also run the single-process fleet (direct, no proxy)")
     parser.add_argument("--no-proxy", action="store_true",
