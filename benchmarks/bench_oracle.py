@@ -33,7 +33,6 @@ import gzip
 import json
 import os
 import random
-import resource
 import statistics
 import sys
 import time
@@ -50,6 +49,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.memory import peak_rss_mb
 from semafore.oracle import Chunk, Oracle, canary, engine, native
 
 SECRETS = 1000
@@ -253,7 +253,7 @@ def _stream_row(produced: int, cpu0: float, wall0: float) -> dict[str, float]:
     return {"mb": produced / 1e6, "cpu_s": cpu, "wall_s": wall,
             "mb_per_s_cpu": produced / 1e6 / max(cpu, 1e-9),
             "mb_per_s_wall": produced / 1e6 / max(wall, 1e-9),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 @click.command()

@@ -100,9 +100,9 @@ def view_child(megabytes: float, out: str, hold: bool = False) -> None:
     of a run (``simulator.relay_view.examine``: the oracle, the inventory, the tally).
     ``hold``: first make a list of the view's records, as the executor did before the view
     streamed, to show the bound catches it."""
-    import resource
     import tempfile
 
+    from benchmarks.memory import peak_rss_mb
     from semafore.deploy.dumps import Item, Spool
     from semafore.oracle import Oracle, canary
     from simulator import inventory as inv
@@ -124,9 +124,8 @@ def view_child(megabytes: float, out: str, hold: bool = False) -> None:
         view = RelayView([Spooled("mongodb", spool), LogExtent(log, log.stat().st_size)])
         held = list(view.records()) if hold else []
         examined = examine(view, oracle, "operator-root", "server", identifiers)
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         result = {
-            "peak_rss_mb": peak_kb / 1024, "held": len(held),
+            "peak_rss_mb": peak_rss_mb(), "held": len(held),
             "log_bytes": log.stat().st_size,
             "scanned": examined.report.bytes_by_tier,
             "hits": sorted({h.label for h in examined.report.hits}),

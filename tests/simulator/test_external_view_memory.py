@@ -41,9 +41,9 @@ def external_view_child(megabytes: float, out: str, hold: bool = False) -> None:
     the grant as chunks instead, as before the view streamed); write the figures to ``out``."""
     import asyncio
     import random
-    import resource
     import tempfile
 
+    from benchmarks.memory import peak_rss_mb
     from semafore.gate.live import RelayAccess, external_sources
     from semafore.oracle import Oracle, canary
     from simulator import inventory as inv
@@ -92,7 +92,7 @@ def external_view_child(megabytes: float, out: str, hold: bool = False) -> None:
                 "read": infra.scanned, "errors": infra.errors,
                 "log_path": str(log),
             }
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["peak_rss_mb"] = peak_rss_mb()
     Path(out).write_text(json.dumps(result))
 
 
