@@ -25,6 +25,13 @@ def redis_ping(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
         return sock.recv(64).startswith(b"+PONG")
 
 
+def local_redis(port: int, timeout: float = PROBE_TIMEOUT) -> redis.Redis:
+    """A client of the ``redis-server`` (node, replica or Sentinel) this machine runs on
+    127.0.0.1:``port``, with bounded timeouts: the cluster shape's control connections."""
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout,
+                       socket_connect_timeout=timeout)
+
+
 def redis_url_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """``PING`` the server ``url`` names; for ``redis+sentinel://``, the primary a Sentinel
     names (redis_sentinel: the first Sentinel that answers); for ``redis+cluster://``, the

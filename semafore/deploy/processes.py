@@ -21,12 +21,14 @@ import subprocess
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Self
 
 from semafore.deploy.errors import BackendUnavailableError, FaultError
 
@@ -313,3 +315,88 @@ class ManagedProcess:
 
     def __repr__(self) -> str:
         return f"ManagedProcess({self.name!r}, pid={self.pid}, state={self.state.value})"
+
+
+class ProcessGroup(ABC):
+    """Several processes that make one backend (a Redis Cluster, a SeaweedFS master with its
+    volume servers and filer; issue #16 item 5, docs/backends.md "Cluster shape"), controlled
+    as one fault target: what a scenario does to "the backend" it does to every process.
+
+    Subclasses say which processes (:attr:`processes`, in start order), how the group starts
+    and forms (:meth:`start`), when it is whole (:meth:`healthy`) and what leaving the block
+    removes (:meth:`close`); stop, kill, pause, resume and restart are defined once, here.
+    ``with Group(...) as running:`` closes it again if the start fails half-way.
+    """
+
+    name: str
+
+    @property
+    @abstractmethod
+    def processes(self) -> list[ManagedProcess]: ...
+
+    @abstractmethod
+    def start(self) -> FaultEffect: ...
+
+    @abstractmethod
+    def healthy(self) -> bool: ...
+
+    def close(self) -> None:
+        """Stop everything (subclasses also remove what they laid out)."""
+        self.stop()
+
+    def stop(self) -> FaultEffect:
+        """Graceful stop of every process, in reverse start order; the layout stays, so
+        :meth:`start` brings the group back."""
+        effect: FaultEffect = Counter()
+        for proc in reversed(self.processes):
+            effect += proc.stop()
+        return effect
+
+    def kill(self) -> FaultEffect:
+        """kill -9 of every process (one of them: its ``ManagedProcess``)."""
+        effect: FaultEffect = Counter()
+        for proc in self.processes:
+            effect += proc.kill()
+        return effect
+
+    def _running(self, verb: str) -> list[ManagedProcess]:
+        live = [proc for proc in self.processes if proc.alive]
+        if not live:
+            raise FaultError(f"{self.name}: cannot {verb}, nothing running")
+        return live
+
+    def pause(self) -> FaultEffect:
+        """SIGSTOP every running process (one already dead stays dead)."""
+        effect: FaultEffect = Counter()
+        for proc in self._running("pause"):
+            effect += proc.pause()
+        return effect
+
+    def resume(self) -> FaultEffect:
+        """SIGCONT every running process after :meth:`pause`."""
+        effect: FaultEffect = Counter()
+        for proc in self._running("resume"):
+            effect += proc.resume()
+        return effect
+
+    def restart(self, *, graceful: bool = True) -> FaultEffect:
+        """Stop (or kill -9) everything, then :meth:`start` it again on the same ports and
+        directories."""
+        effect = self.stop() if graceful else self.kill()
+        return effect + self.start()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -21,14 +21,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
 from semafore.deploy.errors import BackendUnavailableError, FaultError
+from semafore.deploy.health import local_redis, redis_ping
 from semafore.deploy.processes import (
     FaultEffect,
     ManagedProcess,
+    ProcessGroup,
     ProcessSpec,
     ProcessState,
     free_ports,
@@ -41,19 +42,9 @@ NODE_TIMEOUT_MS = 2000
 failing (the default 15 s would keep a test waiting; a killed node is refused at once anyway)."""
 
 
-def _client(port: int, timeout: float = 1.0) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout,
-                       socket_connect_timeout=timeout)
-
-
-def _ping(port: int) -> bool:
-    with _client(port) as client:
-        return bool(client.ping())
-
-
 def cluster_info(port: int) -> dict[str, str]:
     """``CLUSTER INFO`` of the node on ``port`` as text fields (``cluster_state``…)."""
-    with _client(port) as client:
+    with local_redis(port) as client:
         raw = client.execute_command("CLUSTER", "INFO")
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     if isinstance(raw, dict):
@@ -81,7 +72,7 @@ class ClusterNodeProcess:
     slots: tuple[int, int]
 
 
-class RedisClusterGroup:
+class RedisClusterGroup(ProcessGroup):
     """Start, form, stop a Redis Cluster of ``nodes`` primaries; a context manager::
 
         with RedisClusterGroup(redis_server, root) as running:
@@ -119,18 +110,6 @@ class RedisClusterGroup:
     def processes(self) -> list[ManagedProcess]:
         return [n.process for n in self.nodes]
 
-    def __enter__(self) -> RedisClusterGroup:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- lifecycle: the whole cluster is one fault target (``provider.backend("redis")``) -----
 
     name = "redis-cluster"
@@ -153,42 +132,6 @@ class RedisClusterGroup:
             proc.wait_healthy(self.startup_timeout)
         self._wait_ok()
         return effect
-
-    def stop(self) -> FaultEffect:
-        """Graceful stop of every node; the layout stays, so :meth:`start` brings it back."""
-        effect: FaultEffect = Counter()
-        for proc in reversed(self.processes):
-            effect += proc.stop()
-        return effect
-
-    def kill(self) -> FaultEffect:
-        """kill -9 of every node (one node: ``node_of_slot(slot).process.kill()``)."""
-        effect: FaultEffect = Counter()
-        for proc in self.processes:
-            effect += proc.kill()
-        return effect
-
-    def pause(self) -> FaultEffect:
-        live = [proc for proc in self.processes if proc.alive]
-        if not live:
-            raise FaultError(f"{self.name}: cannot pause, nothing running")
-        effect: FaultEffect = Counter()
-        for proc in live:
-            effect += proc.pause()
-        return effect
-
-    def resume(self) -> FaultEffect:
-        live = [proc for proc in self.processes if proc.alive]
-        if not live:
-            raise FaultError(f"{self.name}: cannot resume, nothing running")
-        effect: FaultEffect = Counter()
-        for proc in live:
-            effect += proc.resume()
-        return effect
-
-    def restart(self, *, graceful: bool = True) -> FaultEffect:
-        effect = self.stop() if graceful else self.kill()
-        return effect + self.start()
 
     def healthy(self) -> bool:
         """Every node answers and reports ``cluster_state:ok``; one probe, no waiting."""
@@ -254,14 +197,14 @@ class RedisClusterGroup:
             *self.extra_args,
         ]
         return ProcessSpec(
-            f"redis-cluster-{index}", argv, lambda: _ping(port),
+            f"redis-cluster-{index}", argv, lambda: redis_ping("127.0.0.1", port),
             self.root / f"redis-cluster-{index}.log", cwd=data,
         )
 
     def _form(self) -> None:
         first = self.nodes[0].port
         for node in self.nodes:
-            with _client(node.port) as client:
+            with local_redis(node.port) as client:
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", *node.slots)
                 if node.port != first:
                     client.execute_command(

@@ -39,7 +39,6 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from semafore.deploy import health
@@ -48,6 +47,7 @@ from semafore.deploy.processes import (
     FaultEffect,
     HealthProbe,
     ManagedProcess,
+    ProcessGroup,
     ProcessSpec,
     ProcessState,
     free_ports,
@@ -136,7 +136,7 @@ class WeedNode:
         return f"http://{self.address}"
 
 
-class SeaweedCluster:
+class SeaweedCluster(ProcessGroup):
     """A master, ``volume_servers`` volume servers and a filer, all on free 127.0.0.1 ports.
 
     Data lives under ``root/seaweedfs`` (``master``, ``volume-1`` …, ``filer``), so a dump of
@@ -260,13 +260,6 @@ class SeaweedCluster:
                 )
             time.sleep(0.1)
 
-    def stop(self) -> FaultEffect:
-        """Graceful stop of every process, the filer first and the master last."""
-        effect: FaultEffect = Counter()
-        for proc in reversed(self.processes):
-            effect += proc.stop()
-        return effect
-
     def close(self) -> None:
         """Stop everything and remove the unix sockets weed leaves in /tmp for our ports
         (``/tmp/seaweedfs-<role>-<port>.sock`` whatever TMPDIR says). Keeps the data."""
@@ -275,61 +268,12 @@ class SeaweedCluster:
             for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):  # noqa: S108
                 sock.unlink(missing_ok=True)
 
-    def kill(self) -> FaultEffect:
-        """kill -9 of every process."""
-        effect: FaultEffect = Counter()
-        for proc in self.processes:
-            effect += proc.kill()
-        return effect
-
-    def pause(self) -> FaultEffect:
-        """SIGSTOP every running process (one already dead stays dead)."""
-        live = [proc for proc in self.processes if proc.alive]
-        if not live:
-            raise FaultError(f"{self.name}: cannot pause, nothing running")
-        effect: FaultEffect = Counter()
-        for proc in live:
-            effect += proc.pause()
-        return effect
-
-    def resume(self) -> FaultEffect:
-        """SIGCONT every running process after :meth:`pause`."""
-        live = [proc for proc in self.processes if proc.alive]
-        if not live:
-            raise FaultError(f"{self.name}: cannot resume, nothing running")
-        effect: FaultEffect = Counter()
-        for proc in live:
-            effect += proc.resume()
-        return effect
-
-    def restart(self, *, graceful: bool = True) -> FaultEffect:
-        """Stop (or kill -9) everything, then :meth:`start` it again on the same ports and
-        directories."""
-        effect = self.stop() if graceful else self.kill()
-        return effect + self.start()
-
     def healthy(self) -> bool:
         """One probe of every process and of the master's view, no waiting."""
         try:
             return all(proc.healthy() for proc in self.processes) and self._unformed() is None
         except (OSError, ValueError, KeyError):
             return False
-
-    def __enter__(self) -> SeaweedCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals ----------------------------------------------------------------------------
 

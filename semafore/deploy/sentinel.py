@@ -24,6 +24,7 @@ from pathlib import Path
 import redis
 
 from semafore.deploy.errors import BackendUnavailableError, FaultError
+from semafore.deploy.health import local_redis, redis_ping
 from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.storage.redis_sentinel import SentinelAddress
 
@@ -36,25 +37,15 @@ DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 10_000
 
 
-def _client(port: int, timeout: float = 1.0) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout,
-                       socket_connect_timeout=timeout)
-
-
-def _ping(port: int) -> bool:
-    with _client(port) as client:
-        return bool(client.ping())
-
-
 def replication_role(port: int) -> str:
     """``master`` or ``slave`` as the server on ``port`` reports itself (``INFO replication``)."""
-    with _client(port) as client:
+    with local_redis(port) as client:
         info = client.info("replication")
     return str(info["role"])
 
 
 def _replica_in_sync(port: int) -> bool:
-    with _client(port) as client:
+    with local_redis(port) as client:
         info = client.info("replication")
     return bool(info.get("role") == "slave" and info.get("master_link_status") == "up")
 
@@ -108,7 +99,7 @@ class SentinelGroup:
     def start(self) -> SentinelAddress:
         replica_port, *sentinel_ports = free_ports(1 + SENTINELS)
         if self.min_replicas_to_write:
-            with _client(self.primary.port) as client:
+            with local_redis(self.primary.port) as client:
                 client.config_set("min-replicas-to-write", self.min_replicas_to_write)
                 client.config_set("min-replicas-max-lag", 10)
         self.replica = RedisNode(ManagedProcess(self._replica_spec(replica_port)), replica_port)
@@ -142,7 +133,7 @@ class SentinelGroup:
             if not sentinel.process.alive:
                 continue
             try:
-                with _client(sentinel.port) as client:
+                with local_redis(sentinel.port) as client:
                     answer = client.execute_command("SENTINEL", "get-master-addr-by-name", SERVICE)
             except redis.RedisError:
                 continue
@@ -215,7 +206,7 @@ class SentinelGroup:
         return ProcessSpec(
             f"redis-sentinel-{index}",
             [str(self.redis_server), str(conf), "--sentinel"],
-            lambda: _ping(port),
+            lambda: redis_ping("127.0.0.1", port),
             self.root / f"sentinel-{index}.log",
             cwd=data,
         )
@@ -236,7 +227,7 @@ class SentinelGroup:
         )
 
     def _sentinel_formed(self, port: int) -> bool:
-        with _client(port) as client:
+        with local_redis(port) as client:
             raw = client.execute_command("SENTINEL", "master", SERVICE)
         fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))
         info = {_text(k): _text(v) for k, v in fields.items()}
