@@ -64,6 +64,22 @@ _FILLER_LINE = (b'{"ts":1796578400.5,"level":"info","event":"heartbeat","note":"
 log, so 200 MB cost minutes of CPU, not the hour real lines would."""
 
 
+def planted_oracle(rng: random.Random) -> tuple[Any, list[bytes], list[Any]]:
+    """The memory tests' oracle: 100 keys and 100 canaries drawn from ``rng``, and the one
+    raw identifier (a user id) the inventory looks for. Imported lazily, as the children
+    that call it import the library themselves."""
+    from semafore.oracle import Oracle, canary
+    from simulator import inventory as inv
+
+    oracle = Oracle()
+    keys = [rng.randbytes(32) for _ in range(100)]
+    for i, key in enumerate(keys):
+        oracle.register_key(f"key {i}", key)
+    for i in range(100):
+        oracle.register_canary(f"canary {i}", canary(rng.randbytes(16)))
+    return oracle, keys, [inv.Identifier("user", "olivia.smith", "olivia.smith", "olivia.smith")]
+
+
 def write_relay_log(log: Path, megabytes: float, rng: random.Random, key: bytes) -> None:
     """A relay log of ``megabytes``: one 256 KiB block in 32 of relay-shaped lines (org
     ``acme``, base64 bodies, h8 pseudonyms), the rest heartbeat lines, one raw user id
@@ -104,18 +120,10 @@ def view_child(megabytes: float, out: str, hold: bool = False) -> None:
 
     from benchmarks.memory import peak_rss_mb
     from semafore.deploy.dumps import Item, Spool
-    from semafore.oracle import Oracle, canary
-    from simulator import inventory as inv
     from simulator.relay_view import LogExtent, RelayView, Spooled, examine
 
     rng = random.Random(5)
-    oracle = Oracle()
-    keys = [rng.randbytes(32) for _ in range(100)]
-    for i, key in enumerate(keys):
-        oracle.register_key(f"key {i}", key)
-    for i in range(100):
-        oracle.register_canary(f"canary {i}", canary(rng.randbytes(16)))
-    identifiers = [inv.Identifier("user", "olivia.smith", "olivia.smith", "olivia.smith")]
+    oracle, keys, identifiers = planted_oracle(rng)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "relay.log"
         write_relay_log(log, megabytes, rng, keys[1])

@@ -45,20 +45,12 @@ def external_view_child(megabytes: float, out: str, hold: bool = False) -> None:
 
     from benchmarks.memory import peak_rss_mb
     from semafore.gate.live import RelayAccess, external_sources
-    from semafore.oracle import Oracle, canary
-    from simulator import inventory as inv
     from simulator.external import ExternalInfrastructure, ExternalRelay
     from simulator.relay_view import Part, RelayView, Spooled, examine
-    from tests.oracle.test_bounded_memory import write_relay_log
+    from tests.oracle.test_bounded_memory import planted_oracle, write_relay_log
 
     rng = random.Random(5)
-    oracle = Oracle()
-    keys = [rng.randbytes(32) for _ in range(100)]
-    for i, key in enumerate(keys):
-        oracle.register_key(f"key {i}", key)
-    for i in range(100):
-        oracle.register_canary(f"canary {i}", canary(rng.randbytes(16)))
-    identifiers = [inv.Identifier("user", "olivia.smith", "olivia.smith", "olivia.smith")]
+    oracle, keys, identifiers = planted_oracle(rng)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "relay.log"
         write_relay_log(log, megabytes, rng, keys[1])
