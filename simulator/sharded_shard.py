@@ -26,10 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib.util
 import logging
 import resource
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -157,7 +155,6 @@ class ShardReport:
 def run_shard(spec: ShardSpec, conn: Connection) -> None:
     """The shard process's entry point (spawned by :class:`simulator.sharded.ShardedFleet`)."""
     terminate_with_parent()
-    _absent_sniffio_is_absent()
     for name in ("semafore", "websockets", "httpx", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
@@ -169,16 +166,6 @@ def run_shard(spec: ShardSpec, conn: Connection) -> None:
         raise
     finally:
         conn.close()
-
-
-def _absent_sniffio_is_absent() -> None:
-    """httpcore (1.0.x) runs ``import sniffio`` on every lock it takes, several per request;
-    without sniffio installed (anyio 4.16 no longer needs it) each of those is a failed
-    import that searches ``sys.path`` again (6 % of a shard's profiled time, 2026-12-06).
-    Recording the module as absent makes the same ImportError a dictionary lookup; httpcore
-    then assumes asyncio, as it did before."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 class _Shard:
