@@ -317,6 +317,12 @@ class ManagedProcess:
         return f"ManagedProcess({self.name!r}, pid={self.pid}, state={self.state.value})"
 
 
+Launcher = Callable[[ProcessSpec], ManagedProcess]
+"""Makes the supervised child of a spec: :class:`ManagedProcess` itself (a local process), or
+a container running the same argv (:class:`semafore.deploy.containers.ContainerProcess`, the
+``containers`` provider's cluster shape); the groups of the cluster shape take one."""
+
+
 class ProcessGroup(ABC):
     """Several processes that make one backend (a Redis Cluster, a SeaweedFS master with its
     volume servers and filer; issue #16 item 5, docs/backends.md "Cluster shape"), controlled

@@ -28,6 +28,7 @@ from semafore.deploy.errors import BackendUnavailableError, FaultError
 from semafore.deploy.health import local_redis, redis_ping
 from semafore.deploy.processes import (
     FaultEffect,
+    Launcher,
     ManagedProcess,
     ProcessGroup,
     ProcessSpec,
@@ -92,10 +93,12 @@ class RedisClusterGroup(ProcessGroup):
         nodes: int = NODES,
         extra_args: list[str] | None = None,
         startup_timeout: float = 30.0,
+        launch: Launcher = ManagedProcess,
     ) -> None:
         if nodes < 1:
             raise ValueError("nodes: at least one")
         self.redis_server = redis_server
+        self.launch = launch  # a local process, or a container (the containers provider)
         self.root = root
         self.count = nodes
         self.extra_args = extra_args or ["--appendonly", "no", "--save", ""]
@@ -154,7 +157,7 @@ class RedisClusterGroup(ProcessGroup):
             for index, slots in enumerate(slot_ranges(self.count), 1):
                 port, bus = ports[2 * index - 2], ports[2 * index - 1]
                 node = ClusterNodeProcess(
-                    ManagedProcess(self._spec(index, port, bus)), port, bus, slots)
+                    self.launch(self._spec(index, port, bus)), port, bus, slots)
                 self.nodes.append(node)
                 node.process.start(wait=False)
             for proc in self.processes:

@@ -46,6 +46,7 @@ from semafore.deploy.errors import BackendUnavailableError, FaultError
 from semafore.deploy.processes import (
     FaultEffect,
     HealthProbe,
+    Launcher,
     ManagedProcess,
     ProcessGroup,
     ProcessSpec,
@@ -160,12 +161,14 @@ class SeaweedCluster(ProcessGroup):
         volume_servers: int = VOLUME_SERVERS,
         replication: str = REPLICATION,
         startup_timeout: float = 60.0,
+        launch: Launcher = ManagedProcess,
     ) -> None:
         if volume_servers < 1:
             raise ValueError("volume_servers: at least one")
         if len(replication) != 3 or not replication.isdigit():
             raise ValueError("replication: three digits, e.g. 001")
         self.weed = weed.absolute()  # each process runs in its own directory
+        self.launch = launch  # a local process, or a container (the containers provider)
         self.root = root
         self.volume_servers = volume_servers
         self.replication = replication
@@ -350,4 +353,4 @@ class SeaweedCluster(ProcessGroup):
             name, argv, probe, self.root / f"{name}.log", cwd=directory, env=env,
             startup_timeout=self.startup_timeout, stop_timeout=STOP_TIMEOUT,
         )
-        return WeedNode(role, ManagedProcess(spec), port, grpc_port, directory)
+        return WeedNode(role, self.launch(spec), port, grpc_port, directory)

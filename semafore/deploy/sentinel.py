@@ -25,7 +25,7 @@ import redis
 
 from semafore.deploy.errors import BackendUnavailableError, FaultError
 from semafore.deploy.health import local_redis, redis_ping
-from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
+from semafore.deploy.processes import Launcher, ManagedProcess, ProcessSpec, free_ports
 from semafore.storage.redis_sentinel import SentinelAddress
 
 SERVICE = "semafore"
@@ -77,8 +77,10 @@ class SentinelGroup:
         replica_args: list[str],
         min_replicas_to_write: int = 0,
         startup_timeout: float = 30.0,
+        launch: Launcher = ManagedProcess,
     ) -> None:
         self.redis_server = redis_server
+        self.launch = launch  # a local process, or a container (the containers provider)
         self.root = root
         self.primary = RedisNode(primary, primary_port)
         self.replica_args = replica_args
@@ -102,10 +104,10 @@ class SentinelGroup:
             with local_redis(self.primary.port) as client:
                 client.config_set("min-replicas-to-write", self.min_replicas_to_write)
                 client.config_set("min-replicas-max-lag", 10)
-        self.replica = RedisNode(ManagedProcess(self._replica_spec(replica_port)), replica_port)
+        self.replica = RedisNode(self.launch(self._replica_spec(replica_port)), replica_port)
         self.replica.process.start(wait=False)
         for index, port in enumerate(sentinel_ports, 1):
-            node = RedisNode(ManagedProcess(self._sentinel_spec(index, port)), port)
+            node = RedisNode(self.launch(self._sentinel_spec(index, port)), port)
             self.sentinels.append(node)
             node.process.start(wait=False)
         for proc in self.processes:
@@ -167,17 +169,10 @@ class SentinelGroup:
     def _replica_spec(self, port: int) -> ProcessSpec:
         data = self.root / "redis-replica"
         data.mkdir()
-        argv = [
-            str(self.redis_server),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--dir", str(data),
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--logfile", "",
-            "--replicaof", "127.0.0.1", str(self.primary.port),
-            *self.replica_args,
-        ]
+        argv = redis_server_argv(
+            self.redis_server, port, data,
+            "--replicaof", "127.0.0.1", str(self.primary.port), *self.replica_args,
+        )
         return ProcessSpec(
             "redis-replica", argv, lambda: _replica_in_sync(port),
             self.root / "redis-replica.log", cwd=data,
