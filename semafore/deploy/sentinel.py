@@ -169,10 +169,17 @@ class SentinelGroup:
     def _replica_spec(self, port: int) -> ProcessSpec:
         data = self.root / "redis-replica"
         data.mkdir()
-        argv = redis_server_argv(
-            self.redis_server, port, data,
-            "--replicaof", "127.0.0.1", str(self.primary.port), *self.replica_args,
-        )
+        argv = [
+            str(self.redis_server),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(data),
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--logfile", "",
+            "--replicaof", "127.0.0.1", str(self.primary.port),
+            *self.replica_args,
+        ]
         return ProcessSpec(
             "redis-replica", argv, lambda: _replica_in_sync(port),
             self.root / "redis-replica.log", cwd=data,
