@@ -12,7 +12,9 @@ MongoDB is a three-member replica set where a ``mongod`` is installed
 (:mod:`semafore.deploy.mongo_replica_set`; never run on this project's machines, which have
 none), else the single shape's one FerretDB, which has no replica sets.
 
-Not here yet (docs/backends.md lists them): the ``containers`` provider's cluster shape.
+:class:`ClusterShapeProvider` is what every provider's cluster shape offers beyond the single
+shape: the groups and the ``redis-primary`` fault target. The ``containers`` provider's cluster
+shape (:mod:`semafore.deploy.containers_cluster`) runs the same groups, each node a container.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from urllib.parse import urlsplit
 from semafore.deploy.errors import FaultError
 from semafore.deploy.mongo_replica_set import REPLICA_SET, MongoReplicaSet
 from semafore.deploy.processes import ManagedProcess, ProcessSpec
-from semafore.deploy.providers import Endpoints, FaultTarget, LocalProvider
+from semafore.deploy.providers import Endpoints, FaultTarget, LocalProvider, Provider
 from semafore.deploy.redis_cluster import RedisClusterGroup
 from semafore.deploy.seaweed_cluster import SeaweedCluster
 from semafore.deploy.sentinel import SentinelGroup
@@ -40,7 +42,36 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class LocalClusterProvider(LocalProvider):
+class ClusterShapeProvider(Provider):
+    """A provider running the cluster shape, whatever runs its nodes (local processes or
+    containers): its Sentinel group or Redis Cluster and its SeaweedFS cluster, and the
+    ``redis-primary`` fault target a failover scenario resolves when its step runs
+    (simulator.steps.infra)."""
+
+    sentinel_group: SentinelGroup | None
+    redis_cluster: RedisClusterGroup | None
+    seaweed_cluster: SeaweedCluster | None
+
+    def seaweedfs(self) -> SeaweedCluster:
+        if self.seaweed_cluster is None:
+            raise FaultError(f"{self.kind.value} cluster provider has no seaweedfs cluster "
+                             "(not started)")
+        return self.seaweed_cluster
+
+    def group(self) -> SentinelGroup:
+        if self.sentinel_group is None:
+            raise FaultError(f"{self.kind.value} cluster provider has no sentinel group "
+                             "(not started, or SEMAFORE_REDIS_TOPOLOGY=cluster)")
+        return self.sentinel_group
+
+    def redis_primary(self) -> ManagedProcess:
+        """The Redis process the Sentinels currently name primary: the fault target of a
+        failover scenario (after one failover it is the former replica)."""
+        group = self.group()
+        return group.node(group.primary_port()).process
+
+
+class LocalClusterProvider(ClusterShapeProvider, LocalProvider):
     """:class:`LocalProvider` whose Redis is a Sentinel-watched primary and replica.
 
     ``redis_min_replicas`` sets ``min-replicas-to-write`` on the primary (0: off): with 1,
@@ -150,18 +181,3 @@ class LocalClusterProvider(LocalProvider):
             return self.redis_cluster  # SEMAFORE_REDIS_TOPOLOGY=cluster: every node
         return super().backend(name)
 
-    def seaweedfs(self) -> SeaweedCluster:
-        if self.seaweed_cluster is None:
-            raise FaultError("local cluster provider has no seaweedfs cluster (not started)")
-        return self.seaweed_cluster
-
-    def group(self) -> SentinelGroup:
-        if self.sentinel_group is None:
-            raise FaultError("local cluster provider has no sentinel group (not started)")
-        return self.sentinel_group
-
-    def redis_primary(self) -> ManagedProcess:
-        """The Redis process the Sentinels currently name primary: the fault target of a
-        failover scenario (after one failover it is the former replica)."""
-        group = self.group()
-        return group.node(group.primary_port()).process

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from semafore.deploy import health
+from semafore.deploy.containers_process import LABEL
 from semafore.deploy.errors import BackendUnavailableError, FaultError
 from semafore.deploy.processes import FaultEffect, free_ports
 from semafore.deploy.providers import BackendName, Endpoints, Provider
@@ -55,12 +56,15 @@ class ContainerPlan:
     command: Sequence[str] | None
 
 
+def redis_persistence(durable: bool) -> list[str]:
+    """Persistence flags of every Redis server in a container: with ``durable`` AOF with
+    ``appendfsync always`` (a kill loses nothing acknowledged), else no files at all."""
+    if durable:
+        return ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+    return ["--appendonly", "no", "--save", ""]
+
+
 def plans(images: dict[str, str], *, redis_durable: bool = False) -> list[ContainerPlan]:
-    redis_persistence = (
-        ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-        if redis_durable
-        else ["--appendonly", "no", "--save", ""]
-    )
     return [
         ContainerPlan(
             "redis",
@@ -74,7 +78,7 @@ def plans(images: dict[str, str], *, redis_durable: bool = False) -> list[Contai
                 "no",
                 "--rdbcompression",
                 "no",
-                *redis_persistence,
+                *redis_persistence(redis_durable),
             ],
         ),
         # upstream `mongo` runs mongod on 27017; the FerretDB stand-in is configured by ENV
@@ -213,9 +217,17 @@ class ContainersProvider(Provider):
             raise FaultError(f"containers provider has no {name} container") from None
 
     def _start(self) -> Endpoints:
+        client = self._engine()
+        for plan in plans(dict(self.settings.images), redis_durable=self.redis_durable):
+            self._run(client, plan)
+        for backend in self.backends.values():
+            backend.wait_healthy()
+        return self._endpoints_of()
+
+    def _engine(self) -> Any:
+        """The engine's docker-py client, answering (:class:`BackendUnavailableError` if not)."""
         docker_host = configure_docker_env()
         try:
-            from testcontainers.core.container import DockerContainer  # noqa: PLC0415 (testcontainers: optional, only the containers provider needs it)
             from testcontainers.core.docker_client import DockerClient  # noqa: PLC0415 (testcontainers: optional, only the containers provider needs it)
 
             client: Any = DockerClient().client  # docker-py, configured from DOCKER_HOST
@@ -224,30 +236,37 @@ class ContainersProvider(Provider):
             raise BackendUnavailableError(
                 "docker", f"no engine at {docker_host} ({exc}); run scripts/dockerd.sh start"
             ) from exc
-        for plan in plans(dict(self.settings.images), redis_durable=self.redis_durable):
-            try:
-                client.images.get(plan.image)
-            except Exception as exc:
-                raise BackendUnavailableError(
-                    plan.name,
-                    f"image {plan.image} not present and no registry to pull from "
-                    "(scripts/build-images.sh builds local ones)",
-                ) from exc
-            host_ports = dict(zip(plan.ports, free_ports(len(plan.ports)), strict=True))
-            container = DockerContainer(plan.image).with_kwargs(labels={"semafore.deploy": "1"})
-            for inner, outer in host_ports.items():
-                cast(dict[str, Any], container.ports)[f"{inner}/tcp"] = ("127.0.0.1", outer)
-            if plan.command is not None:
-                container = container.with_command(list(plan.command))
-            backend = ContainerBackend(plan, container, host_ports, self._probe(plan, host_ports))
-            self.backends[plan.name] = backend
-            try:
-                container.start()
-            except Exception as exc:
-                raise BackendUnavailableError(plan.name, f"container did not start: {exc}") from exc
-        for backend in self.backends.values():
-            backend.wait_healthy()
-        return self._endpoints_of()
+        return client
+
+    @staticmethod
+    def _require_image(client: Any, name: str, image: str) -> None:
+        try:
+            client.images.get(image)
+        except Exception as exc:
+            raise BackendUnavailableError(
+                name,
+                f"image {image} not present and no registry to pull from "
+                "(scripts/build-images.sh builds local ones)",
+            ) from exc
+
+    def _run(self, client: Any, plan: ContainerPlan) -> ContainerBackend:
+        """Start ``plan``'s container on free published 127.0.0.1 ports (not waited for)."""
+        from testcontainers.core.container import DockerContainer  # noqa: PLC0415 (testcontainers: optional, only the containers provider needs it)
+
+        self._require_image(client, plan.name, plan.image)
+        host_ports = dict(zip(plan.ports, free_ports(len(plan.ports)), strict=True))
+        container = DockerContainer(plan.image).with_kwargs(labels={LABEL: "1"})
+        for inner, outer in host_ports.items():
+            cast(dict[str, Any], container.ports)[f"{inner}/tcp"] = ("127.0.0.1", outer)
+        if plan.command is not None:
+            container = container.with_command(list(plan.command))
+        backend = ContainerBackend(plan, container, host_ports, self._probe(plan, host_ports))
+        self.backends[plan.name] = backend
+        try:
+            container.start()
+        except Exception as exc:
+            raise BackendUnavailableError(plan.name, f"container did not start: {exc}") from exc
+        return backend
 
     def _endpoints_of(self) -> Endpoints:
         redis_port = self.backends["redis"].host_ports[6379]

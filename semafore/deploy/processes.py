@@ -319,8 +319,9 @@ class ManagedProcess:
 
 Launcher = Callable[[ProcessSpec], ManagedProcess]
 """Makes the supervised child of a spec: :class:`ManagedProcess` itself (a local process), or
-a container running the same argv (:class:`semafore.deploy.containers.ContainerProcess`, the
-``containers`` provider's cluster shape); the groups of the cluster shape take one."""
+a container running the same argv (the ``containers`` provider's cluster shape:
+:class:`semafore.deploy.containers_process.ContainerProcess`); the cluster shape's groups take
+one."""
 
 
 class ProcessGroup(ABC):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from semafore.deploy.cluster import LocalClusterProvider
 from semafore.deploy.containers import ContainersProvider
+from semafore.deploy.containers_cluster import ContainersClusterProvider
 from semafore.deploy.providers import EmbeddedProvider, ExternalProvider, LocalProvider, Provider
 from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
 
@@ -31,6 +32,8 @@ def provider_from_settings(settings: InfraSettings | None = None, **options: boo
             return LocalClusterProvider(settings, **options)
         case ProviderKind.LOCAL:
             return LocalProvider(settings, **options)
+        case ProviderKind.CONTAINERS if settings.shape is Shape.CLUSTER:
+            return ContainersClusterProvider(settings, **options)
         case ProviderKind.CONTAINERS:
             return ContainersProvider(settings, **options)
         case ProviderKind.EXTERNAL:

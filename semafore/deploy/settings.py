@@ -39,8 +39,9 @@ class ProviderKind(StrEnum):
 class Shape(StrEnum):
     """How many of each engine a provider runs (issue #16 item 5, docs/backends.md "Cluster
     shape"): ``single`` one process per backend; ``cluster`` the engines' own replication —
-    so far, on the ``local`` provider, Redis as a primary, one replica and three Sentinels (or a
-    Redis Cluster) and SeaweedFS as a master, three volume servers and a filer."""
+    on the ``local`` provider (processes) and the ``containers`` provider (a container per
+    node), Redis as a primary, one replica and three Sentinels (or a Redis Cluster) and
+    SeaweedFS as a master, three volume servers and a filer."""
 
     SINGLE = "single"
     CLUSTER = "cluster"
@@ -55,7 +56,7 @@ class RedisTopology(StrEnum):
     CLUSTER = "cluster"
 
 
-CLUSTER_PROVIDERS = (ProviderKind.LOCAL,)
+CLUSTER_PROVIDERS = (ProviderKind.LOCAL, ProviderKind.CONTAINERS)
 """The providers that can run the ``cluster`` shape; any other with ``SEMAFORE_SHAPE=cluster``
 is a :class:`SettingsError`, never a silent single-process run."""
 
@@ -174,7 +175,7 @@ class InfraSettings:
     ``SEMAFORE_TOOLS_DIR`` where install-backends.sh put ferretdb (else the checkout's
     ``.tools``, else the per-user data directory: :func:`resolve_tools_dir`);
     ``SEMAFORE_INFRA_DIR`` parent of throw-away data directories (default: system temp);
-    ``SEMAFORE_SHAPE`` single|cluster (default single; cluster: local provider only).
+    ``SEMAFORE_SHAPE`` single|cluster (default single; cluster: local and containers providers).
     ``SEMAFORE_REDIS_URL`` may be ``redis+sentinel://H:P[,H:P...]/SERVICE[/DB]`` or
     ``redis+cluster://H:P[,H:P...][/0]``;
     ``SEMAFORE_REDIS_TOPOLOGY`` sentinel|cluster (default sentinel): the cluster shape's Redis;

@@ -57,7 +57,7 @@ def test_an_unknown_shape_names_the_variable() -> None:
     assert "ring" in caught.value.reason
 
 
-@pytest.mark.parametrize("provider", ["embedded", "containers", "external"])
+@pytest.mark.parametrize("provider", ["embedded", "external"])
 def test_cluster_where_the_provider_cannot_run_it_is_an_error_not_a_single(provider: str) -> None:
     env = {
         "SEMAFORE_PROVIDER": provider,

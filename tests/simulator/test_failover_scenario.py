@@ -83,7 +83,7 @@ def test_without_requires_the_shape_is_left_to_the_environment() -> None:
 
 
 def test_a_cluster_requirement_no_listed_provider_can_meet_is_refused_at_load() -> None:
-    err = rejected(scenario(head="providers: [embedded, containers]\nrequires: {shape: cluster}\n"))
+    err = rejected(scenario(head="providers: [embedded, external]\nrequires: {shape: cluster}\n"))
     assert err.key == "requires.shape" and "cluster shape" in err.message
 
 
@@ -115,7 +115,8 @@ def test_the_failover_assertion_needs_an_earlier_primary_fault() -> None:
 
 def test_the_catalogue_scenario_requires_the_cluster_and_kills_the_primary() -> None:
     s = load(FAILOVER)
-    assert s.requires.shape is Shape.CLUSTER and s.providers == (ProviderKind.LOCAL,)
+    assert s.requires.shape is Shape.CLUSTER
+    assert s.providers == (ProviderKind.LOCAL, ProviderKind.CONTAINERS)
     assert any(getattr(step, "target", None) is InfraTarget.REDIS_PRIMARY
                for step in s.all_steps())
 
