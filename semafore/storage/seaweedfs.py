@@ -41,12 +41,14 @@ class SeaweedfsBlobStore(BlobStore):
         self.root = root
         self.client = httpx.AsyncClient(base_url=filer_url.rstrip("/"), timeout=timeout)
 
-    def _path(self, key: str) -> str:
+    def path(self, key: str) -> str:
+        """The filer path of ``key``'s blob: what a fault test asks the SeaweedFS master about
+        to find the volume servers holding it (``SeaweedCluster.holders``)."""
         return f"{self.root}/{_encode(key)}"
 
     async def put(self, key: str, data: bytes) -> None:
         response = await self.client.put(
-            self._path(key),
+            self.path(key),
             content=bytes(data),
             headers={"Content-Type": "application/octet-stream"},
         )
@@ -54,7 +56,7 @@ class SeaweedfsBlobStore(BlobStore):
             raise SeaweedfsError(f"put: filer answered {response.status_code}")
 
     async def get(self, key: str) -> bytes | None:
-        response = await self.client.get(self._path(key))
+        response = await self.client.get(self.path(key))
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -62,7 +64,7 @@ class SeaweedfsBlobStore(BlobStore):
         return response.content
 
     async def delete(self, key: str) -> bool:
-        path = self._path(key)
+        path = self.path(key)
         head = await self.client.head(path)
         if head.status_code == 404:
             return False
@@ -97,7 +99,7 @@ class SeaweedfsBlobStore(BlobStore):
         for key in await self.keys():
             data = await self.get(key)
             if data is not None:
-                out.append((f"seaweedfs:{self._path(key)}", data))
+                out.append((f"seaweedfs:{self.path(key)}", data))
         return out
 
     async def drop(self) -> None:

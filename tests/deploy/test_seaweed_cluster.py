@@ -25,8 +25,10 @@ from semafore.deploy.errors import FaultError, InfraError
 from semafore.deploy.processes import find_tool
 from semafore.deploy.seaweed_cluster import (
     VOLUME_SERVERS,
+    Replication,
     SeaweedCluster,
     chunk_volumes,
+    copies_made,
     registered_volume_servers,
     volume_locations,
 )
@@ -105,7 +107,7 @@ def _put(filer_url: str, data: bytes) -> tuple[str, str]:
             await store.close()
 
     asyncio.run(put())
-    return store.root, store._path("attachment")
+    return store.root, store.path("attachment")
 
 
 def _read_back(filer_url: str, root: str) -> bytes | None:
@@ -121,6 +123,14 @@ def _read_back(filer_url: str, root: str) -> bytes | None:
     return asyncio.run(get())
 
 
+def _readable(filer_url: str, root: str, data: bytes) -> bool:
+    """The blob under ``root`` reads back through the filer as exactly ``data``."""
+    try:
+        return _read_back(filer_url, root) == data
+    except SeaweedfsError:  # the filer answers 500 when no live server holds a chunk
+        return False
+
+
 def survives_losing_a_holder(cluster: SeaweedCluster, data: bytes) -> bool:
     """Store ``data``, SIGKILL one volume server holding it, read it back through the filer:
     True when the bytes come back identical. The check replication has to pass."""
@@ -128,10 +138,7 @@ def survives_losing_a_holder(cluster: SeaweedCluster, data: bytes) -> bool:
     holders = cluster.holders(path)
     assert holders, "the master locates no copy of a blob it just stored"
     assert holders[0].process.kill() == {"killed": 1}
-    try:
-        return _read_back(cluster.filer_url, root) == data
-    except SeaweedfsError:  # the filer answers 500 when no live server holds a chunk
-        return False
+    return _readable(cluster.filer_url, root, data)
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception),
@@ -251,6 +258,56 @@ def test_after_a_volume_server_kill_writes_go_on_and_the_server_rejoins_with_its
     cluster.wait_formed()
     assert victim in cluster.holders(path)  # its copy is back, located by the master
     assert _read_back(cluster.filer_url, root) == before
+
+
+@pytest.mark.slow  # weed's repair waits a fixed 15 s for the topology, twice: ~31 s
+@pytest.mark.backend
+def test_repair_restores_two_copies_after_a_volume_server_is_lost_for_good(
+    own_cluster: Callable[[str], SeaweedCluster],
+) -> None:
+    """SeaweedFS's own ``volume.fix.replication`` (:meth:`SeaweedCluster.repair`): after one
+    holder is gone for good, the blob's volume is copied from the other holder to the third
+    server, so losing the other original holder too loses nothing. Without the repair the same
+    second loss makes the blob unreadable: the check can fail."""
+    cluster = own_cluster("001")
+    data = os.urandom(3000) + b"\x00repair"
+    root, path = _put(cluster.filer_url, data)
+    first, second = cluster.holders(path)
+    [third] = [node for node in cluster.volumes if node not in (first, second)]
+    assert first.process.kill() == {"killed": 1}  # lost for good: never started again
+    cluster.wait_formed()
+    assert cluster.holders(path) == [second]
+    # unrepaired: the one copy left is all there is
+    assert second.process.kill() == {"killed": 1}
+    assert not _readable(cluster.filer_url, root, data)
+    assert second.process.start() == {"started": 1}  # its copy comes back with its directory
+    cluster.wait_formed()
+    assert _readable(cluster.filer_url, root, data)
+
+    copies = cluster.repair()
+    for volume_id in chunk_volumes(cluster.filer_url, path):
+        assert Replication(volume_id, second.address, third.address) in copies
+    assert all(c.target not in (first.address, c.source) for c in copies)
+    assert {node.address for node in cluster.holders(path)} == {second.address, third.address}
+    assert second.process.kill() == {"killed": 1}
+    assert _readable(cluster.filer_url, root, data)  # the repaired copy answers alone
+
+
+# weed 4.48's own lines (captured from real runs): a copy, and a copy refused
+_COPY_LINE = "replicating volume 5 001 from 127.0.0.1:54099 to dataNode 127.0.0.1:56199 ..."
+_REFUSED_LINE = ("fixing under replicated volume 1: rpc error: code = Unknown desc = invalid "
+                 "source data node 127.0.0.1:49707.39767: remote endpoint "
+                 "\"127.0.0.1:49707.39767\" resolves to loopback address 127.0.0.1")
+
+
+def test_the_repair_report_lists_each_volume_copied_once_and_refuses_a_failed_copy() -> None:
+    twice = f"{_COPY_LINE}\nvolume 5 replication 001, but under replicated +1\n{_COPY_LINE}\n"
+    assert copies_made(twice) == [Replication(5, "127.0.0.1:54099", "127.0.0.1:56199")]
+    assert copies_made("") == []
+    for failed in (_REFUSED_LINE, "no progress made on 4 under replicated volumes, stopping",
+                   "failed to place volume 3 replica as 001, existing:1"):
+        with pytest.raises(FaultError, match=r"volume\.fix\.replication failed"):
+            copies_made(f"{_COPY_LINE}\n{failed}\n")
 
 
 @pytest.mark.backend
