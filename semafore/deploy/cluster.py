@@ -4,7 +4,8 @@ the ``redis`` process becomes the initial primary, and a replica plus three Sent
 (:mod:`semafore.deploy.sentinel`). The endpoints' ``redis_url`` is the
 ``redis+sentinel://`` URL of the group, so a relay follows the primary through a failover.
 With ``SEMAFORE_REDIS_TOPOLOGY=cluster`` Redis is instead a 3-node Redis Cluster
-(:mod:`semafore.deploy.redis_cluster`, a ``redis+cluster://`` URL; sharded, no replicas).
+(:mod:`semafore.deploy.redis_cluster`, a ``redis+cluster://`` URL; three primaries sharding
+the slots, a replica each, the cluster's own failover).
 SeaweedFS is a master, three volume servers keeping every blob twice (``001``) and a filer
 (:mod:`semafore.deploy.seaweed_cluster`) instead of the single shape's one ``weed server``.
 
@@ -28,10 +29,11 @@ from semafore.deploy.errors import FaultError
 from semafore.deploy.mongo_replica_set import REPLICA_SET, MongoReplicaSet
 from semafore.deploy.processes import ManagedProcess, ProcessSpec
 from semafore.deploy.providers import Endpoints, FaultTarget, LocalProvider, Provider
-from semafore.deploy.redis_cluster import RedisClusterGroup
+from semafore.deploy.redis_cluster import REPLICAS, RedisClusterGroup
 from semafore.deploy.seaweed_cluster import SeaweedCluster
 from semafore.deploy.sentinel import SentinelGroup
 from semafore.deploy.settings import InfraSettings, RedisTopology
+from semafore.storage.redis_cluster import slot_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -70,6 +72,15 @@ class ClusterShapeProvider(Provider):
         group = self.group()
         return group.node(group.primary_port()).process
 
+    def redis_cluster_primary(self, key: str) -> ManagedProcess:
+        """The Redis Cluster node serving ``key``'s hash slot now (after a failover, the
+        promoted replica): the fault target of a scenario that kills the node holding one
+        user's queues (``key`` carries that user's hash tag; docs/scenarios.md)."""
+        if self.redis_cluster is None:
+            raise FaultError(f"{self.kind.value} cluster provider runs no Redis Cluster "
+                             "(SEMAFORE_REDIS_TOPOLOGY is not cluster, or not started)")
+        return self.redis_cluster.serving(slot_of(key)).process
+
 
 class LocalClusterProvider(ClusterShapeProvider, LocalProvider):
     """:class:`LocalProvider` whose Redis is a Sentinel-watched primary and replica.
@@ -98,11 +109,13 @@ class LocalClusterProvider(ClusterShapeProvider, LocalProvider):
         assert self.root is not None and single.redis_url is not None
         single = self._replicate_mongodb(single)
         if self.settings.redis_topology is RedisTopology.CLUSTER:
-            # SEMAFORE_REDIS_TOPOLOGY=cluster: the relay's Redis is a 3-node Redis Cluster
-            # (semafore.deploy.redis_cluster); the single shape's redis process stays idle
+            # SEMAFORE_REDIS_TOPOLOGY=cluster: the relay's Redis is a Redis Cluster of three
+            # primaries and a replica each (semafore.deploy.redis_cluster); the single shape's
+            # redis process stays idle. The nodes keep their files under data_dir("redis"),
+            # so the oracle's dump reads a killed node's files too
             nodes = RedisClusterGroup(
-                self._tool("redis-server", "Debian package redis-server"), self.root,
-                extra_args=self.redis_persistence_args(),
+                self._tool("redis-server", "Debian package redis-server"), self.root / "redis",
+                replicas=REPLICAS, extra_args=self.redis_persistence_args(),
             )
             self.redis_cluster = nodes
             nodes.start()
@@ -114,7 +127,7 @@ class LocalClusterProvider(ClusterShapeProvider, LocalProvider):
             self.root,
             self.processes["redis"],
             primary_port,
-            replica_args=["--rdbcompression", "no", *self.redis_persistence_args()],
+            replica_args=self.redis_persistence_args(),
             min_replicas_to_write=self.redis_min_replicas,
         )
         self.sentinel_group = group

@@ -34,6 +34,7 @@ from semafore.deploy.processes import (
     find_tool,
     free_ports,
 )
+from semafore.deploy.redis_server import redis_server_argv
 from semafore.deploy.settings import InfraSettings, ProviderKind
 from semafore.storage.redis import ReplicaWait
 
@@ -323,24 +324,7 @@ class LocalProvider(Provider):
         (port,) = free_ports(1)
         data = root / "redis"
         data.mkdir()
-        argv = [
-            str(binary),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--rdbcompression",
-            "no",
-            "--logfile",
-            "",
-            *self.redis_persistence_args(),
-        ]
+        argv = redis_server_argv(binary, port, data, *self.redis_persistence_args())
         spec = ProcessSpec(
             "redis",
             argv,

@@ -26,6 +26,7 @@ import redis
 from semafore.deploy.errors import BackendUnavailableError, FaultError
 from semafore.deploy.health import local_redis, redis_ping
 from semafore.deploy.processes import Launcher, ManagedProcess, ProcessSpec, free_ports
+from semafore.deploy.redis_server import redis_server_argv
 from semafore.storage.redis_sentinel import SentinelAddress
 
 SERVICE = "semafore"
@@ -169,17 +170,10 @@ class SentinelGroup:
     def _replica_spec(self, port: int) -> ProcessSpec:
         data = self.root / "redis-replica"
         data.mkdir()
-        argv = [
-            str(self.redis_server),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--dir", str(data),
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--logfile", "",
-            "--replicaof", "127.0.0.1", str(self.primary.port),
-            *self.replica_args,
-        ]
+        argv = redis_server_argv(
+            self.redis_server, port, data,
+            "--replicaof", "127.0.0.1", str(self.primary.port), *self.replica_args,
+        )
         return ProcessSpec(
             "redis-replica", argv, lambda: _replica_in_sync(port),
             self.root / "redis-replica.log", cwd=data,

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from semafore.deploy import health
 from semafore.deploy.cluster import LocalClusterProvider
-from semafore.deploy.errors import SettingsError
+from semafore.deploy.errors import FaultError, SettingsError
 from semafore.deploy.processes import free_ports
 from semafore.deploy.redis_cluster import RedisClusterGroup, cluster_info, slot_ranges
 from semafore.deploy.selection import provider_from_settings
@@ -294,7 +294,9 @@ def test_the_cluster_shape_runs_a_redis_cluster_when_the_topology_says_so(
     tmp_path: Path,
 ) -> None:
     """``SEMAFORE_SHAPE=cluster`` + ``SEMAFORE_REDIS_TOPOLOGY=cluster``: the provider's Redis
-    URL is the cluster's, the relay's stores work on it, and stopping leaves no node."""
+    URL is the cluster's (three primaries, a replica each), the relay's stores work on it, the
+    node serving a user's slot is the fault target a scenario names, and stopping leaves no
+    node."""
     env = {"SEMAFORE_PROVIDER": "local", "SEMAFORE_SHAPE": "cluster",
            "SEMAFORE_REDIS_TOPOLOGY": "cluster", "SEMAFORE_INFRA_DIR": str(tmp_path)}
     provider = provider_from_settings(InfraSettings.from_env(env))
@@ -311,6 +313,14 @@ def test_the_cluster_shape_runs_a_redis_cluster_when_the_topology_says_so(
         group = provider.redis_cluster
         assert group is not None and group.address.url == url
         assert provider.sentinel_group is None
+        assert (len(group.nodes), len(group.replicas)) == (3, 3)
+        # the nodes' files are where the oracle's dump looks for Redis's files
+        assert all(provider.data_dir("redis") in n.process.spec.log_path.parents
+                   for n in group.members)
+        ns = RedisNamespace(url, "shape")
+        key = ns.user("bob")
+        asyncio.run(ns.close())
+        assert provider.redis_cluster_primary(key) is group.serving(slot_of(key)).process
 
         async def body() -> None:
             stores, handles = await backend_stores(provider.endpoints, "shape")
@@ -327,13 +337,19 @@ def test_the_cluster_shape_runs_a_redis_cluster_when_the_topology_says_so(
         # ports and nodes.conf: they rejoin, cluster_state ok again) and the stores work
         target = provider.backend("redis")
         assert target is group
-        assert target.restart(graceful=False) == Counter(killed=3, started=3)
+        assert target.restart(graceful=False) == Counter(killed=6, started=6)
         assert target.healthy()
         asyncio.run(body())
         nodes = group.processes
     finally:
         provider.stop()
     assert nodes and not any(p.alive for p in nodes)
+
+
+def test_a_cluster_node_is_no_fault_target_without_a_redis_cluster() -> None:
+    provider = LocalClusterProvider(InfraSettings(provider=ProviderKind.LOCAL))
+    with pytest.raises(FaultError, match="SEMAFORE_REDIS_TOPOLOGY"):
+        provider.redis_cluster_primary("p:{u:bob}")
 
 
 @pytest.mark.backend
