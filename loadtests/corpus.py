@@ -24,14 +24,17 @@ import json
 import logging
 import math
 import random
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from loadtests.profile import Profile
-from semafore.client import Account, DeviceClient, create_organisation, enrol_members, fixed_otp
+from semafore.client import Account, DeviceClient, create_organisation, fixed_otp
 from semafore.client.attachments import seal
 from semafore.client.clock import SystemClock
 from semafore.client.content import AttachmentPointer, Content, Kind
@@ -48,7 +51,8 @@ TEST_OTP = "000000"
 ADMIN_USER = "load-admin"
 ADMIN_DEVICE = "console"
 PLACEHOLDER_FILE_ID = "0" * 32
-CONCURRENCY = 8
+CONCURRENCY = 16
+"""Provisioning requests in flight at once, over as many kept-alive connections."""
 HTTP_TIMEOUT = 60.0  # provisioning on a slow backend (FerretDB/SQLite) is slow, not broken
 
 
@@ -58,6 +62,33 @@ class CorpusError(RuntimeError):
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"{field}: {detail}")
         self.field = field
+
+
+class SharedPool(httpx.AsyncBaseTransport):
+    """One bounded pool of kept-alive connections that every provisioning client uses.
+
+    The SDK gives each device its own connection pool (a real device is one client), so a
+    population of 1,875 devices opened 1,875 TCP connections, each for two requests, and
+    paid the connection set-up and a pool per device. The relay cannot tell the difference
+    (requests are independent and carry each device's own token, SPEC §1), so provisioning
+    sends every device's requests over these ``CONCURRENCY`` connections instead. A client
+    closing its own ``httpx.AsyncClient`` must not close the shared pool: the builder closes
+    it once, after every client (:meth:`shutdown`)."""
+
+    def __init__(self, size: int = CONCURRENCY) -> None:
+        self._inner = httpx.AsyncHTTPTransport(
+            verify=ssl.create_default_context(),
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """A client's close: the pool stays open for the other clients."""
+
+    async def shutdown(self) -> None:
+        await self._inner.aclose()
 
 
 def b64(data: bytes) -> str:
@@ -153,6 +184,10 @@ class CorpusBuilder:
         self.clients: dict[str, DeviceClient] = {}  # address -> client
         self.admin: DeviceClient | None = None
         self.admin_totp_secret = ""
+        self.pool = SharedPool()
+        self.on_relay: dict[str, dict[str, tuple[int, str]]] = {}
+        """user id -> {device id: (registration id, IK)} as the relay last answered (the
+        census, :meth:`_census`)."""
 
     # -- provisioning ----------------------------------------------------------------------
 
@@ -185,12 +220,31 @@ class CorpusBuilder:
         admin = Account(
             self.org_id, ADMIN_USER, self.url, self.entropy.fork, self.clock, fixed_otp(TEST_OTP),
             totp_secret=self.admin_totp_secret, opk_count=self.profile.prekeys.initial,
+            client_options={"http": RelayHttp(self.url, self.entropy.fork("admin-http"),
+                                              timeout=HTTP_TIMEOUT, transport=self.pool)},
         )
         self.accounts[ADMIN_USER] = admin
         self.admin = await admin.add_device(ADMIN_DEVICE, connect=False)
-        await enrol_members(
-            self.admin, self.org_id, [p.user_id for p in people], seats=len(people) + 10
+        await self._enrol(self.admin, people)
+
+    async def _enrol(self, admin: DeviceClient, people: list[Person]) -> None:
+        """Size the subscription, then add every member, ``CONCURRENCY`` at a time (the
+        SDK's :func:`~semafore.client.enrol_members` adds them one after another; each
+        addition is its own idempotent ``PUT``, so their order does not matter)."""
+        await admin.http.json(
+            "PUT", f"/v1/orgs/{self.org_id}/subscription",
+            json={"plan": "enterprise", "seats": len(people) + 10},
         )
+
+        async def add(user_id: str) -> None:
+            try:
+                await admin.http.json(
+                    "PUT", f"/v1/orgs/{self.org_id}/members/{user_id}", json={"role": "member"}
+                )
+            except Exception as exc:
+                raise CorpusError("enrol", f"{user_id}: {type(exc).__name__}: {exc}") from exc
+
+        await self._gather("enrol members", [functools.partial(add, p.user_id) for p in people])
 
     async def _install(self, person: Person, device_id: str) -> None:
         """A fresh device: keys, login (registration id), publish keys (SPEC §1).
@@ -207,7 +261,7 @@ class CorpusBuilder:
         client = DeviceClient(
             device, self.org_id, self.url, entropy, self.clock,
             prekeys=PrekeyPolicy(opk_batch=max(self.profile.prekeys.initial, 1)),
-            http=RelayHttp(self.url, entropy, timeout=HTTP_TIMEOUT),
+            http=RelayHttp(self.url, entropy, timeout=HTTP_TIMEOUT, transport=self.pool),
         )
         self.clients[device_address(person.user_id, device_id)] = client
         try:
@@ -228,6 +282,7 @@ class CorpusBuilder:
     async def _sessions_with(self, sender: DeviceClient, user_id: str) -> None:
         """Fetch ``user_id``'s bundles from the relay (claims OPKs) and start sessions."""
         out = await sender.http.json("GET", f"/v1/keys/{user_id}")
+        self._record(user_id, out["devices"])
         now = self.clock.now()
         for raw in out["devices"]:
             if raw["device_id"] == sender.device_id and user_id == sender.user_id:
@@ -235,6 +290,51 @@ class CorpusBuilder:
             bundle = bundle_from_dict(raw, unb64)
             if not sender.device.has_session(bundle.address):
                 sender.device.start_session(bundle, sender.entropy, now)
+
+    def _record(self, user_id: str, devices: list[dict[str, Any]]) -> None:
+        """Keep what the relay said it holds for ``user_id``'s devices (bundles or
+        identities: both carry the registration id and IK) for the census."""
+        self.on_relay[user_id] = {
+            str(d["device_id"]): (int(d["registration_id"]), str(d["ik"])) for d in devices
+        }
+
+    async def _census(self, people: list[Person]) -> None:
+        """Every planned device is on the relay under test, with the registration id it was
+        given at login and the identity key it published (SPEC §1) — or provisioning fails.
+
+        A population the relay does not fully hold would make a run quietly measure fewer
+        devices than it reports (``devices_provisioned``) and its broadcasts fan out to
+        fewer. The bundle fetches already made answer for most users; the rest are asked
+        through ``GET /v1/identities/{user}``, which claims no one-time prekey (so the
+        census does not spend the population's prekeys)."""
+        assert self.admin is not None
+        admin = self.admin
+
+        async def ask(user_id: str) -> None:
+            try:
+                out = await admin.http.json("GET", f"/v1/identities/{user_id}")
+            except ServerRejected as exc:
+                if exc.code != "no_keys":
+                    raise CorpusError("census", f"{user_id}: {exc}") from exc
+                out = {"devices": []}
+            self._record(user_id, out["devices"])
+
+        unasked = [p.user_id for p in people if p.user_id not in self.on_relay]
+        await self._gather("census", [functools.partial(ask, u) for u in unasked])
+        missing = []
+        for person in people:
+            held = self.on_relay.get(person.user_id, {})
+            for device_id in person.device_ids:
+                client = self.clients.get(device_address(person.user_id, device_id))
+                want = None if client is None else (
+                    client.device.registration_id, b64(client.device.keys.identity.ik.public))
+                if want is None or held.get(device_id) != want:
+                    missing.append(device_address(person.user_id, device_id))
+        if missing:
+            total = sum(len(p.device_ids) for p in people)
+            raise CorpusError(
+                "devices", f"{len(missing)} of {total} planned devices are not registered on "
+                f"the relay with their keys (first: {', '.join(missing[:5])})")
 
     def _handshake(self, sender: DeviceClient, recipient: Device, first: bytes) -> None:
         """The recipient reads the SMX1 and replies once; the sender reads the reply, so the
@@ -386,6 +486,7 @@ class CorpusBuilder:
             )
             self.progress("encrypt", n + 1, len(online))
         admin = await self._admin_section(people) if profile.broadcast.enabled else None
+        await self._census(people)
         corpus = {
             "version": CORPUS_VERSION,
             "profile": profile.name,
@@ -471,6 +572,7 @@ class CorpusBuilder:
             await account.close()
         for client in list(self.clients.values()):
             await client.close()
+        await self.pool.shutdown()
 
 
 async def build_corpus(
