@@ -46,6 +46,34 @@ def configure_docker_env() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
+def docker_client() -> Any:
+    """The engine's docker-py client (:func:`configure_docker_env` picks the engine), answering
+    a ping; :class:`BackendUnavailableError` naming ``docker`` if it does not."""
+    docker_host = configure_docker_env()
+    try:
+        from testcontainers.core.docker_client import DockerClient  # noqa: PLC0415 (testcontainers: optional, only the containers provider needs it)
+
+        client: Any = DockerClient().client  # docker-py, configured from DOCKER_HOST
+        client.ping()
+    except Exception as exc:
+        raise BackendUnavailableError(
+            "docker", f"no engine at {docker_host} ({exc}); run scripts/dockerd.sh start"
+        ) from exc
+    return client
+
+
+def require_image(client: Any, name: str, image: str) -> None:
+    """``image`` is present on the engine (there is no registry to pull from here)."""
+    try:
+        client.images.get(image)
+    except Exception as exc:
+        raise BackendUnavailableError(
+            name,
+            f"image {image} not present and no registry to pull from "
+            "(scripts/build-images.sh builds local ones)",
+        ) from exc
+
+
 @dataclass(frozen=True)
 class ContainerPlan:
     """One backend's container: image, the ports it listens on, and its command."""
@@ -217,43 +245,18 @@ class ContainersProvider(Provider):
             raise FaultError(f"containers provider has no {name} container") from None
 
     def _start(self) -> Endpoints:
-        client = self._engine()
+        client = docker_client()
         for plan in plans(dict(self.settings.images), redis_durable=self.redis_durable):
             self._run(client, plan)
         for backend in self.backends.values():
             backend.wait_healthy()
         return self._endpoints_of()
 
-    def _engine(self) -> Any:
-        """The engine's docker-py client, answering (:class:`BackendUnavailableError` if not)."""
-        docker_host = configure_docker_env()
-        try:
-            from testcontainers.core.docker_client import DockerClient  # noqa: PLC0415 (testcontainers: optional, only the containers provider needs it)
-
-            client: Any = DockerClient().client  # docker-py, configured from DOCKER_HOST
-            client.ping()
-        except Exception as exc:
-            raise BackendUnavailableError(
-                "docker", f"no engine at {docker_host} ({exc}); run scripts/dockerd.sh start"
-            ) from exc
-        return client
-
-    @staticmethod
-    def _require_image(client: Any, name: str, image: str) -> None:
-        try:
-            client.images.get(image)
-        except Exception as exc:
-            raise BackendUnavailableError(
-                name,
-                f"image {image} not present and no registry to pull from "
-                "(scripts/build-images.sh builds local ones)",
-            ) from exc
-
     def _run(self, client: Any, plan: ContainerPlan) -> ContainerBackend:
         """Start ``plan``'s container on free published 127.0.0.1 ports (not waited for)."""
         from testcontainers.core.container import DockerContainer  # noqa: PLC0415 (testcontainers: optional, only the containers provider needs it)
 
-        self._require_image(client, plan.name, plan.image)
+        require_image(client, plan.name, plan.image)
         host_ports = dict(zip(plan.ports, free_ports(len(plan.ports)), strict=True))
         container = DockerContainer(plan.image).with_kwargs(labels={LABEL: "1"})
         for inner, outer in host_ports.items():

@@ -27,7 +27,13 @@ from typing import Any
 
 from semafore.deploy import health
 from semafore.deploy.cluster import ClusterShapeProvider
-from semafore.deploy.containers import ContainersProvider, plans, redis_persistence
+from semafore.deploy.containers import (
+    ContainersProvider,
+    docker_client,
+    plans,
+    redis_persistence,
+    require_image,
+)
 from semafore.deploy.containers_process import ContainerLauncher
 from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.deploy.providers import BackendName, Endpoints, FaultTarget
@@ -66,10 +72,10 @@ class ContainersClusterProvider(ClusterShapeProvider, ContainersProvider):
         self.seaweed_cluster: SeaweedCluster | None = None
 
     def _start(self) -> Endpoints:
-        client = self._engine()
+        client = docker_client()
         images = dict(self.settings.images)
         for name in ("redis", "seaweedfs"):
-            self._require_image(client, name, images[name])
+            require_image(client, name, images[name])
         if self.settings.work_dir is not None:
             self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="semafore-containers-", dir=self.settings.work_dir))

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
-from semafore.deploy.cluster import LocalClusterProvider
+from semafore.deploy.cluster import ClusterShapeProvider
 from semafore.deploy.errors import FaultError
 from semafore.storage.ports import AlreadyExists, QueuedEnvelope, SendRecord
 from semafore.storage.redis import RedisNamespace, RedisQueueStore, ReplicaWait, ReplicaWaitError
@@ -133,7 +133,7 @@ def _record(envelope: QueuedEnvelope) -> SendRecord:
 
 
 async def measure_failover(
-    provider: LocalClusterProvider,
+    provider: ClusterShapeProvider,
     *,
     messages: int = 2000,
     writers: int = 4,
