@@ -103,6 +103,7 @@ from simulator.report.model import (
 )
 from simulator.scenario.model import (
     MECHANISM_STATS,
+    PRIMARY_TARGETS,
     Assertion,
     AssertionKind,
     Attach,
@@ -177,10 +178,24 @@ class Infrastructure(DataTier):
     """The library's :class:`~semafore.deploy.data_tier.DataTier` (the relay's data tier and
     its dumps for the oracle) plus what only a scenario does to it: backend faults."""
 
-    async def fault(self, target: InfraTarget, action: InfraAction) -> Counter[str]:
+    async def cluster_node(self, user: str) -> Any:
+        """The Redis Cluster node serving the hash slot of ``user``'s queues now (after a
+        failover, the promoted replica). The key is the relay's own (``RedisNamespace.user``
+        of the run's namespace), so the hash tag is the store's, never a copy of it."""
+        if self.provider is None or self.handles is None:
+            raise ExecutorError("infra redis-cluster-primary: the embedded provider has no "
+                                "Redis Cluster; run this scenario with --provider local")
+        key = self.handles.redis.user(user)
+        return await asyncio.to_thread(self.provider.redis_cluster_primary, key)
+
+    async def fault(self, target: InfraTarget, action: InfraAction,
+                    user: str | None = None) -> Counter[str]:
         """Apply a backend fault; what it changed (``started``, ``stopped``, ``killed``,
         ``paused``, ``resumed``), empty when the backend already was in that state."""
-        if target is InfraTarget.REDIS_PRIMARY and self.provider is not None:
+        if target is InfraTarget.REDIS_CLUSTER_PRIMARY:
+            assert user is not None, "the loader requires user"
+            backend = await self.cluster_node(user)
+        elif target is InfraTarget.REDIS_PRIMARY and self.provider is not None:
             # the server the Sentinels name primary now (docs/backends.md "Cluster shape")
             backend = await asyncio.to_thread(self.provider.redis_primary)
         else:
@@ -254,7 +269,8 @@ class Execution:
             [o.id for o in scenario.organisations])
         self.infra: Infrastructure | ExternalInfrastructure = (
             self.external or Infrastructure(provider, f"sim{seed % 10**9}",
-                                            shape=scenario.requires.shape))
+                                            shape=scenario.requires.shape,
+                                            redis_topology=scenario.requires.redis))
         # ``leak`` (tests only): the relay writes the plaintext of each text message into a
         # log line or a queued envelope, so the oracle must fail the scenario (issue 5).
         self.sent_bodies: dict[str, bytes] = {}
@@ -1063,7 +1079,7 @@ class Execution:
         if step.target is not InfraTarget.SERVER:
             assert isinstance(self.infra, Infrastructure)
             at = time.monotonic()
-            effect = await self.infra.fault(step.target, step.action)
+            effect = await self.infra.fault(step.target, step.action, step.user)
             self.fault_records.append((step, _BackendFault(
                 f"{step.action.value} {step.target.value} ({self.infra.name} provider)",
                 effect, at)))
@@ -1394,10 +1410,11 @@ class Execution:
         """The Jepsen-style figures of the sends around the (first) redis-primary fault
         (:mod:`simulator.failover`); they also go into the report's timeline as details."""
         faults = [record.at for s, record in self.fault_records
-                  if isinstance(s, Infra) and s.target is InfraTarget.REDIS_PRIMARY
+                  if isinstance(s, Infra) and s.target in PRIMARY_TARGETS
                   and isinstance(record, _BackendFault) and record.fired]
         if not faults:
-            return Outcome.INCONCLUSIVE, "no redis-primary fault happened before this step", []
+            return (Outcome.INCONCLUSIVE, "no redis-primary or redis-cluster-primary fault "
+                    "happened before this step", [])
         samples = [failover.SendSample(m.label, m.message_id, m.begun_wall * 1000,
                                        None if m.acked_wall is None else m.acked_wall * 1000,
                                        frozenset(m.intended))

@@ -22,7 +22,7 @@ from typing import Any
 from semafore.deploy import dumps
 from semafore.deploy.errors import SettingsError
 from semafore.deploy.selection import provider_from_settings
-from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
+from semafore.deploy.settings import InfraSettings, ProviderKind, RedisTopology, Shape
 from semafore.deploy.stores import backend_stores
 from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
 from semafore.storage.memory import memory_stores
@@ -40,12 +40,16 @@ class DataTier:
     other run's on shared backends.
     """
 
-    def __init__(self, provider: str, namespace: str, *, shape: Shape | None = None) -> None:
+    def __init__(self, provider: str, namespace: str, *, shape: Shape | None = None,
+                 redis_topology: RedisTopology | None = None) -> None:
         self.name = provider
         self.shape = shape
         """The backends' shape a run requires (a scenario's ``requires.shape``); None: as
         ``SEMAFORE_SHAPE`` says. A shape the provider cannot run is a ``SettingsError``
         naming ``SEMAFORE_SHAPE`` at :meth:`start`, never a single-node run."""
+        self.redis_topology = redis_topology
+        """The cluster shape's Redis a run requires (``requires.redis``); None: as
+        ``SEMAFORE_REDIS_TOPOLOGY`` says."""
         """The provider name as given (a :class:`ProviderKind` value; checked in :meth:`start`)."""
         self.namespace = namespace
         self.provider: Any = None
@@ -69,6 +73,8 @@ class DataTier:
         settings = dataclasses.replace(InfraSettings.from_env(), provider=kind)
         if self.shape is not None:
             settings = dataclasses.replace(settings, shape=self.shape)
+        if self.redis_topology is not None:
+            settings = dataclasses.replace(settings, redis_topology=self.redis_topology)
         # delivery queues live in Redis: run it as production would (AOF, fsync always), so a
         # Redis restart loses nothing it acknowledged (seed §3.3, §3.5)
         options = {"redis_durable": True} if kind.owns_backend_processes else {}

@@ -24,7 +24,7 @@ from typing import Any, cast
 import jsonschema
 import yaml
 
-from semafore.deploy.settings import ProviderKind, Shape
+from semafore.deploy.settings import ProviderKind, RedisTopology, Shape
 from semafore.protocol.address import SEPARATOR, DeviceAddress
 from simulator import steps
 from simulator.scenario.model import (
@@ -102,6 +102,8 @@ def _composed(generation: int) -> dict[str, Any]:
     base = cast(dict[str, Any], json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
     base["properties"]["providers"]["items"] = {"enum": [kind.value for kind in ProviderKind]}
     base["properties"]["requires"]["properties"]["shape"] = {"enum": [s.value for s in Shape]}
+    base["properties"]["requires"]["properties"]["redis"] = {
+        "enum": [t.value for t in RedisTopology]}
     base["$defs"]["step"] = {"oneOf": [
         {"type": "object", "additionalProperties": False, "required": [name],
          "properties": {name: dict(kind.schema)}}
@@ -323,6 +325,7 @@ class Builder:
         self.index = 0
         self.server_replicas = 1
         self.shape: Shape | None = None  # ``requires.shape``, known before the steps
+        self.redis: RedisTopology | None = None  # ``requires.redis``, likewise
         self.primary_faulted = False  # an infra step so far targets redis-primary
         self.attacks: dict[str, Attack] = {}
         self.snapshots: dict[str, DeviceAddress] = {}  # snapshot name -> the device it backs up
@@ -472,13 +475,18 @@ class Builder:
         is an error here: such a file could only ever be skipped."""
         shape = Shape(raw["shape"]) if "shape" in raw else None
         self.shape = shape
+        redis = RedisTopology(raw["redis"]) if "redis" in raw else None
+        self.redis = redis
+        if redis is not None and shape is not Shape.CLUSTER:
+            raise self.ctx.error(("requires", "redis"), "a Redis topology is a layout of the "
+                                 "cluster shape: declare 'shape: cluster' with it")
         if shape is Shape.CLUSTER:
             listed = [ProviderKind(p) for p in self.ctx.doc.data.get("providers", ProviderKind)]
             if all(shape_unmet(shape, p) for p in listed):
                 raise self.ctx.error(("requires", "shape"), "none of the scenario's providers "
                                      f"({', '.join(p.value for p in listed)}) runs the "
                                      "cluster shape: list one that does in 'providers'")
-        return Requirements(shape=shape)
+        return Requirements(shape=shape, redis=redis)
 
     def deployment(self, raw: dict[str, Any]) -> Deployment:
         """``infrastructure:``; placed devices are checked once the whole timeline is known

@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from semafore.deploy.settings import CLUSTER_PROVIDERS, ProviderKind, Shape
+from semafore.deploy.settings import CLUSTER_PROVIDERS, ProviderKind, RedisTopology, Shape
 from semafore.protocol.address import DeviceAddress
 
 FORMAT_VERSION = 1
@@ -282,12 +282,20 @@ class InfraTarget(Enum):
     """The Redis server the Sentinels name primary when the step runs (after a failover, the
     promoted replica): only in a scenario that ``requires: {shape: cluster}``
     (docs/backends.md "Cluster shape"), and only ``kill`` or ``stop``."""
+    REDIS_CLUSTER_PRIMARY = "redis-cluster-primary"
+    """The Redis Cluster node serving the hash slot of ``user``'s queues when the step runs
+    (after a failover, the promoted replica): only in a scenario that ``requires: {shape:
+    cluster, redis: cluster}``, and only ``kill`` or ``stop``."""
 
 
 PRIMARY_ACTIONS = (InfraAction.KILL, InfraAction.STOP)
 """What an ``infra`` step may do to ``redis-primary``: take it away. Starting, restarting,
 pausing or resuming "the current primary" would resolve, after the failover the scenario is
 about, to another server than the one taken away."""
+
+PRIMARY_TARGETS = (InfraTarget.REDIS_PRIMARY, InfraTarget.REDIS_CLUSTER_PRIMARY)
+"""The targets that are "the primary now", resolved when the step runs: a ``failover``
+assertion measures the sends around the first fault of one of them."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -303,6 +311,7 @@ class Infra(Step):
     target: InfraTarget
     replica: int | None = None
     during: str | None = None
+    user: str | None = None  # target redis-cluster-primary: whose queues' hash slot
 
 
 # Device lifecycle and prekeys
@@ -648,9 +657,13 @@ class Requirements:
     """What a scenario needs of the data tier beyond a provider name (``requires:``; issue
     #16 item 5). ``shape``: the backends' shape (:class:`Shape`, docs/backends.md "Cluster
     shape"); ``None`` leaves it to ``SEMAFORE_SHAPE``. A scenario about a Redis failover needs
-    ``cluster``: on a single Redis it would test nothing, so it is refused, never run."""
+    ``cluster``: on a single Redis it would test nothing, so it is refused, never run.
+    ``redis``: the cluster shape's Redis (:class:`RedisTopology`: Sentinel or Redis Cluster);
+    ``None`` leaves it to ``SEMAFORE_REDIS_TOPOLOGY``. It is a layout of the cluster shape,
+    so it needs ``shape: cluster``, and where that shape cannot run, neither can it."""
 
     shape: Shape | None = None
+    redis: RedisTopology | None = None
 
 
 class UnmetRequirement(Exception):

@@ -122,8 +122,9 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
     if kind is AssertionKind.FAILOVER:
         if not builder.primary_faulted:
             raise builder.ctx.error(
-                q, "failover measures the sends around a redis-primary fault, and no earlier "
-                "infra step kills or stops redis-primary (else it measures nothing)")
+                q, "failover measures the sends around a redis-primary (or "
+                "redis-cluster-primary) fault, and no earlier infra step kills or stops one "
+                "(else it measures nothing)")
         for key in ("acked_lost_at_most", "duplicated_at_most"):
             if key in body:
                 fields[key] = body[key]

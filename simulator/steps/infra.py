@@ -6,6 +6,12 @@ during a send).
 declare ``requires: {shape: cluster}``, and may only ``kill`` or ``stop`` it
 (:data:`~simulator.scenario.model.PRIMARY_ACTIONS`).
 
+``target: redis-cluster-primary`` with ``user: U`` is the Redis Cluster node serving the hash
+slot of U's queues when the step runs (``provider.redis_cluster_primary(key)``, the key carrying
+U's hash tag as the relay's store builds it): the node whose loss takes U's queued envelopes
+through the cluster's own failover. It needs ``requires: {shape: cluster, redis: cluster}`` and
+takes ``kill`` or ``stop`` only, as ``redis-primary``.
+
 One module per kind (:mod:`simulator.steps`): the body's JSON Schema, how the loader builds
 the model, how the executor runs it.
 """
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from semafore.deploy.settings import Shape
+from semafore.deploy.settings import RedisTopology, Shape
 from simulator.scenario.model import PRIMARY_ACTIONS, Infra, InfraAction, InfraTarget, Step
 from simulator.steps import StepKind, register
 
@@ -37,6 +43,11 @@ SCHEMA: dict[str, Any] = {
             "minimum": 0,
         },
         "during": {"$ref": "#/$defs/label"},
+        "user": {
+            "description": "target redis-cluster-primary only: the user whose queues' hash "
+            "slot picks the node",
+            "$ref": "#/$defs/id",
+        },
         "expect": {"$ref": "#/$defs/stepExpectation"},
     },
     "required": ["action", "target"],
@@ -50,12 +61,26 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
         builder.known_label(during, (*p, "during"))
     target = InfraTarget(b["target"])
     action = InfraAction(b["action"])
+    user = b.get("user")
+    if target is InfraTarget.REDIS_CLUSTER_PRIMARY:
+        _cluster_node(builder, p, action, user)
+    elif user is not None:
+        raise builder.ctx.error(
+            (*p, "user"), f"'user' applies to target redis-cluster-primary only "
+            f"({target.value} is not picked by a user's hash slot)")
     if target is InfraTarget.REDIS_PRIMARY:
         if builder.shape is not Shape.CLUSTER:
             raise builder.ctx.error(
                 (*p, "target"),
                 "redis-primary is the primary of a replicated Redis: the scenario must "
                 "declare 'requires: {shape: cluster}' (a single Redis has no failover)",
+            )
+        if builder.redis is RedisTopology.CLUSTER:
+            raise builder.ctx.error(
+                (*p, "target"),
+                "redis-primary is the primary the Sentinels name; under 'requires.redis: "
+                "cluster' each slot range has its own: name one with 'target: "
+                "redis-cluster-primary, user: USER'",
             )
         if action not in PRIMARY_ACTIONS:
             allowed = ", ".join(a.value for a in PRIMARY_ACTIONS)
@@ -78,7 +103,32 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
             f"server replica(s), numbered 0-{builder.server_replicas - 1} "
             "(infrastructure.server_replicas)",
         )
-    return Infra(**c, action=action, target=target, replica=replica, during=during)
+    return Infra(**c, action=action, target=target, replica=replica, during=during, user=user)
+
+
+def _cluster_node(builder: Builder, p: PathT, action: InfraAction, user: str | None) -> None:
+    """A ``redis-cluster-primary`` step: a Redis Cluster under the cluster shape, a declared
+    user whose slot picks the node, and a fault that takes the node away (a failover makes
+    "the node serving the slot" another one, so anything else would not undo the fault)."""
+    if builder.shape is not Shape.CLUSTER or builder.redis is not RedisTopology.CLUSTER:
+        raise builder.ctx.error(
+            (*p, "target"),
+            "redis-cluster-primary is a node of a Redis Cluster: the scenario must declare "
+            "'requires: {shape: cluster, redis: cluster}'",
+        )
+    if user is None:
+        raise builder.ctx.error(
+            (*p, "target"), "redis-cluster-primary needs 'user: U': the node is the one "
+            "serving the hash slot of U's queues")
+    builder.user_ids(user, (*p, "user"))
+    if action not in PRIMARY_ACTIONS:
+        allowed = ", ".join(a.value for a in PRIMARY_ACTIONS)
+        raise builder.ctx.error(
+            (*p, "action"),
+            f"redis-cluster-primary takes {allowed} only: after a failover the node serving "
+            f"the slot is another one, so {action.value} would not undo the fault",
+        )
+    builder.primary_faulted = True
 
 
 async def run(ex: Execution, step: Infra) -> None:
