@@ -193,6 +193,34 @@ def test_mongodb_is_one_container_and_the_start_says_so(
                for m in START_LOG.messages), START_LOG.messages
 
 
+def test_a_node_container_takes_every_fault_verb_and_says_what_changed(
+    boxes: ContainersClusterProvider,
+) -> None:
+    """One Sentinel (two stay up, a quorum): paused it answers nothing, resumed it answers,
+    stopped and started it comes back on its port; a verb that changes nothing says so with
+    an empty effect, as a local process's does."""
+    sentinel = boxes.group().sentinels[0]
+    node = sentinel.process
+    assert isinstance(node, ContainerProcess)
+
+    def answers() -> bool:
+        try:
+            return health.redis_ping("127.0.0.1", sentinel.port, timeout=0.5)
+        except OSError:
+            return False
+
+    assert node.pause() == {"paused": 1} and node.status() == "paused"
+    assert node.pause() == {}
+    assert not answers()
+    assert node.resume() == {"resumed": 1} and answers()
+    assert node.resume() == {}
+    assert node.stop() == {"stopped": 1} and not node.alive and not answers()
+    assert node.stop() == {}
+    assert node.kill() == {}
+    assert node.start() == {"started": 1} and node.healthy()
+    assert node.restart() == {"stopped": 1, "started": 1} and node.healthy()
+
+
 # -- a relay on it, and a primary killed ----------------------------------------------------------
 
 
