@@ -4,13 +4,13 @@ cluster shape's nodes, each its own container.
 
 Redis is a primary, a replica and three Sentinels (:class:`~semafore.deploy.sentinel.
 SentinelGroup`, a ``redis+sentinel://`` URL), or with ``SEMAFORE_REDIS_TOPOLOGY=cluster`` a
-Redis Cluster (:class:`~semafore.deploy.redis_cluster.RedisClusterGroup`, a
-``redis+cluster://`` URL); SeaweedFS is a master, three volume servers keeping every blob twice
-(``001``) and a filer (:class:`~semafore.deploy.seaweed_cluster.SeaweedCluster`). The groups
-are the local shape's own — the same argv, formation waits, role queries and fault targets —
-given a :class:`~semafore.deploy.containers_process.ContainerLauncher`, so the two shapes
-cannot drift apart; that module says why the containers share the host's network and bind
-only 127.0.0.1.
+Redis Cluster of three primaries with a replica each (:class:`~semafore.deploy.
+redis_cluster.RedisClusterGroup`, a ``redis+cluster://`` URL); SeaweedFS is a master, three
+volume servers keeping every blob twice (``001``) and a filer (:class:`~semafore.deploy.
+seaweed_cluster.SeaweedCluster`). The groups are the local shape's own — the same argv,
+formation waits, role queries and fault targets — given a :class:`~semafore.deploy.
+containers_process.ContainerLauncher`, so the two shapes cannot drift apart; that module says
+why the containers share the host's network and bind only 127.0.0.1.
 
 MongoDB stays one container (the single shape's, on a published 127.0.0.1 port): the local
 images' MongoDB is FerretDB, which has no replica sets; a warning says so at start-up, as the
@@ -37,7 +37,8 @@ from semafore.deploy.containers import (
 from semafore.deploy.containers_process import ContainerLauncher
 from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.deploy.providers import BackendName, Endpoints, FaultTarget
-from semafore.deploy.redis_cluster import RedisClusterGroup
+from semafore.deploy.redis_cluster import REPLICAS, RedisClusterGroup
+from semafore.deploy.redis_server import redis_server_argv
 from semafore.deploy.seaweed_cluster import SeaweedCluster
 from semafore.deploy.sentinel import SentinelGroup
 from semafore.deploy.settings import InfraSettings, ProviderKind, RedisTopology
@@ -86,7 +87,9 @@ class ContainersClusterProvider(ClusterShapeProvider, ContainersProvider):
         persistence = redis_persistence(self.redis_durable)
         if self.settings.redis_topology is RedisTopology.CLUSTER:
             nodes = RedisClusterGroup(
-                REDIS_SERVER, root / "redis", extra_args=persistence, launch=redis_launch)
+                REDIS_SERVER, root / "redis", replicas=REPLICAS, extra_args=persistence,
+                launch=redis_launch,
+            )
             self.redis_cluster = nodes
         else:
             spec, primary_port = self._primary_spec(root, persistence)
@@ -104,7 +107,7 @@ class ContainersClusterProvider(ClusterShapeProvider, ContainersProvider):
             self.redis_server.wait_healthy()
             group = SentinelGroup(
                 REDIS_SERVER, root, self.redis_server, primary_port,
-                replica_args=["--rdbcompression", "no", *persistence], launch=redis_launch,
+                replica_args=persistence, launch=redis_launch,
             )
             self.sentinel_group = group
             redis_url = group.start().url
@@ -133,20 +136,9 @@ class ContainersClusterProvider(ClusterShapeProvider, ContainersProvider):
         (port,) = free_ports(1)
         data = root / "redis"
         data.mkdir()
-        argv = [
-            str(REDIS_SERVER),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--dir", str(data),
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--rdbcompression", "no",
-            "--logfile", "",
-            *persistence,
-        ]
         spec = ProcessSpec(
-            "redis", argv, lambda: health.redis_ping("127.0.0.1", port), root / "redis.log",
-            cwd=data,
+            "redis", redis_server_argv(REDIS_SERVER, port, data, *persistence),
+            lambda: health.redis_ping("127.0.0.1", port), root / "redis.log", cwd=data,
         )
         return spec, port
 

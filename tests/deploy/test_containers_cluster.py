@@ -32,7 +32,8 @@ from semafore.deploy.sentinel import SENTINELS, SERVICE, replication_role
 from semafore.deploy.settings import InfraSettings, ProviderKind, RedisTopology, Shape
 from semafore.deploy.stores import backend_stores
 from semafore.deploy.testing import prepare_container_engine, require, unavailable
-from semafore.storage.redis_cluster import is_cluster_url
+from semafore.storage.redis import RedisNamespace
+from semafore.storage.redis_cluster import is_cluster_url, slot_of
 from semafore.storage.redis_sentinel import parse_sentinel_url
 from simulator.executor import run_scenario
 from simulator.report.model import Outcome
@@ -300,9 +301,10 @@ def test_with_one_copy_the_same_kill_loses_the_blob(
 
 
 def test_the_redis_cluster_topology_runs_each_node_in_a_container(tmp_path: Path) -> None:
-    """A Redis Cluster of containers: a ``redis+cluster://`` URL the relay's stores work on,
-    every node reporting ``cluster_state:ok``, the whole cluster one fault target, and
-    stopping the provider leaves no container."""
+    """A Redis Cluster of containers (three primaries, a replica each): a ``redis+cluster://``
+    URL the relay's stores work on, every node reporting ``cluster_state:ok``; the container
+    of the node serving a user's slot killed, its replica takes the slot over and the stores
+    keep working; stopping the provider leaves no container."""
     provider = _started(_settings(tmp_path, RedisTopology.CLUSTER))
     try:
         url = provider.endpoints.redis_url
@@ -310,12 +312,17 @@ def test_the_redis_cluster_topology_runs_each_node_in_a_container(tmp_path: Path
         assert url is not None and is_cluster_url(url)
         assert isinstance(group, RedisClusterGroup) and group.address.url == url
         assert provider.sentinel_group is None and provider.backend("redis") is group
+        assert (len(group.nodes), len(group.replicas)) == (3, 3)
         assert all(isinstance(p, ContainerProcess) for p in group.processes)
-        assert all(cluster_info(n.port)["cluster_state"] == "ok" for n in group.nodes)
+        assert all(cluster_info(n.port)["cluster_state"] == "ok" for n in group.members)
         assert str(REDIS_SERVER) == group.processes[0].spec.argv[0]
+        namespace = "ccluster"
+        ns = RedisNamespace(url, namespace)
+        slot = slot_of(ns.user("bob"))
+        asyncio.run(ns.close())
 
         async def body() -> None:
-            stores, handles = await backend_stores(provider.endpoints, "ccluster")
+            stores, handles = await backend_stores(provider.endpoints, namespace)
             try:
                 await stores.queues.enqueue([envelope("e1"), envelope("e2", user="carol")])
                 fetched = await stores.queues.fetch("bob", "d1", 5)
@@ -324,6 +331,12 @@ def test_the_redis_cluster_topology_runs_each_node_in_a_container(tmp_path: Path
                 await handles.drop()
                 await handles.close()
 
+        asyncio.run(body())
+        victim = provider.redis_cluster_primary(ns.user("bob"))
+        assert isinstance(victim, ContainerProcess)
+        former = group.serving(slot).port
+        assert victim.kill() == {"killed": 1}
+        assert group.wait_served(slot, former).port != former
         asyncio.run(body())
         containers = [p for launcher in provider.launchers for p in launcher.created]
         ids = [c.container.id for c in containers]
