@@ -368,6 +368,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"- target allowed by: {_allowed_by(run.get('target_allowed_by'))}",
         f"- bounds: {run.get('users')} devices, spawn {run.get('spawn_rate')}/s, "
         f"{run.get('duration')} s, max requests {run.get('max_requests') or '—'}",
+        f"- population: {run.get('people')} people, {run.get('devices_provisioned')} devices, "
+        f"provisioned and verified on the relay in {run.get('provisioning_s', '?')} s",
         f"- load generator: {_generators(run)}"
         + (f" — **{run['locust_terminated']}**" if run.get("locust_terminated") else ""),
         f"- machine: {summary['machine'].get('cpu', '?')}, {summary['machine'].get('cpus')} CPUs,"

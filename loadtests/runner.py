@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -289,10 +290,12 @@ def run_load(options: RunOptions) -> dict[str, Any]:
     org_id = options.org_id or f"load-{uuid.uuid4().hex[:12]}"
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with open_target(options.target, org_id, options.policy) as target:
+        provisioning = time.monotonic()
         corpus = asyncio.run(
             build_corpus(profile, target.url, org_id, options.out_dir, seed=options.seed,
                          progress=options.progress)
         )
+        provisioning = time.monotonic() - provisioning
         (options.out_dir / "profile.json").write_text(
             json.dumps(profile.to_dict(), indent=2), encoding="utf-8"
         )
@@ -304,6 +307,7 @@ def run_load(options: RunOptions) -> dict[str, Any]:
         server = target.counters.snapshot() if target.counters else None
         run = _run_info(options, profile, target, started)
         run["loadavg_at_start"] = loadavg
+        run["provisioning_s"] = round(provisioning, 1)
         terminated = options.out_dir / "locust-terminated.txt"
         if terminated.is_file():
             run["locust_terminated"] = terminated.read_text(encoding="utf-8").strip()

@@ -45,6 +45,7 @@ from semafore.client.errors import ClientError, RecipientsFailed
 from semafore.deploy.data_tier import DataTier
 from semafore.deploy.inprocess_replicas import ReplicaError
 from semafore.deploy.local_push import LocalPushBus
+from semafore.deploy.seaweed_cluster import SeaweedCluster
 from semafore.deploy.settings import ProviderKind
 from semafore.protocol import secrets as protocol_secrets
 from semafore.protocol import smx1
@@ -54,6 +55,7 @@ from semafore.protocol.errors import ProtocolError
 from semafore.protocol.frame import is_smx1
 from semafore.server.oplog import LOGGER_NAME, LogHash, configure_logging
 from semafore.server.push import PushPort
+from semafore.storage.seaweedfs import SeaweedfsBlobStore
 from simulator import device_state, failover, steps
 from simulator import inventory as inv
 from simulator.adversary import (
@@ -189,15 +191,20 @@ class Infrastructure(DataTier):
         return await asyncio.to_thread(self.provider.redis_cluster_primary, key)
 
     async def fault(self, target: InfraTarget, action: InfraAction,
-                    user: str | None = None) -> Counter[str]:
+                    user: str | None = None, *,
+                    volume: int | None = None) -> Counter[str]:
         """Apply a backend fault; what it changed (``started``, ``stopped``, ``killed``,
-        ``paused``, ``resumed``), empty when the backend already was in that state."""
+        ``paused``, ``resumed``), empty when the backend already was in that state.
+        ``volume``: the index of the volume server a ``seaweedfs-volume`` fault hits."""
         if target is InfraTarget.REDIS_CLUSTER_PRIMARY:
             assert user is not None, "the loader requires user"
             backend = await self.cluster_node(user)
         elif target is InfraTarget.REDIS_PRIMARY and self.provider is not None:
             # the server the Sentinels name primary now (docs/backends.md "Cluster shape")
             backend = await asyncio.to_thread(self.provider.redis_primary)
+        elif target is InfraTarget.SEAWEEDFS_VOLUME and self.provider is not None:
+            assert volume is not None, "the loader requires volume or holding"
+            backend = self.seaweed_cluster().volumes[volume].process
         else:
             backend = self.backend(target.value)
         if backend is None:
@@ -207,6 +214,30 @@ class Infrastructure(DataTier):
             )
         effect = await asyncio.to_thread(getattr(backend, _FAULT_METHODS[action]))
         return Counter(effect) if effect else Counter()
+
+    def seaweed_cluster(self) -> SeaweedCluster:
+        """The provider's SeaweedFS cluster (master, volume servers, filer): the cluster
+        shape's object store, whose single volume servers a scenario may fault."""
+        seaweedfs = getattr(self.provider, "seaweedfs", None)
+        cluster = seaweedfs() if callable(seaweedfs) else None
+        if not isinstance(cluster, SeaweedCluster):
+            raise ExecutorError(f"infra seaweedfs-volume: the {self.name} provider runs no "
+                                "SeaweedFS cluster of its own (the local cluster shape does)")
+        return cluster
+
+    async def volume_holding(self, file_id: str) -> int:
+        """The index of the first live volume server (by address) holding a copy of the
+        attachment blob ``file_id``: its filer path as the relay's blob adapter stored it,
+        located by the master now (``SeaweedCluster.holders``)."""
+        cluster = self.seaweed_cluster()
+        blobs = self.stores.blobs if self.stores is not None else None
+        if not isinstance(blobs, SeaweedfsBlobStore):
+            raise ExecutorError("infra seaweedfs-volume: the relay's blobs are not in SeaweedFS")
+        holders = await asyncio.to_thread(cluster.holders, blobs.path(file_id))
+        if not holders:
+            raise ExecutorError(f"infra seaweedfs-volume: no live volume server holds blob "
+                                f"{file_id}")
+        return cluster.volumes.index(holders[0])
 
 
 @dataclass
@@ -318,6 +349,9 @@ class Execution:
         self.replays_injected = 0
         self.recoveries: list[tuple[Assertion, str, set[str], int]] = []  # last error index
         self.file_ids: list[tuple[str, str]] = []  # (attachment label, file id)
+        self.volume_holding: dict[str, int] = {}  # attachment label -> the volume server
+        """The volume server an ``infra`` step named as holding an attachment's blob, resolved
+        once: a later step naming the same label (``start`` after ``kill``) acts on it."""
         self.fetched: dict[tuple[str, str], bytes | str] = {}  # (device, message id) -> blob
         self.secrets_seen: dict[str, int] = {}  # key kind -> how many the protocol reported
         # devices of adapter implementations (issue 15 item 1, simulator.impl_device):
@@ -1078,12 +1112,16 @@ class Execution:
             return
         if step.target is not InfraTarget.SERVER:
             assert isinstance(self.infra, Infrastructure)
+            volume = await self._volume_server(step)
+            which = ("" if volume is None else
+                     f" {volume} ({self.infra.seaweed_cluster().volumes[volume].process.name})"
+                     + (f" holding {step.holding}" if step.holding is not None else ""))
             at = time.monotonic()
-            effect = await self.infra.fault(step.target, step.action, step.user)
+            effect = await self.infra.fault(step.target, step.action, step.user, volume=volume)
             self.fault_records.append((step, _BackendFault(
-                f"{step.action.value} {step.target.value} ({self.infra.name} provider)",
+                f"{step.action.value} {step.target.value}{which} ({self.infra.name} provider)",
                 effect, at)))
-            self.event(step, "infra", f"{step.action.value} {step.target.value}{during} "
+            self.event(step, "infra", f"{step.action.value} {step.target.value}{which}{during} "
                        f"({self.infra.name} provider)")
             return
         fleet = self.fleet
@@ -1115,6 +1153,21 @@ class Execution:
         self.event(step, "infra", f"{action.value} server{during}: {which} "
                    f"(in-process, same stores; replicas {states})",
                    replicas=states)
+
+    async def _volume_server(self, step: Infra) -> int | None:
+        """The volume server index a ``seaweedfs-volume`` step hits (None for other targets):
+        ``volume`` as written, or the holder of the ``holding`` attachment's blob, resolved
+        the first time a step names that label."""
+        if step.target is not InfraTarget.SEAWEEDFS_VOLUME or step.holding is None:
+            return step.volume
+        if step.holding not in self.volume_holding:
+            file_id = dict(self.file_ids).get(step.holding)
+            if file_id is None:
+                raise ExecutorError(f"infra {step.action.value} seaweedfs-volume: attachment "
+                                    f"{step.holding} was never uploaded")
+            assert isinstance(self.infra, Infrastructure)
+            self.volume_holding[step.holding] = await self.infra.volume_holding(file_id)
+        return self.volume_holding[step.holding]
 
     async def attack(self, step: Attack) -> None:
         """An attacker acts through the relay's public API (simulator.attacks); an attack

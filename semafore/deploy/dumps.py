@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import sqlite3
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Generator, Iterable, Iterator
@@ -53,6 +55,8 @@ from semafore.storage.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
 if TYPE_CHECKING:
     from semafore.deploy.providers import Provider
+
+log = logging.getLogger(__name__)
 
 PAGE = 1000
 READ_BYTES = 1 << 20  # one block of a stored file or a filer file read back
@@ -381,9 +385,20 @@ def iter_seaweedfs(filer_url: str, *, data_dir: Path | None = None,
                    root: str = "/") -> Iterator[Dumped]:
     """Every filer file under ``root`` read back (one larger than :data:`SPOOL_BYTES`
     spooled to a temporary file as it is read, yielded as a :class:`StoredFile` that lasts
-    until the next item is asked for), then the volume files under ``data_dir``."""
+    until the next item is asked for), then the volume files under ``data_dir``.
+
+    With ``data_dir``, a filer file that no live volume server holds any more (the filer
+    answers 500: its servers were killed, a scenario's fault) is skipped, not an error: its
+    bytes are in the volume files read from disk below, dead server or not — as an adversary
+    with disk access reads them. Without ``data_dir`` nothing else would read it: it raises."""
     for path in seaweedfs_files(filer_url, root):
-        yield from filer_file(filer_url, path)
+        try:
+            yield from filer_file(filer_url, path)
+        except urllib.error.HTTPError as exc:
+            if data_dir is None or exc.code != 500:
+                raise
+            log.warning("seaweedfs dump: %s unreadable through the filer (no live volume "
+                        "server holds it); its volume files are read from %s", path, data_dir)
     if data_dir is not None:
         for file in sorted(data_dir.rglob("*")):
             if file.is_file() and file.suffix in (".dat", ".idx", ".ecx", ".ldb", ".log", ".sst"):

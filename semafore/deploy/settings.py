@@ -154,6 +154,18 @@ def _redis_wait(env: Mapping[str, str]) -> ReplicaWait | None:
         raise SettingsError("SEMAFORE_REDIS_WAIT", str(exc)) from None
 
 
+def _seaweedfs_replication(env: Mapping[str, str]) -> str | None:
+    """SeaweedFS's replica placement, three digits (``001``: a second copy on another server
+    of the rack); unset: the cluster shape's default (semafore.deploy.seaweed_cluster)."""
+    raw = env.get("SEMAFORE_SEAWEEDFS_REPLICATION", "").strip()
+    if not raw:
+        return None
+    if len(raw) != 3 or not raw.isdigit():
+        raise SettingsError("SEMAFORE_SEAWEEDFS_REPLICATION",
+                            f"{raw!r} is not a replica placement of three digits, e.g. 001")
+    return raw
+
+
 def _redis_topology(env: Mapping[str, str]) -> RedisTopology:
     raw = env.get("SEMAFORE_REDIS_TOPOLOGY", "").strip().lower() or RedisTopology.SENTINEL.value
     try:
@@ -180,7 +192,10 @@ class InfraSettings:
     ``redis+cluster://H:P[,H:P...][/0]``;
     ``SEMAFORE_REDIS_TOPOLOGY`` sentinel|cluster (default sentinel): the cluster shape's Redis;
     ``SEMAFORE_REDIS_WAIT`` ``N[/TIMEOUT_S]`` (default unset or 0: do not wait): the relay
-    acknowledges a send only once N Redis replicas have it (``WAIT``, docs/backends.md).
+    acknowledges a send only once N Redis replicas have it (``WAIT``, docs/backends.md);
+    ``SEMAFORE_SEAWEEDFS_REPLICATION`` three digits (default 001): the cluster shape's
+    SeaweedFS replica placement (``000``: one copy, what a volume-server loss scenario must
+    catch).
     """
 
     provider: ProviderKind = ProviderKind.EMBEDDED
@@ -196,6 +211,7 @@ class InfraSettings:
     shape: Shape = Shape.SINGLE
     redis_topology: RedisTopology = RedisTopology.SENTINEL
     redis_wait: ReplicaWait | None = None
+    seaweedfs_replication: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InfraSettings:
@@ -240,6 +256,7 @@ class InfraSettings:
             shape=shape,
             redis_topology=_redis_topology(env),
             redis_wait=_redis_wait(env),
+            seaweedfs_replication=_seaweedfs_replication(env),
         )
         settings.check_shape()
         if provider is ProviderKind.EXTERNAL:

@@ -321,6 +321,7 @@ class Builder:
         self.devices: set[DeviceAddress] = set()
         self.ever_devices: set[DeviceAddress] = set()
         self.labels: set[str] = set()
+        self.attachments: set[str] = set()  # the labels of attach steps so far
         self.adversaries: dict[str, Compromise] = {}
         self.index = 0
         self.server_replicas = 1

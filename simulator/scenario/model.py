@@ -286,6 +286,11 @@ class InfraTarget(Enum):
     """The Redis Cluster node serving the hash slot of ``user``'s queues when the step runs
     (after a failover, the promoted replica): only in a scenario that ``requires: {shape:
     cluster, redis: cluster}``, and only ``kill`` or ``stop``."""
+    SEAWEEDFS_VOLUME = "seaweedfs-volume"
+    """One volume server of the cluster shape's SeaweedFS: ``volume: N`` (0-based) or
+    ``holding: LABEL``, the first live server holding a copy of that attachment's blob when the
+    step first runs (later steps naming the same label act on the same server). Only in a
+    scenario that ``requires: {shape: cluster}``."""
 
 
 PRIMARY_ACTIONS = (InfraAction.KILL, InfraAction.STOP)
@@ -312,6 +317,8 @@ class Infra(Step):
     replica: int | None = None
     during: str | None = None
     user: str | None = None  # target redis-cluster-primary: whose queues' hash slot
+    volume: int | None = None  # target seaweedfs-volume: the volume server's index
+    holding: str | None = None  # target seaweedfs-volume: the attachment whose holder it is
 
 
 # Device lifecycle and prekeys

@@ -32,13 +32,15 @@ SCHEMA: dict[str, Any] = {
 
 
 def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> Step:
-    return Attach(
+    step = Attach(
         **c,
         sender=builder.device(b["from"], (*p, "from")),
         to=builder.user_ids(b["to"], (*p, "to")),
         label=builder.new_label(b["label"], (*p, "label")),
         size=b.get("size", 4096),
     )
+    builder.attachments.add(step.label)  # an infra step may name its blob's holder
+    return step
 
 
 async def run(ex: Execution, step: Attach) -> None:

@@ -12,6 +12,11 @@ U's hash tag as the relay's store builds it): the node whose loss takes U's queu
 through the cluster's own failover. It needs ``requires: {shape: cluster, redis: cluster}`` and
 takes ``kill`` or ``stop`` only, as ``redis-primary``.
 
+``target: seaweedfs-volume`` is one SeaweedFS volume server of the cluster shape: ``volume: N``
+by index, or ``holding: LABEL``, a server holding a copy of an earlier attachment's blob,
+resolved when the step runs (``SeaweedCluster.holders``) — the fault a replicated object store
+must survive (ADR-0157 attachment blobs, seed §3.5 availability). Also cluster shape only.
+
 One module per kind (:mod:`simulator.steps`): the body's JSON Schema, how the loader builds
 the model, how the executor runs it.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from semafore.deploy.seaweed_cluster import VOLUME_SERVERS
 from semafore.deploy.settings import RedisTopology, Shape
 from simulator.scenario.model import PRIMARY_ACTIONS, Infra, InfraAction, InfraTarget, Step
 from simulator.steps import StepKind, register
@@ -48,6 +54,13 @@ SCHEMA: dict[str, Any] = {
             "slot picks the node",
             "$ref": "#/$defs/id",
         },
+        "volume": {
+            "description": "target seaweedfs-volume only: the volume server's index (0-based, "
+            f"below {VOLUME_SERVERS})",
+            "type": "integer",
+            "minimum": 0,
+        },
+        "holding": {"$ref": "#/$defs/label"},
         "expect": {"$ref": "#/$defs/stepExpectation"},
     },
     "required": ["action", "target"],
@@ -68,6 +81,15 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
         raise builder.ctx.error(
             (*p, "user"), f"'user' applies to target redis-cluster-primary only "
             f"({target.value} is not picked by a user's hash slot)")
+    volume, holding = b.get("volume"), b.get("holding")
+    if target is InfraTarget.SEAWEEDFS_VOLUME:
+        _volume_server(builder, p, volume, holding)
+    else:
+        for key, value in (("volume", volume), ("holding", holding)):
+            if value is not None:
+                raise builder.ctx.error(
+                    (*p, key), f"'{key}' applies to target seaweedfs-volume only "
+                    f"({target.value} is not a volume server)")
     if target is InfraTarget.REDIS_PRIMARY:
         if builder.shape is not Shape.CLUSTER:
             raise builder.ctx.error(
@@ -103,7 +125,31 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
             f"server replica(s), numbered 0-{builder.server_replicas - 1} "
             "(infrastructure.server_replicas)",
         )
-    return Infra(**c, action=action, target=target, replica=replica, during=during, user=user)
+    return Infra(**c, action=action, target=target, replica=replica, during=during, user=user,
+                 volume=volume, holding=holding)
+
+
+def _volume_server(builder: Builder, p: PathT, volume: int | None, holding: str | None) -> None:
+    """A ``seaweedfs-volume`` step names exactly one volume server of the cluster shape: by
+    index below :data:`VOLUME_SERVERS`, or as the holder of an earlier ``attach``'s blob."""
+    if builder.shape is not Shape.CLUSTER:
+        raise builder.ctx.error(
+            (*p, "target"),
+            "seaweedfs-volume is one volume server of a replicated SeaweedFS: the scenario "
+            "must declare 'requires: {shape: cluster}' (the single shape runs one weed server)",
+        )
+    if (volume is None) == (holding is None):
+        raise builder.ctx.error(
+            (*p, "target"), "seaweedfs-volume needs exactly one of 'volume: N' (an index) or "
+            "'holding: LABEL' (the server holding that attachment's blob)")
+    if volume is not None and volume >= VOLUME_SERVERS:
+        raise builder.ctx.error(
+            (*p, "volume"), f"volume server {volume} does not exist: the cluster shape runs "
+            f"{VOLUME_SERVERS}, numbered 0-{VOLUME_SERVERS - 1}")
+    if holding is not None and holding not in builder.attachments:
+        what = ("is a message, not an attachment" if holding in builder.labels
+                else "is not the label of an earlier attach step")
+        raise builder.ctx.error((*p, "holding"), f"holding {holding!r}: {what}")
 
 
 def _cluster_node(builder: Builder, p: PathT, action: InfraAction, user: str | None) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import os
 import sys
+import urllib.error
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -238,6 +239,16 @@ def test_a_blob_survives_kill_9_of_a_volume_server_only_because_it_is_replicated
     cluster = own_cluster(replication)
     data = os.urandom(3000) + b"\x00attachment-ciphertext\xff"
     assert survives_losing_a_holder(cluster, data) is survives
+    # the oracle's dump still reads the lost blob: in the dead server's volume files on disk
+    # (through the filer it is unreadable; without the files the dump says so by raising)
+    found = [item.source for item in dumps.iter_seaweedfs(cluster.filer_url,
+                                                           data_dir=cluster.data_dir)
+             if dumps.contains(item, data)]
+    assert any(source.startswith("seaweedfs-file:") for source in found)
+    assert any(source.startswith("seaweedfs:/") for source in found) is survives
+    if not survives:
+        with pytest.raises(urllib.error.HTTPError):
+            list(dumps.iter_seaweedfs(cluster.filer_url))
 
 
 @pytest.mark.backend

@@ -88,7 +88,12 @@ def assert_report(out: Path, summary: dict[str, Any]) -> None:
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     read_locust_failures(out / "locust_failures.csv")
     assert read_samples(out / "samples.csv")
-    assert "# Capacity report" in (out / "summary.md").read_text()
+    markdown = (out / "summary.md").read_text()
+    assert "# Capacity report" in markdown
+    run = summary["run"]
+    assert run["provisioning_s"] > 0
+    assert (f"- population: {run['people']} people, {run['devices_provisioned']} devices, "
+            f"provisioned and verified on the relay in {run['provisioning_s']} s") in markdown
 
 
 def server_side_sends(out: Path) -> list[tuple[str, int]]:
