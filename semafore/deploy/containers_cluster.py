@@ -35,6 +35,7 @@ from semafore.deploy.containers import (
     require_image,
 )
 from semafore.deploy.containers_process import ContainerLauncher
+from semafore.deploy.errors import BackendUnavailableError
 from semafore.deploy.processes import ManagedProcess, ProcessSpec, free_ports
 from semafore.deploy.providers import BackendName, Endpoints, FaultTarget
 from semafore.deploy.redis_cluster import REPLICAS, RedisClusterGroup
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 REDIS_SERVER = Path("redis-server")
 """The Redis program inside the image (found on the image's ``PATH``: ``redis:7`` and the
 local ``semafore/redis:local`` both have it)."""
+
+START_ATTEMPTS = 3
 
 WEED = Path("/usr/bin/weed")
 """The SeaweedFS program inside the image (both ``chrislusf/seaweedfs`` and the local image)."""
@@ -73,6 +76,21 @@ class ContainersClusterProvider(ClusterShapeProvider, ContainersProvider):
         self.seaweed_cluster: SeaweedCluster | None = None
 
     def _start(self) -> Endpoints:
+        # A port chosen free can be taken by another process before a node binds it (the
+        # machine's test runs share it): start afresh on new ports, a few times, as local does.
+        for attempt in range(START_ATTEMPTS):
+            try:
+                return self._start_once()
+            except BackendUnavailableError as exc:
+                if "address already in use" not in exc.log_tail.lower() \
+                        or attempt == START_ATTEMPTS - 1:
+                    raise
+                log.warning("port taken during start-up, retrying",
+                            extra={"backend": exc.backend})
+                self._stop()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> Endpoints:
         client = docker_client()
         images = dict(self.settings.images)
         for name in ("redis", "seaweedfs"):

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,11 +21,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from semafore.deploy import health
+from semafore.deploy import containers_cluster, health
 from semafore.deploy.containers import ContainerBackend, docker_client
 from semafore.deploy.containers_cluster import REDIS_SERVER, WEED, ContainersClusterProvider
 from semafore.deploy.containers_process import LABEL, ContainerLauncher, ContainerProcess
 from semafore.deploy.errors import InfraError
+from semafore.deploy.processes import free_ports
 from semafore.deploy.redis_cluster import RedisClusterGroup, cluster_info
 from semafore.deploy.seaweed_cluster import SeaweedCluster, registered_volume_servers
 from semafore.deploy.selection import provider_from_settings
@@ -220,6 +222,37 @@ def test_a_node_container_takes_every_fault_verb_and_says_what_changed(
     assert node.kill() == {}
     assert node.start() == {"started": 1} and node.healthy()
     assert node.restart() == {"stopped": 1, "started": 1} and node.healthy()
+
+
+def test_a_port_taken_before_the_primary_binds_it_starts_afresh_on_new_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The primary's port is taken (by a listener here) between choosing and binding it: the
+    node's container exits with "Address already in use", and the provider removes what it
+    started and starts again on new ports instead of failing the run."""
+    settings = _settings(tmp_path)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = iter([[taken.getsockname()[1]]])
+    real = free_ports
+    monkeypatch.setattr(containers_cluster, "free_ports",
+                        lambda count: next(picks, None) or real(count))
+    records = _Records()
+    logging.getLogger("semafore.deploy.containers_cluster").addHandler(records)
+    try:
+        provider = provider_from_settings(settings)
+        assert isinstance(provider, ContainersClusterProvider)
+        try:
+            provider.start()  # not require(): a start that gives up must fail this test
+            assert provider.redis_server is not None and provider.redis_server.healthy()
+            assert taken.getsockname()[1] not in provider.redis_server.spec.argv
+        finally:
+            provider.stop()
+    finally:
+        logging.getLogger("semafore.deploy.containers_cluster").removeHandler(records)
+        taken.close()
+    assert "port taken during start-up, retrying" in records.messages
 
 
 # -- a relay on it, and a primary killed ----------------------------------------------------------
