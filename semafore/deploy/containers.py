@@ -6,6 +6,9 @@ and ``SEMAFORE_*_IMAGE`` points here at them (docs/backends.md). Every published
 to 127.0.0.1 explicitly, whatever the engine's default. No reaper container (it cannot be
 pulled here): :meth:`ContainersProvider.stop` removes what it created, and containers carry
 the label ``semafore.deploy=1`` so a crashed run's leftovers can be found.
+
+This is the single shape: one container per backend. The cluster shape (``SEMAFORE_SHAPE=
+cluster``) is :mod:`semafore.deploy.containers_cluster`, a container per node.
 """
 
 from __future__ import annotations
