@@ -4,6 +4,10 @@ is SIGKILLed once ``--kill-after`` sends are acknowledged, and the run reports w
 failover did to acknowledged sends: lost, duplicated, the unavailability window and the
 failover time (semafore.deploy.failover). Each ``--runs`` run starts a fresh cluster.
 
+With ``SEMAFORE_REDIS_TOPOLOGY=cluster`` the shape's Redis is a Redis Cluster (3 primaries + 3
+replicas) and the node killed is the one serving the recipient's hash slot; the cluster's own
+failover promotes its replica (``--min-replicas`` is then not applied: Sentinel topology only).
+
 ``--min-replicas 1`` sets ``min-replicas-to-write 1`` on the primary (the configuration that
 refuses writes nobody replicates); ``--wait`` is not a flag here: the relay does not issue
 ``WAIT`` (docs/backends.md "Cluster shape" says what each prevents). Figures are as measured,
@@ -71,7 +75,8 @@ def main(
     body_size: int, pause_replica_at: int | None, json_out: Path | None,
 ) -> None:
     console = Console(width=160)
-    table = Table(title=f"Sentinel failover: {messages} sends, {writers} writers, "
+    topology = InfraSettings.from_env().redis_topology.value
+    table = Table(title=f"Redis failover ({topology}): {messages} sends, {writers} writers, "
                         f"kill after {kill_after} acks, min-replicas-to-write {min_replicas}, "
                         f"replica paused at {pause_replica_at} acks, body {body_size} B")
     for column in ("run", "acked", "attempts", "errors", "lost", "lost: acked from..to (s)",

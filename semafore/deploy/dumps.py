@@ -245,8 +245,9 @@ def redis_copies(url: str, *, timeout: float = 10.0) -> list[RedisCopy]:
     replica applies the delete), so an adversary holding a replica's disk is covered too.
     A ``redis+cluster://`` URL names a cluster whose every primary holds the keys of its
     slots (SCAN on one node sees only those): each primary the seed nodes list
-    (:func:`semafore.storage.redis_cluster.node_urls`) is read; the cluster shape runs no
-    cluster replicas (docs/backends.md "Cluster shape"), so there are no other copies.
+    (:func:`semafore.storage.redis_cluster.node_urls`) is read; its replicas are not read
+    live: the cluster shape keeps every node's directory (replicas' and killed nodes'
+    included) under ``data_dir``, whose RDB/AOF files :func:`iter_redis` reads.
     ``redis.exceptions.ConnectionError`` (or ``MasterNotFoundError``) if the Sentinels or
     the seed nodes cannot be asked or know no primary."""
     if is_cluster_url(url):

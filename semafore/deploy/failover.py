@@ -15,6 +15,10 @@ Figures, as measured, never asserted to be zero:
   reply already on its way when the primary died does not end the window), and
   ``failover``: until the Sentinels named the replica primary and it reports itself primary.
 
+On the Redis Cluster topology (``SEMAFORE_REDIS_TOPOLOGY=cluster``) the primary killed is
+the node serving the recipient's hash slot, its replica the node the cluster promotes
+(``RedisClusterGroup.serving``, ``replicas_of``, ``wait_served``), with no Sentinel.
+
 Why the queue port and not HTTP to a relay process: the relay acknowledges a send exactly when
 ``enqueue_send`` returns, and this isolates what the data tier loses from what the relay
 process does; a run through ``semafore serve`` on this shape is listed as missing.
@@ -27,15 +31,17 @@ import hashlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
 from semafore.deploy.cluster import ClusterShapeProvider
 from semafore.deploy.errors import FaultError
+from semafore.deploy.processes import ManagedProcess
 from semafore.storage.ports import AlreadyExists, QueuedEnvelope, SendRecord
 from semafore.storage.redis import RedisNamespace, RedisQueueStore, ReplicaWait, ReplicaWaitError
+from semafore.storage.redis_cluster import slot_of
 
 ORG = "failover-org"
 SENDER = ("alice", "alice-phone")
@@ -99,6 +105,34 @@ def tally(acked_at: Mapping[str, float], queued: Iterable[str], kill_time: float
         lost_acked_at=tuple(acked_at[m] - kill_time for m in lost),
         duplicated=tuple(sorted(m for m, n in per_message.items() if n > 1)),
     )
+
+
+@dataclass(frozen=True)
+class _Primary:
+    """The primary a run kills, its replica (paused to model lag) and how to wait for that
+    replica's promotion (the port of the new primary)."""
+
+    port: int
+    process: ManagedProcess
+    replica: ManagedProcess | None
+    wait_promoted: Callable[[], int]
+
+
+def _primary(provider: ClusterShapeProvider, ns: RedisNamespace) -> _Primary:
+    """The Sentinel topology's primary, or the Redis Cluster node serving the recipient's
+    queues (the key's hash tag is the store's own, :meth:`RedisNamespace.user`)."""
+    cluster = provider.redis_cluster
+    if cluster is not None:
+        slot = slot_of(ns.user(RECIPIENT[0]))
+        node = cluster.serving(slot)
+        standby = cluster.replicas_of(node.port)
+        return _Primary(node.port, node.process, standby[0].process if standby else None,
+                        lambda: cluster.wait_served(slot, node.port).port)
+    group = provider.group()
+    port = group.primary_port()
+    return _Primary(port, group.node(port).process,
+                    group.replica.process if group.replica is not None else None,
+                    lambda: group.wait_promoted(port))
 
 
 def _envelope(message_id: str, now: float, body_size: int) -> QueuedEnvelope:
@@ -165,12 +199,12 @@ async def measure_failover(
         raise FaultError(f"pause_replica_at must be within 1..{kill_after - 1}")
     if not 0 < kill_after < messages:
         raise FaultError(f"kill_after must be within 1..{messages - 1}, got {kill_after}")
-    group = provider.group()
     url = provider.endpoints.redis_url
     assert url is not None
     ns = RedisNamespace(url, namespace)
     store = RedisQueueStore(ns, wait=wait)
-    former = group.primary_port()
+    primary = _primary(provider, ns)
+    former = primary.port
     acked_at: dict[str, float] = {}
     progress = 0  # acknowledged sends, plus attempts refused by ``wait`` before the kill
     begun_after_kill: list[float] = []
@@ -183,21 +217,20 @@ async def measure_failover(
 
     async def watch_failover() -> int:
         nonlocal promoted_at
-        port = await asyncio.to_thread(group.wait_promoted, former)
+        port = await asyncio.to_thread(primary.wait_promoted)
         promoted_at = time.monotonic()
         if wait is not None:  # the former primary rejoins as the new primary's replica
-            await asyncio.to_thread(group.node(former).process.start)
+            await asyncio.to_thread(primary.process.start)
         return port
     next_id = iter(range(messages))
     stop_at = time.monotonic() + deadline
 
     async def kill_primary() -> None:
         nonlocal kill_time, promoted
-        victim = group.node(former).process
         kill_time = time.monotonic()
-        victim.kill()
-        if pause_replica_at is not None and group.replica is not None:
-            group.replica.process.resume()
+        primary.process.kill()
+        if pause_replica_at is not None and primary.replica is not None:
+            primary.replica.resume()
         killed.set()
         promoted = asyncio.ensure_future(watch_failover())
 
@@ -205,8 +238,8 @@ async def measure_failover(
         """The primary took a write: pause the replica or kill at the thresholds."""
         nonlocal progress
         progress += 1
-        if progress == pause_replica_at and group.replica is not None:
-            group.replica.process.pause()
+        if progress == pause_replica_at and primary.replica is not None:
+            primary.replica.pause()
         if progress == kill_after and not killed.is_set():
             await kill_primary()
 
@@ -223,7 +256,11 @@ async def measure_failover(
                 if not killed.is_set():
                     await took()
                 continue
-            except (RedisError, AlreadyExists, OSError) as exc:
+            # AttributeError: redis-py 8.1's asyncio RedisCluster, when a node dies under
+            # concurrent commands, can close a connection another task is writing on
+            # ('NoneType' object has no attribute 'writelines'); a relay answers that 500,
+            # which a client retries (RETRY_STATUSES). Counted in error_kinds, never hidden.
+            except (RedisError, AlreadyExists, OSError, AttributeError) as exc:
                 errors[type(exc).__name__] += 1
                 await asyncio.sleep(0.02)
                 continue

@@ -289,6 +289,22 @@ class RedisClusterGroup(ProcessGroup):
             raise BackendUnavailableError(self.name, f"no live node serves slot {slot}")
         return max(claims, key=lambda claim: claim[0])[1]
 
+    def replicas_of(self, port: int) -> list[ClusterNodeProcess]:
+        """The live nodes replicating the node on ``port`` now (``INFO replication``: role
+        replica, ``master_port``): who a failover away from it can promote."""
+        found = []
+        for node in self.members:
+            if node.port == port or not node.process.alive:
+                continue
+            try:
+                with local_redis(node.port) as client:
+                    info = client.info("replication")
+            except redis.RedisError:
+                continue
+            if info.get("role") == "slave" and int(info.get("master_port", 0)) == port:
+                found.append(node)
+        return found
+
     def wait_served(self, slot: int, former: int, timeout: float = 30.0) -> ClusterNodeProcess:
         """Block until a node other than the one on port ``former`` serves ``slot`` and
         reports ``cluster_state:ok``; that node. A failover that does not happen in
