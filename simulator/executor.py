@@ -1116,6 +1116,8 @@ class Execution:
             which = ("" if volume is None else
                      f" {volume} ({self.infra.seaweed_cluster().volumes[volume].process.name})"
                      + (f" holding {step.holding}" if step.holding is not None else ""))
+            if step.user is not None:  # redis-cluster-primary: the node serving U's slot now
+                which = f" of {step.user} ({(await self.infra.cluster_node(step.user)).name})"
             at = time.monotonic()
             effect = await self.infra.fault(step.target, step.action, step.user, volume=volume)
             self.fault_records.append((step, _BackendFault(
