@@ -62,6 +62,7 @@ from semafore.storage.ports import (
     SendRecord,
 )
 from semafore.storage.redis_cluster import is_cluster_url, parse_cluster_url, slot_of
+from semafore.storage.redis_pipeline import AutoPipeline, Command, script_command
 from semafore.storage.redis_sentinel import open_redis
 
 T = TypeVar("T")
@@ -79,14 +80,23 @@ _ENV_FIELDS = (
     "received_at",
 )
 
+
+
+def _lua_names(names: Sequence[str]) -> str:
+    """A Lua table literal of hash field names, built from the Python tuple the adapter
+    reads them back with (one list): the names never travel as ARGV, only the values."""
+    return "{" + ", ".join(f"'{name}'" for name in names) + "}"
+
+
 # Every script below touches only keys passed in KEYS (Redis Cluster routes a script by its
 # keys and refuses keys of several slots with CROSSSLOT); the Python side lays them out.
 #
 # Envelope writes shared by enqueue and enqueue_send. Per envelope 4 KEYS from KEYS[k0]:
-# envelope hash, device queue, the user's sequence counter, the user's org index; 24 ARGV from
-# ARGV[a0]: id, device, org, received_at, then field/value pairs (20 values). Registry:
+# envelope hash, device queue, the user's sequence counter, the user's org index; 14 ARGV from
+# ARGV[a0]: id, device, org, received_at, then the values of _ENV_FIELDS in order. Registry:
 # r KEYS from KEYS[r0] (an org's set of users), r members from ARGV[m0].
-_ENQUEUE_FNS = """
+_ENQUEUE_FNS = (
+    "local env_fields = " + _lua_names(_ENV_FIELDS) + """
 local function ids_free(k0, n)
   for i = 0, n - 1 do
     if redis.call('EXISTS', KEYS[k0 + i * 4]) == 1 then return false end
@@ -95,10 +105,13 @@ local function ids_free(k0, n)
 end
 local function write(k0, a0, n)
   for i = 0, n - 1 do
-    local k, a = k0 + i * 4, a0 + i * 24
+    local k, a = k0 + i * 4, a0 + i * 14
     local seq = redis.call('INCR', KEYS[k + 2])
     local fields = {}
-    for j = 0, 19 do fields[#fields + 1] = ARGV[a + 4 + j] end
+    for j, name in ipairs(env_fields) do
+      fields[#fields + 1] = name
+      fields[#fields + 1] = ARGV[a + 3 + j]
+    end
     fields[#fields + 1] = 'queue'
     fields[#fields + 1] = ARGV[a + 1]
     redis.call('HSET', KEYS[k], unpack(fields))
@@ -110,8 +123,9 @@ local function register(r0, m0, r)
   for i = 0, r - 1 do redis.call('SADD', KEYS[r0 + i], ARGV[m0 + i]) end
 end
 """
+)
 
-# KEYS: registry (r), envelopes (4n). ARGV: n, r, registry members (r), envelopes (24n)
+# KEYS: registry (r), envelopes (4n). ARGV: n, r, registry members (r), envelopes (14n)
 # -> 1 stored, 0 a delivery id exists (nothing written). All ids are checked first.
 _ENQUEUE = (
     _ENQUEUE_FNS
@@ -167,17 +181,42 @@ end
 return removed
 """
 
-# KEYS: proof hash, the org's paging index, the org's retention index.
-# ARGV: id, delivered_at, field/value pairs... -> 1 stored, 0 exists
-_RECORD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-return 1
+_PROOF_FIELDS = (
+    "org_id",
+    "message_id",
+    "envelope_hash",
+    "sender_user_id",
+    "sender_device_id",
+    "recipient_user_id",
+    "recipient_device_id",
+    "received_at",
+    "delivered_at",
+)
+
+# Delivery proofs of one org. KEYS: the org's paging index, its retention index, then one
+# proof hash per proof. ARGV: per proof its id, delivered_at and the values of _PROOF_FIELDS
+# (11 each) -> how many were stored (a proof hash that exists is kept as it is).
+_RECORD_EACH = (
+    "local proof_fields = " + _lua_names(_PROOF_FIELDS) + """
+local per = 2 + #proof_fields
+local stored = 0
+for i = 3, #KEYS do
+  local a = (i - 3) * per + 1
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local fields = {}
+    for j, name in ipairs(proof_fields) do
+      fields[#fields + 1] = name
+      fields[#fields + 1] = ARGV[a + 1 + j]
+    end
+    redis.call('HSET', KEYS[i], unpack(fields))
+    redis.call('ZADD', KEYS[1], 0, ARGV[a])
+    redis.call('ZADD', KEYS[2], ARGV[a + 1], ARGV[a])
+    stored = stored + 1
+  end
+end
+return stored
 """
+)
 
 # KEYS: the org's paging index, its retention index, then one proof hash per id.
 # ARGV: before, ids... (read from the retention index) -> count forgotten
@@ -216,17 +255,6 @@ end
 return 0
 """
 
-_PROOF_FIELDS = (
-    "org_id",
-    "message_id",
-    "envelope_hash",
-    "sender_user_id",
-    "sender_device_id",
-    "recipient_user_id",
-    "recipient_device_id",
-    "received_at",
-    "delivered_at",
-)
 
 
 # KEYS: one ledger entry. ARGV: before -> 1 forgotten (accepted before ``before``), else 0.
@@ -327,6 +355,28 @@ class RedisNamespace:
         """True on a Redis Cluster: a multi-key change is then split into one step per slot
         (:meth:`by_slot`); on one server every change stays one script."""
         self.prefix = prefix
+        self.pipeline = None if self.cluster else AutoPipeline(self.client)
+        """Coalesces the commands of one event-loop tick into one round trip (redis_pipeline);
+        None on Cluster, whose pipeline cannot carry scripts: calls go to the client."""
+
+    async def script(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a registered script: auto-pipelined on one server, routed to its slot on
+        Cluster."""
+        if self.pipeline is None:
+            return await script(keys=keys, args=args)
+        return await self.pipeline.one(script_command(script, keys, args))
+
+    async def commands(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """The replies of plain commands (``("HGETALL", key)``...), in one round trip:
+        auto-pipelined on one server, a cluster pipeline (one trip per node) on Cluster."""
+        if not commands:
+            return []
+        if self.pipeline is not None:
+            return await self.pipeline.run([Command(c) for c in commands])
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute())
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -388,6 +438,8 @@ class RedisNamespace:
         return self.push_client.pubsub(**options)
 
     async def close(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.close()
         await self.client.aclose()
         if self._subscriber is not None:
             await self._subscriber.aclose()
@@ -480,7 +532,7 @@ class RedisQueueStore(QueueStore):
         client = ns.client
         self._enqueue = client.register_script(_ENQUEUE)
         self._remove = client.register_script(_REMOVE)
-        self._record = client.register_script(_RECORD)
+        self._record_each = client.register_script(_RECORD_EACH)
         self._expire_deliveries = client.register_script(_EXPIRE_DELIVERIES)
         self._enqueue_send = client.register_script(_ENQUEUE_SEND)
         self._forget_send = client.register_script(_FORGET_SEND)
@@ -494,12 +546,9 @@ class RedisQueueStore(QueueStore):
     ) -> list[Any]:
         """Run ``script`` once per (keys, args): pipelined on one server; on Cluster, where
         redis-py cannot pipeline scripts, as concurrent calls (each routed to its slot)."""
-        if self.ns.cluster:
+        if self.ns.pipeline is None:
             return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
-        async with self.ns.client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                await script(keys=keys, args=args, client=pipe)
-            return list(await pipe.execute())
+        return await self.ns.pipeline.run([script_command(script, k, a) for k, a in calls])
 
     # -- key layout -----------------------------------------------------------------------------
 
@@ -545,7 +594,7 @@ class RedisQueueStore(QueueStore):
             args += [e.delivery_id, e.recipient_device_id, e.org_id, _f(e.received_at)]
             for name in _ENV_FIELDS:
                 value = getattr(e, name)
-                args += [name, _f(value) if isinstance(value, float) else value]
+                args.append(_f(value) if isinstance(value, float) else value)
         return keys, args
 
     def _registry_args(self, envelopes: Sequence[QueuedEnvelope]) -> tuple[list[str], list[str]]:
@@ -600,8 +649,8 @@ class RedisQueueStore(QueueStore):
         if not self.ns.cluster:
             reg_keys, users = self._registry_args(envelopes)
             keys, args = self._envelope_args(envelopes)
-            if not await self._enqueue(
-                keys=[*reg_keys, *keys], args=[len(envelopes), len(reg_keys), *users, *args]
+            if not await self.ns.script(
+                self._enqueue, [*reg_keys, *keys], [len(envelopes), len(reg_keys), *users, *args]
             ):
                 raise AlreadyExists("delivery_id")
             return
@@ -630,7 +679,7 @@ class RedisQueueStore(QueueStore):
             call = ([ledger, index, *reg_keys, *keys],
                     [*head, 1, len(envelopes), len(reg_keys), *users, *args])
             if self.wait is None:
-                return self._send_result(r, await self._enqueue_send(keys=call[0], args=call[1]))
+                return self._send_result(r, await self.ns.script(self._enqueue_send, *call))
             return await self._send_and_wait(r, ledger, call, self.wait)
         await self._register(envelopes)
         groups = self.ns.by_slot(envelopes, lambda e: self.ns.user(e.recipient_user_id))
@@ -722,10 +771,9 @@ class RedisQueueStore(QueueStore):
         )
 
     async def _rows(self, user_id: str, delivery_ids: Sequence[str]) -> list[dict[bytes, bytes]]:
-        async with self.ns.client.pipeline(transaction=False) as pipe:
-            for delivery_id in delivery_ids:
-                pipe.hgetall(self._envelope_key(user_id, delivery_id))
-            return list(await pipe.execute())
+        return await self.ns.commands(
+            *(("HGETALL", self._envelope_key(user_id, i)) for i in delivery_ids)
+        )
 
     async def get_envelopes(
         self, wanted: Sequence[tuple[str, str]]
@@ -738,17 +786,17 @@ class RedisQueueStore(QueueStore):
         pairs = list(dict.fromkeys(wanted))
         if not pairs:
             return {}
-        async with self.ns.client.pipeline(transaction=False) as pipe:
-            for user_id, delivery_id in pairs:
-                pipe.hgetall(self._envelope_key(user_id, delivery_id))
-            rows = await pipe.execute()
+        rows = await self.ns.commands(
+            *(("HGETALL", self._envelope_key(user_id, i)) for user_id, i in pairs)
+        )
         return {i: self._envelope(i, row) for (_, i), row in zip(pairs, rows, strict=True) if row}
 
     async def fetch(self, user_id: str, device_id: str, limit: int) -> list[QueuedEnvelope]:
         if limit <= 0:
             return []
-        ids = [_s(i) for i in
-               await self.ns.client.zrange(self._queue_key(user_id, device_id), 0, limit - 1)]
+        [page] = await self.ns.commands(("ZRANGE", self._queue_key(user_id, device_id), 0,
+                                         limit - 1))
+        ids = [_s(i) for i in page]
         if not ids:
             return []
         rows = await self._rows(user_id, ids)
@@ -769,11 +817,12 @@ class RedisQueueStore(QueueStore):
             return []
         keys = [k for i, e in present.items()
                 for k in self._removal_keys(user_id, device_id, e.org_id, i)]
-        removed = {_s(i) for i in await self._remove(keys=keys, args=["", *present])}
+        removed = {_s(i) for i in await self.ns.script(self._remove, keys, ["", *present])}
         return [e for i, e in present.items() if i in removed]
 
     async def count(self, user_id: str, device_id: str) -> int:
-        return int(await self.ns.client.zcard(self._queue_key(user_id, device_id)))
+        [count] = await self.ns.commands(("ZCARD", self._queue_key(user_id, device_id)))
+        return int(count)
 
     async def delete_device_queue(self, user_id: str, device_id: str) -> int:
         """Read the queue and remove what was read, until it is empty: the removal re-checks
@@ -815,26 +864,31 @@ class RedisQueueStore(QueueStore):
 
     # -- delivery proofs (one org's keys share the org's tag) ----------------------------------
 
-    def _proof_call(self, proof: DeliveryProof) -> tuple[list[str], list[Any]]:
-        org = proof.org_id
-        keys = [self.ns.org(org, "d", proof.delivery_id), self.ns.org(org, "dl"),
-                self.ns.org(org, "dt")]
-        args: list[Any] = [proof.delivery_id, _f(proof.delivered_at)]
-        for name in _PROOF_FIELDS:
-            value = getattr(proof, name)
-            args += [name, _f(value) if isinstance(value, float) else value]
+    def _proofs_call(self, proofs: Sequence[DeliveryProof]) -> tuple[list[str], list[Any]]:
+        """``_RECORD_EACH``'s keys and args for proofs of one org."""
+        org = proofs[0].org_id
+        keys = [self.ns.org(org, "dl"), self.ns.org(org, "dt")]
+        args: list[Any] = []
+        for proof in proofs:
+            keys.append(self.ns.org(org, "d", proof.delivery_id))
+            args += [proof.delivery_id, _f(proof.delivered_at)]
+            for name in _PROOF_FIELDS:
+                value = getattr(proof, name)
+                args.append(_f(value) if isinstance(value, float) else value)
         return keys, args
 
     async def record_delivery(self, proof: DeliveryProof) -> None:
-        keys, args = self._proof_call(proof)
-        if not await self._record(keys=keys, args=args):
+        if not await self.ns.script(self._record_each, *self._proofs_call([proof])):
             raise AlreadyExists(proof.delivery_id)
 
     async def record_deliveries(self, proofs: Sequence[DeliveryProof]) -> int:
-        if not proofs:
-            return 0
-        recorded = await self._scripts(self._record, [self._proof_call(p) for p in proofs])
-        return sum(1 for r in recorded if r)
+        """One script per org (an ack's proofs are usually all of one org): the proofs of an
+        org share its hash tag, so this is one script on Cluster too."""
+        by_org: dict[str, list[DeliveryProof]] = {}
+        for proof in proofs:
+            by_org.setdefault(proof.org_id, []).append(proof)
+        calls = [self._proofs_call(group) for group in by_org.values()]
+        return sum(int(n) for n in await self._scripts(self._record_each, calls))
 
     async def list_deliveries(
         self, org_id: str, after: str | None, limit: int
@@ -891,7 +945,7 @@ class RedisRateLimitStore(RateLimitStore):
     async def hit(self, key: str, limit: int, window: float, now: float) -> RateDecision:
         index = int(now // window)
         ttl_ms = max(1, math.ceil(window * 1000)) + 1000
-        count = int(await self._hit(keys=[self.ns.rate(key, index)], args=[limit, ttl_ms]))
+        count = int(await self.ns.script(self._hit, [self.ns.rate(key, index)], [limit, ttl_ms]))
         if count > limit:
             return RateDecision(False, max(1, math.ceil((index + 1) * window - now)))
         return RateDecision(True, 0)
@@ -905,8 +959,8 @@ class RedisRateLimitStore(RateLimitStore):
         steps = [calls] if not self.ns.cluster else [[call] for call in calls]
         refused, done = 0, 0  # refused: 1-based, 0: none
         for step in steps:
-            answer = int(await self._hit_each(
-                keys=[k for k, _ in step], args=[a for _, pair in step for a in pair]))
+            answer = int(await self.ns.script(
+                self._hit_each, [k for k, _ in step], [a for _, pair in step for a in pair]))
             if answer:
                 refused = done + answer
                 break

@@ -116,6 +116,7 @@ async def test_a_burst_of_wake_ups_for_one_device_is_coalesced(hubs: list[RedisP
     b.register(bob)
     for i in range(50):
         await QUEUES["replica-a"].enqueue([envelope(f"e{i}")])
+    for i in range(50):  # a burst: published before the hub's publisher task runs again
         a.publish([envelope(f"e{i}")])
     got = [await next_item(bob) for _ in range(50)]
     assert [e.delivery_id for e in got if isinstance(e, QueuedEnvelope)] == [
