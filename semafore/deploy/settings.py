@@ -50,7 +50,8 @@ class Shape(StrEnum):
 class RedisTopology(StrEnum):
     """Which replicated Redis the ``cluster`` shape runs (``SEMAFORE_REDIS_TOPOLOGY``):
     ``sentinel`` a primary, a replica and three Sentinels (failover, one keyspace);
-    ``cluster`` a 3-node Redis Cluster (sharding by hash slot, no replicas)."""
+    ``cluster`` a Redis Cluster of three primaries with a replica each (sharding by hash slot,
+    the cluster's own failover; semafore.deploy.redis_cluster)."""
 
     SENTINEL = "sentinel"
     CLUSTER = "cluster"

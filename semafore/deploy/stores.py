@@ -71,7 +71,8 @@ async def backend_stores(
     if not (endpoints.mongodb_url and endpoints.redis_url and endpoints.seaweedfs_filer_url):
         raise SettingsError("endpoints", f"{endpoints.provider.value} provider has no backend URLs")
     if endpoints.redis_wait is not None and is_cluster_url(endpoints.redis_url):
-        raise SettingsError("SEMAFORE_REDIS_WAIT", "a Redis Cluster here has no replicas")
+        raise SettingsError("SEMAFORE_REDIS_WAIT", "not built for a Redis Cluster: WAIT must "
+                            "run on the node of each send's slot (docs/backends.md)")
     mongo = await MongoDatabase(endpoints.mongodb_url, namespace).open()
     ns = RedisNamespace(endpoints.redis_url, namespace)
     blobs = SeaweedfsBlobStore(endpoints.seaweedfs_filer_url, f"/semafore/{namespace}")
