@@ -39,6 +39,7 @@ from semafore.client import DeviceClient, Received
 from semafore.client.clock import SystemClock
 from semafore.client.device import Device, PrekeyPolicy
 from semafore.client.errors import ClientError
+from semafore.client.transport import RelayHttp, SharedConnectionPool
 from semafore.deploy.balancer import terminate_with_parent
 from semafore.protocol.entropy import Entropy, SeededEntropy
 from semafore.protocol.errors import ProtocolError
@@ -114,6 +115,14 @@ class ShardSpec:
     opk_count: int = 100
     concurrency: int = 64
     install_concurrency: int = 16
+    http_pools: int = 64
+    """Keep-alive pools the shard's devices share (the shard's *i*-th device borrows
+    pool *i* mod ``http_pools``), each of ``http_connections``: many small pools, because
+    httpcore scans a pool's every connection and queued request on each request (one pool
+    for a whole shard cost more CPU than the reconnects it saved)."""
+    http_connections: int = 4
+    ack_delay: float = 0.25
+    """Seconds a device may hold acks to send them together (``DeviceClient.ack_delay``)."""
     connect_batch: int = 50
     drain_idle: float = 20.0
     drain_timeout: float = 600.0
@@ -176,6 +185,8 @@ class _Shard:
         self.clock = SystemClock()
         self.entropy = SeededEntropy(f"semafore-sim:{spec.plan.seed}")
         self.clients: dict[str, DeviceClient] = {}
+        self.pools = [SharedConnectionPool(spec.http_connections)
+                      for _ in range(spec.http_pools)]
         self.received: dict[str, dict[str, bytes]] = {}
         self.arrivals = 0
         self.send_failures: list[str] = []
@@ -211,6 +222,7 @@ class _Shard:
             await asyncio.wait_for(
                 asyncio.gather(*(c.wait_connected(120) for c in group)), 300)
         setup = self.cpu()
+        setup_requests = sum(c.http.requests for c in clients)
         self.conn.send(("ready", setup))
         await self.command("go")
         reporter = asyncio.create_task(self.progress())
@@ -225,6 +237,9 @@ class _Shard:
         for client in clients:
             for name, value in dataclasses.asdict(client.counters).items():
                 counters[name] = counters.get(name, 0) + value
+        # HTTP requests of the traffic phase (bundle, identity and device-list lookups: what
+        # session set-up costs beyond the WebSocket path)
+        counters["traffic_http_requests"] = sum(c.http.requests for c in clients) - setup_requests
         self.conn.send(("report", ShardReport(self.spec.index, self.received, counters,
                                               self.send_failures, setup, self.cpu())))
         await self.command("stop")
@@ -238,11 +253,13 @@ class _Shard:
                                           opk_count=self.spec.opk_count)
         assert isinstance(device, MeteredDevice)  # Device.create builds ``cls``
         device.meter = self.meter
+        nth = self.spec.plan.position[address] // self.spec.shards  # its place in this shard
         client = DeviceClient(
             device, ORG, self.spec.url, entropy, self.clock,
+            http=RelayHttp(self.spec.url, entropy, transport=self.pools[nth % len(self.pools)]),
             prekeys=PrekeyPolicy(opk_batch=self.spec.opk_count,
                                  opk_low_water=max(1, self.spec.opk_count // 4)),
-            on_receive=self.on_receive, ws_send_timeout=60.0,
+            on_receive=self.on_receive, ws_send_timeout=60.0, ack_delay=self.spec.ack_delay,
         )
 
         async def login_again() -> None:
@@ -311,4 +328,6 @@ class _Shard:
                     await client.close()
 
         await asyncio.gather(*(close(c) for c in self.clients.values()))
+        for pool in self.pools:
+            await pool.close()
 

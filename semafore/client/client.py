@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -68,6 +69,8 @@ log = logging.getLogger(__name__)
 
 MAX_DEVICE_SET_RETRIES = 4
 ACK_BATCH = 100
+MAX_ACK_DELAY = 5.0  # well under the relay's ws_stall_timeout (30 s by default)
+_ACKS_DUE: dict[str, Any] = {}  # put on the push queue when a delayed ack is due
 DEFAULT_PUSH_BATCH = 64  # envelopes per pushed frame the SDK asks for (0: one frame each)
 
 
@@ -169,9 +172,13 @@ class DeviceClient:
         ws_send_timeout: float = 10.0,
         auto_prekeys: bool = True,
         push_batch: int = DEFAULT_PUSH_BATCH,
+        ack_delay: float = 0.0,
     ) -> None:
         if not 0 <= push_batch <= 64:
             raise ValueError("push_batch must be 0..64 (docs/server.md, WebSocket)")
+        if not 0.0 <= ack_delay <= MAX_ACK_DELAY:
+            raise ValueError(f"ack_delay must be 0..{MAX_ACK_DELAY:g} s (the relay closes a "
+                             "socket whose full window stays unacked, docs/server.md)")
         self.device = device
         self.org_id = org_id
         self.entropy = entropy
@@ -190,6 +197,14 @@ class DeviceClient:
         # ``envelopes`` frame and ready replies into one ``batch`` frame; 0 asks for one frame
         # per envelope (what a per-frame network fault model needs, simulator/network.py).
         self.push_batch = push_batch
+        # Pushed envelopes are acked when the push queue runs dry (0, the default: one ack
+        # frame, and one ``acked`` reply, per envelope when they trickle in), or up to
+        # ``ack_delay`` seconds later, so that one frame acks what arrived meanwhile
+        # (ACK_BATCH at most, flushed at once when full). A fleet uses it (docs/simulator.md
+        # "Sharded fleet"); an envelope stays queued at the relay until acked, so a socket
+        # lost in between only means it is pushed again and dropped as a duplicate.
+        self.ack_delay = ack_delay
+        self._ack_timer: asyncio.TimerHandle | None = None
         self.inbox: list[Received] = []
         self.events: list[ClientEvent] = []
         self.counters = Counters()
@@ -771,15 +786,26 @@ class DeviceClient:
 
     async def _pin_sender(self, user_id: str, device_id: str) -> bool:
         """Look up and pin a sender's identity (SMX1 carries none, SPEC §2): TOFU through
-        the identity-only lookup, so no OPK of the sender is claimed."""
+        the identity-only lookup, so no OPK of the sender is claimed.
+
+        One lookup answers for every device of the sender's user (``GET
+        /v1/identities/{user}``): a user's devices write to the same peers, so a sibling's
+        first SMX1 then needs no lookup of its own; that is the same pinning a bundle fetch
+        for the user does. The sender's identity is checked (a change is an event, or
+        refused under STRICT); a sibling is only pinned when none is known for it yet, and
+        a known one is checked when its own SMX1 arrives, exactly as before."""
         address = device_address(user_id, device_id)
         before = self.device.known_identity(address)
         try:
-            found = await self.fetch_identities(user_id, device_id)
+            found = await self.fetch_identities(user_id)
         except ServerRejected:
             return False
         for found_device, (registration_id, ik, sik) in found.items():
             found_address = device_address(user_id, found_device)
+            if found_address == self.address:
+                continue  # this device itself, in a lookup of its own user
+            if found_device != device_id and self.device.known_identity(found_address):
+                continue  # a sibling already pinned: its own SMX1 checks it
             try:
                 changed = self.device.trust(found_address, ik, sik, self.clock.now())
             except UntrustedIdentity:
@@ -887,7 +913,7 @@ class DeviceClient:
             batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
             if self._ws is not None and self._ws_connected.is_set():
                 try:
-                    await self._ws.send(json.dumps({"type": "ack", "delivery_ids": batch}))
+                    await self._ws.send(_frame({"type": "ack", "delivery_ids": batch}))
                     continue
                 except ConnectionClosed:
                     pass
@@ -967,7 +993,7 @@ class DeviceClient:
         try:
             async for raw in ws:
                 try:
-                    frame = json.loads(raw)
+                    frame = _parse(raw)
                 except ValueError:
                     self._event("malformed_frame", None, "json")
                     continue
@@ -980,6 +1006,9 @@ class DeviceClient:
                 else:
                     self._ws_dispatch(frame, queue)
         finally:
+            if self._ack_timer is not None:
+                self._ack_timer.cancel()
+                self._ack_timer = None
             queue.put_nowait(None)
             await asyncio.gather(worker, return_exceptions=True)
 
@@ -1007,13 +1036,25 @@ class DeviceClient:
             frame = await queue.get()
             if frame is None:
                 return
-            try:
-                await self.process_envelope(frame)
-            except ClientError as exc:
-                self._event("receive_failed", None, exc.detail)
-            if queue.empty() or len(self._acks) >= ACK_BATCH:
+            if frame is not _ACKS_DUE:
+                try:
+                    await self.process_envelope(frame)
+                except ClientError as exc:
+                    self._event("receive_failed", None, exc.detail)
+            else:
+                self._ack_timer = None
+            if not self._acks:
+                continue
+            if len(self._acks) >= ACK_BATCH or frame is _ACKS_DUE or (
+                    queue.empty() and not self.ack_delay):
+                if self._ack_timer is not None:
+                    self._ack_timer.cancel()
+                    self._ack_timer = None
                 with contextlib.suppress(ClientError, ConnectionClosed):
                     await self.flush_acks()
+            elif self._ack_timer is None and queue.empty():
+                self._ack_timer = asyncio.get_running_loop().call_later(
+                    self.ack_delay, queue.put_nowait, _ACKS_DUE)
 
     async def _ws_send(self, user_id: str, request: dict[str, Any]) -> dict[str, Any]:
         ws = self._ws
@@ -1024,10 +1065,8 @@ class DeviceClient:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         await ws.send(
-            json.dumps(
-                {"type": "send", "request_id": request_id, "user_id": user_id, "message": request},
-                separators=(",", ":"),
-            )
+            _frame({"type": "send", "request_id": request_id, "user_id": user_id,
+                    "message": request})
         )
         try:
             frame = await asyncio.wait_for(fut, self.ws_send_timeout)
@@ -1115,7 +1154,7 @@ class DeviceClient:
                 if self._ws is None:
                     continue
                 self._pending[request_id] = fut
-                await self._ws.send(json.dumps({"type": "watch_queue", "request_id": request_id}))
+                await self._ws.send(_frame({"type": "watch_queue", "request_id": request_id}))
                 await asyncio.wait_for(fut, deadline - loop.time())
                 return
             except (ConnectionClosed, TransportError):
@@ -1185,3 +1224,18 @@ def _ws_url(base_url: str) -> str:
     if base.startswith("http://"):
         return "ws://" + base[len("http://") :] + "/v1/websocket"
     raise ValueError(f"base URL must be http(s): {base_url!r}")
+
+
+def _frame(frame: dict[str, Any]) -> str:
+    """One WebSocket text frame: compact JSON, as the relay writes its own (orjson: the
+    frames a fleet sends per envelope are the harness's cost, issue 16 item 6)."""
+    return orjson.dumps(frame).decode()
+
+
+def _parse(raw: str | bytes) -> Any:
+    """A received frame's JSON: orjson for speed, the stdlib parser for what orjson refuses
+    but JSON allows (integers beyond 64 bits); ``ValueError`` if it is no JSON at all."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)

@@ -35,8 +35,49 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+class SharedConnectionPool(httpx.AsyncBaseTransport):
+    """One keep-alive connection pool that many devices of one process borrow (pass it as
+    ``transport=`` to each device's :class:`RelayHttp`).
+
+    Why: a device's own pool sits idle between its rare requests (a bundle or identity
+    lookup per new session), the relay closes idle keep-alives, and every lookup then pays a
+    new TCP connection on both ends; thousands of devices would also hold thousands of
+    descriptors at the relay. A fleet shard's devices instead share ``max_connections``
+    warm connections (issue 16 item 6, docs/simulator.md "Sharded fleet"). Requests still
+    carry each device's own bearer token: only the sockets are shared.
+
+    Closing a borrowing device leaves the pool open; :meth:`close` closes it."""
+
+    def __init__(self, max_connections: int = 32) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections: at least 1, not {max_connections}")
+        self._pool = httpx.AsyncHTTPTransport(
+            verify=_tls_context(),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+        )
+        self.requests = 0
+        """Requests sent through the pool, by every borrowing device."""
+        self.closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.closed:  # httpx's own pool would quietly open new connections
+            raise httpx.ConnectError("the shared connection pool is closed", request=request)
+        self.requests += 1
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """A borrowing device closed: the pool stays open for the others."""
+
+    async def close(self) -> None:
+        """Close every connection; a request after this fails (``httpx.ConnectError``)."""
+        self.closed = True
+        await self._pool.aclose()
+
+
 class RelayHttp:
-    """One device's HTTP connection pool to the relay."""
+    """One device's HTTP connection pool to the relay (or its share of a
+    :class:`SharedConnectionPool`)."""
 
     def __init__(
         self,
