@@ -173,6 +173,8 @@ _FAULT_METHODS = {
     InfraAction.PAUSE: "pause",
     InfraAction.UNPAUSE: "resume",
     InfraAction.RESTART: "restart",
+    InfraAction.CUT: "cut",
+    InfraAction.HEAL: "heal",
 }
 
 
@@ -205,6 +207,13 @@ class Infrastructure(DataTier):
         elif target is InfraTarget.SEAWEEDFS_VOLUME and self.provider is not None:
             assert volume is not None, "the loader requires volume or holding"
             backend = self.seaweed_cluster().volumes[volume].process
+        elif target is InfraTarget.REDIS_REPLICATION_LINK and self.provider is not None:
+            # the replica's link only; the relay's and the Sentinels' stay up
+            link = getattr(self.provider, "replication_link", None)
+            if link is None:
+                raise ExecutorError(f"infra {action.value} {target.value}: the {self.name} "
+                                    "provider has no Sentinel-watched replica to partition")
+            backend = await asyncio.to_thread(link)
         else:
             backend = self.backend(target.value)
         if backend is None:

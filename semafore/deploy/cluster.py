@@ -30,6 +30,7 @@ from semafore.deploy.mongo_replica_set import REPLICA_SET, MongoReplicaSet
 from semafore.deploy.processes import ManagedProcess, ProcessSpec
 from semafore.deploy.providers import Endpoints, FaultTarget, LocalProvider, Provider
 from semafore.deploy.redis_cluster import REPLICAS, RedisClusterGroup
+from semafore.deploy.replication_link import ReplicationLink
 from semafore.deploy.seaweed_cluster import REPLICATION, SeaweedCluster
 from semafore.deploy.sentinel import SentinelGroup
 from semafore.deploy.settings import InfraSettings, RedisTopology
@@ -103,6 +104,15 @@ class LocalClusterProvider(ClusterShapeProvider, LocalProvider):
         self.seaweed_cluster: SeaweedCluster | None = None
         self.mongo_replica_set: MongoReplicaSet | None = None
         self.redis_cluster: RedisClusterGroup | None = None
+        self.replication: ReplicationLink | None = None
+
+    def replication_link(self) -> ReplicationLink:
+        """The replica's replication link to the primary as a fault target (``redis-
+        replication-link``: cut and healed through a fault proxy; the relay's and the
+        Sentinels' connections stay direct), made when first asked for."""
+        if self.replication is None:
+            self.replication = ReplicationLink(self.group())
+        return self.replication
 
     def _start_once(self) -> Endpoints:
         single = super()._start_once()
@@ -170,6 +180,9 @@ class LocalClusterProvider(ClusterShapeProvider, LocalProvider):
         return {"master": cluster.master_url, "filer": cluster.filer_url}  # no S3 gateway
 
     def _stop(self) -> None:
+        if self.replication is not None:
+            self.replication.close()
+            self.replication = None
         if self.redis_cluster is not None:
             self.redis_cluster.close()
             self.redis_cluster = None

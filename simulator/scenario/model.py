@@ -271,6 +271,10 @@ class InfraAction(Enum):
     PAUSE = "pause"
     UNPAUSE = "unpause"
     RESTART = "restart"
+    CUT = "cut"
+    """Partition a link (target ``redis-replication-link`` only)."""
+    HEAL = "heal"
+    """End the partition :attr:`CUT` made."""
 
 
 class InfraTarget(Enum):
@@ -291,12 +295,19 @@ class InfraTarget(Enum):
     ``holding: LABEL``, the first live server holding a copy of that attachment's blob when the
     step first runs (later steps naming the same label act on the same server). Only in a
     scenario that ``requires: {shape: cluster}``."""
+    REDIS_REPLICATION_LINK = "redis-replication-link"
+    """The Sentinel-watched replica's replication connection to the primary, and nothing
+    else (semafore.deploy.replication_link): ``cut`` and ``heal`` only
+    (:data:`LINK_ACTIONS`), only in a scenario that ``requires: {shape: cluster}``."""
 
 
 PRIMARY_ACTIONS = (InfraAction.KILL, InfraAction.STOP)
 """What an ``infra`` step may do to ``redis-primary``: take it away. Starting, restarting,
 pausing or resuming "the current primary" would resolve, after the failover the scenario is
 about, to another server than the one taken away."""
+
+LINK_ACTIONS = (InfraAction.CUT, InfraAction.HEAL)
+"""What an ``infra`` step may do to a link, and the only actions that apply to one."""
 
 PRIMARY_TARGETS = (InfraTarget.REDIS_PRIMARY, InfraTarget.REDIS_CLUSTER_PRIMARY)
 """The targets that are "the primary now", resolved when the step runs: a ``failover``

@@ -17,6 +17,12 @@ by index, or ``holding: LABEL``, a server holding a copy of an earlier attachmen
 resolved when the step runs (``SeaweedCluster.holders``) — the fault a replicated object store
 must survive (ADR-0157 attachment blobs, seed §3.5 availability). Also cluster shape only.
 
+``target: redis-replication-link`` is the replica's replication connection to the primary
+(``provider.replication_link()``): ``cut`` partitions it — the relay keeps writing to the
+primary, the replica gets none of it — and ``heal`` ends that; nothing else applies to a link,
+and ``cut``/``heal`` apply to nothing else (:data:`~simulator.scenario.model.LINK_ACTIONS`).
+Cluster shape with Sentinel only.
+
 One module per kind (:mod:`simulator.steps`): the body's JSON Schema, how the loader builds
 the model, how the executor runs it.
 """
@@ -27,7 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from semafore.deploy.seaweed_cluster import VOLUME_SERVERS
 from semafore.deploy.settings import RedisTopology, Shape
-from simulator.scenario.model import PRIMARY_ACTIONS, Infra, InfraAction, InfraTarget, Step
+from simulator.scenario.model import (
+    LINK_ACTIONS,
+    PRIMARY_ACTIONS,
+    Infra,
+    InfraAction,
+    InfraTarget,
+    Step,
+)
 from simulator.steps import StepKind, register
 
 if TYPE_CHECKING:
@@ -38,7 +51,7 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "action": {"enum": ["stop", "start", "kill", "pause", "unpause", "restart"]},
+        "action": {"enum": [a.value for a in InfraAction]},
         "target": {"enum": [t.value for t in InfraTarget]},
         "replica": {
             "description": "target server only: the replica index "
@@ -90,6 +103,7 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
                 raise builder.ctx.error(
                     (*p, key), f"'{key}' applies to target seaweedfs-volume only "
                     f"({target.value} is not a volume server)")
+    _link(builder, p, target, action)
     if target is InfraTarget.REDIS_PRIMARY:
         if builder.shape is not Shape.CLUSTER:
             raise builder.ctx.error(
@@ -127,6 +141,25 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
         )
     return Infra(**c, action=action, target=target, replica=replica, during=during, user=user,
                  volume=volume, holding=holding)
+
+
+def _link(builder: Builder, p: PathT, target: InfraTarget, action: InfraAction) -> None:
+    """``cut``/``heal`` act on a link and a link takes nothing else; the replication link
+    exists only where Sentinel replicates Redis (the cluster shape, not a Redis Cluster)."""
+    is_link = target is InfraTarget.REDIS_REPLICATION_LINK
+    if is_link != (action in LINK_ACTIONS):
+        allowed = ", ".join(a.value for a in LINK_ACTIONS)
+        raise builder.ctx.error(
+            (*p, "action"),
+            f"{target.value} takes {allowed} only" if is_link
+            else f"{action.value} applies to target redis-replication-link only "
+                 f"({target.value} is a process: stop, kill or pause it)")
+    if is_link and (builder.shape is not Shape.CLUSTER
+                    or builder.redis is RedisTopology.CLUSTER):
+        raise builder.ctx.error(
+            (*p, "target"),
+            "redis-replication-link is the Sentinel-watched replica's link to its primary: "
+            "the scenario must declare 'requires: {shape: cluster}' (Redis under Sentinel)")
 
 
 def _volume_server(builder: Builder, p: PathT, volume: int | None, holding: str | None) -> None:

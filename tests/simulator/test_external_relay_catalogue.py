@@ -35,6 +35,7 @@ UNSUPPORTED: dict[str, str] = {
     "backend-restarts-mid-delivery": "infra restart redis",
     "redis-primary-failover-during-delivery": "requires.shape",
     "seaweedfs-volume-lost-during-attachment-delivery": "requires.shape",
+    "redis-replication-partition-then-failover": "requires.shape",
     "server-restart-mid-delivery": "infra restart server",
     "replica-killed-mid-delivery": "2 server replicas",
     "replica-paused-then-unpaused": "2 server replicas",
