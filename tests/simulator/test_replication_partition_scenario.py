@@ -137,9 +137,14 @@ def test_with_wait_the_relay_refuses_while_cut_and_loses_nothing_acknowledged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     result, refused = _run(monkeypatch, "1")
-    assert result.verdict.value == "pass", (result.error, reason(result),
-                                            [(a.kind, a.summary) for a in result.assertions])
     outcome, _, figures = _failover(result)
-    assert outcome is Outcome.HELD and figures["acked_lost"] == 0
+    assert outcome is Outcome.HELD and figures["acked_lost"] == 0, (result.error,
+                                                                    reason(result))
     assert figures["acked_before_fault"] > 0 and figures["acked_after_fault"] > 0
     assert refused > 0  # 503 not_durable while the replica could not confirm
+    # WAIT's price is availability, never an acknowledged loss: the one failure it may add is
+    # a send refused not_durable through all of the client's eight attempts (the cut lasts
+    # until a Sentinel re-points the replica, ~11 s after it measured); measured: none
+    refusals = [f for f in result.step_failures if "not_durable" in f.error]
+    assert result.step_failures == refusals, reason(result)
+    assert result.verdict.value == ("fail" if refusals else "pass"), reason(result)
