@@ -121,9 +121,11 @@ def test_without_wait_the_failover_loses_what_was_acknowledged_during_the_cut(
     outcome, evidence, figures = _failover(result)
     assert outcome is Outcome.VIOLATED and result.verdict.value == "fail"
     assert figures["acked_lost"] > 0 and refused == 0
-    # what was lost is what the cut kept from the replica: the stream to the offline laptop
+    # what was lost is what the cut kept from the replica: the stream, which the offline
+    # laptop had still to fetch (the online phone had it pushed before the kill: measured)
     assert evidence and all(line.startswith("acknowledged, never shown: stream.")
-                            and line.endswith(" -> bob:laptop") for line in evidence), evidence
+                            for line in evidence), evidence
+    assert any(line.endswith(" -> bob:laptop") for line in evidence), evidence
     cut, kill, _ = [e for e in result.timeline if e.kind == "infra"]
     assert cut.summary.startswith("cut redis-replication-link")
     assert kill.summary.startswith("kill redis-primary")
