@@ -99,6 +99,19 @@ class AccountCache:
             entry.live_families.add(family_id)
         return revoked
 
+    def answers_send(self, org_id: str, user_id: str, now: float) -> bool:
+        """Whether a send to ``user_id`` in ``org_id`` can be checked without a store read:
+        the membership and the device set are held and fresh (the relay then counts the send
+        limit with the queue quotas, ``Relay.accept_message``)."""
+        entry = self._users.get(user_id)
+        return (
+            entry is not None
+            and now - entry.read_at < self.ttl
+            and entry.memberships is not None
+            and org_id in entry.memberships
+            and entry.devices is not None
+        )
+
     def holds(self, user_id: str) -> bool:
         """Whether anything about ``user_id`` is cached (for tests and diagnostics)."""
         return user_id in self._users

@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, get_args
 
@@ -65,6 +65,7 @@ from semafore.storage.ports import (
     OtpChallenge,
     QueuedEnvelope,
     RateDecision,
+    RateHit,
     RetentionPolicy,
     SendRecord,
     SignedPrekeyRecord,
@@ -86,6 +87,16 @@ SEND_LEDGER_MAX_AGE = 30 * 86400.0
 """Longest a send ledger entry lives (seconds) when the org's envelope retention is longer
 or unset: a retry comes within minutes; this only keeps the ledger bounded."""
 REPLAYABLE = (404, 409, 410)
+
+
+class SendLimited(Exception):
+    """The send limit, counted with the queue quotas (``Relay._queue_quotas``), refused:
+    ``index`` is the refused counter of ``Relay._limit_hits``."""
+
+    def __init__(self, index: int, decision: RateDecision) -> None:
+        super().__init__(f"send limit counter {index} refused")
+        self.index = index
+        self.decision = decision
 """Refusals a retry of an *accepted* send may meet because the world changed since (member
 removed, device set changed): the ledger answers those with the original result."""
 
@@ -255,13 +266,10 @@ class Relay:
         quota, window = self.settings.rate_limits[bucket]
         now = self.now()
         if ip is not None and account is not None:
-            refused, decision = await self.stores.ratelimits.hit_each(
-                ((f"{bucket}:ip:{ip}", quota, window),
-                 (f"{bucket}:account:{account}", quota, window)),
-                now,
-            )
+            hits, scopes = self._limit_hits(bucket, ip, account)
+            refused, decision = await self.stores.ratelimits.hit_each(hits, now)
             if refused != ALL_COUNTED:
-                raise self._rate_limited(bucket, ("ip", "account")[refused], decision)
+                raise self._rate_limited(bucket, scopes[refused], decision)
             return
         hit = self.stores.ratelimits.hit
         if ip is not None:
@@ -272,6 +280,19 @@ class Relay:
             decision = await hit(f"{bucket}:account:{account}", quota, window, now)
             if not decision.allowed:
                 raise self._rate_limited(bucket, "account", decision)
+
+    def _limit_hits(
+        self, bucket: str, ip: str | None, account: str | None
+    ) -> tuple[list[RateHit], list[str]]:
+        """:meth:`limit`'s counters (per IP, then per account) and their scope names."""
+        quota, window = self.settings.rate_limits[bucket]
+        hits: list[RateHit] = []
+        scopes: list[str] = []
+        for scope, key in (("ip", ip), ("account", account)):
+            if key is not None:
+                hits.append((f"{bucket}:{scope}:{key}", quota, window))
+                scopes.append(scope)
+        return hits, scopes
 
     async def quota(self, bucket: str, scope: str, key: str) -> None:
         """Count one hit of ``bucket`` for ``key`` in ``scope`` (a recipient user, a
@@ -1199,6 +1220,7 @@ class Relay:
         *,
         allow_reset: bool = False,
         fresh: bool = False,
+        before_store_read: Callable[[], Awaitable[None]] | None = None,
     ) -> DeviceCheck:
         """Signal's device-set check for one recipient user.
 
@@ -1236,6 +1258,8 @@ class Relay:
         if (stale or not exact) and self.cache is not None and not fresh:
             # a refusal is never answered from the cache: re-read the set once from the
             # store, so a stale cache cannot make a client "repair" a right set
+            if before_store_read is not None:
+                await before_store_read()
             self.cache.drop(user_id)
             return await self._device_check(
                 principal, user_id, envelopes, field, allow_reset=allow_reset, fresh=True
@@ -1303,13 +1327,30 @@ class Relay:
         nothing; another envelope set under a used ``message_id`` is 409
         ``message_id_reused`` (when the device-set check passes; else the check's answer).
         The recipient is part of the key because a client's sync copy to its own devices
-        carries the message id of the message it copies (``semafore.client``)."""
-        await self.limit("send", ip, principal.user_id)
+        carries the message id of the message it copies (``semafore.client``).
+
+        The ``send`` rate limit is counted before anything is read from a store. When the
+        account cache holds everything the checks read (the steady state on real backends),
+        nothing is read, so the limit is counted later, in the same store call as the queue
+        quotas (:meth:`_queue_quotas`: one Redis round trip fewer per send); a check that
+        refuses counts it before its store re-read and before answering. The outcome is the
+        one counting it first gives: over the limit is 429 whatever the checks say."""
+        owed = self._send_limit_deferrable(principal, user_id)
+        if not owed:
+            await self.limit("send", ip, principal.user_id)
+
+        async def count_send_limit() -> None:
+            nonlocal owed
+            if owed:
+                owed = False
+                await self.limit("send", ip, principal.user_id)
+
         try:
             if await self._member_ids(principal.org_id, user_id) is None:
                 raise ApiError(404, "unknown_user", "no such user in this organisation")
             missing, extra, stale, reset = await self._device_check(
-                principal, user_id, envelopes, "body.envelopes", allow_reset=True
+                principal, user_id, envelopes, "body.envelopes", allow_reset=True,
+                before_store_read=count_send_limit,
             )
             if missing or extra:
                 raise ApiError(
@@ -1328,6 +1369,7 @@ class Relay:
                     extra={"stale": stale},
                 )
         except ApiError as exc:
+            await count_send_limit()  # a refused send counts too; over the limit: 429
             # A retry of an accepted send is answered as it was, even if the recipient's
             # devices changed since: its envelopes are queued already, and a 409/410 would
             # make the client re-encrypt and queue the message a second time. Anything else
@@ -1338,9 +1380,18 @@ class Relay:
             if answer is None:
                 raise
             return answer
+        send_hits: list[RateHit] = []
+        scopes: list[str] = []
+        if owed:  # still to count: with the quotas below, in one store call
+            owed = False
+            send_hits, scopes = self._limit_hits("send", ip, principal.user_id)
         if user_id != principal.user_id:  # sync copies are bounded by the sender's own `send`
             try:
-                await self._queue_quotas(principal, user_id)
+                await self._queue_quotas(principal, user_id, send_hits)
+            except SendLimited as limited:  # over the send limit: 429, as if counted first
+                raise self._rate_limited(
+                    "send", scopes[limited.index], limited.decision
+                ) from None
             except ApiError:  # a retry of an accepted send queues nothing: answer it
                 answer = await self._recorded_answer(principal, user_id, message_id, envelopes)
                 if answer is None:
@@ -1404,25 +1455,46 @@ class Relay:
         reset = bool(envelopes) and envelopes[0].body[:4] == RESET_MAGIC
         return self._replay(principal, recorded, digest, user_id, envelopes, reset)
 
-    async def _queue_quotas(self, principal: Principal, user_id: str) -> None:
+    def _send_limit_deferrable(self, principal: Principal, user_id: str) -> bool:
+        """Whether :meth:`accept_message` may count the send limit with the queue quotas:
+        a send to another user whose membership and device set the cache holds, so the
+        checks before it read no store."""
+        return (
+            self.cache is not None
+            and user_id != principal.user_id
+            and not sabotage.active("relay.queue_quota_off")
+            and self.cache.answers_send(principal.org_id, user_id, self.now())
+        )
+
+    async def _queue_quotas(
+        self, principal: Principal, user_id: str, send_hits: Sequence[RateHit] = ()
+    ) -> None:
         """Per-sender and per-recipient queue quotas (issue 13 F-6): one sender fills one
         user's queues at most ``queue_sender`` messages a window, all senders together at
         most ``queue_recipient``; counted only for a send that passed every check (a retry
-        of an accepted send is answered from the ledger before this)."""
+        of an accepted send is answered from the ledger before this). ``send_hits``: the
+        send limit's counters when :meth:`accept_message` deferred them, counted first in
+        the same call (over them: :class:`SendLimited`, and no quota is counted)."""
         if sabotage.active("relay.queue_quota_off"):  # TEST ONLY (semafore.sabotage)
             return
         recipient = f"{principal.org_id}:{user_id}"
         limits = self.settings.rate_limits
         refused, decision = await self.stores.ratelimits.hit_each(  # one round trip
             (
+                *send_hits,
                 (f"queue_sender:pair:{principal.user_id}>{recipient}", *limits["queue_sender"]),
                 (f"queue_recipient:recipient:{recipient}", *limits["queue_recipient"]),
             ),
             self.now(),
         )
-        if refused != ALL_COUNTED:
-            bucket, scope = (("queue_sender", "pair"), ("queue_recipient", "recipient"))[refused]
-            raise self._rate_limited(bucket, scope, decision)
+        if refused == ALL_COUNTED:
+            return
+        if refused < len(send_hits):
+            raise SendLimited(refused, decision)
+        bucket, scope = (("queue_sender", "pair"), ("queue_recipient", "recipient"))[
+            refused - len(send_hits)
+        ]
+        raise self._rate_limited(bucket, scope, decision)
 
     def _send_record(
         self,
