@@ -310,7 +310,8 @@ class Execution:
         self.infra: Infrastructure | ExternalInfrastructure = (
             self.external or Infrastructure(provider, f"sim{seed % 10**9}",
                                             shape=scenario.requires.shape,
-                                            redis_topology=scenario.requires.redis))
+                                            redis_topology=scenario.requires.redis,
+                                            redis_wait=scenario.requires.redis_wait))
         # ``leak`` (tests only): the relay writes the plaintext of each text message into a
         # log line or a queued envelope, so the oracle must fail the scenario (issue 5).
         self.sent_bodies: dict[str, bytes] = {}

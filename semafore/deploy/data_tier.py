@@ -27,6 +27,7 @@ from semafore.deploy.stores import backend_stores
 from semafore.oracle import TIER_MONGODB, TIER_OBJECT_STORE, TIER_REDIS, Chunk
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import Stores
+from semafore.storage.redis import ReplicaWait
 
 TIER_STORE = "store"
 """The oracle tier of the embedded stores' records (their blobs count as the object store)."""
@@ -41,7 +42,8 @@ class DataTier:
     """
 
     def __init__(self, provider: str, namespace: str, *, shape: Shape | None = None,
-                 redis_topology: RedisTopology | None = None) -> None:
+                 redis_topology: RedisTopology | None = None,
+                 redis_wait: ReplicaWait | None = None) -> None:
         self.name = provider
         self.shape = shape
         """The backends' shape a run requires (a scenario's ``requires.shape``); None: as
@@ -50,6 +52,9 @@ class DataTier:
         self.redis_topology = redis_topology
         """The cluster shape's Redis a run requires (``requires.redis``); None: as
         ``SEMAFORE_REDIS_TOPOLOGY`` says."""
+        self.redis_wait = redis_wait
+        """How many Redis replicas must hold a send before the relay acknowledges it, as a run
+        requires it (``requires.redis_wait``); None: as ``SEMAFORE_REDIS_WAIT`` says."""
         """The provider name as given (a :class:`ProviderKind` value; checked in :meth:`start`)."""
         self.namespace = namespace
         self.provider: Any = None
@@ -75,6 +80,8 @@ class DataTier:
             settings = dataclasses.replace(settings, shape=self.shape)
         if self.redis_topology is not None:
             settings = dataclasses.replace(settings, redis_topology=self.redis_topology)
+        if self.redis_wait is not None:
+            settings = dataclasses.replace(settings, redis_wait=self.redis_wait)
         # delivery queues live in Redis: run it as production would (AOF, fsync always), so a
         # Redis restart loses nothing it acknowledged (seed §3.3, §3.5)
         options = {"redis_durable": True} if kind.owns_backend_processes else {}

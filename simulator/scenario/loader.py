@@ -26,6 +26,7 @@ import yaml
 
 from semafore.deploy.settings import ProviderKind, RedisTopology, Shape
 from semafore.protocol.address import SEPARATOR, DeviceAddress
+from semafore.storage.redis import ReplicaWait
 from simulator import steps
 from simulator.scenario.model import (
     FORMAT_VERSION,
@@ -487,7 +488,14 @@ class Builder:
                 raise self.ctx.error(("requires", "shape"), "none of the scenario's providers "
                                      f"({', '.join(p.value for p in listed)}) runs the "
                                      "cluster shape: list one that does in 'providers'")
-        return Requirements(shape=shape, redis=redis)
+        wait = None
+        if "redis_wait" in raw:
+            if shape is not Shape.CLUSTER or redis is RedisTopology.CLUSTER:
+                raise self.ctx.error(("requires", "redis_wait"), "WAIT needs a replica: declare "
+                                     "'shape: cluster' with it, on the Sentinel topology (it is "
+                                     "not built for a Redis Cluster)")
+            wait = ReplicaWait(raw["redis_wait"])
+        return Requirements(shape=shape, redis=redis, redis_wait=wait)
 
     def deployment(self, raw: dict[str, Any]) -> Deployment:
         """``infrastructure:``; placed devices are checked once the whole timeline is known

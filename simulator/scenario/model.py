@@ -25,6 +25,7 @@ from typing import ClassVar, Literal
 
 from semafore.deploy.settings import CLUSTER_PROVIDERS, ProviderKind, RedisTopology, Shape
 from semafore.protocol.address import DeviceAddress
+from semafore.storage.redis import ReplicaWait
 
 FORMAT_VERSION = 1
 
@@ -678,10 +679,17 @@ class Requirements:
     ``cluster``: on a single Redis it would test nothing, so it is refused, never run.
     ``redis``: the cluster shape's Redis (:class:`RedisTopology`: Sentinel or Redis Cluster);
     ``None`` leaves it to ``SEMAFORE_REDIS_TOPOLOGY``. It is a layout of the cluster shape,
-    so it needs ``shape: cluster``, and where that shape cannot run, neither can it."""
+    so it needs ``shape: cluster``, and where that shape cannot run, neither can it.
+    ``redis_wait``: the relay acknowledges a send only once this many Redis replicas hold it
+    (Redis ``WAIT``; ``SEMAFORE_REDIS_WAIT``, docs/backends.md "Failover under delivery"):
+    a scenario whose claim holds only under that configuration declares it, so its verdict is
+    about the deployment it specifies; ``None`` leaves it to ``SEMAFORE_REDIS_WAIT``. Needs the
+    cluster shape's Sentinel topology (a single Redis has no replica; WAIT is not built for a
+    Redis Cluster)."""
 
     shape: Shape | None = None
     redis: RedisTopology | None = None
+    redis_wait: ReplicaWait | None = None
 
 
 class UnmetRequirement(Exception):

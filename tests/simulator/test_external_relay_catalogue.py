@@ -34,6 +34,7 @@ UNSUPPORTED: dict[str, str] = {
     # stem -> what the reason names
     "backend-restarts-mid-delivery": "infra restart redis",
     "redis-primary-failover-during-delivery": "requires.shape",
+    "redis-cluster-primary-failover-during-delivery": "requires.shape",
     "seaweedfs-volume-lost-during-attachment-delivery": "requires.shape",
     "redis-replication-partition-then-failover": "requires.shape",
     "server-restart-mid-delivery": "infra restart server",

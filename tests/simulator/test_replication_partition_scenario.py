@@ -3,15 +3,17 @@ replication_link) and ``desync/redis-replication-partition-then-failover`` on th
 provider's primary + replica + three Sentinels (issue #16 item 5, docs/backends.md "Cluster
 shape"): the link cut while the relay keeps sending, then the primary killed.
 
-Measured as it is, Jepsen-style: without ``WAIT`` the failover loses every envelope the
-primary acknowledged during the cut and the ``failover`` assertion fails naming them; with
-``SEMAFORE_REDIS_WAIT=1`` the relay answers 503 ``not_durable`` while the link is cut (the
-client retries) and nothing acknowledged is lost. Real processes (a missing tool skips locally,
+Measured as it is, Jepsen-style: the scenario as written declares ``requires.redis_wait: 1``
+and the relay answers 503 ``not_durable`` while the link is cut (the client retries), so
+nothing acknowledged is lost; the same file without that requirement (and without
+``SEMAFORE_REDIS_WAIT``) loses every envelope the primary acknowledged during the cut, and the
+``failover`` assertion fails naming them. Real processes (a missing tool skips locally,
 fails in CI: semafore.deploy.testing).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import pytest
 from semafore.deploy.testing import unavailable
 from semafore.server import app as relay_app
 from semafore.server.oplog import event as logged
+from semafore.storage.redis import ReplicaWait
 from simulator.executor import run_scenario
 from simulator.report.model import Outcome, ScenarioResult, reason
 from simulator.scenario import InfraTarget, ScenarioError, load, loads
@@ -74,6 +77,19 @@ def test_cut_and_heal_apply_to_the_link_only(target: str) -> None:
     assert err.key == "steps[1].infra.action" and "redis-replication-link only" in err.message
 
 
+@pytest.mark.parametrize("requires", ["{redis_wait: 1}",
+                                      "{shape: cluster, redis: cluster, redis_wait: 1}"])
+def test_wait_is_required_only_where_a_replica_confirms_it(requires: str) -> None:
+    err = rejected("", head=f"providers: [local]\nrequires: {requires}\n")
+    assert err.key == "requires.redis_wait" and "WAIT needs a replica" in err.message
+
+
+def test_wait_is_declared_with_the_sentinel_cluster_shape() -> None:
+    s = loads(HEAD.format(head="providers: [local]\nrequires: {shape: cluster, redis_wait: 2}\n",
+                          steps=""))
+    assert s.requires.redis_wait == ReplicaWait(2)
+
+
 @pytest.mark.parametrize("head", ["providers: [local]\n",
                                   "providers: [local]\nrequires: {shape: cluster, "
                                   "redis: cluster}\n"])
@@ -85,20 +101,23 @@ def test_the_link_needs_redis_under_sentinel_in_the_cluster_shape(head: str) -> 
 # -- the scenario on the local provider's cluster shape -------------------------------------
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, wait: str | None) -> tuple[ScenarioResult, int]:
-    """The scenario on ``local``, and how many sends the in-process relay answered 503
-    ``not_durable`` (its own ``write_not_durable`` events, counted as they are logged)."""
-    if wait is None:
-        monkeypatch.delenv("SEMAFORE_REDIS_WAIT", raising=False)
-    else:
-        monkeypatch.setenv("SEMAFORE_REDIS_WAIT", wait)
+def _run(monkeypatch: pytest.MonkeyPatch, *, wait: bool) -> tuple[ScenarioResult, int]:
+    """The scenario on ``local`` as written (``wait``) or with its ``requires.redis_wait``
+    removed, and how many sends the in-process relay answered 503 ``not_durable`` (its own
+    ``write_not_durable`` events, counted as they are logged)."""
+    monkeypatch.delenv("SEMAFORE_REDIS_WAIT", raising=False)  # the file's word only
+    scenario = load(SCENARIO)
+    assert scenario.requires.redis_wait == ReplicaWait(1)
+    if not wait:
+        scenario = dataclasses.replace(
+            scenario, requires=dataclasses.replace(scenario.requires, redis_wait=None))
     events: Counter[str] = Counter()
     def counted(name: str, *args: Any, **fields: Any) -> None:
         events[name] += 1
         logged(name, *args, **fields)
 
     monkeypatch.setattr(relay_app, "event", counted)
-    result = run_scenario(load(SCENARIO), provider="local")
+    result = run_scenario(scenario, provider="local")
     if result.error and any(name in result.error for name in (
             "ToolMissingError", "BackendUnavailableError")):
         unavailable(result.error.splitlines()[0])
@@ -117,7 +136,7 @@ def _failover(result: ScenarioResult) -> tuple[Outcome, list[str], dict[str, Any
 def test_without_wait_the_failover_loses_what_was_acknowledged_during_the_cut(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    result, refused = _run(monkeypatch, None)
+    result, refused = _run(monkeypatch, wait=False)
     outcome, evidence, figures = _failover(result)
     assert outcome is Outcome.VIOLATED and result.verdict.value == "fail"
     assert figures["acked_lost"] > 0 and refused == 0
@@ -138,7 +157,7 @@ def test_without_wait_the_failover_loses_what_was_acknowledged_during_the_cut(
 def test_with_wait_the_relay_refuses_while_cut_and_loses_nothing_acknowledged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    result, refused = _run(monkeypatch, "1")
+    result, refused = _run(monkeypatch, wait=True)
     outcome, _, figures = _failover(result)
     assert outcome is Outcome.HELD and figures["acked_lost"] == 0, (result.error,
                                                                     reason(result))
