@@ -8,7 +8,9 @@ each device's outgoing messages ahead of time: one envelope per recipient device
 sync copies for the sender's own other devices (seed §4.2). Each device pair first completes
 a handshake in memory (the recipient decrypts the SMX1 and replies, the sender decrypts the
 reply), so what follows is a DR_V1 chain as in a live conversation; a broadcaster never hears
-back, so its frames stay SMX1 (SPEC §2). The virtual devices then only replay the prepared
+back, so its frames stay SMX1 (SPEC §2). Before the corpus is written, a census checks that
+the relay holds every planned device with its registration id and identity key, so a run never
+reports a population it does not have. The virtual devices then only replay the prepared
 request bodies.
 
 The corpus is a JSON document (``corpus.json``) plus attachment ciphertexts (``blobs/``);
@@ -70,7 +72,7 @@ class SharedPool(httpx.AsyncBaseTransport):
     The SDK gives each device its own connection pool (a real device is one client), so a
     population of 1,875 devices opened 1,875 TCP connections, each for two requests, and
     paid the connection set-up and a pool per device. The relay cannot tell the difference
-    (requests are independent and carry each device's own token, SPEC §1), so provisioning
+    (each request stands alone and carries its own device's access token), so provisioning
     sends every device's requests over these ``CONCURRENCY`` connections instead. A client
     closing its own ``httpx.AsyncClient`` must not close the shared pool: the builder closes
     it once, after every client (:meth:`shutdown`)."""
