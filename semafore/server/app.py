@@ -33,7 +33,7 @@ from semafore.server.routes import accounts, attachments, audit, keys, messages
 from semafore.server.settings import Settings
 from semafore.server.websocket import device_websocket
 from semafore.storage.memory import memory_stores
-from semafore.storage.ports import NotDurable, Stores
+from semafore.storage.ports import NotDurable, StorageUnavailable, Stores
 
 API_TITLE = "SemaFore relay"
 
@@ -229,6 +229,20 @@ async def _not_durable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A backend that cannot serve the call now (:class:`StorageUnavailable`: unreachable, or
+    no live copy) is 503 with ``Retry-After``, not an unexpected 500: the same call may succeed
+    after a failover or from another copy (seed §3.5), and the client's retry policy honours
+    it. The log names the error's type only, never its text (it may hold a blob's path)."""
+    retry_after = exc.retry_after if isinstance(exc, StorageUnavailable) else 1
+    event("storage_unavailable", logging.WARNING, error=type(exc).__name__)
+    return JSONResponse(
+        {"error": "storage_unavailable", "field": None,
+         "detail": "a backend cannot serve this now; retry"},
+        status_code=503, headers={"Retry-After": str(retry_after)},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     event("internal_error", logging.ERROR, error=type(exc).__name__)
     return JSONResponse(
@@ -281,6 +295,7 @@ def create_app(settings: Settings, stores: Stores, push: PushPort | None = None)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(NotDurable, _not_durable)
+    app.add_exception_handler(StorageUnavailable, _unavailable)
     app.add_exception_handler(Exception, _unexpected)
     strict_query = [Depends(reject_unknown_query)]
     for module in (accounts, keys, messages, attachments, audit):

@@ -48,6 +48,17 @@ class NotDurable(StorageError):
     retry_after: int = 1
 
 
+class StorageUnavailable(StorageError):
+    """The backend could not serve the call now: unreachable, timed out, or it answered an
+    error of its own (for example no live SeaweedFS volume server holds a blob's copy, seed
+    §3.5). Nothing the call meant to change was acknowledged, and the same call may succeed
+    later (a failover, a restarted server, another copy), so the relay answers 503
+    ``storage_unavailable`` with ``Retry-After``, never a bare 500, and the client's retry
+    policy honours it (docs/server.md "Errors")."""
+
+    retry_after: int = 1
+
+
 # --- accounts -------------------------------------------------------------------------------
 
 

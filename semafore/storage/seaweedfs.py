@@ -11,10 +11,11 @@ so percent-encoding would not do), so a key can never escape it.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import httpx
 
-from semafore.storage.ports import BlobStore, StorageError
+from semafore.storage.ports import BlobStore, StorageUnavailable
 
 _MODE_DIR = 1 << 31
 
@@ -29,8 +30,9 @@ def _decode(name: str) -> str:
     return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
 
 
-class SeaweedfsError(StorageError):
-    """The filer answered with an unexpected status."""
+class SeaweedfsError(StorageUnavailable):
+    """The filer answered with an unexpected status, or could not be reached: the blob tier
+    cannot serve the call now (:class:`StorageUnavailable`, answered 503 by the relay)."""
 
 
 class SeaweedfsBlobStore(BlobStore):
@@ -46,8 +48,19 @@ class SeaweedfsBlobStore(BlobStore):
         to find the volume servers holding it (``SeaweedCluster.holders``)."""
         return f"{self.root}/{_encode(key)}"
 
+    async def _request(self, op: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One filer call; a filer that cannot be reached (refused, reset, timed out) is a
+        :class:`SeaweedfsError` like one that answers an error, so the relay answers both 503
+        ``storage_unavailable`` (seed §3.5), never an unexpected 500."""
+        try:
+            return await self.client.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise SeaweedfsError(f"{op}: filer unreachable ({type(exc).__name__})") from exc
+
     async def put(self, key: str, data: bytes) -> None:
-        response = await self.client.put(
+        response = await self._request(
+            "put",
+            "PUT",
             self.path(key),
             content=bytes(data),
             headers={"Content-Type": "application/octet-stream"},
@@ -56,7 +69,7 @@ class SeaweedfsBlobStore(BlobStore):
             raise SeaweedfsError(f"put: filer answered {response.status_code}")
 
     async def get(self, key: str) -> bytes | None:
-        response = await self.client.get(self.path(key))
+        response = await self._request("get", "GET", self.path(key))
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -65,10 +78,10 @@ class SeaweedfsBlobStore(BlobStore):
 
     async def delete(self, key: str) -> bool:
         path = self.path(key)
-        head = await self.client.head(path)
+        head = await self._request("delete", "HEAD", path)
         if head.status_code == 404:
             return False
-        response = await self.client.delete(path)
+        response = await self._request("delete", "DELETE", path)
         if response.status_code not in (200, 202, 204, 404):
             raise SeaweedfsError(f"delete: filer answered {response.status_code}")
         return response.status_code != 404
@@ -78,7 +91,9 @@ class SeaweedfsBlobStore(BlobStore):
         out: list[str] = []
         last = ""
         while True:
-            response = await self.client.get(
+            response = await self._request(
+                "keys",
+                "GET",
                 self.root + "/",
                 params={"limit": 1000, "lastFileName": last},
                 headers={"Accept": "application/json"},
