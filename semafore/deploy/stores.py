@@ -27,7 +27,6 @@ from semafore.storage.redis import (
     RedisQueueStore,
     RedisRateLimitStore,
 )
-from semafore.storage.redis_cluster import is_cluster_url
 from semafore.storage.seaweedfs import SeaweedfsBlobStore
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
@@ -65,14 +64,12 @@ async def backend_stores(
 ) -> tuple[Stores, BackendHandles]:
     """Open the ports on ``endpoints`` (indexes are created here, at start-up). With
     ``endpoints.redis_wait`` a send is acknowledged only once that many Redis replicas have
-    it; otherwise the relay answers 503 and the client retries (docs/backends.md)."""
+    it (on a Redis Cluster, the replicas of each slot the send wrote); otherwise the relay
+    answers 503 and the client retries (docs/backends.md)."""
     if not _NAMESPACE.match(namespace):
         raise SettingsError("namespace", "1-48 characters of A-Z a-z 0-9 _ -")
     if not (endpoints.mongodb_url and endpoints.redis_url and endpoints.seaweedfs_filer_url):
         raise SettingsError("endpoints", f"{endpoints.provider.value} provider has no backend URLs")
-    if endpoints.redis_wait is not None and is_cluster_url(endpoints.redis_url):
-        raise SettingsError("SEMAFORE_REDIS_WAIT", "not built for a Redis Cluster: WAIT must "
-                            "run on the node of each send's slot (docs/backends.md)")
     mongo = await MongoDatabase(endpoints.mongodb_url, namespace).open()
     ns = RedisNamespace(endpoints.redis_url, namespace)
     blobs = SeaweedfsBlobStore(endpoints.seaweedfs_filer_url, f"/semafore/{namespace}")

@@ -19,6 +19,8 @@ together (docs/backends.md "Cluster shape"). ``U`` is a user id, ``O`` an org id
 - ``P:{o:O}:d:<delivery_id>`` hash: a delivery proof; ``P:{o:O}:dl`` zset (lexicographic
   paging), ``P:{o:O}:dt`` zset scored by ``delivered_at`` (retention)
 - ``P:rl:{r:<key>}:<window index>`` counter with a TTL
+- ``P:{u:U}:w`` / ``P:{o:O}:w`` string with a short TTL: a ``WAIT`` marker, Cluster only
+  (:meth:`RedisQueueStore.enqueue_send` with ``wait``)
 - ``P:presence:<user>\0<device>`` string, and the pub/sub channels ``P:push:...``
 
 Why these owners: the relay's hot writes stay single-slot — a send to one user (its ledger
@@ -42,6 +44,7 @@ from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
@@ -466,8 +469,10 @@ class ReplicaWait:
     timeout``), else :class:`ReplicaWaitError` after ``timeout`` seconds. Why: replication
     is asynchronous, so without it a failover can lose acknowledged sends (docs/backends.md
     "Failover under delivery"). It bounds that loss to both copies dying together; Redis
-    documents that WAIT does not make Redis strongly consistent. Sentinel topology only: a
-    Redis Cluster here has no replicas, so every WAIT there would time out."""
+    documents that WAIT does not make Redis strongly consistent. Sentinel topology: WAIT on
+    the primary. Redis Cluster: WAIT on the node of each slot the send wrote (a cluster
+    formed without replicas, ``RedisClusterGroup(replicas=0)``, can never confirm one, so
+    every send there is refused)."""
 
     replicas: int
     timeout: float = 1.0
@@ -521,12 +526,12 @@ class RedisQueueStore(QueueStore):
       written since the index was read is never removed.
 
     ``wait`` (:class:`ReplicaWait`): :meth:`enqueue_send` returns only once that many
-    replicas have the send, its replay included, else raises :class:`ReplicaWaitError`.
+    replicas have the send, its replay included, else raises :class:`ReplicaWaitError`. On
+    Cluster every slot the send wrote (each recipient's envelopes, the ledger entry, the
+    org's index and registry) is confirmed by its own node's replicas before the answer.
     """
 
     def __init__(self, ns: RedisNamespace, *, wait: ReplicaWait | None = None) -> None:
-        if wait is not None and ns.cluster:
-            raise ValueError("wait: the Redis Cluster here has no replicas to wait for")
         self.ns = ns
         self.wait = wait
         client = ns.client
@@ -686,23 +691,102 @@ class RedisQueueStore(QueueStore):
         together = not groups or (
             len(groups) == 1 and slot_of(ledger) == slot_of(self.ns.user(
                 groups[0][0].recipient_user_id)))
+        # what a WAIT must cover on Cluster: the entry's slot, the org's (index, registry)
+        # and each recipient's (envelopes), one marker write in each
+        markers = [self.ns.user(r.key[3], "w"), self.ns.org(r.org_id, "w"),
+                   *(self.ns.user(g[0].recipient_user_id, "w") for g in groups)]
         if together:  # the relay's send to one user: entry and envelopes in one script
             keys, args = self._envelope_args(envelopes)
-            result = await self._enqueue_send(
-                keys=[ledger, *keys], args=[*head, 0, len(envelopes), 0, *args]
-            )
+            call = ([ledger, *keys], [*head, 0, len(envelopes), 0, *args])
+            if self.wait is not None:
+                return await self._send_and_wait_on_slots(r, call, markers, self.wait)
+            result = await self._enqueue_send(keys=call[0], args=call[1])
         else:  # a broadcast: each user's envelopes, then the entry (docstring)
             recorded = await self.ns.client.get(ledger)
             if recorded is not None:
+                if self.wait is not None:
+                    await self._confirm_slots([], markers, self.wait)
                 return _send_record(r.key, recorded)
             await self._write_groups(envelopes)
             result = await self._enqueue_send(keys=[ledger], args=[*head, 0, 0, 0])
             if int(result[0]) != 1:
                 await self._undo(envelopes)
         outcome = self._send_result(r, result)
-        if outcome is None:  # the index after the entry: a crash between leaves the TTL
+        index_entry = ("ZADD", index, _f(r.accepted_at), send)
+        if self.wait is not None:  # the index rides with the markers, after the entry
+            await self._confirm_slots([index_entry] if outcome is None else [], markers,
+                                      self.wait)
+        elif outcome is None:  # the index after the entry: a crash between leaves the TTL
             await self.ns.client.zadd(index, {send: r.accepted_at})
         return outcome
+
+    async def _send_and_wait_on_slots(
+        self, record: SendRecord, call: tuple[list[str], list[Any]], markers: list[str],
+        wait: ReplicaWait,
+    ) -> SendRecord | None:
+        """Cluster, a send to one user: the script and ``WAIT`` in one cluster pipeline,
+        so both go on one connection to the slot's node (WAIT counts replicas that have
+        *that connection's* writes); then the index and the other slots' markers, confirmed
+        the same way (:meth:`_confirm_slots`). ``EVAL`` rather than ``EVALSHA``: a promoted
+        replica may not have the script loaded, and a pipeline cannot load it on NOSCRIPT."""
+        script = self._enqueue_send.script
+        [result], confirmed = await self._write_and_wait(
+            [(call[0][0], ("EVAL", script, len(call[0]), *call[0], *call[1]))], wait)
+        outcome = self._send_result(record, result)
+        index = self._ledger_index(record.org_id)
+        entry = [("ZADD", index, _f(record.accepted_at), _send_key(record.key))]
+        if outcome is None:  # that WAIT confirmed the entry's slot
+            written = slot_of(call[0][0])
+            await self._confirm_slots(entry, [m for m in markers if slot_of(m) != written],
+                                      wait, confirmed)
+        else:  # a replay wrote nothing: the entry's marker covers the recorded send
+            await self._confirm_slots([], markers, wait)
+        return outcome
+
+    async def _confirm_slots(
+        self, writes: list[tuple[Any, ...]], markers: list[str], wait: ReplicaWait,
+        confirmed: int | None = None,
+    ) -> None:
+        """``writes`` (each with its key second) and a short-lived marker in each of
+        ``markers``' slots, then ``WAIT`` on every node they went to; raise
+        :class:`ReplicaWaitError` unless every node (and ``confirmed``, an earlier count)
+        reached ``wait.replicas``. Why a marker: WAIT counts what replicas have of the
+        waiting connection's writes, and a primary replicates in order, so a replica that
+        has the marker has every earlier write on that node, whichever connection made it."""
+        ttl_ms = max(1000, round(wait.timeout * 2000))
+        steps = [(str(w[1]), w) for w in writes]
+        slots = {slot_of(key) for key, _ in steps}
+        for marker in markers:
+            if slot_of(marker) not in slots:
+                slots.add(slot_of(marker))
+                steps.append((marker, ("SET", marker, "1", "PX", ttl_ms)))
+        _, least = await self._write_and_wait(steps, wait)
+        if confirmed is not None:
+            least = min(least, confirmed)
+        if least < wait.replicas:
+            raise ReplicaWaitError(wait.replicas, least, wait.timeout)
+
+    async def _write_and_wait(
+        self, steps: Sequence[tuple[str, tuple[Any, ...]]], wait: ReplicaWait,
+    ) -> tuple[list[Any], int]:
+        """Each (key, command) of ``steps`` on its key's node, then one ``WAIT`` per node
+        after that node's commands, all in one cluster pipeline (one connection per node,
+        commands in order): the replies and the fewest replicas any node confirmed."""
+        cluster = cast(RedisCluster, self.ns.client)
+        timeout_ms = max(1, round(wait.timeout * 1000))
+        nodes: dict[str, ClusterNode] = {}
+        async with cluster.pipeline() as pipe:
+            for key, command in steps:
+                pipe.execute_command(*command)
+                node = cluster.get_node_from_key(key)
+                if node is None:
+                    raise ReplicaWaitError(wait.replicas, 0, wait.timeout)
+                nodes.setdefault(node.name, node)
+            for node in nodes.values():
+                pipe.execute_command("WAIT", wait.replicas, timeout_ms, target_nodes=node)
+            replies = list(await pipe.execute())
+        counts = [int(c) for c in replies[len(steps):]]
+        return replies[:len(steps)], min(counts, default=wait.replicas)
 
     async def _send_and_wait(
         self, record: SendRecord, ledger: str, call: tuple[list[str], list[Any]],

@@ -1,6 +1,7 @@
 """``WAIT N`` on the relay's send (``RedisQueueStore(ns, wait=ReplicaWait(...))``, docs/backends.md
 "Cluster shape"): a send is acknowledged only once a replica has it. On the Sentinel topology
-of the cluster shape, real redis-server processes: a stalled replica turns acknowledgements
+of the cluster shape, real redis-server processes (the Redis Cluster topology:
+tests/deploy/test_redis_cluster_slot_wait.py): a stalled replica turns acknowledgements
 into :class:`ReplicaWaitError` refusals, and the lagging-replica failover that loses
 acknowledged sends without WAIT loses none with it."""
 
@@ -39,7 +40,6 @@ from semafore.storage.redis import (
     ReplicaWaitError,
 )
 from tests.server.helpers import make_world, messaging_org
-from tests.storage.factory_local_cluster import shared_cluster
 from tests.storage.test_conformance import envelope, send_record
 
 
@@ -49,15 +49,6 @@ from tests.storage.test_conformance import envelope, send_record
 def test_a_bad_replica_wait_names_the_field(replicas: int, timeout: float, field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field}:"):
         ReplicaWait(replicas, timeout)
-
-
-def test_waiting_on_the_replica_less_cluster_is_refused_up_front() -> None:
-    ns = RedisNamespace(shared_cluster().address.url, "w")
-    try:
-        with pytest.raises(ValueError, match=r"^wait:"):
-            RedisQueueStore(ns, wait=ReplicaWait(1))
-    finally:
-        asyncio.run(ns.close())
 
 
 @pytest.fixture
@@ -171,15 +162,6 @@ def test_a_child_relay_reads_the_wait_its_parent_runs_with(replicas: int, timeou
                        "http://127.0.0.1:3", redis_wait=wait)
     with patch.dict(os.environ, parent.as_env(), clear=True):
         assert endpoints_from_env().redis_wait == wait
-
-
-def test_waiting_on_a_cluster_url_is_refused_before_anything_opens() -> None:
-    endpoints = Endpoints(ProviderKind.EXTERNAL, "mongodb://127.0.0.1:1",
-                          "redis+cluster://127.0.0.1:2", "http://127.0.0.1:3",
-                          redis_wait=ReplicaWait(1))
-    with pytest.raises(SettingsError) as refused:
-        asyncio.run(backend_stores(endpoints, "w"))
-    assert refused.value.field == "SEMAFORE_REDIS_WAIT"
 
 
 def test_a_write_not_confirmed_durable_is_a_503_to_retry_not_an_acknowledgement() -> None:
