@@ -490,10 +490,9 @@ class Builder:
                                      "cluster shape: list one that does in 'providers'")
         wait = None
         if "redis_wait" in raw:
-            if shape is not Shape.CLUSTER or redis is RedisTopology.CLUSTER:
+            if shape is not Shape.CLUSTER:
                 raise self.ctx.error(("requires", "redis_wait"), "WAIT needs a replica: declare "
-                                     "'shape: cluster' with it, on the Sentinel topology (it is "
-                                     "not built for a Redis Cluster)")
+                                     "'shape: cluster' with it (a single Redis has none)")
             wait = ReplicaWait(raw["redis_wait"])
         return Requirements(shape=shape, redis=redis, redis_wait=wait)
 

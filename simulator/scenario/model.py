@@ -684,8 +684,8 @@ class Requirements:
     (Redis ``WAIT``; ``SEMAFORE_REDIS_WAIT``, docs/backends.md "Failover under delivery"):
     a scenario whose claim holds only under that configuration declares it, so its verdict is
     about the deployment it specifies; ``None`` leaves it to ``SEMAFORE_REDIS_WAIT``. Needs the
-    cluster shape's Sentinel topology (a single Redis has no replica; WAIT is not built for a
-    Redis Cluster)."""
+    cluster shape (a single Redis has no replica); on a Redis Cluster WAIT runs on the node of
+    each slot a send writes."""
 
     shape: Shape | None = None
     redis: RedisTopology | None = None

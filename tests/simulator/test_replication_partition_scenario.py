@@ -77,16 +77,16 @@ def test_cut_and_heal_apply_to_the_link_only(target: str) -> None:
     assert err.key == "steps[1].infra.action" and "redis-replication-link only" in err.message
 
 
-@pytest.mark.parametrize("requires", ["{redis_wait: 1}",
-                                      "{shape: cluster, redis: cluster, redis_wait: 1}"])
-def test_wait_is_required_only_where_a_replica_confirms_it(requires: str) -> None:
-    err = rejected("", head=f"providers: [local]\nrequires: {requires}\n")
+def test_wait_is_required_only_where_a_replica_confirms_it() -> None:
+    err = rejected("", head="providers: [local]\nrequires: {redis_wait: 1}\n")
     assert err.key == "requires.redis_wait" and "WAIT needs a replica" in err.message
 
 
-def test_wait_is_declared_with_the_sentinel_cluster_shape() -> None:
-    s = loads(HEAD.format(head="providers: [local]\nrequires: {shape: cluster, redis_wait: 2}\n",
-                          steps=""))
+@pytest.mark.parametrize("redis", ["", "redis: sentinel, ", "redis: cluster, "])
+def test_wait_is_declared_with_the_cluster_shape_on_either_topology(redis: str) -> None:
+    """Sentinel: WAIT on the primary; Redis Cluster: on each written slot's node."""
+    s = loads(HEAD.format(head=f"providers: [local]\nrequires: {{shape: cluster, {redis}"
+                               "redis_wait: 2}\n", steps=""))
     assert s.requires.redis_wait == ReplicaWait(2)
 
 
