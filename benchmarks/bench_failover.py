@@ -9,9 +9,11 @@ replicas) and the node killed is the one serving the recipient's hash slot; the 
 failover promotes its replica (``--min-replicas`` is then not applied: Sentinel topology only).
 
 ``--min-replicas 1`` sets ``min-replicas-to-write 1`` on the primary (the configuration that
-refuses writes nobody replicates); ``--wait`` is not a flag here: the relay does not issue
-``WAIT`` (docs/backends.md "Cluster shape" says what each prevents). Figures are as measured,
-never asserted.
+refuses writes nobody replicates). ``SEMAFORE_REDIS_WAIT=N[/TIMEOUT_S]`` in the environment
+makes the queue port acknowledge a send only once N replicas hold it (Redis ``WAIT``, on
+either topology), as a relay started with it does; refused attempts are counted as errors
+(docs/backends.md "Cluster shape" says what each prevents). Figures are as measured, never
+asserted.
 
     nice -n 10 .venv/bin/python -m benchmarks.bench_failover [--runs 3] [--writers 16] \\
         [--messages 4000] [--kill-after 1000] [--min-replicas 0] [--json out.json] \\
@@ -38,6 +40,11 @@ from semafore.deploy.failover import FailoverFigures, measure_failover
 from semafore.deploy.settings import InfraSettings, ProviderKind, Shape
 
 
+def _wait_text() -> str:
+    wait = InfraSettings.from_env().redis_wait
+    return "off" if wait is None else wait.as_text()
+
+
 def one_run(
     work: Path, *, messages: int, writers: int, kill_after: int, min_replicas: int,
     body_size: int, pause_replica_at: int | None,
@@ -51,7 +58,8 @@ def one_run(
         assert isinstance(provider, LocalClusterProvider)
         return asyncio.run(
             measure_failover(provider, messages=messages, writers=writers, kill_after=kill_after,
-                             body_size=body_size, pause_replica_at=pause_replica_at)
+                             body_size=body_size, pause_replica_at=pause_replica_at,
+                             wait=base.redis_wait)
         )
 
 
@@ -78,7 +86,8 @@ def main(
     topology = InfraSettings.from_env().redis_topology.value
     table = Table(title=f"Redis failover ({topology}): {messages} sends, {writers} writers, "
                         f"kill after {kill_after} acks, min-replicas-to-write {min_replicas}, "
-                        f"replica paused at {pause_replica_at} acks, body {body_size} B")
+                        f"replica paused at {pause_replica_at} acks, body {body_size} B, "
+                        f"WAIT {_wait_text()}")
     for column in ("run", "acked", "attempts", "errors", "lost", "lost: acked from..to (s)",
                    "duplicated", "window (s)", "failover (s)"):
         table.add_column(column)
