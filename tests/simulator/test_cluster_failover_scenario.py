@@ -23,35 +23,19 @@ from semafore.deploy.settings import ProviderKind, RedisTopology, Shape
 from semafore.deploy.testing import unavailable
 from simulator.executor import run_scenario
 from simulator.report.model import Outcome, ScenarioResult, reason
-from simulator.scenario import InfraTarget, ScenarioError, load, loads, schema
+from simulator.scenario import InfraTarget, load, loads, schema
 from simulator.scenario.model import Infra
+from tests.simulator.cluster_demo import demo, rejected
 
 ROOT = Path(__file__).resolve().parents[2]
 FAILOVER = ROOT / "scenarios/desync/redis-cluster-primary-failover-during-delivery.yaml"
 
-HEAD = """\
-version: 1
-name: demo
-cites: ["seed §3.3"]
-{head}users:
-  - {{id: alice, devices: [phone]}}
-  - {{id: bob, devices: [phone]}}
-steps:
-  - send: {{from: alice:phone, to: bob, label: m, count: 4}}
-{steps}  - assert: {{delivered_exactly_once: {{messages: all}}}}
-"""
 KILL = "  - infra: {action: kill, target: redis-cluster-primary, user: bob, during: m}\n"
 CLUSTER = "providers: [local]\nrequires: {shape: cluster, redis: cluster}\n"
 
 
 def scenario(head: str = CLUSTER, steps: str = KILL) -> str:
-    return HEAD.format(head=head, steps=steps)
-
-
-def rejected(text: str) -> ScenarioError:
-    with pytest.raises(ScenarioError) as info:
-        loads(text, file="demo.yaml")
-    return info.value
+    return demo(head, steps)
 
 
 # -- requires: {redis: cluster} and the target ---------------------------------------------

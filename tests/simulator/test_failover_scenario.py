@@ -30,34 +30,18 @@ from simulator.executor import run_scenario
 from simulator.external import ExternalRelay
 from simulator.failover import SendSample, judge, measure, wire_deliveries
 from simulator.report.model import Outcome, ScenarioResult, reason
-from simulator.scenario import InfraTarget, ScenarioError, load, loads
+from simulator.scenario import InfraTarget, load, loads
+from tests.simulator.cluster_demo import demo, rejected
 
 ROOT = Path(__file__).resolve().parents[2]
 FAILOVER = ROOT / "scenarios/desync/redis-primary-failover-during-delivery.yaml"
 
-HEAD = """\
-version: 1
-name: demo
-cites: ["seed §3.3"]
-{head}users:
-  - {{id: alice, devices: [phone]}}
-  - {{id: bob, devices: [phone]}}
-steps:
-  - send: {{from: alice:phone, to: bob, label: m, count: 4}}
-{steps}  - assert: {{delivered_exactly_once: {{messages: all}}}}
-"""
 KILL = "  - infra: {action: kill, target: redis-primary, during: m}\n"
 CLUSTER = "providers: [local]\nrequires: {shape: cluster}\n"
 
 
 def scenario(head: str = CLUSTER, steps: str = KILL) -> str:
-    return HEAD.format(head=head, steps=steps)
-
-
-def rejected(text: str) -> ScenarioError:
-    with pytest.raises(ScenarioError) as info:
-        loads(text, file="demo.yaml")
-    return info.value
+    return demo(head, steps)
 
 
 # -- requires: {shape: cluster} ---------------------------------------------------------------

@@ -28,35 +28,23 @@ from simulator.executor import run_scenario
 from simulator.report.model import Outcome, ScenarioResult, reason
 from simulator.scenario import InfraTarget, ScenarioError, load, loads
 from simulator.scenario.model import Infra, InfraAction
+from tests.simulator.cluster_demo import demo, rejected
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios/desync/redis-replication-partition-then-failover.yaml"
 
-HEAD = """\
-version: 1
-name: demo
-cites: ["seed §3.3"]
-{head}users:
-  - {{id: alice, devices: [phone]}}
-  - {{id: bob, devices: [phone]}}
-steps:
-  - send: {{from: alice:phone, to: bob, label: m}}
-{steps}  - assert: {{delivered_exactly_once: {{messages: all}}}}
-"""
 CLUSTER = "providers: [local]\nrequires: {shape: cluster}\n"
 
 
-def rejected(steps: str, head: str = CLUSTER) -> ScenarioError:
-    with pytest.raises(ScenarioError) as info:
-        loads(HEAD.format(head=head, steps=steps), file="demo.yaml")
-    return info.value
+def refused(steps: str, head: str = CLUSTER) -> ScenarioError:
+    return rejected(demo(head, steps))
 
 
 # -- the loader ------------------------------------------------------------------------------
 
 
 def test_the_link_is_cut_and_healed() -> None:
-    s = loads(HEAD.format(head=CLUSTER, steps=(
+    s = loads(demo(head=CLUSTER, steps=(
         "  - infra: {action: cut, target: redis-replication-link}\n"
         "  - infra: {action: heal, target: redis-replication-link}\n")))
     steps = [step for step in s.all_steps() if isinstance(step, Infra)]
@@ -67,25 +55,25 @@ def test_the_link_is_cut_and_healed() -> None:
 
 @pytest.mark.parametrize("action", ["stop", "kill", "pause", "start"])
 def test_a_link_takes_cut_and_heal_only(action: str) -> None:
-    err = rejected(f"  - infra: {{action: {action}, target: redis-replication-link}}\n")
+    err = refused(f"  - infra: {{action: {action}, target: redis-replication-link}}\n")
     assert err.key == "steps[1].infra.action" and "cut, heal only" in err.message
 
 
 @pytest.mark.parametrize("target", ["redis", "server", "redis-primary", "seaweedfs"])
 def test_cut_and_heal_apply_to_the_link_only(target: str) -> None:
-    err = rejected(f"  - infra: {{action: cut, target: {target}}}\n")
+    err = refused(f"  - infra: {{action: cut, target: {target}}}\n")
     assert err.key == "steps[1].infra.action" and "redis-replication-link only" in err.message
 
 
 def test_wait_is_required_only_where_a_replica_confirms_it() -> None:
-    err = rejected("", head="providers: [local]\nrequires: {redis_wait: 1}\n")
+    err = refused("", head="providers: [local]\nrequires: {redis_wait: 1}\n")
     assert err.key == "requires.redis_wait" and "WAIT needs a replica" in err.message
 
 
 @pytest.mark.parametrize("redis", ["", "redis: sentinel, ", "redis: cluster, "])
 def test_wait_is_declared_with_the_cluster_shape_on_either_topology(redis: str) -> None:
     """Sentinel: WAIT on the primary; Redis Cluster: on each written slot's node."""
-    s = loads(HEAD.format(head=f"providers: [local]\nrequires: {{shape: cluster, {redis}"
+    s = loads(demo(head=f"providers: [local]\nrequires: {{shape: cluster, {redis}"
                                "redis_wait: 2}\n", steps=""))
     assert s.requires.redis_wait == ReplicaWait(2)
 
@@ -94,7 +82,7 @@ def test_wait_is_declared_with_the_cluster_shape_on_either_topology(redis: str) 
                                   "providers: [local]\nrequires: {shape: cluster, "
                                   "redis: cluster}\n"])
 def test_the_link_needs_redis_under_sentinel_in_the_cluster_shape(head: str) -> None:
-    err = rejected("  - infra: {action: cut, target: redis-replication-link}\n", head=head)
+    err = refused("  - infra: {action: cut, target: redis-replication-link}\n", head=head)
     assert err.key == "steps[1].infra.target" and "requires: {shape: cluster}" in err.message
 
 
