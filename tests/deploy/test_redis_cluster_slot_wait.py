@@ -28,6 +28,7 @@ from semafore.storage.redis import (
     ReplicaWaitError,
 )
 from semafore.storage.redis_cluster import slot_of
+from tests.deploy.wait_checks import acknowledged_only_once_a_replica_has_it
 from tests.storage.factory_local_cluster import redis_server, shared_cluster
 from tests.storage.test_conformance import envelope, send_record
 
@@ -79,35 +80,8 @@ def test_a_send_is_acknowledged_only_once_its_slots_replica_has_it(
     that slot's node that refuses. Replica back: the retry under the same key replays the
     recorded send, acknowledged now that the replica has it."""
 
-    async def body() -> None:
-        ns = RedisNamespace(cluster.address.url, f"w{uuid.uuid4().hex[:10]}")
-        waiting = RedisQueueStore(ns, wait=ReplicaWait(1, timeout=0.3))
-        patient = RedisQueueStore(ns, wait=ReplicaWait(1, timeout=10.0))  # a loaded machine
-        plain = RedisQueueStore(ns)
-        replica = _replica_of_slot(cluster, ns.user("bob"))
-        try:
-            assert await patient.enqueue_send(send_record("e1"), [envelope("e1")]) is None
-            replica.process.pause()
-            try:
-                with pytest.raises(ReplicaWaitError) as refused:
-                    await waiting.enqueue_send(send_record("e2", message_id="m2"),
-                                               [envelope("e2")])
-                assert (refused.value.wanted, refused.value.confirmed) == (1, 0)
-                with pytest.raises(ReplicaWaitError):  # a replay waits too
-                    await waiting.enqueue_send(send_record("r2", message_id="m2"),
-                                               [envelope("r2")])
-                assert await plain.enqueue_send(send_record("e3", message_id="m3"),
-                                                [envelope("e3")]) is None
-            finally:
-                replica.process.resume()
-            recorded = await patient.enqueue_send(send_record("r3", message_id="m2"),
-                                                  [envelope("r3")])
-            assert recorded == send_record("e2", message_id="m2")
-        finally:
-            await ns.drop()
-            await ns.close()
-
-    asyncio.run(body())
+    asyncio.run(acknowledged_only_once_a_replica_has_it(
+        cluster.address.url, lambda ns: _replica_of_slot(cluster, ns.user("bob")).process))
 
 
 @pytest.mark.backend

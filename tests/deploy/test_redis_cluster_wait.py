@@ -34,11 +34,11 @@ from semafore.deploy.testing import require
 from semafore.storage.memory import memory_stores
 from semafore.storage.ports import NotDurable
 from semafore.storage.redis import (
-    RedisNamespace,
     RedisQueueStore,
     ReplicaWait,
     ReplicaWaitError,
 )
+from tests.deploy.wait_checks import acknowledged_only_once_a_replica_has_it
 from tests.server.helpers import make_world, messaging_org
 from tests.storage.test_conformance import envelope, send_record
 
@@ -80,34 +80,7 @@ def test_a_send_is_acknowledged_only_once_a_replica_has_it(
     replica = sentinel.group().replica
     assert url is not None and replica is not None
 
-    async def body() -> None:
-        ns = RedisNamespace(url, f"w{uuid.uuid4().hex[:10]}")
-        waiting = RedisQueueStore(ns, wait=ReplicaWait(1, timeout=0.3))
-        patient = RedisQueueStore(ns, wait=ReplicaWait(1, timeout=10.0))  # a loaded machine
-        plain = RedisQueueStore(ns)
-        try:
-            assert await patient.enqueue_send(send_record("e1"), [envelope("e1")]) is None
-            replica.process.pause()
-            try:
-                with pytest.raises(ReplicaWaitError) as refused:
-                    await waiting.enqueue_send(send_record("e2", message_id="m2"),
-                                               [envelope("e2")])
-                assert (refused.value.wanted, refused.value.confirmed) == (1, 0)
-                with pytest.raises(ReplicaWaitError):  # a replay waits too
-                    await waiting.enqueue_send(send_record("r2", message_id="m2"),
-                                               [envelope("r2")])
-                assert await plain.enqueue_send(send_record("e3", message_id="m3"),
-                                                [envelope("e3")]) is None
-            finally:
-                replica.process.resume()
-            recorded = await patient.enqueue_send(send_record("r3", message_id="m2"),
-                                                  [envelope("r3")])
-            assert recorded == send_record("e2", message_id="m2")
-        finally:
-            await ns.drop()
-            await ns.close()
-
-    asyncio.run(body())
+    asyncio.run(acknowledged_only_once_a_replica_has_it(url, lambda _: replica.process))
 
 
 @pytest.mark.backend
