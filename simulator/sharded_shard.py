@@ -260,6 +260,7 @@ class _Shard:
             prekeys=PrekeyPolicy(opk_batch=self.spec.opk_count,
                                  opk_low_water=max(1, self.spec.opk_count // 4)),
             on_receive=self.on_receive, ws_send_timeout=60.0, ack_delay=self.spec.ack_delay,
+            sibling_lookup=True,
         )
 
         async def login_again() -> None:

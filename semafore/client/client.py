@@ -173,6 +173,7 @@ class DeviceClient:
         auto_prekeys: bool = True,
         push_batch: int = DEFAULT_PUSH_BATCH,
         ack_delay: float = 0.0,
+        sibling_lookup: bool = False,
     ) -> None:
         if not 0 <= push_batch <= 64:
             raise ValueError("push_batch must be 0..64 (docs/server.md, WebSocket)")
@@ -204,6 +205,12 @@ class DeviceClient:
         # "Sharded fleet"); an envelope stays queued at the relay until acked, so a socket
         # lost in between only means it is pushed again and dropped as a duplicate.
         self.ack_delay = ack_delay
+        # An unknown SMX1 sender is looked up for its whole user (``GET /v1/identities/
+        # {user}``) when set, pinning the siblings too, so a sibling's first SMX1 needs no
+        # lookup (a fleet's cost, docs/simulator.md "Sharded fleet"). Off by default: it
+        # changes which identities a device has pinned when, and with it the pinned live
+        # transcript every platform reproduces (vectors/dr-v1-live-result.json, SPEC §6).
+        self.sibling_lookup = sibling_lookup
         self._ack_timer: asyncio.TimerHandle | None = None
         self.inbox: list[Received] = []
         self.events: list[ClientEvent] = []
@@ -788,16 +795,17 @@ class DeviceClient:
         """Look up and pin a sender's identity (SMX1 carries none, SPEC §2): TOFU through
         the identity-only lookup, so no OPK of the sender is claimed.
 
-        One lookup answers for every device of the sender's user (``GET
-        /v1/identities/{user}``): a user's devices write to the same peers, so a sibling's
-        first SMX1 then needs no lookup of its own; that is the same pinning a bundle fetch
-        for the user does. The sender's identity is checked (a change is an event, or
-        refused under STRICT); a sibling is only pinned when none is known for it yet, and
-        a known one is checked when its own SMX1 arrives, exactly as before."""
+        With ``sibling_lookup`` one lookup answers for every device of the sender's user
+        (``GET /v1/identities/{user}``): a user's devices write to the same peers, so a
+        sibling's first SMX1 then needs no lookup of its own; that is the same pinning a
+        bundle fetch for the user does. The sender's identity is checked (a change is an
+        event, or refused under STRICT); a sibling is only pinned when none is known for it
+        yet, and a known one is checked when its own SMX1 arrives, exactly as before."""
         address = device_address(user_id, device_id)
         before = self.device.known_identity(address)
         try:
-            found = await self.fetch_identities(user_id)
+            found = await (self.fetch_identities(user_id) if self.sibling_lookup
+                           else self.fetch_identities(user_id, device_id))
         except ServerRejected:
             return False
         for found_device, (registration_id, ik, sik) in found.items():

@@ -1,7 +1,8 @@
-"""An unknown sender's identity is looked up for its whole user at once
-(``GET /v1/identities/{user}``, docs/client.md): the sibling device's first SMX1 then needs no
-lookup of its own, a sibling whose identity is already pinned is left to its own SMX1, and
-the receiving device never pins itself."""
+"""With ``sibling_lookup`` (what the sharded fleet's devices use) an unknown sender's identity
+is looked up for its whole user at once (``GET /v1/identities/{user}``, docs/client.md): the
+sibling device's first SMX1 then needs no lookup of its own, a sibling whose identity is
+already pinned is left to its own SMX1, and the receiving device never pins itself. Off (the
+default, which the pinned live transcript is made with), each sender is looked up alone."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def identity_lookups(client: DeviceClient) -> list[str]:
         return await fetch(user_id, device_id)
 
     client.fetch_identities = counted  # type: ignore[method-assign]
+    client.sibling_lookup = True
     return made
 
 
@@ -54,6 +56,7 @@ def test_a_sibling_already_pinned_is_not_rechecked_by_another_devices_lookup() -
             alice = await w.device("alice", "phone")
             bob_phone = await w.device("bob", "phone")
             bob_laptop = await w.device("bob", "laptop")
+            alice.sibling_lookup = True
             stale = (bytes(32), bytes(32))  # what alice pinned for the laptop long ago
             alice.device.trust(bob_laptop.address, *stale, alice.clock.now())
             await bob_phone.send_text("alice", b"from the phone")
@@ -81,5 +84,23 @@ def test_a_sync_copy_pins_the_sibling_but_never_the_receiving_device_itself() ->
             assert phone.device.known_identity(tablet.address) is not None
             assert phone.device.known_identity(phone.address) is None
             assert "phone" not in phone.directory["alice"].devices
+
+    asyncio.run(body())
+
+
+def test_by_default_each_sender_is_looked_up_alone() -> None:
+    async def body() -> None:
+        async with world(["alice", "bob"]) as w:
+            alice = await w.device("alice", "phone")
+            bob_phone = await w.device("bob", "phone")
+            bob_laptop = await w.device("bob", "laptop")
+            lookups = identity_lookups(alice)
+            alice.sibling_lookup = False
+            await bob_phone.send_text("alice", b"from the phone")
+            await bob_laptop.send_text("alice", b"from the laptop")
+            await alice.poll()
+            assert sorted(r.content.body for r in alice.inbox) == [
+                b"from the laptop", b"from the phone"]
+            assert sorted(lookups) == ["bob/laptop", "bob/phone"]
 
     asyncio.run(body())
