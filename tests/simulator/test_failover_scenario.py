@@ -12,7 +12,6 @@ red against a relay with a real defect: one that queues every envelope twice
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from semafore import sabotage
 from semafore.deploy.data_tier import DataTier
 from semafore.deploy.errors import SettingsError
 from semafore.deploy.settings import CLUSTER_PROVIDERS, ProviderKind, Shape
-from semafore.deploy.testing import unavailable
 from simulator.executor import run_scenario
 from simulator.external import ExternalRelay
 from simulator.failover import SendSample, judge, measure, wire_deliveries
 from simulator.report.model import Outcome, ScenarioResult, reason
 from simulator.scenario import InfraTarget, load, loads
-from tests.simulator.cluster_demo import demo, rejected
+from tests.simulator.cluster_demo import demo, failover_of, rejected, run_on_local
 
 ROOT = Path(__file__).resolve().parents[2]
 FAILOVER = ROOT / "scenarios/desync/redis-primary-failover-during-delivery.yaml"
@@ -225,18 +222,7 @@ def test_deliveries_are_read_from_push_frames_and_split_http_pages() -> None:
 # -- the scenario on the local provider's cluster shape -----------------------------------------
 
 def _run_on_cluster(switch: str | None = None) -> ScenarioResult:
-    with sabotage.switched_on(switch) if switch else contextlib.nullcontext():
-        result = run_scenario(load(FAILOVER), provider=ProviderKind.LOCAL)
-    if result.error and any(name in result.error for name in (
-            "ToolMissingError", "BackendUnavailableError")):
-        unavailable(result.error.splitlines()[0])
-    return result
-
-
-def _failover(result: ScenarioResult) -> tuple[Outcome, str, dict[str, Any]]:
-    [outcome] = [a for a in result.assertions if a.kind == "failover"]
-    [event] = [e for e in result.timeline if e.kind == "failover"]
-    return outcome.outcome, outcome.summary, event.details
+    return run_on_local(FAILOVER, switch)
 
 
 @pytest.mark.slow
@@ -246,7 +232,7 @@ def test_the_primary_is_killed_mid_stream_and_nothing_acknowledged_is_lost_or_do
     result = _run_on_cluster()
     assert result.verdict.value == "pass", (result.error, reason(result),
                                             [(a.kind, a.summary) for a in result.assertions])
-    outcome, summary, figures = _failover(result)
+    outcome, summary, figures = failover_of(result)
     assert outcome is Outcome.HELD, summary
     assert figures["acked_lost"] == 0 and figures["duplicated"] == 0
     assert figures["acked_before_fault"] > 0 and figures["acked_after_fault"] > 0
@@ -265,7 +251,7 @@ def test_the_primary_is_killed_mid_stream_and_nothing_acknowledged_is_lost_or_do
 ])
 def test_a_relay_defect_turns_the_failover_verdict_red(switch: str, figure: str) -> None:
     result = _run_on_cluster(switch)
-    outcome, summary, figures = _failover(result)
+    outcome, summary, figures = failover_of(result)
     assert outcome is Outcome.VIOLATED, summary
     assert figures[figure] > 0 and f"{figure} {figures[figure]} > 0" in summary
     assert result.verdict.value == "fail"
