@@ -42,7 +42,8 @@ from simulator.report.model import Outcome
 from simulator.scenario.loader import load
 from tests.backends.test_replicas import bodies, cluster
 from tests.deploy.test_seaweed_cluster import survives_losing_a_holder
-from tests.simulator.test_failover_scenario import FAILOVER, _failover
+from tests.simulator.cluster_demo import failover_of
+from tests.simulator.test_failover_scenario import FAILOVER
 from tests.storage.test_conformance import envelope
 
 pytestmark = [pytest.mark.backend, pytest.mark.containers]
@@ -395,7 +396,7 @@ def test_the_redis_primary_failover_scenario_passes_on_containers(tmp_path: Path
         unavailable(result.error.splitlines()[0])
     assert result.verdict.value == "pass", (result.error, [(a.kind, a.summary)
                                                             for a in result.assertions])
-    outcome, summary, figures = _failover(result)
+    outcome, summary, figures = failover_of(result)
     assert outcome is Outcome.HELD, summary
     assert figures["acked_lost"] == 0 and figures["duplicated"] == 0
     assert figures["acked_after_fault"] > 0 and figures["window_s"] > 0
