@@ -118,14 +118,8 @@ def build(builder: Builder, b: dict[str, Any], p: PathT, c: dict[str, Any]) -> S
                 "cluster' each slot range has its own: name one with 'target: "
                 "redis-cluster-primary, user: USER'",
             )
-        if action not in PRIMARY_ACTIONS:
-            allowed = ", ".join(a.value for a in PRIMARY_ACTIONS)
-            raise builder.ctx.error(
-                (*p, "action"),
-                f"redis-primary takes {allowed} only: after a failover 'the current primary' "
-                f"is another server, so {action.value} would not undo the fault",
-            )
-        builder.primary_faulted = True
+        _takes_primary_actions(builder, p, action, "redis-primary",
+                               "'the current primary' is another server")
     replica = b.get("replica")
     if replica is not None and target is not InfraTarget.SERVER:
         raise builder.ctx.error(
@@ -200,14 +194,8 @@ def _cluster_node(builder: Builder, p: PathT, action: InfraAction, user: str | N
             (*p, "target"), "redis-cluster-primary needs 'user: U': the node is the one "
             "serving the hash slot of U's queues")
     builder.user_ids(user, (*p, "user"))
-    if action not in PRIMARY_ACTIONS:
-        allowed = ", ".join(a.value for a in PRIMARY_ACTIONS)
-        raise builder.ctx.error(
-            (*p, "action"),
-            f"redis-cluster-primary takes {allowed} only: after a failover the node serving "
-            f"the slot is another one, so {action.value} would not undo the fault",
-        )
-    builder.primary_faulted = True
+    _takes_primary_actions(builder, p, action, "redis-cluster-primary",
+                           "the node serving the slot is another one")
 
 
 async def run(ex: Execution, step: Infra) -> None:
@@ -232,3 +220,18 @@ register(
         run=run,
     )
 )
+
+
+def _takes_primary_actions(builder: Builder, p: PathT, action: InfraAction, target: str,
+                           after: str) -> None:
+    """A primary target (resolved when the step runs) takes only the actions that take it
+    away (:data:`PRIMARY_ACTIONS`): after a failover ``after``, so a start or restart would not
+    undo the fault. Marks that a primary is faulted, for the ``failover`` assertion."""
+    if action not in PRIMARY_ACTIONS:
+        allowed = ", ".join(a.value for a in PRIMARY_ACTIONS)
+        raise builder.ctx.error(
+            (*p, "action"),
+            f"{target} takes {allowed} only: after a failover {after}, so {action.value} "
+            "would not undo the fault",
+        )
+    builder.primary_faulted = True
