@@ -12,6 +12,8 @@ from typing import Any, NoReturn
 
 import pytest
 from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
@@ -37,6 +39,7 @@ from semafore.storage.redis_cluster import (
     open_cluster,
     translated,
 )
+from semafore.storage.redis_sentinel import open_redis
 from tests.server.helpers import make_world
 
 
@@ -206,3 +209,25 @@ def test_the_relay_answers_an_unreachable_cluster_503_not_500(dead_cluster_url: 
     assert refused.json()["error"] == "storage_unavailable"
     assert refused.headers["Retry-After"] == "1" and refused.status_code in RETRY_STATUSES
 
+
+
+@pytest.mark.xfail(strict=True, raises=RedisConnectionError, reason=(
+    "the single-server/Sentinel client (semafore.storage.redis_sentinel.open_redis) does not "
+    "translate yet: a refused connection reaches the relay as a bare redis-py error, a 500"))
+@pytest.mark.parametrize("scheme", ["redis", "redis+sentinel"])
+def test_a_single_server_that_cannot_be_reached_is_unavailable(scheme: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        url = (f"redis://127.0.0.1:{port}/0" if scheme == "redis"
+               else f"redis+sentinel://127.0.0.1:{port}/semafore")
+
+        async def body() -> None:
+            client = open_redis(url, retry=Retry(NoBackoff(), 0), socket_timeout=1.0)
+            try:
+                with pytest.raises(StorageUnavailable):
+                    await client.get("k")
+            finally:
+                await client.aclose()
+
+        asyncio.run(body())
