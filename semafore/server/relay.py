@@ -59,6 +59,7 @@ from semafore.storage.ports import (
     EnvelopeKind,
     IdentityRecord,
     Invitation,
+    LimitRefused,
     Membership,
     OneTimePrekeyRecord,
     Org,
@@ -87,18 +88,11 @@ SEND_LEDGER_MAX_AGE = 30 * 86400.0
 """Longest a send ledger entry lives (seconds) when the org's envelope retention is longer
 or unset: a retry comes within minutes; this only keeps the ledger bounded."""
 REPLAYABLE = (404, 409, 410)
-
-
-class SendLimited(Exception):
-    """The send limit, counted with the queue quotas (``Relay._queue_quotas``), refused:
-    ``index`` is the refused counter of ``Relay._limit_hits``."""
-
-    def __init__(self, index: int, decision: RateDecision) -> None:
-        super().__init__(f"send limit counter {index} refused")
-        self.index = index
-        self.decision = decision
 """Refusals a retry of an *accepted* send may meet because the world changed since (member
 removed, device set changed): the ledger answers those with the original result."""
+QUEUE_QUOTAS = (("queue_sender", "pair"), ("queue_recipient", "recipient"))
+"""The queue quotas a send to another user counts, in order, as (bucket, scope): how a
+refused one is named (``Relay._queue_quota_hits`` builds their counters in this order)."""
 
 
 class EnvelopeLike(Protocol):
@@ -1332,9 +1326,11 @@ class Relay:
         The ``send`` rate limit is counted before anything is read from a store. When the
         account cache holds everything the checks read (the steady state on real backends),
         nothing is read, so the limit is counted later, in the same store call as the queue
-        quotas (:meth:`_queue_quotas`: one Redis round trip fewer per send); a check that
-        refuses counts it before its store re-read and before answering. The outcome is the
-        one counting it first gives: over the limit is 429 whatever the checks say."""
+        quotas and the enqueue (``QueueStore.enqueue_send_limited``: on one Redis server or
+        behind Sentinel one round trip per send, issue #16 item 4); a check that refuses
+        counts it before its store re-read and before answering. The outcome is the one
+        counting it first gives: over the limit is 429 whatever the checks say, counts no
+        queue quota and queues nothing; over a quota queues nothing either."""
         owed = self._send_limit_deferrable(principal, user_id)
         if not owed:
             await self.limit("send", ip, principal.user_id)
@@ -1380,23 +1376,12 @@ class Relay:
             if answer is None:
                 raise
             return answer
-        send_hits: list[RateHit] = []
-        scopes: list[str] = []
-        if owed:  # still to count: with the quotas below, in one store call
+        scopes: list[str] = []  # the send limit's, when still owed
+        limits: list[RateHit] = []  # counted with the enqueue, in one store call
+        if owed:
             owed = False
-            send_hits, scopes = self._limit_hits("send", ip, principal.user_id)
-        if user_id != principal.user_id:  # sync copies are bounded by the sender's own `send`
-            try:
-                await self._queue_quotas(principal, user_id, send_hits)
-            except SendLimited as limited:  # over the send limit: 429, as if counted first
-                raise self._rate_limited(
-                    "send", scopes[limited.index], limited.decision
-                ) from None
-            except ApiError:  # a retry of an accepted send queues nothing: answer it
-                answer = await self._recorded_answer(principal, user_id, message_id, envelopes)
-                if answer is None:
-                    raise
-                return answer
+            limits, scopes = self._limit_hits("send", ip, principal.user_id)
+        limits += self._queue_quota_hits(principal, user_id)
         now = self.now()
         kind: EnvelopeKind = "reset" if reset else "message"
         entries = self._queue_entries(principal, user_id, message_id, envelopes, kind, now)
@@ -1410,17 +1395,34 @@ class Relay:
             entries += [dataclasses.replace(e, delivery_id=os.urandom(16).hex()) for e in entries]
         if sabotage.active("relay.drops_sync_copies") and user_id == principal.user_id:
             return entries  # TEST ONLY (semafore.sabotage): "accepted", never queued
-        if sabotage.active("relay.ledger_off"):  # TEST ONLY (semafore.sabotage)
+        ledger_off = sabotage.active("relay.ledger_off")  # TEST ONLY (semafore.sabotage)
+        in_memory = sabotage.active("relay.queue_in_process_memory")  # TEST ONLY, as above
+        try:
+            if ledger_off or in_memory:  # the limits alone: these never enqueue a send
+                refused, decision = (
+                    await self.stores.ratelimits.hit_each(limits, now) if limits
+                    else (ALL_COUNTED, RateDecision(True, 0))
+                )
+                if refused != ALL_COUNTED:
+                    raise LimitRefused(refused, decision)
+            else:
+                recorded = await self.stores.queues.enqueue_send_limited(
+                    record, entries, self.stores.ratelimits, limits, now
+                )
+        except LimitRefused as refused_hit:
+            return await self._limit_refused(
+                refused_hit, scopes, principal, user_id, message_id, envelopes
+            )
+        if ledger_off:  # TEST ONLY (semafore.sabotage)
             await self.stores.queues.enqueue(entries)  # no ledger: a retry is queued again
             self.hub.publish(entries)
             return entries
-        if sabotage.active("relay.queue_in_process_memory"):  # TEST ONLY (semafore.sabotage)
+        if in_memory:  # TEST ONLY (semafore.sabotage)
             for e in entries:  # never written to the shared store
                 key = (e.recipient_user_id, e.recipient_device_id)
                 self._memory_queue.setdefault(key, {})[e.delivery_id] = e
             self.hub.publish(entries)
             return entries
-        recorded = await self.stores.queues.enqueue_send(record, entries)
         if recorded is not None:  # a retry, or its concurrent twin won the race
             return self._replay(principal, recorded, digest, user_id, envelopes, reset)
         self.hub.publish(entries)
@@ -1466,35 +1468,42 @@ class Relay:
             and self.cache.answers_send(principal.org_id, user_id, self.now())
         )
 
-    async def _queue_quotas(
-        self, principal: Principal, user_id: str, send_hits: Sequence[RateHit] = ()
-    ) -> None:
-        """Per-sender and per-recipient queue quotas (issue 13 F-6): one sender fills one
-        user's queues at most ``queue_sender`` messages a window, all senders together at
-        most ``queue_recipient``; counted only for a send that passed every check (a retry
-        of an accepted send is answered from the ledger before this). ``send_hits``: the
-        send limit's counters when :meth:`accept_message` deferred them, counted first in
-        the same call (over them: :class:`SendLimited`, and no quota is counted)."""
-        if sabotage.active("relay.queue_quota_off"):  # TEST ONLY (semafore.sabotage)
-            return
+    def _queue_quota_hits(self, principal: Principal, user_id: str) -> list[RateHit]:
+        """Per-sender and per-recipient queue quotas (issue 13 F-6), in :data:`QUEUE_QUOTAS`
+        order: one sender fills one user's queues at most ``queue_sender`` messages a
+        window, all senders together at most ``queue_recipient``. None for a sync copy to
+        the sender's own devices (bounded by its own ``send`` limit). Counted with the
+        enqueue, so only for a send that passed every check."""
+        if user_id == principal.user_id or sabotage.active("relay.queue_quota_off"):
+            return []  # queue_quota_off: TEST ONLY (semafore.sabotage)
         recipient = f"{principal.org_id}:{user_id}"
         limits = self.settings.rate_limits
-        refused, decision = await self.stores.ratelimits.hit_each(  # one round trip
-            (
-                *send_hits,
-                (f"queue_sender:pair:{principal.user_id}>{recipient}", *limits["queue_sender"]),
-                (f"queue_recipient:recipient:{recipient}", *limits["queue_recipient"]),
-            ),
-            self.now(),
-        )
-        if refused == ALL_COUNTED:
-            return
-        if refused < len(send_hits):
-            raise SendLimited(refused, decision)
-        bucket, scope = (("queue_sender", "pair"), ("queue_recipient", "recipient"))[
-            refused - len(send_hits)
+        return [
+            (f"queue_sender:pair:{principal.user_id}>{recipient}", *limits["queue_sender"]),
+            (f"queue_recipient:recipient:{recipient}", *limits["queue_recipient"]),
         ]
-        raise self._rate_limited(bucket, scope, decision)
+
+    async def _limit_refused(
+        self,
+        refused: LimitRefused,
+        scopes: Sequence[str],
+        principal: Principal,
+        user_id: str,
+        message_id: str,
+        envelopes: Sequence[EnvelopeLike],
+    ) -> list[QueuedEnvelope]:
+        """The answer to a send whose limits (the owed send limit's ``scopes``, then the
+        queue quotas) refused it, nothing queued: over the send limit 429 ``send``, as if
+        counted first; over a quota the original answer if this is a retry of an accepted
+        send (it queues nothing), else 429 naming the quota."""
+        if refused.index < len(scopes):
+            raise self._rate_limited("send", scopes[refused.index], refused.decision)
+        bucket, scope = QUEUE_QUOTAS[refused.index - len(scopes)]
+        limited = self._rate_limited(bucket, scope, refused.decision)
+        answer = await self._recorded_answer(principal, user_id, message_id, envelopes)
+        if answer is None:
+            raise limited
+        return answer
 
     def _send_record(
         self,

@@ -405,6 +405,30 @@ class QueueStore(Protocol):
         AlreadyExists (and nothing written) on a duplicate delivery id."""
         ...
 
+    async def enqueue_send_limited(
+        self,
+        record: SendRecord,
+        envelopes: Sequence[QueuedEnvelope],
+        ratelimits: RateLimitStore,
+        hits: Sequence[RateHit],
+        now: float,
+    ) -> SendRecord | None:
+        """Count ``hits`` in ``ratelimits`` as :meth:`RateLimitStore.hit_each`, then, if
+        none was refused, :meth:`enqueue_send`. A refused hit raises :class:`LimitRefused`
+        (its index and decision) and writes no send: the hits before it stay counted, those
+        after it are not, exactly as the two calls one after the other.
+
+        Why one method: the relay counts a send's rate limits (the ``send`` limit when
+        deferred, the two queue quotas) right before its enqueue, and on Redis two calls are
+        two sequential round trips; an adapter whose rate limits live on the same server
+        makes both one script (issue #16 item 4, docs/backends.md "one round trip per
+        send"). This default makes the two calls, so every adapter keeps working."""
+        if hits:
+            refused, decision = await ratelimits.hit_each(hits, now)
+            if refused != ALL_COUNTED:
+                raise LimitRefused(refused, decision)
+        return await self.enqueue_send(record, envelopes)
+
     async def get_send(self, key: SendKey) -> SendRecord | None: ...
     async def expire_sends(self, org_id: str, before: float) -> int:
         """Forget this org's sends accepted before ``before``; return how many."""
@@ -541,6 +565,18 @@ RateHit = tuple[str, int, float]
 """(key, limit, window) of one :meth:`RateLimitStore.hit`."""
 ALL_COUNTED = -1
 """The index :meth:`RateLimitStore.hit_each` answers when no hit was refused."""
+
+
+class LimitRefused(StorageError):
+    """A rate-limit hit counted with a write (:meth:`QueueStore.enqueue_send_limited`) was
+    refused, so nothing was written: ``index`` is the refused hit's position, ``decision``
+    its :class:`RateDecision` (``allowed`` False, ``retry_after``), as
+    :meth:`RateLimitStore.hit_each` answers them."""
+
+    def __init__(self, index: int, decision: RateDecision) -> None:
+        super().__init__(f"rate-limit hit {index} refused")
+        self.index = index
+        self.decision = decision
 
 
 class RateLimitStore(Protocol):

@@ -55,6 +55,7 @@ from semafore.storage.ports import (
     ALL_COUNTED,
     AlreadyExists,
     DeliveryProof,
+    LimitRefused,
     NotDurable,
     QueuedEnvelope,
     QueueStore,
@@ -69,6 +70,9 @@ from semafore.storage.redis_pipeline import AutoPipeline, Command, script_comman
 from semafore.storage.redis_sentinel import open_redis
 
 T = TypeVar("T")
+
+_Limits = tuple["RedisRateLimitStore", Sequence[RateHit], float]
+"""A send's rate limits counted in its script: the store, the hits, ``now``."""
 
 _ENV_FIELDS = (
     "org_id",
@@ -141,25 +145,57 @@ return 1
 """
 )
 
-# KEYS: ledger entry, ledger index (x: 0 or 1), registry (r), envelopes (4n).
-# ARGV: ttl ms, record, send key suffix, accepted_at, x, n, r, registry members, envelopes
-# -> {1} recorded and queued; {0, record} already recorded (nothing written); {-1} a delivery
-# id exists (nothing written). SET NX with a TTL is the ledger's insert-if-absent; the same
-# script queues, so the ledger entry and its envelopes exist together or not at all.
-_ENQUEUE_SEND = (
+# The send: from KEYS[k] the ledger entry, ledger index (x: 0 or 1), registry (r), envelopes
+# (4n); from ARGV[a] ttl ms, record, send key suffix, accepted_at, x, n, r, registry members,
+# envelopes -> {1} recorded and queued; {0, record} already recorded (nothing written); {-1} a
+# delivery id exists (nothing written). SET NX with a TTL is the ledger's insert-if-absent; the
+# same script queues, so the ledger entry and its envelopes exist together or not at all.
+_SEND_FN = """
+local function send(k, a)
+  local ttl, record, key, at = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local x, n, r = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local recorded = redis.call('GET', KEYS[k])
+  if recorded then return {0, recorded} end
+  local k0 = k + 1 + x + r
+  if not ids_free(k0, n) then return {-1} end
+  redis.call('SET', KEYS[k], record, 'PX', ttl, 'NX')
+  if x == 1 then redis.call('ZADD', KEYS[k + 1], at, key) end
+  register(k + 1 + x, a + 7, r)
+  write(k0, a + 7 + r, n)
+  return {1}
+end
+"""
+
+# Rate-limit counters: h KEYS from KEYS[k], per counter (limit, ttl ms) from ARGV[a]. Counted
+# in order, stopping at the first that is full -> its 1-based position, 0 if all counted.
+_HIT_EACH_FN = """
+local function hit_each(k, a, h)
+  for i = 0, h - 1 do
+    local key = KEYS[k + i]
+    local count = tonumber(redis.call('GET', key) or '0')
+    if count >= tonumber(ARGV[a + 2 * i]) then return i + 1 end
+    count = redis.call('INCR', key)
+    if count == 1 then redis.call('PEXPIRE', key, ARGV[a + 2 * i + 1]) end
+  end
+  return 0
+end
+"""
+
+_ENQUEUE_SEND = _ENQUEUE_FNS + _SEND_FN + "return send(1, 1)\n"
+
+# The relay's send with its rate limits (RedisQueueStore.enqueue_send_limited): KEYS: the h
+# counters, then the send's; ARGV: h, (limit, ttl ms) per counter, then the send's ->
+# {-2, position} a counter was full (the send not tried: nothing of it written), else the
+# send's answer. One script, so one round trip where there were two (limits, then send).
+_ENQUEUE_SEND_LIMITED = (
     _ENQUEUE_FNS
+    + _SEND_FN
+    + _HIT_EACH_FN
     + """
-local ttl, record, send, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local x, n, r = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local recorded = redis.call('GET', KEYS[1])
-if recorded then return {0, recorded} end
-local k0 = 2 + x + r
-if not ids_free(k0, n) then return {-1} end
-redis.call('SET', KEYS[1], record, 'PX', ttl, 'NX')
-if x == 1 then redis.call('ZADD', KEYS[2], at, send) end
-register(2 + x, 8, r)
-write(k0, 8 + r, n)
-return {1}
+local h = tonumber(ARGV[1])
+local refused = hit_each(1, 2, h)
+if refused > 0 then return {-2, refused} end
+return send(1 + h, 2 + 2 * h)
 """
 )
 
@@ -247,16 +283,7 @@ if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return count
 """
 
-_HIT_EACH = """
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i - 1])
-  local count = tonumber(redis.call('GET', key) or '0')
-  if count >= limit then return i end
-  count = redis.call('INCR', key)
-  if count == 1 then redis.call('PEXPIRE', key, ARGV[2 * i]) end
-end
-return 0
-"""
+_HIT_EACH = _HIT_EACH_FN + "return hit_each(1, 1, #KEYS)\n"
 
 
 
@@ -543,6 +570,7 @@ class RedisQueueStore(QueueStore):
         self._record_each = client.register_script(_RECORD_EACH)
         self._expire_deliveries = client.register_script(_EXPIRE_DELIVERIES)
         self._enqueue_send = client.register_script(_ENQUEUE_SEND)
+        self._enqueue_send_limited = client.register_script(_ENQUEUE_SEND_LIMITED)
         self._forget_send = client.register_script(_FORGET_SEND)
         self._unindex = client.register_script(_UNINDEX)
 
@@ -668,6 +696,37 @@ class RedisQueueStore(QueueStore):
     async def enqueue_send(
         self, record: SendRecord, envelopes: Sequence[QueuedEnvelope]
     ) -> SendRecord | None:
+        return await self._send(record, envelopes, None)
+
+    async def enqueue_send_limited(
+        self,
+        record: SendRecord,
+        envelopes: Sequence[QueuedEnvelope],
+        ratelimits: RateLimitStore,
+        hits: Sequence[RateHit],
+        now: float,
+    ) -> SendRecord | None:
+        """The relay's send with its rate limits in **one** script, so one round trip (was
+        two: ``hit_each``, then the send), when ``ratelimits`` is the
+        :class:`RedisRateLimitStore` of this namespace on one server or behind Sentinel:
+        the counters are counted first and a full one answers :class:`LimitRefused` before
+        the send is tried, as the port's two calls would (issue #16 item 4).
+
+        On a Redis Cluster it stays two calls (the port's default): each counter carries its
+        own hash tag (``{r:...}``), on another slot than the recipient's send, and one
+        script may touch one slot only. The default too for another rate-limit store, and
+        for an envelope set repeating a delivery id (counted, then refused, as there)."""
+        ids = {e.delivery_id for e in envelopes}
+        if (not hits or self.ns.cluster or len(ids) != len(envelopes)
+                or not isinstance(ratelimits, RedisRateLimitStore) or ratelimits.ns is not self.ns):
+            return await super().enqueue_send_limited(record, envelopes, ratelimits, hits, now)
+        return await self._send(record, envelopes, (ratelimits, hits, now))
+
+    async def _send(
+        self, record: SendRecord, envelopes: Sequence[QueuedEnvelope], limits: _Limits | None
+    ) -> SendRecord | None:
+        """:meth:`enqueue_send`; with ``limits`` (one server only) its counters are counted
+        first in the same script (:meth:`enqueue_send_limited`)."""
         r = record
         self._check_unique(envelopes)
         value = json.dumps(
@@ -686,9 +745,16 @@ class RedisQueueStore(QueueStore):
             keys, args = self._envelope_args(envelopes)
             call = ([ledger, index, *reg_keys, *keys],
                     [*head, 1, len(envelopes), len(reg_keys), *users, *args])
+            if limits is not None:  # the counters first, in the same script
+                counters = limits[0].counters(limits[1], limits[2])
+                call = ([*(k for k, _ in counters), *call[0]],
+                        [len(counters), *(a for _, pair in counters for a in pair), *call[1]])
+                script = self._enqueue_send_limited
+            else:
+                script = self._enqueue_send
             if self.wait is None:
-                return self._send_result(r, await self.ns.script(self._enqueue_send, *call))
-            return await self._send_and_wait(r, ledger, call, self.wait)
+                return self._send_result(r, await self.ns.script(script, *call), limits)
+            return await self._send_and_wait(r, ledger, script, call, self.wait, limits)
         await self._register(envelopes)
         groups = self.ns.by_slot(envelopes, lambda e: self.ns.user(e.recipient_user_id))
         together = not groups or (
@@ -792,19 +858,20 @@ class RedisQueueStore(QueueStore):
         return replies[:len(steps)], min(counts, default=wait.replicas)
 
     async def _send_and_wait(
-        self, record: SendRecord, ledger: str, call: tuple[list[str], list[Any]],
-        wait: ReplicaWait,
+        self, record: SendRecord, ledger: str, script: AsyncScript,
+        call: tuple[list[str], list[Any]], wait: ReplicaWait, limits: _Limits | None,
     ) -> SendRecord | None:
         """The send script and ``WAIT`` pipelined on one connection (WAIT counts replicas
         that have *this connection's* writes). A replay wrote nothing, so it rewrites the
         entry as it is (``XX KEEPTTL``) and waits for that: replication is ordered, so a
-        replica holding the rewrite holds the original send too."""
+        replica holding the rewrite holds the original send too. A send refused by its
+        rate limits (``limits``) wrote nothing to acknowledge: refused whatever WAIT says."""
         timeout_ms = max(1, round(wait.timeout * 1000))
         async with self.ns.client.pipeline(transaction=False) as pipe:
-            await self._enqueue_send(keys=call[0], args=call[1], client=pipe)
+            await script(keys=call[0], args=call[1], client=pipe)
             pipe.execute_command("WAIT", wait.replicas, timeout_ms)
             result, confirmed = await pipe.execute()
-        outcome = self._send_result(record, result)
+        outcome = self._send_result(record, result, limits)
         if outcome is not None:
             async with self.ns.client.pipeline(transaction=False) as pipe:
                 pipe.set(ledger, result[1], xx=True, keepttl=True)
@@ -815,9 +882,14 @@ class RedisQueueStore(QueueStore):
         return outcome
 
     @staticmethod
-    def _send_result(record: SendRecord, result: Sequence[Any]) -> SendRecord | None:
+    def _send_result(
+        record: SendRecord, result: Sequence[Any], limits: _Limits | None = None
+    ) -> SendRecord | None:
         if int(result[0]) == 1:
             return None
+        if int(result[0]) == -2 and limits is not None:  # a counter was full: nothing sent
+            index = int(result[1]) - 1
+            raise LimitRefused(index, RedisRateLimitStore.refusal(limits[1], index, limits[2]))
         if int(result[0]) == -1:
             raise AlreadyExists("delivery_id")
         return _send_record(record.key, result[1])
@@ -1037,11 +1109,24 @@ class RedisRateLimitStore(RateLimitStore):
             return RateDecision(False, max(1, math.ceil((index + 1) * window - now)))
         return RateDecision(True, 0)
 
-    async def hit_each(self, hits: Sequence[RateHit], now: float) -> tuple[int, RateDecision]:
-        calls = [
+    def counters(self, hits: Sequence[RateHit], now: float) -> list[tuple[str, list[int]]]:
+        """Each hit's counter key and its (limit, ttl ms): what ``hit_each`` takes in Lua,
+        here and in the send script that counts a send's limits
+        (:meth:`RedisQueueStore.enqueue_send_limited`)."""
+        return [
             (self.ns.rate(key, int(now // window)), [limit, math.ceil(window * 1000) + 1000])
             for key, limit, window in hits
         ]
+
+    @staticmethod
+    def refusal(hits: Sequence[RateHit], index: int, now: float) -> RateDecision:
+        """The decision for ``hits[index]``, found full at ``now``: retry when its window
+        ends."""
+        window = hits[index][2]
+        return RateDecision(False, max(1, math.ceil((int(now // window) + 1) * window - now)))
+
+    async def hit_each(self, hits: Sequence[RateHit], now: float) -> tuple[int, RateDecision]:
+        calls = self.counters(hits, now)
         # one server: one script for all; Cluster: one script per subject, in order
         steps = [calls] if not self.ns.cluster else [[call] for call in calls]
         refused, done = 0, 0  # refused: 1-based, 0: none
@@ -1054,9 +1139,7 @@ class RedisRateLimitStore(RateLimitStore):
             done += len(step)
         if not refused:
             return ALL_COUNTED, RateDecision(True, 0)
-        window = hits[refused - 1][2]
-        index = int(now // window)
-        return refused - 1, RateDecision(False, max(1, math.ceil((index + 1) * window - now)))
+        return refused - 1, self.refusal(hits, refused - 1, now)
 
 
 class RedisPush:

@@ -2,9 +2,11 @@
 
 When the account cache answers every check of a send, the relay reads no store before the
 rate limits, so it counts the ``send`` limit in the same store call as the queue quotas (on
-Redis one round trip instead of two). What must not change:
+Redis one round trip instead of two), and that call is the enqueue itself
+(``QueueStore.enqueue_send_limited``: on one Redis server the send script counts them). What
+must not change:
 
-- a steady-state send costs one rate-limit store call, not two;
+- a steady-state send costs one rate-limit store call, not two, and on Redis one round trip;
 - over the send limit the answer is 429 ``send`` whatever the checks would say, and a send
   refused by the limit counts no queue quota;
 - a refused check that re-reads the store counts the send limit *first*: an over-limit sender
@@ -14,38 +16,63 @@ Redis one round trip instead of two). What must not change:
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
+from redis.asyncio.connection import AbstractConnection
 
 from semafore.deploy.local_push import LocalPushBus
+from semafore.deploy.settings import ProviderKind
+from semafore.deploy.testing import shared_provider
+from semafore.server import models as m
 from semafore.server.errors import ApiError
 from semafore.server.relay import Relay
 from semafore.server.settings import Settings, unlimited_rate_limits
 from semafore.storage.memory import memory_stores
-from semafore.storage.ports import Membership, Org, Stores, TotpEnrolment, User
-from tests.server.test_account_cache import Counting, install, registration, send
+from semafore.storage.ports import (
+    Membership,
+    Org,
+    QueueStore,
+    RateLimitStore,
+    Stores,
+    TotpEnrolment,
+    User,
+)
+from semafore.storage.redis import RedisNamespace, RedisQueueStore, RedisRateLimitStore
+from tests.server.helpers import b64
+from tests.server.test_account_cache import BODY, Counting, install, registration, send
 
 SEND_QUOTA = 5
+PING = b"*1\r\n$4\r\nPING\r\n"
 
 
 @asynccontextmanager
-async def relay_with_counts(queue_quota: int = 10**9) -> AsyncIterator[tuple[Relay, Counter[str]]]:
+async def relay_with_counts(
+    queue_quota: int = 10**9, redis: RedisNamespace | None = None
+) -> AsyncIterator[tuple[Relay, Counter[str]]]:
     """One relay with an account cache (its hub announces changes) on memory stores whose
-    account, key and rate-limit calls are counted; alice and bob are members of acme."""
+    account, key and rate-limit calls are counted; alice and bob are members of acme. With
+    ``redis``, queues and rate limits are that namespace's Redis adapters instead (not
+    counted: a counting wrapper is not the Redis store the send script can count in)."""
     inner = memory_stores()
     counts: Counter[str] = Counter()
+    queues: QueueStore = inner.queues
+    ratelimits: RateLimitStore = Counting(inner.ratelimits, counts, "ratelimits")
+    if redis is not None:
+        queues, ratelimits = RedisQueueStore(redis), RedisRateLimitStore(redis)
     stores = Stores(
         accounts=Counting(inner.accounts, counts, "accounts"),
         tokens=inner.tokens,
         keys=Counting(inner.keys, counts, "keys"),
-        queues=inner.queues,
+        queues=queues,
         attachments=inner.attachments,
         blobs=inner.blobs,
         audit=inner.audit,
-        ratelimits=Counting(inner.ratelimits, counts, "ratelimits"),
+        ratelimits=ratelimits,
     )
     await inner.accounts.create_org_with_admin(
         Org("acme", "Acme", 0.0), User("admin", 0.0), TotpEnrolment("admin", b"\x00" * 20)
@@ -63,6 +90,40 @@ async def relay_with_counts(queue_quota: int = 10**9) -> AsyncIterator[tuple[Rel
         yield Relay(settings, stores, hub), counts
     finally:
         await hub.close()
+
+
+@asynccontextmanager
+async def redis_namespace() -> AsyncIterator[RedisNamespace]:
+    """A fresh namespace on the shared ``local`` provider's Redis (one server), wiped after."""
+    url = shared_provider(ProviderKind.LOCAL).endpoints.redis_url
+    assert url is not None
+    ns = RedisNamespace(url, f"sl{uuid.uuid4().hex[:12]}")
+    try:
+        yield ns
+    finally:
+        await ns.drop()
+        await ns.close()
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Every write to a Redis socket in this process (one per command or pipeline sent, so
+    one per round trip), health-check ``PING``s left out: a list holding the count."""
+    written = [0]
+    real = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: Any, check_health: bool = True
+                      ) -> None:
+        parts: list[bytes] = [
+            p.encode() if isinstance(p, str) else bytes(p)
+            for p in ([command] if isinstance(command, (bytes, str)) else command)
+        ]
+        if b"".join(parts) != PING:
+            written[0] += 1
+        await real(self, parts, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    yield written
 
 
 def rate_calls(counts: Counter[str]) -> int:
@@ -127,5 +188,77 @@ def test_a_refused_check_counts_the_send_limit_before_reading_the_store() -> Non
             assert limited.value.status == 429
             assert store_reads(counts) == 0
             assert rate_calls(counts) == 1
+
+    asyncio.run(body())
+
+
+@pytest.mark.backend
+def test_a_steady_state_send_on_redis_is_one_round_trip(round_trips: list[int]) -> None:
+    """The send limit (per IP and per account), both queue quotas, the ledger entry and the
+    envelopes: one script, one round trip (two when the limits were a call of their own)."""
+
+    async def body() -> None:
+        async with redis_namespace() as ns, relay_with_counts(redis=ns) as (relay, _):
+            alice = await install(relay, "alice", "a1")
+            await install(relay, "bob", "b1")
+            b1 = {"b1": await registration(relay, "bob", "b1")}
+            for mid in ("warm-up", "m0"):  # the first use of a script may load it
+                await send(relay, alice, mid, b1)
+            envelopes = [m.EnvelopeIn.model_validate(
+                {"device_id": "b1", "registration_id": b1["b1"], "body": b64(BODY)})]
+            for i in range(3):
+                before = round_trips[0]
+                queued = await relay.accept_message(alice, "bob", f"m{i + 1}", envelopes,
+                                                    "127.0.0.1")
+                assert round_trips[0] - before == 1, f"send {i}"
+                assert [e.delivery_id for e in queued] == [
+                    e.delivery_id for e in await relay.stores.queues.fetch("bob", "b1", 10)
+                ][-1:]
+
+    asyncio.run(body())
+
+
+@pytest.mark.backend
+def test_on_redis_over_the_send_limit_is_429_send_and_queues_nothing() -> None:
+    async def body() -> None:
+        async with redis_namespace() as ns, relay_with_counts(
+            queue_quota=SEND_QUOTA, redis=ns
+        ) as (relay, _):
+            alice = await install(relay, "alice", "a1")
+            await install(relay, "bob", "b1")
+            b1 = {"b1": await registration(relay, "bob", "b1")}
+            for i in range(SEND_QUOTA):  # the queue quota is as large: both now full
+                await send(relay, alice, f"m{i}", b1)
+            for i in range(3):
+                with pytest.raises(ApiError) as refused:
+                    await send(relay, alice, f"over{i}", b1)
+                assert refused.value.status == 429
+                assert refused.value.detail.startswith("too many send ")
+            assert await relay.stores.queues.count("bob", "b1") == SEND_QUOTA
+            key = ("acme", "alice", "a1", "bob", "over0")
+            assert await relay.stores.queues.get_send(key) is None
+
+    asyncio.run(body())
+
+
+@pytest.mark.backend
+def test_on_redis_a_full_queue_quota_is_429_naming_it_and_a_retry_still_gets_its_answer(
+) -> None:
+    async def body() -> None:
+        async with redis_namespace() as ns, relay_with_counts(
+            queue_quota=2, redis=ns
+        ) as (relay, _):
+            alice = await install(relay, "alice", "a1")
+            await install(relay, "bob", "b1")
+            b1 = {"b1": await registration(relay, "bob", "b1")}
+            await send(relay, alice, "m0", b1)
+            await send(relay, alice, "m1", b1)
+            with pytest.raises(ApiError) as refused:
+                await send(relay, alice, "m2", b1)
+            assert refused.value.status == 429
+            assert refused.value.detail.startswith("too many queue_sender ")
+            assert await relay.stores.queues.count("bob", "b1") == 2
+            await send(relay, alice, "m1", b1)  # a retry of an accepted send: answered
+            assert await relay.stores.queues.count("bob", "b1") == 2
 
     asyncio.run(body())
