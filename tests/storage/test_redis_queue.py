@@ -1,5 +1,6 @@
-"""Redis queue store beyond the ports: reading envelopes by id for the cross-replica push hub
-(``RedisQueueStore.get_envelopes``), on a real redis-server."""
+"""Redis queue store beyond the ports, on a real redis-server: reading envelopes by id for the
+cross-replica push hub (``RedisQueueStore.get_envelopes``), and the send with its rate limits
+in one script (``enqueue_send_limited``: one round trip, also under ``WAIT``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ import pytest
 
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.testing import shared_provider
-from semafore.storage.redis import RedisNamespace, RedisQueueStore
-from tests.storage.test_conformance import envelope
+from semafore.storage.ports import LimitRefused, RateHit
+from semafore.storage.redis import (
+    RedisNamespace,
+    RedisQueueStore,
+    RedisRateLimitStore,
+    ReplicaWait,
+    ReplicaWaitError,
+)
+from tests.storage.test_conformance import envelope, send_record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.backend]
 
@@ -39,3 +47,65 @@ async def test_get_envelopes_returns_only_still_queued_ones_by_id(
     )
     assert found == {"e3": stored[2], "e1": stored[0]}
     assert await queues.get_envelopes([]) == {}
+
+
+LIMITS: tuple[RateHit, ...] = (("send:account:alice", 1, 60.0), ("queue_sender:pair:x", 9, 60.0))
+KEY = ("o1", "alice", "a1", "bob", "m1")
+
+
+def trips(queues: RedisQueueStore) -> int:
+    assert queues.ns.pipeline is not None, "one server: the adapters auto-pipeline"
+    return queues.ns.pipeline.stats["pipelines"]
+
+
+async def test_a_send_with_its_limits_is_one_round_trip(queues: RedisQueueStore) -> None:
+    rates = RedisRateLimitStore(queues.ns)
+    await queues.enqueue_send_limited(  # the first run loads the script
+        send_record("e0", message_id="m0"), [envelope("e0")], rates, (), 120.0)
+    before = trips(queues)
+    assert await queues.enqueue_send_limited(
+        send_record("e1"), [envelope("e1")], rates, LIMITS, 120.0) is None
+    assert trips(queues) - before == 1
+    before = trips(queues)
+    with pytest.raises(LimitRefused):  # the send limit (1) now full: refused in that trip
+        await queues.enqueue_send_limited(
+            send_record("e2", message_id="m2"), [envelope("e2")], rates, LIMITS, 120.0)
+    assert trips(queues) - before == 1
+    assert await queues.count("bob", "d1") == 2
+
+
+async def test_rate_limits_of_another_namespace_are_counted_there_in_their_own_call(
+    queues: RedisQueueStore,
+) -> None:
+    url = shared_provider(ProviderKind.LOCAL).endpoints.redis_url
+    assert url is not None
+    other = RedisNamespace(url, f"rl{uuid.uuid4().hex[:12]}")
+    try:
+        rates = RedisRateLimitStore(other)
+        assert await queues.enqueue_send_limited(
+            send_record("e1"), [envelope("e1")], rates, LIMITS, 120.0) is None
+        assert not (await rates.hit(*LIMITS[0], 121.0)).allowed  # counted in `other`
+        assert (await RedisRateLimitStore(queues.ns).hit(*LIMITS[0], 121.0)).allowed
+    finally:
+        await other.drop()
+        await other.close()
+
+
+async def test_under_wait_a_refused_send_is_refused_not_left_unconfirmed(
+    queues: RedisQueueStore,
+) -> None:
+    """``WAIT 1`` on a server without replicas confirms nothing: an accepted send is
+    :class:`ReplicaWaitError` (written, not acknowledged), while a send its limits refused
+    wrote nothing to confirm and is :class:`LimitRefused`."""
+    waiting = RedisQueueStore(queues.ns, wait=ReplicaWait(1, timeout=0.05))
+    rates = RedisRateLimitStore(queues.ns)
+    with pytest.raises(ReplicaWaitError):
+        await waiting.enqueue_send_limited(
+            send_record("e1"), [envelope("e1")], rates, LIMITS, 120.0)
+    assert await queues.get_send(KEY) is not None
+    with pytest.raises(LimitRefused) as refused:
+        await waiting.enqueue_send_limited(
+            send_record("e2", message_id="m2"), [envelope("e2")], rates, LIMITS, 120.0)
+    assert refused.value.index == 0
+    assert await queues.get_send(("o1", "alice", "a1", "bob", "m2")) is None
+    assert await queues.count("bob", "d1") == 1
