@@ -17,7 +17,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar, get_args
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 from semafore import sabotage
 from semafore.oracle.leaks import encode
@@ -54,7 +54,6 @@ from semafore.storage.ports import (
     AttachmentMeta,
     AuditEvent,
     AuditQuery,
-    DeliveryProof,
     Device,
     EnvelopeKind,
     IdentityRecord,
@@ -73,6 +72,8 @@ from semafore.storage.ports import (
     Stores,
     TotpEnrolment,
     User,
+    delivery_proof,
+    hot_record,
 )
 
 ENVELOPE_MAGICS = (b"SMX1", b"DRV1")
@@ -113,24 +114,6 @@ class DeviceCheck(NamedTuple):
     extra: list[str]
     stale: list[str]
     reset: bool  # the envelopes are SPEC §4 reset notices, not a message
-
-
-_R = TypeVar("_R")
-_new_object = object.__new__
-
-
-def hot_record(cls: type[_R], **fields: Any) -> _R:
-    """A frozen dataclass record built without its generated ``__init__``.
-
-    A frozen dataclass assigns every field through ``object.__setattr__``: for the ten-odd
-    fields of the records made once per envelope (:class:`QueuedEnvelope`,
-    :class:`DeliveryProof`) that was ~5 µs each, a tenth of the relay's own per-envelope
-    CPU. Only for plain frozen dataclasses (no ``__post_init__``, no slots), given every
-    field by name; ``tests/server/test_hot_records.py`` checks the result equals the
-    normally constructed record."""
-    record = _new_object(cls)
-    record.__dict__.update(fields)
-    return record
 
 
 class OtpOutbox:
@@ -1732,28 +1715,17 @@ class Relay:
         )
 
     async def ack(self, principal: Principal, delivery_ids: Sequence[str]) -> list[str]:
-        acked = await self.stores.queues.ack(principal.user_id, principal.device_id, delivery_ids)
+        # one store call per ack: removal and proofs (Redis, one server: one script); a
+        # repeated ack keeps the first proof
+        now = self.now()
+        acked = await self.stores.queues.ack_delivered(
+            principal.user_id, principal.device_id, principal.org_id, delivery_ids, now
+        )
         if sabotage.active("relay.queue_in_process_memory"):  # TEST ONLY (semafore.sabotage)
             mine = self._memory_queue.get((principal.user_id, principal.device_id), {})
-            acked = [*acked, *(mine.pop(i) for i in delivery_ids if i in mine)]
-        now = self.now()
-        # one store call per ack (Redis: one pipeline); a repeated ack keeps the first proof
-        await self.stores.queues.record_deliveries([
-            hot_record(
-                DeliveryProof,
-                delivery_id=env.delivery_id,
-                org_id=env.org_id,
-                message_id=env.message_id,
-                envelope_hash=env.envelope_hash,
-                sender_user_id=env.sender_user_id,
-                sender_device_id=env.sender_device_id,
-                recipient_user_id=env.recipient_user_id,
-                recipient_device_id=env.recipient_device_id,
-                received_at=env.received_at,
-                delivered_at=now,
-            )
-            for env in acked
-        ])
+            held = [mine.pop(i) for i in delivery_ids if i in mine]
+            await self.stores.queues.record_deliveries([delivery_proof(e, now) for e in held])
+            acked = [*acked, *held]
         if acked:
             event(
                 "envelopes_acked",

@@ -257,6 +257,47 @@ return stored
 """
 )
 
+# An ack with its delivery proofs (RedisQueueStore.ack_delivered), one server only: it spans
+# the user's slot and the org's. KEYS: the device queue, the user's index of org O, O's paging
+# and retention indexes, then per id its envelope hash and its proof hash. ARGV: O,
+# delivered_at, ids... An id in that queue whose envelope is of org O is removed (as _REMOVE)
+# and proven (as _RECORD_EACH: an existing proof is kept) -> {{id, envelope fields...}...
+# removed, {ids in the queue of another org (left as they are)}}.
+_ACK_DELIVERED = (
+    "local proof_fields = " + _lua_names(_PROOF_FIELDS) + """
+local org, at = ARGV[1], ARGV[2]
+local removed, other = {}, {}
+for i = 3, #ARGV do
+  local id, k = ARGV[i], 5 + (i - 3) * 2
+  if redis.call('ZSCORE', KEYS[1], id) then
+    local row = redis.call('HGETALL', KEYS[k])
+    local env = {}
+    for j = 1, #row, 2 do env[row[j]] = row[j + 1] end
+    if env['org_id'] ~= org then
+      other[#other + 1] = id
+    else
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZREM', KEYS[2], id)
+      redis.call('DEL', KEYS[k])
+      if redis.call('EXISTS', KEYS[k + 1]) == 0 then
+        env['delivered_at'] = at
+        local fields = {}
+        for _, name in ipairs(proof_fields) do
+          fields[#fields + 1] = name
+          fields[#fields + 1] = env[name]
+        end
+        redis.call('HSET', KEYS[k + 1], unpack(fields))
+        redis.call('ZADD', KEYS[3], 0, id)
+        redis.call('ZADD', KEYS[4], at, id)
+      end
+      removed[#removed + 1] = {id, row}
+    end
+  end
+end
+return {removed, other}
+"""
+)
+
 # KEYS: the org's paging index, its retention index, then one proof hash per id.
 # ARGV: before, ids... (read from the retention index) -> count forgotten
 _EXPIRE_DELIVERIES = """
@@ -571,6 +612,7 @@ class RedisQueueStore(QueueStore):
         self._expire_deliveries = client.register_script(_EXPIRE_DELIVERIES)
         self._enqueue_send = client.register_script(_ENQUEUE_SEND)
         self._enqueue_send_limited = client.register_script(_ENQUEUE_SEND_LIMITED)
+        self._ack_delivered = client.register_script(_ACK_DELIVERED)
         self._forget_send = client.register_script(_FORGET_SEND)
         self._unindex = client.register_script(_UNINDEX)
 
@@ -978,6 +1020,39 @@ class RedisQueueStore(QueueStore):
                 for k in self._removal_keys(user_id, device_id, e.org_id, i)]
         removed = {_s(i) for i in await self.ns.script(self._remove, keys, ["", *present])}
         return [e for i, e in present.items() if i in removed]
+
+    async def ack_delivered(
+        self,
+        user_id: str,
+        device_id: str,
+        org_id: str,
+        delivery_ids: Sequence[str],
+        delivered_at: float,
+    ) -> list[QueuedEnvelope]:
+        """The ack and its proofs in **one** script on one server or behind Sentinel: one
+        round trip where :meth:`ack` and :meth:`record_deliveries` take three (read, remove,
+        prove), and no crash between removal and proof (issue #16 item 4). The script
+        covers envelopes of ``org_id``, whose proof keys the call names; any other org's
+        (a user in two orgs on one device id) are left to the port's default, as on Cluster,
+        where the user's and the org's keys are on different slots."""
+        wanted = list(dict.fromkeys(delivery_ids))
+        if self.ns.cluster or not wanted:
+            return await super().ack_delivered(user_id, device_id, org_id, wanted, delivered_at)
+        keys = [self._queue_key(user_id, device_id), self._org_index(user_id, org_id),
+                self.ns.org(org_id, "dl"), self.ns.org(org_id, "dt")]
+        for delivery_id in wanted:
+            keys += [self._envelope_key(user_id, delivery_id),
+                     self.ns.org(org_id, "d", delivery_id)]
+        removed, other = await self.ns.script(
+            self._ack_delivered, keys, [org_id, _f(delivered_at), *wanted])
+        acked = [self._envelope(_s(i), dict(zip(row[::2], row[1::2], strict=True)))
+                 for i, row in removed]
+        if other:
+            acked += await super().ack_delivered(
+                user_id, device_id, org_id, [_s(i) for i in other], delivered_at)
+            position = {i: n for n, i in enumerate(wanted)}
+            acked.sort(key=lambda e: position[e.delivery_id])
+        return acked
 
     async def count(self, user_id: str, device_id: str) -> int:
         [count] = await self.ns.commands(("ZCARD", self._queue_key(user_id, device_id)))

@@ -18,17 +18,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
-from redis.asyncio.connection import AbstractConnection
 
 from semafore.deploy.local_push import LocalPushBus
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.testing import shared_provider
-from semafore.server import models as m
 from semafore.server.errors import ApiError
 from semafore.server.relay import Relay
 from semafore.server.settings import Settings, unlimited_rate_limits
@@ -43,11 +40,9 @@ from semafore.storage.ports import (
     User,
 )
 from semafore.storage.redis import RedisNamespace, RedisQueueStore, RedisRateLimitStore
-from tests.server.helpers import b64
-from tests.server.test_account_cache import BODY, Counting, install, registration, send
+from tests.server.test_account_cache import Counting, install, registration, send
 
 SEND_QUOTA = 5
-PING = b"*1\r\n$4\r\nPING\r\n"
 
 
 @asynccontextmanager
@@ -103,27 +98,6 @@ async def redis_namespace() -> AsyncIterator[RedisNamespace]:
     finally:
         await ns.drop()
         await ns.close()
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Every write to a Redis socket in this process (one per command or pipeline sent, so
-    one per round trip), health-check ``PING``s left out: a list holding the count."""
-    written = [0]
-    real = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, command: Any, check_health: bool = True
-                      ) -> None:
-        parts: list[bytes] = [
-            p.encode() if isinstance(p, str) else bytes(p)
-            for p in ([command] if isinstance(command, (bytes, str)) else command)
-        ]
-        if b"".join(parts) != PING:
-            written[0] += 1
-        await real(self, parts, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    yield written
 
 
 def rate_calls(counts: Counter[str]) -> int:
@@ -188,32 +162,6 @@ def test_a_refused_check_counts_the_send_limit_before_reading_the_store() -> Non
             assert limited.value.status == 429
             assert store_reads(counts) == 0
             assert rate_calls(counts) == 1
-
-    asyncio.run(body())
-
-
-@pytest.mark.backend
-def test_a_steady_state_send_on_redis_is_one_round_trip(round_trips: list[int]) -> None:
-    """The send limit (per IP and per account), both queue quotas, the ledger entry and the
-    envelopes: one script, one round trip (two when the limits were a call of their own)."""
-
-    async def body() -> None:
-        async with redis_namespace() as ns, relay_with_counts(redis=ns) as (relay, _):
-            alice = await install(relay, "alice", "a1")
-            await install(relay, "bob", "b1")
-            b1 = {"b1": await registration(relay, "bob", "b1")}
-            for mid in ("warm-up", "m0"):  # the first use of a script may load it
-                await send(relay, alice, mid, b1)
-            envelopes = [m.EnvelopeIn.model_validate(
-                {"device_id": "b1", "registration_id": b1["b1"], "body": b64(BODY)})]
-            for i in range(3):
-                before = round_trips[0]
-                queued = await relay.accept_message(alice, "bob", f"m{i + 1}", envelopes,
-                                                    "127.0.0.1")
-                assert round_trips[0] - before == 1, f"send {i}"
-                assert [e.delivery_id for e in queued] == [
-                    e.delivery_id for e in await relay.stores.queues.fetch("bob", "b1", 10)
-                ][-1:]
 
     asyncio.run(body())
 

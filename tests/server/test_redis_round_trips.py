@@ -1,0 +1,95 @@
+"""Sequential Redis round trips of the relay's per-envelope path on one Redis server (issue #16
+item 4, docs/backends.md "Benchmark: embedded vs real backends"): on a loaded machine each
+loopback round trip costs the relay more CPU than its own Python work, so the steady-state send
+and the ack are each one script, one round trip (they were two and three). Counted at the
+socket: every write redis-py makes (one per command or pipeline sent), so a call that went
+around the adapters would be counted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio.connection import AbstractConnection
+
+from semafore.server import models as m
+from tests.server.helpers import b64
+from tests.server.test_account_cache import BODY, install, registration, send
+from tests.server.test_send_limit_with_quotas import redis_namespace, relay_with_counts
+
+pytestmark = pytest.mark.backend
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Every write to a Redis socket in this process (one per command or pipeline sent, so
+    one per round trip), health-check ``PING``s left out: a list holding the count."""
+    written = [0]
+    real = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: Any, check_health: bool = True
+                      ) -> None:
+        parts: list[bytes] = [
+            p.encode() if isinstance(p, str) else bytes(p)
+            for p in ([command] if isinstance(command, (bytes, str)) else command)
+        ]
+        if b"".join(parts) != PING:
+            written[0] += 1
+        await real(self, parts, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    yield written
+
+
+def test_a_steady_state_send_is_one_round_trip(round_trips: list[int]) -> None:
+    """The send limit (per IP and per account), both queue quotas, the ledger entry and the
+    envelopes: one script (two round trips when the limits were a call of their own)."""
+
+    async def body() -> None:
+        async with redis_namespace() as ns, relay_with_counts(redis=ns) as (relay, _):
+            alice = await install(relay, "alice", "a1")
+            await install(relay, "bob", "b1")
+            b1 = {"b1": await registration(relay, "bob", "b1")}
+            for mid in ("warm-up", "m0"):  # the first use of a script may load it
+                await send(relay, alice, mid, b1)
+            envelopes = [m.EnvelopeIn.model_validate(
+                {"device_id": "b1", "registration_id": b1["b1"], "body": b64(BODY)})]
+            for i in range(3):
+                before = round_trips[0]
+                queued = await relay.accept_message(alice, "bob", f"m{i + 1}", envelopes,
+                                                    "127.0.0.1")
+                assert round_trips[0] - before == 1, f"send {i}"
+                assert [e.delivery_id for e in queued] == [
+                    e.delivery_id for e in await relay.stores.queues.fetch("bob", "b1", 10)
+                ][-1:]
+
+    asyncio.run(body())
+
+
+def test_an_ack_with_its_proofs_is_one_round_trip(round_trips: list[int]) -> None:
+    """Removing the acked envelopes and recording their delivery proofs: one script (three
+    round trips when the envelopes were read, removed and proven in turn)."""
+
+    async def body() -> None:
+        async with redis_namespace() as ns, relay_with_counts(redis=ns) as (relay, _):
+            alice = await install(relay, "alice", "a1")
+            bob = await install(relay, "bob", "b1")
+            b1 = {"b1": await registration(relay, "bob", "b1")}
+            for i in range(4):
+                await send(relay, alice, f"m{i}", b1)
+            queued = [e.delivery_id for e in await relay.stores.queues.fetch("bob", "b1", 10)]
+            assert await relay.ack(bob, queued[:1]) == queued[:1]  # loads the script
+            for i, delivery_id in enumerate(queued[1:]):
+                before = round_trips[0]
+                assert await relay.ack(bob, [delivery_id, "unknown"]) == [delivery_id]
+                assert round_trips[0] - before == 1, f"ack {i}"
+            assert await relay.stores.queues.count("bob", "b1") == 0
+            proven = await relay.stores.queues.list_deliveries("acme", None, 10)
+            assert sorted(p.delivery_id for p in proven) == sorted(queued)
+
+    asyncio.run(body())
