@@ -1,20 +1,29 @@
-"""Sequential Redis round trips of the relay's per-envelope path on one Redis server (issue #16
-item 4, docs/backends.md "Benchmark: embedded vs real backends"): on a loaded machine each
-loopback round trip costs the relay more CPU than its own Python work, so the steady-state send
-and the ack are each one script, one round trip (they were two and three). Counted at the
-socket: every write redis-py makes (one per command or pipeline sent), so a call that went
-around the adapters would be counted too.
+"""Sequential Redis round trips of the relay's per-envelope path, on one Redis server and
+behind Sentinel (issue #16 item 4, docs/backends.md "Benchmark: embedded vs real backends"): on
+a loaded machine each loopback round trip costs the relay more CPU than its own Python work, so
+the steady-state send and the ack are each one script, one round trip (they were two and
+three). Counted at the socket: every write redis-py makes (one per command or pipeline sent),
+so a call that went around the adapters would be counted too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio.connection import AbstractConnection
 
+from semafore.deploy.errors import InfraError
+from semafore.deploy.health import redis_ping
+from semafore.deploy.processes import ManagedProcess, ProcessSpec, find_tool, free_ports
+from semafore.deploy.redis_server import redis_server_argv
+from semafore.deploy.sentinel import SentinelGroup
+from semafore.deploy.settings import InfraSettings
+from semafore.deploy.testing import unavailable
 from semafore.server import models as m
 from tests.server.helpers import b64
 from tests.server.test_account_cache import BODY, install, registration, send
@@ -46,12 +55,51 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield written
 
 
-def test_a_steady_state_send_is_one_round_trip(round_trips: list[int]) -> None:
+@pytest.fixture(scope="module")
+def sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``redis+sentinel://`` URL of a primary, its replica and three Sentinels of this
+    module's own (the adapters behind Sentinel auto-pipeline as on one server)."""
+    tools = InfraSettings.from_env({**os.environ, "SEMAFORE_PROVIDER": "embedded"}).tools_dir
+    binary = find_tool("redis-server", extra_dirs=(tools / "bin",))
+    if binary is None:
+        unavailable("redis-server not installed")
+    root: Path = tmp_path_factory.mktemp("sentinel")
+    [port] = free_ports(1)
+    data = root / "primary"
+    data.mkdir()
+    primary = ManagedProcess(ProcessSpec(
+        "redis", redis_server_argv(binary, port, data), lambda: redis_ping("127.0.0.1", port),
+        root / "primary.log", cwd=data))
+    group = SentinelGroup(binary, root, primary, port, replica_args=[])
+    try:
+        primary.start()
+        url = group.start().url
+    except InfraError as exc:
+        group.stop()
+        primary.stop()
+        unavailable(str(exc))
+    yield url
+    group.stop()
+    primary.stop()
+
+
+@pytest.fixture(params=["redis", "sentinel"])
+def redis_url(request: pytest.FixtureRequest) -> str | None:
+    """None: the shared ``local`` provider's one server; else a Sentinel service's URL."""
+    if request.param == "redis":
+        return None
+    url: str = request.getfixturevalue("sentinel_url")
+    return url
+
+
+def test_a_steady_state_send_is_one_round_trip(
+    round_trips: list[int], redis_url: str | None
+) -> None:
     """The send limit (per IP and per account), both queue quotas, the ledger entry and the
     envelopes: one script (two round trips when the limits were a call of their own)."""
 
     async def body() -> None:
-        async with redis_namespace() as ns, relay_with_counts(redis=ns) as (relay, _):
+        async with redis_namespace(redis_url) as ns, relay_with_counts(redis=ns) as (relay, _):
             alice = await install(relay, "alice", "a1")
             await install(relay, "bob", "b1")
             b1 = {"b1": await registration(relay, "bob", "b1")}
@@ -71,12 +119,14 @@ def test_a_steady_state_send_is_one_round_trip(round_trips: list[int]) -> None:
     asyncio.run(body())
 
 
-def test_an_ack_with_its_proofs_is_one_round_trip(round_trips: list[int]) -> None:
+def test_an_ack_with_its_proofs_is_one_round_trip(
+    round_trips: list[int], redis_url: str | None
+) -> None:
     """Removing the acked envelopes and recording their delivery proofs: one script (three
     round trips when the envelopes were read, removed and proven in turn)."""
 
     async def body() -> None:
-        async with redis_namespace() as ns, relay_with_counts(redis=ns) as (relay, _):
+        async with redis_namespace(redis_url) as ns, relay_with_counts(redis=ns) as (relay, _):
             alice = await install(relay, "alice", "a1")
             bob = await install(relay, "bob", "b1")
             b1 = {"b1": await registration(relay, "bob", "b1")}

@@ -88,9 +88,10 @@ async def relay_with_counts(
 
 
 @asynccontextmanager
-async def redis_namespace() -> AsyncIterator[RedisNamespace]:
-    """A fresh namespace on the shared ``local`` provider's Redis (one server), wiped after."""
-    url = shared_provider(ProviderKind.LOCAL).endpoints.redis_url
+async def redis_namespace(url: str | None = None) -> AsyncIterator[RedisNamespace]:
+    """A fresh namespace on ``url``, by default the shared ``local`` provider's Redis (one
+    server), wiped after."""
+    url = url or shared_provider(ProviderKind.LOCAL).endpoints.redis_url
     assert url is not None
     ns = RedisNamespace(url, f"sl{uuid.uuid4().hex[:12]}")
     try:
