@@ -17,19 +17,29 @@ measures send→delivered latency. Every configuration is printed as a ratio to 
 Bounded: ``--envelopes`` per configuration (default 6,000) and ``--timeout`` seconds each.
 
     python -m benchmarks.bench_backends --envelopes 6000 [--json]
+
+``--ab OTHER_TREE`` compares two source trees instead (this one and a checkout of another
+commit, e.g. ``git archive REV | tar -x -C DIR``): on **one** set of ``local`` backends, each
+of ``--rounds`` rounds runs the embedded relay and one ``local`` replica of this tree, then of
+the other (their order alternating by round), so load that changes between rounds hits both
+trees alike. Relay CPU per envelope (from ``/proc``) is the figure to compare; env/s swings
+with the machine's load (docs/backends.md "Cheaper round trips"). Run it from outside either
+tree with ``PYTHONPATH`` naming this one: a relay process imports the tree its
+``PYTHONPATH`` names, and ``python -m`` puts the working directory before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -196,11 +206,13 @@ def _embedded(opts: dict[str, Any]) -> dict[str, Any]:
         return _measure("embedded", [f"http://127.0.0.1:{port}"], [proc.pid], [], opts)
 
 
-def _on_local(provider: Any, count: int, opts: dict[str, Any], work: Path) -> dict[str, Any]:
+def _on_local(
+    provider: Any, count: int, opts: dict[str, Any], work: Path, run: str = ""
+) -> dict[str, Any]:
     from semafore.deploy.replicas import ReplicaSet
 
     name = "local" if count == 1 else f"local x{count}"
-    namespace = f"bench{count}x{os.getpid()}"
+    namespace = f"bench{count}x{os.getpid()}{run}"  # one per run: each signs its org up
     backends = [provider.backend(b).pid for b in ("mongodb", "redis", "seaweedfs")]
     with ReplicaSet(
         provider.endpoints, count, work / f"x{count}", namespace=namespace,
@@ -210,6 +222,52 @@ def _on_local(provider: Any, count: int, opts: dict[str, Any], work: Path) -> di
         summary = _measure(name, replicas.urls, pids, [p for p in backends if p], opts)
     summary["mongodb_engine"] = provider.endpoints.mongodb_engine
     return summary
+
+
+@contextlib.contextmanager
+def _tree(path: Path | None) -> Iterator[None]:
+    """Relay processes started inside import the source tree at ``path`` (None: as the
+    benchmark itself): children inherit ``PYTHONPATH``."""
+    if path is None:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def _ab(other: Path, rounds: int, opts: dict[str, Any], console: Console) -> dict[str, Any]:
+    """``--ab``: per round, embedded then one ``local`` replica of each tree, the trees in
+    alternating order, on one set of backends; the rows of every run, in run order."""
+    from semafore.deploy.selection import provider_from_settings
+    from semafore.deploy.settings import InfraSettings, ProviderKind
+
+    trees: dict[str, Path | None] = {"this": None, "other": other}
+    runs: list[dict[str, Any]] = []
+    settings = dataclasses.replace(InfraSettings.from_env(), provider=ProviderKind.LOCAL)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-backends-ab-") as tmp,
+        provider_from_settings(settings) as p,
+    ):
+        with console.status("starting local backends…"):
+            p.start()
+        for n in range(rounds):
+            order = ["this", "other"] if n % 2 == 0 else ["other", "this"]
+            for name in order:
+                with _tree(trees[name]), console.status(f"round {n + 1}, {name} tree…"):
+                    embedded = _embedded(opts)
+                    local = _on_local(p, 1, opts, Path(tmp) / f"{name}{n}", f"{name}{n}")
+                local.update(_ratios(local, embedded))
+                runs.append({"round": n + 1, "tree": name,
+                             "load_average": round(os.getloadavg()[0], 2),
+                             "embedded": embedded, "local": local})
+    return {"other_tree": str(other), "runs": runs}
 
 
 def _ratios(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
@@ -232,18 +290,27 @@ def _ratios(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
 @click.option("--size", default=300, show_default=True, help="Envelope body bytes.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds per configuration.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def main(envelopes: int, pairs: int, window: int, size: int, timeout: float, as_json: bool) -> None:
+@click.option("--ab", "other", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Compare this source tree with another one (docstring).")
+@click.option("--rounds", default=2, show_default=True, help="With --ab: rounds of both trees.")
+def main(envelopes: int, pairs: int, window: int, size: int, timeout: float, as_json: bool,
+         other: Path | None, rounds: int) -> None:
     """Relay throughput and p99 on embedded, local and two local replicas, as ratios."""
     if not 100 <= envelopes <= 50_000:
         raise click.BadParameter("100..50000", param_hint="--envelopes")
     if pairs < 2 or pairs % 2:
         raise click.BadParameter("an even number ≥ 2 (half the pairs cross)", param_hint="--pairs")
+    if not 1 <= rounds <= 10:
+        raise click.BadParameter("1..10", param_hint="--rounds")
     from semafore.deploy.selection import provider_from_settings
     from semafore.deploy.settings import InfraSettings, ProviderKind
 
     opts = {"envelopes": envelopes, "pairs": pairs, "window": window, "size": size,
             "timeout": timeout}
     console = Console(stderr=True)
+    if other is not None:
+        _print_ab(_ab(other.resolve(), rounds, opts, console), opts, as_json)
+        return
     rows: list[dict[str, Any]] = []
     with console.status("embedded relay…"):
         rows.append(_embedded(opts))
@@ -284,6 +351,27 @@ def main(envelopes: int, pairs: int, window: int, size: int, timeout: float, as_
         )
     Console(width=140).print(table)
     click.echo(f"load average {report['load_average']}; ratios are to embedded (same run)")
+
+
+def _print_ab(report: dict[str, Any], opts: dict[str, Any], as_json: bool) -> None:
+    report = {"workload": opts, "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              **report}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"A/B: {opts['envelopes']} envelopes; other tree {report['other_tree']}")
+    for column in ("round", "tree", "load", "embedded env/s", "local env/s", "× embedded",
+                   "relay CPU µs/env local", "embedded", "backend CPU s"):
+        table.add_column(column, justify="right")
+    for run in report["runs"]:
+        local, embedded = run["local"], run["embedded"]
+        table.add_row(
+            str(run["round"]), run["tree"], f"{run['load_average']:.1f}",
+            f"{embedded['envelopes_per_s']:.0f}", f"{local['envelopes_per_s']:.0f}",
+            f"{local['throughput_ratio']:.3f}", f"{local['relay_cpu_us_per_envelope']:.0f}",
+            f"{embedded['relay_cpu_us_per_envelope']:.0f}", f"{local['backend_cpu_s']:.2f}",
+        )
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":
