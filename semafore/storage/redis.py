@@ -28,7 +28,11 @@ entry and every envelope to that user's devices), an ack, a proof, one rate-limi
 so each is one Lua script, atomic on the Redis server across every relay replica sharing it.
 Every key a script touches comes in ``KEYS``, never built from ``ARGV``, which Redis Cluster
 requires. What spans owners (several users in one enqueue, a broadcast, retention) is split
-per slot on Cluster only; :class:`RedisQueueStore` says what stays atomic. Durability is
+per slot on Cluster only; :class:`RedisQueueStore` says what stays atomic. Two hot scripts
+span owners on one server (and behind Sentinel) only, to make each a single round trip: a send
+with its rate-limit counters (:meth:`RedisQueueStore.enqueue_send_limited`) and an ack with
+its delivery proofs (:meth:`RedisQueueStore.ack_delivered`); on Cluster each is the port's
+separate calls. Durability is
 Redis's: run it with ``appendfsync always`` (the ``local`` provider's ``redis_durable``) when
 an acknowledged enqueue must survive a crash of Redis itself.
 """
