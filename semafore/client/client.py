@@ -169,7 +169,7 @@ class DeviceClient:
         on_sent: Callable[[DeviceClient, str, str, dict[str, bytes]], None] | None = None,
         persist: Callable[[bytes], None] | None = None,
         use_websocket_send: bool = True,
-        ws_send_timeout: float = 10.0,
+        ws_send_timeout: float | None = None,
         auto_prekeys: bool = True,
         push_batch: int = DEFAULT_PUSH_BATCH,
         ack_delay: float = 0.0,
@@ -177,6 +177,9 @@ class DeviceClient:
     ) -> None:
         if not 0 <= push_batch <= 64:
             raise ValueError("push_batch must be 0..64 (docs/server.md, WebSocket)")
+        if ws_send_timeout is not None and not ws_send_timeout > 0:
+            raise ValueError("ws_send_timeout must be > 0 s: an unbounded write to a relay "
+                             "that stopped reading hangs forever (docs/client.md)")
         if not 0.0 <= ack_delay <= MAX_ACK_DELAY:
             raise ValueError(f"ack_delay must be 0..{MAX_ACK_DELAY:g} s (the relay closes a "
                              "socket whose full window stays unacked, docs/server.md)")
@@ -192,7 +195,11 @@ class DeviceClient:
         self.on_sent = on_sent
         self.persist = persist
         self.use_websocket_send = use_websocket_send
-        self.ws_send_timeout = ws_send_timeout
+        # Bounds each push-socket write (send_frame) and a WebSocket send's wait for its
+        # reply; by default the HTTP timeout, so a send takes as long either way.
+        self.ws_send_timeout = (
+            ws_send_timeout if ws_send_timeout is not None else self.http.timeout
+        )
         self.auto_prekeys = auto_prekeys
         # Batched push (docs/server.md "WebSocket"): the relay packs whatever is ready into one
         # ``envelopes`` frame and ready replies into one ``batch`` frame; 0 asks for one frame
@@ -921,10 +928,11 @@ class DeviceClient:
             batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
             if self._ws is not None and self._ws_connected.is_set():
                 try:
-                    await self._ws.send(_frame({"type": "ack", "delivery_ids": batch}))
+                    await self.send_frame({"type": "ack", "delivery_ids": batch},
+                                          operation="ack")
                     continue
-                except ConnectionClosed:
-                    pass
+                except (ConnectionClosed, TransportError):
+                    pass  # over HTTP instead; an ack of an id already acked is harmless
             await self.http.json("POST", "/v1/messages/ack", json={"delivery_ids": batch})
         self._save()
 
@@ -1064,19 +1072,37 @@ class DeviceClient:
                 self._ack_timer = asyncio.get_running_loop().call_later(
                     self.ack_delay, queue.put_nowait, _ACKS_DUE)
 
-    async def _ws_send(self, user_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    async def send_frame(self, frame: dict[str, Any], *, operation: str) -> None:
+        """Write one frame on the push socket within ``ws_send_timeout``. Why bounded: a
+        write waits while the socket's buffers are full, so a relay that stopped reading (a
+        stalled process, a half-open connection) would hang the caller forever. On the
+        timeout the socket is dropped, as the relay drops a device that stops reading
+        (docs/server.md, ``ws_stall_timeout``), and the push loop reconnects with back-off.
+
+        :class:`TransportError` naming ``operation`` (``send``, ``ack``, ``watch_queue``):
+        ``field="ws_send_timeout"`` on the timeout, ``field="connection"`` without a socket;
+        ``ConnectionClosed`` if the socket closes meanwhile."""
         ws = self._ws
         if ws is None:
-            raise TransportError("not connected", field="connection")
+            raise TransportError(f"websocket {operation}: not connected", field="connection")
+        try:
+            await asyncio.wait_for(ws.send(_frame(frame)), self.ws_send_timeout)
+        except TimeoutError:
+            ws.transport.abort()
+            raise TransportError(
+                f"websocket {operation}: frame not written within {self.ws_send_timeout:g} s "
+                "(the relay stopped reading; socket dropped)",
+                field="ws_send_timeout",
+            ) from None
+
+    async def _ws_send(self, user_id: str, request: dict[str, Any]) -> dict[str, Any]:
         self._request_seq += 1
         request_id = f"r{self._request_seq}"
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
-        await ws.send(
-            _frame({"type": "send", "request_id": request_id, "user_id": user_id,
-                    "message": request})
-        )
         try:
+            await self.send_frame({"type": "send", "request_id": request_id,
+                                   "user_id": user_id, "message": request}, operation="send")
             frame = await asyncio.wait_for(fut, self.ws_send_timeout)
         finally:
             self._pending.pop(request_id, None)
@@ -1162,7 +1188,8 @@ class DeviceClient:
                 if self._ws is None:
                     continue
                 self._pending[request_id] = fut
-                await self._ws.send(_frame({"type": "watch_queue", "request_id": request_id}))
+                await self.send_frame({"type": "watch_queue", "request_id": request_id},
+                                      operation="watch_queue")
                 await asyncio.wait_for(fut, deadline - loop.time())
                 return
             except (ConnectionClosed, TransportError):
