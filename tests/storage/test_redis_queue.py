@@ -4,14 +4,18 @@ in one script (``enqueue_send_limited``: one round trip, also under ``WAIT``).""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.testing import shared_provider
-from semafore.storage.ports import LimitRefused, RateHit
+from semafore.storage.ports import AlreadyExists, LimitRefused, QueueStore, RateHit
 from semafore.storage.redis import (
     RedisNamespace,
     RedisQueueStore,
@@ -109,3 +113,69 @@ async def test_under_wait_a_refused_send_is_refused_not_left_unconfirmed(
     assert refused.value.index == 0
     assert await queues.get_send(("o1", "alice", "a1", "bob", "m2")) is None
     assert await queues.count("bob", "d1") == 1
+
+
+Outcome = tuple[str, object]
+
+
+async def _outcome(call: Any) -> Outcome:
+    try:
+        recorded = await call
+    except LimitRefused as refused:
+        return ("refused", (refused.index, refused.decision))
+    except AlreadyExists:
+        return ("taken", None)
+    return ("recorded", recorded)
+
+
+Send = tuple[str, str, float]  # message id, delivery id, now
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    limits=st.lists(st.tuples(st.integers(1, 3), st.sampled_from([10.0, 60.0])),
+                    min_size=1, max_size=4),
+    prefill=st.lists(st.integers(0, 3), min_size=4, max_size=4),
+    sends=st.lists(st.tuples(st.sampled_from(["m1", "m2"]), st.sampled_from(["e1", "e2", "e3"]),
+                             st.sampled_from([100.0, 105.0, 125.0])), min_size=1, max_size=5),
+)
+def test_the_one_script_send_answers_as_the_two_calls_would(
+    limits: list[tuple[int, float]], prefill: list[int], sends: list[Send]
+) -> None:
+    """Differential: the same sends, on two namespaces, through the fused script and through
+    the port's default (``hit_each``, then ``enqueue_send``), give the same answers (queued,
+    the recorded send, refused at which counter with which Retry-After, a taken delivery id)
+    and leave the same counters, ledger and queue."""
+    url = shared_provider(ProviderKind.LOCAL).endpoints.redis_url
+    assert url is not None
+    hits: list[RateHit] = [(f"c{i}", limit, window) for i, (limit, window) in enumerate(limits)]
+
+    async def run(fused: bool) -> tuple[list[Outcome], list[object]]:
+        ns = RedisNamespace(url, f"df{uuid.uuid4().hex[:12]}")
+        queues, rates = RedisQueueStore(ns), RedisRateLimitStore(ns)
+        try:
+            for (key, limit, window), count in zip(hits, prefill, strict=False):
+                for _ in range(count):
+                    await rates.hit(key, limit, window, 100.0)
+            outcomes = []
+            for message_id, delivery_id, now in sends:
+                record = send_record(delivery_id, message_id=message_id, at=now)
+                args = (record, [envelope(delivery_id, at=now)], rates, hits, now)
+                call = (queues.enqueue_send_limited(*args) if fused
+                        else QueueStore.enqueue_send_limited(queues, *args))
+                outcomes.append(await _outcome(call))
+            state: list[object] = [
+                [(await rates.hit(key, 10**6, window, 125.0)).allowed for key, _, window in hits],
+                [await ns.client.get(ns.rate(k, int(125.0 // w))) for k, _, w in hits],
+                [e.delivery_id for e in await queues.fetch("bob", "d1", 10)],
+                [await queues.get_send(("o1", "alice", "a1", "bob", m)) for m in ("m1", "m2")],
+            ]
+            return outcomes, state
+        finally:
+            await ns.drop()
+            await ns.close()
+
+    async def both() -> None:
+        assert await run(True) == await run(False)
+
+    asyncio.run(both())
