@@ -1,6 +1,7 @@
 """Redis queue store beyond the ports, on a real redis-server: reading envelopes by id for the
-cross-replica push hub (``RedisQueueStore.get_envelopes``), and the send with its rate limits
-in one script (``enqueue_send_limited``: one round trip, also under ``WAIT``)."""
+cross-replica push hub (``RedisQueueStore.get_envelopes``), the send with its rate limits in
+one script (``enqueue_send_limited``: one round trip, also under ``WAIT``) and the ack with its
+proofs (``ack_delivered``), each answering as the port's separate calls do."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from hypothesis import strategies as st
 
 from semafore.deploy.settings import ProviderKind
 from semafore.deploy.testing import shared_provider
-from semafore.storage.ports import AlreadyExists, LimitRefused, QueueStore, RateHit
+from semafore.storage.ports import (
+    AlreadyExists,
+    LimitRefused,
+    QueueStore,
+    RateHit,
+    delivery_proof,
+)
 from semafore.storage.redis import (
     RedisNamespace,
     RedisQueueStore,
@@ -171,6 +178,56 @@ def test_the_one_script_send_answers_as_the_two_calls_would(
                 [await queues.get_send(("o1", "alice", "a1", "bob", m)) for m in ("m1", "m2")],
             ]
             return outcomes, state
+        finally:
+            await ns.drop()
+            await ns.close()
+
+    async def both() -> None:
+        assert await run(True) == await run(False)
+
+    asyncio.run(both())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    queued=st.lists(st.tuples(st.sampled_from(["e1", "e2", "e3", "e4"]),
+                              st.sampled_from(["o1", "o2"]), st.sampled_from(["d1", "d2"])),
+                    max_size=4, unique_by=lambda t: t[0]),
+    proven=st.sets(st.sampled_from(["e1", "e2", "e3", "e4"]), max_size=2),
+    acks=st.lists(st.lists(st.sampled_from(["e1", "e2", "e3", "e4", "x"]), max_size=4),
+                  min_size=1, max_size=3),
+)
+def test_the_one_script_ack_answers_as_ack_then_record_deliveries(
+    queued: list[tuple[str, str, str]], proven: set[str], acks: list[list[str]]
+) -> None:
+    """Differential: the same acks of device d1 (org o1 acking; envelopes of o1 and o2, on
+    d1 and d2, some proven before), through the one script and through the port's default
+    (``ack``, then ``record_deliveries``), return the same envelopes and leave the same
+    queues and proofs."""
+    url = shared_provider(ProviderKind.LOCAL).endpoints.redis_url
+    assert url is not None
+    envelopes = [envelope(i, org=o, device=d) for i, o, d in queued]
+
+    async def run(fused: bool) -> list[object]:
+        ns = RedisNamespace(url, f"da{uuid.uuid4().hex[:12]}")
+        queues = RedisQueueStore(ns)
+        try:
+            if envelopes:
+                await queues.enqueue(envelopes)
+            for e in envelopes:
+                if e.delivery_id in proven:
+                    await queues.record_delivery(delivery_proof(e, 1.0))
+            answers: list[object] = []
+            for n, ids in enumerate(acks):
+                args = ("bob", "d1", "o1", ids, 500.0 + n)
+                answers.append(await (queues.ack_delivered(*args) if fused
+                                      else QueueStore.ack_delivered(queues, *args)))
+            for device in ("d1", "d2"):
+                answers.append(await queues.fetch("bob", device, 10))
+            for org in ("o1", "o2"):
+                answers.append(await queues.list_deliveries(org, None, 10))
+                answers.append(await queues.expire(org, before=10**9))
+            return answers
         finally:
             await ns.drop()
             await ns.close()
