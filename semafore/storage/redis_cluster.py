@@ -221,7 +221,10 @@ class _Pipeline(ClusterPipeline):
 
 class _Cluster(RedisCluster):
     """redis-py's asyncio cluster client, translating at its outer boundary only (a command,
-    a pipeline), so its own retry and slot-map handling see redis-py's errors unchanged."""
+    a pipeline), so its own retry and slot-map handling below it see redis-py's errors
+    unchanged. (A command a cluster pipeline re-sends on its own after MOVED/ASK/TRYAGAIN goes
+    through :meth:`execute_command` too; the pipeline retries that as the redis-py
+    ``ConnectionError`` a :class:`ClusterUnavailable` still is.)"""
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         operation = str(args[0]) if args else "command"
