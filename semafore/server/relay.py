@@ -7,6 +7,7 @@ an :class:`ApiError` raised *before* any write, so a refused request changes not
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -88,6 +89,10 @@ AUDIT_TYPES = get_args(m.AuditType)
 SEND_LEDGER_MAX_AGE = 30 * 86400.0
 """Longest a send ledger entry lives (seconds) when the org's envelope retention is longer
 or unset: a retry comes within minutes; this only keeps the ledger bounded."""
+BROADCAST_LOOKUPS = 32
+"""Recipients of one broadcast looked up at once (``Relay._check_broadcast``): enough to
+overlap the store's round trips, few enough to leave the connection pool to other requests."""
+
 REPLAYABLE = (404, 409, 410)
 """Refusals a retry of an *accepted* send may meet because the world changed since (member
 removed, device set changed): the ledger answers those with the original result."""
@@ -1661,27 +1666,60 @@ class Relay:
         )
 
     async def _check_broadcast(self, principal: Principal, req: m.BroadcastRequest) -> None:
-        """Every recipient a member, every envelope set exactly its devices (else 404/409/410)."""
-        seen: set[str] = set()
+        """Every recipient a member, every envelope set exactly its devices (else 404/409/410).
+
+        The recipients are looked up concurrently, at most :data:`BROADCAST_LOOKUPS` at a
+        time: with the account cache cold (a relay's first broadcast, or every ``CACHE_TTL``)
+        a broadcast to 1,000 users was ~3,000 store reads one after another, 5.7 s on
+        ``local`` (docs/capacity.md). The answers are then judged in recipient order, so a
+        request gets the error the one-by-one check gave it (a repeated recipient, an unknown
+        user or a malformed envelope set, whichever comes first)."""
+        first: dict[str, int] = {}
+        for i, recipient in enumerate(req.recipients):
+            first.setdefault(recipient.user_id, i)
+        gate = asyncio.Semaphore(BROADCAST_LOOKUPS)
+
+        async def look_up(
+            i: int, user_id: str, envelopes: Sequence[EnvelopeLike]
+        ) -> DeviceCheck | None:
+            async with gate:
+                if await self._member_ids(principal.org_id, user_id) is None:
+                    return None
+                return await self._device_check(
+                    principal, user_id, envelopes, f"body.recipients.{i}.envelopes"
+                )
+
+        looked = list(first.values())
+        answers = dict(
+            zip(
+                looked,
+                await asyncio.gather(
+                    *(look_up(i, req.recipients[i].user_id, req.recipients[i].envelopes)
+                      for i in looked),
+                    return_exceptions=True,
+                ),
+                strict=True,
+            )
+        )
         mismatched: list[dict[str, Any]] = []
         stale_users: list[dict[str, Any]] = []
         for i, recipient in enumerate(req.recipients):
             field = f"body.recipients.{i}"
-            if recipient.user_id in seen:
+            if first[recipient.user_id] != i:
                 raise ApiError(
                     422, "duplicate_recipient", "recipient repeated", field=f"{field}.user_id"
                 )
-            seen.add(recipient.user_id)
-            if await self._member_ids(principal.org_id, recipient.user_id) is None:
+            answer = answers[i]
+            if isinstance(answer, BaseException):
+                raise answer
+            if answer is None:
                 raise ApiError(
                     404,
                     "unknown_user",
                     "no such user in this organisation",
                     field=f"{field}.user_id",
                 )
-            missing, extra, stale, _ = await self._device_check(
-                principal, recipient.user_id, recipient.envelopes, f"{field}.envelopes"
-            )
+            missing, extra, stale, _ = answer
             if missing or extra:
                 mismatched.append(
                     {"user_id": recipient.user_id, "missing": missing, "extra": extra}
