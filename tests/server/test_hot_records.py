@@ -1,5 +1,5 @@
 """The per-envelope records the relay builds without their dataclass ``__init__``
-(``relay.hot_record``) are exactly the records the normal constructor makes."""
+(``storage.ports.hot_record``, which the relay uses) are exactly the records the normal constructor makes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import dataclasses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from semafore.server.relay import hot_record
-from semafore.storage.ports import DeliveryProof, QueuedEnvelope
+from semafore.storage.ports import DeliveryProof, QueuedEnvelope, hot_record
 
 HOT = (QueuedEnvelope, DeliveryProof)
 text = st.text(max_size=12)
