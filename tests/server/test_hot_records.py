@@ -1,5 +1,6 @@
 """The per-envelope records the relay builds without their dataclass ``__init__``
-(``storage.ports.hot_record``, which the relay uses) are exactly the records the normal constructor makes."""
+(``storage.ports.hot_record``, which the relay uses) are exactly the records the normal
+constructor makes."""
 
 from __future__ import annotations
 
