@@ -134,7 +134,22 @@ MISCONFIGURED: tuple[type[Exception], ...] = (AuthenticationError, Authorization
 that an operator sees), never a 503 the client would retry forever."""
 
 
-class ClusterUnavailable(StorageUnavailable, RedisConnectionError):
+class RedisUnavailable(StorageUnavailable, RedisConnectionError):
+    """Redis (one server, or the primary behind Sentinel) could not serve ``operation`` now:
+    refused or dropped connections, a primary that stopped answering, no primary known to the
+    Sentinels (a failover under way). Answered 503 ``storage_unavailable`` like every
+    :class:`StorageUnavailable`; still a redis-py ``ConnectionError``, as
+    :class:`ClusterUnavailable` is. The message names the operation and the cause's type."""
+
+    what = "Redis"
+
+    def __init__(self, operation: str, cause: BaseException) -> None:
+        self.operation = operation
+        self.cause = type(cause).__name__
+        super().__init__(f"{operation}: {self.what} unavailable ({self.cause})")
+
+
+class ClusterUnavailable(RedisUnavailable):
     """The Redis Cluster could not serve ``operation`` (the command, ``PIPELINE``...) now:
     a node down or being failed over, the slot map being rebuilt. The relay answers it 503
     ``storage_unavailable`` with ``Retry-After``, which the client's retry policy honours
@@ -144,10 +159,7 @@ class ClusterUnavailable(StorageUnavailable, RedisConnectionError):
     operation and the cause's type only: redis-py's text may quote keys, which hold user ids.
     """
 
-    def __init__(self, operation: str, cause: BaseException) -> None:
-        self.operation = operation
-        self.cause = type(cause).__name__
-        super().__init__(f"{operation}: Redis Cluster unavailable ({self.cause})")
+    what = "Redis Cluster"
 
 
 def is_torn_down_send(exc: BaseException) -> bool:
@@ -186,20 +198,26 @@ def is_unavailable(exc: BaseException) -> bool:
             and is_unavailable(exc.__cause__))
 
 
-async def translated(operation: str, call: Callable[[], Awaitable[T]]) -> T:
+async def translated(
+    operation: str,
+    call: Callable[[], Awaitable[T]],
+    error: Callable[[str, BaseException], RedisUnavailable] = ClusterUnavailable,
+) -> T:
     """``await call()``, a call into the cluster client, with an error meaning the cluster
-    is unavailable re-raised as :class:`ClusterUnavailable` naming ``operation``; every other
-    error unchanged. The client has already spent its retry budget (``Retry``, the relay's
-    ~17 s on Cluster, :class:`semafore.storage.redis.RedisNamespace`) on connection errors; a
-    torn-down send is not retried here: the client's retry policy resends on the 503, and a
-    send is idempotent under its send key."""
+    is unavailable re-raised as :class:`ClusterUnavailable` naming ``operation`` (``error``:
+    :class:`RedisUnavailable` for the one-server and Sentinel clients,
+    :func:`semafore.storage.redis_sentinel.open_redis`); every other error unchanged. The
+    client has already spent its retry budget (``Retry``, the relay's ~17 s on Cluster,
+    :class:`semafore.storage.redis.RedisNamespace`) on connection errors; a torn-down send is
+    not retried here: the client's retry policy resends on the 503, and a send is idempotent
+    under its send key."""
     try:
         return await call()
-    except ClusterUnavailable:
+    except RedisUnavailable:
         raise
     except Exception as exc:
         if is_unavailable(exc):
-            raise ClusterUnavailable(operation, exc) from exc
+            raise error(operation, exc) from exc
         raise
 
 

@@ -22,9 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 
-from semafore.storage.redis_cluster import is_cluster_url, open_cluster
+from semafore.storage.redis_cluster import (
+    RedisUnavailable,
+    is_cluster_url,
+    open_cluster,
+    translated,
+)
 from semafore.storage.redis_url import RedisUrlError, parse_hosts
 
 __all__ = [  # RedisUrlError: defined in redis_url, long imported from here
@@ -100,15 +106,48 @@ class PrimaryFollowingConnection(SentinelManagedConnection):
         )
 
 
+class _ServerPipeline(Pipeline):
+    """A pipeline of :class:`_Server` whose execution raises :class:`RedisUnavailable` when
+    the server cannot serve it (the auto-pipeline's path, ``storage/redis_pipeline.py``)."""
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        async def run() -> list[Any]:
+            return await super(_ServerPipeline, self).execute(raise_on_error)
+
+        return await translated("PIPELINE", run, RedisUnavailable)
+
+
+class _Server(aioredis.Redis):
+    """redis-py's asyncio client (one server, or the primary behind Sentinel), translating at
+    its outer boundary, after its own retries: an error meaning the server cannot serve the
+    call now becomes :class:`RedisUnavailable`, a 503 ``storage_unavailable`` at the relay,
+    never an unexpected 500 (wrong credentials stay redis-py's own: ``MISCONFIGURED``)."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        operation = str(args[0]) if args else "command"
+        return await translated(
+            operation,
+            lambda: super(_Server, self).execute_command(*args, **options),  # type: ignore[no-untyped-call]
+            RedisUnavailable,
+        )
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return _ServerPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+
+
 def open_redis(url: str, **options: Any) -> aioredis.Redis:
     """An asyncio client for ``url``: ``redis://``/``rediss://`` as redis-py reads them, a
     ``redis+sentinel://`` service through its Sentinels (the client resolves the current
     primary on each new connection) or a ``redis+cluster://`` Redis Cluster
-    (:mod:`semafore.storage.redis_cluster`). ``options`` are the client's (retry, timeouts...)."""
+    (:mod:`semafore.storage.redis_cluster`). ``options`` are the client's (retry, timeouts...).
+    A command or pipeline the server cannot serve now raises :class:`RedisUnavailable`
+    (:class:`ClusterUnavailable` on a cluster), after the client's own retries."""
     if is_cluster_url(url):
         return open_cluster(url, **options)
     if not is_sentinel_url(url):
-        return aioredis.Redis.from_url(url, **options)
+        return _Server.from_url(url, **options)
     address = parse_sentinel_url(url)
     timeout = options.get("socket_timeout") or 1.0
     sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
@@ -116,6 +155,10 @@ def open_redis(url: str, **options: Any) -> aioredis.Redis:
         sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
     )
     client: aioredis.Redis = sentinel.master_for(
-        address.service, db=address.db, connection_class=PrimaryFollowingConnection, **options
+        address.service,
+        redis_class=_Server,
+        db=address.db,
+        connection_class=PrimaryFollowingConnection,
+        **options,
     )
     return client

@@ -1,7 +1,9 @@
-"""A Redis Cluster that cannot serve a call now (a node down mid-failover, the slot map being
-rebuilt) is ``StorageUnavailable`` to the relay, answered 503 ``storage_unavailable`` with
-``Retry-After`` (seed §3.5), never an unexpected 500; every other error, ours above all, is
-left as it was (semafore/storage/redis_cluster.py, docs/backends.md "Cluster shape")."""
+"""Redis that cannot serve a call now - one server or the primary behind Sentinel
+(``RedisUnavailable``), or a Redis Cluster with a node down mid-failover or its slot map
+being rebuilt (``ClusterUnavailable``) - is ``StorageUnavailable`` to the relay, answered 503
+``storage_unavailable`` with ``Retry-After`` (seed §3.5), never an unexpected 500; every other
+error, ours above all, is left as it was (semafore/storage/redis_cluster.py,
+docs/backends.md "Cluster shape")."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from semafore.storage.ports import StorageUnavailable
 from semafore.storage.redis import RedisNamespace, RedisQueueStore
 from semafore.storage.redis_cluster import (
     ClusterUnavailable,
+    RedisUnavailable,
     is_torn_down_send,
     open_cluster,
     translated,
@@ -210,24 +213,61 @@ def test_the_relay_answers_an_unreachable_cluster_503_not_500(dead_cluster_url: 
     assert refused.headers["Retry-After"] == "1" and refused.status_code in RETRY_STATUSES
 
 
+# -- one server and Sentinel: the same translation (RedisUnavailable) -------------------------
 
-@pytest.mark.xfail(strict=True, raises=RedisConnectionError, reason=(
-    "the single-server/Sentinel client (semafore.storage.redis_sentinel.open_redis) does not "
-    "translate yet: a refused connection reaches the relay as a bare redis-py error, a 500"))
-@pytest.mark.parametrize("scheme", ["redis", "redis+sentinel"])
-def test_a_single_server_that_cannot_be_reached_is_unavailable(scheme: str) -> None:
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A loopback port bound but not listening: every connection is refused."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        url = (f"redis://127.0.0.1:{port}/0" if scheme == "redis"
-               else f"redis+sentinel://127.0.0.1:{port}/semafore")
+        yield s.getsockname()[1]
 
-        async def body() -> None:
-            client = open_redis(url, retry=Retry(NoBackoff(), 0), socket_timeout=1.0)
-            try:
-                with pytest.raises(StorageUnavailable):
-                    await client.get("k")
-            finally:
-                await client.aclose()
 
-        asyncio.run(body())
+def _url(scheme: str, port: int) -> str:
+    return (f"redis://127.0.0.1:{port}/0" if scheme == "redis"
+            else f"redis+sentinel://127.0.0.1:{port}/semafore")
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis+sentinel"])
+def test_a_single_server_that_cannot_be_reached_is_unavailable(scheme: str, dead_port: int) -> None:
+    async def body() -> None:
+        client = open_redis(_url(scheme, dead_port), retry=Retry(NoBackoff(), 0),
+                            socket_timeout=1.0)
+        try:
+            with pytest.raises(RedisUnavailable) as command:
+                await client.get("k")
+            pipe = client.pipeline(transaction=False)
+            pipe.get("k")
+            with pytest.raises(RedisUnavailable) as pipeline:
+                await pipe.execute()
+        finally:
+            await client.aclose()
+        assert (command.value.operation, pipeline.value.operation) == ("GET", "PIPELINE")
+        assert isinstance(command.value, StorageUnavailable)
+        assert isinstance(command.value, RedisConnectionError)  # what callers caught before
+        assert not isinstance(command.value, ClusterUnavailable)
+        assert str(command.value).startswith("GET: Redis unavailable (")
+
+    asyncio.run(body())
+
+
+def test_a_single_server_keeps_wrong_credentials_and_our_errors_as_they_are() -> None:
+    for error in (AuthenticationError("bad password"), ResponseError("WRONGTYPE"),
+                  AttributeError("ours")):
+        with pytest.raises(type(error)) as raised:
+            asyncio.run(translated("GET", _raising(error), RedisUnavailable))
+        assert not isinstance(raised.value, StorageUnavailable)
+
+
+def test_the_relay_answers_an_unreachable_redis_503_not_500(dead_port: int) -> None:
+    stores = memory_stores()
+    world, client = make_world(stores)
+    world.signup("acme", "alice")
+    alice = world.login("acme", "alice", "a1", admin=True)
+    stores.queues = RedisQueueStore(RedisNamespace(_url("redis", dead_port), "errors"))
+
+    refused = client.get("/v1/messages", headers=alice.headers)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == "storage_unavailable"
+    assert refused.headers["Retry-After"] == "1"
