@@ -242,27 +242,35 @@ def _tree(path: Path | None) -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
-def _ab(other: Path, rounds: int, opts: dict[str, Any], console: Console) -> dict[str, Any]:
-    """``--ab``: per round, embedded then one ``local`` replica of each tree, the trees in
-    alternating order, on one set of backends; the rows of every run, in run order."""
+@contextlib.contextmanager
+def _local_backends(console: Console, prefix: str) -> Iterator[tuple[Any, Path]]:
+    """One started set of ``local`` backends and a scratch directory for the relays run on
+    them; both gone on exit."""
     from semafore.deploy.selection import provider_from_settings
     from semafore.deploy.settings import InfraSettings, ProviderKind
 
-    trees: dict[str, Path | None] = {"this": None, "other": other}
-    runs: list[dict[str, Any]] = []
     settings = dataclasses.replace(InfraSettings.from_env(), provider=ProviderKind.LOCAL)
     with (
-        tempfile.TemporaryDirectory(prefix="bench-backends-ab-") as tmp,
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
         provider_from_settings(settings) as p,
     ):
         with console.status("starting local backends…"):
             p.start()
+        yield p, Path(tmp)
+
+
+def _ab(other: Path, rounds: int, opts: dict[str, Any], console: Console) -> dict[str, Any]:
+    """``--ab``: per round, embedded then one ``local`` replica of each tree, the trees in
+    alternating order, on one set of backends; the rows of every run, in run order."""
+    trees: dict[str, Path | None] = {"this": None, "other": other}
+    runs: list[dict[str, Any]] = []
+    with _local_backends(console, "bench-backends-ab-") as (p, tmp):
         for n in range(rounds):
             order = ["this", "other"] if n % 2 == 0 else ["other", "this"]
             for name in order:
                 with _tree(trees[name]), console.status(f"round {n + 1}, {name} tree…"):
                     embedded = _embedded(opts)
-                    local = _on_local(p, 1, opts, Path(tmp) / f"{name}{n}", f"{name}{n}")
+                    local = _on_local(p, 1, opts, tmp / f"{name}{n}", f"{name}{n}")
                 local.update(_ratios(local, embedded))
                 runs.append({"round": n + 1, "tree": name,
                              "load_average": round(os.getloadavg()[0], 2),
@@ -302,9 +310,6 @@ def main(envelopes: int, pairs: int, window: int, size: int, timeout: float, as_
         raise click.BadParameter("an even number ≥ 2 (half the pairs cross)", param_hint="--pairs")
     if not 1 <= rounds <= 10:
         raise click.BadParameter("1..10", param_hint="--rounds")
-    from semafore.deploy.selection import provider_from_settings
-    from semafore.deploy.settings import InfraSettings, ProviderKind
-
     opts = {"envelopes": envelopes, "pairs": pairs, "window": window, "size": size,
             "timeout": timeout}
     console = Console(stderr=True)
@@ -314,16 +319,10 @@ def main(envelopes: int, pairs: int, window: int, size: int, timeout: float, as_
     rows: list[dict[str, Any]] = []
     with console.status("embedded relay…"):
         rows.append(_embedded(opts))
-    settings = dataclasses.replace(InfraSettings.from_env(), provider=ProviderKind.LOCAL)
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp,
-        provider_from_settings(settings) as p,
-    ):
-        with console.status("starting local backends…"):
-            p.start()
+    with _local_backends(console, "bench-backends-") as (p, tmp):
         for count in (1, 2):
             with console.status(f"local, {count} replica(s)…"):
-                rows.append(_on_local(p, count, opts, Path(tmp)))
+                rows.append(_on_local(p, count, opts, tmp))
     base = rows[0]
     for row in rows:
         row.update(_ratios(row, base))

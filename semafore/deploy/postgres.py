@@ -109,6 +109,8 @@ def _hand_over(data: Path, user: str | None, root: Path) -> None:
     directories from ``root`` down to it, which the provider made private."""
     if user is None:
         return
+    if root not in data.parents:  # never loosen directories the provider did not make
+        raise ValueError(f"{root} is not a parent of {data}")
     shutil.chown(data, user=user, group=user)
     for parent in data.parents:
         parent.chmod(parent.stat().st_mode | 0o001)

@@ -212,7 +212,7 @@ class InfraSettings:
     seaweedfs_s3_url: str | None = None
     images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
     mongodb_binary: str = "auto"
-    ferretdb_handler: str = "postgresql"
+    ferretdb_handler: str = FERRETDB_HANDLERS[0]
     tools_dir: Path = field(default_factory=lambda: resolve_tools_dir(os.environ))
     work_dir: Path | None = None
     seaweedfs_s3: bool = True
@@ -241,7 +241,7 @@ class InfraSettings:
             raise SettingsError(
                 "SEMAFORE_MONGODB_BINARY", f"{binary!r} is not auto, mongod or ferretdb"
             )
-        handler = env.get("SEMAFORE_FERRETDB_HANDLER", "").strip().lower() or "postgresql"
+        handler = env.get("SEMAFORE_FERRETDB_HANDLER", "").strip().lower() or FERRETDB_HANDLERS[0]
         if handler not in FERRETDB_HANDLERS:
             raise SettingsError(
                 "SEMAFORE_FERRETDB_HANDLER",

@@ -21,7 +21,7 @@ import pytest
 
 from semafore.deploy import health
 from semafore.deploy.errors import SettingsError, ToolMissingError
-from semafore.deploy.postgres import POSTGRES_ACCOUNT, find_postgres
+from semafore.deploy.postgres import POSTGRES_ACCOUNT, _hand_over, find_postgres
 from semafore.deploy.providers import LocalProvider
 from semafore.deploy.settings import InfraSettings, ProviderKind
 from semafore.deploy.testing import require
@@ -159,3 +159,12 @@ def test_sqlite_stays_available_and_runs_no_postgresql(tmp_path: Path) -> None:
         assert url is not None and health.mongodb_ping(url)
     finally:
         provider.stop()
+
+
+def test_only_directories_under_the_providers_root_are_opened_up(tmp_path: Path) -> None:
+    data = tmp_path / "root" / "mongodb" / "postgres"
+    data.mkdir(parents=True)
+    (tmp_path / "root").chmod(0o700)
+    with pytest.raises(ValueError, match="not a parent"):
+        _hand_over(data, POSTGRES_ACCOUNT, tmp_path / "elsewhere")
+    assert (tmp_path / "root").stat().st_mode & 0o777 == 0o700  # left as it was
