@@ -18,6 +18,10 @@ submission order on one connection, so Redis runs them in that order. Scripts go
 just those commands (``NOSCRIPT`` means the command did not run). Connection errors are
 retried by the client's :class:`redis.asyncio.retry.Retry` like any pipeline.
 
+The pipelines go over the auto-pipeline's own pipelined connection
+(:mod:`semafore.storage.redis_wire`: hiredis packs and parses, batches in flight share one
+connection), or redis-py's pipeline where that connection could not serve exactly (TLS...).
+
 Single server and Sentinel only: redis-py's cluster pipeline cannot carry scripts, so on a
 Redis Cluster the adapters call the client directly (:class:`semafore.storage.redis.
 RedisNamespace`).
@@ -33,6 +37,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+from semafore.storage.redis_wire import wire_for
 
 
 @dataclass
@@ -65,6 +71,9 @@ class AutoPipeline:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
+        self.wire = wire_for(client)
+        """The pipelined connection the pipelines go over (:mod:`semafore.storage.redis_wire`);
+        None where it cannot serve exactly what redis-py would (TLS...): redis-py's pipeline."""
         self._pending: list[_Unit] = []
         self._scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
@@ -131,6 +140,8 @@ class AutoPipeline:
             position += len(unit.commands)
 
     async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        if self.wire is not None:
+            return await self.wire.execute([c.args for c in commands])
         async with self.client.pipeline(transaction=False) as pipe:
             for command in commands:
                 pipe.execute_command(*command.args)
@@ -140,6 +151,8 @@ class AutoPipeline:
         """Wait for pipelines already sent (their callers are owed replies)."""
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self.wire is not None:
+            await self.wire.aclose()
 
 
 def _with_sha(command: Command) -> Command:

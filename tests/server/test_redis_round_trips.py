@@ -2,8 +2,9 @@
 behind Sentinel (issue #16 item 4, docs/backends.md "Benchmark: embedded vs real backends"): on
 a loaded machine each loopback round trip costs the relay more CPU than its own Python work, so
 the steady-state send and the ack are each one script, one round trip (they were two and
-three). Counted at the socket: every write redis-py makes (one per command or pipeline sent),
-so a call that went around the adapters would be counted too.
+three). Counted at the socket: every write redis-py makes (one per command or pipeline sent)
+and every write of the auto-pipeline's own connection (``storage/redis_wire.py``, one per
+batch of batches), so a call that went around the adapters would be counted too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from semafore.deploy.sentinel import SentinelGroup
 from semafore.deploy.settings import InfraSettings
 from semafore.deploy.testing import unavailable
 from semafore.server import models as m
+from semafore.storage.redis_wire import _Protocol
 from tests.server.helpers import b64
 from tests.server.test_account_cache import BODY, install, registration, send
 from tests.server.test_send_limit_with_quotas import redis_namespace, relay_with_counts
@@ -39,6 +41,13 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Every write to a Redis socket in this process (one per command or pipeline sent, so
     one per round trip), health-check ``PING``s left out: a list holding the count."""
     written = [0]
+    wire_write = _Protocol._write_held
+
+    def wire_counted(self: _Protocol) -> None:
+        written[0] += 1
+        wire_write(self)
+
+    monkeypatch.setattr(_Protocol, "_write_held", wire_counted)
     real = AbstractConnection.send_packed_command
 
     async def counted(self: AbstractConnection, command: Any, check_health: bool = True
