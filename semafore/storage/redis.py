@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -775,7 +776,7 @@ class RedisQueueStore(QueueStore):
         first in the same script (:meth:`enqueue_send_limited`)."""
         r = record
         self._check_unique(envelopes)
-        value = json.dumps(
+        value = orjson.dumps(  # compact, ~8× cheaper than json.dumps on the relay's hot path
             {
                 "digest": r.digest.hex(),
                 "deliveries": [list(d) for d in r.deliveries],
