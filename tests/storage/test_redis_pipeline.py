@@ -79,3 +79,51 @@ async def test_scripts_lost_by_the_server_are_reloaded_and_run_once(
     assert first.allowed and second.allowed
     [count] = await ns.commands(("GET", ns.rate("once", int(NOW // 60.0))))
     assert count == b"2"  # each NOSCRIPT'd hit ran exactly once after the reload
+
+
+async def test_a_connection_lost_under_a_written_pipeline_is_sent_again(
+    ns: RedisNamespace,
+) -> None:
+    """When the connection dies under a written pipeline, before its replies: a new
+    connection, the commands sent again (the client's retry policy), each caller its own
+    replies. As for any pipeline the client retries,
+    a command may have run before the connection died (here the ``INCR``: 1 or 2); the
+    adapters' scripts re-check their preconditions, so a send is never queued twice."""
+    pipeline = pipeline_of(ns)
+    assert pipeline.wire is not None
+    await ns.commands(("PING",))  # connected
+    protocol = pipeline.wire._protocol
+    assert protocol is not None
+    slow = ("local function us() local t = redis.call('TIME'); return t[1] * 1e6 + t[2] end "
+            "local start = us(); repeat until us() - start >= 5e4; return ARGV[1]")
+    call = asyncio.create_task(ns.commands(("EVAL", slow, 0, "ran"), ("INCR", ns.key("n"))))
+    for _ in range(20):  # a few loop turns: the unit is queued, then flushed and written
+        if protocol.batches:
+            break
+        await asyncio.sleep(0)
+    assert protocol.batches, "written, its replies awaited"
+    assert protocol.transport is not None
+    protocol.transport.abort()  # the connection dies before the script's 50 ms are up
+    assert await call in ([b"ran", 1], [b"ran", 2])
+    assert pipeline.wire.connections == 2
+    assert pipeline.wire._protocol is not protocol
+
+
+async def test_a_reply_that_cannot_be_read_fails_its_caller_not_the_connection(
+    ns: RedisNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error turning a reply into its value (a reply callback) reaches that caller only;
+    the connection reads on and serves the next call."""
+    pipeline = pipeline_of(ns)
+    assert pipeline.wire is not None
+    await ns.commands(("PING",))
+
+    def unreadable(reply: object) -> object:
+        raise ValueError("cannot read this reply")
+
+    monkeypatch.setitem(ns.client.response_callbacks, "GET", unreadable)
+    with pytest.raises(ValueError, match="cannot read"):
+        await ns.commands(("GET", ns.key("k")))
+    monkeypatch.undo()
+    assert await ns.commands(("SET", ns.key("k"), "v"), ("GET", ns.key("k"))) == [True, b"v"]
+    assert pipeline.wire.connections == 1
