@@ -179,6 +179,7 @@ class Wire:
         self._timeout: float | None = kwargs.get("socket_timeout")
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.connections = 0
         """Connections opened so far (tests read it: one serves many batches)."""
 
@@ -232,10 +233,12 @@ class Wire:
         and the next attempt opens a new one)."""
 
     async def _connected(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a connection (and a lock) serve the loop they were made in
+            self._protocol, self._connecting, self._loop = None, asyncio.Lock(), loop
         if self._protocol is not None and not self._protocol.closed:
             return self._protocol
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
+        assert self._connecting is not None
         async with self._connecting:  # concurrent batches share the one new connection
             if self._protocol is None or self._protocol.closed:
                 self._protocol = await self._connect()

@@ -250,3 +250,17 @@ async def test_an_argument_redis_py_cannot_encode_is_its_data_error(port: int) -
 )
 def test_redis_py_keeps_what_the_wire_could_not_serve_exactly(url: str) -> None:
     assert wire_for(aioredis.Redis.from_url(url)) is None
+
+
+def test_a_new_event_loop_gets_a_connection_of_its_own(port: int) -> None:
+    """A client used from one ``asyncio.run`` and then another (a CLI command, a test) must
+    not write to a connection whose loop has ended."""
+    c = client(port)
+    w = wire(c)
+
+    async def ping() -> list[Any]:
+        return await w.execute([("PING",)])
+
+    assert asyncio.run(ping()) == [True]
+    assert asyncio.run(ping()) == [True]
+    assert w.connections == 2
