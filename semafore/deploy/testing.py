@@ -14,10 +14,14 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from semafore.deploy.errors import BackendUnavailableError, InfraError
+from semafore.deploy.health import redis_ping
+from semafore.deploy.processes import ManagedProcess, ProcessSpec, find_tool, free_ports
 from semafore.deploy.providers import Provider
+from semafore.deploy.redis_server import redis_server_argv
 from semafore.deploy.selection import provider_from_settings
 from semafore.deploy.settings import LOCAL_IMAGES, PROJECT_ROOT, InfraSettings, ProviderKind
 
@@ -45,6 +49,36 @@ def require(start: Callable[[], Provider]) -> Provider:
         return start()
     except InfraError as exc:
         unavailable(str(exc))
+
+
+def redis_server_binary() -> Path:
+    """The ``redis-server`` the ``local`` provider runs (its tools directory first, then
+    PATH); unavailable (skip here, fail in CI) when it is not installed."""
+    tools = InfraSettings.from_env({**os.environ, "SEMAFORE_PROVIDER": "embedded"}).tools_dir
+    found = find_tool("redis-server", extra_dirs=(tools / "bin",))
+    if found is None:
+        unavailable("redis-server is not installed (Debian package redis-server)")
+    return found
+
+
+def started_redis_server(root: Path, name: str, *extra: str) -> tuple[ManagedProcess, int]:
+    """A started ``redis-server`` of a test's own (not the shared provider's: a test that
+    kills it, replicates it or changes its users must not disturb the others) on a free
+    loopback port, its data in ``root/name`` and its log beside it; ``extra`` as
+    :func:`redis_server_argv` takes it. Unavailable when it cannot start."""
+    binary = redis_server_binary()
+    [port] = free_ports(1)
+    data = root / name
+    data.mkdir()
+    server = ManagedProcess(ProcessSpec(
+        name, redis_server_argv(binary, port, data, *extra),
+        lambda: redis_ping("127.0.0.1", port), root / f"{name}.log", cwd=data))
+    try:
+        server.start()
+    except InfraError as exc:
+        server.stop()
+        unavailable(str(exc))
+    return server, port
 
 
 def _stop_shared() -> None:

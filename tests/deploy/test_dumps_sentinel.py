@@ -114,9 +114,9 @@ def redis_cluster(tmp_path: Path) -> Iterator[str]:
 
     from semafore.deploy.errors import InfraError
     from semafore.deploy.redis_cluster import RedisClusterGroup
-    from tests.storage.factory_local_cluster import redis_server
+    from semafore.deploy.testing import redis_server_binary
 
-    group = RedisClusterGroup(redis_server(), tmp_path / "rcluster")
+    group = RedisClusterGroup(redis_server_binary(), tmp_path / "rcluster")
     try:
         group.start()
     except (InfraError, RedisError) as exc:

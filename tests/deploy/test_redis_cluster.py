@@ -28,7 +28,7 @@ from semafore.deploy.redis_cluster import RedisClusterGroup, cluster_info, slot_
 from semafore.deploy.selection import provider_from_settings
 from semafore.deploy.settings import InfraSettings, ProviderKind, RedisTopology
 from semafore.deploy.stores import backend_stores
-from semafore.deploy.testing import require, shared_provider
+from semafore.deploy.testing import redis_server_binary, require, shared_provider
 from semafore.storage.ports import SendRecord
 from semafore.storage.redis import (
     _ENQUEUE_SEND,
@@ -47,7 +47,7 @@ from semafore.storage.redis_cluster import (
 from semafore.storage.redis_url import RedisUrlError
 from tests.backends.test_cross_replica import pushed
 from tests.backends.test_replicas import _ProxiedProvider, bodies, cluster
-from tests.storage.factory_local_cluster import cluster_endpoints, redis_server, shared_cluster
+from tests.storage.factory_local_cluster import cluster_endpoints, shared_cluster
 from tests.storage.test_conformance import envelope
 
 # --- the URL and the setting ----------------------------------------------------------------
@@ -372,7 +372,7 @@ def test_a_killed_node_is_a_typed_error_not_a_hang(tmp_path: Path) -> None:
     """A 3-node cluster without replicas loses the slots of a killed node: a send to a user on
     that node fails with a redis error (connection refused, then CLUSTERDOWN) once the
     client's bounded retries are spent. ``wait_for`` turns a hang into a failure."""
-    with RedisClusterGroup(redis_server(), tmp_path) as group:
+    with RedisClusterGroup(redis_server_binary(), tmp_path) as group:
 
         async def body() -> None:
             store = _store(group.address.url)

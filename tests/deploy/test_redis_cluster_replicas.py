@@ -27,10 +27,9 @@ from semafore.deploy.redis_cluster import (
     slot_ranges,
 )
 from semafore.deploy.settings import InfraSettings, ProviderKind, RedisTopology, Shape
-from semafore.deploy.testing import require
+from semafore.deploy.testing import redis_server_binary, require
 from semafore.storage.redis import RedisNamespace, RedisQueueStore
 from semafore.storage.redis_cluster import SLOTS, slot_of
-from tests.storage.factory_local_cluster import redis_server
 from tests.storage.test_conformance import envelope
 
 # --- what a node says of itself -------------------------------------------------------------
@@ -65,7 +64,7 @@ def _replication(port: int) -> dict[str, object]:
 
 
 def test_each_primary_gets_one_replica_in_sync(tmp_path: Path) -> None:
-    with RedisClusterGroup(redis_server(), tmp_path, replicas=1) as group:
+    with RedisClusterGroup(redis_server_binary(), tmp_path, replicas=1) as group:
         assert len(group.nodes) == 3 and len(group.replicas) == 3
         assert len(group.address.nodes) == 6  # every node is a seed
         for primary, (low, high) in zip(group.nodes, slot_ranges(), strict=True):
@@ -85,7 +84,7 @@ def test_a_killed_primary_is_replaced_by_its_replica_and_rejoins_as_one(
     """Kill -9 the primary of bob's slot: the replica formed for it serves the slot, what was
     queued (and replicated) before the kill is still there, a send after it succeeds through
     the same URL, and the killed node, started again, is the new primary's replica."""
-    with RedisClusterGroup(redis_server(), tmp_path, replicas=1) as group:
+    with RedisClusterGroup(redis_server_binary(), tmp_path, replicas=1) as group:
         store = RedisQueueStore(RedisNamespace(group.address.url, "f"))
         slot = slot_of(store.ns.user("bob"))
         former = group.serving(slot)
@@ -125,7 +124,7 @@ def test_a_killed_primary_is_replaced_by_its_replica_and_rejoins_as_one(
 
 
 def test_without_replicas_no_node_serves_a_killed_nodes_slot(tmp_path: Path) -> None:
-    with RedisClusterGroup(redis_server(), tmp_path) as group:
+    with RedisClusterGroup(redis_server_binary(), tmp_path) as group:
         slot = group.nodes[1].slots[0]
         group.nodes[1].process.kill()
         with pytest.raises(BackendUnavailableError, match=f"slot {slot}"):

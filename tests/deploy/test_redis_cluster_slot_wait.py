@@ -19,7 +19,7 @@ from semafore.deploy.failover import RECIPIENT, measure_failover
 from semafore.deploy.redis_cluster import ClusterNodeProcess, RedisClusterGroup
 from semafore.deploy.settings import InfraSettings, ProviderKind, RedisTopology, Shape
 from semafore.deploy.stores import backend_stores
-from semafore.deploy.testing import require
+from semafore.deploy.testing import redis_server_binary, require
 from semafore.storage.ports import NotDurable
 from semafore.storage.redis import (
     RedisNamespace,
@@ -29,7 +29,7 @@ from semafore.storage.redis import (
 )
 from semafore.storage.redis_cluster import slot_of
 from tests.deploy.wait_checks import acknowledged_only_once_a_replica_has_it
-from tests.storage.factory_local_cluster import redis_server, shared_cluster
+from tests.storage.factory_local_cluster import shared_cluster
 from tests.storage.test_conformance import envelope, send_record
 
 
@@ -55,7 +55,8 @@ def test_on_a_cluster_without_replicas_no_send_is_acknowledged() -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterGroup]:
-    with RedisClusterGroup(redis_server(), tmp_path_factory.mktemp("wait"), replicas=1) as group:
+    root = tmp_path_factory.mktemp("wait")
+    with RedisClusterGroup(redis_server_binary(), root, replicas=1) as group:
         yield group
 
 

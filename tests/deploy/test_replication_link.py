@@ -10,7 +10,6 @@ write survives the failover); healed, the replica catches up.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,31 +17,18 @@ from pathlib import Path
 import pytest
 
 from semafore.deploy.errors import InfraError
-from semafore.deploy.health import local_redis, redis_ping
-from semafore.deploy.processes import ManagedProcess, ProcessSpec, find_tool, free_ports
-from semafore.deploy.redis_server import redis_server_argv
+from semafore.deploy.health import local_redis
 from semafore.deploy.replication_link import ReplicationLink
 from semafore.deploy.sentinel import SentinelGroup
-from semafore.deploy.settings import InfraSettings
-from semafore.deploy.testing import unavailable
+from semafore.deploy.testing import redis_server_binary, started_redis_server, unavailable
 
 
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[SentinelGroup]:
     """A primary, its replica and three Sentinels of this test's own (it kills the primary)."""
-    tools = InfraSettings.from_env({**os.environ, "SEMAFORE_PROVIDER": "embedded"}).tools_dir
-    binary = find_tool("redis-server", extra_dirs=(tools / "bin",))
-    if binary is None:
-        unavailable("redis-server not installed")
-    [port] = free_ports(1)
-    data = tmp_path / "primary"
-    data.mkdir()
-    primary = ManagedProcess(ProcessSpec(
-        "redis", redis_server_argv(binary, port, data), lambda: redis_ping("127.0.0.1", port),
-        tmp_path / "primary.log", cwd=data))
-    made = SentinelGroup(binary, tmp_path, primary, port, replica_args=[])
+    primary, port = started_redis_server(tmp_path, "primary")
+    made = SentinelGroup(redis_server_binary(), tmp_path, primary, port, replica_args=[])
     try:
-        primary.start()
         made.start()
     except InfraError as exc:
         made.stop()

@@ -10,7 +10,6 @@ batch of batches), so a call that went around the adapters would be counted too.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,8 @@ import pytest
 from redis.asyncio.connection import AbstractConnection
 
 from semafore.deploy.errors import InfraError
-from semafore.deploy.health import redis_ping
-from semafore.deploy.processes import ManagedProcess, ProcessSpec, find_tool, free_ports
-from semafore.deploy.redis_server import redis_server_argv
 from semafore.deploy.sentinel import SentinelGroup
-from semafore.deploy.settings import InfraSettings
-from semafore.deploy.testing import unavailable
+from semafore.deploy.testing import redis_server_binary, started_redis_server, unavailable
 from semafore.server import models as m
 from semafore.storage.redis_wire import _Protocol
 from tests.server.helpers import b64
@@ -68,20 +63,10 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 def sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ``redis+sentinel://`` URL of a primary, its replica and three Sentinels of this
     module's own (the adapters behind Sentinel auto-pipeline as on one server)."""
-    tools = InfraSettings.from_env({**os.environ, "SEMAFORE_PROVIDER": "embedded"}).tools_dir
-    binary = find_tool("redis-server", extra_dirs=(tools / "bin",))
-    if binary is None:
-        unavailable("redis-server not installed")
     root: Path = tmp_path_factory.mktemp("sentinel")
-    [port] = free_ports(1)
-    data = root / "primary"
-    data.mkdir()
-    primary = ManagedProcess(ProcessSpec(
-        "redis", redis_server_argv(binary, port, data), lambda: redis_ping("127.0.0.1", port),
-        root / "primary.log", cwd=data))
-    group = SentinelGroup(binary, root, primary, port, replica_args=[])
+    primary, port = started_redis_server(root, "primary")
+    group = SentinelGroup(redis_server_binary(), root, primary, port, replica_args=[])
     try:
-        primary.start()
         url = group.start().url
     except InfraError as exc:
         group.stop()

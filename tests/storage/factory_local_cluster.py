@@ -17,32 +17,23 @@ from pathlib import Path
 import pytest
 
 from semafore.deploy.errors import InfraError
-from semafore.deploy.processes import find_tool
 from semafore.deploy.providers import Endpoints
 from semafore.deploy.redis_cluster import RedisClusterGroup
-from semafore.deploy.settings import InfraSettings, ProviderKind
+from semafore.deploy.settings import ProviderKind
 from semafore.deploy.stores import backend_stores
-from semafore.deploy.testing import shared_provider, unavailable
+from semafore.deploy.testing import redis_server_binary, shared_provider, unavailable
 from semafore.storage.ports import Stores
 
 _lock = threading.Lock()
 _running: list[RedisClusterGroup] = []
 
 
-def redis_server() -> Path:
-    """The binary the local provider runs (its tools directory first, then PATH)."""
-    found = find_tool("redis-server",
-                      extra_dirs=(InfraSettings.from_env().tools_dir / "bin",))
-    if found is None:
-        unavailable("redis-server is not installed (Debian package redis-server)")
-    return found
-
-
 def shared_cluster() -> RedisClusterGroup:
     """One started 3-node cluster for this test process (stopped at exit)."""
     with _lock:
         if not _running:
-            group = RedisClusterGroup(redis_server(), Path(tempfile.mkdtemp(prefix="rcluster-")))
+            root = Path(tempfile.mkdtemp(prefix="rcluster-"))
+            group = RedisClusterGroup(redis_server_binary(), root)
             try:
                 group.start()
             except InfraError as exc:

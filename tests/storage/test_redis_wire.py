@@ -9,9 +9,7 @@ Sentinel a demoted primary's ``READONLY`` reconnects; and where it could not ser
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +19,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, DataError, ReadOnlyError
 
-from semafore.deploy.errors import InfraError
-from semafore.deploy.health import redis_ping
-from semafore.deploy.processes import ManagedProcess, ProcessSpec, find_tool, free_ports
-from semafore.deploy.redis_server import redis_server_argv
-from semafore.deploy.settings import InfraSettings
-from semafore.deploy.testing import unavailable
+from semafore.deploy.processes import free_ports
+from semafore.deploy.testing import started_redis_server
 from semafore.storage.redis_cluster import RedisUnavailable
 from semafore.storage.redis_wire import Wire, wire_for
 
@@ -35,31 +29,14 @@ pytestmark = [pytest.mark.anyio, pytest.mark.backend]
 SCRIPT = "return {1, 'two', redis.error_reply('THREE wrong'), {4, redis.status_reply('FIVE')}}"
 
 
-def _server(root: Path, name: str, *extra: str) -> tuple[ManagedProcess, int]:
-    tools = InfraSettings.from_env({**os.environ, "SEMAFORE_PROVIDER": "embedded"}).tools_dir
-    binary = find_tool("redis-server", extra_dirs=(tools / "bin",))
-    if binary is None:
-        unavailable("redis-server not installed")
-    [port] = free_ports(1)
-    data = root / name
-    data.mkdir()
-    server = ManagedProcess(ProcessSpec(
-        name, redis_server_argv(binary, port, data, *extra),
-        lambda: redis_ping("127.0.0.1", port), root / f"{name}.log", cwd=data))
-    try:
-        server.start()
-    except InfraError as exc:
-        unavailable(str(exc))
-    return server, port
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
     """This module's own primary (ACL users and slow scripts would disturb the shared
     server) and a replica of it (read-only)."""
     root = tmp_path_factory.mktemp("wire")
-    primary, port = _server(root, "primary")
-    replica, replica_port = _server(root, "replica", "--replicaof", "127.0.0.1", str(port))
+    primary, port = started_redis_server(root, "primary")
+    replica, replica_port = started_redis_server(root, "replica", "--replicaof", "127.0.0.1",
+                                                 str(port))
     control = redis.Redis(port=port)
     control.acl_setuser("app", enabled=True, passwords=["+s3cret"], keys=["*"], channels=["*"],
                         commands=["+@all"])
