@@ -776,7 +776,7 @@ class RedisQueueStore(QueueStore):
         first in the same script (:meth:`enqueue_send_limited`)."""
         r = record
         self._check_unique(envelopes)
-        value = orjson.dumps(  # compact, ~8× cheaper than json.dumps on the relay's hot path
+        value = orjson.dumps(  # json.dumps was 3% of a `local` relay's CPU (a py-spy profile)
             {
                 "digest": r.digest.hex(),
                 "deliveries": [list(d) for d in r.deliveries],

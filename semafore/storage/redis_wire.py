@@ -89,11 +89,11 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(protocolError=InvalidResponse, replyError=_parse_error)
         self.batches: deque[_Batch] = deque()
-        self.unanswered = 0
-        """Batches written whose replies have not all arrived."""
+        """Every batch not yet answered, in write order: the written ones, then the held."""
         self.held: list[bytes] = []
-        """Batches waiting for the write in flight to be answered."""
+        """The packed batches waiting for the write in flight to be answered."""
         self.writes = 0
+        """Writes made so far (tests read it: held batches leave together)."""
         self.transport: asyncio.Transport | None = None
         self.closed = False
 
@@ -112,9 +112,13 @@ class _Protocol(asyncio.Protocol):
             self._write_held()
         return future
 
+    @property
+    def unanswered(self) -> int:
+        """Batches written whose replies have not all arrived."""
+        return len(self.batches) - len(self.held)
+
     def _write_held(self) -> None:
         assert self.transport is not None
-        self.unanswered = len(self.held)
         data = self.held[0] if len(self.held) == 1 else b"".join(self.held)
         self.held = []
         self.writes += 1
@@ -130,7 +134,6 @@ class _Protocol(asyncio.Protocol):
                 batch.replies.append(reply)
                 if len(batch.replies) == batch.count:
                     self.batches.popleft()
-                    self.unanswered -= 1
                     if not batch.future.done():  # its waiter may have timed out
                         batch.future.set_result(batch.replies)
         except InvalidResponse as exc:  # the stream is out of step: nothing after is sound
@@ -152,7 +155,7 @@ class _Protocol(asyncio.Protocol):
         self._fail_pending(error)
 
     def _fail_pending(self, error: Exception) -> None:
-        self.held, self.unanswered = [], 0
+        self.held = []
         while self.batches:
             batch = self.batches.popleft()
             if not batch.future.done():
