@@ -70,7 +70,15 @@ REPLICATION = "001"
 VOLUME_SIZE_LIMIT_MB = 64
 """Small volumes (the default is 30 GiB) keep the data directories small and the dumps short."""
 
-VOLUMES_PER_SERVER = 8
+VOLUMES_PER_SERVER = 32
+"""Volume slots per server: room for the master's own growth while a server is down, and for
+the repair after it. An assign that finds no writable volume makes the master grow six ``001``
+volumes at once (``master.volume_growth.copy_2``), one by one until the slots run out; with two
+servers left each growth takes six slots on both. At 8 slots one such growth during an outage
+filled both survivors, and ``volume.fix.replication`` then had nowhere to place a copy
+("failed to place volume 3 replica as 001", seen in CI). 32 covers the first layout (up to six
+per server), two growths during an outage and a copy of every lost volume. An unused slot
+costs nothing: weed creates a volume's files only when it grows one."""
 REPAIR_TIMEOUT = 180.0
 """``volume.fix.replication`` waits a fixed 15 s for a fresh topology before each pass (weed
 4.48: ``collectTopologyInfo(..., 15*time.Second)``) and makes one more pass after it copied

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import json
 import os
 import sys
 import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -130,6 +133,22 @@ def _readable(filer_url: str, root: str, data: bytes) -> bool:
         return _read_back(filer_url, root) == data
     except SeaweedfsError:  # the filer answers 500 when no live server holds a chunk
         return False
+
+
+def _volume_counts(master_url: str) -> dict[str, int]:
+    """How many volumes the master counts on each live volume server (``/dir/status``)."""
+    with urllib.request.urlopen(f"{master_url}/dir/status", timeout=10) as answer:
+        topology = json.loads(answer.read())["Topology"]
+    return {node["Url"]: int(node["Volumes"]) for centre in topology["DataCenters"]
+            for rack in centre["Racks"] for node in rack["DataNodes"]}
+
+
+def _assign(master_url: str, collection: str) -> None:
+    """One ``/dir/assign`` in ``collection``: a collection without volumes makes the master grow
+    some (its automatic growth, the same path a write takes when every volume is full)."""
+    query = urllib.parse.urlencode({"collection": collection})
+    with urllib.request.urlopen(f"{master_url}/dir/assign?{query}", timeout=30) as answer:
+        assert "fid" in json.loads(answer.read())
 
 
 def survives_losing_a_holder(cluster: SeaweedCluster, data: bytes) -> bool:
@@ -288,6 +307,13 @@ def test_repair_restores_two_copies_after_a_volume_server_is_lost_for_good(
     assert first.process.kill() == {"killed": 1}  # lost for good: never started again
     cluster.wait_formed()
     assert cluster.holders(path) == [second]
+    # what the master does by itself during an outage: an assign that finds no writable volume
+    # grows six more, on the two survivors (CI once saw them fill every slot before a repair)
+    before = _volume_counts(cluster.master_url)
+    _assign(cluster.master_url, collection="grown-during-the-outage")
+    grown = _volume_counts(cluster.master_url)
+    assert set(grown) == {second.address, third.address}
+    assert all(grown[a] >= before[a] + 6 for a in grown), (before, grown)
     # unrepaired: the one copy left is all there is
     assert second.process.kill() == {"killed": 1}
     assert not _readable(cluster.filer_url, root, data)
