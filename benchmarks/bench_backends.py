@@ -81,6 +81,11 @@ async def _sessions(base: str, pairs: int) -> dict[str, dict[str, Any]]:
         admin = await http.post("/v1/auth/login", json={**login, "totp": totp(raw, time.time())})
         admin.raise_for_status()
         auth = {"Authorization": f"Bearer {admin.json()['access_token']}"}
+        seats = await http.put(  # a trial's seats would refuse a 13th pair (409)
+            f"/v1/orgs/{ORG}/subscription",
+            json={"plan": "standard", "seats": 2 * pairs + 1}, headers=auth,
+        )
+        seats.raise_for_status()
         sessions: dict[str, dict[str, Any]] = {}
         for i in range(pairs):
             for role in ("s", "r"):
