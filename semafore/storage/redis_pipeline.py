@@ -78,6 +78,16 @@ class AutoPipeline:
         self._scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
         self.stats = {"pipelines": 0, "units": 0}
+        self._last_done: asyncio.Future[None] | None = None  # the latest pipeline's end
+        self._in_flight = 0  # pipelines sent and not finished (their reloads included)
+        self._hold: asyncio.Future[None] | None = None  # set while a NOSCRIPT is repaired
+
+    @property
+    def ordered(self) -> bool:
+        """Units take effect in the order submitted, across pipelines: one FIFO connection
+        (the wire), and a ``NOSCRIPT`` repaired before anything sent later runs (:meth:`_send`).
+        Not over redis-py's pipelines, which may each take another pooled connection."""
+        return self.wire is not None
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         """The replies of ``commands`` (in order), sent with whatever else this tick sends."""
@@ -122,22 +132,66 @@ class AutoPipeline:
                 unit.future.set_result(unit.replies)
 
     async def _send(self, units: list[_Unit]) -> None:
+        """One pipeline of ``units``, and its repair if the server lost its scripts.
+
+        ``NOSCRIPT`` means the command did not run; re-running it later must not let anything
+        submitted after it run first (:attr:`ordered`: a socket's sends are queued in the order
+        started). So, over the wire: the first ``NOSCRIPT`` holds every pipeline not yet sent;
+        each pipeline already in flight (all of them ``NOSCRIPT`` too: nothing loaded a script
+        since) repairs in the order sent, its ``SCRIPT LOAD`` and re-runs in one write on the
+        same connection; the held pipelines leave once the last one has."""
+        while self._hold is not None:
+            await asyncio.shield(self._hold)
         commands = [c for unit in units for c in unit.commands]
-        replies = await self._pipeline(commands)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:  # the server lost its scripts: load them, re-run what did not run
-            for script in {id(commands[i].script): commands[i].script for i in missing}.values():
-                if script is not None:
-                    script.sha = await self.client.script_load(script.script)
-            retried = await self._pipeline([_with_sha(commands[i]) for i in missing])
-            for i, reply in zip(missing, retried, strict=True):
-                replies[i] = reply
+        previous, done = self._last_done, asyncio.get_running_loop().create_future()
+        self._last_done = done
+        self._in_flight += 1
+        try:
+            replies = await self._pipeline(commands)
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:  # the server lost its scripts: load them, re-run what did not run
+                await self._repair(commands, replies, missing, previous)
+        finally:
+            self._in_flight -= 1
+            done.set_result(None)
+            if self._last_done is done:
+                self._last_done = None
+            if self._hold is not None and self._in_flight == 0:
+                self._hold.set_result(None)
+                self._hold = None
         self.stats["pipelines"] += 1
         self.stats["units"] += len(units)
         position = 0
         for unit in units:
             unit.replies = replies[position : position + len(unit.commands)]
             position += len(unit.commands)
+
+    async def _repair(
+        self, commands: list[Command], replies: list[Any], missing: list[int],
+        previous: asyncio.Future[None] | None,
+    ) -> None:
+        scripts = {id(commands[i].script): commands[i].script for i in missing}
+        loads = [s for s in scripts.values() if s is not None]
+        if self.wire is None:  # redis-py's pipelines: no order across them to keep
+            for script in loads:
+                script.sha = await self.client.script_load(script.script)
+            retried = await self._pipeline([_with_sha(commands[i]) for i in missing])
+        else:
+            if self._hold is None:
+                self._hold = asyncio.get_running_loop().create_future()
+            if previous is not None:  # pipelines sent before this one repair first
+                await asyncio.shield(previous)
+            answers = await self.wire.execute(
+                [("SCRIPT", "LOAD", script.script) for script in loads]
+                + [_with_sha(commands[i]).args for i in missing]
+            )
+            for script, sha in zip(loads, answers, strict=False):
+                if isinstance(sha, Exception):
+                    raise sha
+                script.sha = sha if isinstance(sha, str) else bytes(sha).decode()
+            retried = answers[len(loads):]
+        for i, reply in zip(missing, retried, strict=True):
+            replies[i] = reply
 
     async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
         if self.wire is not None:

@@ -182,6 +182,7 @@ class Wire:
         self._timeout: float | None = kwargs.get("socket_timeout")
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
+        self._queued = 0  # batches waiting to take the connection (see _connected)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connections = 0
         """Connections opened so far (tests read it: one serves many batches)."""
@@ -239,13 +240,20 @@ class Wire:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a connection (and a lock) serve the loop they were made in
             self._protocol, self._connecting, self._loop = None, asyncio.Lock(), loop
-        if self._protocol is not None and not self._protocol.closed:
+        if self._protocol is not None and not self._protocol.closed and not self._queued:
             return self._protocol
         assert self._connecting is not None
-        async with self._connecting:  # concurrent batches share the one new connection
-            if self._protocol is None or self._protocol.closed:
-                self._protocol = await self._connect()
-            return self._protocol
+        # concurrent batches share the one new connection, and take it in the order they came:
+        # a batch arriving once it is up but before the batches that waited for it have been
+        # written would overtake them (the relay relies on the order: AutoPipeline.ordered)
+        self._queued += 1
+        try:
+            async with self._connecting:
+                if self._protocol is None or self._protocol.closed:
+                    self._protocol = await self._connect()
+                return self._protocol
+        finally:
+            self._queued -= 1
 
     async def _connect(self) -> _Protocol:
         host, port = self._host, self._port
