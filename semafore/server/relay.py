@@ -36,6 +36,7 @@ from semafore.server.oplog import event
 from semafore.server.otp_sink import OtpSink
 from semafore.server.push import PushHub, PushPort
 from semafore.server.sealing import SealError, seal, unseal
+from semafore.server.send_order import Turn
 from semafore.server.settings import Settings
 from semafore.server.tokens import (
     Principal,
@@ -1298,6 +1299,7 @@ class Relay:
         message_id: str,
         envelopes: Sequence[EnvelopeLike],
         ip: str | None,
+        turn: Turn | None = None,
     ) -> list[QueuedEnvelope]:
         """Check, queue and publish one message's envelope set; the queued entries.
 
@@ -1318,7 +1320,11 @@ class Relay:
         behind Sentinel one round trip per send, issue #16 item 4); a check that refuses
         counts it before its store re-read and before answering. The outcome is the one
         counting it first gives: over the limit is 429 whatever the checks say, counts no
-        queue quota and queues nothing; over a quota queues nothing either."""
+        queue quota and queues nothing; over a quota queues nothing either.
+
+        ``turn`` (a WebSocket whose sends overlap, :mod:`semafore.server.send_order`): the
+        store call waits for it, so a socket's sends are queued in frame order; the caller
+        passes it when this returns or raises, whatever happened before the store call."""
         owed = self._send_limit_deferrable(principal, user_id)
         if not owed:
             await self.limit("send", ip, principal.user_id)
@@ -1385,6 +1391,8 @@ class Relay:
             return entries  # TEST ONLY (semafore.sabotage): "accepted", never queued
         ledger_off = sabotage.active("relay.ledger_off")  # TEST ONLY (semafore.sabotage)
         in_memory = sabotage.active("relay.queue_in_process_memory")  # TEST ONLY, as above
+        if turn is not None:
+            await turn.wait()
         try:
             if ledger_off or in_memory:  # the limits alone: these never enqueue a send
                 refused, decision = (
@@ -1394,9 +1402,7 @@ class Relay:
                 if refused != ALL_COUNTED:
                     raise LimitRefused(refused, decision)
             else:
-                recorded = await self.stores.queues.enqueue_send_limited(
-                    record, entries, self.stores.ratelimits, limits, now
-                )
+                recorded = await self._store_send(turn, record, entries, limits, now)
         except LimitRefused as refused_hit:
             return await self._limit_refused(
                 refused_hit, scopes, principal, user_id, message_id, envelopes
@@ -1425,6 +1431,32 @@ class Relay:
             count=len(entries),
         )
         return entries
+
+    async def _store_send(
+        self,
+        turn: Turn | None,
+        record: SendRecord,
+        entries: Sequence[QueuedEnvelope],
+        limits: Sequence[RateHit],
+        now: float,
+    ) -> SendRecord | None:
+        """The send's one store call, started in its turn. On a store that applies calls in
+        the order they start (``QueueStore.pipelines_sends``) the turn passes as soon as the
+        call has started: a task's first step runs before that of any task created after it,
+        and the next send's store call is created only after this one's. Otherwise it
+        passes once the call answered."""
+        queues = self.stores.queues
+        call = queues.enqueue_send_limited(record, entries, self.stores.ratelimits, limits, now)
+        if turn is None:
+            return await call
+        if not queues.pipelines_sends:
+            try:
+                return await call
+            finally:
+                turn.passed()
+        started = asyncio.ensure_future(call)
+        turn.passed()
+        return await started
 
     async def _recorded_answer(
         self,

@@ -428,6 +428,22 @@ class SendRecord:
 
 
 class QueueStore(Protocol):
+    @property
+    def pipelines_sends(self) -> bool:
+        """True when :meth:`enqueue_send_limited` calls started one after another on one
+        event loop (each one's first step run before the next one's starts) take effect in
+        that order, *and* each waits on a round trip worth overlapping. The relay then starts
+        a socket's next send before the previous one answered, so one socket's sends share
+        the store's pipelined trips (``semafore.server.send_order``, docs/backends.md
+        "Overlapping a socket's sends"); otherwise it awaits them one at a time.
+
+        False by default: an adapter that claims it must pass the conformance check that
+        a burst of started calls queues in the order started
+        (``tests/storage/test_conformance.py``). Redis on one server or behind Sentinel
+        (auto-pipelined, one FIFO connection, no ``WAIT``) claims it; the in-memory store
+        answers in its first step, so there is nothing to overlap."""
+        return False
+
     async def enqueue(self, envelopes: Sequence[QueuedEnvelope]) -> None:
         """Store all envelopes or none (AlreadyExists on a duplicate delivery id)."""
         ...

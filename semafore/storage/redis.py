@@ -621,6 +621,18 @@ class RedisQueueStore(QueueStore):
         self._forget_send = client.register_script(_FORGET_SEND)
         self._unindex = client.register_script(_UNINDEX)
 
+    @property
+    def pipelines_sends(self) -> bool:
+        """On one server or behind Sentinel without ``WAIT``: a send's first step appends its
+        one script to the auto-pipeline, whose batches leave in order on one connection
+        (:mod:`semafore.storage.redis_wire`) and whose ``NOSCRIPT`` repairs keep that order
+        (``AutoPipeline.ordered``). Not on Cluster (a send may register its users first, a
+        round trip before its script), with ``WAIT`` (a send and its ``WAIT`` are two
+        steps) nor over redis-py's pipelines (TLS...: each may take another connection)."""
+        pipeline = self.ns.pipeline
+        return (pipeline is not None and pipeline.ordered and not self.ns.cluster
+                and self.wait is None)
+
     async def dump(self) -> list[tuple[str, bytes]]:
         return await self.ns.dump()
 
