@@ -21,17 +21,29 @@ What a stale entry can cost, and why it is bounded:
 - Pub/sub is at-most-once: when the hub's subscription is re-established, every entry is
   dropped (:meth:`AccountCache.clear`), and every entry lives at most ``ttl`` seconds (relay
   clock) anyway, the bound on staleness should a notice be lost without a reconnect.
+
+Concurrent misses share one read: while a read for an entry's fact is on its way, another
+caller asking the same entry for it awaits that read instead of starting its own. A busy
+relay otherwise sends one store read per send in flight whenever an entry is new or expired
+(measured on ``local``: ~120 concurrent membership reads of up to 325 ms at a cold start
+with 4 sockets overlapping their sends). The read belongs to its entry, so a caller that comes
+after a change dropped the entry starts a fresh read, as before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from semafore.server.device_set import recipient_devices
 from semafore.storage.ports import Device, Membership, Stores
 
 CACHE_TTL = 30.0
 """Seconds an entry is trusted without a change notice (see the module docstring)."""
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,6 +54,8 @@ class _Entry:
     devices: dict[str, Device] | None = None
     memberships: dict[str, Membership] | None = None
     live_families: set[str] | None = None
+    reads: dict[tuple[str, str], asyncio.Future[Any]] = field(default_factory=dict)
+    """Store reads on their way for this entry, by (fact, key): concurrent misses share one."""
 
 
 class AccountCache:
@@ -51,7 +65,7 @@ class AccountCache:
         self.stores = stores
         self.ttl = ttl
         self._users: dict[str, _Entry] = {}
-        self.stats = {"hits": 0, "misses": 0, "dropped": 0}
+        self.stats = {"hits": 0, "misses": 0, "dropped": 0, "shared": 0}
 
     def _entry(self, user_id: str, now: float) -> _Entry:
         entry = self._users.get(user_id)
@@ -66,7 +80,10 @@ class AccountCache:
             self.stats["hits"] += 1
             return entry.memberships[org_id]
         self.stats["misses"] += 1
-        found = await self.stores.accounts.get_membership(org_id, user_id)
+        found = await self._read(
+            entry, ("membership", org_id),
+            lambda: self.stores.accounts.get_membership(org_id, user_id),
+        )
         if found is not None and self._users.get(user_id) is entry:  # not dropped meanwhile
             if entry.memberships is None:
                 entry.memberships = {}
@@ -80,7 +97,9 @@ class AccountCache:
             self.stats["hits"] += 1
             return entry.devices
         self.stats["misses"] += 1
-        found = await recipient_devices(self.stores, user_id)
+        found = await self._read(
+            entry, ("devices", ""), lambda: recipient_devices(self.stores, user_id)
+        )
         if self._users.get(user_id) is entry:  # a change during the read drops the result
             entry.devices = found
         return found
@@ -92,12 +111,37 @@ class AccountCache:
             self.stats["hits"] += 1
             return False
         self.stats["misses"] += 1
-        revoked = await self.stores.tokens.is_family_revoked(family_id)
+        revoked = await self._read(
+            entry, ("family", family_id),
+            lambda: self.stores.tokens.is_family_revoked(family_id),
+        )
         if not revoked and self._users.get(user_id) is entry:
             if entry.live_families is None:
                 entry.live_families = set()
             entry.live_families.add(family_id)
         return revoked
+
+    async def _read(
+        self, entry: _Entry, key: tuple[str, str], read: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``read()``, or the same read another caller already started for ``entry`` (module
+        docstring); a caller cancelled while waiting leaves the read to the others."""
+        pending = entry.reads.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(read())
+            entry.reads[key] = pending
+
+            def finished(done: asyncio.Future[Any]) -> None:
+                if entry.reads.get(key) is done:
+                    del entry.reads[key]
+                if not done.cancelled():
+                    done.exception()  # retrieved: every waiter may have been cancelled
+
+            pending.add_done_callback(finished)
+        else:
+            self.stats["shared"] += 1
+        result: T = await asyncio.shield(pending)
+        return result
 
     def answers_send(self, org_id: str, user_id: str, now: float) -> bool:
         """Whether a send to ``user_id`` in ``org_id`` can be checked without a store read:

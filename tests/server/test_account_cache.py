@@ -15,6 +15,7 @@ same notice over Redis (tests/backends).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -233,3 +234,43 @@ def test_revocations_on_another_replica_reach_this_cache(change: str) -> None:
                 assert await a._member_ids("acme", "bob") is None
 
     asyncio.run(body())
+
+
+class _SlowMemberships:
+    """An account store whose membership read takes ``delay`` seconds; counts the reads."""
+
+    def __init__(self, stores: Stores, delay: float) -> None:
+        self.inner, self.delay, self.reads = stores.accounts, delay, 0
+
+    async def get_membership(self, org_id: str, user_id: str) -> Membership | None:
+        self.reads += 1
+        await asyncio.sleep(self.delay)
+        return await self.inner.get_membership(org_id, user_id)
+
+
+@pytest.mark.anyio
+async def test_concurrent_misses_share_one_read_and_a_drop_starts_a_fresh_one() -> None:
+    """A burst of sends to a user whose entry is new asks the store once, not once per send;
+    a change notice during that read makes later callers read again (the read belongs to the
+    dropped entry)."""
+    from semafore.server.account_cache import AccountCache
+
+    stores = memory_stores()
+    await stores.accounts.create_org(Org("o1", "O", 1.0))
+    await stores.accounts.create_user(User("bob", 1.0))
+    await stores.accounts.put_membership(Membership("o1", "bob", "member", 1.0))
+    slow = _SlowMemberships(stores, 0.05)
+    cache = AccountCache(dataclasses.replace(stores, accounts=slow))  # type: ignore[arg-type]
+    burst = [asyncio.ensure_future(cache.membership("o1", "bob", 10.0)) for _ in range(20)]
+    found = await asyncio.gather(*burst)
+    assert all(f is not None and f.user_id == "bob" for f in found)
+    assert slow.reads == 1
+    assert cache.stats["shared"] == 19
+
+    cache.drop("bob")
+    first = asyncio.ensure_future(cache.membership("o1", "bob", 10.0))
+    await asyncio.sleep(0.01)
+    cache.drop("bob")  # a change while the read is on its way
+    second = asyncio.ensure_future(cache.membership("o1", "bob", 10.0))
+    await asyncio.gather(first, second)
+    assert slow.reads == 3  # the second did not take the dropped entry's read
