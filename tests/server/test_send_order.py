@@ -3,7 +3,7 @@ item 4): envelopes are queued in the order the device sent them, and every reply
 order of the frames it answers, whatever finishes first.
 
 The relay overlaps sends only on a store that claims ``QueueStore.pipelines_sends``; here that
-is the in-memory store made to look like Redis (:class:`RoundTripQueues`: it takes effect in its
+is the in-memory store made to look like Redis (``RoundTripQueues``: it takes effect in its
 first step, so calls apply in the order started, then answers after a round trip). The Redis
 adapter's own claim is checked on real Redis by ``tests/storage/test_pipelined_sends.py``.
 """
@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from semafore.server import send_order
 from semafore.server.send_order import SendOrder
-from semafore.storage.memory import MemoryAccountStore, MemoryQueueStore, memory_stores
+from semafore.storage.memory import MemoryAccountStore, memory_stores
 from semafore.storage.ports import (
     Membership,
-    QueuedEnvelope,
-    RateHit,
-    RateLimitStore,
     SendRecord,
 )
 from tests.server.helpers import DeviceSession, World, b64, make_world, messaging_org
+from tests.storage.test_pipelined_sends import RoundTripQueues
 
 # -- the tickets ---------------------------------------------------------------------------------
 
@@ -76,30 +74,6 @@ async def test_a_cancelled_wait_leaves_the_order_usable() -> None:
 BODY = b"DRV1" + bytes(range(68))  # what the relay's envelope check takes for a DR_V1 frame
 
 
-class RoundTripQueues(MemoryQueueStore):
-    """The in-memory queue store with a round trip: a send takes effect when started (its first
-    step), in the order started, and answers ``delay`` seconds later, as Redis's pipelined
-    script does. ``started`` lists message ids in the order their store calls started."""
-
-    def __init__(self, delay: float = 0.05) -> None:
-        super().__init__()
-        self.delay = delay
-        self.started: list[str] = []
-
-    @property
-    def pipelines_sends(self) -> bool:
-        return True
-
-    async def enqueue_send_limited(
-        self, record: SendRecord, envelopes: Sequence[QueuedEnvelope],
-        ratelimits: RateLimitStore, hits: Sequence[RateHit], now: float,
-    ) -> SendRecord | None:
-        self.started.append(record.message_id)
-        outcome = await super().enqueue_send_limited(record, envelopes, ratelimits, hits, now)
-        await asyncio.sleep(self.delay)
-        return outcome
-
-
 class SlowFirstMembership(MemoryAccountStore):
     """Membership reads answer at once, except the first one after :meth:`arm`, which takes
     ``delay`` seconds: a send whose account-cache miss is slow, so a later send of the same
@@ -122,7 +96,7 @@ class SlowFirstMembership(MemoryAccountStore):
 @pytest.fixture
 def overlapping() -> Iterator[tuple[World, dict[str, DeviceSession]]]:
     stores = dataclasses.replace(
-        memory_stores(), queues=RoundTripQueues(), accounts=SlowFirstMembership()
+        memory_stores(), queues=RoundTripQueues(after=0.05), accounts=SlowFirstMembership()
     )
     world, client = make_world(stores)
     with client:
@@ -195,7 +169,7 @@ def test_the_sends_really_overlap(overlapping: tuple[World, dict[str, DeviceSess
     world, org = overlapping
     queues = world.stores.queues
     assert isinstance(queues, RoundTripQueues)
-    queues.delay = 0.2
+    queues.after = 0.2
     seen: list[int] = []
     original = queues.enqueue_send_limited
 
@@ -222,7 +196,7 @@ def test_replies_keep_frame_order_whatever_finishes_first(
     world, org = overlapping
     queues = world.stores.queues
     assert isinstance(queues, RoundTripQueues)
-    queues.delay = 0.2
+    queues.after = 0.2
     with world.client.websocket_connect("/v1/websocket", headers=org["a1"].headers) as ws:
         ws.send_json(send_frame("slow", "m-slow", org))
         ws.send_text("not json")

@@ -10,7 +10,7 @@ the server lost its scripts (``SCRIPT FLUSH``, as after a restart): the reloads 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -74,13 +74,18 @@ async def test_the_order_holds_when_redis_lost_its_scripts(stores: Stores) -> No
     assert await queued_in_order_started(stores, queues) == [f"m-e{n}" for n in range(BURST)]
 
 
-class ClaimsButReorders(MemoryQueueStore):
-    """An adapter that claims ``pipelines_sends`` wrongly: each send waits on its own round trip
-    *before* it takes effect, the earlier ones longest."""
+class RoundTripQueues(MemoryQueueStore):
+    """The in-memory queue store as a store with a round trip that claims ``pipelines_sends``:
+    a send waits ``before(n)`` seconds (``n``: its call's number, from 1) before it takes
+    effect and ``after`` seconds after. A right claim has ``before`` 0: the send takes effect
+    in its first step, in the order started, as Redis's pipelined script does. ``started``
+    lists message ids in the order they took effect."""
 
-    def __init__(self) -> None:
+    def __init__(self, after: float = 0.0, before: Callable[[int], float] = lambda n: 0.0) -> None:
         super().__init__()
+        self.after, self.before = after, before
         self.calls = 0
+        self.started: list[str] = []
 
     @property
     def pipelines_sends(self) -> bool:
@@ -91,13 +96,18 @@ class ClaimsButReorders(MemoryQueueStore):
         ratelimits: RateLimitStore, hits: Sequence[RateHit], now: float,
     ) -> SendRecord | None:
         self.calls += 1
-        await asyncio.sleep(0.001 * (BURST - self.calls))
-        return await super().enqueue_send_limited(record, envelopes, ratelimits, hits, now)
+        if wait := self.before(self.calls):
+            await asyncio.sleep(wait)
+        self.started.append(record.message_id)
+        outcome = await super().enqueue_send_limited(record, envelopes, ratelimits, hits, now)
+        if self.after:
+            await asyncio.sleep(self.after)
+        return outcome
 
 
 async def test_the_check_fails_for_an_adapter_whose_claim_is_wrong() -> None:
     stores = memory_stores()
-    wrong = ClaimsButReorders()
+    wrong = RoundTripQueues(before=lambda n: 0.001 * (BURST - n))  # the earlier, the longer
     stores.queues = wrong
     order = await queued_in_order_started(stores, wrong)
     assert sorted(order) == sorted(f"m-e{n}" for n in range(BURST))
