@@ -49,6 +49,7 @@ import asyncio
 import binascii
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -159,6 +160,14 @@ def _too_deep(text: str) -> bool:
     return False
 
 
+@dataclasses.dataclass
+class _Slot:
+    """One frame's place in the socket's reply order; ready once its reply (or None) is in."""
+
+    ready: bool = False
+    frame: dict[str, Any] | None = None
+
+
 class DeviceSocket:
     def __init__(self, relay: Relay, ws: WebSocket, principal: Principal, batch: int = 0) -> None:
         self.relay = relay
@@ -182,7 +191,7 @@ class DeviceSocket:
         self.overlap = relay.stores.queues.pipelines_sends  # sends as tasks (module docstring)
         self.order = SendOrder()
         self.sends: set[asyncio.Task[None]] = set()
-        self.slots: collections.deque[list[dict[str, Any] | None]] = collections.deque()
+        self.slots: collections.deque[_Slot] = collections.deque()
         self.failure: BaseException | None = None  # a send's unexpected error ends the socket
         self.reader: asyncio.Task[Any] | None = None
 
@@ -205,7 +214,7 @@ class DeviceSocket:
             except WebSocketDisconnect:
                 pass
             except asyncio.CancelledError:
-                if self.failure is None or reader is None:
+                if self.failure is None or reader is None:  # cancelled from outside
                     raise
                 reader.uncancel()  # cancelled by a failed send: its error ends the socket
                 raise self.failure from None
@@ -390,18 +399,18 @@ class DeviceSocket:
         else:
             self.conn.outbox.put_nowait(frame)
 
-    def _slot(self) -> list[dict[str, Any] | None]:
+    def _slot(self) -> _Slot:
         """A place in the reply order for a frame whose reply is not ready yet."""
-        slot: list[dict[str, Any] | None] = [None]
+        slot = _Slot()
         self.slots.append(slot)
         return slot
 
-    def _fill(self, slot: list[dict[str, Any] | None], frame: dict[str, Any] | None) -> None:
+    def _fill(self, slot: _Slot, frame: dict[str, Any] | None) -> None:
         """Put ``frame`` (None: no reply, its send failed) in its slot; hand the writer every
         reply at the head of the order that is ready."""
-        slot.append(frame)  # a slot is done once it holds two items
-        while self.slots and len(self.slots[0]) == 2:
-            reply = self.slots.popleft()[1]
+        slot.ready, slot.frame = True, frame
+        while self.slots and self.slots[0].ready:
+            reply = self.slots.popleft().frame
             if reply is not None:
                 self.conn.outbox.put_nowait(reply)
 
@@ -518,7 +527,7 @@ class DeviceSocket:
             await asyncio.wait(list(self.sends), return_when=asyncio.FIRST_COMPLETED)
 
     async def _send_in_turn(
-        self, frame: dict[str, Any], turn: Turn, slot: list[dict[str, Any] | None]
+        self, frame: dict[str, Any], turn: Turn, slot: _Slot
     ) -> None:
         reply: dict[str, Any] | None = None
         try:
